@@ -1,0 +1,103 @@
+"""Configuration classes. Every setting can be overridden from the environment."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent
+INSTANCE_DIR = BASE_DIR / "instance"
+
+
+def env_bool(name: str, default: bool) -> bool:
+    """Read a yes/no environment variable ("1", "true", "yes", "on" are true)."""
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError as exc:  # a typo in the environment must stop start-up loudly
+        raise RuntimeError(f"environment variable {name} must be an integer, got {value!r}") from exc
+
+
+def default_database_url() -> str:
+    return f"sqlite:///{INSTANCE_DIR / 'engage.sqlite'}"
+
+
+class Config:
+    """Development defaults: a SQLite file in instance/, memory rate-limit storage."""
+
+    SECRET_KEY = os.environ.get("SECRET_KEY", "dev-only-change-me")
+    SQLALCHEMY_DATABASE_URI = os.environ.get("DATABASE_URL") or default_database_url()
+    SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_pre_ping": True}
+    SQLALCHEMY_RECORD_QUERIES = env_bool("SQLALCHEMY_RECORD_QUERIES", False)
+
+    #: Seconds SQLite waits on a locked database before giving up.
+    SQLITE_BUSY_TIMEOUT_MS = env_int("SQLITE_BUSY_TIMEOUT_MS", 5000)
+
+    MAX_CONTENT_LENGTH = env_int("MAX_CONTENT_LENGTH", 16 * 1024 * 1024)
+
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
+    REMEMBER_COOKIE_HTTPONLY = True
+    REMEMBER_COOKIE_SAMESITE = "Lax"
+    REMEMBER_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
+    PERMANENT_SESSION_LIFETIME = env_int("SESSION_LIFETIME_SECONDS", 8 * 3600)
+
+    WTF_CSRF_ENABLED = env_bool("WTF_CSRF_ENABLED", True)
+    WTF_CSRF_TIME_LIMIT = env_int("WTF_CSRF_TIME_LIMIT", 8 * 3600)
+
+    #: Flask-Limiter storage; use redis://host:6379/0 when several workers serve the app.
+    RATELIMIT_STORAGE_URI = os.environ.get("RATELIMIT_STORAGE_URI", "memory://")
+    #: Throttle sign-in attempts (Flask-Limiter); off only in tests that do not test it.
+    LOGIN_THROTTLE = env_bool("LOGIN_THROTTLE", True)
+    RATELIMIT_HEADERS_ENABLED = True
+    #: Login attempts allowed per client address.
+    LOGIN_RATE_LIMIT = os.environ.get("LOGIN_RATE_LIMIT", "10 per minute;50 per hour")
+
+    #: Force HTTPS redirects and HSTS (Flask-Talisman); on behind a TLS-terminating proxy.
+    FORCE_HTTPS = env_bool("FORCE_HTTPS", False)
+
+    MAIL_SERVER = os.environ.get("MAIL_SERVER", "localhost")
+    MAIL_PORT = env_int("MAIL_PORT", 25)
+    MAIL_USE_TLS = env_bool("MAIL_USE_TLS", False)
+    MAIL_USERNAME = os.environ.get("MAIL_USERNAME")
+    MAIL_PASSWORD = os.environ.get("MAIL_PASSWORD")
+    MAIL_DEFAULT_SENDER = os.environ.get("MAIL_DEFAULT_SENDER", "engage@localhost")
+    ENGAGE_BASE_URL = os.environ.get("ENGAGE_BASE_URL", "http://127.0.0.1:5000")
+
+    PAGE_SIZE = env_int("PAGE_SIZE", 50)
+    SEEDS_DIR = os.environ.get("ENGAGE_SEEDS_DIR", str(BASE_DIR / "seeds"))
+
+
+class TestConfig(Config):
+    """Isolated settings for the test suite; the database comes from TEST_DATABASE_URL."""
+
+    TESTING = True
+    SECRET_KEY = "test-secret-key"
+    SQLALCHEMY_DATABASE_URI = os.environ.get("TEST_DATABASE_URL", "sqlite://")
+    WTF_CSRF_ENABLED = False
+    LOGIN_THROTTLE = False
+    RATELIMIT_STORAGE_URI = "memory://"
+    MAIL_SERVER = "127.0.0.1"
+    MAIL_PORT = 0
+
+
+class ProductionConfig(Config):
+    """Production: a real secret key is mandatory and cookies travel over HTTPS only."""
+
+    SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", True)
+    REMEMBER_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", True)
+    FORCE_HTTPS = env_bool("FORCE_HTTPS", True)
+    SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True, "pool_recycle": 1800}
+
+
+CONFIGS = {"development": Config, "testing": TestConfig, "production": ProductionConfig}

@@ -1,0 +1,187 @@
+"""Engage: an engagement CRM for stewardship teams.
+
+`create_app()` builds the app from small `register_*` steps. Nothing runs at import time
+and the app starts no scheduler, migration or network connection of its own.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import sqlalchemy as sa
+from flask import Flask
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def create_app(config_class=None, overrides: dict | None = None) -> Flask:
+    """Application factory. `overrides` patch settings per app (tests), never the class."""
+    if config_class is None:
+        from config import Config as config_class
+
+    app = Flask(
+        __name__,
+        template_folder=str(ROOT / "templates"),
+        static_folder=str(ROOT / "static"),
+        instance_path=str(ROOT / "instance"),
+    )
+    app.config.from_object(config_class)
+    if overrides:
+        app.config.update(overrides)
+    check_config(app)
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+
+    register_extensions(app)
+    register_blueprints(app)
+    register_errorhandlers(app)
+    register_template_helpers(app)
+    register_commands(app)
+    return app
+
+
+def check_config(app: Flask) -> None:
+    """Refuse to start production with the development secret key."""
+    if not app.debug and not app.testing and app.config.get("FORCE_HTTPS"):
+        if app.config["SECRET_KEY"] in (None, "", "dev-only-change-me"):
+            raise RuntimeError("SECRET_KEY must be set to a long random value in production")
+
+
+def _sqlite_pragmas(busy_timeout_ms: int):
+    def on_connect(dbapi_connection, _record):
+        if not isinstance(dbapi_connection, sqlite3.Connection):
+            return
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    return on_connect
+
+
+def register_extensions(app: Flask) -> None:
+    from engage import audit
+    from flask_talisman import Talisman
+
+    from engage.extensions import csrf, db, limiter, login_manager, migrate
+
+    db.init_app(app)
+    with app.app_context():
+        for engine in [db.engine, *db.engines.values()]:
+            if engine.dialect.name == "sqlite":
+                sa.event.listen(engine, "connect", _sqlite_pragmas(app.config["SQLITE_BUSY_TIMEOUT_MS"]))
+    migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True, compare_type=True)
+    csrf.init_app(app)
+    limiter.init_app(app)
+    import engage.models  # noqa: F401  (the audit hooks attach to every mapped class)
+
+    audit.register()
+
+    login_manager.init_app(app)
+    login_manager.login_view = "auth.login"
+    login_manager.login_message = "Please sign in to continue."
+    login_manager.login_message_category = "info"
+    login_manager.session_protection = "strong"
+
+    from engage.models import User
+
+    @login_manager.user_loader
+    def load_user(user_id: str):
+        try:
+            return db.session.get(User, int(user_id))
+        except (TypeError, ValueError):
+            return None
+
+    # Talisman keeps its options on the instance, so each app gets its own.
+    app.extensions["talisman"] = Talisman(
+        app,
+        force_https=app.config["FORCE_HTTPS"],
+        strict_transport_security=app.config["FORCE_HTTPS"],
+        session_cookie_secure=app.config["SESSION_COOKIE_SECURE"],
+        session_cookie_http_only=True,
+        frame_options="DENY",
+        referrer_policy="same-origin",
+        content_security_policy={
+            "default-src": "'self'",
+            "script-src": "'self'",
+            "style-src": "'self'",
+            "img-src": "'self' data:",
+            "font-src": "'self'",
+            "object-src": "'none'",
+            "base-uri": "'self'",
+            "form-action": "'self'",
+            "frame-ancestors": "'none'",
+        },
+    )
+
+    from engage.security import enforce_access
+
+    app.before_request(enforce_access)
+
+
+def register_blueprints(app: Flask) -> None:
+    from engage.admin.routes import bp as admin_bp
+    from engage.auth.routes import bp as auth_bp
+    from engage.main.routes import bp as main_bp
+
+    app.register_blueprint(auth_bp)
+    app.register_blueprint(main_bp)
+    app.register_blueprint(admin_bp, url_prefix="/admin")
+
+
+def register_errorhandlers(app: Flask) -> None:
+    from flask import render_template
+    from flask_wtf.csrf import CSRFError
+
+    from engage.extensions import db
+
+    messages = {
+        400: ("Bad request", "The request could not be understood."),
+        403: ("Not allowed", "Your role does not allow this action."),
+        404: ("Not found", "There is no page at this address."),
+        405: ("Method not allowed", "This address does not accept that kind of request."),
+        413: ("Too large", "The upload is larger than the limit this server accepts."),
+        429: ("Too many attempts", "Too many requests in a short time. Wait a minute and try again."),
+        500: ("Something went wrong", "The error was logged. Nothing was saved."),
+    }
+
+    def render_error(code: int, detail: str | None = None):
+        title, text = messages[code]
+        return render_template("errors/error.html", code=code, title=title, text=detail or text), code
+
+    for code in messages:
+        if code in (400, 500):
+            continue
+        app.register_error_handler(code, lambda e, code=code: render_error(code))
+
+    @app.errorhandler(400)
+    def bad_request(error):
+        return render_error(400, getattr(error, "description", None))
+
+    @app.errorhandler(CSRFError)
+    def csrf_error(error):
+        return render_error(400, "The form expired or was not sent from this site. Reload the page and try again.")
+
+    @app.errorhandler(500)
+    def server_error(error):
+        db.session.rollback()
+        return render_error(500)
+
+
+def register_template_helpers(app: Flask) -> None:
+    from engage import formatting
+    from engage.models import Role
+
+    app.jinja_env.globals["Role"] = Role
+    app.jinja_env.filters["date"] = formatting.format_date
+    app.jinja_env.filters["datetime"] = formatting.format_datetime
+    app.jinja_env.filters["money"] = formatting.format_money
+    app.jinja_env.filters["label"] = formatting.label
+
+
+def register_commands(app: Flask) -> None:
+    from engage.cli import register
+
+    register(app)

@@ -1,0 +1,206 @@
+"""The audit trail, written in the same transaction as the change it describes.
+
+An `after_flush` hook turns every insert, update and delete of a domain object into an
+`AuditEvent` row; logins and other non-data events are recorded with `record()`.
+The actor is the logged-in user in a request, or what a CLI command or job declares
+with `acting_as()`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from flask import has_request_context, request
+from sqlalchemy.orm import Session
+
+from engage import clock
+from engage.extensions import db
+
+REDACTED_FIELDS = {"password_hash"}
+#: Bookkeeping columns whose change is implied by every update.
+IGNORED_FIELDS = {"updated_at", "created_at", "version"}
+
+
+@dataclass(frozen=True)
+class Actor:
+    user_id: int | None
+    label: str
+
+
+_actor: ContextVar[Actor | None] = ContextVar("engage_audit_actor", default=None)
+
+
+@contextmanager
+def acting_as(label: str, user_id: int | None = None):
+    """Attribute changes in the block to `label` (e.g. "cli", "scheduler")."""
+    token = _actor.set(Actor(user_id, label))
+    try:
+        yield
+    finally:
+        _actor.reset(token)
+
+
+def current_actor() -> Actor:
+    declared = _actor.get()
+    if declared is not None:
+        return declared
+    if has_request_context():
+        from flask_login import current_user
+
+        if current_user and current_user.is_authenticated:
+            return Actor(current_user.id, current_user.email)
+        return Actor(None, "anonymous")
+    return Actor(None, "system")
+
+
+def _ip() -> str | None:
+    return request.remote_addr if has_request_context() else None
+
+
+def _jsonable(value):
+    if isinstance(value, (dt.date, dt.datetime)):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, (str, int, float, bool, list, dict)) or value is None:
+        return value
+    return str(value)
+
+
+def record(action: str, summary: str = "", obj=None, changes: dict | None = None, actor: Actor | None = None):
+    """Add a non-data event (login, logout, failed login...) to the current transaction."""
+    from engage.models import AuditEvent
+
+    who = actor or current_actor()
+    event = AuditEvent(
+        actor_id=who.user_id,
+        actor_label=who.label,
+        action=action,
+        object_type=type(obj).__name__ if obj is not None else None,
+        object_id=getattr(obj, "id", None) if obj is not None else None,
+        summary=summary[:500],
+        changes=changes or {},
+        ip_address=_ip(),
+        created_at=clock.utcnow(),
+    )
+    db.session.add(event)
+    return event
+
+
+def _audited(obj) -> bool:
+    from engage.models import AuditEvent, OutboxEmail
+
+    return isinstance(obj, db.Model) and not isinstance(obj, (AuditEvent, OutboxEmail))
+
+
+def _snapshot(obj) -> dict:
+    mapper = sa.inspect(obj).mapper
+    values = {}
+    for attr in mapper.column_attrs:
+        if attr.key in IGNORED_FIELDS:
+            continue
+        value = getattr(obj, attr.key, None)
+        values[attr.key] = "(redacted)" if attr.key in REDACTED_FIELDS else _jsonable(value)
+    return values
+
+
+def _diff(obj) -> dict:
+    state = sa.inspect(obj)
+    changes = {}
+    for attr in state.mapper.column_attrs:
+        if attr.key in IGNORED_FIELDS:
+            continue
+        history = state.attrs[attr.key].history
+        if not history.has_changes():
+            continue
+        before = history.deleted[0] if history.deleted else None
+        after = history.added[0] if history.added else None
+        if before == after:
+            continue
+        if attr.key in REDACTED_FIELDS:
+            changes[attr.key] = ["(redacted)", "(changed)"]
+        else:
+            changes[attr.key] = [_jsonable(before), _jsonable(after)]
+    for rel in state.mapper.relationships:
+        if rel.secondary is None:
+            continue
+        history = state.attrs[rel.key].history
+        if history.added or history.deleted:
+            changes[rel.key] = {
+                "added": [str(getattr(o, "name", o)) for o in history.added],
+                "removed": [str(getattr(o, "name", o)) for o in history.deleted],
+            }
+    return changes
+
+
+def _label(obj) -> str:
+    for attr in ("name", "email", "subject", "title", "reason", "slug"):
+        value = getattr(obj, attr, None)
+        if isinstance(value, str) and value:
+            return value[:200]
+    return ""
+
+
+def _after_flush(session: Session, _flush_context) -> None:
+    """Write one AuditEvent per changed domain object, inside the flushing transaction."""
+    rows = []
+    who = current_actor()
+    now = clock.utcnow()
+    ip = _ip()
+
+    def add(action: str, obj, changes: dict) -> None:
+        rows.append(
+            {
+                "created_at": now,
+                "actor_id": who.user_id,
+                "actor_label": who.label,
+                "action": action,
+                "object_type": type(obj).__name__,
+                "object_id": getattr(obj, "id", None),
+                "summary": f"{action} {type(obj).__name__} {_label(obj)}".strip()[:500],
+                "changes": changes,
+                "ip_address": ip,
+            }
+        )
+
+    for obj in session.new:
+        if _audited(obj):
+            add("create", obj, _snapshot(obj))
+    for obj in session.dirty:
+        if _audited(obj) and session.is_modified(obj, include_collections=True):
+            changes = _diff(obj)
+            if not changes:
+                continue
+            action = "role_change" if type(obj).__name__ == "User" and "role" in changes else "update"
+            add(action, obj, changes)
+    for obj in session.deleted:
+        if _audited(obj):
+            add("delete", obj, _snapshot(obj))
+    if rows:
+        from engage.models import AuditEvent
+
+        session.connection().execute(sa.insert(AuditEvent.__table__), rows)
+
+
+def _keep_old_value(target, value, oldvalue, initiator):
+    return value
+
+
+def register(session_class=Session) -> None:
+    """Hook the audit trail into every session and every mapped column.
+
+    `active_history` makes SQLAlchemy load a column's old value before it is overwritten,
+    so an update after a commit (which expires attributes) still records "before".
+    """
+    if not sa.event.contains(session_class, "after_flush", _after_flush):
+        sa.event.listen(session_class, "after_flush", _after_flush)
+    for mapper in db.Model.registry.mappers:
+        for attr in mapper.column_attrs:
+            instrumented = getattr(mapper.class_, attr.key)
+            if not sa.event.contains(instrumented, "set", _keep_old_value):
+                sa.event.listen(instrumented, "set", _keep_old_value, active_history=True, retval=True)

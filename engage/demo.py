@@ -1,0 +1,230 @@
+"""A demo data set so every screen has something to show (`flask seed --demo`).
+
+Fictional users, investors and funds (marked "demo"), engagements at every stage of the
+cycle on the seeded companies, with letters, responses, reminders and scores. Dates are
+relative to today. Loading twice adds nothing the second time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from decimal import Decimal
+
+import sqlalchemy as sa
+
+from engage import clock
+from engage.extensions import db
+from engage.letters.rendering import letter_context, render
+from engage.models import (
+    Campaign,
+    Company,
+    CriterionScore,
+    Direction,
+    Engagement,
+    Escalation,
+    Fund,
+    Holding,
+    Interaction,
+    InteractionKind,
+    Investor,
+    Letter,
+    LetterStatus,
+    LetterTemplate,
+    Reminder,
+    ReminderStatus,
+    Role,
+    Rubric,
+    Score,
+    Stage,
+    User,
+)
+
+DEMO_USERS = [
+    ("admin@example.org", "Alex Admin", Role.ADMIN),
+    ("analyst@example.org", "Sam Analyst", Role.ANALYST),
+    ("analyst2@example.org", "Robin Researcher", Role.ANALYST),
+    ("viewer@example.org", "Casey Committee", Role.VIEWER),
+]
+DEMO_LOGIN = DEMO_USERS[0][0]
+
+DEMO_INVESTORS = [
+    ("Northbridge Pension Fund (demo)", Decimal("48000000000")),
+    ("Lakeside Teachers' Retirement System (demo)", Decimal("21500000000")),
+    ("Harbour Faith Investors (demo)", Decimal("3200000000")),
+]
+
+#: (company name, stage, escalation, outcome, owner index, days since opened)
+DEMO_ENGAGEMENTS = [
+    ("Hangzhou Hikvision Digital Technology Co., Ltd.", Stage.MAPPING_REQUESTED, Escalation.DIVESTMENT_RECOMMENDED, None, 1, 400),
+    ("Zhejiang Dahua Technology Co., Ltd.", Stage.MAPPING_REQUESTED, Escalation.OBSERVATION, None, 1, 380),
+    ("iFlytek Co., Ltd.", Stage.ACKNOWLEDGED, Escalation.FOLLOW_UP, None, 2, 200),
+    ("Thermo Fisher Scientific Inc.", Stage.DISENGAGING, Escalation.NONE, None, 1, 300),
+    ("Apple Inc.", Stage.VALUE_CHAIN_MAPPED, Escalation.CALL_TO_ACTION, None, 2, 240),
+    ("Alphabet Inc.", Stage.IDENTIFIED, Escalation.NONE, None, 1, 10),
+    ("Amazon.com, Inc.", Stage.DISCLOSED, Escalation.NONE, None, 2, 500),
+    ("Xiamen Meiya Pico Information Co., Ltd.", Stage.CLOSED, Escalation.DIVESTED, "divested", 1, 450),
+    ("SenseTime Group", Stage.MAPPING_REQUESTED, Escalation.COLLECTIVE, None, 2, 150),
+]
+
+
+def ensure_demo_users(password: str | None) -> tuple[str, str]:
+    """Create the demo users, and set their password to `password` (or a fresh random one)."""
+    password = password or secrets.token_urlsafe(12)
+    for email, name, role in DEMO_USERS:
+        user = db.session.scalar(sa.select(User).where(User.email == email))
+        if user is None:
+            user = User(email=email, name=name, role=role.value, active=True)
+            user.set_password(password)
+            db.session.add(user)
+        elif not user.check_password(password):
+            user.set_password(password)
+    db.session.flush()
+    return DEMO_LOGIN, password
+
+
+def load_demo(password: str | None = None) -> tuple[str, str]:
+    """Load the demo data set; returns the login to print."""
+    login = ensure_demo_users(password)
+    campaign = db.session.scalar(sa.select(Campaign).where(Campaign.slug == "xuar"))
+    if campaign is None:
+        raise ValueError("the XUAR campaign is missing: run `flask seed` before the demo")
+    if db.session.scalar(sa.select(Fund.id).where(Fund.name == "Demo Emerging Markets Index Fund")):
+        return login  # already loaded
+    users = [db.session.scalar(sa.select(User).where(User.email == email)) for email, _, _ in DEMO_USERS]
+    for name, aum in DEMO_INVESTORS:
+        investor = Investor(name=name, kind="investor", aum_usd=aum, contact_name="Stewardship team",
+                            contact_email=f"stewardship@{name.split()[0].lower()}.example.org")
+        db.session.add(investor)
+        campaign.signatories.append(investor)
+
+    companies = {c.name: c for c in db.session.scalars(sa.select(Company))}
+    today = clock.today()
+    _demo_funds(companies, today)
+    templates = {t.kind: t for t in db.session.scalars(sa.select(LetterTemplate))}
+    rubric = db.session.scalar(
+        sa.select(Rubric).where(Rubric.campaign_id == campaign.id).order_by(Rubric.version.desc())
+    )
+    for name, stage, escalation, outcome, owner_index, age in DEMO_ENGAGEMENTS:
+        company = companies.get(name)
+        if company is None:
+            continue
+        _demo_engagement(company, campaign, users[owner_index], stage, escalation, outcome,
+                         today - dt.timedelta(days=age), today, templates, rubric)
+    db.session.flush()
+    return login
+
+
+def _demo_funds(companies: dict[str, Company], today: dt.date) -> None:
+    as_of = today.replace(day=1) - dt.timedelta(days=1)
+    em = Fund(name="Demo Emerging Markets Index Fund", provider="Demo Asset Management", base_currency="USD",
+              benchmark="MSCI Emerging Markets (tracked)")
+    world = Fund(name="Demo Global Equity Fund", provider="Demo Asset Management", base_currency="USD",
+                 benchmark="MSCI ACWI (tracked)")
+    db.session.add_all([em, world])
+    positions = [
+        (em, "Hangzhou Hikvision Digital Technology Co., Ltd.", 1_250_000, 5_612_500, "0.080000"),
+        (em, "Zhejiang Dahua Technology Co., Ltd.", 830_000, 2_158_000, "0.031000"),
+        (em, "iFlytek Co., Ltd.", 410_000, 2_870_000, "0.041000"),
+        (world, "Apple Inc.", 52_000, 11_960_000, "4.100000"),
+        (world, "Alphabet Inc.", 38_000, 6_840_000, "2.300000"),
+        (world, "Amazon.com, Inc.", 41_000, 8_610_000, "2.900000"),
+        (world, "Thermo Fisher Scientific Inc.", 6_500, 3_380_000, "0.420000"),
+        (world, "Hangzhou Hikvision Digital Technology Co., Ltd.", 300_000, 1_347_000, "0.020000"),
+    ]
+    for fund, name, shares, value, weight in positions:
+        if name in companies:
+            db.session.add(Holding(fund=fund, company=companies[name], as_of=as_of, shares=Decimal(shares),
+                                   market_value=Decimal(value), weight=Decimal(weight)))
+
+
+_STAGE_ORDER = [s for s in Stage]
+
+
+def _demo_engagement(company, campaign, owner, stage, escalation, outcome, opened, today, templates, rubric):
+    engagement = Engagement(company=company, campaign=campaign, owner=owner, stage=Stage.IDENTIFIED.value,
+                            escalation=Escalation.NONE.value, opened_on=opened,
+                            objectives="Obtain a value-chain map, a time-bound disengagement plan and public disclosure.")
+    db.session.add(engagement)
+    reached = _STAGE_ORDER.index(stage) if stage != Stage.CLOSED else _STAGE_ORDER.index(Stage.MAPPING_REQUESTED)
+    day = opened
+
+    def log(kind, direction, when, subject, summary=""):
+        interaction = Interaction(engagement=engagement, kind=kind.value, direction=direction.value,
+                                  occurred_on=when, subject=subject, summary=summary, created_by_id=owner.id)
+        db.session.add(interaction)
+        return interaction
+
+    if reached >= 1:
+        day = opened + dt.timedelta(days=5)
+        _demo_letter(engagement, templates.get("initial"), owner, day)
+        log(InteractionKind.LETTER, Direction.OUTBOUND, day, "Initial expectations letter",
+            "Sent the letter setting out the three expectations and the Call to Action.")
+    last_response = None
+    if reached >= 2:
+        day += dt.timedelta(days=21)
+        last_response = log(InteractionKind.RESPONSE, Direction.INBOUND, day, "Company reply",
+                            "The company acknowledged the letter and named a contact in its compliance team.")
+    if reached >= 3:
+        day += dt.timedelta(days=30)
+        log(InteractionKind.MEETING, Direction.OUTBOUND, day, "Call with head of sustainability",
+            "Walked through the supplier mapping; tier-2 component suppliers are still being traced.")
+        day += dt.timedelta(days=20)
+        last_response = log(InteractionKind.RESPONSE, Direction.INBOUND, day, "Value-chain mapping shared",
+                            "Shared a supplier map covering direct suppliers and distributors.")
+    if reached >= 4:
+        day += dt.timedelta(days=40)
+        last_response = log(InteractionKind.RESPONSE, Direction.INBOUND, day, "Disengagement plan",
+                            "Set out dates to end two distribution agreements connected to the region.")
+    if reached >= 5:
+        day += dt.timedelta(days=60)
+        log(InteractionKind.NOTE, Direction.INTERNAL, day, "Public report published",
+            "The annual human-rights report now covers the mapping and the disengagement.")
+    if escalation != Escalation.NONE:
+        day = min(today - dt.timedelta(days=3), day + dt.timedelta(days=35))
+        _demo_letter(engagement, templates.get("follow_up"), owner, day)
+        log(InteractionKind.LETTER, Direction.OUTBOUND, day, "Follow-up letter", "No substantive reply; follow-up sent.")
+    if escalation.value in ("collective", "observation", "divestment_recommended", "divested"):
+        _demo_letter(engagement, templates.get("escalation"), owner, day, status=LetterStatus.DRAFT)
+
+    engagement.stage = stage.value
+    engagement.escalation = escalation.value
+    if stage == Stage.CLOSED:
+        engagement.outcome = outcome
+        engagement.closed_on = min(today, day + dt.timedelta(days=30))
+    else:
+        reminder_due = day + dt.timedelta(days=campaign.response_window_days)
+        db.session.add(Reminder(engagement=engagement, due_on=reminder_due, status=ReminderStatus.OPEN.value,
+                                reason="Reply due to our last letter" if reached < 2 else "Check progress against the plan",
+                                created_by_id=owner.id))
+    if last_response is not None and rubric is not None:
+        _demo_score(engagement, last_response, rubric, owner, reached)
+
+
+def _demo_letter(engagement, template, sender, sent_on, status=LetterStatus.SENT):
+    if template is None:
+        return
+    context = letter_context(engagement, sender)
+    letter = Letter(engagement=engagement, template=template, template_version=template.version, kind=template.kind,
+                    subject=render(template.subject, context), body=render(template.body, context),
+                    status=status.value, sent_on=sent_on if status == LetterStatus.SENT else None,
+                    channel="post" if status == LetterStatus.SENT else None, created_by_id=sender.id)
+    db.session.add(letter)
+
+
+def _demo_score(engagement, interaction, rubric, scorer, reached):
+    """Levels rise with the stage reached, so the demo shows progress."""
+    levels = {"value_chain_mapping": min(4, max(0, reached - 1)), "disengagement": min(4, max(0, reached - 2)),
+              "public_disclosure": min(4, max(0, reached - 3))}
+    criterion_scores = []
+    weighted = Decimal(0)
+    total_weight = Decimal(0)
+    for criterion in rubric.criteria:
+        level = levels.get(criterion.key, 1 if reached >= 2 else 0)
+        weighted += Decimal(criterion.weight) * level
+        total_weight += Decimal(criterion.weight)
+        criterion_scores.append(CriterionScore(criterion=criterion, level=level,
+                                               evidence="Demo evidence: see the company's reply on the timeline."))
+    total = (weighted / (total_weight * 4) * 100).quantize(Decimal("0.01")) if total_weight else Decimal(0)
+    db.session.add(Score(engagement=engagement, interaction=interaction, rubric=rubric, scorer_id=scorer.id,
+                         scored_on=interaction.occurred_on, total=total, criterion_scores=criterion_scores))

@@ -1,0 +1,34 @@
+"""All models, importable as `from engage.models import Company`."""
+
+from engage.models.audit import AuditEvent
+from engage.models.base import (
+    Direction,
+    Escalation,
+    InteractionKind,
+    InvestorKind,
+    LetterKind,
+    LetterStatus,
+    OutboxStatus,
+    Outcome,
+    ReminderStatus,
+    RiskSource,
+    Role,
+    Stage,
+)
+from engage.models.campaigns import Campaign, Criterion, Investor, Rubric, campaign_signatories
+from engage.models.companies import Company, CompanyAlias, RiskFlag, normalize_name
+from engage.models.engagements import Attachment, Engagement, Interaction, Reminder
+from engage.models.holdings import Fund, Holding
+from engage.models.letters import Letter, LetterTemplate, LetterTemplateVersion
+from engage.models.outbox import OutboxEmail
+from engage.models.scoring import CriterionScore, Score
+from engage.models.users import User
+
+__all__ = [
+    "Attachment", "AuditEvent", "Campaign", "Company", "CompanyAlias", "Criterion",
+    "CriterionScore", "Direction", "Engagement", "Escalation", "Fund", "Holding", "Interaction",
+    "InteractionKind", "Investor", "InvestorKind", "Letter", "LetterKind", "LetterStatus",
+    "LetterTemplate", "LetterTemplateVersion", "OutboxEmail", "OutboxStatus", "Outcome",
+    "Reminder", "ReminderStatus", "RiskFlag", "RiskSource", "Role", "Rubric", "Score", "Stage",
+    "User", "campaign_signatories", "normalize_name",
+]

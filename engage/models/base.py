@@ -1,0 +1,144 @@
+"""Shared column helpers and the enumerations the models check."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from engage import clock
+
+
+class TimestampMixin:
+    #: Set once when the row is inserted (UTC).
+    created_at: Mapped[dt.datetime] = mapped_column(default=clock.utcnow, nullable=False)
+    #: Bumped on every update (UTC).
+    updated_at: Mapped[dt.datetime] = mapped_column(
+        default=clock.utcnow, onupdate=clock.utcnow, nullable=False
+    )
+
+
+def enum_check(column: str, enum_cls: type[enum.Enum], name: str | None = None) -> sa.CheckConstraint:
+    """A CHECK constraint that limits `column` to the values of a str Enum."""
+    values = ", ".join(f"'{member.value}'" for member in enum_cls)
+    return sa.CheckConstraint(f"{column} IN ({values})", name=name or f"{column}_valid")
+
+
+class StrEnum(str, enum.Enum):
+    def __str__(self) -> str:
+        return self.value
+
+    @classmethod
+    def values(cls) -> list[str]:
+        return [member.value for member in cls]
+
+    @property
+    def label(self) -> str:
+        return self.value.replace("_", " ").capitalize()
+
+
+class Role(StrEnum):
+    VIEWER = "viewer"
+    ANALYST = "analyst"
+    ADMIN = "admin"
+
+    @property
+    def rank(self) -> int:
+        return ["viewer", "analyst", "admin"].index(self.value)
+
+
+class Stage(StrEnum):
+    IDENTIFIED = "identified"
+    MAPPING_REQUESTED = "mapping_requested"
+    ACKNOWLEDGED = "acknowledged"
+    VALUE_CHAIN_MAPPED = "value_chain_mapped"
+    DISENGAGING = "disengaging"
+    DISCLOSED = "disclosed"
+    CLOSED = "closed"
+
+
+class Escalation(StrEnum):
+    NONE = "none"
+    FOLLOW_UP = "follow_up"
+    CALL_TO_ACTION = "call_to_action"
+    COLLECTIVE = "collective"
+    OBSERVATION = "observation"
+    DIVESTMENT_RECOMMENDED = "divestment_recommended"
+    DIVESTED = "divested"
+
+
+class Outcome(StrEnum):
+    RESOLVED = "resolved"
+    DIVESTED = "divested"
+    DROPPED = "dropped"
+
+
+class InteractionKind(StrEnum):
+    LETTER = "letter"
+    EMAIL = "email"
+    CALL = "call"
+    MEETING = "meeting"
+    RESPONSE = "response"
+    NOTE = "note"
+
+
+class Direction(StrEnum):
+    OUTBOUND = "outbound"
+    INBOUND = "inbound"
+    INTERNAL = "internal"
+
+
+class RiskSource(StrEnum):
+    US_ENTITY_LIST = "us_entity_list"
+    UFLPA_ENTITY_LIST = "uflpa_entity_list"
+    CBP_WRO = "cbp_wro"
+    GPFG_EXCLUSION = "gpfg_exclusion"
+    GPFG_OBSERVATION = "gpfg_observation"
+    SECTOR_RISK = "sector_risk"
+    ANALYST = "analyst"
+
+    @property
+    def label(self) -> str:
+        return {
+            "us_entity_list": "US Entity List",
+            "uflpa_entity_list": "UFLPA Entity List",
+            "cbp_wro": "CBP Withhold Release Order",
+            "gpfg_exclusion": "GPFG exclusion",
+            "gpfg_observation": "GPFG observation",
+            "sector_risk": "Sector risk",
+            "analyst": "Analyst",
+        }[self.value]
+
+
+class LetterKind(StrEnum):
+    INITIAL = "initial"
+    FOLLOW_UP = "follow_up"
+    CALL_TO_ACTION = "call_to_action"
+    ESCALATION = "escalation"
+    OTHER = "other"
+
+
+class LetterStatus(StrEnum):
+    DRAFT = "draft"
+    SENT = "sent"
+
+
+class ReminderStatus(StrEnum):
+    OPEN = "open"
+    DONE = "done"
+    SNOOZED = "snoozed"
+
+
+class OutboxStatus(StrEnum):
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class InvestorKind(StrEnum):
+    INVESTOR = "investor"
+    NGO = "ngo"
+    NETWORK = "network"

@@ -1,0 +1,116 @@
+"""Companies, their alternative names, and the risk flags that put them on our radar."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import unicodedata
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from engage.extensions import db
+from engage.models.base import RiskSource, TimestampMixin, enum_check
+
+_LEGAL_SUFFIXES = re.compile(
+    r"\b(co|company|corp|corporation|inc|incorporated|ltd|limited|llc|plc|sa|ag|nv|se|"
+    r"holdings?|group|class [a-z]|[a-h])\b"
+)
+
+
+def normalize_name(name: str) -> str:
+    """Lower-case, strip accents, punctuation, legal and share-class suffixes."""
+    text = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode().lower()
+    text = re.sub(r"[^a-z0-9 ]+", " ", text)
+    text = _LEGAL_SUFFIXES.sub(" ", text)
+    return " ".join(text.split())
+
+
+class Company(TimestampMixin, db.Model):
+    __tablename__ = "companies"
+    __table_args__ = (
+        sa.Index("ix_companies_ticker_exchange", "ticker", "exchange"),
+        sa.CheckConstraint("isin IS NULL OR length(isin) = 12", name="isin_length"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(200), index=True)
+    #: normalize_name(name), for matching holdings rows and sorting.
+    normalized_name: Mapped[str] = mapped_column(sa.String(200), index=True)
+    isin: Mapped[str | None] = mapped_column(sa.String(12), unique=True)
+    ticker: Mapped[str | None] = mapped_column(sa.String(20))
+    #: Market identifier code or exchange name, e.g. XSHE (Shenzhen).
+    exchange: Mapped[str | None] = mapped_column(sa.String(40))
+    #: ISO 3166-1 alpha-2 country of domicile.
+    country: Mapped[str | None] = mapped_column(sa.String(2), index=True)
+    sector: Mapped[str | None] = mapped_column(sa.String(80), index=True)
+    website: Mapped[str | None] = mapped_column(sa.String(500))
+    description: Mapped[str] = mapped_column(sa.Text, default="")
+
+    aliases: Mapped[list[CompanyAlias]] = relationship(
+        back_populates="company", cascade="all, delete-orphan", order_by="CompanyAlias.alias"
+    )
+    risk_flags: Mapped[list[RiskFlag]] = relationship(
+        back_populates="company", cascade="all, delete-orphan", order_by="RiskFlag.effective_date"
+    )
+
+    def __repr__(self) -> str:
+        return f"<Company {self.name}>"
+
+    @property
+    def alias_names(self) -> list[str]:
+        return [a.alias for a in self.aliases]
+
+
+@sa.event.listens_for(Company.name, "set", propagate=True)
+def _keep_normalized_name(target: Company, value: str, _old, _initiator) -> None:
+    target.normalized_name = normalize_name(value or "")
+
+
+class CompanyAlias(db.Model):
+    """Another name the company trades or is reported under (former names, English/Chinese)."""
+
+    __tablename__ = "company_aliases"
+    __table_args__ = (sa.UniqueConstraint("company_id", "alias"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    company_id: Mapped[int] = mapped_column(sa.ForeignKey("companies.id", ondelete="CASCADE"))
+    alias: Mapped[str] = mapped_column(sa.String(200))
+    normalized_alias: Mapped[str] = mapped_column(sa.String(200), index=True)
+
+    company: Mapped[Company] = relationship(back_populates="aliases")
+
+
+@sa.event.listens_for(CompanyAlias.alias, "set", propagate=True)
+def _keep_normalized_alias(target: CompanyAlias, value: str, _old, _initiator) -> None:
+    target.normalized_alias = normalize_name(value or "")
+
+
+class RiskFlag(TimestampMixin, db.Model):
+    """A company's appearance on one source list; a company may carry several per list."""
+
+    __tablename__ = "risk_flags"
+    __table_args__ = (
+        enum_check("source", RiskSource),
+        sa.Index("ix_risk_flags_source_company", "source", "company_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    company_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("companies.id", ondelete="CASCADE"), index=True
+    )
+    source: Mapped[str] = mapped_column(sa.String(32))
+    #: Statutory section for UFLPA Entity List entries, e.g. "2(d)(2)(B)(ii)".
+    section: Mapped[str | None] = mapped_column(sa.String(40))
+    effective_date: Mapped[dt.date | None]
+    #: Federal Register notice, decision or article the flag rests on.
+    citation: Mapped[str] = mapped_column(sa.String(500))
+    citation_url: Mapped[str | None] = mapped_column(sa.String(500))
+    note: Mapped[str] = mapped_column(sa.Text, default="")
+    created_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
+
+    company: Mapped[Company] = relationship(back_populates="risk_flags")
+
+    @property
+    def source_label(self) -> str:
+        return RiskSource(self.source).label

@@ -1,0 +1,168 @@
+"""Engagements (a company in a campaign), the contacts logged on them, and reminders."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from engage.extensions import db
+from engage.models.base import (
+    Direction,
+    Escalation,
+    InteractionKind,
+    Outcome,
+    ReminderStatus,
+    Stage,
+    TimestampMixin,
+    enum_check,
+)
+from engage.models.campaigns import Campaign
+from engage.models.companies import Company
+from engage.models.users import User
+
+
+class Engagement(TimestampMixin, db.Model):
+    __tablename__ = "engagements"
+    __table_args__ = (
+        enum_check("stage", Stage),
+        enum_check("escalation", Escalation),
+        sa.CheckConstraint(
+            "outcome IS NULL OR outcome IN ('resolved', 'divested', 'dropped')", name="outcome_valid"
+        ),
+        sa.CheckConstraint(
+            "(stage = 'closed') = (closed_on IS NOT NULL AND outcome IS NOT NULL)",
+            name="closed_has_date_and_outcome",
+        ),
+        # One open engagement per company and campaign; closed ones stay as history.
+        sa.Index(
+            "uq_engagements_open_company_campaign",
+            "company_id",
+            "campaign_id",
+            unique=True,
+            sqlite_where=sa.text("stage != 'closed'"),
+            postgresql_where=sa.text("stage != 'closed'"),
+        ),
+        sa.Index("ix_engagements_stage_escalation", "stage", "escalation"),
+        sa.Index("ix_engagements_owner_stage", "owner_id", "stage"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    company_id: Mapped[int] = mapped_column(sa.ForeignKey("companies.id", ondelete="RESTRICT"), index=True)
+    campaign_id: Mapped[int] = mapped_column(sa.ForeignKey("campaigns.id", ondelete="RESTRICT"), index=True)
+    owner_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
+    stage: Mapped[str] = mapped_column(sa.String(24), default=Stage.IDENTIFIED.value)
+    escalation: Mapped[str] = mapped_column(sa.String(24), default=Escalation.NONE.value)
+    objectives: Mapped[str] = mapped_column(sa.Text, default="")
+    opened_on: Mapped[dt.date]
+    closed_on: Mapped[dt.date | None]
+    outcome: Mapped[str | None] = mapped_column(sa.String(16))
+    #: Optimistic lock: an update from a stale form fails instead of overwriting.
+    version: Mapped[int] = mapped_column(default=1)
+
+    company: Mapped[Company] = relationship()
+    campaign: Mapped[Campaign] = relationship()
+    owner: Mapped[User | None] = relationship()
+    interactions: Mapped[list[Interaction]] = relationship(
+        back_populates="engagement", order_by="Interaction.occurred_on", cascade="all, delete-orphan"
+    )
+    reminders: Mapped[list[Reminder]] = relationship(
+        back_populates="engagement", order_by="Reminder.due_on", cascade="all, delete-orphan"
+    )
+
+    __mapper_args__ = {"version_id_col": version}
+
+    def __repr__(self) -> str:
+        return f"<Engagement {self.id} {self.stage}>"
+
+    @property
+    def is_open(self) -> bool:
+        return self.stage != Stage.CLOSED.value
+
+    @property
+    def stage_label(self) -> str:
+        return Stage(self.stage).label
+
+    @property
+    def escalation_label(self) -> str:
+        return Escalation(self.escalation).label
+
+    @property
+    def outcome_label(self) -> str | None:
+        return Outcome(self.outcome).label if self.outcome else None
+
+
+class Interaction(TimestampMixin, db.Model):
+    __tablename__ = "interactions"
+    __table_args__ = (
+        enum_check("kind", InteractionKind),
+        enum_check("direction", Direction),
+        sa.Index("ix_interactions_engagement_occurred", "engagement_id", "occurred_on"),
+        sa.Index("ix_interactions_occurred_kind", "occurred_on", "kind"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    engagement_id: Mapped[int] = mapped_column(sa.ForeignKey("engagements.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(sa.String(16))
+    direction: Mapped[str] = mapped_column(sa.String(16), default=Direction.OUTBOUND.value)
+    occurred_on: Mapped[dt.date]
+    subject: Mapped[str] = mapped_column(sa.String(300), default="")
+    #: Plain text or Markdown; rendered safely.
+    summary: Mapped[str] = mapped_column(sa.Text, default="")
+    participants: Mapped[str] = mapped_column(sa.Text, default="")
+    created_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
+
+    engagement: Mapped[Engagement] = relationship(back_populates="interactions")
+    created_by: Mapped[User | None] = relationship()
+    attachments: Mapped[list[Attachment]] = relationship(
+        back_populates="interaction", cascade="all, delete-orphan"
+    )
+
+    @property
+    def kind_label(self) -> str:
+        return InteractionKind(self.kind).label
+
+
+class Attachment(TimestampMixin, db.Model):
+    """A file stored under instance/ and attached to an interaction."""
+
+    __tablename__ = "attachments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    interaction_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("interactions.id", ondelete="CASCADE"), index=True
+    )
+    filename: Mapped[str] = mapped_column(sa.String(255))
+    #: Path relative to the attachments folder; never derived from user input.
+    stored_name: Mapped[str] = mapped_column(sa.String(255), unique=True)
+    content_type: Mapped[str] = mapped_column(sa.String(120))
+    size_bytes: Mapped[int]
+    sha256: Mapped[str] = mapped_column(sa.String(64))
+
+    interaction: Mapped[Interaction] = relationship(back_populates="attachments")
+
+
+class Reminder(TimestampMixin, db.Model):
+    __tablename__ = "reminders"
+    __table_args__ = (
+        enum_check("status", ReminderStatus),
+        sa.Index("ix_reminders_status_due", "status", "due_on"),
+        sa.Index("ix_reminders_engagement_status", "engagement_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    engagement_id: Mapped[int] = mapped_column(sa.ForeignKey("engagements.id", ondelete="CASCADE"))
+    due_on: Mapped[dt.date]
+    reason: Mapped[str] = mapped_column(sa.String(300))
+    status: Mapped[str] = mapped_column(sa.String(16), default=ReminderStatus.OPEN.value)
+    #: Set once, by the tick that claimed the reminder for notification.
+    notified_at: Mapped[dt.datetime | None]
+    letter_id: Mapped[int | None] = mapped_column(sa.ForeignKey("letters.id", ondelete="SET NULL"))
+    created_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
+
+    engagement: Mapped[Engagement] = relationship(back_populates="reminders")
+
+    @property
+    def status_label(self) -> str:
+        return ReminderStatus(self.status).label

@@ -1,0 +1,52 @@
+"""Funds and the positions they hold on a given date."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from engage.extensions import db
+from engage.models.base import TimestampMixin
+from engage.models.companies import Company
+
+
+class Fund(TimestampMixin, db.Model):
+    __tablename__ = "funds"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(200), unique=True)
+    provider: Mapped[str | None] = mapped_column(sa.String(120))
+    #: ISO 4217 currency the fund reports in.
+    base_currency: Mapped[str] = mapped_column(sa.String(3), default="USD")
+    benchmark: Mapped[str | None] = mapped_column(sa.String(200))
+
+    holdings: Mapped[list[Holding]] = relationship(back_populates="fund", cascade="all, delete-orphan")
+
+
+class Holding(TimestampMixin, db.Model):
+    """One position in a fund's snapshot; a snapshot is all rows of one fund and as-of date."""
+
+    __tablename__ = "holdings"
+    __table_args__ = (
+        sa.UniqueConstraint("fund_id", "company_id", "as_of"),
+        sa.Index("ix_holdings_fund_as_of", "fund_id", "as_of"),
+        sa.CheckConstraint("weight IS NULL OR (weight >= 0 AND weight <= 100)", name="weight_range"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    fund_id: Mapped[int] = mapped_column(sa.ForeignKey("funds.id", ondelete="CASCADE"))
+    company_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("companies.id", ondelete="CASCADE"), index=True
+    )
+    as_of: Mapped[dt.date]
+    shares: Mapped[Decimal | None] = mapped_column(sa.Numeric(20, 4))
+    #: Market value in the fund's base currency.
+    market_value: Mapped[Decimal | None] = mapped_column(sa.Numeric(20, 2))
+    #: Percent of the fund's net assets (0-100).
+    weight: Mapped[Decimal | None] = mapped_column(sa.Numeric(9, 6))
+
+    fund: Mapped[Fund] = relationship(back_populates="holdings")
+    company: Mapped[Company] = relationship()

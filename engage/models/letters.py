@@ -1,0 +1,84 @@
+"""Letter templates with their version history, and letters generated from them."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from engage.extensions import db
+from engage.models.campaigns import Campaign
+from engage.models.base import LetterKind, LetterStatus, TimestampMixin, enum_check
+from engage.models.engagements import Engagement
+
+
+class LetterTemplate(TimestampMixin, db.Model):
+    """The current text of a template; every save also writes a LetterTemplateVersion."""
+
+    __tablename__ = "letter_templates"
+    __table_args__ = (enum_check("kind", LetterKind),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    #: Stable key used by seeds, e.g. "xuar-initial".
+    slug: Mapped[str] = mapped_column(sa.String(60), unique=True)
+    name: Mapped[str] = mapped_column(sa.String(200))
+    kind: Mapped[str] = mapped_column(sa.String(16))
+    campaign_id: Mapped[int | None] = mapped_column(sa.ForeignKey("campaigns.id", ondelete="SET NULL"))
+    #: Sandboxed Jinja source of the subject line.
+    subject: Mapped[str] = mapped_column(sa.String(300))
+    #: Sandboxed Jinja source of the letter body.
+    body: Mapped[str] = mapped_column(sa.Text)
+    version: Mapped[int] = mapped_column(default=1)
+    active: Mapped[bool] = mapped_column(default=True)
+
+    campaign: Mapped[Campaign | None] = relationship()
+    versions: Mapped[list[LetterTemplateVersion]] = relationship(
+        back_populates="template", order_by="LetterTemplateVersion.version", cascade="all, delete-orphan"
+    )
+
+
+class LetterTemplateVersion(db.Model):
+    __tablename__ = "letter_template_versions"
+    __table_args__ = (sa.UniqueConstraint("template_id", "version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    template_id: Mapped[int] = mapped_column(sa.ForeignKey("letter_templates.id", ondelete="CASCADE"))
+    version: Mapped[int]
+    subject: Mapped[str] = mapped_column(sa.String(300))
+    body: Mapped[str] = mapped_column(sa.Text)
+    created_at: Mapped[dt.datetime]
+    created_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
+
+    template: Mapped[LetterTemplate] = relationship(back_populates="versions")
+
+
+class Letter(TimestampMixin, db.Model):
+    """A generated letter; its subject and body are frozen when it is generated."""
+
+    __tablename__ = "letters"
+    __table_args__ = (
+        enum_check("status", LetterStatus),
+        enum_check("kind", LetterKind),
+        sa.CheckConstraint("(status = 'sent') = (sent_on IS NOT NULL)", name="sent_has_date"),
+        sa.Index("ix_letters_engagement_status", "engagement_id", "status"),
+        sa.Index("ix_letters_sent_on", "sent_on"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    engagement_id: Mapped[int] = mapped_column(sa.ForeignKey("engagements.id", ondelete="CASCADE"))
+    template_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("letter_templates.id", ondelete="SET NULL")
+    )
+    template_version: Mapped[int | None]
+    kind: Mapped[str] = mapped_column(sa.String(16))
+    subject: Mapped[str] = mapped_column(sa.String(300))
+    body: Mapped[str] = mapped_column(sa.Text)
+    status: Mapped[str] = mapped_column(sa.String(16), default=LetterStatus.DRAFT.value)
+    sent_on: Mapped[dt.date | None]
+    #: How it went out: post, email, investor platform...
+    channel: Mapped[str | None] = mapped_column(sa.String(40))
+    created_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
+
+    engagement: Mapped[Engagement] = relationship()
+    template: Mapped[LetterTemplate | None] = relationship()

@@ -1,0 +1,33 @@
+"""Every email Engage sends is first a row here, written with the change that caused it."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from engage import clock
+from engage.extensions import db
+from engage.models.base import OutboxStatus, TimestampMixin, enum_check
+
+
+class OutboxEmail(TimestampMixin, db.Model):
+    __tablename__ = "outbox_emails"
+    __table_args__ = (
+        enum_check("status", OutboxStatus),
+        sa.Index("ix_outbox_emails_status_next_attempt", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    recipient: Mapped[str] = mapped_column(sa.String(254))
+    subject: Mapped[str] = mapped_column(sa.String(300))
+    body_text: Mapped[str] = mapped_column(sa.Text)
+    body_html: Mapped[str | None] = mapped_column(sa.Text)
+    #: Fixed when queued so a resend after a crash is recognisable as the same email.
+    message_id: Mapped[str] = mapped_column(sa.String(255), unique=True)
+    status: Mapped[str] = mapped_column(sa.String(16), default=OutboxStatus.QUEUED.value)
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(default=clock.utcnow)
+    last_error: Mapped[str | None] = mapped_column(sa.Text)
+    sent_at: Mapped[dt.datetime | None]

@@ -1,0 +1,166 @@
+"""Fixtures: one schema per run (built by the migrations), rows wiped after each test.
+
+The database is a SQLite file in a temp dir, or the server named by TEST_DATABASE_URL
+(CI runs the suite again against PostgreSQL that way).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+import pytest
+import sqlalchemy as sa
+from flask_migrate import upgrade
+
+from config import TestConfig
+from engage import create_app
+from engage.extensions import db
+from engage.models import User
+
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory) -> str:
+    url = os.environ.get("TEST_DATABASE_URL")
+    if url:
+        return url
+    return f"sqlite:///{tmp_path_factory.mktemp('db') / 'engage-test.sqlite'}"
+
+
+def drop_everything(url: str) -> None:
+    """Start from an empty database, whatever an earlier run left behind."""
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(sa.text("DROP SCHEMA public CASCADE"))
+            conn.execute(sa.text("CREATE SCHEMA public"))
+        else:
+            meta = sa.MetaData()
+            meta.reflect(conn)
+            conn.execute(sa.text("PRAGMA foreign_keys=OFF"))
+            for table in reversed(meta.sorted_tables):
+                conn.execute(sa.text(f'DROP TABLE "{table.name}"'))
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def make_app(database_url):
+    """Build an app on the test database; `overrides` change settings for that app only."""
+
+    def factory(**overrides):
+        settings = {"SQLALCHEMY_DATABASE_URI": database_url}
+        settings.update(overrides)
+        return create_app(TestConfig, overrides=settings)
+
+    return factory
+
+
+@pytest.fixture(scope="session")
+def _schema(make_app, database_url):
+    drop_everything(database_url)
+    app = make_app()
+    with app.app_context():
+        upgrade()
+    return app
+
+
+@pytest.fixture()
+def app(_schema):
+    with _schema.app_context():
+        yield _schema
+        db.session.remove()
+        wipe_rows()
+
+
+def wipe_rows() -> None:
+    tables = [t for t in reversed(db.metadata.sorted_tables)]
+    with db.engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            names = ", ".join(f'"{t.name}"' for t in tables)
+            conn.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        else:
+            for table in tables:
+                conn.execute(table.delete())
+
+
+@pytest.fixture()
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture()
+def runner(app):
+    return app.test_cli_runner()
+
+
+@pytest.fixture()
+def make_user(app):
+    counter = iter(range(1, 10_000))
+
+    def factory(role: str = "analyst", email: str | None = None, password: str = PASSWORD, active: bool = True) -> User:
+        email = email or f"{role}{next(counter)}@example.org"
+        user = User(email=email, name=email.split("@")[0].title(), role=role, active=active)
+        user.set_password(password)
+        db.session.add(user)
+        db.session.commit()
+        return user
+
+    return factory
+
+
+def login(client, email: str, password: str = PASSWORD, next_url: str | None = None):
+    data = {"email": email, "password": password}
+    if next_url is not None:
+        data["next"] = next_url
+    return client.post("/login", data=data)
+
+
+@pytest.fixture()
+def login_as(client, make_user):
+    """Sign the test client in with a fresh user of `role`; returns the user."""
+
+    def do(role: str = "analyst") -> User:
+        user = make_user(role)
+        response = login(client, user.email)
+        assert response.status_code == 302, response.get_data(as_text=True)
+        return user
+
+    return do
+
+
+CSRF_RE = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"|name="csrf_token" value="([^"]+)"')
+
+
+def csrf_token_from(html: str) -> str:
+    match = CSRF_RE.search(html)
+    assert match, "no CSRF token in the page"
+    return match.group(1) or match.group(2)
+
+
+class QueryCounter:
+    """Counts SQL statements sent on the app's engine inside a `with` block."""
+
+    def __init__(self, engine):
+        self.engine = engine
+        self.statements: list[str] = []
+
+    def _on_execute(self, conn, cursor, statement, *args):
+        self.statements.append(statement)
+
+    def __enter__(self):
+        sa.event.listen(self.engine, "before_cursor_execute", self._on_execute)
+        return self
+
+    def __exit__(self, *exc):
+        sa.event.remove(self.engine, "before_cursor_execute", self._on_execute)
+
+    @property
+    def count(self) -> int:
+        return len(self.statements)
+
+
+@pytest.fixture()
+def count_queries(app):
+    return lambda: QueryCounter(db.engine)
