@@ -31,11 +31,21 @@ def default_database_url() -> str:
     return f"sqlite:///{INSTANCE_DIR / 'engage.sqlite'}"
 
 
+def database_url(value: str | None, default: str) -> str:
+    """Use psycopg 3 for PostgreSQL URLs given in the usual postgres:// form."""
+    if not value:
+        return default
+    for prefix in ("postgres://", "postgresql://"):
+        if value.startswith(prefix):
+            return "postgresql+psycopg://" + value[len(prefix):]
+    return value
+
+
 class Config:
     """Development defaults: a SQLite file in instance/, memory rate-limit storage."""
 
     SECRET_KEY = os.environ.get("SECRET_KEY", "dev-only-change-me")
-    SQLALCHEMY_DATABASE_URI = os.environ.get("DATABASE_URL") or default_database_url()
+    SQLALCHEMY_DATABASE_URI = database_url(os.environ.get("DATABASE_URL"), default_database_url())
     SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_pre_ping": True}
     SQLALCHEMY_RECORD_QUERIES = env_bool("SQLALCHEMY_RECORD_QUERIES", False)
 
@@ -83,7 +93,7 @@ class TestConfig(Config):
 
     TESTING = True
     SECRET_KEY = "test-secret-key"
-    SQLALCHEMY_DATABASE_URI = os.environ.get("TEST_DATABASE_URL", "sqlite://")
+    SQLALCHEMY_DATABASE_URI = database_url(os.environ.get("TEST_DATABASE_URL"), "sqlite://")
     WTF_CSRF_ENABLED = False
     LOGIN_THROTTLE = False
     RATELIMIT_STORAGE_URI = "memory://"

@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 from flask_migrate import upgrade
 
-from config import TestConfig
+from config import TestConfig, database_url as normalize_url
 from engage import create_app
 from engage.extensions import db
 from engage.models import User
@@ -25,7 +25,7 @@ PASSWORD = "correct horse battery staple"
 def database_url(tmp_path_factory) -> str:
     url = os.environ.get("TEST_DATABASE_URL")
     if url:
-        return url
+        return normalize_url(url, url)
     return f"sqlite:///{tmp_path_factory.mktemp('db') / 'engage-test.sqlite'}"
 
 
@@ -164,3 +164,8 @@ class QueryCounter:
 @pytest.fixture()
 def count_queries(app):
     return lambda: QueryCounter(db.engine)
+
+
+def pytest_report_header(config):
+    url = os.environ.get("TEST_DATABASE_URL")
+    return f"database: {sa.engine.make_url(normalize_url(url, url)).render_as_string() if url else 'SQLite file (temp dir)'}"
