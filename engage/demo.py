@@ -48,6 +48,9 @@ DEMO_USERS = [
 ]
 DEMO_LOGIN = DEMO_USERS[0][0]
 
+#: Days from today to each demo engagement's open reminder: a few overdue, most upcoming.
+REMINDER_OFFSETS = [-6, -2, 3, 5, 9, 16, 24, 40, 12]
+
 DEMO_INVESTORS = [
     ("Northbridge Pension Fund (demo)", Decimal("48000000000")),
     ("Lakeside Teachers' Retirement System (demo)", Decimal("21500000000")),
@@ -105,12 +108,13 @@ def load_demo(password: str | None = None) -> tuple[str, str]:
     rubric = db.session.scalar(
         sa.select(Rubric).where(Rubric.campaign_id == campaign.id).order_by(Rubric.version.desc())
     )
-    for name, stage, escalation, outcome, owner_index, age in DEMO_ENGAGEMENTS:
+    for index, (name, stage, escalation, outcome, owner_index, age) in enumerate(DEMO_ENGAGEMENTS):
         company = companies.get(name)
         if company is None:
             continue
+        due = today + dt.timedelta(days=REMINDER_OFFSETS[index % len(REMINDER_OFFSETS)])
         _demo_engagement(company, campaign, users[owner_index], stage, escalation, outcome,
-                         today - dt.timedelta(days=age), today, templates, rubric)
+                         today - dt.timedelta(days=age), today, templates, rubric, due)
     db.session.flush()
     return login
 
@@ -141,7 +145,8 @@ def _demo_funds(companies: dict[str, Company], today: dt.date) -> None:
 _STAGE_ORDER = [s for s in Stage]
 
 
-def _demo_engagement(company, campaign, owner, stage, escalation, outcome, opened, today, templates, rubric):
+def _demo_engagement(company, campaign, owner, stage, escalation, outcome, opened, today, templates, rubric,
+                     reminder_due):
     engagement = Engagement(company=company, campaign=campaign, owner=owner, stage=Stage.IDENTIFIED.value,
                             escalation=Escalation.NONE.value, opened_on=opened,
                             objectives="Obtain a value-chain map, a time-bound disengagement plan and public disclosure.")
@@ -193,7 +198,6 @@ def _demo_engagement(company, campaign, owner, stage, escalation, outcome, opene
         engagement.outcome = outcome
         engagement.closed_on = min(today, day + dt.timedelta(days=30))
     else:
-        reminder_due = day + dt.timedelta(days=campaign.response_window_days)
         db.session.add(Reminder(engagement=engagement, due_on=reminder_due, status=ReminderStatus.OPEN.value,
                                 reason="Reply due to our last letter" if reached < 2 else "Check progress against the plan",
                                 created_by_id=owner.id))
