@@ -73,6 +73,8 @@ class Config:
     #: Login attempts allowed per client address.
     LOGIN_RATE_LIMIT = os.environ.get("LOGIN_RATE_LIMIT", "10 per minute;50 per hour")
 
+    #: Number of reverse proxies in front of the app whose X-Forwarded-For/-Proto to trust.
+    PROXY_COUNT = env_int("PROXY_COUNT", 0)
     #: Force HTTPS redirects and HSTS (Flask-Talisman); on behind a TLS-terminating proxy.
     FORCE_HTTPS = env_bool("FORCE_HTTPS", False)
 

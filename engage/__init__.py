@@ -31,6 +31,12 @@ def create_app(config_class=None, overrides: dict | None = None) -> Flask:
         app.config.update(overrides)
     check_config(app)
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    if app.config["PROXY_COUNT"]:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        # Behind a TLS proxy: the client address (for throttling) and scheme (for HTTPS checks).
+        count = app.config["PROXY_COUNT"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count, x_host=count)
 
     register_extensions(app)
     register_blueprints(app)

@@ -23,7 +23,7 @@ from engage.extensions import db
 
 REDACTED_FIELDS = {"password_hash"}
 #: Bookkeeping columns whose change is implied by every update.
-IGNORED_FIELDS = {"updated_at", "created_at", "version"}
+IGNORED_FIELDS = {"updated_at", "created_at", "version", "last_login_at"}
 
 
 @dataclass(frozen=True)

@@ -92,3 +92,12 @@ def test_create_app_starts_nothing(monkeypatch, database_url):
     started = [t for t in set(threading.enumerate()) - before
                if not isinstance(t, threading.Timer)]  # the rate limiter's in-memory expiry timer
     assert started == []
+
+
+def test_behind_a_tls_proxy_forwarded_headers_are_trusted(database_url):
+    app = create_app(ProductionConfig, overrides={"SQLALCHEMY_DATABASE_URI": database_url, "PROXY_COUNT": 1,
+                                                   "SECRET_KEY": "a-long-random-production-secret"})
+    client = app.test_client()
+    assert client.get("/login").status_code == 302  # plain http is redirected
+    response = client.get("/login", headers={"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.9"})
+    assert response.status_code == 200

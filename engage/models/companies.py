@@ -67,7 +67,7 @@ def _keep_normalized_name(target: Company, value: str, _old, _initiator) -> None
     target.normalized_name = normalize_name(value or "")
 
 
-class CompanyAlias(db.Model):
+class CompanyAlias(TimestampMixin, db.Model):
     """Another name the company trades or is reported under (former names, English/Chinese)."""
 
     __tablename__ = "company_aliases"

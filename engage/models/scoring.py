@@ -44,7 +44,7 @@ class Score(TimestampMixin, db.Model):
     )
 
 
-class CriterionScore(db.Model):
+class CriterionScore(TimestampMixin, db.Model):
     __tablename__ = "criterion_scores"
     __table_args__ = (
         sa.UniqueConstraint("score_id", "criterion_id"),

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-21 23:31:58.465061
+Create Date: 2026-11-21 23:39:00.400642
 
 """
 from alembic import op
@@ -159,6 +159,8 @@ def upgrade():
     sa.Column('company_id', sa.Integer(), nullable=False),
     sa.Column('alias', sa.String(length=200), nullable=False),
     sa.Column('normalized_alias', sa.String(length=200), nullable=False),
+    sa.Column('created_at', sa.DateTime(), nullable=False),
+    sa.Column('updated_at', sa.DateTime(), nullable=False),
     sa.ForeignKeyConstraint(['company_id'], ['companies.id'], name=op.f('fk_company_aliases_company_id_companies'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_company_aliases')),
     sa.UniqueConstraint('company_id', 'alias', name=op.f('uq_company_aliases_company_id_alias'))
@@ -411,6 +413,8 @@ def upgrade():
     sa.Column('level', sa.Integer(), nullable=False),
     sa.Column('evidence', sa.Text(), nullable=False),
     sa.Column('evidence_url', sa.String(length=500), nullable=True),
+    sa.Column('created_at', sa.DateTime(), nullable=False),
+    sa.Column('updated_at', sa.DateTime(), nullable=False),
     sa.CheckConstraint('level >= 0 AND level <= 4', name=op.f('ck_criterion_scores_level_range')),
     sa.ForeignKeyConstraint(['criterion_id'], ['criteria.id'], name=op.f('fk_criterion_scores_criterion_id_criteria'), ondelete='RESTRICT'),
     sa.ForeignKeyConstraint(['score_id'], ['scores.id'], name=op.f('fk_criterion_scores_score_id_scores'), ondelete='CASCADE'),
