@@ -87,6 +87,12 @@ class Config:
     ENGAGE_BASE_URL = os.environ.get("ENGAGE_BASE_URL", "http://127.0.0.1:5000")
 
     PAGE_SIZE = env_int("PAGE_SIZE", 50)
+    #: Largest single attachment in bytes; the whole request is capped by MAX_CONTENT_LENGTH.
+    ATTACHMENT_MAX_BYTES = env_int("ATTACHMENT_MAX_BYTES", 10 * 1024 * 1024)
+    #: Where attachments are stored (default: instance/attachments).
+    ATTACHMENT_DIR = os.environ.get("ATTACHMENT_DIR")
+    #: Engagements with no contact for this many days are listed on the dashboard.
+    STALE_AFTER_DAYS = env_int("STALE_AFTER_DAYS", 90)
     SEEDS_DIR = os.environ.get("ENGAGE_SEEDS_DIR", str(BASE_DIR / "seeds"))
 
 

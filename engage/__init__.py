@@ -130,10 +130,14 @@ def register_extensions(app: Flask) -> None:
 def register_blueprints(app: Flask) -> None:
     from engage.admin.routes import bp as admin_bp
     from engage.auth.routes import bp as auth_bp
+    from engage.companies.routes import bp as companies_bp
+    from engage.engagements.routes import bp as engagements_bp
     from engage.main.routes import bp as main_bp
 
     app.register_blueprint(auth_bp)
     app.register_blueprint(main_bp)
+    app.register_blueprint(companies_bp)
+    app.register_blueprint(engagements_bp)
     app.register_blueprint(admin_bp, url_prefix="/admin")
 
 
@@ -185,6 +189,8 @@ def register_template_helpers(app: Flask) -> None:
     app.jinja_env.filters["datetime"] = formatting.format_datetime
     app.jinja_env.filters["money"] = formatting.format_money
     app.jinja_env.filters["label"] = formatting.label
+    app.jinja_env.filters["markdown"] = formatting.markdown
+    app.jinja_env.filters["as_options"] = formatting.as_options
 
 
 def register_commands(app: Flask) -> None:

@@ -1,7 +1,7 @@
 """The audit trail, written in the same transaction as the change it describes.
 
-An `after_flush` hook turns every insert, update and delete of a domain object into an
-`AuditEvent` row; logins and other non-data events are recorded with `record()`.
+Mapper hooks turn every insert, update and delete of a domain object (orphans and
+cascades included) into an `AuditEvent` row, written in one statement when the flush ends; logins and other non-data events are recorded with `record()`.
 The actor is the logged-in user in a request, or what a CLI command or job declares
 with `acting_as()`.
 """
@@ -146,45 +146,57 @@ def _label(obj) -> str:
     return ""
 
 
-def _after_flush(session: Session, _flush_context) -> None:
-    """Write one AuditEvent per changed domain object, inside the flushing transaction."""
-    rows = []
+def _queue(action: str, target, changes: dict) -> None:
+    """Remember one audit row on the flushing session; `_write_queued` inserts them together."""
+    session = sa.orm.object_session(target)
+    if session is None:
+        return
     who = current_actor()
-    now = clock.utcnow()
-    ip = _ip()
+    session.info.setdefault("audit_rows", []).append(
+        {
+            "created_at": clock.utcnow(),
+            "actor_id": who.user_id,
+            "actor_label": who.label,
+            "action": action,
+            "object_type": type(target).__name__,
+            "object_id": getattr(target, "id", None),
+            "summary": f"{action} {type(target).__name__} {_label(target)}".strip()[:500],
+            "changes": changes,
+            "ip_address": _ip(),
+        }
+    )
 
-    def add(action: str, obj, changes: dict) -> None:
-        rows.append(
-            {
-                "created_at": now,
-                "actor_id": who.user_id,
-                "actor_label": who.label,
-                "action": action,
-                "object_type": type(obj).__name__,
-                "object_id": getattr(obj, "id", None),
-                "summary": f"{action} {type(obj).__name__} {_label(obj)}".strip()[:500],
-                "changes": changes,
-                "ip_address": ip,
-            }
-        )
 
-    for obj in session.new:
-        if _audited(obj):
-            add("create", obj, _snapshot(obj))
-    for obj in session.dirty:
-        if _audited(obj) and session.is_modified(obj, include_collections=True):
-            changes = _diff(obj)
-            if not changes:
-                continue
-            action = "role_change" if type(obj).__name__ == "User" and "role" in changes else "update"
-            add(action, obj, changes)
-    for obj in session.deleted:
-        if _audited(obj):
-            add("delete", obj, _snapshot(obj))
+def _after_insert(_mapper, _connection, target) -> None:
+    if _audited(target):
+        _queue("create", target, _snapshot(target))
+
+
+def _after_update(_mapper, _connection, target) -> None:
+    if not _audited(target):
+        return
+    changes = _diff(target)
+    if changes:
+        action = "role_change" if type(target).__name__ == "User" and "role" in changes else "update"
+        _queue(action, target, changes)
+
+
+def _after_delete(_mapper, _connection, target) -> None:
+    """Fires for explicit deletes and for orphans and cascades the flush removes."""
+    if _audited(target):
+        _queue("delete", target, _snapshot(target))
+
+
+def _write_queued(session: Session, _flush_context) -> None:
+    rows = session.info.pop("audit_rows", None)
     if rows:
         from engage.models import AuditEvent
 
         session.connection().execute(sa.insert(AuditEvent.__table__), rows)
+
+
+def _discard_queued(session: Session, *_args) -> None:
+    session.info.pop("audit_rows", None)
 
 
 def _keep_old_value(target, value, oldvalue, initiator):
@@ -197,8 +209,13 @@ def register(session_class=Session) -> None:
     `active_history` makes SQLAlchemy load a column's old value before it is overwritten,
     so an update after a commit (which expires attributes) still records "before".
     """
-    if not sa.event.contains(session_class, "after_flush", _after_flush):
-        sa.event.listen(session_class, "after_flush", _after_flush)
+    if not sa.event.contains(session_class, "after_flush", _write_queued):
+        sa.event.listen(session_class, "after_flush", _write_queued)
+        sa.event.listen(session_class, "after_soft_rollback", _discard_queued)
+    for name, handler in (("after_insert", _after_insert), ("after_update", _after_update),
+                          ("after_delete", _after_delete)):
+        if not sa.event.contains(db.Model, name, handler):
+            sa.event.listen(db.Model, name, handler, propagate=True)
     for mapper in db.Model.registry.mappers:
         for attr in mapper.column_attrs:
             instrumented = getattr(mapper.class_, attr.key)

@@ -59,15 +59,24 @@ DEMO_INVESTORS = [
 
 #: (company name, stage, escalation, outcome, owner index, days since opened)
 DEMO_ENGAGEMENTS = [
-    ("Hangzhou Hikvision Digital Technology Co., Ltd.", Stage.MAPPING_REQUESTED, Escalation.DIVESTMENT_RECOMMENDED, None, 1, 400),
-    ("Zhejiang Dahua Technology Co., Ltd.", Stage.MAPPING_REQUESTED, Escalation.OBSERVATION, None, 1, 380),
-    ("iFlytek Co., Ltd.", Stage.ACKNOWLEDGED, Escalation.FOLLOW_UP, None, 2, 200),
-    ("Thermo Fisher Scientific Inc.", Stage.DISENGAGING, Escalation.NONE, None, 1, 300),
-    ("Apple Inc.", Stage.VALUE_CHAIN_MAPPED, Escalation.CALL_TO_ACTION, None, 2, 240),
+    ("Hangzhou Hikvision Digital Technology Co., Ltd.", Stage.MAPPING_REQUESTED, Escalation.DIVESTMENT_RECOMMENDED, None, 1, 120),
+    ("Zhejiang Dahua Technology Co., Ltd.", Stage.MAPPING_REQUESTED, Escalation.OBSERVATION, None, 1, 200),
+    ("iFlytek Co., Ltd.", Stage.ACKNOWLEDGED, Escalation.FOLLOW_UP, None, 2, 60),
+    ("Thermo Fisher Scientific Inc.", Stage.DISENGAGING, Escalation.NONE, None, 1, 130),
+    ("Apple Inc.", Stage.VALUE_CHAIN_MAPPED, Escalation.CALL_TO_ACTION, None, 2, 125),
     ("Alphabet Inc.", Stage.IDENTIFIED, Escalation.NONE, None, 1, 10),
-    ("Amazon.com, Inc.", Stage.DISCLOSED, Escalation.NONE, None, 2, 500),
-    ("Xiamen Meiya Pico Information Co., Ltd.", Stage.CLOSED, Escalation.DIVESTED, "divested", 1, 450),
-    ("SenseTime Group", Stage.MAPPING_REQUESTED, Escalation.COLLECTIVE, None, 2, 150),
+    ("Amazon.com, Inc.", Stage.DISCLOSED, Escalation.NONE, None, 2, 190),
+    ("Xiamen Meiya Pico Information Co., Ltd.", Stage.CLOSED, Escalation.DIVESTED, "divested", 1, 300),
+    ("SenseTime Group", Stage.MAPPING_REQUESTED, Escalation.COLLECTIVE, None, 2, 80),
+]
+
+
+#: Unflagged holdings, so exposure reads as a share of a real portfolio (name, sector, country).
+DEMO_UNFLAGGED = [
+    ("Harbour Semiconductor Manufacturing (demo)", "Semiconductors", "TW"),
+    ("Jade River Bank (demo)", "Banks", "CN"),
+    ("Northwind Retail Group (demo)", "Retail", "GB"),
+    ("Lakeshore Utilities (demo)", "Utilities", "US"),
 ]
 
 
@@ -126,7 +135,16 @@ def _demo_funds(companies: dict[str, Company], today: dt.date) -> None:
     world = Fund(name="Demo Global Equity Fund", provider="Demo Asset Management", base_currency="USD",
                  benchmark="MSCI ACWI (tracked)")
     db.session.add_all([em, world])
+    for name, sector, country in DEMO_UNFLAGGED:
+        if name not in companies:
+            companies[name] = Company(name=name, sector=sector, country=country,
+                                      description="Fictional company in the demo data set.")
+            db.session.add(companies[name])
     positions = [
+        (em, "Harbour Semiconductor Manufacturing (demo)", 2_100_000, 96_400_000, "1.380000"),
+        (em, "Jade River Bank (demo)", 5_400_000, 61_250_000, "0.880000"),
+        (world, "Northwind Retail Group (demo)", 310_000, 24_900_000, "0.950000"),
+        (world, "Lakeshore Utilities (demo)", 420_000, 18_300_000, "0.700000"),
         (em, "Hangzhou Hikvision Digital Technology Co., Ltd.", 1_250_000, 5_612_500, "0.080000"),
         (em, "Zhejiang Dahua Technology Co., Ltd.", 830_000, 2_158_000, "0.031000"),
         (em, "iFlytek Co., Ltd.", 410_000, 2_870_000, "0.041000"),
@@ -142,16 +160,19 @@ def _demo_funds(companies: dict[str, Company], today: dt.date) -> None:
                                    market_value=Decimal(value), weight=Decimal(weight)))
 
 
-_STAGE_ORDER = [s for s in Stage]
+_STAGE_ORDER = [s.value for s in Stage]
+_LADDER = [e.value for e in Escalation]
 
 
 def _demo_engagement(company, campaign, owner, stage, escalation, outcome, opened, today, templates, rubric,
                      reminder_due):
+    """Walk one engagement through the cycle with the domain methods, as an analyst would."""
     engagement = Engagement(company=company, campaign=campaign, owner=owner, stage=Stage.IDENTIFIED.value,
                             escalation=Escalation.NONE.value, opened_on=opened,
                             objectives="Obtain a value-chain map, a time-bound disengagement plan and public disclosure.")
     db.session.add(engagement)
-    reached = _STAGE_ORDER.index(stage) if stage != Stage.CLOSED else _STAGE_ORDER.index(Stage.MAPPING_REQUESTED)
+    target = Stage.MAPPING_REQUESTED.value if stage == Stage.CLOSED else stage.value
+    reached = _STAGE_ORDER.index(target)
     day = opened
 
     def log(kind, direction, when, subject, summary=""):
@@ -160,43 +181,51 @@ def _demo_engagement(company, campaign, owner, stage, escalation, outcome, opene
         db.session.add(interaction)
         return interaction
 
-    if reached >= 1:
-        day = opened + dt.timedelta(days=5)
-        _demo_letter(engagement, templates.get("initial"), owner, day)
-        log(InteractionKind.LETTER, Direction.OUTBOUND, day, "Initial expectations letter",
-            "Sent the letter setting out the three expectations and the Call to Action.")
-    last_response = None
-    if reached >= 2:
-        day += dt.timedelta(days=21)
-        last_response = log(InteractionKind.RESPONSE, Direction.INBOUND, day, "Company reply",
-                            "The company acknowledged the letter and named a contact in its compliance team.")
-    if reached >= 3:
-        day += dt.timedelta(days=30)
-        log(InteractionKind.MEETING, Direction.OUTBOUND, day, "Call with head of sustainability",
-            "Walked through the supplier mapping; tier-2 component suppliers are still being traced.")
-        day += dt.timedelta(days=20)
-        last_response = log(InteractionKind.RESPONSE, Direction.INBOUND, day, "Value-chain mapping shared",
-                            "Shared a supplier map covering direct suppliers and distributors.")
-    if reached >= 4:
-        day += dt.timedelta(days=40)
-        last_response = log(InteractionKind.RESPONSE, Direction.INBOUND, day, "Disengagement plan",
-                            "Set out dates to end two distribution agreements connected to the region.")
-    if reached >= 5:
-        day += dt.timedelta(days=60)
-        log(InteractionKind.NOTE, Direction.INTERNAL, day, "Public report published",
-            "The annual human-rights report now covers the mapping and the disengagement.")
-    if escalation != Escalation.NONE:
-        day = min(today - dt.timedelta(days=3), day + dt.timedelta(days=35))
-        _demo_letter(engagement, templates.get("follow_up"), owner, day)
-        log(InteractionKind.LETTER, Direction.OUTBOUND, day, "Follow-up letter", "No substantive reply; follow-up sent.")
-    if escalation.value in ("collective", "observation", "divestment_recommended", "divested"):
-        _demo_letter(engagement, templates.get("escalation"), owner, day, status=LetterStatus.DRAFT)
+    def move(to, when, note="", **extra):
+        engagement.move_to(to, on=min(when, today), today=today, actor_id=owner.id, note=note, **extra)
 
-    engagement.stage = stage.value
-    engagement.escalation = escalation.value
+    last_response = None
+    steps = [
+        (Stage.MAPPING_REQUESTED, 5, "letter"),
+        (Stage.ACKNOWLEDGED, 21, "Company reply"),
+        (Stage.VALUE_CHAIN_MAPPED, 50, "Value-chain mapping shared"),
+        (Stage.DISENGAGING, 40, "Disengagement plan"),
+        (Stage.DISCLOSED, 60, "Public report published"),
+    ]
+    texts = {
+        "Company reply": "The company acknowledged the letter and named a contact in its compliance team.",
+        "Value-chain mapping shared": "Shared a supplier map covering direct suppliers and distributors; "
+                                      "tier-2 component suppliers are **still being traced**.",
+        "Disengagement plan": "Set out dates to end two distribution agreements connected to the region.",
+        "Public report published": "The annual human-rights report now covers the mapping and the disengagement.",
+    }
+    for to, gap, what in steps[:reached]:
+        day = min(today, day + dt.timedelta(days=gap))
+        if what == "letter":
+            _demo_letter(engagement, templates.get("initial"), owner, day)
+            log(InteractionKind.LETTER, Direction.OUTBOUND, day, "Initial expectations letter",
+                "Sent the letter setting out the three expectations and the Call to Action.")
+            move(to.value, day, "Initial letter sent.")
+        else:
+            last_response = log(InteractionKind.RESPONSE, Direction.INBOUND, day, what, texts[what])
+            move(to.value, day, f"Company response: {what}.")
+    climb = _LADDER[1:_LADDER.index(escalation.value) + 1]
     if stage == Stage.CLOSED:
-        engagement.outcome = outcome
-        engagement.closed_on = min(today, day + dt.timedelta(days=30))
+        climb = [level for level in climb if level != Escalation.DIVESTED.value]
+    for level in climb:
+        day = min(today, day + dt.timedelta(days=20))
+        if level == Escalation.FOLLOW_UP.value:
+            _demo_letter(engagement, templates.get("follow_up"), owner, day)
+            log(InteractionKind.LETTER, Direction.OUTBOUND, day, "Follow-up letter",
+                "No substantive reply; follow-up sent.")
+        elif level == Escalation.COLLECTIVE.value:
+            _demo_letter(engagement, templates.get("escalation"), owner, day, status=LetterStatus.DRAFT)
+        engagement.escalate_to(level, on=day, today=today, actor_id=owner.id,
+                               note=f"Escalated to {Escalation(level).label.lower()}.")
+    if stage == Stage.CLOSED:
+        day = min(today, day + dt.timedelta(days=30))
+        move(Stage.CLOSED.value, day, "Sold the remaining position after the divestment recommendation.",
+             outcome=outcome)
     else:
         db.session.add(Reminder(engagement=engagement, due_on=reminder_due, status=ReminderStatus.OPEN.value,
                                 reason="Reply due to our last letter" if reached < 2 else "Check progress against the plan",

@@ -5,6 +5,13 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
+from markdown_it import MarkdownIt
+from markupsafe import Markup
+
+#: CommonMark with raw HTML off: tags typed by users are shown as text; unsafe link
+#: schemes (javascript:, vbscript:, file:, most data:) are refused by markdown-it itself.
+_markdown = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
+
 DATE_FORMAT = "%d %b %Y"
 
 
@@ -36,3 +43,21 @@ def label(value: str | None) -> str:
     if not value:
         return "–"
     return value.replace("_", " ").capitalize()
+
+
+def markdown(text: str | None) -> Markup:
+    """Render user Markdown to safe HTML (no raw HTML, no script links)."""
+    return Markup(_markdown.render(text or ""))
+
+
+def as_options(values) -> list[tuple[str, str]]:
+    """(value, label) pairs for a <select>: enum members use their label, strings themselves."""
+    pairs = []
+    for value in values:
+        if isinstance(value, tuple):
+            pairs.append(value)
+        elif hasattr(value, "label") and hasattr(value, "value"):
+            pairs.append((value.value, value.label))
+        else:
+            pairs.append((value, value))
+    return pairs

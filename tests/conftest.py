@@ -11,6 +11,8 @@ import re
 
 import pytest
 import sqlalchemy as sa
+from flask import g, has_app_context
+from flask.testing import FlaskClient
 from flask_migrate import upgrade
 
 from config import TestConfig, database_url as normalize_url
@@ -45,6 +47,19 @@ def drop_everything(url: str) -> None:
     engine.dispose()
 
 
+class IsolatedClient(FlaskClient):
+    """A test client whose requests do not inherit the signed-in user of another client.
+
+    Tests keep an app context open (to use db.session); Flask reuses it for requests, so
+    Flask-Login's per-request cache in `g` would leak between clients. Drop it each time.
+    """
+
+    def open(self, *args, **kwargs):
+        if has_app_context():
+            g.pop("_login_user", None)
+        return super().open(*args, **kwargs)
+
+
 @pytest.fixture(scope="session")
 def make_app(database_url):
     """Build an app on the test database; `overrides` change settings for that app only."""
@@ -52,7 +67,9 @@ def make_app(database_url):
     def factory(**overrides):
         settings = {"SQLALCHEMY_DATABASE_URI": database_url}
         settings.update(overrides)
-        return create_app(TestConfig, overrides=settings)
+        app = create_app(TestConfig, overrides=settings)
+        app.test_client_class = IsolatedClient
+        return app
 
     return factory
 

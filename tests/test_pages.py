@@ -5,7 +5,20 @@ import datetime as dt
 import sqlalchemy as sa
 
 from engage.extensions import db
-from engage.models import Campaign, Company, Engagement, Interaction, Reminder, RiskFlag
+from engage.models import (
+    Campaign,
+    Company,
+    CompanyAlias,
+    Engagement,
+    EngagementEvent,
+    Fund,
+    Holding,
+    Interaction,
+    Reminder,
+    RiskFlag,
+    Rubric,
+    Score,
+)
 
 
 def seed_demo(runner, monkeypatch):
@@ -48,31 +61,42 @@ def test_empty_states_say_what_to_do(client, login_as):
     assert "No reminder to show" in client.get("/reminders").get_data(as_text=True)
 
 
-def add_engagements(n: int, start: int) -> None:
+def add_engagements(n: int, start: int, owner=None) -> None:
+    """n companies, each flagged, held by a fund, engaged, contacted, reminded and scored."""
     campaign = db.session.scalar(sa.select(Campaign)) or Campaign(slug="c", name="C")
-    today = dt.date(2026, 11, 1)
+    fund = db.session.scalar(sa.select(Fund)) or Fund(name="Index fund")
+    rubric = db.session.scalar(sa.select(Rubric)) or Rubric(campaign=campaign, name="R", version=1)
+    today = dt.date(2026, 1, 1)
     for i in range(start, start + n):
-        company = Company(name=f"Company {i:04d}", ticker=f"T{i}")
+        company = Company(name=f"Company {i:04d}", ticker=f"T{i}", sector="Solar", country="CN")
         company.risk_flags.append(RiskFlag(source="analyst", citation=f"note {i}"))
-        engagement = Engagement(company=company, campaign=campaign, opened_on=today)
+        company.aliases.append(CompanyAlias(alias=f"Alias {i}"))
+        db.session.add(Holding(fund=fund, company=company, as_of=today, market_value=1000 + i))
+        engagement = Engagement(company=company, campaign=campaign, opened_on=today, owner=owner)
         db.session.add(Interaction(engagement=engagement, kind="letter", direction="outbound", occurred_on=today))
         db.session.add(Reminder(engagement=engagement, due_on=today, reason="reply due"))
+        db.session.add(Score(engagement=engagement, rubric=rubric, scored_on=today, total=40))
+        engagement.events.append(EngagementEvent(kind="stage", from_value="identified", to_value="identified",
+                                                 occurred_on=today))
     db.session.commit()
 
 
-LIST_PAGES = ["/", "/companies", "/companies?q=company", "/engagements", "/engagements?stage=identified",
-              "/reminders", "/reminders?show=all", "/admin/audit"]
+LIST_PAGES = ["/", "/companies", "/companies?q=company", "/companies?engaged=yes&sort=country&dir=desc",
+              "/companies?source=analyst&sector=Solar", "/engagements", "/engagements?stage=identified",
+              "/engagements?owner=me&sort=score&dir=desc", "/engagements?overdue=yes&sort=next_follow_up",
+              "/engagements?stale=yes&sort=last_contact", "/reminders", "/reminders?show=all", "/admin/audit",
+              "/admin/users"]
 
 
 def test_list_pages_query_count_does_not_grow_with_rows(client, login_as, count_queries):
-    login_as("admin")
-    add_engagements(3, 0)
+    admin = login_as("admin")
+    add_engagements(3, 0, owner=admin)
     small = {}
     for url in LIST_PAGES:
         with count_queries() as counter:
             assert client.get(url).status_code == 200
         small[url] = counter.count
-    add_engagements(30, 3)
+    add_engagements(30, 3, owner=admin)
     for url in LIST_PAGES:
         with count_queries() as counter:
             assert client.get(url).status_code == 200
@@ -86,3 +110,25 @@ def test_pagination_keeps_filters(client, login_as, app):
     assert "page=2" in page and "q=company" in page
     second = client.get("/companies?q=company&page=2").get_data(as_text=True)
     assert "Page 2 of 2" in second
+
+
+def test_engagement_page_query_count_does_not_grow_with_the_timeline(client, login_as, count_queries):
+    login_as("analyst")
+    add_engagements(1, 0)
+    engagement = db.session.scalar(sa.select(Engagement))
+
+    def grow(n):
+        for i in range(n):
+            db.session.add(Interaction(engagement=engagement, kind="call", direction="outbound",
+                                       occurred_on=dt.date(2026, 1, 2), subject=f"call {i}"))
+            engagement.events.append(EngagementEvent(kind="escalation", from_value="none", to_value="none",
+                                                     occurred_on=dt.date(2026, 1, 2)))
+        db.session.commit()
+
+    grow(2)
+    with count_queries() as small:
+        assert client.get(f"/engagements/{engagement.id}").status_code == 200
+    grow(25)
+    with count_queries() as large:
+        assert client.get(f"/engagements/{engagement.id}").status_code == 200
+    assert large.count == small.count, large.statements

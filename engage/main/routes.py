@@ -1,4 +1,4 @@
-"""Read pages: dashboard, companies, engagements and reminders."""
+"""Dashboard and reminders."""
 
 from __future__ import annotations
 
@@ -11,15 +11,14 @@ from sqlalchemy.orm import selectinload
 from engage import clock
 from engage.extensions import db
 from engage.models import (
-    Company,
-    CompanyAlias,
     Engagement,
     Escalation,
+    Fund,
+    Holding,
     Interaction,
     Reminder,
     ReminderStatus,
     RiskFlag,
-    RiskSource,
     Stage,
 )
 from engage.security import require_role
@@ -34,7 +33,7 @@ def _page_size() -> int:
 @bp.route("/")
 @require_role("viewer")
 def dashboard():
-    """Where the team stands: engagements by stage and escalation, what is due, what happened."""
+    """Where the team stands: the funnel, escalations, what is due, what went quiet, exposure."""
     today = clock.today()
     by_stage = dict(
         db.session.execute(sa.select(Engagement.stage, sa.func.count()).group_by(Engagement.stage)).all()
@@ -62,107 +61,72 @@ def dashboard():
     ).all()
     recent = db.session.scalars(
         sa.select(Interaction)
+        .where(Interaction.occurred_on <= today)
         .options(selectinload(Interaction.engagement).selectinload(Engagement.company))
         .order_by(Interaction.occurred_on.desc(), Interaction.id.desc())
         .limit(10)
     ).all()
+    stages = [(s, by_stage.get(s.value, 0)) for s in Stage]
     return render_template(
         "main/dashboard.html",
-        stages=[(s, by_stage.get(s.value, 0)) for s in Stage],
+        stages=stages,
+        funnel=funnel_bars(stages),
         escalations=[(e, by_escalation.get(e.value, 0)) for e in Escalation],
         overdue=reminder_counts[0],
         due_this_week=reminder_counts[1],
         upcoming=upcoming,
         recent=recent,
+        quiet=quiet_engagements(today),
+        exposure=exposure_by_fund(),
         today=today,
+        stale_days=current_app.config["STALE_AFTER_DAYS"],
     )
 
 
-@bp.route("/companies")
-@require_role("viewer")
-def companies():
-    q = (request.args.get("q") or "").strip()[:100]
-    source = request.args.get("source") or ""
-    if source and source not in RiskSource.values():
-        abort(400, f"Unknown risk list {source!r}.")
-    query = sa.select(Company).order_by(Company.normalized_name, Company.id)
-    if q:
-        like = f"%{q.lower()}%"
-        alias_match = sa.select(CompanyAlias.company_id).where(sa.func.lower(CompanyAlias.alias).like(like))
-        query = query.where(
-            sa.or_(
-                sa.func.lower(Company.name).like(like),
-                Company.isin == q.upper(),
-                sa.func.upper(Company.ticker) == q.upper(),
-                Company.id.in_(alias_match),
-            )
-        )
-    if source:
-        query = query.where(Company.id.in_(sa.select(RiskFlag.company_id).where(RiskFlag.source == source)))
-    query = query.options(selectinload(Company.risk_flags), selectinload(Company.aliases))
-    page = db.paginate(query, per_page=_page_size(), max_per_page=200)
-    return render_template("main/companies.html", page=page, q=q, source=source, sources=list(RiskSource))
+def funnel_bars(stages) -> list[dict]:
+    """Bar geometry for the inline SVG funnel: width proportional to the count."""
+    widest = max((count for _, count in stages), default=0) or 1
+    return [
+        {"stage": stage, "count": count, "width": round(300 * count / widest, 1), "y": index * 30}
+        for index, (stage, count) in enumerate(stages)
+    ]
 
 
-@bp.route("/companies/<int:company_id>")
-@require_role("viewer")
-def company(company_id: int):
-    item = db.get_or_404(Company, company_id)
-    engagements = db.session.scalars(
-        sa.select(Engagement)
-        .where(Engagement.company_id == item.id)
-        .options(selectinload(Engagement.campaign), selectinload(Engagement.owner))
-        .order_by(Engagement.opened_on.desc())
-    ).all()
-    return render_template("main/company.html", company=item, engagements=engagements)
+def quiet_engagements(today: dt.date, limit: int = 10):
+    """Open engagements with no contact (or, without any, opened) more than STALE_AFTER_DAYS ago."""
+    from engage.engagements.service import last_contact_query
 
-
-@bp.route("/engagements")
-@require_role("viewer")
-def engagements():
-    stage = request.args.get("stage") or ""
-    escalation = request.args.get("escalation") or ""
-    if stage and stage not in Stage.values():
-        abort(400, f"Unknown stage {stage!r}.")
-    if escalation and escalation not in Escalation.values():
-        abort(400, f"Unknown escalation level {escalation!r}.")
+    cutoff = today - dt.timedelta(days=current_app.config["STALE_AFTER_DAYS"])
+    last = sa.func.coalesce(last_contact_query(), Engagement.opened_on)
     query = (
-        sa.select(Engagement)
-        .join(Engagement.company)
-        .options(
-            selectinload(Engagement.company), selectinload(Engagement.campaign), selectinload(Engagement.owner)
-        )
-        .order_by(Company.normalized_name, Engagement.id)
+        sa.select(Engagement, last.label("last_contact"))
+        .where(Engagement.stage != Stage.CLOSED.value, last < cutoff)
+        .options(selectinload(Engagement.company))
+        .order_by(last, Engagement.id)
     )
-    if stage:
-        query = query.where(Engagement.stage == stage)
-    if escalation:
-        query = query.where(Engagement.escalation == escalation)
-    page = db.paginate(query, per_page=_page_size(), max_per_page=200)
-    return render_template(
-        "main/engagements.html", page=page, stage=stage, escalation=escalation,
-        stages=list(Stage), escalations=list(Escalation),
-    )
+    total = db.session.scalar(sa.select(sa.func.count()).select_from(query.subquery()))
+    return {"rows": db.session.execute(query.limit(limit)).all(), "total": total}
 
 
-@bp.route("/engagements/<int:engagement_id>")
-@require_role("viewer")
-def engagement(engagement_id: int):
-    item = db.session.scalar(
-        sa.select(Engagement)
-        .where(Engagement.id == engagement_id)
-        .options(
-            selectinload(Engagement.company).selectinload(Company.risk_flags),
-            selectinload(Engagement.campaign),
-            selectinload(Engagement.owner),
-            selectinload(Engagement.interactions).selectinload(Interaction.created_by),
-            selectinload(Engagement.reminders),
-        )
+def exposure_by_fund():
+    """Per fund, at its latest snapshot: total market value and the part in flagged companies."""
+    latest = (
+        sa.select(Holding.fund_id, sa.func.max(Holding.as_of).label("as_of")).group_by(Holding.fund_id).subquery()
     )
-    if item is None:
-        abort(404)
-    timeline = sorted(item.interactions, key=lambda i: (i.occurred_on, i.id), reverse=True)
-    return render_template("main/engagement.html", engagement=item, timeline=timeline)
+    flagged = sa.select(RiskFlag.company_id).distinct()
+    rows = db.session.execute(
+        sa.select(
+            Fund.id, Fund.name, Fund.base_currency, latest.c.as_of,
+            sa.func.sum(Holding.market_value).label("total"),
+            sa.func.sum(sa.case((Holding.company_id.in_(flagged), Holding.market_value), else_=0)).label("flagged"),
+            sa.func.count(sa.case((Holding.company_id.in_(flagged), Holding.id))).label("flagged_positions"),
+        )
+        .join(latest, latest.c.fund_id == Fund.id)
+        .join(Holding, sa.and_(Holding.fund_id == Fund.id, Holding.as_of == latest.c.as_of))
+        .group_by(Fund.id, Fund.name, Fund.base_currency, latest.c.as_of)
+        .order_by(Fund.name)
+    ).all()
+    return rows
 
 
 @bp.route("/reminders")

@@ -17,7 +17,7 @@ from engage.models.base import (
 )
 from engage.models.campaigns import Campaign, Criterion, Investor, Rubric, campaign_signatories
 from engage.models.companies import Company, CompanyAlias, RiskFlag, normalize_name
-from engage.models.engagements import Attachment, Engagement, Interaction, Reminder
+from engage.models.engagements import Attachment, Engagement, EngagementEvent, Interaction, Reminder
 from engage.models.holdings import Fund, Holding
 from engage.models.letters import Letter, LetterTemplate, LetterTemplateVersion
 from engage.models.outbox import OutboxEmail
@@ -26,7 +26,7 @@ from engage.models.users import User
 
 __all__ = [
     "Attachment", "AuditEvent", "Campaign", "Company", "CompanyAlias", "Criterion",
-    "CriterionScore", "Direction", "Engagement", "Escalation", "Fund", "Holding", "Interaction",
+    "CriterionScore", "Direction", "Engagement", "EngagementEvent", "Escalation", "Fund", "Holding", "Interaction",
     "InteractionKind", "Investor", "InvestorKind", "Letter", "LetterKind", "LetterStatus",
     "LetterTemplate", "LetterTemplateVersion", "OutboxEmail", "OutboxStatus", "Outcome",
     "Reminder", "ReminderStatus", "RiskFlag", "RiskSource", "Role", "Rubric", "Score", "Stage",

@@ -53,6 +53,9 @@ class Company(TimestampMixin, db.Model):
     risk_flags: Mapped[list[RiskFlag]] = relationship(
         back_populates="company", cascade="all, delete-orphan", order_by="RiskFlag.effective_date"
     )
+    engagements: Mapped[list["Engagement"]] = relationship(  # noqa: F821 (engagements module)
+        back_populates="company", order_by="Engagement.opened_on", viewonly=True
+    )
 
     def __repr__(self) -> str:
         return f"<Company {self.name}>"

@@ -61,7 +61,7 @@ class Engagement(TimestampMixin, db.Model):
     #: Optimistic lock: an update from a stale form fails instead of overwriting.
     version: Mapped[int] = mapped_column(default=1)
 
-    company: Mapped[Company] = relationship()
+    company: Mapped[Company] = relationship(back_populates="engagements")
     campaign: Mapped[Campaign] = relationship()
     owner: Mapped[User | None] = relationship()
     interactions: Mapped[list[Interaction]] = relationship(
@@ -71,10 +71,26 @@ class Engagement(TimestampMixin, db.Model):
         back_populates="engagement", order_by="Reminder.due_on", cascade="all, delete-orphan"
     )
 
+    events: Mapped[list[EngagementEvent]] = relationship(
+        back_populates="engagement", order_by="EngagementEvent.occurred_on", cascade="all, delete-orphan"
+    )
+
     __mapper_args__ = {"version_id_col": version}
 
     def __repr__(self) -> str:
         return f"<Engagement {self.id} {self.stage}>"
+
+    def move_to(self, stage: str, **details) -> EngagementEvent:
+        """Move through the cycle or raise MoveError; see engage.engagements.cycle."""
+        from engage.engagements import cycle
+
+        return cycle.move_stage(self, stage, **details)
+
+    def escalate_to(self, level: str, **details) -> EngagementEvent:
+        """Change the escalation level or raise MoveError; see engage.engagements.cycle."""
+        from engage.engagements import cycle
+
+        return cycle.move_escalation(self, level, **details)
 
     @property
     def is_open(self) -> bool:
@@ -91,6 +107,42 @@ class Engagement(TimestampMixin, db.Model):
     @property
     def outcome_label(self) -> str | None:
         return Outcome(self.outcome).label if self.outcome else None
+
+
+class EngagementEvent(TimestampMixin, db.Model):
+    """One move through the cycle: a stage change, an escalation, a close or a reopening.
+
+    Kept as history (what the stage was at any date) and shown on the timeline.
+    """
+
+    __tablename__ = "engagement_events"
+    __table_args__ = (
+        sa.CheckConstraint(
+            "kind IN ('stage', 'escalation', 'close', 'reopen')", name="kind_valid"
+        ),
+        sa.Index("ix_engagement_events_engagement_occurred", "engagement_id", "occurred_on"),
+        sa.Index("ix_engagement_events_occurred_kind", "occurred_on", "kind"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    engagement_id: Mapped[int] = mapped_column(sa.ForeignKey("engagements.id", ondelete="CASCADE"))
+    #: stage, escalation, close or reopen.
+    kind: Mapped[str] = mapped_column(sa.String(16))
+    from_value: Mapped[str] = mapped_column(sa.String(32))
+    to_value: Mapped[str] = mapped_column(sa.String(32))
+    #: When it happened (the dated event behind a forward move), not when it was recorded.
+    occurred_on: Mapped[dt.date]
+    note: Mapped[str] = mapped_column(sa.Text, default="")
+    #: Why, for backward moves, de-escalations and reopenings.
+    reason: Mapped[str] = mapped_column(sa.Text, default="")
+    #: Recorded evidence of change in practice (required to readmit a divested company).
+    evidence: Mapped[str] = mapped_column(sa.Text, default="")
+    evidence_url: Mapped[str | None] = mapped_column(sa.String(500))
+    outcome: Mapped[str | None] = mapped_column(sa.String(16))
+    actor_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
+
+    engagement: Mapped[Engagement] = relationship(back_populates="events")
+    actor: Mapped[User | None] = relationship()
 
 
 class Interaction(TimestampMixin, db.Model):

@@ -9,4 +9,9 @@ document.addEventListener("DOMContentLoaded", () => {
       nav.classList.toggle("open", !open);
     });
   }
+  document.querySelectorAll("form[data-confirm]").forEach((form) => {
+    form.addEventListener("submit", (event) => {
+      if (!window.confirm(form.dataset.confirm)) event.preventDefault();
+    });
+  });
 });

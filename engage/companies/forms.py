@@ -1,0 +1,62 @@
+import sqlalchemy as sa
+from flask_wtf import FlaskForm
+from wtforms import DateField, SelectChoice, SelectField, StringField, SubmitField, TextAreaField, ValidationError
+from wtforms.validators import DataRequired, Length, Optional, Regexp
+
+from engage.extensions import db
+from engage.identifiers import isin_problem
+from engage.models import Company, RiskSource
+from engage.validators import http_url
+
+
+class CompanyForm(FlaskForm):
+    name = StringField("Name", validators=[DataRequired(), Length(max=200)])
+    aliases = TextAreaField("Other names", validators=[Length(max=5000)],
+                            description="One per line: former names, short names, names in other scripts.")
+    isin = StringField("ISIN", validators=[Optional(), Length(max=20)], description="12 characters, e.g. CNE100000PM8.")
+    ticker = StringField("Ticker", validators=[Optional(), Length(max=20)])
+    exchange = StringField("Exchange", validators=[Optional(), Length(max=40)], description="MIC code, e.g. XSHE.")
+    country = StringField("Country", validators=[Optional(), Regexp(r"^[A-Za-z]{2}$", message="Two-letter ISO code, e.g. CN.")])
+    sector = StringField("Sector", validators=[Optional(), Length(max=80)])
+    website = StringField("Website", validators=[Optional(), http_url, Length(max=500)])
+    description = TextAreaField("Description", validators=[Length(max=5000)])
+    submit = SubmitField("Save company")
+
+    def __init__(self, *args, company: Company | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.company = company
+
+    def validate_isin(self, field):
+        if not field.data:
+            return
+        field.data = field.data.strip().upper()
+        problem = isin_problem(field.data)
+        if problem:
+            raise ValidationError(problem)
+        query = sa.select(Company.name).where(Company.isin == field.data)
+        if self.company is not None and self.company.id is not None:
+            query = query.where(Company.id != self.company.id)
+        other = db.session.scalar(query)
+        if other:
+            raise ValidationError(f"{field.data} already belongs to {other}.")
+
+    def alias_list(self) -> list[str]:
+        seen, result = set(), []
+        for line in (self.aliases.data or "").splitlines():
+            alias = line.strip()[:200]
+            if alias and alias.lower() not in seen and alias != self.name.data.strip():
+                seen.add(alias.lower())
+                result.append(alias)
+        return result
+
+
+class RiskFlagForm(FlaskForm):
+    source = SelectField("List", choices=[SelectChoice(s.value, s.label) for s in RiskSource])
+    section = StringField("Statutory section", validators=[Optional(), Length(max=40)],
+                          description="For UFLPA Entity List entries, e.g. 2(d)(2)(B)(ii).")
+    effective_date = DateField("Effective date", validators=[Optional()])
+    citation = StringField("Citation", validators=[DataRequired(), Length(max=500)],
+                           description="Federal Register notice, decision or article.")
+    citation_url = StringField("Citation link", validators=[Optional(), http_url, Length(max=500)])
+    note = TextAreaField("Note", validators=[Length(max=5000)])
+    submit = SubmitField("Add flag")

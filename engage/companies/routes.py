@@ -1,0 +1,162 @@
+"""Companies: search and filter, the company page, create/edit, risk flags."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+from sqlalchemy.orm import selectinload
+
+from engage.companies import service
+from engage.companies.forms import CompanyForm, RiskFlagForm
+from engage.extensions import db
+from engage.models import Company, CompanyAlias, Engagement, RiskFlag, RiskSource, Stage
+from engage.security import require_role
+
+bp = Blueprint("companies", __name__)
+
+SORTS = {
+    "name": Company.normalized_name,
+    "isin": Company.isin,
+    "country": Company.country,
+    "sector": Company.sector,
+}
+
+
+def company_filters(args) -> dict:
+    """Parse the list's query string; a bad value is a 400 saying which."""
+    filters = {
+        "q": (args.get("q") or "").strip()[:100],
+        "sector": (args.get("sector") or "").strip()[:80],
+        "country": (args.get("country") or "").strip().upper()[:2],
+        "source": args.get("source") or "",
+        "engaged": args.get("engaged") or "",
+        "stage": args.get("stage") or "",
+        "sort": args.get("sort") or "name",
+        "dir": args.get("dir") or "asc",
+    }
+    if filters["source"] and filters["source"] not in RiskSource.values():
+        abort(400, f"Unknown risk list {filters['source']!r}.")
+    if filters["engaged"] not in ("", "yes", "no"):
+        abort(400, "engaged must be 'yes' or 'no'.")
+    if filters["stage"] and filters["stage"] not in Stage.values():
+        abort(400, f"Unknown stage {filters['stage']!r}.")
+    if filters["sort"] not in SORTS or filters["dir"] not in ("asc", "desc"):
+        abort(400, f"Cannot sort by {filters['sort']!r} {filters['dir']!r}.")
+    return filters
+
+
+def company_query(f: dict):
+    query = sa.select(Company)
+    if f["q"]:
+        like = f"%{f['q'].lower()}%"
+        alias_match = sa.select(CompanyAlias.company_id).where(sa.func.lower(CompanyAlias.alias).like(like))
+        query = query.where(sa.or_(
+            sa.func.lower(Company.name).like(like),
+            Company.isin == f["q"].upper(),
+            sa.func.upper(Company.ticker) == f["q"].upper(),
+            Company.id.in_(alias_match),
+        ))
+    if f["sector"]:
+        query = query.where(Company.sector == f["sector"])
+    if f["country"]:
+        query = query.where(Company.country == f["country"])
+    if f["source"]:
+        query = query.where(Company.id.in_(sa.select(RiskFlag.company_id).where(RiskFlag.source == f["source"])))
+    engaged = sa.select(Engagement.company_id)
+    if f["stage"]:
+        query = query.where(Company.id.in_(engaged.where(Engagement.stage == f["stage"])))
+    if f["engaged"] == "yes":
+        query = query.where(Company.id.in_(engaged.where(Engagement.stage != Stage.CLOSED.value)))
+    elif f["engaged"] == "no":
+        query = query.where(Company.id.not_in(engaged.where(Engagement.stage != Stage.CLOSED.value)))
+    column = SORTS[f["sort"]]
+    order = column.desc() if f["dir"] == "desc" else column.asc()
+    return query.order_by(order.nulls_last(), Company.id)
+
+
+@bp.route("/companies")
+@require_role("viewer")
+def index():
+    f = company_filters(request.args)
+    query = company_query(f).options(
+        selectinload(Company.risk_flags), selectinload(Company.aliases), selectinload(Company.engagements)
+    )
+    page = db.paginate(query, per_page=current_app.config["PAGE_SIZE"], max_per_page=200)
+    return render_template(
+        "companies/index.html", page=page, f=f, sources=list(RiskSource), stages=list(Stage),
+        sectors=service.distinct_values(Company.sector), countries=service.distinct_values(Company.country),
+    )
+
+
+@bp.route("/companies/new", methods=["GET", "POST"])
+@require_role("analyst")
+def create():
+    form = CompanyForm()
+    if form.validate_on_submit():
+        company = service.apply_form(Company(), form)
+        db.session.add(company)
+        db.session.commit()
+        flash(f"Company {company.name} created.", "success")
+        return redirect(url_for("companies.show", company_id=company.id))
+    return render_template("companies/form.html", form=form, company=None), 422 if form.errors else 200
+
+
+@bp.route("/companies/<int:company_id>")
+@require_role("viewer")
+def show(company_id: int):
+    company = db.session.scalar(
+        sa.select(Company).where(Company.id == company_id)
+        .options(selectinload(Company.risk_flags), selectinload(Company.aliases))
+    )
+    if company is None:
+        abort(404)
+    engagements = db.session.scalars(
+        sa.select(Engagement).where(Engagement.company_id == company.id)
+        .options(selectinload(Engagement.campaign), selectinload(Engagement.owner))
+        .order_by(Engagement.opened_on.desc())
+    ).all()
+    return render_template("companies/show.html", company=company, engagements=engagements,
+                           holdings=service.latest_holdings(company.id), flag_form=RiskFlagForm())
+
+
+@bp.route("/companies/<int:company_id>/edit", methods=["GET", "POST"])
+@require_role("analyst")
+def edit(company_id: int):
+    company = db.get_or_404(Company, company_id)
+    form = CompanyForm(obj=company, company=company)
+    if request.method == "GET":
+        form.aliases.data = "\n".join(company.alias_names)
+    if form.validate_on_submit():
+        service.apply_form(company, form)
+        db.session.commit()
+        flash("Company saved.", "success")
+        return redirect(url_for("companies.show", company_id=company.id))
+    return render_template("companies/form.html", form=form, company=company), 422 if form.errors else 200
+
+
+@bp.route("/companies/<int:company_id>/flags", methods=["POST"])
+@require_role("analyst")
+def add_flag(company_id: int):
+    company = db.get_or_404(Company, company_id)
+    form = RiskFlagForm()
+    if form.validate_on_submit():
+        service.add_flag(company, form, current_user.id)
+        db.session.commit()
+        flash("Risk flag added.", "success")
+        return redirect(url_for("companies.show", company_id=company.id) + "#flags")
+    engagements = db.session.scalars(sa.select(Engagement).where(Engagement.company_id == company.id)).all()
+    return render_template("companies/show.html", company=company, engagements=engagements,
+                           holdings=service.latest_holdings(company.id), flag_form=form), 422
+
+
+@bp.route("/companies/<int:company_id>/flags/<int:flag_id>/delete", methods=["POST"])
+@require_role("analyst")
+def delete_flag(company_id: int, flag_id: int):
+    flag = db.session.scalar(sa.select(RiskFlag).where(RiskFlag.id == flag_id, RiskFlag.company_id == company_id))
+    if flag is None:
+        abort(404)
+    db.session.delete(flag)
+    db.session.commit()
+    flash("Risk flag removed.", "success")
+    return redirect(url_for("companies.show", company_id=company_id) + "#flags")

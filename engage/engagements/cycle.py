@@ -1,0 +1,191 @@
+"""The engagement cycle: the ordered stages, the escalation ladder, and the allowed moves.
+
+This module is the one place that decides whether a move is allowed. Views and the CLI
+ask `stage_moves()`/`escalation_moves()` what to offer and call `Engagement.move_to()` /
+`Engagement.escalate_to()`, which land here.
+
+Rules (DESIGN.md, "The engagement cycle"):
+- a forward stage move records a date, an optional note and evidence URL;
+- a backward move needs a reason;
+- closing needs an outcome (resolved, divested, dropped); closing as divested also puts the
+  escalation at `divested`;
+- a closed engagement can only be reopened, with a reason;
+- a divested company is readmitted (reopened, or de-escalated from `divested`) only on
+  recorded evidence of change in practice, not plans;
+- escalating goes up the ladder freely; de-escalating needs a reason;
+- no move is dated in the future or before the engagement was opened.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from engage.models.base import Escalation, Outcome, Stage
+from engage.models.engagements import Engagement, EngagementEvent
+
+STAGES: list[str] = [s.value for s in Stage]
+OPEN_STAGES: list[str] = STAGES[:-1]
+LADDER: list[str] = [e.value for e in Escalation]
+#: Where a readmitted company goes on the escalation ladder: watched, not cleared.
+READMITTED_ESCALATION = Escalation.OBSERVATION.value
+
+
+class MoveError(ValueError):
+    """A refused move; `field` names the form field the message belongs to."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Move:
+    """A move the UI may offer from the current state."""
+
+    kind: str  # forward, backward, close, reopen, escalate, de-escalate
+    target: str
+    label: str
+    needs_reason: bool = False
+    needs_outcome: bool = False
+    needs_evidence: bool = False
+
+
+def _stage_label(value: str) -> str:
+    return Stage(value).label
+
+
+def _level_label(value: str) -> str:
+    return Escalation(value).label
+
+
+def is_divested(engagement: Engagement) -> bool:
+    return engagement.escalation == Escalation.DIVESTED.value or engagement.outcome == Outcome.DIVESTED.value
+
+
+def stage_moves(engagement: Engagement) -> list[Move]:
+    """Every stage move allowed from the engagement's current state, in cycle order."""
+    if engagement.stage == Stage.CLOSED.value:
+        evidence = is_divested(engagement)
+        return [Move("reopen", s, f"Reopen at {_stage_label(s)}", needs_reason=True, needs_evidence=evidence)
+                for s in OPEN_STAGES]
+    here = STAGES.index(engagement.stage)
+    moves = []
+    for index, stage in enumerate(OPEN_STAGES):
+        if index > here:
+            moves.append(Move("forward", stage, _stage_label(stage)))
+        elif index < here:
+            moves.append(Move("backward", stage, f"Back to {_stage_label(stage)}", needs_reason=True))
+    moves.append(Move("close", Stage.CLOSED.value, "Close", needs_outcome=True))
+    return moves
+
+
+def escalation_moves(engagement: Engagement) -> list[Move]:
+    """Every escalation change allowed now; none while the engagement is closed."""
+    if engagement.stage == Stage.CLOSED.value:
+        return []
+    here = LADDER.index(engagement.escalation)
+    moves = []
+    for index, level in enumerate(LADDER):
+        if index > here:
+            moves.append(Move("escalate", level, _level_label(level)))
+        elif index < here:
+            readmission = engagement.escalation == Escalation.DIVESTED.value
+            moves.append(Move("de-escalate", level, f"Back to {_level_label(level)}", needs_reason=True,
+                              needs_evidence=readmission))
+    return moves
+
+
+def _check_url(value: str | None) -> str | None:
+    value = (value or "").strip()
+    if not value:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise MoveError("evidence_url", "The evidence link must be a full http:// or https:// address.")
+    if len(value) > 500:
+        raise MoveError("evidence_url", "The evidence link is longer than 500 characters.")
+    return value
+
+
+def _check_date(engagement: Engagement, on: dt.date | None, today: dt.date) -> dt.date:
+    if on is None:
+        raise MoveError("occurred_on", "Give the date the move happened.")
+    if on > today:
+        raise MoveError("occurred_on", f"{on.isoformat()} is in the future; record a move once it has happened.")
+    if engagement.opened_on and on < engagement.opened_on:
+        raise MoveError("occurred_on",
+                        f"{on.isoformat()} is before the engagement was opened ({engagement.opened_on.isoformat()}).")
+    return on
+
+
+def _find(moves: list[Move], target: str, what: str, current: str) -> Move:
+    for move in moves:
+        if move.target == target:
+            return move
+    raise MoveError("target", f"Moving the {what} from {current} to {target} is not allowed.")
+
+
+def _require(move: Move, reason: str, evidence: str, outcome: str | None) -> None:
+    if move.needs_reason and not reason.strip():
+        raise MoveError("reason", f"{move.label}: give a reason for this move.")
+    if move.needs_evidence and not evidence.strip():
+        raise MoveError("evidence", "A divested company is readmitted only on recorded evidence of change in "
+                                    "practice (not plans): describe the evidence.")
+    if move.needs_outcome and outcome not in Outcome.values():
+        raise MoveError("outcome", f"Closing needs an outcome: one of {', '.join(Outcome.values())}.")
+
+
+def move_stage(engagement: Engagement, target: str, *, on: dt.date | None, today: dt.date, actor_id: int | None,
+               note: str = "", reason: str = "", evidence: str = "", evidence_url: str | None = None,
+               outcome: str | None = None) -> EngagementEvent:
+    """Perform a stage move (forward, backward, close or reopen) or raise MoveError."""
+    if target not in STAGES:
+        raise MoveError("target", f"{target!r} is not a stage of the cycle.")
+    if target == engagement.stage:
+        raise MoveError("target", f"The engagement is already at {_stage_label(target)}.")
+    move = _find(stage_moves(engagement), target, "stage", _stage_label(engagement.stage))
+    _require(move, reason, evidence, outcome)
+    on = _check_date(engagement, on, today)
+    url = _check_url(evidence_url)
+    event = EngagementEvent(kind={"close": "close", "reopen": "reopen"}.get(move.kind, "stage"),
+                            from_value=engagement.stage, to_value=target, occurred_on=on, note=note.strip(),
+                            reason=reason.strip(), evidence=evidence.strip(), evidence_url=url, actor_id=actor_id)
+    if move.kind == "close":
+        event.outcome = outcome
+        engagement.outcome = outcome
+        engagement.closed_on = on
+        if outcome == Outcome.DIVESTED.value:
+            engagement.escalation = Escalation.DIVESTED.value
+    elif move.kind == "reopen":
+        if is_divested(engagement):
+            engagement.escalation = READMITTED_ESCALATION
+        engagement.outcome = None
+        engagement.closed_on = None
+    engagement.stage = target
+    engagement.events.append(event)
+    return event
+
+
+def move_escalation(engagement: Engagement, target: str, *, on: dt.date | None, today: dt.date,
+                    actor_id: int | None, note: str = "", reason: str = "", evidence: str = "",
+                    evidence_url: str | None = None) -> EngagementEvent:
+    """Move up or down the escalation ladder or raise MoveError."""
+    if target not in LADDER:
+        raise MoveError("target", f"{target!r} is not an escalation level.")
+    if engagement.stage == Stage.CLOSED.value:
+        raise MoveError("target", "The engagement is closed; reopen it before changing its escalation.")
+    if target == engagement.escalation:
+        raise MoveError("target", f"The escalation is already {_level_label(target)}.")
+    move = _find(escalation_moves(engagement), target, "escalation", _level_label(engagement.escalation))
+    _require(move, reason, evidence, None)
+    on = _check_date(engagement, on, today)
+    url = _check_url(evidence_url)
+    event = EngagementEvent(kind="escalation", from_value=engagement.escalation, to_value=target, occurred_on=on,
+                            note=note.strip(), reason=reason.strip(), evidence=evidence.strip(), evidence_url=url,
+                            actor_id=actor_id)
+    engagement.escalation = target
+    engagement.events.append(event)
+    return event

@@ -1,0 +1,371 @@
+"""Engagements: the list, opening one, its page, cycle moves, logging contact, attachments."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import sqlalchemy as sa
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, send_file, url_for
+from flask_login import current_user
+from sqlalchemy.orm import selectinload
+from sqlalchemy.orm.exc import StaleDataError
+
+from engage import clock
+from engage.engagements import attachments, cycle, service
+from engage.engagements.forms import (
+    EngagementEditForm,
+    EscalationForm,
+    InteractionForm,
+    OpenEngagementForm,
+    StageMoveForm,
+)
+from engage.extensions import db
+from engage.models import (
+    Attachment,
+    Campaign,
+    Company,
+    Engagement,
+    Escalation,
+    InteractionKind,
+    Role,
+    Stage,
+    User,
+)
+from engage.security import require_role
+
+bp = Blueprint("engagements", __name__)
+
+SORTS = {
+    "company": Company.normalized_name,
+    "stage": Engagement.stage,
+    "escalation": Engagement.escalation,
+    "opened": Engagement.opened_on,
+}
+
+
+def owner_choices(include_none: bool = True):
+    users = db.session.scalars(
+        sa.select(User).where(User.active.is_(True), User.role.in_([Role.ANALYST.value, Role.ADMIN.value]))
+        .order_by(User.name)
+    ).all()
+    choices = [("", "Unassigned")] if include_none else []
+    return choices + [(u.id, u.name) for u in users]
+
+
+def engagement_filters(args) -> dict:
+    f = {key: (args.get(key) or "").strip() for key in
+         ("campaign", "stage", "escalation", "owner", "sector", "overdue", "stale", "sort", "dir")}
+    f["sort"] = f["sort"] or "company"
+    f["dir"] = f["dir"] or "asc"
+    if f["stage"] and f["stage"] not in Stage.values() and f["stage"] != "open":
+        abort(400, f"Unknown stage {f['stage']!r}.")
+    if f["escalation"] and f["escalation"] not in Escalation.values():
+        abort(400, f"Unknown escalation level {f['escalation']!r}.")
+    for key in ("campaign",):
+        if f[key] and not f[key].isdigit():
+            abort(400, f"{key} must be a number.")
+    if f["owner"] and f["owner"] not in ("me", "none") and not f["owner"].isdigit():
+        abort(400, "owner must be a user number, 'me' or 'none'.")
+    if f["overdue"] not in ("", "yes") or f["stale"] not in ("", "yes"):
+        abort(400, "overdue and stale take the value 'yes'.")
+    if f["sort"] not in SORTS and f["sort"] not in ("next_follow_up", "last_contact", "score") \
+            or f["dir"] not in ("asc", "desc"):
+        abort(400, f"Cannot sort by {f['sort']!r} {f['dir']!r}.")
+    return f
+
+
+def engagement_query(f: dict, today: dt.date):
+    next_due = service.next_follow_up_query().label("next_follow_up")
+    last_contact = service.last_contact_query().label("last_contact")
+    score = service.latest_score_query().label("latest_score")
+    query = sa.select(Engagement, next_due, last_contact, score).join(Engagement.company)
+    if f["campaign"]:
+        query = query.where(Engagement.campaign_id == int(f["campaign"]))
+    if f["stage"] == "open":
+        query = query.where(Engagement.stage != Stage.CLOSED.value)
+    elif f["stage"]:
+        query = query.where(Engagement.stage == f["stage"])
+    if f["escalation"]:
+        query = query.where(Engagement.escalation == f["escalation"])
+    if f["owner"] == "me":
+        query = query.where(Engagement.owner_id == current_user.id)
+    elif f["owner"] == "none":
+        query = query.where(Engagement.owner_id.is_(None))
+    elif f["owner"]:
+        query = query.where(Engagement.owner_id == int(f["owner"]))
+    if f["sector"]:
+        query = query.where(Company.sector == f["sector"])
+    if f["overdue"]:
+        query = query.where(service.next_follow_up_query() < today)
+    if f["stale"]:
+        cutoff = today - dt.timedelta(days=current_app.config["STALE_AFTER_DAYS"])
+        query = query.where(Engagement.stage != Stage.CLOSED.value,
+                            sa.func.coalesce(service.last_contact_query(), Engagement.opened_on) < cutoff)
+    column = {"next_follow_up": next_due, "last_contact": last_contact, "score": score}.get(f["sort"]) \
+        if f["sort"] not in SORTS else SORTS[f["sort"]]
+    order = column.desc() if f["dir"] == "desc" else column.asc()
+    return query.order_by(order.nulls_last(), Engagement.id)
+
+
+@bp.route("/engagements")
+@require_role("viewer")
+def index():
+    today = clock.today()
+    f = engagement_filters(request.args)
+    query = engagement_query(f, today).options(
+        selectinload(Engagement.company), selectinload(Engagement.campaign), selectinload(Engagement.owner)
+    )
+    page = db.paginate(query, per_page=current_app.config["PAGE_SIZE"], max_per_page=200)
+    # db.paginate returns scalars; re-run the row query for the page to get the computed columns.
+    return render_template(
+        "engagements/index.html", page=page, rows=_rows(page, f, today), f=f, today=today,
+        stages=list(Stage), escalations=list(Escalation),
+        campaign_options=[(c.id, c.name) for c in db.session.scalars(sa.select(Campaign).order_by(Campaign.name))],
+        owners=owner_choices()[1:],
+        sectors=[s for s in db.session.scalars(
+            sa.select(Company.sector).where(Company.sector.is_not(None)).distinct().order_by(Company.sector))],
+    )
+
+
+def _rows(page, f: dict, today: dt.date) -> list:
+    """The page's engagements with next follow-up, last contact and latest score, in one query."""
+    ids = [e.id for e in page.items]
+    if not ids:
+        return []
+    extra = {
+        row.id: row
+        for row in db.session.execute(
+            sa.select(Engagement.id, service.next_follow_up_query().label("next_follow_up"),
+                      service.last_contact_query().label("last_contact"),
+                      service.latest_score_query().label("latest_score"))
+            .where(Engagement.id.in_(ids))
+        )
+    }
+    return [(e, extra[e.id]) for e in page.items]
+
+
+@bp.route("/companies/<int:company_id>/engagements/new", methods=["GET", "POST"])
+@require_role("analyst")
+def open_for_company(company_id: int):
+    company = db.get_or_404(Company, company_id)
+    form = OpenEngagementForm()
+    form.campaign_id.choices = [(c.id, c.name) for c in db.session.scalars(
+        sa.select(Campaign).where(Campaign.active.is_(True)).order_by(Campaign.name))]
+    form.owner_id.choices = owner_choices()
+    if request.method == "GET":
+        form.opened_on.data = clock.today()
+        form.owner_id.data = current_user.id
+    if form.validate_on_submit():
+        campaign = db.get_or_404(Campaign, form.campaign_id.data)
+        owner = db.session.get(User, form.owner_id.data) if form.owner_id.data else None
+        try:
+            engagement = service.open_engagement(company, campaign, owner=owner, objectives=form.objectives.data or "",
+                                                 opened_on=form.opened_on.data, today=clock.today(),
+                                                 actor_id=current_user.id)
+            db.session.commit()
+        except service.EngagementError as error:
+            db.session.rollback()
+            _field_error(form, error.field, error.message)
+        else:
+            flash(f"Engagement with {company.name} opened.", "success")
+            return redirect(url_for("engagements.show", engagement_id=engagement.id))
+    status = 422 if form.errors else 200
+    return render_template("engagements/open.html", form=form, company=company), status
+
+
+def _field_error(form, field_name: str, message: str) -> None:
+    field = getattr(form, field_name, None)
+    if field is not None:
+        field.errors = list(field.errors) + [message]
+    else:
+        flash(message, "error")
+
+
+def _load(engagement_id: int) -> Engagement:
+    engagement = db.session.scalar(
+        sa.select(Engagement).where(Engagement.id == engagement_id)
+        .options(selectinload(Engagement.company).selectinload(Company.risk_flags),
+                 selectinload(Engagement.campaign), selectinload(Engagement.owner),
+                 selectinload(Engagement.reminders))
+    )
+    if engagement is None:
+        abort(404)
+    return engagement
+
+
+def _forms(engagement: Engagement, stale: bool = False, **given):
+    """The page's forms, with choices limited to the moves allowed from the current state.
+
+    Fresh forms carry the engagement's current version; a form sent back with errors keeps
+    the version it was opened with, unless it was stale (then it gets the new one to retry).
+    """
+    today = clock.today()
+    version = str(engagement.version)
+    fresh = {
+        "edit": lambda: EngagementEditForm(obj=engagement, formdata=None),
+        "stage": lambda: StageMoveForm(formdata=None, occurred_on=today),
+        "escalation": lambda: EscalationForm(formdata=None, occurred_on=today),
+        "interaction": lambda: InteractionForm(formdata=None, occurred_on=today),
+    }
+    forms = {}
+    for key, make in fresh.items():
+        form = given.get(key)
+        if form is None:
+            form = make()
+            form.version.data = version
+        elif stale:
+            form.version.data = version
+        forms[key] = form
+    forms["edit"].owner_id.choices = owner_choices()
+    forms["stage"].target.choices = [(m.target, m.label) for m in cycle.stage_moves(engagement)]
+    forms["escalation"].target.choices = [(m.target, m.label) for m in cycle.escalation_moves(engagement)]
+    forms["interaction"].move_to.choices = response_moves(engagement)
+    return {f"{key}_form": form for key, form in forms.items()}
+
+
+def response_moves(engagement: Engagement) -> list:
+    return [("", "Leave the stage as it is")] + [
+        (m.target, m.label) for m in cycle.stage_moves(engagement) if m.kind == "forward"]
+
+
+def _page(engagement: Engagement, status: int = 200, stale: service.StaleEdit | None = None, **forms):
+    return render_template(
+        "engagements/show.html", engagement=engagement, timeline=service.timeline(engagement),
+        summary=service.summary_of(engagement), stale=stale, today=clock.today(),
+        stage_moves=cycle.stage_moves(engagement), escalation_moves=cycle.escalation_moves(engagement),
+        **_forms(engagement, stale=stale is not None, **forms),
+    ), status
+
+
+@bp.route("/engagements/<int:engagement_id>")
+@require_role("viewer")
+def show(engagement_id: int):
+    return _page(_load(engagement_id))
+
+
+def _stale_response(engagement_id: int, error: service.StaleEdit | None = None, **forms):
+    db.session.rollback()
+    engagement = _load(engagement_id)
+    if error is None:  # lost the race at commit time
+        error = service.StaleEdit(engagement, service.changes_since(engagement, engagement.version - 1))
+    flash("Not saved: someone else changed this engagement after you opened it. "
+          "Review the changes below and try again.", "error")
+    return _page(engagement, 409, stale=error, **forms)
+
+
+@bp.route("/engagements/<int:engagement_id>/edit", methods=["POST"])
+@require_role("analyst")
+def edit(engagement_id: int):
+    engagement = _load(engagement_id)
+    form = EngagementEditForm()
+    form.owner_id.choices = owner_choices()
+    if not form.validate_on_submit():
+        return _page(engagement, 422, edit=form)
+    owner = db.session.get(User, form.owner_id.data) if form.owner_id.data else None
+    try:
+        service.update_engagement(engagement, seen_version=int(form.version.data), owner=owner,
+                                  objectives=form.objectives.data or "")
+        db.session.commit()
+    except service.StaleEdit as error:
+        return _stale_response(engagement_id, error, edit=form)
+    except StaleDataError:
+        return _stale_response(engagement_id, edit=form)
+    except service.EngagementError as error:
+        db.session.rollback()
+        _field_error(form, error.field, error.message)
+        return _page(_load(engagement_id), 422, edit=form)
+    flash("Engagement saved.", "success")
+    return redirect(url_for("engagements.show", engagement_id=engagement_id))
+
+
+def _move(engagement_id: int, form_class, form_key: str, perform):
+    engagement = _load(engagement_id)
+    form = form_class()
+    moves = cycle.stage_moves(engagement) if form_class is StageMoveForm else cycle.escalation_moves(engagement)
+    form.target.choices = [(m.target, m.label) for m in moves]
+    if not form.validate_on_submit():
+        return _page(engagement, 422, **{form_key: form})
+    try:
+        service.check_version(engagement, int(form.version.data))
+        perform(engagement, form)
+        db.session.commit()
+    except service.StaleEdit as error:
+        return _stale_response(engagement_id, error, **{form_key: form})
+    except StaleDataError:
+        return _stale_response(engagement_id, **{form_key: form})
+    except cycle.MoveError as error:
+        db.session.rollback()
+        _field_error(form, error.field, error.message)
+        return _page(_load(engagement_id), 422, **{form_key: form})
+    return redirect(url_for("engagements.show", engagement_id=engagement_id))
+
+
+@bp.route("/engagements/<int:engagement_id>/stage", methods=["POST"])
+@require_role("analyst")
+def move_stage(engagement_id: int):
+    def perform(engagement, form):
+        engagement.move_to(form.target.data, on=form.occurred_on.data, today=clock.today(), actor_id=current_user.id,
+                           note=form.note.data or "", reason=form.reason.data or "", evidence=form.evidence.data or "",
+                           evidence_url=form.evidence_url.data or None, outcome=form.outcome.data or None)
+        flash(f"Stage is now {engagement.stage_label}.", "success")
+
+    return _move(engagement_id, StageMoveForm, "stage", perform)
+
+
+@bp.route("/engagements/<int:engagement_id>/escalation", methods=["POST"])
+@require_role("analyst")
+def move_escalation(engagement_id: int):
+    def perform(engagement, form):
+        engagement.escalate_to(form.target.data, on=form.occurred_on.data, today=clock.today(),
+                               actor_id=current_user.id, note=form.note.data or "", reason=form.reason.data or "",
+                               evidence=form.evidence.data or "", evidence_url=form.evidence_url.data or None)
+        flash(f"Escalation is now {engagement.escalation_label}.", "success")
+
+    return _move(engagement_id, EscalationForm, "escalation", perform)
+
+
+@bp.route("/engagements/<int:engagement_id>/interactions", methods=["POST"])
+@require_role("analyst")
+def log_interaction(engagement_id: int):
+    engagement = _load(engagement_id)
+    form = InteractionForm()
+    form.move_to.choices = response_moves(engagement)
+    if not form.validate_on_submit():
+        return _page(engagement, 422, interaction=form)
+    uploads = [f for f in (form.attachments.data or []) if getattr(f, "filename", "")]
+    written = []
+    try:
+        interaction, written = service.log_interaction(
+            engagement, kind=form.kind.data, direction=form.direction.data, occurred_on=form.occurred_on.data,
+            subject=form.subject.data or "", summary=form.summary.data or "", participants=form.participants.data or "",
+            uploads=uploads, today=clock.today(), actor_id=current_user.id, move_to=form.move_to.data or None,
+            seen_version=int(form.version.data) if (form.version.data or "").isdigit() else None)
+        db.session.commit()
+    except service.StaleEdit as error:
+        service.discard_files(written)
+        return _stale_response(engagement_id, error, interaction=form)
+    except StaleDataError:
+        service.discard_files(written)
+        return _stale_response(engagement_id, interaction=form)
+    except service.EngagementError as error:
+        db.session.rollback()
+        service.discard_files(written)
+        _field_error(form, error.field, error.message)
+        return _page(_load(engagement_id), 422, interaction=form)
+    except Exception:
+        db.session.rollback()
+        service.discard_files(written)
+        raise
+    flash(f"{InteractionKind(interaction.kind).label} logged.", "success")
+    return redirect(url_for("engagements.show", engagement_id=engagement_id) + "#timeline")
+
+
+@bp.route("/attachments/<int:attachment_id>")
+@require_role("viewer")
+def download_attachment(attachment_id: int):
+    attachment = db.get_or_404(Attachment, attachment_id)
+    path = attachments.path_of(attachment.stored_name)
+    if not path.is_file():
+        abort(404)
+    return send_file(path, mimetype=attachment.content_type, as_attachment=True,
+                     download_name=attachment.filename, max_age=0)

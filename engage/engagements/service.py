@@ -1,0 +1,239 @@
+"""Engagement work: opening, editing, logging contact, the timeline. Functions mutate; callers commit."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+from sqlalchemy.orm import selectinload
+
+from engage.engagements import attachments
+from engage.engagements.cycle import MoveError
+from engage.extensions import db
+from engage.models import (
+    Attachment,
+    AuditEvent,
+    Campaign,
+    Company,
+    Direction,
+    Engagement,
+    EngagementEvent,
+    Interaction,
+    InteractionKind,
+    Letter,
+    LetterStatus,
+    Reminder,
+    ReminderStatus,
+    Score,
+    Stage,
+    User,
+)
+
+
+class EngagementError(ValueError):
+    """Refused input; `field` names the form field the message belongs to."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+class StaleEdit(ValueError):
+    """Someone else saved the engagement after this form was opened; `changes` says what."""
+
+    def __init__(self, engagement: Engagement, changes: list[AuditEvent]):
+        super().__init__("This engagement was changed by someone else after you opened it.")
+        self.engagement = engagement
+        self.changes = changes
+
+
+def changes_since(engagement: Engagement, seen_version: int) -> list[AuditEvent]:
+    """The audited updates of the engagement made after the version the user saw (latest first)."""
+    missed = max(1, min(engagement.version - seen_version, 20))
+    return list(db.session.scalars(
+        sa.select(AuditEvent)
+        .where(AuditEvent.object_type == "Engagement", AuditEvent.object_id == engagement.id,
+               AuditEvent.action == "update")
+        .order_by(AuditEvent.id.desc())
+        .limit(missed)
+    ))
+
+
+def check_version(engagement: Engagement, seen_version: int | None) -> None:
+    """Refuse a save made from a stale page (optimistic lock, checked before any change)."""
+    if seen_version is None or int(seen_version) != engagement.version:
+        raise StaleEdit(engagement, changes_since(engagement, int(seen_version or 0)))
+
+
+def open_engagement(company: Company, campaign: Campaign, *, owner: User | None, objectives: str,
+                    opened_on: dt.date, today: dt.date, actor_id: int | None) -> Engagement:
+    if opened_on > today:
+        raise EngagementError("opened_on", f"{opened_on.isoformat()} is in the future.")
+    existing = db.session.scalar(
+        sa.select(Engagement.id).where(Engagement.company_id == company.id, Engagement.campaign_id == campaign.id,
+                                       Engagement.stage != Stage.CLOSED.value)
+    )
+    if existing:
+        raise EngagementError("campaign_id", f"{company.name} already has an open engagement in "
+                                             f"{campaign.name} (#{existing}).")
+    if owner is not None and (not owner.active or not owner.can_edit):
+        raise EngagementError("owner_id", "The owner must be an active analyst or admin.")
+    engagement = Engagement(company=company, campaign=campaign, owner=owner, objectives=objectives.strip(),
+                            opened_on=opened_on, stage=Stage.IDENTIFIED.value)
+    db.session.add(engagement)
+    return engagement
+
+
+def update_engagement(engagement: Engagement, *, seen_version: int | None, owner: User | None,
+                      objectives: str) -> None:
+    check_version(engagement, seen_version)
+    if owner is not None and owner.id != engagement.owner_id and (not owner.active or not owner.can_edit):
+        raise EngagementError("owner_id", "The owner must be an active analyst or admin.")
+    engagement.owner = owner
+    engagement.objectives = objectives.strip()
+
+
+def log_interaction(engagement: Engagement, *, kind: str, direction: str, occurred_on: dt.date, subject: str,
+                    summary: str, participants: str, uploads: list, today: dt.date, actor_id: int | None,
+                    move_to: str | None = None, seen_version: int | None = None) -> tuple[Interaction, list]:
+    """Log one contact. Returns the interaction and the files written (to delete if the commit fails)."""
+    if kind not in InteractionKind.values():
+        raise EngagementError("kind", f"Unknown kind of interaction {kind!r}.")
+    if direction not in Direction.values():
+        raise EngagementError("direction", f"Unknown direction {direction!r}.")
+    if occurred_on is None:
+        raise EngagementError("occurred_on", "Give the date of the contact.")
+    if occurred_on > today and kind != InteractionKind.MEETING.value:
+        raise EngagementError("occurred_on", f"{occurred_on.isoformat()} is in the future; only meetings can be "
+                                             "planned ahead.")
+    if occurred_on < engagement.opened_on - dt.timedelta(days=366):
+        raise EngagementError("occurred_on", f"{occurred_on.isoformat()} is more than a year before the engagement "
+                                             "was opened.")
+    if not engagement.is_open:
+        raise EngagementError("kind", "The engagement is closed; reopen it to log new contact.")
+    vetted = []
+    for upload in uploads:
+        try:
+            vetted.append(attachments.check_upload(upload))
+        except attachments.AttachmentError as exc:
+            raise EngagementError("attachments", str(exc)) from exc
+    interaction = Interaction(engagement=engagement, kind=kind, direction=direction, occurred_on=occurred_on,
+                              subject=subject.strip(), summary=summary.strip(), participants=participants.strip(),
+                              created_by_id=actor_id)
+    db.session.add(interaction)
+    if move_to:
+        check_version(engagement, seen_version)
+        try:
+            engagement.move_to(move_to, on=occurred_on, today=today, actor_id=actor_id,
+                               note=f"Company response of {occurred_on.isoformat()}: {subject.strip()}".strip(": "))
+        except MoveError as exc:
+            raise EngagementError("move_to", exc.message) from exc
+    if kind == InteractionKind.RESPONSE.value:
+        for reminder in engagement.reminders:
+            if reminder.status != ReminderStatus.DONE.value and reminder.letter_id is not None:
+                reminder.status = ReminderStatus.DONE.value
+    written = []
+    try:
+        for filename, data in vetted:
+            stored = attachments.store(filename, data)
+            written.append(stored.path)
+            interaction.attachments.append(Attachment(
+                filename=stored.filename, stored_name=stored.stored_name, content_type=stored.content_type,
+                size_bytes=stored.size_bytes, sha256=stored.sha256))
+    except OSError:
+        discard_files(written)
+        raise
+    return interaction, written
+
+
+def discard_files(paths) -> None:
+    for path in paths:
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+
+
+@dataclass
+class TimelineEntry:
+    on: dt.date
+    kind: str  # interaction, event, letter, score
+    obj: object
+    order: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+def timeline(engagement: Engagement) -> list[TimelineEntry]:
+    """Every interaction, cycle move, letter and score, newest first, in four queries."""
+    entries: list[TimelineEntry] = []
+    for item in db.session.scalars(
+        sa.select(Interaction).where(Interaction.engagement_id == engagement.id)
+        .options(selectinload(Interaction.attachments), selectinload(Interaction.created_by))
+    ):
+        entries.append(TimelineEntry(item.occurred_on, "interaction", item, item.id))
+    for item in db.session.scalars(
+        sa.select(EngagementEvent).where(EngagementEvent.engagement_id == engagement.id)
+        .options(selectinload(EngagementEvent.actor))
+    ):
+        entries.append(TimelineEntry(item.occurred_on, "event", item, item.id))
+    for item in db.session.scalars(sa.select(Letter).where(Letter.engagement_id == engagement.id)):
+        entries.append(TimelineEntry(item.sent_on or item.created_at.date(), "letter", item, item.id))
+    for item in db.session.scalars(
+        sa.select(Score).where(Score.engagement_id == engagement.id).options(selectinload(Score.scorer))
+    ):
+        entries.append(TimelineEntry(item.scored_on, "score", item, item.id))
+    kind_rank = {"event": 0, "score": 1, "letter": 2, "interaction": 3}
+    entries.sort(key=lambda e: (e.on, -kind_rank[e.kind], e.order), reverse=True)
+    return entries
+
+
+def next_follow_up_query():
+    """Correlated subquery: the earliest open reminder of each engagement."""
+    return (
+        sa.select(sa.func.min(Reminder.due_on))
+        .where(Reminder.engagement_id == Engagement.id, Reminder.status != ReminderStatus.DONE.value)
+        .correlate(Engagement)
+        .scalar_subquery()
+    )
+
+
+def latest_score_query():
+    """Correlated subquery: the total of each engagement's latest score."""
+    return (
+        sa.select(Score.total)
+        .where(Score.engagement_id == Engagement.id)
+        .order_by(Score.scored_on.desc(), Score.id.desc())
+        .limit(1)
+        .correlate(Engagement)
+        .scalar_subquery()
+    )
+
+
+def last_contact_query():
+    return (
+        sa.select(sa.func.max(Interaction.occurred_on))
+        .where(Interaction.engagement_id == Engagement.id, Interaction.kind != InteractionKind.NOTE.value)
+        .correlate(Engagement)
+        .scalar_subquery()
+    )
+
+
+def summary_of(engagement: Engagement) -> dict:
+    """Next follow-up, latest score and its change, last contact, for the engagement page."""
+    next_due = db.session.scalar(
+        sa.select(sa.func.min(Reminder.due_on))
+        .where(Reminder.engagement_id == engagement.id, Reminder.status != ReminderStatus.DONE.value)
+    )
+    scores = db.session.execute(
+        sa.select(Score.total, Score.scored_on).where(Score.engagement_id == engagement.id)
+        .order_by(Score.scored_on.desc(), Score.id.desc()).limit(2)
+    ).all()
+    latest = scores[0] if scores else None
+    change = (scores[0].total - scores[1].total) if len(scores) == 2 else None
+    letters_sent = db.session.scalar(
+        sa.select(sa.func.count(Letter.id)).where(Letter.engagement_id == engagement.id,
+                                                  Letter.status == LetterStatus.SENT.value)
+    )
+    return {"next_follow_up": next_due, "latest_score": latest, "score_change": change, "letters_sent": letters_sent}

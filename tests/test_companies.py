@@ -1,0 +1,123 @@
+import datetime as dt
+
+import sqlalchemy as sa
+
+from engage.extensions import db
+from engage.models import AuditEvent, Company, Fund, Holding, RiskFlag
+from tests import factories
+
+
+def company_form(**overrides):
+    data = {"name": "Xinjiang Example Cotton Co., Ltd.", "aliases": "Example Cotton\nExample Cotton\n新疆样例",
+            "isin": "cne100000pm8", "ticker": "600001", "exchange": "xshg", "country": "cn", "sector": "Textiles",
+            "website": "", "description": ""}
+    data.update(overrides)
+    return data
+
+
+def test_analyst_creates_and_edits_a_company(client, login_as):
+    login_as("analyst")
+    response = client.post("/companies/new", data=company_form())
+    assert response.status_code == 302
+    company = db.session.scalar(sa.select(Company))
+    assert (company.isin, company.ticker, company.exchange, company.country) == ("CNE100000PM8", "600001", "XSHG", "CN")
+    assert company.alias_names == ["Example Cotton", "新疆样例"]
+    response = client.post(f"/companies/{company.id}/edit", data=company_form(aliases="Example Cotton\nNew Name"))
+    assert response.status_code == 302
+    db.session.expire_all()
+    assert sorted(db.session.get(Company, company.id).alias_names) == ["Example Cotton", "New Name"]
+    assert db.session.scalar(sa.select(AuditEvent).where(AuditEvent.object_type == "CompanyAlias",
+                                                         AuditEvent.action == "delete"))
+
+
+def test_bad_company_input_is_refused_on_the_field(client, login_as):
+    login_as("analyst")
+    factories.company("Holder", isin="CNE100000BJ4")
+    db.session.commit()
+    cases = [
+        (company_form(isin="CNE100000PM9"), "expected 8"),
+        (company_form(isin="NOTANISIN"), "is not an ISIN"),
+        (company_form(isin="CNE100000BJ4"), "already belongs to Holder"),
+        (company_form(country="China"), "Two-letter ISO code"),
+        (company_form(website="javascript:alert(1)"), "http:// or https://"),
+        (company_form(name=""), "This field is required"),
+    ]
+    for data, message in cases:
+        response = client.post("/companies/new", data=data)
+        assert response.status_code == 422, message
+        assert message in response.get_data(as_text=True), message
+    assert db.session.scalar(sa.select(sa.func.count(Company.id))) == 1
+
+
+def test_risk_flags_are_added_with_a_citation_and_removed(client, login_as):
+    login_as("analyst")
+    company = factories.company()
+    db.session.commit()
+    refused = client.post(f"/companies/{company.id}/flags", data={"source": "uflpa_entity_list", "citation": ""})
+    assert refused.status_code == 422
+    bad_link = client.post(f"/companies/{company.id}/flags", data={
+        "source": "uflpa_entity_list", "citation": "UFLPA list", "citation_url": "ftp://x"})
+    assert bad_link.status_code == 422
+    response = client.post(f"/companies/{company.id}/flags", data={
+        "source": "uflpa_entity_list", "section": "2(d)(2)(B)(i)", "effective_date": "2023-06-12",
+        "citation": "DHS UFLPA Entity List update, 12 Jun 2023", "citation_url": "https://www.dhs.gov/uflpa-entity-list"})
+    assert response.status_code == 302
+    flag = db.session.scalar(sa.select(RiskFlag))
+    assert flag.section == "2(d)(2)(B)(i)" and flag.effective_date == dt.date(2023, 6, 12)
+    page = client.get(f"/companies/{company.id}").get_data(as_text=True)
+    assert "UFLPA Entity List" in page and "https://www.dhs.gov/uflpa-entity-list" in page
+    assert client.post(f"/companies/{company.id}/flags/{flag.id}/delete").status_code == 302
+    assert db.session.scalar(sa.select(sa.func.count(RiskFlag.id))) == 0
+    assert client.post(f"/companies/{company.id + 1}/flags/{flag.id}/delete").status_code == 404
+
+
+def test_viewer_cannot_change_companies(client, login_as):
+    login_as("viewer")
+    company = factories.company()
+    db.session.commit()
+    assert client.get("/companies/new").status_code == 403
+    assert client.post("/companies/new", data=company_form()).status_code == 403
+    assert client.post(f"/companies/{company.id}/edit", data=company_form()).status_code == 403
+    assert client.post(f"/companies/{company.id}/flags", data={"source": "analyst", "citation": "x"}).status_code == 403
+    page = client.get("/companies").get_data(as_text=True)
+    assert "New company" not in page
+
+
+def test_company_filters_and_sorting(client, login_as):
+    login_as("viewer")
+    a = factories.company("Alpha Solar", sector="Solar", country="CN")
+    b = factories.company("Beta Cotton", sector="Textiles", country="VN")
+    a.risk_flags.append(RiskFlag(source="cbp_wro", citation="WRO"))
+    db.session.commit()
+    factories.engagement(company=b, stage="acknowledged")
+
+    def names(query):
+        response = client.get("/companies" + query)
+        assert response.status_code == 200, query
+        text = response.get_data(as_text=True)
+        return [n for n in sorted(("Alpha Solar", "Beta Cotton"), key=text.find) if n in text]
+
+    assert names("?sector=Solar") == ["Alpha Solar"]
+    assert names("?country=vn") == ["Beta Cotton"]
+    assert names("?source=cbp_wro") == ["Alpha Solar"]
+    assert names("?engaged=yes") == ["Beta Cotton"]
+    assert names("?engaged=no") == ["Alpha Solar"]
+    assert names("?stage=acknowledged") == ["Beta Cotton"]
+    assert names("?sort=name&dir=desc") == ["Beta Cotton", "Alpha Solar"]
+    assert names("?sort=country&dir=asc") == ["Alpha Solar", "Beta Cotton"]
+    assert client.get("/companies?sort=password").status_code == 400
+    assert client.get("/companies?engaged=maybe").status_code == 400
+
+
+def test_company_page_shows_latest_holdings(client, login_as):
+    login_as("viewer")
+    company = factories.company("Held Co")
+    fund = Fund(name="EM Index")
+    db.session.add_all([
+        Holding(fund=fund, company=company, as_of=dt.date(2026, 1, 31), market_value=100, shares=10),
+        Holding(fund=fund, company=company, as_of=dt.date(2026, 2, 28), market_value=250, shares=20),
+    ])
+    db.session.commit()
+    page = client.get(f"/companies/{company.id}").get_data(as_text=True)
+    assert "28 Feb 2026" in page and "31 Jan 2026" not in page
+    assert "USD 250" in page
