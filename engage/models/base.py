@@ -108,7 +108,7 @@ class RiskSource(StrEnum):
             "gpfg_exclusion": "GPFG exclusion",
             "gpfg_observation": "GPFG observation",
             "sector_risk": "Sector risk",
-            "analyst": "Analyst",
+            "analyst": "Analyst note",
         }[self.value]
 
 
