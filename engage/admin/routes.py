@@ -9,16 +9,9 @@ from engage.admin.forms import AuditFilterForm, NewUserForm, PasswordResetForm, 
 from engage.extensions import db
 from engage.models import AuditEvent, User
 from engage.security import require_role
+from engage.web import field_error
 
 bp = Blueprint("admin", __name__)
-
-
-def _form_error(form, error: service.UserError) -> None:
-    field = getattr(form, error.field, None)
-    if field is not None:
-        field.errors = list(field.errors) + [error.message]
-    else:
-        flash(error.message, "error")
 
 
 @bp.route("/")
@@ -45,7 +38,7 @@ def new_user():
             db.session.commit()
         except service.UserError as error:
             db.session.rollback()
-            _form_error(form, error)
+            field_error(form, error.field, error.message)
         else:
             flash(f"User {user.email} created.", "success")
             return redirect(url_for("admin.users"))
@@ -72,7 +65,7 @@ def edit_user(user_id: int):
             db.session.commit()
         except service.UserError as error:
             db.session.rollback()
-            _form_error(form, error)
+            field_error(form, error.field, error.message)
         else:
             flash(f"User {user.email} saved.", "success")
             return redirect(url_for("admin.users"))

@@ -32,6 +32,7 @@ from engage.models import (
     User,
 )
 from engage.security import require_role
+from engage.web import field_error
 
 bp = Blueprint("engagements", __name__)
 
@@ -165,20 +166,12 @@ def open_for_company(company_id: int):
             db.session.commit()
         except service.EngagementError as error:
             db.session.rollback()
-            _field_error(form, error.field, error.message)
+            field_error(form, error.field, error.message)
         else:
             flash(f"Engagement with {company.name} opened.", "success")
             return redirect(url_for("engagements.show", engagement_id=engagement.id))
     status = 422 if form.errors else 200
     return render_template("engagements/open.html", form=form, company=company), status
-
-
-def _field_error(form, field_name: str, message: str) -> None:
-    field = getattr(form, field_name, None)
-    if field is not None:
-        field.errors = list(field.errors) + [message]
-    else:
-        flash(message, "error")
 
 
 def _load(engagement_id: int) -> Engagement:
@@ -272,7 +265,7 @@ def edit(engagement_id: int):
         return _stale_response(engagement_id, edit=form)
     except service.EngagementError as error:
         db.session.rollback()
-        _field_error(form, error.field, error.message)
+        field_error(form, error.field, error.message)
         return _page(_load(engagement_id), 422, edit=form)
     flash("Engagement saved.", "success")
     return redirect(url_for("engagements.show", engagement_id=engagement_id))
@@ -295,7 +288,7 @@ def _move(engagement_id: int, form_class, form_key: str, perform):
         return _stale_response(engagement_id, **{form_key: form})
     except cycle.MoveError as error:
         db.session.rollback()
-        _field_error(form, error.field, error.message)
+        field_error(form, error.field, error.message)
         return _page(_load(engagement_id), 422, **{form_key: form})
     return redirect(url_for("engagements.show", engagement_id=engagement_id))
 
@@ -350,7 +343,7 @@ def log_interaction(engagement_id: int):
     except service.EngagementError as error:
         db.session.rollback()
         service.discard_files(written)
-        _field_error(form, error.field, error.message)
+        field_error(form, error.field, error.message)
         return _page(_load(engagement_id), 422, interaction=form)
     except Exception:
         db.session.rollback()
