@@ -6,6 +6,7 @@ and the app starts no scheduler, migration or network connection of its own.
 
 from __future__ import annotations
 
+import importlib
 import sqlite3
 from pathlib import Path
 
@@ -81,7 +82,7 @@ def register_extensions(app: Flask) -> None:
     migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True, compare_type=True)
     csrf.init_app(app)
     limiter.init_app(app)
-    import engage.models  # noqa: F401  (the audit hooks attach to every mapped class)
+    importlib.import_module("engage.models")  # the audit hooks attach to every mapped class
 
     audit.register()
 
@@ -132,12 +133,14 @@ def register_blueprints(app: Flask) -> None:
     from engage.auth.routes import bp as auth_bp
     from engage.companies.routes import bp as companies_bp
     from engage.engagements.routes import bp as engagements_bp
+    from engage.letters.routes import bp as letters_bp
     from engage.main.routes import bp as main_bp
 
     app.register_blueprint(auth_bp)
     app.register_blueprint(main_bp)
     app.register_blueprint(companies_bp)
     app.register_blueprint(engagements_bp)
+    app.register_blueprint(letters_bp)
     app.register_blueprint(admin_bp, url_prefix="/admin")
 
 

@@ -15,7 +15,6 @@ import sqlalchemy as sa
 
 from engage import clock
 from engage.extensions import db
-from engage.letters.rendering import letter_context, render
 from engage.models import (
     Campaign,
     Company,
@@ -25,11 +24,8 @@ from engage.models import (
     Escalation,
     Fund,
     Holding,
-    Interaction,
     InteractionKind,
     Investor,
-    Letter,
-    LetterStatus,
     LetterTemplate,
     Reminder,
     ReminderStatus,
@@ -166,27 +162,29 @@ _LADDER = [e.value for e in Escalation]
 
 def _demo_engagement(company, campaign, owner, stage, escalation, outcome, opened, today, templates, rubric,
                      reminder_due):
-    """Walk one engagement through the cycle with the domain methods, as an analyst would."""
+    """Walk one engagement through the cycle with the same services an analyst's clicks use."""
+    from engage.engagements.service import log_interaction
+    from engage.letters import service as letters
+
     engagement = Engagement(company=company, campaign=campaign, owner=owner, stage=Stage.IDENTIFIED.value,
                             escalation=Escalation.NONE.value, opened_on=opened,
                             objectives="Obtain a value-chain map, a time-bound disengagement plan and public disclosure.")
     db.session.add(engagement)
+    db.session.flush()
     target = Stage.MAPPING_REQUESTED.value if stage == Stage.CLOSED else stage.value
     reached = _STAGE_ORDER.index(target)
     day = opened
 
-    def log(kind, direction, when, subject, summary=""):
-        interaction = Interaction(engagement=engagement, kind=kind.value, direction=direction.value,
-                                  occurred_on=when, subject=subject, summary=summary, created_by_id=owner.id)
-        db.session.add(interaction)
-        return interaction
-
-    def move(to, when, note="", **extra):
-        engagement.move_to(to, on=min(when, today), today=today, actor_id=owner.id, note=note, **extra)
+    def send(kind, when):
+        template = templates.get(kind)
+        if template is not None:
+            letter = letters.generate(engagement, template, owner)
+            db.session.flush()
+            letters.mark_sent(letter, sent_on=when, channel="post", actor_id=owner.id, today=today)
 
     last_response = None
     steps = [
-        (Stage.MAPPING_REQUESTED, 5, "letter"),
+        (Stage.MAPPING_REQUESTED, 5, None),
         (Stage.ACKNOWLEDGED, 21, "Company reply"),
         (Stage.VALUE_CHAIN_MAPPED, 50, "Value-chain mapping shared"),
         (Stage.DISENGAGING, 40, "Disengagement plan"),
@@ -201,48 +199,41 @@ def _demo_engagement(company, campaign, owner, stage, escalation, outcome, opene
     }
     for to, gap, what in steps[:reached]:
         day = min(today, day + dt.timedelta(days=gap))
-        if what == "letter":
-            _demo_letter(engagement, templates.get("initial"), owner, day)
-            log(InteractionKind.LETTER, Direction.OUTBOUND, day, "Initial expectations letter",
-                "Sent the letter setting out the three expectations and the Call to Action.")
-            move(to.value, day, "Initial letter sent.")
+        if what is None:
+            send("initial", day)
         else:
-            last_response = log(InteractionKind.RESPONSE, Direction.INBOUND, day, what, texts[what])
-            move(to.value, day, f"Company response: {what}.")
+            db.session.flush()
+            last_response, _ = log_interaction(
+                engagement, kind=InteractionKind.RESPONSE.value, direction=Direction.INBOUND.value, occurred_on=day,
+                subject=what, summary=texts[what], participants="", uploads=[], today=today, actor_id=owner.id,
+                move_to=to.value, seen_version=engagement.version)
     climb = _LADDER[1:_LADDER.index(escalation.value) + 1]
     if stage == Stage.CLOSED:
         climb = [level for level in climb if level != Escalation.DIVESTED.value]
     for level in climb:
         day = min(today, day + dt.timedelta(days=20))
         if level == Escalation.FOLLOW_UP.value:
-            _demo_letter(engagement, templates.get("follow_up"), owner, day)
-            log(InteractionKind.LETTER, Direction.OUTBOUND, day, "Follow-up letter",
-                "No substantive reply; follow-up sent.")
-        elif level == Escalation.COLLECTIVE.value:
-            _demo_letter(engagement, templates.get("escalation"), owner, day, status=LetterStatus.DRAFT)
+            send("follow_up", day)
+            continue
+        if level == Escalation.COLLECTIVE.value and templates.get("escalation") is not None:
+            letters.generate(engagement, templates["escalation"], owner)
         engagement.escalate_to(level, on=day, today=today, actor_id=owner.id,
                                note=f"Escalated to {Escalation(level).label.lower()}.")
+    db.session.flush()
+    letter_reminders = sorted((r for r in engagement.reminders if r.letter_id), key=lambda r: r.due_on)
+    for reminder in letter_reminders[:-1]:  # superseded by the later letter
+        reminder.status = ReminderStatus.DONE.value
     if stage == Stage.CLOSED:
+        for reminder in engagement.reminders:
+            reminder.status = ReminderStatus.DONE.value
         day = min(today, day + dt.timedelta(days=30))
-        move(Stage.CLOSED.value, day, "Sold the remaining position after the divestment recommendation.",
-             outcome=outcome)
-    else:
+        engagement.move_to(Stage.CLOSED.value, on=day, today=today, actor_id=owner.id, outcome=outcome,
+                           note="Sold the remaining position after the divestment recommendation.")
+    elif reached >= 2:
         db.session.add(Reminder(engagement=engagement, due_on=reminder_due, status=ReminderStatus.OPEN.value,
-                                reason="Reply due to our last letter" if reached < 2 else "Check progress against the plan",
-                                created_by_id=owner.id))
+                                reason="Check progress against the plan", created_by_id=owner.id))
     if last_response is not None and rubric is not None:
         _demo_score(engagement, last_response, rubric, owner, reached)
-
-
-def _demo_letter(engagement, template, sender, sent_on, status=LetterStatus.SENT):
-    if template is None:
-        return
-    context = letter_context(engagement, sender)
-    letter = Letter(engagement=engagement, template=template, template_version=template.version, kind=template.kind,
-                    subject=render(template.subject, context), body=render(template.body, context),
-                    status=status.value, sent_on=sent_on if status == LetterStatus.SENT else None,
-                    channel="post" if status == LetterStatus.SENT else None, created_by_id=sender.id)
-    db.session.add(letter)
 
 
 def _demo_score(engagement, interaction, rubric, scorer, reached):

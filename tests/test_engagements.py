@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from engage import clock
 from engage.extensions import db
-from engage.models import Attachment, Engagement, EngagementEvent, Interaction, User
+from engage.models import Attachment, Engagement, EngagementEvent, Interaction
 from tests import factories
 
 PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"

@@ -41,7 +41,7 @@ def test_demo_pages_render_for_a_viewer(client, runner, login_as, monkeypatch):
     assert "84 FR 54002" in page and "09 Oct 2019" in page
     engagement = db.session.scalar(sa.select(Engagement).where(Engagement.company_id == hik.id))
     page = client.get(f"/engagements/{engagement.id}").get_data(as_text=True)
-    assert "Initial expectations letter" in page and "Timeline" in page
+    assert "Investor expectations on the Uyghur Region" in page and "Timeline" in page
     assert "Reminders" in client.get("/reminders?show=all").get_data(as_text=True)
     # a viewer sees no admin navigation
     assert "/admin/" not in dashboard

@@ -1,9 +1,22 @@
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, EmailField, PasswordField, SelectChoice, SelectField, StringField, SubmitField
-from wtforms.validators import DataRequired, EqualTo, Length, Optional
+from wtforms import (
+    BooleanField,
+    DecimalField,
+    EmailField,
+    IntegerField,
+    PasswordField,
+    SelectChoice,
+    SelectField,
+    SelectMultipleField,
+    StringField,
+    SubmitField,
+    TextAreaField,
+)
+from wtforms.validators import DataRequired, Email, EqualTo, InputRequired, Length, NumberRange, Optional
 
 from engage.admin.service import MIN_PASSWORD_LENGTH
-from engage.models import Role
+from engage.models import InvestorKind, Role
+from engage.validators import http_url
 
 ROLE_CHOICES = [SelectChoice(r.value, r.label) for r in Role]
 
@@ -46,3 +59,31 @@ class AuditFilterForm(FlaskForm):
     )
     object_type = StringField("Object type", validators=[Optional(), Length(max=60)])
     actor = StringField("Actor", validators=[Optional(), Length(max=254)])
+
+
+class CampaignForm(FlaskForm):
+    name = StringField("Name", validators=[DataRequired(), Length(max=200)])
+    summary = TextAreaField("Summary", validators=[Length(max=5000)])
+    letterhead = TextAreaField("Letterhead", validators=[Length(max=2000)],
+                               description="Printed at the top of the campaign's letters: organisation on the first line, then address.")
+    call_to_action = TextAreaField("Call to Action", validators=[Length(max=5000)])
+    call_to_action_url = StringField("Call to Action link", validators=[Optional(), http_url, Length(max=500)])
+    response_window_days = IntegerField("Reply expected within (days)", validators=[InputRequired(), NumberRange(1, 365)])
+    follow_up_interval_days = IntegerField("Follow up every (days)", validators=[InputRequired(), NumberRange(1, 365)])
+    follow_ups_before_escalation = IntegerField("Follow-ups before escalation is suggested",
+                                                validators=[InputRequired(), NumberRange(0, 20)])
+    warn_days_before = IntegerField("Warn owners (days before due)", validators=[InputRequired(), NumberRange(0, 60)])
+    signatory_ids = SelectMultipleField("Co-signatories", coerce=int, validators=[Optional()],
+                                        description="Listed on every letter with their combined AUM.")
+    submit = SubmitField("Save campaign")
+
+
+class InvestorForm(FlaskForm):
+    name = StringField("Name", validators=[DataRequired(), Length(max=200)])
+    kind = SelectField("Kind", choices=[SelectChoice(k.value, k.label if k.value != "ngo" else "NGO") for k in InvestorKind])
+    aum_usd = DecimalField("Assets under management (US$)", places=2, validators=[Optional(), NumberRange(min=0)],
+                           description="Leave empty when not disclosed.")
+    contact_name = StringField("Contact name", validators=[Optional(), Length(max=120)])
+    contact_email = EmailField("Contact email", validators=[Optional(), Email(), Length(max=254)])
+    website = StringField("Website", validators=[Optional(), http_url, Length(max=500)])
+    submit = SubmitField("Save investor")

@@ -5,9 +5,16 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 from flask_login import current_user
 
 from engage.admin import service
-from engage.admin.forms import AuditFilterForm, NewUserForm, PasswordResetForm, UserForm
+from engage.admin.forms import (
+    AuditFilterForm,
+    CampaignForm,
+    InvestorForm,
+    NewUserForm,
+    PasswordResetForm,
+    UserForm,
+)
 from engage.extensions import db
-from engage.models import AuditEvent, User
+from engage.models import AuditEvent, Campaign, Investor, User
 from engage.security import require_role
 from engage.web import field_error
 
@@ -102,3 +109,67 @@ def audit_events():
         query = query.where(AuditEvent.actor_label.ilike(f"%{form.actor.data.strip()}%"))
     page = db.paginate(query, per_page=current_app.config["PAGE_SIZE"], max_per_page=200)
     return render_template("admin/audit.html", page=page, form=form)
+
+
+@bp.route("/campaigns")
+@require_role("admin")
+def campaigns():
+    items = db.session.scalars(sa.select(Campaign).order_by(Campaign.name)).all()
+    return render_template("admin/campaigns.html", campaigns=items)
+
+
+@bp.route("/campaigns/<int:campaign_id>", methods=["GET", "POST"])
+@require_role("admin")
+def edit_campaign(campaign_id: int):
+    campaign = db.get_or_404(Campaign, campaign_id)
+    form = CampaignForm(obj=campaign)
+    investors = db.session.scalars(sa.select(Investor).order_by(Investor.name)).all()
+    form.signatory_ids.choices = [(i.id, i.name) for i in investors]
+    if request.method == "GET":
+        form.signatory_ids.data = [i.id for i in campaign.signatories]
+    if form.validate_on_submit():
+        for field in ("name", "summary", "letterhead", "call_to_action", "response_window_days",
+                      "follow_up_interval_days", "follow_ups_before_escalation", "warn_days_before"):
+            value = getattr(form, field).data
+            setattr(campaign, field, value.strip() if isinstance(value, str) else value)
+        campaign.call_to_action_url = form.call_to_action_url.data or None
+        chosen = set(form.signatory_ids.data or [])
+        campaign.signatories = [i for i in investors if i.id in chosen]
+        db.session.commit()
+        flash("Campaign saved.", "success")
+        return redirect(url_for("admin.campaigns"))
+    return render_template("admin/campaign_form.html", form=form, campaign=campaign), 422 if form.errors else 200
+
+
+@bp.route("/investors")
+@require_role("admin")
+def investors():
+    items = db.session.scalars(sa.select(Investor).order_by(Investor.name)).all()
+    return render_template("admin/investors.html", investors=items)
+
+
+@bp.route("/investors/new", methods=["GET", "POST"])
+@bp.route("/investors/<int:investor_id>", methods=["GET", "POST"])
+@require_role("admin")
+def edit_investor(investor_id: int | None = None):
+    investor = db.get_or_404(Investor, investor_id) if investor_id else None
+    form = InvestorForm(obj=investor)
+    if form.validate_on_submit():
+        name = form.name.data.strip()
+        clash = db.session.scalar(sa.select(Investor.id).where(Investor.name == name,
+                                                               Investor.id != (investor.id if investor else -1)))
+        if clash:
+            field_error(form, "name", f"An investor called {name} already exists.")
+        else:
+            target = investor or Investor()
+            target.name = name
+            target.kind = form.kind.data
+            target.aum_usd = form.aum_usd.data
+            target.contact_name = form.contact_name.data or None
+            target.contact_email = (form.contact_email.data or "").strip().lower() or None
+            target.website = form.website.data or None
+            db.session.add(target)
+            db.session.commit()
+            flash(f"Investor {target.name} saved.", "success")
+            return redirect(url_for("admin.investors"))
+    return render_template("admin/investor_form.html", form=form, investor=investor), 422 if form.errors else 200

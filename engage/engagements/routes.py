@@ -27,6 +27,7 @@ from engage.models import (
     Engagement,
     Escalation,
     InteractionKind,
+    Letter,
     Role,
     Stage,
     User,
@@ -118,8 +119,11 @@ def index():
     )
     page = db.paginate(query, per_page=current_app.config["PAGE_SIZE"], max_per_page=200)
     # db.paginate returns scalars; re-run the row query for the page to get the computed columns.
+    from engage.letters.routes import bulk_form
+
     return render_template(
         "engagements/index.html", page=page, rows=_rows(page, f, today), f=f, today=today,
+        bulk=bulk_form(f) if current_user.can_edit else None,
         stages=list(Stage), escalations=list(Escalation),
         campaign_options=[(c.id, c.name) for c in db.session.scalars(sa.select(Campaign).order_by(Campaign.name))],
         owners=owner_choices()[1:],
@@ -222,10 +226,19 @@ def response_moves(engagement: Engagement) -> list:
 
 
 def _page(engagement: Engagement, status: int = 200, stale: service.StaleEdit | None = None, **forms):
+    from engage.letters.forms import GenerateForm
+    from engage.letters.routes import template_choices
+
+    generate_form = GenerateForm(formdata=None)
+    generate_form.template_id.choices = template_choices()
+    letters = db.session.scalars(
+        sa.select(Letter).where(Letter.engagement_id == engagement.id).order_by(Letter.created_at.desc(), Letter.id.desc())
+    ).all()
     return render_template(
         "engagements/show.html", engagement=engagement, timeline=service.timeline(engagement),
         summary=service.summary_of(engagement), stale=stale, today=clock.today(),
         stage_moves=cycle.stage_moves(engagement), escalation_moves=cycle.escalation_moves(engagement),
+        generate_form=generate_form, letters=letters,
         **_forms(engagement, stale=stale is not None, **forms),
     ), status
 

@@ -48,6 +48,8 @@ class Campaign(TimestampMixin, db.Model):
     #: Days before a due date that the owner is warned.
     warn_days_before: Mapped[int] = mapped_column(default=3)
     active: Mapped[bool] = mapped_column(default=True)
+    #: The block printed at the top of the campaign's letters (sender organisation, address).
+    letterhead: Mapped[str] = mapped_column(sa.Text, default="", server_default="")
 
     signatories: Mapped[list[Investor]] = relationship(
         secondary=campaign_signatories, back_populates="campaigns", order_by="Investor.name"

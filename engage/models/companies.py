@@ -6,11 +6,16 @@ import datetime as dt
 import re
 import unicodedata
 
+from typing import TYPE_CHECKING
+
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from engage.extensions import db
 from engage.models.base import RiskSource, TimestampMixin, enum_check
+
+if TYPE_CHECKING:
+    from engage.models.engagements import Engagement
 
 _LEGAL_SUFFIXES = re.compile(
     r"\b(co|company|corp|corporation|inc|incorporated|ltd|limited|llc|plc|sa|ag|nv|se|"
@@ -45,6 +50,8 @@ class Company(TimestampMixin, db.Model):
     country: Mapped[str | None] = mapped_column(sa.String(2), index=True)
     sector: Mapped[str | None] = mapped_column(sa.String(80), index=True)
     website: Mapped[str | None] = mapped_column(sa.String(500))
+    #: Postal address for letters (several lines).
+    address: Mapped[str] = mapped_column(sa.Text, default="", server_default="")
     description: Mapped[str] = mapped_column(sa.Text, default="")
 
     aliases: Mapped[list[CompanyAlias]] = relationship(
@@ -53,7 +60,7 @@ class Company(TimestampMixin, db.Model):
     risk_flags: Mapped[list[RiskFlag]] = relationship(
         back_populates="company", cascade="all, delete-orphan", order_by="RiskFlag.effective_date"
     )
-    engagements: Mapped[list["Engagement"]] = relationship(  # noqa: F821 (engagements module)
+    engagements: Mapped[list["Engagement"]] = relationship(
         back_populates="company", order_by="Engagement.opened_on", viewonly=True
     )
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+from typing import TYPE_CHECKING
+
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -21,6 +23,9 @@ from engage.models.base import (
 from engage.models.campaigns import Campaign
 from engage.models.companies import Company
 from engage.models.users import User
+
+if TYPE_CHECKING:
+    from engage.models.letters import Letter
 
 
 class Engagement(TimestampMixin, db.Model):
@@ -214,6 +219,7 @@ class Reminder(TimestampMixin, db.Model):
     created_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
 
     engagement: Mapped[Engagement] = relationship(back_populates="reminders")
+    letter: Mapped["Letter | None"] = relationship()
 
     @property
     def status_label(self) -> str:

@@ -79,6 +79,30 @@ class Letter(TimestampMixin, db.Model):
     #: How it went out: post, email, investor platform...
     channel: Mapped[str | None] = mapped_column(sa.String(40))
     created_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
+    #: Set when the letter was generated with others in one bulk action.
+    batch_id: Mapped[int | None] = mapped_column(sa.ForeignKey("letter_batches.id", ondelete="SET NULL"), index=True)
+    #: The signatories when the letter was generated, frozen with the text: [{name, aum}].
+    signatories: Mapped[list] = mapped_column(sa.JSON, default=list, server_default="[]")
+    #: The campaign letterhead when the letter was generated.
+    letterhead: Mapped[str] = mapped_column(sa.Text, default="", server_default="")
 
     engagement: Mapped[Engagement] = relationship()
     template: Mapped[LetterTemplate | None] = relationship()
+    batch: Mapped[LetterBatch | None] = relationship(back_populates="letters")
+
+    @property
+    def is_sent(self) -> bool:
+        return self.status == LetterStatus.SENT.value
+
+
+class LetterBatch(TimestampMixin, db.Model):
+    """Letters generated from one template for many engagements in one action."""
+
+    __tablename__ = "letter_batches"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    template_id: Mapped[int | None] = mapped_column(sa.ForeignKey("letter_templates.id", ondelete="SET NULL"))
+    created_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
+
+    template: Mapped[LetterTemplate | None] = relationship()
+    letters: Mapped[list[Letter]] = relationship(back_populates="batch", order_by="Letter.id")

@@ -14,4 +14,67 @@ document.addEventListener("DOMContentLoaded", () => {
       if (!window.confirm(form.dataset.confirm)) event.preventDefault();
     });
   });
+
+  setUpTemplatePreview();
+  setUpBatchProgress();
+  setUpSelectAll();
 });
+
+// Letter template editor: preview against sample data or a chosen engagement while typing.
+function setUpTemplatePreview() {
+  const form = document.getElementById("template-form");
+  if (!form) return;
+  const chooser = document.getElementById("preview_engagement");
+  const error = document.getElementById("preview-error");
+  const subject = document.getElementById("preview-subject");
+  const body = document.getElementById("preview-body");
+  let timer = null;
+  const refresh = async () => {
+    const data = new FormData(form);
+    if (chooser) data.set("preview_engagement", chooser.value);
+    const response = await fetch(form.dataset.previewUrl, { method: "POST", body: data, credentials: "same-origin" });
+    if (!response.ok) return;
+    const result = await response.json();
+    if (result.error) {
+      error.hidden = false;
+      error.textContent = `${result.field}${result.line ? `, line ${result.line}` : ""}: ${result.error}`;
+    } else {
+      error.hidden = true;
+      subject.textContent = result.subject;
+      body.textContent = result.body;
+    }
+  };
+  const schedule = () => { clearTimeout(timer); timer = setTimeout(refresh, 300); };
+  form.addEventListener("input", schedule);
+  if (chooser) chooser.addEventListener("change", refresh);
+  refresh();
+}
+
+// Letter batch: prepare the PDFs a chunk at a time and show how far it got.
+function setUpBatchProgress() {
+  const panel = document.getElementById("batch-download");
+  if (!panel) return;
+  const bar = document.getElementById("batch-progress");
+  const text = document.getElementById("batch-progress-text");
+  const step = async () => {
+    const response = await fetch(panel.dataset.prepareUrl, {
+      method: "POST", credentials: "same-origin", headers: { "X-CSRFToken": panel.dataset.csrf },
+    });
+    if (!response.ok) { text.textContent = "Preparing failed; the ZIP link still works."; return; }
+    const result = await response.json();
+    bar.value = result.done;
+    bar.max = result.total;
+    text.textContent = `${result.done} of ${result.total}`;
+    if (result.done < result.total) step();
+  };
+  if (Number(bar.value) < Number(bar.max)) step();
+}
+
+// Engagements list: a header checkbox that selects every row on the page.
+function setUpSelectAll() {
+  document.querySelectorAll("input[data-select-all]").forEach((box) => {
+    box.addEventListener("change", () => {
+      document.querySelectorAll(`input[name="${box.dataset.selectAll}"]`).forEach((row) => { row.checked = box.checked; });
+    });
+  });
+}

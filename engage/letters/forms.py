@@ -1,0 +1,52 @@
+from flask_wtf import FlaskForm
+from wtforms import (
+    BooleanField,
+    DateField,
+    HiddenField,
+    SelectChoice,
+    SelectField,
+    StringField,
+    SubmitField,
+    TextAreaField,
+)
+from wtforms.validators import DataRequired, Length, Optional
+
+from engage.letters.service import CHANNELS
+from engage.models import LetterKind
+
+
+class GenerateForm(FlaskForm):
+    template_id = SelectField("Template", coerce=int, validators=[DataRequired()])
+    submit = SubmitField("Generate draft")
+
+
+class DraftForm(FlaskForm):
+    subject = StringField("Subject", validators=[DataRequired(), Length(max=300)])
+    body = TextAreaField("Text", validators=[DataRequired(), Length(max=100_000)])
+    submit = SubmitField("Save draft")
+
+
+class SendForm(FlaskForm):
+    sent_on = DateField("Sent on", validators=[DataRequired()])
+    channel = SelectField("Channel", choices=[SelectChoice(c, c.capitalize()) for c in CHANNELS])
+    submit = SubmitField("Mark as sent")
+
+
+class BulkForm(FlaskForm):
+    template_id = SelectField("Template", coerce=int, validators=[DataRequired()])
+    scope = SelectField("Letters for", choices=[SelectChoice("selected", "the selected engagements"),
+                                                SelectChoice("all", "every engagement matching the filters")])
+    filters = HiddenField()
+    submit = SubmitField("Generate letters")
+
+
+class TemplateForm(FlaskForm):
+    name = StringField("Name", validators=[DataRequired(), Length(max=200)])
+    kind = SelectField("Kind", choices=[SelectChoice(k.value, k.label) for k in LetterKind])
+    subject = StringField("Subject", validators=[DataRequired(), Length(max=300)])
+    body = TextAreaField("Body", validators=[DataRequired(), Length(max=100_000)],
+                         render_kw={"rows": 24, "spellcheck": "true"})
+    active = BooleanField("Active (offered when generating letters)", default=True)
+    preview_engagement = SelectField("Preview with", coerce=lambda v: int(v) if v not in (None, "", "None") else None,
+                                     validators=[Optional()])
+    submit = SubmitField("Save template")

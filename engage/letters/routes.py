@@ -1,0 +1,295 @@
+"""Letters: generating, editing, sending and downloading; bulk batches; the template editor."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs, urlencode
+
+import sqlalchemy as sa
+from flask import Blueprint, Response, abort, flash, jsonify, redirect, render_template, request, url_for
+from flask_login import current_user
+from sqlalchemy.orm import selectinload
+
+from engage import clock
+from engage.extensions import db
+from engage.letters import documents, service
+from engage.letters.forms import BulkForm, DraftForm, GenerateForm, SendForm, TemplateForm
+from engage.models import Engagement, Letter, LetterBatch, LetterTemplate, LetterTemplateVersion, Stage
+from engage.security import require_role
+from engage.web import field_error
+
+bp = Blueprint("letters", __name__)
+
+PREPARE_CHUNK = 20
+
+
+def template_choices(kind_first: str | None = None):
+    templates = db.session.scalars(
+        sa.select(LetterTemplate).where(LetterTemplate.active.is_(True)).order_by(LetterTemplate.name)
+    ).all()
+    return [(t.id, f"{t.name} (v{t.version})") for t in templates]
+
+
+def _letter(letter_id: int) -> Letter:
+    letter = db.session.scalar(
+        sa.select(Letter).where(Letter.id == letter_id)
+        .options(selectinload(Letter.engagement).selectinload(Engagement.company),
+                 selectinload(Letter.engagement).selectinload(Engagement.campaign))
+    )
+    if letter is None:
+        abort(404)
+    return letter
+
+
+@bp.route("/engagements/<int:engagement_id>/letters", methods=["POST"])
+@require_role("analyst")
+def generate(engagement_id: int):
+    engagement = db.get_or_404(Engagement, engagement_id)
+    form = GenerateForm()
+    form.template_id.choices = template_choices()
+    if not form.validate_on_submit():
+        flash("Choose a template to generate the letter from.", "error")
+        return redirect(url_for("engagements.show", engagement_id=engagement_id) + "#letters")
+    template = db.get_or_404(LetterTemplate, form.template_id.data)
+    try:
+        letter = service.generate(engagement, template, current_user._get_current_object())
+        db.session.commit()
+    except service.LetterError as error:
+        db.session.rollback()
+        flash(f"No letter generated: {error.message}", "error")
+        return redirect(url_for("engagements.show", engagement_id=engagement_id) + "#letters")
+    flash("Draft letter generated. Review it, then mark it as sent once it has gone out.", "success")
+    return redirect(url_for("letters.show", letter_id=letter.id))
+
+
+def _letter_page(letter: Letter, status: int = 200, draft_form=None, send_form=None):
+    draft_form = draft_form or DraftForm(obj=letter, formdata=None)
+    send_form = send_form or SendForm(formdata=None, sent_on=clock.today())
+    return render_template("letters/show.html", letter=letter, draft_form=draft_form, send_form=send_form,
+                           signatories=documents.signatory_lines(letter), total=documents.signatories_total(letter),
+                           paragraphs=documents.paragraphs(letter.body)), status
+
+
+@bp.route("/letters/<int:letter_id>")
+@require_role("viewer")
+def show(letter_id: int):
+    return _letter_page(_letter(letter_id))
+
+
+@bp.route("/letters/<int:letter_id>/edit", methods=["POST"])
+@require_role("analyst")
+def edit(letter_id: int):
+    letter = _letter(letter_id)
+    form = DraftForm()
+    if not form.validate_on_submit():
+        return _letter_page(letter, 422, draft_form=form)
+    try:
+        service.update_draft(letter, form.subject.data, form.body.data)
+        db.session.commit()
+    except service.LetterError as error:
+        db.session.rollback()
+        field_error(form, error.field, error.message)
+        return _letter_page(_letter(letter_id), 409 if letter.is_sent else 422, draft_form=form)
+    flash("Draft saved.", "success")
+    return redirect(url_for("letters.show", letter_id=letter_id))
+
+
+@bp.route("/letters/<int:letter_id>/send", methods=["POST"])
+@require_role("analyst")
+def send(letter_id: int):
+    letter = _letter(letter_id)
+    form = SendForm()
+    if not form.validate_on_submit():
+        return _letter_page(letter, 422, send_form=form)
+    try:
+        reminder = service.mark_sent(letter, sent_on=form.sent_on.data, channel=form.channel.data,
+                                     actor_id=current_user.id, today=clock.today())
+        db.session.commit()
+    except service.LetterError as error:
+        db.session.rollback()
+        field_error(form, error.field, error.message)
+        return _letter_page(_letter(letter_id), 422, send_form=form)
+    flash(f"Letter marked as sent. A reply is due by {reminder.due_on.strftime('%d %b %Y')}.", "success")
+    return redirect(url_for("engagements.show", engagement_id=letter.engagement_id) + "#timeline")
+
+
+@bp.route("/letters/<int:letter_id>.pdf")
+@require_role("viewer")
+def pdf(letter_id: int):
+    letter = _letter(letter_id)
+    return Response(documents.cached_pdf(letter), mimetype="application/pdf",
+                    headers={"Content-Disposition": f'attachment; filename="{documents.file_stem(letter)}.pdf"'})
+
+
+@bp.route("/letters/<int:letter_id>.docx")
+@require_role("viewer")
+def docx(letter_id: int):
+    letter = _letter(letter_id)
+    return Response(
+        documents.letter_docx(letter),
+        mimetype="application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        headers={"Content-Disposition": f'attachment; filename="{documents.file_stem(letter)}.docx"'},
+    )
+
+
+@bp.route("/letters/bulk", methods=["POST"])
+@require_role("analyst")
+def bulk():
+    """Generate one template for the selected engagements, or for all that match the list's filters."""
+    from engage.engagements.routes import engagement_filters, engagement_query
+
+    form = BulkForm()
+    form.template_id.choices = template_choices()
+    back = url_for("engagements.index") + ("?" + form.filters.data if form.filters.data else "")
+    if not form.validate_on_submit():
+        flash("Choose a template and which engagements to write to.", "error")
+        return redirect(back)
+    if form.scope.data == "all":
+        filters = engagement_filters({k: v[0] for k, v in parse_qs(form.filters.data or "").items()})
+        ids = [row[0] for row in db.session.execute(
+            engagement_query(filters, clock.today()).with_only_columns(Engagement.id).limit(service.MAX_BULK + 1))]
+    else:
+        raw = request.form.getlist("engagement_ids")
+        if not all(v.isdigit() for v in raw):
+            abort(400, "engagement_ids must be numbers.")
+        ids = [int(v) for v in raw]
+    engagements = db.session.scalars(
+        sa.select(Engagement).where(Engagement.id.in_(ids))
+        .options(selectinload(Engagement.company), selectinload(Engagement.campaign),
+                 selectinload(Engagement.owner))
+    ).all() if ids else []
+    if len(engagements) != len(set(ids)):
+        abort(400, "Some of the selected engagements do not exist.")
+    template = db.get_or_404(LetterTemplate, form.template_id.data)
+    try:
+        batch = service.generate_many(list(engagements), template, current_user._get_current_object())
+        db.session.commit()
+    except service.LetterError as error:
+        db.session.rollback()
+        flash(f"No letters generated: {error.message}", "error")
+        return redirect(back)
+    flash(f"{len(engagements)} draft letters generated.", "success")
+    return redirect(url_for("letters.batch", batch_id=batch.id))
+
+
+def _batch(batch_id: int) -> LetterBatch:
+    batch = db.session.scalar(
+        sa.select(LetterBatch).where(LetterBatch.id == batch_id)
+        .options(selectinload(LetterBatch.letters).selectinload(Letter.engagement).selectinload(Engagement.company),
+                 selectinload(LetterBatch.template))
+    )
+    if batch is None:
+        abort(404)
+    return batch
+
+
+@bp.route("/letters/batches/<int:batch_id>")
+@require_role("viewer")
+def batch(batch_id: int):
+    item = _batch(batch_id)
+    ready = sum(1 for letter in item.letters if documents.is_cached(letter))
+    return render_template("letters/batch.html", batch=item, ready=ready)
+
+
+@bp.route("/letters/batches/<int:batch_id>/prepare", methods=["POST"])
+@require_role("viewer", write="viewer")
+def prepare_batch(batch_id: int):
+    """Render the next few PDFs of the batch; the page calls this until done, showing progress."""
+    item = _batch(batch_id)
+    pending = [letter for letter in item.letters if not documents.is_cached(letter)]
+    for letter in pending[:PREPARE_CHUNK]:
+        documents.cached_pdf(letter)
+    done = len(item.letters) - max(0, len(pending) - PREPARE_CHUNK)
+    return jsonify({"done": done, "total": len(item.letters),
+                    "zip": url_for("letters.batch_zip", batch_id=batch_id) if done == len(item.letters) else None})
+
+
+@bp.route("/letters/batches/<int:batch_id>.zip")
+@require_role("viewer")
+def batch_zip(batch_id: int):
+    item = _batch(batch_id)
+    return Response(documents.batch_zip(item.letters), mimetype="application/zip",
+                    headers={"Content-Disposition": f'attachment; filename="letters-batch-{batch_id}.zip"'})
+
+
+# --- the template editor (admin) ---------------------------------------------------------
+
+def _preview_choices():
+    engagements = db.session.scalars(
+        sa.select(Engagement).where(Engagement.stage != Stage.CLOSED.value)
+        .options(selectinload(Engagement.company)).order_by(Engagement.id.desc()).limit(50)
+    ).all()
+    return [("", "Sample data")] + [(e.id, e.company.name) for e in engagements]
+
+
+@bp.route("/admin/templates")
+@require_role("admin")
+def templates():
+    items = db.session.scalars(sa.select(LetterTemplate).order_by(LetterTemplate.active.desc(), LetterTemplate.name))
+    return render_template("letters/templates.html", templates=items.all())
+
+
+@bp.route("/admin/templates/new", methods=["GET", "POST"])
+@bp.route("/admin/templates/<int:template_id>", methods=["GET", "POST"])
+@require_role("admin")
+def edit_template(template_id: int | None = None):
+    template = db.get_or_404(LetterTemplate, template_id) if template_id else None
+    form = TemplateForm(obj=template)
+    form.preview_engagement.choices = _preview_choices()
+    if form.validate_on_submit():
+        target = template or LetterTemplate(slug=_new_slug(form.name.data))
+        try:
+            changed = service.save_template(target, name=form.name.data, kind=form.kind.data,
+                                            subject=form.subject.data, body=form.body.data,
+                                            active=form.active.data, actor_id=current_user.id)
+            if template is None:
+                db.session.add(target)
+            db.session.commit()
+        except service.LetterError as error:
+            db.session.rollback()
+            field_error(form, error.field, error.message)
+        else:
+            flash(f"Saved as version {target.version}." if changed else "Saved (the text is unchanged).", "success")
+            return redirect(url_for("letters.edit_template", template_id=target.id))
+    versions = template.versions if template else []
+    return render_template("letters/template_form.html", form=form, template=template, versions=versions), \
+        422 if form.errors else 200
+
+
+def _new_slug(name: str) -> str:
+    base = "".join(ch if ch.isalnum() else "-" for ch in name.lower()).strip("-")[:40] or "template"
+    slug, n = base, 1
+    while db.session.scalar(sa.select(LetterTemplate.id).where(LetterTemplate.slug == slug)):
+        n += 1
+        slug = f"{base}-{n}"
+    return slug
+
+
+@bp.route("/admin/templates/preview", methods=["POST"])
+@require_role("admin")
+def preview_template():
+    """Live preview for the editor: JSON with the rendered subject and body, or the error and line."""
+    form = TemplateForm()
+    engagement = None
+    raw = request.form.get("preview_engagement") or ""
+    if raw.isdigit():
+        engagement = db.session.get(Engagement, int(raw))
+    return jsonify(service.preview(form.subject.data or "", form.body.data or "", engagement,
+                                   current_user._get_current_object()))
+
+
+@bp.route("/admin/templates/<int:template_id>/versions/<int:version>")
+@require_role("admin")
+def template_version(template_id: int, version: int):
+    item = db.session.scalar(sa.select(LetterTemplateVersion).where(
+        LetterTemplateVersion.template_id == template_id, LetterTemplateVersion.version == version))
+    if item is None:
+        abort(404)
+    return render_template("letters/template_version.html", version=item, template=item.template)
+
+
+def bulk_form(filters: dict) -> BulkForm:
+    """The engagements list's bulk-letter form, carrying the list's filters."""
+    form = BulkForm(formdata=None)
+    form.template_id.choices = template_choices()
+    form.filters.data = urlencode({k: v for k, v in filters.items() if v and k not in ("sort", "dir")})
+    return form
