@@ -80,6 +80,9 @@ def show(letter_id: int):
 def edit(letter_id: int):
     letter = _letter(letter_id)
     form = DraftForm()
+    if letter.is_sent:
+        flash(f"This letter was sent on {letter.sent_on.strftime('%d %b %Y')}; a sent letter cannot be edited.", "error")
+        return _letter_page(letter, 409)
     if not form.validate_on_submit():
         return _letter_page(letter, 422, draft_form=form)
     try:
@@ -88,7 +91,7 @@ def edit(letter_id: int):
     except service.LetterError as error:
         db.session.rollback()
         field_error(form, error.field, error.message)
-        return _letter_page(_letter(letter_id), 409 if letter.is_sent else 422, draft_form=form)
+        return _letter_page(_letter(letter_id), 422, draft_form=form)
     flash("Draft saved.", "success")
     return redirect(url_for("letters.show", letter_id=letter_id))
 
@@ -98,6 +101,9 @@ def edit(letter_id: int):
 def send(letter_id: int):
     letter = _letter(letter_id)
     form = SendForm()
+    if letter.is_sent:
+        flash(f"This letter was already sent on {letter.sent_on.strftime('%d %b %Y')}.", "error")
+        return _letter_page(letter, 409)
     if not form.validate_on_submit():
         return _letter_page(letter, 422, send_form=form)
     try:
