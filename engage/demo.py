@@ -100,6 +100,8 @@ def load_demo(password: str | None = None) -> tuple[str, str]:
     if db.session.scalar(sa.select(Fund.id).where(Fund.name == "Demo Emerging Markets Index Fund")):
         return login  # already loaded
     users = [db.session.scalar(sa.select(User).where(User.email == email)) for email, _, _ in DEMO_USERS]
+    if not campaign.letterhead:
+        campaign.letterhead = "Demo Asset Management — Stewardship team\n1 Example Square, London\nstewardship@demo.example.org"
     for name, aum in DEMO_INVESTORS:
         investor = Investor(name=name, kind="investor", aum_usd=aum, contact_name="Stewardship team",
                             contact_email=f"stewardship@{name.split()[0].lower()}.example.org")

@@ -227,10 +227,12 @@ def response_moves(engagement: Engagement) -> list:
 
 def _page(engagement: Engagement, status: int = 200, stale: service.StaleEdit | None = None, **forms):
     from engage.letters.forms import GenerateForm
-    from engage.letters.routes import template_choices
+    from engage.letters.routes import active_templates, suggested_template
 
+    templates = active_templates()
     generate_form = GenerateForm(formdata=None)
-    generate_form.template_id.choices = template_choices()
+    generate_form.template_id.choices = [(t.id, f"{t.name} (v{t.version})") for t in templates]
+    generate_form.template_id.data = suggested_template(engagement, templates)
     letters = db.session.scalars(
         sa.select(Letter).where(Letter.engagement_id == engagement.id).order_by(Letter.created_at.desc(), Letter.id.desc())
     ).all()

@@ -22,11 +22,25 @@ bp = Blueprint("letters", __name__)
 PREPARE_CHUNK = 20
 
 
-def template_choices(kind_first: str | None = None):
-    templates = db.session.scalars(
-        sa.select(LetterTemplate).where(LetterTemplate.active.is_(True)).order_by(LetterTemplate.name)
-    ).all()
-    return [(t.id, f"{t.name} (v{t.version})") for t in templates]
+KIND_ORDER = ["initial", "follow_up", "call_to_action", "escalation", "other"]
+
+
+def active_templates() -> list[LetterTemplate]:
+    """Active templates in the order an engagement uses them: initial letter first."""
+    templates = db.session.scalars(sa.select(LetterTemplate).where(LetterTemplate.active.is_(True))).all()
+    return sorted(templates, key=lambda t: (KIND_ORDER.index(t.kind), t.name))
+
+
+def template_choices():
+    return [(t.id, f"{t.name} (v{t.version})") for t in active_templates()]
+
+
+def suggested_template(engagement: Engagement, templates: list[LetterTemplate]) -> int | None:
+    """The template the engagement's state calls for: the initial letter first, then a follow-up."""
+    wanted = "initial" if engagement.stage == Stage.IDENTIFIED.value else (
+        "follow_up" if engagement.stage == Stage.MAPPING_REQUESTED.value and engagement.escalation == "none"
+        else None)
+    return next((t.id for t in templates if t.kind == wanted), None)
 
 
 def _letter(letter_id: int) -> Letter:
