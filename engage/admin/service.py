@@ -5,19 +5,15 @@ from __future__ import annotations
 import sqlalchemy as sa
 from email_validator import EmailNotValidError, validate_email
 
+from engage.errors import FieldError
 from engage.extensions import db
 from engage.models import Role, User
 
 MIN_PASSWORD_LENGTH = 12
 
 
-class UserError(ValueError):
+class UserError(FieldError):
     """Refused user input; `field` names the offending input."""
-
-    def __init__(self, field: str, message: str):
-        super().__init__(message)
-        self.field = field
-        self.message = message
 
 
 def normalize_email(email: str) -> str:

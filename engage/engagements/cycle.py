@@ -22,6 +22,7 @@ import datetime as dt
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from engage.errors import FieldError
 from engage.models.base import Escalation, Outcome, Stage
 from engage.models.engagements import Engagement, EngagementEvent
 
@@ -32,13 +33,8 @@ LADDER: list[str] = [e.value for e in Escalation]
 READMITTED_ESCALATION = Escalation.OBSERVATION.value
 
 
-class MoveError(ValueError):
+class MoveError(FieldError):
     """A refused move; `field` names the form field the message belongs to."""
-
-    def __init__(self, field: str, message: str):
-        super().__init__(message)
-        self.field = field
-        self.message = message
 
 
 @dataclass(frozen=True)

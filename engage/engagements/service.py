@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 from sqlalchemy.orm import selectinload
 
+from engage.errors import FieldError
 from engage.engagements import attachments
 from engage.engagements.cycle import MoveError
 from engage.extensions import db
@@ -31,13 +32,8 @@ from engage.models import (
 )
 
 
-class EngagementError(ValueError):
+class EngagementError(FieldError):
     """Refused input; `field` names the form field the message belongs to."""
-
-    def __init__(self, field: str, message: str):
-        super().__init__(message)
-        self.field = field
-        self.message = message
 
 
 class StaleEdit(ValueError):

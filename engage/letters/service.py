@@ -10,6 +10,7 @@ import datetime as dt
 
 import sqlalchemy as sa
 
+from engage.errors import FieldError
 from engage import clock
 from engage.engagements.cycle import MoveError
 from engage.extensions import db
@@ -36,13 +37,8 @@ CHANNELS = ["post", "email", "courier", "investor platform", "hand delivery"]
 MAX_BULK = 1000
 
 
-class LetterError(ValueError):
+class LetterError(FieldError):
     """A refused letter action; `field` names the form field it concerns."""
-
-    def __init__(self, field: str, message: str):
-        super().__init__(message)
-        self.field = field
-        self.message = message
 
 
 def last_letter_date(engagement: Engagement) -> dt.date | None:
