@@ -84,7 +84,14 @@ class Config:
     MAIL_USERNAME = os.environ.get("MAIL_USERNAME")
     MAIL_PASSWORD = os.environ.get("MAIL_PASSWORD")
     MAIL_DEFAULT_SENDER = os.environ.get("MAIL_DEFAULT_SENDER", "engage@localhost")
+    MAIL_TIMEOUT_SECONDS = env_int("MAIL_TIMEOUT_SECONDS", 20)
+    #: Delivery attempts before an email is marked failed (then retried only by an admin).
+    MAIL_MAX_ATTEMPTS = env_int("MAIL_MAX_ATTEMPTS", 8)
+    #: How long a claimed email is reserved for its sender; after that another drain retries it.
+    OUTBOX_LEASE_SECONDS = env_int("OUTBOX_LEASE_SECONDS", 300)
     ENGAGE_BASE_URL = os.environ.get("ENGAGE_BASE_URL", "http://127.0.0.1:5000")
+    #: Minutes between two reminder ticks of the scheduler.
+    REMINDER_TICK_MINUTES = env_int("REMINDER_TICK_MINUTES", 5)
 
     PAGE_SIZE = env_int("PAGE_SIZE", 50)
     #: Largest single attachment in bytes; the whole request is capped by MAX_CONTENT_LENGTH.

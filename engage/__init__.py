@@ -6,6 +6,7 @@ and the app starts no scheduler, migration or network connection of its own.
 
 from __future__ import annotations
 
+import datetime
 import importlib
 import sqlite3
 from pathlib import Path
@@ -135,12 +136,14 @@ def register_blueprints(app: Flask) -> None:
     from engage.engagements.routes import bp as engagements_bp
     from engage.letters.routes import bp as letters_bp
     from engage.main.routes import bp as main_bp
+    from engage.reminders.routes import bp as reminders_bp
 
     app.register_blueprint(auth_bp)
     app.register_blueprint(main_bp)
     app.register_blueprint(companies_bp)
     app.register_blueprint(engagements_bp)
     app.register_blueprint(letters_bp)
+    app.register_blueprint(reminders_bp)
     app.register_blueprint(admin_bp, url_prefix="/admin")
 
 
@@ -188,6 +191,7 @@ def register_template_helpers(app: Flask) -> None:
     from engage.models import Role
 
     app.jinja_env.globals["Role"] = Role
+    app.jinja_env.globals["timedelta"] = datetime.timedelta
     app.jinja_env.filters["date"] = formatting.format_date
     app.jinja_env.filters["datetime"] = formatting.format_datetime
     app.jinja_env.filters["money"] = formatting.format_money

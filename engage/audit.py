@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from engage import clock
 from engage.extensions import db
 
-REDACTED_FIELDS = {"password_hash"}
+REDACTED_FIELDS = {"password_hash", "calendar_token"}
 #: Bookkeeping columns whose change is implied by every update.
 IGNORED_FIELDS = {"updated_at", "created_at", "version", "last_login_at"}
 

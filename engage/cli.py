@@ -72,6 +72,61 @@ def create_user_command(email: str, name: str, role: str) -> None:
     click.echo(f"Created {user.role} {user.email}.")
 
 
+reminders_cli = AppGroup("reminders", help="Follow-up reminders and their emails.")
+
+
+def parse_now(value: str | None):
+    """--now as an ISO date-time (UTC when no offset is given), or the clock's now."""
+    import datetime as dt
+
+    from engage import clock
+
+    if value is None:
+        return clock.utcnow()
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        fail(f"--now must be an ISO date-time such as 2026-11-21T09:00, not {value!r}")
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(dt.UTC).replace(tzinfo=None)
+    return parsed
+
+
+@reminders_cli.command("run")
+@click.option("--now", "now_text", help="Run as if it were this UTC date-time (ISO 8601).")
+def reminders_run_command(now_text: str | None) -> None:
+    """One tick: apply the follow-up rules, notify owners of due reminders, drain the outbox."""
+    from engage.reminders.service import tick
+
+    now = parse_now(now_text)
+    with audit.acting_as("cli"):
+        result = tick(now)
+    click.echo(f"Reminders tick at {now.isoformat(timespec='minutes')} UTC")
+    for line in result.lines():
+        click.echo(f"  {line}")
+
+
+@click.command("scheduler")
+def scheduler_command() -> None:
+    """Run the periodic jobs (reminders, outbox, monthly export) in the foreground."""
+    import logging
+
+    from engage.jobs import build_scheduler, jobs
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = current_app._get_current_object()
+    scheduler = build_scheduler(app)
+    for job in jobs(app):
+        click.echo(f"job {job.id}: {job.trigger} {job.trigger_args}")
+    click.echo("Scheduler running; Ctrl+C to stop.")
+    try:
+        scheduler.start()
+    except (KeyboardInterrupt, SystemExit):
+        scheduler.shutdown(wait=False)
+
+
 def register(app: Flask) -> None:
     app.cli.add_command(seed_command)
     app.cli.add_command(users_cli)
+    app.cli.add_command(reminders_cli)
+    app.cli.add_command(scheduler_command)

@@ -222,9 +222,6 @@ def _demo_engagement(company, campaign, owner, stage, escalation, outcome, opene
         engagement.escalate_to(level, on=day, today=today, actor_id=owner.id,
                                note=f"Escalated to {Escalation(level).label.lower()}.")
     db.session.flush()
-    letter_reminders = sorted((r for r in engagement.reminders if r.letter_id), key=lambda r: r.due_on)
-    for reminder in letter_reminders[:-1]:  # superseded by the later letter
-        reminder.status = ReminderStatus.DONE.value
     if stage == Stage.CLOSED:
         for reminder in engagement.reminders:
             reminder.status = ReminderStatus.DONE.value

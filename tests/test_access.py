@@ -4,7 +4,9 @@ import pytest
 
 from engage.security import access_rule
 
-PUBLIC_ENDPOINTS = {"auth.login", "static"}
+#: Reachable without a session: the login page, static files, and the calendar feed, whose
+#: secret token in the URL is its credential (tested in test_reminders).
+PUBLIC_ENDPOINTS = {"auth.login", "static", "reminders.calendar"}
 
 
 def concrete_url(rule) -> str:
@@ -18,6 +20,12 @@ def concrete_url(rule) -> str:
 
 def routes(app):
     return [r for r in app.url_map.iter_rules() if r.endpoint not in PUBLIC_ENDPOINTS]
+
+
+def test_public_endpoints_are_exactly_these(app):
+    public = {endpoint for endpoint in app.view_functions
+              if endpoint != "static" and access_rule(endpoint) and access_rule(endpoint)["public"]}
+    assert public == PUBLIC_ENDPOINTS - {"static"}
 
 
 def test_every_view_declares_access(app):

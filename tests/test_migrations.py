@@ -31,3 +31,35 @@ def test_sqlite_connections_enforce_foreign_keys_and_use_wal(app):
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == app.config["SQLITE_BUSY_TIMEOUT_MS"]
+
+
+def test_upgrading_keeps_rows_that_point_at_rebuilt_tables(make_app, tmp_path, database_url):
+    """SQLite batch migrations rebuild tables; references to them must survive (owner_id here)."""
+    from flask_migrate import upgrade
+
+    if not database_url.startswith("sqlite"):
+        return  # PostgreSQL alters tables in place
+    url = f"sqlite:///{tmp_path / 'upgrade.sqlite'}"
+    app = make_app(SQLALCHEMY_DATABASE_URI=url)
+    with app.app_context():
+        upgrade(revision="0003")
+        with db.engine.begin() as conn:
+            conn.exec_driver_sql(
+                "INSERT INTO users (id, email, name, role, password_hash, active, created_at, updated_at) "
+                "VALUES (1, 'o@example.org', 'Owner', 'analyst', 'x', 1, '2026-01-01', '2026-01-01')")
+            conn.exec_driver_sql(
+                "INSERT INTO companies (id, name, normalized_name, description, address, created_at, updated_at) "
+                "VALUES (1, 'C', 'c', '', '', '2026-01-01', '2026-01-01')")
+            conn.exec_driver_sql(
+                "INSERT INTO campaigns (id, slug, name, summary, expectations, call_to_action, source, "
+                "response_window_days, follow_up_interval_days, follow_ups_before_escalation, warn_days_before, "
+                "active, letterhead, created_at, updated_at) VALUES (1, 'c', 'C', '', '[]', '', '', 30, 14, 2, 3, 1, '', "
+                "'2026-01-01', '2026-01-01')")
+            conn.exec_driver_sql(
+                "INSERT INTO engagements (id, company_id, campaign_id, owner_id, stage, escalation, objectives, "
+                "opened_on, version, created_at, updated_at) VALUES (1, 1, 1, 1, 'identified', 'none', '', "
+                "'2026-01-01', 1, '2026-01-01', '2026-01-01')")
+        upgrade()
+        assert db.session.scalar(sa.text("SELECT owner_id FROM engagements WHERE id = 1")) == 1
+        db.session.remove()
+        db.engine.dispose()

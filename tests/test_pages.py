@@ -58,7 +58,7 @@ def test_user_text_is_escaped(client, login_as):
 def test_empty_states_say_what_to_do(client, login_as):
     login_as("viewer")
     assert "No company matches" in client.get("/companies?q=zzz").get_data(as_text=True)
-    assert "No reminder to show" in client.get("/reminders").get_data(as_text=True)
+    assert "Nothing overdue." in client.get("/reminders").get_data(as_text=True)
 
 
 def add_engagements(n: int, start: int, owner=None) -> None:
@@ -84,7 +84,7 @@ def add_engagements(n: int, start: int, owner=None) -> None:
 LIST_PAGES = ["/", "/companies", "/companies?q=company", "/companies?engaged=yes&sort=country&dir=desc",
               "/companies?source=analyst&sector=Solar", "/engagements", "/engagements?stage=identified",
               "/engagements?owner=me&sort=score&dir=desc", "/engagements?overdue=yes&sort=next_follow_up",
-              "/engagements?stale=yes&sort=last_contact", "/reminders", "/reminders?show=all", "/admin/audit",
+              "/engagements?stale=yes&sort=last_contact", "/reminders", "/reminders?who=all", "/admin/audit", "/admin/outbox",
               "/admin/users"]
 
 

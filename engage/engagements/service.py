@@ -25,6 +25,7 @@ from engage.models import (
     Letter,
     LetterStatus,
     Reminder,
+    ReminderKind,
     ReminderStatus,
     Score,
     Stage,
@@ -126,9 +127,10 @@ def log_interaction(engagement: Engagement, *, kind: str, direction: str, occurr
                                note=f"Company response of {occurred_on.isoformat()}: {subject.strip()}".strip(": "))
         except MoveError as exc:
             raise EngagementError("move_to", exc.message) from exc
-    if kind == InteractionKind.RESPONSE.value:
+    if kind == InteractionKind.RESPONSE.value:  # the company replied: stop waiting and chasing
         for reminder in engagement.reminders:
-            if reminder.status != ReminderStatus.DONE.value and reminder.letter_id is not None:
+            if reminder.status != ReminderStatus.DONE.value and reminder.kind in (
+                    ReminderKind.REPLY.value, ReminderKind.ESCALATION.value):
                 reminder.status = ReminderStatus.DONE.value
     written = []
     try:

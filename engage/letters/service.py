@@ -28,6 +28,7 @@ from engage.models import (
     LetterTemplate,
     LetterTemplateVersion,
     Reminder,
+    ReminderKind,
     ReminderStatus,
     Stage,
     User,
@@ -132,10 +133,16 @@ def mark_sent(letter: Letter, *, sent_on: dt.date, channel: str, actor_id: int |
                                    note=f"Follow-up letter sent: {letter.subject}")
     except MoveError as exc:
         raise LetterError("sent_on", exc.message) from exc
-    window = engagement.campaign.response_window_days
+    campaign = engagement.campaign
+    # A first letter gets the full reply window; a follow-up is chased again sooner.
+    window = campaign.follow_up_interval_days if letter.kind == LetterKind.FOLLOW_UP.value \
+        else campaign.response_window_days
+    for earlier in engagement.reminders:  # the new letter supersedes the wait for an earlier one
+        if earlier.kind == ReminderKind.REPLY.value and earlier.status != ReminderStatus.DONE.value:
+            earlier.status = ReminderStatus.DONE.value
     reminder = Reminder(engagement=engagement, due_on=sent_on + dt.timedelta(days=window),
                         reason=f"Reply due to the letter “{letter.subject[:200]}”", status=ReminderStatus.OPEN.value,
-                        letter=letter, created_by_id=actor_id)
+                        kind=ReminderKind.REPLY.value, letter=letter, created_by_id=actor_id)
     db.session.add(reminder)
     return reminder
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import sqlalchemy as sa
-from flask import Blueprint, abort, current_app, render_template, request
+from flask import Blueprint, current_app, render_template
 from sqlalchemy.orm import selectinload
 
 from engage import clock
@@ -127,23 +127,3 @@ def exposure_by_fund():
         .order_by(Fund.name)
     ).all()
     return rows
-
-
-@bp.route("/reminders")
-@require_role("viewer")
-def reminders():
-    show = request.args.get("show", "open")
-    if show not in ("open", "all"):
-        abort(400, "show must be 'open' or 'all'.")
-    query = (
-        sa.select(Reminder)
-        .options(
-            selectinload(Reminder.engagement).selectinload(Engagement.company),
-            selectinload(Reminder.engagement).selectinload(Engagement.owner),
-        )
-        .order_by(Reminder.due_on, Reminder.id)
-    )
-    if show == "open":
-        query = query.where(Reminder.status != ReminderStatus.DONE.value)
-    page = db.paginate(query, per_page=_page_size(), max_per_page=200)
-    return render_template("main/reminders.html", page=page, show=show, today=clock.today())

@@ -10,6 +10,7 @@ from engage.models.base import (
     LetterStatus,
     OutboxStatus,
     Outcome,
+    ReminderKind,
     ReminderStatus,
     RiskSource,
     Role,
@@ -29,6 +30,6 @@ __all__ = [
     "CriterionScore", "Direction", "Engagement", "EngagementEvent", "Escalation", "Fund", "Holding", "Interaction",
     "InteractionKind", "Investor", "InvestorKind", "Letter", "LetterKind", "LetterStatus",
     "LetterBatch", "LetterTemplate", "LetterTemplateVersion", "OutboxEmail", "OutboxStatus", "Outcome",
-    "Reminder", "ReminderStatus", "RiskFlag", "RiskSource", "Role", "Rubric", "Score", "Stage",
+    "Reminder", "ReminderKind", "ReminderStatus", "RiskFlag", "RiskSource", "Role", "Rubric", "Score", "Stage",
     "User", "campaign_signatories", "normalize_name",
 ]

@@ -131,6 +131,12 @@ class ReminderStatus(StrEnum):
     SNOOZED = "snoozed"
 
 
+class ReminderKind(StrEnum):
+    REPLY = "reply"  # a reply is due to a letter we sent
+    ESCALATION = "escalation"  # follow-ups went unanswered: consider escalating
+    MANUAL = "manual"  # added by an analyst
+
+
 class OutboxStatus(StrEnum):
     QUEUED = "queued"
     SENDING = "sending"

@@ -15,6 +15,7 @@ from engage.models.base import (
     Escalation,
     InteractionKind,
     Outcome,
+    ReminderKind,
     ReminderStatus,
     Stage,
     TimestampMixin,
@@ -204,6 +205,16 @@ class Reminder(TimestampMixin, db.Model):
     __tablename__ = "reminders"
     __table_args__ = (
         enum_check("status", ReminderStatus),
+        enum_check("kind", ReminderKind),
+        # At most one open "consider escalation" reminder per engagement, whatever runs the rules.
+        sa.Index(
+            "uq_reminders_open_escalation",
+            "engagement_id",
+            unique=True,
+            sqlite_where=sa.text("kind = 'escalation' AND status != 'done'"),
+            postgresql_where=sa.text("kind = 'escalation' AND status != 'done'"),
+        ),
+        sa.Index("ix_reminders_notified_due", "notified_at", "due_on"),
         sa.Index("ix_reminders_status_due", "status", "due_on"),
         sa.Index("ix_reminders_engagement_status", "engagement_id", "status"),
     )
@@ -212,6 +223,9 @@ class Reminder(TimestampMixin, db.Model):
     engagement_id: Mapped[int] = mapped_column(sa.ForeignKey("engagements.id", ondelete="CASCADE"))
     due_on: Mapped[dt.date]
     reason: Mapped[str] = mapped_column(sa.String(300))
+    #: reply (to a letter), escalation (consider escalating) or manual.
+    kind: Mapped[str] = mapped_column(sa.String(16), default=ReminderKind.MANUAL.value,
+                                      server_default=ReminderKind.MANUAL.value)
     status: Mapped[str] = mapped_column(sa.String(16), default=ReminderStatus.OPEN.value)
     #: Set once, by the tick that claimed the reminder for notification.
     notified_at: Mapped[dt.datetime | None]

@@ -26,6 +26,8 @@ class User(UserMixin, TimestampMixin, db.Model):
     password_hash: Mapped[str] = mapped_column(sa.String(256))
     active: Mapped[bool] = mapped_column(default=True)
     last_login_at: Mapped[dt.datetime | None]
+    #: Secret in the URL of the user's reminders calendar feed; None until they create one.
+    calendar_token: Mapped[str | None] = mapped_column(sa.String(64), unique=True)
 
     def __repr__(self) -> str:
         return f"<User {self.email}>"

@@ -1,0 +1,83 @@
+"""Periodic jobs: one list, fixed ids, run only by the `flask scheduler` process.
+
+Each job is a plain function of `now` that the CLI and the tests can call directly. Web workers
+never start a scheduler; running two schedulers by mistake is harmless because every job
+claims its work in the database (see engage.reminders).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+from typing import Callable
+
+from flask import Flask
+
+from engage import audit, clock
+
+log = logging.getLogger("engage.jobs")
+
+
+def reminders_tick(now: dt.datetime) -> list[str]:
+    from engage.reminders.service import apply_rules, notify
+
+    created = apply_rules(now.date())
+    notified, emails, unowned = notify(now)
+    return [f"{created} escalation reminder(s) created", f"{notified} reminder(s) notified in {emails} email(s)"
+            + (f", {unowned} without an active owner" if unowned else "")]
+
+
+def outbox_drain(now: dt.datetime) -> list[str]:
+    from engage.reminders.mail import drain
+
+    return [f"outbox: {drain(now)}"]
+
+
+def monthly_export(now: dt.datetime) -> list[str]:
+    """On the 1st: the previous month's status export (filled in by the exports feature)."""
+    return ["monthly export: the exports feature is not installed yet; nothing sent"]
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    func: Callable[[dt.datetime], list[str]]
+    trigger: str
+    trigger_args: dict
+
+
+def jobs(app: Flask) -> list[Job]:
+    return [
+        Job("reminders-tick", reminders_tick, "interval", {"minutes": app.config["REMINDER_TICK_MINUTES"]}),
+        Job("outbox-drain", outbox_drain, "interval", {"minutes": 1}),
+        Job("monthly-export", monthly_export, "cron", {"day": 1, "hour": 6, "minute": 0}),
+    ]
+
+
+def run_job(app: Flask, job: Job) -> None:
+    """Run one job in an app context with the real clock; errors are logged, never fatal."""
+    with app.app_context(), audit.acting_as("scheduler"):
+        from engage.extensions import db
+
+        try:
+            for line in job.func(clock.utcnow()):
+                log.info("%s: %s", job.id, line)
+        except Exception:  # a failing job must not stop the scheduler; it runs again next time
+            db.session.rollback()
+            log.exception("job %s failed", job.id)
+        finally:
+            db.session.remove()
+
+
+def build_scheduler(app: Flask):
+    from apscheduler.schedulers.blocking import BlockingScheduler
+
+    scheduler = BlockingScheduler(
+        timezone=dt.UTC,
+        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 300},
+    )
+    for job in jobs(app):
+        scheduler.add_job(run_job, job.trigger, args=[app, job], id=job.id, name=job.id, replace_existing=True,
+                          **job.trigger_args)
+    return scheduler

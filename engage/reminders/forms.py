@@ -1,0 +1,20 @@
+from flask_wtf import FlaskForm
+from wtforms import DateField, StringField, SubmitField
+from wtforms.validators import DataRequired, Length
+
+
+class ReminderForm(FlaskForm):
+    due_on = DateField("Due on", validators=[DataRequired()])
+    reason = StringField("What for", validators=[DataRequired(), Length(max=300)])
+    submit = SubmitField("Add reminder")
+
+
+class SnoozeForm(FlaskForm):
+    until = DateField("Snooze until", validators=[DataRequired()])
+    submit = SubmitField("Snooze")
+
+
+class ActionForm(FlaskForm):
+    """A bare form for one-click actions (complete, retry, reset): CSRF only."""
+
+    submit = SubmitField("Go")

@@ -1,0 +1,198 @@
+"""Reminders page, manual reminders, snooze/complete, the outbox (admin) and the calendar feed."""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+
+import sqlalchemy as sa
+from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+from icalendar import Calendar, Event
+from sqlalchemy.orm import selectinload
+
+from engage import clock
+from engage.extensions import db, limiter
+from engage.models import Engagement, OutboxEmail, OutboxStatus, Reminder, ReminderStatus, Stage, User
+from engage.reminders import mail, service
+from engage.reminders.forms import ActionForm, ReminderForm, SnoozeForm
+from engage.security import public, require_role
+
+bp = Blueprint("reminders", __name__)
+
+WINDOWS = ("overdue", "week", "later")
+
+
+def _back(default: str) -> str:
+    from engage.security import is_safe_redirect
+
+    target = request.form.get("next") or ""
+    return target if is_safe_redirect(target) else default
+
+
+@bp.route("/reminders")
+@require_role("viewer")
+def index():
+    """Open reminders: mine or everyone's, grouped into overdue, due this week and later."""
+    today = clock.today()
+    who = request.args.get("who") or ("mine" if current_user.can_edit else "all")
+    if who not in ("mine", "all"):
+        abort(400, "who must be 'mine' or 'all'.")
+    query = (
+        sa.select(Reminder)
+        .join(Engagement, Engagement.id == Reminder.engagement_id)
+        .where(Reminder.status != ReminderStatus.DONE.value, Engagement.stage != Stage.CLOSED.value)
+        .options(selectinload(Reminder.engagement).selectinload(Engagement.company),
+                 selectinload(Reminder.engagement).selectinload(Engagement.owner))
+        .order_by(Reminder.due_on, Reminder.id)
+    )
+    if who == "mine":
+        query = query.where(Engagement.owner_id == current_user.id)
+    week = today + dt.timedelta(days=7)
+    limit = current_app.config["PAGE_SIZE"] * 4
+    groups = {
+        "overdue": db.session.scalars(query.where(Reminder.due_on < today).limit(limit)).all(),
+        "week": db.session.scalars(query.where(Reminder.due_on.between(today, week)).limit(limit)).all(),
+        "later": db.session.scalars(query.where(Reminder.due_on > week).limit(limit)).all(),
+    }
+    return render_template("reminders/index.html", groups=groups, who=who, today=today, limit=limit,
+                           snooze_form=SnoozeForm(formdata=None), action_form=ActionForm(formdata=None))
+
+
+@bp.route("/engagements/<int:engagement_id>/reminders", methods=["POST"])
+@require_role("analyst")
+def add(engagement_id: int):
+    engagement = db.get_or_404(Engagement, engagement_id)
+    form = ReminderForm()
+    back = url_for("engagements.show", engagement_id=engagement_id) + "#reminders"
+    if not form.validate_on_submit():
+        flash("Reminder not added: " + "; ".join(f"{getattr(form, k).label.text}: {' '.join(v)}"
+                                               for k, v in form.errors.items()), "error")
+        return redirect(back)
+    try:
+        service.add_manual(engagement, due_on=form.due_on.data, reason=form.reason.data, today=clock.today(),
+                           actor_id=current_user.id)
+        db.session.commit()
+    except service.ReminderError as error:
+        db.session.rollback()
+        flash(f"Reminder not added: {error.message}", "error")
+        return redirect(back)
+    flash("Reminder added.", "success")
+    return redirect(back)
+
+
+@bp.route("/reminders/<int:reminder_id>/snooze", methods=["POST"])
+@require_role("analyst")
+def snooze(reminder_id: int):
+    reminder = db.get_or_404(Reminder, reminder_id)
+    form = SnoozeForm()
+    if not form.validate_on_submit():
+        flash("Snooze needs a valid date.", "error")
+    else:
+        try:
+            service.snooze(reminder, form.until.data, clock.today())
+            db.session.commit()
+            flash(f"Snoozed until {form.until.data.strftime('%d %b %Y')}.", "success")
+        except service.ReminderError as error:
+            db.session.rollback()
+            flash(error.message, "error")
+    return redirect(_back(url_for("reminders.index")))
+
+
+@bp.route("/reminders/<int:reminder_id>/complete", methods=["POST"])
+@require_role("analyst")
+def complete(reminder_id: int):
+    reminder = db.get_or_404(Reminder, reminder_id)
+    if ActionForm().validate_on_submit():
+        try:
+            service.complete(reminder)
+            db.session.commit()
+            flash("Reminder done.", "success")
+        except service.ReminderError as error:
+            db.session.rollback()
+            flash(error.message, "error")
+    return redirect(_back(url_for("reminders.index")))
+
+
+@bp.route("/admin/outbox")
+@require_role("admin")
+def outbox():
+    status = request.args.get("status") or ""
+    if status and status not in OutboxStatus.values():
+        abort(400, f"Unknown status {status!r}.")
+    query = sa.select(OutboxEmail).order_by(OutboxEmail.id.desc())
+    if status:
+        query = query.where(OutboxEmail.status == status)
+    counts = dict(db.session.execute(sa.select(OutboxEmail.status, sa.func.count()).group_by(OutboxEmail.status)).all())
+    page = db.paginate(query, per_page=current_app.config["PAGE_SIZE"], max_per_page=200)
+    return render_template("reminders/outbox.html", page=page, status=status, counts=counts,
+                           statuses=list(OutboxStatus), action_form=ActionForm(formdata=None))
+
+
+@bp.route("/admin/outbox/<int:email_id>/retry", methods=["POST"])
+@require_role("admin")
+def retry(email_id: int):
+    email = db.get_or_404(OutboxEmail, email_id)
+    if ActionForm().validate_on_submit():
+        try:
+            mail.retry(email, clock.utcnow())
+            db.session.commit()
+            flash("The email is queued again; the next outbox run sends it.", "success")
+        except ValueError as error:
+            flash(str(error), "error")
+    return redirect(url_for("reminders.outbox"))
+
+
+@bp.route("/account")
+@require_role("viewer")
+def account():
+    return render_template("reminders/account.html", action_form=ActionForm(formdata=None))
+
+
+@bp.route("/account/calendar", methods=["POST"])
+@require_role("viewer")
+def reset_calendar():
+    """Create or replace the secret calendar link; the old one stops working at once."""
+    if ActionForm().validate_on_submit():
+        current_user.calendar_token = secrets.token_urlsafe(32)
+        db.session.commit()
+        flash("New calendar link created; subscribe to it in your calendar.", "success")
+    return redirect(url_for("reminders.account"))
+
+
+@bp.route("/calendar/<token>.ics")
+@public
+@limiter.limit("60 per minute")
+def calendar(token: str):
+    """The user's open reminders as an iCalendar feed; the secret token is the only credential."""
+    if len(token) < 32:
+        abort(404)
+    user = db.session.scalar(sa.select(User).where(User.calendar_token == token, User.active.is_(True)))
+    if user is None:
+        abort(404)
+    reminders = db.session.scalars(
+        sa.select(Reminder).join(Engagement, Engagement.id == Reminder.engagement_id)
+        .where(Engagement.owner_id == user.id, Reminder.status != ReminderStatus.DONE.value,
+               Engagement.stage != Stage.CLOSED.value)
+        .options(selectinload(Reminder.engagement).selectinload(Engagement.company))
+        .order_by(Reminder.due_on)
+    ).all()
+    base = current_app.config["ENGAGE_BASE_URL"].rstrip("/")
+    cal = Calendar()
+    cal.add("prodid", "-//Engage//reminders//EN")
+    cal.add("version", "2.0")
+    cal.add("x-wr-calname", f"Engage follow-ups ({user.name})")
+    stamp = clock.utcnow().replace(tzinfo=dt.UTC)
+    for reminder in reminders:
+        event = Event()
+        event.add("uid", f"reminder-{reminder.id}@engage")
+        event.add("dtstamp", stamp)
+        event.add("dtstart", reminder.due_on)
+        event.add("dtend", reminder.due_on + dt.timedelta(days=1))
+        event.add("summary", f"{reminder.engagement.company.name}: {reminder.reason}")
+        event.add("url", f"{base}/engagements/{reminder.engagement_id}")
+        event.add("description", f"{reminder.reason}\n{base}/engagements/{reminder.engagement_id}")
+        cal.add_component(event)
+    return Response(cal.to_ical(), mimetype="text/calendar",
+                    headers={"Content-Disposition": 'inline; filename="engage-reminders.ics"',
+                             "Cache-Control": "private, max-age=300"})

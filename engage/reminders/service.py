@@ -1,0 +1,208 @@
+"""Reminders: the campaign rules, notification exactly once, and the analyst's own actions.
+
+A tick (`tick(now)`, run by `flask reminders run` and by the scheduler) does three things:
+1. applies the rules: an engagement whose reply is overdue after the campaign's number of
+   follow-up letters gets one "consider escalation" reminder (a partial unique index keeps it
+   to one, whoever runs the rules at the same moment);
+2. notifies: claims the due, not yet notified reminders with one conditional UPDATE and, in
+   the same transaction, queues one email per owner listing them. A reminder is claimed by
+   exactly one tick; if the tick dies before committing, the claim rolls back with the email;
+3. drains the outbox.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+from flask import current_app, render_template
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import selectinload
+
+from engage.errors import FieldError
+from engage.extensions import db
+from engage.models import (
+    Campaign,
+    Engagement,
+    Interaction,
+    InteractionKind,
+    Letter,
+    LetterKind,
+    LetterStatus,
+    Reminder,
+    ReminderKind,
+    ReminderStatus,
+    Stage,
+    User,
+)
+from engage.reminders import mail
+
+
+class ReminderError(FieldError):
+    """A refused reminder action."""
+
+
+@dataclass
+class TickResult:
+    escalations_suggested: int = 0
+    reminders_notified: int = 0
+    emails_queued: int = 0
+    skipped_unowned: int = 0
+    drain: mail.DrainResult = field(default_factory=mail.DrainResult)
+
+    def lines(self) -> list[str]:
+        return [
+            f"rules: {self.escalations_suggested} 'consider escalation' reminder(s) created",
+            f"notify: {self.reminders_notified} reminder(s) in {self.emails_queued} email(s)"
+            + (f"; {self.skipped_unowned} due reminder(s) have no active owner" if self.skipped_unowned else ""),
+            f"outbox: {self.drain}",
+        ]
+
+
+def tick(now: dt.datetime) -> TickResult:
+    result = TickResult()
+    result.escalations_suggested = apply_rules(now.date())
+    result.reminders_notified, result.emails_queued, result.skipped_unowned = notify(now)
+    result.drain = mail.drain(now)
+    return result
+
+
+def _insert_ignoring_conflicts(rows: list[dict]) -> int:
+    """INSERT reminders, skipping any that an identical open one already blocks (unique index)."""
+    if not rows:
+        return 0
+    dialect = db.engine.dialect.name
+    insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[dialect]
+    statement = insert(Reminder.__table__).values(rows).on_conflict_do_nothing()
+    return db.session.execute(statement).rowcount or 0
+
+
+def apply_rules(today: dt.date) -> int:
+    """Suggest escalation where the reply is overdue after the campaign's number of follow-ups."""
+    overdue = (
+        sa.select(Engagement.id, Campaign.follow_ups_before_escalation)
+        .join(Campaign, Campaign.id == Engagement.campaign_id)
+        .join(Reminder, Reminder.engagement_id == Engagement.id)
+        .where(Engagement.stage != Stage.CLOSED.value, Reminder.kind == ReminderKind.REPLY.value,
+               Reminder.status != ReminderStatus.DONE.value, Reminder.due_on < today)
+        .distinct()
+    )
+    candidates = dict(db.session.execute(overdue).all())
+    if not candidates:
+        return 0
+    ids = list(candidates)
+    last_reply = dict(db.session.execute(
+        sa.select(Interaction.engagement_id, sa.func.max(Interaction.occurred_on))
+        .where(Interaction.engagement_id.in_(ids), Interaction.kind == InteractionKind.RESPONSE.value)
+        .group_by(Interaction.engagement_id)
+    ).all())
+    follow_ups: dict[int, int] = defaultdict(int)
+    for engagement_id, sent_on in db.session.execute(
+        sa.select(Letter.engagement_id, Letter.sent_on)
+        .where(Letter.engagement_id.in_(ids), Letter.kind == LetterKind.FOLLOW_UP.value,
+               Letter.status == LetterStatus.SENT.value)
+    ):
+        if sent_on > last_reply.get(engagement_id, dt.date.min):
+            follow_ups[engagement_id] += 1
+    now = dt.datetime.combine(today, dt.time())
+    rows = [
+        {"engagement_id": engagement_id, "due_on": today, "kind": ReminderKind.ESCALATION.value,
+         "status": ReminderStatus.OPEN.value, "created_at": now, "updated_at": now,
+         "reason": f"No reply after {follow_ups[engagement_id]} follow-up letter(s): consider escalating"}
+        for engagement_id, threshold in candidates.items()
+        if follow_ups[engagement_id] >= threshold
+    ]
+    created = _insert_ignoring_conflicts(rows)
+    db.session.commit()
+    return created
+
+
+def notify(now: dt.datetime) -> tuple[int, int, int]:
+    """Claim the due reminders of active owners and queue one email per owner, atomically."""
+    today = now.date()
+    campaigns = db.session.execute(sa.select(Campaign.id, Campaign.warn_days_before)).all()
+    if not campaigns:
+        return 0, 0, 0
+    due = sa.or_(*(
+        sa.and_(Engagement.campaign_id == campaign_id, Reminder.due_on <= today + dt.timedelta(days=warn))
+        for campaign_id, warn in campaigns
+    ))
+    pending = (
+        sa.select(Reminder.id)
+        .join(Engagement, Engagement.id == Reminder.engagement_id)
+        .join(User, User.id == Engagement.owner_id)
+        .where(Reminder.notified_at.is_(None), Reminder.status != ReminderStatus.DONE.value,
+               Engagement.stage != Stage.CLOSED.value, User.active.is_(True), due)
+    )
+    unowned = db.session.scalar(
+        sa.select(sa.func.count(Reminder.id))
+        .join(Engagement, Engagement.id == Reminder.engagement_id)
+        .outerjoin(User, User.id == Engagement.owner_id)
+        .where(Reminder.notified_at.is_(None), Reminder.status != ReminderStatus.DONE.value,
+               Engagement.stage != Stage.CLOSED.value, sa.or_(User.id.is_(None), User.active.is_(False)), due)
+    )
+    db.session.commit()  # the claim below must open its own transaction
+    claimed = db.session.scalars(
+        sa.update(Reminder)
+        .where(Reminder.id.in_(pending.scalar_subquery()), Reminder.notified_at.is_(None),
+               Reminder.status != ReminderStatus.DONE.value)
+        .values(notified_at=now)
+        .returning(Reminder.id)
+        .execution_options(synchronize_session=False)
+    ).all()
+    if not claimed:
+        db.session.commit()
+        return 0, 0, unowned
+    reminders = db.session.scalars(
+        sa.select(Reminder).where(Reminder.id.in_(claimed))
+        .options(selectinload(Reminder.engagement).selectinload(Engagement.company),
+                 selectinload(Reminder.engagement).selectinload(Engagement.owner))
+        .order_by(Reminder.due_on, Reminder.id)
+    ).all()
+    by_owner: dict[int, list[Reminder]] = defaultdict(list)
+    for reminder in reminders:
+        by_owner[reminder.engagement.owner_id].append(reminder)
+    for items in by_owner.values():
+        owner = items[0].engagement.owner
+        base = current_app.config["ENGAGE_BASE_URL"].rstrip("/")
+        context = {"owner": owner, "reminders": items, "base": base, "today": today}
+        overdue = sum(1 for r in items if r.due_on < today)
+        subject = f"Engage: {len(items)} follow-up{'s' if len(items) != 1 else ''} due" + \
+            (f" ({overdue} overdue)" if overdue else "")
+        mail.enqueue(owner.email, subject, render_template("reminders/email.txt", **context),
+                     render_template("reminders/email.html", **context))
+    db.session.commit()
+    return len(reminders), len(by_owner), unowned
+
+
+def add_manual(engagement: Engagement, *, due_on: dt.date, reason: str, today: dt.date,
+               actor_id: int | None) -> Reminder:
+    if due_on is None or due_on < today:
+        raise ReminderError("due_on", "A new reminder cannot be due in the past.")
+    if not reason.strip():
+        raise ReminderError("reason", "Say what the reminder is for.")
+    if not engagement.is_open:
+        raise ReminderError("due_on", "The engagement is closed.")
+    reminder = Reminder(engagement=engagement, due_on=due_on, reason=reason.strip()[:300],
+                        kind=ReminderKind.MANUAL.value, status=ReminderStatus.OPEN.value, created_by_id=actor_id)
+    db.session.add(reminder)
+    return reminder
+
+
+def snooze(reminder: Reminder, until: dt.date | None, today: dt.date) -> None:
+    """Move the due date later; the owner is notified again when the new date comes."""
+    if reminder.status == ReminderStatus.DONE.value:
+        raise ReminderError("until", "This reminder is already done.")
+    if until is None or until <= today:
+        raise ReminderError("until", "Snooze to a date after today.")
+    reminder.due_on = until
+    reminder.status = ReminderStatus.SNOOZED.value
+    reminder.notified_at = None
+
+
+def complete(reminder: Reminder) -> None:
+    if reminder.status == ReminderStatus.DONE.value:
+        raise ReminderError("status", "This reminder is already done.")
+    reminder.status = ReminderStatus.DONE.value
