@@ -70,10 +70,12 @@ def run_job(app: Flask, job: Job) -> None:
             db.session.remove()
 
 
-def build_scheduler(app: Flask):
-    from apscheduler.schedulers.blocking import BlockingScheduler
+def build_scheduler(app: Flask, scheduler_class=None):
+    """The scheduler with every job; `flask scheduler` runs it in the foreground (blocking)."""
+    if scheduler_class is None:
+        from apscheduler.schedulers.blocking import BlockingScheduler as scheduler_class
 
-    scheduler = BlockingScheduler(
+    scheduler = scheduler_class(
         timezone=dt.UTC,
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 300},
     )

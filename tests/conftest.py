@@ -186,3 +186,19 @@ def count_queries(app):
 def pytest_report_header(config):
     url = os.environ.get("TEST_DATABASE_URL")
     return f"database: {sa.engine.make_url(normalize_url(url, url)).render_as_string() if url else 'SQLite file (temp dir)'}"
+
+
+@pytest.fixture()
+def smtp(app):
+    """A running SMTP server; the test app sends to it for the duration of the test."""
+    from tests.smtp import SmtpServer
+
+    server = SmtpServer()
+    server.start()
+    previous = app.config["MAIL_PORT"]
+    app.config["MAIL_PORT"] = server.port
+    try:
+        yield server
+    finally:
+        app.config["MAIL_PORT"] = previous
+        server.stop()

@@ -21,18 +21,21 @@ from email.utils import format_datetime, make_msgid
 import sqlalchemy as sa
 from flask import current_app
 
+from engage import clock
 from engage.extensions import db
 from engage.models import OutboxEmail, OutboxStatus
 
 MAX_BACKOFF = dt.timedelta(hours=6)
 
 
-def enqueue(recipient: str, subject: str, body_text: str, body_html: str | None = None) -> OutboxEmail:
+def enqueue(recipient: str, subject: str, body_text: str, body_html: str | None = None,
+            now: dt.datetime | None = None) -> OutboxEmail:
+    """Queue an email in the caller's transaction; it is sendable from `now` on."""
     sender = current_app.config["MAIL_DEFAULT_SENDER"]
     domain = sender.rsplit("@", 1)[-1].strip(">") if "@" in sender else "engage.localhost"
     email = OutboxEmail(recipient=recipient, subject=subject[:300], body_text=body_text, body_html=body_html,
                         message_id=make_msgid(idstring="engage", domain=domain), status=OutboxStatus.QUEUED.value,
-                        attempts=0)
+                        attempts=0, next_attempt_at=now or clock.utcnow())
     db.session.add(email)
     return email
 

@@ -75,8 +75,9 @@ def _insert_ignoring_conflicts(rows: list[dict]) -> int:
         return 0
     dialect = db.engine.dialect.name
     insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[dialect]
-    statement = insert(Reminder.__table__).values(rows).on_conflict_do_nothing()
-    return db.session.execute(statement).rowcount or 0
+    table = Reminder.__table__
+    statement = insert(table).values(rows).on_conflict_do_nothing().returning(table.c.id)
+    return len(db.session.execute(statement).all())
 
 
 def apply_rules(today: dt.date) -> int:
@@ -172,7 +173,7 @@ def notify(now: dt.datetime) -> tuple[int, int, int]:
         subject = f"Engage: {len(items)} follow-up{'s' if len(items) != 1 else ''} due" + \
             (f" ({overdue} overdue)" if overdue else "")
         mail.enqueue(owner.email, subject, render_template("reminders/email.txt", **context),
-                     render_template("reminders/email.html", **context))
+                     render_template("reminders/email.html", **context), now=now)
     db.session.commit()
     return len(reminders), len(by_owner), unowned
 
