@@ -80,6 +80,8 @@ def build_scheduler(app: Flask, scheduler_class=None):
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 300},
     )
     for job in jobs(app):
+        # Interval jobs also run once at start-up, so a restart does not wait a whole interval.
+        first = {"next_run_time": dt.datetime.now(dt.UTC)} if job.trigger == "interval" else {}
         scheduler.add_job(run_job, job.trigger, args=[app, job], id=job.id, name=job.id, replace_existing=True,
-                          **job.trigger_args)
+                          **job.trigger_args, **first)
     return scheduler
