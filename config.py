@@ -98,6 +98,8 @@ class Config:
     ATTACHMENT_MAX_BYTES = env_int("ATTACHMENT_MAX_BYTES", 10 * 1024 * 1024)
     #: Where attachments are stored (default: instance/attachments).
     ATTACHMENT_DIR = os.environ.get("ATTACHMENT_DIR")
+    #: Points on 0-100 by which two scorers of one response may differ before it is flagged.
+    MODERATION_THRESHOLD = env_int("MODERATION_THRESHOLD", 15)
     #: Engagements with no contact for this many days are listed on the dashboard.
     STALE_AFTER_DAYS = env_int("STALE_AFTER_DAYS", 90)
     SEEDS_DIR = os.environ.get("ENGAGE_SEEDS_DIR", str(BASE_DIR / "seeds"))

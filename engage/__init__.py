@@ -137,6 +137,7 @@ def register_blueprints(app: Flask) -> None:
     from engage.letters.routes import bp as letters_bp
     from engage.main.routes import bp as main_bp
     from engage.reminders.routes import bp as reminders_bp
+    from engage.scoring.routes import bp as scoring_bp
 
     app.register_blueprint(auth_bp)
     app.register_blueprint(main_bp)
@@ -144,6 +145,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(engagements_bp)
     app.register_blueprint(letters_bp)
     app.register_blueprint(reminders_bp)
+    app.register_blueprint(scoring_bp)
     app.register_blueprint(admin_bp, url_prefix="/admin")
 
 

@@ -140,9 +140,12 @@ def _load_rubric(data: dict, campaigns: dict[str, Campaign]) -> int:
         weight = entry.get("weight", 1)
         if not isinstance(weight, (int, float)) or weight <= 0:
             raise SeedError(f"{where}: weight must be a positive number, got {weight!r}")
+        hint = entry.get("stage_hint")
+        if hint is not None and hint not in ("acknowledged", "value_chain_mapped", "disengaging", "disclosed"):
+            raise SeedError(f"{where}: stage_hint {hint!r} is not a stage a score can suggest")
         rubric.criteria.append(
             Criterion(key=key, title=_require(entry, "title", where), guidance=entry.get("guidance", ""),
-                      weight=weight, levels=levels, position=position)
+                      weight=weight, levels=levels, position=position, stage_hint=hint)
         )
     db.session.add(rubric)
     return len(rubric.criteria)

@@ -10,16 +10,36 @@ from sqlalchemy.orm import selectinload
 from engage.companies import service
 from engage.companies.forms import CompanyForm, RiskFlagForm
 from engage.extensions import db
-from engage.models import Company, CompanyAlias, Engagement, RiskFlag, RiskSource, Stage
+from engage.models import Company, CompanyAlias, Engagement, RiskFlag, RiskSource, Score, Stage
 from engage.security import require_role
 
 bp = Blueprint("companies", __name__)
 
+def _company_score(offset: int = 0):
+    """Correlated subquery: the company's latest (or, with offset 1, previous) score total."""
+    return (
+        sa.select(Score.total).join(Engagement, Engagement.id == Score.engagement_id)
+        .where(Engagement.company_id == Company.id, Score.moderates_id.is_(None))
+        .order_by(Score.scored_on.desc(), Score.id.desc()).limit(1).offset(offset)
+        .correlate(Company).scalar_subquery()
+    )
+
+
+def latest_score():
+    return _company_score()
+
+
+def score_change():
+    return _company_score() - _company_score(1)
+
+
 SORTS = {
-    "name": Company.normalized_name,
-    "isin": Company.isin,
-    "country": Company.country,
-    "sector": Company.sector,
+    "name": lambda: Company.normalized_name,
+    "isin": lambda: Company.isin,
+    "country": lambda: Company.country,
+    "sector": lambda: Company.sector,
+    "score": latest_score,
+    "change": score_change,
 }
 
 
@@ -32,6 +52,8 @@ def company_filters(args) -> dict:
         "source": args.get("source") or "",
         "engaged": args.get("engaged") or "",
         "stage": args.get("stage") or "",
+        "score_below": (args.get("score_below") or "").strip(),
+        "trend": args.get("trend") or "",
         "sort": args.get("sort") or "name",
         "dir": args.get("dir") or "asc",
     }
@@ -41,6 +63,10 @@ def company_filters(args) -> dict:
         abort(400, "engaged must be 'yes' or 'no'.")
     if filters["stage"] and filters["stage"] not in Stage.values():
         abort(400, f"Unknown stage {filters['stage']!r}.")
+    if filters["score_below"] and not (filters["score_below"].isdigit() and int(filters["score_below"]) <= 100):
+        abort(400, "score_below must be a whole number from 0 to 100.")
+    if filters["trend"] not in ("", "up", "down"):
+        abort(400, "trend must be 'up' or 'down'.")
     if filters["sort"] not in SORTS or filters["dir"] not in ("asc", "desc"):
         abort(400, f"Cannot sort by {filters['sort']!r} {filters['dir']!r}.")
     return filters
@@ -70,7 +96,13 @@ def company_query(f: dict):
         query = query.where(Company.id.in_(engaged.where(Engagement.stage != Stage.CLOSED.value)))
     elif f["engaged"] == "no":
         query = query.where(Company.id.not_in(engaged.where(Engagement.stage != Stage.CLOSED.value)))
-    column = SORTS[f["sort"]]
+    if f["score_below"]:
+        query = query.where(latest_score() < int(f["score_below"]))
+    if f["trend"] == "up":
+        query = query.where(score_change() > 0)
+    elif f["trend"] == "down":
+        query = query.where(score_change() < 0)
+    column = SORTS[f["sort"]]()
     order = column.desc() if f["dir"] == "desc" else column.asc()
     return query.order_by(order.nulls_last(), Company.id)
 
@@ -83,8 +115,12 @@ def index():
         selectinload(Company.risk_flags), selectinload(Company.aliases), selectinload(Company.engagements)
     )
     page = db.paginate(query, per_page=current_app.config["PAGE_SIZE"], max_per_page=200)
+    ids = [c.id for c in page.items]
+    scores = {row.id: row for row in db.session.execute(
+        sa.select(Company.id, latest_score().label("score"), score_change().label("change")).where(Company.id.in_(ids))
+    )} if ids else {}
     return render_template(
-        "companies/index.html", page=page, f=f, sources=list(RiskSource), stages=list(Stage),
+        "companies/index.html", page=page, f=f, scores=scores, sources=list(RiskSource), stages=list(Stage),
         sectors=service.distinct_values(Company.sector), countries=service.distinct_values(Company.country),
     )
 

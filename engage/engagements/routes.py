@@ -56,7 +56,8 @@ def owner_choices(include_none: bool = True):
 
 def engagement_filters(args) -> dict:
     f = {key: (args.get(key) or "").strip() for key in
-         ("campaign", "stage", "escalation", "owner", "sector", "overdue", "stale", "sort", "dir")}
+         ("campaign", "stage", "escalation", "owner", "sector", "overdue", "stale", "score_below", "trend",
+          "sort", "dir")}
     f["sort"] = f["sort"] or "company"
     f["dir"] = f["dir"] or "asc"
     if f["stage"] and f["stage"] not in Stage.values() and f["stage"] != "open":
@@ -70,7 +71,11 @@ def engagement_filters(args) -> dict:
         abort(400, "owner must be a user number, 'me' or 'none'.")
     if f["overdue"] not in ("", "yes") or f["stale"] not in ("", "yes"):
         abort(400, "overdue and stale take the value 'yes'.")
-    if f["sort"] not in SORTS and f["sort"] not in ("next_follow_up", "last_contact", "score") \
+    if f["score_below"] and not (f["score_below"].isdigit() and int(f["score_below"]) <= 100):
+        abort(400, "score_below must be a whole number from 0 to 100.")
+    if f["trend"] not in ("", "up", "down"):
+        abort(400, "trend must be 'up' or 'down'.")
+    if f["sort"] not in SORTS and f["sort"] not in ("next_follow_up", "last_contact", "score", "change") \
             or f["dir"] not in ("asc", "desc"):
         abort(400, f"Cannot sort by {f['sort']!r} {f['dir']!r}.")
     return f
@@ -80,7 +85,8 @@ def engagement_query(f: dict, today: dt.date):
     next_due = service.next_follow_up_query().label("next_follow_up")
     last_contact = service.last_contact_query().label("last_contact")
     score = service.latest_score_query().label("latest_score")
-    query = sa.select(Engagement, next_due, last_contact, score).join(Engagement.company)
+    change = service.score_change_query().label("score_change")
+    query = sa.select(Engagement, next_due, last_contact, score, change).join(Engagement.company)
     if f["campaign"]:
         query = query.where(Engagement.campaign_id == int(f["campaign"]))
     if f["stage"] == "open":
@@ -103,8 +109,14 @@ def engagement_query(f: dict, today: dt.date):
         cutoff = today - dt.timedelta(days=current_app.config["STALE_AFTER_DAYS"])
         query = query.where(Engagement.stage != Stage.CLOSED.value,
                             sa.func.coalesce(service.last_contact_query(), Engagement.opened_on) < cutoff)
-    column = {"next_follow_up": next_due, "last_contact": last_contact, "score": score}.get(f["sort"]) \
-        if f["sort"] not in SORTS else SORTS[f["sort"]]
+    if f["score_below"]:
+        query = query.where(service.latest_score_query() < int(f["score_below"]))
+    if f["trend"] == "up":
+        query = query.where(service.score_change_query() > 0)
+    elif f["trend"] == "down":
+        query = query.where(service.score_change_query() < 0)
+    column = {"next_follow_up": next_due, "last_contact": last_contact, "score": score,
+              "change": change}.get(f["sort"]) if f["sort"] not in SORTS else SORTS[f["sort"]]
     order = column.desc() if f["dir"] == "desc" else column.asc()
     return query.order_by(order.nulls_last(), Engagement.id)
 
@@ -142,7 +154,8 @@ def _rows(page, f: dict, today: dt.date) -> list:
         for row in db.session.execute(
             sa.select(Engagement.id, service.next_follow_up_query().label("next_follow_up"),
                       service.last_contact_query().label("last_contact"),
-                      service.latest_score_query().label("latest_score"))
+                      service.latest_score_query().label("latest_score"),
+                      service.score_change_query().label("score_change"))
             .where(Engagement.id.in_(ids))
         )
     }
@@ -236,11 +249,18 @@ def _page(engagement: Engagement, status: int = 200, stale: service.StaleEdit | 
     letters = db.session.scalars(
         sa.select(Letter).where(Letter.engagement_id == engagement.id).order_by(Letter.created_at.desc(), Letter.id.desc())
     ).all()
+    from engage.scoring import progress
+    from engage.scoring.service import disagreement, stage_hints
+
+    history = progress.engagement_history(engagement)
+    latest = history["scores"][-1] if history["scores"] else None
+    flags = {s.id: any(disagreement(s, m)["flagged"] for m in s.moderations) for s in history["scores"]}
     return render_template(
         "engagements/show.html", engagement=engagement, timeline=service.timeline(engagement),
         summary=service.summary_of(engagement), stale=stale, today=clock.today(),
         stage_moves=cycle.stage_moves(engagement), escalation_moves=cycle.escalation_moves(engagement),
-        generate_form=generate_form, letters=letters,
+        generate_form=generate_form, letters=letters, history=history, moderation_flags=flags,
+        hints=stage_hints(engagement, latest),
         **_forms(engagement, stale=stale is not None, **forms),
     ), status
 

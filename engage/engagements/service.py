@@ -201,12 +201,25 @@ def latest_score_query():
     """Correlated subquery: the total of each engagement's latest score."""
     return (
         sa.select(Score.total)
-        .where(Score.engagement_id == Engagement.id)
+        .where(Score.engagement_id == Engagement.id, Score.moderates_id.is_(None))
         .order_by(Score.scored_on.desc(), Score.id.desc())
         .limit(1)
         .correlate(Engagement)
         .scalar_subquery()
     )
+
+
+def score_change_query():
+    """Correlated subquery: latest total minus the one before it (NULL with fewer than two)."""
+    previous = (
+        sa.select(Score.total)
+        .where(Score.engagement_id == Engagement.id, Score.moderates_id.is_(None))
+        .order_by(Score.scored_on.desc(), Score.id.desc())
+        .limit(1).offset(1)
+        .correlate(Engagement)
+        .scalar_subquery()
+    )
+    return latest_score_query() - previous
 
 
 def last_contact_query():
@@ -225,7 +238,8 @@ def summary_of(engagement: Engagement) -> dict:
         .where(Reminder.engagement_id == engagement.id, Reminder.status != ReminderStatus.DONE.value)
     )
     scores = db.session.execute(
-        sa.select(Score.total, Score.scored_on).where(Score.engagement_id == engagement.id)
+        sa.select(Score.total, Score.scored_on).where(Score.engagement_id == engagement.id,
+                                                      Score.moderates_id.is_(None))
         .order_by(Score.scored_on.desc(), Score.id.desc()).limit(2)
     ).all()
     latest = scores[0] if scores else None

@@ -11,6 +11,7 @@ from sqlalchemy.orm import selectinload
 from engage import clock
 from engage.extensions import db
 from engage.models import (
+    Campaign,
     Engagement,
     Escalation,
     Fund,
@@ -80,6 +81,7 @@ def dashboard():
         exposure=exposure_by_fund(),
         today=today,
         stale_days=current_app.config["STALE_AFTER_DAYS"],
+        campaigns=db.session.scalars(sa.select(Campaign).where(Campaign.active.is_(True)).order_by(Campaign.name)).all(),
     )
 
 

@@ -114,6 +114,10 @@ class Criterion(TimestampMixin, db.Model):
     __table_args__ = (
         sa.UniqueConstraint("rubric_id", "key"),
         sa.CheckConstraint("weight > 0", name="weight_positive"),
+        sa.CheckConstraint(
+            "stage_hint IS NULL OR stage_hint IN ('acknowledged', 'value_chain_mapped', 'disengaging', 'disclosed')",
+            name="stage_hint_valid",
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -125,5 +129,7 @@ class Criterion(TimestampMixin, db.Model):
     #: Descriptors for levels 0-4, as a list of five strings.
     levels: Mapped[list] = mapped_column(sa.JSON, default=list)
     position: Mapped[int] = mapped_column(default=0)
+    #: The stage a score of 3 or more on this criterion suggests (e.g. value_chain_mapped).
+    stage_hint: Mapped[str | None] = mapped_column(sa.String(24))
 
     rubric: Mapped[Rubric] = relationship(back_populates="criteria")

@@ -34,6 +34,8 @@ class Score(TimestampMixin, db.Model):
     #: Weighted total on 0-100.
     total: Mapped[Decimal] = mapped_column(sa.Numeric(5, 2))
     note: Mapped[str] = mapped_column(sa.Text, default="")
+    #: Set on a second, independent score of the same response (moderation).
+    moderates_id: Mapped[int | None] = mapped_column(sa.ForeignKey("scores.id", ondelete="CASCADE"), index=True)
 
     engagement: Mapped[Engagement] = relationship()
     interaction: Mapped[Interaction | None] = relationship()
@@ -42,6 +44,8 @@ class Score(TimestampMixin, db.Model):
     criterion_scores: Mapped[list[CriterionScore]] = relationship(
         back_populates="score", cascade="all, delete-orphan"
     )
+    moderates: Mapped[Score | None] = relationship(remote_side="Score.id", back_populates="moderations")
+    moderations: Mapped[list[Score]] = relationship(back_populates="moderates", cascade="all, delete-orphan")
 
 
 class CriterionScore(TimestampMixin, db.Model):

@@ -1,0 +1,104 @@
+"""Progress views: an engagement's score history and a campaign's picture, in a few queries."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from decimal import Decimal
+
+import sqlalchemy as sa
+from sqlalchemy.orm import selectinload
+
+from engage.extensions import db
+from engage.models import Campaign, Company, CriterionScore, Engagement, Score, Stage
+
+BANDS = [(0, 20), (20, 40), (40, 60), (60, 80), (80, 101)]
+
+
+def engagement_history(engagement: Engagement) -> dict:
+    """Primary scores oldest first, with per-criterion levels, moderation and chart geometry."""
+    scores = db.session.scalars(
+        sa.select(Score).where(Score.engagement_id == engagement.id, Score.moderates_id.is_(None))
+        .options(selectinload(Score.criterion_scores).selectinload(CriterionScore.criterion),
+                 selectinload(Score.scorer),
+                 selectinload(Score.moderations).selectinload(Score.criterion_scores))
+        .order_by(Score.scored_on, Score.id)
+    ).all()
+    criteria = []
+    seen = set()
+    for score in scores:
+        for cs in sorted(score.criterion_scores, key=lambda c: c.criterion.position):
+            if cs.criterion.key not in seen:
+                seen.add(cs.criterion.key)
+                criteria.append((cs.criterion.key, cs.criterion.title))
+    table = [{cs.criterion.key: cs.level for cs in score.criterion_scores} for score in scores]
+    return {"scores": scores, "criteria": criteria, "levels": table, "chart": chart(scores)}
+
+
+def chart(scores) -> dict | None:
+    """Points for an inline SVG line chart of totals (x: order of scoring, y: 0-100)."""
+    if not scores:
+        return None
+    width, height, pad = 560, 160, 30
+    step = (width - 2 * pad) / max(len(scores) - 1, 1)
+    points = []
+    for index, score in enumerate(scores):
+        x = pad + index * step if len(scores) > 1 else width / 2
+        y = height - pad - float(score.total) / 100 * (height - 2 * pad)
+        points.append({"x": round(x, 1), "y": round(y, 1), "total": score.total, "on": score.scored_on})
+    return {"width": width, "height": height, "pad": pad, "points": points,
+            "path": " ".join(f"{p['x']},{p['y']}" for p in points)}
+
+
+def campaign_report(campaign: Campaign) -> dict:
+    """Distribution of latest totals, average by sector, and the criteria most often failed."""
+    ranked = (
+        sa.select(Score.id, Score.engagement_id, Score.total,
+                  sa.func.row_number().over(partition_by=Score.engagement_id,
+                                            order_by=(Score.scored_on.desc(), Score.id.desc())).label("rank"))
+        .join(Engagement, Engagement.id == Score.engagement_id)
+        .where(Engagement.campaign_id == campaign.id, Score.moderates_id.is_(None))
+        .subquery()
+    )
+    latest = db.session.execute(
+        sa.select(ranked.c.id, ranked.c.total, Company.sector, Engagement.stage)
+        .join(Engagement, Engagement.id == ranked.c.engagement_id)
+        .join(Company, Company.id == Engagement.company_id)
+        .where(ranked.c.rank == 1)
+    ).all()
+    bands = Counter()
+    by_sector: dict[str, list[Decimal]] = defaultdict(list)
+    for _, total, sector, _stage in latest:
+        for low, high in BANDS:
+            if low <= total < high:
+                bands[(low, high)] += 1
+        by_sector[sector or "Unknown"].append(Decimal(total))
+    failing = db.session.execute(
+        sa.select(CriterionScore.criterion_id, sa.func.count(),
+                  sa.func.sum(sa.case((CriterionScore.level <= 1, 1), else_=0)))
+        .where(CriterionScore.score_id.in_([row.id for row in latest] or [-1]))
+        .group_by(CriterionScore.criterion_id)
+    ).all()
+    titles = {}
+    if failing:
+        from engage.models import Criterion
+
+        titles = dict(db.session.execute(
+            sa.select(Criterion.id, Criterion.title).where(Criterion.id.in_([f[0] for f in failing]))).all())
+    criteria = sorted(
+        ({"title": titles.get(cid, "?"), "scored": n, "failing": int(bad or 0),
+          "share": round(100 * int(bad or 0) / n) if n else 0} for cid, n, bad in failing),
+        key=lambda c: (-c["share"], c["title"]))
+    engaged = db.session.scalar(sa.select(sa.func.count(Engagement.id)).where(
+        Engagement.campaign_id == campaign.id, Engagement.stage != Stage.CLOSED.value))
+    widest = max(bands.values(), default=0) or 1
+    return {
+        "scored": len(latest),
+        "engaged": engaged,
+        "average": (sum((Decimal(r.total) for r in latest), Decimal(0)) / len(latest)).quantize(Decimal("0.1"))
+        if latest else None,
+        "bands": [{"label": f"{low}–{min(high, 100)}", "count": bands[(low, high)],
+                   "width": round(300 * bands[(low, high)] / widest, 1)} for low, high in BANDS],
+        "sectors": sorted(({"sector": s, "count": len(v), "average": (sum(v) / len(v)).quantize(Decimal("0.1"))}
+                           for s, v in by_sector.items()), key=lambda r: r["average"]),
+        "criteria": criteria,
+    }
