@@ -94,6 +94,8 @@ class Config:
     REMINDER_TICK_MINUTES = env_int("REMINDER_TICK_MINUTES", 5)
 
     PAGE_SIZE = env_int("PAGE_SIZE", 50)
+    #: Largest holdings file accepted by the CLI (uploads are capped by MAX_CONTENT_LENGTH).
+    HOLDINGS_MAX_BYTES = env_int("HOLDINGS_MAX_BYTES", 50 * 1024 * 1024)
     #: Largest single attachment in bytes; the whole request is capped by MAX_CONTENT_LENGTH.
     ATTACHMENT_MAX_BYTES = env_int("ATTACHMENT_MAX_BYTES", 10 * 1024 * 1024)
     #: Where attachments are stored (default: instance/attachments).

@@ -125,8 +125,128 @@ def scheduler_command() -> None:
         scheduler.shutdown(wait=False)
 
 
+holdings_cli = AppGroup("holdings", help="Fund holdings.")
+
+
+@holdings_cli.command("import")
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--fund", "fund_name", required=True, help="Fund name (created if --create-fund is given).")
+@click.option("--as-of", "as_of_text", help="Holdings date YYYY-MM-DD when the file does not say.")
+@click.option("--map", "mapping_text", help="Column mapping, e.g. isin=ISIN,name=Security,market_value=Value")
+@click.option("--create-fund", is_flag=True, help="Create the fund if it does not exist.")
+def holdings_import_command(path, fund_name, as_of_text, mapping_text, create_fund):
+    """Import a holdings file (iShares CSV, SPDR XLSX, or CSV/XLSX with a mapping) in one transaction."""
+    import datetime as dt
+
+    import sqlalchemy as sa
+
+    from engage.holdings import importer, parsing
+    from engage.models import Fund
+
+    file = Path(path)
+    if not file.is_file():
+        fail(f"{path}: no such file")
+    as_of = None
+    if as_of_text:
+        try:
+            as_of = dt.date.fromisoformat(as_of_text)
+        except ValueError:
+            fail(f"--as-of must be a date YYYY-MM-DD, not {as_of_text!r}")
+    limit = current_app.config["HOLDINGS_MAX_BYTES"]
+    if file.stat().st_size > limit:
+        fail(f"{path}: larger than the {limit // (1024 * 1024)} MB limit for holdings files")
+    try:
+        parsed = parsing.parse(file.name, file.read_bytes(), parsing.parse_mapping(mapping_text))
+    except parsing.FileRefused as exc:
+        fail(f"{path}: {exc}")
+    if not parsed.ok:
+        for error in parsed.errors[:50]:
+            click.echo(f"{path}: {error}", err=True)
+        more = len(parsed.errors) - 50
+        fail(f"{path}: {len(parsed.errors)} problem(s){f' ({more} not shown)' if more > 0 else ''}; nothing imported")
+    as_of = as_of or parsed.as_of
+    if as_of is None:
+        fail(f"{path}: the file does not say its date; give --as-of YYYY-MM-DD")
+    fund = db.session.scalar(sa.select(Fund).where(Fund.name == fund_name))
+    with audit.acting_as("cli"):
+        if fund is None:
+            if not create_fund:
+                fail(f"no fund called {fund_name!r}; add --create-fund to create it")
+            fund = Fund(name=fund_name)
+            db.session.add(fund)
+            db.session.flush()
+        with click.progressbar(length=len(parsed.rows), label="Importing", file=sys.stderr) as bar:
+            done = [0]
+
+            def progress(count):
+                bar.update(count - done[0])
+                done[0] = count
+
+            result = importer.import_parsed(parsed, fund, as_of, progress=progress)
+        db.session.commit()
+    for line in result.lines():
+        click.echo(line)
+
+
+lists_cli = AppGroup("lists", help="Public lists used for screening.")
+
+
+@lists_cli.command("import")
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--list", "list_name", required=True, help="us_entity_list, uflpa_entity_list, cbp_wro, ...")
+def lists_import_command(path, list_name):
+    """Load list entries from a CSV (US Consolidated Screening List export or Engage's format)."""
+    from engage.holdings.screening import ListError, import_list
+
+    file = Path(path)
+    if not file.is_file():
+        fail(f"{path}: no such file")
+    with audit.acting_as("cli"):
+        try:
+            result = import_list(file.read_bytes(), list_name)
+            db.session.commit()
+        except ListError as exc:
+            db.session.rollback()
+            for error in exc.errors[:50]:
+                click.echo(f"{path}: {error}", err=True)
+            fail(f"{path}: {exc.message}")
+    click.echo(f"{list_name}: {result.added} added, {result.updated} updated, "
+               f"{result.skipped_other_lists} rows of other lists skipped")
+
+
+@click.command("screen")
+@click.option("--fund", "fund_name", help="Only companies this fund holds.")
+def screen_command(fund_name):
+    """Match list entries to companies, add risk flags, and print each fund's flagged exposure."""
+    import sqlalchemy as sa
+
+    from engage.holdings.screening import exposure, screen
+    from engage.models import Fund
+
+    fund = None
+    if fund_name:
+        fund = db.session.scalar(sa.select(Fund).where(Fund.name == fund_name))
+        if fund is None:
+            fail(f"no fund called {fund_name!r}")
+    with audit.acting_as("cli"):
+        result = screen(fund)
+        db.session.commit()
+    click.echo(f"Screened {result.companies_checked} companies: {len(result.flags_created)} new risk flag(s)")
+    for company, entry in result.flags_created:
+        click.echo(f"  {company.name}: {entry.source} ({entry.citation})")
+    funds = [fund] if fund else db.session.scalars(sa.select(Fund).order_by(Fund.name)).all()
+    for item in funds:
+        e = exposure(item)
+        share = f" = {e.share} % of the fund" if e.share is not None else ""
+        click.echo(f"{item.name} ({e.as_of.isoformat() if e.as_of else 'no holdings'}): "
+                   f"{len(e.rows)} flagged companies, {e.flagged_value:,.2f} {item.base_currency}{share}")
+
+
 def register(app: Flask) -> None:
     app.cli.add_command(seed_command)
     app.cli.add_command(users_cli)
     app.cli.add_command(reminders_cli)
     app.cli.add_command(scheduler_command)
+    app.cli.add_command(holdings_cli)
+    app.cli.add_command(lists_cli)
+    app.cli.add_command(screen_command)

@@ -111,7 +111,23 @@ def load_reference(seeds_dir: Path) -> dict[str, int]:
     added["flags"] += flags_added
     added["templates"] += _load_templates(_load(seeds_dir, "letter_templates.yaml"), campaigns)
     db.session.flush()
+    added.update(_load_lists(seeds_dir / "lists"))
     return added
+
+
+def _load_lists(folder: Path) -> dict[str, int]:
+    """Each seeds/lists/<list>.csv, then screening, so seeded companies carry their list flags."""
+    from engage.holdings.screening import ListError, import_list, screen
+
+    entries = 0
+    for path in sorted(folder.glob("*.csv")) if folder.is_dir() else []:
+        try:
+            entries += import_list(path.read_bytes(), path.stem).added
+        except ListError as exc:
+            details = "; ".join(str(e) for e in exc.errors[:5])
+            raise SeedError(f"{path}: {exc.message}{': ' + details if details else ''}") from exc
+    db.session.flush()
+    return {"list entries": entries, "list flags": len(screen().flags_created)}
 
 
 def _load_rubric(data: dict, campaigns: dict[str, Campaign]) -> int:

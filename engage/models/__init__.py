@@ -20,6 +20,7 @@ from engage.models.campaigns import Campaign, Criterion, Investor, Rubric, campa
 from engage.models.companies import Company, CompanyAlias, RiskFlag, normalize_name
 from engage.models.engagements import Attachment, Engagement, EngagementEvent, Interaction, Reminder
 from engage.models.holdings import Fund, Holding
+from engage.models.lists import ListedEntity
 from engage.models.letters import Letter, LetterBatch, LetterTemplate, LetterTemplateVersion
 from engage.models.outbox import OutboxEmail
 from engage.models.scoring import CriterionScore, Score
@@ -29,7 +30,7 @@ __all__ = [
     "Attachment", "AuditEvent", "Campaign", "Company", "CompanyAlias", "Criterion",
     "CriterionScore", "Direction", "Engagement", "EngagementEvent", "Escalation", "Fund", "Holding", "Interaction",
     "InteractionKind", "Investor", "InvestorKind", "Letter", "LetterKind", "LetterStatus",
-    "LetterBatch", "LetterTemplate", "LetterTemplateVersion", "OutboxEmail", "OutboxStatus", "Outcome",
+    "LetterBatch", "ListedEntity", "LetterTemplate", "LetterTemplateVersion", "OutboxEmail", "OutboxStatus", "Outcome",
     "Reminder", "ReminderKind", "ReminderStatus", "RiskFlag", "RiskSource", "Role", "Rubric", "Score", "Stage",
     "User", "campaign_signatories", "normalize_name",
 ]

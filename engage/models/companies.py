@@ -53,6 +53,8 @@ class Company(TimestampMixin, db.Model):
     #: Postal address for letters (several lines).
     address: Mapped[str] = mapped_column(sa.Text, default="", server_default="")
     description: Mapped[str] = mapped_column(sa.Text, default="")
+    #: Set when a holdings import created the company, until an analyst reviews it.
+    origin: Mapped[str | None] = mapped_column(sa.String(200), index=True)
 
     aliases: Mapped[list[CompanyAlias]] = relationship(
         back_populates="company", cascade="all, delete-orphan", order_by="CompanyAlias.alias"

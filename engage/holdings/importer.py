@@ -1,0 +1,196 @@
+"""Importing a parsed holdings file: match rows to companies and write one snapshot atomically.
+
+Matching order: ISIN, then ticker + exchange, then normalised name or a known alias. Rows that
+match nothing create companies carrying the file's identifiers (marked with `origin` for the
+review page). Rows that land on the same company (two share classes) are added together.
+Re-importing a fund and date replaces that snapshot; other dates stay as history.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+import sqlalchemy as sa
+
+from engage import audit
+from engage.extensions import db
+from engage.holdings.parsing import HoldingRow, ParsedFile
+from engage.models import Company, CompanyAlias, Fund, Holding, normalize_name
+
+#: Exchange names as providers write them → ISO 10383 market identifier codes.
+EXCHANGES = {
+    "shenzhen stock exchange": "XSHE", "shanghai stock exchange": "XSHG",
+    "hong kong exchanges and clearing ltd": "XHKG", "hong kong stock exchange": "XHKG", "hkex": "XHKG",
+    "nasdaq": "XNAS", "nasdaq global select": "XNAS", "new york stock exchange inc.": "XNYS",
+    "new york stock exchange": "XNYS", "nyse": "XNYS", "london stock exchange": "XLON",
+    "tokyo stock exchange": "XTKS", "taiwan stock exchange": "XTAI", "korea exchange": "XKRX",
+    "xetra": "XETR", "euronext amsterdam": "XAMS", "euronext paris": "XPAR", "six swiss exchange": "XSWX",
+    "national stock exchange of india": "XNSE", "bombay stock exchange": "XBOM", "b3 s.a.": "BVMF",
+}
+
+
+def exchange_code(value: str | None) -> str | None:
+    if not value:
+        return None
+    text = value.strip()
+    if len(text) == 4 and text.isupper() and text.isalpha():
+        return text
+    return EXCHANGES.get(text.lower(), text.upper()[:40])
+
+
+def country_code(value: str | None) -> str | None:
+    if not value:
+        return None
+    if len(value.strip()) == 2:
+        return value.strip().upper()
+    import pycountry
+
+    try:
+        return pycountry.countries.lookup(value.strip()).alpha_2
+    except LookupError:
+        return None
+
+
+@dataclass
+class Matcher:
+    """Company look-ups loaded once (a few queries), then used for every row."""
+
+    by_isin: dict[str, int] = field(default_factory=dict)
+    by_ticker: dict[tuple[str, str | None], int] = field(default_factory=dict)
+    by_name: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls) -> Matcher:
+        matcher = cls()
+        for company_id, isin, ticker, exchange, normalized in db.session.execute(
+            sa.select(Company.id, Company.isin, Company.ticker, Company.exchange, Company.normalized_name)
+        ):
+            if isin:
+                matcher.by_isin[isin] = company_id
+            if ticker:
+                matcher.by_ticker.setdefault((ticker.upper(), exchange), company_id)
+            if normalized:
+                matcher.by_name.setdefault(normalized, company_id)
+        for company_id, normalized in db.session.execute(
+            sa.select(CompanyAlias.company_id, CompanyAlias.normalized_alias)
+        ):
+            matcher.by_name.setdefault(normalized, company_id)
+        return matcher
+
+    def match(self, row: HoldingRow) -> tuple[int | None, str | None]:
+        if row.isin and row.isin in self.by_isin:
+            return self.by_isin[row.isin], "ISIN"
+        if row.ticker:
+            found = self.by_ticker.get((row.ticker.upper(), exchange_code(row.exchange)))
+            if found:
+                return found, "ticker and exchange"
+        normalized = normalize_name(row.name)
+        if normalized and normalized in self.by_name:
+            return self.by_name[normalized], "name"
+        return None, None
+
+
+@dataclass
+class Preview:
+    matched: int = 0
+    to_create: int = 0
+    by_rule: dict[str, int] = field(default_factory=dict)
+    samples: list[tuple[HoldingRow, str | None]] = field(default_factory=list)
+
+
+def preview(parsed: ParsedFile) -> Preview:
+    """What an import would do, read-only: matches per rule and companies to create."""
+    matcher = Matcher.load()
+    result = Preview()
+    new_names: set[str] = set()
+    for row in parsed.rows:
+        company_id, rule = matcher.match(row)
+        if company_id:
+            result.matched += 1
+            result.by_rule[rule] = result.by_rule.get(rule, 0) + 1
+        else:
+            key = row.isin or normalize_name(row.name)
+            if key not in new_names:
+                new_names.add(key)
+                result.to_create += 1
+        if len(result.samples) < 15:
+            result.samples.append((row, rule))
+    return result
+
+
+@dataclass
+class ImportResult:
+    fund: Fund
+    as_of: dt.date
+    rows: int
+    positions: int
+    matched: dict[str, int]
+    created: list[Company]
+    replaced: int
+    skipped: dict[str, int]
+
+    def lines(self) -> list[str]:
+        matched = ", ".join(f"{n} by {rule}" for rule, n in self.matched.items()) or "none"
+        skipped = ", ".join(f"{n} {what}" for what, n in self.skipped.items()) or "none"
+        return [
+            f"{self.fund.name} as of {self.as_of.isoformat()}: {self.rows} rows → {self.positions} positions",
+            f"matched: {matched}",
+            f"created: {len(self.created)} companies",
+            f"skipped (not equities): {skipped}",
+            f"replaced: {self.replaced} positions of the earlier import for this date",
+        ]
+
+
+def import_parsed(parsed: ParsedFile, fund: Fund, as_of: dt.date, progress=None) -> ImportResult:
+    """Write the snapshot in the caller's transaction; the caller commits once."""
+    if not parsed.ok:
+        raise ValueError("refusing to import a file with errors")
+    matcher = Matcher.load()
+    origin = f"holdings import: {fund.name} {as_of.isoformat()}"[:200]
+    created: dict[str, Company] = {}
+    matched: dict[str, int] = {}
+    positions: dict[object, dict] = {}
+    for number, row in enumerate(parsed.rows, start=1):
+        company_id, rule = matcher.match(row)
+        if company_id is None:
+            key = row.isin or normalize_name(row.name) or row.name
+            company = created.get(key)
+            if company is None:
+                company = Company(name=row.name[:200], isin=row.isin,
+                                  ticker=(row.ticker or "")[:20] or None, exchange=exchange_code(row.exchange),
+                                  country=country_code(row.location), sector=(row.sector or "")[:80] or None,
+                                  origin=origin)
+                db.session.add(company)
+                created[key] = company
+            target = company
+        else:
+            matched[rule] = matched.get(rule, 0) + 1
+            target = company_id
+        position = positions.setdefault(id(target) if isinstance(target, Company) else target,
+                                        {"company": target, "shares": None, "market_value": None, "weight": None})
+        for name in ("shares", "market_value", "weight"):
+            value = getattr(row, name)
+            if value is not None:
+                position[name] = (position[name] or Decimal(0)) + value
+        if progress and number % 500 == 0:
+            progress(number)
+    db.session.flush()  # ids for the created companies
+    replaced = db.session.execute(
+        sa.delete(Holding).where(Holding.fund_id == fund.id, Holding.as_of == as_of)
+    ).rowcount or 0
+    rows = [
+        {"fund_id": fund.id, "company_id": p["company"].id if isinstance(p["company"], Company) else p["company"],
+         "as_of": as_of, "shares": p["shares"], "market_value": p["market_value"],
+         "weight": min(p["weight"], Decimal(100)) if p["weight"] is not None else None}
+        for p in positions.values()
+    ]
+    if rows:
+        db.session.execute(sa.insert(Holding), rows)
+    audit.record("holdings_import", f"{len(rows)} positions of {fund.name} as of {as_of.isoformat()} "
+                                    f"({len(created)} companies created, {replaced} replaced)", obj=fund)
+    if progress:
+        progress(len(parsed.rows))
+    return ImportResult(fund=fund, as_of=as_of, rows=len(parsed.rows), positions=len(rows), matched=matched,
+                        created=list(created.values()), replaced=replaced, skipped=parsed.skipped)
