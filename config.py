@@ -90,6 +90,8 @@ class Config:
     #: How long a claimed email is reserved for its sender; after that another drain retries it.
     OUTBOX_LEASE_SECONDS = env_int("OUTBOX_LEASE_SECONDS", 300)
     ENGAGE_BASE_URL = os.environ.get("ENGAGE_BASE_URL", "http://127.0.0.1:5000")
+    #: Who receives the monthly status export on the 1st (comma-separated addresses).
+    MONTHLY_EXPORT_RECIPIENTS = os.environ.get("MONTHLY_EXPORT_RECIPIENTS", "")
     #: Minutes between two reminder ticks of the scheduler.
     REMINDER_TICK_MINUTES = env_int("REMINDER_TICK_MINUTES", 5)
 

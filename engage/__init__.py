@@ -134,6 +134,7 @@ def register_blueprints(app: Flask) -> None:
     from engage.auth.routes import bp as auth_bp
     from engage.companies.routes import bp as companies_bp
     from engage.engagements.routes import bp as engagements_bp
+    from engage.exports.routes import bp as exports_bp
     from engage.holdings.routes import bp as holdings_bp
     from engage.letters.routes import bp as letters_bp
     from engage.main.routes import bp as main_bp
@@ -145,6 +146,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(companies_bp)
     app.register_blueprint(engagements_bp)
     app.register_blueprint(holdings_bp)
+    app.register_blueprint(exports_bp)
     app.register_blueprint(letters_bp)
     app.register_blueprint(reminders_bp)
     app.register_blueprint(scoring_bp)

@@ -242,6 +242,48 @@ def screen_command(fund_name):
                    f"{len(e.rows)} flagged companies, {e.flagged_value:,.2f} {item.base_currency}{share}")
 
 
+export_cli = AppGroup("export", help="Exports for the committee.")
+
+
+@export_cli.command("monthly")
+@click.option("--month", required=True, help="YYYY-MM")
+@click.option("--format", "fmt", type=click.Choice(["csv", "xlsx"]), required=True)
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False), help="File to write.")
+@click.option("--campaign", "campaign_slug", help="Only this campaign (its slug, e.g. xuar).")
+@click.option("--owner", "owner_email", help="Only engagements this user owns (email).")
+@click.option("--fund", "fund_name", help="Only companies this fund holds.")
+def export_monthly_command(month, fmt, out_path, campaign_slug, owner_email, fund_name):
+    """Write the monthly status export; the file appears only once it is complete."""
+    import sqlalchemy as sa
+
+    from engage import clock
+    from engage.exports import monthly
+    from engage.models import Campaign, Fund, User
+
+    try:
+        parsed = monthly.parse_month(month, clock.today())
+    except monthly.ExportError as exc:
+        fail(exc.message)
+    filters = monthly.Filters()
+    for value, model, column, label in ((campaign_slug, Campaign, Campaign.slug, "campaign"),
+                                        (owner_email, User, User.email, "owner"),
+                                        (fund_name, Fund, Fund.name, "fund")):
+        if value:
+            item = db.session.scalar(sa.select(model).where(column == (value.lower() if label == "owner" else value)))
+            if item is None:
+                fail(f"unknown {label} {value!r}")
+            setattr(filters, label, item)
+    with click.progressbar(length=3, label=f"Exporting {parsed}", file=sys.stderr) as bar:
+        export = monthly.build(parsed, filters, cut_off=clock.today())
+        bar.update(1)
+        try:
+            monthly.write_file(export, fmt, out_path)
+        except monthly.ExportError as exc:
+            fail(exc.message)
+        bar.update(2)
+    click.echo(f"Wrote {len(export.rows)} engagements for {parsed} to {out_path}")
+
+
 def register(app: Flask) -> None:
     app.cli.add_command(seed_command)
     app.cli.add_command(users_cli)
@@ -250,3 +292,4 @@ def register(app: Flask) -> None:
     app.cli.add_command(holdings_cli)
     app.cli.add_command(lists_cli)
     app.cli.add_command(screen_command)
+    app.cli.add_command(export_cli)

@@ -35,8 +35,10 @@ def outbox_drain(now: dt.datetime) -> list[str]:
 
 
 def monthly_export(now: dt.datetime) -> list[str]:
-    """On the 1st: the previous month's status export (filled in by the exports feature)."""
-    return ["monthly export: the exports feature is not installed yet; nothing sent"]
+    """On the 1st: the previous month's status export, stored and emailed once."""
+    from engage.exports.service import run_monthly
+
+    return [run_monthly(now)]
 
 
 @dataclass(frozen=True)

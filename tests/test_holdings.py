@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from engage.extensions import db
-from engage.models import Company, CompanyAlias, Engagement, Fund, Holding, ListedEntity, RiskFlag
+from engage.models import Company, Engagement, Fund, Holding, ListedEntity
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -3,7 +3,6 @@
 import datetime as dt
 import multiprocessing
 
-import pytest
 import sqlalchemy as sa
 from icalendar import Calendar
 

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 
 from engage import clock
 from engage.extensions import db
-from engage.models import Campaign, Engagement, Interaction, Rubric, Score
+from engage.models import Campaign, Interaction, Rubric, Score
 from engage.scoring.service import compute_total
 from tests import factories
 

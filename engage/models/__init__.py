@@ -22,13 +22,13 @@ from engage.models.engagements import Attachment, Engagement, EngagementEvent, I
 from engage.models.holdings import Fund, Holding
 from engage.models.lists import ListedEntity
 from engage.models.letters import Letter, LetterBatch, LetterTemplate, LetterTemplateVersion
-from engage.models.outbox import OutboxEmail
+from engage.models.outbox import ExportRun, OutboxEmail
 from engage.models.scoring import CriterionScore, Score
 from engage.models.users import User
 
 __all__ = [
     "Attachment", "AuditEvent", "Campaign", "Company", "CompanyAlias", "Criterion",
-    "CriterionScore", "Direction", "Engagement", "EngagementEvent", "Escalation", "Fund", "Holding", "Interaction",
+    "CriterionScore", "Direction", "Engagement", "EngagementEvent", "ExportRun", "Escalation", "Fund", "Holding", "Interaction",
     "InteractionKind", "Investor", "InvestorKind", "Letter", "LetterKind", "LetterStatus",
     "LetterBatch", "ListedEntity", "LetterTemplate", "LetterTemplateVersion", "OutboxEmail", "OutboxStatus", "Outcome",
     "Reminder", "ReminderKind", "ReminderStatus", "RiskFlag", "RiskSource", "Role", "Rubric", "Score", "Stage",

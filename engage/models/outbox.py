@@ -31,3 +31,21 @@ class OutboxEmail(TimestampMixin, db.Model):
     next_attempt_at: Mapped[dt.datetime] = mapped_column(default=clock.utcnow)
     last_error: Mapped[str | None] = mapped_column(sa.Text)
     sent_at: Mapped[dt.datetime | None]
+    #: An attached file under instance/ (e.g. the monthly export) and the name it is sent as.
+    attachment_path: Mapped[str | None] = mapped_column(sa.String(500))
+    attachment_name: Mapped[str | None] = mapped_column(sa.String(255))
+
+
+class ExportRun(TimestampMixin, db.Model):
+    """One stored monthly export; the unique month makes the scheduler's job run once."""
+
+    __tablename__ = "export_runs"
+    __table_args__ = (sa.UniqueConstraint("kind", "month"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(sa.String(32), default="monthly")
+    #: YYYY-MM
+    month: Mapped[str] = mapped_column(sa.String(7))
+    #: File name under instance/exports.
+    filename: Mapped[str] = mapped_column(sa.String(255))
+    rows: Mapped[int] = mapped_column(default=0)

@@ -86,6 +86,13 @@ def build_message(email: OutboxEmail) -> EmailMessage:
     message.set_content(email.body_text)
     if email.body_html:
         message.add_alternative(email.body_html, subtype="html")
+    if email.attachment_path:
+        from pathlib import Path
+
+        path = Path(current_app.instance_path) / email.attachment_path
+        subtype = "vnd.openxmlformats-officedocument.spreadsheetml.sheet" if path.suffix == ".xlsx" else "octet-stream"
+        message.add_attachment(path.read_bytes(), maintype="application", subtype=subtype,
+                               filename=email.attachment_name or path.name)
     return message
 
 

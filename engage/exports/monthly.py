@@ -1,0 +1,371 @@
+"""The monthly status export: one row source, two writers (CSV and XLSX).
+
+Each row is an engagement open at any time in the month, with its stage and escalation *as they
+were at the month's end* (replayed from the engagement's events, not read from today's state),
+its latest score at month end and the change over the month, and the month's activity.
+The rows are built with a fixed number of grouped queries, whatever the number of engagements.
+"""
+
+from __future__ import annotations
+
+import calendar
+import csv
+import datetime as dt
+import os
+import re
+import tempfile
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from engage.errors import FieldError
+from engage.extensions import db
+from engage.models import (
+    Campaign,
+    Company,
+    Engagement,
+    EngagementEvent,
+    Fund,
+    Holding,
+    Interaction,
+    InteractionKind,
+    Letter,
+    LetterStatus,
+    Reminder,
+    ReminderStatus,
+    Score,
+    User,
+)
+
+MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+COLUMNS = [
+    ("company", "Company"), ("isin", "ISIN"), ("sector", "Sector"), ("country", "Country"),
+    ("campaign", "Campaign"), ("owner", "Owner"), ("stage", "Stage at month end"),
+    ("escalation", "Escalation at month end"), ("outcome", "Outcome"), ("opened_on", "Opened"),
+    ("closed_on", "Closed"), ("last_contact", "Last contact"), ("next_follow_up", "Next follow-up"),
+    ("score", "Latest score"), ("score_change", "Score change in month"), ("letters_sent", "Letters sent"),
+    ("responses", "Responses received"), ("interactions", "Interactions in month"),
+]
+STAGE_KINDS = ("stage", "close", "reopen")
+
+
+class ExportError(FieldError):
+    """A refused export request (month, filter or output path)."""
+
+
+@dataclass(frozen=True)
+class Month:
+    year: int
+    month: int
+
+    @property
+    def first(self) -> dt.date:
+        return dt.date(self.year, self.month, 1)
+
+    @property
+    def last(self) -> dt.date:
+        return dt.date(self.year, self.month, calendar.monthrange(self.year, self.month)[1])
+
+    @property
+    def previous(self) -> Month:
+        return Month(self.year - 1, 12) if self.month == 1 else Month(self.year, self.month - 1)
+
+    def __str__(self) -> str:
+        return f"{self.year:04d}-{self.month:02d}"
+
+
+def parse_month(text: str | None, today: dt.date) -> Month:
+    match = MONTH.match((text or "").strip())
+    if not match:
+        raise ExportError("month", f"The month must look like 2026-10, not {text!r}.")
+    month = Month(int(match.group(1)), int(match.group(2)))
+    if month.first > today:
+        raise ExportError("month", f"{month} has not started yet.")
+    return month
+
+
+def neutralise(value):
+    """Text a spreadsheet would read as a formula gets a leading apostrophe."""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
+
+
+@dataclass
+class Filters:
+    campaign: Campaign | None = None
+    owner: User | None = None
+    fund: Fund | None = None
+
+
+@dataclass
+class MonthlyExport:
+    month: Month
+    filters: Filters
+    rows: list[dict] = field(default_factory=list)
+    activity: list[dict] = field(default_factory=list)
+    summary: dict = field(default_factory=dict)
+
+
+def build(month: Month, filters: Filters | None = None, cut_off: dt.date | None = None) -> MonthlyExport:
+    """Every row and the summary for `month` (state at the month's end, or `cut_off` if earlier)."""
+    filters = filters or Filters()
+    end = min(month.last, cut_off) if cut_off else month.last
+    end_of_day = dt.datetime.combine(end, dt.time.max)
+    query = (
+        sa.select(Engagement.id, Engagement.opened_on, Engagement.closed_on, Engagement.stage, Engagement.escalation,
+                  Engagement.outcome, Company.id, Company.name, Company.isin, Company.sector, Company.country,
+                  Campaign.name, User.name)
+        .join(Company, Company.id == Engagement.company_id)
+        .join(Campaign, Campaign.id == Engagement.campaign_id)
+        .outerjoin(User, User.id == Engagement.owner_id)
+        .where(Engagement.opened_on <= end,
+               sa.or_(Engagement.closed_on.is_(None), Engagement.closed_on >= month.first))
+        .order_by(Company.normalized_name, Engagement.id)
+    )
+    if filters.campaign is not None:
+        query = query.where(Engagement.campaign_id == filters.campaign.id)
+    if filters.owner is not None:
+        query = query.where(Engagement.owner_id == filters.owner.id)
+    if filters.fund is not None:
+        snapshot = sa.select(sa.func.max(Holding.as_of)).where(Holding.fund_id == filters.fund.id,
+                                                               Holding.as_of <= end).scalar_subquery()
+        query = query.where(Engagement.company_id.in_(
+            sa.select(Holding.company_id).where(Holding.fund_id == filters.fund.id, Holding.as_of == snapshot)))
+    base = db.session.execute(query).all()
+    ids = [row[0] for row in base]
+    in_ids = Engagement.id.in_(ids) if ids else sa.false()
+
+    def by_engagement(column):
+        return column.in_(ids) if ids else sa.false()
+
+    # Stage and escalation at month end, replayed from the events.
+    stage_at, escalation_at, outcome_at, closed_at = {}, {}, {}, {}
+    first_seen: dict[tuple[int, str], str] = {}
+    for engagement_id, kind, before, after, outcome, occurred_on in db.session.execute(
+        sa.select(EngagementEvent.engagement_id, EngagementEvent.kind, EngagementEvent.from_value,
+                  EngagementEvent.to_value, EngagementEvent.outcome, EngagementEvent.occurred_on)
+        .where(by_engagement(EngagementEvent.engagement_id))
+        .order_by(EngagementEvent.engagement_id, EngagementEvent.occurred_on, EngagementEvent.id)
+    ):
+        group = "stage" if kind in STAGE_KINDS else "escalation"
+        first_seen.setdefault((engagement_id, group), before)
+        if occurred_on > end:
+            continue
+        if group == "stage":
+            stage_at[engagement_id] = after
+            outcome_at[engagement_id] = outcome if kind == "close" else None
+            closed_at[engagement_id] = occurred_on if kind == "close" else None
+        else:
+            escalation_at[engagement_id] = after
+
+    last_contact = dict(db.session.execute(
+        sa.select(Interaction.engagement_id, sa.func.max(Interaction.occurred_on))
+        .where(by_engagement(Interaction.engagement_id), Interaction.occurred_on <= end,
+               Interaction.kind != InteractionKind.NOTE.value)
+        .group_by(Interaction.engagement_id)).all())
+    in_month = defaultdict(Counter)
+    for engagement_id, kind, count in db.session.execute(
+        sa.select(Interaction.engagement_id, Interaction.kind, sa.func.count())
+        .where(by_engagement(Interaction.engagement_id), Interaction.occurred_on.between(month.first, end))
+        .group_by(Interaction.engagement_id, Interaction.kind)
+    ):
+        in_month[engagement_id][kind] += count
+    letters = dict(db.session.execute(
+        sa.select(Letter.engagement_id, sa.func.count())
+        .where(by_engagement(Letter.engagement_id), Letter.status == LetterStatus.SENT.value,
+               Letter.sent_on.between(month.first, end))
+        .group_by(Letter.engagement_id)).all())
+    next_due = dict(db.session.execute(
+        sa.select(Reminder.engagement_id, sa.func.min(Reminder.due_on))
+        .where(by_engagement(Reminder.engagement_id), Reminder.created_at <= end_of_day,
+               sa.or_(Reminder.status != ReminderStatus.DONE.value, Reminder.updated_at > end_of_day))
+        .group_by(Reminder.engagement_id)).all())
+    score_at, score_before = {}, {}
+    previous_end = month.previous.last
+    for engagement_id, total, scored_on in db.session.execute(
+        sa.select(Score.engagement_id, Score.total, Score.scored_on)
+        .where(by_engagement(Score.engagement_id), Score.moderates_id.is_(None), Score.scored_on <= end)
+        .order_by(Score.engagement_id, Score.scored_on, Score.id)
+    ):
+        score_at[engagement_id] = total
+        if scored_on <= previous_end:
+            score_before[engagement_id] = total
+
+    result = MonthlyExport(month=month, filters=filters)
+    for (engagement_id, opened_on, closed_on, stage_now, escalation_now, outcome_now, company_id, company, isin,
+         sector, country, campaign, owner) in base:
+        if (engagement_id, "stage") in first_seen:
+            stage = stage_at.get(engagement_id, first_seen[(engagement_id, "stage")])
+            outcome, closed = outcome_at.get(engagement_id), closed_at.get(engagement_id)
+        else:  # never moved: its stage is what it has always been
+            stage, outcome, closed = stage_now, outcome_now, closed_on
+        escalation = escalation_at.get(engagement_id, first_seen.get((engagement_id, "escalation"), escalation_now))
+        score = score_at.get(engagement_id)
+        before = score_before.get(engagement_id)
+        counts = in_month[engagement_id]
+        result.rows.append({
+            "engagement_id": engagement_id, "company_id": company_id,
+            "company": company, "isin": isin, "sector": sector, "country": country, "campaign": campaign,
+            "owner": owner, "stage": stage, "escalation": escalation, "outcome": outcome,
+            "opened_on": opened_on, "closed_on": closed if stage == "closed" else None,
+            "last_contact": last_contact.get(engagement_id), "next_follow_up": next_due.get(engagement_id),
+            "score": score, "score_change": (score - before) if score is not None and before is not None else None,
+            "letters_sent": letters.get(engagement_id, 0), "responses": counts[InteractionKind.RESPONSE.value],
+            "interactions": sum(counts.values()),
+        })
+    result.activity = [
+        {"date": occurred_on, "company": company, "kind": kind, "direction": direction, "subject": subject}
+        for occurred_on, company, kind, direction, subject in db.session.execute(
+            sa.select(Interaction.occurred_on, Company.name, Interaction.kind, Interaction.direction,
+                      Interaction.subject)
+            .join(Engagement, Engagement.id == Interaction.engagement_id)
+            .join(Company, Company.id == Engagement.company_id)
+            .where(in_ids, Interaction.occurred_on.between(month.first, end))
+            .order_by(Interaction.occurred_on, Interaction.id))
+    ]
+    result.summary = summarise(result, end)
+    return result
+
+
+def summarise(export: MonthlyExport, end: dt.date) -> dict:
+    rows = export.rows
+    per_company = Counter()
+    for row in rows:
+        per_company[row["company_id"]] += row["interactions"]
+    bands = Counter("none" if n == 0 else "1" if n == 1 else "2–3" if n <= 3 else "more than 3"
+                    for n in per_company.values())
+    engaged_companies = {row["company_id"] for row in rows if row["stage"] != "closed"}
+    funds = []
+    for fund in db.session.scalars(sa.select(Fund).order_by(Fund.name)):
+        if export.filters.fund is not None and fund.id != export.filters.fund.id:
+            continue
+        as_of = db.session.scalar(sa.select(sa.func.max(Holding.as_of)).where(Holding.fund_id == fund.id,
+                                                                              Holding.as_of <= end))
+        if as_of is None:
+            continue
+        held = db.session.execute(sa.select(Holding.company_id, Holding.market_value).where(
+            Holding.fund_id == fund.id, Holding.as_of == as_of)).all()
+        total = sum((v or Decimal(0) for _, v in held), Decimal(0))
+        engaged = sum((v or Decimal(0) for cid, v in held if cid in engaged_companies), Decimal(0))
+        funds.append({"fund": fund.name, "as_of": as_of, "total": total, "engaged": engaged,
+                      "share": (engaged * 100 / total).quantize(Decimal("0.1")) if total else None})
+    return {
+        "stage": Counter(row["stage"] for row in rows),
+        "escalation": Counter(row["escalation"] for row in rows),
+        "outcome": Counter(row["outcome"] for row in rows if row["outcome"]),
+        "companies": len({row["company_id"] for row in rows}),
+        "interactions_per_company": bands,
+        "funds": funds,
+    }
+
+
+def _cells(row: dict) -> list:
+    return [neutralise(row[key]) for key, _ in COLUMNS]
+
+
+def write_csv(export: MonthlyExport, out) -> None:
+    """UTF-8 with BOM (Excel opens it right), RFC 4180 quoting, CRLF line ends."""
+    out.write("\ufeff")
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow([title for _, title in COLUMNS])
+    for row in export.rows:
+        writer.writerow(["" if v is None else v.isoformat() if isinstance(v, dt.date) else v for v in _cells(row)])
+
+
+def write_xlsx(export: MonthlyExport, path: str) -> None:
+    """Engagements, Summary and Activity sheets; constant memory, no formulas or URLs from text."""
+    import xlsxwriter
+
+    workbook = xlsxwriter.Workbook(path, {"constant_memory": True, "strings_to_formulas": False,
+                                          "strings_to_urls": False, "strings_to_numbers": False})
+    bold = workbook.add_format({"bold": True})
+    date = workbook.add_format({"num_format": "yyyy-mm-dd"})
+    number = workbook.add_format({"num_format": "0.00"})
+    sheet = workbook.add_worksheet("Engagements")
+    sheet.freeze_panes(1, 0)
+    for col, (_, title) in enumerate(COLUMNS):
+        sheet.write_string(0, col, title, bold)
+    for r, row in enumerate(export.rows, start=1):
+        for col, value in enumerate(_cells(row)):
+            if value is None:
+                continue
+            if isinstance(value, dt.date):
+                sheet.write_datetime(r, col, dt.datetime.combine(value, dt.time()), date)
+            elif isinstance(value, (int, Decimal, float)):
+                sheet.write_number(r, col, float(value), number if isinstance(value, Decimal) else None)
+            else:
+                sheet.write_string(r, col, str(value))
+    sheet.autofilter(0, 0, max(len(export.rows), 1), len(COLUMNS) - 1)
+    sheet.set_column(0, 0, 40)
+    sheet.set_column(1, len(COLUMNS) - 1, 16)
+
+    summary = workbook.add_worksheet("Summary")
+    line = 0
+
+    def put(label, value=None, style=None):
+        nonlocal line
+        summary.write_string(line, 0, neutralise(str(label)), style)
+        if value is not None:
+            if isinstance(value, (int, float, Decimal)):
+                summary.write_number(line, 1, float(value))
+            elif isinstance(value, dt.date):
+                summary.write_datetime(line, 1, dt.datetime.combine(value, dt.time()), date)
+            else:
+                summary.write_string(line, 1, neutralise(str(value)))
+        line += 1
+
+    s = export.summary
+    put(f"Monthly status export {export.month}", style=bold)
+    put("Engagements", len(export.rows))
+    put("Companies engaged", s["companies"])
+    for title, key in (("By stage at month end", "stage"), ("By escalation at month end", "escalation"),
+                       ("By outcome", "outcome"), ("Interactions per company in the month", "interactions_per_company")):
+        line += 1
+        put(title, style=bold)
+        for name, count in sorted(s[key].items()):
+            put(name.replace("_", " "), count)
+    if s["funds"]:
+        line += 1
+        put("Share of each fund's holdings under engagement", style=bold)
+        for item in s["funds"]:
+            put(f"{item['fund']} ({item['as_of'].isoformat()})", float(item["share"]) if item["share"] is not None else "–")
+
+    activity = workbook.add_worksheet("Activity")
+    activity.freeze_panes(1, 0)
+    for col, title in enumerate(("Date", "Company", "Kind", "Direction", "Subject")):
+        activity.write_string(0, col, title, bold)
+    for r, item in enumerate(export.activity, start=1):
+        activity.write_datetime(r, 0, dt.datetime.combine(item["date"], dt.time()), date)
+        for col, key in enumerate(("company", "kind", "direction", "subject"), start=1):
+            activity.write_string(r, col, neutralise(item[key] or ""))
+    workbook.close()
+
+
+def write_file(export: MonthlyExport, fmt: str, out_path: str | os.PathLike) -> Path:
+    """Write atomically: a temporary file in the target folder, renamed when complete."""
+    target = Path(out_path)
+    if fmt not in ("csv", "xlsx"):
+        raise ExportError("format", f"The format must be csv or xlsx, not {fmt!r}.")
+    folder = target.parent if str(target.parent) else Path(".")
+    if not folder.is_dir():
+        raise ExportError("out", f"The folder {folder} does not exist.")
+    if not os.access(folder, os.W_OK):
+        raise ExportError("out", f"The folder {folder} is not writable.")
+    handle, temp_name = tempfile.mkstemp(prefix=".export-", suffix=f".{fmt}", dir=folder)
+    try:
+        if fmt == "csv":
+            with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
+                write_csv(export, out)
+        else:
+            os.close(handle)
+            write_xlsx(export, temp_name)
+        os.replace(temp_name, target)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+    return target

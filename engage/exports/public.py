@@ -1,0 +1,52 @@
+"""A campaign progress report for publication: aggregates only, no notes, owners or contacts."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from decimal import Decimal
+
+import sqlalchemy as sa
+from flask import render_template
+
+from engage.extensions import db
+from engage.models import Campaign, Company, Engagement, Escalation, Score, Stage
+
+
+def report(campaign: Campaign, today: dt.date) -> dict:
+    rows = db.session.execute(
+        sa.select(Engagement.id, Engagement.stage, Engagement.escalation, Engagement.outcome, Company.sector)
+        .join(Company, Company.id == Engagement.company_id)
+        .where(Engagement.campaign_id == campaign.id)
+    ).all()
+    ids = [r[0] for r in rows]
+    first_last: dict[int, list[Decimal]] = {}
+    for engagement_id, total in db.session.execute(
+        sa.select(Score.engagement_id, Score.total)
+        .where(Score.engagement_id.in_(ids or [-1]), Score.moderates_id.is_(None))
+        .order_by(Score.engagement_id, Score.scored_on, Score.id)
+    ):
+        first_last.setdefault(engagement_id, []).append(Decimal(total))
+    changes = [values[-1] - values[0] for values in first_last.values() if len(values) > 1]
+    stage = Counter(r[1] for r in rows)
+    escalation = Counter(r[2] for r in rows if r[1] != Stage.CLOSED.value)
+    return {
+        "campaign": {"name": campaign.name, "summary": campaign.summary, "expectations": campaign.expectations},
+        "date": today,
+        "companies": len({r[0] for r in rows}),
+        "sectors": sorted(Counter(r[4] or "Other" for r in rows).items(), key=lambda item: (-item[1], item[0])),
+        "stages": [(s.label, stage.get(s.value, 0)) for s in Stage],
+        "escalations": [(e.label, escalation.get(e.value, 0)) for e in Escalation],
+        "outcomes": sorted(Counter(r[3] for r in rows if r[3]).items()),
+        "scored": len(first_last),
+        "average_change": (sum(changes, Decimal(0)) / len(changes)).quantize(Decimal("0.1")) if changes else None,
+    }
+
+
+def report_pdf(data: dict) -> bytes:
+    from weasyprint import HTML
+
+    from engage.letters.documents import _letter_css, _refuse_fetch
+
+    html = render_template("exports/public_report.html", report=data, standalone=True)
+    return HTML(string=html, url_fetcher=_refuse_fetch).write_pdf(stylesheets=[_letter_css()])

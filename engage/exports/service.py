@@ -1,0 +1,57 @@
+"""Stored monthly exports and the scheduler's monthly job (build, keep a copy, email it once)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import sqlalchemy as sa
+from flask import current_app
+from sqlalchemy.dialects import postgresql, sqlite
+
+from engage.exports.monthly import Month, build, write_file
+from engage.extensions import db
+from engage.models import ExportRun
+from engage.reminders import mail
+
+
+def export_dir() -> Path:
+    folder = Path(current_app.instance_path) / "exports"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def recipients() -> list[str]:
+    return [r.strip() for r in (current_app.config["MONTHLY_EXPORT_RECIPIENTS"] or "").split(",") if r.strip()]
+
+
+def run_monthly(now: dt.datetime) -> str:
+    """On the 1st (or whenever it runs), last month's XLSX: stored once, emailed once."""
+    month = Month(now.year, now.month).previous
+    filename = f"engage-status-{month}.xlsx"
+    db.session.commit()  # the claim below starts its own transaction
+    insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[db.engine.dialect.name]
+    claimed = db.session.execute(
+        insert(ExportRun.__table__).values(kind="monthly", month=str(month), filename=filename, rows=0,
+                                           created_at=now, updated_at=now)
+        .on_conflict_do_nothing().returning(ExportRun.__table__.c.id)
+    ).first()
+    if claimed is None:
+        db.session.rollback()
+        return f"monthly export {month}: already made"
+    export = build(month)
+    write_file(export, "xlsx", export_dir() / filename)
+    db.session.execute(sa.update(ExportRun).where(ExportRun.id == claimed[0]).values(rows=len(export.rows)))
+    for address in recipients():
+        email = mail.enqueue(address, f"Engage monthly status export {month}",
+                             f"Attached: the status of {len(export.rows)} engagements at the end of {month}.\n"
+                             f"It is also on the Exports page: {current_app.config['ENGAGE_BASE_URL'].rstrip('/')}"
+                             "/exports\n", now=now)
+        email.attachment_path = str(Path("exports") / filename)
+        email.attachment_name = filename
+    db.session.commit()
+    return f"monthly export {month}: {len(export.rows)} engagements, emailed to {len(recipients())} recipient(s)"
+
+
+def stored_runs():
+    return db.session.scalars(sa.select(ExportRun).order_by(ExportRun.month.desc()).limit(36)).all()

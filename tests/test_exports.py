@@ -1,0 +1,229 @@
+"""The monthly status export (state at month end, CSV and XLSX, formula safety) and reports."""
+
+import csv
+import datetime as dt
+import io
+from decimal import Decimal
+
+import pytest
+import sqlalchemy as sa
+from openpyxl import load_workbook
+
+from engage import clock
+from engage.exports import monthly
+from engage.extensions import db
+from engage.models import ExportRun, Fund, Holding, Interaction, Letter, Reminder, Score
+from tests import factories
+
+TODAY = dt.date(2026, 12, 10)
+
+
+@pytest.fixture()
+def frozen():
+    with clock.frozen(dt.datetime(2026, 12, 10, 9, 0)):
+        yield
+
+
+def build_history(owner=None):
+    """An engagement that moved in October and again in November."""
+    engagement = factories.engagement(company=factories.company("October Co", isin="CNE100000PM8", sector="Solar"),
+                                      opened_on=dt.date(2026, 9, 1), owner=owner)
+    today = dt.date(2026, 12, 10)
+    engagement.move_to("mapping_requested", on=dt.date(2026, 10, 5), today=today, actor_id=None)
+    engagement.escalate_to("follow_up", on=dt.date(2026, 10, 20), today=today, actor_id=None)
+    db.session.add_all([
+        Interaction(engagement=engagement, kind="letter", direction="outbound", occurred_on=dt.date(2026, 10, 5)),
+        Interaction(engagement=engagement, kind="response", direction="inbound", occurred_on=dt.date(2026, 10, 25)),
+        Interaction(engagement=engagement, kind="note", direction="internal", occurred_on=dt.date(2026, 10, 28)),
+        Letter(engagement=engagement, kind="initial", subject="s", body="b", status="sent", sent_on=dt.date(2026, 10, 5)),
+        Reminder(engagement=engagement, due_on=dt.date(2026, 11, 4), reason="reply due",
+                 created_at=dt.datetime(2026, 10, 5)),
+    ])
+    from engage.models import Campaign, Rubric
+
+    rubric = Rubric(campaign=db.session.get(Campaign, engagement.campaign_id), name="R", version=1)
+    db.session.add_all([Score(engagement=engagement, rubric=rubric, scored_on=dt.date(2026, 9, 15), total=Decimal("20")),
+                        Score(engagement=engagement, rubric=rubric, scored_on=dt.date(2026, 10, 26), total=Decimal("35"))])
+    db.session.commit()
+    return engagement
+
+
+def csv_rows(export) -> list[dict]:
+    out = io.StringIO()
+    monthly.write_csv(export, out)
+    text = out.getvalue()
+    assert text.startswith("\ufeff") and "\r\n" in text
+    return list(csv.DictReader(io.StringIO(text[1:])))
+
+
+def test_export_shows_the_state_at_month_end(app, frozen):
+    engagement = build_history()
+    october = monthly.parse_month("2026-10", TODAY)
+    rows = csv_rows(monthly.build(october))
+    assert len(rows) == 1
+    row = rows[0]
+    assert (row["Stage at month end"], row["Escalation at month end"]) == ("mapping_requested", "follow_up")
+    assert row["Last contact"] == "2026-10-25"  # notes are not contact
+    assert (row["Letters sent"], row["Responses received"], row["Interactions in month"]) == ("1", "1", "3")
+    assert (row["Latest score"], row["Score change in month"]) == ("35.00", "15.00")
+    assert row["Next follow-up"] == "2026-11-04" and row["ISIN"] == "CNE100000PM8"
+    before = csv_rows(monthly.build(october))
+
+    # November: the company replies, the stage and score move, a reminder is completed
+    engagement.move_to("acknowledged", on=dt.date(2026, 11, 10), today=TODAY, actor_id=None)
+    engagement.move_to("closed", on=dt.date(2026, 12, 1), today=TODAY, actor_id=None, outcome="resolved")
+    db.session.add(Interaction(engagement=engagement, kind="response", direction="inbound",
+                               occurred_on=dt.date(2026, 11, 10)))
+    db.session.commit()
+    assert csv_rows(monthly.build(october)) == before
+    november = csv_rows(monthly.build(monthly.parse_month("2026-11", TODAY)))[0]
+    assert november["Stage at month end"] == "acknowledged" and november["Outcome"] == ""
+    december = csv_rows(monthly.build(monthly.parse_month("2026-12", TODAY), cut_off=TODAY))[0]
+    assert (december["Stage at month end"], december["Outcome"], december["Closed"]) == ("closed", "resolved", "2026-12-01")
+    august = monthly.build(monthly.parse_month("2026-08", TODAY))
+    assert august.rows == []  # not yet opened
+
+
+def test_hostile_text_is_never_a_formula(app, frozen, tmp_path):
+    hostile = ["=HYPERLINK(\"http://evil\",\"x\")", "+1+2", "-2+3", "@SUM(A1)", "\tTab Co", "\rCR Co"]
+    for name in hostile:
+        engagement = factories.engagement(company=factories.company(name), opened_on=dt.date(2026, 10, 1))
+        db.session.add(Interaction(engagement=engagement, kind="email", direction="outbound",
+                                   occurred_on=dt.date(2026, 10, 2), subject="=cmd|' /C calc'!A0"))
+    db.session.commit()
+    export = monthly.build(monthly.parse_month("2026-10", TODAY))
+    companies = [row["Company"] for row in csv_rows(export)]
+    assert sorted(companies) == sorted("'" + name for name in hostile)
+    path = tmp_path / "export.xlsx"
+    monthly.write_xlsx(export, str(path))
+    workbook = load_workbook(path)
+    assert workbook.sheetnames == ["Engagements", "Summary", "Activity"]
+    for sheet in workbook.worksheets:
+        for row in sheet.iter_rows():
+            for cell in row:
+                assert cell.data_type != "f", (sheet.title, cell.coordinate, cell.value)
+    names = [workbook["Engagements"].cell(row=r, column=1).value for r in range(2, 2 + len(hostile))]
+    assert all(name.startswith("'") for name in names)
+    assert workbook["Activity"].cell(row=2, column=5).value == "'=cmd|' /C calc'!A0"
+
+
+def test_xlsx_has_typed_cells_summary_and_activity(app, frozen, tmp_path):
+    engagement = build_history()
+    fund = Fund(name="EM")
+    db.session.add_all([fund, Holding(fund=fund, company=engagement.company, as_of=dt.date(2026, 10, 31),
+                                      market_value=Decimal("300")),
+                        Holding(fund=fund, company=factories.company("Other"), as_of=dt.date(2026, 10, 31),
+                                market_value=Decimal("700"))])
+    db.session.commit()
+    path = tmp_path / "october.xlsx"
+    monthly.write_file(monthly.build(monthly.parse_month("2026-10", TODAY)), "xlsx", path)
+    workbook = load_workbook(path)
+    sheet = workbook["Engagements"]
+    assert sheet.freeze_panes == "A2" and sheet.auto_filter.ref.startswith("A1")
+    header = [c.value for c in sheet[1]]
+    opened = sheet.cell(row=2, column=header.index("Opened") + 1).value
+    assert isinstance(opened, dt.datetime) and opened.date() == dt.date(2026, 9, 1)
+    assert sheet.cell(row=2, column=header.index("Latest score") + 1).value == 35.0
+    summary = {row[0].value: row[1].value for row in workbook["Summary"].iter_rows() if row[0].value}
+    assert summary["Engagements"] == 1 and summary["Companies engaged"] == 1
+    assert summary["mapping requested"] == 1 and summary["follow up"] == 1
+    assert summary["2–3"] == 1  # three interactions for the one company
+    assert summary["EM (2026-10-31)"] == 30.0  # 300 of 1,000 is under engagement
+    assert workbook["Activity"].max_row == 4  # header + three interactions in October
+
+
+def test_filters(app, frozen, make_user):
+    me = make_user("analyst")
+    mine = build_history(owner=me)
+    other = factories.engagement(company=factories.company("Other Co"), opened_on=dt.date(2026, 10, 1))
+    fund = Fund(name="Holder")
+    db.session.add_all([fund, Holding(fund=fund, company=other.company, as_of=dt.date(2026, 10, 31))])
+    db.session.commit()
+    october = monthly.parse_month("2026-10", TODAY)
+
+    def companies(**filters):
+        return [r["company"] for r in monthly.build(october, monthly.Filters(**filters)).rows]
+
+    assert companies() == ["October Co", "Other Co"]
+    assert companies(owner=me) == ["October Co"]
+    assert companies(fund=fund) == ["Other Co"]
+    from engage.models import Campaign
+
+    assert companies(campaign=db.session.get(Campaign, mine.campaign_id)) == ["October Co"]
+
+
+def test_cli_export_and_its_refusals(runner, app, frozen, tmp_path):
+    build_history()
+    out = tmp_path / "october.xlsx"
+    result = runner.invoke(args=["export", "monthly", "--month", "2026-10", "--format", "xlsx", "--out", str(out)])
+    assert result.exit_code == 0, result.stderr
+    assert "Wrote 1 engagements for 2026-10" in result.output
+    assert load_workbook(out)["Engagements"].max_row == 2
+    cases = [
+        (["--month", "Oct 2026", "--format", "csv", "--out", str(tmp_path / "a.csv")], "must look like 2026-10"),
+        (["--month", "2027-01", "--format", "csv", "--out", str(tmp_path / "a.csv")], "has not started yet"),
+        (["--month", "2026-10", "--format", "csv", "--out", str(tmp_path / "nope" / "a.csv")], "does not exist"),
+        (["--month", "2026-10", "--format", "csv", "--out", str(tmp_path / "a.csv"), "--campaign", "zzz"],
+         "unknown campaign 'zzz'"),
+        (["--month", "2026-10", "--format", "csv", "--out", str(tmp_path / "a.csv"), "--owner", "x@example.org"],
+         "unknown owner"),
+    ]
+    for args, message in cases:
+        refused = runner.invoke(args=["export", "monthly", *args])
+        assert refused.exit_code == 1 and message in refused.stderr, (args, refused.stderr)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["october.xlsx"]  # nothing partial left behind
+
+
+def test_exports_page_downloads(client, login_as, frozen):
+    login_as("viewer")
+    build_history()
+    page = client.get("/exports").get_data(as_text=True)
+    assert 'value="2026-11"' in page  # last month by default
+    response = client.get("/exports/monthly?month=2026-10&format=csv")
+    assert response.status_code == 200 and response.mimetype == "text/csv"
+    assert "October Co" in response.get_data(as_text=True)
+    xlsx = client.get("/exports/monthly?month=2026-10&format=xlsx")
+    assert load_workbook(io.BytesIO(xlsx.data))["Engagements"].cell(row=2, column=1).value == "October Co"
+    assert client.get("/exports/monthly?month=2026-13").status_code == 400
+    assert client.get("/exports/monthly?month=2026-10&campaign=999").status_code == 400
+
+
+def test_monthly_job_stores_and_emails_once(app, smtp, frozen):
+    from engage.exports.service import run_monthly
+    from engage.reminders import mail
+
+    build_history()
+    app.config["MONTHLY_EXPORT_RECIPIENTS"] = "committee@example.org, chair@example.org"
+    try:
+        now = dt.datetime(2026, 11, 1, 6, 0)
+        assert "2026-10: 1 engagements, emailed to 2" in run_monthly(now)
+        assert "already made" in run_monthly(now + dt.timedelta(minutes=1))
+        assert len(mail.drain(now).sent) == 2
+    finally:
+        app.config["MONTHLY_EXPORT_RECIPIENTS"] = ""
+    assert db.session.scalar(sa.select(sa.func.count(ExportRun.id))) == 1
+    assert len(smtp.inbox.messages) == 2
+    message = smtp.inbox.messages[0]
+    attachments = [part for part in message.walk() if part.get_filename()]
+    assert attachments[0].get_filename() == "engage-status-2026-10.xlsx"
+    workbook = load_workbook(io.BytesIO(attachments[0].get_payload(decode=True)))
+    assert workbook["Engagements"].cell(row=2, column=1).value == "October Co"
+
+
+def test_public_report_has_no_confidential_field(client, login_as, frozen, make_user):
+    from pypdf import PdfReader
+
+    login_as("viewer")
+    owner = make_user("analyst", email="secret.owner@example.org")
+    engagement = build_history(owner=owner)
+    engagement.objectives = "CONFIDENTIAL OBJECTIVE"
+    db.session.add(Interaction(engagement=engagement, kind="call", direction="outbound", occurred_on=dt.date(2026, 11, 2),
+                               summary="PRIVATE CALL NOTES", participants="Ms Contact, IR"))
+    db.session.commit()
+    page = client.get(f"/campaigns/{engagement.campaign_id}/report").get_data(as_text=True)
+    pdf = client.get(f"/campaigns/{engagement.campaign_id}/report.pdf")
+    text = "".join(p.extract_text() for p in PdfReader(io.BytesIO(pdf.data)).pages)
+    assert "1 companies" in page and "Solar" in page and "+15.0 points" in page
+    for secret in ("CONFIDENTIAL OBJECTIVE", "PRIVATE CALL NOTES", "Ms Contact", owner.name, owner.email, "October Co"):
+        assert secret not in page.split("<main")[1]  # the report body (the header shows who is signed in)
+        assert secret not in text
