@@ -8,7 +8,7 @@ PORT ?= 5000
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: run test install install-test db seed clean
+.PHONY: run test install install-test db seed clean bench
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,3 +41,6 @@ test: install-test
 
 clean:
 	rm -rf $(VENV) instance/engage.sqlite* .pytest_cache
+
+bench: install-test
+	$(if $(shell command -v taskset),taskset -c 0,) $(PY) tests/benchmarks/bench.py

@@ -284,6 +284,22 @@ def export_monthly_command(month, fmt, out_path, campaign_slug, owner_email, fun
     click.echo(f"Wrote {len(export.rows)} engagements for {parsed} to {out_path}")
 
 
+@click.command("synth")
+@click.option("--companies", default=10_000, show_default=True, type=int, help="How many companies.")
+@click.option("--seed", default=1, show_default=True, type=int, help="Random seed (same seed, same data).")
+def synth_command(companies, seed):
+    """Build a synthetic data set at scale (for benchmarks), in bulk."""
+    from engage.synth import SynthError, planned_rows, synthesize
+
+    with click.progressbar(length=planned_rows(companies), label="Synthesising", file=sys.stderr) as bar:
+        try:
+            counts = synthesize(companies, seed, progress=bar.update)
+        except SynthError as exc:
+            db.session.rollback()
+            fail(str(exc))
+    click.echo("Synthesised: " + ", ".join(f"{n:,} {what}" for what, n in counts.items()))
+
+
 def register(app: Flask) -> None:
     app.cli.add_command(seed_command)
     app.cli.add_command(users_cli)
@@ -293,3 +309,4 @@ def register(app: Flask) -> None:
     app.cli.add_command(lists_cli)
     app.cli.add_command(screen_command)
     app.cli.add_command(export_cli)
+    app.cli.add_command(synth_command)

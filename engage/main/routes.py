@@ -95,19 +95,22 @@ def funnel_bars(stages) -> list[dict]:
 
 
 def quiet_engagements(today: dt.date, limit: int = 10):
-    """Open engagements with no contact (or, without any, opened) more than STALE_AFTER_DAYS ago."""
+    """Open engagements with no contact (or, without any, opened) more than STALE_AFTER_DAYS ago.
+
+    One query: the total comes from a window count beside the first rows.
+    """
     from engage.engagements.service import last_contact_query
 
     cutoff = today - dt.timedelta(days=current_app.config["STALE_AFTER_DAYS"])
     last = sa.func.coalesce(last_contact_query(), Engagement.opened_on)
-    query = (
-        sa.select(Engagement, last.label("last_contact"))
+    rows = db.session.execute(
+        sa.select(Engagement, last.label("last_contact"), sa.func.count().over().label("total"))
         .where(Engagement.stage != Stage.CLOSED.value, last < cutoff)
         .options(selectinload(Engagement.company))
         .order_by(last, Engagement.id)
-    )
-    total = db.session.scalar(sa.select(sa.func.count()).select_from(query.subquery()))
-    return {"rows": db.session.execute(query.limit(limit)).all(), "total": total}
+        .limit(limit)
+    ).all()
+    return {"rows": [(row[0], row[1]) for row in rows], "total": rows[0][2] if rows else 0}
 
 
 def exposure_by_fund():

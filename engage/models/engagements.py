@@ -156,7 +156,8 @@ class Interaction(TimestampMixin, db.Model):
     __table_args__ = (
         enum_check("kind", InteractionKind),
         enum_check("direction", Direction),
-        sa.Index("ix_interactions_engagement_occurred", "engagement_id", "occurred_on"),
+        # Covers "last contact" (max date per engagement, notes excluded) without reading rows.
+        sa.Index("ix_interactions_engagement_occurred_kind", "engagement_id", "occurred_on", "kind"),
         sa.Index("ix_interactions_occurred_kind", "occurred_on", "kind"),
     )
 

@@ -49,7 +49,7 @@ def index():
     if who == "mine":
         query = query.where(Engagement.owner_id == current_user.id)
     week = today + dt.timedelta(days=7)
-    limit = current_app.config["PAGE_SIZE"] * 4
+    limit = current_app.config["PAGE_SIZE"]
     groups = {
         "overdue": db.session.scalars(query.where(Reminder.due_on < today).limit(limit)).all(),
         "week": db.session.scalars(query.where(Reminder.due_on.between(today, week)).limit(limit)).all(),

@@ -1,0 +1,192 @@
+"""`make bench`: time the pages, exports, the reminders tick, a 10,000-row import and screening
+on the synthetic data set (`flask synth`), on a fresh SQLite file (or BENCH_DATABASE_URL).
+
+Prints a table (median and p95 server time, SQL statements per request) and writes JSON to
+.bench/results.json. Targets (DESIGN.md): pages under 100 ms at the median with a query count
+that does not grow with rows; monthly XLSX of 20,000 engagements under 5 s and 200 MB; a
+reminders tick over 100,000 reminders under 2 s; a 10,000-row import under 3 s.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+import sqlalchemy as sa
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from config import TestConfig  # noqa: E402
+from engage import clock, create_app  # noqa: E402
+from engage.extensions import db  # noqa: E402
+
+COMPANIES = int(os.environ.get("BENCH_COMPANIES", "10000"))
+REPEAT = int(os.environ.get("BENCH_REPEAT", "15"))
+PAGE_TARGET_MS = 100
+
+
+def timed(fn, repeat=1):
+    samples = []
+    result = None
+    for _ in range(repeat):
+        start = time.perf_counter()
+        result = fn()
+        samples.append((time.perf_counter() - start) * 1000)
+    return samples, result
+
+
+def percentile(values, pct):
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(pct / 100 * (len(ordered) - 1))))]
+
+
+def main() -> int:
+    folder = Path(tempfile.mkdtemp(prefix="engage-bench-"))
+    url = os.environ.get("BENCH_DATABASE_URL") or f"sqlite:///{folder / 'bench.sqlite'}"
+    app = create_app(TestConfig, overrides={"SQLALCHEMY_DATABASE_URI": url, "MAIL_SERVER": "127.0.0.1",
+                                            "MAIL_PORT": 9, "MAIL_TIMEOUT_SECONDS": 2, "PAGE_SIZE": 50})
+    results = {"companies": COMPANIES, "python": sys.version.split()[0], "cpu_affinity": len(os.sched_getaffinity(0))}
+    with app.app_context():
+        from flask_migrate import upgrade
+
+        from engage.seeding import load_reference
+        from engage.synth import synthesize
+
+        upgrade()
+        load_reference(Path(app.config["SEEDS_DIR"]))
+        db.session.commit()
+        start = time.perf_counter()
+        results["synth_rows"] = synthesize(COMPANIES)
+        results["synth_seconds"] = round(time.perf_counter() - start, 1)
+        results["pages"] = bench_pages(app)
+        results["jobs"] = bench_jobs(app, folder)
+    Path(ROOT / ".bench").mkdir(exist_ok=True)
+    (ROOT / ".bench" / "results.json").write_text(json.dumps(results, indent=2, default=str))
+    print_table(results)
+    return 0
+
+
+def bench_pages(app) -> list[dict]:
+    from engage.models import Company, Engagement, Interaction, User
+
+    admin = User(email="bench@example.org", name="Bench", role="admin")
+    admin.set_password("benchmark password")
+    db.session.add(admin)
+    long_engagement = db.session.scalar(sa.select(Engagement).order_by(Engagement.id).limit(1))
+    for i in range(300):  # a long timeline
+        db.session.add(Interaction(engagement=long_engagement, kind="email", direction="outbound",
+                                   occurred_on=long_engagement.opened_on, subject=f"Long timeline {i}"))
+    db.session.commit()
+    company = db.session.scalar(sa.select(Company).order_by(Company.id).limit(1))
+    client = app.test_client()
+    client.post("/login", data={"email": "bench@example.org", "password": "benchmark password"})
+    pages = [
+        ("dashboard", "/"),
+        ("companies, first page", "/companies"),
+        ("companies, filtered", "/companies?sector=Energy&source=us_entity_list"),
+        ("companies, search", "/companies?q=golden"),
+        ("companies, deep page", f"/companies?page={COMPANIES // 50 - 2}"),
+        ("companies, by score", "/companies?sort=score&dir=desc"),
+        ("engagements, filtered", "/engagements?stage=acknowledged&escalation=follow_up"),
+        ("engagements, by next follow-up", "/engagements?sort=next_follow_up"),
+        ("engagements, deep page", f"/engagements?page={2 * COMPANIES // 50 - 2}"),
+        ("reminders", "/reminders?who=all"),
+        ("company page", f"/companies/{company.id}"),
+        ("engagement, 300+ timeline entries", f"/engagements/{long_engagement.id}"),
+        ("funds", "/funds"),
+        ("screening", "/screening"),
+    ]
+    out = []
+    for label, url in pages:
+        statements = []
+
+        def count(*args, **kwargs):
+            statements.append(1)
+
+        client.get(url)  # warm up
+        sa.event.listen(db.engine, "before_cursor_execute", count)
+        response = client.get(url)
+        sa.event.remove(db.engine, "before_cursor_execute", count)
+        assert response.status_code == 200, (url, response.status_code)
+        samples, _ = timed(lambda: client.get(url), REPEAT)
+        out.append({"name": label, "url": url, "median_ms": round(statistics.median(samples), 1),
+                    "p95_ms": round(percentile(samples, 95), 1), "queries": len(statements),
+                    "target": f"< {PAGE_TARGET_MS} ms"})
+    return out
+
+
+def bench_jobs(app, folder: Path) -> list[dict]:
+    from engage.exports import monthly
+    from engage.holdings import importer, parsing
+    from engage.holdings.screening import screen
+    from engage.models import Company, Fund
+    from engage.reminders.service import tick
+
+    out = []
+    today = clock.today()
+    month = monthly.Month(today.year, today.month).previous
+    for fmt, target in (("xlsx", "< 5 s, < 200 MB"), ("csv", "")):
+        tracemalloc.start()
+        samples, export = timed(lambda: monthly.write_file(monthly.build(month), fmt, folder / f"m.{fmt}"))
+        peak = tracemalloc.get_traced_memory()[1] / 1e6
+        tracemalloc.stop()
+        rows = len(monthly.build(month).rows)
+        out.append({"name": f"monthly {fmt.upper()} export ({rows:,} engagements)", "seconds": round(samples[0] / 1000, 2),
+                    "peak_mb": round(peak, 1), "target": target})
+
+    samples, result = timed(lambda: tick(clock.utcnow()))
+    out.append({"name": "reminders tick (100,000 reminders)", "seconds": round(samples[0] / 1000, 2),
+                "detail": f"{result.reminders_notified} notified in {result.emails_queued} emails",
+                "target": "< 2 s"})
+    samples, result = timed(lambda: tick(clock.utcnow()))
+    out.append({"name": "reminders tick, nothing new", "seconds": round(samples[0] / 1000, 2), "target": "< 2 s"})
+
+    companies = db.session.execute(sa.select(Company.name, Company.isin).where(Company.isin.is_not(None))
+                                   .order_by(Company.id).limit(10_000)).all()
+    lines = ["iShares Benchmark Fund", 'Fund Holdings as of,"Oct 31, 2026"', "",
+             "Ticker,Name,Sector,Asset Class,Market Value,Weight (%),Notional Value,Quantity,Price,Location,Exchange,ISIN"]
+    for i, (name, isin) in enumerate(companies):
+        lines.append(f'"T{i}","{name}","Energy","Equity","{1_000_000 + i:,}.00","0.01","{1_000_000 + i:,}.00",'
+                     f'"1,000.00","10.00","China","Shenzhen Stock Exchange","{isin}"')
+    data = "\n".join(lines).encode()
+    fund = Fund(name="Benchmark import fund")
+    db.session.add(fund)
+    db.session.commit()
+
+    def run_import():
+        parsed = parsing.parse("bench.csv", data)
+        result = importer.import_parsed(parsed, fund, parsed.as_of)
+        db.session.commit()
+        return result
+
+    samples, result = timed(run_import)
+    out.append({"name": f"holdings import ({result.rows:,} rows)", "seconds": round(samples[0] / 1000, 2),
+                "target": "< 3 s"})
+    samples, result = timed(lambda: (screen(), db.session.commit()))
+    out.append({"name": "screening (all companies)", "seconds": round(samples[0] / 1000, 2), "target": ""})
+    return out
+
+
+def print_table(results) -> None:
+    print(f"\nEngage benchmark — {results['companies']:,} companies, synthesised in {results['synth_seconds']} s, "
+          f"Python {results['python']}, {results['cpu_affinity']} CPU(s) available")
+    print(f"{'page':42} {'median ms':>10} {'p95 ms':>8} {'queries':>8}")
+    for page in results["pages"]:
+        flag = "" if page["median_ms"] < PAGE_TARGET_MS else "  MISSES TARGET"
+        print(f"{page['name']:42} {page['median_ms']:>10} {page['p95_ms']:>8} {page['queries']:>8}{flag}")
+    print(f"\n{'job':42} {'seconds':>10} {'peak MB':>8}  target")
+    for job in results["jobs"]:
+        print(f"{job['name']:42} {job['seconds']:>10} {job.get('peak_mb', ''):>8}  {job.get('target', '')}")
+    print("\nJSON: .bench/results.json")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
