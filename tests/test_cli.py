@@ -112,3 +112,17 @@ def test_bad_seed_file_is_refused_whole(make_app, app, tmp_path):
     assert result.exit_code == 1
     assert "companies.yaml" in result.stderr and "Zhejiang Dahua" in result.stderr and "check digit" in result.stderr
     assert table_counts()["campaigns"] == 0  # nothing partial
+
+
+def test_synth_builds_a_small_data_set_once(runner):
+    from engage.models import Engagement, Interaction, Reminder
+
+    result = runner.invoke(args=["synth", "--companies", "20", "--seed", "3"])
+    assert result.exit_code == 0, result.stderr
+    assert "20 companies" in result.output and "40 engagements" in result.output
+    assert db.session.scalar(sa.select(sa.func.count(Interaction.id))) == 400
+    assert db.session.scalar(sa.select(sa.func.count(Reminder.id))) == 200
+    assert len(set(db.session.scalars(sa.select(Engagement.stage)))) > 3
+    again = runner.invoke(args=["synth", "--companies", "20"])
+    assert again.exit_code == 1 and "already holds a synthetic data set" in again.stderr
+    assert runner.invoke(args=["synth", "--companies", "5"]).exit_code == 1

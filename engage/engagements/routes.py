@@ -82,11 +82,9 @@ def engagement_filters(args) -> dict:
 
 
 def engagement_query(f: dict, today: dt.date):
-    next_due = service.next_follow_up_query().label("next_follow_up")
-    last_contact = service.last_contact_query().label("last_contact")
-    score = service.latest_score_query().label("latest_score")
-    change = service.score_change_query().label("score_change")
-    query = sa.select(Engagement, next_due, last_contact, score, change).join(Engagement.company)
+    # Only the engagements are selected: the per-row figures are computed for the page alone
+    # (`_rows`), so a deep page does not compute them for every row it skips.
+    query = sa.select(Engagement).join(Engagement.company)
     if f["campaign"]:
         query = query.where(Engagement.campaign_id == int(f["campaign"]))
     if f["stage"] == "open":
@@ -115,8 +113,9 @@ def engagement_query(f: dict, today: dt.date):
         query = query.where(service.score_change_query() > 0)
     elif f["trend"] == "down":
         query = query.where(service.score_change_query() < 0)
-    column = {"next_follow_up": next_due, "last_contact": last_contact, "score": score,
-              "change": change}.get(f["sort"]) if f["sort"] not in SORTS else SORTS[f["sort"]]
+    computed = {"next_follow_up": service.next_follow_up_query, "last_contact": service.last_contact_query,
+                "score": service.latest_score_query, "change": service.score_change_query}
+    column = SORTS[f["sort"]] if f["sort"] in SORTS else computed[f["sort"]]()
     order = column.desc() if f["dir"] == "desc" else column.asc()
     return query.order_by(order.nulls_last(), Engagement.id)
 

@@ -137,11 +137,14 @@ def build(month: Month, filters: Filters | None = None, cut_off: dt.date | None 
         query = query.where(Engagement.company_id.in_(
             sa.select(Holding.company_id).where(Holding.fund_id == filters.fund.id, Holding.as_of == snapshot)))
     base = db.session.execute(query).all()
-    ids = [row[0] for row in base]
-    in_ids = Engagement.id.in_(ids) if ids else sa.false()
+    # The other queries select "engagements of this export" with the same conditions as a
+    # subquery, never as a list of ids (20,000 bound parameters would be slow, and over
+    # SQLite's limit at scale).
+    chosen = query.with_only_columns(Engagement.id).order_by(None).scalar_subquery()
+    in_ids = Engagement.id.in_(chosen)
 
     def by_engagement(column):
-        return column.in_(ids) if ids else sa.false()
+        return column.in_(chosen)
 
     # Stage and escalation at month end, replayed from the events.
     stage_at, escalation_at, outcome_at, closed_at = {}, {}, {}, {}

@@ -26,6 +26,9 @@ from engage.security import require_role
 
 bp = Blueprint("main", __name__)
 
+#: Reminder statuses still waiting; an IN list lets the (status, due_on) index serve the range.
+PENDING = (ReminderStatus.OPEN.value, ReminderStatus.SNOOZED.value)
+
 
 def _page_size() -> int:
     return current_app.config["PAGE_SIZE"]
@@ -51,11 +54,11 @@ def dashboard():
         sa.select(
             sa.func.count().filter(Reminder.due_on < today),
             sa.func.count().filter(Reminder.due_on.between(today, due_week)),
-        ).where(Reminder.status != ReminderStatus.DONE.value)
+        ).where(Reminder.status.in_(PENDING), Reminder.due_on <= due_week)
     ).one()
     upcoming = db.session.scalars(
         sa.select(Reminder)
-        .where(Reminder.status != ReminderStatus.DONE.value, Reminder.due_on <= due_week)
+        .where(Reminder.status.in_(PENDING), Reminder.due_on <= due_week)
         .options(selectinload(Reminder.engagement).selectinload(Engagement.company))
         .order_by(Reminder.due_on)
         .limit(10)

@@ -19,12 +19,12 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 from flask import current_app, render_template
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import selectinload
 
 from engage.errors import FieldError
 from engage.extensions import db
 from engage.models import (
     Campaign,
+    Company,
     Engagement,
     Interaction,
     InteractionKind,
@@ -38,6 +38,10 @@ from engage.models import (
     User,
 )
 from engage.reminders import mail
+
+
+#: Reminders listed in one email; the rest are counted and waiting on the Reminders page.
+EMAIL_LIST_LIMIT = 100
 
 
 class ReminderError(FieldError):
@@ -145,37 +149,42 @@ def notify(now: dt.datetime) -> tuple[int, int, int]:
                Engagement.stage != Stage.CLOSED.value, sa.or_(User.id.is_(None), User.active.is_(False)), due)
     )
     db.session.commit()  # the claim below must open its own transaction
-    claimed = db.session.scalars(
+    claimed = db.session.execute(
         sa.update(Reminder)
         .where(Reminder.id.in_(pending.scalar_subquery()), Reminder.notified_at.is_(None),
                Reminder.status != ReminderStatus.DONE.value)
         .values(notified_at=now)
-        .returning(Reminder.id)
+        .returning(Reminder.id, Reminder.engagement_id, Reminder.due_on, Reminder.reason)
         .execution_options(synchronize_session=False)
     ).all()
     if not claimed:
         db.session.commit()
         return 0, 0, unowned
-    reminders = db.session.scalars(
-        sa.select(Reminder).where(Reminder.id.in_(claimed))
-        .options(selectinload(Reminder.engagement).selectinload(Engagement.company),
-                 selectinload(Reminder.engagement).selectinload(Engagement.owner))
-        .order_by(Reminder.due_on, Reminder.id)
-    ).all()
-    by_owner: dict[int, list[Reminder]] = defaultdict(list)
-    for reminder in reminders:
-        by_owner[reminder.engagement.owner_id].append(reminder)
-    for items in by_owner.values():
-        owner = items[0].engagement.owner
-        base = current_app.config["ENGAGE_BASE_URL"].rstrip("/")
-        context = {"owner": owner, "reminders": items, "base": base, "today": today}
-        overdue = sum(1 for r in items if r.due_on < today)
+    # Plain rows, not ORM objects: a first tick over a large book claims tens of thousands.
+    engagements = {
+        row.id: row for row in db.session.execute(
+            sa.select(Engagement.id, Engagement.owner_id, Company.name.label("company"))
+            .join(Company, Company.id == Engagement.company_id)
+            .where(Engagement.stage != Stage.CLOSED.value, Engagement.owner_id.is_not(None)))
+    }
+    by_owner: dict[int, list[dict]] = defaultdict(list)
+    for reminder_id, engagement_id, due_on, reason in sorted(claimed, key=lambda r: (r.due_on, r.id)):
+        engagement = engagements[engagement_id]
+        by_owner[engagement.owner_id].append({"id": reminder_id, "engagement_id": engagement_id, "due_on": due_on,
+                                              "reason": reason, "company": engagement.company})
+    owners = {u.id: u for u in db.session.scalars(sa.select(User).where(User.id.in_(list(by_owner))))}
+    base = current_app.config["ENGAGE_BASE_URL"].rstrip("/")
+    for owner_id, items in by_owner.items():
+        owner = owners[owner_id]
+        overdue = sum(1 for r in items if r["due_on"] < today)
+        context = {"owner": owner, "reminders": items[:EMAIL_LIST_LIMIT], "more": max(0, len(items) - EMAIL_LIST_LIMIT),
+                   "base": base, "today": today}
         subject = f"Engage: {len(items)} follow-up{'s' if len(items) != 1 else ''} due" + \
             (f" ({overdue} overdue)" if overdue else "")
         mail.enqueue(owner.email, subject, render_template("reminders/email.txt", **context),
                      render_template("reminders/email.html", **context), now=now)
     db.session.commit()
-    return len(reminders), len(by_owner), unowned
+    return len(claimed), len(by_owner), unowned
 
 
 def add_manual(engagement: Engagement, *, due_on: dt.date, reason: str, today: dt.date,
