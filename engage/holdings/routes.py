@@ -14,7 +14,7 @@ from engage import clock
 from engage.extensions import db
 from engage.holdings import importer, parsing, screening, service
 from engage.holdings.forms import FundForm, ImportForm
-from engage.models import Campaign, Company, Fund, Holding, RiskFlag
+from engage.models import Campaign, Company, Fund, Holding, RiskFlag, RiskSource
 from engage.security import require_role
 from engage.web import field_error
 
@@ -176,7 +176,8 @@ def screening_page():
     funds = db.session.scalars(sa.select(Fund).order_by(Fund.name)).all()
     campaigns = db.session.scalars(sa.select(Campaign).where(Campaign.active.is_(True)).order_by(Campaign.name)).all()
     return render_template("holdings/screening.html", exposures=[screening.exposure(f) for f in funds],
-                           campaigns=campaigns, lists=screening_lists())
+                           campaigns=campaigns, lists=screening_lists(),
+                           list_labels={s.value: s.label for s in RiskSource})
 
 
 def screening_lists():
