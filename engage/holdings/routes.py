@@ -24,8 +24,9 @@ bp = Blueprint("holdings", __name__)
 @bp.route("/funds")
 @require_role("viewer")
 def funds():
-    exposures = {fund.id: screening.exposure(fund) for fund, *_ in service.funds_overview()}
-    return render_template("holdings/funds.html", overview=service.funds_overview(), exposures=exposures)
+    overview = service.funds_overview()
+    exposures = {fund.id: screening.exposure(fund) for fund, *_ in overview}
+    return render_template("holdings/funds.html", overview=overview, exposures=exposures)
 
 
 @bp.route("/funds/new", methods=["GET", "POST"])

@@ -30,10 +30,6 @@ bp = Blueprint("main", __name__)
 PENDING = (ReminderStatus.OPEN.value, ReminderStatus.SNOOZED.value)
 
 
-def _page_size() -> int:
-    return current_app.config["PAGE_SIZE"]
-
-
 @bp.route("/")
 @require_role("viewer")
 def dashboard():
