@@ -7,8 +7,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 from flask import current_app
-from sqlalchemy.dialects import postgresql, sqlite
 
+from engage.dbutil import insert_ignoring_conflicts
 from engage.exports.monthly import Month, build, write_file
 from engage.extensions import db
 from engage.models import ExportRun
@@ -30,13 +30,9 @@ def run_monthly(now: dt.datetime) -> str:
     month = Month(now.year, now.month).previous
     filename = f"engage-status-{month}.xlsx"
     db.session.commit()  # the claim below starts its own transaction
-    insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[db.engine.dialect.name]
-    claimed = db.session.execute(
-        insert(ExportRun.__table__).values(kind="monthly", month=str(month), filename=filename, rows=0,
-                                           created_at=now, updated_at=now)
-        .on_conflict_do_nothing().returning(ExportRun.__table__.c.id)
-    ).first()
-    if claimed is None:
+    claimed = insert_ignoring_conflicts(ExportRun, [{"kind": "monthly", "month": str(month), "filename": filename,
+                                                     "rows": 0, "created_at": now, "updated_at": now}])
+    if not claimed:
         db.session.rollback()
         return f"monthly export {month}: already made"
     export = build(month)

@@ -83,6 +83,12 @@ def _letter_page(letter: Letter, status: int = 200, draft_form=None, send_form=N
                            paragraphs=documents.paragraphs(letter.body)), status
 
 
+def _refuse_sent(letter: Letter, consequence: str):
+    """A sent letter is final: say so on its page (409) instead of changing it."""
+    flash(f"This letter was already sent on {letter.sent_on.strftime('%d %b %Y')}; {consequence}.", "error")
+    return _letter_page(letter, 409)
+
+
 @bp.route("/letters/<int:letter_id>")
 @require_role("viewer")
 def show(letter_id: int):
@@ -95,8 +101,7 @@ def edit(letter_id: int):
     letter = _letter(letter_id)
     form = DraftForm()
     if letter.is_sent:
-        flash(f"This letter was sent on {letter.sent_on.strftime('%d %b %Y')}; a sent letter cannot be edited.", "error")
-        return _letter_page(letter, 409)
+        return _refuse_sent(letter, "a sent letter cannot be edited")
     if not form.validate_on_submit():
         return _letter_page(letter, 422, draft_form=form)
     try:
@@ -116,8 +121,7 @@ def send(letter_id: int):
     letter = _letter(letter_id)
     form = SendForm()
     if letter.is_sent:
-        flash(f"This letter was already sent on {letter.sent_on.strftime('%d %b %Y')}.", "error")
-        return _letter_page(letter, 409)
+        return _refuse_sent(letter, "it cannot be sent again")
     if not form.validate_on_submit():
         return _letter_page(letter, 422, send_form=form)
     try:

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 from flask import current_app, render_template
-from sqlalchemy.dialects import postgresql, sqlite
 
+from engage.dbutil import insert_ignoring_conflicts
 from engage.errors import FieldError
 from engage.extensions import db
 from engage.models import (
@@ -73,17 +73,6 @@ def tick(now: dt.datetime) -> TickResult:
     return result
 
 
-def _insert_ignoring_conflicts(rows: list[dict]) -> int:
-    """INSERT reminders, skipping any that an identical open one already blocks (unique index)."""
-    if not rows:
-        return 0
-    dialect = db.engine.dialect.name
-    insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[dialect]
-    table = Reminder.__table__
-    statement = insert(table).values(rows).on_conflict_do_nothing().returning(table.c.id)
-    return len(db.session.execute(statement).all())
-
-
 def apply_rules(today: dt.date) -> int:
     """Suggest escalation where the reply is overdue after the campaign's number of follow-ups."""
     overdue = (
@@ -119,7 +108,7 @@ def apply_rules(today: dt.date) -> int:
         for engagement_id, threshold in candidates.items()
         if follow_ups[engagement_id] >= threshold
     ]
-    created = _insert_ignoring_conflicts(rows)
+    created = len(insert_ignoring_conflicts(Reminder, rows))
     db.session.commit()
     return created
 
