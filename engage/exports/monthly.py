@@ -57,7 +57,7 @@ class ExportError(FieldError):
     """A refused export request (month, filter or output path)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, order=True)
 class Month:
     year: int
     month: int
@@ -78,11 +78,19 @@ class Month:
         return f"{self.year:04d}-{self.month:02d}"
 
 
+#: The sane range of months (the export also reads the month before the one asked for).
+EARLIEST_MONTH = Month(1990, 1)
+LATEST_MONTH = Month(2100, 12)
+
+
 def parse_month(text: str | None, today: dt.date) -> Month:
+    """A month the export can cover: YYYY-MM between EARLIEST_MONTH and LATEST_MONTH, already started."""
     match = MONTH.match((text or "").strip())
     if not match:
         raise ExportError("month", f"The month must look like 2026-10, not {text!r}.")
     month = Month(int(match.group(1)), int(match.group(2)))
+    if not EARLIEST_MONTH <= month <= LATEST_MONTH:
+        raise ExportError("month", f"{month} is outside the months Engage exports ({EARLIEST_MONTH} to {LATEST_MONTH}).")
     if month.first > today:
         raise ExportError("month", f"{month} has not started yet.")
     return month
