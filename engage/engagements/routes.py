@@ -20,6 +20,7 @@ from engage.engagements.forms import (
     StageMoveForm,
 )
 from engage.extensions import db
+from engage.formatting import shown_below
 from engage.models import (
     Attachment,
     Campaign,
@@ -108,7 +109,7 @@ def engagement_query(f: dict, today: dt.date):
         query = query.where(Engagement.stage != Stage.CLOSED.value,
                             sa.func.coalesce(service.last_contact_query(), Engagement.opened_on) < cutoff)
     if f["score_below"]:
-        query = query.where(service.latest_score_query() < int(f["score_below"]))
+        query = query.where(service.latest_score_query() < shown_below(int(f["score_below"])))
     if f["trend"] == "up":
         query = query.where(service.score_change_query() > 0)
     elif f["trend"] == "down":
