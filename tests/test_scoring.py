@@ -312,3 +312,19 @@ def test_public_report_pdf_rounds_the_average_change_half_up(client, login_as, x
     text = " ".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf.data)).pages)
     assert "+12.5 points" in " ".join(text.split())
 
+
+def test_no_template_formats_a_score_any_other_way():
+    """Guard beside the behaviour tests above: scores go through |score, never printf or round()."""
+    import re
+    from pathlib import Path
+
+    hits = []
+    pattern = re.compile(r"""'[^']*%[+ ]?\d*\.?\d*f[^']*'\|format\(([^)]*)\)|'\{:[^}]*f\}'\.format\(([^)]*)\)|"""
+                         r"""([\w.]+)\|round|round\(([^)]*)\)""")
+    for path in (Path(__file__).parent.parent / "templates").rglob("*.html"):
+        for number, line in enumerate(path.read_text().splitlines(), start=1):
+            for match in pattern.finditer(line):
+                argument = next(g for g in match.groups() if g)
+                if re.search(r"score|total|average|change|gap", argument):
+                    hits.append(f"{path.name}:{number}: {match.group(0)}")
+    assert hits == []

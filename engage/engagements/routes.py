@@ -21,6 +21,7 @@ from engage.engagements.forms import (
 )
 from engage.extensions import db
 from engage.formatting import shown_below
+from engage.holdings import screening
 from engage.models import (
     Attachment,
     Campaign,
@@ -261,6 +262,8 @@ def _page(engagement: Engagement, status: int = 200, stale: service.StaleEdit | 
         stage_moves=cycle.stage_moves(engagement), escalation_moves=cycle.escalation_moves(engagement),
         generate_form=generate_form, letters=letters, history=history, moderation_flags=flags,
         hints=stage_hints(engagement, latest),
+        held_again=screening.held_after_divestment(screening.snapshots(), engagement.id)
+        if engagement.is_divested else [],
         **_forms(engagement, stale=stale is not None, **forms),
     ), status
 
