@@ -344,10 +344,11 @@ def exposure(fund: Fund, as_of: dt.date | None = None, detail: bool = True) -> F
 
 def _add_detail(result: list[FundExposure], snap) -> None:
     """The flagged holdings of each snapshot with their flags and engagements, and divested ones held again."""
-    held = sa.select(Holding.company_id).join(snap, _in_snapshot(snap))
+    flagged = Holding.company_id.in_(sa.select(RiskFlag.company_id))
+    held = sa.select(Holding.company_id).join(snap, _in_snapshot(snap)).where(flagged)
     holdings = db.session.execute(
         sa.select(Holding, Company).join(snap, _in_snapshot(snap)).join(Company, Company.id == Holding.company_id)
-        .where(Holding.company_id.in_(sa.select(RiskFlag.company_id)))
+        .where(flagged)
         .order_by(Holding.market_value.desc().nulls_last(), Company.normalized_name)
     ).all()
     flags: dict[int, list[RiskFlag]] = defaultdict(list)
@@ -448,6 +449,7 @@ def alert_divested_held_again(fund: Fund, as_of: dt.date, now: dt.datetime | Non
         owner = owners[owner_id]
         subject = (f"Engage: divested company held again — {items[0].company} in {fund.name}" if len(items) == 1
                    else f"Engage: {len(items)} divested companies held again in {fund.name}")
+        subject = " ".join(subject.split())  # names are data: never a line break in a header
         mail.enqueue(owner.email, subject, render_template("holdings/held_again_email.txt", owner=owner, fund=fund,
                                                           as_of=as_of, items=items, base=base), now=now)
         result.emails += 1
