@@ -211,13 +211,13 @@ def outbox():
 def test_divested_company_held_again_alerts_its_owner_once(client, login_as, runner, smtp, divested, tmp_path):
     first = import_cli(runner, tmp_path)
     assert first.exit_code == 0, first.stderr
-    assert "held again after divestment: Meiya Pico Forensics (1 owner email(s) queued)" in first.stderr
+    assert "held again after divestment: Meiya Pico Forensics (1 new alert(s), 1 owner email(s) queued)" in first.stderr
     again = import_cli(runner, tmp_path)  # the same snapshot again: replaced, not alerted twice
-    assert again.exit_code == 0 and "(0 owner email(s) queued)" in again.stderr
+    assert again.exit_code == 0 and "(0 new alert(s), 0 owner email(s) queued)" in again.stderr
     login_as("analyst")
     fund = db.session.scalar(sa.select(Fund).where(Fund.name == "EM Fund"))
     web = import_web(client, fund.id).get_data(as_text=True)
-    assert "Held again after divestment: Meiya Pico Forensics (0 owner email(s) queued)" in web
+    assert "Held again after divestment: Meiya Pico Forensics (0 new alert(s), 0 owner email(s) queued)" in web
     client.post("/screening/run")
     assert [e.recipient for e in outbox()] == ["owner@example.org"]
     alert = db.session.scalar(sa.select(DivestmentAlert))
@@ -236,7 +236,7 @@ def test_divested_company_held_again_alerts_its_owner_once(client, login_as, run
     assert f"/engagements/{divested.id}" in body and "recorded evidence of change in practice" in body
 
     # a later snapshot is a new alert, emailed once more
-    assert "(1 owner email(s) queued)" in import_cli(runner, tmp_path, as_of="2026-11-14").stderr
+    assert "(1 new alert(s), 1 owner email(s) queued)" in import_cli(runner, tmp_path, as_of="2026-11-14").stderr
     assert len(outbox()) == 2
 
 
@@ -259,6 +259,8 @@ def test_screening_dashboard_and_bulk_action_follow_the_readmission_rule(client,
     response = client.post("/screening/engage", data={"fund_id": fund.id, "campaign_id": divested.campaign_id},
                            follow_redirects=True)
     assert "0 engagement(s) opened" in response.get_data(as_text=True)
+    for huge in ("99999999999999999999999", str(2**63 - 1)):
+        assert client.post("/screening/engage", data={"fund_id": huge, "campaign_id": huge}).status_code == 400
     assert "Not opened for Meiya Pico Forensics: divested" in response.get_data(as_text=True)
     refused = client.post(f"/companies/{divested.company_id}/engagements/new",
                           data={"campaign_id": divested.campaign_id, "owner_id": analyst.id, "opened_on": "2026-11-15"})
@@ -287,7 +289,7 @@ def test_escalated_to_divested_counts_and_older_snapshots_do_not(client, login_a
     before = import_cli(runner, tmp_path, as_of="2026-06-01")  # the snapshot of the divestment day: not "again"
     assert before.exit_code == 0 and "held again" not in before.stderr
     after = import_cli(runner, tmp_path, as_of="2026-06-02")
-    assert "held again after divestment: Meiya Pico Forensics (1 owner email(s) queued)" in after.stderr
+    assert "held again after divestment: Meiya Pico Forensics (1 new alert(s), 1 owner email(s) queued)" in after.stderr
     login_as("analyst")
     fund = db.session.scalar(sa.select(Fund))
     client.post("/screening/engage", data={"fund_id": fund.id, "campaign_id": factories.campaign().id})
@@ -303,7 +305,7 @@ def test_alert_without_an_active_owner_is_shown_but_not_emailed(runner, make_use
     engagement.move_to("closed", on=dt.date(2026, 3, 10), today=frozen, actor_id=None, outcome="divested")
     db.session.commit()
     result = import_cli(runner, tmp_path)
-    assert "(0 owner email(s) queued)" in result.stderr and outbox() == []
+    assert "(1 new alert(s), 0 owner email(s) queued)" in result.stderr and outbox() == []
     assert db.session.scalar(sa.select(DivestmentAlert.notified_id)) is None
     login_as("viewer")
     assert "Meiya Pico Forensics" in client.get("/").get_data(as_text=True).split("Divested companies held again")[1]

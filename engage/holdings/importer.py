@@ -149,9 +149,10 @@ class ImportResult:
         """What needs a person: divested companies the snapshot holds again."""
         if not self.alerts.held_again:
             return []
-        return [f"held again after divestment: {', '.join(item.company for item in self.alerts.held_again)} "
-                f"({self.alerts.emails} owner email(s) queued); a divested company is readmitted only on "
-                f"recorded evidence of change in practice"]
+        alerts = self.alerts
+        return [f"held again after divestment: {', '.join(item.company for item in alerts.held_again)} "
+                f"({alerts.raised} new alert(s), {alerts.emails} owner email(s) queued); a divested company is "
+                f"readmitted only on recorded evidence of change in practice"]
 
 
 def import_parsed(parsed: ParsedFile, fund: Fund, as_of: dt.date, progress=None) -> ImportResult:

@@ -206,7 +206,7 @@ def engage_flagged():
     if not FlaskForm().validate_on_submit():
         abort(400, "The form expired; reload the page.")
     fund_id, campaign_id = request.form.get("fund_id", ""), request.form.get("campaign_id", "")
-    if not fund_id.isdigit() or not campaign_id.isdigit():
+    if not fund_id.isdigit() or not campaign_id.isdigit() or max(int(fund_id), int(campaign_id)) > 2**31 - 1:
         abort(400, "Choose a fund and a campaign.")
     fund = db.get_or_404(Fund, int(fund_id))
     campaign = db.get_or_404(Campaign, int(campaign_id))
