@@ -186,6 +186,8 @@ def holdings_import_command(path, fund_name, as_of_text, mapping_text, create_fu
         db.session.commit()
     for line in result.lines():
         click.echo(line)
+    for line in result.warnings():
+        click.echo(f"Warning: {line}", err=True)
 
 
 lists_cli = AppGroup("lists", help="Public lists used for screening.")
@@ -217,10 +219,10 @@ def lists_import_command(path, list_name):
 @click.command("screen")
 @click.option("--fund", "fund_name", help="Only companies this fund holds.")
 def screen_command(fund_name):
-    """Match list entries to companies, add risk flags, and print each fund's flagged exposure."""
+    """Match list entries to companies, add risk flags, and print each fund's exposure per official list."""
     import sqlalchemy as sa
 
-    from engage.holdings.screening import exposure, screen
+    from engage.holdings.screening import exposures, screen
     from engage.models import Fund
 
     fund = None
@@ -234,12 +236,21 @@ def screen_command(fund_name):
     click.echo(f"Screened {result.companies_checked} companies: {len(result.flags_created)} new risk flag(s)")
     for company, entry in result.flags_created:
         click.echo(f"  {company.name}: {entry.source} ({entry.citation})")
-    funds = [fund] if fund else db.session.scalars(sa.select(Fund).order_by(Fund.name)).all()
-    for item in funds:
-        e = exposure(item)
-        share = f" = {e.share} % of the fund" if e.share is not None else ""
-        click.echo(f"{item.name} ({e.as_of.isoformat() if e.as_of else 'no holdings'}): "
-                   f"{len(e.rows)} flagged companies, {e.flagged_value:,.2f} {item.base_currency}{share}")
+    for e in exposures([fund.id] if fund else None):
+        currency = e.fund.base_currency
+
+        def part(p):
+            share = f" = {p.share} % of the fund" if p.share is not None else ""
+            return f"{p.positions} compan{'y' if p.positions == 1 else 'ies'}, {p.value:,.2f} {currency}{share}"
+
+        click.echo(f"{e.fund.name} ({e.as_of.isoformat() if e.as_of else 'no holdings'}): "
+                   f"on an official list: {part(e.official)}")
+        for p in e.lists:
+            if p.positions:
+                click.echo(f"  {p.label}: {part(p)}")
+        for p in e.signals:
+            if p.positions:
+                click.echo(f"  not counted as exposure: {p.label}: {part(p)}")
 
 
 export_cli = AppGroup("export", help="Exports for the committee.")

@@ -1,9 +1,9 @@
-"""Display helpers shared by templates and exports: one date format everywhere."""
+"""Display helpers shared by templates and exports: one date format, one way to round a score."""
 
 from __future__ import annotations
 
 import datetime as dt
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 from markdown_it import MarkdownIt
 from markupsafe import Markup
@@ -36,6 +36,37 @@ def format_money(value: Decimal | float | None, currency: str = "US$") -> str:
         if abs(amount) >= size:
             return f"{currency}{amount / size:,.2f} {word}"
     return f"{currency}{amount:,.0f}"
+
+
+def round_half_up(value: Decimal | float | int, places: int = 0) -> Decimal:
+    """`value` to `places` decimals, halves away from zero (62.5 → 63), unlike `round()` and `%.0f`.
+
+    Floats go through their shortest repr, so 62.5 and 0.1 + 0.2 round as a reader expects.
+    """
+    amount = value if isinstance(value, Decimal) else Decimal(repr(value) if isinstance(value, float) else value)
+    rounded = amount.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+    return rounded + 0 if rounded.is_zero() else rounded  # no "-0"
+
+
+def format_score(value: Decimal | float | int | None, places: int = 0, sign: bool = False) -> str:
+    """A score (0-100), a score change or an average of scores as shown everywhere: 62.50 → "63".
+
+    `places` decimals (averages use 1), rounded half up; `sign` prefixes + or − (for changes).
+    """
+    if value is None:
+        return "–"
+    try:
+        rounded = round_half_up(value, places)
+    except (InvalidOperation, ValueError, TypeError):
+        return "–"
+    if not rounded.is_finite():
+        return "–"
+    return f"{rounded:+}" if sign else f"{rounded}"
+
+
+def shown_below(whole: int) -> Decimal:
+    """The exact scores that `format_score` shows as less than `whole` are those under this bound."""
+    return Decimal(whole) - Decimal("0.5")
 
 
 def label(value: str | None) -> str:

@@ -227,3 +227,33 @@ def test_public_report_has_no_confidential_field(client, login_as, frozen, make_
     for secret in ("CONFIDENTIAL OBJECTIVE", "PRIVATE CALL NOTES", "Ms Contact", owner.name, owner.email, "October Co"):
         assert secret not in page.split("<main")[1]  # the report body (the header shows who is signed in)
         assert secret not in text
+
+
+@pytest.mark.parametrize("month", ["0001-01", "0000-12", "1989-12", "2101-01", "9999-12"])
+def test_months_outside_the_sane_range_are_refused_with_a_message(client, login_as, frozen, month):
+    login_as("viewer")
+    response = client.get(f"/exports/monthly?month={month}&format=csv")
+    page = response.get_data(as_text=True)
+    assert response.status_code == 400 and response.mimetype == "text/html"
+    assert f"{month} is outside the months Engage exports (1990-01 to 2100-12)." in page
+    assert f'value="{month}"' in page  # the input is kept in the form
+
+
+def test_range_edges_and_oversized_ids_on_the_exports_page(client, login_as, frozen):
+    login_as("viewer")
+    assert client.get("/exports/monthly?month=1990-01&format=csv").status_code == 200  # the first month of the range
+    for key in ("campaign", "owner", "fund"):
+        for raw in ("99999999999999999999999", str(2**63 - 1), str(2**31)):
+            response = client.get(f"/exports/monthly?month=2026-10&format=csv&{key}={raw}")
+            assert response.status_code == 400 and f"Unknown {key}" in response.get_data(as_text=True), (key, raw)
+
+
+def test_cli_refuses_out_of_range_months_and_writes_nothing(runner, frozen, tmp_path):
+    for month in ("0001-01", "1989-12", "2101-01"):
+        out = tmp_path / f"{month}.csv"
+        refused = runner.invoke(args=["export", "monthly", "--month", month, "--format", "csv", "--out", str(out)])
+        assert refused.exit_code == 1, refused.output
+        lines = refused.stderr.strip().splitlines()
+        assert lines[-1] == f"Error: {month} is outside the months Engage exports (1990-01 to 2100-12).", lines
+        assert "Traceback" not in refused.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -183,7 +183,10 @@ def test_screening_flags_listed_companies_and_shows_exposure(runner, seeded, cli
     result = runner.invoke(args=["screen", "--fund", "Solar"])
     assert result.exit_code == 0
     assert "Xinjiang Daqo New Energy Co Ltd: us_entity_list (86 FR 33119" in result.output
-    assert "Solar (2026-10-31): 2 flagged companies, 4,000,000.00 USD = 40.0 % of the fund" in result.output
+    # exposure per official list (issue 13): Hikvision's analyst note is reported apart, not summed in
+    assert "Solar (2026-10-31): on an official list: 2 companies, 4,000,000.00 USD = 40.0 % of the fund" in result.output
+    assert "  US Entity List: 2 companies, 4,000,000.00 USD = 40.0 % of the fund" in result.output
+    assert "  not counted as exposure: Analyst note: 1 company, 3,000,000.00 USD = 30.0 % of the fund" in result.output
     assert runner.invoke(args=["screen"]).output.count("new risk flag(s)") == 1
     analyst = login_as("analyst")
     page = client.get("/screening").get_data(as_text=True)

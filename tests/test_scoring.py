@@ -233,3 +233,98 @@ def test_company_list_sorts_and_filters_by_score(client, login_as, xuar, frozen_
     assert order("?trend=down") == ["Falling Co"]
     assert order("?score_below=40") == ["Falling Co"]
     assert client.get("/companies?score_below=abc").status_code == 400
+
+
+@pytest.mark.parametrize("value, places, sign, shown", [
+    (Decimal("62.50"), 0, False, "63"), (Decimal("62.49"), 0, False, "62"), (62.5, 0, False, "63"),
+    (Decimal("0.50"), 0, False, "1"), (Decimal("100.00"), 0, False, "100"), (Decimal("0"), 0, False, "0"),
+    (Decimal("12.45"), 0, True, "+12"), (Decimal("12.50"), 0, True, "+13"), (Decimal("-12.50"), 0, True, "-13"),
+    (Decimal("-0.40"), 0, True, "+0"), (Decimal("62.45"), 1, False, "62.5"), (12.45, 1, True, "+12.5"),
+    (None, 0, False, "–"), (float("nan"), 0, False, "–"), (float("inf"), 0, False, "–"),
+])
+def test_score_filter_rounds_half_up(app, value, places, sign, shown):
+    from engage.formatting import format_score
+
+    assert format_score(value, places, sign) == shown
+    template = app.jinja_env.from_string("{{ v|score(p, sign=s) }}")
+    assert template.render(v=value, p=places, s=sign) == shown
+
+
+def test_scores_are_shown_half_up_on_every_page(client, login_as, xuar, frozen_today):
+    """62.50 shows as 63 and 62.49 as 62 wherever a score is drawn; averages and changes round half up too."""
+    login_as("viewer")
+    rubric = xuar.rubrics[-1]
+    made = {}
+    # Half Co: 50.05 then 62.50 (change 12.45); Below Co: 62.49; Third Co: 62.36. Average 62.45.
+    for name, totals in (("Half Co", ("50.05", "62.50")), ("Below Co", ("62.49",)), ("Third Co", ("62.36",))):
+        engagement = factories.engagement(campaign=xuar, opened_on=dt.date(2026, 1, 1),
+                                          company=factories.company(name, sector="Solar"))
+        for day, total in enumerate(totals, start=1):
+            reply = response_on(engagement, dt.date(2026, 5, day))
+            score = Score(engagement=engagement, interaction=reply, rubric=rubric, scored_on=dt.date(2026, 5, day),
+                          total=Decimal(total))
+            db.session.add(score)
+        db.session.commit()
+        made[name] = (engagement, score)
+    half, half_score = made["Half Co"]
+
+    page = client.get(f"/engagements/{half.id}").get_data(as_text=True)
+    assert "63 / 100 on" in page and "(+12)" in page
+    assert ">63</text>" in page and "01 May 2026 50, 02 May 2026 63." in page  # chart labels and description
+    assert "<strong>63</strong>" in page and "Scored 63 / 100" in page
+    assert "62 / 100" not in page
+    assert client.get(f"/scores/{half_score.id}").get_data(as_text=True).count("<h1>63 / 100") == 1
+    below = client.get(f"/scores/{made['Below Co'][1].id}").get_data(as_text=True)
+    assert "<h1>62 / 100" in below
+
+    def row(html, name):
+        return next(line for line in html.split("<tr") if name in line)
+
+    companies = client.get("/companies").get_data(as_text=True)
+    assert '<td class="num">63</td>' in row(companies, "Half Co") and '<td class="num">+12</td>' in row(companies, "Half Co")
+    assert '<td class="num">62</td>' in row(companies, "Below Co")
+    engagements = client.get("/engagements").get_data(as_text=True)
+    assert '<td class="num">63</td>' in row(engagements, "Half Co") and '<td class="num">+12</td>' in row(engagements, "Half Co")
+    assert '<td class="num">62</td>' in row(engagements, "Below Co")
+    # "below 63" lists what is shown below 63, so not Half Co (shown as 63)
+    filtered = client.get("/companies?score_below=63").get_data(as_text=True)
+    assert "Below Co" in filtered and "Third Co" in filtered and "Half Co" not in filtered
+    filtered = client.get("/engagements?score_below=63").get_data(as_text=True)
+    assert "Below Co" in filtered and "Half Co" not in filtered
+
+    campaign = client.get(f"/campaigns/{xuar.id}").get_data(as_text=True)
+    assert "<dd>62.5</dd>" in campaign and '<td class="num">62.5</td>' in campaign  # 62.45 half up, not 62.4
+    report = client.get(f"/campaigns/{xuar.id}/report").get_data(as_text=True)
+    assert "changed by +12.5 points on average" in report
+
+
+def test_public_report_pdf_rounds_the_average_change_half_up(client, login_as, xuar, frozen_today):
+    from pypdf import PdfReader
+    import io
+
+    login_as("viewer")
+    rubric = xuar.rubrics[-1]
+    engagement = factories.engagement(campaign=xuar, opened_on=dt.date(2026, 1, 1))
+    for day, total in ((1, "50.05"), (2, "62.50")):
+        db.session.add(Score(engagement=engagement, rubric=rubric, scored_on=dt.date(2026, 5, day), total=Decimal(total)))
+    db.session.commit()
+    pdf = client.get(f"/campaigns/{xuar.id}/report.pdf")
+    text = " ".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf.data)).pages)
+    assert "+12.5 points" in " ".join(text.split())
+
+
+def test_no_template_formats_a_score_any_other_way():
+    """Guard beside the behaviour tests above: scores go through |score, never printf or round()."""
+    import re
+    from pathlib import Path
+
+    hits = []
+    pattern = re.compile(r"""'[^']*%[+ ]?\d*\.?\d*f[^']*'\|format\(([^)]*)\)|'\{:[^}]*f\}'\.format\(([^)]*)\)|"""
+                         r"""([\w.]+)\|round|round\(([^)]*)\)""")
+    for path in (Path(__file__).parent.parent / "templates").rglob("*.html"):
+        for number, line in enumerate(path.read_text().splitlines(), start=1):
+            for match in pattern.finditer(line):
+                argument = next(g for g in match.groups() if g)
+                if re.search(r"score|total|average|change|gap", argument):
+                    hits.append(f"{path.name}:{number}: {match.group(0)}")
+    assert hits == []

@@ -10,6 +10,7 @@ from sqlalchemy.orm import selectinload
 from engage.companies import service
 from engage.companies.forms import CompanyForm, RiskFlagForm
 from engage.extensions import db
+from engage.formatting import shown_below
 from engage.models import Company, CompanyAlias, Engagement, RiskFlag, RiskSource, Score, Stage
 from engage.security import require_role
 
@@ -107,7 +108,7 @@ def company_query(f: dict):
         scores = company_scores()
         query = query.outerjoin(scores, scores.c.company_id == Company.id)
     if f["score_below"]:
-        query = query.where(scores.c.score < int(f["score_below"]))
+        query = query.where(scores.c.score < shown_below(int(f["score_below"])))
     if f["trend"] == "up":
         query = query.where(scores.c.score > scores.c.previous)
     elif f["trend"] == "down":

@@ -22,6 +22,8 @@ import datetime as dt
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+import sqlalchemy as sa
+
 from engage.errors import FieldError
 from engage.models.base import Escalation, Outcome, Stage
 from engage.models.engagements import Engagement, EngagementEvent
@@ -58,7 +60,25 @@ def _level_label(value: str) -> str:
 
 
 def is_divested(engagement: Engagement) -> bool:
-    return engagement.escalation == Escalation.DIVESTED.value or engagement.outcome == Outcome.DIVESTED.value
+    return engagement.is_divested
+
+
+def divested_on():
+    """SQL for an engagement's divestment date: the latest event that made it divested.
+
+    That is the escalation to `divested` or the close with outcome `divested`; an engagement set
+    divested without events (imported history) falls back to its closing, then opening date.
+    Holdings dated after it are the company "held again after divestment".
+    """
+    event = (
+        sa.select(sa.func.max(EngagementEvent.occurred_on))
+        .where(EngagementEvent.engagement_id == Engagement.id,
+               sa.or_(sa.and_(EngagementEvent.kind == "escalation", EngagementEvent.to_value == Escalation.DIVESTED.value),
+                      sa.and_(EngagementEvent.kind == "close", EngagementEvent.outcome == Outcome.DIVESTED.value)))
+        .correlate(Engagement)
+        .scalar_subquery()
+    )
+    return sa.func.coalesce(event, Engagement.closed_on, Engagement.opened_on, type_=sa.Date)
 
 
 def stage_moves(engagement: Engagement) -> list[Move]:

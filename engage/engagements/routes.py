@@ -20,6 +20,8 @@ from engage.engagements.forms import (
     StageMoveForm,
 )
 from engage.extensions import db
+from engage.formatting import shown_below
+from engage.holdings import screening
 from engage.models import (
     Attachment,
     Campaign,
@@ -108,7 +110,7 @@ def engagement_query(f: dict, today: dt.date):
         query = query.where(Engagement.stage != Stage.CLOSED.value,
                             sa.func.coalesce(service.last_contact_query(), Engagement.opened_on) < cutoff)
     if f["score_below"]:
-        query = query.where(service.latest_score_query() < int(f["score_below"]))
+        query = query.where(service.latest_score_query() < shown_below(int(f["score_below"])))
     if f["trend"] == "up":
         query = query.where(service.score_change_query() > 0)
     elif f["trend"] == "down":
@@ -260,6 +262,8 @@ def _page(engagement: Engagement, status: int = 200, stale: service.StaleEdit | 
         stage_moves=cycle.stage_moves(engagement), escalation_moves=cycle.escalation_moves(engagement),
         generate_form=generate_form, letters=letters, history=history, moderation_flags=flags,
         hints=stage_hints(engagement, latest),
+        held_again=screening.held_after_divestment(screening.snapshots(), engagement.id)
+        if engagement.is_divested else [],
         **_forms(engagement, stale=stale is not None, **forms),
     ), status
 

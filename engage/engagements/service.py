@@ -75,6 +75,12 @@ def open_engagement(company: Company, campaign: Campaign, *, owner: User | None,
     if existing:
         raise EngagementError("campaign_id", f"{company.name} already has an open engagement in "
                                              f"{campaign.name} (#{existing}).")
+    divested = db.session.scalar(sa.select(Engagement.id).where(Engagement.company_id == company.id,
+                                                                Engagement.is_divested).order_by(Engagement.id.desc()))
+    if divested:
+        raise EngagementError("campaign_id", f"{company.name} was divested (engagement #{divested}): it is readmitted "
+                                             "only by reopening that engagement on recorded evidence of change in "
+                                             "practice, not by a new engagement.")
     if owner is not None and (not owner.active or not owner.can_edit):
         raise EngagementError("owner_id", "The owner must be an active analyst or admin.")
     engagement = Engagement(company=company, campaign=campaign, owner=owner, objectives=objectives.strip(),

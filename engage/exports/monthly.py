@@ -23,6 +23,8 @@ import sqlalchemy as sa
 
 from engage.errors import FieldError
 from engage.extensions import db
+from engage.formatting import round_half_up
+from engage.holdings import screening
 from engage.models import (
     Campaign,
     Company,
@@ -57,7 +59,7 @@ class ExportError(FieldError):
     """A refused export request (month, filter or output path)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, order=True)
 class Month:
     year: int
     month: int
@@ -78,11 +80,19 @@ class Month:
         return f"{self.year:04d}-{self.month:02d}"
 
 
+#: The sane range of months (the export also reads the month before the one asked for).
+EARLIEST_MONTH = Month(1990, 1)
+LATEST_MONTH = Month(2100, 12)
+
+
 def parse_month(text: str | None, today: dt.date) -> Month:
+    """A month the export can cover: YYYY-MM between EARLIEST_MONTH and LATEST_MONTH, already started."""
     match = MONTH.match((text or "").strip())
     if not match:
         raise ExportError("month", f"The month must look like 2026-10, not {text!r}.")
     month = Month(int(match.group(1)), int(match.group(2)))
+    if not EARLIEST_MONTH <= month <= LATEST_MONTH:
+        raise ExportError("month", f"{month} is outside the months Engage exports ({EARLIEST_MONTH} to {LATEST_MONTH}).")
     if month.first > today:
         raise ExportError("month", f"{month} has not started yet.")
     return month
@@ -243,21 +253,26 @@ def summarise(export: MonthlyExport, end: dt.date) -> dict:
     bands = Counter("none" if n == 0 else "1" if n == 1 else "2–3" if n <= 3 else "more than 3"
                     for n in per_company.values())
     engaged_companies = {row["company_id"] for row in rows if row["stage"] != "closed"}
+    fund_ids = [export.filters.fund.id] if export.filters.fund is not None else None
+    # Each fund's last snapshot of the month, all funds in one query.
+    snap = screening.snapshots(fund_ids, on=end)
+    held_by_fund: dict[tuple[int, str, dt.date], list] = defaultdict(list)
+    for fund_id, name, as_of, company_id, value in db.session.execute(
+        sa.select(Fund.id, Fund.name, snap.c.as_of, Holding.company_id, Holding.market_value)
+        .join(snap, snap.c.fund_id == Fund.id)
+        .join(Holding, sa.and_(Holding.fund_id == Fund.id, Holding.as_of == snap.c.as_of))
+        .order_by(Fund.name, Fund.id)
+    ):
+        held_by_fund[(fund_id, name, as_of)].append((company_id, value))
     funds = []
-    for fund in db.session.scalars(sa.select(Fund).order_by(Fund.name)):
-        if export.filters.fund is not None and fund.id != export.filters.fund.id:
-            continue
-        as_of = db.session.scalar(sa.select(sa.func.max(Holding.as_of)).where(Holding.fund_id == fund.id,
-                                                                              Holding.as_of <= end))
-        if as_of is None:
-            continue
-        held = db.session.execute(sa.select(Holding.company_id, Holding.market_value).where(
-            Holding.fund_id == fund.id, Holding.as_of == as_of)).all()
+    for (_, name, as_of), held in held_by_fund.items():
         total = sum((v or Decimal(0) for _, v in held), Decimal(0))
         engaged = sum((v or Decimal(0) for cid, v in held if cid in engaged_companies), Decimal(0))
-        funds.append({"fund": fund.name, "as_of": as_of, "total": total, "engaged": engaged,
-                      "share": (engaged * 100 / total).quantize(Decimal("0.1")) if total else None})
+        funds.append({"fund": name, "as_of": as_of, "total": total, "engaged": engaged,
+                      "share": round_half_up(engaged * 100 / total, 1) if total else None})
     return {
+        # Each fund's exposure per official list at its last snapshot of the month (analyst notes apart).
+        "exposure": [e for e in screening.exposures(fund_ids, on=end) if e.as_of is not None],
         "stage": Counter(row["stage"] for row in rows),
         "escalation": Counter(row["escalation"] for row in rows),
         "outcome": Counter(row["outcome"] for row in rows if row["outcome"]),
@@ -337,6 +352,25 @@ def write_xlsx(export: MonthlyExport, path: str) -> None:
         put("Share of each fund's holdings under engagement", style=bold)
         for item in s["funds"]:
             put(f"{item['fund']} ({item['as_of'].isoformat()})", float(item["share"]) if item["share"] is not None else "–")
+
+    if s["exposure"]:
+        line += 1
+        put("Exposure to official lists (holdings at month end)", style=bold)
+        for col, title in enumerate(("Fund", "Holdings as of", "List", "Companies", "Market value", "% of fund")):
+            summary.write_string(line, col, title, bold)
+        line += 1
+        for e in s["exposure"]:
+            parts = [(p, p.label, None) for p in e.lists] + [(e.official, e.official.label, bold)] + \
+                [(p, f"{p.label} (not counted as exposure)", None) for p in e.signals]
+            for part, label, style in parts:
+                summary.write_string(line, 0, neutralise(e.fund.name))
+                summary.write_datetime(line, 1, dt.datetime.combine(e.as_of, dt.time()), date)
+                summary.write_string(line, 2, label, style)
+                summary.write_number(line, 3, part.positions)
+                summary.write_number(line, 4, float(part.value), number)
+                if part.share is not None:
+                    summary.write_number(line, 5, float(part.share))
+                line += 1
 
     activity = workbook.add_worksheet("Activity")
     activity.freeze_panes(1, 0)

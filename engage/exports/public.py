@@ -39,7 +39,7 @@ def report(campaign: Campaign, today: dt.date) -> dict:
         "escalations": [(e.label, escalation.get(e.value, 0)) for e in Escalation],
         "outcomes": sorted(Counter(r[3] for r in rows if r[3]).items()),
         "scored": len(first_last),
-        "average_change": (sum(changes, Decimal(0)) / len(changes)).quantize(Decimal("0.1")) if changes else None,
+        "average_change": sum(changes, Decimal(0)) / len(changes) if changes else None,  # rounded by |score
     }
 
 

@@ -24,7 +24,8 @@ def _filters(args) -> monthly.Filters:
         raw = (args.get(key) or "").strip()
         if not raw:
             continue
-        if not raw.isdigit() or (item := db.session.get(model, int(raw))) is None:
+        # Beyond a 32-bit id nothing exists, and the database would refuse the look-up itself.
+        if not raw.isdigit() or int(raw) > 2**31 - 1 or (item := db.session.get(model, int(raw))) is None:
             raise monthly.ExportError(key, f"Unknown {key} {raw!r}.")
         setattr(filters, key, item)
     return filters

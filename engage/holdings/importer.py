@@ -3,7 +3,8 @@
 Matching order: ISIN, then ticker + exchange, then normalised name or a known alias. Rows that
 match nothing create companies carrying the file's identifiers (marked with `origin` for the
 review page). Rows that land on the same company (two share classes) are added together.
-Re-importing a fund and date replaces that snapshot; other dates stay as history.
+Re-importing a fund and date replaces that snapshot; other dates stay as history. A divested
+company in the snapshot raises its alert (screening.alert_divested_held_again) in the same transaction.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import sqlalchemy as sa
 
 from engage import audit
 from engage.extensions import db
+from engage.holdings import screening
 from engage.holdings.parsing import HoldingRow, ParsedFile
 from engage.models import Company, CompanyAlias, Fund, Holding, normalize_name
 
@@ -130,6 +132,7 @@ class ImportResult:
     created: list[Company]
     replaced: int
     skipped: dict[str, int]
+    alerts: screening.AlertResult = field(default_factory=screening.AlertResult)
 
     def lines(self) -> list[str]:
         matched = ", ".join(f"{n} by {rule}" for rule, n in self.matched.items()) or "none"
@@ -141,6 +144,15 @@ class ImportResult:
             f"skipped (not equities): {skipped}",
             f"replaced: {self.replaced} positions of the earlier import for this date",
         ]
+
+    def warnings(self) -> list[str]:
+        """What needs a person: divested companies the snapshot holds again."""
+        if not self.alerts.held_again:
+            return []
+        alerts = self.alerts
+        return [f"held again after divestment: {', '.join(item.company for item in alerts.held_again)} "
+                f"({alerts.raised} new alert(s), {alerts.emails} owner email(s) queued); a divested company is "
+                f"readmitted only on recorded evidence of change in practice"]
 
 
 def import_parsed(parsed: ParsedFile, fund: Fund, as_of: dt.date, progress=None) -> ImportResult:
@@ -190,7 +202,8 @@ def import_parsed(parsed: ParsedFile, fund: Fund, as_of: dt.date, progress=None)
         db.session.execute(sa.insert(Holding), rows)
     audit.record("holdings_import", f"{len(rows)} positions of {fund.name} as of {as_of.isoformat()} "
                                     f"({len(created)} companies created, {replaced} replaced)", obj=fund)
+    alerts = screening.alert_divested_held_again(fund, as_of)
     if progress:
         progress(len(parsed.rows))
     return ImportResult(fund=fund, as_of=as_of, rows=len(parsed.rows), positions=len(rows), matched=matched,
-                        created=list(created.values()), replaced=replaced, skipped=parsed.skipped)
+                        created=list(created.values()), replaced=replaced, skipped=parsed.skipped, alerts=alerts)

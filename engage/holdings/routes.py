@@ -14,7 +14,7 @@ from engage import clock
 from engage.extensions import db
 from engage.holdings import importer, parsing, screening, service
 from engage.holdings.forms import FundForm, ImportForm
-from engage.models import Campaign, Company, Fund, Holding, RiskFlag, RiskSource
+from engage.models import Campaign, Company, Fund, Holding, RiskSource
 from engage.security import require_role
 from engage.web import field_error
 
@@ -24,9 +24,8 @@ bp = Blueprint("holdings", __name__)
 @bp.route("/funds")
 @require_role("viewer")
 def funds():
-    overview = service.funds_overview()
-    exposures = {fund.id: screening.exposure(fund) for fund, *_ in overview}
-    return render_template("holdings/funds.html", overview=overview, exposures=exposures)
+    """Every fund at its latest snapshot with its exposure per official list (a fixed number of queries)."""
+    return render_template("holdings/funds.html", exposures=screening.exposures())
 
 
 @bp.route("/funds/new", methods=["GET", "POST"])
@@ -61,7 +60,6 @@ def fund(fund_id: int):
         if as_of is None:
             abort(400, "as_of must be a date such as 2026-10-31.")
     as_of = as_of or (snapshots[0][0] if snapshots else None)
-    flagged = sa.select(RiskFlag.company_id).distinct()
     query = (
         sa.select(Holding).join(Company, Company.id == Holding.company_id)
         .where(Holding.fund_id == fund_id, Holding.as_of == as_of)
@@ -69,10 +67,10 @@ def fund(fund_id: int):
         .order_by(Holding.market_value.desc().nulls_last(), Company.normalized_name)
     )
     if request.args.get("flagged") == "yes":
-        query = query.where(Holding.company_id.in_(flagged))
+        query = query.where(Holding.company_id.in_(screening.on_official_list()))
     page = db.paginate(query, per_page=current_app.config["PAGE_SIZE"], max_per_page=200)
     return render_template("holdings/fund.html", fund=item, snapshots=snapshots, as_of=as_of, page=page,
-                           exposure=screening.exposure(item, as_of) if as_of else None)
+                           exposure=screening.exposure(item, as_of, detail=False) if as_of else None)
 
 
 def _mapping_or_error(text: str | None):
@@ -133,6 +131,8 @@ def confirm_import(token: str):
     service.discard_upload(token)
     for line in result.lines():
         flash(line, "success")
+    for line in result.warnings():
+        flash(line[0].upper() + line[1:] + ". See the dashboard.", "error")
     if result.created:
         flash(f"{len(result.created)} companies were created from the file; review them to merge duplicates.", "info")
     return redirect(url_for("holdings.fund", fund_id=fund.id))
@@ -174,9 +174,8 @@ def review_company(company_id: int):
 @bp.route("/screening")
 @require_role("viewer")
 def screening_page():
-    funds = db.session.scalars(sa.select(Fund).order_by(Fund.name)).all()
     campaigns = db.session.scalars(sa.select(Campaign).where(Campaign.active.is_(True)).order_by(Campaign.name)).all()
-    return render_template("holdings/screening.html", exposures=[screening.exposure(f) for f in funds],
+    return render_template("holdings/screening.html", exposures=screening.exposures(detail=True),
                            campaigns=campaigns, lists=screening_lists(),
                            list_labels={s.value: s.label for s in RiskSource})
 
@@ -203,16 +202,21 @@ def run_screening():
 @bp.route("/screening/engage", methods=["POST"])
 @require_role("analyst")
 def engage_flagged():
-    """Open `identified` engagements for a fund's flagged holdings that have none."""
+    """Open `identified` engagements for a fund's holdings on an official list that have none (divested ones excepted)."""
     if not FlaskForm().validate_on_submit():
         abort(400, "The form expired; reload the page.")
     fund_id, campaign_id = request.form.get("fund_id", ""), request.form.get("campaign_id", "")
-    if not fund_id.isdigit() or not campaign_id.isdigit():
+    if not fund_id.isdigit() or not campaign_id.isdigit() or max(int(fund_id), int(campaign_id)) > 2**31 - 1:
         abort(400, "Choose a fund and a campaign.")
     fund = db.get_or_404(Fund, int(fund_id))
     campaign = db.get_or_404(Campaign, int(campaign_id))
-    companies = [row["company"] for row in screening.exposure(fund).rows]
-    opened = screening.open_engagements(companies, campaign, current_user._get_current_object(), clock.today())
+    rows = screening.exposure(fund).rows
+    opened = screening.open_engagements([row.company for row in rows], campaign,
+                                        current_user._get_current_object(), clock.today())
     db.session.commit()
     flash(f"{len(opened)} engagement(s) opened for flagged holdings of {fund.name}.", "success")
+    divested = [row.company.name for row in rows if row.divestment is not None]
+    if divested:
+        flash(f"Not opened for {', '.join(divested)}: divested; readmission is a reopening of the divested "
+              f"engagement on recorded evidence of change in practice.", "info")
     return redirect(url_for("engagements.index", stage="identified", campaign=campaign.id))

@@ -1,4 +1,4 @@
-"""Public lists and screening: load list entries, match them to companies, flag, show exposure."""
+"""Public lists and screening: load list entries, match them to companies, flag; exposure; divested held again."""
 
 from __future__ import annotations
 
@@ -10,13 +10,19 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 import sqlalchemy as sa
+from flask import current_app, render_template
 
+from engage import clock
+from engage.dbutil import insert_ignoring_conflicts
+from engage.engagements import cycle
 from engage.errors import FieldError
 from engage.extensions import db
+from engage.formatting import round_half_up
 from engage.holdings.parsing import RowError, parse_date
 from engage.models import (
     Company,
     CompanyAlias,
+    DivestmentAlert,
     Engagement,
     Fund,
     Holding,
@@ -24,8 +30,10 @@ from engage.models import (
     RiskFlag,
     RiskSource,
     Stage,
+    User,
     normalize_name,
 )
+from engage.reminders import mail
 
 #: What a Consolidated Screening List `source` says for each of our lists.
 CSL_SOURCES = {
@@ -158,56 +166,310 @@ def screen(fund: Fund | None = None) -> ScreenResult:
     return result
 
 
+# Exposure ---------------------------------------------------------------------------------
+# "Official list" and "exposure" are defined here once; the dashboard, the funds pages, the
+# screening page, the CLI and the monthly export all read them from `exposures()`.
+
+#: The lists exposure is measured against; the other sources (sector risk, analyst notes) are
+#: signals, shown apart and never summed in.
+OFFICIAL_LISTS: tuple[str, ...] = tuple(source.value for source in RiskSource.official())
+SIGNALS: tuple[str, ...] = tuple(source.value for source in RiskSource if not source.is_official)
+#: The `source` of the part "on any official list".
+ANY_OFFICIAL = "official"
+
+
+def on_official_list():
+    """SQL: ids of the companies on at least one official list."""
+    return sa.select(RiskFlag.company_id).where(RiskFlag.source.in_(OFFICIAL_LISTS))
+
+
+def snapshots(fund_ids: list[int] | None = None, *, on: dt.date | None = None, as_of: dt.date | None = None):
+    """Subquery (fund_id, as_of): each fund's latest holdings date (on or before `on`), or its `as_of` snapshot."""
+    if as_of is not None:
+        query = sa.select(Holding.fund_id, Holding.as_of).where(Holding.as_of == as_of).distinct()
+    else:
+        query = sa.select(Holding.fund_id, sa.func.max(Holding.as_of).label("as_of")).group_by(Holding.fund_id)
+        if on is not None:
+            query = query.where(Holding.as_of <= on)
+    if fund_ids is not None:
+        query = query.where(Holding.fund_id.in_(fund_ids))
+    return query.subquery("snapshots")
+
+
+def _in_snapshot(snap):
+    return sa.and_(snap.c.fund_id == Holding.fund_id, snap.c.as_of == Holding.as_of)
+
+
+@dataclass
+class Part:
+    """The holdings of a snapshot on one list (or on any official list): how many, their value, their share."""
+
+    source: str
+    positions: int
+    value: Decimal
+    total: Decimal
+
+    @property
+    def label(self) -> str:
+        return "On any official list" if self.source == ANY_OFFICIAL else RiskSource(self.source).label
+
+    @property
+    def share(self) -> Decimal | None:
+        """Percent of the fund's market value, one decimal, half up."""
+        return round_half_up(self.value * 100 / self.total, 1) if self.total else None
+
+
+@dataclass
+class HeldAgain:
+    """A divested company found in a fund's snapshot dated after its divestment."""
+
+    fund_id: int
+    fund: str
+    currency: str
+    as_of: dt.date
+    company_id: int
+    company: str
+    market_value: Decimal | None
+    engagement_id: int
+    owner_id: int | None
+    divested_on: dt.date
+
+
+@dataclass
+class ExposureRow:
+    """One flagged holding of a snapshot, with its flags and where its engagement stands."""
+
+    holding: Holding
+    company: Company
+    flags: list[RiskFlag]
+    #: An open engagement of the company (any campaign), if any.
+    open: Engagement | None = None
+    #: The company's divested engagement still in force (the latest), and its date.
+    divestment: Engagement | None = None
+    divested_on: dt.date | None = None
+
+    @property
+    def official_flags(self) -> list[RiskFlag]:
+        return [f for f in self.flags if f.source in OFFICIAL_LISTS]
+
+    @property
+    def signal_flags(self) -> list[RiskFlag]:
+        return [f for f in self.flags if f.source not in OFFICIAL_LISTS]
+
+    @property
+    def held_again(self) -> bool:
+        return self.divestment is not None and self.holding.as_of > self.divested_on
+
+    @property
+    def can_open(self) -> bool:
+        """The bulk action may open an engagement: none open, and not divested (readmission is a reopening)."""
+        return self.open is None and self.divestment is None
+
+
 @dataclass
 class FundExposure:
     fund: Fund
     as_of: dt.date | None
     total: Decimal
-    flagged_value: Decimal
-    rows: list[dict]
+    positions: int
+    #: On any official list, each holding counted once.
+    official: Part
+    #: One part per official list, in the order of RiskSource.official().
+    lists: list[Part]
+    #: Sector risk and analyst notes: shown apart, never summed into exposure.
+    signals: list[Part]
+    #: With detail: the holdings on an official list, those with only signals, divested ones held again.
+    rows: list[ExposureRow] = field(default_factory=list)
+    noted: list[ExposureRow] = field(default_factory=list)
+    held_again: list[HeldAgain] = field(default_factory=list)
 
     @property
     def share(self) -> Decimal | None:
-        return (self.flagged_value * 100 / self.total).quantize(Decimal("0.1")) if self.total else None
+        return self.official.share
+
+    @property
+    def to_open(self) -> list[ExposureRow]:
+        return [row for row in self.rows if row.can_open]
 
 
-def latest_as_of(fund_id: int) -> dt.date | None:
-    return db.session.scalar(sa.select(sa.func.max(Holding.as_of)).where(Holding.fund_id == fund_id))
+def exposures(fund_ids: list[int] | None = None, *, on: dt.date | None = None, as_of: dt.date | None = None,
+              detail: bool = False) -> list[FundExposure]:
+    """Each fund's exposure (all funds, by name, unless `fund_ids`) at its latest snapshot (on or before `on`).
+
+    Exposure is the market value of the holdings on an official list, per list and on any
+    official list (a company on two lists counts once), as a share of the snapshot's market
+    value. Two queries for all funds; `detail` adds the rows for the screening page in four more.
+    """
+    snap = snapshots(fund_ids, on=on, as_of=as_of)
+    listed = Holding.company_id.in_(on_official_list())
+    value = sa.func.coalesce(Holding.market_value, 0)
+    query = (
+        sa.select(Fund, snap.c.as_of, sa.func.count(Holding.id), sa.func.coalesce(sa.func.sum(Holding.market_value), 0),
+                  sa.func.coalesce(sa.func.sum(sa.case((listed, value), else_=0)), 0),
+                  sa.func.count(sa.case((listed, Holding.id))))
+        .outerjoin(snap, snap.c.fund_id == Fund.id)
+        .outerjoin(Holding, sa.and_(Holding.fund_id == Fund.id, Holding.as_of == snap.c.as_of))
+        .group_by(Fund.id, snap.c.as_of)
+        .order_by(Fund.name)
+    )
+    if fund_ids is not None:
+        query = query.where(Fund.id.in_(fund_ids))
+    pairs = sa.select(RiskFlag.company_id, RiskFlag.source).distinct().subquery("listed_pairs")
+    per_source = {(fund_id, source): (count, Decimal(amount or 0)) for fund_id, source, count, amount in db.session.execute(
+        sa.select(Holding.fund_id, pairs.c.source, sa.func.count(Holding.id), sa.func.sum(value))
+        .join(snap, _in_snapshot(snap))
+        .join(pairs, pairs.c.company_id == Holding.company_id)
+        .group_by(Holding.fund_id, pairs.c.source))}
+    result = []
+    for fund, snapshot, positions, total, listed_value, listed_positions in db.session.execute(query):
+        total = Decimal(total or 0)
+
+        def part(source):
+            count, amount = per_source.get((fund.id, source), (0, Decimal(0)))
+            return Part(source, count, amount, total)
+
+        result.append(FundExposure(
+            fund=fund, as_of=snapshot, total=total, positions=positions,
+            official=Part(ANY_OFFICIAL, listed_positions, Decimal(listed_value or 0), total),
+            lists=[part(source) for source in OFFICIAL_LISTS], signals=[part(source) for source in SIGNALS]))
+    if detail and result:
+        _add_detail(result, snap)
+    return result
 
 
-def exposure(fund: Fund, as_of: dt.date | None = None) -> FundExposure:
-    """The fund's flagged holdings at a date (default: its latest), with value, weight and flags."""
-    as_of = as_of or latest_as_of(fund.id)
-    if as_of is None:
-        return FundExposure(fund, None, Decimal(0), Decimal(0), [])
-    total = db.session.scalar(sa.select(sa.func.coalesce(sa.func.sum(Holding.market_value), 0)).where(
-        Holding.fund_id == fund.id, Holding.as_of == as_of)) or Decimal(0)
-    flagged = sa.select(RiskFlag.company_id).distinct()
+def exposure(fund: Fund, as_of: dt.date | None = None, detail: bool = True) -> FundExposure:
+    """One fund's exposure at `as_of` (default: its latest snapshot)."""
+    return exposures([fund.id], as_of=as_of, detail=detail)[0]
+
+
+def _add_detail(result: list[FundExposure], snap) -> None:
+    """The flagged holdings of each snapshot with their flags and engagements, and divested ones held again."""
+    flagged = Holding.company_id.in_(sa.select(RiskFlag.company_id))
+    held = sa.select(Holding.company_id).join(snap, _in_snapshot(snap)).where(flagged)
     holdings = db.session.execute(
-        sa.select(Holding, Company).join(Company, Company.id == Holding.company_id)
-        .where(Holding.fund_id == fund.id, Holding.as_of == as_of, Holding.company_id.in_(flagged))
+        sa.select(Holding, Company).join(snap, _in_snapshot(snap)).join(Company, Company.id == Holding.company_id)
+        .where(flagged)
         .order_by(Holding.market_value.desc().nulls_last(), Company.normalized_name)
     ).all()
-    ids = [company.id for _, company in holdings]
     flags: dict[int, list[RiskFlag]] = defaultdict(list)
-    for flag in db.session.scalars(sa.select(RiskFlag).where(RiskFlag.company_id.in_(ids or [-1]))):
+    for flag in db.session.scalars(sa.select(RiskFlag).where(RiskFlag.company_id.in_(held))
+                                   .order_by(RiskFlag.effective_date, RiskFlag.id)):
         flags[flag.company_id].append(flag)
-    open_engagements = set(db.session.scalars(sa.select(Engagement.company_id).where(
-        Engagement.company_id.in_(ids or [-1]), Engagement.stage != Stage.CLOSED.value)))
-    rows = [{"holding": h, "company": c, "flags": flags[c.id], "engaged": c.id in open_engagements}
-            for h, c in holdings]
-    flagged_value = sum((h.market_value or Decimal(0) for h, _ in holdings), Decimal(0))
-    return FundExposure(fund, as_of, Decimal(total), flagged_value, rows)
+    open_by_company: dict[int, Engagement] = {}
+    divested_by_company: dict[int, tuple[Engagement, dt.date]] = {}
+    for engagement, divested_on in db.session.execute(
+        sa.select(Engagement, cycle.divested_on())
+        .where(Engagement.company_id.in_(held), sa.or_(Engagement.stage != Stage.CLOSED.value, Engagement.is_divested))
+        .order_by(Engagement.opened_on, Engagement.id)
+    ):
+        if engagement.is_divested:
+            current = divested_by_company.get(engagement.company_id)
+            if current is None or divested_on >= current[1]:
+                divested_by_company[engagement.company_id] = (engagement, divested_on)
+        elif engagement.company_id not in open_by_company:
+            open_by_company[engagement.company_id] = engagement
+    by_fund = {item.fund.id: item for item in result}
+    for holding, company in holdings:
+        divestment, divested_on = divested_by_company.get(company.id, (None, None))
+        row = ExposureRow(holding=holding, company=company, flags=flags[company.id],
+                          open=open_by_company.get(company.id), divestment=divestment, divested_on=divested_on)
+        target = by_fund[holding.fund_id]
+        (target.rows if row.official_flags else target.noted).append(row)
+    for item in held_after_divestment(snap):
+        by_fund[item.fund_id].held_again.append(item)
+
+
+def held_after_divestment(snap, engagement_id: int | None = None) -> list[HeldAgain]:
+    """Divested companies in the snapshots `snap` dated after the divestment, one per fund and company.
+
+    A company is divested while one of its engagements is (cycle.is_divested): closed as divested,
+    or escalated to divested; readmitting it (reopening on recorded evidence) ends that.
+    """
+    divested_on = cycle.divested_on()
+    query = (
+        sa.select(Holding.fund_id, Fund.name, Fund.base_currency, Holding.as_of, Company.id, Company.name,
+                  Holding.market_value, Engagement.id, Engagement.owner_id, divested_on)
+        .join(snap, _in_snapshot(snap))
+        .join(Fund, Fund.id == Holding.fund_id)
+        .join(Company, Company.id == Holding.company_id)
+        .join(Engagement, Engagement.company_id == Holding.company_id)
+        .where(Engagement.is_divested, Holding.as_of > divested_on)
+        .order_by(Fund.name, Holding.market_value.desc().nulls_last(), Company.normalized_name,
+                  divested_on.desc(), Engagement.id.desc())
+    )
+    if engagement_id is not None:
+        query = query.where(Engagement.id == engagement_id)
+    rows = db.session.execute(query).all()
+    found, seen = [], set()
+    for row in rows:
+        key = (row[0], row[4])
+        if key not in seen:  # the latest divestment of the company
+            seen.add(key)
+            found.append(HeldAgain(*row))
+    return found
+
+
+@dataclass
+class AlertResult:
+    held_again: list[HeldAgain] = field(default_factory=list)
+    raised: int = 0
+    emails: int = 0
+
+
+def alert_divested_held_again(fund: Fund, as_of: dt.date, now: dt.datetime | None = None) -> AlertResult:
+    """Raise the alerts for divested companies in the fund's snapshot at `as_of`, in the caller's transaction.
+
+    Called by every holdings import (web and CLI). An alert row per company, fund and snapshot is
+    inserted unless it exists (the database decides, so a re-import or a concurrent import
+    raises nothing twice); the owners of the divested engagements get one email each listing the
+    alerts newly raised for them, through the outbox.
+    """
+    now = now or clock.utcnow()
+    result = AlertResult(held_again=held_after_divestment(snapshots([fund.id], as_of=as_of)))
+    if not result.held_again:
+        return result
+    owner_ids = {item.owner_id for item in result.held_again if item.owner_id is not None}
+    owners = {user.id: user for user in db.session.scalars(
+        sa.select(User).where(User.id.in_(owner_ids or {-1}), User.active.is_(True)))}
+    inserted = insert_ignoring_conflicts(DivestmentAlert, [
+        {"company_id": item.company_id, "fund_id": item.fund_id, "as_of": item.as_of,
+         "engagement_id": item.engagement_id, "market_value": item.market_value,
+         "notified_id": item.owner_id if item.owner_id in owners else None, "created_at": now, "updated_at": now}
+        for item in result.held_again])
+    result.raised = len(inserted)
+    if not inserted:
+        return result
+    new = set(db.session.scalars(sa.select(DivestmentAlert.company_id).where(DivestmentAlert.id.in_(inserted))))
+    by_owner: dict[int, list[HeldAgain]] = defaultdict(list)
+    for item in result.held_again:
+        if item.company_id in new and item.owner_id in owners:
+            by_owner[item.owner_id].append(item)
+    base = current_app.config["ENGAGE_BASE_URL"].rstrip("/")
+    for owner_id, items in by_owner.items():
+        owner = owners[owner_id]
+        subject = (f"Engage: divested company held again — {items[0].company} in {fund.name}" if len(items) == 1
+                   else f"Engage: {len(items)} divested companies held again in {fund.name}")
+        subject = " ".join(subject.split())  # names are data: never a line break in a header
+        mail.enqueue(owner.email, subject, render_template("holdings/held_again_email.txt", owner=owner, fund=fund,
+                                                          as_of=as_of, items=items, base=base), now=now)
+        result.emails += 1
+    return result
 
 
 def open_engagements(companies: list[Company], campaign, owner, today: dt.date) -> list[Engagement]:
-    """Open an `identified` engagement for each flagged company that has none in the campaign."""
+    """Open an `identified` engagement for each listed company that has none in the campaign.
+
+    A divested company is skipped: it comes back only by reopening its divested engagement on
+    recorded evidence of change in practice (the readmission rule), never as a fresh engagement.
+    """
+    ids = [c.id for c in companies] or [-1]
     engaged = set(db.session.scalars(sa.select(Engagement.company_id).where(
-        Engagement.campaign_id == campaign.id, Engagement.stage != Stage.CLOSED.value,
-        Engagement.company_id.in_([c.id for c in companies] or [-1]))))
+        Engagement.campaign_id == campaign.id, Engagement.stage != Stage.CLOSED.value, Engagement.company_id.in_(ids))))
+    divested = set(db.session.scalars(sa.select(Engagement.company_id).where(
+        Engagement.is_divested, Engagement.company_id.in_(ids))))
     opened = []
     for company in companies:
-        if company.id in engaged:
+        if company.id in engaged or company.id in divested:
             continue
         engagement = Engagement(company=company, campaign=campaign, owner=owner, opened_on=today,
                                 stage=Stage.IDENTIFIED.value,

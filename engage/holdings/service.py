@@ -1,4 +1,4 @@
-"""Funds, uploads waiting for confirmation, and merging a company created by an import."""
+"""Uploads waiting for confirmation, and merging a company created by an import."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from flask import current_app
 
 from engage.errors import FieldError
 from engage.extensions import db
-from engage.models import Company, CompanyAlias, Engagement, Fund, Holding, RiskFlag, Stage
+from engage.models import Company, CompanyAlias, Engagement, Holding, RiskFlag, Stage
 
 TOKEN = re.compile(r"^[0-9a-f]{32}$")
 
@@ -115,14 +115,3 @@ def merge(source: Company, target: Company) -> None:
         if value and not getattr(target, field_name):
             setattr(target, field_name, value)
 
-
-def funds_overview():
-    """Each fund with its latest snapshot date, positions and total market value (one query)."""
-    latest = sa.select(Holding.fund_id, sa.func.max(Holding.as_of).label("as_of")).group_by(Holding.fund_id).subquery()
-    return db.session.execute(
-        sa.select(Fund, latest.c.as_of, sa.func.count(Holding.id), sa.func.sum(Holding.market_value))
-        .outerjoin(latest, latest.c.fund_id == Fund.id)
-        .outerjoin(Holding, sa.and_(Holding.fund_id == Fund.id, Holding.as_of == latest.c.as_of))
-        .group_by(Fund.id, latest.c.as_of)
-        .order_by(Fund.name)
-    ).all()

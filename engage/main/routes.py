@@ -10,16 +10,14 @@ from sqlalchemy.orm import selectinload
 
 from engage import clock
 from engage.extensions import db
+from engage.holdings import screening
 from engage.models import (
     Campaign,
     Engagement,
     Escalation,
-    Fund,
-    Holding,
     Interaction,
     Reminder,
     ReminderStatus,
-    RiskFlag,
     Stage,
 )
 from engage.security import require_role
@@ -33,7 +31,7 @@ PENDING = (ReminderStatus.OPEN.value, ReminderStatus.SNOOZED.value)
 @bp.route("/")
 @require_role("viewer")
 def dashboard():
-    """Where the team stands: the funnel, escalations, what is due, what went quiet, exposure."""
+    """Where the team stands: the funnel, escalations, what is due, what went quiet, exposure, divested held again."""
     today = clock.today()
     by_stage = dict(
         db.session.execute(sa.select(Engagement.stage, sa.func.count()).group_by(Engagement.stage)).all()
@@ -77,7 +75,8 @@ def dashboard():
         upcoming=upcoming,
         recent=recent,
         quiet=quiet_engagements(today),
-        exposure=exposure_by_fund(),
+        exposure=screening.exposures(),
+        held_again=screening.held_after_divestment(screening.snapshots()),
         today=today,
         stale_days=current_app.config["STALE_AFTER_DAYS"],
         campaigns=db.session.scalars(sa.select(Campaign).where(Campaign.active.is_(True)).order_by(Campaign.name)).all(),
@@ -111,23 +110,3 @@ def quiet_engagements(today: dt.date, limit: int = 10):
     ).all()
     return {"rows": [(row[0], row[1]) for row in rows], "total": rows[0][2] if rows else 0}
 
-
-def exposure_by_fund():
-    """Per fund, at its latest snapshot: total market value and the part in flagged companies."""
-    latest = (
-        sa.select(Holding.fund_id, sa.func.max(Holding.as_of).label("as_of")).group_by(Holding.fund_id).subquery()
-    )
-    flagged = sa.select(RiskFlag.company_id).distinct()
-    rows = db.session.execute(
-        sa.select(
-            Fund.id, Fund.name, Fund.base_currency, latest.c.as_of,
-            sa.func.sum(Holding.market_value).label("total"),
-            sa.func.sum(sa.case((Holding.company_id.in_(flagged), Holding.market_value), else_=0)).label("flagged"),
-            sa.func.count(sa.case((Holding.company_id.in_(flagged), Holding.id))).label("flagged_positions"),
-        )
-        .join(latest, latest.c.fund_id == Fund.id)
-        .join(Holding, sa.and_(Holding.fund_id == Fund.id, Holding.as_of == latest.c.as_of))
-        .group_by(Fund.id, Fund.name, Fund.base_currency, latest.c.as_of)
-        .order_by(Fund.name)
-    ).all()
-    return rows

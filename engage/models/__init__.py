@@ -19,7 +19,7 @@ from engage.models.base import (
 from engage.models.campaigns import Campaign, Criterion, Investor, Rubric, campaign_signatories
 from engage.models.companies import Company, CompanyAlias, RiskFlag, normalize_name
 from engage.models.engagements import Attachment, Engagement, EngagementEvent, Interaction, Reminder
-from engage.models.holdings import Fund, Holding
+from engage.models.holdings import DivestmentAlert, Fund, Holding
 from engage.models.lists import ListedEntity
 from engage.models.letters import Letter, LetterBatch, LetterTemplate, LetterTemplateVersion
 from engage.models.outbox import ExportRun, OutboxEmail
@@ -28,7 +28,7 @@ from engage.models.users import User
 
 __all__ = [
     "Attachment", "AuditEvent", "Campaign", "Company", "CompanyAlias", "Criterion",
-    "CriterionScore", "Direction", "Engagement", "EngagementEvent", "ExportRun", "Escalation", "Fund", "Holding", "Interaction",
+    "CriterionScore", "Direction", "DivestmentAlert", "Engagement", "EngagementEvent", "ExportRun", "Escalation", "Fund", "Holding", "Interaction",
     "InteractionKind", "Investor", "InvestorKind", "Letter", "LetterKind", "LetterStatus",
     "LetterBatch", "ListedEntity", "LetterTemplate", "LetterTemplateVersion", "OutboxEmail", "OutboxStatus", "Outcome",
     "Reminder", "ReminderKind", "ReminderStatus", "RiskFlag", "RiskSource", "Role", "Rubric", "Score", "Stage",

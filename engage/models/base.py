@@ -111,6 +111,19 @@ class RiskSource(StrEnum):
             "analyst": "Analyst note",
         }[self.value]
 
+    @classmethod
+    def official(cls) -> list[RiskSource]:
+        """The official lists: published by a government or a fund's ethics council.
+
+        Exposure is measured against these only; sector risk and analyst notes are signals, shown
+        apart and never summed in.
+        """
+        return [cls.US_ENTITY_LIST, cls.UFLPA_ENTITY_LIST, cls.CBP_WRO, cls.GPFG_EXCLUSION, cls.GPFG_OBSERVATION]
+
+    @property
+    def is_official(self) -> bool:
+        return self in RiskSource.official()
+
 
 class LetterKind(StrEnum):
     INITIAL = "initial"

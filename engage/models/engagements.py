@@ -7,6 +7,7 @@ import datetime as dt
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
+from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from engage.extensions import db
@@ -101,6 +102,16 @@ class Engagement(TimestampMixin, db.Model):
     @property
     def is_open(self) -> bool:
         return self.stage != Stage.CLOSED.value
+
+    @hybrid_property
+    def is_divested(self) -> bool:
+        """Closed as divested, or escalated to divested: readmitted only on recorded evidence of change."""
+        return self.escalation == Escalation.DIVESTED.value or self.outcome == Outcome.DIVESTED.value
+
+    @is_divested.inplace.expression
+    @classmethod
+    def _is_divested_expression(cls):
+        return sa.or_(cls.escalation == Escalation.DIVESTED.value, cls.outcome == Outcome.DIVESTED.value)
 
     @property
     def stage_label(self) -> str:

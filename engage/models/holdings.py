@@ -50,3 +50,25 @@ class Holding(TimestampMixin, db.Model):
 
     fund: Mapped[Fund] = relationship(back_populates="holdings")
     company: Mapped[Company] = relationship()
+
+
+class DivestmentAlert(TimestampMixin, db.Model):
+    """A divested company found in a fund's holdings snapshot dated after the divestment.
+
+    One row per company, fund and snapshot date: inserting it is what decides that the owner of
+    the divested engagement is emailed, so a re-import or a second screening never emails twice.
+    """
+
+    __tablename__ = "divestment_alerts"
+    __table_args__ = (sa.UniqueConstraint("company_id", "fund_id", "as_of"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    company_id: Mapped[int] = mapped_column(sa.ForeignKey("companies.id", ondelete="CASCADE"))
+    fund_id: Mapped[int] = mapped_column(sa.ForeignKey("funds.id", ondelete="CASCADE"), index=True)
+    #: The snapshot (holdings date) the company appeared in.
+    as_of: Mapped[dt.date]
+    #: The divested engagement, where the readmission (reopening on recorded evidence) is done.
+    engagement_id: Mapped[int] = mapped_column(sa.ForeignKey("engagements.id", ondelete="CASCADE"), index=True)
+    market_value: Mapped[Decimal | None] = mapped_column(sa.Numeric(20, 2))
+    #: The owner emailed when the alert was raised (none without an active owner).
+    notified_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))

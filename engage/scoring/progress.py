@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import selectinload
 
 from engage.extensions import db
+from engage.formatting import round_half_up
 from engage.models import Campaign, Company, CriterionScore, Engagement, Score, Stage
 
 BANDS = [(0, 20), (20, 40), (40, 60), (60, 80), (80, 101)]
@@ -86,7 +87,7 @@ def campaign_report(campaign: Campaign) -> dict:
             sa.select(Criterion.id, Criterion.title).where(Criterion.id.in_([f[0] for f in failing]))).all())
     criteria = sorted(
         ({"title": titles.get(cid, "?"), "scored": n, "failing": int(bad or 0),
-          "share": round(100 * int(bad or 0) / n) if n else 0} for cid, n, bad in failing),
+          "share": round_half_up(Decimal(100 * int(bad or 0)) / n) if n else 0} for cid, n, bad in failing),
         key=lambda c: (-c["share"], c["title"]))
     engaged = db.session.scalar(sa.select(sa.func.count(Engagement.id)).where(
         Engagement.campaign_id == campaign.id, Engagement.stage != Stage.CLOSED.value))
@@ -94,11 +95,11 @@ def campaign_report(campaign: Campaign) -> dict:
     return {
         "scored": len(latest),
         "engaged": engaged,
-        "average": (sum((Decimal(r.total) for r in latest), Decimal(0)) / len(latest)).quantize(Decimal("0.1"))
-        if latest else None,
+        # Unrounded: the page rounds averages like every score, with the `score` filter.
+        "average": sum((Decimal(r.total) for r in latest), Decimal(0)) / len(latest) if latest else None,
         "bands": [{"label": f"{low}–{min(high, 100)}", "count": bands[(low, high)],
                    "width": round(300 * bands[(low, high)] / widest, 1)} for low, high in BANDS],
-        "sectors": sorted(({"sector": s, "count": len(v), "average": (sum(v) / len(v)).quantize(Decimal("0.1"))}
+        "sectors": sorted(({"sector": s, "count": len(v), "average": sum(v) / len(v)}
                            for s, v in by_sector.items()), key=lambda r: r["average"]),
         "criteria": criteria,
     }

@@ -12,6 +12,7 @@ from wtforms.validators import DataRequired, Length
 
 from engage import clock
 from engage.extensions import db
+from engage.formatting import format_score
 from engage.models import Campaign, CriterionScore, Engagement, Interaction, Rubric, Score, Stage
 from engage.scoring import progress, service
 from engage.security import require_role
@@ -78,7 +79,7 @@ def score(interaction_id: int):
                 db.session.rollback()
                 errors[error.field] = error.message
             else:
-                flash(f"Scored {made.total:.0f} / 100.", "success")
+                flash(f"Scored {format_score(made.total)} / 100.", "success")
                 return redirect(url_for("scoring.show", score_id=made.id))
     status = 422 if (errors or form.errors) else 200
     return render_template("scoring/form.html", interaction=interaction, rubric=rubric, form=form, errors=errors,
