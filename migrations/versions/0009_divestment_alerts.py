@@ -1,6 +1,6 @@
 """divestment alerts
 
-Revision ID: 0009_d
+Revision ID: 0009
 Revises: 0008
 Create Date: 2026-11-22 03:00:24.842398
 
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision = '0009_d'
+revision = "0009"
 down_revision = '0008'
 branch_labels = None
 depends_on = None
