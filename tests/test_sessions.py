@@ -127,6 +127,20 @@ def test_role_change_and_deactivation_end_the_users_sessions(app, make_user, cha
     assert signed_in(admin)
 
 
+def test_cookies_from_before_a_deactivation_stay_dead_after_reactivation(app, make_user):
+    target = make_user("viewer")
+    victim = sign_in(app, target, remember=True)
+    copies = copied_cookies(app, victim)
+    admin = sign_in(app, make_user("admin"))
+    for active in ({}, {"active": "y"}):  # deactivate, then activate again
+        response = admin.post(f"/admin/users/{target.id}/edit",
+                              data={"email": target.email, "name": target.name, "role": "viewer", **active})
+        assert response.status_code == 302
+    assert db.session.get(User, target.id).active
+    assert not signed_in(victim) and not any(signed_in(copy) for copy in copies)
+    assert signed_in(sign_in(app, target))
+
+
 def test_an_edit_that_changes_neither_role_nor_activity_keeps_sessions(app, make_user):
     target = make_user("viewer")
     victim = sign_in(app, target)
