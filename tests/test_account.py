@@ -102,3 +102,18 @@ def test_signed_out_visitor_is_sent_to_sign_in(client):
                         ("post", "/account/calendar")):
         response = getattr(client, method)(url)
         assert response.status_code == 302 and response.headers["Location"].startswith("/login"), url
+
+
+def test_password_change_is_throttled_per_address_like_sign_in(make_app, make_user, app):
+    from engage.extensions import limiter
+
+    throttled = make_app(LOGIN_THROTTLE=True, LOGIN_RATE_LIMIT="2 per minute")
+    limiter.reset()
+    try:
+        user = make_user("viewer")
+        client = throttled.test_client()
+        assert login(client, user.email).status_code == 302
+        statuses = [change(client, current="not my password at all").status_code for _ in range(3)]
+        assert statuses == [422, 422, 429]
+    finally:
+        limiter.reset()
