@@ -2,7 +2,6 @@
 
 import datetime as dt
 
-import pytest
 import sqlalchemy as sa
 from hypothesis import given, settings, strategies as st
 

@@ -1,7 +1,5 @@
 """Revocable sessions, the production key rule and no-store on everything a signed-in user sees."""
 
-import datetime as dt
-import hashlib
 import io
 
 import pytest
@@ -10,12 +8,12 @@ from flask import Flask
 from flask.sessions import SecureCookieSessionInterface
 
 from config import DEVELOPMENT_SECRET_KEY, ProductionConfig
-from engage import clock, create_app
+from engage import create_app
 from engage.extensions import db
 from engage.models import AuditEvent, User
 from engage.security import require_role
 from tests import factories
-from tests.conftest import PASSWORD, IsolatedClient, login
+from tests.conftest import PASSWORD, IsolatedClient
 
 PRODUCTION_KEY = "k7Qz1vX9-production-secret-for-tests-3Fp0"
 
@@ -235,7 +233,7 @@ def test_development_and_tests_still_start_with_their_keys(database_url):
     assert create_app(TestConfig, overrides={"SQLALCHEMY_DATABASE_URI": database_url}).testing
 
 
-def forged_session(secret_key: str, app, payload: dict) -> str:
+def forged_session(secret_key: str, payload: dict) -> str:
     """A session cookie with `payload`, signed the way Flask signs it, with `secret_key`."""
     forger = Flask("forger")
     forger.secret_key = secret_key
@@ -253,9 +251,9 @@ def test_forged_admin_session_signed_with_the_development_key_is_refused(app, da
         from flask_login.utils import _create_identifier
 
         payload = {"_user_id": admin.get_id(), "_fresh": True, "_id": _create_identifier()}
-    control.set_cookie("session", forged_session(PRODUCTION_KEY, production, payload))
+    control.set_cookie("session", forged_session(PRODUCTION_KEY, payload))
     assert control.get("/admin/users").status_code == 200  # the payload is right: with the real key it works
-    forged = with_cookie(production, "session", forged_session(DEVELOPMENT_SECRET_KEY, production, payload))
+    forged = with_cookie(production, "session", forged_session(DEVELOPMENT_SECRET_KEY, payload))
     response = forged.get("/admin/users")
     assert response.status_code == 302 and "/login" in response.headers["Location"]
 
