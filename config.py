@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from pathlib import Path
 
@@ -41,10 +42,16 @@ def database_url(value: str | None, default: str) -> str:
     return value
 
 
+#: The public development key; production refuses it (see engage.check_config).
+DEVELOPMENT_SECRET_KEY = "dev-only-change-me"
+
+
 class Config:
     """Development defaults: a SQLite file in instance/, memory rate-limit storage."""
 
-    SECRET_KEY = os.environ.get("SECRET_KEY", "dev-only-change-me")
+    #: True only for production: then a real SECRET_KEY is mandatory, whatever else is set.
+    PRODUCTION = False
+    SECRET_KEY = os.environ.get("SECRET_KEY", DEVELOPMENT_SECRET_KEY)
     SQLALCHEMY_DATABASE_URI = database_url(os.environ.get("DATABASE_URL"), default_database_url())
     SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_pre_ping": True}
     SQLALCHEMY_RECORD_QUERIES = env_bool("SQLALCHEMY_RECORD_QUERIES", False)
@@ -61,6 +68,8 @@ class Config:
     REMEMBER_COOKIE_SAMESITE = "Lax"
     REMEMBER_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
     PERMANENT_SESSION_LIFETIME = env_int("SESSION_LIFETIME_SECONDS", 8 * 3600)
+    #: How long "Keep me signed in on this device" lasts.
+    REMEMBER_COOKIE_DURATION = dt.timedelta(days=env_int("REMEMBER_COOKIE_DAYS", 30))
 
     WTF_CSRF_ENABLED = env_bool("WTF_CSRF_ENABLED", True)
     WTF_CSRF_TIME_LIMIT = env_int("WTF_CSRF_TIME_LIMIT", 8 * 3600)
@@ -72,6 +81,12 @@ class Config:
     RATELIMIT_HEADERS_ENABLED = True
     #: Login attempts allowed per client address.
     LOGIN_RATE_LIMIT = os.environ.get("LOGIN_RATE_LIMIT", "10 per minute;50 per hour")
+    #: Consecutive failed sign-ins for one account before its sign-in pauses (0: never).
+    LOGIN_BACKOFF_AFTER = env_int("LOGIN_BACKOFF_AFTER", 5)
+    #: First pause in seconds; it doubles with each further failure...
+    LOGIN_BACKOFF_SECONDS = env_int("LOGIN_BACKOFF_SECONDS", 30)
+    #: ...up to this many seconds, never more.
+    LOGIN_BACKOFF_MAX_SECONDS = env_int("LOGIN_BACKOFF_MAX_SECONDS", 15 * 60)
 
     #: Number of reverse proxies in front of the app whose X-Forwarded-For/-Proto to trust.
     PROXY_COUNT = env_int("PROXY_COUNT", 0)
@@ -124,6 +139,8 @@ class TestConfig(Config):
 
 class ProductionConfig(Config):
     """Production: a real secret key is mandatory and cookies travel over HTTPS only."""
+
+    PRODUCTION = True
 
     SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", True)
     REMEMBER_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", True)

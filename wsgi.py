@@ -5,4 +5,7 @@ import os
 from config import CONFIGS
 from engage import create_app
 
-app = create_app(CONFIGS[os.environ.get("ENGAGE_ENV", "development")])
+_env = os.environ.get("ENGAGE_ENV", "development")
+if _env not in CONFIGS:  # a typo must not fall back to the development settings
+    raise RuntimeError(f"ENGAGE_ENV must be one of {', '.join(CONFIGS)}, not {_env!r}")
+app = create_app(CONFIGS[_env])

@@ -48,11 +48,28 @@ def create_app(config_class=None, overrides: dict | None = None) -> Flask:
     return app
 
 
+#: Shortest SECRET_KEY production accepts (`python -c "import secrets; print(secrets.token_urlsafe(48))"`).
+MIN_SECRET_KEY_LENGTH = 32
+#: Keys published in this repository; anyone could sign a session cookie with them.
+KNOWN_SECRET_KEYS = {"dev-only-change-me", "test-secret-key", "change-me", "secret", "changeme"}
+
+
 def check_config(app: Flask) -> None:
-    """Refuse to start production with the development secret key."""
-    if not app.debug and not app.testing and app.config.get("FORCE_HTTPS"):
-        if app.config["SECRET_KEY"] in (None, "", "dev-only-change-me"):
-            raise RuntimeError("SECRET_KEY must be set to a long random value in production")
+    """Refuse to start production without a real secret key, whatever the other settings.
+
+    Debug, testing or FORCE_HTTPS do not matter: with a public or short key anyone can forge
+    a session cookie, over HTTP or HTTPS alike.
+    """
+    if not app.config.get("PRODUCTION"):
+        return
+    key = app.config.get("SECRET_KEY") or ""
+    text = key.decode("utf-8", "replace") if isinstance(key, bytes) else str(key)
+    if not text.strip() or text.strip().lower() in KNOWN_SECRET_KEYS:
+        raise RuntimeError("SECRET_KEY must be set to a long random value in production "
+                           "(the development key is public)")
+    if len(text) < MIN_SECRET_KEY_LENGTH or len(set(text)) < 8:
+        raise RuntimeError(f"SECRET_KEY is too weak for production: use at least {MIN_SECRET_KEY_LENGTH} "
+                           "random characters")
 
 
 def _sqlite_pragmas(busy_timeout_ms: int):
@@ -93,14 +110,26 @@ def register_extensions(app: Flask) -> None:
     login_manager.login_message_category = "info"
     login_manager.session_protection = "strong"
 
+    from flask_login import login_user, user_loaded_from_cookie
+
     from engage.models import User
 
     @login_manager.user_loader
-    def load_user(user_id: str):
-        try:
-            return db.session.get(User, int(user_id))
-        except (TypeError, ValueError):
+    def load_user(cookie_id: str):
+        """The active user whose current session token the cookie carries ("<id>:<token>")."""
+        user_id, _, token = str(cookie_id).partition(":")
+        if not (user_id.isascii() and user_id.isdigit()) or not token or len(user_id) > 18:
             return None
+        user = db.session.get(User, int(user_id))
+        if user is None or not user.active or not user.matches_session(token):
+            return None
+        return user
+
+    @user_loaded_from_cookie.connect_via(app)
+    def bind_session_to_client(_app, user):
+        """A session restored from the remember-me cookie gets this client's identifier;
+        without it "strong" session protection would drop the session on the next request."""
+        login_user(user, fresh=False)
 
     # Talisman keeps its options on the instance, so each app gets its own.
     app.extensions["talisman"] = Talisman(
@@ -124,12 +153,16 @@ def register_extensions(app: Flask) -> None:
         },
     )
 
-    from engage.security import enforce_access
+    from engage.security import enforce_access, keep_acting_session, no_store
 
     app.before_request(enforce_access)
+    # after_request hooks run last-registered first: these run before Flask-Login's cookie hook.
+    app.after_request(no_store)
+    app.after_request(keep_acting_session)
 
 
 def register_blueprints(app: Flask) -> None:
+    from engage.account.routes import bp as account_bp
     from engage.admin.routes import bp as admin_bp
     from engage.auth.routes import bp as auth_bp
     from engage.companies.routes import bp as companies_bp
@@ -143,6 +176,7 @@ def register_blueprints(app: Flask) -> None:
 
     app.register_blueprint(auth_bp)
     app.register_blueprint(main_bp)
+    app.register_blueprint(account_bp)
     app.register_blueprint(companies_bp)
     app.register_blueprint(engagements_bp)
     app.register_blueprint(holdings_bp)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from functools import wraps
 from urllib.parse import urlsplit
 
-from flask import abort, current_app, request
+from flask import abort, current_app, g, request, session
 from flask_login import current_user
 
 from engage.models.base import Role
@@ -71,6 +71,15 @@ def enforce_access():
     return None
 
 
+def login_rate_limit() -> str:
+    """Flask-Limiter limit for every form that checks a password (per client address)."""
+    return current_app.config["LOGIN_RATE_LIMIT"]
+
+
+def login_throttle_off() -> bool:
+    return not current_app.config["LOGIN_THROTTLE"]
+
+
 def is_safe_redirect(target: str | None) -> bool:
     """Only same-site relative paths ("/engagements/3") are followed after login."""
     if not target or not target.startswith("/") or target.startswith("//"):
@@ -79,3 +88,43 @@ def is_safe_redirect(target: str | None) -> bool:
         return False
     parts = urlsplit(target)
     return not parts.scheme and not parts.netloc
+
+
+def _signed_in_user():
+    """The user this request signed in as, without loading one (static files load none)."""
+    user = g.get("_login_user")
+    return user if user is not None and user.is_authenticated else None
+
+
+def keep_acting_session(response):
+    """after_request: a request that rotated its own user's session token stays signed in.
+
+    Changing one's password, role or "sign out everywhere" replaces the token, which ends
+    every other session; the browser that made the change gets a cookie with the new token
+    (and a new remember-me cookie if it had one). Sign-out leaves no user, so nothing is kept.
+    """
+    user = _signed_in_user()
+    rotated = getattr(user, "rotated_session_token", None)
+    if rotated is None or "_user_id" not in session:
+        return response
+    # Only the token this request wrote, and only once it is the stored one (not rolled back,
+    # not replaced meanwhile by another request's rotation, which must win).
+    if user.session_token == rotated and session["_user_id"] != user.get_id():
+        session["_user_id"] = user.get_id()
+        cookie_name = current_app.config.get("REMEMBER_COOKIE_NAME", "remember_token")
+        if cookie_name in request.cookies:
+            session["_remember"] = "set"
+    return response
+
+
+def no_store(response):
+    """after_request: nothing a signed-in user sees (pages, downloads) is kept by any cache.
+
+    Anonymous answers (sign-in page, errors) are no-store too unless the view chose its own
+    caching (the calendar feed); static files keep their normal caching.
+    """
+    if request.endpoint == "static":
+        return response
+    if _signed_in_user() is not None or "Cache-Control" not in response.headers:
+        response.headers["Cache-Control"] = "no-store"
+    return response

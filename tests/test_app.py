@@ -3,6 +3,9 @@ import pytest
 from config import Config, ProductionConfig
 from engage import create_app
 
+#: Production refuses keys shorter than 32 characters.
+PRODUCTION_KEY = "a-long-random-production-secret-4f9c2e7a"
+
 
 def test_security_headers_and_cookie_flags(client, make_user):
     response = client.get("/login")
@@ -20,7 +23,7 @@ def test_security_headers_and_cookie_flags(client, make_user):
 
 def test_production_cookies_are_secure_and_https_forced(database_url, monkeypatch):
     app = create_app(ProductionConfig, overrides={"SQLALCHEMY_DATABASE_URI": database_url,
-                                                   "SECRET_KEY": "a-long-random-production-secret"})
+                                                   "SECRET_KEY": PRODUCTION_KEY})
     assert app.config["SESSION_COOKIE_SECURE"] and app.config["REMEMBER_COOKIE_SECURE"]
     response = app.test_client().get("/login")
     assert response.status_code == 302 and response.headers["Location"].startswith("https://")
@@ -96,7 +99,7 @@ def test_create_app_starts_nothing(monkeypatch, database_url):
 
 def test_behind_a_tls_proxy_forwarded_headers_are_trusted(database_url):
     app = create_app(ProductionConfig, overrides={"SQLALCHEMY_DATABASE_URI": database_url, "PROXY_COUNT": 1,
-                                                   "SECRET_KEY": "a-long-random-production-secret"})
+                                                   "SECRET_KEY": PRODUCTION_KEY})
     client = app.test_client()
     assert client.get("/login").status_code == 302  # plain http is redirected
     response = client.get("/login", headers={"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.9"})

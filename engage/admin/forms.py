@@ -14,9 +14,8 @@ from wtforms import (
 )
 from wtforms.validators import DataRequired, Email, EqualTo, InputRequired, Length, NumberRange, Optional
 
-from engage.admin.service import MIN_PASSWORD_LENGTH
 from engage.models import InvestorKind, Role
-from engage.validators import http_url
+from engage.validators import MIN_PASSWORD_LENGTH, http_url, strong_password
 
 ROLE_CHOICES = [SelectChoice(r.value, r.label) for r in Role]
 
@@ -32,7 +31,7 @@ class UserForm(FlaskForm):
 class NewUserForm(UserForm):
     password = PasswordField(
         "Initial password",
-        validators=[DataRequired(), Length(min=MIN_PASSWORD_LENGTH, max=256)],
+        validators=[DataRequired(), strong_password],
         description=f"At least {MIN_PASSWORD_LENGTH} characters; share it with the user out of band.",
     )
     confirm = PasswordField("Repeat password", validators=[DataRequired(), EqualTo("password", "The passwords differ.")])
@@ -41,7 +40,8 @@ class NewUserForm(UserForm):
 
 class PasswordResetForm(FlaskForm):
     password = PasswordField(
-        "New password", validators=[DataRequired(), Length(min=MIN_PASSWORD_LENGTH, max=256)]
+        "New password", validators=[DataRequired(), strong_password],
+        description=f"At least {MIN_PASSWORD_LENGTH} characters. The user's sessions end.",
     )
     confirm = PasswordField("Repeat password", validators=[DataRequired(), EqualTo("password", "The passwords differ.")])
     submit = SubmitField("Set password")
@@ -54,7 +54,8 @@ class AuditFilterForm(FlaskForm):
     action = SelectField(
         "Action",
         choices=[SelectChoice("", "Any")] + [SelectChoice(a, a.replace("_", " ")) for a in
-                                 ("create", "update", "delete", "login", "login_failed", "logout", "role_change")],
+                                 ("create", "update", "delete", "login", "login_failed", "login_backoff", "logout",
+                                  "sessions_ended", "password_change", "password_change_failed", "role_change")],
         validators=[Optional()],
     )
     object_type = StringField("Object type", validators=[Optional(), Length(max=60)])

@@ -8,8 +8,7 @@ from email_validator import EmailNotValidError, validate_email
 from engage.errors import FieldError
 from engage.extensions import db
 from engage.models import Role, User
-
-MIN_PASSWORD_LENGTH = 12
+from engage.validators import password_problem
 
 
 class UserError(FieldError):
@@ -26,8 +25,10 @@ def normalize_email(email: str) -> str:
 
 
 def check_password_strength(password: str) -> None:
-    if len(password or "") < MIN_PASSWORD_LENGTH:
-        raise UserError("password", f"The password must be at least {MIN_PASSWORD_LENGTH} characters long.")
+    """UserError on the password field when `password` breaks the one password rule."""
+    problem = password_problem(password)
+    if problem:
+        raise UserError("password", problem)
 
 
 def email_taken(email: str, except_user: User | None = None) -> bool:
@@ -60,7 +61,10 @@ def create_user(email: str, name: str, role: str, password: str) -> User:
 
 
 def update_user(user: User, *, acting: User, email: str, name: str, role: str, active: bool) -> User:
-    """Edit a user; an admin cannot lock out the last active admin (themselves included)."""
+    """Edit a user; an admin cannot lock out the last active admin (themselves included).
+
+    A new role or deactivation ends the user's sessions (see User._end_sessions_on_access_change).
+    """
     email = normalize_email(email)
     if email_taken(email, except_user=user):
         raise UserError("email", f"A user with the email {email} already exists.")
@@ -79,5 +83,6 @@ def update_user(user: User, *, acting: User, email: str, name: str, role: str, a
 
 
 def reset_password(user: User, password: str) -> None:
+    """An admin sets a user's password; the user's sessions end (User.set_password)."""
     check_password_strength(password)
     user.set_password(password)

@@ -1,24 +1,22 @@
-from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
+from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_user, logout_user
 
 from engage import audit
 from engage.auth.forms import LoginForm, LogoutForm
 from engage.auth.service import authenticate
 from engage.extensions import db, limiter
-from engage.security import is_safe_redirect, public, require_role
+from engage.security import is_safe_redirect, login_rate_limit, login_throttle_off, public, require_role
 
 bp = Blueprint("auth", __name__)
 
-GENERIC_FAILURE = "That email and password do not match an active account."
-
-
-def _login_limit() -> str:
-    return current_app.config["LOGIN_RATE_LIMIT"]
+#: The one answer to every refused sign-in: it never tells whether the account exists or pauses.
+GENERIC_FAILURE = ("That email and password do not match an active account. After several failed "
+                   "attempts, sign-in to an account pauses for a few minutes.")
 
 
 @bp.route("/login", methods=["GET", "POST"])
 @public
-@limiter.limit(_login_limit, methods=["POST"], exempt_when=lambda: not current_app.config["LOGIN_THROTTLE"])
+@limiter.limit(login_rate_limit, methods=["POST"], exempt_when=login_throttle_off)
 def login():
     """Sign in. Unknown email, wrong password and inactive account read the same."""
     form = LoginForm()
@@ -43,12 +41,14 @@ def login():
 @bp.route("/logout", methods=["POST"])
 @require_role("viewer")
 def logout():
-    """Sign out and clear the whole session."""
+    """Sign out: clear the session and replace the user's session token, ending all sessions."""
     form = LogoutForm()
     if not form.validate_on_submit():
         flash("Sign-out did not go through; please try again.", "error")
         return redirect(url_for("main.dashboard"))
-    audit.record("logout", f"{current_user.email} signed out", obj=current_user._get_current_object())
+    user = current_user._get_current_object()
+    user.end_sessions()  # a copied session or remember-me cookie stops working too
+    audit.record("logout", f"{user.email} signed out (every session ended)", obj=user)
     db.session.commit()
     logout_user()
     session.clear()

@@ -1,9 +1,11 @@
-"""Reminders page, manual reminders, snooze/complete, the outbox (admin) and the calendar feed."""
+"""Reminders page, manual reminders, snooze/complete, the outbox (admin) and the calendar feed.
+
+The calendar link itself is created on the account page (engage.account).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-import secrets
 
 import sqlalchemy as sa
 from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
@@ -141,23 +143,6 @@ def retry(email_id: int):
         except ValueError as error:
             flash(str(error), "error")
     return redirect(url_for("reminders.outbox"))
-
-
-@bp.route("/account")
-@require_role("viewer")
-def account():
-    return render_template("reminders/account.html", action_form=ActionForm(formdata=None))
-
-
-@bp.route("/account/calendar", methods=["POST"])
-@require_role("viewer")
-def reset_calendar():
-    """Create or replace the secret calendar link; the old one stops working at once."""
-    if ActionForm().validate_on_submit():
-        current_user.calendar_token = secrets.token_urlsafe(32)
-        db.session.commit()
-        flash("New calendar link created; subscribe to it in your calendar.", "success")
-    return redirect(url_for("reminders.account"))
 
 
 @bp.route("/calendar/<token>.ics")

@@ -1,0 +1,66 @@
+"""The signed-in user's own account: password, sessions and the calendar link."""
+
+from flask import Blueprint, flash, redirect, render_template, url_for
+from flask_login import current_user
+
+from engage.account import service
+from engage.account.forms import ActionForm, PasswordChangeForm
+from engage.extensions import db, limiter
+from engage.security import login_rate_limit, login_throttle_off, require_role
+from engage.web import field_error
+
+bp = Blueprint("account", __name__, url_prefix="/account")
+
+
+def _page(password_form: PasswordChangeForm | None = None, status: int = 200):
+    return render_template("account/index.html", password_form=password_form or PasswordChangeForm(formdata=None),
+                           action_form=ActionForm(formdata=None)), status
+
+
+@bp.route("")
+@require_role("viewer")
+def index():
+    return _page()
+
+
+@bp.route("/password", methods=["POST"])
+@require_role("viewer")
+@limiter.limit(login_rate_limit, exempt_when=login_throttle_off)
+def change_password():
+    """Change one's own password; this browser stays signed in, every other session ends."""
+    form = PasswordChangeForm()
+    if form.validate_on_submit():
+        try:
+            service.change_password(current_user, form.current_password.data, form.new_password.data)
+        except service.AccountError as error:
+            db.session.commit()  # the failed attempt counts towards the backoff and is audited
+            field_error(form, error.field, error.message)
+        else:
+            db.session.commit()
+            flash("Password changed. Every other session is signed out.", "success")
+            return redirect(url_for("account.index"))
+    problems = [error for field in form for error in field.errors]
+    flash("Password not changed: " + " ".join(problems or ["the form expired; try again."]), "error")
+    return _page(form, 422)
+
+
+@bp.route("/sessions", methods=["POST"])
+@require_role("viewer")
+def sign_out_everywhere():
+    """End every other session and remember-me cookie of the user."""
+    if ActionForm().validate_on_submit():
+        service.sign_out_everywhere(current_user)
+        db.session.commit()
+        flash("Every other session is signed out; this one stays signed in.", "success")
+    return redirect(url_for("account.index"))
+
+
+@bp.route("/calendar", methods=["POST"])
+@require_role("viewer")
+def reset_calendar():
+    """Create or replace the secret calendar link; the old one stops working at once."""
+    if ActionForm().validate_on_submit():
+        service.new_calendar_token(current_user)
+        db.session.commit()
+        flash("New calendar link created; subscribe to it in your calendar.", "success")
+    return redirect(url_for("account.index"))
