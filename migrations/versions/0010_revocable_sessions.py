@@ -1,6 +1,6 @@
 """revocable sessions and per-account sign-in backoff
 
-Revision ID: 0009_a
+Revision ID: 0010
 Revises: 0008
 Create Date: 2026-11-23 10:00:00
 
@@ -12,8 +12,8 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision = "0009_a"
-down_revision = "0008"
+revision = "0010"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
