@@ -1,7 +1,7 @@
 """revocable sessions and per-account sign-in backoff
 
 Revision ID: 0010
-Revises: 0008
+Revises: 0009
 Create Date: 2026-11-23 10:00:00
 
 """
