@@ -106,6 +106,16 @@ def reminders_run_command(now_text: str | None) -> None:
         click.echo(f"  {line}")
 
 
+@click.command("housekeeping")
+@click.option("--now", "now_text", help="Run as if it were this UTC date-time (ISO 8601).")
+def housekeeping_command(now_text: str | None) -> None:
+    """Delete import previews never confirmed and cache files past their age (the scheduler does it hourly)."""
+    from engage.jobs import housekeeping
+
+    for line in housekeeping(parse_now(now_text)):
+        click.echo(line)
+
+
 @click.command("scheduler")
 def scheduler_command() -> None:
     """Run the periodic jobs (reminders, outbox, monthly export) in the foreground."""
@@ -317,6 +327,7 @@ def register(app: Flask) -> None:
     app.cli.add_command(users_cli)
     app.cli.add_command(reminders_cli)
     app.cli.add_command(scheduler_command)
+    app.cli.add_command(housekeeping_command)
     app.cli.add_command(holdings_cli)
     app.cli.add_command(lists_cli)
     app.cli.add_command(screen_command)

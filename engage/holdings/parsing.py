@@ -688,6 +688,7 @@ def _resolve_decimals(table: list[_TableRow], labels: dict[str, str], result: Pa
     """The decimal convention of each number column: the caller's, or what the values say."""
     fields = [f for f in NUMBER_FIELDS if f in labels]
     if chosen:
+        result.decimals = {labels[f]: chosen for f in fields}
         return {f: chosen for f in fields}
     votes: dict[str, dict[str, tuple[int, str]]] = {f: {} for f in fields}
     for item in table:

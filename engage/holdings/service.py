@@ -123,31 +123,6 @@ def discard_upload(token: str) -> None:
             (upload_dir() / f"{token}{suffix}").unlink(missing_ok=True)
 
 
-def remove_expired_uploads(now: dt.datetime, max_age: dt.timedelta) -> int:
-    """Delete stash files (previews never confirmed, results of old confirmations) older than `max_age`."""
-    folder = Path(current_app.instance_path) / "uploads"
-    return remove_files_older_than(folder, now - max_age)
-
-
-def remove_files_older_than(folder: Path, cutoff: dt.datetime) -> int:
-    """Delete regular files under `folder` (recursively, not following links) last changed before `cutoff`."""
-    if not folder.is_dir():
-        return 0
-    limit = cutoff.replace(tzinfo=cutoff.tzinfo or dt.UTC).timestamp()
-    removed = 0
-    for root, _dirs, files in os.walk(folder, followlinks=False):
-        for name in files:
-            path = Path(root) / name
-            try:
-                info = path.lstat()
-                if info.st_mtime < limit:
-                    path.unlink()
-                    removed += 1
-            except FileNotFoundError:  # removed meanwhile (a confirmation, another housekeeping run)
-                continue
-    return removed
-
-
 # --- merging a company created by an import --------------------------------------------------
 
 def find_company(text: str) -> Company:
