@@ -58,6 +58,8 @@ DATE_FORMATS = ["%b %d, %Y", "%B %d, %Y", "%d-%b-%Y", "%d-%B-%Y", "%Y-%m-%d", "%
 #: Holdings dates outside this range are typing mistakes (0026, 2206), not history.
 DATE_MIN, DATE_MAX = dt.date(1990, 1, 1), dt.date(2100, 12, 31)
 AS_OF = re.compile(r"(?:holdings\s+)?as\s+of[:\s]+(.+)$", re.IGNORECASE)
+#: The preamble line of an iShares-style download ("Fund Holdings as of,...").
+PROVIDER_DATE = re.compile(r"holdings\s+as\s+of", re.IGNORECASE)
 NBSP = "\u00a0"
 #: The CSV delimiters a holdings file may use.
 DELIMITERS = (",", ";", "\t", "|")
@@ -201,6 +203,7 @@ _GROUPED = {
 }
 _EXPONENT = re.compile(r"(.+?)[eE]([+-]?[0-9]{1,4})", re.ASCII)
 _SEPARATED = re.compile(r"[0-9.,]*[0-9][0-9.,]*", re.ASCII)
+_PLAIN = re.compile(r"[0-9][0-9.,]*", re.ASCII)
 
 
 def _undecorate(text: str) -> tuple[str, bool] | None:
@@ -210,6 +213,8 @@ def _undecorate(text: str) -> tuple[str, bool] | None:
     the number, and a trailing "%". Raises NumberError for two signs.
     """
     value = str(text or "").translate(_SPACES).strip().strip('"').strip()
+    if _PLAIN.fullmatch(value):
+        return value, False  # the common case, without the search for signs and symbols below
     if value.lower() in MISSING:
         return None
     negative = False
@@ -224,13 +229,14 @@ def _undecorate(text: str) -> tuple[str, bool] | None:
         if negative:
             raise NumberError("not a number")
         negative, signed, value = _SIGNS[value[0]], True, value[1:].lstrip()
-    for symbol in _CURRENCY:
-        if value.startswith(symbol):
-            value = value[len(symbol):].lstrip()
-            break
-        if value.endswith(symbol):
-            value = value[:-len(symbol)].rstrip()
-            break
+    if value and not (value[0].isdigit() and value[-1].isdigit()):
+        for symbol in _CURRENCY:
+            if value.startswith(symbol):
+                value = value[len(symbol):].lstrip()
+                break
+            if value.endswith(symbol):
+                value = value[:-len(symbol)].rstrip()
+                break
     if value[:1] in _SIGNS:
         if signed or negative:
             raise NumberError("not a number")
@@ -573,8 +579,10 @@ def _parse_rows(rows, delimiter, xlsx, mapping, decimal, partial, limits) -> Par
         if missing:
             raise FileRefused(f"mapped column(s) not found in the header: {', '.join(missing)}")
     layout = "plain-xlsx" if xlsx else "plain-csv"
-    if preamble:
-        layout = "spdr-xlsx" if xlsx else "ishares-csv"
+    if preamble and xlsx:
+        layout = "spdr-xlsx"
+    elif any(PROVIDER_DATE.search(" ".join(row)) for row in preamble):
+        layout = "ishares-csv"  # a provider download, which ends with its disclaimer
     result = ParsedFile(layout=layout, columns={f: header[i] for f, i in columns.items()}, delimiter=delimiter,
                         decimal_chosen=decimal, partial=partial)
     header_row = len(preamble) + 1
