@@ -24,7 +24,7 @@ class ReadOptionsForm(FlaskForm):
     as_of = DateField("As of", validators=[Optional()], description="Only needed when the file does not say.")
     decimal = SelectField("Decimal separator", choices=DECIMAL_CHOICES, default="",
                           description="Only needed when numbers such as 1,234 could be read either way.")
-    partial = BooleanField("Partial file: it lists only part of the fund",
+    partial = BooleanField("Partial file: only some of the holdings are listed",
                            description="Then weights far below 100 % or a missing provider trailer do not refuse it.")
 
     def validate_as_of(self, field):
