@@ -671,3 +671,18 @@ def test_a_titled_custodian_file_needs_no_provider_trailer(runner, tmp_path):
     result = cli_import(runner, tmp_path, text, "--as-of", "2026-10-31")
     assert result.exit_code == 0, result.stderr
     assert db.session.scalar(sa.select(HoldingImport.layout)) == "plain-csv"
+
+
+def test_excel_unicode_text_is_read():
+    """Excel's "Unicode Text" export: UTF-16 with a byte-order mark, tab-separated."""
+    text = "Name\tTicker\tWeight (%)\r\n海康威视\t002415\t60,5\r\n浙江大华\t002236\t39,5\r\n"
+    parsed = parsing.parse("unicode.txt", text.encode("utf-16"))
+    assert parsed.ok and parsed.delimiter == "\t"
+    assert [(r.name, r.weight) for r in parsed.rows] == [("海康威视", Decimal("60.5")), ("浙江大华", Decimal("39.5"))]
+
+
+def test_a_row_cut_after_its_first_value_is_not_taken_for_the_trailer(runner, tmp_path):
+    lines = ishares().split("\n")
+    text = "\n".join(lines[:9]) + '\n"USD",'
+    result = cli_import(runner, tmp_path, text)
+    assert result.exit_code == 1 and "row 10: the file ends in the middle of this row (2 of 10 columns)" in result.stderr

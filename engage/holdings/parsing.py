@@ -503,14 +503,6 @@ def find_header(rows: list[list[str]], mapping: dict[str, str]) -> tuple[int, di
     return None
 
 
-def read_rows(filename: str, data: bytes, limits: Limits | None = None) -> list[list[str]]:
-    """All rows of the first sheet or of the CSV, as lists of strings (bounded by `limits`)."""
-    limits = limits or Limits()
-    source = _open(data, {}, limits)[0]
-    with closing(source):
-        return list(islice(source, limits.max_rows + HEADER_ROWS + TRAILER_ROWS))
-
-
 def _open(data: bytes, mapping: dict[str, str], limits: Limits) -> tuple[Iterator[list[str]], str | None]:
     """The rows of the file and its CSV delimiter (None for XLSX)."""
     if not data or not data.strip():
@@ -519,9 +511,15 @@ def _open(data: bytes, mapping: dict[str, str], limits: Limits) -> tuple[Iterato
         return _xlsx_rows(data, limits), None
     if data[:8] == b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1":
         raise FileRefused("old Excel (.xls) files are not supported; save it as .xlsx or CSV")
-    if b"\x00" in data[:4096]:
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):  # Excel's "Unicode Text": UTF-16, tab-separated
+        try:
+            text = data.decode("utf-16")
+        except UnicodeDecodeError as exc:
+            raise FileRefused("the file says it is UTF-16 text but cannot be decoded") from exc
+    elif b"\x00" in data[:4096]:
         raise FileRefused("this is not a CSV or XLSX file")
-    text = _decode(data)
+    else:
+        text = _decode(data)
     if "\x00" in text:
         raise FileRefused("this is not a CSV or XLSX file (it contains NUL characters)")
     delimiter = detect_delimiter(text, mapping, limits)
@@ -637,6 +635,7 @@ def _read_table(rows, header_row: int, header: list[str], columns: dict[str, int
     table: list[_TableRow] = []
     short: list[tuple[int, int]] = []
     end_row = None
+    ending: list[str] = []
     trailer = False
     after = 0
     continued = None
@@ -645,7 +644,7 @@ def _read_table(rows, header_row: int, header: list[str], columns: dict[str, int
         filled = sum(1 for cell in row if cell)
         if end_row is None:
             if filled < 2:
-                end_row, trailer = number, bool(filled)
+                end_row, trailer, ending = number, bool(filled), row
                 continue
             if len(table) >= limits.max_rows:
                 raise FileRefused(f"the holdings table has more than {limits.max_rows:,} rows, the limit "
@@ -675,6 +674,10 @@ def _read_table(rows, header_row: int, header: list[str], columns: dict[str, int
                 number, "", "", f"this row looks like a holding, but the table ended at the empty row {end_row}; "
                                 f"remove the empty row (or the rows below it)"))
     result.last_row = table[-1].row if table else header_row
+    if not xlsx and end_row is not None and after == 0 and len(ending) >= 2 and any(ending):
+        # the last line of the file has one value and then delimiters: a row cut after its first value
+        short.append((end_row, len(ending)))
+        result.last_row, end_row = end_row, None
     for number, count in short:
         if number == result.last_row and end_row is None:
             reason = (f"the file ends in the middle of this row ({count} of {width} columns): it looks cut off, "
