@@ -1,12 +1,12 @@
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
-from wtforms import BooleanField, DateField, HiddenField, SelectField, StringField, SubmitField
+from wtforms import BooleanField, DateField, HiddenField, SelectChoice, SelectField, StringField, SubmitField
 from wtforms.validators import DataRequired, Length, Optional, Regexp, ValidationError
 
 from engage.holdings.parsing import date_problem
 
-DECIMAL_CHOICES = [("", "Read it from the values"), ("point", "Decimal point: 1,234.56"),
-                   ("comma", "Decimal comma: 1.234,56")]
+DECIMAL_CHOICES = [SelectChoice("", "Read it from the values"), SelectChoice("point", "Decimal point: 1,234.56"),
+                   SelectChoice("comma", "Decimal comma: 1.234,56")]
 
 
 class FundForm(FlaskForm):

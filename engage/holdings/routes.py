@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from flask_wtf import FlaskForm
+from wtforms import SelectChoice
 from sqlalchemy.orm import selectinload
 
 from engage import clock
@@ -88,7 +89,7 @@ def _mapping_or_error(text: str | None):
 
 
 def _fund_choices(form) -> None:
-    form.fund_id.choices = [(f.id, f.name) for f in db.session.scalars(sa.select(Fund).order_by(Fund.name))]
+    form.fund_id.choices = [SelectChoice(f.id, f.name) for f in db.session.scalars(sa.select(Fund).order_by(Fund.name))]
 
 
 def _parse(data: bytes, meta: dict):
