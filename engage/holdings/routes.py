@@ -8,8 +8,8 @@ import sqlalchemy as sa
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from flask_wtf import FlaskForm
-from wtforms import SelectChoice
 from sqlalchemy.orm import selectinload
+from wtforms import SelectChoice
 
 from engage import clock
 from engage.extensions import db
