@@ -113,6 +113,17 @@ class Config:
     PAGE_SIZE = env_int("PAGE_SIZE", 50)
     #: Largest holdings file accepted by the CLI (uploads are capped by MAX_CONTENT_LENGTH).
     HOLDINGS_MAX_BYTES = env_int("HOLDINGS_MAX_BYTES", 50 * 1024 * 1024)
+    #: Rows of a holdings table (cash and derivatives included) and columns of any row; larger files are refused.
+    HOLDINGS_MAX_ROWS = env_int("HOLDINGS_MAX_ROWS", 50_000)
+    HOLDINGS_MAX_COLUMNS = env_int("HOLDINGS_MAX_COLUMNS", 100)
+    #: Bytes an XLSX holdings file may unpack to (a small zip can hold a huge sheet).
+    HOLDINGS_MAX_UNZIPPED_BYTES = env_int("HOLDINGS_MAX_UNZIPPED_BYTES", 100 * 1024 * 1024)
+    #: A whole-fund file's weights add up to at least this many percent; less means rows are missing.
+    HOLDINGS_MIN_WEIGHT_TOTAL = env_int("HOLDINGS_MIN_WEIGHT_TOTAL", 90)
+    #: Import previews never confirmed are deleted after this many hours (housekeeping job).
+    UPLOAD_MAX_AGE_HOURS = env_int("UPLOAD_MAX_AGE_HOURS", 24)
+    #: Files under instance/cache/ (rendered documents) are deleted after this many days.
+    CACHE_MAX_AGE_DAYS = env_int("CACHE_MAX_AGE_DAYS", 7)
     #: Largest single attachment in bytes; the whole request is capped by MAX_CONTENT_LENGTH.
     ATTACHMENT_MAX_BYTES = env_int("ATTACHMENT_MAX_BYTES", 10 * 1024 * 1024)
     #: Where attachments are stored (default: instance/attachments).

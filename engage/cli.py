@@ -106,6 +106,16 @@ def reminders_run_command(now_text: str | None) -> None:
         click.echo(f"  {line}")
 
 
+@click.command("housekeeping")
+@click.option("--now", "now_text", help="Run as if it were this UTC date-time (ISO 8601).")
+def housekeeping_command(now_text: str | None) -> None:
+    """Delete import previews never confirmed and cache files past their age (the scheduler does it hourly)."""
+    from engage.jobs import housekeeping
+
+    for line in housekeeping(parse_now(now_text)):
+        click.echo(line)
+
+
 @click.command("scheduler")
 def scheduler_command() -> None:
     """Run the periodic jobs (reminders, outbox, monthly export) in the foreground."""
@@ -134,8 +144,16 @@ holdings_cli = AppGroup("holdings", help="Fund holdings.")
 @click.option("--as-of", "as_of_text", help="Holdings date YYYY-MM-DD when the file does not say.")
 @click.option("--map", "mapping_text", help="Column mapping, e.g. isin=ISIN,name=Security,market_value=Value")
 @click.option("--create-fund", is_flag=True, help="Create the fund if it does not exist.")
-def holdings_import_command(path, fund_name, as_of_text, mapping_text, create_fund):
-    """Import a holdings file (iShares CSV, SPDR XLSX, or CSV/XLSX with a mapping) in one transaction."""
+@click.option("--decimal", type=click.Choice(["point", "comma"]),
+              help="The file's decimal separator (1,234.56 is point, 1.234,56 is comma); read from the values if not given.")
+@click.option("--partial", is_flag=True,
+              help="The file deliberately lists only part of the fund: do not refuse it for weights far below 100 % "
+                   "or a missing provider trailer.")
+def holdings_import_command(path, fund_name, as_of_text, mapping_text, create_fund, decimal, partial):
+    """Import a holdings file (iShares CSV, SPDR XLSX, or CSV/XLSX with a mapping) in one transaction.
+
+    It replaces the fund's snapshot for that date, if there is one, and says which import it replaces.
+    """
     import datetime as dt
 
     import sqlalchemy as sa
@@ -152,11 +170,18 @@ def holdings_import_command(path, fund_name, as_of_text, mapping_text, create_fu
             as_of = dt.date.fromisoformat(as_of_text)
         except ValueError:
             fail(f"--as-of must be a date YYYY-MM-DD, not {as_of_text!r}")
+        if parsing.date_problem(as_of):
+            fail(f"--as-of: {parsing.date_problem(as_of)}")
+    fund = db.session.scalar(sa.select(Fund).where(Fund.name == fund_name))
+    if fund is None and not create_fund:
+        fail(f"no fund called {fund_name!r}; add --create-fund to create it")
     limit = current_app.config["HOLDINGS_MAX_BYTES"]
     if file.stat().st_size > limit:
         fail(f"{path}: larger than the {limit // (1024 * 1024)} MB limit for holdings files")
     try:
-        parsed = parsing.parse(file.name, file.read_bytes(), parsing.parse_mapping(mapping_text))
+        data = file.read_bytes()
+        parsed = parsing.parse(file.name, data, parsing.parse_mapping(mapping_text), decimal=decimal, partial=partial,
+                               limits=parsing.Limits.from_config(current_app.config))
     except parsing.FileRefused as exc:
         fail(f"{path}: {exc}")
     if not parsed.ok:
@@ -167,11 +192,8 @@ def holdings_import_command(path, fund_name, as_of_text, mapping_text, create_fu
     as_of = as_of or parsed.as_of
     if as_of is None:
         fail(f"{path}: the file does not say its date; give --as-of YYYY-MM-DD")
-    fund = db.session.scalar(sa.select(Fund).where(Fund.name == fund_name))
     with audit.acting_as("cli"):
         if fund is None:
-            if not create_fund:
-                fail(f"no fund called {fund_name!r}; add --create-fund to create it")
             fund = Fund(name=fund_name)
             db.session.add(fund)
             db.session.flush()
@@ -182,7 +204,7 @@ def holdings_import_command(path, fund_name, as_of_text, mapping_text, create_fu
                 bar.update(count - done[0])
                 done[0] = count
 
-            result = importer.import_parsed(parsed, fund, as_of, progress=progress)
+            result = importer.import_parsed(parsed, fund, as_of, progress=progress, filename=file.name, data=data)
         db.session.commit()
     for line in result.lines():
         click.echo(line)
@@ -316,6 +338,7 @@ def register(app: Flask) -> None:
     app.cli.add_command(users_cli)
     app.cli.add_command(reminders_cli)
     app.cli.add_command(scheduler_command)
+    app.cli.add_command(housekeeping_command)
     app.cli.add_command(holdings_cli)
     app.cli.add_command(lists_cli)
     app.cli.add_command(screen_command)

@@ -41,6 +41,13 @@ def monthly_export(now: dt.datetime) -> list[str]:
     return [run_monthly(now)]
 
 
+def housekeeping(now: dt.datetime) -> list[str]:
+    """Import previews never confirmed and cache files past their age are deleted."""
+    from engage.housekeeping import run
+
+    return run(now)
+
+
 @dataclass(frozen=True)
 class Job:
     id: str
@@ -54,6 +61,7 @@ def jobs(app: Flask) -> list[Job]:
         Job("reminders-tick", reminders_tick, "interval", {"minutes": app.config["REMINDER_TICK_MINUTES"]}),
         Job("outbox-drain", outbox_drain, "interval", {"minutes": 1}),
         Job("monthly-export", monthly_export, "cron", {"day": 1, "hour": 6, "minute": 0}),
+        Job("housekeeping", housekeeping, "interval", {"hours": 1}),
     ]
 
 

@@ -192,11 +192,11 @@ def divested(make_user, frozen):
 def import_cli(runner, tmp_path, as_of="2026-10-31", fund="EM Fund"):
     path = tmp_path / "holdings.csv"
     path.write_text(HOLDINGS)
-    return runner.invoke(args=["holdings", "import", str(path), "--fund", fund, "--create-fund", "--as-of", as_of])
+    return runner.invoke(args=["holdings", "import", str(path), "--fund", fund, "--create-fund", "--as-of", as_of, "--partial"])
 
 
 def import_web(client, fund_id, as_of="2026-10-31"):
-    preview = client.post("/holdings/import", data={"fund_id": fund_id, "as_of": as_of,
+    preview = client.post("/holdings/import", data={"fund_id": fund_id, "as_of": as_of, "partial": "y",
                                                     "file": (io.BytesIO(HOLDINGS.encode()), "holdings.csv")},
                           content_type="multipart/form-data")
     assert preview.status_code == 200, preview.get_data(as_text=True)

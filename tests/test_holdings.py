@@ -2,6 +2,7 @@
 
 import datetime as dt
 import io
+import re
 from decimal import Decimal
 from pathlib import Path
 
@@ -31,7 +32,7 @@ def positions(fund_name):
 
 def test_ishares_csv_with_all_its_quirks(runner, seeded):
     result = runner.invoke(args=["holdings", "import", str(FIXTURES / "ishares_em.csv"), "--fund", "EM Index",
-                                 "--create-fund"])
+                                 "--create-fund", "--partial"])
     assert result.exit_code == 0, result.output + result.stderr
     assert "EM Index as of 2026-11-20: 5 rows → 5 positions" in result.output
     assert "matched: 2 by ticker and exchange" in result.output
@@ -45,14 +46,14 @@ def test_ishares_csv_with_all_its_quirks(runner, seeded):
     tencent = db.session.scalar(sa.select(Company).where(Company.name == "TENCENT HOLDINGS LTD"))
     assert (tencent.ticker, tencent.exchange, tencent.country, tencent.origin.startswith("holdings import")) == \
         ("700", "XHKG", "CN", True)
-    again = runner.invoke(args=["holdings", "import", str(FIXTURES / "ishares_em.csv"), "--fund", "EM Index"])
+    again = runner.invoke(args=["holdings", "import", str(FIXTURES / "ishares_em.csv"), "--fund", "EM Index", "--partial"])
     assert again.exit_code == 0 and "replaced: 5 positions" in again.output and "created: 0" in again.output
     assert counts()[0] == 5
 
 
 def test_ishares_shares_column_and_other_date_style(runner, seeded):
     result = runner.invoke(args=["holdings", "import", str(FIXTURES / "ishares_us.csv"), "--fund", "World",
-                                 "--create-fund"])
+                                 "--create-fund", "--partial"])
     assert result.exit_code == 0, result.stderr
     held = positions("World")
     assert held["Apple Inc."].shares == Decimal("105000") and held["Apple Inc."].as_of == dt.date(2026, 11, 20)
@@ -80,7 +81,7 @@ def test_spdr_xlsx(runner, seeded, tmp_path):
         ["Zhejiang Dahua Technology Co., Ltd.", "002236 C2", "-", "B2QD5Y0", 0.1002, "Information Technology", 800000, "CNY"],
         ["SSGA USD LIQUIDITY FUND", "-", "-", "-", 0.5, "Cash", 1000, "USD"],
     ]))
-    result = runner.invoke(args=["holdings", "import", str(path), "--fund", "SPDR Asia", "--create-fund"])
+    result = runner.invoke(args=["holdings", "import", str(path), "--fund", "SPDR Asia", "--create-fund", "--partial"])
     assert result.exit_code == 0, result.stderr
     assert "1 by ISIN" in result.output and "1 by name" in result.output and "created: 0" in result.output
     assert "1 cash or derivative" in result.output
@@ -92,12 +93,13 @@ def test_plain_csv_with_a_column_mapping(runner, seeded, tmp_path):
     path = tmp_path / "custodian.csv"
     path.write_text("Security;ISIN Code;Value;Pct\nApple Inc;US0378331005;1.000.000;1,5\n", encoding="utf-8")
     refused = runner.invoke(args=["holdings", "import", str(path), "--fund", "Custody", "--create-fund",
-                                  "--as-of", "2026-10-31"])
+                                  "--as-of", "2026-10-31", "--decimal", "point"])
     assert refused.exit_code == 1 and "row 2, column Value: not a number ('1.000.000')" in refused.stderr
     path.write_text("Security,ISIN Code,Value,Pct\n\"Apple Inc\",US0378331005,\"1,000,000\",1.5\n"
                     "\"New Co\",,\"2,500\",0.1\n", encoding="utf-8")
     result = runner.invoke(args=["holdings", "import", str(path), "--fund", "Custody", "--create-fund",
-                                 "--as-of", "2026-10-31", "--map", "isin=ISIN Code,name=Security,market_value=Value,weight=Pct"])
+                                 "--as-of", "2026-10-31", "--map", "isin=ISIN Code,name=Security,market_value=Value,weight=Pct",
+                                 "--partial"])
     assert result.exit_code == 0, result.stderr
     assert "1 by ISIN" in result.output and "created: 1" in result.output
     assert positions("Custody")["Apple Inc."].market_value == Decimal("1000000")
@@ -154,7 +156,8 @@ def test_web_upload_preview_then_confirm(client, login_as, seeded):
     db.session.add(fund)
     db.session.commit()
     data = (FIXTURES / "ishares_em.csv").read_bytes()
-    preview = client.post("/holdings/import", data={"fund_id": fund.id, "file": (io.BytesIO(data), "holdings.csv")},
+    preview = client.post("/holdings/import", data={"fund_id": fund.id, "file": (io.BytesIO(data), "holdings.csv"),
+                                                    "partial": "y"},
                           content_type="multipart/form-data")
     page = preview.get_data(as_text=True)
     assert preview.status_code == 200 and "Import 5 holdings" in page and "ishares-csv" in page
@@ -179,7 +182,7 @@ def test_screening_flags_listed_companies_and_shows_exposure(runner, seeded, cli
                     "\"002415\",\"Hikvision\",\"3,000,000\",\"3.0\",\"Shenzhen Stock Exchange\"\n"
                     "\"ZZZ\",\"Unlisted Harmless Co\",\"6,000,000\",\"6.0\",\"NASDAQ\"\n")
     assert runner.invoke(args=["holdings", "import", str(path), "--fund", "Solar", "--create-fund",
-                               "--as-of", "2026-10-31"]).exit_code == 0
+                               "--as-of", "2026-10-31", "--partial"]).exit_code == 0
     result = runner.invoke(args=["screen", "--fund", "Solar"])
     assert result.exit_code == 0
     assert "Xinjiang Daqo New Energy Co Ltd: us_entity_list (86 FR 33119" in result.output
@@ -230,7 +233,8 @@ def test_lists_import_reads_a_consolidated_screening_list_export(runner, tmp_pat
 
 
 def test_review_merges_a_created_company(client, login_as, seeded, runner):
-    runner.invoke(args=["holdings", "import", str(FIXTURES / "ishares_em.csv"), "--fund", "EM", "--create-fund"])
+    runner.invoke(args=["holdings", "import", str(FIXTURES / "ishares_em.csv"), "--fund", "EM", "--create-fund",
+                        "--partial"])
     created = db.session.scalar(sa.select(Company).where(Company.name == "XINJIANG EXAMPLE COTTON TEXTILES LTD A"))
     target = Company(name="Xinjiang Example Cotton Textiles Group", isin=None, country="CN")
     db.session.add(target)
@@ -239,7 +243,10 @@ def test_review_merges_a_created_company(client, login_as, seeded, runner):
     assert "XINJIANG EXAMPLE COTTON" in client.get("/holdings/review").get_data(as_text=True)
     client.post(f"/holdings/review/{created.id}", data={"action": "merge", "target": "nobody at all"})
     assert db.session.get(Company, created.id) is not None  # not found: nothing merged
-    response = client.post(f"/holdings/review/{created.id}", data={"action": "merge", "target": str(target.id)})
+    shown = client.post(f"/holdings/review/{created.id}", data={"action": "merge", "target": str(target.id)})
+    assert shown.status_code == 200 and db.session.get(Company, created.id) is not None  # shown, not merged yet
+    plan = re.search(r'name="plan" type="hidden" value="([0-9a-f]+)"', shown.get_data(as_text=True)).group(1)
+    response = client.post(f"/holdings/review/{created.id}/merge", data={"target_id": target.id, "plan": plan})
     assert response.status_code == 302
     db.session.expire_all()
     assert db.session.get(Company, created.id) is None

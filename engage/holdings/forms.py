@@ -1,7 +1,12 @@
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
-from wtforms import DateField, SelectField, StringField, SubmitField
-from wtforms.validators import DataRequired, Length, Optional, Regexp
+from wtforms import BooleanField, DateField, HiddenField, SelectChoice, SelectField, StringField, SubmitField
+from wtforms.validators import DataRequired, Length, Optional, Regexp, ValidationError
+
+from engage.holdings.parsing import date_problem
+
+DECIMAL_CHOICES = [SelectChoice("", "Read it from the values"), SelectChoice("point", "Decimal point: 1,234.56"),
+                   SelectChoice("comma", "Decimal comma: 1.234,56")]
 
 
 class FundForm(FlaskForm):
@@ -13,10 +18,31 @@ class FundForm(FlaskForm):
     submit = SubmitField("Save fund")
 
 
-class ImportForm(FlaskForm):
+class ReadOptionsForm(FlaskForm):
+    """How to read a holdings file: what the file cannot say for itself."""
+
+    as_of = DateField("As of", validators=[Optional()], description="Only needed when the file does not say.")
+    decimal = SelectField("Decimal separator", choices=DECIMAL_CHOICES, default="",
+                          description="Only needed when numbers such as 1,234 could be read either way.")
+    partial = BooleanField("Partial file: only some of the holdings are listed",
+                           description="Then weights far below 100 % or a missing provider trailer do not refuse it.")
+
+    def validate_as_of(self, field):
+        problem = date_problem(field.data)
+        if problem:
+            raise ValidationError(f"The holdings date {problem}.")
+
+
+class ImportForm(ReadOptionsForm):
     fund_id = SelectField("Fund", coerce=int, validators=[DataRequired()])
     file = FileField("Holdings file (CSV or XLSX)", validators=[FileRequired("Choose a file to import.")])
-    as_of = DateField("As of", validators=[Optional()], description="Only needed when the file does not say.")
     mapping = StringField("Column mapping", validators=[Optional(), Length(max=500)],
                           description="For files with unusual headers, e.g. isin=ISIN Code,name=Security,market_value=Value")
     submit = SubmitField("Check the file")
+
+
+class MergeForm(FlaskForm):
+    """Confirming a merge shown on the confirmation page."""
+
+    target_id = HiddenField(validators=[DataRequired(), Regexp(r"^[0-9]{1,9}$")])
+    plan = HiddenField(validators=[DataRequired(), Regexp(r"^[0-9a-f]{32}$")])

@@ -3,13 +3,17 @@
 Matching order: ISIN, then ticker + exchange, then normalised name or a known alias. Rows that
 match nothing create companies carrying the file's identifiers (marked with `origin` for the
 review page). Rows that land on the same company (two share classes) are added together.
-Re-importing a fund and date replaces that snapshot; other dates stay as history. A divested
-company in the snapshot raises its alert (screening.alert_divested_held_again) in the same transaction.
+Re-importing a fund and date replaces that snapshot (the preview and the result say which
+earlier import it replaces); other dates stay as history. A row matched by ticker or name that
+carries a valid ISIN the company lacks gives the company that ISIN; a row whose ISIN disagrees
+with the company's is reported for review, never applied. A divested company in the snapshot
+raises its alert (screening.alert_divested_held_again) in the same transaction.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -20,6 +24,7 @@ from engage.extensions import db
 from engage.holdings import screening
 from engage.holdings.parsing import HoldingRow, ParsedFile
 from engage.models import Company, CompanyAlias, Fund, Holding, normalize_name
+from engage.models.holdings import HoldingImport
 
 #: Exchange names as providers write them → ISO 10383 market identifier codes.
 EXCHANGES = {
@@ -62,13 +67,16 @@ class Matcher:
     by_isin: dict[str, int] = field(default_factory=dict)
     by_ticker: dict[tuple[str, str | None], int] = field(default_factory=dict)
     by_name: dict[str, int] = field(default_factory=dict)
+    #: company id → (name, ISIN or None)
+    companies: dict[int, tuple[str, str | None]] = field(default_factory=dict)
 
     @classmethod
     def load(cls) -> Matcher:
         matcher = cls()
-        for company_id, isin, ticker, exchange, normalized in db.session.execute(
-            sa.select(Company.id, Company.isin, Company.ticker, Company.exchange, Company.normalized_name)
+        for company_id, name, isin, ticker, exchange, normalized in db.session.execute(
+            sa.select(Company.id, Company.name, Company.isin, Company.ticker, Company.exchange, Company.normalized_name)
         ):
+            matcher.companies[company_id] = (name, isin)
             if isin:
                 matcher.by_isin[isin] = company_id
             if ticker:
@@ -95,17 +103,85 @@ class Matcher:
 
 
 @dataclass
+class IsinPlan:
+    """ISINs the file adds to companies matched without one, and those left for review."""
+
+    #: company id → (ISIN, row) to store
+    store: dict[int, tuple[str, int]] = field(default_factory=dict)
+    #: sentences for the review: ISINs that disagree with the company's, or compete for it
+    review: list[str] = field(default_factory=list)
+
+
+def plan_isins(parsed: ParsedFile, matcher: Matcher) -> IsinPlan:
+    """Which valid ISINs of rows matched by ticker or name can be stored on their company."""
+    plan = IsinPlan()
+    offered: dict[int, dict[str, int]] = {}
+    for row in parsed.rows:
+        company_id, rule = matcher.match(row)
+        if company_id is None or rule == "ISIN" or not row.isin:
+            continue
+        name, isin = matcher.companies[company_id]
+        if isin and isin != row.isin:
+            plan.review.append(f"row {row.row}: {row.name} matched {name} by {rule}, but the file gives ISIN "
+                               f"{row.isin} and the company has {isin}")
+            continue
+        owner = matcher.by_isin.get(row.isin)
+        if owner is not None and owner != company_id:
+            plan.review.append(f"row {row.row}: {row.name} matched {name} by {rule}, but ISIN {row.isin} belongs "
+                               f"to {matcher.companies[owner][0]}")
+            continue
+        offered.setdefault(company_id, {}).setdefault(row.isin, row.row)
+    for company_id, isins in offered.items():
+        if len(isins) == 1:
+            (isin, row_number), = isins.items()
+            plan.store[company_id] = (isin, row_number)
+        else:
+            listed = ", ".join(f"{isin} (row {row_number})" for isin, row_number in isins.items())
+            plan.review.append(f"{matcher.companies[company_id][0]} has no ISIN and the file gives several: {listed}")
+    return plan
+
+
+@dataclass
+class Replaced:
+    """The snapshot an import would replace: its positions and the import that wrote it."""
+
+    positions: int
+    earlier: HoldingImport | None
+
+    def sentence(self) -> str:
+        if not self.positions:
+            return "nothing (no earlier import for this date)"
+        if self.earlier is None:
+            return f"{self.positions} positions of an earlier import for this date (no record of its file)"
+        e = self.earlier
+        return (f"{self.positions} positions of the import of {e.as_of.isoformat()} from {e.filename} by "
+                f"{e.actor_label} at {e.created_at:%Y-%m-%d %H:%M} UTC")
+
+
+def replaced_snapshot(fund: Fund | None, as_of: dt.date | None) -> Replaced:
+    if fund is None or fund.id is None or as_of is None:
+        return Replaced(0, None)
+    positions = db.session.scalar(sa.select(sa.func.count(Holding.id)).where(
+        Holding.fund_id == fund.id, Holding.as_of == as_of)) or 0
+    earlier = db.session.scalar(sa.select(HoldingImport).where(
+        HoldingImport.fund_id == fund.id, HoldingImport.as_of == as_of).order_by(HoldingImport.id.desc()).limit(1))
+    return Replaced(positions, earlier if positions else None)
+
+
+@dataclass
 class Preview:
     matched: int = 0
     to_create: int = 0
     by_rule: dict[str, int] = field(default_factory=dict)
     samples: list[tuple[HoldingRow, str | None]] = field(default_factory=list)
+    replaced: Replaced = field(default_factory=lambda: Replaced(0, None))
+    isins: IsinPlan = field(default_factory=IsinPlan)
 
 
-def preview(parsed: ParsedFile) -> Preview:
-    """What an import would do, read-only: matches per rule and companies to create."""
+def preview(parsed: ParsedFile, fund: Fund | None = None, as_of: dt.date | None = None) -> Preview:
+    """What an import would do, read-only: matches per rule, companies to create, what it replaces."""
     matcher = Matcher.load()
-    result = Preview()
+    result = Preview(replaced=replaced_snapshot(fund, as_of), isins=plan_isins(parsed, matcher))
     new_names: set[str] = set()
     for row in parsed.rows:
         company_id, rule = matcher.match(row)
@@ -130,20 +206,27 @@ class ImportResult:
     positions: int
     matched: dict[str, int]
     created: list[Company]
-    replaced: int
+    replaced: Replaced
     skipped: dict[str, int]
+    isins: IsinPlan
+    record: HoldingImport
     alerts: screening.AlertResult = field(default_factory=screening.AlertResult)
 
     def lines(self) -> list[str]:
         matched = ", ".join(f"{n} by {rule}" for rule, n in self.matched.items()) or "none"
         skipped = ", ".join(f"{n} {what}" for what, n in self.skipped.items()) or "none"
-        return [
-            f"{self.fund.name} as of {self.as_of.isoformat()}: {self.rows} rows → {self.positions} positions",
+        lines = [
+            f"{self.fund.name} as of {self.as_of.isoformat()}: {self.rows} rows → {self.positions} positions"
+            + (" (partial file)" if self.record.partial else ""),
             f"matched: {matched}",
             f"created: {len(self.created)} companies",
             f"skipped (not equities): {skipped}",
-            f"replaced: {self.replaced} positions of the earlier import for this date",
+            f"replaced: {self.replaced.sentence()}",
         ]
+        if self.isins.store:
+            lines.append(f"ISIN stored on {len(self.isins.store)} matched companies that had none")
+        lines += [f"for review: {item}" for item in self.isins.review]
+        return lines
 
     def warnings(self) -> list[str]:
         """What needs a person: divested companies the snapshot holds again."""
@@ -155,11 +238,14 @@ class ImportResult:
                 f"readmitted only on recorded evidence of change in practice"]
 
 
-def import_parsed(parsed: ParsedFile, fund: Fund, as_of: dt.date, progress=None) -> ImportResult:
+def import_parsed(parsed: ParsedFile, fund: Fund, as_of: dt.date, progress=None, filename: str = "",
+                  data: bytes = b"") -> ImportResult:
     """Write the snapshot in the caller's transaction; the caller commits once."""
     if not parsed.ok:
         raise ValueError("refusing to import a file with errors")
     matcher = Matcher.load()
+    replaced = replaced_snapshot(fund, as_of)
+    isins = plan_isins(parsed, matcher)
     origin = f"holdings import: {fund.name} {as_of.isoformat()}"[:200]
     created: dict[str, Company] = {}
     matched: dict[str, int] = {}
@@ -188,10 +274,12 @@ def import_parsed(parsed: ParsedFile, fund: Fund, as_of: dt.date, progress=None)
                 position[name] = (position[name] or Decimal(0)) + value
         if progress and number % 500 == 0:
             progress(number)
+    for company_id, (isin, _row) in isins.store.items():
+        company = db.session.get(Company, company_id)
+        if company is not None and company.isin is None:
+            company.isin = isin  # an ORM update, so the audit trail records it
     db.session.flush()  # ids for the created companies
-    replaced = db.session.execute(
-        sa.delete(Holding).where(Holding.fund_id == fund.id, Holding.as_of == as_of)
-    ).rowcount or 0
+    db.session.execute(sa.delete(Holding).where(Holding.fund_id == fund.id, Holding.as_of == as_of))
     rows = [
         {"fund_id": fund.id, "company_id": p["company"].id if isinstance(p["company"], Company) else p["company"],
          "as_of": as_of, "shares": p["shares"], "market_value": p["market_value"],
@@ -200,10 +288,23 @@ def import_parsed(parsed: ParsedFile, fund: Fund, as_of: dt.date, progress=None)
     ]
     if rows:
         db.session.execute(sa.insert(Holding), rows)
-    audit.record("holdings_import", f"{len(rows)} positions of {fund.name} as of {as_of.isoformat()} "
-                                    f"({len(created)} companies created, {replaced} replaced)", obj=fund)
+    actor = audit.current_actor()
+    record = HoldingImport(fund_id=fund.id, as_of=as_of, filename=(filename or "upload")[:255],
+                           sha256=hashlib.sha256(data).hexdigest(), layout=parsed.layout, rows=len(parsed.rows),
+                           positions=len(rows), replaced=replaced.positions, partial=parsed.partial,
+                           decimal=parsed.decimal_chosen, created_by_id=actor.user_id, actor_label=actor.label[:200])
+    db.session.add(record)
+    audit.record("holdings_import", f"{len(rows)} positions of {fund.name} as of {as_of.isoformat()} from "
+                                    f"{record.filename} ({len(created)} companies created, "
+                                    f"{replaced.positions} replaced)", obj=fund,
+                 changes={"as_of": as_of.isoformat(), "filename": record.filename, "sha256": record.sha256,
+                          "positions": len(rows), "replaced": replaced.sentence(), "partial": parsed.partial,
+                          "isins_stored": {str(k): v[0] for k, v in isins.store.items()},
+                          "for_review": isins.review})
+    db.session.flush()
     alerts = screening.alert_divested_held_again(fund, as_of)
     if progress:
         progress(len(parsed.rows))
     return ImportResult(fund=fund, as_of=as_of, rows=len(parsed.rows), positions=len(rows), matched=matched,
-                        created=list(created.values()), replaced=replaced, skipped=parsed.skipped, alerts=alerts)
+                        created=list(created.values()), replaced=replaced, skipped=parsed.skipped, isins=isins,
+                        record=record, alerts=alerts)

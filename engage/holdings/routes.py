@@ -9,11 +9,12 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy.orm import selectinload
+from wtforms import SelectChoice
 
 from engage import clock
 from engage.extensions import db
 from engage.holdings import importer, parsing, screening, service
-from engage.holdings.forms import FundForm, ImportForm
+from engage.holdings.forms import FundForm, ImportForm, MergeForm, ReadOptionsForm
 from engage.models import Campaign, Company, Fund, Holding, RiskSource
 from engage.security import require_role
 from engage.web import field_error
@@ -64,11 +65,16 @@ def fund(fund_id: int):
         sa.select(Holding).join(Company, Company.id == Holding.company_id)
         .where(Holding.fund_id == fund_id, Holding.as_of == as_of)
         .options(selectinload(Holding.company).selectinload(Company.risk_flags))
-        .order_by(Holding.market_value.desc().nulls_last(), Company.normalized_name)
+        .order_by(Holding.market_value.desc().nulls_last(), Company.normalized_name, Holding.id)
     )
     if request.args.get("flagged") == "yes":
         query = query.where(Holding.company_id.in_(screening.on_official_list()))
-    page = db.paginate(query, per_page=current_app.config["PAGE_SIZE"], max_per_page=200)
+    per_page = current_app.config["PAGE_SIZE"]
+    number = request.args.get("page", 1, type=int)
+    positions = max((n for d, n, _total in snapshots if d == as_of), default=0)
+    if number is None or number < 1 or number > max(1, -(-positions // per_page)):
+        abort(404, "There is no such page of holdings.")
+    page = db.paginate(query, page=number, per_page=per_page, max_per_page=per_page, error_out=True)
     return render_template("holdings/fund.html", fund=item, snapshots=snapshots, as_of=as_of, page=page,
                            exposure=screening.exposure(item, as_of, detail=False) if as_of else None)
 
@@ -80,12 +86,50 @@ def _mapping_or_error(text: str | None):
         return None, str(exc)
 
 
+def _fund_choices(form) -> None:
+    form.fund_id.choices = [SelectChoice(f.id, f.name) for f in db.session.scalars(sa.select(Fund).order_by(Fund.name))]
+
+
+def _parse(data: bytes, meta: dict):
+    """(parsed file, None) or (None, why the file is refused), read with the options in `meta`."""
+    try:
+        return parsing.parse(meta.get("filename") or "upload", data, meta.get("mapping") or {},
+                             decimal=meta.get("decimal") or None, partial=bool(meta.get("partial")),
+                             limits=parsing.Limits.from_config(current_app.config)), None
+    except parsing.FileRefused as exc:
+        return None, str(exc)
+
+
+def _preview_page(token: str, data: bytes, meta: dict, options: ReadOptionsForm | None = None):
+    """The preview of a stashed file, or its refusal (422) with the options to read it again."""
+    fund = db.session.get(Fund, meta["fund_id"])
+    if fund is None:
+        service.discard_upload(token)
+        flash("That fund no longer exists; choose another.", "error")
+        return redirect(url_for("holdings.import_holdings"))
+    parsed, problem = _parse(data, meta)
+    if options is None:
+        options = ReadOptionsForm(formdata=None, decimal=meta.get("decimal") or "", partial=bool(meta.get("partial")),
+                                  as_of=dt.date.fromisoformat(meta["as_of"]) if meta.get("as_of") else None)
+    as_of = None
+    if parsed is not None:
+        as_of = parsed.as_of or (dt.date.fromisoformat(meta["as_of"]) if meta.get("as_of") else None)
+        if parsed.ok and as_of is None:
+            problem = "The file does not say its date; give the as-of date below."
+            field_error(options, "as_of", "Give the holdings date.")
+    context = dict(parsed=parsed, problem=problem, filename=meta.get("filename"), fund=fund, token=token,
+                   options=options, as_of=as_of)
+    if problem is not None or not parsed.ok:
+        return render_template("holdings/preview.html", **context), 422
+    return render_template("holdings/preview.html", preview=importer.preview(parsed, fund, as_of), **context)
+
+
 @bp.route("/holdings/import", methods=["GET", "POST"])
 @require_role("analyst")
 def import_holdings():
     """Upload and check a file; nothing is written until the preview is confirmed."""
     form = ImportForm()
-    form.fund_id.choices = [(f.id, f.name) for f in db.session.scalars(sa.select(Fund).order_by(Fund.name))]
+    _fund_choices(form)
     if request.method == "GET" and request.args.get("fund_id", "").isdigit():
         form.fund_id.data = int(request.args["fund_id"])
     if not form.fund_id.choices:
@@ -96,40 +140,70 @@ def import_holdings():
     upload = form.file.data
     data = upload.read()
     mapping, problem = _mapping_or_error(form.mapping.data)
-    parsed = None
+    meta = {"fund_id": form.fund_id.data, "as_of": form.as_of.data.isoformat() if form.as_of.data else None,
+            "mapping": mapping, "filename": (upload.filename or "upload")[:255], "user": current_user.id,
+            "decimal": form.decimal.data or None, "partial": bool(form.partial.data)}
     if problem is None:
-        try:
-            parsed = parsing.parse(upload.filename or "upload", data, mapping)
-        except parsing.FileRefused as exc:
-            problem = str(exc)
-    if problem is not None or not parsed.ok:
-        return render_template("holdings/preview.html", form=form, parsed=parsed, problem=problem,
-                               filename=upload.filename, fund=db.session.get(Fund, form.fund_id.data)), 422
-    as_of = parsed.as_of or form.as_of.data
-    if as_of is None:
-        field_error(form, "as_of", "The file does not say its date; give the as-of date.")
-        return render_template("holdings/import.html", form=form), 422
-    token = service.stash_upload(data, {"fund_id": form.fund_id.data, "as_of": as_of.isoformat(),
-                                        "mapping": mapping, "filename": upload.filename, "user": current_user.id})
-    return render_template("holdings/preview.html", form=form, parsed=parsed, preview=importer.preview(parsed),
-                           token=token, as_of=as_of, filename=upload.filename,
-                           fund=db.session.get(Fund, form.fund_id.data))
+        problem = _parse(data, meta)[1]
+    if problem is not None:  # unreadable: nothing to read again, nothing kept
+        return render_template("holdings/preview.html", parsed=None, problem=problem, filename=upload.filename,
+                               fund=db.session.get(Fund, form.fund_id.data), token=None, options=None), 422
+    token = service.stash_upload(data, meta)
+    return _preview_page(token, data, meta)
+
+
+@bp.route("/holdings/import/<token>/read", methods=["POST"])
+@require_role("analyst")
+def read_again(token: str):
+    """Read a stashed file again with other options (decimal separator, partial, date)."""
+    stashed = service.load_upload(token)
+    if stashed is None:
+        flash("That import is no longer waiting; upload the file again.", "error")
+        return redirect(url_for("holdings.import_holdings"))
+    data, meta = stashed
+    options = ReadOptionsForm()
+    if not options.validate_on_submit():
+        return _preview_page(token, data, meta, options)
+    meta.update(decimal=options.decimal.data or None, partial=bool(options.partial.data),
+                as_of=options.as_of.data.isoformat() if options.as_of.data else meta.get("as_of"))
+    service.save_upload_meta(token, meta)
+    return _preview_page(token, data, meta, options)
 
 
 @bp.route("/holdings/import/<token>", methods=["POST"])
 @require_role("analyst")
 def confirm_import(token: str):
-    stashed = service.load_upload(token)
-    if stashed is None or not FlaskForm().validate_on_submit():
-        flash("That import is no longer waiting; upload the file again.", "error")
+    if not FlaskForm().validate_on_submit():
+        flash("The form expired; upload the file again.", "error")
+        return redirect(url_for("holdings.import_holdings"))
+    stashed = service.claim_upload(token)
+    if stashed is None:
+        state, lines = service.upload_state(token)
+        if state == "done":
+            flash("This import was confirmed already and saved once: " + "; ".join(lines[:1]), "info")
+        elif state == "importing":
+            flash("This import is being saved by an earlier click; it is saved once.", "info")
+        else:
+            flash("That import is no longer waiting; upload the file again.", "error")
         return redirect(url_for("holdings.import_holdings"))
     data, meta = stashed
-    fund = db.get_or_404(Fund, meta["fund_id"])
-    parsed = parsing.parse(meta["filename"] or "upload", data, meta["mapping"])
-    result = importer.import_parsed(parsed, fund, dt.date.fromisoformat(meta["as_of"]))
-    db.session.commit()
-    service.discard_upload(token)
-    for line in result.lines():
+    try:
+        fund = db.session.get(Fund, meta["fund_id"])
+        parsed, problem = _parse(data, meta)
+        as_of = (parsed.as_of if parsed else None) or (dt.date.fromisoformat(meta["as_of"]) if meta.get("as_of") else None)
+        if fund is None or problem or not parsed.ok or as_of is None:
+            service.release_upload(token)
+            flash("The file cannot be imported as it is; check its preview again.", "error")
+            return redirect(url_for("holdings.import_holdings"))
+        result = importer.import_parsed(parsed, fund, as_of, filename=meta.get("filename") or "upload", data=data)
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        service.release_upload(token)
+        raise
+    lines = result.lines()
+    service.finish_upload(token, lines)
+    for line in lines:
         flash(line, "success")
     for line in result.warnings():
         flash(line[0].upper() + line[1:] + ". See the dashboard.", "error")
@@ -147,28 +221,88 @@ def review():
     return render_template("holdings/review.html", page=page)
 
 
+def _merged_already(company_id: int):
+    """A clear answer for a company that is gone: merged (by whom, into what) or unknown (404)."""
+    event = service.last_merge_of(company_id)
+    if event is None:
+        abort(404)
+    into = (event.changes or {}).get("into", {})
+    flash(f"{event.changes.get('company', {}).get('name', 'That company')} was already merged into "
+          f"{into.get('name', 'another company')} by {event.actor_label} at {event.created_at:%Y-%m-%d %H:%M} UTC; "
+          f"nothing more was done.", "info")
+    return redirect(url_for("holdings.review"))
+
+
 @bp.route("/holdings/review/<int:company_id>", methods=["POST"])
 @require_role("analyst")
 def review_company(company_id: int):
-    company = db.get_or_404(Company, company_id)
+    """Keep a created company, or show what merging it would move (nothing is merged here)."""
     if not FlaskForm().validate_on_submit():
         abort(400, "The form expired; reload the page.")
+    company = db.session.get(Company, company_id)
+    if company is None:
+        return _merged_already(company_id)
     if request.form.get("action") == "keep":
-        company.origin = None
+        try:
+            service.keep(company)
+        except service.MergeError as error:
+            db.session.rollback()
+            flash(error.message, "error")
+            return redirect(url_for("holdings.review"))
         db.session.commit()
         flash(f"{company.name} kept as a company of its own.", "success")
         return redirect(url_for("holdings.review"))
+    target_text = request.form.get("target", "")
     try:
-        target = service.find_company(request.form.get("target", ""))
-        name = company.name
-        service.merge(company, target)
+        service.check_mergeable(company)
+        target = service.find_company(target_text)
+        plan = service.merge_plan(company, target)
+    except service.MergeError as error:
+        return render_template("holdings/merge.html", company=company, plan=None, error=error.message,
+                               target_text=target_text), 422
+    return render_template("holdings/merge.html", company=company, plan=plan, error=None, target_text=target_text,
+                           form=MergeForm(formdata=None, target_id=str(target.id), plan=plan.digest))
+
+
+@bp.route("/holdings/review/<int:company_id>/merge", methods=["POST"])
+@require_role("analyst")
+def merge_company(company_id: int):
+    """Merge, once the user has seen what moves; a second click finds the company gone and says so."""
+    form = MergeForm()
+    if not form.validate_on_submit():
+        abort(400, "The form expired or was altered; start the merge again from the review page.")
+    company = db.session.get(Company, company_id)
+    if company is None:
+        return _merged_already(company_id)
+    target = db.session.get(Company, int(form.target_id.data))
+    if target is None:
+        flash("The company to merge into no longer exists; nothing was changed.", "error")
+        return redirect(url_for("holdings.review"))
+    name, target_name = company.name, target.name
+    try:
+        plan = service.merge(company, target, expected_digest=form.plan.data)
         db.session.commit()
     except service.MergeError as error:
         db.session.rollback()
+        company = db.session.get(Company, company_id)
+        if company is None:
+            return _merged_already(company_id)
+        target = db.session.get(Company, int(form.target_id.data))
+        if target is not None and company.origin is not None:
+            try:
+                plan = service.merge_plan(company, target)
+            except service.MergeError as again:
+                error = again
+                plan = None
+            if plan is not None:
+                return render_template("holdings/merge.html", company=company, plan=plan, error=error.message,
+                                       target_text=str(target.id),
+                                       form=MergeForm(formdata=None, target_id=str(target.id), plan=plan.digest)), 409
         flash(f"Not merged: {error.message}", "error")
         return redirect(url_for("holdings.review"))
-    flash(f"{name} merged into {target.name}; its name is kept as an alias.", "success")
-    return redirect(url_for("holdings.review"))
+    moved = f"{len(plan.holdings)} position(s), {len(plan.flags_moved)} risk flag(s), {len(plan.engagements)} engagement(s)"
+    flash(f"{name} merged into {target_name}: {moved} moved; its name is kept as an alias.", "success")
+    return redirect(url_for("companies.show", company_id=target.id))
 
 
 @bp.route("/screening")

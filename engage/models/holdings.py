@@ -72,3 +72,33 @@ class DivestmentAlert(TimestampMixin, db.Model):
     market_value: Mapped[Decimal | None] = mapped_column(sa.Numeric(20, 2))
     #: The owner emailed when the alert was raised (none without an active owner).
     notified_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
+
+
+class HoldingImport(TimestampMixin, db.Model):
+    """One confirmed holdings file: the snapshot it wrote, the file it came from, who imported it."""
+
+    __tablename__ = "holding_imports"
+    __table_args__ = (sa.Index("ix_holding_imports_fund_as_of", "fund_id", "as_of"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    fund_id: Mapped[int] = mapped_column(sa.ForeignKey("funds.id", ondelete="CASCADE"))
+    as_of: Mapped[dt.date]
+    #: The file's name as uploaded or given to the CLI.
+    filename: Mapped[str] = mapped_column(sa.String(255))
+    #: SHA-256 of the file's bytes, to recognise the same file imported twice.
+    sha256: Mapped[str] = mapped_column(sa.String(64))
+    #: ishares-csv, spdr-xlsx, plain-csv or plain-xlsx.
+    layout: Mapped[str] = mapped_column(sa.String(20))
+    #: Holdings rows read, positions written, positions of the earlier snapshot replaced.
+    rows: Mapped[int]
+    positions: Mapped[int]
+    replaced: Mapped[int] = mapped_column(default=0)
+    #: The user said the file lists only part of the fund.
+    partial: Mapped[bool] = mapped_column(default=False)
+    #: "point" or "comma" when the user chose the decimal separator; None when it was read from the values.
+    decimal: Mapped[str | None] = mapped_column(sa.String(5))
+    created_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
+    #: Who imported it: the user's email, or "cli".
+    actor_label: Mapped[str] = mapped_column(sa.String(200))
+
+    fund: Mapped[Fund] = relationship()

@@ -156,6 +156,7 @@ def bench_jobs(app, folder: Path) -> list[dict]:
     for i, (name, isin) in enumerate(companies):
         lines.append(f'"T{i}","{name}","Energy","Equity","{1_000_000 + i:,}.00","0.01","{1_000_000 + i:,}.00",'
                      f'"1,000.00","10.00","China","Shenzhen Stock Exchange","{isin}"')
+    lines += ["", '"Holdings are subject to change."']  # the provider's trailer: without it the file looks cut
     data = "\n".join(lines).encode()
     fund = Fund(name="Benchmark import fund")
     db.session.add(fund)

@@ -101,6 +101,7 @@ def test_4_import_holdings_and_engage_flagged_companies(page, tmp_path):
     page.get_by_role("link", name="Import holdings").click()
     page.get_by_label("Fund").select_option(label="Demo Global Equity Fund")
     page.get_by_label("Holdings file (CSV or XLSX)").set_input_files(str(holdings))
+    page.get_by_label("Partial file: only some of the holdings are listed").check()  # two holdings of a whole fund
     page.get_by_role("button", name="Check the file").click()
     expect(page.get_by_text("1 Cash")).to_be_visible()
     page.shot("import-preview")

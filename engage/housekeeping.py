@@ -1,0 +1,49 @@
+"""Deleting what nobody will use again: import previews never confirmed, old cached documents.
+
+Both live under the instance folder: `uploads/` holds holdings files between their preview and
+their confirmation (and, briefly, the result of a confirmation); `cache/` holds rendered
+documents that can be rendered again. Ages are measured from each file's modification time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+
+from flask import current_app
+
+
+def remove_files_older_than(folder: Path, cutoff: dt.datetime) -> int:
+    """Delete regular files under `folder` (recursively, never following links) changed before `cutoff`."""
+    if not folder.is_dir() or folder.is_symlink():
+        return 0
+    limit = (cutoff if cutoff.tzinfo else cutoff.replace(tzinfo=dt.UTC)).timestamp()
+    removed = 0
+    for root, _dirs, files in os.walk(folder, followlinks=False):
+        for name in files:
+            path = Path(root) / name
+            try:
+                if path.lstat().st_mtime < limit:
+                    path.unlink()
+                    removed += 1
+            except FileNotFoundError:  # removed meanwhile (a confirmation, another housekeeping run)
+                continue
+    return removed
+
+
+def remove_old_uploads(now: dt.datetime) -> int:
+    """Import previews (and confirmation results) older than UPLOAD_MAX_AGE_HOURS."""
+    hours = current_app.config["UPLOAD_MAX_AGE_HOURS"]
+    return remove_files_older_than(Path(current_app.instance_path) / "uploads", now - dt.timedelta(hours=hours))
+
+
+def remove_old_cache_files(now: dt.datetime) -> int:
+    """Anything under instance/cache/ older than CACHE_MAX_AGE_DAYS."""
+    days = current_app.config["CACHE_MAX_AGE_DAYS"]
+    return remove_files_older_than(Path(current_app.instance_path) / "cache", now - dt.timedelta(days=days))
+
+
+def run(now: dt.datetime) -> list[str]:
+    return [f"{remove_old_uploads(now)} expired import preview file(s) removed",
+            f"{remove_old_cache_files(now)} old cache file(s) removed"]
