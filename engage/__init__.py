@@ -130,6 +130,9 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
+    from engage.web import IdConverter
+
+    app.url_map.converters["int"] = IdConverter  # before any route: ids past the column's range are 404s
     from engage.admin.routes import bp as admin_bp
     from engage.auth.routes import bp as auth_bp
     from engage.companies.routes import bp as companies_bp

@@ -1,6 +1,15 @@
-"""Helpers shared by the blueprints' views."""
+"""Helpers shared by the blueprints' views: refusals shown on their field, and pagination."""
 
-from flask import flash
+from __future__ import annotations
+
+from flask import abort, current_app, flash, request
+from werkzeug.routing import IntegerConverter
+
+from engage.extensions import db
+from engage.validators import MAX_ID, whole_number
+
+#: OFFSET is a signed 64-bit integer on SQLite and PostgreSQL; no page may ask for more.
+MAX_OFFSET = 2**63 - 1
 
 
 def field_error(form, field_name: str, message: str) -> None:
@@ -10,3 +19,31 @@ def field_error(form, field_name: str, message: str) -> None:
         field.errors = list(field.errors) + [message]
     else:
         flash(message, "error")
+
+
+def page_number() -> int:
+    """`?page=` as a whole number from 1 (absent or empty: 1); anything else is a 404."""
+    raw = request.args.get("page", "")
+    if raw == "":
+        return 1
+    page = whole_number(raw, minimum=1, maximum=MAX_OFFSET)
+    if page is None:
+        abort(404)
+    return page
+
+
+def paginate(query, per_page: int | None = None):
+    """The one way a list pages. A page past the last, or one no database could reach, is a 404."""
+    per_page = per_page or current_app.config["PAGE_SIZE"]
+    page = page_number()
+    if (page - 1) * per_page > MAX_OFFSET:
+        abort(404)
+    return db.paginate(query, page=page, per_page=per_page, max_per_page=None, error_out=True, count=True)
+
+
+class IdConverter(IntegerConverter):
+    """`<int:...>` in URLs: ids are database integers, so a larger number is a 404, not an overflow."""
+
+    def __init__(self, map, fixed_digits: int = 0, min: int | None = None, max: int | None = MAX_ID,
+                 signed: bool = False) -> None:
+        super().__init__(map, fixed_digits=fixed_digits, min=min, max=max, signed=signed)

@@ -15,13 +15,14 @@ from wtforms import (
 from wtforms.validators import DataRequired, Email, EqualTo, InputRequired, Length, NumberRange, Optional
 
 from engage.admin.service import MIN_PASSWORD_LENGTH
+from engage.forms import EditForm
 from engage.models import InvestorKind, Role
 from engage.validators import http_url
 
 ROLE_CHOICES = [SelectChoice(r.value, r.label) for r in Role]
 
 
-class UserForm(FlaskForm):
+class UserForm(EditForm):
     email = EmailField("Email", validators=[DataRequired(), Length(max=254)])
     name = StringField("Name", validators=[DataRequired(), Length(max=120)])
     role = SelectField("Role", choices=ROLE_CHOICES, default=Role.ANALYST.value)
@@ -61,7 +62,7 @@ class AuditFilterForm(FlaskForm):
     actor = StringField("Actor", validators=[Optional(), Length(max=254)])
 
 
-class CampaignForm(FlaskForm):
+class CampaignForm(EditForm):
     name = StringField("Name", validators=[DataRequired(), Length(max=200)])
     summary = TextAreaField("Summary", validators=[Length(max=5000)])
     letterhead = TextAreaField("Letterhead", validators=[Length(max=2000)],
@@ -78,7 +79,7 @@ class CampaignForm(FlaskForm):
     submit = SubmitField("Save campaign")
 
 
-class InvestorForm(FlaskForm):
+class InvestorForm(EditForm):
     name = StringField("Name", validators=[DataRequired(), Length(max=200)])
     kind = SelectField("Kind", choices=[SelectChoice(k.value, k.label if k.value != "ngo" else "NGO") for k in InvestorKind])
     aum_usd = DecimalField("Assets under management (US$)", places=2, validators=[Optional(), NumberRange(min=0)],

@@ -4,12 +4,13 @@ from wtforms import DateField, SelectChoice, SelectField, StringField, SubmitFie
 from wtforms.validators import DataRequired, Length, Optional, Regexp
 
 from engage.extensions import db
+from engage.forms import EditForm
 from engage.identifiers import isin_problem
 from engage.models import Company, RiskSource
 from engage.validators import http_url
 
 
-class CompanyForm(FlaskForm):
+class CompanyForm(EditForm):
     name = StringField("Name", validators=[DataRequired(), Length(max=200)])
     aliases = TextAreaField("Other names", validators=[Length(max=5000)],
                             description="One per line: former names, short names, names in other scripts.")

@@ -3,6 +3,7 @@ from flask_wtf.file import MultipleFileField
 from wtforms import DateField, HiddenField, SelectChoice, SelectField, StringField, SubmitField, TextAreaField
 from wtforms.validators import DataRequired, InputRequired, Length, Optional
 
+from engage.forms import EditForm
 from engage.validators import http_url
 
 from engage.models import Direction, InteractionKind, Outcome
@@ -28,7 +29,7 @@ class OpenEngagementForm(FlaskForm):
     submit = SubmitField("Open engagement")
 
 
-class EngagementEditForm(FlaskForm):
+class EngagementEditForm(EditForm):
     owner_id = SelectField("Owner", coerce=coerce_optional_int, validators=[Optional()])
     objectives = TextAreaField("Objectives", validators=[Length(max=5000)])
     version = HiddenField(validators=[DataRequired()])

@@ -33,7 +33,8 @@ from engage.models import (
     User,
 )
 from engage.security import require_role
-from engage.web import field_error
+from engage.validators import whole_number
+from engage.web import field_error, paginate
 
 bp = Blueprint("engagements", __name__)
 
@@ -64,14 +65,13 @@ def engagement_filters(args) -> dict:
         abort(400, f"Unknown stage {f['stage']!r}.")
     if f["escalation"] and f["escalation"] not in Escalation.values():
         abort(400, f"Unknown escalation level {f['escalation']!r}.")
-    for key in ("campaign",):
-        if f[key] and not f[key].isdigit():
-            abort(400, f"{key} must be a number.")
-    if f["owner"] and f["owner"] not in ("me", "none") and not f["owner"].isdigit():
+    if f["campaign"] and whole_number(f["campaign"]) is None:
+        abort(400, "campaign must be a campaign number.")
+    if f["owner"] and f["owner"] not in ("me", "none") and whole_number(f["owner"]) is None:
         abort(400, "owner must be a user number, 'me' or 'none'.")
     if f["overdue"] not in ("", "yes") or f["stale"] not in ("", "yes"):
         abort(400, "overdue and stale take the value 'yes'.")
-    if f["score_below"] and not (f["score_below"].isdigit() and int(f["score_below"]) <= 100):
+    if f["score_below"] and whole_number(f["score_below"], maximum=100) is None:
         abort(400, "score_below must be a whole number from 0 to 100.")
     if f["trend"] not in ("", "up", "down"):
         abort(400, "trend must be 'up' or 'down'.")
@@ -128,8 +128,8 @@ def index():
     query = engagement_query(f, today).options(
         selectinload(Engagement.company), selectinload(Engagement.campaign), selectinload(Engagement.owner)
     )
-    page = db.paginate(query, per_page=current_app.config["PAGE_SIZE"], max_per_page=200)
-    # db.paginate returns scalars; re-run the row query for the page to get the computed columns.
+    page = paginate(query)
+    # paginate returns scalars; re-run the row query for the page to get the computed columns.
     from engage.letters.routes import bulk_form
 
     return render_template(
@@ -290,7 +290,7 @@ def edit(engagement_id: int):
         return _page(engagement, 422, edit=form)
     owner = db.session.get(User, form.owner_id.data) if form.owner_id.data else None
     try:
-        service.update_engagement(engagement, seen_version=int(form.version.data), owner=owner,
+        service.update_engagement(engagement, seen_version=whole_number(form.version.data), owner=owner,
                                   objectives=form.objectives.data or "")
         db.session.commit()
     except service.StaleEdit as error:
@@ -313,7 +313,7 @@ def _move(engagement_id: int, form_class, form_key: str, perform):
     if not form.validate_on_submit():
         return _page(engagement, 422, **{form_key: form})
     try:
-        service.check_version(engagement, int(form.version.data))
+        service.check_version(engagement, whole_number(form.version.data))
         perform(engagement, form)
         db.session.commit()
     except service.StaleEdit as error:
@@ -366,7 +366,7 @@ def log_interaction(engagement_id: int):
             engagement, kind=form.kind.data, direction=form.direction.data, occurred_on=form.occurred_on.data,
             subject=form.subject.data or "", summary=form.summary.data or "", participants=form.participants.data or "",
             uploads=uploads, today=clock.today(), actor_id=current_user.id, move_to=form.move_to.data or None,
-            seen_version=int(form.version.data) if (form.version.data or "").isdigit() else None)
+            seen_version=whole_number(form.version.data))
         db.session.commit()
     except service.StaleEdit as error:
         service.discard_files(written)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import sqlalchemy as sa
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy.orm import selectinload
@@ -16,6 +16,8 @@ from engage.holdings import importer, parsing, screening, service
 from engage.holdings.forms import FundForm, ImportForm
 from engage.models import Campaign, Company, Fund, Holding, RiskFlag, RiskSource
 from engage.security import require_role
+from engage.validators import whole_number
+from engage.web import paginate
 from engage.web import field_error
 
 bp = Blueprint("holdings", __name__)
@@ -70,7 +72,7 @@ def fund(fund_id: int):
     )
     if request.args.get("flagged") == "yes":
         query = query.where(Holding.company_id.in_(flagged))
-    page = db.paginate(query, per_page=current_app.config["PAGE_SIZE"], max_per_page=200)
+    page = paginate(query)
     return render_template("holdings/fund.html", fund=item, snapshots=snapshots, as_of=as_of, page=page,
                            exposure=screening.exposure(item, as_of) if as_of else None)
 
@@ -88,8 +90,8 @@ def import_holdings():
     """Upload and check a file; nothing is written until the preview is confirmed."""
     form = ImportForm()
     form.fund_id.choices = [(f.id, f.name) for f in db.session.scalars(sa.select(Fund).order_by(Fund.name))]
-    if request.method == "GET" and request.args.get("fund_id", "").isdigit():
-        form.fund_id.data = int(request.args["fund_id"])
+    if request.method == "GET" and whole_number(request.args.get("fund_id")) is not None:
+        form.fund_id.data = whole_number(request.args["fund_id"])
     if not form.fund_id.choices:
         flash("Create a fund first; holdings are imported into a fund.", "info")
         return redirect(url_for("holdings.new_fund"))
@@ -143,7 +145,7 @@ def confirm_import(token: str):
 def review():
     query = (sa.select(Company).where(Company.origin.is_not(None))
              .options(selectinload(Company.aliases)).order_by(Company.origin, Company.normalized_name))
-    page = db.paginate(query, per_page=current_app.config["PAGE_SIZE"], max_per_page=200)
+    page = paginate(query)
     return render_template("holdings/review.html", page=page)
 
 
@@ -207,10 +209,11 @@ def engage_flagged():
     if not FlaskForm().validate_on_submit():
         abort(400, "The form expired; reload the page.")
     fund_id, campaign_id = request.form.get("fund_id", ""), request.form.get("campaign_id", "")
-    if not fund_id.isdigit() or not campaign_id.isdigit():
+    fund_id, campaign_id = whole_number(fund_id), whole_number(campaign_id)
+    if fund_id is None or campaign_id is None:
         abort(400, "Choose a fund and a campaign.")
-    fund = db.get_or_404(Fund, int(fund_id))
-    campaign = db.get_or_404(Campaign, int(campaign_id))
+    fund = db.get_or_404(Fund, fund_id)
+    campaign = db.get_or_404(Campaign, campaign_id)
     companies = [row["company"] for row in screening.exposure(fund).rows]
     opened = screening.open_engagements(companies, campaign, current_user._get_current_object(), clock.today())
     db.session.commit()

@@ -14,6 +14,7 @@ from flask import current_app
 from engage.errors import FieldError
 from engage.extensions import db
 from engage.models import Company, CompanyAlias, Engagement, Fund, Holding, RiskFlag, Stage
+from engage.validators import whole_number
 
 TOKEN = re.compile(r"^[0-9a-f]{32}$")
 
@@ -58,8 +59,8 @@ def find_company(text: str) -> Company:
         raise MergeError("target", "Say which company to merge into (name, ISIN or ticker).")
     conditions = [Company.isin == text.upper(), sa.func.upper(Company.ticker) == text.upper(),
                   sa.func.lower(Company.name) == text.lower()]
-    if text.isdigit():
-        conditions.append(Company.id == int(text))
+    if whole_number(text) is not None:
+        conditions.append(Company.id == whole_number(text))
     found = db.session.scalars(sa.select(Company).where(sa.or_(*conditions)).limit(6)).all()
     if not found:
         raise MergeError("target", f"No company is called or identified by {text!r}.")

@@ -11,6 +11,7 @@ from wtforms import (
 )
 from wtforms.validators import DataRequired, Length, Optional
 
+from engage.forms import EditForm
 from engage.letters.service import CHANNELS
 from engage.models import LetterKind
 
@@ -20,7 +21,7 @@ class GenerateForm(FlaskForm):
     submit = SubmitField("Generate draft")
 
 
-class DraftForm(FlaskForm):
+class DraftForm(EditForm):
     subject = StringField("Subject", validators=[DataRequired(), Length(max=300)])
     body = TextAreaField("Text", validators=[DataRequired(), Length(max=100_000)])
     submit = SubmitField("Save draft")
@@ -40,7 +41,7 @@ class BulkForm(FlaskForm):
     submit = SubmitField("Generate letters")
 
 
-class TemplateForm(FlaskForm):
+class TemplateForm(EditForm):
     name = StringField("Name", validators=[DataRequired(), Length(max=200)])
     kind = SelectField("Kind", choices=[SelectChoice(k.value, k.label) for k in LetterKind])
     subject = StringField("Subject", validators=[DataRequired(), Length(max=300)])

@@ -17,6 +17,7 @@ from engage.models import Engagement, OutboxEmail, OutboxStatus, Reminder, Remin
 from engage.reminders import mail, service
 from engage.reminders.forms import ActionForm, ReminderForm, SnoozeForm
 from engage.security import public, require_role
+from engage.web import paginate
 
 bp = Blueprint("reminders", __name__)
 
@@ -124,7 +125,7 @@ def outbox():
     if status:
         query = query.where(OutboxEmail.status == status)
     counts = dict(db.session.execute(sa.select(OutboxEmail.status, sa.func.count()).group_by(OutboxEmail.status)).all())
-    page = db.paginate(query, per_page=current_app.config["PAGE_SIZE"], max_per_page=200)
+    page = paginate(query)
     return render_template("reminders/outbox.html", page=page, status=status, counts=counts,
                            statuses=list(OutboxStatus), action_form=ActionForm(formdata=None))
 

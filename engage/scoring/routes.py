@@ -15,7 +15,7 @@ from engage.extensions import db
 from engage.models import Campaign, CriterionScore, Engagement, Interaction, Rubric, Score, Stage
 from engage.scoring import progress, service
 from engage.security import require_role
-from engage.validators import http_url_problem
+from engage.validators import http_url_problem, whole_number
 
 bp = Blueprint("scoring", __name__)
 
@@ -30,9 +30,10 @@ def _entries(rubric: Rubric, form_data) -> tuple[dict, dict]:
     entries, errors = {}, {}
     for criterion in rubric.criteria:
         raw = (form_data.get(f"level-{criterion.id}") or "").strip()
-        level = int(raw) if raw.isdigit() else None
+        level = whole_number(raw, maximum=service.MAX_LEVEL)
         if raw and level is None:
-            errors[f"level-{criterion.id}"] = f"{criterion.title}: {raw!r} is not a level."
+            errors[f"level-{criterion.id}"] = (f"{criterion.title}: {raw[:20]!r} is not a level; "
+                                               f"levels run from 0 to {service.MAX_LEVEL}.")
         url = (form_data.get(f"url-{criterion.id}") or "").strip()[:500] or None
         problem = http_url_problem(url)
         if problem:
@@ -56,9 +57,9 @@ def score(interaction_id: int):
         abort(400, "Only company responses can be scored.")
     moderates = None
     if request.args.get("moderate"):
-        if not request.args["moderate"].isdigit():
+        if whole_number(request.args["moderate"]) is None:
             abort(400, "moderate must be a score number.")
-        moderates = db.get_or_404(Score, int(request.args["moderate"]))
+        moderates = db.get_or_404(Score, whole_number(request.args["moderate"]))
     rubric = moderates.rubric if moderates else service.current_rubric(interaction.engagement.campaign_id)
     if rubric is None:
         flash("The campaign has no published rubric yet; an admin publishes one under Admin → Campaigns.", "error")
@@ -163,7 +164,7 @@ def edit_rubric(rubric_id: int):
 
 def _criterion_rows(form) -> list[service.CriterionInput]:
     rows = []
-    count = int(form.get("count") or 0) if (form.get("count") or "0").isdigit() else 0
+    count = min(whole_number(form.get("count"), maximum=10**6) or 0, 50)
     for index in range(1, min(count, 50) + 1):
         if form.get(f"remove-{index}"):
             continue
