@@ -125,7 +125,9 @@ def register_extensions(app: Flask) -> None:
     )
 
     from engage.security import enforce_access
+    from engage.web import refuse_nul_characters
 
+    app.before_request(refuse_nul_characters)
     app.before_request(enforce_access)
 
 

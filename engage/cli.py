@@ -76,20 +76,16 @@ reminders_cli = AppGroup("reminders", help="Follow-up reminders and their emails
 
 
 def parse_now(value: str | None):
-    """--now as an ISO date-time (UTC when no offset is given), or the clock's now."""
-    import datetime as dt
-
+    """--now as an ISO date-time (UTC when no offset is given) in the accepted range, or the clock's now."""
     from engage import clock
+    from engage.validators import parse_datetime
 
     if value is None:
         return clock.utcnow()
     try:
-        parsed = dt.datetime.fromisoformat(value)
-    except ValueError:
-        fail(f"--now must be an ISO date-time such as 2026-11-21T09:00, not {value!r}")
-    if parsed.tzinfo is not None:
-        parsed = parsed.astimezone(dt.UTC).replace(tzinfo=None)
-    return parsed
+        return parse_datetime(value, "--now")
+    except ValueError as exc:
+        fail(str(exc))
 
 
 @reminders_cli.command("run")
@@ -136,12 +132,11 @@ holdings_cli = AppGroup("holdings", help="Fund holdings.")
 @click.option("--create-fund", is_flag=True, help="Create the fund if it does not exist.")
 def holdings_import_command(path, fund_name, as_of_text, mapping_text, create_fund):
     """Import a holdings file (iShares CSV, SPDR XLSX, or CSV/XLSX with a mapping) in one transaction."""
-    import datetime as dt
-
     import sqlalchemy as sa
 
     from engage.holdings import importer, parsing
     from engage.models import Fund
+    from engage.validators import date_problem, parse_date
 
     file = Path(path)
     if not file.is_file():
@@ -149,9 +144,9 @@ def holdings_import_command(path, fund_name, as_of_text, mapping_text, create_fu
     as_of = None
     if as_of_text:
         try:
-            as_of = dt.date.fromisoformat(as_of_text)
-        except ValueError:
-            fail(f"--as-of must be a date YYYY-MM-DD, not {as_of_text!r}")
+            as_of = parse_date(as_of_text, "--as-of")
+        except ValueError as exc:
+            fail(str(exc))
     limit = current_app.config["HOLDINGS_MAX_BYTES"]
     if file.stat().st_size > limit:
         fail(f"{path}: larger than the {limit // (1024 * 1024)} MB limit for holdings files")
@@ -167,6 +162,8 @@ def holdings_import_command(path, fund_name, as_of_text, mapping_text, create_fu
     as_of = as_of or parsed.as_of
     if as_of is None:
         fail(f"{path}: the file does not say its date; give --as-of YYYY-MM-DD")
+    if date_problem(as_of):
+        fail(f"{path}: the holdings date {date_problem(as_of)}")
     fund = db.session.scalar(sa.select(Fund).where(Fund.name == fund_name))
     with audit.acting_as("cli"):
         if fund is None:

@@ -47,3 +47,12 @@ class IdConverter(IntegerConverter):
     def __init__(self, map, fixed_digits: int = 0, min: int | None = None, max: int | None = MAX_ID,
                  signed: bool = False) -> None:
         super().__init__(map, fixed_digits=fixed_digits, min=min, max=max, signed=signed)
+
+
+def refuse_nul_characters():
+    """before_request hook: no NUL character in the path, query string or form (PostgreSQL's text refuses it)."""
+    values = [*(request.view_args or {}).values(), *request.args.keys(), *request.args.values()]
+    if request.method not in ("GET", "HEAD", "OPTIONS"):
+        values += [*request.form.keys(), *request.form.values()]
+    if any(isinstance(value, str) and "\x00" in value for value in values):
+        abort(400, "The request contains a NUL character, which no field accepts.")

@@ -210,3 +210,15 @@ def test_company_edit_with_only_a_csrf_token_shows_field_errors(client, login_as
     assert "This field is required." in response.get_data(as_text=True)
     db.session.expire_all()
     assert db.session.get(Company, company.id).name == "Keep My Name Ltd"
+
+
+def test_nul_characters_are_refused_everywhere(app, client, login_as):
+    """PostgreSQL text cannot hold NUL: a NUL in a path, query or form is a 400, never a database error."""
+    assert app.test_client().post("/login", data={"email": "a\x00@example.org", "password": "x"}).status_code == 400
+    assert app.test_client().get("/calendar/" + "a" * 40 + "%00.ics").status_code in (400, 404)
+    login_as("analyst")
+    assert client.get("/companies", query_string={"q": "a\x00b"}).status_code == 400
+    assert client.get("/companies", query_string={"x\x00": "1"}).status_code == 400
+    response = client.post("/companies/new", data={"name": "Nul\x00 Ltd"})
+    assert response.status_code == 400 and "NUL" in response.get_data(as_text=True)
+    assert db.session.scalar(sa.select(sa.func.count(Company.id))) == 0

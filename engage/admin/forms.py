@@ -1,7 +1,8 @@
 from flask_wtf import FlaskForm
+from decimal import Decimal
+
 from wtforms import (
     BooleanField,
-    DecimalField,
     EmailField,
     IntegerField,
     PasswordField,
@@ -15,9 +16,12 @@ from wtforms import (
 from wtforms.validators import DataRequired, Email, EqualTo, InputRequired, Length, NumberRange, Optional
 
 from engage.admin.service import MIN_PASSWORD_LENGTH
-from engage.forms import EditForm
-from engage.models import InvestorKind, Role
-from engage.validators import http_url
+from engage.forms import DecimalField, EditForm
+from engage.models import Investor, InvestorKind, Role
+from engage.validators import FiniteDecimal, http_url
+
+#: No investor manages more: the whole world's assets under management are about US$130 trillion.
+AUM_MAX_USD = Decimal(10) ** 15
 
 ROLE_CHOICES = [SelectChoice(r.value, r.label) for r in Role]
 
@@ -82,8 +86,9 @@ class CampaignForm(EditForm):
 class InvestorForm(EditForm):
     name = StringField("Name", validators=[DataRequired(), Length(max=200)])
     kind = SelectField("Kind", choices=[SelectChoice(k.value, k.label if k.value != "ngo" else "NGO") for k in InvestorKind])
-    aum_usd = DecimalField("Assets under management (US$)", places=2, validators=[Optional(), NumberRange(min=0)],
-                           description="Leave empty when not disclosed.")
+    aum_usd = DecimalField("Assets under management (US$)", places=2,
+                           validators=[Optional(), FiniteDecimal(minimum=0, maximum=AUM_MAX_USD, column=Investor.aum_usd)],
+                           description="Leave empty when not disclosed; at most US$1,000 trillion, in cents.")
     contact_name = StringField("Contact name", validators=[Optional(), Length(max=120)])
     contact_email = EmailField("Contact email", validators=[Optional(), Email(), Length(max=254)])
     website = StringField("Website", validators=[Optional(), http_url, Length(max=500)])

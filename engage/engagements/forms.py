@@ -4,7 +4,7 @@ from wtforms import DateField, HiddenField, SelectChoice, SelectField, StringFie
 from wtforms.validators import DataRequired, InputRequired, Length, Optional
 
 from engage.forms import EditForm
-from engage.validators import http_url
+from engage.validators import http_url, sane_date
 
 from engage.models import Direction, InteractionKind, Outcome
 
@@ -23,7 +23,7 @@ def coerce_optional_int(value):
 class OpenEngagementForm(FlaskForm):
     campaign_id = SelectField("Campaign", coerce=int, validators=[InputRequired()])
     owner_id = SelectField("Owner", coerce=coerce_optional_int, validators=[Optional()])
-    opened_on = DateField("Opened on", validators=[DataRequired()])
+    opened_on = DateField("Opened on", validators=[DataRequired(), sane_date])
     objectives = TextAreaField("Objectives", validators=[Length(max=5000)],
                                description="What this engagement should achieve with this company.")
     submit = SubmitField("Open engagement")
@@ -38,7 +38,7 @@ class EngagementEditForm(EditForm):
 
 class _MoveForm(FlaskForm):
     target = SelectField("Move to", validators=[DataRequired()])
-    occurred_on = DateField("Date", validators=[DataRequired()], description="When it happened.")
+    occurred_on = DateField("Date", validators=[DataRequired(), sane_date], description="When it happened.")
     note = TextAreaField("Note", validators=[Length(max=5000)])
     reason = TextAreaField("Reason", validators=[Length(max=5000)],
                            description="Required when moving back, de-escalating or reopening.")
@@ -62,7 +62,7 @@ class EscalationForm(_MoveForm):
 class InteractionForm(FlaskForm):
     kind = SelectField("Kind", choices=KIND_CHOICES, default=InteractionKind.EMAIL.value)
     direction = SelectField("Direction", choices=DIRECTION_CHOICES, default=Direction.OUTBOUND.value)
-    occurred_on = DateField("Date", validators=[DataRequired()],
+    occurred_on = DateField("Date", validators=[DataRequired(), sane_date],
                             description="Not in the future, except for a planned meeting.")
     subject = StringField("Subject", validators=[Length(max=300)])
     summary = TextAreaField("Summary", validators=[Length(max=20000)],

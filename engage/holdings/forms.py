@@ -3,6 +3,8 @@ from flask_wtf.file import FileField, FileRequired
 from wtforms import DateField, SelectField, StringField, SubmitField
 from wtforms.validators import DataRequired, Length, Optional, Regexp
 
+from engage.validators import sane_date
+
 
 class FundForm(FlaskForm):
     name = StringField("Name", validators=[DataRequired(), Length(max=200)])
@@ -16,7 +18,7 @@ class FundForm(FlaskForm):
 class ImportForm(FlaskForm):
     fund_id = SelectField("Fund", coerce=int, validators=[DataRequired()])
     file = FileField("Holdings file (CSV or XLSX)", validators=[FileRequired("Choose a file to import.")])
-    as_of = DateField("As of", validators=[Optional()], description="Only needed when the file does not say.")
+    as_of = DateField("As of", validators=[Optional(), sane_date], description="Only needed when the file does not say.")
     mapping = StringField("Column mapping", validators=[Optional(), Length(max=500)],
                           description="For files with unusual headers, e.g. isin=ISIN Code,name=Security,market_value=Value")
     submit = SubmitField("Check the file")

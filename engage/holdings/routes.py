@@ -16,7 +16,7 @@ from engage.holdings import importer, parsing, screening, service
 from engage.holdings.forms import FundForm, ImportForm
 from engage.models import Campaign, Company, Fund, Holding, RiskFlag, RiskSource
 from engage.security import require_role
-from engage.validators import whole_number
+from engage.validators import date_problem, whole_number
 from engage.web import paginate
 from engage.web import field_error
 
@@ -110,8 +110,9 @@ def import_holdings():
         return render_template("holdings/preview.html", form=form, parsed=parsed, problem=problem,
                                filename=upload.filename, fund=db.session.get(Fund, form.fund_id.data)), 422
     as_of = parsed.as_of or form.as_of.data
-    if as_of is None:
-        field_error(form, "as_of", "The file does not say its date; give the as-of date.")
+    if as_of is None or date_problem(as_of):
+        field_error(form, "as_of", f"The file's date {date_problem(as_of)}" if as_of
+                    else "The file does not say its date; give the as-of date.")
         return render_template("holdings/import.html", form=form), 422
     token = service.stash_upload(data, {"fund_id": form.fund_id.data, "as_of": as_of.isoformat(),
                                         "mapping": mapping, "filename": upload.filename, "user": current_user.id})

@@ -14,6 +14,7 @@ from wtforms.validators import DataRequired, Length, Optional
 from engage.forms import EditForm
 from engage.letters.service import CHANNELS
 from engage.models import LetterKind
+from engage.validators import sane_date
 
 
 class GenerateForm(FlaskForm):
@@ -28,7 +29,7 @@ class DraftForm(EditForm):
 
 
 class SendForm(FlaskForm):
-    sent_on = DateField("Sent on", validators=[DataRequired()])
+    sent_on = DateField("Sent on", validators=[DataRequired(), sane_date])
     channel = SelectField("Channel", choices=[SelectChoice(c, c.capitalize()) for c in CHANNELS])
     submit = SubmitField("Mark as sent")
 

@@ -88,7 +88,7 @@ def snooze(reminder_id: int):
     reminder = db.get_or_404(Reminder, reminder_id)
     form = SnoozeForm()
     if not form.validate_on_submit():
-        flash("Snooze needs a valid date.", "error")
+        flash("Not snoozed: " + " ".join(form.until.errors or ["give a valid date."]), "error")
     else:
         try:
             service.snooze(reminder, form.until.data, clock.today())
@@ -189,7 +189,8 @@ def calendar(token: str):
         event.add("uid", f"reminder-{reminder.id}@engage")
         event.add("dtstamp", stamp)
         event.add("dtstart", reminder.due_on)
-        event.add("dtend", reminder.due_on + dt.timedelta(days=1))
+        if reminder.due_on < dt.date.max:  # a stored date at the very end of the calendar: no DTEND,
+            event.add("dtend", reminder.due_on + dt.timedelta(days=1))  # which RFC 5545 reads as one day
         event.add("summary", f"{reminder.engagement.company.name}: {reminder.reason}")
         event.add("url", f"{base}/engagements/{reminder.engagement_id}")
         event.add("description", f"{reminder.reason}\n{base}/engagements/{reminder.engagement_id}")

@@ -15,13 +15,13 @@ from engage.extensions import db
 from engage.models import Campaign, CriterionScore, Engagement, Interaction, Rubric, Score, Stage
 from engage.scoring import progress, service
 from engage.security import require_role
-from engage.validators import http_url_problem, whole_number
+from engage.validators import http_url_problem, sane_date, whole_number
 
 bp = Blueprint("scoring", __name__)
 
 
 class ScoreForm(FlaskForm):
-    scored_on = DateField("Scored on", validators=[DataRequired()])
+    scored_on = DateField("Scored on", validators=[DataRequired(), sane_date])
     note = TextAreaField("Overall note", validators=[Length(max=5000)])
 
 
