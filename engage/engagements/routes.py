@@ -394,5 +394,7 @@ def download_attachment(attachment_id: int):
     path = attachments.path_of(attachment.stored_name)
     if not path.is_file():
         abort(404)
-    return send_file(path, mimetype=attachment.content_type, as_attachment=True,
-                     download_name=attachment.filename, max_age=0)
+    response = send_file(path, mimetype=attachment.content_type, as_attachment=True, max_age=0,
+                         download_name=attachment.stored_name)
+    response.headers["Content-Disposition"] = attachments.content_disposition(attachment.filename)
+    return response
