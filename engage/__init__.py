@@ -198,11 +198,12 @@ def register_errorhandlers(app: Flask) -> None:
 
 
 def register_template_helpers(app: Flask) -> None:
-    from engage import formatting
+    from engage import formatting, web
     from engage.models import Role
 
     app.jinja_env.globals["Role"] = Role
     app.jinja_env.globals["timedelta"] = datetime.timedelta
+    app.jinja_env.globals["refusals"] = web.refusals
     app.jinja_env.filters["date"] = formatting.format_date
     app.jinja_env.filters["datetime"] = formatting.format_datetime
     app.jinja_env.filters["money"] = formatting.format_money

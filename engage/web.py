@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from flask import abort, current_app, flash, request
+from jinja2 import pass_context
 from werkzeug.routing import IntegerConverter
+from wtforms.form import BaseForm
 
 from engage.extensions import db
 from engage.validators import MAX_ID, whole_number
@@ -13,12 +15,32 @@ MAX_OFFSET = 2**63 - 1
 
 
 def field_error(form, field_name: str, message: str) -> None:
-    """Show a service's refusal on the form field it concerns, or as a flash message."""
+    """Show a service's refusal on the form field it concerns, or as a flash message.
+
+    Either way it also reaches the top of the page: the layout lists every error of the forms
+    it draws (`refusals`), so a refusal is seen even when its form is folded away or not drawn.
+    """
     field = getattr(form, field_name, None)
     if field is not None and hasattr(field, "errors"):
         field.errors = list(field.errors) + [message]
     else:
         flash(message, "error")
+
+
+@pass_context
+def refusals(context) -> list[str]:
+    """Template global: every error of every form in the page's context, as "Label: message" lines."""
+    lines = []
+    for value in context.get_all().values():
+        if not isinstance(value, BaseForm):
+            continue
+        lines += [str(message) for message in getattr(value, "form_errors", [])]
+        for field in value:
+            for message in field.errors if isinstance(field.errors, (list, tuple)) else []:
+                line = f"{field.label.text}: {message}"
+                if line not in lines:
+                    lines.append(line)
+    return lines
 
 
 def page_number() -> int:

@@ -259,7 +259,7 @@ def _page(engagement: Engagement, status: int = 200, stale: service.StaleEdit | 
         summary=service.summary_of(engagement), stale=stale, today=clock.today(),
         stage_moves=cycle.stage_moves(engagement), escalation_moves=cycle.escalation_moves(engagement),
         generate_form=generate_form, letters=letters, history=history, moderation_flags=flags,
-        hints=stage_hints(engagement, latest),
+        hints=stage_hints(engagement, latest), posted=set(forms),
         **_forms(engagement, stale=stale is not None, **forms),
     ), status
 
@@ -311,6 +311,9 @@ def _move(engagement_id: int, form_class, form_key: str, perform):
     moves = cycle.stage_moves(engagement) if form_class is StageMoveForm else cycle.escalation_moves(engagement)
     form.target.choices = [(m.target, m.label) for m in moves]
     if not form.validate_on_submit():
+        if not engagement.is_open and form.target.errors:  # a tab opened before the engagement was closed
+            form.target.errors = [cycle.closed_refusal(engagement, "stage" if form_class is StageMoveForm
+                                                       else "escalation")]
         return _page(engagement, 422, **{form_key: form})
     try:
         service.check_version(engagement, whole_number(form.version.data))
