@@ -4,6 +4,7 @@ from wtforms import DateField, HiddenField, SelectChoice, SelectField, StringFie
 from wtforms.validators import DataRequired, InputRequired, Length, Optional
 
 from engage.forms import EditForm
+from engage.idempotency import FormTokenMixin
 from engage.validators import http_url, sane_date
 
 from engage.models import Direction, InteractionKind, Outcome
@@ -29,14 +30,14 @@ class OpenEngagementForm(FlaskForm):
     submit = SubmitField("Open engagement")
 
 
-class EngagementEditForm(EditForm):
+class EngagementEditForm(FormTokenMixin, EditForm):
     owner_id = SelectField("Owner", coerce=coerce_optional_int, validators=[Optional()])
     objectives = TextAreaField("Objectives", validators=[Length(max=5000)])
     version = HiddenField(validators=[DataRequired()])
     submit = SubmitField("Save")
 
 
-class _MoveForm(FlaskForm):
+class _MoveForm(FormTokenMixin, FlaskForm):
     target = SelectField("Move to", validators=[DataRequired()])
     occurred_on = DateField("Date", validators=[DataRequired(), sane_date], description="When it happened.")
     note = TextAreaField("Note", validators=[Length(max=5000)])
@@ -59,7 +60,7 @@ class EscalationForm(_MoveForm):
     submit = SubmitField("Change escalation")
 
 
-class InteractionForm(FlaskForm):
+class InteractionForm(FormTokenMixin, FlaskForm):
     kind = SelectField("Kind", choices=KIND_CHOICES, default=InteractionKind.EMAIL.value)
     direction = SelectField("Direction", choices=DIRECTION_CHOICES, default=Direction.OUTBOUND.value)
     occurred_on = DateField("Date", validators=[DataRequired(), sane_date],

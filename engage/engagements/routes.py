@@ -10,7 +10,7 @@ from flask_login import current_user
 from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.exc import StaleDataError
 
-from engage import clock
+from engage import clock, idempotency
 from engage.engagements import attachments, cycle, service
 from engage.engagements.forms import (
     EngagementEditForm,
@@ -289,10 +289,16 @@ def edit(engagement_id: int):
     if not form.validate_on_submit():
         return _page(engagement, 422, edit=form)
     owner = db.session.get(User, form.owner_id.data) if form.owner_id.data else None
+    here = url_for("engagements.show", engagement_id=engagement_id)
     try:
+        claimed = idempotency.claim(form.form_token.data, "engagement.edit", current_user.id)
         service.update_engagement(engagement, seen_version=whole_number(form.version.data), owner=owner,
                                   objectives=form.objectives.data or "")
+        idempotency.record_result(claimed, here)
         db.session.commit()
+    except idempotency.AlreadySubmitted as duplicate:
+        db.session.rollback()
+        return idempotency.answer_duplicate(duplicate, here)
     except service.StaleEdit as error:
         return _stale_response(engagement_id, error, edit=form)
     except StaleDataError:
@@ -315,10 +321,17 @@ def _move(engagement_id: int, form_class, form_key: str, perform):
             form.target.errors = [cycle.closed_refusal(engagement, "stage" if form_class is StageMoveForm
                                                        else "escalation")]
         return _page(engagement, 422, **{form_key: form})
+    here = url_for("engagements.show", engagement_id=engagement_id)
     try:
+        # The token first: a double click is told so, not that "someone else" changed the engagement.
+        claimed = idempotency.claim(form.form_token.data, f"engagement.{form_key}", current_user.id)
         service.check_version(engagement, whole_number(form.version.data))
         perform(engagement, form)
-        db.session.commit()
+        idempotency.record_result(claimed, here)
+        db.session.commit()  # UPDATE engagements ... WHERE id = ? AND version = ? (the mapper's version_id_col)
+    except idempotency.AlreadySubmitted as duplicate:
+        db.session.rollback()
+        return idempotency.answer_duplicate(duplicate, here)
     except service.StaleEdit as error:
         return _stale_response(engagement_id, error, **{form_key: form})
     except StaleDataError:
@@ -364,13 +377,19 @@ def log_interaction(engagement_id: int):
         return _page(engagement, 422, interaction=form)
     uploads = [f for f in (form.attachments.data or []) if getattr(f, "filename", "")]
     written = []
+    timeline = url_for("engagements.show", engagement_id=engagement_id) + "#timeline"
     try:
+        claimed = idempotency.claim(form.form_token.data, "engagement.interaction", current_user.id)
         interaction, written = service.log_interaction(
             engagement, kind=form.kind.data, direction=form.direction.data, occurred_on=form.occurred_on.data,
             subject=form.subject.data or "", summary=form.summary.data or "", participants=form.participants.data or "",
             uploads=uploads, today=clock.today(), actor_id=current_user.id, move_to=form.move_to.data or None,
             seen_version=whole_number(form.version.data))
+        idempotency.record_result(claimed, timeline)
         db.session.commit()
+    except idempotency.AlreadySubmitted as duplicate:
+        db.session.rollback()
+        return idempotency.answer_duplicate(duplicate, timeline)
     except service.StaleEdit as error:
         service.discard_files(written)
         return _stale_response(engagement_id, error, interaction=form)
@@ -387,7 +406,7 @@ def log_interaction(engagement_id: int):
         service.discard_files(written)
         raise
     flash(f"{InteractionKind(interaction.kind).label} logged.", "success")
-    return redirect(url_for("engagements.show", engagement_id=engagement_id) + "#timeline")
+    return redirect(timeline)
 
 
 @bp.route("/attachments/<int:attachment_id>")

@@ -10,8 +10,9 @@ from sqlalchemy.orm import selectinload
 from wtforms import DateField, TextAreaField
 from wtforms.validators import DataRequired, Length
 
-from engage import clock
+from engage import clock, idempotency
 from engage.extensions import db
+from engage.idempotency import FormTokenMixin
 from engage.models import Campaign, CriterionScore, Engagement, Interaction, Rubric, Score, Stage
 from engage.scoring import progress, service
 from engage.security import require_role
@@ -20,7 +21,7 @@ from engage.validators import http_url_problem, sane_date, whole_number
 bp = Blueprint("scoring", __name__)
 
 
-class ScoreForm(FlaskForm):
+class ScoreForm(FormTokenMixin, FlaskForm):
     scored_on = DateField("Scored on", validators=[DataRequired(), sane_date])
     note = TextAreaField("Overall note", validators=[Length(max=5000)])
 
@@ -71,10 +72,17 @@ def score(interaction_id: int):
         entries, errors = _entries(rubric, request.form)
         if not errors:
             try:
+                claimed = idempotency.claim(form.form_token.data, "scoring.score", current_user.id)
                 made = service.score_response(interaction, scorer_id=current_user.id, scored_on=form.scored_on.data,
                                               today=clock.today(), entries=entries, note=form.note.data or "",
                                               moderates=moderates)
+                db.session.flush()
+                idempotency.record_result(claimed, url_for("scoring.show", score_id=made.id))
                 db.session.commit()
+            except idempotency.AlreadySubmitted as duplicate:
+                db.session.rollback()
+                return idempotency.answer_duplicate(
+                    duplicate, url_for("engagements.show", engagement_id=interaction.engagement_id) + "#scores")
             except service.ScoreError as error:
                 db.session.rollback()
                 errors[error.field] = error.message
