@@ -127,8 +127,8 @@ def register_extensions(app: Flask) -> None:
     from engage.security import enforce_access
     from engage.web import refuse_nul_characters
 
-    app.before_request(refuse_nul_characters)
     app.before_request(enforce_access)
+    app.before_request(refuse_nul_characters)  # after access: an anonymous body is not even read
 
 
 def register_blueprints(app: Flask) -> None:

@@ -35,6 +35,8 @@ from engage.dbutil import insert_ignoring_conflicts
 from engage.extensions import db
 from engage.models import FormSubmission
 
+#: Days a claimed token is kept; a form is refused long before (its CSRF token lasts 8 hours).
+KEEP_DAYS = 2
 #: What the second submission of a form is told.
 DUPLICATE_MESSAGE = "Already saved: this form was sent twice, and the second time changed nothing."
 

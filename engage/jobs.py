@@ -41,6 +41,16 @@ def monthly_export(now: dt.datetime) -> list[str]:
     return [run_monthly(now)]
 
 
+def prune_form_tokens(now: dt.datetime) -> list[str]:
+    """Forget claimed form tokens older than two days: no form lives that long (CSRF expires first)."""
+    from engage import idempotency
+    from engage.extensions import db
+
+    removed = idempotency.prune(now - dt.timedelta(days=idempotency.KEEP_DAYS))
+    db.session.commit()
+    return [f"{removed} form token(s) forgotten"]
+
+
 @dataclass(frozen=True)
 class Job:
     id: str
@@ -54,6 +64,7 @@ def jobs(app: Flask) -> list[Job]:
         Job("reminders-tick", reminders_tick, "interval", {"minutes": app.config["REMINDER_TICK_MINUTES"]}),
         Job("outbox-drain", outbox_drain, "interval", {"minutes": 1}),
         Job("monthly-export", monthly_export, "cron", {"day": 1, "hour": 6, "minute": 0}),
+        Job("prune-form-tokens", prune_form_tokens, "cron", {"hour": 3, "minute": 30}),
     ]
 
 

@@ -191,8 +191,16 @@ def test_the_version_check_is_in_the_update_statement(app, count_queries):
     assert db.session.get(Engagement, engagement.id).escalation == "follow_up"
 
 
-def test_prune_forgets_old_tokens(app):
-    idempotency.claim(idempotency.new_token(), "test", None)
+def test_the_scheduler_forgets_old_tokens(app):
+    from engage import clock
+    from engage.jobs import prune_form_tokens
+
+    now = dt.datetime(2026, 6, 15, 3, 30)
+    with clock.frozen(now - dt.timedelta(days=3)):
+        idempotency.claim(idempotency.new_token(), "test", None)
+    with clock.frozen(now - dt.timedelta(hours=12)):
+        recent = idempotency.new_token()
+        idempotency.claim(recent, "test", None)
     db.session.commit()
-    assert idempotency.prune(dt.datetime.now() - dt.timedelta(days=1)) == 0
-    assert idempotency.prune(dt.datetime.now() + dt.timedelta(days=1)) == 1
+    assert prune_form_tokens(now) == ["1 form token(s) forgotten"]
+    assert db.session.scalars(sa.select(FormSubmission.token)).all() == [recent]
