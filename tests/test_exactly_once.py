@@ -99,6 +99,7 @@ def test_two_tabs_with_the_same_version_cannot_both_escalate(app, analyst, make_
     assert sorted(o["status"] for o in outcomes) == [302, 409]
     refused = next(o for o in outcomes if o["status"] == 409)
     assert "someone else changed this engagement" in refused["page"]
+    assert "Escalation is now" not in refused["page"]  # no success announced for the refused one
     fresh()
     events = db.session.scalars(sa.select(EngagementEvent)).all()
     assert len(events) == 1

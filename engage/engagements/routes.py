@@ -326,7 +326,7 @@ def _move(engagement_id: int, form_class, form_key: str, perform):
         # The token first: a double click is told so, not that "someone else" changed the engagement.
         claimed = idempotency.claim(form.form_token.data, f"engagement.{form_key}", current_user.id)
         service.check_version(engagement, whole_number(form.version.data))
-        perform(engagement, form)
+        done = perform(engagement, form)
         idempotency.record_result(claimed, here)
         db.session.commit()  # UPDATE engagements ... WHERE id = ? AND version = ? (the mapper's version_id_col)
     except idempotency.AlreadySubmitted as duplicate:
@@ -340,7 +340,8 @@ def _move(engagement_id: int, form_class, form_key: str, perform):
         db.session.rollback()
         field_error(form, error.field, error.message)
         return _page(_load(engagement_id), 422, **{form_key: form})
-    return redirect(url_for("engagements.show", engagement_id=engagement_id))
+    flash(done, "success")  # only once committed: a move refused at commit time is not announced
+    return redirect(here)
 
 
 @bp.route("/engagements/<int:engagement_id>/stage", methods=["POST"])
@@ -350,7 +351,7 @@ def move_stage(engagement_id: int):
         engagement.move_to(form.target.data, on=form.occurred_on.data, today=clock.today(), actor_id=current_user.id,
                            note=form.note.data or "", reason=form.reason.data or "", evidence=form.evidence.data or "",
                            evidence_url=form.evidence_url.data or None, outcome=form.outcome.data or None)
-        flash(f"Stage is now {engagement.stage_label}.", "success")
+        return f"Stage is now {engagement.stage_label}."
 
     return _move(engagement_id, StageMoveForm, "stage", perform)
 
@@ -362,7 +363,7 @@ def move_escalation(engagement_id: int):
         engagement.escalate_to(form.target.data, on=form.occurred_on.data, today=clock.today(),
                                actor_id=current_user.id, note=form.note.data or "", reason=form.reason.data or "",
                                evidence=form.evidence.data or "", evidence_url=form.evidence_url.data or None)
-        flash(f"Escalation is now {engagement.escalation_label}.", "success")
+        return f"Escalation is now {engagement.escalation_label}."
 
     return _move(engagement_id, EscalationForm, "escalation", perform)
 
