@@ -81,11 +81,15 @@ def parse_datetime(text: str, option: str) -> dt.datetime:
         value = dt.datetime.fromisoformat(text.strip())
     except (ValueError, AttributeError):
         raise ValueError(f"{option} must be an ISO date-time such as 2026-11-21T09:00, not {text!r}") from None
+    if value.tzinfo is not None:
+        try:
+            value = value.astimezone(dt.UTC).replace(tzinfo=None)
+        except OverflowError:  # an offset that takes the time past year 1 or 9999
+            raise ValueError(f"{option}: {text.strip()} is outside the dates Engage accepts "
+                             f"({DATE_MIN.isoformat()} to {DATE_MAX.isoformat()}).") from None
     problem = date_problem(value)
     if problem:
         raise ValueError(f"{option}: {problem}")
-    if value.tzinfo is not None:
-        value = value.astimezone(dt.UTC).replace(tzinfo=None)
     return value
 
 

@@ -32,7 +32,7 @@ from engage.models import (
     Rubric,
     Score,
 )
-from engage.validators import DATE_MAX, DATE_MIN, FiniteDecimal, date_problem, decimal_problem, sane_date
+from engage.validators import DATE_MAX, DATE_MIN, FiniteDecimal, date_problem, decimal_problem, sane_date, whole_number
 from tests import factories
 
 OUTSIDE = "outside the dates Engage accepts"
@@ -223,7 +223,8 @@ def test_holdings_as_of_is_bounded_on_the_web_and_the_cli(client, login_as, runn
 
 
 def test_reminders_run_now_is_bounded(runner):
-    for bad in ("9999-12-31T00:00", "0001-01-01T00:00", "2101-01-01T00:00+00:00", "1989-12-31T23:00-02:00"):
+    for bad in ("9999-12-31T00:00", "0001-01-01T00:00", "2101-01-01T00:00+00:00", "2100-12-31T23:00-02:00",
+                "0001-01-01T00:00+01:00"):
         result = runner.invoke(args=["reminders", "run", "--now", bad])
         assert result.exit_code == 1 and OUTSIDE in result.stderr and "--now" in result.stderr, bad
     assert runner.invoke(args=["reminders", "run", "--now", "nonsense"]).exit_code == 1
@@ -332,3 +333,46 @@ def test_campaign_numbers_are_bounded(client, login_as, runner):
             assert response.status_code == 422, (field, bad)
     db.session.expire_all()
     assert db.session.get(Campaign, campaign.id).response_window_days == 30
+
+
+# --- property-based: the shared parsers never raise anything but their refusal -----------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+HOSTILE_TEXT = st.one_of(st.text(max_size=40), st.from_regex(r"-?[0-9٠-٩²]{0,30}([.eE][-+]?[0-9]{0,5})?", fullmatch=True),
+                         st.sampled_from(["inf", "-Infinity", "nan", "sNaN", "1e999999", "9" * 5000, "0x1F", "1_000"]))
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(HOSTILE_TEXT)
+def test_whole_number_is_ascii_digits_within_bounds_or_none(text):
+    value = whole_number(text, minimum=1, maximum=10**6)
+    assert value is None or (1 <= value <= 10**6 and text.isascii() and text == str(int(text)).zfill(len(text)))
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(HOSTILE_TEXT)
+def test_decimal_problem_accepts_only_finite_bounded_numbers(text):
+    problem = decimal_problem(text, minimum=0, maximum=10**15, places=2)
+    if problem is None and text.strip():
+        number = Decimal(text.strip())
+        assert number.is_finite() and 0 <= number <= 10**15 and number.as_tuple().exponent >= -2
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.one_of(st.text(max_size=30), st.dates().map(dt.date.isoformat),
+                 st.datetimes().map(dt.datetime.isoformat),
+                 st.datetimes(timezones=st.timezones()).map(dt.datetime.isoformat),
+                 st.sampled_from(["0001-01-01T00:00+01:00", "9999-12-31T23:59-01:00", "2100-12-31T23:00-02:00"])))
+def test_cli_dates_parse_within_the_range_or_are_refused(text):
+    from engage.validators import parse_date, parse_datetime
+
+    for parse in (parse_date, parse_datetime):
+        try:
+            value = parse(text, "--x")
+        except ValueError as exc:
+            assert str(exc).startswith("--x")
+        else:
+            day = value.date() if isinstance(value, dt.datetime) else value
+            assert DATE_MIN <= day <= DATE_MAX
