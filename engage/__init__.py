@@ -154,14 +154,19 @@ def register_extensions(app: Flask) -> None:
     )
 
     from engage.security import enforce_access, keep_acting_session, no_store
+    from engage.web import refuse_nul_characters
 
     app.before_request(enforce_access)
+    app.before_request(refuse_nul_characters)  # after access: an anonymous body is not even read
     # after_request hooks run last-registered first: these run before Flask-Login's cookie hook.
     app.after_request(no_store)
     app.after_request(keep_acting_session)
 
 
 def register_blueprints(app: Flask) -> None:
+    from engage.web import IdConverter
+
+    app.url_map.converters["int"] = IdConverter  # before any route: ids past the column's range are 404s
     from engage.account.routes import bp as account_bp
     from engage.admin.routes import bp as admin_bp
     from engage.auth.routes import bp as auth_bp
@@ -227,11 +232,12 @@ def register_errorhandlers(app: Flask) -> None:
 
 
 def register_template_helpers(app: Flask) -> None:
-    from engage import formatting
+    from engage import formatting, web
     from engage.models import Role
 
     app.jinja_env.globals["Role"] = Role
     app.jinja_env.globals["timedelta"] = datetime.timedelta
+    app.jinja_env.globals["refusals"] = web.refusals
     app.jinja_env.filters["date"] = formatting.format_date
     app.jinja_env.filters["datetime"] = formatting.format_datetime
     app.jinja_env.filters["money"] = formatting.format_money

@@ -76,20 +76,16 @@ reminders_cli = AppGroup("reminders", help="Follow-up reminders and their emails
 
 
 def parse_now(value: str | None):
-    """--now as an ISO date-time (UTC when no offset is given), or the clock's now."""
-    import datetime as dt
-
+    """--now as an ISO date-time (UTC when no offset is given) in the accepted range, or the clock's now."""
     from engage import clock
+    from engage.validators import parse_datetime
 
     if value is None:
         return clock.utcnow()
     try:
-        parsed = dt.datetime.fromisoformat(value)
-    except ValueError:
-        fail(f"--now must be an ISO date-time such as 2026-11-21T09:00, not {value!r}")
-    if parsed.tzinfo is not None:
-        parsed = parsed.astimezone(dt.UTC).replace(tzinfo=None)
-    return parsed
+        return parse_datetime(value, "--now")
+    except ValueError as exc:
+        fail(str(exc))
 
 
 @reminders_cli.command("run")
@@ -154,12 +150,11 @@ def holdings_import_command(path, fund_name, as_of_text, mapping_text, create_fu
 
     It replaces the fund's snapshot for that date, if there is one, and says which import it replaces.
     """
-    import datetime as dt
-
     import sqlalchemy as sa
 
     from engage.holdings import importer, parsing
     from engage.models import Fund
+    from engage.validators import date_problem, parse_date
 
     file = Path(path)
     if not file.is_file():
@@ -167,11 +162,9 @@ def holdings_import_command(path, fund_name, as_of_text, mapping_text, create_fu
     as_of = None
     if as_of_text:
         try:
-            as_of = dt.date.fromisoformat(as_of_text)
-        except ValueError:
-            fail(f"--as-of must be a date YYYY-MM-DD, not {as_of_text!r}")
-        if parsing.date_problem(as_of):
-            fail(f"--as-of: {parsing.date_problem(as_of)}")
+            as_of = parse_date(as_of_text, "--as-of")
+        except ValueError as exc:
+            fail(str(exc))
     fund = db.session.scalar(sa.select(Fund).where(Fund.name == fund_name))
     if fund is None and not create_fund:
         fail(f"no fund called {fund_name!r}; add --create-fund to create it")
@@ -192,6 +185,8 @@ def holdings_import_command(path, fund_name, as_of_text, mapping_text, create_fu
     as_of = as_of or parsed.as_of
     if as_of is None:
         fail(f"{path}: the file does not say its date; give --as-of YYYY-MM-DD")
+    if date_problem(as_of):
+        fail(f"{path}: the holdings date {date_problem(as_of)}")
     with audit.acting_as("cli"):
         if fund is None:
             fund = Fund(name=fund_name)

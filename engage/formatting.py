@@ -32,6 +32,8 @@ def format_money(value: Decimal | float | None, currency: str = "US$") -> str:
     if value is None:
         return "–"
     amount = Decimal(value)
+    if not amount.is_finite():  # never "US$Infinity trillion" in a letter, whatever was stored
+        return "–"
     for size, word in ((Decimal(10) ** 12, "trillion"), (Decimal(10) ** 9, "billion"), (Decimal(10) ** 6, "million")):
         if abs(amount) >= size:
             return f"{currency}{amount / size:,.2f} {word}"

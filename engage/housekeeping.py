@@ -1,4 +1,5 @@
-"""Deleting what nobody will use again: import previews never confirmed, old cached documents.
+"""Deleting what nobody will use again: import previews never confirmed, old cached documents,
+claimed form tokens past any form's life.
 
 Both live under the instance folder: `uploads/` holds holdings files between their preview and
 their confirmation (and, briefly, the result of a confirmation); `cache/` holds rendered
@@ -45,5 +46,10 @@ def remove_old_cache_files(now: dt.datetime) -> int:
 
 
 def run(now: dt.datetime) -> list[str]:
+    """One housekeeping pass; the caller (job or CLI) commits the forgotten form tokens."""
+    from engage import idempotency  # housekeeping is called by jobs and the CLI only; keeps this module light
+
+    tokens = idempotency.prune(now - dt.timedelta(days=idempotency.KEEP_DAYS))
     return [f"{remove_old_uploads(now)} expired import preview file(s) removed",
-            f"{remove_old_cache_files(now)} old cache file(s) removed"]
+            f"{remove_old_cache_files(now)} old cache file(s) removed",
+            f"{tokens} form token(s) forgotten"]

@@ -42,10 +42,13 @@ def monthly_export(now: dt.datetime) -> list[str]:
 
 
 def housekeeping(now: dt.datetime) -> list[str]:
-    """Import previews never confirmed and cache files past their age are deleted."""
+    """Import previews never confirmed, cache files past their age and old form tokens are deleted."""
+    from engage.extensions import db
     from engage.housekeeping import run
 
-    return run(now)
+    lines = run(now)
+    db.session.commit()
+    return lines
 
 
 @dataclass(frozen=True)

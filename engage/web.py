@@ -1,12 +1,80 @@
-"""Helpers shared by the blueprints' views."""
+"""Helpers shared by the blueprints' views: refusals shown on their field, and pagination."""
 
-from flask import flash
+from __future__ import annotations
+
+from flask import abort, current_app, flash, request
+from jinja2 import pass_context
+from werkzeug.routing import IntegerConverter
+from wtforms.form import BaseForm
+
+from engage.extensions import db
+from engage.validators import MAX_ID, whole_number
+
+#: OFFSET is a signed 64-bit integer on SQLite and PostgreSQL; no page may ask for more.
+MAX_OFFSET = 2**63 - 1
 
 
 def field_error(form, field_name: str, message: str) -> None:
-    """Show a service's refusal on the form field it concerns, or as a flash message."""
+    """Show a service's refusal on the form field it concerns, or as a flash message.
+
+    Either way it also reaches the top of the page: the layout lists every error of the forms
+    it draws (`refusals`), so a refusal is seen even when its form is folded away or not drawn.
+    """
     field = getattr(form, field_name, None)
     if field is not None and hasattr(field, "errors"):
         field.errors = list(field.errors) + [message]
     else:
         flash(message, "error")
+
+
+@pass_context
+def refusals(context) -> list[str]:
+    """Template global: every error of every form in the page's context, as "Label: message" lines."""
+    lines = []
+    for value in context.get_all().values():
+        if not isinstance(value, BaseForm):
+            continue
+        lines += [str(message) for message in getattr(value, "form_errors", [])]
+        for field in value:
+            for message in field.errors if isinstance(field.errors, (list, tuple)) else []:
+                line = f"{field.label.text}: {message}"
+                if line not in lines:
+                    lines.append(line)
+    return lines
+
+
+def page_number() -> int:
+    """`?page=` as a whole number from 1 (absent or empty: 1); anything else is a 404."""
+    raw = request.args.get("page", "")
+    if raw == "":
+        return 1
+    page = whole_number(raw, minimum=1, maximum=MAX_OFFSET)
+    if page is None:
+        abort(404)
+    return page
+
+
+def paginate(query, per_page: int | None = None):
+    """The one way a list pages. A page past the last, or one no database could reach, is a 404."""
+    per_page = per_page or current_app.config["PAGE_SIZE"]
+    page = page_number()
+    if (page - 1) * per_page > MAX_OFFSET:
+        abort(404)
+    return db.paginate(query, page=page, per_page=per_page, max_per_page=None, error_out=True, count=True)
+
+
+class IdConverter(IntegerConverter):
+    """`<int:...>` in URLs: ids are database integers, so a larger number is a 404, not an overflow."""
+
+    def __init__(self, map, fixed_digits: int = 0, min: int | None = None, max: int | None = MAX_ID,
+                 signed: bool = False) -> None:
+        super().__init__(map, fixed_digits=fixed_digits, min=min, max=max, signed=signed)
+
+
+def refuse_nul_characters():
+    """before_request hook: no NUL character in the path, query string or form (PostgreSQL's text refuses it)."""
+    values = [*(request.view_args or {}).values(), *request.args.keys(), *request.args.values()]
+    if request.method not in ("GET", "HEAD", "OPTIONS"):
+        values += [*request.form.keys(), *request.form.values()]
+    if any(isinstance(value, str) and "\x00" in value for value in values):
+        abort(400, "The request contains a NUL character, which no field accepts.")

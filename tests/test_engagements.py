@@ -202,7 +202,7 @@ def test_attachments_upload_download_and_refusals(client, login_as, app, tmp_pat
         ok = log(client, eid, attachments=[(io.BytesIO(PDF), "reply letter.pdf")])
         assert ok.status_code == 302
         attachment = db.session.scalar(sa.select(Attachment))
-        assert attachment.filename == "reply_letter.pdf" and attachment.size_bytes == len(PDF)
+        assert attachment.filename == "reply letter.pdf" and attachment.size_bytes == len(PDF)  # issue 13: name kept
         assert (tmp_path / attachment.stored_name).read_bytes() == PDF
         download = client.get(f"/attachments/{attachment.id}")
         assert download.status_code == 200 and download.data == PDF

@@ -403,9 +403,9 @@ def test_spreadsheet_infinities_and_percent_cells(runner, tmp_path):
 def test_an_out_of_range_holdings_date_is_refused(runner, tmp_path, client, login_as):
     text = ishares().replace("Nov 20, 2026", "Nov 20, 1900")
     result = cli_import(runner, tmp_path, text)
-    assert result.exit_code == 1 and "row 2: the holdings date 1900-11-20 is outside 1990–2100" in result.stderr
+    assert result.exit_code == 1 and "row 2: the holdings date 1900-11-20 is outside the dates Engage accepts" in result.stderr
     result = cli_import(runner, tmp_path, "Name,Ticker\nA,AAA\n", "--as-of", "2206-01-01")
-    assert result.exit_code == 1 and "--as-of: 2206-01-01 is outside 1990–2100" in result.stderr
+    assert result.exit_code == 1 and "--as-of: 2206-01-01 is outside the dates Engage accepts" in result.stderr
     login_as("analyst")
     fund = Fund(name="Dated")
     db.session.add(fund)
@@ -413,7 +413,7 @@ def test_an_out_of_range_holdings_date_is_refused(runner, tmp_path, client, logi
     response = client.post("/holdings/import", data={"fund_id": fund.id, "as_of": "0026-10-31",
                                                      "file": (io.BytesIO(b"Name,Ticker\nA,AAA\n"), "a.csv")},
                            content_type="multipart/form-data")
-    assert response.status_code == 422 and "outside 1990–2100" in response.get_data(as_text=True)
+    assert response.status_code == 422 and "outside the dates Engage accepts" in response.get_data(as_text=True)
 
 
 # --- 5. what a re-import replaces; ISINs learnt from files ---------------------------------
@@ -658,7 +658,7 @@ def test_housekeeping_removes_old_previews_and_cache_files(app, runner, instance
                         (cache / "old.pdf", 8 * 24), (cache / "new.pdf", 6 * 24), (outside, 30 * 24)]:
         os.utime(path, (stamp - hours * 3600, stamp - hours * 3600))
     os.utime(cache / "link.pdf", (stamp - 9 * 24 * 3600,) * 2, follow_symlinks=False)
-    assert housekeeping(now) == ["2 expired import preview file(s) removed", "2 old cache file(s) removed"]
+    assert housekeeping(now)[:2] == ["2 expired import preview file(s) removed", "2 old cache file(s) removed"]
     assert service.load_upload(token) is None and service.load_upload(fresh) is not None
     assert sorted(p.name for p in cache.iterdir()) == ["new.pdf"] and outside.read_text() == "keep me"
     result = runner.invoke(args=["housekeeping", "--now", "2026-11-24T12:00"])

@@ -14,6 +14,7 @@ from decimal import Decimal
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from engage import validators
 from engage.holdings import parsing
 
 SETTINGS = settings(max_examples=150, deadline=None, derandomize=True,
@@ -74,11 +75,11 @@ def test_any_text_is_a_finite_number_missing_or_a_number_error(text, convention)
 
 
 @SETTINGS
-@given(st.dates(min_value=parsing.DATE_MIN, max_value=parsing.DATE_MAX), st.sampled_from(parsing.DATE_FORMATS))
+@given(st.dates(min_value=validators.DATE_MIN, max_value=validators.DATE_MAX), st.sampled_from(parsing.DATE_FORMATS))
 def test_dates_in_every_accepted_format_read_back(date, fmt):
     text = dt.datetime.combine(date, dt.time()).strftime(fmt)
     assert parsing.parse_date(text) == date
-    assert parsing.date_problem(date) is None
+    assert validators.date_problem(date) is None
 
 
 @SETTINGS
@@ -86,7 +87,7 @@ def test_dates_in_every_accepted_format_read_back(date, fmt):
 def test_any_text_is_a_date_or_none(text):
     value = parsing.parse_date(text)
     assert value is None or isinstance(value, dt.date)
-    parsing.date_problem(value)
+    validators.date_problem(value)
 
 
 names = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cc", "Cs", "Zl", "Zp", "Zs")),

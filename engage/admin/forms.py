@@ -1,7 +1,8 @@
 from flask_wtf import FlaskForm
+from decimal import Decimal
+
 from wtforms import (
     BooleanField,
-    DecimalField,
     EmailField,
     IntegerField,
     PasswordField,
@@ -14,13 +15,17 @@ from wtforms import (
 )
 from wtforms.validators import DataRequired, Email, EqualTo, InputRequired, Length, NumberRange, Optional
 
-from engage.models import InvestorKind, Role
-from engage.validators import MIN_PASSWORD_LENGTH, http_url, strong_password
+from engage.forms import DecimalField, EditForm
+from engage.models import Investor, InvestorKind, Role
+from engage.validators import MIN_PASSWORD_LENGTH, FiniteDecimal, http_url, strong_password
+
+#: No investor manages more: the whole world's assets under management are about US$130 trillion.
+AUM_MAX_USD = Decimal(10) ** 15
 
 ROLE_CHOICES = [SelectChoice(r.value, r.label) for r in Role]
 
 
-class UserForm(FlaskForm):
+class UserForm(EditForm):
     email = EmailField("Email", validators=[DataRequired(), Length(max=254)])
     name = StringField("Name", validators=[DataRequired(), Length(max=120)])
     role = SelectField("Role", choices=ROLE_CHOICES, default=Role.ANALYST.value)
@@ -62,7 +67,7 @@ class AuditFilterForm(FlaskForm):
     actor = StringField("Actor", validators=[Optional(), Length(max=254)])
 
 
-class CampaignForm(FlaskForm):
+class CampaignForm(EditForm):
     name = StringField("Name", validators=[DataRequired(), Length(max=200)])
     summary = TextAreaField("Summary", validators=[Length(max=5000)])
     letterhead = TextAreaField("Letterhead", validators=[Length(max=2000)],
@@ -79,11 +84,12 @@ class CampaignForm(FlaskForm):
     submit = SubmitField("Save campaign")
 
 
-class InvestorForm(FlaskForm):
+class InvestorForm(EditForm):
     name = StringField("Name", validators=[DataRequired(), Length(max=200)])
     kind = SelectField("Kind", choices=[SelectChoice(k.value, k.label if k.value != "ngo" else "NGO") for k in InvestorKind])
-    aum_usd = DecimalField("Assets under management (US$)", places=2, validators=[Optional(), NumberRange(min=0)],
-                           description="Leave empty when not disclosed.")
+    aum_usd = DecimalField("Assets under management (US$)", places=2,
+                           validators=[Optional(), FiniteDecimal(minimum=0, maximum=AUM_MAX_USD, column=Investor.aum_usd)],
+                           description="Leave empty when not disclosed; at most US$1,000 trillion, in cents.")
     contact_name = StringField("Contact name", validators=[Optional(), Length(max=120)])
     contact_email = EmailField("Contact email", validators=[Optional(), Email(), Length(max=254)])
     website = StringField("Website", validators=[Optional(), http_url, Length(max=500)])

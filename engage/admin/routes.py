@@ -1,7 +1,7 @@
 """Admin pages: users and the audit trail."""
 
 import sqlalchemy as sa
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from engage.admin import service
@@ -16,7 +16,7 @@ from engage.admin.forms import (
 from engage.extensions import db
 from engage.models import AuditEvent, Campaign, Investor, User
 from engage.security import require_role
-from engage.web import field_error
+from engage.web import field_error, paginate
 
 bp = Blueprint("admin", __name__)
 
@@ -107,7 +107,7 @@ def audit_events():
         query = query.where(AuditEvent.object_type == form.object_type.data.strip())
     if form.actor.data:
         query = query.where(AuditEvent.actor_label.ilike(f"%{form.actor.data.strip()}%"))
-    page = db.paginate(query, per_page=current_app.config["PAGE_SIZE"], max_per_page=200)
+    page = paginate(query)
     return render_template("admin/audit.html", page=page, form=form)
 
 

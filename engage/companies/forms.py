@@ -4,12 +4,13 @@ from wtforms import DateField, SelectChoice, SelectField, StringField, SubmitFie
 from wtforms.validators import DataRequired, Length, Optional, Regexp
 
 from engage.extensions import db
+from engage.forms import EditForm
 from engage.identifiers import isin_problem
 from engage.models import Company, RiskSource
-from engage.validators import http_url
+from engage.validators import http_url, sane_date
 
 
-class CompanyForm(FlaskForm):
+class CompanyForm(EditForm):
     name = StringField("Name", validators=[DataRequired(), Length(max=200)])
     aliases = TextAreaField("Other names", validators=[Length(max=5000)],
                             description="One per line: former names, short names, names in other scripts.")
@@ -54,7 +55,7 @@ class RiskFlagForm(FlaskForm):
     source = SelectField("List", choices=[SelectChoice(s.value, s.label) for s in RiskSource])
     section = StringField("Statutory section", validators=[Optional(), Length(max=40)],
                           description="For UFLPA Entity List entries, e.g. 2(d)(2)(B)(ii).")
-    effective_date = DateField("Effective date", validators=[Optional()])
+    effective_date = DateField("Effective date", validators=[Optional(), sane_date])
     citation = StringField("Citation", validators=[DataRequired(), Length(max=500)],
                            description="Federal Register notice, decision or article.")
     citation_url = StringField("Citation link", validators=[Optional(), http_url, Length(max=500)])

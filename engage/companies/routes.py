@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy.orm import selectinload
 
@@ -13,6 +13,8 @@ from engage.extensions import db
 from engage.formatting import shown_below
 from engage.models import Company, CompanyAlias, Engagement, RiskFlag, RiskSource, Score, Stage
 from engage.security import require_role
+from engage.validators import whole_number
+from engage.web import paginate
 
 bp = Blueprint("companies", __name__)
 
@@ -70,7 +72,7 @@ def company_filters(args) -> dict:
         abort(400, "engaged must be 'yes' or 'no'.")
     if filters["stage"] and filters["stage"] not in Stage.values():
         abort(400, f"Unknown stage {filters['stage']!r}.")
-    if filters["score_below"] and not (filters["score_below"].isdigit() and int(filters["score_below"]) <= 100):
+    if filters["score_below"] and whole_number(filters["score_below"], maximum=100) is None:
         abort(400, "score_below must be a whole number from 0 to 100.")
     if filters["trend"] not in ("", "up", "down"):
         abort(400, "trend must be 'up' or 'down'.")
@@ -125,7 +127,7 @@ def index():
     query = company_query(f).options(
         selectinload(Company.risk_flags), selectinload(Company.aliases), selectinload(Company.engagements)
     )
-    page = db.paginate(query, per_page=current_app.config["PAGE_SIZE"], max_per_page=200)
+    page = paginate(query)
     ids = [c.id for c in page.items]
     table = company_scores()
     scores = {row.company_id: row for row in db.session.execute(

@@ -114,6 +114,14 @@ def escalation_moves(engagement: Engagement) -> list[Move]:
     return moves
 
 
+def closed_refusal(engagement: Engagement, what: str) -> str:
+    """Why a move prepared before the engagement was closed is refused now."""
+    since = f" on {engagement.closed_on.isoformat()}" if engagement.closed_on else ""
+    if what == "escalation":
+        return f"The engagement was closed{since}; reopen it before changing its escalation."
+    return f"The engagement was closed{since}; it can only be reopened (choose a stage to reopen at)."
+
+
 def _check_url(value: str | None) -> str | None:
     value = (value or "").strip()
     if not value:
@@ -192,7 +200,7 @@ def move_escalation(engagement: Engagement, target: str, *, on: dt.date | None, 
     if target not in LADDER:
         raise MoveError("target", f"{target!r} is not an escalation level.")
     if engagement.stage == Stage.CLOSED.value:
-        raise MoveError("target", "The engagement is closed; reopen it before changing its escalation.")
+        raise MoveError("target", closed_refusal(engagement, "escalation"))
     if target == engagement.escalation:
         raise MoveError("target", f"The escalation is already {_level_label(target)}.")
     move = _find(escalation_moves(engagement), target, "escalation", _level_label(engagement.escalation))

@@ -3,7 +3,9 @@ from flask_wtf.file import MultipleFileField
 from wtforms import DateField, HiddenField, SelectChoice, SelectField, StringField, SubmitField, TextAreaField
 from wtforms.validators import DataRequired, InputRequired, Length, Optional
 
-from engage.validators import http_url
+from engage.forms import EditForm
+from engage.idempotency import FormTokenMixin
+from engage.validators import http_url, sane_date
 
 from engage.models import Direction, InteractionKind, Outcome
 
@@ -22,22 +24,22 @@ def coerce_optional_int(value):
 class OpenEngagementForm(FlaskForm):
     campaign_id = SelectField("Campaign", coerce=int, validators=[InputRequired()])
     owner_id = SelectField("Owner", coerce=coerce_optional_int, validators=[Optional()])
-    opened_on = DateField("Opened on", validators=[DataRequired()])
+    opened_on = DateField("Opened on", validators=[DataRequired(), sane_date])
     objectives = TextAreaField("Objectives", validators=[Length(max=5000)],
                                description="What this engagement should achieve with this company.")
     submit = SubmitField("Open engagement")
 
 
-class EngagementEditForm(FlaskForm):
+class EngagementEditForm(FormTokenMixin, EditForm):
     owner_id = SelectField("Owner", coerce=coerce_optional_int, validators=[Optional()])
     objectives = TextAreaField("Objectives", validators=[Length(max=5000)])
     version = HiddenField(validators=[DataRequired()])
     submit = SubmitField("Save")
 
 
-class _MoveForm(FlaskForm):
+class _MoveForm(FormTokenMixin, FlaskForm):
     target = SelectField("Move to", validators=[DataRequired()])
-    occurred_on = DateField("Date", validators=[DataRequired()], description="When it happened.")
+    occurred_on = DateField("Date", validators=[DataRequired(), sane_date], description="When it happened.")
     note = TextAreaField("Note", validators=[Length(max=5000)])
     reason = TextAreaField("Reason", validators=[Length(max=5000)],
                            description="Required when moving back, de-escalating or reopening.")
@@ -58,10 +60,10 @@ class EscalationForm(_MoveForm):
     submit = SubmitField("Change escalation")
 
 
-class InteractionForm(FlaskForm):
+class InteractionForm(FormTokenMixin, FlaskForm):
     kind = SelectField("Kind", choices=KIND_CHOICES, default=InteractionKind.EMAIL.value)
     direction = SelectField("Direction", choices=DIRECTION_CHOICES, default=Direction.OUTBOUND.value)
-    occurred_on = DateField("Date", validators=[DataRequired()],
+    occurred_on = DateField("Date", validators=[DataRequired(), sane_date],
                             description="Not in the future, except for a planned meeting.")
     subject = StringField("Subject", validators=[Length(max=300)])
     summary = TextAreaField("Summary", validators=[Length(max=20000)],

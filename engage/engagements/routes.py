@@ -10,7 +10,7 @@ from flask_login import current_user
 from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.exc import StaleDataError
 
-from engage import clock
+from engage import clock, idempotency
 from engage.engagements import attachments, cycle, service
 from engage.engagements.forms import (
     EngagementEditForm,
@@ -35,7 +35,8 @@ from engage.models import (
     User,
 )
 from engage.security import require_role
-from engage.web import field_error
+from engage.validators import whole_number
+from engage.web import field_error, paginate
 
 bp = Blueprint("engagements", __name__)
 
@@ -66,14 +67,13 @@ def engagement_filters(args) -> dict:
         abort(400, f"Unknown stage {f['stage']!r}.")
     if f["escalation"] and f["escalation"] not in Escalation.values():
         abort(400, f"Unknown escalation level {f['escalation']!r}.")
-    for key in ("campaign",):
-        if f[key] and not f[key].isdigit():
-            abort(400, f"{key} must be a number.")
-    if f["owner"] and f["owner"] not in ("me", "none") and not f["owner"].isdigit():
+    if f["campaign"] and whole_number(f["campaign"]) is None:
+        abort(400, "campaign must be a campaign number.")
+    if f["owner"] and f["owner"] not in ("me", "none") and whole_number(f["owner"]) is None:
         abort(400, "owner must be a user number, 'me' or 'none'.")
     if f["overdue"] not in ("", "yes") or f["stale"] not in ("", "yes"):
         abort(400, "overdue and stale take the value 'yes'.")
-    if f["score_below"] and not (f["score_below"].isdigit() and int(f["score_below"]) <= 100):
+    if f["score_below"] and whole_number(f["score_below"], maximum=100) is None:
         abort(400, "score_below must be a whole number from 0 to 100.")
     if f["trend"] not in ("", "up", "down"):
         abort(400, "trend must be 'up' or 'down'.")
@@ -130,8 +130,8 @@ def index():
     query = engagement_query(f, today).options(
         selectinload(Engagement.company), selectinload(Engagement.campaign), selectinload(Engagement.owner)
     )
-    page = db.paginate(query, per_page=current_app.config["PAGE_SIZE"], max_per_page=200)
-    # db.paginate returns scalars; re-run the row query for the page to get the computed columns.
+    page = paginate(query)
+    # paginate returns scalars; re-run the row query for the page to get the computed columns.
     from engage.letters.routes import bulk_form
 
     return render_template(
@@ -261,7 +261,7 @@ def _page(engagement: Engagement, status: int = 200, stale: service.StaleEdit | 
         summary=service.summary_of(engagement), stale=stale, today=clock.today(),
         stage_moves=cycle.stage_moves(engagement), escalation_moves=cycle.escalation_moves(engagement),
         generate_form=generate_form, letters=letters, history=history, moderation_flags=flags,
-        hints=stage_hints(engagement, latest),
+        hints=stage_hints(engagement, latest), posted=set(forms),
         held_again=screening.held_after_divestment(screening.snapshots(), engagement.id)
         if engagement.is_divested else [],
         **_forms(engagement, stale=stale is not None, **forms),
@@ -293,10 +293,16 @@ def edit(engagement_id: int):
     if not form.validate_on_submit():
         return _page(engagement, 422, edit=form)
     owner = db.session.get(User, form.owner_id.data) if form.owner_id.data else None
+    here = url_for("engagements.show", engagement_id=engagement_id)
     try:
-        service.update_engagement(engagement, seen_version=int(form.version.data), owner=owner,
+        claimed = idempotency.claim(form.form_token.data, "engagement.edit", current_user.id)
+        service.update_engagement(engagement, seen_version=whole_number(form.version.data), owner=owner,
                                   objectives=form.objectives.data or "")
+        idempotency.record_result(claimed, here)
         db.session.commit()
+    except idempotency.AlreadySubmitted as duplicate:
+        db.session.rollback()
+        return idempotency.answer_duplicate(duplicate, here)
     except service.StaleEdit as error:
         return _stale_response(engagement_id, error, edit=form)
     except StaleDataError:
@@ -315,11 +321,21 @@ def _move(engagement_id: int, form_class, form_key: str, perform):
     moves = cycle.stage_moves(engagement) if form_class is StageMoveForm else cycle.escalation_moves(engagement)
     form.target.choices = [(m.target, m.label) for m in moves]
     if not form.validate_on_submit():
+        if not engagement.is_open and form.target.errors:  # a tab opened before the engagement was closed
+            form.target.errors = [cycle.closed_refusal(engagement, "stage" if form_class is StageMoveForm
+                                                       else "escalation")]
         return _page(engagement, 422, **{form_key: form})
+    here = url_for("engagements.show", engagement_id=engagement_id)
     try:
-        service.check_version(engagement, int(form.version.data))
-        perform(engagement, form)
-        db.session.commit()
+        # The token first: a double click is told so, not that "someone else" changed the engagement.
+        claimed = idempotency.claim(form.form_token.data, f"engagement.{form_key}", current_user.id)
+        service.check_version(engagement, whole_number(form.version.data))
+        done = perform(engagement, form)
+        idempotency.record_result(claimed, here)
+        db.session.commit()  # UPDATE engagements ... WHERE id = ? AND version = ? (the mapper's version_id_col)
+    except idempotency.AlreadySubmitted as duplicate:
+        db.session.rollback()
+        return idempotency.answer_duplicate(duplicate, here)
     except service.StaleEdit as error:
         return _stale_response(engagement_id, error, **{form_key: form})
     except StaleDataError:
@@ -328,7 +344,8 @@ def _move(engagement_id: int, form_class, form_key: str, perform):
         db.session.rollback()
         field_error(form, error.field, error.message)
         return _page(_load(engagement_id), 422, **{form_key: form})
-    return redirect(url_for("engagements.show", engagement_id=engagement_id))
+    flash(done, "success")  # only once committed: a move refused at commit time is not announced
+    return redirect(here)
 
 
 @bp.route("/engagements/<int:engagement_id>/stage", methods=["POST"])
@@ -338,7 +355,7 @@ def move_stage(engagement_id: int):
         engagement.move_to(form.target.data, on=form.occurred_on.data, today=clock.today(), actor_id=current_user.id,
                            note=form.note.data or "", reason=form.reason.data or "", evidence=form.evidence.data or "",
                            evidence_url=form.evidence_url.data or None, outcome=form.outcome.data or None)
-        flash(f"Stage is now {engagement.stage_label}.", "success")
+        return f"Stage is now {engagement.stage_label}."
 
     return _move(engagement_id, StageMoveForm, "stage", perform)
 
@@ -350,7 +367,7 @@ def move_escalation(engagement_id: int):
         engagement.escalate_to(form.target.data, on=form.occurred_on.data, today=clock.today(),
                                actor_id=current_user.id, note=form.note.data or "", reason=form.reason.data or "",
                                evidence=form.evidence.data or "", evidence_url=form.evidence_url.data or None)
-        flash(f"Escalation is now {engagement.escalation_label}.", "success")
+        return f"Escalation is now {engagement.escalation_label}."
 
     return _move(engagement_id, EscalationForm, "escalation", perform)
 
@@ -365,13 +382,19 @@ def log_interaction(engagement_id: int):
         return _page(engagement, 422, interaction=form)
     uploads = [f for f in (form.attachments.data or []) if getattr(f, "filename", "")]
     written = []
+    timeline = url_for("engagements.show", engagement_id=engagement_id) + "#timeline"
     try:
+        claimed = idempotency.claim(form.form_token.data, "engagement.interaction", current_user.id)
         interaction, written = service.log_interaction(
             engagement, kind=form.kind.data, direction=form.direction.data, occurred_on=form.occurred_on.data,
             subject=form.subject.data or "", summary=form.summary.data or "", participants=form.participants.data or "",
             uploads=uploads, today=clock.today(), actor_id=current_user.id, move_to=form.move_to.data or None,
-            seen_version=int(form.version.data) if (form.version.data or "").isdigit() else None)
+            seen_version=whole_number(form.version.data))
+        idempotency.record_result(claimed, timeline)
         db.session.commit()
+    except idempotency.AlreadySubmitted as duplicate:
+        db.session.rollback()
+        return idempotency.answer_duplicate(duplicate, timeline)
     except service.StaleEdit as error:
         service.discard_files(written)
         return _stale_response(engagement_id, error, interaction=form)
@@ -388,7 +411,7 @@ def log_interaction(engagement_id: int):
         service.discard_files(written)
         raise
     flash(f"{InteractionKind(interaction.kind).label} logged.", "success")
-    return redirect(url_for("engagements.show", engagement_id=engagement_id) + "#timeline")
+    return redirect(timeline)
 
 
 @bp.route("/attachments/<int:attachment_id>")
@@ -398,5 +421,7 @@ def download_attachment(attachment_id: int):
     path = attachments.path_of(attachment.stored_name)
     if not path.is_file():
         abort(404)
-    return send_file(path, mimetype=attachment.content_type, as_attachment=True,
-                     download_name=attachment.filename, max_age=0)
+    response = send_file(path, mimetype=attachment.content_type, as_attachment=True, max_age=0,
+                         download_name=attachment.stored_name)
+    response.headers["Content-Disposition"] = attachments.content_disposition(attachment.filename)
+    return response

@@ -102,6 +102,9 @@ def log_interaction(engagement: Engagement, *, kind: str, direction: str, occurr
                     summary: str, participants: str, uploads: list, today: dt.date, actor_id: int | None,
                     move_to: str | None = None, seen_version: int | None = None) -> tuple[Interaction, list]:
     """Log one contact. Returns the interaction and the files written (to delete if the commit fails)."""
+    if not engagement.is_open:
+        since = f" on {engagement.closed_on.isoformat()}" if engagement.closed_on else ""
+        raise EngagementError("kind", f"The engagement was closed{since}; reopen it to log new contact.")
     if kind not in InteractionKind.values():
         raise EngagementError("kind", f"Unknown kind of interaction {kind!r}.")
     if direction not in Direction.values():
@@ -114,8 +117,6 @@ def log_interaction(engagement: Engagement, *, kind: str, direction: str, occurr
     if occurred_on < engagement.opened_on - dt.timedelta(days=366):
         raise EngagementError("occurred_on", f"{occurred_on.isoformat()} is more than a year before the engagement "
                                              "was opened.")
-    if not engagement.is_open:
-        raise EngagementError("kind", "The engagement is closed; reopen it to log new contact.")
     vetted = []
     for upload in uploads:
         try:

@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from engage.errors import FieldError
 from engage.extensions import db
 from engage.formatting import round_half_up
+from engage.validators import DATE_MAX, DATE_MIN
 from engage.holdings import screening
 from engage.models import (
     Campaign,
@@ -81,8 +82,8 @@ class Month:
 
 
 #: The sane range of months (the export also reads the month before the one asked for).
-EARLIEST_MONTH = Month(1990, 1)
-LATEST_MONTH = Month(2100, 12)
+EARLIEST_MONTH = Month(DATE_MIN.year, DATE_MIN.month)
+LATEST_MONTH = Month(DATE_MAX.year, DATE_MAX.month)
 
 
 def parse_month(text: str | None, today: dt.date) -> Month:

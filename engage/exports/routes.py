@@ -14,6 +14,7 @@ from engage.exports import monthly, public, service
 from engage.extensions import db
 from engage.models import Campaign, ExportRun, Fund, Role, User
 from engage.security import require_role
+from engage.validators import whole_number
 
 bp = Blueprint("exports", __name__)
 
@@ -24,8 +25,7 @@ def _filters(args) -> monthly.Filters:
         raw = (args.get(key) or "").strip()
         if not raw:
             continue
-        # Beyond a 32-bit id nothing exists, and the database would refuse the look-up itself.
-        if not raw.isdigit() or int(raw) > 2**31 - 1 or (item := db.session.get(model, int(raw))) is None:
+        if (number := whole_number(raw)) is None or (item := db.session.get(model, number)) is None:
             raise monthly.ExportError(key, f"Unknown {key} {raw!r}.")
         setattr(filters, key, item)
     return filters

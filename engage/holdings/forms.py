@@ -1,9 +1,10 @@
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
 from wtforms import BooleanField, DateField, HiddenField, SelectChoice, SelectField, StringField, SubmitField
-from wtforms.validators import DataRequired, Length, Optional, Regexp, ValidationError
+from wtforms.validators import DataRequired, Length, Optional, Regexp
 
-from engage.holdings.parsing import date_problem
+from engage.validators import sane_date
+
 
 DECIMAL_CHOICES = [SelectChoice("", "Read it from the values"), SelectChoice("point", "Decimal point: 1,234.56"),
                    SelectChoice("comma", "Decimal comma: 1.234,56")]
@@ -21,16 +22,11 @@ class FundForm(FlaskForm):
 class ReadOptionsForm(FlaskForm):
     """How to read a holdings file: what the file cannot say for itself."""
 
-    as_of = DateField("As of", validators=[Optional()], description="Only needed when the file does not say.")
+    as_of = DateField("As of", validators=[Optional(), sane_date], description="Only needed when the file does not say.")
     decimal = SelectField("Decimal separator", choices=DECIMAL_CHOICES, default="",
                           description="Only needed when numbers such as 1,234 could be read either way.")
     partial = BooleanField("Partial file: only some of the holdings are listed",
                            description="Then weights far below 100 % or a missing provider trailer do not refuse it.")
-
-    def validate_as_of(self, field):
-        problem = date_problem(field.data)
-        if problem:
-            raise ValidationError(f"The holdings date {problem}.")
 
 
 class ImportForm(ReadOptionsForm):

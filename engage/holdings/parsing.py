@@ -31,6 +31,7 @@ from decimal import Decimal, InvalidOperation
 from itertools import islice
 
 from engage.identifiers import isin_problem
+from engage.validators import date_problem
 
 #: Header names (lower-case) that mean each field.
 SYNONYMS = {
@@ -56,7 +57,6 @@ NON_EQUITY = re.compile(
 DATE_FORMATS = ["%b %d, %Y", "%B %d, %Y", "%d-%b-%Y", "%d-%B-%Y", "%Y-%m-%d", "%m/%d/%Y", "%d %b %Y", "%d %B %Y",
                 "%d.%m.%Y", "%Y%m%d", "%Y-%m-%dT%H:%M:%S"]
 #: Holdings dates outside this range are typing mistakes (0026, 2206), not history.
-DATE_MIN, DATE_MAX = dt.date(1990, 1, 1), dt.date(2100, 12, 31)
 AS_OF = re.compile(r"(?:holdings\s+)?as\s+of[:\s]+(.+)$", re.IGNORECASE)
 #: The preamble line of an iShares-style download ("Fund Holdings as of,...").
 PROVIDER_DATE = re.compile(r"holdings\s+as\s+of", re.IGNORECASE)
@@ -345,13 +345,6 @@ def parse_date(text: str) -> dt.date | None:
     return None
 
 
-def date_problem(value: dt.date | None) -> str | None:
-    """None for a date in DATE_MIN..DATE_MAX, else the reason."""
-    if value is not None and not DATE_MIN <= value <= DATE_MAX:
-        return f"{value.isoformat()} is outside {DATE_MIN.year}–{DATE_MAX.year}"
-    return None
-
-
 # --- reading rows --------------------------------------------------------------------------
 
 def _decode(data: bytes) -> str:
@@ -613,7 +606,7 @@ def _read_preamble(preamble: list[list[str]], result: ParsedFile) -> None:
             as_of = parse_date(match.group(1)) or parse_date(cells[-1])
             problem = date_problem(as_of)
             if problem:
-                result.errors.append(RowError(number, "", cells[-1][:100], f"the holdings date {problem}"))
+                result.errors.append(RowError(number, "", cells[-1][:100], f"the holdings date {problem.rstrip('.')}"))
             else:
                 result.as_of = as_of
         elif label in ("fund name", "fund") and len(cells) > 1:

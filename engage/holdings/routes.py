@@ -17,7 +17,8 @@ from engage.holdings import importer, parsing, screening, service
 from engage.holdings.forms import FundForm, ImportForm, MergeForm, ReadOptionsForm
 from engage.models import Campaign, Company, Fund, Holding, RiskSource
 from engage.security import require_role
-from engage.web import field_error
+from engage.validators import whole_number
+from engage.web import field_error, paginate
 
 bp = Blueprint("holdings", __name__)
 
@@ -69,12 +70,7 @@ def fund(fund_id: int):
     )
     if request.args.get("flagged") == "yes":
         query = query.where(Holding.company_id.in_(screening.on_official_list()))
-    per_page = current_app.config["PAGE_SIZE"]
-    number = request.args.get("page", 1, type=int)
-    positions = max((n for d, n, _total in snapshots if d == as_of), default=0)
-    if number is None or number < 1 or number > max(1, -(-positions // per_page)):
-        abort(404, "There is no such page of holdings.")
-    page = db.paginate(query, page=number, per_page=per_page, max_per_page=per_page, error_out=True)
+    page = paginate(query)
     return render_template("holdings/fund.html", fund=item, snapshots=snapshots, as_of=as_of, page=page,
                            exposure=screening.exposure(item, as_of, detail=False) if as_of else None)
 
@@ -130,8 +126,8 @@ def import_holdings():
     """Upload and check a file; nothing is written until the preview is confirmed."""
     form = ImportForm()
     _fund_choices(form)
-    if request.method == "GET" and request.args.get("fund_id", "").isdigit():
-        form.fund_id.data = int(request.args["fund_id"])
+    if request.method == "GET" and whole_number(request.args.get("fund_id")) is not None:
+        form.fund_id.data = whole_number(request.args["fund_id"])
     if not form.fund_id.choices:
         flash("Create a fund first; holdings are imported into a fund.", "info")
         return redirect(url_for("holdings.new_fund"))
@@ -217,7 +213,7 @@ def confirm_import(token: str):
 def review():
     query = (sa.select(Company).where(Company.origin.is_not(None))
              .options(selectinload(Company.aliases)).order_by(Company.origin, Company.normalized_name))
-    page = db.paginate(query, per_page=current_app.config["PAGE_SIZE"], max_per_page=200)
+    page = paginate(query)
     return render_template("holdings/review.html", page=page)
 
 
@@ -340,10 +336,11 @@ def engage_flagged():
     if not FlaskForm().validate_on_submit():
         abort(400, "The form expired; reload the page.")
     fund_id, campaign_id = request.form.get("fund_id", ""), request.form.get("campaign_id", "")
-    if not fund_id.isdigit() or not campaign_id.isdigit() or max(int(fund_id), int(campaign_id)) > 2**31 - 1:
+    fund_id, campaign_id = whole_number(fund_id), whole_number(campaign_id)
+    if fund_id is None or campaign_id is None:
         abort(400, "Choose a fund and a campaign.")
-    fund = db.get_or_404(Fund, int(fund_id))
-    campaign = db.get_or_404(Campaign, int(campaign_id))
+    fund = db.get_or_404(Fund, fund_id)
+    campaign = db.get_or_404(Campaign, campaign_id)
     rows = screening.exposure(fund).rows
     opened = screening.open_engagements([row.company for row in rows], campaign,
                                         current_user._get_current_object(), clock.today())

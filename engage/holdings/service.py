@@ -19,6 +19,7 @@ from engage import audit
 from engage.errors import FieldError
 from engage.extensions import db
 from engage.models import AuditEvent, Company, CompanyAlias, Engagement, Fund, Holding, RiskFlag, Stage
+from engage.validators import whole_number
 
 TOKEN = re.compile(r"^[0-9a-f]{32}$")
 
@@ -133,8 +134,8 @@ def find_company(text: str) -> Company:
     text = text.removeprefix("#")
     conditions = [Company.isin == text.upper(), sa.func.upper(Company.ticker) == text.upper(),
                   sa.func.lower(Company.name) == text.lower()]
-    if re.fullmatch(r"[0-9]{1,9}", text):
-        conditions.append(Company.id == int(text))
+    if whole_number(text) is not None:
+        conditions.append(Company.id == whole_number(text))
     found = db.session.scalars(sa.select(Company).where(sa.or_(*conditions)).limit(6)).all()
     if not found:
         raise MergeError("target", f"No company is called or identified by {text!r}.")

@@ -11,8 +11,10 @@ from wtforms import (
 )
 from wtforms.validators import DataRequired, Length, Optional
 
+from engage.forms import EditForm
 from engage.letters.service import CHANNELS
 from engage.models import LetterKind
+from engage.validators import sane_date
 
 
 class GenerateForm(FlaskForm):
@@ -20,14 +22,14 @@ class GenerateForm(FlaskForm):
     submit = SubmitField("Generate draft")
 
 
-class DraftForm(FlaskForm):
+class DraftForm(EditForm):
     subject = StringField("Subject", validators=[DataRequired(), Length(max=300)])
     body = TextAreaField("Text", validators=[DataRequired(), Length(max=100_000)])
     submit = SubmitField("Save draft")
 
 
 class SendForm(FlaskForm):
-    sent_on = DateField("Sent on", validators=[DataRequired()])
+    sent_on = DateField("Sent on", validators=[DataRequired(), sane_date])
     channel = SelectField("Channel", choices=[SelectChoice(c, c.capitalize()) for c in CHANNELS])
     submit = SubmitField("Mark as sent")
 
@@ -40,7 +42,7 @@ class BulkForm(FlaskForm):
     submit = SubmitField("Generate letters")
 
 
-class TemplateForm(FlaskForm):
+class TemplateForm(EditForm):
     name = StringField("Name", validators=[DataRequired(), Length(max=200)])
     kind = SelectField("Kind", choices=[SelectChoice(k.value, k.label) for k in LetterKind])
     subject = StringField("Subject", validators=[DataRequired(), Length(max=300)])

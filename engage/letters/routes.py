@@ -15,6 +15,7 @@ from engage.letters import documents, service
 from engage.letters.forms import BulkForm, DraftForm, GenerateForm, SendForm, TemplateForm
 from engage.models import Engagement, Letter, LetterBatch, LetterTemplate, LetterTemplateVersion, Stage
 from engage.security import require_role
+from engage.validators import whole_number
 from engage.web import field_error
 
 bp = Blueprint("letters", __name__)
@@ -173,9 +174,9 @@ def bulk():
             engagement_query(filters, clock.today()).with_only_columns(Engagement.id).limit(service.MAX_BULK + 1))]
     else:
         raw = request.form.getlist("engagement_ids")
-        if not all(v.isdigit() for v in raw):
-            abort(400, "engagement_ids must be numbers.")
-        ids = [int(v) for v in raw]
+        ids = [whole_number(v) for v in raw]
+        if None in ids:
+            abort(400, "engagement_ids must be engagement numbers.")
     engagements = db.session.scalars(
         sa.select(Engagement).where(Engagement.id.in_(ids))
         .options(selectinload(Engagement.company), selectinload(Engagement.campaign),
@@ -294,9 +295,9 @@ def preview_template():
     """Live preview for the editor: JSON with the rendered subject and body, or the error and line."""
     form = TemplateForm()
     engagement = None
-    raw = request.form.get("preview_engagement") or ""
-    if raw.isdigit():
-        engagement = db.session.get(Engagement, int(raw))
+    chosen = whole_number(request.form.get("preview_engagement"))
+    if chosen is not None:
+        engagement = db.session.get(Engagement, chosen)
     return jsonify(service.preview(form.subject.data or "", form.body.data or "", engagement,
                                    current_user._get_current_object()))
 

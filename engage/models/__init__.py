@@ -24,11 +24,13 @@ from engage.models.lists import ListedEntity
 from engage.models.letters import Letter, LetterBatch, LetterTemplate, LetterTemplateVersion
 from engage.models.outbox import ExportRun, OutboxEmail
 from engage.models.scoring import CriterionScore, Score
+from engage.models.submissions import FormSubmission
 from engage.models.users import User
 
 __all__ = [
     "Attachment", "AuditEvent", "Campaign", "Company", "CompanyAlias", "Criterion",
-    "CriterionScore", "Direction", "DivestmentAlert", "Engagement", "EngagementEvent", "ExportRun", "Escalation", "Fund", "Holding", "Interaction",
+    "CriterionScore", "Direction", "DivestmentAlert", "Engagement", "EngagementEvent", "ExportRun", "Escalation",
+    "FormSubmission", "Fund", "Holding", "Interaction",
     "InteractionKind", "Investor", "InvestorKind", "Letter", "LetterKind", "LetterStatus",
     "LetterBatch", "ListedEntity", "LetterTemplate", "LetterTemplateVersion", "OutboxEmail", "OutboxStatus", "Outcome",
     "Reminder", "ReminderKind", "ReminderStatus", "RiskFlag", "RiskSource", "Role", "Rubric", "Score", "Stage",

@@ -19,6 +19,7 @@ from engage.models import Engagement, OutboxEmail, OutboxStatus, Reminder, Remin
 from engage.reminders import mail, service
 from engage.reminders.forms import ActionForm, ReminderForm, SnoozeForm
 from engage.security import public, require_role
+from engage.web import paginate
 
 bp = Blueprint("reminders", __name__)
 
@@ -89,7 +90,7 @@ def snooze(reminder_id: int):
     reminder = db.get_or_404(Reminder, reminder_id)
     form = SnoozeForm()
     if not form.validate_on_submit():
-        flash("Snooze needs a valid date.", "error")
+        flash("Not snoozed: " + " ".join(form.until.errors or ["give a valid date."]), "error")
     else:
         try:
             service.snooze(reminder, form.until.data, clock.today())
@@ -126,7 +127,7 @@ def outbox():
     if status:
         query = query.where(OutboxEmail.status == status)
     counts = dict(db.session.execute(sa.select(OutboxEmail.status, sa.func.count()).group_by(OutboxEmail.status)).all())
-    page = db.paginate(query, per_page=current_app.config["PAGE_SIZE"], max_per_page=200)
+    page = paginate(query)
     return render_template("reminders/outbox.html", page=page, status=status, counts=counts,
                            statuses=list(OutboxStatus), action_form=ActionForm(formdata=None))
 
@@ -173,7 +174,8 @@ def calendar(token: str):
         event.add("uid", f"reminder-{reminder.id}@engage")
         event.add("dtstamp", stamp)
         event.add("dtstart", reminder.due_on)
-        event.add("dtend", reminder.due_on + dt.timedelta(days=1))
+        if reminder.due_on < dt.date.max:  # a stored date at the very end of the calendar: no DTEND,
+            event.add("dtend", reminder.due_on + dt.timedelta(days=1))  # which RFC 5545 reads as one day
         event.add("summary", f"{reminder.engagement.company.name}: {reminder.reason}")
         event.add("url", f"{base}/engagements/{reminder.engagement_id}")
         event.add("description", f"{reminder.reason}\n{base}/engagements/{reminder.engagement_id}")

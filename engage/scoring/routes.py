@@ -10,19 +10,20 @@ from sqlalchemy.orm import selectinload
 from wtforms import DateField, TextAreaField
 from wtforms.validators import DataRequired, Length
 
-from engage import clock
+from engage import clock, idempotency
 from engage.extensions import db
 from engage.formatting import format_score
+from engage.idempotency import FormTokenMixin
 from engage.models import Campaign, CriterionScore, Engagement, Interaction, Rubric, Score, Stage
 from engage.scoring import progress, service
 from engage.security import require_role
-from engage.validators import http_url_problem
+from engage.validators import http_url_problem, sane_date, whole_number
 
 bp = Blueprint("scoring", __name__)
 
 
-class ScoreForm(FlaskForm):
-    scored_on = DateField("Scored on", validators=[DataRequired()])
+class ScoreForm(FormTokenMixin, FlaskForm):
+    scored_on = DateField("Scored on", validators=[DataRequired(), sane_date])
     note = TextAreaField("Overall note", validators=[Length(max=5000)])
 
 
@@ -31,9 +32,10 @@ def _entries(rubric: Rubric, form_data) -> tuple[dict, dict]:
     entries, errors = {}, {}
     for criterion in rubric.criteria:
         raw = (form_data.get(f"level-{criterion.id}") or "").strip()
-        level = int(raw) if raw.isdigit() else None
+        level = whole_number(raw, maximum=service.MAX_LEVEL)
         if raw and level is None:
-            errors[f"level-{criterion.id}"] = f"{criterion.title}: {raw!r} is not a level."
+            errors[f"level-{criterion.id}"] = (f"{criterion.title}: {raw[:20]!r} is not a level; "
+                                               f"levels run from 0 to {service.MAX_LEVEL}.")
         url = (form_data.get(f"url-{criterion.id}") or "").strip()[:500] or None
         problem = http_url_problem(url)
         if problem:
@@ -57,9 +59,9 @@ def score(interaction_id: int):
         abort(400, "Only company responses can be scored.")
     moderates = None
     if request.args.get("moderate"):
-        if not request.args["moderate"].isdigit():
+        if whole_number(request.args["moderate"]) is None:
             abort(400, "moderate must be a score number.")
-        moderates = db.get_or_404(Score, int(request.args["moderate"]))
+        moderates = db.get_or_404(Score, whole_number(request.args["moderate"]))
     rubric = moderates.rubric if moderates else service.current_rubric(interaction.engagement.campaign_id)
     if rubric is None:
         flash("The campaign has no published rubric yet; an admin publishes one under Admin → Campaigns.", "error")
@@ -71,10 +73,17 @@ def score(interaction_id: int):
         entries, errors = _entries(rubric, request.form)
         if not errors:
             try:
+                claimed = idempotency.claim(form.form_token.data, "scoring.score", current_user.id)
                 made = service.score_response(interaction, scorer_id=current_user.id, scored_on=form.scored_on.data,
                                               today=clock.today(), entries=entries, note=form.note.data or "",
                                               moderates=moderates)
+                db.session.flush()
+                idempotency.record_result(claimed, url_for("scoring.show", score_id=made.id))
                 db.session.commit()
+            except idempotency.AlreadySubmitted as duplicate:
+                db.session.rollback()
+                return idempotency.answer_duplicate(
+                    duplicate, url_for("engagements.show", engagement_id=interaction.engagement_id) + "#scores")
             except service.ScoreError as error:
                 db.session.rollback()
                 errors[error.field] = error.message
@@ -164,7 +173,7 @@ def edit_rubric(rubric_id: int):
 
 def _criterion_rows(form) -> list[service.CriterionInput]:
     rows = []
-    count = int(form.get("count") or 0) if (form.get("count") or "0").isdigit() else 0
+    count = min(whole_number(form.get("count"), maximum=10**6) or 0, 50)
     for index in range(1, min(count, 50) + 1):
         if form.get(f"remove-{index}"):
             continue

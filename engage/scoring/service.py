@@ -30,8 +30,12 @@ from engage.models import (
     Score,
     Stage,
 )
+from engage.validators import parse_decimal
 
 MAX_LEVEL = 4
+#: A criterion's weight: positive, at most 1000, in the column's two decimal places (a smaller
+#: weight would be stored as 0 and break the "weight > 0" rule).
+WEIGHT_BOUNDS = {"minimum": Decimal("0.01"), "maximum": Decimal(1000), "places": 2}
 EVIDENCE_FROM_LEVEL = 3
 STAGE_ORDER = [s.value for s in Stage]
 
@@ -203,11 +207,10 @@ def update_criteria(rubric: Rubric, rows: list[CriterionInput]) -> None:
         if not row.title.strip():
             raise ScoreError(f"title-{index}", f"Criterion {index}: a title is required.")
         try:
-            weight = Decimal(row.weight)
-        except (ArithmeticError, ValueError):
-            raise ScoreError(f"weight-{index}", f"Criterion {index}: the weight {row.weight!r} is not a number.")
-        if not weight.is_finite() or weight <= 0 or weight > 1000:
-            raise ScoreError(f"weight-{index}", f"Criterion {index}: the weight must be a positive number.")
+            weight = parse_decimal(row.weight, **WEIGHT_BOUNDS)
+        except ValueError as exc:
+            raise ScoreError(f"weight-{index}", f"Criterion {index}: the weight must be a positive number "
+                                                f"({row.weight[:40]!r}: {exc})") from None
         if len(row.levels) != MAX_LEVEL + 1 or any(not text.strip() for text in row.levels):
             raise ScoreError(f"levels-{index}", f"Criterion {index}: describe every level from 0 to {MAX_LEVEL}.")
         if row.stage_hint and row.stage_hint not in STAGE_ORDER[2:6]:
