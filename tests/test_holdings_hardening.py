@@ -663,7 +663,7 @@ def test_housekeeping_removes_old_previews_and_cache_files(app, runner, instance
     assert sorted(p.name for p in cache.iterdir()) == ["new.pdf"] and outside.read_text() == "keep me"
     result = runner.invoke(args=["housekeeping", "--now", "2026-11-24T12:00"])
     assert result.exit_code == 0 and "2 expired import preview file(s) removed" in result.output
-    assert housekeeping(now) == ["0 expired import preview file(s) removed", "0 old cache file(s) removed"]
+    assert housekeeping(now)[:2] == ["0 expired import preview file(s) removed", "0 old cache file(s) removed"]
 
 
 def test_a_titled_custodian_file_needs_no_provider_trailer(runner, tmp_path):
