@@ -200,7 +200,7 @@ def register_template_helpers(app: Flask) -> None:
     app.jinja_env.globals["timedelta"] = datetime.timedelta
     app.jinja_env.filters["date"] = formatting.format_date
     app.jinja_env.filters["datetime"] = formatting.format_datetime
-    app.jinja_env.filters["money"] = formatting.format_money
+    app.jinja_env.filters["money"] = formatting.money_on_page
     app.jinja_env.filters["label"] = formatting.label
     app.jinja_env.filters["markdown"] = formatting.markdown
     app.jinja_env.filters["as_options"] = formatting.as_options
