@@ -28,8 +28,9 @@ try:
 except ImportError:  # not on Windows: the wall clock still holds there
     resource = None
 
-#: Modules the fork server imports once, so each child starts without importing them again.
-PRELOAD = ["engage.letters.warm", "engage.letters.rendering", "engage.letters.documents", "docx"]
+#: Modules the fork server imports once, so each child starts without importing them again
+#: ("__main__": the program's entry script, which a child would otherwise import afresh).
+PRELOAD = ["__main__", "engage.letters.warm", "engage.letters.rendering", "engage.letters.documents", "docx"]
 
 MB = 1024 * 1024
 

@@ -435,6 +435,8 @@ def _compile(env: LetterEnvironment, source: str):
         raise LetterTemplateError(f"syntax error: {exc.message}", exc.lineno) from exc
     except SecurityError as exc:
         raise LetterTemplateError(f"not allowed in a letter template: {exc}", exc.lineno) from exc
+    except RecursionError as exc:
+        raise LetterTemplateError("the template is nested too deeply") from exc
 
 
 def _generate(env: LetterEnvironment, template, context: dict) -> str:
