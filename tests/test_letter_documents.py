@@ -158,7 +158,7 @@ def test_a_viewer_cannot_make_the_server_spend_more_than_the_budget(client, logi
 
 
 def test_the_memory_budget_holds_for_documents(client, login_as, letter, app):
-    letter.body = ("Many words on a line " * 8 + "\n") * 900
+    letter.body = ("Many words on a line " * 5 + "\n") * 900  # 95,400 characters
     db.session.commit()
     login_as("viewer")
     app.config["DOCUMENT_RENDER_MEMORY_MB"] = 16
