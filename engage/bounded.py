@@ -84,13 +84,18 @@ def _address_space() -> int | None:
 
 
 def _limit_self(memory_mb: int, cpu_seconds: int) -> None:
+    """Limit this (child) process; where a limit is not supported, the parent's wall clock still holds."""
     if resource is None:
         return
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 1))
-    if memory_mb:
-        limit = (_address_space() or 0) + memory_mb * MB
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    size = _address_space()
+    if memory_mb and size is not None:  # Linux; elsewhere the virtual size says little about memory
+        limit = size + memory_mb * MB
+        try:
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        except (ValueError, OSError):
+            pass
 
 
 def _child(conn, func: Callable, shared: Any, jobs: Sequence, memory_mb: int, cpu_seconds: int) -> None:
@@ -127,7 +132,12 @@ def run(func: Callable, shared: Any, jobs: Sequence, budget: Budget) -> Iterator
     cpu = math.ceil(total if total is not None else budget.seconds * len(jobs)) + 1
     reader, writer = ctx.Pipe(duplex=False)
     process = ctx.Process(target=_child, args=(writer, func, shared, jobs, budget.memory_mb, cpu), daemon=True)
-    process.start()
+    try:
+        process.start()
+    except OSError as exc:  # no process could be started (process or memory limits of the host)
+        reader.close()
+        writer.close()
+        raise OverBudget(0, "crashed", f"no worker process could be started: {exc}") from exc
     writer.close()
     started = time.monotonic()
     try:

@@ -200,37 +200,37 @@ REPRODUCTIONS = [
 ]
 
 
-@pytest.mark.parametrize(("body", "message"), REPRODUCTIONS)
-def test_preview_and_save_refuse_the_reproductions(client, login_as, seeded, body, message):
+def test_preview_and_save_refuse_the_reproductions(client, login_as, seeded):
     login_as("admin")
     template = seeded["initial"]
-    preview = client.post("/admin/templates/preview", data={"subject": "Hello", "body": "ok\n" + body}).get_json()
-    assert preview["field"] == "body" and preview["line"] == 2 and message in preview["error"]
-    response = client.post(f"/admin/templates/{template.id}", data={
-        "name": template.name, "kind": "initial", "subject": template.subject, "body": body, "active": "y"})
-    assert response.status_code == 422 and message in response.get_data(as_text=True)
+    for body, message in REPRODUCTIONS:
+        preview = client.post("/admin/templates/preview", data={"subject": "Hello", "body": "ok\n" + body}).get_json()
+        assert preview["field"] == "body" and preview["line"] == 2 and message in preview["error"], (body, preview)
+        response = client.post(f"/admin/templates/{template.id}", data={
+            "name": template.name, "kind": "initial", "subject": template.subject, "body": body, "active": "y"})
+        assert response.status_code == 422 and message in response.get_data(as_text=True), body
     db.session.expire_all()
     assert db.session.get(LetterTemplate, template.id).version == 1
 
 
-@pytest.mark.parametrize(("body", "message"), REPRODUCTIONS)
-def test_generation_and_bulk_refuse_the_reproductions_and_write_nothing(client, login_as, seeded, frozen_today,
-                                                                        body, message):
+def test_generation_and_bulk_refuse_the_reproductions_and_write_nothing(client, login_as, seeded, frozen_today):
     """A template stored before the checks existed (or data-dependent): refused when used."""
     login_as("analyst")
-    template = LetterTemplate(slug="hostile", name="Hostile", kind="other", subject="Hi {{ company.name }}",
-                              body="{% if company.name == 'Target Co' %}" + body + "{% endif %}fine")
-    db.session.add(template)
     target = factories.engagement(company=factories.company("Target Co"), campaign=_xuar(),
                                   opened_on=dt.date(2026, 3, 1))
     others = [factories.engagement(campaign=_xuar(), opened_on=dt.date(2026, 3, 1)) for _ in range(3)]
-    response = client.post(f"/engagements/{target.id}/letters", data={"template_id": template.id})
-    page = client.get(response.headers["Location"]).get_data(as_text=True)
-    assert "No letter generated: Target Co" in page and message in page
-    response = client.post("/letters/bulk", data={"template_id": template.id, "scope": "selected",
-                                                  "engagement_ids": [str(e.id) for e in [*others, target]]})
-    page = client.get(response.headers["Location"]).get_data(as_text=True)
-    assert "No letters generated: Target Co" in page and message in page
+    for index, (body, message) in enumerate(REPRODUCTIONS):
+        template = LetterTemplate(slug=f"hostile-{index}", name="Hostile", kind="other", subject="Hi {{ company.name }}",
+                                  body="{% if company.name == 'Target Co' %}" + body + "{% endif %}fine")
+        db.session.add(template)
+        db.session.commit()
+        response = client.post(f"/engagements/{target.id}/letters", data={"template_id": template.id})
+        page = client.get(response.headers["Location"]).get_data(as_text=True)
+        assert "No letter generated: Target Co" in page and message in page, body
+        response = client.post("/letters/bulk", data={"template_id": template.id, "scope": "selected",
+                                                      "engagement_ids": [str(e.id) for e in [*others, target]]})
+        page = client.get(response.headers["Location"]).get_data(as_text=True)
+        assert "No letters generated: Target Co" in page and message in page, body
     assert db.session.scalar(sa.select(sa.func.count(Letter.id))) == 0
     assert db.session.scalar(sa.select(sa.func.count(LetterBatch.id))) == 0
 

@@ -249,3 +249,26 @@ def test_non_finite_aum_of_a_signatory_is_a_render_error(client, login_as, seede
     assert "the AUM of Overflow Pension is not a finite number" in preview["error"]
     assert "not a finite amount" in client.get("/admin/investors").get_data(as_text=True)
     assert db.session.scalar(sa.select(sa.func.count(Letter.id))) == 0
+
+
+def test_a_batch_being_prepared_elsewhere_is_not_rendered_twice(client, login_as, seeded, letter, renders):
+    from engage.letters import documents
+
+    viewer = login_as("viewer")
+    batch = service.generate_many([letter.engagement], seeded["call_to_action"], viewer)
+    db.session.commit()
+    with documents.lock(f"batch-{batch.id}"):  # another request (tab, worker) is preparing it
+        progress = client.post(f"/letters/batches/{batch.id}/prepare").get_json()
+    assert progress["busy"] is True and progress["done"] == 0 and renders == []
+    progress = client.post(f"/letters/batches/{batch.id}/prepare").get_json()
+    assert progress["busy"] is False and progress["done"] == progress["total"] == 1 and len(renders) == 1
+
+
+def test_an_unusable_cache_folder_still_serves_documents(client, login_as, letter, app, tmp_path):
+    """A faulty environment: the cache folder cannot be created; the PDF is rendered, not cached."""
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    app.config["DOCUMENT_CACHE_DIR"] = str(blocker / "cache")
+    login_as("viewer")
+    response = client.get(f"/letters/{letter.id}.pdf")
+    assert response.status_code == 200 and response.data.startswith(b"%PDF")

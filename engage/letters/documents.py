@@ -220,9 +220,13 @@ def budget(total_seconds: float | None = None) -> bounded.Budget:
 
 
 def cache_dir() -> Path:
+    """The cache folder; if it cannot be made (read-only disk), documents are rendered uncached."""
     folder = Path(current_app.config.get("DOCUMENT_CACHE_DIR")
                   or Path(current_app.instance_path) / "cache" / "letters")
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        current_app.logger.exception("the document cache %s cannot be used", folder)
     return folder
 
 
@@ -256,7 +260,7 @@ def forget(letter_id: int) -> int:
         try:
             path.unlink()
             removed += 1
-        except FileNotFoundError:
+        except OSError:  # gone already (another worker), or not ours to remove
             pass
     return removed
 
@@ -277,7 +281,7 @@ def _earlier_refusal(path: Path) -> str | None:
     try:
         if time.time() - marker.stat().st_mtime < REFUSAL_TTL:
             return marker.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    except OSError:  # none, or no usable cache folder
         pass
     return None
 
@@ -356,19 +360,37 @@ def _forget_format(letter_id: int, fmt: str, keep: Path) -> None:
     """Remove the other versions of one format of a letter, now that `keep` is written."""
     for path in cache_dir().glob(f"{letter_id}-*.{fmt}*"):
         if path != keep:
-            path.unlink(missing_ok=True)
+            try:
+                path.unlink()
+            except OSError:
+                pass
 
 
 @contextmanager
-def _letter_lock(letter_id: int):
-    """Serialise renders of one letter across requests and workers (an advisory file lock)."""
-    if fcntl is None:
-        yield
+def lock(name: str, wait: bool = True):
+    """An advisory file lock in the cache folder, across requests and workers; yields whether it was got.
+
+    Renders of one letter (or one batch) are serialised, so simultaneous requests wait for the
+    one rendering and then read its result instead of rendering again.
+    """
+    try:
+        handle = open(cache_dir() / f"{name}.lock", "a")
+    except OSError:  # no usable cache folder: nothing to share anyway
+        handle = None
+    if handle is None:
+        yield True
         return
-    with open(cache_dir() / f"{letter_id}.lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+    with handle:
+        if fcntl is None:
+            yield True
+            return
         try:
-            yield
+            fcntl.flock(handle, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
@@ -376,7 +398,7 @@ def _letter_lock(letter_id: int):
 def document(letter: Letter, fmt: str) -> bytes:
     """The letter as PDF or DOCX: from the cache, or rendered within the budget and cached."""
     path = cache_path(letter, fmt)
-    with _letter_lock(letter.id):
+    with lock(str(letter.id)):
         if path.is_file():
             return path.read_bytes()
         made, refused, _ = render_missing([(letter, fmt)])

@@ -254,11 +254,14 @@ def batch(batch_id: int):
 def prepare_batch(batch_id: int):
     """Render the next few letters of the batch (PDF and DOCX); the page calls this until done, showing progress."""
     item = _batch(batch_id)
-    _, refused, _ = documents.render_missing(
-        [(letter, fmt) for letter in item.letters for fmt in documents.FORMATS],
-        float(current_app.config["DOCUMENT_RENDER_SECONDS"]), limit=PREPARE_CHUNK * len(documents.FORMATS))
+    refused = []
+    with documents.lock(f"batch-{batch_id}", wait=False) as mine:
+        if mine:  # else another request is preparing this batch: report progress, render nothing
+            _, refused, _ = documents.render_missing(
+                [(letter, fmt) for letter in item.letters for fmt in documents.FORMATS],
+                float(current_app.config["DOCUMENT_RENDER_SECONDS"]), limit=PREPARE_CHUNK * len(documents.FORMATS))
     done = _ready(item)
-    return jsonify({"done": done, "total": len(item.letters),
+    return jsonify({"done": done, "total": len(item.letters), "busy": not mine,
                     "refused": [{"letter": r.letter.id, "company": r.letter.engagement.company.name,
                                  "format": r.fmt, "message": r.message} for r in refused],
                     "zip": url_for("letters.batch_zip", batch_id=batch_id) if done == len(item.letters) else None})
@@ -269,7 +272,8 @@ def prepare_batch(batch_id: int):
 def batch_zip(batch_id: int):
     item = _batch(batch_id)
     try:
-        data = documents.batch_zip(item.letters)
+        with documents.lock(f"batch-{batch_id}"):  # after a preparing request, which leaves less to render
+            data = documents.batch_zip(item.letters)
     except documents.DocumentRefused as refusal:
         flash(f"No ZIP: {refusal.message}", "error")
         return render_template("letters/batch.html", batch=item, ready=_ready(item)), 422

@@ -73,6 +73,7 @@ function setUpBatchProgress() {
         refused.map((r) => `${r.company} (${r.format.toUpperCase()}): ${r.message}`).join(" ");
       if (result.done + letters.size >= result.total) return;
     }
+    if (result.busy) { setTimeout(step, 1000); return; } // another tab is preparing this batch
     if (result.done < result.total) step();
   };
   if (Number(bar.value) < Number(bar.max)) step();
