@@ -28,6 +28,16 @@ def env_int(name: str, default: int) -> int:
         raise RuntimeError(f"environment variable {name} must be an integer, got {value!r}") from exc
 
 
+def env_float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return float(value)
+    except ValueError as exc:
+        raise RuntimeError(f"environment variable {name} must be a number, got {value!r}") from exc
+
+
 def default_database_url() -> str:
     return f"sqlite:///{INSTANCE_DIR / 'engage.sqlite'}"
 
@@ -133,6 +143,21 @@ class Config:
     #: Engagements with no contact for this many days are listed on the dashboard.
     STALE_AFTER_DAYS = env_int("STALE_AFTER_DAYS", 90)
     SEEDS_DIR = os.environ.get("ENGAGE_SEEDS_DIR", str(BASE_DIR / "seeds"))
+
+    #: Hard budget of one letter's template render (subject and body), in a worker process.
+    TEMPLATE_RENDER_SECONDS = env_float("TEMPLATE_RENDER_SECONDS", 2.0)
+    TEMPLATE_RENDER_MEMORY_MB = env_int("TEMPLATE_RENDER_MEMORY_MB", 256)
+    #: Hard budget of a bulk generation's renders in all.
+    TEMPLATE_BATCH_SECONDS = env_float("TEMPLATE_BATCH_SECONDS", 30.0)
+    #: Hard budget of one letter's PDF or DOCX, in a worker process.
+    DOCUMENT_RENDER_SECONDS = env_float("DOCUMENT_RENDER_SECONDS", 20.0)
+    DOCUMENT_RENDER_MEMORY_MB = env_int("DOCUMENT_RENDER_MEMORY_MB", 512)
+    #: Most seconds one request (a batch's ZIP) spends rendering documents in all.
+    DOCUMENT_BATCH_SECONDS = env_float("DOCUMENT_BATCH_SECONDS", 60.0)
+    #: Longest letter, in lines (letterhead, text and signatories), refused before any rendering.
+    LETTER_MAX_LINES = env_int("LETTER_MAX_LINES", 1000)
+    #: Rendered PDFs and DOCX files, one per letter version (default: instance/cache/letters).
+    DOCUMENT_CACHE_DIR = os.environ.get("DOCUMENT_CACHE_DIR")
 
 
 class TestConfig(Config):

@@ -27,13 +27,17 @@ def format_datetime(value: dt.datetime | None) -> str:
     return value.strftime(DATE_FORMAT + " %H:%M") + " UTC"
 
 
+class AmountError(ValueError):
+    """An amount that cannot be printed as money (infinite or not a number)."""
+
+
 def format_money(value: Decimal | float | None, currency: str = "US$") -> str:
-    """Compact amounts: US$5.12 trillion, US$840.0 million, US$12,300."""
+    """Compact amounts: US$5.12 trillion, US$840.0 million, US$12,300. Non-finite amounts are refused."""
     if value is None:
         return "–"
     amount = Decimal(value)
-    if not amount.is_finite():  # never "US$Infinity trillion" in a letter, whatever was stored
-        return "–"
+    if not amount.is_finite():
+        raise AmountError(f"{value} is not a finite amount of money")
     for size, word in ((Decimal(10) ** 12, "trillion"), (Decimal(10) ** 9, "billion"), (Decimal(10) ** 6, "million")):
         if abs(amount) >= size:
             return f"{currency}{amount / size:,.2f} {word}"
@@ -69,6 +73,14 @@ def format_score(value: Decimal | float | int | None, places: int = 0, sign: boo
 def shown_below(whole: int) -> Decimal:
     """The exact scores that `format_score` shows as less than `whole` are those under this bound."""
     return Decimal(whole) - Decimal("0.5")
+
+
+def money_on_page(value: Decimal | float | None, currency: str = "US$") -> str:
+    """format_money for pages: a non-finite amount says so instead of breaking the page."""
+    try:
+        return format_money(value, currency)
+    except AmountError:
+        return f"not a finite amount ({value})"
 
 
 def label(value: str | None) -> str:

@@ -270,9 +270,12 @@ def test_investor_aum_is_finite_and_bounded(client, login_as):
 
 def test_a_stored_non_finite_amount_does_not_break_pages(client, login_as, app):
     """Defensive: a value stored before the validator existed still draws (SQLite kept such values)."""
-    from engage.formatting import format_money
+    from engage.formatting import AmountError, format_money, money_on_page
 
-    assert format_money(Decimal("Infinity")) == "–" and format_money(float("nan")) == "–"
+    # pages say so; a letter refuses (it must never print a made-up amount)
+    assert "not a finite amount" in money_on_page(Decimal("Infinity")) and "not a finite amount" in money_on_page(float("nan"))
+    with pytest.raises(AmountError):
+        format_money(Decimal("Infinity"))
     if db.engine.dialect.name != "sqlite":
         pytest.skip("PostgreSQL's NUMERIC(20, 2) cannot hold infinity")
     login_as("admin")

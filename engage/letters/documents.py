@@ -3,24 +3,63 @@
 The PDF is rendered from an escaped HTML page and the app's letter stylesheet, read by us.
 WeasyPrint's URL fetcher refuses every URL, so a letter never makes the server fetch anything
 from the network or read a file it names.
+
+Rendering is bounded twice. Before any work, a letter longer than LETTER_MAX_LINES (letterhead,
+text and signatories) is refused with a message saying what to shorten. The rendering itself
+runs in a worker process (engage.bounded) with DOCUMENT_RENDER_SECONDS and
+DOCUMENT_RENDER_MEMORY_MB per document, killed when its time is up; a refusal is remembered for
+that letter version for REFUSAL_TTL seconds, so opening the PDF again costs nothing.
+
+Output is cached per letter version: one file per letter and format under DOCUMENT_CACHE_DIR,
+named by the letter id and a hash of everything the document shows, written atomically (a temp
+file renamed into place). Writing a new version, or editing the letter, removes the older ones.
+Concurrent requests for one letter wait for the one rendering it instead of rendering again.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
+import json
+import os
+import tempfile
+import time
 import zipfile
-from decimal import Decimal
+from contextlib import closing, contextmanager
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from flask import current_app, render_template
 
-from engage import formatting
+from engage import bounded, formatting
+from engage.letters.rendering import MAX_OUTPUT
 from engage.models import Letter
+
+try:
+    import fcntl
+except ImportError:  # no advisory locks on Windows: concurrent requests may render twice there
+    fcntl = None
+
+FORMATS = ("pdf", "docx")
+#: Part of every cache key: bump it when the documents' layout changes.
+RENDER_VERSION = "2"
+#: How long a letter version that ran out of budget stays refused without trying again.
+REFUSAL_TTL = 3600
 
 
 class FetchRefused(ValueError):
     pass
+
+
+class DocumentRefused(ValueError):
+    """A letter that cannot be made into a document; the message says why and what to do."""
+
+    def __init__(self, message: str, letter: Letter | None = None, fmt: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.letter = letter
+        self.fmt = fmt
 
 
 def _refuse_fetch(url: str, *args, **kwargs):
@@ -28,23 +67,57 @@ def _refuse_fetch(url: str, *args, **kwargs):
     raise FetchRefused(f"letters may not load {url!r}")
 
 
+def _letter_css_text() -> str:
+    return (Path(current_app.static_folder) / "css" / "letter.css").read_text(encoding="utf-8")
+
+
+@functools.lru_cache(maxsize=4)
+def _css_digest(folder: str, mtime: float) -> str:
+    return hashlib.sha256((Path(folder) / "css" / "letter.css").read_bytes()).hexdigest()
+
+
 def _letter_css():
     from weasyprint import CSS
 
-    return CSS(string=(Path(current_app.static_folder) / "css" / "letter.css").read_text(encoding="utf-8"),
-               url_fetcher=_refuse_fetch)
+    return CSS(string=_letter_css_text(), url_fetcher=_refuse_fetch)
 
 
-def signatory_lines(letter: Letter) -> list[str]:
+def _amount(name: str, value) -> Decimal:
+    """A signatory's frozen AUM as a finite Decimal, or a refusal naming the signatory."""
+    try:
+        amount = Decimal(value)
+    except (InvalidOperation, TypeError, ValueError):
+        amount = Decimal("NaN")
+    if not amount.is_finite():
+        raise DocumentRefused(f"The AUM of {name} in this letter is not a finite number ({value}); correct it in "
+                              "Admin → Investors and generate the letter again.")
+    return amount
+
+
+def signatory_lines(letter: Letter, strict: bool = True) -> list[str]:
+    """'Name (US$12.50 billion)' per signatory; a non-finite AUM is refused (strict) or left out."""
     lines = []
     for s in letter.signatories or []:
         aum = s.get("aum_usd")
-        lines.append(f"{s['name']} ({formatting.format_money(Decimal(aum))})" if aum else s["name"])
+        if not aum:
+            lines.append(s["name"])
+            continue
+        try:
+            lines.append(f"{s['name']} ({formatting.format_money(_amount(s['name'], aum))})")
+        except DocumentRefused:
+            if strict:
+                raise
+            lines.append(f"{s['name']} (AUM not a number: {aum})")
     return lines
 
 
-def signatories_total(letter: Letter) -> str | None:
-    amounts = [Decimal(s["aum_usd"]) for s in letter.signatories or [] if s.get("aum_usd")]
+def signatories_total(letter: Letter, strict: bool = True) -> str | None:
+    try:
+        amounts = [_amount(s["name"], s["aum_usd"]) for s in letter.signatories or [] if s.get("aum_usd")]
+    except DocumentRefused:
+        if strict:
+            raise
+        return None
     return formatting.format_money(sum(amounts, Decimal(0))) if amounts else None
 
 
@@ -62,19 +135,47 @@ def paragraphs(text: str) -> list[list[str]]:
     return blocks
 
 
+def _line_count(text: str) -> int:
+    return text.count("\n") + 1 if text else 0
+
+
+def too_long(body: str, letterhead: str, signatories, max_lines: int | None = None) -> str | None:
+    """Why a letter is too long to render (cheap: counts lines only), or None."""
+    if max_lines is None:
+        max_lines = int(current_app.config.get("LETTER_MAX_LINES", 1000))
+    if len(body) > MAX_OUTPUT:
+        return f"The letter has {len(body):,} characters of text; a letter may have at most {MAX_OUTPUT:,}."
+    text, head, names = _line_count(body), _line_count(letterhead), len(signatories or [])
+    if text + head + names <= max_lines:
+        return None
+    detail = f"{text:,} of text" + (f", {head:,} of letterhead" if head else "") + \
+        (f", {names:,} signatories" if names else "")
+    return f"The letter has {text + head + names:,} lines ({detail}); a letter may have at most {max_lines:,}."
+
+
 def letter_html(letter: Letter) -> str:
     return render_template("letters/print.html", letter=letter, paragraphs=paragraphs(letter.body),
                            letterhead=letter.letterhead.splitlines(), signatories=signatory_lines(letter),
                            total=signatories_total(letter))
 
 
-def letter_pdf(letter: Letter) -> bytes:
-    from weasyprint import HTML
+def docx_data(letter: Letter) -> dict:
+    """Everything the DOCX shows, as plain data for the worker."""
+    return {"letterhead": letter.letterhead.splitlines(), "subject": letter.subject,
+            "paragraphs": paragraphs(letter.body), "signatories": signatory_lines(letter),
+            "total": signatories_total(letter)}
 
-    return HTML(string=letter_html(letter), url_fetcher=_refuse_fetch).write_pdf(stylesheets=[_letter_css()])
+
+# --- in the worker process ---------------------------------------------------------------
+
+def _pdf_bytes(html: str, css: str) -> bytes:
+    from weasyprint import CSS, HTML
+
+    return HTML(string=html, url_fetcher=_refuse_fetch).write_pdf(
+        stylesheets=[CSS(string=css, url_fetcher=_refuse_fetch)])
 
 
-def letter_docx(letter: Letter) -> bytes:
+def _docx_bytes(data: dict) -> bytes:
     from docx import Document
     from docx.shared import Pt
 
@@ -82,27 +183,228 @@ def letter_docx(letter: Letter) -> bytes:
     style = document.styles["Normal"]
     style.font.name = "Georgia"
     style.font.size = Pt(11)
-    for line in letter.letterhead.splitlines():
-        document.add_paragraph(line).runs[0].bold = True if line == letter.letterhead.splitlines()[0] else False
+    for index, line in enumerate(data["letterhead"]):
+        document.add_paragraph(line).runs[0].bold = index == 0 if line else False
     subject = document.add_paragraph()
-    subject.add_run(letter.subject).bold = True
-    for block in paragraphs(letter.body):
+    subject.add_run(data["subject"]).bold = True
+    for block in data["paragraphs"]:
         paragraph = document.add_paragraph()
         for index, line in enumerate(block):
             run = paragraph.add_run(line)
             if index < len(block) - 1:
                 run.add_break()
-    lines = signatory_lines(letter)
-    if lines:
+    if data["signatories"]:
         document.add_heading("Signatories", level=2)
-        for line in lines:
+        for line in data["signatories"]:
             document.add_paragraph(line, style="List Bullet")
-        total = signatories_total(letter)
-        if total:
-            document.add_paragraph(f"Together responsible for {total} in assets.")
+        if data["total"]:
+            document.add_paragraph(f"Together responsible for {data['total']} in assets.")
     buffer = io.BytesIO()
     document.save(buffer)
     return buffer.getvalue()
+
+
+def _render_document(_shared, job: tuple) -> bytes:
+    """Run in the worker: one document from plain data."""
+    fmt, payload = job
+    return _pdf_bytes(*payload) if fmt == "pdf" else _docx_bytes(payload)
+
+
+# --- in the web process: budget, cache, refusals --------------------------------------------
+
+def budget(total_seconds: float | None = None) -> bounded.Budget:
+    """Seconds and memory per document from the settings; `total_seconds` for several in one request."""
+    config = current_app.config
+    return bounded.Budget(seconds=float(config.get("DOCUMENT_RENDER_SECONDS", 20.0)),
+                          memory_mb=int(config.get("DOCUMENT_RENDER_MEMORY_MB", 512)), total_seconds=total_seconds)
+
+
+def cache_dir() -> Path:
+    """The cache folder; if it cannot be made (read-only disk), documents are rendered uncached."""
+    folder = Path(current_app.config.get("DOCUMENT_CACHE_DIR")
+                  or Path(current_app.instance_path) / "cache" / "letters")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        current_app.logger.exception("the document cache %s cannot be used", folder)
+    return folder
+
+
+def _version(letter: Letter) -> str:
+    """A hash of everything the documents show, so any change of the letter is a new version."""
+    content = json.dumps([RENDER_VERSION, letter.subject, letter.body, letter.letterhead, letter.signatories or [],
+                          _css_digest(current_app.static_folder, _css_mtime())], sort_keys=True, default=str)
+    return hashlib.sha256(content.encode()).hexdigest()[:24]
+
+
+def _css_mtime() -> float:
+    return (Path(current_app.static_folder) / "css" / "letter.css").stat().st_mtime
+
+
+def cache_path(letter: Letter, fmt: str) -> Path:
+    return cache_dir() / f"{letter.id}-{_version(letter)}.{fmt}"
+
+
+def _refusal_path(path: Path) -> Path:
+    return path.with_name(path.name + ".refused")
+
+
+def is_cached(letter: Letter, fmt: str = "pdf") -> bool:
+    return cache_path(letter, fmt).is_file()
+
+
+def forget(letter_id: int) -> int:
+    """Remove every cached file (and remembered refusal) of a letter: its text changed."""
+    removed = 0
+    for path in cache_dir().glob(f"{letter_id}-*"):
+        try:
+            path.unlink()
+            removed += 1
+        except OSError:  # gone already (another worker), or not ours to remove
+            pass
+    return removed
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def _earlier_refusal(path: Path) -> str | None:
+    marker = _refusal_path(path)
+    try:
+        if time.time() - marker.stat().st_mtime < REFUSAL_TTL:
+            return marker.read_text(encoding="utf-8")
+    except OSError:  # none, or no usable cache folder
+        pass
+    return None
+
+
+def _budget_message(exc: bounded.OverBudget, limits: bounded.Budget, fmt: str) -> str:
+    kind = fmt.upper()
+    if exc.reason == "time":
+        return (f"Rendering this letter as {kind} took longer than {limits.seconds:g} s, the limit; "
+                "shorten the letter (fewer lines or paragraphs) and try again.")
+    if exc.reason == "memory":
+        return f"Rendering this letter as {kind} needs more than {limits.memory_mb} MB of memory, the limit; shorten it."
+    if exc.reason == "crashed" and exc.detail.startswith("SIG"):  # a C library aborts when an allocation fails
+        return (f"Rendering this letter as {kind} stopped ({exc.detail}), most likely because it needs more than "
+                f"{limits.memory_mb} MB of memory, the limit; shorten it.")
+    return f"This letter could not be rendered as {kind} ({exc.detail or exc.reason})."
+
+
+def _job(letter: Letter, fmt: str) -> tuple:
+    return (fmt, (letter_html(letter), _letter_css_text())) if fmt == "pdf" else (fmt, docx_data(letter))
+
+
+def render_missing(items: list[tuple[Letter, str]], total_seconds: float | None = None, limit: int | None = None):
+    """Render the (letter, format) pairs not cached yet, at most `limit` of them, in one worker.
+
+    Returns (made, refused, pending): made maps (letter id, format) to the bytes rendered (and
+    cached); refused lists DocumentRefused (too long, over budget now or recently); pending
+    lists the pairs left for later (beyond `limit`, or not reached in the total time).
+    """
+    made: dict[tuple[int, str], bytes] = {}
+    refused: list[DocumentRefused] = []
+    todo = []
+    for letter, fmt in items:
+        path = cache_path(letter, fmt)
+        if path.is_file():
+            continue
+        problem = too_long(letter.body, letter.letterhead, letter.signatories) or _earlier_refusal(path)
+        if problem:
+            refused.append(DocumentRefused(problem, letter, fmt))
+            continue
+        try:
+            todo.append((letter, fmt, path, _job(letter, fmt)))
+        except DocumentRefused as exc:
+            exc.letter, exc.fmt = letter, fmt
+            refused.append(exc)
+    limits = budget(total_seconds)
+    pending: list[tuple[Letter, str]] = [(letter, fmt) for letter, fmt, *_ in todo[limit:]] if limit is not None else []
+    todo = todo[:limit] if limit is not None else todo
+    if not todo:
+        return made, refused, pending
+    with closing(bounded.run(_render_document, None, [job for *_, job in todo], limits)) as runs:
+        try:
+            for index, data in runs:
+                letter, fmt, path, _ = todo[index]
+                made[(letter.id, fmt)] = data
+                try:
+                    _write_atomically(path, data)
+                    _forget_format(letter.id, fmt, path)
+                except OSError:
+                    current_app.logger.exception("could not cache %s", path)
+        except bounded.OverBudget as exc:
+            letter, fmt, path, _ = todo[exc.index]
+            if exc.reason == "total_time":
+                pending = [(letter, fmt) for letter, fmt, *_ in todo[exc.index:]] + pending
+            else:
+                message = _budget_message(exc, limits, fmt)
+                try:
+                    _write_atomically(_refusal_path(path), message.encode("utf-8"))
+                except OSError:
+                    current_app.logger.exception("could not record the refusal of %s", path)
+                refused.append(DocumentRefused(message, letter, fmt))
+                pending = [(letter, fmt) for letter, fmt, *_ in todo[exc.index + 1:]] + pending
+    return made, refused, pending
+
+
+def _forget_format(letter_id: int, fmt: str, keep: Path) -> None:
+    """Remove the other versions of one format of a letter, now that `keep` is written."""
+    for path in cache_dir().glob(f"{letter_id}-*.{fmt}*"):
+        if path != keep:
+            try:
+                path.unlink()
+            except OSError:
+                pass
+
+
+@contextmanager
+def lock(name: str, wait: bool = True):
+    """An advisory file lock in the cache folder, across requests and workers; yields whether it was got.
+
+    Renders of one letter (or one batch) are serialised, so simultaneous requests wait for the
+    one rendering and then read its result instead of rendering again.
+    """
+    try:
+        handle = open(cache_dir() / f"{name}.lock", "a")
+    except OSError:  # no usable cache folder: nothing to share anyway
+        handle = None
+    if handle is None:
+        yield True
+        return
+    with handle:
+        if fcntl is None:
+            yield True
+            return
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def document(letter: Letter, fmt: str) -> bytes:
+    """The letter as PDF or DOCX: from the cache, or rendered within the budget and cached."""
+    path = cache_path(letter, fmt)
+    with lock(str(letter.id)):
+        if path.is_file():
+            return path.read_bytes()
+        made, refused, _ = render_missing([(letter, fmt)])
+    if refused:
+        raise refused[0]
+    return made[(letter.id, fmt)]
 
 
 def file_stem(letter: Letter) -> str:
@@ -110,37 +412,26 @@ def file_stem(letter: Letter) -> str:
     return f"letter-{letter.id}-{safe[:60]}".rstrip("-")
 
 
-def _cache_path(letter: Letter) -> Path:
-    digest = hashlib.sha256(
-        "\x00".join([letter.subject, letter.body, letter.letterhead, repr(letter.signatories)]).encode()
-    ).hexdigest()[:16]
-    folder = Path(current_app.instance_path) / "letter-cache"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder / f"{letter.id}-{digest}.pdf"
-
-
-def cached_pdf(letter: Letter) -> bytes:
-    """The letter's PDF, rendered once per version of its text."""
-    path = _cache_path(letter)
-    if path.is_file():
-        return path.read_bytes()
-    data = letter_pdf(letter)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
-    return data
-
-
-def is_cached(letter: Letter) -> bool:
-    return _cache_path(letter).is_file()
-
-
 def batch_zip(letters: list[Letter]) -> bytes:
-    """One ZIP with each letter as PDF and DOCX."""
+    """One ZIP with each letter as PDF and DOCX; raises DocumentRefused if any cannot be made in time."""
+    items = [(letter, fmt) for letter in letters for fmt in FORMATS]
+    made, refused, pending = render_missing(items, float(current_app.config.get("DOCUMENT_BATCH_SECONDS", 60.0)))
+    if refused:
+        names = "; ".join(f"letter {r.letter.id} to {r.letter.engagement.company.name} ({r.fmt.upper()}): {r.message}"
+                          for r in refused[:5])
+        raise DocumentRefused(f"{len(refused)} document(s) cannot be made. {names}")
+    if pending:
+        raise DocumentRefused(f"{len({letter.id for letter, _ in pending})} letter(s) are not prepared yet; open the "
+                              "batch page, which prepares them, then download the ZIP again.")
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for letter in letters:
-            stem = file_stem(letter)
-            archive.writestr(f"{stem}.pdf", cached_pdf(letter))
-            archive.writestr(f"{stem}.docx", letter_docx(letter))
+        for letter, fmt in items:
+            data = made.get((letter.id, fmt))
+            if data is None:
+                try:
+                    data = cache_path(letter, fmt).read_bytes()
+                except FileNotFoundError:  # edited meanwhile
+                    raise DocumentRefused(f"Letter {letter.id} changed while the ZIP was made; download it again.",
+                                          letter, fmt) from None
+            archive.writestr(f"{file_stem(letter)}.{fmt}", data)
     return buffer.getvalue()

@@ -9,7 +9,7 @@ from wtforms import (
     SubmitField,
     TextAreaField,
 )
-from wtforms.validators import DataRequired, Length, Optional
+from wtforms.validators import DataRequired, Length, Optional, Regexp
 
 from engage.forms import EditForm
 from engage.letters.service import CHANNELS
@@ -39,6 +39,8 @@ class BulkForm(FlaskForm):
     scope = SelectField("Letters for", choices=[SelectChoice("selected", "the selected engagements"),
                                                 SelectChoice("all", "every engagement matching the filters")])
     filters = HiddenField()
+    #: One-time key of this rendered form, so a double click generates one batch.
+    token = HiddenField(validators=[Optional(), Length(max=64), Regexp(r"^[A-Za-z0-9_-]*$")])
     submit = SubmitField("Generate letters")
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import secrets
 from urllib.parse import parse_qs, urlencode
 
 import sqlalchemy as sa
-from flask import Blueprint, Response, abort, flash, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, Response, abort, current_app, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
 from engage import clock
@@ -80,7 +82,8 @@ def _letter_page(letter: Letter, status: int = 200, draft_form=None, send_form=N
     draft_form = draft_form or DraftForm(obj=letter, formdata=None)
     send_form = send_form or SendForm(formdata=None, sent_on=clock.today())
     return render_template("letters/show.html", letter=letter, draft_form=draft_form, send_form=send_form,
-                           signatories=documents.signatory_lines(letter), total=documents.signatories_total(letter),
+                           signatories=documents.signatory_lines(letter, strict=False),
+                           total=documents.signatories_total(letter, strict=False),
                            paragraphs=documents.paragraphs(letter.body)), status
 
 
@@ -112,6 +115,7 @@ def edit(letter_id: int):
         db.session.rollback()
         field_error(form, error.field, error.message)
         return _letter_page(_letter(letter_id), 422, draft_form=form)
+    documents.forget(letter_id)  # the cached PDF and DOCX show the old text
     flash("Draft saved.", "success")
     return redirect(url_for("letters.show", letter_id=letter_id))
 
@@ -129,6 +133,9 @@ def send(letter_id: int):
         reminder = service.mark_sent(letter, sent_on=form.sent_on.data, channel=form.channel.data,
                                      actor_id=current_user.id, today=clock.today())
         db.session.commit()
+    except service.AlreadySent:
+        db.session.rollback()
+        return _refuse_sent(_letter(letter_id), "it was not sent again (nothing was recorded twice)")
     except service.LetterError as error:
         db.session.rollback()
         field_error(form, error.field, error.message)
@@ -137,23 +144,32 @@ def send(letter_id: int):
     return redirect(url_for("engagements.show", engagement_id=letter.engagement_id) + "#timeline")
 
 
+MIMETYPES = {"pdf": "application/pdf",
+             "docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document"}
+
+
+def _download(letter_id: int, fmt: str):
+    """The letter's PDF or DOCX (cached per version), or its page with the reason it cannot be made."""
+    letter = _letter(letter_id)
+    try:
+        data = documents.document(letter, fmt)
+    except documents.DocumentRefused as refusal:
+        flash(f"No {fmt.upper()}: {refusal.message}", "error")
+        return _letter_page(letter, 422)
+    return Response(data, mimetype=MIMETYPES[fmt],
+                    headers={"Content-Disposition": f'attachment; filename="{documents.file_stem(letter)}.{fmt}"'})
+
+
 @bp.route("/letters/<int:letter_id>.pdf")
 @require_role("viewer")
 def pdf(letter_id: int):
-    letter = _letter(letter_id)
-    return Response(documents.cached_pdf(letter), mimetype="application/pdf",
-                    headers={"Content-Disposition": f'attachment; filename="{documents.file_stem(letter)}.pdf"'})
+    return _download(letter_id, "pdf")
 
 
 @bp.route("/letters/<int:letter_id>.docx")
 @require_role("viewer")
 def docx(letter_id: int):
-    letter = _letter(letter_id)
-    return Response(
-        documents.letter_docx(letter),
-        mimetype="application/vnd.openxmlformats-officedocument.wordprocessingml.document",
-        headers={"Content-Disposition": f'attachment; filename="{documents.file_stem(letter)}.docx"'},
-    )
+    return _download(letter_id, "docx")
 
 
 @bp.route("/letters/bulk", methods=["POST"])
@@ -185,14 +201,30 @@ def bulk():
     if len(engagements) != len(set(ids)):
         abort(400, "Some of the selected engagements do not exist.")
     template = db.get_or_404(LetterTemplate, form.template_id.data)
+    token = form.token.data or None
+    earlier = service.batch_for_token(token)
+    if earlier is not None:
+        return _already_generated(earlier)
     try:
-        batch = service.generate_many(list(engagements), template, current_user._get_current_object())
+        batch = service.generate_many(list(engagements), template, current_user._get_current_object(), token=token)
         db.session.commit()
     except service.LetterError as error:
         db.session.rollback()
         flash(f"No letters generated: {error.message}", "error")
         return redirect(back)
+    except IntegrityError:
+        db.session.rollback()
+        earlier = service.batch_for_token(token)  # the same form, submitted twice at once: the other won
+        if earlier is None:
+            raise
+        return _already_generated(earlier)
     flash(f"{len(engagements)} draft letters generated.", "success")
+    return redirect(url_for("letters.batch", batch_id=batch.id))
+
+
+def _already_generated(batch: LetterBatch):
+    flash(f"These letters were already generated by the same form (batch #{batch.id}); nothing was generated twice.",
+          "info")
     return redirect(url_for("letters.batch", batch_id=batch.id))
 
 
@@ -207,24 +239,32 @@ def _batch(batch_id: int) -> LetterBatch:
     return batch
 
 
+def _ready(item: LetterBatch) -> int:
+    return sum(1 for letter in item.letters if all(documents.is_cached(letter, fmt) for fmt in documents.FORMATS))
+
+
 @bp.route("/letters/batches/<int:batch_id>")
 @require_role("viewer")
 def batch(batch_id: int):
     item = _batch(batch_id)
-    ready = sum(1 for letter in item.letters if documents.is_cached(letter))
-    return render_template("letters/batch.html", batch=item, ready=ready)
+    return render_template("letters/batch.html", batch=item, ready=_ready(item))
 
 
 @bp.route("/letters/batches/<int:batch_id>/prepare", methods=["POST"])
 @require_role("viewer", write="viewer")
 def prepare_batch(batch_id: int):
-    """Render the next few PDFs of the batch; the page calls this until done, showing progress."""
+    """Render the next few letters of the batch (PDF and DOCX); the page calls this until done, showing progress."""
     item = _batch(batch_id)
-    pending = [letter for letter in item.letters if not documents.is_cached(letter)]
-    for letter in pending[:PREPARE_CHUNK]:
-        documents.cached_pdf(letter)
-    done = len(item.letters) - max(0, len(pending) - PREPARE_CHUNK)
-    return jsonify({"done": done, "total": len(item.letters),
+    refused = []
+    with documents.lock(f"batch-{batch_id}", wait=False) as mine:
+        if mine:  # else another request is preparing this batch: report progress, render nothing
+            _, refused, _ = documents.render_missing(
+                [(letter, fmt) for letter in item.letters for fmt in documents.FORMATS],
+                float(current_app.config["DOCUMENT_RENDER_SECONDS"]), limit=PREPARE_CHUNK * len(documents.FORMATS))
+    done = _ready(item)
+    return jsonify({"done": done, "total": len(item.letters), "busy": not mine,
+                    "refused": [{"letter": r.letter.id, "company": r.letter.engagement.company.name,
+                                 "format": r.fmt, "message": r.message} for r in refused],
                     "zip": url_for("letters.batch_zip", batch_id=batch_id) if done == len(item.letters) else None})
 
 
@@ -232,7 +272,13 @@ def prepare_batch(batch_id: int):
 @require_role("viewer")
 def batch_zip(batch_id: int):
     item = _batch(batch_id)
-    return Response(documents.batch_zip(item.letters), mimetype="application/zip",
+    try:
+        with documents.lock(f"batch-{batch_id}"):  # after a preparing request, which leaves less to render
+            data = documents.batch_zip(item.letters)
+    except documents.DocumentRefused as refusal:
+        flash(f"No ZIP: {refusal.message}", "error")
+        return render_template("letters/batch.html", batch=item, ready=_ready(item)), 422
+    return Response(data, mimetype="application/zip",
                     headers={"Content-Disposition": f'attachment; filename="letters-batch-{batch_id}.zip"'})
 
 
@@ -316,5 +362,6 @@ def bulk_form(filters: dict) -> BulkForm:
     """The engagements list's bulk-letter form, carrying the list's filters."""
     form = BulkForm(formdata=None)
     form.template_id.choices = template_choices()
+    form.token.data = secrets.token_urlsafe(24)  # one per rendered form: a double submission makes one batch
     form.filters.data = urlencode({k: v for k, v in filters.items() if v and k not in ("sort", "dir")})
     return form

@@ -14,7 +14,14 @@ from engage.errors import FieldError
 from engage import clock
 from engage.engagements.cycle import MoveError
 from engage.extensions import db
-from engage.letters.rendering import LetterTemplateError, check_template, letter_context, render
+from engage.letters import documents
+from engage.letters.rendering import (
+    SAMPLE_CONTEXT,
+    LetterTemplateError,
+    check_templates,
+    letter_context,
+    render_many,
+)
 from engage.models import (
     Direction,
     Engagement,
@@ -42,6 +49,10 @@ class LetterError(FieldError):
     """A refused letter action; `field` names the form field it concerns."""
 
 
+class AlreadySent(LetterError):
+    """The letter was marked sent by someone else first (a double click, a second tab)."""
+
+
 def last_letter_date(engagement: Engagement) -> dt.date | None:
     return db.session.scalar(
         sa.select(sa.func.max(Letter.sent_on)).where(Letter.engagement_id == engagement.id,
@@ -49,22 +60,36 @@ def last_letter_date(engagement: Engagement) -> dt.date | None:
     )
 
 
-def generate(engagement: Engagement, template: LetterTemplate, sender: User | None,
-             batch: LetterBatch | None = None, last_sent: dt.date | None = None) -> Letter:
-    """Render the template for the engagement and freeze the result as a draft letter."""
+def _context(engagement: Engagement, sender: User | None, last_sent: dt.date | None) -> dict:
     if not engagement.is_open:
         raise LetterError("template_id", f"The engagement with {engagement.company.name} is closed.")
-    if not template.active:
-        raise LetterError("template_id", f"The template {template.name} is retired.")
-    context = letter_context(engagement, sender, last_sent if batch is not None else last_letter_date(engagement))
     try:
-        subject = render(template.subject, context).strip()
-        body = render(template.body, context)
+        return letter_context(engagement, sender, last_sent)
     except LetterTemplateError as exc:
         raise LetterError("template_id", f"{engagement.company.name}: {exc}") from exc
+
+
+def _render_letters(template: LetterTemplate, engagements: list[Engagement], contexts: list[dict]) -> list[list[str]]:
+    """Subject and body for each engagement, rendered in one worker process within the budget."""
+    if not template.active:
+        raise LetterError("template_id", f"The template {template.name} is retired.")
+    try:
+        texts = render_many([template.subject, template.body], contexts)
+    except LetterTemplateError as exc:
+        where = engagements[exc.item].company.name if exc.item is not None else template.name
+        raise LetterError("template_id", f"{where}: {exc}") from exc
+    for engagement, (_, body) in zip(engagements, texts):
+        problem = documents.too_long(body, engagement.campaign.letterhead or "", engagement.campaign.signatories)
+        if problem:
+            raise LetterError("template_id", f"{engagement.company.name}: {problem} Shorten the template.")
+    return texts
+
+
+def _new_letter(engagement: Engagement, template: LetterTemplate, sender: User | None, subject: str, body: str,
+                batch: LetterBatch | None = None) -> Letter:
     letter = Letter(
         engagement=engagement, template=template, template_version=template.version, kind=template.kind,
-        subject=subject[:300], body=body, status=LetterStatus.DRAFT.value, batch=batch,
+        subject=subject.strip()[:300], body=body, status=LetterStatus.DRAFT.value, batch=batch,
         created_by_id=sender.id if sender else None,
         signatories=[{"name": s.name, "aum_usd": str(s.aum_usd) if s.aum_usd is not None else None}
                      for s in engagement.campaign.signatories],
@@ -74,8 +99,20 @@ def generate(engagement: Engagement, template: LetterTemplate, sender: User | No
     return letter
 
 
-def generate_many(engagements: list[Engagement], template: LetterTemplate, sender: User | None) -> LetterBatch:
-    """One draft per engagement, all or nothing: the first refusal stops the whole batch."""
+def generate(engagement: Engagement, template: LetterTemplate, sender: User | None) -> Letter:
+    """Render the template for the engagement and freeze the result as a draft letter."""
+    context = _context(engagement, sender, last_letter_date(engagement))
+    [(subject, body)] = _render_letters(template, [engagement], [context])
+    return _new_letter(engagement, template, sender, subject, body)
+
+
+def generate_many(engagements: list[Engagement], template: LetterTemplate, sender: User | None,
+                  token: str | None = None) -> LetterBatch:
+    """One draft per engagement, all or nothing: the first refusal stops the whole batch.
+
+    Every letter is rendered in one worker process (not one per letter). `token` is the form's
+    idempotency key: a second submission of the same form finds the batch the first one made.
+    """
     if not engagements:
         raise LetterError("engagement_ids", "Select at least one engagement.")
     if len(engagements) > MAX_BULK:
@@ -85,11 +122,20 @@ def generate_many(engagements: list[Engagement], template: LetterTemplate, sende
         .where(Letter.engagement_id.in_([e.id for e in engagements]), Letter.status == LetterStatus.SENT.value)
         .group_by(Letter.engagement_id)
     ).all())
-    batch = LetterBatch(template=template, created_by_id=sender.id if sender else None)
+    contexts = [_context(engagement, sender, last_sent.get(engagement.id)) for engagement in engagements]
+    texts = _render_letters(template, engagements, contexts)
+    batch = LetterBatch(template=template, created_by_id=sender.id if sender else None, submit_token=token)
     db.session.add(batch)
-    for engagement in engagements:
-        generate(engagement, template, sender, batch=batch, last_sent=last_sent.get(engagement.id))
+    for engagement, (subject, body) in zip(engagements, texts):
+        _new_letter(engagement, template, sender, subject, body, batch=batch)
     return batch
+
+
+def batch_for_token(token: str | None) -> LetterBatch | None:
+    """The batch an earlier submission of the same bulk form created, if any."""
+    if not token:
+        return None
+    return db.session.scalar(sa.select(LetterBatch).where(LetterBatch.submit_token == token))
 
 
 def update_draft(letter: Letter, subject: str, body: str) -> None:
@@ -99,6 +145,9 @@ def update_draft(letter: Letter, subject: str, body: str) -> None:
         raise LetterError("subject", "A letter needs a subject.")
     if not body.strip():
         raise LetterError("body", "A letter needs a body.")
+    problem = documents.too_long(body, letter.letterhead, letter.signatories or [])
+    if problem:
+        raise LetterError("body", f"{problem} Shorten the text.")
     letter.subject = subject.strip()[:300]
     letter.body = body
 
@@ -117,7 +166,16 @@ def mark_sent(letter: Letter, *, sent_on: dt.date, channel: str, actor_id: int |
     if sent_on < engagement.opened_on:
         raise LetterError("sent_on", f"The engagement was opened on {engagement.opened_on.isoformat()}, "
                                      "after that date.")
-    letter.status = LetterStatus.SENT.value
+    # Claim the letter in the database: of two simultaneous requests only one changes a row, the
+    # other waits for its commit, finds the letter sent and stops before writing anything.
+    claimed = db.session.execute(
+        sa.update(Letter).where(Letter.id == letter.id, Letter.status == LetterStatus.DRAFT.value)
+        .values(status=LetterStatus.SENT.value, sent_on=sent_on, channel=channel)
+        .execution_options(synchronize_session=False))
+    if claimed.rowcount != 1:
+        raise AlreadySent("sent_on", "This letter was already marked as sent meanwhile (another click or tab); "
+                                     "nothing was recorded twice.")
+    letter.status = LetterStatus.SENT.value  # the same values again, through the ORM, for the audit trail
     letter.sent_on = sent_on
     letter.channel = channel
     db.session.add(Interaction(
@@ -149,11 +207,13 @@ def mark_sent(letter: Letter, *, sent_on: dt.date, channel: str, actor_id: int |
 
 def check_template_source(subject: str, body: str) -> None:
     """Raise LetterError on the field whose template does not render against sample data."""
-    for field, source in (("subject", subject), ("body", body)):
-        try:
-            check_template(source)
-        except LetterTemplateError as exc:
-            raise LetterError(field, str(exc)) from exc
+    try:
+        _, sample = check_templates(subject, body)
+    except LetterTemplateError as exc:
+        raise LetterError("subject" if exc.part == 0 else "body", str(exc)) from exc
+    problem = documents.too_long(sample, SAMPLE_CONTEXT["campaign"].get("letterhead", ""), SAMPLE_CONTEXT["signatories"])
+    if problem:
+        raise LetterError("body", f"With the sample data: {problem} Shorten the template.")
 
 
 def save_template(template: LetterTemplate, *, name: str, kind: str, subject: str, body: str, active: bool,
@@ -177,13 +237,10 @@ def save_template(template: LetterTemplate, *, name: str, kind: str, subject: st
 
 def preview(subject: str, body: str, engagement: Engagement | None, sender: User | None) -> dict:
     """Render against a real engagement (or the sample data) for the editor's live preview."""
-    context = letter_context(engagement, sender, last_letter_date(engagement)) if engagement else None
-    from engage.letters.rendering import SAMPLE_CONTEXT
-
-    result = {}
-    for field, source in (("subject", subject), ("body", body)):
-        try:
-            result[field] = render(source, context or SAMPLE_CONTEXT)
-        except LetterTemplateError as exc:
-            return {"error": exc.message, "line": exc.line, "field": field}
-    return result
+    fields = ("subject", "body")
+    try:
+        context = letter_context(engagement, sender, last_letter_date(engagement)) if engagement else SAMPLE_CONTEXT
+        [texts] = render_many([subject, body], [context])
+    except LetterTemplateError as exc:
+        return {"error": exc.message, "line": exc.line, "field": fields[exc.part] if exc.part is not None else "body"}
+    return dict(zip(fields, texts))

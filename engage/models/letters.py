@@ -103,6 +103,8 @@ class LetterBatch(TimestampMixin, db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     template_id: Mapped[int | None] = mapped_column(sa.ForeignKey("letter_templates.id", ondelete="SET NULL"))
     created_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
+    #: The bulk form's one-time key: submitting the same form again finds this batch, never makes a second.
+    submit_token: Mapped[str | None] = mapped_column(sa.String(64), unique=True)
 
     template: Mapped[LetterTemplate | None] = relationship()
     letters: Mapped[list[Letter]] = relationship(back_populates="batch", order_by="Letter.id")

@@ -65,6 +65,15 @@ function setUpBatchProgress() {
     bar.value = result.done;
     bar.max = result.total;
     text.textContent = `${result.done} of ${result.total}`;
+    const refused = result.refused || [];
+    if (refused.length) {
+      // A letter that cannot be made will not become ready: say which and why, and stop asking.
+      const letters = new Set(refused.map((r) => r.letter));
+      text.textContent = `${result.done} of ${result.total}; ${letters.size} cannot be made: ` +
+        refused.map((r) => `${r.company} (${r.format.toUpperCase()}): ${r.message}`).join(" ");
+      if (result.done + letters.size >= result.total) return;
+    }
+    if (result.busy) { setTimeout(step, 1000); return; } // another tab is preparing this batch
     if (result.done < result.total) step();
   };
   if (Number(bar.value) < Number(bar.max)) step();
