@@ -1,6 +1,5 @@
 """Break-testing issue 13 (honest figures): failing regressions found by a tester."""
 
-import datetime as dt
 from decimal import Decimal
 
 import sqlalchemy as sa
