@@ -69,6 +69,11 @@ def shown_below(whole: int) -> Decimal:
     return Decimal(whole) - Decimal("0.5")
 
 
+#: The smallest score change `format_score(sign=True)` shows as a rise (+1); a change under it shows
+#: as "+0". Score trends ("Improving", "Declining") count only changes shown as non-zero.
+SHOWN_CHANGE = Decimal("0.5")
+
+
 def label(value: str | None) -> str:
     """'mapping_requested' -> 'Mapping requested'."""
     if not value:
