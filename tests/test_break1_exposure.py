@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from openpyxl import Workbook, load_workbook
 
 from engage.extensions import db
-from engage.holdings import screening
+from engage.holdings import importer, screening
 from engage.identifiers import isin_check_digit
 from engage.models import Company, DivestmentAlert, Fund, Holding, OutboxEmail, Score
 from engage.models.holdings import HoldingImport
@@ -326,19 +326,20 @@ def test_a_web_import_refused_for_want_of_its_turn_says_so_and_can_be_confirmed_
                                                     "file": (io.BytesIO(HOLDINGS.encode()), "holdings.csv")},
                           content_type="multipart/form-data")
     token = preview.get_data(as_text=True).split("/holdings/import/")[1].split('"')[0]
+    wait = app.config["HOLDINGS_IMPORT_WAIT_SECONDS"]
     app.config["HOLDINGS_IMPORT_WAIT_SECONDS"] = 0
     other = sa.create_engine(db.engine.url)  # another import holds the turn
     try:
         with other.connect() as conn:
             if conn.dialect.name == "postgresql":
-                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(0x656E676167654849)))
+                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(importer.IMPORT_LOCK_KEY)))
             else:
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
             refused = client.post(f"/holdings/import/{token}")
             conn.rollback()
     finally:
         other.dispose()
-        app.config["HOLDINGS_IMPORT_WAIT_SECONDS"] = 120
+        app.config["HOLDINGS_IMPORT_WAIT_SECONDS"] = wait
     html = refused.get_data(as_text=True)
     assert refused.status_code == 409 and "Another holdings import is being written" in html
     assert f"/holdings/import/{token}" in html  # the preview again, to confirm once more

@@ -95,7 +95,7 @@ def lock_imports() -> None:
             time.sleep(0.05)
         return
     if connection.dialect.name == "sqlite":
-        connection.exec_driver_sql(f"PRAGMA busy_timeout={int(wait * 1000)}")
+        connection.exec_driver_sql(f"PRAGMA busy_timeout={max(0, min(int(wait * 1000), 2**31 - 1))}")
         try:
             connection.execute(sa.update(Fund).where(sa.false()).values(id=Fund.id))
         except sa.exc.OperationalError as exc:
