@@ -130,6 +130,8 @@ class Config:
     HOLDINGS_MAX_UNZIPPED_BYTES = env_int("HOLDINGS_MAX_UNZIPPED_BYTES", 100 * 1024 * 1024)
     #: A whole-fund file's weights add up to at least this many percent; less means rows are missing.
     HOLDINGS_MIN_WEIGHT_TOTAL = env_int("HOLDINGS_MIN_WEIGHT_TOTAL", 90)
+    #: Holdings imports run one at a time; one waits this many seconds for another, then is refused.
+    HOLDINGS_IMPORT_WAIT_SECONDS = env_int("HOLDINGS_IMPORT_WAIT_SECONDS", 120)
     #: Import previews never confirmed are deleted after this many hours (housekeeping job).
     UPLOAD_MAX_AGE_HOURS = env_int("UPLOAD_MAX_AGE_HOURS", 24)
     #: Files under instance/cache/ (rendered documents) are deleted after this many days.

@@ -188,19 +188,32 @@ def holdings_import_command(path, fund_name, as_of_text, mapping_text, create_fu
     if date_problem(as_of):
         fail(f"{path}: the holdings date {date_problem(as_of)}")
     with audit.acting_as("cli"):
-        if fund is None:
-            fund = Fund(name=fund_name)
-            db.session.add(fund)
-            db.session.flush()
-        with click.progressbar(length=len(parsed.rows), label="Importing", file=sys.stderr) as bar:
-            done = [0]
+        try:
+            importer.lock_imports()  # before reading the fund: a concurrent import may have created it
+            fund = db.session.scalar(sa.select(Fund).where(Fund.name == fund_name))
+            if fund is None:
+                if not create_fund:
+                    fail(f"no fund called {fund_name!r}; add --create-fund to create it")
+                fund = Fund(name=fund_name)
+                db.session.add(fund)
+                db.session.flush()
+            with click.progressbar(length=len(parsed.rows), label="Importing", file=sys.stderr) as bar:
+                done = [0]
 
-            def progress(count):
-                bar.update(count - done[0])
-                done[0] = count
+                def progress(count):
+                    bar.update(count - done[0])
+                    done[0] = count
 
-            result = importer.import_parsed(parsed, fund, as_of, progress=progress, filename=file.name, data=data)
-        db.session.commit()
+                result = importer.import_parsed(parsed, fund, as_of, progress=progress, filename=file.name,
+                                                data=data)
+            db.session.commit()
+        except importer.ImportBusy as exc:
+            db.session.rollback()
+            fail(f"{path}: {exc}")
+        except sa.exc.SQLAlchemyError as exc:
+            db.session.rollback()
+            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:300]
+            fail(f"{path}: the database refused the import ({reason}); nothing was imported")
     for line in result.lines():
         click.echo(line)
     for line in result.warnings():
@@ -258,10 +271,17 @@ def screen_command(fund_name):
 
         def part(p):
             share = f" = {p.share} % of the fund" if p.share is not None else ""
-            return f"{p.positions} compan{'y' if p.positions == 1 else 'ies'}, {p.value:,.2f} {currency}{share}"
+            value = f"{p.value:,.2f} {currency}" if p.value_known else ""
+            unknown = f"value unknown for {p.unknown}" if p.unknown else ""
+            also = f" ({p.also_official} also on an official list)" if p.also_official else ""
+            return (f"{p.positions} compan{'y' if p.positions == 1 else 'ies'}, "
+                    f"{', '.join(filter(None, (value, unknown)))}{share}{also}")
 
         click.echo(f"{e.fund.name} ({e.as_of.isoformat() if e.as_of else 'no holdings'}): "
                    f"on an official list: {part(e.official)}")
+        if e.unknown:
+            click.echo(f"  value unknown for {e.unknown} of the fund's {e.positions} positions" +
+                       ("" if e.value_known else ": no share can be given"))
         for p in e.lists:
             if p.positions:
                 click.echo(f"  {p.label}: {part(p)}")

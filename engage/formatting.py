@@ -83,6 +83,11 @@ def money_on_page(value: Decimal | float | None, currency: str = "US$") -> str:
         return f"not a finite amount ({value})"
 
 
+#: The smallest score change `format_score(sign=True)` shows as a rise (+1); a change under it shows
+#: as "+0". Score trends ("Improving", "Declining") count only changes shown as non-zero.
+SHOWN_CHANGE = Decimal("0.5")
+
+
 def label(value: str | None) -> str:
     """'mapping_requested' -> 'Mapping requested'."""
     if not value:

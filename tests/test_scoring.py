@@ -195,7 +195,7 @@ def test_campaign_progress_page(client, login_as, xuar, frozen_today):
                                entries={c.id: service.Entry(level=level, evidence="x") for c in rubric.criteria})
     db.session.commit()
     page = client.get(f"/campaigns/{xuar.id}").get_data(as_text=True)
-    assert "0–20: 1. 20–40: 0. 40–60: 1. 60–80: 0. 80–100: 1." in page
+    assert "0–19: 1. 20–39: 0. 40–59: 1. 60–79: 0. 80–100: 1." in page
     assert "Solar" in page and "Cotton" in page
     assert "Value-chain mapping</td><td class=\"num\">1</td><td class=\"num\">3</td><td class=\"num\">33 %" in page
 

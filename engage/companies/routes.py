@@ -10,7 +10,7 @@ from sqlalchemy.orm import selectinload
 from engage.companies import service
 from engage.companies.forms import CompanyForm, RiskFlagForm
 from engage.extensions import db
-from engage.formatting import shown_below
+from engage.formatting import SHOWN_CHANGE, shown_below
 from engage.models import Company, CompanyAlias, Engagement, RiskFlag, RiskSource, Score, Stage
 from engage.security import require_role
 from engage.validators import whole_number
@@ -111,10 +111,10 @@ def company_query(f: dict):
         query = query.outerjoin(scores, scores.c.company_id == Company.id)
     if f["score_below"]:
         query = query.where(scores.c.score < shown_below(int(f["score_below"])))
-    if f["trend"] == "up":
-        query = query.where(scores.c.score > scores.c.previous)
+    if f["trend"] == "up":  # a change shown as +1 or more; "+0" is no trend
+        query = query.where(scores.c.score - scores.c.previous >= SHOWN_CHANGE)
     elif f["trend"] == "down":
-        query = query.where(scores.c.score < scores.c.previous)
+        query = query.where(scores.c.score - scores.c.previous <= -SHOWN_CHANGE)
     column = SORTS[f["sort"]](scores)
     order = column.desc() if f["dir"] == "desc" else column.asc()
     return query.order_by(order.nulls_last(), Company.id)

@@ -20,7 +20,7 @@ from engage.engagements.forms import (
     StageMoveForm,
 )
 from engage.extensions import db
-from engage.formatting import shown_below
+from engage.formatting import SHOWN_CHANGE, shown_below
 from engage.holdings import screening
 from engage.models import (
     Attachment,
@@ -111,10 +111,10 @@ def engagement_query(f: dict, today: dt.date):
                             sa.func.coalesce(service.last_contact_query(), Engagement.opened_on) < cutoff)
     if f["score_below"]:
         query = query.where(service.latest_score_query() < shown_below(int(f["score_below"])))
-    if f["trend"] == "up":
-        query = query.where(service.score_change_query() > 0)
+    if f["trend"] == "up":  # a change shown as +1 or more; "+0" is no trend
+        query = query.where(service.score_change_query() >= SHOWN_CHANGE)
     elif f["trend"] == "down":
-        query = query.where(service.score_change_query() < 0)
+        query = query.where(service.score_change_query() <= -SHOWN_CHANGE)
     computed = {"next_follow_up": service.next_follow_up_query, "last_contact": service.last_contact_query,
                 "score": service.latest_score_query, "change": service.score_change_query}
     column = SORTS[f["sort"]] if f["sort"] in SORTS else computed[f["sort"]]()

@@ -357,7 +357,8 @@ def write_xlsx(export: MonthlyExport, path: str) -> None:
     if s["exposure"]:
         line += 1
         put("Exposure to official lists (holdings at month end)", style=bold)
-        for col, title in enumerate(("Fund", "Holdings as of", "List", "Companies", "Market value", "% of fund")):
+        for col, title in enumerate(("Fund", "Holdings as of", "List", "Companies", "Market value", "% of fund",
+                                     "Companies without a market value")):
             summary.write_string(line, col, title, bold)
         line += 1
         for e in s["exposure"]:
@@ -368,9 +369,11 @@ def write_xlsx(export: MonthlyExport, path: str) -> None:
                 summary.write_datetime(line, 1, dt.datetime.combine(e.as_of, dt.time()), date)
                 summary.write_string(line, 2, label, style)
                 summary.write_number(line, 3, part.positions)
-                summary.write_number(line, 4, float(part.value), number)
+                if part.value_known:  # a blank, not 0, when no holding of the part has a value
+                    summary.write_number(line, 4, float(part.value), number)
                 if part.share is not None:
                     summary.write_number(line, 5, float(part.share))
+                summary.write_number(line, 6, part.unknown)
                 line += 1
 
     activity = workbook.add_worksheet("Activity")

@@ -6,18 +6,26 @@ review page). Rows that land on the same company (two share classes) are added t
 Re-importing a fund and date replaces that snapshot (the preview and the result say which
 earlier import it replaces); other dates stay as history. A row matched by ticker or name that
 carries a valid ISIN the company lacks gives the company that ISIN; a row whose ISIN disagrees
-with the company's is reported for review, never applied. A divested company in the snapshot
-raises its alert (screening.alert_divested_held_again) in the same transaction.
+with the company's is reported for review, never applied. Once the snapshot is written, the
+fund's held-again alerts follow its latest snapshot (screening.alert_divested_held_again) in the
+same transaction.
+
+Imports run one at a time (`lock_imports`, a transaction-scoped lock): two imports of one fund
+and date, started together, both succeed, the second replacing the first; companies new to both
+are created once. An import that cannot get its turn within HOLDINGS_IMPORT_WAIT_SECONDS is
+refused whole with ImportBusy.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import time
 from dataclasses import dataclass, field
 from decimal import Decimal
 
 import sqlalchemy as sa
+from flask import current_app
 
 from engage import audit
 from engage.extensions import db
@@ -58,6 +66,44 @@ def country_code(value: str | None) -> str | None:
         return pycountry.countries.lookup(value.strip()).alpha_2
     except LookupError:
         return None
+
+
+#: The PostgreSQL advisory lock key of holdings imports (any fixed 64-bit number).
+IMPORT_LOCK_KEY = 0x656E6761_67654849  # "engageHI"
+
+
+class ImportBusy(Exception):
+    """Another holdings import kept the database for longer than the wait allows; nothing was written."""
+
+
+def lock_imports() -> None:
+    """Wait for the holdings-import turn; held until the caller's transaction ends.
+
+    PostgreSQL: a transaction-scoped advisory lock (re-entrant). SQLite: the database's write
+    lock, taken by an UPDATE that changes nothing, so the reads that follow see what an import
+    committed meanwhile. Call it before reading the fund or the companies an import relies on.
+    """
+    wait = float(current_app.config["HOLDINGS_IMPORT_WAIT_SECONDS"])
+    message = (f"another holdings import is being written and did not finish within {wait:g} s; "
+               f"nothing was imported, try again")
+    connection = db.session.connection()
+    if connection.dialect.name == "postgresql":
+        deadline = time.monotonic() + wait
+        while not connection.scalar(sa.select(sa.func.pg_try_advisory_xact_lock(IMPORT_LOCK_KEY))):
+            if time.monotonic() >= deadline:
+                raise ImportBusy(message)
+            time.sleep(0.05)
+        return
+    if connection.dialect.name == "sqlite":
+        connection.exec_driver_sql(f"PRAGMA busy_timeout={max(0, min(int(wait * 1000), 2**31 - 1))}")
+        try:
+            connection.execute(sa.update(Fund).where(sa.false()).values(id=Fund.id))
+        except sa.exc.OperationalError as exc:
+            if "locked" in str(exc.orig) or "busy" in str(exc.orig):
+                raise ImportBusy(message) from exc
+            raise
+        finally:
+            connection.exec_driver_sql(f"PRAGMA busy_timeout={int(current_app.config['SQLITE_BUSY_TIMEOUT_MS'])}")
 
 
 @dataclass
@@ -211,6 +257,8 @@ class ImportResult:
     isins: IsinPlan
     record: HoldingImport
     alerts: screening.AlertResult = field(default_factory=screening.AlertResult)
+    #: Positions written without a market value (shown as "value unknown", never as 0).
+    without_value: int = 0
 
     def lines(self) -> list[str]:
         matched = ", ".join(f"{n} by {rule}" for rule, n in self.matched.items()) or "none"
@@ -223,26 +271,36 @@ class ImportResult:
             f"skipped (not equities): {skipped}",
             f"replaced: {self.replaced.sentence()}",
         ]
+        if self.without_value:
+            lines.append(f"no market value: {self.without_value} of {self.positions} positions (shown as value "
+                         f"unknown, never counted as 0)")
         if self.isins.store:
             lines.append(f"ISIN stored on {len(self.isins.store)} matched companies that had none")
         lines += [f"for review: {item}" for item in self.isins.review]
         return lines
 
     def warnings(self) -> list[str]:
-        """What needs a person: divested companies the snapshot holds again."""
-        if not self.alerts.held_again:
-            return []
+        """What needs a person: divested companies the fund's latest snapshot holds again."""
         alerts = self.alerts
-        return [f"held again after divestment: {', '.join(item.company for item in alerts.held_again)} "
+        if not alerts.held_again:
+            return []
+        where = "" if alerts.as_of == self.as_of else \
+            f" in the fund's latest snapshot ({alerts.as_of.isoformat()}, not the file imported)"
+        return [f"held again after divestment{where}: {', '.join(item.company for item in alerts.held_again)} "
                 f"({alerts.raised} new alert(s), {alerts.emails} owner email(s) queued); a divested company is "
                 f"readmitted only on recorded evidence of change in practice"]
 
 
 def import_parsed(parsed: ParsedFile, fund: Fund, as_of: dt.date, progress=None, filename: str = "",
                   data: bytes = b"") -> ImportResult:
-    """Write the snapshot in the caller's transaction; the caller commits once."""
+    """Write the snapshot in the caller's transaction; the caller commits once.
+
+    Takes the import lock first (a caller that read the fund before should take it earlier);
+    raises ImportBusy when it does not come in time.
+    """
     if not parsed.ok:
         raise ValueError("refusing to import a file with errors")
+    lock_imports()
     matcher = Matcher.load()
     replaced = replaced_snapshot(fund, as_of)
     isins = plan_isins(parsed, matcher)
@@ -302,9 +360,10 @@ def import_parsed(parsed: ParsedFile, fund: Fund, as_of: dt.date, progress=None,
                           "isins_stored": {str(k): v[0] for k, v in isins.store.items()},
                           "for_review": isins.review})
     db.session.flush()
-    alerts = screening.alert_divested_held_again(fund, as_of)
+    alerts = screening.alert_divested_held_again(fund)
     if progress:
         progress(len(parsed.rows))
     return ImportResult(fund=fund, as_of=as_of, rows=len(parsed.rows), positions=len(rows), matched=matched,
                         created=list(created.values()), replaced=replaced, skipped=parsed.skipped, isins=isins,
-                        record=record, alerts=alerts)
+                        record=record, alerts=alerts,
+                        without_value=sum(1 for row in rows if row["market_value"] is None))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import sqlalchemy as sa
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, make_response, redirect, render_template, request, url_for
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy.orm import selectinload
@@ -184,6 +184,7 @@ def confirm_import(token: str):
         return redirect(url_for("holdings.import_holdings"))
     data, meta = stashed
     try:
+        importer.lock_imports()  # one import at a time; the fund and companies are read after it
         fund = db.session.get(Fund, meta["fund_id"])
         parsed, problem = _parse(data, meta)
         as_of = (parsed.as_of if parsed else None) or (dt.date.fromisoformat(meta["as_of"]) if meta.get("as_of") else None)
@@ -193,6 +194,14 @@ def confirm_import(token: str):
             return redirect(url_for("holdings.import_holdings"))
         result = importer.import_parsed(parsed, fund, as_of, filename=meta.get("filename") or "upload", data=data)
         db.session.commit()
+    except importer.ImportBusy as exc:
+        db.session.rollback()
+        service.release_upload(token)
+        flash(f"{str(exc)[0].upper()}{str(exc)[1:]}.", "error")
+        response = make_response(_preview_page(token, data, meta))  # the preview again, to confirm once more
+        if response.status_code == 200:
+            response.status_code = 409
+        return response
     except Exception:
         db.session.rollback()
         service.release_upload(token)

@@ -202,21 +202,36 @@ def _in_snapshot(snap):
 
 @dataclass
 class Part:
-    """The holdings of a snapshot on one list (or on any official list): how many, their value, their share."""
+    """The holdings of a snapshot on one list (or on any official list): how many, their value, their share.
+
+    `value` adds up the known market values only; `unknown` counts the holdings the file gave no
+    value for, which are shown as "value unknown for N", never as a silent 0.
+    """
 
     source: str
     positions: int
     value: Decimal
     total: Decimal
+    #: Holdings of the part without a market value.
+    unknown: int = 0
+    #: For a signal (analyst note, sector risk): how many of its holdings are also on an official list.
+    also_official: int = 0
 
     @property
     def label(self) -> str:
         return "On any official list" if self.source == ANY_OFFICIAL else RiskSource(self.source).label
 
     @property
+    def value_known(self) -> bool:
+        """False when every holding of the part lacks a market value (the value is unknown, not 0)."""
+        return self.positions == 0 or self.unknown < self.positions
+
+    @property
     def share(self) -> Decimal | None:
-        """Percent of the fund's market value, one decimal, half up."""
-        return round_half_up(self.value * 100 / self.total, 1) if self.total else None
+        """Percent of the fund's known market value, one decimal, half up; None when either is unknown."""
+        if not self.total or not self.value_known:
+            return None
+        return round_half_up(self.value * 100 / self.total, 1)
 
 
 @dataclass
@@ -270,6 +285,7 @@ class ExposureRow:
 class FundExposure:
     fund: Fund
     as_of: dt.date | None
+    #: The snapshot's known market value (holdings without a value are counted in `unknown`).
     total: Decimal
     positions: int
     #: On any official list, each holding counted once.
@@ -282,6 +298,13 @@ class FundExposure:
     rows: list[ExposureRow] = field(default_factory=list)
     noted: list[ExposureRow] = field(default_factory=list)
     held_again: list[HeldAgain] = field(default_factory=list)
+    #: Holdings of the snapshot without a market value.
+    unknown: int = 0
+
+    @property
+    def value_known(self) -> bool:
+        """False when no holding of the snapshot has a market value: "value unknown", not 0."""
+        return self.positions == 0 or self.unknown < self.positions
 
     @property
     def share(self) -> Decimal | None:
@@ -303,10 +326,13 @@ def exposures(fund_ids: list[int] | None = None, *, on: dt.date | None = None, a
     snap = snapshots(fund_ids, on=on, as_of=as_of)
     listed = Holding.company_id.in_(on_official_list())
     value = sa.func.coalesce(Holding.market_value, 0)
+    missing = Holding.market_value.is_(None)
     query = (
         sa.select(Fund, snap.c.as_of, sa.func.count(Holding.id), sa.func.coalesce(sa.func.sum(Holding.market_value), 0),
                   sa.func.coalesce(sa.func.sum(sa.case((listed, value), else_=0)), 0),
-                  sa.func.count(sa.case((listed, Holding.id))))
+                  sa.func.count(sa.case((listed, Holding.id))),
+                  sa.func.count(sa.case((missing, Holding.id))),
+                  sa.func.count(sa.case((sa.and_(listed, missing), Holding.id))))
         .outerjoin(snap, snap.c.fund_id == Fund.id)
         .outerjoin(Holding, sa.and_(Holding.fund_id == Fund.id, Holding.as_of == snap.c.as_of))
         .group_by(Fund.id, snap.c.as_of)
@@ -315,23 +341,29 @@ def exposures(fund_ids: list[int] | None = None, *, on: dt.date | None = None, a
     if fund_ids is not None:
         query = query.where(Fund.id.in_(fund_ids))
     pairs = sa.select(RiskFlag.company_id, RiskFlag.source).distinct().subquery("listed_pairs")
-    per_source = {(fund_id, source): (count, Decimal(amount or 0)) for fund_id, source, count, amount in db.session.execute(
-        sa.select(Holding.fund_id, pairs.c.source, sa.func.count(Holding.id), sa.func.sum(value))
-        .join(snap, _in_snapshot(snap))
-        .join(pairs, pairs.c.company_id == Holding.company_id)
-        .group_by(Holding.fund_id, pairs.c.source))}
+    per_source = {
+        (fund_id, source): (count, Decimal(amount or 0), unknown, also_listed)
+        for fund_id, source, count, amount, unknown, also_listed in db.session.execute(
+            sa.select(Holding.fund_id, pairs.c.source, sa.func.count(Holding.id), sa.func.sum(value),
+                      sa.func.count(sa.case((missing, Holding.id))), sa.func.count(sa.case((listed, Holding.id))))
+            .join(snap, _in_snapshot(snap))
+            .join(pairs, pairs.c.company_id == Holding.company_id)
+            .group_by(Holding.fund_id, pairs.c.source))
+    }
     result = []
-    for fund, snapshot, positions, total, listed_value, listed_positions in db.session.execute(query):
+    for fund, snapshot, positions, total, listed_value, listed_positions, unknown, listed_unknown in db.session.execute(
+            query):
         total = Decimal(total or 0)
 
-        def part(source):
-            count, amount = per_source.get((fund.id, source), (0, Decimal(0)))
-            return Part(source, count, amount, total)
+        def part(source, signal=False):
+            count, amount, missing_values, also_listed = per_source.get((fund.id, source), (0, Decimal(0), 0, 0))
+            return Part(source, count, amount, total, unknown=missing_values, also_official=also_listed if signal else 0)
 
         result.append(FundExposure(
-            fund=fund, as_of=snapshot, total=total, positions=positions,
-            official=Part(ANY_OFFICIAL, listed_positions, Decimal(listed_value or 0), total),
-            lists=[part(source) for source in OFFICIAL_LISTS], signals=[part(source) for source in SIGNALS]))
+            fund=fund, as_of=snapshot, total=total, positions=positions, unknown=unknown,
+            official=Part(ANY_OFFICIAL, listed_positions, Decimal(listed_value or 0), total, unknown=listed_unknown),
+            lists=[part(source) for source in OFFICIAL_LISTS],
+            signals=[part(source, signal=True) for source in SIGNALS]))
     if detail and result:
         _add_detail(result, snap)
     return result
@@ -411,37 +443,73 @@ def held_after_divestment(snap, engagement_id: int | None = None) -> list[HeldAg
 
 @dataclass
 class AlertResult:
+    #: The fund's latest snapshot, the one alerts follow (None without holdings).
+    as_of: dt.date | None = None
     held_again: list[HeldAgain] = field(default_factory=list)
     raised: int = 0
     emails: int = 0
+    resolved: int = 0
 
 
-def alert_divested_held_again(fund: Fund, as_of: dt.date, now: dt.datetime | None = None) -> AlertResult:
-    """Raise the alerts for divested companies in the fund's snapshot at `as_of`, in the caller's transaction.
+def alert_divested_held_again(fund: Fund, now: dt.datetime | None = None) -> AlertResult:
+    """Bring the fund's held-again alerts in line with its latest snapshot, in the caller's transaction.
 
-    Called by every holdings import (web and CLI). An alert row per company, fund and snapshot is
-    inserted unless it exists (the database decides, so a re-import or a concurrent import
-    raises nothing twice); the owners of the divested engagements get one email each listing the
-    alerts newly raised for them, through the outbox.
+    Called by every holdings import (web and CLI) once its snapshot is written, whatever date it
+    has: alerts follow the fund's latest snapshot, so a back-filled older file never alerts for a
+    position sold since. One open alert per company and fund: a company held again in snapshot
+    after snapshot (daily files) raises it and emails the owner of the divested engagement once;
+    the first latest snapshot in which it is no longer held again (sold, or readmitted) resolves
+    it, and holding it again after that is a new alert. Re-importing the latest snapshot undoes
+    the resolution it made. The partial unique index decides under concurrency; emails go through
+    the outbox, one per owner listing the alerts newly raised for them.
     """
     now = now or clock.utcnow()
-    result = AlertResult(held_again=held_after_divestment(snapshots([fund.id], as_of=as_of)))
-    if not result.held_again:
+    latest = db.session.scalar(sa.select(sa.func.max(Holding.as_of)).where(Holding.fund_id == fund.id))
+    result = AlertResult(as_of=latest)
+    if latest is None:
         return result
-    owner_ids = {item.owner_id for item in result.held_again if item.owner_id is not None}
+    result.held_again = held_after_divestment(snapshots([fund.id], as_of=latest))
+    current = {item.company_id: item for item in result.held_again}
+    alerts = db.session.scalars(sa.select(DivestmentAlert).where(
+        DivestmentAlert.fund_id == fund.id,
+        sa.or_(DivestmentAlert.resolved_on.is_(None), DivestmentAlert.resolved_on == latest))
+        .order_by(DivestmentAlert.id)).all()
+
+    def same(alert: DivestmentAlert) -> bool:
+        item = current.get(alert.company_id)
+        return item is not None and item.engagement_id == alert.engagement_id
+
+    open_for: set[int] = set()
+    for alert in alerts:
+        if alert.resolved_on is None:
+            if same(alert):
+                open_for.add(alert.company_id)
+            else:
+                alert.resolved_on = latest
+                result.resolved += 1
+    for alert in alerts:
+        if alert.resolved_on == latest and alert.company_id not in open_for and same(alert):
+            alert.resolved_on = None  # the latest snapshot was imported again, holding it after all
+            open_for.add(alert.company_id)
+            result.resolved -= 1
+    db.session.flush()
+    to_raise = [item for item in result.held_again if item.company_id not in open_for]
+    if not to_raise:
+        return result
+    owner_ids = {item.owner_id for item in to_raise if item.owner_id is not None}
     owners = {user.id: user for user in db.session.scalars(
         sa.select(User).where(User.id.in_(owner_ids or {-1}), User.active.is_(True)))}
     inserted = insert_ignoring_conflicts(DivestmentAlert, [
         {"company_id": item.company_id, "fund_id": item.fund_id, "as_of": item.as_of,
          "engagement_id": item.engagement_id, "market_value": item.market_value,
          "notified_id": item.owner_id if item.owner_id in owners else None, "created_at": now, "updated_at": now}
-        for item in result.held_again])
+        for item in to_raise])
     result.raised = len(inserted)
     if not inserted:
         return result
     new = set(db.session.scalars(sa.select(DivestmentAlert.company_id).where(DivestmentAlert.id.in_(inserted))))
     by_owner: dict[int, list[HeldAgain]] = defaultdict(list)
-    for item in result.held_again:
+    for item in to_raise:
         if item.company_id in new and item.owner_id in owners:
             by_owner[item.owner_id].append(item)
     base = current_app.config["ENGAGE_BASE_URL"].rstrip("/")
@@ -451,7 +519,7 @@ def alert_divested_held_again(fund: Fund, as_of: dt.date, now: dt.datetime | Non
                    else f"Engage: {len(items)} divested companies held again in {fund.name}")
         subject = " ".join(subject.split())  # names are data: never a line break in a header
         mail.enqueue(owner.email, subject, render_template("holdings/held_again_email.txt", owner=owner, fund=fund,
-                                                          as_of=as_of, items=items, base=base), now=now)
+                                                          as_of=latest, items=items, base=base), now=now)
         result.emails += 1
     return result
 

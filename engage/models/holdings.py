@@ -34,6 +34,9 @@ class Holding(TimestampMixin, db.Model):
         sa.UniqueConstraint("fund_id", "company_id", "as_of"),
         sa.Index("ix_holdings_fund_as_of", "fund_id", "as_of"),
         sa.CheckConstraint("weight IS NULL OR (weight >= 0 AND weight <= 100)", name="weight_range"),
+        # Short positions are not imported (the parser refuses them): exposure is never negative.
+        sa.CheckConstraint("market_value IS NULL OR market_value >= 0", name="market_value_not_negative"),
+        sa.CheckConstraint("shares IS NULL OR shares >= 0", name="shares_not_negative"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -43,7 +46,7 @@ class Holding(TimestampMixin, db.Model):
     )
     as_of: Mapped[dt.date]
     shares: Mapped[Decimal | None] = mapped_column(sa.Numeric(20, 4))
-    #: Market value in the fund's base currency.
+    #: Market value in the fund's base currency, never negative; None when the file gave none ("value unknown").
     market_value: Mapped[Decimal | None] = mapped_column(sa.Numeric(20, 2))
     #: Percent of the fund's net assets (0-100).
     weight: Mapped[Decimal | None] = mapped_column(sa.Numeric(9, 6))
@@ -53,25 +56,32 @@ class Holding(TimestampMixin, db.Model):
 
 
 class DivestmentAlert(TimestampMixin, db.Model):
-    """A divested company found in a fund's holdings snapshot dated after the divestment.
+    """A divested company found held again in a fund's latest snapshot (dated after the divestment).
 
-    One row per company, fund and snapshot date: inserting it is what decides that the owner of
-    the divested engagement is emailed, so a re-import or a second screening never emails twice.
+    One open alert per company and fund: inserting it is what decides that the owner of the
+    divested engagement is emailed, so daily snapshots, a re-import, a back-filled older file or a
+    concurrent import never email twice. It is resolved by the first latest snapshot in which the
+    company is no longer held again (sold, or readmitted); holding it again after that is a new alert.
     """
 
     __tablename__ = "divestment_alerts"
-    __table_args__ = (sa.UniqueConstraint("company_id", "fund_id", "as_of"),)
+    __table_args__ = (
+        sa.Index("ux_divestment_alerts_open", "company_id", "fund_id", unique=True,
+                 sqlite_where=sa.text("resolved_on IS NULL"), postgresql_where=sa.text("resolved_on IS NULL")),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     company_id: Mapped[int] = mapped_column(sa.ForeignKey("companies.id", ondelete="CASCADE"))
     fund_id: Mapped[int] = mapped_column(sa.ForeignKey("funds.id", ondelete="CASCADE"), index=True)
-    #: The snapshot (holdings date) the company appeared in.
+    #: The first snapshot (holdings date) the company was found in again.
     as_of: Mapped[dt.date]
     #: The divested engagement, where the readmission (reopening on recorded evidence) is done.
     engagement_id: Mapped[int] = mapped_column(sa.ForeignKey("engagements.id", ondelete="CASCADE"), index=True)
     market_value: Mapped[Decimal | None] = mapped_column(sa.Numeric(20, 2))
     #: The owner emailed when the alert was raised (none without an active owner).
     notified_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
+    #: The fund's latest snapshot that no longer held the company again (sold or readmitted); None while open.
+    resolved_on: Mapped[dt.date | None]
 
 
 class HoldingImport(TimestampMixin, db.Model):

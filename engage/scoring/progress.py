@@ -12,7 +12,8 @@ from engage.extensions import db
 from engage.formatting import round_half_up
 from engage.models import Campaign, Company, CriterionScore, Engagement, Score, Stage
 
-BANDS = [(0, 20), (20, 40), (40, 60), (60, 80), (80, 101)]
+#: Bands of latest totals as shown (whole numbers, half up: 59.5 shows as 60 and counts in 60–79).
+BANDS = [(0, 19), (20, 39), (40, 59), (60, 79), (80, 100)]
 
 
 def engagement_history(engagement: Engagement) -> dict:
@@ -69,8 +70,9 @@ def campaign_report(campaign: Campaign) -> dict:
     bands = Counter()
     by_sector: dict[str, list[Decimal]] = defaultdict(list)
     for _, total, sector, _stage in latest:
+        shown = round_half_up(total)  # the number the page shows for this score
         for low, high in BANDS:
-            if low <= total < high:
+            if low <= shown <= high:
                 bands[(low, high)] += 1
         by_sector[sector or "Unknown"].append(Decimal(total))
     failing = db.session.execute(
@@ -97,7 +99,7 @@ def campaign_report(campaign: Campaign) -> dict:
         "engaged": engaged,
         # Unrounded: the page rounds averages like every score, with the `score` filter.
         "average": sum((Decimal(r.total) for r in latest), Decimal(0)) / len(latest) if latest else None,
-        "bands": [{"label": f"{low}–{min(high, 100)}", "count": bands[(low, high)],
+        "bands": [{"label": f"{low}–{high}", "count": bands[(low, high)],
                    "width": round(300 * bands[(low, high)] / widest, 1)} for low, high in BANDS],
         "sectors": sorted(({"sector": s, "count": len(v), "average": sum(v) / len(v)}
                            for s, v in by_sector.items()), key=lambda r: r["average"]),
