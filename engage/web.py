@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+import unicodedata
+from urllib.parse import quote
+
 from flask import abort, current_app, flash, request
 from jinja2 import pass_context
 from werkzeug.routing import IntegerConverter
@@ -78,3 +82,15 @@ def refuse_nul_characters():
         values += [*request.form.keys(), *request.form.values()]
     if any(isinstance(value, str) and "\x00" in value for value in values):
         abort(400, "The request contains a NUL character, which no field accepts.")
+
+
+def content_disposition(filename: str, disposition: str = "attachment") -> str:
+    """A Content-Disposition header for any file name: the UTF-8 name (RFC 5987 `filename*`)
+    and an ASCII fallback, since a header value outside Latin-1 is refused by WSGI servers."""
+    stem, dot, extension = filename.rpartition(".")
+    if not dot or not (extension.isascii() and extension.isalnum()):
+        stem, extension = filename, ""
+    fallback = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode("ascii")
+    fallback = re.sub(r"[^A-Za-z0-9._ ()-]+", "_", fallback).strip(" ._") or "attachment"
+    fallback += f".{extension.lower()}" if extension else ""
+    return f"{disposition}; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"

@@ -8,7 +8,8 @@ from urllib.parse import quote
 import pytest
 import sqlalchemy as sa
 
-from engage.engagements.attachments import content_disposition, display_name
+from engage.engagements.attachments import display_name
+from engage.web import content_disposition
 from engage.extensions import db
 from engage.models import Attachment, Engagement, Interaction
 from tests import factories

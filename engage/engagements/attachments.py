@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import mimetypes
-import re
 import unicodedata
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
 
 from flask import current_app
 from werkzeug.datastructures import FileStorage
@@ -88,16 +86,6 @@ def _extension(filename: str) -> str:
         return ""
     extension = unicodedata.normalize("NFKC", filename.rsplit(".", 1)[-1]).lower()
     return extension if extension.isascii() and extension.isalnum() and len(extension) <= 10 else ""
-
-
-def content_disposition(filename: str) -> str:
-    """`attachment` with the UTF-8 name (RFC 5987 `filename*`) and an ASCII fallback for old clients."""
-    extension = _extension(filename)
-    stem = filename[: -(len(extension) + 1)] if extension else filename
-    fallback = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode("ascii")
-    fallback = re.sub(r"[^A-Za-z0-9._ ()-]+", "_", fallback).strip(" ._") or "attachment"
-    fallback += f".{extension}" if extension else ""
-    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
 def check_upload(upload: FileStorage) -> tuple[str, bytes]:

@@ -36,7 +36,7 @@ from engage.models import (
 )
 from engage.security import require_role
 from engage.validators import whole_number
-from engage.web import field_error, paginate
+from engage.web import content_disposition, field_error, paginate
 
 bp = Blueprint("engagements", __name__)
 
@@ -423,5 +423,5 @@ def download_attachment(attachment_id: int):
         abort(404)
     response = send_file(path, mimetype=attachment.content_type, as_attachment=True, max_age=0,
                          download_name=attachment.stored_name)
-    response.headers["Content-Disposition"] = attachments.content_disposition(attachment.filename)
+    response.headers["Content-Disposition"] = content_disposition(attachment.filename)
     return response

@@ -219,15 +219,28 @@ def budget(total_seconds: float | None = None) -> bounded.Budget:
                           memory_mb=int(config.get("DOCUMENT_RENDER_MEMORY_MB", 512)), total_seconds=total_seconds)
 
 
+#: Cache folders found unusable in this process, so the warning is logged once, not per call.
+_UNUSABLE: set[str] = set()
+
+
 def cache_dir() -> Path:
     """The cache folder; if it cannot be made (read-only disk), documents are rendered uncached."""
     folder = Path(current_app.config.get("DOCUMENT_CACHE_DIR")
                   or Path(current_app.instance_path) / "cache" / "letters")
     try:
         folder.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        current_app.logger.exception("the document cache %s cannot be used", folder)
+    except OSError as exc:
+        if str(folder) not in _UNUSABLE:
+            _UNUSABLE.add(str(folder))
+            current_app.logger.warning("the document cache %s cannot be used (%s); documents are rendered uncached",
+                                       folder, exc)
     return folder
+
+
+def cache_usable() -> bool:
+    """True when rendered documents can be kept; a batch is then prepared ahead of its ZIP."""
+    folder = cache_dir()
+    return folder.is_dir() and os.access(folder, os.W_OK | os.X_OK)
 
 
 def _version(letter: Letter) -> str:

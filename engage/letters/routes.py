@@ -18,7 +18,7 @@ from engage.letters.forms import BulkForm, DraftForm, GenerateForm, SendForm, Te
 from engage.models import Engagement, Letter, LetterBatch, LetterTemplate, LetterTemplateVersion, Stage
 from engage.security import require_role
 from engage.validators import whole_number
-from engage.web import field_error
+from engage.web import content_disposition, field_error
 
 bp = Blueprint("letters", __name__)
 
@@ -157,7 +157,7 @@ def _download(letter_id: int, fmt: str):
         flash(f"No {fmt.upper()}: {refusal.message}", "error")
         return _letter_page(letter, 422)
     return Response(data, mimetype=MIMETYPES[fmt],
-                    headers={"Content-Disposition": f'attachment; filename="{documents.file_stem(letter)}.{fmt}"'})
+                    headers={"Content-Disposition": content_disposition(f"{documents.file_stem(letter)}.{fmt}")})
 
 
 @bp.route("/letters/<int:letter_id>.pdf")
@@ -255,6 +255,10 @@ def batch(batch_id: int):
 def prepare_batch(batch_id: int):
     """Render the next few letters of the batch (PDF and DOCX); the page calls this until done, showing progress."""
     item = _batch(batch_id)
+    if not documents.cache_usable():  # nothing prepared can be kept: the ZIP renders every letter itself
+        total = len(item.letters)
+        return jsonify({"done": total, "total": total, "busy": False, "refused": [],
+                        "zip": url_for("letters.batch_zip", batch_id=batch_id)})
     refused = []
     with documents.lock(f"batch-{batch_id}", wait=False) as mine:
         if mine:  # else another request is preparing this batch: report progress, render nothing
@@ -279,7 +283,7 @@ def batch_zip(batch_id: int):
         flash(f"No ZIP: {refusal.message}", "error")
         return render_template("letters/batch.html", batch=item, ready=_ready(item)), 422
     return Response(data, mimetype="application/zip",
-                    headers={"Content-Disposition": f'attachment; filename="letters-batch-{batch_id}.zip"'})
+                    headers={"Content-Disposition": content_disposition(f"letters-batch-{batch_id}.zip")})
 
 
 # --- the template editor (admin) ---------------------------------------------------------

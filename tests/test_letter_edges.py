@@ -1,6 +1,8 @@
-"""Break3 findings (issue 13 hardening): failing regression tests, no fixes."""
+"""Letter documents at their edges: non-Latin company names in download headers, an unusable
+cache folder during batch preparation, long unbroken words in the PDF."""
 
 import datetime as dt
+import io
 
 import pytest
 import sqlalchemy as sa
@@ -72,3 +74,19 @@ def test_batch_preparation_finishes_when_the_cache_folder_is_unusable(app, clien
     assert all(r is not None for r in results)
     last = results[-1]
     assert last["done"] == last["total"] or last.get("zip"), results
+
+
+def test_a_long_unbroken_word_wraps_instead_of_being_cut_off(client, login_as, seeded, make_user):
+    """A long link or token in the body used to run off the page and be clipped silently."""
+    from pypdf import PdfReader
+
+    letter = _letter(seeded, make_user, "Long Word Co")
+    token = "https://example.org/" + "".join(f"segment{n:03d}" for n in range(40))  # ~420 characters, no break
+    letter.body = f"See {token} for the details."
+    db.session.commit()
+    login_as("viewer")
+    response = client.get(f"/letters/{letter.id}.pdf")
+    assert response.status_code == 200
+    raw = "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(response.data)).pages)
+    assert token in "".join(raw.split())  # all of it is there...
+    assert sum("segment" in line for line in raw.splitlines()) >= 3  # ...on several lines within the page
