@@ -4,7 +4,9 @@ import sqlalchemy as sa
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
+from engage.account.forms import ActionForm
 from engage.admin import service
+from engage.auth.service import lift_pause
 from engage.admin.forms import (
     AuditFilterForm,
     CampaignForm,
@@ -21,6 +23,19 @@ from engage.web import field_error
 bp = Blueprint("admin", __name__)
 
 
+def backoff_state(user: User) -> dict:
+    """Failed sign-ins of `user` and when a pause ends (per budget), for the edit page."""
+    from engage import clock
+    from engage.auth.service import KNOWN_BROWSERS, OTHER_BROWSERS, paused_until
+
+    now = clock.utcnow()
+    return {
+        "failures": user.failed_logins + user.device_failed_logins,
+        "paused_until": max(filter(None, (paused_until(user, now, b) for b in (OTHER_BROWSERS, KNOWN_BROWSERS))),
+                            default=None),
+    }
+
+
 @bp.route("/")
 @require_role("admin")
 def index():
@@ -30,8 +45,10 @@ def index():
 @bp.route("/users")
 @require_role("admin")
 def users():
+    from engage import clock
+
     rows = db.session.scalars(sa.select(User).order_by(User.active.desc(), User.name)).all()
-    return render_template("admin/users.html", users=rows)
+    return render_template("admin/users.html", users=rows, now=clock.utcnow())
 
 
 @bp.route("/users/new", methods=["GET", "POST"])
@@ -77,7 +94,8 @@ def edit_user(user_id: int):
             flash(f"User {user.email} saved.", "success")
             return redirect(url_for("admin.users"))
     status = 422 if form.errors else 200
-    return render_template("admin/user_form.html", form=form, user=user, password_form=password_form), status
+    return render_template("admin/user_form.html", form=form, user=user, password_form=password_form,
+                           backoff=backoff_state(user), action_form=ActionForm(formdata=None)), status
 
 
 @bp.route("/users/<int:user_id>/password", methods=["POST"])
@@ -91,7 +109,20 @@ def reset_password(user_id: int):
         flash(f"Password of {user.email} reset.", "success")
         return redirect(url_for("admin.users"))
     form = UserForm(obj=user, formdata=None)
-    return render_template("admin/user_form.html", form=form, user=user, password_form=password_form), 422
+    return render_template("admin/user_form.html", form=form, user=user, password_form=password_form,
+                           backoff=backoff_state(user), action_form=ActionForm(formdata=None)), 422
+
+
+@bp.route("/users/<int:user_id>/unlock", methods=["POST"])
+@require_role("admin")
+def unlock_user(user_id: int):
+    """Forget the user's failed sign-ins and lift any pause (e.g. after a guessing attack)."""
+    user = db.get_or_404(User, user_id)
+    if ActionForm().validate_on_submit():
+        lift_pause(user, f"by {current_user.email}")
+        db.session.commit()
+        flash(f"Failed sign-ins of {user.email} forgotten; {user.email} can sign in again now.", "success")
+    return redirect(url_for("admin.edit_user", user_id=user.id))
 
 
 @bp.route("/audit")
