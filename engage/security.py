@@ -219,7 +219,20 @@ def guard_session(response):
         else:
             _write_no_cookie()
         return response
-    if session.modified and not _stored_token_is(str(session["_user_id"])):
+    if not session.modified:
+        return response
+    if looked:
+        # The user as this request knows it: reloaded (fresh) when the request committed, as
+        # a change usually does, else as loaded at its start; no query for a page that only
+        # stored a CSRF token or showed a flash.
+        user = g._login_user
+        try:
+            current = user.active and str(session["_user_id"]) == f"{user.id}:{user.session_token}"
+        except sa.orm.exc.ObjectDeletedError:
+            current = False
+    else:
+        current = _stored_token_is(str(session["_user_id"]))
+    if not current:
         _write_no_cookie()
     return response
 
