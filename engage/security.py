@@ -8,6 +8,7 @@ forgotten decorator fails closed.
 
 from __future__ import annotations
 
+import hmac
 from functools import wraps
 from urllib.parse import urlsplit
 
@@ -188,7 +189,7 @@ def _stored_token_is(user_id_cookie: str) -> bool:
     from engage.models import User
 
     row = db.session.execute(sa.select(User.session_token, User.active).where(User.id == int(user_id))).one_or_none()
-    return row is not None and row.active and row.session_token == token
+    return row is not None and row.active and hmac.compare_digest(row.session_token.encode(), token.encode())
 
 
 def _write_no_cookie() -> None:
@@ -227,7 +228,8 @@ def guard_session(response):
         # stored a CSRF token or showed a flash.
         user = g._login_user
         try:
-            current = user.active and str(session["_user_id"]) == f"{user.id}:{user.session_token}"
+            current = user.active and hmac.compare_digest(str(session["_user_id"]).encode(),
+                                                          f"{user.id}:{user.session_token}".encode())
         except sa.orm.exc.ObjectDeletedError:
             current = False
     else:
