@@ -14,10 +14,12 @@ from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from flask import abort, current_app, flash, g, redirect, request, session, url_for
-from flask_login import current_user
+from flask_login import current_user, login_url
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import RequestRedirect
 
+from engage.extensions import db
+from engage.models import User
 from engage.models.base import Role
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
@@ -137,8 +139,6 @@ def unauthorized():
     may already hold the newer cookie the first click earned, and the sign-in page then sends
     it straight on to `next`. A repeated sign-out simply says the user is signed out.
     """
-    from flask_login import login_url
-
     manager = current_app.login_manager
     if request.method in SAFE_METHODS:
         target = request.full_path.rstrip("?") if request.query_string else request.path
@@ -185,9 +185,6 @@ def _stored_token_is(user_id_cookie: str) -> bool:
     user_id, _, token = user_id_cookie.partition(":")
     if not (user_id.isascii() and user_id.isdigit()) or len(user_id) > 18:
         return False
-    from engage.extensions import db
-    from engage.models import User
-
     row = db.session.execute(sa.select(User.session_token, User.active).where(User.id == int(user_id))).one_or_none()
     return row is not None and row.active and hmac.compare_digest(row.session_token.encode(), token.encode())
 

@@ -48,6 +48,12 @@ class PasswordResetForm(FlaskForm):
     submit = SubmitField("Set password")
 
 
+class UnlockForm(FlaskForm):
+    """Lift a user's sign-in pause: CSRF only."""
+
+    submit = SubmitField("Lift the pause and forget failed attempts")
+
+
 class AuditFilterForm(FlaskForm):
     class Meta:
         csrf = False

@@ -4,17 +4,18 @@ import sqlalchemy as sa
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
-from engage.account.forms import ActionForm
+from engage import clock
 from engage.admin import service
-from engage.auth.service import lift_pause
 from engage.admin.forms import (
     AuditFilterForm,
     CampaignForm,
     InvestorForm,
     NewUserForm,
     PasswordResetForm,
+    UnlockForm,
     UserForm,
 )
+from engage.auth.service import KNOWN_BROWSERS, OTHER_BROWSERS, lift_pause, paused_until
 from engage.extensions import db
 from engage.models import AuditEvent, Campaign, Investor, User
 from engage.security import require_role
@@ -25,9 +26,6 @@ bp = Blueprint("admin", __name__)
 
 def backoff_state(user: User) -> dict:
     """Failed sign-ins of `user` and when a pause ends (per budget), for the edit page."""
-    from engage import clock
-    from engage.auth.service import KNOWN_BROWSERS, OTHER_BROWSERS, paused_until
-
     now = clock.utcnow()
     return {
         "failures": user.failed_logins + user.device_failed_logins,
@@ -45,8 +43,6 @@ def index():
 @bp.route("/users")
 @require_role("admin")
 def users():
-    from engage import clock
-
     rows = db.session.scalars(sa.select(User).order_by(User.active.desc(), User.name)).all()
     return render_template("admin/users.html", users=rows, now=clock.utcnow())
 
@@ -95,7 +91,7 @@ def edit_user(user_id: int):
             return redirect(url_for("admin.users"))
     status = 422 if form.errors else 200
     return render_template("admin/user_form.html", form=form, user=user, password_form=password_form,
-                           backoff=backoff_state(user), action_form=ActionForm(formdata=None)), status
+                           backoff=backoff_state(user), unlock_form=UnlockForm(formdata=None)), status
 
 
 @bp.route("/users/<int:user_id>/password", methods=["POST"])
@@ -110,7 +106,7 @@ def reset_password(user_id: int):
         return redirect(url_for("admin.users"))
     form = UserForm(obj=user, formdata=None)
     return render_template("admin/user_form.html", form=form, user=user, password_form=password_form,
-                           backoff=backoff_state(user), action_form=ActionForm(formdata=None)), 422
+                           backoff=backoff_state(user), unlock_form=UnlockForm(formdata=None)), 422
 
 
 @bp.route("/users/<int:user_id>/unlock", methods=["POST"])
@@ -118,7 +114,7 @@ def reset_password(user_id: int):
 def unlock_user(user_id: int):
     """Forget the user's failed sign-ins and lift any pause (e.g. after a guessing attack)."""
     user = db.get_or_404(User, user_id)
-    if ActionForm().validate_on_submit():
+    if UnlockForm().validate_on_submit():
         lift_pause(user, f"by {current_user.email}")
         db.session.commit()
         flash(f"Failed sign-ins of {user.email} forgotten; {user.email} can sign in again now.", "success")
