@@ -91,12 +91,18 @@ class Config:
     RATELIMIT_HEADERS_ENABLED = True
     #: Login attempts allowed per client address.
     LOGIN_RATE_LIMIT = os.environ.get("LOGIN_RATE_LIMIT", "10 per minute;50 per hour")
-    #: Consecutive failed sign-ins for one account before its sign-in pauses (0: never).
+    #: Failed password checks for one account (per budget: its known browsers, all others)
+    #: before its checks pause (0: never).
     LOGIN_BACKOFF_AFTER = env_int("LOGIN_BACKOFF_AFTER", 5)
     #: First pause in seconds; it doubles with each further failure...
     LOGIN_BACKOFF_SECONDS = env_int("LOGIN_BACKOFF_SECONDS", 30)
     #: ...up to this many seconds, never more.
     LOGIN_BACKOFF_MAX_SECONDS = env_int("LOGIN_BACKOFF_MAX_SECONDS", 15 * 60)
+    #: Failures are forgotten this long after the first failure of their window.
+    LOGIN_BACKOFF_WINDOW_SECONDS = env_int("LOGIN_BACKOFF_WINDOW_SECONDS", 4 * 3600)
+    #: The signed cookie that marks a browser where an account signed in before, and its lifetime.
+    KNOWN_BROWSER_COOKIE_NAME = "engage_browser"
+    KNOWN_BROWSER_DAYS = env_int("KNOWN_BROWSER_DAYS", 365)
 
     #: Number of reverse proxies in front of the app whose X-Forwarded-For/-Proto to trust.
     PROXY_COUNT = env_int("PROXY_COUNT", 0)
@@ -186,4 +192,6 @@ class ProductionConfig(Config):
     SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True, "pool_recycle": 1800}
 
 
-CONFIGS = {"development": Config, "testing": TestConfig, "production": ProductionConfig}
+#: What ENGAGE_ENV may choose in wsgi.py. TestConfig (public key, CSRF and throttling off,
+#: TEST_DATABASE_URL) is for the test suite only and cannot be served.
+CONFIGS = {"development": Config, "production": ProductionConfig}

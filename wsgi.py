@@ -7,5 +7,6 @@ from engage import create_app
 
 _env = os.environ.get("ENGAGE_ENV", "development")
 if _env not in CONFIGS:  # a typo must not fall back to the development settings
-    raise RuntimeError(f"ENGAGE_ENV must be one of {', '.join(CONFIGS)}, not {_env!r}")
+    raise RuntimeError(f"ENGAGE_ENV must be {' or '.join(CONFIGS)}, not {_env!r}"
+                       + (" (the test settings serve only the test suite)" if _env == "testing" else ""))
 app = create_app(CONFIGS[_env])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import importlib
+import secrets
 import sqlite3
 from pathlib import Path
 
@@ -50,26 +51,73 @@ def create_app(config_class=None, overrides: dict | None = None) -> Flask:
 
 #: Shortest SECRET_KEY production accepts (`python -c "import secrets; print(secrets.token_urlsafe(48))"`).
 MIN_SECRET_KEY_LENGTH = 32
-#: Keys published in this repository; anyone could sign a session cookie with them.
-KNOWN_SECRET_KEYS = {"dev-only-change-me", "test-secret-key", "change-me", "secret", "changeme"}
+#: Keys published in this repository and common placeholders: a key containing one is derived
+#: from a public value ("dev-only-change-medev-only-change-me"), whatever its length.
+PUBLISHED_SECRET_KEYS = ("dev-only-change-me", "test-secret-key", "change-me", "changeme", "change_me")
+#: Placeholder words refused as the whole key.
+PLACEHOLDER_SECRET_KEYS = {"secret", "secret-key", "secret_key", "secretkey", "password"}
+
+
+def _smallest_period(text: str) -> int:
+    """The shortest p with text[i] == text[i + p] for every i (len(text) when none is shorter)."""
+    border, prefix = 0, [0] * len(text)  # KMP prefix function: the longest proper border
+    for i in range(1, len(text)):
+        while border and text[i] != text[border]:
+            border = prefix[border - 1]
+        if text[i] == text[border]:
+            border += 1
+        prefix[i] = border
+    return len(text) - (prefix[-1] if text else 0)
+
+
+def secret_key_problem(key) -> str | None:
+    """Why `key` cannot sign production cookies, or None when it can.
+
+    A key must be long, not a published value nor derived from one, and look random: not a
+    short pattern repeated ("abcdefgh" * 4), not mostly runs ("aaaa", "abcd", "4321"), not
+    made of a handful of characters. A key from `secrets.token_urlsafe(48)` passes.
+    """
+    text = key.decode("utf-8", "replace") if isinstance(key, bytes) else str(key or "")
+    text = text.strip()
+    lowered = text.lower()
+    if not text:
+        return "SECRET_KEY must be set to a long random value in production"
+    if lowered in PLACEHOLDER_SECRET_KEYS or any(public in lowered for public in PUBLISHED_SECRET_KEYS):
+        return ("SECRET_KEY is, or is made from, a published value (the development key is public): "
+                "set a long random value in production")
+    weak = f"SECRET_KEY is too weak for production: use at least {MIN_SECRET_KEY_LENGTH} random characters"
+    if len(text) < MIN_SECRET_KEY_LENGTH or len(set(text)) < 8:
+        return weak
+    if _smallest_period(text) <= len(text) // 2:
+        return weak + " (this one repeats a short pattern)"
+    steps = sum(abs(ord(a) - ord(b)) <= 1 for a, b in zip(text, text[1:]))
+    if steps > 0.6 * (len(text) - 1):
+        return weak + " (this one is mostly runs of neighbouring characters)"
+    return None
 
 
 def check_config(app: Flask) -> None:
-    """Refuse to start production without a real secret key, whatever the other settings.
+    """Refuse to start production without a real secret key and CSRF protection, whatever the
+    other settings; give development a working key when the one set is empty.
 
-    Debug, testing or FORCE_HTTPS do not matter: with a public or short key anyone can forge
-    a session cookie, over HTTP or HTTPS alike.
+    Debug, testing or FORCE_HTTPS do not matter: with a public or guessable key anyone can
+    forge a session cookie, over HTTP or HTTPS alike.
     """
-    if not app.config.get("PRODUCTION"):
+    key = app.config.get("SECRET_KEY")
+    if app.config.get("PRODUCTION"):
+        problem = secret_key_problem(key)
+        if problem:
+            raise RuntimeError(problem)
+        if not app.config.get("WTF_CSRF_ENABLED", True):
+            raise RuntimeError("WTF_CSRF_ENABLED cannot be switched off in production")
         return
-    key = app.config.get("SECRET_KEY") or ""
-    text = key.decode("utf-8", "replace") if isinstance(key, bytes) else str(key)
-    if not text.strip() or text.strip().lower() in KNOWN_SECRET_KEYS:
-        raise RuntimeError("SECRET_KEY must be set to a long random value in production "
-                           "(the development key is public)")
-    if len(text) < MIN_SECRET_KEY_LENGTH or len(set(text)) < 8:
-        raise RuntimeError(f"SECRET_KEY is too weak for production: use at least {MIN_SECRET_KEY_LENGTH} "
-                           "random characters")
+    text = key.decode("utf-8", "replace") if isinstance(key, bytes) else str(key or "")
+    if not text.strip():
+        # An empty key (SECRET_KEY= in a shell, a failed substitution) would make every page
+        # that touches the session fail. Sessions signed with this key end when the process does.
+        app.config["SECRET_KEY"] = secrets.token_urlsafe(48)
+        app.logger.warning("SECRET_KEY is empty: using a random key for this process only; "
+                           "sessions end when it stops. Set SECRET_KEY to keep them.")
 
 
 def _sqlite_pragmas(busy_timeout_ms: int):
@@ -108,11 +156,17 @@ def register_extensions(app: Flask) -> None:
     login_manager.login_view = "auth.login"
     login_manager.login_message = "Please sign in to continue."
     login_manager.login_message_category = "info"
-    login_manager.session_protection = "strong"
-
-    from flask_login import login_user, user_loaded_from_cookie
+    # "basic": a session or remember-me cookie that turns up with another address or browser
+    # version is kept (only marked not fresh). "strong" deleted both, which signed users out on
+    # every browser update or network change and, as soon as a page stored a CSRF token in a
+    # new session, deleted the remember-me cookie. The revocable session token is what protects
+    # a copied cookie (see README, Security).
+    login_manager.session_protection = "basic"
 
     from engage.models import User
+    from engage.security import unauthorized
+
+    login_manager.unauthorized_handler(unauthorized)
 
     @login_manager.user_loader
     def load_user(cookie_id: str):
@@ -124,12 +178,6 @@ def register_extensions(app: Flask) -> None:
         if user is None or not user.active or not user.matches_session(token):
             return None
         return user
-
-    @user_loaded_from_cookie.connect_via(app)
-    def bind_session_to_client(_app, user):
-        """A session restored from the remember-me cookie gets this client's identifier;
-        without it "strong" session protection would drop the session on the next request."""
-        login_user(user, fresh=False)
 
     # Talisman keeps its options on the instance, so each app gets its own.
     app.extensions["talisman"] = Talisman(
@@ -153,12 +201,14 @@ def register_extensions(app: Flask) -> None:
         },
     )
 
-    from engage.security import enforce_access, keep_acting_session, no_store
+    from engage.security import enforce_access, guard_session, keep_acting_session, no_store
     from engage.web import refuse_nul_characters
 
     app.before_request(enforce_access)
     app.before_request(refuse_nul_characters)  # after access: an anonymous body is not even read
-    # after_request hooks run last-registered first: these run before Flask-Login's cookie hook.
+    # after_request hooks run last-registered first: keep_acting_session, no_store, then
+    # guard_session, all before Flask-Login's remember-me cookie hook.
+    app.after_request(guard_session)
     app.after_request(no_store)
     app.after_request(keep_acting_session)
 
@@ -223,6 +273,13 @@ def register_errorhandlers(app: Flask) -> None:
 
     @app.errorhandler(CSRFError)
     def csrf_error(error):
+        from flask import request
+        from flask_login import current_user
+
+        from engage.security import signed_out_page
+
+        if request.endpoint == "auth.logout" and not current_user.is_authenticated:
+            return signed_out_page()  # a Sign out button on a page whose session already ended
         return render_error(400, "The form expired or was not sent from this site. Reload the page and try again.")
 
     @app.errorhandler(500)

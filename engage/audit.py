@@ -25,7 +25,8 @@ REDACTED_FIELDS = {"password_hash", "calendar_token"}
 #: Bookkeeping columns whose change is implied by every update, or recorded by its own event
 #: (sign-out and sessions_ended for the session token, login_failed/login_backoff for the counters).
 IGNORED_FIELDS = {"updated_at", "created_at", "version", "last_login_at", "session_token", "failed_logins",
-                  "locked_until"}
+                  "failed_since", "locked_until", "device_failed_logins", "device_failed_since",
+                  "device_locked_until"}
 
 
 @dataclass(frozen=True)

@@ -72,6 +72,21 @@ def create_user_command(email: str, name: str, role: str) -> None:
     click.echo(f"Created {user.role} {user.email}.")
 
 
+@users_cli.command("unlock")
+@click.argument("email")
+def unlock_user_command(email: str) -> None:
+    """Forget a user's failed sign-ins and lift any sign-in pause."""
+    from engage.auth.service import find_user, lift_pause
+
+    user = find_user(email)
+    if user is None:
+        fail(f"no user with the email {email.strip().lower()!r}")
+    with audit.acting_as("cli"):
+        lift_pause(user, "from the command line")
+        db.session.commit()
+    click.echo(f"Sign-in of {user.email} unpaused; failed attempts forgotten.")
+
+
 reminders_cli = AppGroup("reminders", help="Follow-up reminders and their emails.")
 
 

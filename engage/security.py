@@ -8,12 +8,18 @@ forgotten decorator fails closed.
 
 from __future__ import annotations
 
+import hmac
 from functools import wraps
 from urllib.parse import urlsplit
 
-from flask import abort, current_app, g, request, session
-from flask_login import current_user
+import sqlalchemy as sa
+from flask import abort, current_app, flash, g, redirect, request, session, url_for
+from flask_login import current_user, login_url
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import RequestRedirect
 
+from engage.extensions import db
+from engage.models import User
 from engage.models.base import Role
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
@@ -90,6 +96,63 @@ def is_safe_redirect(target: str | None) -> bool:
     return not parts.scheme and not parts.netloc
 
 
+def opens_with_get(target: str) -> bool:
+    """True when the path of `target` is a page (answers GET), not a form action like /logout."""
+    try:
+        current_app.url_map.bind("localhost").match(urlsplit(target).path, method="GET")
+    except RequestRedirect:  # /admin -> /admin/: a page after one redirect
+        return True
+    except HTTPException:  # 404, 405
+        return False
+    return True
+
+
+def safe_next(target: str | None) -> str | None:
+    """`target` when it may follow sign-in: a same-site page, never a POST-only action."""
+    return target if is_safe_redirect(target) and opens_with_get(target) else None
+
+
+def acting_session_token() -> str | None:
+    """The session token this request signed in with (from its cookie), or None."""
+    _, _, token = str(session.get("_user_id", "")).partition(":")
+    return token or None
+
+
+def signed_out_page():
+    """The answer to a sign-out: the sign-in page saying so (the session is emptied)."""
+    session.clear()
+    if current_app.config.get("REMEMBER_COOKIE_NAME", "remember_token") in request.cookies:
+        session["_remember"] = "clear"  # Flask-Login deletes the remember-me cookie
+    flash("You are signed out. Your sessions on other devices ended too.", "info")
+    return redirect(url_for("auth.login"))
+
+
+def unauthorized():
+    """Flask-Login's unauthorized handler: to the sign-in page, with `next` naming a page.
+
+    `next` is the page asked for, or, for a form sent without a valid sign-in (the session
+    expired or was ended elsewhere, or this is the second click of a double click whose first
+    click replaced the session), the page the form lives on: its own address when that is a
+    page, else the same-site referrer, else nothing. A form action (POST only) never becomes
+    `next`, which used to end on "405 Method not allowed" after signing in. A form's answer
+    writes no cookie when its session names a replaced token (`guard_session`): the browser
+    may already hold the newer cookie the first click earned, and the sign-in page then sends
+    it straight on to `next`. A repeated sign-out simply says the user is signed out.
+    """
+    manager = current_app.login_manager
+    if request.method in SAFE_METHODS:
+        target = request.full_path.rstrip("?") if request.query_string else request.path
+    elif request.endpoint == "auth.logout":
+        return signed_out_page()
+    else:
+        target = request.path if opens_with_get(request.path) else None
+        referrer = urlsplit(request.referrer or "")
+        if target is None and referrer.netloc == request.host and referrer.scheme in ("http", "https"):
+            target = safe_next(referrer.path + (f"?{referrer.query}" if referrer.query else ""))
+    flash(manager.login_message, manager.login_message_category)
+    return redirect(login_url(manager.login_view, next_url=target))
+
+
 def _signed_in_user():
     """The user this request signed in as, without loading one (static files load none)."""
     user = g.get("_login_user")
@@ -114,6 +177,62 @@ def keep_acting_session(response):
         cookie_name = current_app.config.get("REMEMBER_COOKIE_NAME", "remember_token")
         if cookie_name in request.cookies:
             session["_remember"] = "set"
+    return response
+
+
+def _stored_token_is(user_id_cookie: str) -> bool:
+    """True when the "<id>:<token>" a session carries is that user's current, active one."""
+    user_id, _, token = user_id_cookie.partition(":")
+    if not (user_id.isascii() and user_id.isdigit()) or len(user_id) > 18:
+        return False
+    row = db.session.execute(sa.select(User.session_token, User.active).where(User.id == int(user_id))).one_or_none()
+    return row is not None and row.active and hmac.compare_digest(row.session_token.encode(), token.encode())
+
+
+def _write_no_cookie() -> None:
+    """Send no session or remember-me cookie with this response; the browser keeps its own."""
+    session.pop("_remember", None)
+    session.modified = False
+
+
+def guard_session(response):
+    """after_request: never send a cookie that carries a replaced session token.
+
+    A request that signed in with a token replaced meanwhile (by a concurrent sign-out, password
+    change or "sign out everywhere", perhaps the other click of a double click) must not write
+    its session back: it would replace the newer cookie the browser got from that request and
+    sign the user out. A request whose session names a token that was already gone when it
+    arrived is handled the same way for forms; for a page, the dead sign-in is dropped from the
+    session and a dead remember-me cookie deleted, so the browser stops sending them.
+    """
+    if request.endpoint == "static" or "_user_id" not in session:
+        return response
+    looked = "_login_user" in g
+    if looked and not g._login_user.is_authenticated:
+        if request.method in SAFE_METHODS:
+            for key in ("_user_id", "_fresh", "_id"):
+                session.pop(key, None)
+            if current_app.config.get("REMEMBER_COOKIE_NAME", "remember_token") in request.cookies:
+                session["_remember"] = "clear"
+        else:
+            _write_no_cookie()
+        return response
+    if not session.modified:
+        return response
+    if looked:
+        # The user as this request knows it: reloaded (fresh) when the request committed, as
+        # a change usually does, else as loaded at its start; no query for a page that only
+        # stored a CSRF token or showed a flash.
+        user = g._login_user
+        try:
+            current = user.active and hmac.compare_digest(str(session["_user_id"]).encode(),
+                                                          f"{user.id}:{user.session_token}".encode())
+        except sa.orm.exc.ObjectDeletedError:
+            current = False
+    else:
+        current = _stored_token_is(str(session["_user_id"]))
+    if not current:
+        _write_no_cookie()
     return response
 
 

@@ -23,7 +23,8 @@ def password_hash(user) -> str:
 def test_account_page_is_linked_from_every_page_and_offers_its_forms(client, login_as):
     user = login_as("viewer")
     dashboard = client.get("/").get_data(as_text=True)
-    assert f'<a class="who" href="/account">{user.name}' in dashboard
+    # labelled "Account" (a newcomer did not see that their name leads to the account page)
+    assert f'href="/account" title="Password, sessions and calendar link">Account: {user.name}' in dashboard
     page = client.get("/account").get_data(as_text=True)
     for text in ("Change password", "Current password", "New password", "Repeat new password",
                  "Sign out everywhere", "Calendar feed", 'action="/account/calendar"', 'action="/account/sessions"'):

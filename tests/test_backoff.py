@@ -26,6 +26,12 @@ def state(user) -> tuple[int, dt.datetime | None]:
     return fresh.failed_logins, fresh.locked_until
 
 
+def known_browser_state(user) -> tuple[int, dt.datetime | None]:
+    db.session.expire_all()
+    fresh = db.session.get(User, user.id)
+    return fresh.device_failed_logins, fresh.device_locked_until
+
+
 def fail(client, email: str, times: int, second: float = 0):
     with at(second):
         return [login(client, email, WRONG) for _ in range(times)]
@@ -61,18 +67,35 @@ def test_attempts_during_a_pause_neither_count_nor_extend_it(client, make_user):
     assert len(events("login_backoff")) == 1
 
 
-def test_pause_doubles_with_each_further_failure_and_is_capped_at_fifteen_minutes(client, make_user):
+def test_pause_doubles_with_each_further_failure_and_is_capped_at_fifteen_minutes(client, make_user, app):
+    """Each failure sent the moment the previous pause ends doubles the pause, up to the cap;
+    the window's failures are forgotten LOGIN_BACKOFF_WINDOW_SECONDS after its first one."""
+    window = app.config["LOGIN_BACKOFF_WINDOW_SECONDS"]
+    assert window == 4 * 3600
     user = make_user("viewer")
     fail(client, user.email, 5)
-    second, pauses = 0, []
-    for _ in range(8):
-        second += 30 * 2 ** 10  # well after any pause
+    pauses = []
+    _, until = state(user)
+    while True:
+        second = (until - T0).total_seconds()  # the moment the pause ends
         fail(client, user.email, 1, second=second)
-        _, until = state(user)
+        failures, until = state(user)
+        if second >= window:
+            break
         pauses.append((until - (T0 + dt.timedelta(seconds=second))).total_seconds())
-    assert pauses == [60, 120, 240, 480, 900, 900, 900, 900]
-    with at(second + 900):  # never a permanent lock: the right password works once the pause is over
+    assert pauses[:6] == [60, 120, 240, 480, 900, 900]
+    assert set(pauses[4:]) == {900} and len(pauses) == 19
+    # the window that began at T0 is over: this failure starts a new count and no pause
+    assert failures == 1 and until <= T0 + dt.timedelta(seconds=second)
+    with at(second + 1):  # never a permanent lock: the right password works
         assert login(client, user.email).status_code == 302
+
+
+def test_failures_far_apart_never_add_up_to_a_pause(client, make_user):
+    user = make_user("viewer")
+    for step in range(8):  # one typo every 4.5 hours
+        fail(client, user.email, 1, second=step * 4.5 * 3600)
+        assert state(user) == (1, None)
 
 
 def test_unknown_and_paused_accounts_read_like_a_wrong_password(client, make_user, monkeypatch):
@@ -118,7 +141,8 @@ def test_a_wrong_current_password_on_the_account_page_counts_too(client, login_a
             response = client.post("/account/password", data={"current_password": WRONG, "new_password": "x" * 20,
                                                               "confirm": "x" * 20})
             assert response.status_code == 422
-    assert state(user)[0] == 5
+    assert known_browser_state(user)[0] == 5  # a signed-in session is a known browser
+    assert state(user) == (0, None)  # an attacker's failures elsewhere are another budget
     with at(1):  # the pause holds here as well: even the right password is not checked
         response = client.post("/account/password", data={"current_password": PASSWORD, "new_password": "x" * 20,
                                                           "confirm": "x" * 20})

@@ -1,4 +1,4 @@
-"""Break-testing issue 13 (honest figures): regressions found by a tester, and the rules that fix them."""
+"""Exposure at its edges: negative and unknown values, back-filled snapshots, concurrent imports, bands."""
 
 import datetime as dt
 import io

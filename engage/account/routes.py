@@ -6,7 +6,7 @@ from flask_login import current_user
 from engage.account import service
 from engage.account.forms import ActionForm, PasswordChangeForm
 from engage.extensions import db, limiter
-from engage.security import login_rate_limit, login_throttle_off, require_role
+from engage.security import acting_session_token, login_rate_limit, login_throttle_off, require_role
 from engage.web import field_error
 
 bp = Blueprint("account", __name__, url_prefix="/account")
@@ -30,14 +30,21 @@ def change_password():
     """Change one's own password; this browser stays signed in, every other session ends."""
     form = PasswordChangeForm()
     if form.validate_on_submit():
+        user = current_user._get_current_object()
+        had_link = user.calendar_token is not None
         try:
-            service.change_password(current_user, form.current_password.data, form.new_password.data)
+            service.change_password(user, acting_session_token(), form.current_password.data,
+                                    form.new_password.data)
         except service.AccountError as error:
             db.session.commit()  # the failed attempt counts towards the backoff and is audited
             field_error(form, error.field, error.message)
+        except service.SessionReplaced:
+            db.session.rollback()
+            return redirect(url_for("account.index"))  # signed out meanwhile: that page asks to sign in
         else:
             db.session.commit()
-            flash("Password changed. Every other session is signed out.", "success")
+            flash("Password changed. Every other session is signed out"
+                  + ("; your calendar link was revoked: create a new one below." if had_link else "."), "success")
             return redirect(url_for("account.index"))
     problems = [error for field in form for error in field.errors]
     flash("Password not changed: " + " ".join(problems or ["the form expired; try again."]), "error")
@@ -47,11 +54,18 @@ def change_password():
 @bp.route("/sessions", methods=["POST"])
 @require_role("viewer")
 def sign_out_everywhere():
-    """End every other session and remember-me cookie of the user."""
+    """End every other session, remember-me cookie and the calendar link of the user.
+
+    The second click of a double click finds the token replaced by the first and changes
+    nothing; its answer writes no cookie, so the browser keeps the one the first click earned.
+    """
     if ActionForm().validate_on_submit():
-        service.sign_out_everywhere(current_user)
-        db.session.commit()
-        flash("Every other session is signed out; this one stays signed in.", "success")
+        user = current_user._get_current_object()
+        had_link = user.calendar_token is not None
+        if service.sign_out_everywhere(user, acting_session_token()):
+            db.session.commit()
+            flash("You are signed out everywhere else; this browser stays signed in."
+                  + (" Your calendar link was revoked: create a new one below." if had_link else ""), "success")
     return redirect(url_for("account.index"))
 
 

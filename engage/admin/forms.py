@@ -46,10 +46,17 @@ class NewUserForm(UserForm):
 class PasswordResetForm(FlaskForm):
     password = PasswordField(
         "New password", validators=[DataRequired(), strong_password],
-        description=f"At least {MIN_PASSWORD_LENGTH} characters. The user's sessions end.",
+        description=f"At least {MIN_PASSWORD_LENGTH} characters. The user's sessions and calendar link end; "
+                    "a sign-in pause is lifted.",
     )
     confirm = PasswordField("Repeat password", validators=[DataRequired(), EqualTo("password", "The passwords differ.")])
     submit = SubmitField("Set password")
+
+
+class UnlockForm(FlaskForm):
+    """Lift a user's sign-in pause: CSRF only."""
+
+    submit = SubmitField("Lift the pause and forget failed attempts")
 
 
 class AuditFilterForm(FlaskForm):
@@ -60,7 +67,8 @@ class AuditFilterForm(FlaskForm):
         "Action",
         choices=[SelectChoice("", "Any")] + [SelectChoice(a, a.replace("_", " ")) for a in
                                  ("create", "update", "delete", "login", "login_failed", "login_backoff", "logout",
-                                  "sessions_ended", "password_change", "password_change_failed", "role_change")],
+                                  "sessions_ended", "password_change", "password_change_failed", "login_unlock",
+                                  "role_change")],
         validators=[Optional()],
     )
     object_type = StringField("Object type", validators=[Optional(), Length(max=60)])

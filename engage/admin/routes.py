@@ -4,6 +4,7 @@ import sqlalchemy as sa
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
+from engage import clock
 from engage.admin import service
 from engage.admin.forms import (
     AuditFilterForm,
@@ -11,14 +12,26 @@ from engage.admin.forms import (
     InvestorForm,
     NewUserForm,
     PasswordResetForm,
+    UnlockForm,
     UserForm,
 )
+from engage.auth.service import KNOWN_BROWSERS, OTHER_BROWSERS, lift_pause, paused_until
 from engage.extensions import db
 from engage.models import AuditEvent, Campaign, Investor, User
 from engage.security import require_role
 from engage.web import field_error, paginate
 
 bp = Blueprint("admin", __name__)
+
+
+def backoff_state(user: User) -> dict:
+    """Failed sign-ins of `user` and when a pause ends (per budget), for the edit page."""
+    now = clock.utcnow()
+    return {
+        "failures": user.failed_logins + user.device_failed_logins,
+        "paused_until": max(filter(None, (paused_until(user, now, b) for b in (OTHER_BROWSERS, KNOWN_BROWSERS))),
+                            default=None),
+    }
 
 
 @bp.route("/")
@@ -31,7 +44,7 @@ def index():
 @require_role("admin")
 def users():
     rows = db.session.scalars(sa.select(User).order_by(User.active.desc(), User.name)).all()
-    return render_template("admin/users.html", users=rows)
+    return render_template("admin/users.html", users=rows, now=clock.utcnow())
 
 
 @bp.route("/users/new", methods=["GET", "POST"])
@@ -77,7 +90,8 @@ def edit_user(user_id: int):
             flash(f"User {user.email} saved.", "success")
             return redirect(url_for("admin.users"))
     status = 422 if form.errors else 200
-    return render_template("admin/user_form.html", form=form, user=user, password_form=password_form), status
+    return render_template("admin/user_form.html", form=form, user=user, password_form=password_form,
+                           backoff=backoff_state(user), unlock_form=UnlockForm(formdata=None)), status
 
 
 @bp.route("/users/<int:user_id>/password", methods=["POST"])
@@ -91,7 +105,20 @@ def reset_password(user_id: int):
         flash(f"Password of {user.email} reset.", "success")
         return redirect(url_for("admin.users"))
     form = UserForm(obj=user, formdata=None)
-    return render_template("admin/user_form.html", form=form, user=user, password_form=password_form), 422
+    return render_template("admin/user_form.html", form=form, user=user, password_form=password_form,
+                           backoff=backoff_state(user), unlock_form=UnlockForm(formdata=None)), 422
+
+
+@bp.route("/users/<int:user_id>/unlock", methods=["POST"])
+@require_role("admin")
+def unlock_user(user_id: int):
+    """Forget the user's failed sign-ins and lift any pause (e.g. after a guessing attack)."""
+    user = db.get_or_404(User, user_id)
+    if UnlockForm().validate_on_submit():
+        lift_pause(user, f"by {current_user.email}")
+        db.session.commit()
+        flash(f"Failed sign-ins of {user.email} forgotten; {user.email} can sign in again now.", "success")
+    return redirect(url_for("admin.edit_user", user_id=user.id))
 
 
 @bp.route("/audit")

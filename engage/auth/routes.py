@@ -2,10 +2,19 @@ from flask import Blueprint, flash, redirect, render_template, request, session,
 from flask_login import current_user, login_user, logout_user
 
 from engage import audit
+from engage.auth.browsers import known_user_ids, remember_browser
 from engage.auth.forms import LoginForm, LogoutForm
-from engage.auth.service import authenticate
+from engage.auth.service import authenticate, replace_session_token
 from engage.extensions import db, limiter
-from engage.security import is_safe_redirect, login_rate_limit, login_throttle_off, public, require_role
+from engage.security import (
+    acting_session_token,
+    login_rate_limit,
+    login_throttle_off,
+    public,
+    require_role,
+    safe_next,
+    signed_out_page,
+)
 
 bp = Blueprint("auth", __name__)
 
@@ -22,10 +31,10 @@ def login():
     form = LoginForm()
     if request.method == "GET":
         form.next.data = request.args.get("next", "")
-        if current_user.is_authenticated:
-            return redirect(url_for("main.dashboard"))
+        if current_user.is_authenticated:  # e.g. a double click's second answer, the first signed in
+            return redirect(safe_next(form.next.data) or url_for("main.dashboard"))
     if form.validate_on_submit():
-        user = authenticate(form.email.data, form.password.data)
+        user = authenticate(form.email.data, form.password.data, known_user_ids())
         if user is None:
             db.session.commit()
             flash(GENERIC_FAILURE, "error")
@@ -33,24 +42,29 @@ def login():
         session.clear()
         login_user(user, remember=form.remember.data)
         db.session.commit()
-        target = form.next.data
-        return redirect(target if is_safe_redirect(target) else url_for("main.dashboard"))
+        response = redirect(safe_next(form.next.data) or url_for("main.dashboard"))
+        return remember_browser(response, user.id)
     return render_template("auth/login.html", form=form)
 
 
 @bp.route("/logout", methods=["POST"])
 @require_role("viewer")
 def logout():
-    """Sign out: clear the session and replace the user's session token, ending all sessions."""
+    """Sign out: clear the session and replace the user's session token, ending all sessions.
+
+    The calendar link keeps working (the account page's "Sign out everywhere else" ends it).
+    A second click, arriving after the first replaced the token, is not signed in any more and
+    gets the same answer (engage.security.unauthorized).
+    """
     form = LogoutForm()
     if not form.validate_on_submit():
         flash("Sign-out did not go through; please try again.", "error")
         return redirect(url_for("main.dashboard"))
     user = current_user._get_current_object()
-    user.end_sessions()  # a copied session or remember-me cookie stops working too
-    audit.record("logout", f"{user.email} signed out (every session ended)", obj=user)
+    # A copied session or remember-me cookie stops working too. When a concurrent request (the
+    # other click) replaced the token first, the user is signed out already: nothing to record.
+    if replace_session_token(user, acting_session_token()):
+        audit.record("logout", f"{user.email} signed out (every session ended)", obj=user)
     db.session.commit()
     logout_user()
-    session.clear()
-    flash("You are signed out.", "info")
-    return redirect(url_for("auth.login"))
+    return signed_out_page()

@@ -1,4 +1,4 @@
-"""Break-testing issue 13 (sign-in and sessions): failing regressions found by a tester."""
+"""Sign-in and sessions at their edges: lock-outs, parallel guesses, remember-me, double clicks."""
 
 import datetime as dt
 
