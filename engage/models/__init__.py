@@ -2,6 +2,7 @@
 
 from engage.models.audit import AuditEvent
 from engage.models.base import (
+    ContactRole,
     Direction,
     Escalation,
     InteractionKind,
@@ -18,6 +19,7 @@ from engage.models.base import (
 )
 from engage.models.campaigns import Campaign, Criterion, Investor, Rubric, campaign_signatories
 from engage.models.companies import Company, CompanyAlias, RiskFlag, normalize_name
+from engage.models.contacts import CompanyContact
 from engage.models.engagements import Attachment, Engagement, EngagementEvent, Interaction, Reminder
 from engage.models.holdings import DivestmentAlert, Fund, Holding
 from engage.models.lists import ListedEntity
@@ -28,7 +30,7 @@ from engage.models.submissions import FormSubmission
 from engage.models.users import User
 
 __all__ = [
-    "Attachment", "AuditEvent", "Campaign", "Company", "CompanyAlias", "Criterion",
+    "Attachment", "AuditEvent", "Campaign", "Company", "CompanyAlias", "CompanyContact", "ContactRole", "Criterion",
     "CriterionScore", "Direction", "DivestmentAlert", "Engagement", "EngagementEvent", "ExportRun", "Escalation",
     "FormSubmission", "Fund", "Holding", "Interaction",
     "InteractionKind", "Investor", "InvestorKind", "Letter", "LetterKind", "LetterStatus",

@@ -69,6 +69,14 @@ class Escalation(StrEnum):
     DIVESTED = "divested"
 
 
+class ContactRole(StrEnum):
+    INVESTOR_RELATIONS = "investor_relations"
+    COMPANY_SECRETARY = "company_secretary"
+    SUSTAINABILITY = "sustainability"
+    BOARD_CHAIR = "board_chair"
+    OTHER = "other"
+
+
 class Outcome(StrEnum):
     RESOLVED = "resolved"
     DIVESTED = "divested"

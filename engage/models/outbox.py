@@ -34,6 +34,14 @@ class OutboxEmail(TimestampMixin, db.Model):
     #: An attached file under instance/ (e.g. the monthly export) and the name it is sent as.
     attachment_path: Mapped[str | None] = mapped_column(sa.String(500))
     attachment_name: Mapped[str | None] = mapped_column(sa.String(255))
+    #: Set on engagement mail (a letter emailed to a company's contacts): a reply whose
+    #: In-Reply-To or References names this message_id is filed on this engagement.
+    engagement_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("engagements.id", ondelete="SET NULL"), index=True
+    )
+    letter_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("letters.id", ondelete="SET NULL"), index=True
+    )
 
 
 class ExportRun(TimestampMixin, db.Model):
