@@ -1,5 +1,6 @@
 """The daily journeys of a stewardship analyst, clicked and typed in a real Chromium."""
 
+import datetime as dt
 import re
 from pathlib import Path
 
@@ -91,7 +92,8 @@ def test_3_log_a_response_score_it_and_move_the_stage(page):
 def test_4_import_holdings_and_engage_flagged_companies(page, tmp_path):
     holdings = tmp_path / "solar-fund.csv"
     holdings.write_text(
-        "Example Solar Fund\nFund Holdings as of,\"Oct 31, 2026\"\n\n"
+        # dated today, so that it is the fund's latest snapshot whatever day the demo data was seeded
+        f"Example Solar Fund\nFund Holdings as of,\"{dt.date.today():%b %d, %Y}\"\n\n"
         "Ticker,Name,Sector,Asset Class,Market Value,Weight (%),Quantity,Location,Exchange\n"
         "\"688303\",\"Xinjiang Daqo New Energy Co Ltd A\",\"Energy\",\"Equity\",\"2,500,000.00\",\"2.50\",\"100,000\",\"China\",\"Shanghai Stock Exchange\"\n"
         "\"002415\",\"Hangzhou Hikvision Digital Technology Ltd A\",\"IT\",\"Equity\",\"1,000,000.00\",\"1.00\",\"200,000\",\"China\",\"Shenzhen Stock Exchange\"\n"
