@@ -1,6 +1,7 @@
 """Letters: the sandbox, the template editor, generating, sending, downloads and bulk batches."""
 
 import datetime as dt
+import re
 import io
 import zipfile
 from decimal import Decimal
@@ -323,3 +324,26 @@ def test_new_template_and_campaign_signatories(client, login_as, seeded, frozen_
                                                               "follow_up_interval_days": "14",
                                                               "follow_ups_before_escalation": "2", "warn_days_before": "3"})
     assert bad.status_code == 422
+
+
+def test_generate_draft_clicked_twice_makes_one_draft(client, login_as, seeded, frozen_today):
+    analyst = login_as("analyst")
+    engagement = xuar_engagement(company=factories.company("Double Click Optics Co., Ltd."), owner=analyst)
+    db.session.commit()
+    eid = engagement.id
+    page = client.get(f"/engagements/{eid}").get_data(as_text=True)
+    form = page.split(f'action="/engagements/{eid}/letters"')[1].split("</form>")[0]
+    token = re.search(r'name="form_token" type="hidden" value="([0-9a-f]{32})"', form).group(1)
+    data = {"template_id": seeded["initial"].id, "form_token": token}
+    first = client.post(f"/engagements/{eid}/letters", data=data)
+    second = client.post(f"/engagements/{eid}/letters", data=data)
+    assert first.status_code == 302 and second.status_code == 303
+    letters = db.session.scalars(sa.select(Letter).where(Letter.engagement_id == eid)).all()
+    assert len(letters) == 1
+    assert second.headers["Location"] == first.headers["Location"] == f"/letters/{letters[0].id}"
+    # a fresh page (a fresh token) generates a second draft on purpose
+    page = client.get(f"/engagements/{eid}").get_data(as_text=True)
+    form = page.split(f'action="/engagements/{eid}/letters"')[1].split("</form>")[0]
+    token = re.search(r'name="form_token" type="hidden" value="([0-9a-f]{32})"', form).group(1)
+    assert client.post(f"/engagements/{eid}/letters", data={**data, "form_token": token}).status_code == 302
+    assert db.session.scalar(sa.select(sa.func.count(Letter.id)).where(Letter.engagement_id == eid)) == 2

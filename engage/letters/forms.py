@@ -12,12 +12,13 @@ from wtforms import (
 from wtforms.validators import DataRequired, Length, Optional, Regexp
 
 from engage.forms import EditForm
+from engage.idempotency import FormTokenMixin
 from engage.letters.service import CHANNELS
 from engage.models import LetterKind
 from engage.validators import sane_date
 
 
-class GenerateForm(FlaskForm):
+class GenerateForm(FormTokenMixin, FlaskForm):
     template_id = SelectField("Template", coerce=int, validators=[DataRequired()])
     submit = SubmitField("Generate draft")
 

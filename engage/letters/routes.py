@@ -11,7 +11,7 @@ from flask_login import current_user
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
-from engage import clock
+from engage import clock, idempotency
 from engage.extensions import db
 from engage.letters import documents, service
 from engage.letters.forms import BulkForm, DraftForm, GenerateForm, SendForm, TemplateForm
@@ -67,8 +67,17 @@ def generate(engagement_id: int):
         flash("Choose a template to generate the letter from.", "error")
         return redirect(url_for("engagements.show", engagement_id=engagement_id) + "#letters")
     template = db.get_or_404(LetterTemplate, form.template_id.data)
+    back = url_for("engagements.show", engagement_id=engagement_id) + "#letters"
+    try:
+        # a double click on "Generate draft" makes one draft, and the second click lands on it
+        claimed = idempotency.claim(form.form_token.data, "letter.generate", current_user.id)
+    except idempotency.AlreadySubmitted as duplicate:
+        db.session.rollback()
+        return idempotency.answer_duplicate(duplicate, back)
     try:
         letter = service.generate(engagement, template, current_user._get_current_object())
+        db.session.flush()
+        idempotency.record_result(claimed, url_for("letters.show", letter_id=letter.id))
         db.session.commit()
     except service.LetterError as error:
         db.session.rollback()
