@@ -227,6 +227,7 @@ def register_blueprints(app: Flask) -> None:
     from engage.letters.routes import bp as letters_bp
     from engage.main.routes import bp as main_bp
     from engage.reminders.routes import bp as reminders_bp
+    from engage.reminders.routes import old_calendar
     from engage.scoring.routes import bp as scoring_bp
 
     app.register_blueprint(auth_bp)
@@ -239,7 +240,10 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(letters_bp)
     app.register_blueprint(reminders_bp)
     app.register_blueprint(scoring_bp)
-    app.register_blueprint(admin_bp, url_prefix="/admin")
+    app.register_blueprint(admin_bp)
+    # The one rule outside its package's prefix: calendar feeds handed out before the feed moved
+    # to /reminders/calendar/ keep working (a permanent redirect).
+    app.add_url_rule("/calendar/<token>.ics", endpoint="old_calendar", view_func=old_calendar)
 
 
 def register_errorhandlers(app: Flask) -> None:

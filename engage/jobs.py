@@ -29,7 +29,7 @@ def reminders_tick(now: dt.datetime) -> list[str]:
 
 
 def outbox_drain(now: dt.datetime) -> list[str]:
-    from engage.reminders.mail import drain
+    from engage.core.outbox import drain
 
     return [f"outbox: {drain(now)}"]
 

@@ -190,7 +190,7 @@ def test_exports_page_downloads(client, login_as, frozen):
 
 def test_monthly_job_stores_and_emails_once(app, smtp, frozen):
     from engage.exports.service import run_monthly
-    from engage.reminders import mail
+    from engage.core import outbox
 
     build_history()
     app.config["MONTHLY_EXPORT_RECIPIENTS"] = "committee@example.org, chair@example.org"
@@ -198,7 +198,7 @@ def test_monthly_job_stores_and_emails_once(app, smtp, frozen):
         now = dt.datetime(2026, 11, 1, 6, 0)
         assert "2026-10: 1 engagements, emailed to 2" in run_monthly(now)
         assert "already made" in run_monthly(now + dt.timedelta(minutes=1))
-        assert len(mail.drain(now).sent) == 2
+        assert len(outbox.drain(now).sent) == 2
     finally:
         app.config["MONTHLY_EXPORT_RECIPIENTS"] = ""
     assert db.session.scalar(sa.select(sa.func.count(ExportRun.id))) == 1
@@ -220,8 +220,8 @@ def test_public_report_has_no_confidential_field(client, login_as, frozen, make_
     db.session.add(Interaction(engagement=engagement, kind="call", direction="outbound", occurred_on=dt.date(2026, 11, 2),
                                summary="PRIVATE CALL NOTES", participants="Ms Contact, IR"))
     db.session.commit()
-    page = client.get(f"/campaigns/{engagement.campaign_id}/report").get_data(as_text=True)
-    pdf = client.get(f"/campaigns/{engagement.campaign_id}/report.pdf")
+    page = client.get(f"/exports/campaigns/{engagement.campaign_id}/report").get_data(as_text=True)
+    pdf = client.get(f"/exports/campaigns/{engagement.campaign_id}/report.pdf")
     text = "".join(p.extract_text() for p in PdfReader(io.BytesIO(pdf.data)).pages)
     assert "1 companies" in page and "Solar" in page and "+15.0 points" in page
     for secret in ("CONFIDENTIAL OBJECTIVE", "PRIVATE CALL NOTES", "Ms Contact", owner.name, owner.email, "October Co"):

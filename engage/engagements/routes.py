@@ -38,7 +38,7 @@ from engage.security import require_role
 from engage.validators import whole_number
 from engage.web import content_disposition, field_error, paginate
 
-bp = Blueprint("engagements", __name__)
+bp = Blueprint("engagements", __name__, url_prefix="/engagements")
 
 SORTS = {
     "company": Company.normalized_name,
@@ -122,7 +122,7 @@ def engagement_query(f: dict, today: dt.date):
     return query.order_by(order.nulls_last(), Engagement.id)
 
 
-@bp.route("/engagements")
+@bp.route("")
 @require_role("viewer")
 def index():
     today = clock.today()
@@ -163,7 +163,7 @@ def _rows(page, f: dict, today: dt.date) -> list:
     return [(e, extra[e.id]) for e in page.items]
 
 
-@bp.route("/companies/<int:company_id>/engagements/new", methods=["GET", "POST"])
+@bp.route("/open/<int:company_id>", methods=["GET", "POST"])
 @require_role("analyst")
 def open_for_company(company_id: int):
     company = db.get_or_404(Company, company_id)
@@ -268,7 +268,7 @@ def _page(engagement: Engagement, status: int = 200, stale: service.StaleEdit | 
     ), status
 
 
-@bp.route("/engagements/<int:engagement_id>")
+@bp.route("/<int:engagement_id>")
 @require_role("viewer")
 def show(engagement_id: int):
     return _page(_load(engagement_id))
@@ -284,7 +284,7 @@ def _stale_response(engagement_id: int, error: service.StaleEdit | None = None, 
     return _page(engagement, 409, stale=error, **forms)
 
 
-@bp.route("/engagements/<int:engagement_id>/edit", methods=["POST"])
+@bp.route("/<int:engagement_id>/edit", methods=["POST"])
 @require_role("analyst")
 def edit(engagement_id: int):
     engagement = _load(engagement_id)
@@ -348,7 +348,7 @@ def _move(engagement_id: int, form_class, form_key: str, perform):
     return redirect(here)
 
 
-@bp.route("/engagements/<int:engagement_id>/stage", methods=["POST"])
+@bp.route("/<int:engagement_id>/stage", methods=["POST"])
 @require_role("analyst")
 def move_stage(engagement_id: int):
     def perform(engagement, form):
@@ -360,7 +360,7 @@ def move_stage(engagement_id: int):
     return _move(engagement_id, StageMoveForm, "stage", perform)
 
 
-@bp.route("/engagements/<int:engagement_id>/escalation", methods=["POST"])
+@bp.route("/<int:engagement_id>/escalation", methods=["POST"])
 @require_role("analyst")
 def move_escalation(engagement_id: int):
     def perform(engagement, form):
@@ -372,7 +372,7 @@ def move_escalation(engagement_id: int):
     return _move(engagement_id, EscalationForm, "escalation", perform)
 
 
-@bp.route("/engagements/<int:engagement_id>/interactions", methods=["POST"])
+@bp.route("/<int:engagement_id>/interactions", methods=["POST"])
 @require_role("analyst")
 def log_interaction(engagement_id: int):
     engagement = _load(engagement_id)

@@ -20,7 +20,7 @@ from engage.security import require_role
 from engage.validators import whole_number
 from engage.web import content_disposition, field_error
 
-bp = Blueprint("letters", __name__)
+bp = Blueprint("letters", __name__, url_prefix="/letters")
 
 PREPARE_CHUNK = 20
 
@@ -57,7 +57,7 @@ def _letter(letter_id: int) -> Letter:
     return letter
 
 
-@bp.route("/engagements/<int:engagement_id>/letters", methods=["POST"])
+@bp.route("/generate/<int:engagement_id>", methods=["POST"])
 @require_role("analyst")
 def generate(engagement_id: int):
     engagement = db.get_or_404(Engagement, engagement_id)
@@ -93,13 +93,13 @@ def _refuse_sent(letter: Letter, consequence: str):
     return _letter_page(letter, 409)
 
 
-@bp.route("/letters/<int:letter_id>")
+@bp.route("/<int:letter_id>")
 @require_role("viewer")
 def show(letter_id: int):
     return _letter_page(_letter(letter_id))
 
 
-@bp.route("/letters/<int:letter_id>/edit", methods=["POST"])
+@bp.route("/<int:letter_id>/edit", methods=["POST"])
 @require_role("analyst")
 def edit(letter_id: int):
     letter = _letter(letter_id)
@@ -120,7 +120,7 @@ def edit(letter_id: int):
     return redirect(url_for("letters.show", letter_id=letter_id))
 
 
-@bp.route("/letters/<int:letter_id>/send", methods=["POST"])
+@bp.route("/<int:letter_id>/send", methods=["POST"])
 @require_role("analyst")
 def send(letter_id: int):
     letter = _letter(letter_id)
@@ -160,19 +160,19 @@ def _download(letter_id: int, fmt: str):
                     headers={"Content-Disposition": content_disposition(f"{documents.file_stem(letter)}.{fmt}")})
 
 
-@bp.route("/letters/<int:letter_id>.pdf")
+@bp.route("/<int:letter_id>.pdf")
 @require_role("viewer")
 def pdf(letter_id: int):
     return _download(letter_id, "pdf")
 
 
-@bp.route("/letters/<int:letter_id>.docx")
+@bp.route("/<int:letter_id>.docx")
 @require_role("viewer")
 def docx(letter_id: int):
     return _download(letter_id, "docx")
 
 
-@bp.route("/letters/bulk", methods=["POST"])
+@bp.route("/bulk", methods=["POST"])
 @require_role("analyst")
 def bulk():
     """Generate one template for the selected engagements, or for all that match the list's filters."""
@@ -243,14 +243,14 @@ def _ready(item: LetterBatch) -> int:
     return sum(1 for letter in item.letters if all(documents.is_cached(letter, fmt) for fmt in documents.FORMATS))
 
 
-@bp.route("/letters/batches/<int:batch_id>")
+@bp.route("/batches/<int:batch_id>")
 @require_role("viewer")
 def batch(batch_id: int):
     item = _batch(batch_id)
     return render_template("letters/batch.html", batch=item, ready=_ready(item))
 
 
-@bp.route("/letters/batches/<int:batch_id>/prepare", methods=["POST"])
+@bp.route("/batches/<int:batch_id>/prepare", methods=["POST"])
 @require_role("viewer", write="viewer")
 def prepare_batch(batch_id: int):
     """Render the next few letters of the batch (PDF and DOCX); the page calls this until done, showing progress."""
@@ -272,7 +272,7 @@ def prepare_batch(batch_id: int):
                     "zip": url_for("letters.batch_zip", batch_id=batch_id) if done == len(item.letters) else None})
 
 
-@bp.route("/letters/batches/<int:batch_id>.zip")
+@bp.route("/batches/<int:batch_id>.zip")
 @require_role("viewer")
 def batch_zip(batch_id: int):
     item = _batch(batch_id)
@@ -296,15 +296,15 @@ def _preview_choices():
     return [("", "Sample data")] + [(e.id, e.company.name) for e in engagements]
 
 
-@bp.route("/admin/templates")
+@bp.route("/templates")
 @require_role("admin")
 def templates():
     items = db.session.scalars(sa.select(LetterTemplate).order_by(LetterTemplate.active.desc(), LetterTemplate.name))
     return render_template("letters/templates.html", templates=items.all())
 
 
-@bp.route("/admin/templates/new", methods=["GET", "POST"])
-@bp.route("/admin/templates/<int:template_id>", methods=["GET", "POST"])
+@bp.route("/templates/new", methods=["GET", "POST"])
+@bp.route("/templates/<int:template_id>", methods=["GET", "POST"])
 @require_role("admin")
 def edit_template(template_id: int | None = None):
     template = db.get_or_404(LetterTemplate, template_id) if template_id else None
@@ -339,7 +339,7 @@ def _new_slug(name: str) -> str:
     return slug
 
 
-@bp.route("/admin/templates/preview", methods=["POST"])
+@bp.route("/templates/preview", methods=["POST"])
 @require_role("admin")
 def preview_template():
     """Live preview for the editor: JSON with the rendered subject and body, or the error and line."""
@@ -352,7 +352,7 @@ def preview_template():
                                    current_user._get_current_object()))
 
 
-@bp.route("/admin/templates/<int:template_id>/versions/<int:version>")
+@bp.route("/templates/<int:template_id>/versions/<int:version>")
 @require_role("admin")
 def template_version(template_id: int, version: int):
     item = db.session.scalar(sa.select(LetterTemplateVersion).where(
