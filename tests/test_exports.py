@@ -11,6 +11,7 @@ from openpyxl import load_workbook
 
 from engage import clock
 from engage.exports import monthly
+from engage.engagements import cycle
 from engage.extensions import db
 from engage.models import ExportRun, Fund, Holding, Interaction, Letter, Reminder, Score
 from tests import factories
@@ -29,8 +30,8 @@ def build_history(owner=None):
     engagement = factories.engagement(company=factories.company("October Co", isin="CNE100000PM8", sector="Solar"),
                                       opened_on=dt.date(2026, 9, 1), owner=owner)
     today = dt.date(2026, 12, 10)
-    engagement.move_to("mapping_requested", on=dt.date(2026, 10, 5), today=today, actor_id=None)
-    engagement.escalate_to("follow_up", on=dt.date(2026, 10, 20), today=today, actor_id=None)
+    cycle.move_stage(engagement, "mapping_requested", on=dt.date(2026, 10, 5), today=today, actor_id=None)
+    cycle.move_escalation(engagement, "follow_up", on=dt.date(2026, 10, 20), today=today, actor_id=None)
     db.session.add_all([
         Interaction(engagement=engagement, kind="letter", direction="outbound", occurred_on=dt.date(2026, 10, 5)),
         Interaction(engagement=engagement, kind="response", direction="inbound", occurred_on=dt.date(2026, 10, 25)),
@@ -70,8 +71,8 @@ def test_export_shows_the_state_at_month_end(app, frozen):
     before = csv_rows(monthly.build(october))
 
     # November: the company replies, the stage and score move, a reminder is completed
-    engagement.move_to("acknowledged", on=dt.date(2026, 11, 10), today=TODAY, actor_id=None)
-    engagement.move_to("closed", on=dt.date(2026, 12, 1), today=TODAY, actor_id=None, outcome="resolved")
+    cycle.move_stage(engagement, "acknowledged", on=dt.date(2026, 11, 10), today=TODAY, actor_id=None)
+    cycle.move_stage(engagement, "closed", on=dt.date(2026, 12, 1), today=TODAY, actor_id=None, outcome="resolved")
     db.session.add(Interaction(engagement=engagement, kind="response", direction="inbound",
                                occurred_on=dt.date(2026, 11, 10)))
     db.session.commit()

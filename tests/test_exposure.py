@@ -11,6 +11,7 @@ from openpyxl import load_workbook
 
 from engage import clock
 from engage.exports import monthly
+from engage.engagements import cycle
 from engage.extensions import db
 from engage.holdings import screening
 from engage.models import (
@@ -144,7 +145,7 @@ def test_exposure_pages_and_export_query_count_does_not_grow_with_funds(client, 
             fund = honest_fund(f"Fund {i:02d}")
             listed = db.session.scalar(sa.select(Company).where(Company.name == f"Fund {i:02d} Listed"))
             engagement = factories.engagement(company=listed, opened_on=dt.date(2026, 1, 5))
-            engagement.move_to("closed", on=dt.date(2026, 3, 10), today=frozen, actor_id=None, outcome="divested")
+            cycle.move_stage(engagement, "closed", on=dt.date(2026, 3, 10), today=frozen, actor_id=None, outcome="divested")
             db.session.add(Holding(fund=fund, company=listed, as_of=dt.date(2026, 9, 30), market_value=MILLION))
             db.session.commit()
 
@@ -183,7 +184,7 @@ def divested(make_user, frozen):
     owner = make_user("analyst", email="owner@example.org")
     company = flagged("Meiya Pico Forensics", "us_entity_list")
     engagement = factories.engagement(company=company, owner=owner, opened_on=dt.date(2026, 1, 5))
-    engagement.move_to("closed", on=dt.date(2026, 3, 10), today=frozen, actor_id=None, outcome="divested",
+    cycle.move_stage(engagement, "closed", on=dt.date(2026, 3, 10), today=frozen, actor_id=None, outcome="divested",
                        note="Sold after the divestment recommendation.")
     db.session.commit()
     return engagement
@@ -285,7 +286,7 @@ def test_escalated_to_divested_counts_and_older_snapshots_do_not(client, login_a
     engagement = factories.engagement(company=flagged("Meiya Pico Forensics", "us_entity_list"), owner=owner,
                                       opened_on=dt.date(2026, 1, 5))
     for level in ("follow_up", "call_to_action", "collective", "observation", "divestment_recommended", "divested"):
-        engagement.escalate_to(level, on=dt.date(2026, 6, 1), today=frozen, actor_id=None)
+        cycle.move_escalation(engagement, level, on=dt.date(2026, 6, 1), today=frozen, actor_id=None)
     db.session.commit()
     before = import_cli(runner, tmp_path, as_of="2026-06-01")  # the snapshot of the divestment day: not "again"
     assert before.exit_code == 0 and "held again" not in before.stderr
@@ -303,7 +304,7 @@ def test_alert_without_an_active_owner_is_shown_but_not_emailed(runner, make_use
     gone = make_user("analyst", email="gone@example.org", active=False)
     engagement = factories.engagement(company=factories.company("Meiya Pico Forensics"), owner=gone,
                                       opened_on=dt.date(2026, 1, 5))
-    engagement.move_to("closed", on=dt.date(2026, 3, 10), today=frozen, actor_id=None, outcome="divested")
+    cycle.move_stage(engagement, "closed", on=dt.date(2026, 3, 10), today=frozen, actor_id=None, outcome="divested")
     db.session.commit()
     result = import_cli(runner, tmp_path)
     assert "(1 new alert(s), 0 owner email(s) queued)" in result.stderr and outbox() == []

@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from openpyxl import Workbook, load_workbook
 
+from engage.engagements import cycle
 from engage.extensions import db
 from engage.holdings import importer, screening
 from engage.identifiers import isin_check_digit
@@ -248,12 +249,12 @@ def test_held_again_emails_once_per_company_and_fund_until_sold_or_readmitted(
     assert len(outbox()) == 2 and alerts() == [("2026-11-02", "2026-11-05"), ("2026-11-06", None)]
 
     # readmitted on evidence (no longer divested), then divested again: a new alert once more
-    divested.move_to("identified", on=dt.date(2026, 11, 7), today=frozen, actor_id=None, reason="Contracts ended",
+    cycle.move_stage(divested, "identified", on=dt.date(2026, 11, 7), today=frozen, actor_id=None, reason="Contracts ended",
                      evidence="Audited termination of the contracts")
     db.session.commit()
     assert "held again" not in run("2026-11-08")
     assert alerts()[-1] == ("2026-11-06", "2026-11-08")
-    divested.move_to("closed", on=dt.date(2026, 11, 9), today=frozen, actor_id=None, outcome="divested")
+    cycle.move_stage(divested, "closed", on=dt.date(2026, 11, 9), today=frozen, actor_id=None, outcome="divested")
     db.session.commit()
     assert "(1 new alert(s), 1 owner email(s) queued)" in run("2026-11-10")
     assert len(outbox()) == 3 and [a[1] for a in alerts()] == ["2026-11-05", "2026-11-08", None]

@@ -15,7 +15,7 @@ from engage import clock
 from engage.extensions import db
 from engage.holdings import importer, parsing, screening, service
 from engage.holdings.forms import FundForm, ImportForm, MergeForm, ReadOptionsForm
-from engage.models import Campaign, Company, Fund, Holding, RiskSource
+from engage.models import Campaign, Company, Fund, Holding, ListedEntity, RiskSource
 from engage.security import require_role
 from engage.validators import whole_number
 from engage.web import field_error, paginate
@@ -320,8 +320,6 @@ def screening_page():
 
 
 def screening_lists():
-    from engage.models import ListedEntity
-
     return db.session.execute(
         sa.select(ListedEntity.source, sa.func.count(), sa.func.max(ListedEntity.effective_date))
         .group_by(ListedEntity.source).order_by(ListedEntity.source)

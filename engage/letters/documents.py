@@ -151,6 +151,7 @@ def docx_data(letter: Letter) -> dict:
 # --- in the worker process ---------------------------------------------------------------
 
 def _docx_bytes(data: dict) -> bytes:
+    # python-docx is loaded by the render worker that makes a DOCX, not by every web process.
     from docx import Document
     from docx.shared import Pt
 

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import secrets
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import parse_qs
 
 import sqlalchemy as sa
 from flask import Blueprint, Response, abort, current_app, flash, jsonify, redirect, render_template, request, url_for
@@ -12,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
 from engage import clock
+from engage.engagements.queries import engagement_filters, engagement_query
 from engage.extensions import db
 from engage.letters import documents, service
 from engage.letters.forms import BulkForm, DraftForm, GenerateForm, SendForm, TemplateForm
@@ -23,27 +23,6 @@ from engage.web import content_disposition, field_error
 bp = Blueprint("letters", __name__, url_prefix="/letters")
 
 PREPARE_CHUNK = 20
-
-
-KIND_ORDER = ["initial", "follow_up", "call_to_action", "escalation", "other"]
-
-
-def active_templates() -> list[LetterTemplate]:
-    """Active templates in the order an engagement uses them: initial letter first."""
-    templates = db.session.scalars(sa.select(LetterTemplate).where(LetterTemplate.active.is_(True))).all()
-    return sorted(templates, key=lambda t: (KIND_ORDER.index(t.kind), t.name))
-
-
-def template_choices():
-    return [(t.id, f"{t.name} (v{t.version})") for t in active_templates()]
-
-
-def suggested_template(engagement: Engagement, templates: list[LetterTemplate]) -> int | None:
-    """The template the engagement's state calls for: the initial letter first, then a follow-up."""
-    wanted = "initial" if engagement.stage == Stage.IDENTIFIED.value else (
-        "follow_up" if engagement.stage == Stage.MAPPING_REQUESTED.value and engagement.escalation == "none"
-        else None)
-    return next((t.id for t in templates if t.kind == wanted), None)
 
 
 def _letter(letter_id: int) -> Letter:
@@ -62,7 +41,7 @@ def _letter(letter_id: int) -> Letter:
 def generate(engagement_id: int):
     engagement = db.get_or_404(Engagement, engagement_id)
     form = GenerateForm()
-    form.template_id.choices = template_choices()
+    form.template_id.choices = service.template_choices()
     if not form.validate_on_submit():
         flash("Choose a template to generate the letter from.", "error")
         return redirect(url_for("engagements.show", engagement_id=engagement_id) + "#letters")
@@ -176,10 +155,8 @@ def docx(letter_id: int):
 @require_role("analyst")
 def bulk():
     """Generate one template for the selected engagements, or for all that match the list's filters."""
-    from engage.engagements.routes import engagement_filters, engagement_query
-
     form = BulkForm()
-    form.template_id.choices = template_choices()
+    form.template_id.choices = service.template_choices()
     back = url_for("engagements.index") + ("?" + form.filters.data if form.filters.data else "")
     if not form.validate_on_submit():
         flash("Choose a template and which engagements to write to.", "error")
@@ -360,12 +337,3 @@ def template_version(template_id: int, version: int):
     if item is None:
         abort(404)
     return render_template("letters/template_version.html", version=item, template=item.template)
-
-
-def bulk_form(filters: dict) -> BulkForm:
-    """The engagements list's bulk-letter form, carrying the list's filters."""
-    form = BulkForm(formdata=None)
-    form.template_id.choices = template_choices()
-    form.token.data = secrets.token_urlsafe(24)  # one per rendered form: a double submission makes one batch
-    form.filters.data = urlencode({k: v for k, v in filters.items() if v and k not in ("sort", "dir")})
-    return form

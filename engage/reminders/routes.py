@@ -20,7 +20,7 @@ from engage.extensions import db, limiter
 from engage.models import Engagement, Reminder, ReminderStatus, Stage, User
 from engage.reminders import service
 from engage.reminders.forms import ActionForm, ReminderForm, SnoozeForm
-from engage.security import public, require_role
+from engage.security import is_safe_redirect, public, require_role
 
 bp = Blueprint("reminders", __name__, url_prefix="/reminders")
 
@@ -28,8 +28,6 @@ WINDOWS = ("overdue", "week", "later")
 
 
 def _back(default: str) -> str:
-    from engage.security import is_safe_redirect
-
     target = request.form.get("next") or ""
     return target if is_safe_redirect(target) else default
 
