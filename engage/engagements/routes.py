@@ -35,6 +35,7 @@ from engage.models import (
     Stage,
     User,
 )
+from engage.reminders.forms import ReminderForm
 from engage.scoring import progress
 from engage.scoring.service import disagreement, stage_hints
 from engage.security import require_role
@@ -174,7 +175,8 @@ def _page(engagement: Engagement, status: int = 200, stale: service.StaleEdit | 
         "engagements/show.html", engagement=engagement, timeline=service.timeline(engagement),
         summary=service.summary_of(engagement), stale=stale, today=clock.today(),
         stage_moves=cycle.stage_moves(engagement), escalation_moves=cycle.escalation_moves(engagement),
-        generate_form=generate_form, letters=letters, history=history, moderation_flags=flags,
+        generate_form=generate_form, letters=letters,
+        reminder_form=ReminderForm(formdata=None, due_on=clock.today() + dt.timedelta(days=14)), history=history, moderation_flags=flags,
         hints=stage_hints(engagement, latest), posted=set(forms),
         held_again=screening.held_after_divestment(screening.snapshots(), engagement.id)
         if engagement.is_divested else [],

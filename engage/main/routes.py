@@ -1,4 +1,4 @@
-"""Dashboard and reminders."""
+"""The dashboard: the funnel, escalations, what is due, what went quiet, exposure, divested held again."""
 
 from __future__ import annotations
 

@@ -24,9 +24,6 @@ from engage.security import is_safe_redirect, public, require_role
 
 bp = Blueprint("reminders", __name__, url_prefix="/reminders")
 
-WINDOWS = ("overdue", "week", "later")
-
-
 def _back(default: str) -> str:
     target = request.form.get("next") or ""
     return target if is_safe_redirect(target) else default
@@ -57,8 +54,7 @@ def index():
         "week": db.session.scalars(query.where(Reminder.due_on.between(today, week)).limit(limit)).all(),
         "later": db.session.scalars(query.where(Reminder.due_on > week).limit(limit)).all(),
     }
-    return render_template("reminders/index.html", groups=groups, who=who, today=today, limit=limit,
-                           snooze_form=SnoozeForm(formdata=None), action_form=ActionForm(formdata=None))
+    return render_template("reminders/index.html", groups=groups, who=who, today=today, limit=limit)
 
 
 @bp.route("/add/<int:engagement_id>", methods=["POST"])
