@@ -220,14 +220,14 @@ def _demo_engagement(company, campaign, owner, stage, escalation, outcome, opene
         if level == Escalation.COLLECTIVE.value and templates.get("escalation") is not None:
             letters.generate(engagement, templates["escalation"], owner)
         cycle.move_escalation(engagement, level, on=day, today=today, actor_id=owner.id,
-                               note=f"Escalated to {Escalation(level).label.lower()}.")
+                              note=f"Escalated to {Escalation(level).label.lower()}.")
     db.session.flush()
     if stage == Stage.CLOSED:
         for reminder in engagement.reminders:
             reminder.status = ReminderStatus.DONE.value
         day = min(today, day + dt.timedelta(days=30))
         cycle.move_stage(engagement, Stage.CLOSED.value, on=day, today=today, actor_id=owner.id, outcome=outcome,
-                           note="Sold the remaining position after the divestment recommendation.")
+                         note="Sold the remaining position after the divestment recommendation.")
     elif reached >= 2:
         db.session.add(Reminder(engagement=engagement, due_on=reminder_due, status=ReminderStatus.OPEN.value,
                                 reason="Check progress against the plan", created_by_id=owner.id))

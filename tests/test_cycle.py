@@ -1,4 +1,4 @@
-"""Every allowed and forbidden move of the cycle, through Engagement.move_to/escalate_to."""
+"""Every allowed and forbidden move of the cycle, through cycle.move_stage/move_escalation."""
 
 import datetime as dt
 
@@ -38,7 +38,7 @@ def test_every_stage_pair_from_an_open_stage(app, start, target):
         assert event.kind == "close"
     elif there > here:
         event = cycle.move_stage(engagement, target, on=ON, today=TODAY, actor_id=None, note="dated event",
-                                   evidence_url="https://example.org/report.pdf")
+                                 evidence_url="https://example.org/report.pdf")
         assert engagement.stage == target and event.kind == "stage"
         assert event.evidence_url == "https://example.org/report.pdf"
     else:
@@ -79,7 +79,7 @@ def test_divested_company_is_readmitted_only_on_evidence_of_change(app):
         cycle.move_stage(engagement, "identified", on=ON, today=TODAY, actor_id=None, reason="asked to review")
     assert refused.value.field == "evidence"
     cycle.move_stage(engagement, "identified", on=ON, today=TODAY, actor_id=None, reason="asked to review",
-                       evidence="Audited exit from the two regional contracts, published 2026-04.")
+                     evidence="Audited exit from the two regional contracts, published 2026-04.")
     assert engagement.escalation == "observation"  # readmitted, but watched
     db.session.commit()
 
@@ -109,7 +109,7 @@ def test_every_escalation_pair(app, start, target):
                 cycle.move_escalation(engagement, target, on=ON, today=TODAY, actor_id=None, reason="improved")
             assert refused.value.field == "evidence"
             cycle.move_escalation(engagement, target, on=ON, today=TODAY, actor_id=None, reason="improved",
-                                   evidence="Independent audit confirms the supplier relationships ended.")
+                                  evidence="Independent audit confirms the supplier relationships ended.")
         else:
             cycle.move_escalation(engagement, target, on=ON, today=TODAY, actor_id=None, reason="company signed")
         assert engagement.escalation == target

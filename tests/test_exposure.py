@@ -185,7 +185,7 @@ def divested(make_user, frozen):
     company = flagged("Meiya Pico Forensics", "us_entity_list")
     engagement = factories.engagement(company=company, owner=owner, opened_on=dt.date(2026, 1, 5))
     cycle.move_stage(engagement, "closed", on=dt.date(2026, 3, 10), today=frozen, actor_id=None, outcome="divested",
-                       note="Sold after the divestment recommendation.")
+                     note="Sold after the divestment recommendation.")
     db.session.commit()
     return engagement
 

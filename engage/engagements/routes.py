@@ -175,8 +175,8 @@ def _page(engagement: Engagement, status: int = 200, stale: service.StaleEdit | 
         "engagements/show.html", engagement=engagement, timeline=service.timeline(engagement),
         summary=service.summary_of(engagement), stale=stale, today=clock.today(),
         stage_moves=cycle.stage_moves(engagement), escalation_moves=cycle.escalation_moves(engagement),
-        generate_form=generate_form, letters=letters,
-        reminder_form=ReminderForm(formdata=None, due_on=clock.today() + dt.timedelta(days=14)), history=history, moderation_flags=flags,
+        generate_form=generate_form, letters=letters, history=history, moderation_flags=flags,
+        reminder_form=ReminderForm(formdata=None, due_on=clock.today() + dt.timedelta(days=14)),
         hints=stage_hints(engagement, latest), posted=set(forms),
         held_again=screening.held_after_divestment(screening.snapshots(), engagement.id)
         if engagement.is_divested else [],
@@ -268,9 +268,10 @@ def _move(engagement_id: int, form_class, form_key: str, perform):
 @require_role("analyst")
 def move_stage(engagement_id: int):
     def perform(engagement, form):
-        cycle.move_stage(engagement, form.target.data, on=form.occurred_on.data, today=clock.today(), actor_id=current_user.id,
-                           note=form.note.data or "", reason=form.reason.data or "", evidence=form.evidence.data or "",
-                           evidence_url=form.evidence_url.data or None, outcome=form.outcome.data or None)
+        cycle.move_stage(engagement, form.target.data, on=form.occurred_on.data, today=clock.today(),
+                         actor_id=current_user.id, note=form.note.data or "", reason=form.reason.data or "",
+                         evidence=form.evidence.data or "", evidence_url=form.evidence_url.data or None,
+                         outcome=form.outcome.data or None)
         return f"Stage is now {engagement.stage_label}."
 
     return _move(engagement_id, StageMoveForm, "stage", perform)
@@ -281,8 +282,8 @@ def move_stage(engagement_id: int):
 def move_escalation(engagement_id: int):
     def perform(engagement, form):
         cycle.move_escalation(engagement, form.target.data, on=form.occurred_on.data, today=clock.today(),
-                               actor_id=current_user.id, note=form.note.data or "", reason=form.reason.data or "",
-                               evidence=form.evidence.data or "", evidence_url=form.evidence_url.data or None)
+                              actor_id=current_user.id, note=form.note.data or "", reason=form.reason.data or "",
+                              evidence=form.evidence.data or "", evidence_url=form.evidence_url.data or None)
         return f"Escalation is now {engagement.escalation_label}."
 
     return _move(engagement_id, EscalationForm, "escalation", perform)

@@ -131,7 +131,7 @@ def log_interaction(engagement: Engagement, *, kind: str, direction: str, occurr
         check_version(engagement, seen_version)
         try:
             cycle.move_stage(engagement, move_to, on=occurred_on, today=today, actor_id=actor_id,
-                               note=f"Company response of {occurred_on.isoformat()}: {subject.strip()}".strip(": "))
+                             note=f"Company response of {occurred_on.isoformat()}: {subject.strip()}".strip(": "))
         except MoveError as exc:
             raise EngagementError("move_to", exc.message) from exc
     if kind == InteractionKind.RESPONSE.value:  # the company replied: stop waiting and chasing

@@ -186,10 +186,10 @@ def mark_sent(letter: Letter, *, sent_on: dt.date, channel: str, actor_id: int |
     try:
         if letter.kind == LetterKind.INITIAL.value and engagement.stage == Stage.IDENTIFIED.value:
             cycle.move_stage(engagement, Stage.MAPPING_REQUESTED.value, on=sent_on, today=today, actor_id=actor_id,
-                               note=f"Initial letter sent: {letter.subject}")
+                             note=f"Initial letter sent: {letter.subject}")
         elif letter.kind == LetterKind.FOLLOW_UP.value and engagement.escalation == Escalation.NONE.value:
             cycle.move_escalation(engagement, Escalation.FOLLOW_UP.value, on=sent_on, today=today, actor_id=actor_id,
-                                   note=f"Follow-up letter sent: {letter.subject}")
+                                  note=f"Follow-up letter sent: {letter.subject}")
     except MoveError as exc:
         raise LetterError("sent_on", exc.message) from exc
     campaign = engagement.campaign
