@@ -2,6 +2,10 @@
 
 `create_app()` builds the app from small `register_*` steps. Nothing runs at import time
 and the app starts no scheduler, migration or network connection of its own.
+
+The steps import engage's own modules when they run: every submodule, the render workers'
+fork server and the migrations import this package first, and must not load the whole app
+(every blueprint, the models, the extensions) by doing so.
 """
 
 from __future__ import annotations
@@ -13,7 +17,11 @@ import sqlite3
 from pathlib import Path
 
 import sqlalchemy as sa
-from flask import Flask
+from flask import Flask, render_template, request
+from flask_login import current_user
+from flask_talisman import Talisman
+from flask_wtf.csrf import CSRFError
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -21,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def create_app(config_class=None, overrides: dict | None = None) -> Flask:
     """Application factory. `overrides` patch settings per app (tests), never the class."""
     if config_class is None:
+        # config.py belongs to the deployment (repository root): read only when no class is given.
         from config import Config as config_class
 
     app = Flask(
@@ -35,8 +44,6 @@ def create_app(config_class=None, overrides: dict | None = None) -> Flask:
     check_config(app)
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     if app.config["PROXY_COUNT"]:
-        from werkzeug.middleware.proxy_fix import ProxyFix
-
         # Behind a TLS proxy: the client address (for throttling) and scheme (for HTTPS checks).
         count = app.config["PROXY_COUNT"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count, x_host=count)
@@ -135,9 +142,8 @@ def _sqlite_pragmas(busy_timeout_ms: int):
 
 
 def register_extensions(app: Flask) -> None:
+    # Imported when an app is built, not with the package (see the module docstring).
     from engage import audit
-    from flask_talisman import Talisman
-
     from engage.extensions import csrf, db, limiter, login_manager, migrate
 
     db.init_app(app)
@@ -163,6 +169,7 @@ def register_extensions(app: Flask) -> None:
     # a copied cookie (see README, Security).
     login_manager.session_protection = "basic"
 
+    # Imported when an app is built, not with the package (see the module docstring).
     from engage.models import User
     from engage.security import unauthorized
 
@@ -201,6 +208,7 @@ def register_extensions(app: Flask) -> None:
         },
     )
 
+    # Imported when an app is built, not with the package (see the module docstring).
     from engage.security import enforce_access, guard_session, keep_acting_session, no_store
     from engage.web import refuse_nul_characters
 
@@ -214,6 +222,7 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
+    # Imported when an app is built, not with the package (see the module docstring).
     from engage.web import IdConverter
 
     app.url_map.converters["int"] = IdConverter  # before any route: ids past the column's range are 404s
@@ -227,6 +236,7 @@ def register_blueprints(app: Flask) -> None:
     from engage.letters.routes import bp as letters_bp
     from engage.main.routes import bp as main_bp
     from engage.reminders.routes import bp as reminders_bp
+    from engage.reminders.routes import old_calendar
     from engage.scoring.routes import bp as scoring_bp
 
     app.register_blueprint(auth_bp)
@@ -239,14 +249,16 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(letters_bp)
     app.register_blueprint(reminders_bp)
     app.register_blueprint(scoring_bp)
-    app.register_blueprint(admin_bp, url_prefix="/admin")
+    app.register_blueprint(admin_bp)
+    # The one rule outside its package's prefix: calendar feeds handed out before the feed moved
+    # to /reminders/calendar/ keep working (a permanent redirect).
+    app.add_url_rule("/calendar/<token>.ics", endpoint="old_calendar", view_func=old_calendar)
 
 
 def register_errorhandlers(app: Flask) -> None:
-    from flask import render_template
-    from flask_wtf.csrf import CSRFError
-
+    # Imported when an app is built, not with the package (see the module docstring).
     from engage.extensions import db
+    from engage.security import signed_out_page
 
     messages = {
         400: ("Bad request", "The request could not be understood."),
@@ -273,11 +285,6 @@ def register_errorhandlers(app: Flask) -> None:
 
     @app.errorhandler(CSRFError)
     def csrf_error(error):
-        from flask import request
-        from flask_login import current_user
-
-        from engage.security import signed_out_page
-
         if request.endpoint == "auth.logout" and not current_user.is_authenticated:
             return signed_out_page()  # a Sign out button on a page whose session already ended
         return render_error(400, "The form expired or was not sent from this site. Reload the page and try again.")
@@ -289,6 +296,7 @@ def register_errorhandlers(app: Flask) -> None:
 
 
 def register_template_helpers(app: Flask) -> None:
+    # Imported when an app is built, not with the package (see the module docstring).
     from engage import formatting, web
     from engage.models import Role
 
@@ -305,6 +313,7 @@ def register_template_helpers(app: Flask) -> None:
 
 
 def register_commands(app: Flask) -> None:
+    # Imported when an app is built, not with the package (see the module docstring).
     from engage.cli import register
 
     register(app)

@@ -16,10 +16,12 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 from flask import has_request_context, request
+from flask_login import current_user
 from sqlalchemy.orm import Session
 
 from engage import clock
 from engage.extensions import db
+from engage.models import AuditEvent, OutboxEmail
 
 REDACTED_FIELDS = {"password_hash", "calendar_token"}
 #: Bookkeeping columns whose change is implied by every update, or recorded by its own event
@@ -53,8 +55,6 @@ def current_actor() -> Actor:
     if declared is not None:
         return declared
     if has_request_context():
-        from flask_login import current_user
-
         if current_user and current_user.is_authenticated:
             return Actor(current_user.id, current_user.email)
         return Actor(None, "anonymous")
@@ -77,8 +77,6 @@ def _jsonable(value):
 
 def record(action: str, summary: str = "", obj=None, changes: dict | None = None, actor: Actor | None = None):
     """Add a non-data event (login, logout, failed login...) to the current transaction."""
-    from engage.models import AuditEvent
-
     who = actor or current_actor()
     event = AuditEvent(
         actor_id=who.user_id,
@@ -96,8 +94,6 @@ def record(action: str, summary: str = "", obj=None, changes: dict | None = None
 
 
 def _audited(obj) -> bool:
-    from engage.models import AuditEvent, OutboxEmail
-
     return isinstance(obj, db.Model) and not isinstance(obj, (AuditEvent, OutboxEmail))
 
 
@@ -193,8 +189,6 @@ def _after_delete(_mapper, _connection, target) -> None:
 def _write_queued(session: Session, _flush_context) -> None:
     rows = session.info.pop("audit_rows", None)
     if rows:
-        from engage.models import AuditEvent
-
         session.connection().execute(sa.insert(AuditEvent.__table__), rows)
 
 

@@ -5,16 +5,29 @@ Refused input exits non-zero with a one-line reason on stderr.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
 
 import click
+import sqlalchemy as sa
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
-from engage import audit
+from engage import audit, clock
+from engage.admin.service import UserError, create_user
+from engage.auth.service import find_user, lift_pause
+from engage.demo import load_demo
+from engage.exports import monthly
 from engage.extensions import db
+from engage.holdings.screening import ListError, exposures, import_list, screen
+from engage.jobs import build_scheduler, housekeeping, jobs
+from engage.models import Campaign, Fund, Role, User
+from engage.reminders.service import tick
+from engage.seeding import SeedError, load_reference
+from engage.synth import SynthError, planned_rows, synthesize
+from engage.validators import parse_datetime
 
 
 def fail(message: str) -> None:
@@ -27,8 +40,6 @@ def fail(message: str) -> None:
 @click.option("--demo", is_flag=True, help="Also load demo users, funds and engagements.")
 def seed_command(demo: bool) -> None:
     """Load reference data from seeds/ (idempotent); with --demo, a demo data set too."""
-    from engage.demo import load_demo
-    from engage.seeding import SeedError, load_reference
 
     with audit.acting_as("seed"):
         try:
@@ -53,8 +64,6 @@ users_cli = AppGroup("users", help="Manage user accounts.")
 @click.option("--role", required=True, help="admin, analyst or viewer.")
 def create_user_command(email: str, name: str, role: str) -> None:
     """Create a user; the password is read from standard input (prompted on a terminal)."""
-    from engage.admin.service import UserError, create_user
-    from engage.models import Role
 
     if role not in Role.values():
         fail(f"--role must be one of {', '.join(Role.values())}, not {role!r}")
@@ -76,7 +85,6 @@ def create_user_command(email: str, name: str, role: str) -> None:
 @click.argument("email")
 def unlock_user_command(email: str) -> None:
     """Forget a user's failed sign-ins and lift any sign-in pause."""
-    from engage.auth.service import find_user, lift_pause
 
     user = find_user(email)
     if user is None:
@@ -92,8 +100,6 @@ reminders_cli = AppGroup("reminders", help="Follow-up reminders and their emails
 
 def parse_now(value: str | None):
     """--now as an ISO date-time (UTC when no offset is given) in the accepted range, or the clock's now."""
-    from engage import clock
-    from engage.validators import parse_datetime
 
     if value is None:
         return clock.utcnow()
@@ -107,7 +113,6 @@ def parse_now(value: str | None):
 @click.option("--now", "now_text", help="Run as if it were this UTC date-time (ISO 8601).")
 def reminders_run_command(now_text: str | None) -> None:
     """One tick: apply the follow-up rules, notify owners of due reminders, drain the outbox."""
-    from engage.reminders.service import tick
 
     now = parse_now(now_text)
     with audit.acting_as("cli"):
@@ -121,7 +126,6 @@ def reminders_run_command(now_text: str | None) -> None:
 @click.option("--now", "now_text", help="Run as if it were this UTC date-time (ISO 8601).")
 def housekeeping_command(now_text: str | None) -> None:
     """Delete import previews never confirmed and cache files past their age (the scheduler does it hourly)."""
-    from engage.jobs import housekeeping
 
     for line in housekeeping(parse_now(now_text)):
         click.echo(line)
@@ -130,9 +134,6 @@ def housekeeping_command(now_text: str | None) -> None:
 @click.command("scheduler")
 def scheduler_command() -> None:
     """Run the periodic jobs (reminders, outbox, monthly export) in the foreground."""
-    import logging
-
-    from engage.jobs import build_scheduler, jobs
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = current_app._get_current_object()
@@ -243,7 +244,6 @@ lists_cli = AppGroup("lists", help="Public lists used for screening.")
 @click.option("--list", "list_name", required=True, help="us_entity_list, uflpa_entity_list, cbp_wro, ...")
 def lists_import_command(path, list_name):
     """Load list entries from a CSV (US Consolidated Screening List export or Engage's format)."""
-    from engage.holdings.screening import ListError, import_list
 
     file = Path(path)
     if not file.is_file():
@@ -265,10 +265,6 @@ def lists_import_command(path, list_name):
 @click.option("--fund", "fund_name", help="Only companies this fund holds.")
 def screen_command(fund_name):
     """Match list entries to companies, add risk flags, and print each fund's exposure per official list."""
-    import sqlalchemy as sa
-
-    from engage.holdings.screening import exposures, screen
-    from engage.models import Fund
 
     fund = None
     if fund_name:
@@ -317,11 +313,6 @@ export_cli = AppGroup("export", help="Exports for the committee.")
 @click.option("--fund", "fund_name", help="Only companies this fund holds.")
 def export_monthly_command(month, fmt, out_path, campaign_slug, owner_email, fund_name):
     """Write the monthly status export; the file appears only once it is complete."""
-    import sqlalchemy as sa
-
-    from engage import clock
-    from engage.exports import monthly
-    from engage.models import Campaign, Fund, User
 
     try:
         parsed = monthly.parse_month(month, clock.today())
@@ -352,7 +343,6 @@ def export_monthly_command(month, fmt, out_path, campaign_slug, owner_email, fun
 @click.option("--seed", default=1, show_default=True, type=int, help="Random seed (same seed, same data).")
 def synth_command(companies, seed):
     """Build a synthetic data set at scale (for benchmarks), in bulk."""
-    from engage.synth import SynthError, planned_rows, synthesize
 
     with click.progressbar(length=planned_rows(companies), label="Synthesising", file=sys.stderr) as bar:
         try:

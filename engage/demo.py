@@ -14,7 +14,10 @@ from decimal import Decimal
 import sqlalchemy as sa
 
 from engage import clock
+from engage.engagements import cycle
+from engage.engagements.service import log_interaction
 from engage.extensions import db
+from engage.letters import service as letters
 from engage.models import (
     Campaign,
     Company,
@@ -165,9 +168,6 @@ _LADDER = [e.value for e in Escalation]
 def _demo_engagement(company, campaign, owner, stage, escalation, outcome, opened, today, templates, rubric,
                      reminder_due):
     """Walk one engagement through the cycle with the same services an analyst's clicks use."""
-    from engage.engagements.service import log_interaction
-    from engage.letters import service as letters
-
     engagement = Engagement(company=company, campaign=campaign, owner=owner, stage=Stage.IDENTIFIED.value,
                             escalation=Escalation.NONE.value, opened_on=opened,
                             objectives="Obtain a value-chain map, a time-bound disengagement plan and public disclosure.")
@@ -219,15 +219,15 @@ def _demo_engagement(company, campaign, owner, stage, escalation, outcome, opene
             continue
         if level == Escalation.COLLECTIVE.value and templates.get("escalation") is not None:
             letters.generate(engagement, templates["escalation"], owner)
-        engagement.escalate_to(level, on=day, today=today, actor_id=owner.id,
-                               note=f"Escalated to {Escalation(level).label.lower()}.")
+        cycle.move_escalation(engagement, level, on=day, today=today, actor_id=owner.id,
+                              note=f"Escalated to {Escalation(level).label.lower()}.")
     db.session.flush()
     if stage == Stage.CLOSED:
         for reminder in engagement.reminders:
             reminder.status = ReminderStatus.DONE.value
         day = min(today, day + dt.timedelta(days=30))
-        engagement.move_to(Stage.CLOSED.value, on=day, today=today, actor_id=owner.id, outcome=outcome,
-                           note="Sold the remaining position after the divestment recommendation.")
+        cycle.move_stage(engagement, Stage.CLOSED.value, on=day, today=today, actor_id=owner.id, outcome=outcome,
+                         note="Sold the remaining position after the divestment recommendation.")
     elif reached >= 2:
         db.session.add(Reminder(engagement=engagement, due_on=reminder_due, status=ReminderStatus.OPEN.value,
                                 reason="Check progress against the plan", created_by_id=owner.id))

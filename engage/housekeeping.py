@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 from flask import current_app
+from engage import idempotency
 
 
 def remove_files_older_than(folder: Path, cutoff: dt.datetime) -> int:
@@ -47,8 +48,6 @@ def remove_old_cache_files(now: dt.datetime) -> int:
 
 def run(now: dt.datetime) -> list[str]:
     """One housekeeping pass; the caller (job or CLI) commits the forgotten form tokens."""
-    from engage import idempotency  # housekeeping is called by jobs and the CLI only; keeps this module light
-
     tokens = idempotency.prune(now - dt.timedelta(days=idempotency.KEEP_DAYS))
     return [f"{remove_old_uploads(now)} expired import preview file(s) removed",
             f"{remove_old_cache_files(now)} old cache file(s) removed",

@@ -12,16 +12,20 @@ import logging
 from dataclasses import dataclass
 from typing import Callable
 
+from apscheduler.schedulers.blocking import BlockingScheduler
 from flask import Flask
 
 from engage import audit, clock
+from engage import housekeeping as cleanup
+from engage.core import outbox
+from engage.exports.service import run_monthly
+from engage.extensions import db
+from engage.reminders.service import apply_rules, notify
 
 log = logging.getLogger("engage.jobs")
 
 
 def reminders_tick(now: dt.datetime) -> list[str]:
-    from engage.reminders.service import apply_rules, notify
-
     created = apply_rules(now.date())
     notified, emails, unowned = notify(now)
     return [f"{created} escalation reminder(s) created", f"{notified} reminder(s) notified in {emails} email(s)"
@@ -29,24 +33,17 @@ def reminders_tick(now: dt.datetime) -> list[str]:
 
 
 def outbox_drain(now: dt.datetime) -> list[str]:
-    from engage.reminders.mail import drain
-
-    return [f"outbox: {drain(now)}"]
+    return [f"outbox: {outbox.drain(now)}"]
 
 
 def monthly_export(now: dt.datetime) -> list[str]:
     """On the 1st: the previous month's status export, stored and emailed once."""
-    from engage.exports.service import run_monthly
-
     return [run_monthly(now)]
 
 
 def housekeeping(now: dt.datetime) -> list[str]:
     """Import previews never confirmed, cache files past their age and old form tokens are deleted."""
-    from engage.extensions import db
-    from engage.housekeeping import run
-
-    lines = run(now)
+    lines = cleanup.run(now)
     db.session.commit()
     return lines
 
@@ -71,8 +68,6 @@ def jobs(app: Flask) -> list[Job]:
 def run_job(app: Flask, job: Job) -> None:
     """Run one job in an app context with the real clock; errors are logged, never fatal."""
     with app.app_context(), audit.acting_as("scheduler"):
-        from engage.extensions import db
-
         try:
             for line in job.func(clock.utcnow()):
                 log.info("%s: %s", job.id, line)
@@ -85,10 +80,7 @@ def run_job(app: Flask, job: Job) -> None:
 
 def build_scheduler(app: Flask, scheduler_class=None):
     """The scheduler with every job; `flask scheduler` runs it in the foreground (blocking)."""
-    if scheduler_class is None:
-        from apscheduler.schedulers.blocking import BlockingScheduler as scheduler_class
-
-    scheduler = scheduler_class(
+    scheduler = (scheduler_class or BlockingScheduler)(
         timezone=dt.UTC,
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 300},
     )

@@ -18,7 +18,7 @@ from flask_login import current_user, login_url
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import RequestRedirect
 
-from engage.extensions import db
+from engage.extensions import db, login_manager
 from engage.models import User
 from engage.models.base import Role
 
@@ -68,8 +68,6 @@ def enforce_access():
     if rule["public"]:
         return None
     if not current_user.is_authenticated:
-        from engage.extensions import login_manager
-
         return login_manager.unauthorized()
     needed = rule["read"] if request.method in SAFE_METHODS else rule["write"]
     if not current_user.has_role(needed):

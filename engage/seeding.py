@@ -13,8 +13,11 @@ from pathlib import Path
 import sqlalchemy as sa
 import yaml
 
+from engage import clock
 from engage.extensions import db
+from engage.holdings.screening import ListError, import_list, screen
 from engage.identifiers import isin_problem
+from engage.letters.rendering import LetterTemplateError, check_template
 from engage.models import (
     Campaign,
     Company,
@@ -29,7 +32,6 @@ from engage.models import (
     RiskSource,
     Rubric,
 )
-from engage import clock
 
 
 class SeedError(ValueError):
@@ -117,8 +119,6 @@ def load_reference(seeds_dir: Path) -> dict[str, int]:
 
 def _load_lists(folder: Path) -> dict[str, int]:
     """Each seeds/lists/<list>.csv, then screening, so seeded companies carry their list flags."""
-    from engage.holdings.screening import ListError, import_list, screen
-
     entries = 0
     for path in sorted(folder.glob("*.csv")) if folder.is_dir() else []:
         try:
@@ -224,8 +224,6 @@ def _load_companies(data: dict) -> tuple[int, int, int]:
 
 
 def _load_templates(data: dict, campaigns: dict[str, Campaign]) -> int:
-    from engage.letters.rendering import LetterTemplateError, check_template
-
     added = 0
     for i, entry in enumerate(data.get("templates", [])):
         where = f"letter_templates.yaml templates[{i}]"

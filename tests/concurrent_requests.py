@@ -38,7 +38,7 @@ class _HoldFirstWrite:
 def _send(app, hold: _HoldFirstWrite, email: str, password: str, url: str, data: dict, multipart: bool) -> dict:
     """Sign in, then send the POST held at its first write; the answer and the page it leads to."""
     client = app.test_client()
-    assert client.post("/login", data={"email": email, "password": password}).status_code == 302
+    assert client.post("/auth/login", data={"email": email, "password": password}).status_code == 302
     hold.state.armed, hold.state.held = True, False
     try:
         response = client.post(url, data=dict(data), content_type="multipart/form-data" if multipart else None)

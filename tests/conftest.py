@@ -131,7 +131,7 @@ def login(client, email: str, password: str = PASSWORD, next_url: str | None = N
     data = {"email": email, "password": password}
     if next_url is not None:
         data["next"] = next_url
-    return client.post("/login", data=data)
+    return client.post("/auth/login", data=data)
 
 
 @pytest.fixture()

@@ -6,7 +6,7 @@ from engage.security import access_rule
 
 #: Reachable without a session: the login page, static files, and the calendar feed, whose
 #: secret token in the URL is its credential (tested in test_reminders).
-PUBLIC_ENDPOINTS = {"auth.login", "static", "reminders.calendar"}
+PUBLIC_ENDPOINTS = {"auth.login", "static", "reminders.calendar", "old_calendar"}
 
 
 def concrete_url(rule) -> str:
@@ -44,8 +44,8 @@ def test_every_route_but_login_and_static_requires_login(app, client):
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
             response = client.open(url, method=method)
             assert response.status_code == 302, (method, url, response.status_code)
-            assert response.headers["Location"].startswith("/login"), (method, url)
-    assert client.get("/login").status_code == 200
+            assert response.headers["Location"].startswith("/auth/login"), (method, url)
+    assert client.get("/auth/login").status_code == 200
     assert client.get("/static/css/app.css").status_code == 200
 
 
@@ -93,3 +93,28 @@ def test_admin_pages_refuse_analysts_and_viewers(client, login_as):
     assert client.post("/admin/users/new", data={}).status_code == 403
     page = client.get("/admin/users").get_data(as_text=True)
     assert "Not allowed" in page  # the 403 page in the app's layout
+
+
+#: Rules outside the "first path segment names the package" rule, each with its reason (README, Layout).
+URL_EXCEPTIONS = {
+    "/": "main.dashboard",  # the home page
+    "/static/<path:filename>": "static",  # Flask's static files
+    "/calendar/<token>.ics": "old_calendar",  # calendar links handed out before the feed moved: a 301
+}
+
+
+def test_every_url_names_the_package_that_serves_it(app):
+    """/<package>/... is served by engage/<package>/routes.py (blueprint <package>), whatever the rule."""
+    wrong = []
+    for rule in app.url_map.iter_rules():
+        if URL_EXCEPTIONS.get(rule.rule) == rule.endpoint:
+            continue
+        first = rule.rule.lstrip("/").split("/")[0]
+        blueprint, _, _ = rule.endpoint.rpartition(".")
+        view = app.view_functions[rule.endpoint]
+        package = view.__module__.split(".")[1] if view.__module__.startswith("engage.") else None
+        if not (first == blueprint == package and view.__module__ == f"engage.{package}.routes"):
+            wrong.append(f"{rule.rule} -> {rule.endpoint} ({view.__module__})")
+    assert wrong == []
+    assert {rule.rule: rule.endpoint for rule in app.url_map.iter_rules() if rule.rule in URL_EXCEPTIONS} \
+        == URL_EXCEPTIONS

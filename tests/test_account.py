@@ -86,8 +86,8 @@ def test_password_change_needs_csrf_and_sign_in(make_app, make_user, app):
     user = make_user("viewer")
     client = protected.test_client()
     assert client.post("/account/password", data={}).status_code in (302, 400)  # signed out: nothing happens
-    token = csrf_token_from(client.get("/login").get_data(as_text=True))
-    client.post("/login", data={"email": user.email, "password": PASSWORD, "csrf_token": token})
+    token = csrf_token_from(client.get("/auth/login").get_data(as_text=True))
+    client.post("/auth/login", data={"email": user.email, "password": PASSWORD, "csrf_token": token})
     before = password_hash(user)
     refused = client.post("/account/password", data={"current_password": PASSWORD, "new_password": NEW, "confirm": NEW})
     assert refused.status_code == 400 and password_hash(user) == before
@@ -102,7 +102,7 @@ def test_signed_out_visitor_is_sent_to_sign_in(client):
     for method, url in (("get", "/account"), ("post", "/account/password"), ("post", "/account/sessions"),
                         ("post", "/account/calendar")):
         response = getattr(client, method)(url)
-        assert response.status_code == 302 and response.headers["Location"].startswith("/login"), url
+        assert response.status_code == 302 and response.headers["Location"].startswith("/auth/login"), url
 
 
 def test_password_change_is_throttled_per_address_like_sign_in(make_app, make_user, app):

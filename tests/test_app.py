@@ -8,14 +8,14 @@ PRODUCTION_KEY = "a-long-random-production-secret-4f9c2e7a"
 
 
 def test_security_headers_and_cookie_flags(client, make_user):
-    response = client.get("/login")
+    response = client.get("/auth/login")
     csp = response.headers["Content-Security-Policy"]
     assert "script-src 'self'" in csp and "unsafe-inline" not in csp
     assert "frame-ancestors 'none'" in csp
     assert response.headers["X-Frame-Options"] == "DENY"
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     user = make_user("viewer")
-    response = client.post("/login", data={"email": user.email, "password": "correct horse battery staple"})
+    response = client.post("/auth/login", data={"email": user.email, "password": "correct horse battery staple"})
     cookie = response.headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
     assert "Secure" not in cookie  # plain http in development and tests
@@ -25,9 +25,9 @@ def test_production_cookies_are_secure_and_https_forced(database_url, monkeypatc
     app = create_app(ProductionConfig, overrides={"SQLALCHEMY_DATABASE_URI": database_url,
                                                    "SECRET_KEY": PRODUCTION_KEY})
     assert app.config["SESSION_COOKIE_SECURE"] and app.config["REMEMBER_COOKIE_SECURE"]
-    response = app.test_client().get("/login")
+    response = app.test_client().get("/auth/login")
     assert response.status_code == 302 and response.headers["Location"].startswith("https://")
-    secure = app.test_client().get("/login", base_url="https://localhost")
+    secure = app.test_client().get("/auth/login", base_url="https://localhost")
     assert "max-age" in secure.headers["Strict-Transport-Security"]
 
 
@@ -53,7 +53,7 @@ def test_missing_object_is_404(client, login_as):
 
 def test_oversized_request_gets_413(make_app, app):
     small = make_app(MAX_CONTENT_LENGTH=1024)
-    response = small.test_client().post("/login", data={"email": "x" * 4096, "password": "y"})
+    response = small.test_client().post("/auth/login", data={"email": "x" * 4096, "password": "y"})
     assert response.status_code == 413
     assert "larger than the limit" in response.get_data(as_text=True)
 
@@ -83,7 +83,7 @@ def test_static_assets_are_served_by_the_app(client):
     css = client.get("/static/css/app.css")
     assert css.status_code == 200 and b"--brand" in css.data
     assert client.get("/static/js/app.js").status_code == 200
-    page = client.get("/login").get_data(as_text=True)
+    page = client.get("/auth/login").get_data(as_text=True)
     assert "http://" not in page.replace("http://localhost", "") and "https://" not in page
 
 
@@ -101,6 +101,6 @@ def test_behind_a_tls_proxy_forwarded_headers_are_trusted(database_url):
     app = create_app(ProductionConfig, overrides={"SQLALCHEMY_DATABASE_URI": database_url, "PROXY_COUNT": 1,
                                                    "SECRET_KEY": PRODUCTION_KEY})
     client = app.test_client()
-    assert client.get("/login").status_code == 302  # plain http is redirected
-    response = client.get("/login", headers={"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.9"})
+    assert client.get("/auth/login").status_code == 302  # plain http is redirected
+    response = client.get("/auth/login", headers={"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.9"})
     assert response.status_code == 200

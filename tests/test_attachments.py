@@ -65,7 +65,7 @@ def test_names_in_any_script_are_kept_for_display_and_download(client, login_as,
     from markupsafe import escape
 
     assert str(escape(shown)) in page
-    download = client.get(f"/attachments/{attachment.id}")
+    download = client.get(f"/engagements/attachments/{attachment.id}")
     assert download.status_code == 200 and download.data == data
     disposition = download.headers["Content-Disposition"]
     assert disposition == f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(shown, safe='')}"

@@ -56,7 +56,7 @@ def test_safe_next_redirect_is_followed(client, make_user):
 def test_unsafe_next_redirects_are_ignored(client, make_user):
     user = make_user("viewer")
     for target in ["https://evil.example/", "//evil.example/x", "/\\evil.example", "javascript:alert(1)", "evil"]:
-        client.post("/logout")
+        client.post("/auth/logout")
         response = login(client, user.email, next_url=target)
         assert response.status_code == 302
         assert response.headers["Location"] == "/", target
@@ -65,16 +65,16 @@ def test_unsafe_next_redirects_are_ignored(client, make_user):
 def test_anonymous_request_redirects_to_login_with_relative_next(client):
     response = client.get("/engagements?stage=identified")
     assert response.status_code == 302
-    assert response.headers["Location"].startswith("/login?next=")
+    assert response.headers["Location"].startswith("/auth/login?next=")
     assert "%2Fengagements" in response.headers["Location"]
 
 
 def test_logout_clears_session_and_requires_post(client, login_as):
     login_as("analyst")
-    assert client.get("/logout").status_code == 405
+    assert client.get("/auth/logout").status_code == 405
     with client.session_transaction() as session:
         session["left_over"] = "value"
-    response = client.post("/logout")
+    response = client.post("/auth/logout")
     assert response.status_code == 302
     with client.session_transaction() as session:
         assert "left_over" not in session
@@ -99,11 +99,11 @@ def test_csrf_is_required_on_forms(make_app, make_user, app):
     user = make_user("admin")
     client = protected.test_client()
     assert login(client, user.email).status_code == 400  # no token
-    page = client.get("/login").get_data(as_text=True)
+    page = client.get("/auth/login").get_data(as_text=True)
     token = csrf_token_from(page)
-    response = client.post("/login", data={"email": user.email, "password": PASSWORD, "csrf_token": token})
+    response = client.post("/auth/login", data={"email": user.email, "password": PASSWORD, "csrf_token": token})
     assert response.status_code == 302
-    assert client.post("/logout").status_code == 400  # logout without token refused
+    assert client.post("/auth/logout").status_code == 400  # logout without token refused
     assert client.get("/").status_code == 200  # still signed in
     dashboard = client.get("/").get_data(as_text=True)
-    assert client.post("/logout", data={"csrf_token": csrf_token_from(dashboard)}).status_code == 302
+    assert client.post("/auth/logout", data={"csrf_token": csrf_token_from(dashboard)}).status_code == 302

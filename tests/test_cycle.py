@@ -1,9 +1,10 @@
-"""Every allowed and forbidden move of the cycle, through Engagement.move_to/escalate_to."""
+"""Every allowed and forbidden move of the cycle, through cycle.move_stage/move_escalation."""
 
 import datetime as dt
 
 import pytest
 
+from engage.engagements import cycle
 from engage.engagements.cycle import LADDER, OPEN_STAGES, STAGES, MoveError, escalation_moves, stage_moves
 from engage.extensions import db
 from tests import factories
@@ -26,25 +27,25 @@ def test_every_stage_pair_from_an_open_stage(app, start, target):
     here, there = STAGES.index(start), STAGES.index(target)
     if target == start:
         with pytest.raises(MoveError, match="already at"):
-            engagement.move_to(target, on=ON, today=TODAY, actor_id=None)
+            cycle.move_stage(engagement, target, on=ON, today=TODAY, actor_id=None)
         return
     if target == "closed":
         with pytest.raises(MoveError) as refused:
-            engagement.move_to(target, on=ON, today=TODAY, actor_id=None)
+            cycle.move_stage(engagement, target, on=ON, today=TODAY, actor_id=None)
         assert refused.value.field == "outcome"
-        event = engagement.move_to(target, on=ON, today=TODAY, actor_id=None, outcome="resolved")
+        event = cycle.move_stage(engagement, target, on=ON, today=TODAY, actor_id=None, outcome="resolved")
         assert (engagement.stage, engagement.outcome, engagement.closed_on) == ("closed", "resolved", ON)
         assert event.kind == "close"
     elif there > here:
-        event = engagement.move_to(target, on=ON, today=TODAY, actor_id=None, note="dated event",
-                                   evidence_url="https://example.org/report.pdf")
+        event = cycle.move_stage(engagement, target, on=ON, today=TODAY, actor_id=None, note="dated event",
+                                 evidence_url="https://example.org/report.pdf")
         assert engagement.stage == target and event.kind == "stage"
         assert event.evidence_url == "https://example.org/report.pdf"
     else:
         with pytest.raises(MoveError) as refused:
-            engagement.move_to(target, on=ON, today=TODAY, actor_id=None)
+            cycle.move_stage(engagement, target, on=ON, today=TODAY, actor_id=None)
         assert refused.value.field == "reason"
-        engagement.move_to(target, on=ON, today=TODAY, actor_id=None, reason="the map was incomplete")
+        cycle.move_stage(engagement, target, on=ON, today=TODAY, actor_id=None, reason="the map was incomplete")
         assert engagement.stage == target
     db.session.commit()
     assert engagement.events[-1].from_value == start and engagement.events[-1].to_value == target
@@ -54,9 +55,9 @@ def test_every_stage_pair_from_an_open_stage(app, start, target):
 def test_reopening_needs_a_reason(app, target):
     engagement = at("closed")
     with pytest.raises(MoveError) as refused:
-        engagement.move_to(target, on=ON, today=TODAY, actor_id=None)
+        cycle.move_stage(engagement, target, on=ON, today=TODAY, actor_id=None)
     assert refused.value.field == "reason"
-    event = engagement.move_to(target, on=ON, today=TODAY, actor_id=None, reason="new allegations")
+    event = cycle.move_stage(engagement, target, on=ON, today=TODAY, actor_id=None, reason="new allegations")
     assert event.kind == "reopen"
     assert (engagement.stage, engagement.outcome, engagement.closed_on) == (target, None, None)
     db.session.commit()
@@ -67,7 +68,7 @@ def test_closed_engagement_offers_only_reopening_and_no_escalation(app):
     assert {m.kind for m in stage_moves(engagement)} == {"reopen"}
     assert escalation_moves(engagement) == []
     with pytest.raises(MoveError, match="reopen it"):
-        engagement.escalate_to("follow_up", on=ON, today=TODAY, actor_id=None)
+        cycle.move_escalation(engagement, "follow_up", on=ON, today=TODAY, actor_id=None)
 
 
 def test_divested_company_is_readmitted_only_on_evidence_of_change(app):
@@ -75,17 +76,17 @@ def test_divested_company_is_readmitted_only_on_evidence_of_change(app):
     move = [m for m in stage_moves(engagement) if m.target == "identified"][0]
     assert move.needs_evidence
     with pytest.raises(MoveError) as refused:
-        engagement.move_to("identified", on=ON, today=TODAY, actor_id=None, reason="asked to review")
+        cycle.move_stage(engagement, "identified", on=ON, today=TODAY, actor_id=None, reason="asked to review")
     assert refused.value.field == "evidence"
-    engagement.move_to("identified", on=ON, today=TODAY, actor_id=None, reason="asked to review",
-                       evidence="Audited exit from the two regional contracts, published 2026-04.")
+    cycle.move_stage(engagement, "identified", on=ON, today=TODAY, actor_id=None, reason="asked to review",
+                     evidence="Audited exit from the two regional contracts, published 2026-04.")
     assert engagement.escalation == "observation"  # readmitted, but watched
     db.session.commit()
 
 
 def test_closing_as_divested_puts_the_escalation_at_divested(app):
     engagement = at("disengaging", escalation="divestment_recommended")
-    engagement.move_to("closed", on=ON, today=TODAY, actor_id=None, outcome="divested")
+    cycle.move_stage(engagement, "closed", on=ON, today=TODAY, actor_id=None, outcome="divested")
     assert engagement.escalation == "divested"
 
 
@@ -95,22 +96,22 @@ def test_every_escalation_pair(app, start, target):
     engagement = at("acknowledged", escalation=start)
     if target == start:
         with pytest.raises(MoveError, match="already"):
-            engagement.escalate_to(target, on=ON, today=TODAY, actor_id=None)
+            cycle.move_escalation(engagement, target, on=ON, today=TODAY, actor_id=None)
     elif LADDER.index(target) > LADDER.index(start):
-        event = engagement.escalate_to(target, on=ON, today=TODAY, actor_id=None, note="no reply")
+        event = cycle.move_escalation(engagement, target, on=ON, today=TODAY, actor_id=None, note="no reply")
         assert engagement.escalation == target and event.kind == "escalation"
     else:
         with pytest.raises(MoveError) as refused:
-            engagement.escalate_to(target, on=ON, today=TODAY, actor_id=None)
+            cycle.move_escalation(engagement, target, on=ON, today=TODAY, actor_id=None)
         assert refused.value.field == "reason"
         if start == "divested":
             with pytest.raises(MoveError) as refused:
-                engagement.escalate_to(target, on=ON, today=TODAY, actor_id=None, reason="improved")
+                cycle.move_escalation(engagement, target, on=ON, today=TODAY, actor_id=None, reason="improved")
             assert refused.value.field == "evidence"
-            engagement.escalate_to(target, on=ON, today=TODAY, actor_id=None, reason="improved",
-                                   evidence="Independent audit confirms the supplier relationships ended.")
+            cycle.move_escalation(engagement, target, on=ON, today=TODAY, actor_id=None, reason="improved",
+                                  evidence="Independent audit confirms the supplier relationships ended.")
         else:
-            engagement.escalate_to(target, on=ON, today=TODAY, actor_id=None, reason="company signed")
+            cycle.move_escalation(engagement, target, on=ON, today=TODAY, actor_id=None, reason="company signed")
         assert engagement.escalation == target
     db.session.commit()
 
@@ -118,14 +119,14 @@ def test_every_escalation_pair(app, start, target):
 def test_moves_are_dated_within_the_engagement(app):
     engagement = at("identified")
     with pytest.raises(MoveError) as refused:
-        engagement.move_to("mapping_requested", on=TODAY + dt.timedelta(days=1), today=TODAY, actor_id=None)
+        cycle.move_stage(engagement, "mapping_requested", on=TODAY + dt.timedelta(days=1), today=TODAY, actor_id=None)
     assert refused.value.field == "occurred_on" and "future" in refused.value.message
     with pytest.raises(MoveError, match="before the engagement was opened"):
-        engagement.move_to("mapping_requested", on=dt.date(2025, 1, 1), today=TODAY, actor_id=None)
+        cycle.move_stage(engagement, "mapping_requested", on=dt.date(2025, 1, 1), today=TODAY, actor_id=None)
     with pytest.raises(MoveError, match="not a stage"):
-        engagement.move_to("somewhere", on=ON, today=TODAY, actor_id=None)
+        cycle.move_stage(engagement, "somewhere", on=ON, today=TODAY, actor_id=None)
     with pytest.raises(MoveError) as refused:
-        engagement.move_to("mapping_requested", on=ON, today=TODAY, actor_id=None, evidence_url="javascript:alert(1)")
+        cycle.move_stage(engagement, "mapping_requested", on=ON, today=TODAY, actor_id=None, evidence_url="javascript:alert(1)")
     assert refused.value.field == "evidence_url"
     assert engagement.stage == "identified" and engagement.events == []
 
@@ -136,7 +137,7 @@ def test_every_move_is_audited(app):
     from engage.models import AuditEvent
 
     engagement = at("identified")
-    engagement.move_to("mapping_requested", on=ON, today=TODAY, actor_id=None)
+    cycle.move_stage(engagement, "mapping_requested", on=ON, today=TODAY, actor_id=None)
     db.session.commit()
     events = db.session.scalars(select(AuditEvent).where(AuditEvent.object_id == engagement.id,
                                                          AuditEvent.object_type == "Engagement",

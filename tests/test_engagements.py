@@ -50,7 +50,7 @@ def test_analyst_takes_a_company_through_the_whole_cycle(client, login_as, froze
     company = factories.company("Cycle Test Textiles Co., Ltd.", sector="Textiles")
     campaign = factories.campaign()
     db.session.commit()
-    response = client.post(f"/companies/{company.id}/engagements/new", data={
+    response = client.post(f"/engagements/open/{company.id}", data={
         "campaign_id": campaign.id, "owner_id": analyst.id, "opened_on": "2026-01-10",
         "objectives": "Get a **map** of cotton suppliers."})
     assert response.status_code == 302
@@ -122,7 +122,7 @@ def test_refused_moves_write_nothing(client, login_as, frozen_today):
 def test_duplicate_open_engagement_is_refused(client, login_as):
     analyst = login_as("analyst")
     engagement = factories.engagement()
-    response = client.post(f"/companies/{engagement.company_id}/engagements/new", data={
+    response = client.post(f"/engagements/open/{engagement.company_id}", data={
         "campaign_id": engagement.campaign_id, "owner_id": analyst.id, "opened_on": "2026-01-10"})
     assert response.status_code == 422
     assert "already has an open engagement" in response.get_data(as_text=True)
@@ -133,7 +133,7 @@ def test_future_opening_date_is_refused(client, login_as, frozen_today):
     analyst = login_as("analyst")
     company, campaign = factories.company(), factories.campaign()
     db.session.commit()
-    response = client.post(f"/companies/{company.id}/engagements/new", data={
+    response = client.post(f"/engagements/open/{company.id}", data={
         "campaign_id": campaign.id, "owner_id": analyst.id, "opened_on": "2026-07-01"})
     assert response.status_code == 422 and "in the future" in response.get_data(as_text=True)
 
@@ -144,7 +144,7 @@ def test_stale_edit_is_refused_and_shows_what_changed(client, login_as, app, mak
     engagement = factories.engagement(owner=me, objectives="original")
     eid, seen = engagement.id, version_of(engagement.id)
     other = app.test_client()
-    other.post("/login", data={"email": other_user.email, "password": "correct horse battery staple"})
+    other.post("/auth/login", data={"email": other_user.email, "password": "correct horse battery staple"})
     first = other.post(f"/engagements/{eid}/escalation",
                        data={"target": "follow_up", "occurred_on": "2026-01-20", "version": seen})
     assert first.status_code == 302
@@ -204,10 +204,10 @@ def test_attachments_upload_download_and_refusals(client, login_as, app, tmp_pat
         attachment = db.session.scalar(sa.select(Attachment))
         assert attachment.filename == "reply letter.pdf" and attachment.size_bytes == len(PDF)  # issue 13: name kept
         assert (tmp_path / attachment.stored_name).read_bytes() == PDF
-        download = client.get(f"/attachments/{attachment.id}")
+        download = client.get(f"/engagements/attachments/{attachment.id}")
         assert download.status_code == 200 and download.data == PDF
         assert "attachment" in download.headers["Content-Disposition"]
-        assert app.test_client().get(f"/attachments/{attachment.id}").status_code == 302  # signed out
+        assert app.test_client().get(f"/engagements/attachments/{attachment.id}").status_code == 302  # signed out
 
         refused = [
             (log(client, eid, attachments=[(io.BytesIO(b"MZ\x90\x00"), "tool.exe")]), "not accepted"),
@@ -238,7 +238,7 @@ def test_viewer_sees_no_buttons_and_is_refused(client, login_as):
     assert post_escalation(client, eid, "follow_up").status_code == 403
     assert log(client, eid).status_code == 403
     assert client.post(f"/engagements/{eid}/edit", data={}).status_code == 403
-    assert client.post(f"/companies/{engagement.company_id}/engagements/new", data={}).status_code == 403
+    assert client.post(f"/engagements/open/{engagement.company_id}", data={}).status_code == 403
     db.session.expire_all()
     assert db.session.get(Engagement, eid).stage == "identified"
     company_page = client.get(f"/companies/{engagement.company_id}").get_data(as_text=True)

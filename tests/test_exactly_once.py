@@ -136,11 +136,11 @@ def test_scoring_a_response_twice_at_once_scores_once(app, client, analyst, runn
     db.session.add(reply)
     db.session.commit()
     login(client, analyst.email)
-    page = client.get(f"/interactions/{reply.id}/score").get_data(as_text=True)
+    page = client.get(f"/scoring/interactions/{reply.id}").get_data(as_text=True)
     token = re.search(r'name="form_token" type="hidden" value="([0-9a-f]{32})"', page).group(1)
     data = {"scored_on": "2026-01-21", "form_token": token,
             **{f"level-{c.id}": "1" for c in campaign.rubrics[-1].criteria}}
-    outcomes = race(app, database_url, [(analyst.email, f"/interactions/{reply.id}/score", data, False)] * 2)
+    outcomes = race(app, database_url, [(analyst.email, f"/scoring/interactions/{reply.id}", data, False)] * 2)
     assert sorted(o["status"] for o in outcomes) == [302, 303]
     fresh()
     score = db.session.scalar(sa.select(Score))

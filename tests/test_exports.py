@@ -11,6 +11,7 @@ from openpyxl import load_workbook
 
 from engage import clock
 from engage.exports import monthly
+from engage.engagements import cycle
 from engage.extensions import db
 from engage.models import ExportRun, Fund, Holding, Interaction, Letter, Reminder, Score
 from tests import factories
@@ -29,8 +30,8 @@ def build_history(owner=None):
     engagement = factories.engagement(company=factories.company("October Co", isin="CNE100000PM8", sector="Solar"),
                                       opened_on=dt.date(2026, 9, 1), owner=owner)
     today = dt.date(2026, 12, 10)
-    engagement.move_to("mapping_requested", on=dt.date(2026, 10, 5), today=today, actor_id=None)
-    engagement.escalate_to("follow_up", on=dt.date(2026, 10, 20), today=today, actor_id=None)
+    cycle.move_stage(engagement, "mapping_requested", on=dt.date(2026, 10, 5), today=today, actor_id=None)
+    cycle.move_escalation(engagement, "follow_up", on=dt.date(2026, 10, 20), today=today, actor_id=None)
     db.session.add_all([
         Interaction(engagement=engagement, kind="letter", direction="outbound", occurred_on=dt.date(2026, 10, 5)),
         Interaction(engagement=engagement, kind="response", direction="inbound", occurred_on=dt.date(2026, 10, 25)),
@@ -70,8 +71,8 @@ def test_export_shows_the_state_at_month_end(app, frozen):
     before = csv_rows(monthly.build(october))
 
     # November: the company replies, the stage and score move, a reminder is completed
-    engagement.move_to("acknowledged", on=dt.date(2026, 11, 10), today=TODAY, actor_id=None)
-    engagement.move_to("closed", on=dt.date(2026, 12, 1), today=TODAY, actor_id=None, outcome="resolved")
+    cycle.move_stage(engagement, "acknowledged", on=dt.date(2026, 11, 10), today=TODAY, actor_id=None)
+    cycle.move_stage(engagement, "closed", on=dt.date(2026, 12, 1), today=TODAY, actor_id=None, outcome="resolved")
     db.session.add(Interaction(engagement=engagement, kind="response", direction="inbound",
                                occurred_on=dt.date(2026, 11, 10)))
     db.session.commit()
@@ -190,7 +191,7 @@ def test_exports_page_downloads(client, login_as, frozen):
 
 def test_monthly_job_stores_and_emails_once(app, smtp, frozen):
     from engage.exports.service import run_monthly
-    from engage.reminders import mail
+    from engage.core import outbox
 
     build_history()
     app.config["MONTHLY_EXPORT_RECIPIENTS"] = "committee@example.org, chair@example.org"
@@ -198,7 +199,7 @@ def test_monthly_job_stores_and_emails_once(app, smtp, frozen):
         now = dt.datetime(2026, 11, 1, 6, 0)
         assert "2026-10: 1 engagements, emailed to 2" in run_monthly(now)
         assert "already made" in run_monthly(now + dt.timedelta(minutes=1))
-        assert len(mail.drain(now).sent) == 2
+        assert len(outbox.drain(now).sent) == 2
     finally:
         app.config["MONTHLY_EXPORT_RECIPIENTS"] = ""
     assert db.session.scalar(sa.select(sa.func.count(ExportRun.id))) == 1
@@ -220,8 +221,8 @@ def test_public_report_has_no_confidential_field(client, login_as, frozen, make_
     db.session.add(Interaction(engagement=engagement, kind="call", direction="outbound", occurred_on=dt.date(2026, 11, 2),
                                summary="PRIVATE CALL NOTES", participants="Ms Contact, IR"))
     db.session.commit()
-    page = client.get(f"/campaigns/{engagement.campaign_id}/report").get_data(as_text=True)
-    pdf = client.get(f"/campaigns/{engagement.campaign_id}/report.pdf")
+    page = client.get(f"/exports/campaigns/{engagement.campaign_id}/report").get_data(as_text=True)
+    pdf = client.get(f"/exports/campaigns/{engagement.campaign_id}/report.pdf")
     text = "".join(p.extract_text() for p in PdfReader(io.BytesIO(pdf.data)).pages)
     assert "1 companies" in page and "Solar" in page and "+15.0 points" in page
     for secret in ("CONFIDENTIAL OBJECTIVE", "PRIVATE CALL NOTES", "Ms Contact", owner.name, owner.email, "October Co"):

@@ -11,6 +11,7 @@ from openpyxl import load_workbook
 
 from engage import clock
 from engage.exports import monthly
+from engage.engagements import cycle
 from engage.extensions import db
 from engage.holdings import screening
 from engage.models import (
@@ -90,17 +91,17 @@ def test_pages_cli_and_export_show_eight_percent_not_ninety_eight(client, login_
     assert "Analyst note on 1 company (USD 90.00 million, 90.0 %)" in row  # shown apart
     assert "98" not in row and "100.0 %" not in row
 
-    funds = client.get("/funds").get_data(as_text=True)
+    funds = client.get("/holdings/funds").get_data(as_text=True)
     assert "USD 8.00 million (8.0 %)" in funds and "USD 98" not in funds
 
-    page = client.get(f"/funds/{fund.id}").get_data(as_text=True)
+    page = client.get(f"/holdings/funds/{fund.id}").get_data(as_text=True)
     assert "USD 8.00 million (8.0 % of the fund, 2 companies)" in page
     assert ('<tr><td>UFLPA Entity List</td><td class="num">1</td><td class="num">USD 3.00 million</td>'
             '<td class="num">3.0 %</td></tr>') in page
-    official_only = client.get(f"/funds/{fund.id}?flagged=yes").get_data(as_text=True)
+    official_only = client.get(f"/holdings/funds/{fund.id}?flagged=yes").get_data(as_text=True)
     assert "Honest Fund Twice Listed" in official_only and "Honest Fund Noted" not in official_only
 
-    screening_page = client.get("/screening").get_data(as_text=True)
+    screening_page = client.get("/holdings/screening").get_data(as_text=True)
     listed_table, noted_table = screening_page.split("Holdings on an official list")[1].split("analyst notes or sector risk only")
     assert "Honest Fund Listed" in listed_table and "Honest Fund Noted" not in listed_table
     assert "Honest Fund Noted" in noted_table
@@ -144,13 +145,13 @@ def test_exposure_pages_and_export_query_count_does_not_grow_with_funds(client, 
             fund = honest_fund(f"Fund {i:02d}")
             listed = db.session.scalar(sa.select(Company).where(Company.name == f"Fund {i:02d} Listed"))
             engagement = factories.engagement(company=listed, opened_on=dt.date(2026, 1, 5))
-            engagement.move_to("closed", on=dt.date(2026, 3, 10), today=frozen, actor_id=None, outcome="divested")
+            cycle.move_stage(engagement, "closed", on=dt.date(2026, 3, 10), today=frozen, actor_id=None, outcome="divested")
             db.session.add(Holding(fund=fund, company=listed, as_of=dt.date(2026, 9, 30), market_value=MILLION))
             db.session.commit()
 
     def measure():
         counts = {}
-        for url in ("/", "/funds", "/screening"):
+        for url in ("/", "/holdings/funds", "/holdings/screening"):
             with count_queries() as counter:
                 assert client.get(url).status_code == 200
             counts[url] = counter.count
@@ -166,7 +167,7 @@ def test_exposure_pages_and_export_query_count_does_not_grow_with_funds(client, 
     large, export = measure()
     assert len(export.summary["exposure"]) == 8
     assert large == small
-    page = client.get("/screening").get_data(as_text=True)
+    page = client.get("/holdings/screening").get_data(as_text=True)
     assert page.count("held again after divestment</span>") == 8
 
 
@@ -183,8 +184,8 @@ def divested(make_user, frozen):
     owner = make_user("analyst", email="owner@example.org")
     company = flagged("Meiya Pico Forensics", "us_entity_list")
     engagement = factories.engagement(company=company, owner=owner, opened_on=dt.date(2026, 1, 5))
-    engagement.move_to("closed", on=dt.date(2026, 3, 10), today=frozen, actor_id=None, outcome="divested",
-                       note="Sold after the divestment recommendation.")
+    cycle.move_stage(engagement, "closed", on=dt.date(2026, 3, 10), today=frozen, actor_id=None, outcome="divested",
+                     note="Sold after the divestment recommendation.")
     db.session.commit()
     return engagement
 
@@ -218,7 +219,7 @@ def test_divested_company_held_again_alerts_its_owner_once(client, login_as, run
     fund = db.session.scalar(sa.select(Fund).where(Fund.name == "EM Fund"))
     web = import_web(client, fund.id).get_data(as_text=True)
     assert "Held again after divestment: Meiya Pico Forensics (0 new alert(s), 0 owner email(s) queued)" in web
-    client.post("/screening/run")
+    client.post("/holdings/screening/run")
     assert [e.recipient for e in outbox()] == ["owner@example.org"]
     alert = db.session.scalar(sa.select(DivestmentAlert))
     assert (alert.engagement_id, alert.as_of, alert.market_value, alert.notified_id) == (
@@ -245,7 +246,7 @@ def test_screening_dashboard_and_bulk_action_follow_the_readmission_rule(client,
                                                                           tmp_path, frozen):
     assert import_cli(runner, tmp_path).exit_code == 0
     analyst = login_as("analyst")
-    page = client.get("/screening").get_data(as_text=True)
+    page = client.get("/holdings/screening").get_data(as_text=True)
     row = next(line for line in page.split("<tr>") if "Meiya Pico Forensics" in line and "badge" in line)
     assert f'/engagements/{divested.id}">Divested 10 Mar 2026</a>' in row and "held again after divestment" in row
     assert ">None<" not in row
@@ -257,13 +258,13 @@ def test_screening_dashboard_and_bulk_action_follow_the_readmission_rule(client,
     assert "Held again after divestment" in client.get(f"/engagements/{divested.id}").get_data(as_text=True)
 
     fund = db.session.scalar(sa.select(Fund).where(Fund.name == "EM Fund"))
-    response = client.post("/screening/engage", data={"fund_id": fund.id, "campaign_id": divested.campaign_id},
+    response = client.post("/holdings/screening/engage", data={"fund_id": fund.id, "campaign_id": divested.campaign_id},
                            follow_redirects=True)
     assert "0 engagement(s) opened" in response.get_data(as_text=True)
     for huge in ("99999999999999999999999", str(2**63 - 1)):
-        assert client.post("/screening/engage", data={"fund_id": huge, "campaign_id": huge}).status_code == 400
+        assert client.post("/holdings/screening/engage", data={"fund_id": huge, "campaign_id": huge}).status_code == 400
     assert "Not opened for Meiya Pico Forensics: divested" in response.get_data(as_text=True)
-    refused = client.post(f"/companies/{divested.company_id}/engagements/new",
+    refused = client.post(f"/engagements/open/{divested.company_id}",
                           data={"campaign_id": divested.campaign_id, "owner_id": analyst.id, "opened_on": "2026-11-15"})
     assert refused.status_code == 422 and "was divested" in refused.get_data(as_text=True)
     assert db.session.scalar(sa.select(sa.func.count(Engagement.id))) == 1
@@ -275,7 +276,7 @@ def test_screening_dashboard_and_bulk_action_follow_the_readmission_rule(client,
     assert client.post(f"/engagements/{divested.id}/stage",
                        data={**form, "evidence": "Audited termination of the contracts, published 1 Nov"}).status_code == 302
     assert "Divested companies held again" not in client.get("/").get_data(as_text=True)
-    page = client.get("/screening").get_data(as_text=True)
+    page = client.get("/holdings/screening").get_data(as_text=True)
     assert f'/engagements/{divested.id}">Open: Identified</a>' in page and "held again" not in page
 
 
@@ -285,7 +286,7 @@ def test_escalated_to_divested_counts_and_older_snapshots_do_not(client, login_a
     engagement = factories.engagement(company=flagged("Meiya Pico Forensics", "us_entity_list"), owner=owner,
                                       opened_on=dt.date(2026, 1, 5))
     for level in ("follow_up", "call_to_action", "collective", "observation", "divestment_recommended", "divested"):
-        engagement.escalate_to(level, on=dt.date(2026, 6, 1), today=frozen, actor_id=None)
+        cycle.move_escalation(engagement, level, on=dt.date(2026, 6, 1), today=frozen, actor_id=None)
     db.session.commit()
     before = import_cli(runner, tmp_path, as_of="2026-06-01")  # the snapshot of the divestment day: not "again"
     assert before.exit_code == 0 and "held again" not in before.stderr
@@ -293,7 +294,7 @@ def test_escalated_to_divested_counts_and_older_snapshots_do_not(client, login_a
     assert "held again after divestment: Meiya Pico Forensics (1 new alert(s), 1 owner email(s) queued)" in after.stderr
     login_as("analyst")
     fund = db.session.scalar(sa.select(Fund))
-    client.post("/screening/engage", data={"fund_id": fund.id, "campaign_id": factories.campaign().id})
+    client.post("/holdings/screening/engage", data={"fund_id": fund.id, "campaign_id": factories.campaign().id})
     db.session.commit()
     assert db.session.scalar(sa.select(sa.func.count(Engagement.id))) == 1  # no fresh engagement elsewhere either
 
@@ -303,7 +304,7 @@ def test_alert_without_an_active_owner_is_shown_but_not_emailed(runner, make_use
     gone = make_user("analyst", email="gone@example.org", active=False)
     engagement = factories.engagement(company=factories.company("Meiya Pico Forensics"), owner=gone,
                                       opened_on=dt.date(2026, 1, 5))
-    engagement.move_to("closed", on=dt.date(2026, 3, 10), today=frozen, actor_id=None, outcome="divested")
+    cycle.move_stage(engagement, "closed", on=dt.date(2026, 3, 10), today=frozen, actor_id=None, outcome="divested")
     db.session.commit()
     result = import_cli(runner, tmp_path)
     assert "(1 new alert(s), 0 owner email(s) queued)" in result.stderr and outbox() == []

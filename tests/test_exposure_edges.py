@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from openpyxl import Workbook, load_workbook
 
+from engage.engagements import cycle
 from engage.extensions import db
 from engage.holdings import importer, screening
 from engage.identifiers import isin_check_digit
@@ -158,14 +159,14 @@ def test_a_listed_holding_without_market_value_is_not_silently_zero(client, logi
     dashboard = client.get("/").get_data(as_text=True).split("Exposure to official lists")[1]
     assert "US Entity List: value unknown for 1" in dashboard and "value unknown for 1<br>" in dashboard
     assert "USD 0" not in dashboard and "0.0 %" not in dashboard
-    funds = client.get("/funds").get_data(as_text=True)
+    funds = client.get("/holdings/funds").get_data(as_text=True)
     assert "USD 10.00 million, value unknown for 1 of 2 positions" in funds and "USD 0" not in funds
-    page = client.get(f"/funds/{fund.id}").get_data(as_text=True)
+    page = client.get(f"/holdings/funds/{fund.id}").get_data(as_text=True)
     assert "<dt>On an official list</dt><dd>value unknown for 1 (1 company)</dd>" in page
     assert ('<tr><td>US Entity List</td><td class="num">1</td><td class="num">value unknown for 1</td>'
             '<td class="num">–</td></tr>') in page
     assert '<td class="num">value unknown</td>' in page  # the holding's own row
-    screening_page = client.get("/screening").get_data(as_text=True)
+    screening_page = client.get("/holdings/screening").get_data(as_text=True)
     assert "<strong>value unknown for 1</strong>" in screening_page and "<strong>USD 0" not in screening_page
     screened = runner.invoke(args=["screen", "--fund", "Unknown Value Fund"]).output
     assert "on an official list: 1 company, value unknown for 1" in screened
@@ -188,15 +189,15 @@ def test_a_fund_whose_values_are_all_missing_shows_value_unknown_not_zero(client
     e = screening.exposure(fund)
     assert (e.value_known, e.share, [p.share for p in e.signals if p.positions]) == (False, None, [None])
     login_as("viewer")
-    for url in ("/", "/funds"):
+    for url in ("/", "/holdings/funds"):
         html = client.get(url).get_data(as_text=True)
         assert "USD 0" not in html and "0.0 %" not in html, url
-    for url in (f"/funds/{fund.id}", "/screening"):  # lists holding nothing say USD 0; the fund is not USD 0
+    for url in (f"/holdings/funds/{fund.id}", "/holdings/screening"):  # lists holding nothing say USD 0; the fund is not USD 0
         html = client.get(url).get_data(as_text=True)
         assert "holdings of 31 Oct 2026 (value unknown)</caption>" in html, url
         assert "<strong>value unknown for 1</strong>" in html and "0.0 %" not in html, url
-    assert "<dt>Market value</dt><dd>value unknown</dd>" in client.get(f"/funds/{fund.id}").get_data(as_text=True)
-    assert '<td class="num">value unknown</td>' in client.get("/funds").get_data(as_text=True)
+    assert "<dt>Market value</dt><dd>value unknown</dd>" in client.get(f"/holdings/funds/{fund.id}").get_data(as_text=True)
+    assert '<td class="num">value unknown</td>' in client.get("/holdings/funds").get_data(as_text=True)
     assert "Analyst note on 1 company (value unknown for 1; 1 also on an official list)" in \
         client.get("/").get_data(as_text=True)
 
@@ -248,12 +249,12 @@ def test_held_again_emails_once_per_company_and_fund_until_sold_or_readmitted(
     assert len(outbox()) == 2 and alerts() == [("2026-11-02", "2026-11-05"), ("2026-11-06", None)]
 
     # readmitted on evidence (no longer divested), then divested again: a new alert once more
-    divested.move_to("identified", on=dt.date(2026, 11, 7), today=frozen, actor_id=None, reason="Contracts ended",
+    cycle.move_stage(divested, "identified", on=dt.date(2026, 11, 7), today=frozen, actor_id=None, reason="Contracts ended",
                      evidence="Audited termination of the contracts")
     db.session.commit()
     assert "held again" not in run("2026-11-08")
     assert alerts()[-1] == ("2026-11-06", "2026-11-08")
-    divested.move_to("closed", on=dt.date(2026, 11, 9), today=frozen, actor_id=None, outcome="divested")
+    cycle.move_stage(divested, "closed", on=dt.date(2026, 11, 9), today=frozen, actor_id=None, outcome="divested")
     db.session.commit()
     assert "(1 new alert(s), 1 owner email(s) queued)" in run("2026-11-10")
     assert len(outbox()) == 3 and [a[1] for a in alerts()] == ["2026-11-05", "2026-11-08", None]
@@ -358,7 +359,7 @@ def test_screening_note_and_table_count_the_same_holdings(client, login_as):
         db.session.add(Holding(fund=fund, company=flagged(name, *sources), as_of=AS_OF, market_value=MILLION))
     db.session.commit()
     login_as("viewer")
-    page = client.get("/screening").get_data(as_text=True)
+    page = client.get("/holdings/screening").get_data(as_text=True)
     assert "Analyst note on 3 companies (USD 3.00 million, 100.0 %; 1 also on an official list)" in page
     assert "2 holdings with analyst notes or sector risk only, on no official list (not exposure); holdings on an " \
            "official list that also carry a note are in the table above" in page
@@ -379,7 +380,7 @@ def test_score_bands_count_scores_as_they_are_shown(client, login_as, frozen):
                              total=Decimal(total)))
     db.session.commit()
     login_as("viewer")
-    page = client.get(f"/campaigns/{campaign.id}").get_data(as_text=True)
+    page = client.get(f"/scoring/campaigns/{campaign.id}").get_data(as_text=True)
     assert "0–19: 0. 20–39: 1. 40–59: 1. 60–79: 1. 80–100: 1." in page  # 59.5 shows as 60: counted in 60–79
 
 

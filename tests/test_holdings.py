@@ -192,16 +192,16 @@ def test_screening_flags_listed_companies_and_shows_exposure(runner, seeded, cli
     assert "  not counted as exposure: Analyst note: 1 company, 3,000,000.00 USD = 30.0 % of the fund" in result.output
     assert runner.invoke(args=["screen"]).output.count("new risk flag(s)") == 1
     analyst = login_as("analyst")
-    page = client.get("/screening").get_data(as_text=True)
+    page = client.get("/holdings/screening").get_data(as_text=True)
     assert "Xinjiang Daqo New Energy Co Ltd" in page and "Unlisted Harmless Co" not in page.split("Solar")[1]
     from engage.models import Campaign
 
     campaign = db.session.scalar(sa.select(Campaign))
     fund = db.session.scalar(sa.select(Fund).where(Fund.name == "Solar"))
-    assert client.post("/screening/engage", data={"fund_id": fund.id, "campaign_id": campaign.id}).status_code == 302
+    assert client.post("/holdings/screening/engage", data={"fund_id": fund.id, "campaign_id": campaign.id}).status_code == 302
     opened = db.session.scalars(sa.select(Engagement)).all()
     assert len(opened) == 2 and {e.stage for e in opened} == {"identified"} and opened[0].owner_id == analyst.id
-    client.post("/screening/engage", data={"fund_id": fund.id, "campaign_id": campaign.id})
+    client.post("/holdings/screening/engage", data={"fund_id": fund.id, "campaign_id": campaign.id})
     assert db.session.scalar(sa.select(sa.func.count(Engagement.id))) == 2  # not twice
 
 
@@ -262,6 +262,6 @@ def test_review_merges_a_created_company(client, login_as, seeded, runner):
 def test_viewers_cannot_import_or_screen(client, login_as):
     login_as("viewer")
     assert client.get("/holdings/import").status_code == 403
-    assert client.post("/screening/run").status_code == 403
-    assert client.post("/screening/engage", data={}).status_code == 403
-    assert client.get("/screening").status_code == 200 and client.get("/funds").status_code == 200
+    assert client.post("/holdings/screening/run").status_code == 403
+    assert client.post("/holdings/screening/engage", data={}).status_code == 403
+    assert client.get("/holdings/screening").status_code == 200 and client.get("/holdings/funds").status_code == 200

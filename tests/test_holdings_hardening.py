@@ -628,12 +628,12 @@ def test_a_fund_with_more_than_50_holdings_pages_and_the_import_lands_there(clie
     landed = client.post(f"/holdings/import/{token}", follow_redirects=True)
     html = landed.get_data(as_text=True)
     assert landed.status_code == 200 and "Page 1 of 2 · 51 rows" in html
-    assert f"/funds/{fund.id}?page=2" in html or f"/funds/{fund.id}?as_of=2026-10-31&amp;page=2" in html
-    second = client.get(f"/funds/{fund.id}?page=2&fund_id=999")
+    assert f"/holdings/funds/{fund.id}?page=2" in html or f"/holdings/funds/{fund.id}?as_of=2026-10-31&amp;page=2" in html
+    second = client.get(f"/holdings/funds/{fund.id}?page=2&fund_id=999")
     assert second.status_code == 200 and "Company 00" in second.get_data(as_text=True)
     for page_arg in ("3", "0", "-1", "99999999999999999999999", str(2**63 - 1)):
-        assert client.get(f"/funds/{fund.id}?page={page_arg}").status_code == 404, page_arg
-    assert client.get(f"/funds/{fund.id}?flagged=yes&page=2").status_code == 404
+        assert client.get(f"/holdings/funds/{fund.id}?page={page_arg}").status_code == 404, page_arg
+    assert client.get(f"/holdings/funds/{fund.id}?flagged=yes&page=2").status_code == 404
 
 
 # --- 8. housekeeping -----------------------------------------------------------------------

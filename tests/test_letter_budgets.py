@@ -204,9 +204,9 @@ def test_preview_and_save_refuse_the_reproductions(client, login_as, seeded):
     login_as("admin")
     template = seeded["initial"]
     for body, message in REPRODUCTIONS:
-        preview = client.post("/admin/templates/preview", data={"subject": "Hello", "body": "ok\n" + body}).get_json()
+        preview = client.post("/letters/templates/preview", data={"subject": "Hello", "body": "ok\n" + body}).get_json()
         assert preview["field"] == "body" and preview["line"] == 2 and message in preview["error"], (body, preview)
-        response = client.post(f"/admin/templates/{template.id}", data={
+        response = client.post(f"/letters/templates/{template.id}", data={
             "name": template.name, "kind": "initial", "subject": template.subject, "body": body, "active": "y"})
         assert response.status_code == 422 and message in response.get_data(as_text=True), body
     db.session.expire_all()
@@ -224,7 +224,7 @@ def test_generation_and_bulk_refuse_the_reproductions_and_write_nothing(client, 
                                   body="{% if company.name == 'Target Co' %}" + body + "{% endif %}fine")
         db.session.add(template)
         db.session.commit()
-        response = client.post(f"/engagements/{target.id}/letters", data={"template_id": template.id})
+        response = client.post(f"/letters/generate/{target.id}", data={"template_id": template.id})
         page = client.get(response.headers["Location"]).get_data(as_text=True)
         assert "No letter generated: Target Co" in page and message in page, body
         response = client.post("/letters/bulk", data={"template_id": template.id, "scope": "selected",
@@ -281,7 +281,7 @@ def test_template_whose_sample_output_is_too_long_is_refused_at_save(client, log
     login_as("admin")
     template = seeded["initial"]
     body = "{% for i in range(1200) %}line {{ i }}\n{% endfor %}"
-    response = client.post(f"/admin/templates/{template.id}", data={
+    response = client.post(f"/letters/templates/{template.id}", data={
         "name": template.name, "kind": "initial", "subject": template.subject, "body": body, "active": "y"})
     text = response.get_data(as_text=True)
     assert response.status_code == 422 and "a letter may have at most 1,000" in text and "Shorten the template" in text

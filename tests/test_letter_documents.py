@@ -99,7 +99,7 @@ def test_generation_refuses_a_letter_too_long_to_render(client, login_as, seeded
                               body="{% for i in range(1500) %}line {{ i }}\n{% endfor %}")
     db.session.add(template)
     engagement = factories.engagement(company=factories.company("Long Co"))
-    response = client.post(f"/engagements/{engagement.id}/letters", data={"template_id": template.id})
+    response = client.post(f"/letters/generate/{engagement.id}", data={"template_id": template.id})
     page = client.get(response.headers["Location"]).get_data(as_text=True)
     assert "No letter generated: Long Co: The letter has 1,501 lines" in page and "Shorten the template" in page
     assert db.session.scalar(sa.select(sa.func.count(Letter.id))) == 0
@@ -241,10 +241,10 @@ def test_non_finite_aum_of_a_signatory_is_a_render_error(client, login_as, seede
         return
     db.session.commit()
     login_as("admin")
-    response = client.post(f"/engagements/{engagement.id}/letters", data={"template_id": seeded["initial"].id})
+    response = client.post(f"/letters/generate/{engagement.id}", data={"template_id": seeded["initial"].id})
     page = client.get(response.headers["Location"]).get_data(as_text=True)
     assert "No letter generated: Money Co: the AUM of Overflow Pension is not a finite number" in page
-    preview = client.post("/admin/templates/preview", data={"subject": "x", "body": "{{ signatories_aum }}",
+    preview = client.post("/letters/templates/preview", data={"subject": "x", "body": "{{ signatories_aum }}",
                                                             "preview_engagement": str(engagement.id)}).get_json()
     assert "the AUM of Overflow Pension is not a finite number" in preview["error"]
     assert "not a finite amount" in client.get("/admin/investors").get_data(as_text=True)

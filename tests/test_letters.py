@@ -106,7 +106,7 @@ def test_generate_edit_send_and_download(client, login_as, seeded, frozen_today)
     db.session.commit()
     eid = engagement.id
 
-    response = client.post(f"/engagements/{eid}/letters", data={"template_id": seeded["initial"].id})
+    response = client.post(f"/letters/generate/{eid}", data={"template_id": seeded["initial"].id})
     assert response.status_code == 302
     letter = db.session.scalar(sa.select(Letter))
     assert letter.status == "draft" and letter.template_version == 1
@@ -149,7 +149,7 @@ def test_generate_edit_send_and_download(client, login_as, seeded, frozen_today)
 def test_follow_up_letter_raises_the_escalation(client, login_as, seeded, frozen_today):
     login_as("analyst")
     engagement = xuar_engagement(stage="mapping_requested")
-    client.post(f"/engagements/{engagement.id}/letters", data={"template_id": seeded["follow_up"].id})
+    client.post(f"/letters/generate/{engagement.id}", data={"template_id": seeded["follow_up"].id})
     letter = db.session.scalar(sa.select(Letter))
     assert "our earlier letter" in letter.subject  # no letter sent before
     client.post(f"/letters/{letter.id}/send", data={"sent_on": "2026-06-01", "channel": "post"})
@@ -160,7 +160,7 @@ def test_follow_up_letter_raises_the_escalation(client, login_as, seeded, frozen
 def test_letter_html_in_the_text_is_not_fetched_or_rendered(client, login_as, seeded, frozen_today):
     login_as("analyst")
     engagement = xuar_engagement()
-    client.post(f"/engagements/{engagement.id}/letters", data={"template_id": seeded["initial"].id})
+    client.post(f"/letters/generate/{engagement.id}", data={"template_id": seeded["initial"].id})
     letter = db.session.scalar(sa.select(Letter))
     body = "<img src='http://127.0.0.1:9/beacon.png'><script>alert(1)</script> plain"
     client.post(f"/letters/{letter.id}/edit", data={"subject": letter.subject, "body": body})
@@ -181,11 +181,11 @@ def test_viewer_reads_and_downloads_but_changes_nothing(client, login_as, seeded
     assert client.get(f"/letters/{letter.id}.docx").status_code == 200
     page = client.get(f"/letters/{letter.id}").get_data(as_text=True)
     assert "Mark as sent" not in page and "Edit the draft" not in page
-    assert client.post(f"/engagements/{engagement.id}/letters", data={"template_id": 1}).status_code == 403
+    assert client.post(f"/letters/generate/{engagement.id}", data={"template_id": 1}).status_code == 403
     assert client.post(f"/letters/{letter.id}/edit", data={}).status_code == 403
     assert client.post(f"/letters/{letter.id}/send", data={}).status_code == 403
     assert client.post("/letters/bulk", data={}).status_code == 403
-    assert client.get("/admin/templates").status_code == 403
+    assert client.get("/letters/templates").status_code == 403
 
 
 def test_bulk_generation_for_200_engagements(client, login_as, seeded, frozen_today, count_queries):
@@ -245,14 +245,14 @@ def test_template_editor_versions_and_refusals(client, login_as, seeded):
     template = seeded["initial"]
     form = {"name": template.name, "kind": "initial", "subject": template.subject, "active": "y",
             "body": template.body + "\nPostscript: {{ company.name }}"}
-    assert client.post(f"/admin/templates/{template.id}", data=form).status_code == 302
+    assert client.post(f"/letters/templates/{template.id}", data=form).status_code == 302
     db.session.expire_all()
     template = db.session.get(LetterTemplate, template.id)
     assert template.version == 2 and [v.version for v in template.versions] == [1, 2]
-    assert client.post(f"/admin/templates/{template.id}", data=dict(form, name="Renamed")).status_code == 302
+    assert client.post(f"/letters/templates/{template.id}", data=dict(form, name="Renamed")).status_code == 302
     db.session.expire_all()
     assert db.session.get(LetterTemplate, template.id).version == 2  # same text, no new version
-    old = client.get(f"/admin/templates/{template.id}/versions/1").get_data(as_text=True)
+    old = client.get(f"/letters/templates/{template.id}/versions/1").get_data(as_text=True)
     assert "Postscript" not in old
 
     bad = [
@@ -261,7 +261,7 @@ def test_template_editor_versions_and_refusals(client, login_as, seeded):
         ("{{ ''.__class__ }}", "not allowed in a letter template"),
     ]
     for body, message in bad:
-        response = client.post(f"/admin/templates/{template.id}", data=dict(form, body=body))
+        response = client.post(f"/letters/templates/{template.id}", data=dict(form, body=body))
         assert response.status_code == 422
         assert message in response.get_data(as_text=True)
     db.session.expire_all()
@@ -272,9 +272,9 @@ def test_template_editor_versions_and_refusals(client, login_as, seeded):
 def test_letters_keep_the_template_version_they_used(client, login_as, seeded, frozen_today):
     login_as("admin")
     engagement = xuar_engagement()
-    client.post(f"/engagements/{engagement.id}/letters", data={"template_id": seeded["initial"].id})
+    client.post(f"/letters/generate/{engagement.id}", data={"template_id": seeded["initial"].id})
     template = seeded["initial"]
-    client.post(f"/admin/templates/{template.id}", data={
+    client.post(f"/letters/templates/{template.id}", data={
         "name": template.name, "kind": "initial", "subject": "New subject for {{ company.name }}",
         "body": template.body, "active": "y"})
     letter = db.session.scalar(sa.select(Letter))
@@ -284,18 +284,18 @@ def test_letters_keep_the_template_version_they_used(client, login_as, seeded, f
 def test_live_preview(client, login_as, seeded):
     login_as("admin")
     engagement = xuar_engagement(company=factories.company("Preview Co"))
-    ok = client.post("/admin/templates/preview", data={"subject": "To {{ company.name }}", "body": "{{ today }}",
+    ok = client.post("/letters/templates/preview", data={"subject": "To {{ company.name }}", "body": "{{ today }}",
                                                        "preview_engagement": str(engagement.id)}).get_json()
     assert ok["subject"] == "To Preview Co"
-    sample = client.post("/admin/templates/preview", data={"subject": "To {{ company.name }}", "body": "x"}).get_json()
+    sample = client.post("/letters/templates/preview", data={"subject": "To {{ company.name }}", "body": "x"}).get_json()
     assert sample["subject"] == "To Example Holdings Ltd"
-    error = client.post("/admin/templates/preview", data={"subject": "ok", "body": "a\nb\n{{ nope }}"}).get_json()
+    error = client.post("/letters/templates/preview", data={"subject": "ok", "body": "a\nb\n{{ nope }}"}).get_json()
     assert error == {"error": "nope is not a variable letters can use.", "line": 3, "field": "body"}
 
 
 def test_new_template_and_campaign_signatories(client, login_as, seeded, frozen_today):
     login_as("admin")
-    response = client.post("/admin/templates/new", data={
+    response = client.post("/letters/templates/new", data={
         "name": "Thank-you note", "kind": "other", "subject": "Thank you, {{ company.name }}",
         "body": "Dear board,\n\nThank you.\n\n{{ sender.name }}", "active": "y"})
     assert response.status_code == 302
@@ -316,7 +316,7 @@ def test_new_template_and_campaign_signatories(client, login_as, seeded, frozen_
         "warn_days_before": "3", "signatory_ids": [str(fjord.id)]})
     assert response.status_code == 302
     engagement = xuar_engagement()
-    client.post(f"/engagements/{engagement.id}/letters", data={"template_id": seeded["initial"].id})
+    client.post(f"/letters/generate/{engagement.id}", data={"template_id": seeded["initial"].id})
     letter = db.session.scalar(sa.select(Letter))
     assert "together responsible for US$2.50 billion" in letter.body
     assert letter.letterhead == "Fjord Stewardship\nOslo"
@@ -332,18 +332,18 @@ def test_generate_draft_clicked_twice_makes_one_draft(client, login_as, seeded, 
     db.session.commit()
     eid = engagement.id
     page = client.get(f"/engagements/{eid}").get_data(as_text=True)
-    form = page.split(f'action="/engagements/{eid}/letters"')[1].split("</form>")[0]
+    form = page.split(f'action="/letters/generate/{eid}"')[1].split("</form>")[0]
     token = re.search(r'name="form_token" type="hidden" value="([0-9a-f]{32})"', form).group(1)
     data = {"template_id": seeded["initial"].id, "form_token": token}
-    first = client.post(f"/engagements/{eid}/letters", data=data)
-    second = client.post(f"/engagements/{eid}/letters", data=data)
+    first = client.post(f"/letters/generate/{eid}", data=data)
+    second = client.post(f"/letters/generate/{eid}", data=data)
     assert first.status_code == 302 and second.status_code == 303
     letters = db.session.scalars(sa.select(Letter).where(Letter.engagement_id == eid)).all()
     assert len(letters) == 1
     assert second.headers["Location"] == first.headers["Location"] == f"/letters/{letters[0].id}"
     # a fresh page (a fresh token) generates a second draft on purpose
     page = client.get(f"/engagements/{eid}").get_data(as_text=True)
-    form = page.split(f'action="/engagements/{eid}/letters"')[1].split("</form>")[0]
+    form = page.split(f'action="/letters/generate/{eid}"')[1].split("</form>")[0]
     token = re.search(r'name="form_token" type="hidden" value="([0-9a-f]{32})"', form).group(1)
-    assert client.post(f"/engagements/{eid}/letters", data={**data, "form_token": token}).status_code == 302
+    assert client.post(f"/letters/generate/{eid}", data={**data, "form_token": token}).status_code == 302
     assert db.session.scalar(sa.select(sa.func.count(Letter.id)).where(Letter.engagement_id == eid)) == 2

@@ -115,7 +115,7 @@ def test_calendar_feed_survives_dates_at_the_ends_of_the_calendar(client, login_
     assert client.post("/account/calendar").status_code == 302
     db.session.expire_all()
     token = db.session.get(type(owner), owner.id).calendar_token
-    feed = app.test_client().get(f"/calendar/{token}.ics")
+    feed = app.test_client().get(f"/reminders/calendar/{token}.ics")
     assert feed.status_code == 200
     events = {str(e["summary"]).split(": ", 1)[1]: e for e in Calendar.from_ical(feed.data).walk("VEVENT")}
     assert set(events) == {"far future", "snoozed far", "far past", "ordinary"}
@@ -134,7 +134,7 @@ def test_reminder_dates_are_bounded(client, login_as, frozen_today):
     db.session.add(reminder)
     db.session.commit()
     for bad in BAD_DATES:
-        added = client.post(f"/engagements/{engagement.id}/reminders", data={"due_on": bad, "reason": "x"},
+        added = client.post(f"/reminders/add/{engagement.id}", data={"due_on": bad, "reason": "x"},
                             follow_redirects=True)
         assert OUTSIDE in added.get_data(as_text=True), bad
         snoozed = client.post(f"/reminders/{reminder.id}/snooze", data={"until": bad}, follow_redirects=True)
@@ -142,7 +142,7 @@ def test_reminder_dates_are_bounded(client, login_as, frozen_today):
     db.session.expire_all()
     assert db.session.scalar(sa.select(sa.func.count(Reminder.id))) == 1
     assert db.session.get(Reminder, reminder.id).due_on == dt.date(2026, 7, 1)
-    ok = client.post(f"/engagements/{engagement.id}/reminders", data={"due_on": "2100-12-31", "reason": "late"})
+    ok = client.post(f"/reminders/add/{engagement.id}", data={"due_on": "2100-12-31", "reason": "late"})
     assert ok.status_code == 302
     assert db.session.scalar(sa.select(sa.func.count(Reminder.id))) == 2
 
@@ -154,7 +154,7 @@ def test_engagement_dates_are_bounded(client, login_as, frozen_today):
     company, campaign = factories.company(), factories.campaign()
     db.session.commit()
     for bad in BAD_DATES:
-        opened = client.post(f"/companies/{company.id}/engagements/new", data={
+        opened = client.post(f"/engagements/open/{company.id}", data={
             "campaign_id": campaign.id, "owner_id": analyst.id, "opened_on": bad})
         logged = client.post(f"/engagements/{eid}/interactions", data={
             "kind": "meeting", "direction": "outbound", "occurred_on": bad, "version": version})
@@ -181,7 +181,7 @@ def test_flag_letter_and_score_dates_are_bounded(client, login_as, runner, froze
     from engage.models import LetterTemplate
 
     template = db.session.scalar(sa.select(LetterTemplate).where(LetterTemplate.kind == "initial"))
-    assert client.post(f"/engagements/{engagement.id}/letters", data={"template_id": template.id}).status_code == 302
+    assert client.post(f"/letters/generate/{engagement.id}", data={"template_id": template.id}).status_code == 302
     letter = db.session.scalar(sa.select(Letter))
     rubric = campaign.rubrics[-1]
     flags_before = db.session.scalar(sa.select(sa.func.count(RiskFlag.id)))
@@ -190,7 +190,7 @@ def test_flag_letter_and_score_dates_are_bounded(client, login_as, runner, froze
             "source": "analyst", "citation": "note", "effective_date": bad})
         sent = client.post(f"/letters/{letter.id}/send", data={"sent_on": bad, "channel": "post"})
         levels = {f"level-{c.id}": "1" for c in rubric.criteria}
-        scored = client.post(f"/interactions/{reply.id}/score", data={"scored_on": bad, **levels})
+        scored = client.post(f"/scoring/interactions/{reply.id}", data={"scored_on": bad, **levels})
         for response in (flag, sent, scored):
             assert response.status_code == 422, (bad, response.request.path)
             assert OUTSIDE in response.get_data(as_text=True), (bad, response.request.path)
@@ -291,16 +291,16 @@ def test_rubric_weights_are_finite_bounded_and_storable(client, login_as, runner
     assert runner.invoke(args=["seed"]).exit_code == 0
     login_as("admin")
     campaign = db.session.scalar(sa.select(Campaign).where(Campaign.slug == "xuar"))
-    assert client.post(f"/admin/campaigns/{campaign.id}/rubrics/new").status_code == 302
+    assert client.post(f"/scoring/campaigns/{campaign.id}/rubrics/new").status_code == 302
     draft = db.session.scalar(sa.select(Rubric).where(Rubric.published_at.is_(None)))
     row = {"count": "1", "key-1": "only", "title-1": "Only one", **{f"level{n}-1": f"level {n}" for n in range(5)}}
     for bad in ["inf", "-inf", "nan", "sNaN", "1e400", "1e30", "-1", "0", "0.001", "1e-30", "1000.01", "", "abc"]:
-        response = client.post(f"/admin/rubrics/{draft.id}", data={**row, "weight-1": bad})
+        response = client.post(f"/scoring/rubrics/{draft.id}", data={**row, "weight-1": bad})
         assert response.status_code == 422, bad
         assert "weight must be a positive number" in response.get_data(as_text=True), bad
     db.session.expire_all()
     assert [c.key for c in db.session.get(Rubric, draft.id).criteria] != ["only"]
-    ok = client.post(f"/admin/rubrics/{draft.id}", data={**row, "weight-1": "2.5"})
+    ok = client.post(f"/scoring/rubrics/{draft.id}", data={**row, "weight-1": "2.5"})
     assert ok.status_code == 302
     db.session.expire_all()
     assert [(c.key, c.weight) for c in db.session.get(Rubric, draft.id).criteria] == [("only", Decimal("2.50"))]
@@ -318,7 +318,7 @@ def test_score_levels_are_whole_numbers_from_0_to_4(client, login_as, runner, fr
     first = rubric.criteria[0]
     for bad in ["²", "٣", "1e400", "-1", "5", "99999999999999999999", "1.0", "inf", "nan"]:
         data = {"scored_on": "2026-06-10", **{f"level-{c.id}": "1" for c in rubric.criteria}, f"level-{first.id}": bad}
-        response = client.post(f"/interactions/{reply.id}/score", data=data)
+        response = client.post(f"/scoring/interactions/{reply.id}", data=data)
         assert response.status_code == 422, bad
         assert "levels run from 0 to 4" in response.get_data(as_text=True), bad
     assert db.session.scalar(sa.select(sa.func.count(Score.id))) == 0

@@ -84,7 +84,7 @@ def add_engagements(n: int, start: int, owner=None) -> None:
 LIST_PAGES = ["/", "/companies", "/companies?q=company", "/companies?engaged=yes&sort=country&dir=desc",
               "/companies?source=analyst&sector=Solar", "/companies?sort=score&dir=desc&trend=down&score_below=90", "/engagements", "/engagements?stage=identified",
               "/engagements?owner=me&sort=score&dir=desc", "/engagements?overdue=yes&sort=next_follow_up",
-              "/engagements?stale=yes&sort=last_contact", "/reminders", "/reminders?who=all", "/admin/audit", "/admin/outbox", "/funds", "/screening", "/holdings/review", "/exports",
+              "/engagements?stale=yes&sort=last_contact", "/reminders", "/reminders?who=all", "/admin/audit", "/admin/outbox", "/holdings/funds", "/holdings/screening", "/holdings/review", "/exports",
               "/admin/users"]
 
 

@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from engage import clock
+from engage.engagements import cycle
 from engage.extensions import db
 from engage.models import Company, Engagement, EngagementEvent, Interaction
 from tests import factories
@@ -35,8 +36,8 @@ def closed_meanwhile(client, login_as):
     login_as("analyst")
     engagement = factories.engagement(stage="acknowledged")
     seen = str(engagement.version)
-    engagement.move_to("closed", on=dt.date(2026, 6, 1), today=dt.date(2026, 6, 15), actor_id=None,
-                       outcome="resolved")
+    cycle.move_stage(engagement, "closed", on=dt.date(2026, 6, 1), today=dt.date(2026, 6, 15), actor_id=None,
+                     outcome="resolved")
     db.session.commit()
     return engagement, seen
 

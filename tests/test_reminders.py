@@ -8,7 +8,7 @@ from icalendar import Calendar
 
 from engage.extensions import db
 from engage.models import Letter, OutboxEmail, Reminder
-from engage.reminders import mail
+from engage.core import outbox
 from engage.reminders.service import apply_rules, tick
 from tests import factories
 
@@ -72,9 +72,9 @@ def test_smtp_outage_keeps_emails_and_delivers_each_once_later(app, smtp, make_u
     assert email.next_attempt_at == NOW + dt.timedelta(minutes=1)
 
     smtp.start()
-    assert mail.drain(NOW + dt.timedelta(seconds=30)).sent == []  # backoff not over yet
-    assert len(mail.drain(NOW + dt.timedelta(minutes=2)).sent) == 1
-    assert mail.drain(NOW + dt.timedelta(minutes=10)).sent == []
+    assert outbox.drain(NOW + dt.timedelta(seconds=30)).sent == []  # backoff not over yet
+    assert len(outbox.drain(NOW + dt.timedelta(minutes=2)).sent) == 1
+    assert outbox.drain(NOW + dt.timedelta(minutes=10)).sent == []
     assert len(smtp.inbox.messages) == 1
     db.session.expire_all()
     email = db.session.get(OutboxEmail, email.id)
@@ -84,11 +84,11 @@ def test_smtp_outage_keeps_emails_and_delivers_each_once_later(app, smtp, make_u
 def test_failed_after_max_attempts_then_retried_by_an_admin(app, smtp, make_user, client, login_as):
     app.config["MAIL_MAX_ATTEMPTS"] = 2
     try:
-        mail.enqueue("someone@example.org", "Subject", "Body", now=NOW)
+        outbox.enqueue("someone@example.org", "Subject", "Body", now=NOW)
         db.session.commit()
         smtp.stop()
-        mail.drain(NOW)
-        mail.drain(NOW + dt.timedelta(hours=1))
+        outbox.drain(NOW)
+        outbox.drain(NOW + dt.timedelta(hours=1))
         email = db.session.scalar(sa.select(OutboxEmail))
         assert email.status == "failed" and email.attempts == 2
         login_as("admin")
@@ -99,18 +99,18 @@ def test_failed_after_max_attempts_then_retried_by_an_admin(app, smtp, make_user
         with clock.frozen(NOW + dt.timedelta(hours=1)):
             assert client.post(f"/admin/outbox/{email.id}/retry").status_code == 302
         smtp.start()
-        assert len(mail.drain(NOW + dt.timedelta(hours=2)).sent) == 1
+        assert len(outbox.drain(NOW + dt.timedelta(hours=2)).sent) == 1
         assert len(smtp.inbox.messages) == 1
     finally:
         app.config["MAIL_MAX_ATTEMPTS"] = 8
 
 
 def test_a_crash_mid_send_is_retried_after_the_lease(app, smtp):
-    mail.enqueue("someone@example.org", "Subject", "Body", now=NOW)
+    outbox.enqueue("someone@example.org", "Subject", "Body", now=NOW)
     db.session.commit()
-    assert mail.claim(NOW, 10)  # claimed, then the process "dies" before sending
-    assert mail.drain(NOW + dt.timedelta(minutes=1)).sent == []  # still leased to the dead sender
-    assert len(mail.drain(NOW + dt.timedelta(minutes=6)).sent) == 1
+    assert outbox.claim(NOW, 10)  # claimed, then the process "dies" before sending
+    assert outbox.drain(NOW + dt.timedelta(minutes=1)).sent == []  # still leased to the dead sender
+    assert len(outbox.drain(NOW + dt.timedelta(minutes=6)).sent) == 1
     assert len(smtp.inbox.messages) == 1
 
 
@@ -208,10 +208,10 @@ def test_reminders_page_snooze_complete_and_manual(client, login_as):
         client.post(f"/reminders/{item.id}/complete")
         db.session.expire_all()
         assert db.session.get(Reminder, item.id).status == "done"
-        assert client.post(f"/engagements/{engagement.id}/reminders",
+        assert client.post(f"/reminders/add/{engagement.id}",
                            data={"due_on": "2026-06-01", "reason": "too late"}).status_code == 302
         assert db.session.scalar(sa.select(sa.func.count(Reminder.id))) == 1  # past date refused
-        client.post(f"/engagements/{engagement.id}/reminders", data={"due_on": "2026-07-01", "reason": "AGM question"})
+        client.post(f"/reminders/add/{engagement.id}", data={"due_on": "2026-07-01", "reason": "AGM question"})
         assert db.session.scalar(sa.select(Reminder).where(Reminder.reason == "AGM question")).kind == "manual"
 
 
@@ -220,7 +220,7 @@ def test_viewers_cannot_change_reminders(client, login_as, make_user):
     item = reminder(make_user("analyst"), TODAY)
     assert client.post(f"/reminders/{item.id}/snooze", data={"until": "2026-12-01"}).status_code == 403
     assert client.post(f"/reminders/{item.id}/complete").status_code == 403
-    assert client.post(f"/engagements/{item.engagement_id}/reminders", data={}).status_code == 403
+    assert client.post(f"/reminders/add/{item.engagement_id}", data={}).status_code == 403
     assert client.get("/admin/outbox").status_code == 403
 
 
@@ -231,14 +231,29 @@ def test_calendar_feed(client, login_as, app):
     db.session.expire_all()
     token = db.session.get(type(user), user.id).calendar_token
     anonymous = app.test_client()
-    feed = anonymous.get(f"/calendar/{token}.ics")
+    feed = anonymous.get(f"/reminders/calendar/{token}.ics")
     assert feed.status_code == 200 and feed.mimetype == "text/calendar"
     events = [c for c in Calendar.from_ical(feed.data).walk("VEVENT")]
     assert len(events) == 1 and str(events[0]["summary"]) == "Calendar Co: Chase the supplier list"
     assert events[0].decoded("dtstart") == dt.date(2026, 7, 1)
-    assert anonymous.get(f"/calendar/{'x' * 43}.ics").status_code == 404
+    assert anonymous.get(f"/reminders/calendar/{'x' * 43}.ics").status_code == 404
     client.post("/account/calendar")  # a new link replaces the old one
-    assert anonymous.get(f"/calendar/{token}.ics").status_code == 404
+    assert anonymous.get(f"/reminders/calendar/{token}.ics").status_code == 404
+
+
+def test_calendar_links_handed_out_before_the_move_still_work(client, login_as, app):
+    """A feed subscribed at /calendar/<token>.ics is sent on, permanently, to /reminders/calendar/<token>.ics."""
+    user = login_as("analyst")
+    reminder(user, dt.date(2026, 7, 1), "Chase the supplier list", company="Calendar Co")
+    client.post("/account/calendar")
+    db.session.expire_all()
+    token = db.session.get(type(user), user.id).calendar_token
+    anonymous = app.test_client()
+    old = anonymous.get(f"/calendar/{token}.ics")
+    assert old.status_code == 301 and old.headers["Location"] == f"/reminders/calendar/{token}.ics"
+    feed = anonymous.get(f"/calendar/{token}.ics", follow_redirects=True)
+    assert feed.status_code == 200 and feed.mimetype == "text/calendar"
+    assert "Calendar Co: Chase the supplier list" in feed.get_data(as_text=True)
 
 
 def test_cli_tick_and_bad_now(runner, smtp, make_user):

@@ -79,9 +79,9 @@ def test_analyst_scores_a_response_and_sees_progress(client, login_as, xuar, fro
     engagement = factories.engagement(campaign=xuar, owner=analyst, stage="acknowledged", opened_on=dt.date(2026, 1, 1))
     rubric = xuar.rubrics[-1]
     first = response_on(engagement, dt.date(2026, 3, 1))
-    assert client.post(f"/interactions/{first.id}/score", data=levels_form(rubric, 1, scored_on="2026-03-05")).status_code == 302
+    assert client.post(f"/scoring/interactions/{first.id}", data=levels_form(rubric, 1, scored_on="2026-03-05")).status_code == 302
     second = response_on(engagement, dt.date(2026, 6, 1))
-    response = client.post(f"/interactions/{second.id}/score",
+    response = client.post(f"/scoring/interactions/{second.id}",
                            data=levels_form(rubric, 1, {"value_chain_mapping": 3, "disengagement": 2}))
     assert response.status_code == 302
     latest = db.session.scalar(sa.select(Score).order_by(Score.id.desc()))
@@ -114,11 +114,11 @@ def test_bad_scores_are_refused_and_nothing_written(client, login_as, xuar, froz
         ({**levels_form(rubric, 1), f"url-{rubric.criteria[0].id}": "javascript:alert(1)"}, "http:// or https://"),
     ]
     for data, message in cases:
-        response = client.post(f"/interactions/{reply.id}/score", data=data)
+        response = client.post(f"/scoring/interactions/{reply.id}", data=data)
         assert response.status_code == 422, message
         assert message in response.get_data(as_text=True), message
     note = response_on(engagement, kind="note")
-    assert client.post(f"/interactions/{note.id}/score", data=levels_form(rubric)).status_code == 400
+    assert client.post(f"/scoring/interactions/{note.id}", data=levels_form(rubric)).status_code == 400
     assert db.session.scalar(sa.select(sa.func.count(Score.id))) == 0
 
 
@@ -127,19 +127,19 @@ def test_moderation_keeps_both_scores_and_flags_disagreement(client, login_as, x
     engagement = factories.engagement(campaign=xuar, opened_on=dt.date(2026, 1, 1))
     rubric = xuar.rubrics[-1]
     reply = response_on(engagement)
-    client.post(f"/interactions/{reply.id}/score", data=levels_form(rubric, 1))
+    client.post(f"/scoring/interactions/{reply.id}", data=levels_form(rubric, 1))
     first = db.session.scalar(sa.select(Score))
-    assert client.post(f"/interactions/{reply.id}/score?moderate={first.id}",
+    assert client.post(f"/scoring/interactions/{reply.id}?moderate={first.id}",
                        data=levels_form(rubric, 1)).status_code == 422  # not by the same person
     second_user = make_user("analyst", email="second@example.org")
     other = app.test_client()
-    other.post("/login", data={"email": second_user.email, "password": "correct horse battery staple"})
-    response = other.post(f"/interactions/{reply.id}/score?moderate={first.id}",
+    other.post("/auth/login", data={"email": second_user.email, "password": "correct horse battery staple"})
+    response = other.post(f"/scoring/interactions/{reply.id}?moderate={first.id}",
                           data=levels_form(rubric, 3, {"value_chain_mapping": 4}))
     assert response.status_code == 302
     scores = db.session.scalars(sa.select(Score).order_by(Score.id)).all()
     assert len(scores) == 2 and scores[1].moderates_id == first.id
-    page = client.get(f"/scores/{first.id}").get_data(as_text=True)
+    page = client.get(f"/scoring/scores/{first.id}").get_data(as_text=True)
     assert "Disagreement flagged" in page and "Value-chain mapping: 1 against 4" in page
     engagement_page = client.get(f"/engagements/{engagement.id}").get_data(as_text=True)
     assert "disputed" in engagement_page
@@ -159,25 +159,25 @@ def test_rubric_versions(client, login_as, xuar, frozen_today):
     db.session.commit()
     edit = {"count": "2", "key-1": "only", "title-1": "Only one", "weight-1": "1",
             **{f"level{n}-1": f"level {n}" for n in range(5)}}
-    refused = client.post(f"/admin/rubrics/{v1.id}", data=edit)
+    refused = client.post(f"/scoring/rubrics/{v1.id}", data=edit)
     assert refused.status_code == 422 and "used by 1 score(s) and cannot change" in refused.get_data(as_text=True)
 
-    assert client.post(f"/admin/campaigns/{xuar.id}/rubrics/new").status_code == 302
+    assert client.post(f"/scoring/campaigns/{xuar.id}/rubrics/new").status_code == 302
     v2 = db.session.scalar(sa.select(Rubric).where(Rubric.version == 2))
     assert v2.published_at is None and len(v2.criteria) == len(v1.criteria)
-    bad = client.post(f"/admin/rubrics/{v2.id}", data={**edit, "weight-1": "0"})
+    bad = client.post(f"/scoring/rubrics/{v2.id}", data={**edit, "weight-1": "0"})
     assert bad.status_code == 422 and "weight must be a positive number" in bad.get_data(as_text=True)
-    assert client.post(f"/admin/rubrics/{v2.id}", data=edit).status_code == 302
-    assert client.post(f"/admin/campaigns/{xuar.id}/rubrics/new").status_code == 302  # refused: v2 is a draft
+    assert client.post(f"/scoring/rubrics/{v2.id}", data=edit).status_code == 302
+    assert client.post(f"/scoring/campaigns/{xuar.id}/rubrics/new").status_code == 302  # refused: v2 is a draft
     assert db.session.scalar(sa.select(sa.func.count(Rubric.id))) == 2
-    assert client.post(f"/admin/rubrics/{v2.id}/publish").status_code == 302
+    assert client.post(f"/scoring/rubrics/{v2.id}/publish").status_code == 302
     db.session.expire_all()
     assert [c.key for c in db.session.get(Rubric, v2.id).criteria] == ["only"]
     assert len(db.session.get(Rubric, v1.id).criteria) == 9  # the old version is untouched
     new_reply = response_on(engagement, dt.date(2026, 6, 5))
     form = {"scored_on": "2026-06-10", f"level-{db.session.get(Rubric, v2.id).criteria[0].id}": "4",
             f"evidence-{db.session.get(Rubric, v2.id).criteria[0].id}": "Public report"}
-    assert client.post(f"/interactions/{new_reply.id}/score", data=form).status_code == 302
+    assert client.post(f"/scoring/interactions/{new_reply.id}", data=form).status_code == 302
     newest = db.session.scalar(sa.select(Score).order_by(Score.id.desc()))
     assert newest.rubric_id == v2.id and newest.total == Decimal("100.00")
 
@@ -194,7 +194,7 @@ def test_campaign_progress_page(client, login_as, xuar, frozen_today):
         service.score_response(reply, scorer_id=None, scored_on=dt.date(2026, 6, 2), today=dt.date(2026, 6, 15),
                                entries={c.id: service.Entry(level=level, evidence="x") for c in rubric.criteria})
     db.session.commit()
-    page = client.get(f"/campaigns/{xuar.id}").get_data(as_text=True)
+    page = client.get(f"/scoring/campaigns/{xuar.id}").get_data(as_text=True)
     assert "0–19: 1. 20–39: 0. 40–59: 1. 60–79: 0. 80–100: 1." in page
     assert "Solar" in page and "Cotton" in page
     assert "Value-chain mapping</td><td class=\"num\">1</td><td class=\"num\">3</td><td class=\"num\">33 %" in page
@@ -205,10 +205,10 @@ def test_roles_on_scoring(client, login_as, xuar):
     engagement = factories.engagement(campaign=xuar)
     reply = response_on(engagement)
     rubric = xuar.rubrics[-1]
-    assert client.post(f"/interactions/{reply.id}/score", data=levels_form(rubric)).status_code == 403
-    assert client.get(f"/admin/campaigns/{xuar.id}/rubrics").status_code == 403
-    assert client.post(f"/admin/rubrics/{rubric.id}/publish").status_code == 403
-    assert client.get(f"/campaigns/{xuar.id}").status_code == 200
+    assert client.post(f"/scoring/interactions/{reply.id}", data=levels_form(rubric)).status_code == 403
+    assert client.get(f"/scoring/campaigns/{xuar.id}/rubrics").status_code == 403
+    assert client.post(f"/scoring/rubrics/{rubric.id}/publish").status_code == 403
+    assert client.get(f"/scoring/campaigns/{xuar.id}").status_code == 200
 
 
 def test_company_list_sorts_and_filters_by_score(client, login_as, xuar, frozen_today):
@@ -273,8 +273,8 @@ def test_scores_are_shown_half_up_on_every_page(client, login_as, xuar, frozen_t
     assert ">63</text>" in page and "01 May 2026 50, 02 May 2026 63." in page  # chart labels and description
     assert "<strong>63</strong>" in page and "Scored 63 / 100" in page
     assert "62 / 100" not in page
-    assert client.get(f"/scores/{half_score.id}").get_data(as_text=True).count("<h1>63 / 100") == 1
-    below = client.get(f"/scores/{made['Below Co'][1].id}").get_data(as_text=True)
+    assert client.get(f"/scoring/scores/{half_score.id}").get_data(as_text=True).count("<h1>63 / 100") == 1
+    below = client.get(f"/scoring/scores/{made['Below Co'][1].id}").get_data(as_text=True)
     assert "<h1>62 / 100" in below
 
     def row(html, name):
@@ -292,9 +292,9 @@ def test_scores_are_shown_half_up_on_every_page(client, login_as, xuar, frozen_t
     filtered = client.get("/engagements?score_below=63").get_data(as_text=True)
     assert "Below Co" in filtered and "Half Co" not in filtered
 
-    campaign = client.get(f"/campaigns/{xuar.id}").get_data(as_text=True)
+    campaign = client.get(f"/scoring/campaigns/{xuar.id}").get_data(as_text=True)
     assert "<dd>62.5</dd>" in campaign and '<td class="num">62.5</td>' in campaign  # 62.45 half up, not 62.4
-    report = client.get(f"/campaigns/{xuar.id}/report").get_data(as_text=True)
+    report = client.get(f"/exports/campaigns/{xuar.id}/report").get_data(as_text=True)
     assert "changed by +12.5 points on average" in report
 
 
@@ -308,7 +308,7 @@ def test_public_report_pdf_rounds_the_average_change_half_up(client, login_as, x
     for day, total in ((1, "50.05"), (2, "62.50")):
         db.session.add(Score(engagement=engagement, rubric=rubric, scored_on=dt.date(2026, 5, day), total=Decimal(total)))
     db.session.commit()
-    pdf = client.get(f"/campaigns/{xuar.id}/report.pdf")
+    pdf = client.get(f"/exports/campaigns/{xuar.id}/report.pdf")
     text = " ".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf.data)).pages)
     assert "+12.5 points" in " ".join(text.split())
 

@@ -24,7 +24,7 @@ def sign_in(app, user, remember: bool = False):
     data = {"email": user.email, "password": PASSWORD}
     if remember:
         data["remember"] = "y"
-    assert client.post("/login", data=data).status_code == 302
+    assert client.post("/auth/login", data=data).status_code == 302
     return client
 
 
@@ -54,13 +54,13 @@ def test_copied_session_and_remember_cookies_stop_working_after_sign_out(app, ma
     copies = copied_cookies(app, client)
     assert len(copies) == 2
     assert all(signed_in(copy) for copy in copies)  # they work while the user is signed in...
-    assert client.post("/logout").status_code == 302
+    assert client.post("/auth/logout").status_code == 302
     assert not signed_in(client)
     for name, value in (("session", copies[0].get_cookie("session").value),
                         ("remember_token", copies[1].get_cookie("remember_token").value)):
         fresh = with_cookie(app, name, value)
         response = fresh.get("/")
-        assert response.status_code == 302 and response.headers["Location"].startswith("/login"), name
+        assert response.status_code == 302 and response.headers["Location"].startswith("/auth/login"), name
 
 
 def test_remember_me_keeps_a_browser_signed_in_across_requests(app, make_user):
@@ -257,7 +257,7 @@ def test_forged_admin_session_signed_with_the_development_key_is_refused(app, da
     assert control.get("/admin/users").status_code == 200  # the payload is right: with the real key it works
     forged = with_cookie(production, "session", forged_session(DEVELOPMENT_SECRET_KEY, payload))
     response = forged.get("/admin/users")
-    assert response.status_code == 302 and "/login" in response.headers["Location"]
+    assert response.status_code == 302 and "/auth/login" in response.headers["Location"]
 
 
 # -- Cache-Control: no-store ------------------------------------------------------------------
@@ -266,11 +266,11 @@ def test_signed_in_pages_and_downloads_are_not_stored(client, login_as, app, tmp
     login_as("analyst")
     engagement = factories.engagement()
     for url in ("/", "/companies", "/account", f"/engagements/{engagement.id}",
-                "/exports/monthly?month=2026-10&format=csv", f"/campaigns/{engagement.campaign_id}/report.pdf",
+                "/exports/monthly?month=2026-10&format=csv", f"/exports/campaigns/{engagement.campaign_id}/report.pdf",
                 "/no/such/page"):
         response = client.get(url)
         assert response.headers["Cache-Control"] == "no-store", (url, response.status_code)
-    assert client.get(f"/campaigns/{engagement.campaign_id}/report.pdf").mimetype == "application/pdf"
+    assert client.get(f"/exports/campaigns/{engagement.campaign_id}/report.pdf").mimetype == "application/pdf"
 
     app.config["ATTACHMENT_DIR"] = str(tmp_path)  # a send_file download
     try:
@@ -283,7 +283,7 @@ def test_signed_in_pages_and_downloads_are_not_stored(client, login_as, app, tmp
         from engage.models import Attachment
 
         attachment = db.session.scalar(sa.select(Attachment))
-        download = client.get(f"/attachments/{attachment.id}")
+        download = client.get(f"/engagements/attachments/{attachment.id}")
         assert download.status_code == 200 and download.data == pdf
         assert download.headers["Cache-Control"] == "no-store"
     finally:
@@ -291,7 +291,7 @@ def test_signed_in_pages_and_downloads_are_not_stored(client, login_as, app, tmp
 
 
 def test_sign_in_page_is_not_stored_and_static_files_stay_cacheable(client, login_as):
-    assert client.get("/login").headers["Cache-Control"] == "no-store"
+    assert client.get("/auth/login").headers["Cache-Control"] == "no-store"
     login_as("viewer")
     for path in ("/static/css/app.css", "/static/js/app.js"):
         response = client.get(path)
@@ -303,5 +303,5 @@ def test_calendar_feed_keeps_its_own_short_caching(client, app, make_user):
     user = make_user("analyst")
     user.calendar_token = "t" * 43
     db.session.commit()
-    feed = app.test_client().get(f"/calendar/{'t' * 43}.ics")
+    feed = app.test_client().get(f"/reminders/calendar/{'t' * 43}.ics")
     assert feed.status_code == 200 and feed.headers["Cache-Control"] == "private, max-age=300"

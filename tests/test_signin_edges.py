@@ -50,25 +50,25 @@ def test_admin_password_reset_lifts_the_pause(client, make_user):
 
 
 def test_remember_me_survives_opening_the_sign_in_page(make_app, make_user):
-    """Browser restarted (session cookie gone), user opens the bookmarked /login (CSRF on, as served)."""
+    """Browser restarted (session cookie gone), user opens the bookmarked /auth/login (CSRF on, as served)."""
     from tests.conftest import csrf_token_from
 
     client = make_app(WTF_CSRF_ENABLED=True).test_client()
     user = make_user("viewer")
-    token = csrf_token_from(client.get("/login").get_data(as_text=True))
-    r = client.post("/login", data={"email": user.email, "password": PASSWORD, "remember": "y", "csrf_token": token})
+    token = csrf_token_from(client.get("/auth/login").get_data(as_text=True))
+    r = client.post("/auth/login", data={"email": user.email, "password": PASSWORD, "remember": "y", "csrf_token": token})
     assert r.status_code == 302
     remember = client.get_cookie("remember_token").value
     client.delete_cookie("session")
-    page = client.get("/login")
-    assert client.get_cookie("remember_token") is not None, "GET /login deleted the remember-me cookie"
+    page = client.get("/auth/login")
+    assert client.get_cookie("remember_token") is not None, "GET /auth/login deleted the remember-me cookie"
     assert page.status_code == 302 or client.get("/").status_code == 200, remember
 
 
 def test_remember_me_survives_a_browser_update(client, make_user):
     """Same browser, same cookies, new User-Agent after an update (or a new IP address)."""
     user = make_user("viewer")
-    r = client.post("/login", data={"email": user.email, "password": PASSWORD, "remember": "y"},
+    r = client.post("/auth/login", data={"email": user.email, "password": PASSWORD, "remember": "y"},
                     headers={"User-Agent": "Browser/1"})
     assert r.status_code == 302
     assert client.get("/", headers={"User-Agent": "Browser/1"}).status_code == 200
@@ -82,11 +82,11 @@ def test_a_repeated_post_after_the_token_changed_does_not_end_on_405(client, mak
     user = make_user("viewer")
     assert login(client, user.email).status_code == 302
     old = client.get_cookie("session").value
-    client.post("/logout")
+    client.post("/auth/logout")
     client.set_cookie("session", old)
-    second = client.post("/logout")
+    second = client.post("/auth/logout")
     assert second.status_code == 302
-    back = client.post("/login", data={"email": user.email, "password": PASSWORD,
+    back = client.post("/auth/login", data={"email": user.email, "password": PASSWORD,
                                        "next": second.headers["Location"].split("next=")[-1].replace("%2F", "/")})
     assert client.get(back.headers["Location"]).status_code != 405
 
@@ -115,7 +115,7 @@ def test_parallel_guesses_are_not_all_checked(app, make_user, monkeypatch):
     monkeypatch.setattr(users_module, "check_password_hash", slow_check)
 
     def guess(n):
-        app.test_client().post("/login", data={"email": victim.email, "password": f"guess {n}"})
+        app.test_client().post("/auth/login", data={"email": victim.email, "password": f"guess {n}"})
 
     threads = [threading.Thread(target=guess, args=(n,)) for n in range(10)]
     with at(0):

@@ -43,7 +43,7 @@ def sign_in(app, user, remember: bool = False, password: str = PASSWORD):
     data = {"email": user.email, "password": password}
     if remember:
         data["remember"] = "y"
-    assert client.post("/login", data=data).status_code == 302
+    assert client.post("/auth/login", data=data).status_code == 302
     return client
 
 
@@ -74,7 +74,7 @@ def writes_session(response) -> bool:
 def test_an_attacker_cannot_pause_sign_in_on_the_users_own_browser(app, make_user):
     user = make_user("admin")
     laptop = sign_in(app, user)
-    assert laptop.post("/logout").status_code == 302  # signed out; the browser stays known
+    assert laptop.post("/auth/logout").status_code == 302  # signed out; the browser stays known
     attacker = app.test_client()
     with at(0):
         for _ in range(20):
@@ -89,7 +89,7 @@ def test_an_attacker_cannot_pause_sign_in_on_the_users_own_browser(app, make_use
 def test_failures_on_a_known_browser_draw_on_its_own_budget(app, make_user):
     user = make_user("viewer")
     laptop = sign_in(app, user)
-    laptop.post("/logout")
+    laptop.post("/auth/logout")
     with at(0):
         for _ in range(7):
             assert login(laptop, user.email, WRONG).status_code == 200
@@ -127,7 +127,7 @@ def test_the_known_browser_cookie_is_http_only_lax_long_lived_and_lists_recent_a
     client = app.test_client()
     for user in users:
         response = login(client, user.email)
-        client.post("/logout")
+        client.post("/auth/logout")
     [cookie] = [c for c in set_cookies(response) if c.startswith(BROWSER_COOKIE + "=")]
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and f"Max-Age={365 * 24 * 3600}" in cookie
     with app.test_request_context(headers={"Cookie": f"{BROWSER_COOKIE}={client.get_cookie(BROWSER_COOKIE).value}"}):
@@ -141,7 +141,7 @@ def test_parallel_guesses_on_a_known_browser_are_not_all_checked(app, make_user,
 
     user = make_user("analyst")
     laptop = sign_in(app, user)
-    laptop.post("/logout")
+    laptop.post("/auth/logout")
     checked, lock = [], threading.Lock()
     barrier = threading.Barrier(12)
     real = users_module.check_password_hash
@@ -177,35 +177,35 @@ def test_a_repeated_password_change_after_the_first_lands_on_the_account_page(ap
     data = {"current_password": PASSWORD, "new_password": NEW, "confirm": NEW}
     assert browser.post("/account/password", data=data).headers["Location"] == "/account"
     second = stale.post("/account/password", data=data, headers={"Referer": "http://localhost/account"})
-    assert second.status_code == 302 and second.headers["Location"] == "/login?next=%2Faccount"
+    assert second.status_code == 302 and second.headers["Location"] == "/auth/login?next=%2Faccount"
     assert not writes_session(second)  # the browser keeps the cookie the first click earned...
     landing = browser.get(second.headers["Location"])  # ...so following the answer ends on /account
     assert landing.status_code == 302 and landing.headers["Location"] == "/account"
     assert "Password changed" in browser.get("/account").get_data(as_text=True)
     # a browser that kept only the old cookie signs in and lands on the account page, not a 405
-    back = stale.post("/login", data={"email": user.email, "password": NEW, "next": "/account"})
+    back = stale.post("/auth/login", data={"email": user.email, "password": NEW, "next": "/account"})
     assert back.headers["Location"] == "/account" and stale.get("/account").status_code == 200
     assert len(events("password_change")) == 1
 
 
 def test_next_never_names_a_form_action(client, make_user):
     user = make_user("viewer")
-    for target in ("/logout", "/account/password", "/account/sessions", "/nowhere"):
+    for target in ("/auth/logout", "/account/password", "/account/sessions", "/nowhere"):
         response = login(client, user.email, next_url=target)
         assert response.headers["Location"] == "/", target
-        client.post("/logout")
+        client.post("/auth/logout")
     anonymous = client.post("/account/password")  # no Referer: no next at all
-    assert anonymous.headers["Location"] == "/login"
+    assert anonymous.headers["Location"] == "/auth/login"
     edit = client.post("/companies/new")  # a form whose address is also a page: back to that page
-    assert edit.headers["Location"] == "/login?next=%2Fcompanies%2Fnew"
+    assert edit.headers["Location"] == "/auth/login?next=%2Fcompanies%2Fnew"
 
 
 def test_an_expired_session_signs_out_without_an_error(make_app, make_user, app):
     protected = make_app(WTF_CSRF_ENABLED=True)
     browser = protected.test_client()
-    response = browser.post("/logout", data={"csrf_token": "from-a-page-opened-yesterday"})
-    assert response.status_code == 302 and response.headers["Location"] == "/login"
-    assert "You are signed out" in browser.get("/login").get_data(as_text=True)
+    response = browser.post("/auth/logout", data={"csrf_token": "from-a-page-opened-yesterday"})
+    assert response.status_code == 302 and response.headers["Location"] == "/auth/login"
+    assert "You are signed out" in browser.get("/auth/login").get_data(as_text=True)
 
 
 def run_together(calls, monkeypatch, target: str):
@@ -270,9 +270,9 @@ def test_concurrent_sign_outs_both_sign_out(app, make_user, monkeypatch):
     user = make_user("viewer")
     here = sign_in(app, user, remember=True)
     twin = copy_of(app, here)
-    responses = run_together([lambda: here.post("/logout"), lambda: twin.post("/logout")],
+    responses = run_together([lambda: here.post("/auth/logout"), lambda: twin.post("/auth/logout")],
                              monkeypatch, "new_session_token")
-    assert [r.headers["Location"] for r in responses] == ["/login", "/login"]
+    assert [r.headers["Location"] for r in responses] == ["/auth/login", "/auth/login"]
     assert len(events("logout")) == 1
     assert not signed_in(here) and not signed_in(twin)
     assert all(any(c.startswith("remember_token=;") for c in set_cookies(r)) for r in responses)
@@ -284,7 +284,7 @@ def test_a_page_opened_with_a_dead_cookie_drops_it(app, make_user):
     stale = copy_of(app, browser)
     browser.post("/account/sessions")  # another tab rotates the token
     page = stale.get("/companies")
-    assert page.status_code == 302 and page.headers["Location"] == "/login?next=%2Fcompanies"
+    assert page.status_code == 302 and page.headers["Location"] == "/auth/login?next=%2Fcompanies"
     assert any(c.startswith("remember_token=;") for c in set_cookies(page))  # the dead remember-me goes
     with stale.session_transaction() as session:
         assert "_user_id" not in session
@@ -294,7 +294,7 @@ def test_a_page_opened_with_a_dead_cookie_drops_it(app, make_user):
 
 def test_remember_me_survives_a_new_address(client, make_user):
     user = make_user("viewer")
-    login_response = client.post("/login", data={"email": user.email, "password": PASSWORD, "remember": "y"},
+    login_response = client.post("/auth/login", data={"email": user.email, "password": PASSWORD, "remember": "y"},
                                  environ_base={"REMOTE_ADDR": "192.0.2.10"})
     assert login_response.status_code == 302
     assert client.get("/", environ_base={"REMOTE_ADDR": "198.51.100.7"}).status_code == 200
@@ -351,7 +351,7 @@ def test_cli_unlock(app, make_user, runner):
 def calendar_link(client) -> str:
     assert client.post("/account/calendar").status_code == 302
     page = client.get("/account").get_data(as_text=True)
-    return "/calendar/" + page.split("/calendar/")[1].split(".ics")[0] + ".ics"
+    return "/reminders/calendar/" + page.split("/reminders/calendar/")[1].split(".ics")[0] + ".ics"
 
 
 def feed_works(app, url: str) -> bool:
@@ -386,7 +386,7 @@ def test_signing_out_keeps_the_calendar_link(app, make_user):
     user = make_user("analyst")
     browser = sign_in(app, user)
     url = calendar_link(browser)
-    browser.post("/logout")
+    browser.post("/auth/logout")
     assert feed_works(app, url)
 
 
@@ -443,5 +443,5 @@ def test_an_empty_development_key_gets_a_random_one_with_a_warning(database_url,
     assert len(first.config["SECRET_KEY"]) >= 32 and first.config["SECRET_KEY"] != second.config["SECRET_KEY"]
     assert "SECRET_KEY is empty" in caplog.text
     with first.app_context():
-        page = first.test_client().get("/login")
+        page = first.test_client().get("/auth/login")
     assert page.status_code == 200 and 'name="csrf_token"' in page.get_data(as_text=True)

@@ -1,4 +1,4 @@
-"""Admin pages: users and the audit trail."""
+"""Admin pages: users, campaigns, investors, the audit trail and the outbox."""
 
 import sqlalchemy as sa
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
@@ -7,6 +7,7 @@ from flask_login import current_user
 from engage import clock
 from engage.admin import service
 from engage.admin.forms import (
+    ActionForm,
     AuditFilterForm,
     CampaignForm,
     InvestorForm,
@@ -16,12 +17,13 @@ from engage.admin.forms import (
     UserForm,
 )
 from engage.auth.service import KNOWN_BROWSERS, OTHER_BROWSERS, lift_pause, paused_until
+from engage.core import outbox
 from engage.extensions import db
-from engage.models import AuditEvent, Campaign, Investor, User
+from engage.models import AuditEvent, Campaign, Investor, OutboxEmail, OutboxStatus, User
 from engage.security import require_role
 from engage.web import field_error, paginate
 
-bp = Blueprint("admin", __name__)
+bp = Blueprint("admin", __name__, url_prefix="/admin")
 
 
 def backoff_state(user: User) -> dict:
@@ -200,3 +202,32 @@ def edit_investor(investor_id: int | None = None):
             flash(f"Investor {target.name} saved.", "success")
             return redirect(url_for("admin.investors"))
     return render_template("admin/investor_form.html", form=form, investor=investor), 422 if form.errors else 200
+
+
+@bp.route("/outbox", endpoint="outbox")
+@require_role("admin")
+def outbox_page():
+    status = request.args.get("status") or ""
+    if status and status not in OutboxStatus.values():
+        abort(400, f"Unknown status {status!r}.")
+    query = sa.select(OutboxEmail).order_by(OutboxEmail.id.desc())
+    if status:
+        query = query.where(OutboxEmail.status == status)
+    counts = dict(db.session.execute(sa.select(OutboxEmail.status, sa.func.count()).group_by(OutboxEmail.status)).all())
+    page = paginate(query)
+    return render_template("admin/outbox.html", page=page, status=status, counts=counts,
+                           statuses=list(OutboxStatus), action_form=ActionForm(formdata=None))
+
+
+@bp.route("/outbox/<int:email_id>/retry", methods=["POST"])
+@require_role("admin")
+def retry_email(email_id: int):
+    email = db.get_or_404(OutboxEmail, email_id)
+    if ActionForm().validate_on_submit():
+        try:
+            outbox.retry(email, clock.utcnow())
+            db.session.commit()
+            flash("The email is queued again; the next outbox run sends it.", "success")
+        except ValueError as error:
+            flash(str(error), "error")
+    return redirect(url_for("admin.outbox"))

@@ -16,7 +16,7 @@ from engage.security import (
     signed_out_page,
 )
 
-bp = Blueprint("auth", __name__)
+bp = Blueprint("auth", __name__, url_prefix="/auth")
 
 #: The one answer to every refused sign-in: it never tells whether the account exists or pauses.
 GENERIC_FAILURE = ("That email and password do not match an active account. After several failed "

@@ -16,7 +16,7 @@ from engage.security import require_role
 from engage.validators import whole_number
 from engage.web import paginate
 
-bp = Blueprint("companies", __name__)
+bp = Blueprint("companies", __name__, url_prefix="/companies")
 
 def company_scores():
     """Per company: the latest primary score and the one before it, in one pass over the scores.
@@ -120,7 +120,7 @@ def company_query(f: dict):
     return query.order_by(order.nulls_last(), Company.id)
 
 
-@bp.route("/companies")
+@bp.route("")
 @require_role("viewer")
 def index():
     f = company_filters(request.args)
@@ -140,7 +140,7 @@ def index():
     )
 
 
-@bp.route("/companies/new", methods=["GET", "POST"])
+@bp.route("/new", methods=["GET", "POST"])
 @require_role("analyst")
 def create():
     form = CompanyForm()
@@ -153,7 +153,7 @@ def create():
     return render_template("companies/form.html", form=form, company=None), 422 if form.errors else 200
 
 
-@bp.route("/companies/<int:company_id>")
+@bp.route("/<int:company_id>")
 @require_role("viewer")
 def show(company_id: int):
     company = db.session.scalar(
@@ -171,7 +171,7 @@ def show(company_id: int):
                            holdings=service.latest_holdings(company.id), flag_form=RiskFlagForm())
 
 
-@bp.route("/companies/<int:company_id>/edit", methods=["GET", "POST"])
+@bp.route("/<int:company_id>/edit", methods=["GET", "POST"])
 @require_role("analyst")
 def edit(company_id: int):
     company = db.get_or_404(Company, company_id)
@@ -186,7 +186,7 @@ def edit(company_id: int):
     return render_template("companies/form.html", form=form, company=company), 422 if form.errors else 200
 
 
-@bp.route("/companies/<int:company_id>/flags", methods=["POST"])
+@bp.route("/<int:company_id>/flags", methods=["POST"])
 @require_role("analyst")
 def add_flag(company_id: int):
     company = db.get_or_404(Company, company_id)
@@ -201,7 +201,7 @@ def add_flag(company_id: int):
                            holdings=service.latest_holdings(company.id), flag_form=form), 422
 
 
-@bp.route("/companies/<int:company_id>/flags/<int:flag_id>/delete", methods=["POST"])
+@bp.route("/<int:company_id>/flags/<int:flag_id>/delete", methods=["POST"])
 @require_role("analyst")
 def delete_flag(company_id: int, flag_id: int):
     flag = db.session.scalar(sa.select(RiskFlag).where(RiskFlag.id == flag_id, RiskFlag.company_id == company_id))

@@ -1,8 +1,8 @@
 """The engagement cycle: the ordered stages, the escalation ladder, and the allowed moves.
 
-This module is the one place that decides whether a move is allowed. Views and the CLI
-ask `stage_moves()`/`escalation_moves()` what to offer and call `Engagement.move_to()` /
-`Engagement.escalate_to()`, which land here.
+This module is the one place that decides whether a move is allowed and performs it. Views,
+services and the CLI ask `stage_moves()`/`escalation_moves()` what to offer and call
+`move_stage()`/`move_escalation()`; the Engagement model knows nothing of these rules.
 
 Rules (DESIGN.md, "The engagement cycle"):
 - a forward stage move records a date, an optional note and evidence URL;

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import sqlalchemy as sa
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, send_file, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, send_file, url_for
 from flask_login import current_user
 from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.exc import StaleDataError
@@ -19,9 +19,11 @@ from engage.engagements.forms import (
     OpenEngagementForm,
     StageMoveForm,
 )
+from engage.engagements.queries import engagement_filters, engagement_query, owner_choices
 from engage.extensions import db
-from engage.formatting import SHOWN_CHANGE, shown_below
 from engage.holdings import screening
+from engage.letters.forms import GenerateForm, bulk_form
+from engage.letters.service import active_templates, suggested_template
 from engage.models import (
     Attachment,
     Campaign,
@@ -30,99 +32,20 @@ from engage.models import (
     Escalation,
     InteractionKind,
     Letter,
-    Role,
     Stage,
     User,
 )
+from engage.reminders.forms import ReminderForm
+from engage.scoring import progress
+from engage.scoring.service import disagreement, stage_hints
 from engage.security import require_role
 from engage.validators import whole_number
 from engage.web import content_disposition, field_error, paginate
 
-bp = Blueprint("engagements", __name__)
-
-SORTS = {
-    "company": Company.normalized_name,
-    "stage": Engagement.stage,
-    "escalation": Engagement.escalation,
-    "opened": Engagement.opened_on,
-}
+bp = Blueprint("engagements", __name__, url_prefix="/engagements")
 
 
-def owner_choices(include_none: bool = True):
-    users = db.session.scalars(
-        sa.select(User).where(User.active.is_(True), User.role.in_([Role.ANALYST.value, Role.ADMIN.value]))
-        .order_by(User.name)
-    ).all()
-    choices = [("", "Unassigned")] if include_none else []
-    return choices + [(u.id, u.name) for u in users]
-
-
-def engagement_filters(args) -> dict:
-    f = {key: (args.get(key) or "").strip() for key in
-         ("campaign", "stage", "escalation", "owner", "sector", "overdue", "stale", "score_below", "trend",
-          "sort", "dir")}
-    f["sort"] = f["sort"] or "company"
-    f["dir"] = f["dir"] or "asc"
-    if f["stage"] and f["stage"] not in Stage.values() and f["stage"] != "open":
-        abort(400, f"Unknown stage {f['stage']!r}.")
-    if f["escalation"] and f["escalation"] not in Escalation.values():
-        abort(400, f"Unknown escalation level {f['escalation']!r}.")
-    if f["campaign"] and whole_number(f["campaign"]) is None:
-        abort(400, "campaign must be a campaign number.")
-    if f["owner"] and f["owner"] not in ("me", "none") and whole_number(f["owner"]) is None:
-        abort(400, "owner must be a user number, 'me' or 'none'.")
-    if f["overdue"] not in ("", "yes") or f["stale"] not in ("", "yes"):
-        abort(400, "overdue and stale take the value 'yes'.")
-    if f["score_below"] and whole_number(f["score_below"], maximum=100) is None:
-        abort(400, "score_below must be a whole number from 0 to 100.")
-    if f["trend"] not in ("", "up", "down"):
-        abort(400, "trend must be 'up' or 'down'.")
-    if f["sort"] not in SORTS and f["sort"] not in ("next_follow_up", "last_contact", "score", "change") \
-            or f["dir"] not in ("asc", "desc"):
-        abort(400, f"Cannot sort by {f['sort']!r} {f['dir']!r}.")
-    return f
-
-
-def engagement_query(f: dict, today: dt.date):
-    # Only the engagements are selected: the per-row figures are computed for the page alone
-    # (`_rows`), so a deep page does not compute them for every row it skips.
-    query = sa.select(Engagement).join(Engagement.company)
-    if f["campaign"]:
-        query = query.where(Engagement.campaign_id == int(f["campaign"]))
-    if f["stage"] == "open":
-        query = query.where(Engagement.stage != Stage.CLOSED.value)
-    elif f["stage"]:
-        query = query.where(Engagement.stage == f["stage"])
-    if f["escalation"]:
-        query = query.where(Engagement.escalation == f["escalation"])
-    if f["owner"] == "me":
-        query = query.where(Engagement.owner_id == current_user.id)
-    elif f["owner"] == "none":
-        query = query.where(Engagement.owner_id.is_(None))
-    elif f["owner"]:
-        query = query.where(Engagement.owner_id == int(f["owner"]))
-    if f["sector"]:
-        query = query.where(Company.sector == f["sector"])
-    if f["overdue"]:
-        query = query.where(service.next_follow_up_query() < today)
-    if f["stale"]:
-        cutoff = today - dt.timedelta(days=current_app.config["STALE_AFTER_DAYS"])
-        query = query.where(Engagement.stage != Stage.CLOSED.value,
-                            sa.func.coalesce(service.last_contact_query(), Engagement.opened_on) < cutoff)
-    if f["score_below"]:
-        query = query.where(service.latest_score_query() < shown_below(int(f["score_below"])))
-    if f["trend"] == "up":  # a change shown as +1 or more; "+0" is no trend
-        query = query.where(service.score_change_query() >= SHOWN_CHANGE)
-    elif f["trend"] == "down":
-        query = query.where(service.score_change_query() <= -SHOWN_CHANGE)
-    computed = {"next_follow_up": service.next_follow_up_query, "last_contact": service.last_contact_query,
-                "score": service.latest_score_query, "change": service.score_change_query}
-    column = SORTS[f["sort"]] if f["sort"] in SORTS else computed[f["sort"]]()
-    order = column.desc() if f["dir"] == "desc" else column.asc()
-    return query.order_by(order.nulls_last(), Engagement.id)
-
-
-@bp.route("/engagements")
+@bp.route("")
 @require_role("viewer")
 def index():
     today = clock.today()
@@ -132,8 +55,6 @@ def index():
     )
     page = paginate(query)
     # paginate returns scalars; re-run the row query for the page to get the computed columns.
-    from engage.letters.routes import bulk_form
-
     return render_template(
         "engagements/index.html", page=page, rows=_rows(page, f, today), f=f, today=today,
         bulk=bulk_form(f) if current_user.can_edit else None,
@@ -163,7 +84,7 @@ def _rows(page, f: dict, today: dt.date) -> list:
     return [(e, extra[e.id]) for e in page.items]
 
 
-@bp.route("/companies/<int:company_id>/engagements/new", methods=["GET", "POST"])
+@bp.route("/open/<int:company_id>", methods=["GET", "POST"])
 @require_role("analyst")
 def open_for_company(company_id: int):
     company = db.get_or_404(Company, company_id)
@@ -240,9 +161,6 @@ def response_moves(engagement: Engagement) -> list:
 
 
 def _page(engagement: Engagement, status: int = 200, stale: service.StaleEdit | None = None, **forms):
-    from engage.letters.forms import GenerateForm
-    from engage.letters.routes import active_templates, suggested_template
-
     templates = active_templates()
     generate_form = GenerateForm(formdata=None)
     generate_form.template_id.choices = [(t.id, f"{t.name} (v{t.version})") for t in templates]
@@ -250,9 +168,6 @@ def _page(engagement: Engagement, status: int = 200, stale: service.StaleEdit | 
     letters = db.session.scalars(
         sa.select(Letter).where(Letter.engagement_id == engagement.id).order_by(Letter.created_at.desc(), Letter.id.desc())
     ).all()
-    from engage.scoring import progress
-    from engage.scoring.service import disagreement, stage_hints
-
     history = progress.engagement_history(engagement)
     latest = history["scores"][-1] if history["scores"] else None
     flags = {s.id: any(disagreement(s, m)["flagged"] for m in s.moderations) for s in history["scores"]}
@@ -261,6 +176,7 @@ def _page(engagement: Engagement, status: int = 200, stale: service.StaleEdit | 
         summary=service.summary_of(engagement), stale=stale, today=clock.today(),
         stage_moves=cycle.stage_moves(engagement), escalation_moves=cycle.escalation_moves(engagement),
         generate_form=generate_form, letters=letters, history=history, moderation_flags=flags,
+        reminder_form=ReminderForm(formdata=None, due_on=clock.today() + dt.timedelta(days=14)),
         hints=stage_hints(engagement, latest), posted=set(forms),
         held_again=screening.held_after_divestment(screening.snapshots(), engagement.id)
         if engagement.is_divested else [],
@@ -268,7 +184,7 @@ def _page(engagement: Engagement, status: int = 200, stale: service.StaleEdit | 
     ), status
 
 
-@bp.route("/engagements/<int:engagement_id>")
+@bp.route("/<int:engagement_id>")
 @require_role("viewer")
 def show(engagement_id: int):
     return _page(_load(engagement_id))
@@ -284,7 +200,7 @@ def _stale_response(engagement_id: int, error: service.StaleEdit | None = None, 
     return _page(engagement, 409, stale=error, **forms)
 
 
-@bp.route("/engagements/<int:engagement_id>/edit", methods=["POST"])
+@bp.route("/<int:engagement_id>/edit", methods=["POST"])
 @require_role("analyst")
 def edit(engagement_id: int):
     engagement = _load(engagement_id)
@@ -348,31 +264,32 @@ def _move(engagement_id: int, form_class, form_key: str, perform):
     return redirect(here)
 
 
-@bp.route("/engagements/<int:engagement_id>/stage", methods=["POST"])
+@bp.route("/<int:engagement_id>/stage", methods=["POST"])
 @require_role("analyst")
 def move_stage(engagement_id: int):
     def perform(engagement, form):
-        engagement.move_to(form.target.data, on=form.occurred_on.data, today=clock.today(), actor_id=current_user.id,
-                           note=form.note.data or "", reason=form.reason.data or "", evidence=form.evidence.data or "",
-                           evidence_url=form.evidence_url.data or None, outcome=form.outcome.data or None)
+        cycle.move_stage(engagement, form.target.data, on=form.occurred_on.data, today=clock.today(),
+                         actor_id=current_user.id, note=form.note.data or "", reason=form.reason.data or "",
+                         evidence=form.evidence.data or "", evidence_url=form.evidence_url.data or None,
+                         outcome=form.outcome.data or None)
         return f"Stage is now {engagement.stage_label}."
 
     return _move(engagement_id, StageMoveForm, "stage", perform)
 
 
-@bp.route("/engagements/<int:engagement_id>/escalation", methods=["POST"])
+@bp.route("/<int:engagement_id>/escalation", methods=["POST"])
 @require_role("analyst")
 def move_escalation(engagement_id: int):
     def perform(engagement, form):
-        engagement.escalate_to(form.target.data, on=form.occurred_on.data, today=clock.today(),
-                               actor_id=current_user.id, note=form.note.data or "", reason=form.reason.data or "",
-                               evidence=form.evidence.data or "", evidence_url=form.evidence_url.data or None)
+        cycle.move_escalation(engagement, form.target.data, on=form.occurred_on.data, today=clock.today(),
+                              actor_id=current_user.id, note=form.note.data or "", reason=form.reason.data or "",
+                              evidence=form.evidence.data or "", evidence_url=form.evidence_url.data or None)
         return f"Escalation is now {engagement.escalation_label}."
 
     return _move(engagement_id, EscalationForm, "escalation", perform)
 
 
-@bp.route("/engagements/<int:engagement_id>/interactions", methods=["POST"])
+@bp.route("/<int:engagement_id>/interactions", methods=["POST"])
 @require_role("analyst")
 def log_interaction(engagement_id: int):
     engagement = _load(engagement_id)

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import selectinload
 
 from engage.errors import FieldError
-from engage.engagements import attachments
+from engage.engagements import attachments, cycle
 from engage.engagements.cycle import MoveError
 from engage.extensions import db
 from engage.models import (
@@ -130,8 +130,8 @@ def log_interaction(engagement: Engagement, *, kind: str, direction: str, occurr
     if move_to:
         check_version(engagement, seen_version)
         try:
-            engagement.move_to(move_to, on=occurred_on, today=today, actor_id=actor_id,
-                               note=f"Company response of {occurred_on.isoformat()}: {subject.strip()}".strip(": "))
+            cycle.move_stage(engagement, move_to, on=occurred_on, today=today, actor_id=actor_id,
+                             note=f"Company response of {occurred_on.isoformat()}: {subject.strip()}".strip(": "))
         except MoveError as exc:
             raise EngagementError("move_to", exc.message) from exc
     if kind == InteractionKind.RESPONSE.value:  # the company replied: stop waiting and chasing

@@ -9,6 +9,7 @@ from decimal import Decimal
 import sqlalchemy as sa
 from flask import render_template
 
+from engage.core import documents
 from engage.extensions import db
 from engage.models import Campaign, Company, Engagement, Escalation, Score, Stage
 
@@ -44,9 +45,5 @@ def report(campaign: Campaign, today: dt.date) -> dict:
 
 
 def report_pdf(data: dict) -> bytes:
-    from weasyprint import HTML
-
-    from engage.letters.documents import _letter_css, _refuse_fetch
-
     html = render_template("exports/public_report.html", report=data, standalone=True)
-    return HTML(string=html, url_fetcher=_refuse_fetch).write_pdf(stylesheets=[_letter_css()])
+    return documents.pdf_bytes(html, documents.letter_css_text())

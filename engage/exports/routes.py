@@ -16,7 +16,7 @@ from engage.models import Campaign, ExportRun, Fund, Role, User
 from engage.security import require_role
 from engage.validators import whole_number
 
-bp = Blueprint("exports", __name__)
+bp = Blueprint("exports", __name__, url_prefix="/exports")
 
 
 def _filters(args) -> monthly.Filters:
@@ -39,7 +39,7 @@ def _choices():
     }
 
 
-@bp.route("/exports")
+@bp.route("")
 @require_role("viewer")
 def index():
     today = clock.today()
@@ -48,7 +48,7 @@ def index():
                            error=None, **_choices())
 
 
-@bp.route("/exports/monthly")
+@bp.route("/monthly")
 @require_role("viewer")
 def download():
     today = clock.today()
@@ -76,7 +76,7 @@ def download():
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
-@bp.route("/exports/stored/<int:run_id>")
+@bp.route("/stored/<int:run_id>")
 @require_role("viewer")
 def stored(run_id: int):
     run = db.get_or_404(ExportRun, run_id)

@@ -12,7 +12,7 @@ from engage.dbutil import insert_ignoring_conflicts
 from engage.exports.monthly import Month, build, write_file
 from engage.extensions import db
 from engage.models import ExportRun
-from engage.reminders import mail
+from engage.core import outbox
 
 
 def export_dir() -> Path:
@@ -39,7 +39,7 @@ def run_monthly(now: dt.datetime) -> str:
     write_file(export, "xlsx", export_dir() / filename)
     db.session.execute(sa.update(ExportRun).where(ExportRun.id == claimed[0]).values(rows=len(export.rows)))
     for address in recipients():
-        email = mail.enqueue(address, f"Engage monthly status export {month}",
+        email = outbox.enqueue(address, f"Engage monthly status export {month}",
                              f"Attached: the status of {len(export.rows)} engagements at the end of {month}.\n"
                              f"It is also on the Exports page: {current_app.config['ENGAGE_BASE_URL'].rstrip('/')}"
                              "/exports\n", now=now)

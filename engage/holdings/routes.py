@@ -15,12 +15,12 @@ from engage import clock
 from engage.extensions import db
 from engage.holdings import importer, parsing, screening, service
 from engage.holdings.forms import FundForm, ImportForm, MergeForm, ReadOptionsForm
-from engage.models import Campaign, Company, Fund, Holding, RiskSource
+from engage.models import Campaign, Company, Fund, Holding, ListedEntity, RiskSource
 from engage.security import require_role
 from engage.validators import whole_number
 from engage.web import field_error, paginate
 
-bp = Blueprint("holdings", __name__)
+bp = Blueprint("holdings", __name__, url_prefix="/holdings")
 
 
 @bp.route("/funds")
@@ -120,7 +120,7 @@ def _preview_page(token: str, data: bytes, meta: dict, options: ReadOptionsForm 
     return render_template("holdings/preview.html", preview=importer.preview(parsed, fund, as_of), **context)
 
 
-@bp.route("/holdings/import", methods=["GET", "POST"])
+@bp.route("/import", methods=["GET", "POST"])
 @require_role("analyst")
 def import_holdings():
     """Upload and check a file; nothing is written until the preview is confirmed."""
@@ -148,7 +148,7 @@ def import_holdings():
     return _preview_page(token, data, meta)
 
 
-@bp.route("/holdings/import/<token>/read", methods=["POST"])
+@bp.route("/import/<token>/read", methods=["POST"])
 @require_role("analyst")
 def read_again(token: str):
     """Read a stashed file again with other options (decimal separator, partial, date)."""
@@ -166,7 +166,7 @@ def read_again(token: str):
     return _preview_page(token, data, meta, options)
 
 
-@bp.route("/holdings/import/<token>", methods=["POST"])
+@bp.route("/import/<token>", methods=["POST"])
 @require_role("analyst")
 def confirm_import(token: str):
     if not FlaskForm().validate_on_submit():
@@ -217,7 +217,7 @@ def confirm_import(token: str):
     return redirect(url_for("holdings.fund", fund_id=fund.id))
 
 
-@bp.route("/holdings/review")
+@bp.route("/review")
 @require_role("viewer")
 def review():
     query = (sa.select(Company).where(Company.origin.is_not(None))
@@ -238,7 +238,7 @@ def _merged_already(company_id: int):
     return redirect(url_for("holdings.review"))
 
 
-@bp.route("/holdings/review/<int:company_id>", methods=["POST"])
+@bp.route("/review/<int:company_id>", methods=["POST"])
 @require_role("analyst")
 def review_company(company_id: int):
     """Keep a created company, or show what merging it would move (nothing is merged here)."""
@@ -269,7 +269,7 @@ def review_company(company_id: int):
                            form=MergeForm(formdata=None, target_id=str(target.id), plan=plan.digest))
 
 
-@bp.route("/holdings/review/<int:company_id>/merge", methods=["POST"])
+@bp.route("/review/<int:company_id>/merge", methods=["POST"])
 @require_role("analyst")
 def merge_company(company_id: int):
     """Merge, once the user has seen what moves; a second click finds the company gone and says so."""
@@ -320,8 +320,6 @@ def screening_page():
 
 
 def screening_lists():
-    from engage.models import ListedEntity
-
     return db.session.execute(
         sa.select(ListedEntity.source, sa.func.count(), sa.func.max(ListedEntity.effective_date))
         .group_by(ListedEntity.source).order_by(ListedEntity.source)

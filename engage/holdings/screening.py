@@ -33,7 +33,7 @@ from engage.models import (
     User,
     normalize_name,
 )
-from engage.reminders import mail
+from engage.core import outbox
 
 #: What a Consolidated Screening List `source` says for each of our lists.
 CSL_SOURCES = {
@@ -518,7 +518,7 @@ def alert_divested_held_again(fund: Fund, now: dt.datetime | None = None) -> Ale
         subject = (f"Engage: divested company held again — {items[0].company} in {fund.name}" if len(items) == 1
                    else f"Engage: {len(items)} divested companies held again in {fund.name}")
         subject = " ".join(subject.split())  # names are data: never a line break in a header
-        mail.enqueue(owner.email, subject, render_template("holdings/held_again_email.txt", owner=owner, fund=fund,
+        outbox.enqueue(owner.email, subject, render_template("holdings/held_again_email.txt", owner=owner, fund=fund,
                                                           as_of=latest, items=items, base=base), now=now)
         result.emails += 1
     return result

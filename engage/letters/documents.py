@@ -33,6 +33,7 @@ from pathlib import Path
 from flask import current_app, render_template
 
 from engage import bounded, formatting
+from engage.core.documents import letter_css_text, pdf_bytes
 from engage.letters.rendering import MAX_OUTPUT
 from engage.models import Letter
 
@@ -48,10 +49,6 @@ RENDER_VERSION = "2"
 REFUSAL_TTL = 3600
 
 
-class FetchRefused(ValueError):
-    pass
-
-
 class DocumentRefused(ValueError):
     """A letter that cannot be made into a document; the message says why and what to do."""
 
@@ -62,24 +59,9 @@ class DocumentRefused(ValueError):
         self.fmt = fmt
 
 
-def _refuse_fetch(url: str, *args, **kwargs):
-    """WeasyPrint's URL fetcher for letters: nothing is fetched, from the network or the disk."""
-    raise FetchRefused(f"letters may not load {url!r}")
-
-
-def _letter_css_text() -> str:
-    return (Path(current_app.static_folder) / "css" / "letter.css").read_text(encoding="utf-8")
-
-
 @functools.lru_cache(maxsize=4)
 def _css_digest(folder: str, mtime: float) -> str:
     return hashlib.sha256((Path(folder) / "css" / "letter.css").read_bytes()).hexdigest()
-
-
-def _letter_css():
-    from weasyprint import CSS
-
-    return CSS(string=_letter_css_text(), url_fetcher=_refuse_fetch)
 
 
 def _amount(name: str, value) -> Decimal:
@@ -168,14 +150,8 @@ def docx_data(letter: Letter) -> dict:
 
 # --- in the worker process ---------------------------------------------------------------
 
-def _pdf_bytes(html: str, css: str) -> bytes:
-    from weasyprint import CSS, HTML
-
-    return HTML(string=html, url_fetcher=_refuse_fetch).write_pdf(
-        stylesheets=[CSS(string=css, url_fetcher=_refuse_fetch)])
-
-
 def _docx_bytes(data: dict) -> bytes:
+    # python-docx is loaded by the render worker that makes a DOCX, not by every web process.
     from docx import Document
     from docx.shared import Pt
 
@@ -207,7 +183,7 @@ def _docx_bytes(data: dict) -> bytes:
 def _render_document(_shared, job: tuple) -> bytes:
     """Run in the worker: one document from plain data."""
     fmt, payload = job
-    return _pdf_bytes(*payload) if fmt == "pdf" else _docx_bytes(payload)
+    return pdf_bytes(*payload) if fmt == "pdf" else _docx_bytes(payload)
 
 
 # --- in the web process: budget, cache, refusals --------------------------------------------
@@ -313,7 +289,7 @@ def _budget_message(exc: bounded.OverBudget, limits: bounded.Budget, fmt: str) -
 
 
 def _job(letter: Letter, fmt: str) -> tuple:
-    return (fmt, (letter_html(letter), _letter_css_text())) if fmt == "pdf" else (fmt, docx_data(letter))
+    return (fmt, (letter_html(letter), letter_css_text())) if fmt == "pdf" else (fmt, docx_data(letter))
 
 
 def render_missing(items: list[tuple[Letter, str]], total_seconds: float | None = None, limit: int | None = None):

@@ -1,3 +1,8 @@
+"""Letter forms: generating, editing, sending, bulk generation and the template editor."""
+
+import secrets
+from urllib.parse import urlencode
+
 from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
@@ -13,7 +18,7 @@ from wtforms.validators import DataRequired, Length, Optional, Regexp
 
 from engage.forms import EditForm
 from engage.idempotency import FormTokenMixin
-from engage.letters.service import CHANNELS
+from engage.letters.service import CHANNELS, template_choices
 from engage.models import LetterKind
 from engage.validators import sane_date
 
@@ -55,3 +60,12 @@ class TemplateForm(EditForm):
     preview_engagement = SelectField("Preview with", coerce=lambda v: int(v) if v not in (None, "", "None") else None,
                                      validators=[Optional()])
     submit = SubmitField("Save template")
+
+
+def bulk_form(filters: dict) -> BulkForm:
+    """The engagements list's bulk-letter form, carrying the list's filters."""
+    form = BulkForm(formdata=None)
+    form.template_id.choices = template_choices()
+    form.token.data = secrets.token_urlsafe(24)  # one per rendered form: a double submission makes one batch
+    form.filters.data = urlencode({k: v for k, v in filters.items() if v and k not in ("sort", "dir")})
+    return form

@@ -25,6 +25,7 @@ import re
 from contextlib import closing
 from typing import Sequence
 
+from flask import current_app, has_app_context
 from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, nodes
 from jinja2.compiler import CodeGenerator, optimizeconst
 from jinja2.exceptions import SecurityError, UndefinedError
@@ -499,8 +500,6 @@ def _render_job(sources: tuple[str, ...], context: dict) -> tuple:
 
 def budget() -> bounded.Budget:
     """The template budget from the app's settings (or the defaults outside an app)."""
-    from flask import current_app, has_app_context
-
     config = current_app.config if has_app_context() else {}
     return bounded.Budget(seconds=float(config.get("TEMPLATE_RENDER_SECONDS", DEFAULT_SECONDS)),
                           memory_mb=int(config.get("TEMPLATE_RENDER_MEMORY_MB", DEFAULT_MEMORY_MB)),

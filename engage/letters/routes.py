@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import secrets
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import parse_qs
 
 import sqlalchemy as sa
 from flask import Blueprint, Response, abort, current_app, flash, jsonify, redirect, render_template, request, url_for
@@ -12,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
 from engage import clock, idempotency
+from engage.engagements.queries import engagement_filters, engagement_query
 from engage.extensions import db
 from engage.letters import documents, service
 from engage.letters.forms import BulkForm, DraftForm, GenerateForm, SendForm, TemplateForm
@@ -20,30 +20,9 @@ from engage.security import require_role
 from engage.validators import whole_number
 from engage.web import content_disposition, field_error
 
-bp = Blueprint("letters", __name__)
+bp = Blueprint("letters", __name__, url_prefix="/letters")
 
 PREPARE_CHUNK = 20
-
-
-KIND_ORDER = ["initial", "follow_up", "call_to_action", "escalation", "other"]
-
-
-def active_templates() -> list[LetterTemplate]:
-    """Active templates in the order an engagement uses them: initial letter first."""
-    templates = db.session.scalars(sa.select(LetterTemplate).where(LetterTemplate.active.is_(True))).all()
-    return sorted(templates, key=lambda t: (KIND_ORDER.index(t.kind), t.name))
-
-
-def template_choices():
-    return [(t.id, f"{t.name} (v{t.version})") for t in active_templates()]
-
-
-def suggested_template(engagement: Engagement, templates: list[LetterTemplate]) -> int | None:
-    """The template the engagement's state calls for: the initial letter first, then a follow-up."""
-    wanted = "initial" if engagement.stage == Stage.IDENTIFIED.value else (
-        "follow_up" if engagement.stage == Stage.MAPPING_REQUESTED.value and engagement.escalation == "none"
-        else None)
-    return next((t.id for t in templates if t.kind == wanted), None)
 
 
 def _letter(letter_id: int) -> Letter:
@@ -57,12 +36,12 @@ def _letter(letter_id: int) -> Letter:
     return letter
 
 
-@bp.route("/engagements/<int:engagement_id>/letters", methods=["POST"])
+@bp.route("/generate/<int:engagement_id>", methods=["POST"])
 @require_role("analyst")
 def generate(engagement_id: int):
     engagement = db.get_or_404(Engagement, engagement_id)
     form = GenerateForm()
-    form.template_id.choices = template_choices()
+    form.template_id.choices = service.template_choices()
     if not form.validate_on_submit():
         flash("Choose a template to generate the letter from.", "error")
         return redirect(url_for("engagements.show", engagement_id=engagement_id) + "#letters")
@@ -102,13 +81,13 @@ def _refuse_sent(letter: Letter, consequence: str):
     return _letter_page(letter, 409)
 
 
-@bp.route("/letters/<int:letter_id>")
+@bp.route("/<int:letter_id>")
 @require_role("viewer")
 def show(letter_id: int):
     return _letter_page(_letter(letter_id))
 
 
-@bp.route("/letters/<int:letter_id>/edit", methods=["POST"])
+@bp.route("/<int:letter_id>/edit", methods=["POST"])
 @require_role("analyst")
 def edit(letter_id: int):
     letter = _letter(letter_id)
@@ -129,7 +108,7 @@ def edit(letter_id: int):
     return redirect(url_for("letters.show", letter_id=letter_id))
 
 
-@bp.route("/letters/<int:letter_id>/send", methods=["POST"])
+@bp.route("/<int:letter_id>/send", methods=["POST"])
 @require_role("analyst")
 def send(letter_id: int):
     letter = _letter(letter_id)
@@ -169,26 +148,24 @@ def _download(letter_id: int, fmt: str):
                     headers={"Content-Disposition": content_disposition(f"{documents.file_stem(letter)}.{fmt}")})
 
 
-@bp.route("/letters/<int:letter_id>.pdf")
+@bp.route("/<int:letter_id>.pdf")
 @require_role("viewer")
 def pdf(letter_id: int):
     return _download(letter_id, "pdf")
 
 
-@bp.route("/letters/<int:letter_id>.docx")
+@bp.route("/<int:letter_id>.docx")
 @require_role("viewer")
 def docx(letter_id: int):
     return _download(letter_id, "docx")
 
 
-@bp.route("/letters/bulk", methods=["POST"])
+@bp.route("/bulk", methods=["POST"])
 @require_role("analyst")
 def bulk():
     """Generate one template for the selected engagements, or for all that match the list's filters."""
-    from engage.engagements.routes import engagement_filters, engagement_query
-
     form = BulkForm()
-    form.template_id.choices = template_choices()
+    form.template_id.choices = service.template_choices()
     back = url_for("engagements.index") + ("?" + form.filters.data if form.filters.data else "")
     if not form.validate_on_submit():
         flash("Choose a template and which engagements to write to.", "error")
@@ -252,14 +229,14 @@ def _ready(item: LetterBatch) -> int:
     return sum(1 for letter in item.letters if all(documents.is_cached(letter, fmt) for fmt in documents.FORMATS))
 
 
-@bp.route("/letters/batches/<int:batch_id>")
+@bp.route("/batches/<int:batch_id>")
 @require_role("viewer")
 def batch(batch_id: int):
     item = _batch(batch_id)
     return render_template("letters/batch.html", batch=item, ready=_ready(item))
 
 
-@bp.route("/letters/batches/<int:batch_id>/prepare", methods=["POST"])
+@bp.route("/batches/<int:batch_id>/prepare", methods=["POST"])
 @require_role("viewer", write="viewer")
 def prepare_batch(batch_id: int):
     """Render the next few letters of the batch (PDF and DOCX); the page calls this until done, showing progress."""
@@ -281,7 +258,7 @@ def prepare_batch(batch_id: int):
                     "zip": url_for("letters.batch_zip", batch_id=batch_id) if done == len(item.letters) else None})
 
 
-@bp.route("/letters/batches/<int:batch_id>.zip")
+@bp.route("/batches/<int:batch_id>.zip")
 @require_role("viewer")
 def batch_zip(batch_id: int):
     item = _batch(batch_id)
@@ -305,15 +282,15 @@ def _preview_choices():
     return [("", "Sample data")] + [(e.id, e.company.name) for e in engagements]
 
 
-@bp.route("/admin/templates")
+@bp.route("/templates")
 @require_role("admin")
 def templates():
     items = db.session.scalars(sa.select(LetterTemplate).order_by(LetterTemplate.active.desc(), LetterTemplate.name))
     return render_template("letters/templates.html", templates=items.all())
 
 
-@bp.route("/admin/templates/new", methods=["GET", "POST"])
-@bp.route("/admin/templates/<int:template_id>", methods=["GET", "POST"])
+@bp.route("/templates/new", methods=["GET", "POST"])
+@bp.route("/templates/<int:template_id>", methods=["GET", "POST"])
 @require_role("admin")
 def edit_template(template_id: int | None = None):
     template = db.get_or_404(LetterTemplate, template_id) if template_id else None
@@ -348,7 +325,7 @@ def _new_slug(name: str) -> str:
     return slug
 
 
-@bp.route("/admin/templates/preview", methods=["POST"])
+@bp.route("/templates/preview", methods=["POST"])
 @require_role("admin")
 def preview_template():
     """Live preview for the editor: JSON with the rendered subject and body, or the error and line."""
@@ -361,7 +338,7 @@ def preview_template():
                                    current_user._get_current_object()))
 
 
-@bp.route("/admin/templates/<int:template_id>/versions/<int:version>")
+@bp.route("/templates/<int:template_id>/versions/<int:version>")
 @require_role("admin")
 def template_version(template_id: int, version: int):
     item = db.session.scalar(sa.select(LetterTemplateVersion).where(
@@ -369,12 +346,3 @@ def template_version(template_id: int, version: int):
     if item is None:
         abort(404)
     return render_template("letters/template_version.html", version=item, template=item.template)
-
-
-def bulk_form(filters: dict) -> BulkForm:
-    """The engagements list's bulk-letter form, carrying the list's filters."""
-    form = BulkForm(formdata=None)
-    form.template_id.choices = template_choices()
-    form.token.data = secrets.token_urlsafe(24)  # one per rendered form: a double submission makes one batch
-    form.filters.data = urlencode({k: v for k, v in filters.items() if v and k not in ("sort", "dir")})
-    return form

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from engage.errors import FieldError
 from engage import clock
+from engage.engagements import cycle
 from engage.engagements.cycle import MoveError
 from engage.extensions import db
 from engage.letters import documents
@@ -184,11 +185,11 @@ def mark_sent(letter: Letter, *, sent_on: dt.date, channel: str, actor_id: int |
     ))
     try:
         if letter.kind == LetterKind.INITIAL.value and engagement.stage == Stage.IDENTIFIED.value:
-            engagement.move_to(Stage.MAPPING_REQUESTED.value, on=sent_on, today=today, actor_id=actor_id,
-                               note=f"Initial letter sent: {letter.subject}")
+            cycle.move_stage(engagement, Stage.MAPPING_REQUESTED.value, on=sent_on, today=today, actor_id=actor_id,
+                             note=f"Initial letter sent: {letter.subject}")
         elif letter.kind == LetterKind.FOLLOW_UP.value and engagement.escalation == Escalation.NONE.value:
-            engagement.escalate_to(Escalation.FOLLOW_UP.value, on=sent_on, today=today, actor_id=actor_id,
-                                   note=f"Follow-up letter sent: {letter.subject}")
+            cycle.move_escalation(engagement, Escalation.FOLLOW_UP.value, on=sent_on, today=today, actor_id=actor_id,
+                                  note=f"Follow-up letter sent: {letter.subject}")
     except MoveError as exc:
         raise LetterError("sent_on", exc.message) from exc
     campaign = engagement.campaign
@@ -244,3 +245,21 @@ def preview(subject: str, body: str, engagement: Engagement | None, sender: User
     except LetterTemplateError as exc:
         return {"error": exc.message, "line": exc.line, "field": fields[exc.part] if exc.part is not None else "body"}
     return dict(zip(fields, texts))
+
+
+def active_templates() -> list[LetterTemplate]:
+    """Active templates in the order an engagement uses them: initial letter first."""
+    templates = db.session.scalars(sa.select(LetterTemplate).where(LetterTemplate.active.is_(True))).all()
+    return sorted(templates, key=lambda t: (list(LetterKind).index(LetterKind(t.kind)), t.name))
+
+
+def template_choices():
+    return [(t.id, f"{t.name} (v{t.version})") for t in active_templates()]
+
+
+def suggested_template(engagement: Engagement, templates: list[LetterTemplate]) -> int | None:
+    """The template the engagement's state calls for: the initial letter first, then a follow-up."""
+    wanted = "initial" if engagement.stage == Stage.IDENTIFIED.value else (
+        "follow_up" if engagement.stage == Stage.MAPPING_REQUESTED.value and engagement.escalation == "none"
+        else None)
+    return next((t.id for t in templates if t.kind == wanted), None)

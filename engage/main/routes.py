@@ -1,4 +1,4 @@
-"""Dashboard and reminders."""
+"""The dashboard: the funnel, escalations, what is due, what went quiet, exposure, divested held again."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from flask import Blueprint, current_app, render_template
 from sqlalchemy.orm import selectinload
 
 from engage import clock
+from engage.engagements.service import last_contact_query
 from engage.extensions import db
 from engage.holdings import screening
 from engage.models import (
@@ -97,7 +98,6 @@ def quiet_engagements(today: dt.date, limit: int = 10):
 
     One query: the total comes from a window count beside the first rows.
     """
-    from engage.engagements.service import last_contact_query
 
     cutoff = today - dt.timedelta(days=current_app.config["STALE_AFTER_DAYS"])
     last = sa.func.coalesce(last_contact_query(), Engagement.opened_on)

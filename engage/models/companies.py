@@ -14,7 +14,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from engage.extensions import db
 from engage.models.base import RiskSource, TimestampMixin, enum_check
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # type hints only: models.engagements imports this module
     from engage.models.engagements import Engagement
 
 _LEGAL_SUFFIXES = re.compile(

@@ -26,7 +26,7 @@ from engage.models.campaigns import Campaign
 from engage.models.companies import Company
 from engage.models.users import User
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # type hints only: models.letters imports this module
     from engage.models.letters import Letter
 
 
@@ -86,18 +86,6 @@ class Engagement(TimestampMixin, db.Model):
 
     def __repr__(self) -> str:
         return f"<Engagement {self.id} {self.stage}>"
-
-    def move_to(self, stage: str, **details) -> EngagementEvent:
-        """Move through the cycle or raise MoveError; see engage.engagements.cycle."""
-        from engage.engagements import cycle
-
-        return cycle.move_stage(self, stage, **details)
-
-    def escalate_to(self, level: str, **details) -> EngagementEvent:
-        """Change the escalation level or raise MoveError; see engage.engagements.cycle."""
-        from engage.engagements import cycle
-
-        return cycle.move_escalation(self, level, **details)
 
     @property
     def is_open(self) -> bool:

@@ -1,6 +1,8 @@
-"""Reminders page, manual reminders, snooze/complete, the outbox (admin) and the calendar feed.
+"""Reminders page, manual reminders, snooze/complete and the calendar feed.
 
-The calendar link itself is created on the account page (engage.account).
+The calendar link itself is created on the account page (engage.account). Feeds handed out
+before the feed moved under /reminders keep working: `old_calendar` answers the old address
+with a permanent redirect (registered by the app factory, the one rule outside its package).
 """
 
 from __future__ import annotations
@@ -15,25 +17,19 @@ from sqlalchemy.orm import selectinload
 
 from engage import clock
 from engage.extensions import db, limiter
-from engage.models import Engagement, OutboxEmail, OutboxStatus, Reminder, ReminderStatus, Stage, User
-from engage.reminders import mail, service
+from engage.models import Engagement, Reminder, ReminderStatus, Stage, User
+from engage.reminders import service
 from engage.reminders.forms import ActionForm, ReminderForm, SnoozeForm
-from engage.security import public, require_role
-from engage.web import paginate
+from engage.security import is_safe_redirect, public, require_role
 
-bp = Blueprint("reminders", __name__)
-
-WINDOWS = ("overdue", "week", "later")
-
+bp = Blueprint("reminders", __name__, url_prefix="/reminders")
 
 def _back(default: str) -> str:
-    from engage.security import is_safe_redirect
-
     target = request.form.get("next") or ""
     return target if is_safe_redirect(target) else default
 
 
-@bp.route("/reminders")
+@bp.route("")
 @require_role("viewer")
 def index():
     """Open reminders: mine or everyone's, grouped into overdue, due this week and later."""
@@ -58,11 +54,10 @@ def index():
         "week": db.session.scalars(query.where(Reminder.due_on.between(today, week)).limit(limit)).all(),
         "later": db.session.scalars(query.where(Reminder.due_on > week).limit(limit)).all(),
     }
-    return render_template("reminders/index.html", groups=groups, who=who, today=today, limit=limit,
-                           snooze_form=SnoozeForm(formdata=None), action_form=ActionForm(formdata=None))
+    return render_template("reminders/index.html", groups=groups, who=who, today=today, limit=limit)
 
 
-@bp.route("/engagements/<int:engagement_id>/reminders", methods=["POST"])
+@bp.route("/add/<int:engagement_id>", methods=["POST"])
 @require_role("analyst")
 def add(engagement_id: int):
     engagement = db.get_or_404(Engagement, engagement_id)
@@ -84,7 +79,7 @@ def add(engagement_id: int):
     return redirect(back)
 
 
-@bp.route("/reminders/<int:reminder_id>/snooze", methods=["POST"])
+@bp.route("/<int:reminder_id>/snooze", methods=["POST"])
 @require_role("analyst")
 def snooze(reminder_id: int):
     reminder = db.get_or_404(Reminder, reminder_id)
@@ -102,7 +97,7 @@ def snooze(reminder_id: int):
     return redirect(_back(url_for("reminders.index")))
 
 
-@bp.route("/reminders/<int:reminder_id>/complete", methods=["POST"])
+@bp.route("/<int:reminder_id>/complete", methods=["POST"])
 @require_role("analyst")
 def complete(reminder_id: int):
     reminder = db.get_or_404(Reminder, reminder_id)
@@ -117,33 +112,11 @@ def complete(reminder_id: int):
     return redirect(_back(url_for("reminders.index")))
 
 
-@bp.route("/admin/outbox")
-@require_role("admin")
-def outbox():
-    status = request.args.get("status") or ""
-    if status and status not in OutboxStatus.values():
-        abort(400, f"Unknown status {status!r}.")
-    query = sa.select(OutboxEmail).order_by(OutboxEmail.id.desc())
-    if status:
-        query = query.where(OutboxEmail.status == status)
-    counts = dict(db.session.execute(sa.select(OutboxEmail.status, sa.func.count()).group_by(OutboxEmail.status)).all())
-    page = paginate(query)
-    return render_template("reminders/outbox.html", page=page, status=status, counts=counts,
-                           statuses=list(OutboxStatus), action_form=ActionForm(formdata=None))
-
-
-@bp.route("/admin/outbox/<int:email_id>/retry", methods=["POST"])
-@require_role("admin")
-def retry(email_id: int):
-    email = db.get_or_404(OutboxEmail, email_id)
-    if ActionForm().validate_on_submit():
-        try:
-            mail.retry(email, clock.utcnow())
-            db.session.commit()
-            flash("The email is queued again; the next outbox run sends it.", "success")
-        except ValueError as error:
-            flash(str(error), "error")
-    return redirect(url_for("reminders.outbox"))
+@public
+@limiter.limit("60 per minute")
+def old_calendar(token: str):
+    """/calendar/<token>.ics, the feed's address until it moved: subscriptions already made follow it."""
+    return redirect(url_for("reminders.calendar", token=token), 301)
 
 
 @bp.route("/calendar/<token>.ics")

@@ -37,7 +37,7 @@ from engage.models import (
     Stage,
     User,
 )
-from engage.reminders import mail
+from engage.core import outbox
 
 
 #: Reminders listed in one email; the rest are counted and waiting on the Reminders page.
@@ -54,7 +54,7 @@ class TickResult:
     reminders_notified: int = 0
     emails_queued: int = 0
     skipped_unowned: int = 0
-    drain: mail.DrainResult = field(default_factory=mail.DrainResult)
+    drain: outbox.DrainResult = field(default_factory=outbox.DrainResult)
 
     def lines(self) -> list[str]:
         return [
@@ -69,7 +69,7 @@ def tick(now: dt.datetime) -> TickResult:
     result = TickResult()
     result.escalations_suggested = apply_rules(now.date())
     result.reminders_notified, result.emails_queued, result.skipped_unowned = notify(now)
-    result.drain = mail.drain(now)
+    result.drain = outbox.drain(now)
     return result
 
 
@@ -170,7 +170,7 @@ def notify(now: dt.datetime) -> tuple[int, int, int]:
                    "base": base, "today": today}
         subject = f"Engage: {len(items)} follow-up{'s' if len(items) != 1 else ''} due" + \
             (f" ({overdue} overdue)" if overdue else "")
-        mail.enqueue(owner.email, subject, render_template("reminders/email.txt", **context),
+        outbox.enqueue(owner.email, subject, render_template("reminders/email.txt", **context),
                      render_template("reminders/email.html", **context), now=now)
     db.session.commit()
     return len(claimed), len(by_owner), unowned

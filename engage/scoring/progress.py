@@ -10,7 +10,7 @@ from sqlalchemy.orm import selectinload
 
 from engage.extensions import db
 from engage.formatting import round_half_up
-from engage.models import Campaign, Company, CriterionScore, Engagement, Score, Stage
+from engage.models import Campaign, Company, Criterion, CriterionScore, Engagement, Score, Stage
 
 #: Bands of latest totals as shown (whole numbers, half up: 59.5 shows as 60 and counts in 60–79).
 BANDS = [(0, 19), (20, 39), (40, 59), (60, 79), (80, 100)]
@@ -83,8 +83,6 @@ def campaign_report(campaign: Campaign) -> dict:
     ).all()
     titles = {}
     if failing:
-        from engage.models import Criterion
-
         titles = dict(db.session.execute(
             sa.select(Criterion.id, Criterion.title).where(Criterion.id.in_([f[0] for f in failing]))).all())
     criteria = sorted(

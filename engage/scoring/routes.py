@@ -19,7 +19,7 @@ from engage.scoring import progress, service
 from engage.security import require_role
 from engage.validators import http_url_problem, sane_date, whole_number
 
-bp = Blueprint("scoring", __name__)
+bp = Blueprint("scoring", __name__, url_prefix="/scoring")
 
 
 class ScoreForm(FormTokenMixin, FlaskForm):
@@ -45,7 +45,7 @@ def _entries(rubric: Rubric, form_data) -> tuple[dict, dict]:
     return entries, errors
 
 
-@bp.route("/interactions/<int:interaction_id>/score", methods=["GET", "POST"])
+@bp.route("/interactions/<int:interaction_id>", methods=["GET", "POST"])
 @require_role("analyst")
 def score(interaction_id: int):
     """Score a company response against the rubric (or, with ?moderate=ID, moderate a score)."""
@@ -122,7 +122,7 @@ def campaign(campaign_id: int):
 
 # --- the rubric editor (admin) -------------------------------------------------------------
 
-@bp.route("/admin/campaigns/<int:campaign_id>/rubrics")
+@bp.route("/campaigns/<int:campaign_id>/rubrics")
 @require_role("admin")
 def rubrics(campaign_id: int):
     item = db.get_or_404(Campaign, campaign_id)
@@ -132,7 +132,7 @@ def rubrics(campaign_id: int):
     return render_template("scoring/rubrics.html", campaign=item, usage=usage)
 
 
-@bp.route("/admin/campaigns/<int:campaign_id>/rubrics/new", methods=["POST"])
+@bp.route("/campaigns/<int:campaign_id>/rubrics/new", methods=["POST"])
 @require_role("admin")
 def new_rubric(campaign_id: int):
     item = db.get_or_404(Campaign, campaign_id)
@@ -147,7 +147,7 @@ def new_rubric(campaign_id: int):
     return redirect(url_for("scoring.edit_rubric", rubric_id=rubric.id))
 
 
-@bp.route("/admin/rubrics/<int:rubric_id>", methods=["GET", "POST"])
+@bp.route("/rubrics/<int:rubric_id>", methods=["GET", "POST"])
 @require_role("admin")
 def edit_rubric(rubric_id: int):
     rubric = db.get_or_404(Rubric, rubric_id)
@@ -187,7 +187,7 @@ def _criterion_rows(form) -> list[service.CriterionInput]:
     return rows
 
 
-@bp.route("/admin/rubrics/<int:rubric_id>/publish", methods=["POST"])
+@bp.route("/rubrics/<int:rubric_id>/publish", methods=["POST"])
 @require_role("admin")
 def publish_rubric(rubric_id: int):
     rubric = db.get_or_404(Rubric, rubric_id)

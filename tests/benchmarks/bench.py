@@ -86,7 +86,7 @@ def bench_pages(app) -> list[dict]:
     db.session.commit()
     company = db.session.scalar(sa.select(Company).order_by(Company.id).limit(1))
     client = app.test_client()
-    client.post("/login", data={"email": "bench@example.org", "password": "benchmark password"})
+    client.post("/auth/login", data={"email": "bench@example.org", "password": "benchmark password"})
     pages = [
         ("dashboard", "/"),
         ("companies, first page", "/companies"),
@@ -100,8 +100,8 @@ def bench_pages(app) -> list[dict]:
         ("reminders", "/reminders?who=all"),
         ("company page", f"/companies/{company.id}"),
         ("engagement, 300+ timeline entries", f"/engagements/{long_engagement.id}"),
-        ("funds", "/funds"),
-        ("screening", "/screening"),
+        ("funds", "/holdings/funds"),
+        ("screening", "/holdings/screening"),
     ]
     out = []
     for label, url in pages:

@@ -114,7 +114,7 @@ def page(browser, live_server, screenshots, request):
 
 
 def sign_in(page, email: str, password: str = PASSWORD) -> None:
-    page.goto("/login")
+    page.goto("/auth/login")
     page.get_by_label("Email").fill(email)
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Sign in").click()

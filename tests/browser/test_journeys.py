@@ -29,7 +29,7 @@ def test_1_sign_in_dashboard_sign_out(page):
     page.get_by_role("button", name="Sign out").click()
     expect(page.get_by_text("You are signed out.")).to_be_visible()
     page.goto("/")
-    expect(page).to_have_url(re.compile(r"/login\?next="))
+    expect(page).to_have_url(re.compile(r"/auth/login\?next="))
 
 
 def test_2_open_an_engagement_and_send_the_initial_letter(page, tmp_path):
@@ -135,7 +135,7 @@ def test_5_download_the_monthly_export(page, tmp_path):
 
 def test_6_a_viewer_sees_everything_and_can_change_nothing(page):
     sign_in(page, "viewer@example.org")
-    pages = ["/", "/companies", "/engagements", "/reminders?who=all", "/funds", "/screening", "/exports"]
+    pages = ["/", "/companies", "/engagements", "/reminders?who=all", "/holdings/funds", "/holdings/screening", "/exports"]
     page.goto("/engagements")
     pages.append(page.get_by_role("link", name="Hangzhou Hikvision Digital Technology Co., Ltd.").get_attribute("href"))
     page.goto(pages[-1])
@@ -145,7 +145,7 @@ def test_6_a_viewer_sees_everything_and_can_change_nothing(page):
         page.goto(url)
         forms = page.locator("form[method='post']")
         actions = [forms.nth(i).get_attribute("action") for i in range(forms.count())]
-        assert actions == ["/logout"], (url, actions)
+        assert actions == ["/auth/logout"], (url, actions)
         for text in ("New company", "Edit company", "Open engagement", "Import holdings", "New fund",
                      "Generate draft letter", "Score this response"):
             expect(page.get_by_role("link", name=text, exact=True)).to_have_count(0)

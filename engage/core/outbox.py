@@ -17,6 +17,7 @@ import socket
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
+from pathlib import Path
 
 import sqlalchemy as sa
 from flask import current_app
@@ -87,8 +88,6 @@ def build_message(email: OutboxEmail) -> EmailMessage:
     if email.body_html:
         message.add_alternative(email.body_html, subtype="html")
     if email.attachment_path:
-        from pathlib import Path
-
         path = Path(current_app.instance_path) / email.attachment_path
         subtype = "vnd.openxmlformats-officedocument.spreadsheetml.sheet" if path.suffix == ".xlsx" else "octet-stream"
         message.add_attachment(path.read_bytes(), maintype="application", subtype=subtype,
