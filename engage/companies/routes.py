@@ -11,7 +11,8 @@ from engage.companies import service
 from engage.companies.forms import CompanyForm, RiskFlagForm
 from engage.extensions import db
 from engage.formatting import SHOWN_CHANGE, shown_below
-from engage.models import Company, CompanyAlias, Engagement, RiskFlag, RiskSource, Score, Stage
+from engage.models import Company, CompanyAlias, Engagement, RiskFlag, RiskSource, Stage
+from engage.models.scoring import ranked_scores
 from engage.security import require_role
 from engage.validators import whole_number
 from engage.web import paginate
@@ -24,19 +25,12 @@ def company_scores():
     A derived table (window function), not a correlated subquery per company: sorting ten
     thousand companies by score stays a single scan of the scores.
     """
-    ranked = (
-        sa.select(Engagement.company_id.label("company_id"), Score.total.label("total"),
-                  sa.func.row_number().over(partition_by=Engagement.company_id,
-                                            order_by=(Score.scored_on.desc(), Score.id.desc())).label("rn"))
-        .join(Engagement, Engagement.id == Score.engagement_id)
-        .where(Score.moderates_id.is_(None))
-        .subquery()
-    )
+    ranked = ranked_scores(Engagement.company_id, columns=(Engagement.company_id.label("company_id"),))
     return (
         sa.select(ranked.c.company_id,
-                  sa.func.max(sa.case((ranked.c.rn == 1, ranked.c.total))).label("score"),
-                  sa.func.max(sa.case((ranked.c.rn == 2, ranked.c.total))).label("previous"))
-        .where(ranked.c.rn <= 2)
+                  sa.func.max(sa.case((ranked.c.rank == 1, ranked.c.total))).label("score"),
+                  sa.func.max(sa.case((ranked.c.rank == 2, ranked.c.total))).label("previous"))
+        .where(ranked.c.rank <= 2)
         .group_by(ranked.c.company_id)
         .subquery("company_scores")
     )
@@ -102,9 +96,9 @@ def company_query(f: dict):
     if f["stage"]:
         query = query.where(Company.id.in_(engaged.where(Engagement.stage == f["stage"])))
     if f["engaged"] == "yes":
-        query = query.where(Company.id.in_(engaged.where(Engagement.stage != Stage.CLOSED.value)))
+        query = query.where(Company.id.in_(engaged.where(Engagement.is_open)))
     elif f["engaged"] == "no":
-        query = query.where(Company.id.not_in(engaged.where(Engagement.stage != Stage.CLOSED.value)))
+        query = query.where(Company.id.not_in(engaged.where(Engagement.is_open)))
     scores = None
     if f["score_below"] or f["trend"] or f["sort"] in ("score", "change"):
         scores = company_scores()

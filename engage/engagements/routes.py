@@ -90,7 +90,7 @@ def engagement_query(f: dict, today: dt.date):
     if f["campaign"]:
         query = query.where(Engagement.campaign_id == int(f["campaign"]))
     if f["stage"] == "open":
-        query = query.where(Engagement.stage != Stage.CLOSED.value)
+        query = query.where(Engagement.is_open)
     elif f["stage"]:
         query = query.where(Engagement.stage == f["stage"])
     if f["escalation"]:
@@ -107,7 +107,7 @@ def engagement_query(f: dict, today: dt.date):
         query = query.where(service.next_follow_up_query() < today)
     if f["stale"]:
         cutoff = today - dt.timedelta(days=current_app.config["STALE_AFTER_DAYS"])
-        query = query.where(Engagement.stage != Stage.CLOSED.value,
+        query = query.where(Engagement.is_open,
                             sa.func.coalesce(service.last_contact_query(), Engagement.opened_on) < cutoff)
     if f["score_below"]:
         query = query.where(service.latest_score_query() < shown_below(int(f["score_below"])))

@@ -33,6 +33,7 @@ from engage.models import (
     User,
     normalize_name,
 )
+from engage.models.holdings import in_snapshot, latest_snapshot_date, latest_snapshots
 from engage.reminders import mail
 
 #: What a Consolidated Screening List `source` says for each of our lists.
@@ -185,19 +186,13 @@ def on_official_list():
 
 def snapshots(fund_ids: list[int] | None = None, *, on: dt.date | None = None, as_of: dt.date | None = None):
     """Subquery (fund_id, as_of): each fund's latest holdings date (on or before `on`), or its `as_of` snapshot."""
-    if as_of is not None:
-        query = sa.select(Holding.fund_id, Holding.as_of).where(Holding.as_of == as_of).distinct()
-    else:
-        query = sa.select(Holding.fund_id, sa.func.max(Holding.as_of).label("as_of")).group_by(Holding.fund_id)
-        if on is not None:
-            query = query.where(Holding.as_of <= on)
+    if as_of is None:
+        return latest_snapshots(fund_ids, on=on)
+    query = sa.select(Holding.fund_id, Holding.as_of).where(Holding.as_of == as_of).distinct()
     if fund_ids is not None:
         query = query.where(Holding.fund_id.in_(fund_ids))
     return query.subquery("snapshots")
 
-
-def _in_snapshot(snap):
-    return sa.and_(snap.c.fund_id == Holding.fund_id, snap.c.as_of == Holding.as_of)
 
 
 @dataclass
@@ -346,7 +341,7 @@ def exposures(fund_ids: list[int] | None = None, *, on: dt.date | None = None, a
         for fund_id, source, count, amount, unknown, also_listed in db.session.execute(
             sa.select(Holding.fund_id, pairs.c.source, sa.func.count(Holding.id), sa.func.sum(value),
                       sa.func.count(sa.case((missing, Holding.id))), sa.func.count(sa.case((listed, Holding.id))))
-            .join(snap, _in_snapshot(snap))
+            .join(snap, in_snapshot(snap))
             .join(pairs, pairs.c.company_id == Holding.company_id)
             .group_by(Holding.fund_id, pairs.c.source))
     }
@@ -377,9 +372,9 @@ def exposure(fund: Fund, as_of: dt.date | None = None, detail: bool = True) -> F
 def _add_detail(result: list[FundExposure], snap) -> None:
     """The flagged holdings of each snapshot with their flags and engagements, and divested ones held again."""
     flagged = Holding.company_id.in_(sa.select(RiskFlag.company_id))
-    held = sa.select(Holding.company_id).join(snap, _in_snapshot(snap)).where(flagged)
+    held = sa.select(Holding.company_id).join(snap, in_snapshot(snap)).where(flagged)
     holdings = db.session.execute(
-        sa.select(Holding, Company).join(snap, _in_snapshot(snap)).join(Company, Company.id == Holding.company_id)
+        sa.select(Holding, Company).join(snap, in_snapshot(snap)).join(Company, Company.id == Holding.company_id)
         .where(flagged)
         .order_by(Holding.market_value.desc().nulls_last(), Company.normalized_name)
     ).all()
@@ -391,7 +386,7 @@ def _add_detail(result: list[FundExposure], snap) -> None:
     divested_by_company: dict[int, tuple[Engagement, dt.date]] = {}
     for engagement, divested_on in db.session.execute(
         sa.select(Engagement, cycle.divested_on())
-        .where(Engagement.company_id.in_(held), sa.or_(Engagement.stage != Stage.CLOSED.value, Engagement.is_divested))
+        .where(Engagement.company_id.in_(held), sa.or_(Engagement.is_open, Engagement.is_divested))
         .order_by(Engagement.opened_on, Engagement.id)
     ):
         if engagement.is_divested:
@@ -421,7 +416,7 @@ def held_after_divestment(snap, engagement_id: int | None = None) -> list[HeldAg
     query = (
         sa.select(Holding.fund_id, Fund.name, Fund.base_currency, Holding.as_of, Company.id, Company.name,
                   Holding.market_value, Engagement.id, Engagement.owner_id, divested_on)
-        .join(snap, _in_snapshot(snap))
+        .join(snap, in_snapshot(snap))
         .join(Fund, Fund.id == Holding.fund_id)
         .join(Company, Company.id == Holding.company_id)
         .join(Engagement, Engagement.company_id == Holding.company_id)
@@ -464,7 +459,7 @@ def alert_divested_held_again(fund: Fund, now: dt.datetime | None = None) -> Ale
     the outbox, one per owner listing the alerts newly raised for them.
     """
     now = now or clock.utcnow()
-    latest = db.session.scalar(sa.select(sa.func.max(Holding.as_of)).where(Holding.fund_id == fund.id))
+    latest = latest_snapshot_date(fund.id)
     result = AlertResult(as_of=latest)
     if latest is None:
         return result
@@ -532,7 +527,7 @@ def open_engagements(companies: list[Company], campaign, owner, today: dt.date) 
     """
     ids = [c.id for c in companies] or [-1]
     engaged = set(db.session.scalars(sa.select(Engagement.company_id).where(
-        Engagement.campaign_id == campaign.id, Engagement.stage != Stage.CLOSED.value, Engagement.company_id.in_(ids))))
+        Engagement.campaign_id == campaign.id, Engagement.is_open, Engagement.company_id.in_(ids))))
     divested = set(db.session.scalars(sa.select(Engagement.company_id).where(
         Engagement.is_divested, Engagement.company_id.in_(ids))))
     opened = []

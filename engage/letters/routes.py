@@ -290,7 +290,7 @@ def batch_zip(batch_id: int):
 
 def _preview_choices():
     engagements = db.session.scalars(
-        sa.select(Engagement).where(Engagement.stage != Stage.CLOSED.value)
+        sa.select(Engagement).where(Engagement.is_open)
         .options(selectinload(Engagement.company)).order_by(Engagement.id.desc()).limit(50)
     ).all()
     return [("", "Sample data")] + [(e.id, e.company.name) for e in engagements]
