@@ -106,14 +106,14 @@ def parse_now(value: str | None):
 @reminders_cli.command("run")
 @click.option("--now", "now_text", help="Run as if it were this UTC date-time (ISO 8601).")
 def reminders_run_command(now_text: str | None) -> None:
-    """One tick: apply the follow-up rules, notify owners of due reminders, drain the outbox."""
-    from engage.reminders.service import tick
+    """One tick, the scheduler's reminders-tick job: apply the follow-up rules, notify owners, drain the outbox."""
+    from engage.jobs import reminders_tick
 
     now = parse_now(now_text)
     with audit.acting_as("cli"):
-        result = tick(now)
+        lines = reminders_tick(now)
     click.echo(f"Reminders tick at {now.isoformat(timespec='minutes')} UTC")
-    for line in result.lines():
+    for line in lines:
         click.echo(f"  {line}")
 
 

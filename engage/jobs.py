@@ -20,12 +20,10 @@ log = logging.getLogger("engage.jobs")
 
 
 def reminders_tick(now: dt.datetime) -> list[str]:
-    from engage.reminders.service import apply_rules, notify
+    """One reminders tick (rules, notifications, outbox): the job `flask reminders run` runs too."""
+    from engage.reminders.service import tick
 
-    created = apply_rules(now.date())
-    notified, emails, unowned = notify(now)
-    return [f"{created} escalation reminder(s) created", f"{notified} reminder(s) notified in {emails} email(s)"
-            + (f", {unowned} without an active owner" if unowned else "")]
+    return tick(now).lines()
 
 
 def outbox_drain(now: dt.datetime) -> list[str]:

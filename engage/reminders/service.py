@@ -1,6 +1,7 @@
 """Reminders: the campaign rules, notification exactly once, and the analyst's own actions.
 
-A tick (`tick(now)`, run by `flask reminders run` and by the scheduler) does three things:
+A tick (`tick(now)`, the scheduler's `reminders-tick` job, which `flask reminders run` runs too)
+does three things:
 1. applies the rules: an engagement whose reply is overdue after the campaign's number of
    follow-up letters gets one "consider escalation" reminder (a partial unique index keeps it
    to one, whoever runs the rules at the same moment);
