@@ -317,27 +317,17 @@ export_cli = AppGroup("export", help="Exports for the committee.")
 @click.option("--fund", "fund_name", help="Only companies this fund holds.")
 def export_monthly_command(month, fmt, out_path, campaign_slug, owner_email, fund_name):
     """Write the monthly status export; the file appears only once it is complete."""
-    import sqlalchemy as sa
-
     from engage import clock
     from engage.exports import monthly
-    from engage.models import Campaign, Fund, User
 
     try:
-        parsed = monthly.parse_month(month, clock.today())
+        asked = monthly.parse_request({"month": month, "format": fmt, "campaign": campaign_slug, "owner": owner_email,
+                                       "fund": fund_name}, clock.today(), names=True)
     except monthly.ExportError as exc:
-        fail(exc.message)
-    filters = monthly.Filters()
-    for value, model, column, label in ((campaign_slug, Campaign, Campaign.slug, "campaign"),
-                                        (owner_email, User, User.email, "owner"),
-                                        (fund_name, Fund, Fund.name, "fund")):
-        if value:
-            item = db.session.scalar(sa.select(model).where(column == (value.lower() if label == "owner" else value)))
-            if item is None:
-                fail(f"unknown {label} {value!r}")
-            setattr(filters, label, item)
+        fail(exc.message if exc.field in ("month", "format") else f"--{exc.field}: {exc.message[0].lower()}{exc.message[1:]}")
+    parsed = asked.month
     with click.progressbar(length=3, label=f"Exporting {parsed}", file=sys.stderr) as bar:
-        export = monthly.build(parsed, filters, cut_off=clock.today())
+        export = monthly.build(parsed, asked.filters, cut_off=clock.today())
         bar.update(1)
         try:
             monthly.write_file(export, fmt, out_path)

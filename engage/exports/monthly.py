@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from engage.errors import FieldError
 from engage.extensions import db
 from engage.formatting import round_half_up
-from engage.validators import DATE_MAX, DATE_MIN
+from engage.validators import DATE_MAX, DATE_MIN, whole_number
 from engage.holdings import screening
 from engage.models import (
     Campaign,
@@ -114,6 +114,53 @@ class Filters:
     campaign: Campaign | None = None
     owner: User | None = None
     fund: Fund | None = None
+
+
+FORMATS = ("csv", "xlsx")
+#: How a filter value names its row: the page sends ids, the CLI a campaign's slug, an owner's
+#: email (any case) or a fund's name.
+FILTER_KEYS = {
+    "campaign": (Campaign, {"id": Campaign.id, "name": Campaign.slug}),
+    "owner": (User, {"id": User.id, "name": User.email}),
+    "fund": (Fund, {"id": Fund.id, "name": Fund.name}),
+}
+
+
+@dataclass
+class ExportRequest:
+    month: Month
+    fmt: str
+    filters: Filters
+
+
+def parse_request(values, today: dt.date, *, names: bool = False) -> ExportRequest:
+    """The one parser of an export request (page and CLI): month, format and filters, or ExportError.
+
+    `values` maps month, format, campaign, owner and fund to text; filters are ids, or with
+    `names` the CLI's slug, email and fund name. An unknown filter is refused, never ignored.
+    """
+    month = parse_month(values.get("month"), today)
+    fmt = (values.get("format") or "xlsx").strip()
+    if fmt not in FORMATS:
+        raise ExportError("format", "The format must be csv or xlsx.")
+    filters = Filters()
+    for key, (model, columns) in FILTER_KEYS.items():
+        raw = (values.get(key) or "").strip()
+        if raw:
+            setattr(filters, key, _filter_row(key, model, columns["name" if names else "id"], raw))
+    return ExportRequest(month, fmt, filters)
+
+
+def _filter_row(key: str, model, column, raw: str):
+    if column.key == "id":
+        if (number := whole_number(raw)) is None or (item := db.session.get(model, number)) is None:
+            raise ExportError(key, f"Unknown {key} {raw!r}.")
+        return item
+    value = raw.lower() if column is User.email else raw
+    item = db.session.scalar(sa.select(model).where(column == value))
+    if item is None:
+        raise ExportError(key, f"Unknown {key} {raw!r}.")
+    return item
 
 
 @dataclass
