@@ -15,6 +15,7 @@ from flask import current_app, render_template
 from engage import clock
 from engage.dbutil import insert_ignoring_conflicts
 from engage.engagements import cycle
+from engage.engagements.service import EngagementError, open_engagement
 from engage.errors import FieldError
 from engage.extensions import db
 from engage.formatting import round_half_up
@@ -29,7 +30,6 @@ from engage.models import (
     ListedEntity,
     RiskFlag,
     RiskSource,
-    Stage,
     User,
     normalize_name,
 )
@@ -519,24 +519,22 @@ def alert_divested_held_again(fund: Fund, now: dt.datetime | None = None) -> Ale
     return result
 
 
+SCREENING_OBJECTIVES = "Opened from screening: the company is on a public list and held by our funds."
+
+
 def open_engagements(companies: list[Company], campaign, owner, today: dt.date) -> list[Engagement]:
     """Open an `identified` engagement for each listed company that has none in the campaign.
 
-    A divested company is skipped: it comes back only by reopening its divested engagement on
-    recorded evidence of change in practice (the readmission rule), never as a fresh engagement.
+    Each one goes through `open_engagement` and its checks. A company it refuses for the campaign
+    (one already open, or divested: it comes back only by reopening its divested engagement on
+    recorded evidence of change in practice) is skipped; any other refusal refuses the whole action.
     """
-    ids = [c.id for c in companies] or [-1]
-    engaged = set(db.session.scalars(sa.select(Engagement.company_id).where(
-        Engagement.campaign_id == campaign.id, Engagement.is_open, Engagement.company_id.in_(ids))))
-    divested = set(db.session.scalars(sa.select(Engagement.company_id).where(
-        Engagement.is_divested, Engagement.company_id.in_(ids))))
     opened = []
     for company in companies:
-        if company.id in engaged or company.id in divested:
-            continue
-        engagement = Engagement(company=company, campaign=campaign, owner=owner, opened_on=today,
-                                stage=Stage.IDENTIFIED.value,
-                                objectives="Opened from screening: the company is on a public list and held by our funds.")
-        db.session.add(engagement)
-        opened.append(engagement)
+        try:
+            opened.append(open_engagement(company, campaign, owner=owner, objectives=SCREENING_OBJECTIVES,
+                                          opened_on=today, today=today, actor_id=owner.id if owner else None))
+        except EngagementError as refused:
+            if refused.field != "campaign_id":
+                raise
     return opened
