@@ -270,7 +270,7 @@ def test_bulk_of_200_renders_in_one_worker_and_quickly(client, login_as, seeded,
     monkeypatch.setattr(bounded, "run", lambda *a, **k: workers.append(1) or real(*a, **k))
     started = time.monotonic()
     response = client.post("/letters/bulk", data={"template_id": seeded["initial"].id, "scope": "all",
-                                                  "filters": f"campaign={campaign.id}&stage=identified"})
+                                                  "campaign": campaign.id, "stage": "identified"})
     elapsed = time.monotonic() - started
     assert response.status_code == 302 and len(workers) == 1
     assert db.session.scalar(sa.select(sa.func.count(Letter.id))) == 200

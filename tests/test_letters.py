@@ -200,7 +200,7 @@ def test_bulk_generation_for_200_engagements(client, login_as, seeded, frozen_to
     with count_queries() as counter:
         response = client.post("/letters/bulk", data={
             "template_id": seeded["initial"].id, "scope": "all",
-            "filters": f"campaign={campaign.id}&stage=identified"})
+            "campaign": campaign.id, "stage": "identified"})
     assert response.status_code == 302
     selects = [s for s in counter.statements if s.lstrip().upper().startswith("SELECT")]
     assert len(selects) < 20, selects  # no look-up per letter (the inserts themselves are one per row)
@@ -323,3 +323,21 @@ def test_new_template_and_campaign_signatories(client, login_as, seeded, frozen_
                                                               "follow_up_interval_days": "14",
                                                               "follow_ups_before_escalation": "2", "warn_days_before": "3"})
     assert bad.status_code == 422
+
+
+def test_bulk_action_carries_the_lists_filters_as_its_form_fields(client, login_as, seeded, frozen_today):
+    """The bulk form repeats the list's GET fields; the action checks them with the list's own form."""
+    login_as("analyst")
+    engagement = xuar_engagement()
+    page = client.get(f"/engagements?campaign={engagement.campaign_id}&stage=identified&sort=stage")
+    html = page.get_data(as_text=True)
+    bulk = html[html.index('id="bulk-letters"'):]
+    assert f'name="campaign" type="hidden" value="{engagement.campaign_id}"' in bulk
+    assert 'name="stage" type="hidden" value="identified"' in bulk and 'name="sort"' not in bulk
+    refused = client.post("/letters/bulk", data={"template_id": seeded["initial"].id, "scope": "all",
+                                                 "stage": "nowhere"})
+    assert refused.status_code == 400 and "Unknown stage &#39;nowhere&#39;." in refused.get_data(as_text=True)
+    assert db.session.scalar(sa.select(sa.func.count(Letter.id))) == 0
+    done = client.post("/letters/bulk", data={"template_id": seeded["initial"].id, "scope": "all",
+                                              "campaign": engagement.campaign_id, "stage": "identified"})
+    assert done.status_code == 302 and db.session.scalar(sa.select(sa.func.count(Letter.id))) == 1

@@ -1,7 +1,7 @@
 """Admin pages: users and the audit trail."""
 
 import sqlalchemy as sa
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from engage import clock
@@ -125,8 +125,7 @@ def unlock_user(user_id: int):
 @require_role("admin")
 def audit_events():
     form = AuditFilterForm(request.args)
-    if not form.validate():
-        abort(400)
+    form.values_or_400()
     query = sa.select(AuditEvent).order_by(AuditEvent.created_at.desc(), AuditEvent.id.desc())
     if form.action.data:
         query = query.where(AuditEvent.action == form.action.data)

@@ -8,13 +8,12 @@ from flask_login import current_user
 from sqlalchemy.orm import selectinload
 
 from engage.companies import service
-from engage.companies.forms import CompanyForm, RiskFlagForm
+from engage.companies.forms import CompanyFilterForm, CompanyForm, RiskFlagForm
 from engage.extensions import db
 from engage.formatting import SHOWN_CHANGE, shown_below
 from engage.models import Company, CompanyAlias, Engagement, RiskFlag, RiskSource, Stage
 from engage.models.scoring import ranked_scores
 from engage.security import require_role
-from engage.validators import whole_number
 from engage.web import paginate
 
 bp = Blueprint("companies", __name__)
@@ -47,32 +46,8 @@ SORTS = {
 
 
 def company_filters(args) -> dict:
-    """Parse the list's query string; a bad value is a 400 saying which."""
-    filters = {
-        "q": (args.get("q") or "").strip()[:100],
-        "sector": (args.get("sector") or "").strip()[:80],
-        "country": (args.get("country") or "").strip().upper()[:2],
-        "source": args.get("source") or "",
-        "engaged": args.get("engaged") or "",
-        "stage": args.get("stage") or "",
-        "score_below": (args.get("score_below") or "").strip(),
-        "trend": args.get("trend") or "",
-        "sort": args.get("sort") or "name",
-        "dir": args.get("dir") or "asc",
-    }
-    if filters["source"] and filters["source"] not in RiskSource.values():
-        abort(400, f"Unknown risk list {filters['source']!r}.")
-    if filters["engaged"] not in ("", "yes", "no"):
-        abort(400, "engaged must be 'yes' or 'no'.")
-    if filters["stage"] and filters["stage"] not in Stage.values():
-        abort(400, f"Unknown stage {filters['stage']!r}.")
-    if filters["score_below"] and whole_number(filters["score_below"], maximum=100) is None:
-        abort(400, "score_below must be a whole number from 0 to 100.")
-    if filters["trend"] not in ("", "up", "down"):
-        abort(400, "trend must be 'up' or 'down'.")
-    if filters["sort"] not in SORTS or filters["dir"] not in ("asc", "desc"):
-        abort(400, f"Cannot sort by {filters['sort']!r} {filters['dir']!r}.")
-    return filters
+    """The list's checked filters from the query string; a bad value is a 400 saying which."""
+    return CompanyFilterForm(args, sorts=SORTS).values_or_400()
 
 
 def company_query(f: dict):

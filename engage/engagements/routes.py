@@ -14,6 +14,7 @@ from engage import clock, idempotency
 from engage.engagements import attachments, cycle, service
 from engage.engagements.forms import (
     EngagementEditForm,
+    EngagementFilterForm,
     EscalationForm,
     InteractionForm,
     OpenEngagementForm,
@@ -57,30 +58,18 @@ def owner_choices(include_none: bool = True):
     return choices + [(u.id, u.name) for u in users]
 
 
-def engagement_filters(args) -> dict:
-    f = {key: (args.get(key) or "").strip() for key in
-         ("campaign", "stage", "escalation", "owner", "sector", "overdue", "stale", "score_below", "trend",
-          "sort", "dir")}
-    f["sort"] = f["sort"] or "company"
-    f["dir"] = f["dir"] or "asc"
-    if f["stage"] and f["stage"] not in Stage.values() and f["stage"] != "open":
-        abort(400, f"Unknown stage {f['stage']!r}.")
-    if f["escalation"] and f["escalation"] not in Escalation.values():
-        abort(400, f"Unknown escalation level {f['escalation']!r}.")
-    if f["campaign"] and whole_number(f["campaign"]) is None:
-        abort(400, "campaign must be a campaign number.")
-    if f["owner"] and f["owner"] not in ("me", "none") and whole_number(f["owner"]) is None:
-        abort(400, "owner must be a user number, 'me' or 'none'.")
-    if f["overdue"] not in ("", "yes") or f["stale"] not in ("", "yes"):
-        abort(400, "overdue and stale take the value 'yes'.")
-    if f["score_below"] and whole_number(f["score_below"], maximum=100) is None:
-        abort(400, "score_below must be a whole number from 0 to 100.")
-    if f["trend"] not in ("", "up", "down"):
-        abort(400, "trend must be 'up' or 'down'.")
-    if f["sort"] not in SORTS and f["sort"] not in ("next_follow_up", "last_contact", "score", "change") \
-            or f["dir"] not in ("asc", "desc"):
-        abort(400, f"Cannot sort by {f['sort']!r} {f['dir']!r}.")
-    return f
+#: Columns computed per engagement that the list can also sort by.
+COMPUTED_SORTS = ("next_follow_up", "last_contact", "score", "change")
+
+
+def filter_form(formdata) -> EngagementFilterForm:
+    """The list's filters from the query string, or from the same fields posted by the bulk action."""
+    return EngagementFilterForm(formdata, sorts=[*SORTS, *COMPUTED_SORTS])
+
+
+def engagement_filters(formdata) -> dict:
+    """The list's checked filters; a bad value is a 400 saying which."""
+    return filter_form(formdata).values_or_400()
 
 
 def engagement_query(f: dict, today: dt.date):
@@ -126,7 +115,8 @@ def engagement_query(f: dict, today: dt.date):
 @require_role("viewer")
 def index():
     today = clock.today()
-    f = engagement_filters(request.args)
+    filters = filter_form(request.args)
+    f = filters.values_or_400()
     query = engagement_query(f, today).options(
         selectinload(Engagement.company), selectinload(Engagement.campaign), selectinload(Engagement.owner)
     )
@@ -136,7 +126,7 @@ def index():
 
     return render_template(
         "engagements/index.html", page=page, rows=_rows(page, f, today), f=f, today=today,
-        bulk=bulk_form(f) if current_user.can_edit else None,
+        bulk=bulk_form() if current_user.can_edit else None, filters=filters,
         stages=list(Stage), escalations=list(Escalation),
         campaign_options=[(c.id, c.name) for c in db.session.scalars(sa.select(Campaign).order_by(Campaign.name))],
         owners=owner_choices()[1:],

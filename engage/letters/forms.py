@@ -38,7 +38,6 @@ class BulkForm(FlaskForm):
     template_id = SelectField("Template", coerce=int, validators=[DataRequired()])
     scope = SelectField("Letters for", choices=[SelectChoice("selected", "the selected engagements"),
                                                 SelectChoice("all", "every engagement matching the filters")])
-    filters = HiddenField()
     #: One-time key of this rendered form, so a double click generates one batch.
     token = HiddenField(validators=[Optional(), Length(max=64), Regexp(r"^[A-Za-z0-9_-]*$")])
     submit = SubmitField("Generate letters")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-from urllib.parse import parse_qs, urlencode
 
 import sqlalchemy as sa
 from flask import Blueprint, Response, abort, current_app, flash, jsonify, redirect, render_template, request, url_for
@@ -180,12 +179,13 @@ def bulk():
 
     form = BulkForm()
     form.template_id.choices = template_choices()
-    back = url_for("engagements.index") + ("?" + form.filters.data if form.filters.data else "")
+    # The list's filters come back as the list's own GET form fields, checked by the same form.
+    filters = engagement_filters(request.form)
+    back = url_for("engagements.index", **{k: v for k, v in filters.items() if v and k not in ("sort", "dir")})
     if not form.validate_on_submit():
         flash("Choose a template and which engagements to write to.", "error")
         return redirect(back)
     if form.scope.data == "all":
-        filters = engagement_filters({k: v[0] for k, v in parse_qs(form.filters.data or "").items()})
         ids = [row[0] for row in db.session.execute(
             engagement_query(filters, clock.today()).with_only_columns(Engagement.id).limit(service.MAX_BULK + 1))]
     else:
@@ -362,10 +362,9 @@ def template_version(template_id: int, version: int):
     return render_template("letters/template_version.html", version=item, template=item.template)
 
 
-def bulk_form(filters: dict) -> BulkForm:
-    """The engagements list's bulk-letter form, carrying the list's filters."""
+def bulk_form() -> BulkForm:
+    """The engagements list's bulk-letter form (the page adds the list's filter fields to it)."""
     form = BulkForm(formdata=None)
     form.template_id.choices = template_choices()
     form.token.data = secrets.token_urlsafe(24)  # one per rendered form: a double submission makes one batch
-    form.filters.data = urlencode({k: v for k, v in filters.items() if v and k not in ("sort", "dir")})
     return form
