@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import selectinload
 
 from engage.extensions import db
-from engage.formatting import round_half_up
+from engage.formatting import round_half_up, shown_score
 from engage.models import Campaign, Company, CriterionScore, Engagement, Score
 from engage.models.scoring import primary_scores, ranked_scores
 
@@ -63,7 +63,7 @@ def campaign_report(campaign: Campaign) -> dict:
     bands = Counter()
     by_sector: dict[str, list[Decimal]] = defaultdict(list)
     for _, total, sector, _stage in latest:
-        shown = round_half_up(total)  # the number the page shows for this score
+        shown = shown_score(total)  # bands count the number the page shows
         for low, high in BANDS:
             if low <= shown <= high:
                 bands[(low, high)] += 1
