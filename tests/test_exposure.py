@@ -9,7 +9,6 @@ import pytest
 import sqlalchemy as sa
 from openpyxl import load_workbook
 
-from engage import clock
 from engage.exports import monthly
 from engage.extensions import db
 from engage.holdings import screening
@@ -29,9 +28,8 @@ MILLION = Decimal(1_000_000)
 
 
 @pytest.fixture()
-def frozen():
-    with clock.frozen(dt.datetime(2026, 11, 15, 9, 0)):
-        yield dt.date(2026, 11, 15)
+def frozen(freeze_clock):
+    return freeze_clock(dt.datetime(2026, 11, 15, 9, 0))
 
 
 def flagged(name: str, *sources: str) -> Company:

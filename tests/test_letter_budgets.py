@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engage import bounded, clock
+from engage import bounded
 from engage.extensions import db
 from engage.letters import rendering
 from engage.letters.rendering import MAX_OUTPUT, SAMPLE_CONTEXT, LetterTemplateError, render, render_many
@@ -176,12 +176,6 @@ def test_generated_hostile_templates_finish_or_are_refused_within_the_budget(sou
 def seeded(runner):
     assert runner.invoke(args=["seed"]).exit_code == 0
     return {t.kind: t for t in db.session.scalars(sa.select(LetterTemplate))}
-
-
-@pytest.fixture()
-def frozen_today():
-    with clock.frozen(dt.datetime(2026, 6, 15, 9, 0)):
-        yield dt.date(2026, 6, 15)
 
 
 def _xuar():

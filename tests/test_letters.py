@@ -10,7 +10,6 @@ import sqlalchemy as sa
 from docx import Document
 from pypdf import PdfReader
 
-from engage import clock
 from engage.extensions import db
 from engage.letters.rendering import SAMPLE_CONTEXT, LetterTemplateError, Record, render
 from engage.models import (
@@ -81,12 +80,6 @@ def test_syntax_error_reports_the_line():
 def seeded(runner):
     assert runner.invoke(args=["seed"]).exit_code == 0
     return {t.kind: t for t in db.session.scalars(sa.select(LetterTemplate))}
-
-
-@pytest.fixture()
-def frozen_today():
-    with clock.frozen(dt.datetime(2026, 6, 15, 9, 0)):
-        yield dt.date(2026, 6, 15)
 
 
 def xuar_engagement(**kw):
