@@ -22,9 +22,8 @@ from engage.demo import load_demo
 from engage.exports import monthly
 from engage.extensions import db
 from engage.holdings.screening import ListError, exposures, import_list, screen
-from engage.jobs import build_scheduler, housekeeping, jobs
-from engage.models import Campaign, Fund, Role, User
-from engage.reminders.service import tick
+from engage.jobs import build_scheduler, housekeeping, jobs, reminders_tick
+from engage.models import Fund, Role
 from engage.seeding import SeedError, load_reference
 from engage.synth import SynthError, planned_rows, synthesize
 from engage.validators import parse_datetime
@@ -112,13 +111,12 @@ def parse_now(value: str | None):
 @reminders_cli.command("run")
 @click.option("--now", "now_text", help="Run as if it were this UTC date-time (ISO 8601).")
 def reminders_run_command(now_text: str | None) -> None:
-    """One tick: apply the follow-up rules, notify owners of due reminders, drain the outbox."""
-
+    """One tick, the scheduler's reminders-tick job: apply the follow-up rules, notify owners, drain the outbox."""
     now = parse_now(now_text)
     with audit.acting_as("cli"):
-        result = tick(now)
+        lines = reminders_tick(now)
     click.echo(f"Reminders tick at {now.isoformat(timespec='minutes')} UTC")
-    for line in result.lines():
+    for line in lines:
         click.echo(f"  {line}")
 
 
@@ -315,20 +313,13 @@ def export_monthly_command(month, fmt, out_path, campaign_slug, owner_email, fun
     """Write the monthly status export; the file appears only once it is complete."""
 
     try:
-        parsed = monthly.parse_month(month, clock.today())
+        asked = monthly.parse_request({"month": month, "format": fmt, "campaign": campaign_slug, "owner": owner_email,
+                                       "fund": fund_name}, clock.today(), names=True)
     except monthly.ExportError as exc:
-        fail(exc.message)
-    filters = monthly.Filters()
-    for value, model, column, label in ((campaign_slug, Campaign, Campaign.slug, "campaign"),
-                                        (owner_email, User, User.email, "owner"),
-                                        (fund_name, Fund, Fund.name, "fund")):
-        if value:
-            item = db.session.scalar(sa.select(model).where(column == (value.lower() if label == "owner" else value)))
-            if item is None:
-                fail(f"unknown {label} {value!r}")
-            setattr(filters, label, item)
+        fail(exc.message if exc.field in ("month", "format") else f"--{exc.field}: {exc.message[0].lower()}{exc.message[1:]}")
+    parsed = asked.month
     with click.progressbar(length=3, label=f"Exporting {parsed}", file=sys.stderr) as bar:
-        export = monthly.build(parsed, filters, cut_off=clock.today())
+        export = monthly.build(parsed, asked.filters, cut_off=clock.today())
         bar.update(1)
         try:
             monthly.write_file(export, fmt, out_path)

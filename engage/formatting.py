@@ -54,6 +54,11 @@ def round_half_up(value: Decimal | float | int, places: int = 0) -> Decimal:
     return rounded + 0 if rounded.is_zero() else rounded  # no "-0"
 
 
+def shown_score(value: Decimal | float | int, places: int = 0) -> Decimal:
+    """The number a score (or change, or average) is shown as: `places` decimals, half up (62.50 → 63)."""
+    return round_half_up(value, places)
+
+
 def format_score(value: Decimal | float | int | None, places: int = 0, sign: bool = False) -> str:
     """A score (0-100), a score change or an average of scores as shown everywhere: 62.50 → "63".
 
@@ -62,7 +67,7 @@ def format_score(value: Decimal | float | int | None, places: int = 0, sign: boo
     if value is None:
         return "–"
     try:
-        rounded = round_half_up(value, places)
+        rounded = shown_score(value, places)
     except (InvalidOperation, ValueError, TypeError):
         return "–"
     if not rounded.is_finite():

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import decimal
 
-from flask import has_request_context, request
+from flask import abort, has_request_context, request
 from flask_wtf import FlaskForm
 from wtforms import DecimalField as _DecimalField
+from wtforms import StringField, ValidationError
 
 SUBMIT_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -25,6 +26,52 @@ class EditForm(FlaskForm):
         if submitted and not args and "formdata" not in kwargs:
             obj = None
         super().__init__(*args, obj=obj, **kwargs)
+
+
+def _strip(value):
+    return value.strip() if isinstance(value, str) else value
+
+
+class FilterField(StringField):
+    """One filter of a list page: text from the query string, stripped, "" when absent.
+
+    `cut` keeps at most that many characters (a search longer than any name finds nothing more).
+    """
+
+    def __init__(self, label=None, validators=None, *, default="", cut: int | None = None, upper: bool = False,
+                 **kwargs):
+        filters = [_strip]
+        if upper:
+            filters.append(lambda value: value.upper() if isinstance(value, str) else value)
+        if cut is not None:
+            filters.append(lambda value: value[:cut] if isinstance(value, str) else value)
+        super().__init__(label, validators, filters=filters, default=default, **kwargs)
+
+
+class FilterForm(FlaskForm):
+    """A list page's filters as a GET form: no CSRF, every value checked by the form.
+
+    The page builds it from `request.args`, a bulk action from the same fields posted again;
+    `values_or_400()` gives the checked values, or refuses the request (400) naming the bad value.
+    """
+
+    class Meta:
+        csrf = False
+
+    def values_or_400(self) -> dict:
+        if not self.validate():
+            abort(400, " ".join(f"{field.label.text}: {message}" for field in self for message in field.errors))
+        return {field.name: field.data or "" for field in self}
+
+    @staticmethod
+    def one_of(allowed, message: str):
+        """Validator: empty, or one of `allowed`; `message` is formatted with the value (`{value!r}`)."""
+
+        def check(form, field):
+            if field.data and field.data not in allowed:
+                raise ValidationError(message.format(value=field.data))
+
+        return check
 
 
 class DecimalField(_DecimalField):

@@ -20,16 +20,14 @@ from engage import housekeeping as cleanup
 from engage.core import outbox
 from engage.exports.service import run_monthly
 from engage.extensions import db
-from engage.reminders.service import apply_rules, notify
+from engage.reminders.service import tick
 
 log = logging.getLogger("engage.jobs")
 
 
 def reminders_tick(now: dt.datetime) -> list[str]:
-    created = apply_rules(now.date())
-    notified, emails, unowned = notify(now)
-    return [f"{created} escalation reminder(s) created", f"{notified} reminder(s) notified in {emails} email(s)"
-            + (f", {unowned} without an active owner" if unowned else "")]
+    """One reminders tick (rules, notifications, outbox): the job `flask reminders run` runs too."""
+    return tick(now).lines()
 
 
 def outbox_drain(now: dt.datetime) -> list[str]:

@@ -35,6 +35,7 @@ from engage.models import (
     Rubric,
     Criterion,
     Score,
+    Stage,
     User,
     normalize_name,
 )
@@ -135,7 +136,7 @@ def synthesize(companies: int = 10_000, seed: int = 1, progress=None) -> dict[st
         for campaign in campaigns:
             stage = rng.choice(STAGES)
             opened = today - dt.timedelta(days=rng.randint(60, 900))
-            closed = stage == "closed"
+            closed = stage == Stage.CLOSED.value
             engagement_rows.append({
                 "company_id": cid, "campaign_id": campaign.id, "owner_id": rng.choice(user_ids),
                 "stage": stage, "escalation": rng.choice(LADDER), "objectives": "",

@@ -6,6 +6,8 @@ The database is a SQLite file in a temp dir, or the server named by TEST_DATABAS
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import os
 import re
 
@@ -16,7 +18,7 @@ from flask.testing import FlaskClient
 from flask_migrate import upgrade
 
 from config import TestConfig, database_url as normalize_url
-from engage import create_app
+from engage import clock, create_app
 from engage.extensions import db
 from engage.models import User
 
@@ -202,3 +204,25 @@ def smtp(app):
     finally:
         app.config["MAIL_PORT"] = previous
         server.stop()
+
+
+#: The moment most tests run at (a Monday, mid-June 2026).
+FROZEN_AT = dt.datetime(2026, 6, 15, 9, 0)
+
+
+@pytest.fixture()
+def freeze_clock():
+    """Freeze engage.clock for the rest of the test: `freeze_clock(moment)` returns the moment's date."""
+    with contextlib.ExitStack() as stack:
+
+        def freeze(moment: dt.datetime) -> dt.date:
+            stack.enter_context(clock.frozen(moment))
+            return moment.date()
+
+        yield freeze
+
+
+@pytest.fixture()
+def frozen_today(freeze_clock) -> dt.date:
+    """The clock frozen at FROZEN_AT; the value is that date."""
+    return freeze_clock(FROZEN_AT)

@@ -121,3 +121,20 @@ def test_company_page_shows_latest_holdings(client, login_as):
     page = client.get(f"/companies/{company.id}").get_data(as_text=True)
     assert "28 Feb 2026" in page and "31 Jan 2026" not in page
     assert "USD 250" in page
+
+
+def test_list_filters_are_checked_forms_with_clear_refusals(client, login_as):
+    """Companies, engagements and the audit trail: a bad filter value is a 400 naming the filter and the value."""
+    login_as("admin")
+    cases = [
+        ("/companies?engaged=maybe", "Open engagement: engaged must be &#39;yes&#39; or &#39;no&#39;."),
+        ("/companies?source=rumour", "Risk list: Unknown risk list &#39;rumour&#39;."),
+        ("/companies?score_below=101", "Score below: score_below must be a whole number from 0 to 100."),
+        ("/engagements?owner=someone", "Owner: owner must be a user number, &#39;me&#39; or &#39;none&#39;."),
+        ("/engagements?sort=company&dir=up", "Sort: Cannot sort by &#39;company&#39; &#39;up&#39;."),
+        ("/admin/audit?action=explode", "Action: Not a valid choice"),
+    ]
+    for url, message in cases:
+        response = client.get(url)
+        assert response.status_code == 400 and message in response.get_data(as_text=True), (url, message)
+    assert client.get("/companies?q=" + "x" * 500 + "&country=cn").status_code == 200  # cut, as before

@@ -4,21 +4,13 @@ import datetime as dt
 import io
 import re
 
-import pytest
 import sqlalchemy as sa
 
-from engage import clock
 from engage.extensions import db
 from engage.models import Attachment, Engagement, EngagementEvent, Interaction
 from tests import factories
 
 PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
-
-
-@pytest.fixture()
-def frozen_today():
-    with clock.frozen(dt.datetime(2026, 6, 15, 12, 0)):
-        yield dt.date(2026, 6, 15)
 
 
 def version_of(engagement_id: int) -> str:

@@ -9,7 +9,6 @@ import pytest
 import sqlalchemy as sa
 from openpyxl import load_workbook
 
-from engage import clock
 from engage.exports import monthly
 from engage.engagements import cycle
 from engage.extensions import db
@@ -20,9 +19,8 @@ TODAY = dt.date(2026, 12, 10)
 
 
 @pytest.fixture()
-def frozen():
-    with clock.frozen(dt.datetime(2026, 12, 10, 9, 0)):
-        yield
+def frozen(freeze_clock):
+    return freeze_clock(dt.datetime(2026, 12, 10, 9, 0))
 
 
 def build_history(owner=None):

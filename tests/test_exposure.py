@@ -9,7 +9,6 @@ import pytest
 import sqlalchemy as sa
 from openpyxl import load_workbook
 
-from engage import clock
 from engage.exports import monthly
 from engage.engagements import cycle
 from engage.extensions import db
@@ -30,9 +29,8 @@ MILLION = Decimal(1_000_000)
 
 
 @pytest.fixture()
-def frozen():
-    with clock.frozen(dt.datetime(2026, 11, 15, 9, 0)):
-        yield dt.date(2026, 11, 15)
+def frozen(freeze_clock):
+    return freeze_clock(dt.datetime(2026, 11, 15, 9, 0))
 
 
 def flagged(name: str, *sources: str) -> Company:
@@ -311,3 +309,35 @@ def test_alert_without_an_active_owner_is_shown_but_not_emailed(runner, make_use
     assert db.session.scalar(sa.select(DivestmentAlert.notified_id)) is None
     login_as("viewer")
     assert "Meiya Pico Forensics" in client.get("/").get_data(as_text=True).split("Divested companies held again")[1]
+
+
+def test_company_and_fund_pages_query_count_does_not_grow_with_funds(client, login_as, count_queries, frozen):
+    """The company page lists its position in every fund's latest snapshot; the funds page every fund."""
+    login_as("viewer")
+    company = flagged("Held Everywhere", "us_entity_list")
+    db.session.commit()
+
+    def add_funds(start, n):
+        for i in range(start, start + n):
+            fund = honest_fund(f"Fund {i:02d}")
+            for as_of, value in ((dt.date(2026, 9, 30), MILLION), (AS_OF, 2 * MILLION)):
+                db.session.add(Holding(fund=fund, company=company, as_of=as_of, market_value=value))
+            db.session.commit()
+
+    def measure():
+        counts = {}
+        for url in (f"/companies/{company.id}", "/funds", f"/funds/{first.id}"):
+            with count_queries() as counter:
+                page = client.get(url)
+            assert page.status_code == 200
+            counts[url] = counter.count
+        return counts, client.get(f"/companies/{company.id}").get_data(as_text=True)
+
+    add_funds(0, 2)
+    first = db.session.scalar(sa.select(Fund).order_by(Fund.name))
+    small, page = measure()
+    assert page.count("Fund 0") == 2
+    add_funds(2, 6)
+    large, page = measure()
+    assert page.count("Fund 0") == 8 and "Sep 2026" not in page.split("Engagements")[0]
+    assert large == small

@@ -11,7 +11,6 @@ import sqlalchemy as sa
 from docx import Document
 from pypdf import PdfReader
 
-from engage import clock
 from engage.extensions import db
 from engage.letters.rendering import SAMPLE_CONTEXT, LetterTemplateError, Record, render
 from engage.models import (
@@ -82,12 +81,6 @@ def test_syntax_error_reports_the_line():
 def seeded(runner):
     assert runner.invoke(args=["seed"]).exit_code == 0
     return {t.kind: t for t in db.session.scalars(sa.select(LetterTemplate))}
-
-
-@pytest.fixture()
-def frozen_today():
-    with clock.frozen(dt.datetime(2026, 6, 15, 9, 0)):
-        yield dt.date(2026, 6, 15)
 
 
 def xuar_engagement(**kw):
@@ -201,7 +194,7 @@ def test_bulk_generation_for_200_engagements(client, login_as, seeded, frozen_to
     with count_queries() as counter:
         response = client.post("/letters/bulk", data={
             "template_id": seeded["initial"].id, "scope": "all",
-            "filters": f"campaign={campaign.id}&stage=identified"})
+            "campaign": campaign.id, "stage": "identified"})
     assert response.status_code == 302
     selects = [s for s in counter.statements if s.lstrip().upper().startswith("SELECT")]
     assert len(selects) < 20, selects  # no look-up per letter (the inserts themselves are one per row)
@@ -347,3 +340,21 @@ def test_generate_draft_clicked_twice_makes_one_draft(client, login_as, seeded, 
     token = re.search(r'name="form_token" type="hidden" value="([0-9a-f]{32})"', form).group(1)
     assert client.post(f"/letters/generate/{eid}", data={**data, "form_token": token}).status_code == 302
     assert db.session.scalar(sa.select(sa.func.count(Letter.id)).where(Letter.engagement_id == eid)) == 2
+
+
+def test_bulk_action_carries_the_lists_filters_as_its_form_fields(client, login_as, seeded, frozen_today):
+    """The bulk form repeats the list's GET fields; the action checks them with the list's own form."""
+    login_as("analyst")
+    engagement = xuar_engagement()
+    page = client.get(f"/engagements?campaign={engagement.campaign_id}&stage=identified&sort=stage")
+    html = page.get_data(as_text=True)
+    bulk = html[html.index('id="bulk-letters"'):]
+    assert f'name="campaign" type="hidden" value="{engagement.campaign_id}"' in bulk
+    assert 'name="stage" type="hidden" value="identified"' in bulk and 'name="sort"' not in bulk
+    refused = client.post("/letters/bulk", data={"template_id": seeded["initial"].id, "scope": "all",
+                                                 "stage": "nowhere"})
+    assert refused.status_code == 400 and "Unknown stage &#39;nowhere&#39;." in refused.get_data(as_text=True)
+    assert db.session.scalar(sa.select(sa.func.count(Letter.id))) == 0
+    done = client.post("/letters/bulk", data={"template_id": seeded["initial"].id, "scope": "all",
+                                              "campaign": engagement.campaign_id, "stage": "identified"})
+    assert done.status_code == 302 and db.session.scalar(sa.select(sa.func.count(Letter.id))) == 1

@@ -15,7 +15,6 @@ from icalendar import Calendar
 from wtforms import DateField, DecimalField, FloatField, IntegerField
 
 import engage
-from engage import clock
 from engage.extensions import db
 from engage.models import (
     Campaign,
@@ -37,12 +36,6 @@ from tests import factories
 
 OUTSIDE = "outside the dates Engage accepts"
 BAD_DATES = ["9999-12-31", "0001-01-01", "1989-12-31", "2101-01-01"]
-
-
-@pytest.fixture()
-def frozen_today():
-    with clock.frozen(dt.datetime(2026, 6, 15, 9, 0)):
-        yield dt.date(2026, 6, 15)
 
 
 def all_form_classes() -> list[type]:

@@ -8,19 +8,12 @@ import re
 import pytest
 import sqlalchemy as sa
 
-from engage import clock
 from engage.engagements import cycle
 from engage.extensions import db
 from engage.models import Company, Engagement, EngagementEvent, Interaction
 from tests import factories
 
 SUMMARY = "Called the CFO: they will send the tier-2 supplier map by **30 June**; asked about Aksu mills."
-
-
-@pytest.fixture()
-def frozen_today():
-    with clock.frozen(dt.datetime(2026, 6, 15, 12, 0)):
-        yield dt.date(2026, 6, 15)
 
 
 def top_of_page(html: str) -> str:

@@ -283,3 +283,20 @@ def test_scheduler_jobs_have_fixed_ids_and_run_alone(app, smtp, make_user):
     run_job(app, by_id["reminders-tick"])
     run_job(app, by_id["outbox-drain"])
     assert len(smtp.inbox.messages) == 1
+
+
+def test_cli_runs_the_schedulers_tick_job(app, runner, smtp, make_user):
+    """`flask reminders run` and the scheduler's reminders-tick job are one function: same steps, same report."""
+    from engage.jobs import jobs
+
+    reminder(make_user("analyst"), TODAY)
+    by_id = {job.id: job for job in jobs(app)}
+    lines = by_id["reminders-tick"].func(NOW)  # rules, notify and the drain: the email is sent by the tick itself
+    assert len(smtp.inbox.messages) == 1
+    assert lines == ["rules: 0 'consider escalation' reminder(s) created",
+                     "notify: 1 reminder(s) in 1 email(s)", lines[2]] and "1 sent" in lines[2]
+    reminder(make_user("analyst"), TODAY)
+    result = runner.invoke(args=["reminders", "run", "--now", (NOW + dt.timedelta(minutes=5)).isoformat()])
+    assert result.exit_code == 0, result.output
+    assert [line.strip() for line in result.output.splitlines()[1:3]] == lines[:2]
+    assert len(smtp.inbox.messages) == 2

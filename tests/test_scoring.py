@@ -6,7 +6,6 @@ from decimal import Decimal
 import pytest
 import sqlalchemy as sa
 
-from engage import clock
 from engage.extensions import db
 from engage.models import Campaign, Interaction, Rubric, Score
 from engage.scoring.service import compute_total
@@ -47,12 +46,6 @@ def xuar(runner):
     assert runner.invoke(args=["seed"]).exit_code == 0
     campaign = db.session.scalar(sa.select(Campaign).where(Campaign.slug == "xuar"))
     return campaign
-
-
-@pytest.fixture()
-def frozen_today():
-    with clock.frozen(dt.datetime(2026, 6, 15, 9, 0)):
-        yield dt.date(2026, 6, 15)
 
 
 def response_on(engagement, on=dt.date(2026, 6, 1), kind="response"):

@@ -15,7 +15,7 @@ from wtforms import (
 )
 from wtforms.validators import DataRequired, Email, EqualTo, InputRequired, Length, NumberRange, Optional
 
-from engage.forms import DecimalField, EditForm
+from engage.forms import DecimalField, EditForm, FilterForm
 from engage.models import Investor, InvestorKind, Role
 from engage.validators import MIN_PASSWORD_LENGTH, FiniteDecimal, http_url, strong_password
 
@@ -63,10 +63,7 @@ class UnlockForm(FlaskForm):
     submit = SubmitField("Lift the pause and forget failed attempts")
 
 
-class AuditFilterForm(FlaskForm):
-    class Meta:
-        csrf = False
-
+class AuditFilterForm(FilterForm):
     action = SelectField(
         "Action",
         choices=[SelectChoice("", "Any")] + [SelectChoice(a, a.replace("_", " ")) for a in

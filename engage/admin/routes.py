@@ -127,8 +127,7 @@ def unlock_user(user_id: int):
 @require_role("admin")
 def audit_events():
     form = AuditFilterForm(request.args)
-    if not form.validate():
-        abort(400)
+    form.values_or_400()
     query = sa.select(AuditEvent).order_by(AuditEvent.created_at.desc(), AuditEvent.id.desc())
     if form.action.data:
         query = query.where(AuditEvent.action == form.action.data)

@@ -4,10 +4,10 @@ from wtforms import DateField, SelectChoice, SelectField, StringField, SubmitFie
 from wtforms.validators import DataRequired, Length, Optional, Regexp
 
 from engage.extensions import db
-from engage.forms import EditForm
+from engage.forms import EditForm, FilterField, FilterForm
 from engage.identifiers import isin_problem
-from engage.models import Company, RiskSource
-from engage.validators import http_url, sane_date
+from engage.models import Company, RiskSource, Stage
+from engage.validators import http_url, sane_date, whole_number
 
 
 class CompanyForm(EditForm):
@@ -61,3 +61,33 @@ class RiskFlagForm(FlaskForm):
     citation_url = StringField("Citation link", validators=[Optional(), http_url, Length(max=500)])
     note = TextAreaField("Note", validators=[Length(max=5000)])
     submit = SubmitField("Add flag")
+
+
+class CompanyFilterForm(FilterForm):
+    """The companies list's filters; search, sector and country are cut to their longest useful length."""
+
+    q = FilterField("Search", cut=100)
+    sector = FilterField("Sector", cut=80)
+    country = FilterField("Country", upper=True, cut=2)
+    source = FilterField("Risk list", [FilterForm.one_of(set(RiskSource.values()), "Unknown risk list {value!r}.")])
+    engaged = FilterField("Open engagement", [FilterForm.one_of({"yes", "no"}, "engaged must be 'yes' or 'no'.")])
+    stage = FilterField("Stage", [FilterForm.one_of(set(Stage.values()), "Unknown stage {value!r}.")])
+    score_below = FilterField("Score below")
+    trend = FilterField("Score trend", [FilterForm.one_of({"up", "down"}, "trend must be 'up' or 'down'.")])
+    sort = FilterField("Sort", default="name")
+    dir = FilterField("Direction", default="asc")
+
+    def __init__(self, formdata, *, sorts, **kwargs):
+        """`sorts`: the columns the list can sort by."""
+        super().__init__(formdata, **kwargs)
+        self.sorts = set(sorts)
+
+    def validate_score_below(self, field):
+        if field.data and whole_number(field.data, maximum=100) is None:
+            raise ValidationError("score_below must be a whole number from 0 to 100.")
+
+    def validate_sort(self, field):
+        field.data = field.data or "name"
+        self.dir.data = self.dir.data or "asc"
+        if field.data not in self.sorts or self.dir.data not in ("asc", "desc"):
+            raise ValidationError(f"Cannot sort by {field.data!r} {self.dir.data!r}.")

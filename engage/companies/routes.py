@@ -8,12 +8,12 @@ from flask_login import current_user
 from sqlalchemy.orm import selectinload
 
 from engage.companies import service
-from engage.companies.forms import CompanyForm, RiskFlagForm
+from engage.companies.forms import CompanyFilterForm, CompanyForm, RiskFlagForm
 from engage.extensions import db
 from engage.formatting import SHOWN_CHANGE, shown_below
-from engage.models import Company, CompanyAlias, Engagement, RiskFlag, RiskSource, Score, Stage
+from engage.models import Company, CompanyAlias, Engagement, RiskFlag, RiskSource, Stage
+from engage.models.scoring import ranked_scores
 from engage.security import require_role
-from engage.validators import whole_number
 from engage.web import paginate
 
 bp = Blueprint("companies", __name__, url_prefix="/companies")
@@ -24,19 +24,12 @@ def company_scores():
     A derived table (window function), not a correlated subquery per company: sorting ten
     thousand companies by score stays a single scan of the scores.
     """
-    ranked = (
-        sa.select(Engagement.company_id.label("company_id"), Score.total.label("total"),
-                  sa.func.row_number().over(partition_by=Engagement.company_id,
-                                            order_by=(Score.scored_on.desc(), Score.id.desc())).label("rn"))
-        .join(Engagement, Engagement.id == Score.engagement_id)
-        .where(Score.moderates_id.is_(None))
-        .subquery()
-    )
+    ranked = ranked_scores(Engagement.company_id, columns=(Engagement.company_id.label("company_id"),))
     return (
         sa.select(ranked.c.company_id,
-                  sa.func.max(sa.case((ranked.c.rn == 1, ranked.c.total))).label("score"),
-                  sa.func.max(sa.case((ranked.c.rn == 2, ranked.c.total))).label("previous"))
-        .where(ranked.c.rn <= 2)
+                  sa.func.max(sa.case((ranked.c.rank == 1, ranked.c.total))).label("score"),
+                  sa.func.max(sa.case((ranked.c.rank == 2, ranked.c.total))).label("previous"))
+        .where(ranked.c.rank <= 2)
         .group_by(ranked.c.company_id)
         .subquery("company_scores")
     )
@@ -53,32 +46,8 @@ SORTS = {
 
 
 def company_filters(args) -> dict:
-    """Parse the list's query string; a bad value is a 400 saying which."""
-    filters = {
-        "q": (args.get("q") or "").strip()[:100],
-        "sector": (args.get("sector") or "").strip()[:80],
-        "country": (args.get("country") or "").strip().upper()[:2],
-        "source": args.get("source") or "",
-        "engaged": args.get("engaged") or "",
-        "stage": args.get("stage") or "",
-        "score_below": (args.get("score_below") or "").strip(),
-        "trend": args.get("trend") or "",
-        "sort": args.get("sort") or "name",
-        "dir": args.get("dir") or "asc",
-    }
-    if filters["source"] and filters["source"] not in RiskSource.values():
-        abort(400, f"Unknown risk list {filters['source']!r}.")
-    if filters["engaged"] not in ("", "yes", "no"):
-        abort(400, "engaged must be 'yes' or 'no'.")
-    if filters["stage"] and filters["stage"] not in Stage.values():
-        abort(400, f"Unknown stage {filters['stage']!r}.")
-    if filters["score_below"] and whole_number(filters["score_below"], maximum=100) is None:
-        abort(400, "score_below must be a whole number from 0 to 100.")
-    if filters["trend"] not in ("", "up", "down"):
-        abort(400, "trend must be 'up' or 'down'.")
-    if filters["sort"] not in SORTS or filters["dir"] not in ("asc", "desc"):
-        abort(400, f"Cannot sort by {filters['sort']!r} {filters['dir']!r}.")
-    return filters
+    """The list's checked filters from the query string; a bad value is a 400 saying which."""
+    return CompanyFilterForm(args, sorts=SORTS).values_or_400()
 
 
 def company_query(f: dict):
@@ -102,9 +71,9 @@ def company_query(f: dict):
     if f["stage"]:
         query = query.where(Company.id.in_(engaged.where(Engagement.stage == f["stage"])))
     if f["engaged"] == "yes":
-        query = query.where(Company.id.in_(engaged.where(Engagement.stage != Stage.CLOSED.value)))
+        query = query.where(Company.id.in_(engaged.where(Engagement.is_open)))
     elif f["engaged"] == "no":
-        query = query.where(Company.id.not_in(engaged.where(Engagement.stage != Stage.CLOSED.value)))
+        query = query.where(Company.id.not_in(engaged.where(Engagement.is_open)))
     scores = None
     if f["score_below"] or f["trend"] or f["sort"] in ("score", "change"):
         scores = company_scores()

@@ -6,6 +6,7 @@ import sqlalchemy as sa
 
 from engage.extensions import db
 from engage.models import Company, CompanyAlias, Fund, Holding, RiskFlag
+from engage.models.holdings import in_snapshot, latest_snapshots
 
 
 def apply_form(company: Company, form) -> Company:
@@ -40,15 +41,11 @@ def add_flag(company: Company, form, actor_id: int | None) -> RiskFlag:
 
 def latest_holdings(company_id: int):
     """The company's position in each fund's latest snapshot that holds it."""
-    latest = (
-        sa.select(Holding.fund_id, sa.func.max(Holding.as_of).label("as_of"))
-        .group_by(Holding.fund_id)
-        .subquery()
-    )
+    latest = latest_snapshots()
     return db.session.execute(
         sa.select(Holding, Fund)
         .join(Fund, Fund.id == Holding.fund_id)
-        .join(latest, sa.and_(latest.c.fund_id == Holding.fund_id, latest.c.as_of == Holding.as_of))
+        .join(latest, in_snapshot(latest))
         .where(Holding.company_id == company_id)
         .order_by(Fund.name)
     ).all()

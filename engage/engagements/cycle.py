@@ -83,7 +83,7 @@ def divested_on():
 
 def stage_moves(engagement: Engagement) -> list[Move]:
     """Every stage move allowed from the engagement's current state, in cycle order."""
-    if engagement.stage == Stage.CLOSED.value:
+    if not engagement.is_open:
         evidence = is_divested(engagement)
         return [Move("reopen", s, f"Reopen at {_stage_label(s)}", needs_reason=True, needs_evidence=evidence)
                 for s in OPEN_STAGES]
@@ -100,7 +100,7 @@ def stage_moves(engagement: Engagement) -> list[Move]:
 
 def escalation_moves(engagement: Engagement) -> list[Move]:
     """Every escalation change allowed now; none while the engagement is closed."""
-    if engagement.stage == Stage.CLOSED.value:
+    if not engagement.is_open:
         return []
     here = LADDER.index(engagement.escalation)
     moves = []
@@ -199,7 +199,7 @@ def move_escalation(engagement: Engagement, target: str, *, on: dt.date | None, 
     """Move up or down the escalation ladder or raise MoveError."""
     if target not in LADDER:
         raise MoveError("target", f"{target!r} is not an escalation level.")
-    if engagement.stage == Stage.CLOSED.value:
+    if not engagement.is_open:
         raise MoveError("target", closed_refusal(engagement, "escalation"))
     if target == engagement.escalation:
         raise MoveError("target", f"The escalation is already {_level_label(target)}.")

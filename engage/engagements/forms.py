@@ -1,13 +1,15 @@
 from flask_wtf import FlaskForm
 from flask_wtf.file import MultipleFileField
 from wtforms import DateField, HiddenField, SelectChoice, SelectField, StringField, SubmitField, TextAreaField
+from wtforms import ValidationError
 from wtforms.validators import DataRequired, InputRequired, Length, Optional
 
-from engage.forms import EditForm
+from engage.forms import EditForm, FilterField, FilterForm
 from engage.idempotency import FormTokenMixin
 from engage.validators import http_url, sane_date
 
-from engage.models import Direction, InteractionKind, Outcome
+from engage.models import Direction, Escalation, InteractionKind, Outcome, Stage
+from engage.validators import whole_number
 
 KIND_CHOICES = [SelectChoice(k.value, k.label) for k in InteractionKind]
 DIRECTION_CHOICES = [
@@ -74,3 +76,43 @@ class InteractionForm(FormTokenMixin, FlaskForm):
                           description="For a company response, e.g. to Acknowledged.")
     version = HiddenField()
     submit = SubmitField("Log interaction")
+
+
+class EngagementFilterForm(FilterForm):
+    """The engagements list's filters (the page and its bulk letters action read the same fields)."""
+
+    campaign = FilterField("Campaign")
+    stage = FilterField("Stage", [FilterForm.one_of({*Stage.values(), "open"}, "Unknown stage {value!r}.")])
+    escalation = FilterField("Escalation", [FilterForm.one_of(set(Escalation.values()),
+                                                              "Unknown escalation level {value!r}.")])
+    owner = FilterField("Owner")
+    sector = FilterField("Sector")
+    overdue = FilterField("Overdue", [FilterForm.one_of({"yes"}, "overdue and stale take the value 'yes'.")])
+    stale = FilterField("No recent contact", [FilterForm.one_of({"yes"}, "overdue and stale take the value 'yes'.")])
+    score_below = FilterField("Score below")
+    trend = FilterField("Score trend", [FilterForm.one_of({"up", "down"}, "trend must be 'up' or 'down'.")])
+    sort = FilterField("Sort", default="company")
+    dir = FilterField("Direction", default="asc")
+
+    def __init__(self, formdata, *, sorts, **kwargs):
+        """`sorts`: the columns the list can sort by."""
+        super().__init__(formdata, **kwargs)
+        self.sorts = set(sorts)
+
+    def validate_campaign(self, field):
+        if field.data and whole_number(field.data) is None:
+            raise ValidationError("campaign must be a campaign number.")
+
+    def validate_owner(self, field):
+        if field.data and field.data not in ("me", "none") and whole_number(field.data) is None:
+            raise ValidationError("owner must be a user number, 'me' or 'none'.")
+
+    def validate_score_below(self, field):
+        if field.data and whole_number(field.data, maximum=100) is None:
+            raise ValidationError("score_below must be a whole number from 0 to 100.")
+
+    def validate_sort(self, field):
+        field.data = field.data or "company"
+        self.dir.data = self.dir.data or "asc"
+        if field.data not in self.sorts or self.dir.data not in ("asc", "desc"):
+            raise ValidationError(f"Cannot sort by {field.data!r} {self.dir.data!r}.")

@@ -5,14 +5,14 @@ from __future__ import annotations
 import datetime as dt
 
 import sqlalchemy as sa
-from flask import abort, current_app
+from flask import current_app
 from flask_login import current_user
 
 from engage.engagements import service
+from engage.engagements.forms import EngagementFilterForm
 from engage.extensions import db
 from engage.formatting import SHOWN_CHANGE, shown_below
-from engage.models import Company, Engagement, Escalation, Role, Stage, User
-from engage.validators import whole_number
+from engage.models import Company, Engagement, Role, User
 
 SORTS = {
     "company": Company.normalized_name,
@@ -31,30 +31,18 @@ def owner_choices(include_none: bool = True):
     return choices + [(u.id, u.name) for u in users]
 
 
-def engagement_filters(args) -> dict:
-    f = {key: (args.get(key) or "").strip() for key in
-         ("campaign", "stage", "escalation", "owner", "sector", "overdue", "stale", "score_below", "trend",
-          "sort", "dir")}
-    f["sort"] = f["sort"] or "company"
-    f["dir"] = f["dir"] or "asc"
-    if f["stage"] and f["stage"] not in Stage.values() and f["stage"] != "open":
-        abort(400, f"Unknown stage {f['stage']!r}.")
-    if f["escalation"] and f["escalation"] not in Escalation.values():
-        abort(400, f"Unknown escalation level {f['escalation']!r}.")
-    if f["campaign"] and whole_number(f["campaign"]) is None:
-        abort(400, "campaign must be a campaign number.")
-    if f["owner"] and f["owner"] not in ("me", "none") and whole_number(f["owner"]) is None:
-        abort(400, "owner must be a user number, 'me' or 'none'.")
-    if f["overdue"] not in ("", "yes") or f["stale"] not in ("", "yes"):
-        abort(400, "overdue and stale take the value 'yes'.")
-    if f["score_below"] and whole_number(f["score_below"], maximum=100) is None:
-        abort(400, "score_below must be a whole number from 0 to 100.")
-    if f["trend"] not in ("", "up", "down"):
-        abort(400, "trend must be 'up' or 'down'.")
-    if f["sort"] not in SORTS and f["sort"] not in ("next_follow_up", "last_contact", "score", "change") \
-            or f["dir"] not in ("asc", "desc"):
-        abort(400, f"Cannot sort by {f['sort']!r} {f['dir']!r}.")
-    return f
+#: Columns computed per engagement that the list can also sort by.
+COMPUTED_SORTS = ("next_follow_up", "last_contact", "score", "change")
+
+
+def filter_form(formdata) -> EngagementFilterForm:
+    """The list's filters from the query string, or from the same fields posted by the bulk action."""
+    return EngagementFilterForm(formdata, sorts=[*SORTS, *COMPUTED_SORTS])
+
+
+def engagement_filters(formdata) -> dict:
+    """The list's checked filters; a bad value is a 400 saying which."""
+    return filter_form(formdata).values_or_400()
 
 
 def engagement_query(f: dict, today: dt.date):
@@ -64,7 +52,7 @@ def engagement_query(f: dict, today: dt.date):
     if f["campaign"]:
         query = query.where(Engagement.campaign_id == int(f["campaign"]))
     if f["stage"] == "open":
-        query = query.where(Engagement.stage != Stage.CLOSED.value)
+        query = query.where(Engagement.is_open)
     elif f["stage"]:
         query = query.where(Engagement.stage == f["stage"])
     if f["escalation"]:
@@ -81,7 +69,7 @@ def engagement_query(f: dict, today: dt.date):
         query = query.where(service.next_follow_up_query() < today)
     if f["stale"]:
         cutoff = today - dt.timedelta(days=current_app.config["STALE_AFTER_DAYS"])
-        query = query.where(Engagement.stage != Stage.CLOSED.value,
+        query = query.where(Engagement.is_open,
                             sa.func.coalesce(service.last_contact_query(), Engagement.opened_on) < cutoff)
     if f["score_below"]:
         query = query.where(service.latest_score_query() < shown_below(int(f["score_below"])))

@@ -19,7 +19,7 @@ from engage.engagements.forms import (
     OpenEngagementForm,
     StageMoveForm,
 )
-from engage.engagements.queries import engagement_filters, engagement_query, owner_choices
+from engage.engagements.queries import engagement_query, filter_form, owner_choices
 from engage.extensions import db
 from engage.holdings import screening
 from engage.letters.forms import GenerateForm, bulk_form
@@ -49,7 +49,8 @@ bp = Blueprint("engagements", __name__, url_prefix="/engagements")
 @require_role("viewer")
 def index():
     today = clock.today()
-    f = engagement_filters(request.args)
+    filters = filter_form(request.args)
+    f = filters.values_or_400()
     query = engagement_query(f, today).options(
         selectinload(Engagement.company), selectinload(Engagement.campaign), selectinload(Engagement.owner)
     )
@@ -57,7 +58,7 @@ def index():
     # paginate returns scalars; re-run the row query for the page to get the computed columns.
     return render_template(
         "engagements/index.html", page=page, rows=_rows(page, f, today), f=f, today=today,
-        bulk=bulk_form(f) if current_user.can_edit else None,
+        bulk=bulk_form() if current_user.can_edit else None, filters=filters,
         stages=list(Stage), escalations=list(Escalation),
         campaign_options=[(c.id, c.name) for c in db.session.scalars(sa.select(Campaign).order_by(Campaign.name))],
         owners=owner_choices()[1:],

@@ -31,6 +31,7 @@ from engage.models import (
     Stage,
     User,
 )
+from engage.models.scoring import latest_score_of_engagement
 
 
 class EngagementError(FieldError):
@@ -70,7 +71,7 @@ def open_engagement(company: Company, campaign: Campaign, *, owner: User | None,
         raise EngagementError("opened_on", f"{opened_on.isoformat()} is in the future.")
     existing = db.session.scalar(
         sa.select(Engagement.id).where(Engagement.company_id == company.id, Engagement.campaign_id == campaign.id,
-                                       Engagement.stage != Stage.CLOSED.value)
+                                       Engagement.is_open)
     )
     if existing:
         raise EngagementError("campaign_id", f"{company.name} already has an open engagement in "
@@ -206,27 +207,12 @@ def next_follow_up_query():
 
 def latest_score_query():
     """Correlated subquery: the total of each engagement's latest score."""
-    return (
-        sa.select(Score.total)
-        .where(Score.engagement_id == Engagement.id, Score.moderates_id.is_(None))
-        .order_by(Score.scored_on.desc(), Score.id.desc())
-        .limit(1)
-        .correlate(Engagement)
-        .scalar_subquery()
-    )
+    return latest_score_of_engagement()
 
 
 def score_change_query():
     """Correlated subquery: latest total minus the one before it (NULL with fewer than two)."""
-    previous = (
-        sa.select(Score.total)
-        .where(Score.engagement_id == Engagement.id, Score.moderates_id.is_(None))
-        .order_by(Score.scored_on.desc(), Score.id.desc())
-        .limit(1).offset(1)
-        .correlate(Engagement)
-        .scalar_subquery()
-    )
-    return latest_score_query() - previous
+    return latest_score_of_engagement() - latest_score_of_engagement(offset=1)
 
 
 def last_contact_query():
@@ -245,9 +231,8 @@ def summary_of(engagement: Engagement) -> dict:
         .where(Reminder.engagement_id == engagement.id, Reminder.status != ReminderStatus.DONE.value)
     )
     scores = db.session.execute(
-        sa.select(Score.total, Score.scored_on).where(Score.engagement_id == engagement.id,
-                                                      Score.moderates_id.is_(None))
-        .order_by(Score.scored_on.desc(), Score.id.desc()).limit(2)
+        sa.select(Score.total, Score.scored_on).where(Score.engagement_id == engagement.id, Score.is_primary)
+        .order_by(*Score.newest_first()).limit(2)
     ).all()
     latest = scores[0] if scores else None
     change = (scores[0].total - scores[1].total) if len(scores) == 2 else None

@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from engage.errors import FieldError
 from engage.extensions import db
 from engage.formatting import round_half_up
-from engage.validators import DATE_MAX, DATE_MIN
+from engage.validators import DATE_MAX, DATE_MIN, whole_number
 from engage.holdings import screening
 from engage.models import (
     Campaign,
@@ -40,8 +40,11 @@ from engage.models import (
     Reminder,
     ReminderStatus,
     Score,
+    Stage,
     User,
 )
+from engage.models.holdings import in_snapshot, latest_snapshots
+from engage.models.scoring import primary_scores
 
 MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -113,6 +116,53 @@ class Filters:
     fund: Fund | None = None
 
 
+FORMATS = ("csv", "xlsx")
+#: How a filter value names its row: the page sends ids, the CLI a campaign's slug, an owner's
+#: email (any case) or a fund's name.
+FILTER_KEYS = {
+    "campaign": (Campaign, {"id": Campaign.id, "name": Campaign.slug}),
+    "owner": (User, {"id": User.id, "name": User.email}),
+    "fund": (Fund, {"id": Fund.id, "name": Fund.name}),
+}
+
+
+@dataclass
+class ExportRequest:
+    month: Month
+    fmt: str
+    filters: Filters
+
+
+def parse_request(values, today: dt.date, *, names: bool = False) -> ExportRequest:
+    """The one parser of an export request (page and CLI): month, format and filters, or ExportError.
+
+    `values` maps month, format, campaign, owner and fund to text; filters are ids, or with
+    `names` the CLI's slug, email and fund name. An unknown filter is refused, never ignored.
+    """
+    month = parse_month(values.get("month"), today)
+    fmt = (values.get("format") or "xlsx").strip()
+    if fmt not in FORMATS:
+        raise ExportError("format", "The format must be csv or xlsx.")
+    filters = Filters()
+    for key, (model, columns) in FILTER_KEYS.items():
+        raw = (values.get(key) or "").strip()
+        if raw:
+            setattr(filters, key, _filter_row(key, model, columns["name" if names else "id"], raw))
+    return ExportRequest(month, fmt, filters)
+
+
+def _filter_row(key: str, model, column, raw: str):
+    if column.key == "id":
+        if (number := whole_number(raw)) is None or (item := db.session.get(model, number)) is None:
+            raise ExportError(key, f"Unknown {key} {raw!r}.")
+        return item
+    value = raw.lower() if column is User.email else raw
+    item = db.session.scalar(sa.select(model).where(column == value))
+    if item is None:
+        raise ExportError(key, f"Unknown {key} {raw!r}.")
+    return item
+
+
 @dataclass
 class MonthlyExport:
     month: Month
@@ -134,8 +184,7 @@ def build(month: Month, filters: Filters | None = None, cut_off: dt.date | None 
         .join(Company, Company.id == Engagement.company_id)
         .join(Campaign, Campaign.id == Engagement.campaign_id)
         .outerjoin(User, User.id == Engagement.owner_id)
-        .where(Engagement.opened_on <= end,
-               sa.or_(Engagement.closed_on.is_(None), Engagement.closed_on >= month.first))
+        .where(Engagement.open_during(month.first, end))
         .order_by(Company.normalized_name, Engagement.id)
     )
     if filters.campaign is not None:
@@ -143,10 +192,9 @@ def build(month: Month, filters: Filters | None = None, cut_off: dt.date | None 
     if filters.owner is not None:
         query = query.where(Engagement.owner_id == filters.owner.id)
     if filters.fund is not None:
-        snapshot = sa.select(sa.func.max(Holding.as_of)).where(Holding.fund_id == filters.fund.id,
-                                                               Holding.as_of <= end).scalar_subquery()
+        snapshot = latest_snapshots([filters.fund.id], on=end)
         query = query.where(Engagement.company_id.in_(
-            sa.select(Holding.company_id).where(Holding.fund_id == filters.fund.id, Holding.as_of == snapshot)))
+            sa.select(Holding.company_id).join(snapshot, in_snapshot(snapshot))))
     base = db.session.execute(query).all()
     # The other queries select "engagements of this export" with the same conditions as a
     # subquery, never as a list of ids (20,000 bound parameters would be slow, and over
@@ -202,9 +250,8 @@ def build(month: Month, filters: Filters | None = None, cut_off: dt.date | None 
     score_at, score_before = {}, {}
     previous_end = month.previous.last
     for engagement_id, total, scored_on in db.session.execute(
-        sa.select(Score.engagement_id, Score.total, Score.scored_on)
-        .where(by_engagement(Score.engagement_id), Score.moderates_id.is_(None), Score.scored_on <= end)
-        .order_by(Score.engagement_id, Score.scored_on, Score.id)
+        primary_scores(by_engagement(Score.engagement_id), Score.scored_on <= end)
+        .with_only_columns(Score.engagement_id, Score.total, Score.scored_on)
     ):
         score_at[engagement_id] = total
         if scored_on <= previous_end:
@@ -226,7 +273,7 @@ def build(month: Month, filters: Filters | None = None, cut_off: dt.date | None 
             "engagement_id": engagement_id, "company_id": company_id,
             "company": company, "isin": isin, "sector": sector, "country": country, "campaign": campaign,
             "owner": owner, "stage": stage, "escalation": escalation, "outcome": outcome,
-            "opened_on": opened_on, "closed_on": closed if stage == "closed" else None,
+            "opened_on": opened_on, "closed_on": closed if stage == Stage.CLOSED.value else None,
             "last_contact": last_contact.get(engagement_id), "next_follow_up": next_due.get(engagement_id),
             "score": score, "score_change": (score - before) if score is not None and before is not None else None,
             "letters_sent": letters.get(engagement_id, 0), "responses": counts[InteractionKind.RESPONSE.value],

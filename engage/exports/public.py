@@ -12,25 +12,25 @@ from flask import render_template
 from engage.core import documents
 from engage.extensions import db
 from engage.models import Campaign, Company, Engagement, Escalation, Score, Stage
+from engage.models.scoring import primary_scores
 
 
 def report(campaign: Campaign, today: dt.date) -> dict:
     rows = db.session.execute(
-        sa.select(Engagement.id, Engagement.stage, Engagement.escalation, Engagement.outcome, Company.sector)
+        sa.select(Engagement.id, Engagement.stage, Engagement.escalation, Engagement.outcome, Company.sector,
+                  Engagement.is_open)
         .join(Company, Company.id == Engagement.company_id)
         .where(Engagement.campaign_id == campaign.id)
     ).all()
     ids = [r[0] for r in rows]
     first_last: dict[int, list[Decimal]] = {}
     for engagement_id, total in db.session.execute(
-        sa.select(Score.engagement_id, Score.total)
-        .where(Score.engagement_id.in_(ids or [-1]), Score.moderates_id.is_(None))
-        .order_by(Score.engagement_id, Score.scored_on, Score.id)
+        primary_scores(Score.engagement_id.in_(ids or [-1])).with_only_columns(Score.engagement_id, Score.total)
     ):
         first_last.setdefault(engagement_id, []).append(Decimal(total))
     changes = [values[-1] - values[0] for values in first_last.values() if len(values) > 1]
     stage = Counter(r[1] for r in rows)
-    escalation = Counter(r[2] for r in rows if r[1] != Stage.CLOSED.value)
+    escalation = Counter(r.escalation for r in rows if r.is_open)
     return {
         "campaign": {"name": campaign.name, "summary": campaign.summary, "expectations": campaign.expectations},
         "date": today,

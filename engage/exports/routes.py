@@ -14,21 +14,8 @@ from engage.exports import monthly, public, service
 from engage.extensions import db
 from engage.models import Campaign, ExportRun, Fund, Role, User
 from engage.security import require_role
-from engage.validators import whole_number
 
 bp = Blueprint("exports", __name__, url_prefix="/exports")
-
-
-def _filters(args) -> monthly.Filters:
-    filters = monthly.Filters()
-    for key, model in (("campaign", Campaign), ("owner", User), ("fund", Fund)):
-        raw = (args.get(key) or "").strip()
-        if not raw:
-            continue
-        if (number := whole_number(raw)) is None or (item := db.session.get(model, number)) is None:
-            raise monthly.ExportError(key, f"Unknown {key} {raw!r}.")
-        setattr(filters, key, item)
-    return filters
 
 
 def _choices():
@@ -52,16 +39,13 @@ def index():
 @require_role("viewer")
 def download():
     today = clock.today()
-    fmt = request.args.get("format", "xlsx")
     try:
-        month = monthly.parse_month(request.args.get("month"), today)
-        filters = _filters(request.args)
-        if fmt not in ("csv", "xlsx"):
-            raise monthly.ExportError("format", "The format must be csv or xlsx.")
+        asked = monthly.parse_request(request.args, today)
     except monthly.ExportError as error:
         return render_template("exports/index.html", default_month=request.args.get("month", ""),
                                runs=service.stored_runs(), error=error.message, **_choices()), 400
-    export = monthly.build(month, filters, cut_off=today)
+    month, fmt = asked.month, asked.fmt
+    export = monthly.build(month, asked.filters, cut_off=today)
     name = f"engage-status-{month}.{fmt}"
     if fmt == "csv":
         out = io.StringIO()

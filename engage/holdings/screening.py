@@ -15,6 +15,7 @@ from flask import current_app, render_template
 from engage import clock
 from engage.dbutil import insert_ignoring_conflicts
 from engage.engagements import cycle
+from engage.engagements.service import EngagementError, open_engagement
 from engage.errors import FieldError
 from engage.extensions import db
 from engage.formatting import round_half_up
@@ -29,11 +30,11 @@ from engage.models import (
     ListedEntity,
     RiskFlag,
     RiskSource,
-    Stage,
     User,
     normalize_name,
 )
 from engage.core import outbox
+from engage.models.holdings import in_snapshot, latest_snapshot_date, latest_snapshots
 
 #: What a Consolidated Screening List `source` says for each of our lists.
 CSL_SOURCES = {
@@ -185,19 +186,13 @@ def on_official_list():
 
 def snapshots(fund_ids: list[int] | None = None, *, on: dt.date | None = None, as_of: dt.date | None = None):
     """Subquery (fund_id, as_of): each fund's latest holdings date (on or before `on`), or its `as_of` snapshot."""
-    if as_of is not None:
-        query = sa.select(Holding.fund_id, Holding.as_of).where(Holding.as_of == as_of).distinct()
-    else:
-        query = sa.select(Holding.fund_id, sa.func.max(Holding.as_of).label("as_of")).group_by(Holding.fund_id)
-        if on is not None:
-            query = query.where(Holding.as_of <= on)
+    if as_of is None:
+        return latest_snapshots(fund_ids, on=on)
+    query = sa.select(Holding.fund_id, Holding.as_of).where(Holding.as_of == as_of).distinct()
     if fund_ids is not None:
         query = query.where(Holding.fund_id.in_(fund_ids))
     return query.subquery("snapshots")
 
-
-def _in_snapshot(snap):
-    return sa.and_(snap.c.fund_id == Holding.fund_id, snap.c.as_of == Holding.as_of)
 
 
 @dataclass
@@ -346,7 +341,7 @@ def exposures(fund_ids: list[int] | None = None, *, on: dt.date | None = None, a
         for fund_id, source, count, amount, unknown, also_listed in db.session.execute(
             sa.select(Holding.fund_id, pairs.c.source, sa.func.count(Holding.id), sa.func.sum(value),
                       sa.func.count(sa.case((missing, Holding.id))), sa.func.count(sa.case((listed, Holding.id))))
-            .join(snap, _in_snapshot(snap))
+            .join(snap, in_snapshot(snap))
             .join(pairs, pairs.c.company_id == Holding.company_id)
             .group_by(Holding.fund_id, pairs.c.source))
     }
@@ -377,9 +372,9 @@ def exposure(fund: Fund, as_of: dt.date | None = None, detail: bool = True) -> F
 def _add_detail(result: list[FundExposure], snap) -> None:
     """The flagged holdings of each snapshot with their flags and engagements, and divested ones held again."""
     flagged = Holding.company_id.in_(sa.select(RiskFlag.company_id))
-    held = sa.select(Holding.company_id).join(snap, _in_snapshot(snap)).where(flagged)
+    held = sa.select(Holding.company_id).join(snap, in_snapshot(snap)).where(flagged)
     holdings = db.session.execute(
-        sa.select(Holding, Company).join(snap, _in_snapshot(snap)).join(Company, Company.id == Holding.company_id)
+        sa.select(Holding, Company).join(snap, in_snapshot(snap)).join(Company, Company.id == Holding.company_id)
         .where(flagged)
         .order_by(Holding.market_value.desc().nulls_last(), Company.normalized_name)
     ).all()
@@ -391,7 +386,7 @@ def _add_detail(result: list[FundExposure], snap) -> None:
     divested_by_company: dict[int, tuple[Engagement, dt.date]] = {}
     for engagement, divested_on in db.session.execute(
         sa.select(Engagement, cycle.divested_on())
-        .where(Engagement.company_id.in_(held), sa.or_(Engagement.stage != Stage.CLOSED.value, Engagement.is_divested))
+        .where(Engagement.company_id.in_(held), sa.or_(Engagement.is_open, Engagement.is_divested))
         .order_by(Engagement.opened_on, Engagement.id)
     ):
         if engagement.is_divested:
@@ -421,7 +416,7 @@ def held_after_divestment(snap, engagement_id: int | None = None) -> list[HeldAg
     query = (
         sa.select(Holding.fund_id, Fund.name, Fund.base_currency, Holding.as_of, Company.id, Company.name,
                   Holding.market_value, Engagement.id, Engagement.owner_id, divested_on)
-        .join(snap, _in_snapshot(snap))
+        .join(snap, in_snapshot(snap))
         .join(Fund, Fund.id == Holding.fund_id)
         .join(Company, Company.id == Holding.company_id)
         .join(Engagement, Engagement.company_id == Holding.company_id)
@@ -464,7 +459,7 @@ def alert_divested_held_again(fund: Fund, now: dt.datetime | None = None) -> Ale
     the outbox, one per owner listing the alerts newly raised for them.
     """
     now = now or clock.utcnow()
-    latest = db.session.scalar(sa.select(sa.func.max(Holding.as_of)).where(Holding.fund_id == fund.id))
+    latest = latest_snapshot_date(fund.id)
     result = AlertResult(as_of=latest)
     if latest is None:
         return result
@@ -524,24 +519,22 @@ def alert_divested_held_again(fund: Fund, now: dt.datetime | None = None) -> Ale
     return result
 
 
+SCREENING_OBJECTIVES = "Opened from screening: the company is on a public list and held by our funds."
+
+
 def open_engagements(companies: list[Company], campaign, owner, today: dt.date) -> list[Engagement]:
     """Open an `identified` engagement for each listed company that has none in the campaign.
 
-    A divested company is skipped: it comes back only by reopening its divested engagement on
-    recorded evidence of change in practice (the readmission rule), never as a fresh engagement.
+    Each one goes through `open_engagement` and its checks. A company it refuses for the campaign
+    (one already open, or divested: it comes back only by reopening its divested engagement on
+    recorded evidence of change in practice) is skipped; any other refusal refuses the whole action.
     """
-    ids = [c.id for c in companies] or [-1]
-    engaged = set(db.session.scalars(sa.select(Engagement.company_id).where(
-        Engagement.campaign_id == campaign.id, Engagement.stage != Stage.CLOSED.value, Engagement.company_id.in_(ids))))
-    divested = set(db.session.scalars(sa.select(Engagement.company_id).where(
-        Engagement.is_divested, Engagement.company_id.in_(ids))))
     opened = []
     for company in companies:
-        if company.id in engaged or company.id in divested:
-            continue
-        engagement = Engagement(company=company, campaign=campaign, owner=owner, opened_on=today,
-                                stage=Stage.IDENTIFIED.value,
-                                objectives="Opened from screening: the company is on a public list and held by our funds.")
-        db.session.add(engagement)
-        opened.append(engagement)
+        try:
+            opened.append(open_engagement(company, campaign, owner=owner, objectives=SCREENING_OBJECTIVES,
+                                          opened_on=today, today=today, actor_id=owner.id if owner else None))
+        except EngagementError as refused:
+            if refused.field != "campaign_id":
+                raise
     return opened

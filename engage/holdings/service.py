@@ -18,7 +18,7 @@ from flask import current_app
 from engage import audit
 from engage.errors import FieldError
 from engage.extensions import db
-from engage.models import AuditEvent, Company, CompanyAlias, Engagement, Fund, Holding, RiskFlag, Stage
+from engage.models import AuditEvent, Company, CompanyAlias, Engagement, Fund, Holding, RiskFlag
 from engage.validators import whole_number
 
 TOKEN = re.compile(r"^[0-9a-f]{32}$")
@@ -182,10 +182,10 @@ def merge_plan(source: Company, target: Company) -> MergePlan:
     if source.id == target.id:
         raise MergeError("target", "A company cannot be merged into itself.")
     clash = db.session.scalar(
-        sa.select(Engagement.id).where(Engagement.company_id == source.id, Engagement.stage != Stage.CLOSED.value,
+        sa.select(Engagement.id).where(Engagement.company_id == source.id, Engagement.is_open,
                                        Engagement.campaign_id.in_(sa.select(Engagement.campaign_id).where(
                                            Engagement.company_id == target.id,
-                                           Engagement.stage != Stage.CLOSED.value))))
+                                           Engagement.is_open))))
     if clash:
         raise MergeError("target", "Both companies have an open engagement in the same campaign; close one first.")
     plan = MergePlan(source=source, target=target)

@@ -1,7 +1,6 @@
 """Letter forms: generating, editing, sending, bulk generation and the template editor."""
 
 import secrets
-from urllib.parse import urlencode
 
 from flask_wtf import FlaskForm
 from wtforms import (
@@ -44,7 +43,6 @@ class BulkForm(FlaskForm):
     template_id = SelectField("Template", coerce=int, validators=[DataRequired()])
     scope = SelectField("Letters for", choices=[SelectChoice("selected", "the selected engagements"),
                                                 SelectChoice("all", "every engagement matching the filters")])
-    filters = HiddenField()
     #: One-time key of this rendered form, so a double click generates one batch.
     token = HiddenField(validators=[Optional(), Length(max=64), Regexp(r"^[A-Za-z0-9_-]*$")])
     submit = SubmitField("Generate letters")
@@ -62,10 +60,9 @@ class TemplateForm(EditForm):
     submit = SubmitField("Save template")
 
 
-def bulk_form(filters: dict) -> BulkForm:
-    """The engagements list's bulk-letter form, carrying the list's filters."""
+def bulk_form() -> BulkForm:
+    """The engagements list's bulk-letter form (the page adds the list's filter fields to it)."""
     form = BulkForm(formdata=None)
     form.template_id.choices = template_choices()
     form.token.data = secrets.token_urlsafe(24)  # one per rendered form: a double submission makes one batch
-    form.filters.data = urlencode({k: v for k, v in filters.items() if v and k not in ("sort", "dir")})
     return form

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from urllib.parse import parse_qs
 
 import sqlalchemy as sa
 from flask import Blueprint, Response, abort, current_app, flash, jsonify, redirect, render_template, request, url_for
@@ -15,7 +14,7 @@ from engage.engagements.queries import engagement_filters, engagement_query
 from engage.extensions import db
 from engage.letters import documents, service
 from engage.letters.forms import BulkForm, DraftForm, GenerateForm, SendForm, TemplateForm
-from engage.models import Engagement, Letter, LetterBatch, LetterTemplate, LetterTemplateVersion, Stage
+from engage.models import Engagement, Letter, LetterBatch, LetterTemplate, LetterTemplateVersion
 from engage.security import require_role
 from engage.validators import whole_number
 from engage.web import content_disposition, field_error
@@ -166,12 +165,13 @@ def bulk():
     """Generate one template for the selected engagements, or for all that match the list's filters."""
     form = BulkForm()
     form.template_id.choices = service.template_choices()
-    back = url_for("engagements.index") + ("?" + form.filters.data if form.filters.data else "")
+    # The list's filters come back as the list's own GET form fields, checked by the same form.
+    filters = engagement_filters(request.form)
+    back = url_for("engagements.index", **{k: v for k, v in filters.items() if v and k not in ("sort", "dir")})
     if not form.validate_on_submit():
         flash("Choose a template and which engagements to write to.", "error")
         return redirect(back)
     if form.scope.data == "all":
-        filters = engagement_filters({k: v[0] for k, v in parse_qs(form.filters.data or "").items()})
         ids = [row[0] for row in db.session.execute(
             engagement_query(filters, clock.today()).with_only_columns(Engagement.id).limit(service.MAX_BULK + 1))]
     else:
@@ -276,7 +276,7 @@ def batch_zip(batch_id: int):
 
 def _preview_choices():
     engagements = db.session.scalars(
-        sa.select(Engagement).where(Engagement.stage != Stage.CLOSED.value)
+        sa.select(Engagement).where(Engagement.is_open)
         .options(selectinload(Engagement.company)).order_by(Engagement.id.desc()).limit(50)
     ).all()
     return [("", "Sample data")] + [(e.id, e.company.name) for e in engagements]

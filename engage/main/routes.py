@@ -40,7 +40,7 @@ def dashboard():
     by_escalation = dict(
         db.session.execute(
             sa.select(Engagement.escalation, sa.func.count())
-            .where(Engagement.stage != Stage.CLOSED.value)
+            .where(Engagement.is_open)
             .group_by(Engagement.escalation)
         ).all()
     )
@@ -103,7 +103,7 @@ def quiet_engagements(today: dt.date, limit: int = 10):
     last = sa.func.coalesce(last_contact_query(), Engagement.opened_on)
     rows = db.session.execute(
         sa.select(Engagement, last.label("last_contact"), sa.func.count().over().label("total"))
-        .where(Engagement.stage != Stage.CLOSED.value, last < cutoff)
+        .where(Engagement.is_open, last < cutoff)
         .options(selectinload(Engagement.company))
         .order_by(last, Engagement.id)
         .limit(limit)

@@ -87,9 +87,20 @@ class Engagement(TimestampMixin, db.Model):
     def __repr__(self) -> str:
         return f"<Engagement {self.id} {self.stage}>"
 
-    @property
+    @hybrid_property
     def is_open(self) -> bool:
+        """Not closed: the one definition of an open engagement, in Python and in SQL."""
         return self.stage != Stage.CLOSED.value
+
+    @is_open.inplace.expression
+    @classmethod
+    def _is_open_expression(cls):
+        return cls.stage != Stage.CLOSED.value
+
+    @classmethod
+    def open_during(cls, first: dt.date, last: dt.date):
+        """SQL: the engagement was open on some day from `first` to `last` (opened by `last`, not closed before `first`)."""
+        return sa.and_(cls.opened_on <= last, sa.or_(cls.closed_on.is_(None), cls.closed_on >= first))
 
     @hybrid_property
     def is_divested(self) -> bool:

@@ -112,3 +112,27 @@ class HoldingImport(TimestampMixin, db.Model):
     actor_label: Mapped[str] = mapped_column(sa.String(200))
 
     fund: Mapped[Fund] = relationship()
+
+
+def latest_snapshots(fund_ids=None, *, on: dt.date | None = None):
+    """Subquery (fund_id, as_of): each fund's latest holdings snapshot (on or before `on`).
+
+    The one definition of "the latest snapshot"; join a holding to it with `in_snapshot`.
+    """
+    query = sa.select(Holding.fund_id, sa.func.max(Holding.as_of).label("as_of")).group_by(Holding.fund_id)
+    if on is not None:
+        query = query.where(Holding.as_of <= on)
+    if fund_ids is not None:
+        query = query.where(Holding.fund_id.in_(fund_ids))
+    return query.subquery("snapshots")
+
+
+def in_snapshot(snapshots):
+    """SQL: the holding belongs to one of `snapshots` (a subquery of fund_id, as_of)."""
+    return sa.and_(snapshots.c.fund_id == Holding.fund_id, snapshots.c.as_of == Holding.as_of)
+
+
+def latest_snapshot_date(fund_id: int, *, on: dt.date | None = None) -> dt.date | None:
+    """The date of one fund's latest snapshot (on or before `on`), None without holdings."""
+    snap = latest_snapshots([fund_id], on=on)
+    return db.session.scalar(sa.select(snap.c.as_of))

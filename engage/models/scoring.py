@@ -6,6 +6,7 @@ import datetime as dt
 from decimal import Decimal
 
 import sqlalchemy as sa
+from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from engage.extensions import db
@@ -46,6 +47,55 @@ class Score(TimestampMixin, db.Model):
     )
     moderates: Mapped[Score | None] = relationship(remote_side="Score.id", back_populates="moderations")
     moderations: Mapped[list[Score]] = relationship(back_populates="moderates", cascade="all, delete-orphan")
+
+    @hybrid_property
+    def is_primary(self) -> bool:
+        """The score of record: not a second scorer's moderation of another score."""
+        return self.moderates_id is None
+
+    @is_primary.inplace.expression
+    @classmethod
+    def _is_primary_expression(cls):
+        return cls.moderates_id.is_(None)
+
+    @classmethod
+    def newest_first(cls) -> tuple:
+        """The order that decides which score is an engagement's latest: by date, then by entry."""
+        return cls.scored_on.desc(), cls.id.desc()
+
+
+def primary_scores(*where):
+    """SELECT of the primary scores (oldest first per engagement) matching `where`."""
+    return (sa.select(Score).where(Score.is_primary, *where)
+            .order_by(Score.engagement_id, Score.scored_on, Score.id))
+
+
+def ranked_scores(partition, *where, columns=()):
+    """Subquery of the primary scores numbered newest first (`rank` 1 is the latest) per `partition`.
+
+    One pass over the scores (a window function), joined to the engagement so that `partition`
+    and `where` may name engagement columns (company, campaign).
+    """
+    return (
+        sa.select(Score.id.label("id"), Score.engagement_id.label("engagement_id"), Score.total.label("total"),
+                  *columns,
+                  sa.func.row_number().over(partition_by=partition, order_by=Score.newest_first()).label("rank"))
+        .join(Engagement, Engagement.id == Score.engagement_id)
+        .where(Score.is_primary, *where)
+        .subquery("ranked_scores")
+    )
+
+
+def latest_score_of_engagement(offset: int = 0):
+    """Correlated scalar subquery: the total of each engagement's latest primary score (`offset` 1: the one before)."""
+    return (
+        sa.select(Score.total)
+        .where(Score.engagement_id == Engagement.id, Score.is_primary)
+        .order_by(*Score.newest_first())
+        .limit(1).offset(offset)
+        .correlate(Engagement)
+        .scalar_subquery()
+    )
 
 
 class CriterionScore(TimestampMixin, db.Model):

@@ -17,7 +17,7 @@ from sqlalchemy.orm import selectinload
 
 from engage import clock
 from engage.extensions import db, limiter
-from engage.models import Engagement, Reminder, ReminderStatus, Stage, User
+from engage.models import Engagement, Reminder, ReminderStatus, User
 from engage.reminders import service
 from engage.reminders.forms import ActionForm, ReminderForm, SnoozeForm
 from engage.security import is_safe_redirect, public, require_role
@@ -40,7 +40,7 @@ def index():
     query = (
         sa.select(Reminder)
         .join(Engagement, Engagement.id == Reminder.engagement_id)
-        .where(Reminder.status != ReminderStatus.DONE.value, Engagement.stage != Stage.CLOSED.value)
+        .where(Reminder.status != ReminderStatus.DONE.value, Engagement.is_open)
         .options(selectinload(Reminder.engagement).selectinload(Engagement.company),
                  selectinload(Reminder.engagement).selectinload(Engagement.owner))
         .order_by(Reminder.due_on, Reminder.id)
@@ -132,7 +132,7 @@ def calendar(token: str):
     reminders = db.session.scalars(
         sa.select(Reminder).join(Engagement, Engagement.id == Reminder.engagement_id)
         .where(Engagement.owner_id == user.id, Reminder.status != ReminderStatus.DONE.value,
-               Engagement.stage != Stage.CLOSED.value)
+               Engagement.is_open)
         .options(selectinload(Reminder.engagement).selectinload(Engagement.company))
         .order_by(Reminder.due_on)
     ).all()

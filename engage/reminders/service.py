@@ -1,6 +1,7 @@
 """Reminders: the campaign rules, notification exactly once, and the analyst's own actions.
 
-A tick (`tick(now)`, run by `flask reminders run` and by the scheduler) does three things:
+A tick (`tick(now)`, the scheduler's `reminders-tick` job, which `flask reminders run` runs too)
+does three things:
 1. applies the rules: an engagement whose reply is overdue after the campaign's number of
    follow-up letters gets one "consider escalation" reminder (a partial unique index keeps it
    to one, whoever runs the rules at the same moment);
@@ -34,7 +35,6 @@ from engage.models import (
     Reminder,
     ReminderKind,
     ReminderStatus,
-    Stage,
     User,
 )
 from engage.core import outbox
@@ -79,7 +79,7 @@ def apply_rules(today: dt.date) -> int:
         sa.select(Engagement.id, Campaign.follow_ups_before_escalation)
         .join(Campaign, Campaign.id == Engagement.campaign_id)
         .join(Reminder, Reminder.engagement_id == Engagement.id)
-        .where(Engagement.stage != Stage.CLOSED.value, Reminder.kind == ReminderKind.REPLY.value,
+        .where(Engagement.is_open, Reminder.kind == ReminderKind.REPLY.value,
                Reminder.status != ReminderStatus.DONE.value, Reminder.due_on < today)
         .distinct()
     )
@@ -128,14 +128,14 @@ def notify(now: dt.datetime) -> tuple[int, int, int]:
         .join(Engagement, Engagement.id == Reminder.engagement_id)
         .join(User, User.id == Engagement.owner_id)
         .where(Reminder.notified_at.is_(None), Reminder.status != ReminderStatus.DONE.value,
-               Engagement.stage != Stage.CLOSED.value, User.active.is_(True), due)
+               Engagement.is_open, User.active.is_(True), due)
     )
     unowned = db.session.scalar(
         sa.select(sa.func.count(Reminder.id))
         .join(Engagement, Engagement.id == Reminder.engagement_id)
         .outerjoin(User, User.id == Engagement.owner_id)
         .where(Reminder.notified_at.is_(None), Reminder.status != ReminderStatus.DONE.value,
-               Engagement.stage != Stage.CLOSED.value, sa.or_(User.id.is_(None), User.active.is_(False)), due)
+               Engagement.is_open, sa.or_(User.id.is_(None), User.active.is_(False)), due)
     )
     db.session.commit()  # the claim below must open its own transaction
     claimed = db.session.execute(
@@ -154,7 +154,7 @@ def notify(now: dt.datetime) -> tuple[int, int, int]:
         row.id: row for row in db.session.execute(
             sa.select(Engagement.id, Engagement.owner_id, Company.name.label("company"))
             .join(Company, Company.id == Engagement.company_id)
-            .where(Engagement.stage != Stage.CLOSED.value, Engagement.owner_id.is_not(None)))
+            .where(Engagement.is_open, Engagement.owner_id.is_not(None)))
     }
     by_owner: dict[int, list[dict]] = defaultdict(list)
     for reminder_id, engagement_id, due_on, reason in sorted(claimed, key=lambda r: (r.due_on, r.id)):

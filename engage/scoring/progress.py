@@ -9,8 +9,9 @@ import sqlalchemy as sa
 from sqlalchemy.orm import selectinload
 
 from engage.extensions import db
-from engage.formatting import round_half_up
-from engage.models import Campaign, Company, Criterion, CriterionScore, Engagement, Score, Stage
+from engage.formatting import round_half_up, shown_score
+from engage.models import Campaign, Company, Criterion, CriterionScore, Engagement, Score
+from engage.models.scoring import primary_scores, ranked_scores
 
 #: Bands of latest totals as shown (whole numbers, half up: 59.5 shows as 60 and counts in 60–79).
 BANDS = [(0, 19), (20, 39), (40, 59), (60, 79), (80, 100)]
@@ -19,11 +20,10 @@ BANDS = [(0, 19), (20, 39), (40, 59), (60, 79), (80, 100)]
 def engagement_history(engagement: Engagement) -> dict:
     """Primary scores oldest first, with per-criterion levels, moderation and chart geometry."""
     scores = db.session.scalars(
-        sa.select(Score).where(Score.engagement_id == engagement.id, Score.moderates_id.is_(None))
+        primary_scores(Score.engagement_id == engagement.id)
         .options(selectinload(Score.criterion_scores).selectinload(CriterionScore.criterion),
                  selectinload(Score.scorer),
                  selectinload(Score.moderations).selectinload(Score.criterion_scores))
-        .order_by(Score.scored_on, Score.id)
     ).all()
     criteria = []
     seen = set()
@@ -53,14 +53,7 @@ def chart(scores) -> dict | None:
 
 def campaign_report(campaign: Campaign) -> dict:
     """Distribution of latest totals, average by sector, and the criteria most often failed."""
-    ranked = (
-        sa.select(Score.id, Score.engagement_id, Score.total,
-                  sa.func.row_number().over(partition_by=Score.engagement_id,
-                                            order_by=(Score.scored_on.desc(), Score.id.desc())).label("rank"))
-        .join(Engagement, Engagement.id == Score.engagement_id)
-        .where(Engagement.campaign_id == campaign.id, Score.moderates_id.is_(None))
-        .subquery()
-    )
+    ranked = ranked_scores(Score.engagement_id, Engagement.campaign_id == campaign.id)
     latest = db.session.execute(
         sa.select(ranked.c.id, ranked.c.total, Company.sector, Engagement.stage)
         .join(Engagement, Engagement.id == ranked.c.engagement_id)
@@ -70,7 +63,7 @@ def campaign_report(campaign: Campaign) -> dict:
     bands = Counter()
     by_sector: dict[str, list[Decimal]] = defaultdict(list)
     for _, total, sector, _stage in latest:
-        shown = round_half_up(total)  # the number the page shows for this score
+        shown = shown_score(total)  # bands count the number the page shows
         for low, high in BANDS:
             if low <= shown <= high:
                 bands[(low, high)] += 1
@@ -90,7 +83,7 @@ def campaign_report(campaign: Campaign) -> dict:
           "share": round_half_up(Decimal(100 * int(bad or 0)) / n) if n else 0} for cid, n, bad in failing),
         key=lambda c: (-c["share"], c["title"]))
     engaged = db.session.scalar(sa.select(sa.func.count(Engagement.id)).where(
-        Engagement.campaign_id == campaign.id, Engagement.stage != Stage.CLOSED.value))
+        Engagement.campaign_id == campaign.id, Engagement.is_open))
     widest = max(bands.values(), default=0) or 1
     return {
         "scored": len(latest),

@@ -97,7 +97,7 @@ def score_response(interaction: Interaction, *, scorer_id: int, scored_on: dt.da
     if scored_on < interaction.occurred_on:
         raise ScoreError("scored_on", "The response cannot be scored before it was received.")
     if moderates is not None:
-        if moderates.interaction_id != interaction.id or moderates.moderates_id is not None:
+        if moderates.interaction_id != interaction.id or not moderates.is_primary:
             raise ScoreError("interaction", "A moderation scores the same response as the first score.")
         if moderates.scorer_id == scorer_id:
             raise ScoreError("interaction", "Moderation needs a second scorer, not the first one again.")
