@@ -119,6 +119,8 @@ class Matcher:
     by_name: dict[str, int] = field(default_factory=dict)
     #: company id → (name, ISIN or None)
     companies: dict[int, tuple[str, str | None]] = field(default_factory=dict)
+    #: row number → its match, so that planning ISINs and positions match each row once
+    matched: dict[int, tuple[int | None, str | None]] = field(default_factory=dict)
 
     @classmethod
     def load(cls) -> Matcher:
@@ -140,6 +142,11 @@ class Matcher:
         return matcher
 
     def match(self, row: HoldingRow) -> tuple[int | None, str | None]:
+        if row.row not in self.matched:
+            self.matched[row.row] = self._match(row)
+        return self.matched[row.row]
+
+    def _match(self, row: HoldingRow) -> tuple[int | None, str | None]:
         if row.isin and row.isin in self.by_isin:
             return self.by_isin[row.isin], "ISIN"
         if row.ticker:

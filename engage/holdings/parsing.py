@@ -413,11 +413,13 @@ _CELL = {**_INVISIBLE, **dict.fromkeys(map(ord, "\u00a0\u2002\u2003\u2004\u2005\
 
 def clean_cell(text: str) -> str:
     """A cell's text without invisible characters, with any kind of space as a plain one, stripped."""
-    return text.translate(_CELL).strip()
+    return text.strip() if text.isascii() else text.translate(_CELL).strip()
 
 
 def clean_identifier(text: str) -> str:
     """An ISIN or ticker: also without the joiners (U+200C, U+200D) or any other format character."""
+    if text.isascii():
+        return text.strip()
     return "".join(ch for ch in clean_cell(text) if unicodedata.category(ch) != "Cf")
 
 
