@@ -138,6 +138,14 @@ class Config:
     HOLDINGS_MIN_WEIGHT_TOTAL = env_int("HOLDINGS_MIN_WEIGHT_TOTAL", 90)
     #: Holdings imports run one at a time; one waits this many seconds for another, then is refused.
     HOLDINGS_IMPORT_WAIT_SECONDS = env_int("HOLDINGS_IMPORT_WAIT_SECONDS", 120)
+    #: A confirmation's claim on a stashed upload older than this was left by a confirmation that died;
+    #: it can be claimed again (longer than the wait above plus the longest import).
+    HOLDINGS_CONFIRM_LEASE_SECONDS = env_int("HOLDINGS_CONFIRM_LEASE_SECONDS", 600)
+    #: A whole or partial file's weights add up to at most this many percent; more means rows counted twice.
+    HOLDINGS_MAX_WEIGHT_TOTAL = env_int("HOLDINGS_MAX_WEIGHT_TOTAL", 101)
+    #: Bytes the shared strings of an XLSX file may unpack to, and how many strings it may have.
+    HOLDINGS_MAX_SHARED_STRINGS_BYTES = env_int("HOLDINGS_MAX_SHARED_STRINGS_BYTES", 64 * 1024 * 1024)
+    HOLDINGS_MAX_SHARED_STRINGS = env_int("HOLDINGS_MAX_SHARED_STRINGS", 1_000_000)
     #: Import previews never confirmed are deleted after this many hours (housekeeping job).
     UPLOAD_MAX_AGE_HOURS = env_int("UPLOAD_MAX_AGE_HOURS", 24)
     #: Files under instance/cache/ (rendered documents) are deleted after this many days.

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 
 import click
@@ -22,11 +23,14 @@ from engage.demo import load_demo
 from engage.exports import monthly
 from engage.extensions import db
 from engage.holdings.screening import ListError, exposures, import_list, screen
+from engage.holdings import importer, parsing
+from engage.holdings import service as holdings_service
+from engage.holdings.parsing import ENCODINGS
 from engage.jobs import build_scheduler, housekeeping, jobs, reminders_tick
 from engage.models import Fund, Role
 from engage.seeding import SeedError, load_reference
 from engage.synth import SynthError, planned_rows, synthesize
-from engage.validators import parse_datetime
+from engage.validators import parse_date, parse_datetime
 
 
 def fail(message: str) -> None:
@@ -159,17 +163,15 @@ holdings_cli = AppGroup("holdings", help="Fund holdings.")
 @click.option("--partial", is_flag=True,
               help="The file deliberately lists only part of the fund: do not refuse it for weights far below 100 % "
                    "or a missing provider trailer.")
-def holdings_import_command(path, fund_name, as_of_text, mapping_text, create_fund, decimal, partial):
+@click.option("--encoding", type=click.Choice(list(ENCODINGS)),
+              help="The text encoding of a CSV file; read from the bytes if not given (an ambiguous file is refused).")
+@click.option("--sheet", "sheet_name", help="The XLSX sheet to read; the first visible sheet if not given.")
+def holdings_import_command(path, fund_name, as_of_text, mapping_text, create_fund, decimal, partial, encoding,
+                            sheet_name):
     """Import a holdings file (iShares CSV, SPDR XLSX, or CSV/XLSX with a mapping) in one transaction.
 
     It replaces the fund's snapshot for that date, if there is one, and says which import it replaces.
     """
-    import sqlalchemy as sa
-
-    from engage.holdings import importer, parsing
-    from engage.models import Fund
-    from engage.validators import date_problem, parse_date
-
     file = Path(path)
     if not file.is_file():
         fail(f"{path}: no such file")
@@ -179,48 +181,40 @@ def holdings_import_command(path, fund_name, as_of_text, mapping_text, create_fu
             as_of = parse_date(as_of_text, "--as-of")
         except ValueError as exc:
             fail(str(exc))
-    fund = db.session.scalar(sa.select(Fund).where(Fund.name == fund_name))
-    if fund is None and not create_fund:
+    if db.session.scalar(sa.select(Fund.id).where(Fund.name == fund_name)) is None and not create_fund:
         fail(f"no fund called {fund_name!r}; add --create-fund to create it")
     limit = current_app.config["HOLDINGS_MAX_BYTES"]
     if file.stat().st_size > limit:
         fail(f"{path}: larger than the {limit // (1024 * 1024)} MB limit for holdings files")
     try:
-        data = file.read_bytes()
-        parsed = parsing.parse(file.name, data, parsing.parse_mapping(mapping_text), decimal=decimal, partial=partial,
-                               limits=parsing.Limits.from_config(current_app.config))
+        options = holdings_service.ReadOptions(mapping=parsing.parse_mapping(mapping_text), decimal=decimal, partial=partial,
+                                      as_of=as_of, encoding=encoding, sheet=sheet_name)
     except parsing.FileRefused as exc:
         fail(f"{path}: {exc}")
-    if not parsed.ok:
-        for error in parsed.errors[:50]:
-            click.echo(f"{path}: {error}", err=True)
-        more = len(parsed.errors) - 50
-        fail(f"{path}: {len(parsed.errors)} problem(s){f' ({more} not shown)' if more > 0 else ''}; nothing imported")
-    as_of = as_of or parsed.as_of
-    if as_of is None:
-        fail(f"{path}: the file does not say its date; give --as-of YYYY-MM-DD")
-    if date_problem(as_of):
-        fail(f"{path}: the holdings date {date_problem(as_of)}")
+    data = file.read_bytes()
     with audit.acting_as("cli"):
         try:
-            importer.lock_imports()  # before reading the fund: a concurrent import may have created it
-            fund = db.session.scalar(sa.select(Fund).where(Fund.name == fund_name))
-            if fund is None:
-                if not create_fund:
-                    fail(f"no fund called {fund_name!r}; add --create-fund to create it")
-                fund = Fund(name=fund_name)
-                db.session.add(fund)
-                db.session.flush()
-            with click.progressbar(length=len(parsed.rows), label="Importing", file=sys.stderr) as bar:
-                done = [0]
+            with ExitStack() as stack:
+                bars = []
 
-                def progress(count):
-                    bar.update(count - done[0])
-                    done[0] = count
+                def progress(count, total):
+                    if not bars:  # the bar starts once the file is read and checked
+                        bars.append(stack.enter_context(click.progressbar(length=total, label="Importing",
+                                                                          file=sys.stderr)))
+                    bars[0].update(count - bars[0].pos)
 
-                result = importer.import_parsed(parsed, fund, as_of, progress=progress, filename=file.name,
-                                                data=data)
+                result = holdings_service.import_file(data, file.name, options, fund_name=fund_name, create_fund=create_fund,
+                                             given="--as-of", progress=progress)
             db.session.commit()
+        except holdings_service.ImportRefused as exc:
+            db.session.rollback()
+            for error in exc.errors[:50]:
+                click.echo(f"{path}: {error}", err=True)
+            if exc.errors:
+                more = len(exc.errors) - 50
+                fail(f"{path}: {len(exc.errors)} problem(s){f' ({more} not shown)' if more > 0 else ''}; "
+                     f"nothing imported")
+            fail(f"{path}: {exc.message}")
         except importer.ImportBusy as exc:
             db.session.rollback()
             fail(f"{path}: {exc}")

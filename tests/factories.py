@@ -31,3 +31,11 @@ def engagement(opened_on: dt.date = dt.date(2026, 1, 5), **kw) -> Engagement:
     db.session.add(item)
     db.session.commit()
     return item
+
+
+def confirmation(page: str) -> dict:
+    """The form data of a holdings preview's "Import" button: the preview it confirms."""
+    import re  # only the holdings tests need it
+
+    found = re.search(r'name="preview" value="([0-9a-f]{64})"', page)
+    return {"preview": found.group(1)} if found else {}

@@ -200,7 +200,8 @@ def import_web(client, fund_id, as_of="2026-10-31"):
                           content_type="multipart/form-data")
     assert preview.status_code == 200, preview.get_data(as_text=True)
     token = preview.get_data(as_text=True).split("/holdings/import/")[1].split('"')[0]
-    return client.post(f"/holdings/import/{token}", follow_redirects=True)
+    return client.post(f"/holdings/import/{token}", data=factories.confirmation(preview.get_data(as_text=True)),
+                       follow_redirects=True)
 
 
 def outbox():

@@ -336,7 +336,7 @@ def test_a_web_import_refused_for_want_of_its_turn_says_so_and_can_be_confirmed_
                 conn.execute(sa.select(sa.func.pg_advisory_xact_lock(importer.IMPORT_LOCK_KEY)))
             else:
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
-            refused = client.post(f"/holdings/import/{token}")
+            refused = client.post(f"/holdings/import/{token}", data=factories.confirmation(preview.get_data(as_text=True)))
             conn.rollback()
     finally:
         other.dispose()
@@ -345,7 +345,7 @@ def test_a_web_import_refused_for_want_of_its_turn_says_so_and_can_be_confirmed_
     assert refused.status_code == 409 and "Another holdings import is being written" in html
     assert f"/holdings/import/{token}" in html  # the preview again, to confirm once more
     assert db.session.scalar(sa.select(sa.func.count(Holding.id))) == 0
-    assert client.post(f"/holdings/import/{token}").status_code == 302
+    assert client.post(f"/holdings/import/{token}", data=factories.confirmation(html)).status_code == 302
     assert db.session.scalar(sa.select(sa.func.count(Holding.id))) == 2
 
 

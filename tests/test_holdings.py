@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from engage.extensions import db
 from engage.models import Company, Engagement, Fund, Holding, ListedEntity
+from tests import factories
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -112,7 +113,7 @@ MALFORMED = [
     ("old excel", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 100, "old.xls", "old Excel (.xls)"),
     ("no identifier", b"Foo,Bar\n1,2\n", "x.csv", "no header row with an identifier column"),
     ("bad number", b"Name,Ticker,Market Value\nAlpha,AAA,12abc\nBeta,BBB,5\n", "x.csv", "row 2, column Market Value: not a number ('12abc')"),
-    ("duplicate", b"Name,ISIN,Market Value\nApple,US0378331005,1\nApple again,US0378331005,2\n", "x.csv", "row 3: duplicate of row 2"),
+    ("duplicate", b"Name,ISIN,Market Value\nApple,US0378331005,1\nApple again,US0378331005,2\n", "x.csv", "row 3: ISIN US0378331005 is also in row 2"),
     ("bad isin", b"Name,ISIN,Market Value\nApple,US0378331006,1\n", "x.csv", "expected 5"),
     ("weight over 100", b"Name,Ticker,Weight (%)\nAlpha,AAA,250\n", "x.csv", "a weight is 0 to 100"),
     ("header only", b"Name,Ticker,Market Value\n", "x.csv", "header but no holdings"),
@@ -164,9 +165,9 @@ def test_web_upload_preview_then_confirm(client, login_as, seeded):
     assert "20 Nov 2026" in page and "1 Futures" in page
     assert counts()[0] == 0  # nothing written before confirming
     token = page.split("/holdings/import/")[1].split('"')[0]
-    assert client.post(f"/holdings/import/{token}").status_code == 302
+    assert client.post(f"/holdings/import/{token}", data=factories.confirmation(page)).status_code == 302
     assert counts()[0] == 5
-    assert client.post(f"/holdings/import/{token}").status_code == 302  # the stash is gone: nothing twice
+    assert client.post(f"/holdings/import/{token}", data=factories.confirmation(page)).status_code == 302  # the stash is gone: nothing twice
     assert counts()[0] == 5
     bad = client.post("/holdings/import", data={"fund_id": fund.id,
                                                 "file": (io.BytesIO(b"Name,Ticker,Market Value\nA,AAA,x\n"), "b.csv")},

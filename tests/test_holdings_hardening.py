@@ -26,6 +26,7 @@ from engage.holdings import parsing, service
 from engage.identifiers import isin_check_digit
 from engage.models import AuditEvent, Campaign, Company, CompanyAlias, Engagement, Fund, Holding, RiskFlag
 from engage.models.holdings import HoldingImport
+from tests import factories
 
 
 def isin(first11: str) -> str:
@@ -276,7 +277,7 @@ def test_the_web_preview_offers_partial_and_reads_the_file_again(client, login_a
     preview = client.post(f"/holdings/import/{token}/read", data={"partial": "y", "decimal": ""})
     page = preview.get_data(as_text=True)
     assert preview.status_code == 200 and "Import 2 holdings" in page and "partial file" in page
-    assert client.post(f"/holdings/import/{token}").status_code == 302
+    assert client.post(f"/holdings/import/{token}", data=factories.confirmation(page)).status_code == 302
     assert counts()[0] == 2
     assert db.session.scalar(sa.select(HoldingImport.partial)) is True
 
@@ -356,7 +357,7 @@ def test_the_web_preview_asks_for_the_decimal_separator(client, login_as, instan
     preview = client.post(f"/holdings/import/{token}/read", data={"decimal": "point"})
     page = preview.get_data(as_text=True)
     assert preview.status_code == 200 and "Market Value: decimal point" in page and "as chosen" in page
-    assert client.post(f"/holdings/import/{token}").status_code == 302
+    assert client.post(f"/holdings/import/{token}", data=factories.confirmation(page)).status_code == 302
     assert sorted(db.session.scalars(sa.select(Holding.market_value))) == [Decimal(1234), Decimal(2500)]
 
 
@@ -433,7 +434,7 @@ def test_a_re_import_says_which_import_it_replaces(runner, tmp_path, client, log
     assert preview.status_code == 200
     assert "5 positions of the import of 2026-11-20 from em-nov-again.csv by cli at" in page
     token = page.split("/holdings/import/")[1].split('"')[0]
-    assert client.post(f"/holdings/import/{token}").status_code == 302
+    assert client.post(f"/holdings/import/{token}", data=factories.confirmation(page)).status_code == 302
     records = db.session.scalars(sa.select(HoldingImport).order_by(HoldingImport.id)).all()
     assert [(r.filename, r.actor_label, r.replaced) for r in records] == [
         ("em-nov.csv", "cli", 0), ("em-nov-again.csv", "cli", 5), ("web.csv", analyst.email, 5)]
@@ -586,8 +587,8 @@ def test_a_double_click_on_import_imports_once(client, login_as, instance_dir):
     page = client.post("/holdings/import", data={"fund_id": fund.id, "file": (io.BytesIO(ishares().encode()), "a.csv")},
                        content_type="multipart/form-data").get_data(as_text=True)
     token = page.split("/holdings/import/")[1].split('"')[0]
-    assert client.post(f"/holdings/import/{token}").status_code == 302
-    second = client.post(f"/holdings/import/{token}", follow_redirects=True)
+    assert client.post(f"/holdings/import/{token}", data=factories.confirmation(page)).status_code == 302
+    second = client.post(f"/holdings/import/{token}", data=factories.confirmation(page), follow_redirects=True)
     assert "This import was confirmed already and saved once" in second.get_data(as_text=True)
     assert db.session.scalar(sa.select(sa.func.count(HoldingImport.id))) == 1 and counts()[0] == 5
 
@@ -625,7 +626,7 @@ def test_a_fund_with_more_than_50_holdings_pages_and_the_import_lands_there(clie
                                                  "file": (io.BytesIO(text.encode()), "broad.csv")},
                        content_type="multipart/form-data").get_data(as_text=True)
     token = page.split("/holdings/import/")[1].split('"')[0]
-    landed = client.post(f"/holdings/import/{token}", follow_redirects=True)
+    landed = client.post(f"/holdings/import/{token}", data=factories.confirmation(page), follow_redirects=True)
     html = landed.get_data(as_text=True)
     assert landed.status_code == 200 and "Page 1 of 2 · 51 rows" in html
     assert f"/holdings/funds/{fund.id}?page=2" in html or f"/holdings/funds/{fund.id}?as_of=2026-10-31&amp;page=2" in html

@@ -112,7 +112,7 @@ def test_tables_with_any_delimiter_read_back_and_auto_detection_never_misreads(d
                    and e.row >= 2 for e in parsed.errors), parsed.errors
         return
     assert parsed.ok, parsed.errors
-    assert [(r.name, r.market_value) for r in parsed.rows] == [(name.strip(), case[0]) for name, case in rows]
+    assert [(r.name, r.market_value) for r in parsed.rows] == [(parsing.clean_cell(name), case[0]) for name, case in rows]
 
 
 def assert_only_own_errors(data: bytes, **options) -> None:

@@ -3,11 +3,16 @@ from flask_wtf.file import FileField, FileRequired
 from wtforms import BooleanField, DateField, HiddenField, SelectChoice, SelectField, StringField, SubmitField
 from wtforms.validators import DataRequired, Length, Optional, Regexp
 
+from engage.holdings.parsing import ENCODINGS
 from engage.validators import sane_date
 
 
 DECIMAL_CHOICES = [SelectChoice("", "Read it from the values"), SelectChoice("point", "Decimal point: 1,234.56"),
                    SelectChoice("comma", "Decimal comma: 1.234,56")]
+
+
+ENCODING_CHOICES = [SelectChoice("", "Read it from the file")] + [SelectChoice(key, label)
+                                                                 for key, label in ENCODINGS.items()]
 
 
 class FundForm(FlaskForm):
@@ -27,6 +32,10 @@ class ReadOptionsForm(FlaskForm):
                           description="Only needed when numbers such as 1,234 could be read either way.")
     partial = BooleanField("Partial file: only some of the holdings are listed",
                            description="Then weights far below 100 % or a missing provider trailer do not refuse it.")
+    encoding = SelectField("Encoding", choices=ENCODING_CHOICES, default="",
+                           description="Only needed when a CSV file's text encoding cannot be told from its bytes.")
+    sheet = StringField("Sheet", validators=[Optional(), Length(max=31)],
+                        description="For a workbook: the sheet to read (else the first visible one).")
 
 
 class ImportForm(ReadOptionsForm):

@@ -2,7 +2,11 @@
 
 Matching order: ISIN, then ticker + exchange, then normalised name or a known alias. Rows that
 match nothing create companies carrying the file's identifiers (marked with `origin` for the
-review page). Rows that land on the same company (two share classes) are added together.
+review page). Rows that land on one company (its share classes: an existing company matched by
+several rows, or rows of one new name with different ISINs or none) make one position, their
+numbers added up, and the preview and the result say which rows (`plan_positions`); a new
+company gets the first ISIN, the others are listed for review. One ISIN twice is refused by the
+parser.
 Re-importing a fund and date replaces that snapshot (the preview and the result say which
 earlier import it replaces); other dates stay as history. A row matched by ticker or name that
 carries a valid ISIN the company lacks gives the company that ISIN; a row whose ISIN disagrees
@@ -115,6 +119,8 @@ class Matcher:
     by_name: dict[str, int] = field(default_factory=dict)
     #: company id → (name, ISIN or None)
     companies: dict[int, tuple[str, str | None]] = field(default_factory=dict)
+    #: row number → its match, so that planning ISINs and positions match each row once
+    matched: dict[int, tuple[int | None, str | None]] = field(default_factory=dict)
 
     @classmethod
     def load(cls) -> Matcher:
@@ -136,6 +142,11 @@ class Matcher:
         return matcher
 
     def match(self, row: HoldingRow) -> tuple[int | None, str | None]:
+        if row.row not in self.matched:
+            self.matched[row.row] = self._match(row)
+        return self.matched[row.row]
+
+    def _match(self, row: HoldingRow) -> tuple[int | None, str | None]:
         if row.isin and row.isin in self.by_isin:
             return self.by_isin[row.isin], "ISIN"
         if row.ticker:
@@ -188,6 +199,57 @@ def plan_isins(parsed: ParsedFile, matcher: Matcher) -> IsinPlan:
 
 
 @dataclass
+class Planned:
+    """One position an import writes: the company (existing id, or None for one it creates) and its rows."""
+
+    company_id: int | None
+    rows: list[HoldingRow] = field(default_factory=list)
+    #: How each row matched its company ("ISIN", "ticker and exchange", "name"; None: created).
+    rules: list[str | None] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.rows[0].name
+
+    def sentence(self, matcher: Matcher) -> str:
+        """The rows that add up to one position, for the preview and the result (share classes)."""
+        name = matcher.companies[self.company_id][0] if self.company_id else self.name
+        isins = sorted({r.isin for r in self.rows if r.isin})
+        return (f"one position from rows {', '.join(str(r.row) for r in self.rows)}: {name}"
+                + (f" (ISINs {', '.join(isins)}: share classes of one company)" if len(isins) > 1 else ""))
+
+
+def plan_positions(parsed: ParsedFile, matcher: Matcher) -> list[Planned]:
+    """Rows grouped into positions: per matched company, and per new company by normalised name.
+
+    Rows of one issuer (its share classes, with different ISINs or one without) make one company
+    and one position, their numbers added up; the preview and the result list them.
+    """
+    planned: dict[object, Planned] = {}
+    for row in parsed.rows:
+        company_id, rule = matcher.match(row)
+        key = company_id if company_id is not None else ("new", normalize_name(row.name) or row.isin or row.name)
+        position = planned.setdefault(key, Planned(company_id))
+        position.rows.append(row)
+        position.rules.append(rule)
+    return list(planned.values())
+
+
+def new_company_isins(position: Planned) -> tuple[str | None, list[str]]:
+    """The ISIN a company created for `position` gets (the first in the file), and the review notes for the others."""
+    isins: dict[str, int] = {}
+    for row in position.rows:
+        if row.isin:
+            isins.setdefault(row.isin, row.row)
+    if not isins:
+        return None, []
+    first, *others = isins
+    notes = [f"{position.name}: created with ISIN {first}; the file also gives ISIN {isin} (row {isins[isin]}) "
+             f"for it (another share class), not stored" for isin in others]
+    return first, notes
+
+
+@dataclass
 class Replaced:
     """The snapshot an import would replace: its positions and the import that wrote it."""
 
@@ -222,25 +284,28 @@ class Preview:
     samples: list[tuple[HoldingRow, str | None]] = field(default_factory=list)
     replaced: Replaced = field(default_factory=lambda: Replaced(0, None))
     isins: IsinPlan = field(default_factory=IsinPlan)
+    #: Positions made of several rows (share classes of one company), as sentences.
+    combined: list[str] = field(default_factory=list)
 
 
 def preview(parsed: ParsedFile, fund: Fund | None = None, as_of: dt.date | None = None) -> Preview:
     """What an import would do, read-only: matches per rule, companies to create, what it replaces."""
     matcher = Matcher.load()
     result = Preview(replaced=replaced_snapshot(fund, as_of), isins=plan_isins(parsed, matcher))
-    new_names: set[str] = set()
-    for row in parsed.rows:
-        company_id, rule = matcher.match(row)
-        if company_id:
-            result.matched += 1
-            result.by_rule[rule] = result.by_rule.get(rule, 0) + 1
+    rules = {}
+    for position in plan_positions(parsed, matcher):
+        if position.company_id is None:
+            result.to_create += 1
+            result.isins.review.extend(new_company_isins(position)[1])
         else:
-            key = row.isin or normalize_name(row.name)
-            if key not in new_names:
-                new_names.add(key)
-                result.to_create += 1
-        if len(result.samples) < 15:
-            result.samples.append((row, rule))
+            result.matched += len(position.rows)
+            for rule in position.rules:
+                result.by_rule[rule] = result.by_rule.get(rule, 0) + 1
+        if len(position.rows) > 1:
+            result.combined.append(position.sentence(matcher))
+        for row, rule in zip(position.rows, position.rules):
+            rules[row.row] = rule
+    result.samples = [(row, rules[row.row]) for row in parsed.rows[:15]]
     return result
 
 
@@ -259,6 +324,8 @@ class ImportResult:
     alerts: screening.AlertResult = field(default_factory=screening.AlertResult)
     #: Positions written without a market value (shown as "value unknown", never as 0).
     without_value: int = 0
+    #: Positions made of several rows (share classes of one company), as sentences.
+    combined: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         matched = ", ".join(f"{n} by {rule}" for rule, n in self.matched.items()) or "none"
@@ -274,6 +341,7 @@ class ImportResult:
         if self.without_value:
             lines.append(f"no market value: {self.without_value} of {self.positions} positions (shown as value "
                          f"unknown, never counted as 0)")
+        lines += self.combined
         if self.isins.store:
             lines.append(f"ISIN stored on {len(self.isins.store)} matched companies that had none")
         lines += [f"for review: {item}" for item in self.isins.review]
@@ -305,33 +373,37 @@ def import_parsed(parsed: ParsedFile, fund: Fund, as_of: dt.date, progress=None,
     replaced = replaced_snapshot(fund, as_of)
     isins = plan_isins(parsed, matcher)
     origin = f"holdings import: {fund.name} {as_of.isoformat()}"[:200]
-    created: dict[str, Company] = {}
+    created: list[Company] = []
     matched: dict[str, int] = {}
-    positions: dict[object, dict] = {}
-    for number, row in enumerate(parsed.rows, start=1):
-        company_id, rule = matcher.match(row)
-        if company_id is None:
-            key = row.isin or normalize_name(row.name) or row.name
-            company = created.get(key)
-            if company is None:
-                company = Company(name=row.name[:200], isin=row.isin,
-                                  ticker=(row.ticker or "")[:20] or None, exchange=exchange_code(row.exchange),
-                                  country=country_code(row.location), sector=(row.sector or "")[:80] or None,
-                                  origin=origin)
-                db.session.add(company)
-                created[key] = company
-            target = company
+    positions: list[dict] = []
+    combined: list[str] = []
+    done = 0
+    for planned in plan_positions(parsed, matcher):
+        if planned.company_id is None:
+            first = planned.rows[0]
+            isin, notes = new_company_isins(planned)
+            isins.review.extend(notes)
+            target = Company(name=first.name[:200], isin=isin, ticker=(first.ticker or "")[:20] or None,
+                             exchange=exchange_code(first.exchange), country=country_code(first.location),
+                             sector=(first.sector or "")[:80] or None, origin=origin)
+            db.session.add(target)
+            created.append(target)
         else:
-            matched[rule] = matched.get(rule, 0) + 1
-            target = company_id
-        position = positions.setdefault(id(target) if isinstance(target, Company) else target,
-                                        {"company": target, "shares": None, "market_value": None, "weight": None})
-        for name in ("shares", "market_value", "weight"):
-            value = getattr(row, name)
-            if value is not None:
-                position[name] = (position[name] or Decimal(0)) + value
-        if progress and number % 500 == 0:
-            progress(number)
+            target = planned.company_id
+            for rule in planned.rules:
+                matched[rule] = matched.get(rule, 0) + 1
+        if len(planned.rows) > 1:
+            combined.append(planned.sentence(matcher))
+        position = {"company": target, "shares": None, "market_value": None, "weight": None}
+        for row in planned.rows:
+            for name in ("shares", "market_value", "weight"):
+                value = getattr(row, name)
+                if value is not None:
+                    position[name] = (position[name] or Decimal(0)) + value
+        positions.append(position)
+        done += len(planned.rows)
+        if progress and done // 500 != (done - len(planned.rows)) // 500:
+            progress(done)
     for company_id, (isin, _row) in isins.store.items():
         company = db.session.get(Company, company_id)
         if company is not None and company.isin is None:
@@ -342,7 +414,7 @@ def import_parsed(parsed: ParsedFile, fund: Fund, as_of: dt.date, progress=None,
         {"fund_id": fund.id, "company_id": p["company"].id if isinstance(p["company"], Company) else p["company"],
          "as_of": as_of, "shares": p["shares"], "market_value": p["market_value"],
          "weight": min(p["weight"], Decimal(100)) if p["weight"] is not None else None}
-        for p in positions.values()
+        for p in positions
     ]
     if rows:
         db.session.execute(sa.insert(Holding), rows)
@@ -364,6 +436,6 @@ def import_parsed(parsed: ParsedFile, fund: Fund, as_of: dt.date, progress=None,
     if progress:
         progress(len(parsed.rows))
     return ImportResult(fund=fund, as_of=as_of, rows=len(parsed.rows), positions=len(rows), matched=matched,
-                        created=list(created.values()), replaced=replaced, skipped=parsed.skipped, isins=isins,
+                        created=created, replaced=replaced, skipped=parsed.skipped, isins=isins,
                         record=record, alerts=alerts,
-                        without_value=sum(1 for row in rows if row["market_value"] is None))
+                        without_value=sum(1 for row in rows if row["market_value"] is None), combined=combined)

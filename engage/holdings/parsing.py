@@ -3,8 +3,9 @@
 Formats, detected from the content:
 - an ETF provider's CSV in the iShares layout: preamble lines (fund name, "Fund Holdings as of"),
   a header, quoted values with thousands separators, "-" for missing, cash and derivative rows,
-  a legal disclaimer as trailer; UTF-8 with or without BOM;
-- an XLSX sheet with a preamble (SPDR layout: Name, Ticker, Identifier, SEDOL, Weight, Sector,
+  a legal disclaimer as trailer; UTF-8 with or without BOM, UTF-16 with BOM, GB18030 (GBK) or
+  Windows-1252 when the bytes leave no doubt (see `decode`);
+- an XLSX sheet (the first visible one, or the one named) with a preamble (SPDR layout: Name, Ticker, Identifier, SEDOL, Weight, Sector,
   Shares Held, Local Currency);
 - a plain CSV or XLSX with a header row, with a column mapping when the names are unusual.
 The CSV delimiter (, ; tab |) is the one under which a header row appears; the decimal
@@ -23,12 +24,18 @@ import csv
 import datetime as dt
 import io
 import re
+import unicodedata
 import zipfile
 from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from itertools import islice
+
+from openpyxl import load_workbook
+from openpyxl.utils.cell import range_boundaries
+from openpyxl.worksheet._reader import FORMULA_TAG, VALUE_TAG, WorkSheetParser
+from openpyxl.cell.read_only import ReadOnlyCell
 
 from engage.identifiers import isin_problem
 from engage.validators import date_problem
@@ -72,6 +79,19 @@ HEADER_ROWS = 40
 TRAILER_ROWS = 1000
 NUMBER_FIELDS = ("market_value", "weight", "shares", "price")
 PARTIAL_HOW = " (--partial, or “Partial file” on the preview)"
+ENCODING_HOW = " (--encoding, or “Encoding” on the preview)"
+#: Encodings a user may name for a CSV file → how the preview names them.
+ENCODINGS = {
+    "utf-8": "UTF-8", "utf-16": "UTF-16", "gb18030": "GB18030 (Chinese, also GBK and GB2312)",
+    "big5": "Big5 (traditional Chinese)", "shift_jis": "Shift JIS (Japanese)", "cp949": "EUC-KR/CP949 (Korean)",
+    "cp1252": "Windows-1252 (Western European)", "latin-1": "ISO-8859-1 (Latin-1)",
+}
+#: A zip member declared larger than this is checked for its compression ratio.
+ZIP_RATIO_FROM = 1024 * 1024
+#: A zip member that unpacks to more than this many times its packed size is a zip bomb, not a sheet.
+MAX_ZIP_RATIO = 200
+#: Parts of an XLSX file (a workbook has a dozen or two).
+MAX_ZIP_MEMBERS = 1000
 #: field → (smallest, largest, what it is): the range a number of that field must be in.
 BOUNDS = {
     "market_value": (Decimal(0), Decimal(10) ** 15, "a market value"),
@@ -95,15 +115,25 @@ class Limits:
     max_field_chars: int = 1_000
     #: Bytes an XLSX file may unpack to (all its parts together).
     max_unzipped_bytes: int = 100 * 1024 * 1024
+    #: Bytes the shared strings of an XLSX file may unpack to (openpyxl loads them all at once).
+    max_shared_strings_bytes: int = 64 * 1024 * 1024
+    #: Shared strings of an XLSX file (counted before openpyxl loads them).
+    max_shared_strings: int = 1_000_000
     #: Weights of a whole-fund file add up to at least this many percent.
     min_weight_total: Decimal = Decimal(90)
+    #: Weights of any file add up to at most this many percent; more means rows are counted twice.
+    max_weight_total: Decimal = Decimal(101)
 
     @classmethod
     def from_config(cls, config) -> Limits:
         return cls(max_rows=int(config.get("HOLDINGS_MAX_ROWS", cls.max_rows)),
                    max_columns=int(config.get("HOLDINGS_MAX_COLUMNS", cls.max_columns)),
                    max_unzipped_bytes=int(config.get("HOLDINGS_MAX_UNZIPPED_BYTES", cls.max_unzipped_bytes)),
-                   min_weight_total=Decimal(str(config.get("HOLDINGS_MIN_WEIGHT_TOTAL", cls.min_weight_total))))
+                   max_shared_strings_bytes=int(config.get("HOLDINGS_MAX_SHARED_STRINGS_BYTES",
+                                                           cls.max_shared_strings_bytes)),
+                   max_shared_strings=int(config.get("HOLDINGS_MAX_SHARED_STRINGS", cls.max_shared_strings)),
+                   min_weight_total=Decimal(str(config.get("HOLDINGS_MIN_WEIGHT_TOTAL", cls.min_weight_total))),
+                   max_weight_total=Decimal(str(config.get("HOLDINGS_MAX_WEIGHT_TOTAL", cls.max_weight_total))))
 
 
 @dataclass
@@ -154,6 +184,13 @@ class ParsedFile:
     weight_total: Decimal | None = None
     #: Row number of the last row of the holdings table.
     last_row: int = 0
+    #: The text encoding of a CSV file (a key of ENCODINGS; None for XLSX).
+    encoding: str | None = None
+    #: Whether the caller chose the encoding (else it was read from the bytes).
+    encoding_chosen: bool = False
+    #: The XLSX sheet read, and the workbook's sheets as (name, hidden).
+    sheet: str | None = None
+    sheets: list[tuple[str, bool]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -162,6 +199,24 @@ class ParsedFile:
     @property
     def delimiter_name(self) -> str | None:
         return DELIMITER_NAMES.get(self.delimiter) if self.delimiter else None
+
+    @property
+    def encoding_name(self) -> str | None:
+        return ENCODINGS.get(self.encoding) if self.encoding else None
+
+    @property
+    def sheet_note(self) -> str | None:
+        """Which sheet was read, and why that one, for the preview and the CLI."""
+        if self.sheet is None:
+            return None
+        hidden = [name for name, is_hidden in self.sheets if is_hidden and name != self.sheet]
+        others = [name for name, is_hidden in self.sheets if not is_hidden and name != self.sheet]
+        note = f"sheet “{self.sheet}”" + (" (hidden, as chosen)" if (self.sheet, True) in self.sheets else "")
+        if hidden:
+            note += f" (hidden, not read: {', '.join(hidden)})"
+        if others:
+            note += f"; other sheets: {', '.join(others)}"
+        return note
 
 
 class FileRefused(ValueError):
@@ -347,14 +402,88 @@ def parse_date(text: str) -> dt.date | None:
 
 # --- reading rows --------------------------------------------------------------------------
 
-def _decode(data: bytes) -> str:
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
+#: Characters that carry nothing in a cell: zero-width spaces, word joiners, byte-order marks,
+#: direction marks and overrides, the soft hyphen. Removed from every cell.
+_INVISIBLE = dict.fromkeys(map(ord, "\u00ad\u200b\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2060\u2061\u2062"
+                                    "\u2063\u2064\u2066\u2067\u2068\u2069\ufeff"), None)
+#: Spaces that are not " " (no-break, thin, figure, ideographic ...) → " ".
+_CELL = {**_INVISIBLE, **dict.fromkeys(map(ord, "\u00a0\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
+                                             "\u202f\u205f\u3000"), " ")}
+
+
+def clean_cell(text: str) -> str:
+    """A cell's text without invisible characters, with any kind of space as a plain one, stripped."""
+    return text.strip() if text.isascii() else text.translate(_CELL).strip()
+
+
+def clean_identifier(text: str) -> str:
+    """An ISIN or ticker: also without the joiners (U+200C, U+200D) or any other format character."""
+    if text.isascii():
+        return text.strip()
+    return "".join(ch for ch in clean_cell(text) if unicodedata.category(ch) != "Cf")
+
+
+def _label(header: str) -> str:
+    """A header cell as the field synonyms are written: lower case, one space between words."""
+    return " ".join(clean_identifier(header).lower().split())
+
+
+def decode(data: bytes, chosen: str | None = None) -> tuple[str, str]:
+    """(text, encoding) of a CSV file: the caller's encoding, or one that the bytes leave no doubt about.
+
+    UTF-8 (with or without BOM) and UTF-16 with BOM first; then GB18030 when every non-ASCII
+    character is a common Chinese one (the GB2312 area, which Western text never fills); then
+    Windows-1252 when the bytes are not GB18030 at all. A file that reads as either GB18030 or
+    Windows-1252 (as "Müller" does) is refused with both readings, for the user to choose.
+    """
+    if chosen:
+        if chosen not in ENCODINGS:
+            raise FileRefused(f"unknown encoding {chosen!r}; use one of {', '.join(ENCODINGS)}")
+        codec = {"utf-8": "utf-8-sig", "utf-16": "utf-16"}.get(chosen, chosen)
         try:
-            return data.decode("cp1252")
+            return data.decode(codec), chosen
         except UnicodeDecodeError as exc:
-            raise FileRefused("the file is neither UTF-8 nor Windows-1252 text") from exc
+            raise FileRefused(f"the file is not {ENCODINGS[chosen]} text (byte {exc.start + 1:,} cannot be read "
+                              f"that way); choose another encoding{ENCODING_HOW}") from exc
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):  # Excel's "Unicode Text": UTF-16, tab-separated
+        try:
+            return data.decode("utf-16"), "utf-16"
+        except UnicodeDecodeError as exc:
+            raise FileRefused("the file says it is UTF-16 text but cannot be decoded") from exc
+    try:
+        return data.decode("utf-8-sig"), "utf-8"
+    except UnicodeDecodeError as exc:
+        if data[:3] == b"\xef\xbb\xbf":
+            raise FileRefused(f"the file says it is UTF-8 text (it starts with a byte-order mark) but byte "
+                              f"{exc.start + 1:,} is not UTF-8; save it again as UTF-8") from exc
+    readings = {}
+    for codec in ("gb2312", "gb18030", "cp1252"):
+        try:
+            readings[codec] = data.decode(codec)
+        except UnicodeDecodeError:
+            continue
+    if "gb2312" in readings:
+        return readings["gb2312"], "gb18030"  # GB2312 is a part of GB18030
+    if "gb18030" in readings and "cp1252" in readings:
+        raise FileRefused(f"the file is not UTF-8 and its encoding is ambiguous: {_two_readings(data)}; say which "
+                          f"it is{ENCODING_HOW}, or save the file as UTF-8")
+    if "gb18030" in readings:
+        return readings["gb18030"], "gb18030"
+    if "cp1252" in readings:
+        return readings["cp1252"], "cp1252"
+    raise FileRefused(f"the file is neither UTF-8, GB18030 nor Windows-1252 text; save it as UTF-8 or say its "
+                      f"encoding{ENCODING_HOW}")
+
+
+def _two_readings(data: bytes) -> str:
+    """The first line with a non-ASCII byte, as GB18030 and as Windows-1252 read it."""
+    first = next(i for i, byte in enumerate(data) if byte >= 0x80)
+    start = data.rfind(b"\n", 0, first) + 1
+    end = data.find(b"\n", first)
+    line = data[start:end if end >= 0 else len(data)].strip()[:120]
+    line_number = data.count(b"\n", 0, first) + 1
+    return (f"line {line_number} reads as “{line.decode('gb18030', 'replace')}” in GB18030 (Chinese) or as "
+            f"“{line.decode('cp1252', 'replace')}” in Windows-1252 (Western European)")
 
 
 def _lines(text: str, limits: Limits) -> Iterator[str]:
@@ -367,7 +496,7 @@ def _lines(text: str, limits: Limits) -> Iterator[str]:
 
 
 def _clean(cells) -> list[str]:
-    return [cell.replace(NBSP, " ").strip() for cell in cells]
+    return [clean_cell(cell) for cell in cells]
 
 
 def detect_delimiter(text: str, mapping: dict[str, str], limits: Limits) -> str | None:
@@ -389,12 +518,12 @@ def detect_delimiter(text: str, mapping: dict[str, str], limits: Limits) -> str 
     return best
 
 
-def _csv_rows(text: str, delimiter: str, limits: Limits) -> Iterator[list[str]]:
-    """Records of the CSV, read strictly: a quote left open at the end means the file was cut."""
+def _csv_rows(text: str, delimiter: str, limits: Limits) -> Iterator[tuple[int, list[str]]]:
+    """(row number, cells) of the CSV, read strictly: a quote left open at the end means the file was cut."""
     reader = csv.reader(_lines(text, limits), delimiter=delimiter, skipinitialspace=True, strict=True)
     try:
-        for record in reader:
-            yield _clean(record)
+        for number, record in enumerate(reader, start=1):
+            yield number, _clean(record)
     except csv.Error as exc:
         message = str(exc)
         if "unexpected end of data" in message:
@@ -422,45 +551,165 @@ def _cell_text(cell) -> str:
         return value.date().isoformat() if value.time() == dt.time() else value.isoformat()
     if isinstance(value, (dt.date, dt.time)):
         return value.isoformat()
-    return str(value).replace(NBSP, " ").strip()
+    return clean_cell(str(value))
 
 
-def _xlsx_rows(data: bytes, limits: Limits) -> Iterator[list[str]]:
-    """Rows of the first sheet, ignoring the dimensions the sheet declares (they can be anything)."""
-    from openpyxl import load_workbook
+# --- XLSX ----------------------------------------------------------------------------------
 
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            unpacked = sum(info.file_size for info in archive.infolist())
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError) as exc:
-        raise FileRefused(f"the XLSX file cannot be read: {exc}") from exc
+class _SheetParser(WorkSheetParser):
+    """openpyxl's sheet parser, telling a formula without a saved value from an empty cell."""
+
+    def parse_cell(self, element):
+        cell = super().parse_cell(element)
+        # a saved result is in <v>; an empty one is a result only for a formula giving text (t="str")
+        if (cell["value"] is None and not element.findtext(VALUE_TAG) and element.get("t", "n") != "str"
+                and element.find(FORMULA_TAG) is not None):
+            cell["data_type"] = "unsaved formula"
+        return cell
+
+
+_MERGE = re.compile(rb'<(?:\w+:)?mergeCell\s[^>]*?ref="([A-Za-z]{1,3}[0-9]{1,7}(?::[A-Za-z]{1,3}[0-9]{1,7})?)"')
+_SHARED_STRING = re.compile(rb"<(?:\w+:)?si[\s>/]")
+
+
+def _check_archive(archive: zipfile.ZipFile, limits: Limits) -> None:
+    """Refuse a workbook by what its parts declare, before any of them is unpacked."""
+    members = archive.infolist()
+    if len(members) > MAX_ZIP_MEMBERS:
+        raise FileRefused(f"the XLSX file has {len(members):,} parts, more than a workbook has; save the sheet as CSV")
+    unpacked = sum(info.file_size for info in members)
     if unpacked > limits.max_unzipped_bytes:
         raise FileRefused(f"the XLSX file unpacks to {unpacked / 1024 / 1024:,.0f} MB, more than the "
                           f"{limits.max_unzipped_bytes / 1024 / 1024:,.0f} MB limit; save the sheet as CSV")
-    try:
-        workbook = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-    except Exception as exc:  # openpyxl raises many types for a broken zip or sheet
-        raise FileRefused(f"the XLSX file cannot be read: {exc}") from exc
-    number = 0
-    try:
-        sheets = workbook.worksheets
-        if not sheets or not hasattr(sheets[0], "reset_dimensions"):
-            raise FileRefused("the XLSX file has no worksheet")
-        sheet = sheets[0]
-        sheet.reset_dimensions()  # read what is there, not what <dimension ref="A1:XFD1048576"/> claims
+    for info in members:
+        if info.file_size > ZIP_RATIO_FROM and info.file_size > MAX_ZIP_RATIO * max(info.compress_size, 1):
+            raise FileRefused(f"the XLSX part {info.filename} unpacks to {info.file_size / 1024 / 1024:,.0f} MB "
+                              f"from {info.compress_size / 1024:,.0f} KB (compressed "
+                              f"{info.file_size // max(info.compress_size, 1):,}:1): a zip bomb, not a workbook")
+        if info.filename.rsplit("/", 1)[-1].lower().startswith("sharedstrings"):
+            if info.file_size > limits.max_shared_strings_bytes:
+                raise FileRefused(f"the XLSX part {info.filename} unpacks to {info.file_size / 1024 / 1024:,.1f} MB, "
+                                  f"more than the {limits.max_shared_strings_bytes / 1024 / 1024:,.0f} MB limit for "
+                                  f"shared strings; save the sheet as CSV")
+            _count_shared_strings(archive, info, limits)
+
+
+def _scan(archive: zipfile.ZipFile, name: str, pattern: re.Pattern, stop: int) -> tuple[int, set[bytes]]:
+    """How often `pattern` occurs in a part, unpacked in chunks (counting stops past `stop`), and the
+    distinct values of its group."""
+    count, values, tail = 0, set(), b""
+    with archive.open(name) as stream:
+        while chunk := stream.read(1024 * 1024):
+            buffer = tail + chunk
+            for match in pattern.finditer(buffer):
+                if match.end() > len(tail):  # one ending within the tail was counted with the previous chunk
+                    count += 1
+                    if pattern.groups:
+                        values.add(bytes(match.group(1)))
+            if count > stop:
+                break
+            tail = buffer[-400:]
+    return count, values
+
+
+def _count_shared_strings(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limits: Limits) -> None:
+    if _scan(archive, info.filename, _SHARED_STRING, limits.max_shared_strings)[0] > limits.max_shared_strings:
+        raise FileRefused(f"the XLSX file has more than {limits.max_shared_strings:,} shared strings, the limit; "
+                          f"save the sheet as CSV")
+
+
+class _XlsxSource:
+    """Rows of one sheet of a workbook checked by `_check_archive`, read by openpyxl's own parser.
+
+    The sheet's declared dimensions are not used (they can be anything); merged cells and
+    formulas without a saved value are found on the way.
+    """
+
+    def __init__(self, data: bytes, limits: Limits, sheet: str | None):
         try:
-            for cells in sheet.iter_rows(max_col=limits.max_columns + 1):
-                number += 1
-                row = [_cell_text(cell) for cell in cells]
-                while row and not row[-1]:
-                    row.pop()
-                yield row
+            with zipfile.ZipFile(io.BytesIO(data)) as archive:
+                _check_archive(archive, limits)
+        except FileRefused:
+            raise
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError) as exc:
+            raise FileRefused(f"the XLSX file cannot be read: {exc}") from exc
+        try:
+            self.workbook = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+        except Exception as exc:  # openpyxl raises many types for a broken zip or sheet
+            raise FileRefused(f"the XLSX file cannot be read: {exc}") from exc
+        self.limits = limits
+        try:
+            sheets = [ws for ws in self.workbook.worksheets if hasattr(ws, "_get_source")]
+            self.sheets = [(ws.title, ws.sheet_state != "visible") for ws in sheets]
+            if sheet:
+                wanted = [ws for ws in sheets if ws.title.strip().casefold() == sheet.strip().casefold()]
+                if not wanted:
+                    names = ", ".join(f"{title}{' (hidden)' if hidden else ''}" for title, hidden in self.sheets)
+                    raise FileRefused(f"the workbook has no sheet called {sheet!r}; its sheets are: {names}")
+            else:
+                wanted = [ws for ws in sheets if ws.sheet_state == "visible"]
+                if not wanted:
+                    raise FileRefused("the XLSX file has no visible worksheet")
+            self.sheet = wanted[0]
+            self.merges = self._merges()
+        except Exception:
+            self.workbook.close()
+            raise
+
+    def _merges(self) -> list[tuple[str, int, int]]:
+        """(range, first row, last row) of every merged range of the sheet."""
+        refs = _scan(self.workbook._archive, self.sheet._worksheet_path, _MERGE, 10_000)[1]
+        merges = []
+        for ref in sorted(refs):
+            text = ref.decode("ascii").upper()
+            _min_col, min_row, _max_col, max_row = range_boundaries(text if ":" in text else f"{text}:{text}")
+            merges.append((text, min_row, max_row))
+        return merges
+
+    def __iter__(self) -> Iterator[tuple[int, list[str]]]:
+        sheet, width = self.sheet, self.limits.max_columns + 1
+        number = 0
+        try:
+            with sheet._get_source() as source:  # as ReadOnlyWorksheet._cells_by_row does, with our parser
+                parser = _SheetParser(source, sheet._shared_strings, data_only=True, epoch=self.workbook.epoch,
+                                      date_formats=self.workbook._date_formats,
+                                      timedelta_formats=self.workbook._timedelta_formats)
+                for index, cells in parser.parse():
+                    if index > number + 1:
+                        yield number + 1, []  # empty rows are not in the file: one stands for all of them
+                    number = index
+                    row: list[str] = []
+                    for cell in cells:
+                        column = cell["column"]
+                        if column > width:
+                            if cell["value"] is not None:
+                                row.extend([""] * (width - len(row)))
+                                row.append("beyond")
+                            continue
+                        if cell["data_type"] == "unsaved formula":
+                            raise FileRefused(f"{_coordinate(index, column)} is a formula without a saved value; "
+                                              f"open and save the file in Excel, or export it as CSV")
+                        if column > len(row):
+                            row.extend([""] * (column - len(row)))
+                        row[column - 1] = _cell_text(ReadOnlyCell(sheet, **cell))
+                    while row and not row[-1]:
+                        row.pop()
+                    yield index, row
         except FileRefused:
             raise
         except Exception as exc:  # a malformed sheet part fails while it is read, not when opened
             raise FileRefused(f"the XLSX sheet cannot be read after row {number}: {exc}") from exc
-    finally:
-        workbook.close()
+
+    def close(self) -> None:
+        self.workbook.close()
+
+
+def _coordinate(row: int, column: int) -> str:
+    letters = ""
+    while column:
+        column, rest = divmod(column - 1, 26)
+        letters = chr(65 + rest) + letters
+    return f"{letters}{row}"
 
 
 def _header_columns(row: list[str], mapping: dict[str, str]) -> dict[str, int] | None:
@@ -475,11 +724,11 @@ def _header_columns(row: list[str], mapping: dict[str, str]) -> dict[str, int] |
 
 
 def _field_for(header: str, mapping: dict[str, str]) -> str | None:
-    label = header.strip().lower()
+    label = _label(header)
     if not label:
         return None
     for field_name, column in mapping.items():
-        if column.strip().lower() == label:
+        if _label(column) == label:
             return field_name
     for field_name, names in SYNONYMS.items():
         if label in names:
@@ -496,27 +745,44 @@ def find_header(rows: list[list[str]], mapping: dict[str, str]) -> tuple[int, di
     return None
 
 
-def _open(data: bytes, mapping: dict[str, str], limits: Limits) -> tuple[Iterator[list[str]], str | None]:
-    """The rows of the file and its CSV delimiter (None for XLSX)."""
+@dataclass
+class _Source:
+    """The rows of a file, as (row number, cells), and what was learnt opening it."""
+
+    rows: Iterator[tuple[int, list[str]]]
+    delimiter: str | None = None
+    encoding: str | None = None
+    xlsx: _XlsxSource | None = None
+
+    def close(self) -> None:
+        if self.xlsx is not None:
+            self.xlsx.close()
+
+
+#: Stream names of an encrypted Office file (an OLE compound file around the encrypted package).
+_ENCRYPTED = ("EncryptedPackage".encode("utf-16-le"), "EncryptionInfo".encode("utf-16-le"))
+
+
+def _open(data: bytes, mapping: dict[str, str], limits: Limits, encoding: str | None,
+          sheet: str | None) -> _Source:
     if not data or not data.strip():
         raise FileRefused("the file is empty")
     if data[:4] == b"PK\x03\x04":
-        return _xlsx_rows(data, limits), None
+        xlsx = _XlsxSource(data, limits, sheet)
+        return _Source(rows=iter(xlsx), xlsx=xlsx)
     if data[:8] == b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1":
+        if any(name in data for name in _ENCRYPTED):
+            raise FileRefused("this workbook is password-protected; save it without a password (File → Info → "
+                              "Protect Workbook → Encrypt with Password, then clear it) or export it as CSV")
         raise FileRefused("old Excel (.xls) files are not supported; save it as .xlsx or CSV")
-    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):  # Excel's "Unicode Text": UTF-16, tab-separated
-        try:
-            text = data.decode("utf-16")
-        except UnicodeDecodeError as exc:
-            raise FileRefused("the file says it is UTF-16 text but cannot be decoded") from exc
-    elif b"\x00" in data[:4096]:
+    if encoding not in ("utf-16",) and data[:2] not in (b"\xff\xfe", b"\xfe\xff") and b"\x00" in data[:4096]:
         raise FileRefused("this is not a CSV or XLSX file")
-    else:
-        text = _decode(data)
+    text, encoding = decode(data, encoding)
     if "\x00" in text:
         raise FileRefused("this is not a CSV or XLSX file (it contains NUL characters)")
     delimiter = detect_delimiter(text, mapping, limits)
-    return _csv_rows(text, delimiter or ",", limits), delimiter
+    return _Source(rows=_csv_rows(text, delimiter or ",", limits), delimiter=delimiter, encoding=encoding)
+
 
 
 # --- the file ------------------------------------------------------------------------------
@@ -528,12 +794,15 @@ class _TableRow:
 
 
 def parse(filename: str, data: bytes, mapping: dict[str, str] | None = None, *, decimal: str | None = None,
-          partial: bool = False, limits: Limits | None = None) -> ParsedFile:
+          partial: bool = False, limits: Limits | None = None, encoding: str | None = None,
+          sheet: str | None = None) -> ParsedFile:
     """Parse a holdings file; bad rows become errors, and only FileRefused is raised.
 
     `decimal` ("point" or "comma") says which decimal separator the file uses; None reads it
     from the values. `partial` says the file deliberately lists only part of the fund, so a
     missing provider trailer or weights far below 100 % are not taken for a cut download.
+    `encoding` (a key of ENCODINGS) says how a CSV file is encoded; None reads it from the bytes.
+    `sheet` names the XLSX sheet to read; None reads the first visible one.
     """
     mapping = mapping or {}
     limits = limits or Limits()
@@ -543,23 +812,28 @@ def parse(filename: str, data: bytes, mapping: dict[str, str] | None = None, *, 
                           f"fields are {', '.join(SYNONYMS)}")
     if decimal not in (None, *DECIMALS):
         raise FileRefused(f"the decimal separator is 'point' or 'comma', not {decimal!r}")
-    source, delimiter = _open(data, mapping, limits)
+    source = _open(data, mapping, limits, encoding, sheet)
     with closing(source):
-        return _parse_rows(enumerate(source, start=1), delimiter, data[:4] == b"PK\x03\x04", mapping, decimal,
-                           partial, limits)
+        result = _parse_rows(source, mapping, decimal, partial, limits)
+    result.encoding, result.encoding_chosen = source.encoding, bool(encoding) and source.xlsx is None
+    if source.xlsx is not None:
+        result.sheet, result.sheets = source.xlsx.sheet.title, source.xlsx.sheets
+    return result
 
 
-def _parse_rows(rows, delimiter, xlsx, mapping, decimal, partial, limits) -> ParsedFile:
-    preamble: list[list[str]] = []
+def _parse_rows(source: _Source, mapping, decimal, partial, limits) -> ParsedFile:
+    rows, xlsx = source.rows, source.xlsx is not None
+    preamble: list[tuple[int, list[str]]] = []
     header: list[str] | None = None
+    header_row = 0
     columns: dict[str, int] = {}
     for number, row in rows:
         _check_width(number, row, limits)
         columns = _header_columns(row, mapping)
         if columns:
-            header = row
+            header, header_row = row, number
             break
-        preamble.append(row)
+        preamble.append((number, row))
         if number >= HEADER_ROWS:
             break
     if header is None:
@@ -570,21 +844,25 @@ def _parse_rows(rows, delimiter, xlsx, mapping, decimal, partial, limits) -> Par
         if missing:
             raise FileRefused(f"mapped column(s) not found in the header: {', '.join(missing)}")
     layout = "plain-xlsx" if xlsx else "plain-csv"
-    if preamble and xlsx:
+    if any(row for _, row in preamble) and xlsx:
         layout = "spdr-xlsx"
-    elif any(PROVIDER_DATE.search(" ".join(row)) for row in preamble):
+    elif any(PROVIDER_DATE.search(" ".join(row)) for _, row in preamble):
         layout = "ishares-csv"  # a provider download, which ends with its disclaimer
-    result = ParsedFile(layout=layout, columns={f: header[i] for f, i in columns.items()}, delimiter=delimiter,
+    result = ParsedFile(layout=layout, columns={f: header[i] for f, i in columns.items()}, delimiter=source.delimiter,
                         decimal_chosen=decimal, partial=partial)
-    header_row = len(preamble) + 1
     for position, label in enumerate(header):
         if len(label) > limits.max_field_chars:
             raise FileRefused(f"row {header_row}, column {position + 1}: a header longer than "
                               f"{limits.max_field_chars:,} characters")
     _read_preamble(preamble, result)
     table = _read_table(rows, header_row, header, columns, result, xlsx, limits)
+    if xlsx:
+        merged = [ref for ref, first, last in source.xlsx.merges if first <= result.last_row and last >= header_row]
+        if merged:
+            raise FileRefused(f"the sheet has merged cells in the holdings table: {', '.join(merged[:10])}; unmerge "
+                              f"them (each value in its own cell) or export the sheet as CSV")
     _read_holdings(table, header_row, result, decimal)
-    _check_weight_total(result, limits.min_weight_total)
+    _check_weight_total(result, limits)
     return result
 
 
@@ -594,8 +872,8 @@ def _check_width(number: int, row: list[str], limits: Limits) -> None:
                           f"(HOLDINGS_MAX_COLUMNS); this is not a holdings table")
 
 
-def _read_preamble(preamble: list[list[str]], result: ParsedFile) -> None:
-    for number, row in enumerate(preamble, start=1):
+def _read_preamble(preamble: list[tuple[int, list[str]]], result: ParsedFile) -> None:
+    for number, row in preamble:
         cells = [c for c in row if c]
         if not cells:
             continue
@@ -667,14 +945,17 @@ def _read_table(rows, header_row: int, header: list[str], columns: dict[str, int
                 number, "", "", f"this row looks like a holding, but the table ended at the empty row {end_row}; "
                                 f"remove the empty row (or the rows below it)"))
     result.last_row = table[-1].row if table else header_row
-    if not xlsx and end_row is not None and after == 0 and len(ending) >= 2 and any(ending):
-        # the last line of the file has one value and then delimiters: a row cut after its first value
+    if not xlsx and end_row is not None and after == 0 and any(ending) and (
+            len(ending) >= 2 or (end_row == result.last_row + 1 and width >= 2)):
+        # the last line of the file has one value (and maybe delimiters), right below the table: a row cut
+        # after or inside its first value; a note below a table comes after an empty row
         short.append((end_row, len(ending)))
         result.last_row, end_row = end_row, None
     for number, count in short:
         if number == result.last_row and end_row is None:
             reason = (f"the file ends in the middle of this row ({count} of {width} columns): it looks cut off, "
-                      f"as by an incomplete download; download the file again")
+                      f"as by an incomplete download; download the file again"
+                      + ("" if count > 1 else " (a note below the table goes after an empty row)"))
         else:
             reason = f"{count} of {width} columns: the row is incomplete"
         result.errors.append(RowError(number, "", "", reason))
@@ -763,10 +1044,10 @@ def _read_holdings(table: list[_TableRow], header_row: int, result: ParsedFile, 
                     weights.append(weight)
             continue
         holding = HoldingRow(row=line, name=name)
-        ticker = cell("ticker")
+        ticker = clean_identifier(cell("ticker"))
         holding.ticker = ticker if ticker not in ("", "-") else None
         for source in ("isin", "identifier"):
-            value = cell(source).upper()
+            value = clean_identifier(cell(source)).upper()
             if value and value != "-":
                 if isin_problem(value) is None:
                     holding.isin = value
@@ -808,7 +1089,9 @@ def _read_holdings(table: list[_TableRow], header_row: int, result: ParsedFile, 
         key = ("isin", holding.isin) if holding.isin else ("ticker", holding.ticker, holding.exchange) \
             if holding.ticker else ("name", holding.name.lower())
         if key in seen:
-            result.errors.append(RowError(line, "", holding.name, f"duplicate of row {seen[key]}"))
+            what = {"isin": f"ISIN {holding.isin}", "ticker": f"ticker {holding.ticker}"}.get(key[0], "this name")
+            result.errors.append(RowError(line, "", holding.name, f"{what} is also in row {seen[key]}: a holdings "
+                                                                  f"file lists each security once (add lots up)"))
             continue
         seen[key] = line
         result.rows.append(holding)
@@ -818,10 +1101,19 @@ def _read_holdings(table: list[_TableRow], header_row: int, result: ParsedFile, 
         result.weight_total = sum(weights, Decimal(0))
 
 
-def _check_weight_total(result: ParsedFile, minimum: Decimal) -> None:
-    """Weights far below 100 % mean rows are missing, unless the caller said the file is partial."""
+def _check_weight_total(result: ParsedFile, limits: Limits) -> None:
+    """Weights far below 100 % mean rows are missing, unless the caller said the file is partial;
+    weights over `max_weight_total` mean rows are counted twice, whatever the caller says."""
     total = result.weight_total
-    if total is None or result.partial or not result.rows or total >= minimum:
+    if total is None or not result.rows:
+        return
+    if total > limits.max_weight_total:
+        result.errors.append(RowError(
+            result.last_row, result.columns.get("weight", ""), "",
+            f"the weights add up to {total:.2f} %, more than {limits.max_weight_total:g} %: rows are counted twice "
+            f"(a table pasted twice, or subtotal rows?); correct the file"))
+        return
+    if result.partial or total >= limits.min_weight_total:
         return
     hint = (" Are they fractions (0.05 for 5 %) rather than percentages?" if Decimal("0.9") <= total <= Decimal("1.1")
             else "")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 
 import sqlalchemy as sa
 from flask import Blueprint, abort, current_app, flash, make_response, redirect, render_template, request, url_for
@@ -13,7 +12,7 @@ from wtforms import SelectChoice
 
 from engage import clock
 from engage.extensions import db
-from engage.holdings import importer, parsing, screening, service
+from engage.holdings import screening, service
 from engage.holdings.forms import FundForm, ImportForm, MergeForm, ReadOptionsForm
 from engage.models import Campaign, Company, Fund, Holding, ListedEntity, RiskSource
 from engage.security import require_role
@@ -58,7 +57,7 @@ def fund(fund_id: int):
     ).all()
     as_of = None
     if request.args.get("as_of"):
-        as_of = parsing.parse_date(request.args["as_of"])
+        as_of = service.parse_date(request.args["as_of"])
         if as_of is None:
             abort(400, "as_of must be a date such as 2026-10-31.")
     as_of = as_of or (snapshots[0][0] if snapshots else None)
@@ -77,8 +76,8 @@ def fund(fund_id: int):
 
 def _mapping_or_error(text: str | None):
     try:
-        return parsing.parse_mapping(text), None
-    except parsing.FileRefused as exc:
+        return service.parse_mapping(text), None
+    except service.FileRefused as exc:
         return None, str(exc)
 
 
@@ -86,44 +85,49 @@ def _fund_choices(form) -> None:
     form.fund_id.choices = [SelectChoice(f.id, f.name) for f in db.session.scalars(sa.select(Fund).order_by(Fund.name))]
 
 
-def _parse(data: bytes, meta: dict):
-    """(parsed file, None) or (None, why the file is refused), read with the options in `meta`."""
-    try:
-        return parsing.parse(meta.get("filename") or "upload", data, meta.get("mapping") or {},
-                             decimal=meta.get("decimal") or None, partial=bool(meta.get("partial")),
-                             limits=parsing.Limits.from_config(current_app.config)), None
-    except parsing.FileRefused as exc:
-        return None, str(exc)
+def _options_form(options: service.ReadOptions) -> ReadOptionsForm:
+    return ReadOptionsForm(formdata=None, decimal=options.decimal or "", partial=options.partial, as_of=options.as_of,
+                           encoding=options.encoding or "", sheet=options.sheet or "")
 
 
-def _preview_page(token: str, data: bytes, meta: dict, options: ReadOptionsForm | None = None):
-    """The preview of a stashed file, or its refusal (422) with the options to read it again."""
+def _preview_page(token: str, data: bytes, meta: dict, form: ReadOptionsForm | None = None,
+                  checked: service.Checked | None = None, status: int | None = None):
+    """The preview of a stashed file, or its refusal (422) with the options to read it again.
+
+    The file is read once per request: `checked` is that reading when the caller has it.
+    """
     fund = db.session.get(Fund, meta["fund_id"])
     if fund is None:
         service.discard_upload(token)
         flash("That fund no longer exists; choose another.", "error")
         return redirect(url_for("holdings.import_holdings"))
-    parsed, problem = _parse(data, meta)
-    if options is None:
-        options = ReadOptionsForm(formdata=None, decimal=meta.get("decimal") or "", partial=bool(meta.get("partial")),
-                                  as_of=dt.date.fromisoformat(meta["as_of"]) if meta.get("as_of") else None)
-    as_of = None
-    if parsed is not None:
-        as_of = parsed.as_of or (dt.date.fromisoformat(meta["as_of"]) if meta.get("as_of") else None)
-        if parsed.ok and as_of is None:
-            problem = "The file does not say its date; give the as-of date below."
-            field_error(options, "as_of", "Give the holdings date.")
-    context = dict(parsed=parsed, problem=problem, filename=meta.get("filename"), fund=fund, token=token,
-                   options=options, as_of=as_of)
-    if problem is not None or not parsed.ok:
-        return render_template("holdings/preview.html", **context), 422
-    return render_template("holdings/preview.html", preview=importer.preview(parsed, fund, as_of), **context)
+    options = service.ReadOptions.from_meta(meta)
+    if checked is None:
+        checked = service.check_file(data, meta.get("filename") or "upload", options, fund)
+    form = form or _options_form(options)
+    if checked.field and checked.field in form and checked.problem:
+        field_error(form, checked.field, checked.problem[0].upper() + checked.problem[1:] + ".")
+    context = dict(parsed=checked.parsed, problem=checked.problem, filename=meta.get("filename"), fund=fund,
+                   token=token, options=form, as_of=checked.as_of, preview=checked.preview, digest=checked.digest)
+    if not checked.ok:
+        return render_template("holdings/preview.html", **context), status or 422
+    return render_template("holdings/preview.html", **context), status or 200
+
+
+@bp.errorhandler(service.StashUnsafe)
+def stash_unsafe(error):
+    """A faulty or hostile environment: say so, and keep the upload form."""
+    current_app.logger.error("holdings upload stash refused: %s", error)
+    form = ImportForm(formdata=None)
+    _fund_choices(form)
+    flash(f"Uploads cannot be kept for confirmation: {error}.", "error")
+    return render_template("holdings/import.html", form=form), 503
 
 
 @bp.route("/import", methods=["GET", "POST"])
 @require_role("analyst")
 def import_holdings():
-    """Upload and check a file; nothing is written until the preview is confirmed."""
+    """Upload and check a file (read once); nothing is written until the preview is confirmed."""
     form = ImportForm()
     _fund_choices(form)
     if request.method == "GET" and whole_number(request.args.get("fund_id")) is not None:
@@ -135,40 +139,47 @@ def import_holdings():
         return render_template("holdings/import.html", form=form), 422 if form.errors else 200
     upload = form.file.data
     data = upload.read()
+    fund = db.session.get(Fund, form.fund_id.data)
     mapping, problem = _mapping_or_error(form.mapping.data)
-    meta = {"fund_id": form.fund_id.data, "as_of": form.as_of.data.isoformat() if form.as_of.data else None,
-            "mapping": mapping, "filename": (upload.filename or "upload")[:255], "user": current_user.id,
-            "decimal": form.decimal.data or None, "partial": bool(form.partial.data)}
-    if problem is None:
-        problem = _parse(data, meta)[1]
-    if problem is not None:  # unreadable: nothing to read again, nothing kept
-        return render_template("holdings/preview.html", parsed=None, problem=problem, filename=upload.filename,
-                               fund=db.session.get(Fund, form.fund_id.data), token=None, options=None), 422
+    filename = (upload.filename or "upload")[:255]
+    if problem is not None:
+        return render_template("holdings/preview.html", parsed=None, problem=problem, filename=filename, fund=fund,
+                               token=None, options=None), 422
+    options = service.ReadOptions(mapping=mapping, decimal=form.decimal.data or None, partial=bool(form.partial.data),
+                                  as_of=form.as_of.data, encoding=form.encoding.data or None,
+                                  sheet=(form.sheet.data or "").strip() or None)
+    checked = service.check_file(data, filename, options, fund)
+    if checked.parsed is None and checked.field is None:  # unreadable whatever the options: nothing kept
+        return render_template("holdings/preview.html", parsed=None, problem=checked.problem, filename=filename,
+                               fund=fund, token=None, options=None), 422
+    meta = {"fund_id": form.fund_id.data, "filename": filename, "user": current_user.id, **options.to_meta()}
     token = service.stash_upload(data, meta)
-    return _preview_page(token, data, meta)
+    return _preview_page(token, data, meta, checked=checked)
 
 
 @bp.route("/import/<token>/read", methods=["POST"])
 @require_role("analyst")
 def read_again(token: str):
-    """Read a stashed file again with other options (decimal separator, partial, date)."""
+    """Read a stashed file again with other options (decimal separator, partial, date, encoding, sheet)."""
     stashed = service.load_upload(token)
     if stashed is None:
         flash("That import is no longer waiting; upload the file again.", "error")
         return redirect(url_for("holdings.import_holdings"))
     data, meta = stashed
-    options = ReadOptionsForm()
-    if not options.validate_on_submit():
-        return _preview_page(token, data, meta, options)
-    meta.update(decimal=options.decimal.data or None, partial=bool(options.partial.data),
-                as_of=options.as_of.data.isoformat() if options.as_of.data else meta.get("as_of"))
+    form = ReadOptionsForm()
+    if not form.validate_on_submit():
+        return _preview_page(token, data, meta, form)
+    meta.update(decimal=form.decimal.data or None, partial=bool(form.partial.data),
+                as_of=form.as_of.data.isoformat() if form.as_of.data else meta.get("as_of"),
+                encoding=form.encoding.data or None, sheet=(form.sheet.data or "").strip() or None)
     service.save_upload_meta(token, meta)
-    return _preview_page(token, data, meta, options)
+    return _preview_page(token, data, meta, form)
 
 
 @bp.route("/import/<token>", methods=["POST"])
 @require_role("analyst")
 def confirm_import(token: str):
+    """Import the stashed file exactly as its preview showed it (the form names that preview), once."""
     if not FlaskForm().validate_on_submit():
         flash("The form expired; upload the file again.", "error")
         return redirect(url_for("holdings.import_holdings"))
@@ -184,24 +195,23 @@ def confirm_import(token: str):
         return redirect(url_for("holdings.import_holdings"))
     data, meta = stashed
     try:
-        importer.lock_imports()  # one import at a time; the fund and companies are read after it
-        fund = db.session.get(Fund, meta["fund_id"])
-        parsed, problem = _parse(data, meta)
-        as_of = (parsed.as_of if parsed else None) or (dt.date.fromisoformat(meta["as_of"]) if meta.get("as_of") else None)
-        if fund is None or problem or not parsed.ok or as_of is None:
-            service.release_upload(token)
-            flash("The file cannot be imported as it is; check its preview again.", "error")
-            return redirect(url_for("holdings.import_holdings"))
-        result = importer.import_parsed(parsed, fund, as_of, filename=meta.get("filename") or "upload", data=data)
+        result = service.import_file(data, meta.get("filename") or "upload", service.ReadOptions.from_meta(meta),
+                                     fund_id=meta["fund_id"], expected_digest=request.form.get("preview", ""))
         db.session.commit()
-    except importer.ImportBusy as exc:
+    except (service.PreviewChanged, service.ImportBusy) as exc:
         db.session.rollback()
         service.release_upload(token)
-        flash(f"{str(exc)[0].upper()}{str(exc)[1:]}.", "error")
+        message = exc.message if isinstance(exc, service.PreviewChanged) else str(exc)
+        flash(f"{message[0].upper()}{message[1:]}.", "error")
         response = make_response(_preview_page(token, data, meta))  # the preview again, to confirm once more
         if response.status_code == 200:
             response.status_code = 409
         return response
+    except service.ImportRefused as exc:
+        db.session.rollback()
+        service.release_upload(token)
+        flash(f"Not imported: {exc.message}; check its preview again.", "error")
+        return _preview_page(token, data, meta)
     except Exception:
         db.session.rollback()
         service.release_upload(token)
@@ -214,7 +224,7 @@ def confirm_import(token: str):
         flash(line[0].upper() + line[1:] + ". See the dashboard.", "error")
     if result.created:
         flash(f"{len(result.created)} companies were created from the file; review them to merge duplicates.", "info")
-    return redirect(url_for("holdings.fund", fund_id=fund.id))
+    return redirect(url_for("holdings.fund", fund_id=result.fund.id))
 
 
 @bp.route("/review")

@@ -1,4 +1,5 @@
-"""Uploads waiting for confirmation, and merging a company created by an import."""
+"""Holdings import (read, check, preview, import: one path for the CLI and the web), uploads waiting for
+confirmation, and merging a company created by an import."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 import os
 import re
 import secrets
+import time
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -18,8 +20,9 @@ from flask import current_app
 from engage import audit
 from engage.errors import FieldError
 from engage.extensions import db
+from engage.holdings import importer, parsing
 from engage.models import AuditEvent, Company, CompanyAlias, Engagement, Fund, Holding, RiskFlag
-from engage.validators import whole_number
+from engage.validators import date_problem, whole_number
 
 TOKEN = re.compile(r"^[0-9a-f]{32}$")
 
@@ -28,100 +31,323 @@ class MergeError(FieldError):
     """A refused merge."""
 
 
+# --- reading and importing a holdings file: one path for the CLI and the web ---------------
+
+@dataclass
+class ReadOptions:
+    """How to read a holdings file: what the file cannot say for itself (kept with a stashed upload)."""
+
+    mapping: dict[str, str] = field(default_factory=dict)
+    decimal: str | None = None
+    partial: bool = False
+    as_of: dt.date | None = None
+    encoding: str | None = None
+    sheet: str | None = None
+
+    def to_meta(self) -> dict:
+        return {"mapping": self.mapping, "decimal": self.decimal, "partial": self.partial,
+                "as_of": self.as_of.isoformat() if self.as_of else None, "encoding": self.encoding,
+                "sheet": self.sheet}
+
+    @classmethod
+    def from_meta(cls, meta: dict) -> ReadOptions:
+        return cls(mapping=meta.get("mapping") or {}, decimal=meta.get("decimal") or None,
+                   partial=bool(meta.get("partial")),
+                   as_of=dt.date.fromisoformat(meta["as_of"]) if meta.get("as_of") else None,
+                   encoding=meta.get("encoding") or None, sheet=meta.get("sheet") or None)
+
+
+#: What the routes use of the reader and the importer, so that they import services and forms only.
+FileRefused = parsing.FileRefused
+ImportBusy = importer.ImportBusy
+parse_mapping = parsing.parse_mapping
+parse_date = parsing.parse_date
+
+
+class ImportRefused(Exception):
+    """The file is not imported: `message` says why, `errors` lists the rows (nothing was written)."""
+
+    def __init__(self, message: str, errors: list | None = None):
+        super().__init__(message)
+        self.message = message
+        self.errors = errors or []
+
+
+class PreviewChanged(ImportRefused):
+    """What a confirmation would import is not what its preview showed."""
+
+
+@dataclass
+class Checked:
+    """A file read with its options, and what importing it would do (nothing is written)."""
+
+    parsed: parsing.ParsedFile | None
+    options: ReadOptions
+    #: Why the file cannot be imported as it is (besides the row errors of `parsed`).
+    problem: str | None = None
+    as_of: dt.date | None = None
+    #: Where the problem lies, for a form to show it on its field ("as_of", "encoding").
+    field: str | None = None
+    preview: importer.Preview | None = None
+    digest: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None and self.parsed is not None and self.parsed.ok
+
+
+def check_file(data: bytes, filename: str, options: ReadOptions, fund: Fund | None = None, *,
+               given: str = "the form", with_preview: bool = True) -> Checked:
+    """Read the file once with `options` and check it; with a preview of what the import would do.
+
+    `given` names where the date came from in messages ("--as-of" on the CLI).
+    """
+    try:
+        parsed = parsing.parse(filename or "upload", data, options.mapping, decimal=options.decimal,
+                               partial=options.partial, encoding=options.encoding, sheet=options.sheet,
+                               limits=parsing.Limits.from_config(current_app.config))
+    except parsing.FileRefused as exc:
+        text = str(exc)
+        field_name = "encoding" if "encoding" in text else "sheet" if "no sheet called" in text else None
+        return Checked(None, options, problem=text, field=field_name)
+    checked = Checked(parsed, options, as_of=parsed.as_of or options.as_of)
+    if parsed.as_of and options.as_of and parsed.as_of != options.as_of:
+        checked.problem = (f"the file says its holdings are as of {parsed.as_of.isoformat()} but {given} gives "
+                           f"{options.as_of.isoformat()}; give the file's date, or none, or correct the file")
+        checked.field = "as_of"
+    elif parsed.ok and checked.as_of is None:
+        checked.problem = f"the file does not say its date; give {given} YYYY-MM-DD" if given.startswith("--") \
+            else "the file does not say its date; give the as-of date"
+        checked.field = "as_of"
+    elif checked.as_of is not None and date_problem(checked.as_of):
+        checked.problem = f"the holdings date {date_problem(checked.as_of)}"
+        checked.field = "as_of"
+    if checked.ok and with_preview:
+        checked.preview = importer.preview(parsed, fund, checked.as_of)
+        checked.digest = preview_digest(data, checked, checked.preview.replaced)
+    return checked
+
+
+def preview_digest(data: bytes, checked: Checked, replaced: importer.Replaced) -> str:
+    """Names what a preview showed: the file, the options it was read with, what it reads as, what it replaces."""
+    parsed = checked.parsed
+    summary = [hashlib.sha256(data).hexdigest(), checked.options.to_meta(), checked.as_of.isoformat(),
+               parsed.layout, parsed.encoding, parsed.sheet, parsed.delimiter, sorted(parsed.decimals.items()),
+               [(r.row, r.name, r.isin, r.ticker, str(r.market_value), str(r.weight), str(r.shares))
+                for r in parsed.rows],
+               replaced.positions, replaced.earlier.id if replaced.earlier is not None else None]
+    return hashlib.sha256(json.dumps(summary, default=str).encode()).hexdigest()
+
+
+def import_file(data: bytes, filename: str, options: ReadOptions, *, fund_id: int | None = None,
+                fund_name: str | None = None, create_fund: bool = False, expected_digest: str | None = None,
+                given: str = "the form", progress=None) -> importer.ImportResult:
+    """Read, check and import a holdings file in the caller's transaction (the caller commits).
+
+    The fund is found by id or name (created by name with `create_fund`) after the import lock
+    is taken. With `expected_digest` (the web confirmation), the import goes ahead only if the
+    file, its options and what it replaces are still what the preview showed; PreviewChanged
+    otherwise. Raises ImportRefused for a refused file, importer.ImportBusy when another import
+    keeps the turn.
+    """
+    checked = check_file(data, filename, options, given=given, with_preview=False)
+    if checked.parsed is None or checked.problem:
+        raise ImportRefused(checked.problem or "the file cannot be read")
+    if not checked.parsed.ok:
+        raise ImportRefused(f"{len(checked.parsed.errors)} problem(s)", checked.parsed.errors)
+    importer.lock_imports()  # before reading the fund: a concurrent import may have created it
+    if fund_id is not None:
+        fund = db.session.get(Fund, fund_id)
+    else:
+        fund = db.session.scalar(sa.select(Fund).where(Fund.name == fund_name))
+    if fund is None:
+        if not create_fund or not fund_name:
+            raise ImportRefused(f"no fund called {fund_name!r}; add --create-fund to create it" if fund_name
+                                else "that fund no longer exists; choose another")
+        fund = Fund(name=fund_name)
+        db.session.add(fund)
+        db.session.flush()
+    if expected_digest is not None:
+        current = preview_digest(data, checked, importer.replaced_snapshot(fund, checked.as_of))
+        if not secrets.compare_digest(current, expected_digest):
+            raise PreviewChanged("what this import would do has changed since its preview (other options, or "
+                                 "another import of this fund and date meanwhile); check the preview again")
+    total = len(checked.parsed.rows)
+    return importer.import_parsed(checked.parsed, fund, checked.as_of, filename=filename, data=data,
+                                  progress=(lambda count: progress(count, total)) if progress else None)
+
+
 # --- uploads waiting for confirmation ------------------------------------------------------
 #
 # A stash is <token>.bin (the file) and <token>.json (fund, date, options). Confirming renames
-# the .bin to .claimed first: a rename succeeds once, so a double click imports once. After the
-# import commits, <token>.done keeps the result for a second click to report; housekeeping
-# deletes all of these after UPLOAD_MAX_AGE_HOURS.
+# the .bin to .claimed first: a rename succeeds once, so a double click imports once. A claim
+# older than HOLDINGS_CONFIRM_LEASE_SECONDS was left by a confirmation that died; it can be
+# claimed again. After the import commits, <token>.done keeps the result for a second click to
+# report; housekeeping deletes all of these after UPLOAD_MAX_AGE_HOURS.
+#
+# Every file is reached through a descriptor of the uploads folder opened without following a
+# symbolic link, and opened with O_NOFOLLOW: a link (to the folder or to a stash file) put there
+# by a faulty or hostile environment is never read or written through.
 
-def upload_dir() -> Path:
-    folder = Path(current_app.instance_path) / "uploads"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+class StashUnsafe(RuntimeError):
+    """The uploads folder is not a plain folder (a symbolic link, or not a folder at all)."""
+
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+class _Folder:
+    """The uploads folder, opened once without following links; file operations relative to it."""
+
+    def __init__(self):
+        path = Path(current_app.instance_path) / "uploads"
+        if not path.is_symlink():
+            path.mkdir(parents=True, exist_ok=True)
+        try:
+            self.fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _NOFOLLOW)
+        except OSError as exc:
+            raise StashUnsafe(f"the upload folder {path} is a symbolic link or not a folder; refusing to use it "
+                              f"(ask the administrator to make it a plain folder)") from exc
+        if path.is_symlink():  # O_NOFOLLOW is missing on this system
+            os.close(self.fd)
+            raise StashUnsafe(f"the upload folder {path} is a symbolic link; refusing to use it")
+
+    def __enter__(self) -> _Folder:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        os.close(self.fd)
+
+    def read(self, name: str) -> bytes:
+        fd = os.open(name, os.O_RDONLY | _NOFOLLOW, dir_fd=self.fd)
+        with os.fdopen(fd, "rb") as stream:
+            return stream.read()
+
+    def write(self, name: str, data: bytes) -> None:
+        """Write a new file, or replace one through a temporary file and a rename (never through a link)."""
+        temporary = f"{name}.{secrets.token_hex(4)}.tmp"
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o600, dir_fd=self.fd)
+        with os.fdopen(fd, "wb") as stream:
+            stream.write(data)
+        os.replace(temporary, name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
+
+    def rename(self, source: str, target: str) -> None:
+        os.rename(source, target, src_dir_fd=self.fd, dst_dir_fd=self.fd)
+
+    def unlink(self, name: str) -> None:
+        try:
+            os.unlink(name, dir_fd=self.fd)
+        except FileNotFoundError:
+            pass
+
+    def age(self, name: str) -> float | None:
+        """Seconds since the file (not a link's target) was changed; None when it is missing."""
+        try:
+            return time.time() - os.stat(name, dir_fd=self.fd, follow_symlinks=False).st_mtime
+        except FileNotFoundError:
+            return None
+
+    def touch(self, name: str) -> None:
+        os.utime(name, dir_fd=self.fd, follow_symlinks=False)
 
 
 def stash_upload(data: bytes, meta: dict) -> str:
     """Keep an uploaded file between the preview and the confirmation."""
     token = secrets.token_hex(16)
-    (upload_dir() / f"{token}.bin").write_bytes(data)
-    save_upload_meta(token, meta)
+    with _Folder() as folder:
+        folder.write(f"{token}.bin", data)
+        folder.write(f"{token}.json", json.dumps(meta).encode())
     return token
 
 
 def save_upload_meta(token: str, meta: dict) -> None:
     if TOKEN.match(token or ""):
-        path = upload_dir() / f"{token}.json"
-        temporary = path.with_suffix(".json.tmp")
-        temporary.write_text(json.dumps(meta), encoding="utf-8")
-        os.replace(temporary, path)
+        with _Folder() as folder:
+            folder.write(f"{token}.json", json.dumps(meta).encode())
 
 
 def load_upload(token: str) -> tuple[bytes, dict] | None:
     """The stashed file and its meta, without claiming it (for a preview read again)."""
     if not TOKEN.match(token or ""):
         return None
-    data_path, meta_path = upload_dir() / f"{token}.bin", upload_dir() / f"{token}.json"
-    try:
-        return data_path.read_bytes(), json.loads(meta_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+    with _Folder() as folder:
+        try:
+            return folder.read(f"{token}.bin"), json.loads(folder.read(f"{token}.json"))
+        except (OSError, ValueError):
+            return None
 
 
 def claim_upload(token: str) -> tuple[bytes, dict] | None:
-    """Take the stash for importing; only one caller ever gets it (None for the others)."""
+    """Take the stash for importing; only one caller ever gets it (None for the others).
+
+    A claim older than HOLDINGS_CONFIRM_LEASE_SECONDS (its confirmation died) is taken over,
+    by a rename too, so again only one caller gets it.
+    """
     if not TOKEN.match(token or ""):
         return None
-    folder = upload_dir()
-    claimed = folder / f"{token}.claimed"
-    try:
-        os.rename(folder / f"{token}.bin", claimed)
-    except OSError:
-        return None
-    try:
-        return claimed.read_bytes(), json.loads((folder / f"{token}.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        release_upload(token)
-        return None
+    with _Folder() as folder:
+        claimed = f"{token}.claimed"
+        try:
+            folder.rename(f"{token}.bin", claimed)
+        except OSError:
+            age = folder.age(claimed)
+            if age is None or age < current_app.config["HOLDINGS_CONFIRM_LEASE_SECONDS"]:
+                return None
+            taking = f"{token}.{secrets.token_hex(4)}.taking"
+            try:
+                folder.rename(claimed, taking)  # one caller wins the stale claim
+            except OSError:
+                return None
+            folder.touch(taking)
+            folder.rename(taking, claimed)
+        else:
+            folder.touch(claimed)  # the lease runs from the claim, not from the upload
+        try:
+            return folder.read(claimed), json.loads(folder.read(f"{token}.json"))
+        except (OSError, ValueError):
+            pass
+    release_upload(token)
+    return None
 
 
 def release_upload(token: str) -> None:
     """Put a claimed stash back (the import failed), so it can be confirmed again."""
     if TOKEN.match(token or ""):
-        folder = upload_dir()
-        try:
-            os.rename(folder / f"{token}.claimed", folder / f"{token}.bin")
-        except OSError:
-            pass
+        with _Folder() as folder:
+            try:
+                folder.rename(f"{token}.claimed", f"{token}.bin")
+            except OSError:
+                pass
 
 
 def finish_upload(token: str, summary: list[str]) -> None:
     """The import committed: drop the file, keep its result for a second click to report."""
     if TOKEN.match(token or ""):
-        folder = upload_dir()
-        (folder / f"{token}.done").write_text(json.dumps(summary), encoding="utf-8")
-        for suffix in (".claimed", ".bin", ".json"):
-            (folder / f"{token}{suffix}").unlink(missing_ok=True)
+        with _Folder() as folder:
+            folder.write(f"{token}.done", json.dumps(summary).encode())
+            for suffix in (".claimed", ".bin", ".json"):
+                folder.unlink(f"{token}{suffix}")
 
 
 def upload_state(token: str) -> tuple[str, list[str]]:
     """("done", result lines), ("importing", []) or ("gone", []) for a stash that cannot be claimed."""
     if not TOKEN.match(token or ""):
         return "gone", []
-    folder = upload_dir()
-    try:
-        return "done", json.loads((folder / f"{token}.done").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        pass
-    if (folder / f"{token}.claimed").exists():
-        return "importing", []
+    with _Folder() as folder:
+        try:
+            return "done", json.loads(folder.read(f"{token}.done"))
+        except (OSError, ValueError):
+            pass
+        if folder.age(f"{token}.claimed") is not None:
+            return "importing", []
     return "gone", []
 
 
 def discard_upload(token: str) -> None:
     if TOKEN.match(token or ""):
-        for suffix in (".bin", ".json", ".claimed", ".done"):
-            (upload_dir() / f"{token}{suffix}").unlink(missing_ok=True)
+        with _Folder() as folder:
+            for suffix in (".bin", ".json", ".claimed", ".done"):
+                folder.unlink(f"{token}{suffix}")
 
 
 # --- merging a company created by an import --------------------------------------------------
