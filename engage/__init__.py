@@ -15,6 +15,8 @@ from pathlib import Path
 import sqlalchemy as sa
 from flask import Flask
 
+from engage.mailbox import settings as mailbox_settings
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -103,6 +105,7 @@ def check_config(app: Flask) -> None:
     Debug, testing or FORCE_HTTPS do not matter: with a public or guessable key anyone can
     forge a session cookie, over HTTP or HTTPS alike.
     """
+    mailbox_settings.check(app)
     key = app.config.get("SECRET_KEY")
     if app.config.get("PRODUCTION"):
         problem = secret_key_problem(key)
@@ -225,6 +228,7 @@ def register_blueprints(app: Flask) -> None:
     from engage.exports.routes import bp as exports_bp
     from engage.holdings.routes import bp as holdings_bp
     from engage.letters.routes import bp as letters_bp
+    from engage.mailbox.routes import bp as mailbox_bp
     from engage.main.routes import bp as main_bp
     from engage.reminders.routes import bp as reminders_bp
     from engage.scoring.routes import bp as scoring_bp
@@ -239,6 +243,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(letters_bp)
     app.register_blueprint(reminders_bp)
     app.register_blueprint(scoring_bp)
+    app.register_blueprint(mailbox_bp)
     app.register_blueprint(admin_bp, url_prefix="/admin")
 
 

@@ -15,6 +15,7 @@ from flask.cli import AppGroup
 
 from engage import audit
 from engage.extensions import db
+from engage.mailbox.cli import mail_cli
 
 
 def fail(message: str) -> None:
@@ -374,3 +375,4 @@ def register(app: Flask) -> None:
     app.cli.add_command(screen_command)
     app.cli.add_command(export_cli)
     app.cli.add_command(synth_command)
+    app.cli.add_command(mail_cli)

@@ -15,6 +15,7 @@ from typing import Callable
 from flask import Flask
 
 from engage import audit, clock
+from engage.mailbox.settings import enabled as mailbox_enabled
 
 log = logging.getLogger("engage.jobs")
 
@@ -51,6 +52,18 @@ def housekeeping(now: dt.datetime) -> list[str]:
     return lines
 
 
+def mail_fetch(now: dt.datetime) -> list[str]:
+    """Read the engagement mailbox (same function as `flask mail fetch`); an outage is logged, nothing lost."""
+    from engage.mailbox.imap import MailboxUnavailable
+    from engage.mailbox.service import fetch
+
+    try:
+        return fetch(now).lines()
+    except MailboxUnavailable as exc:
+        log.error("mail-fetch: mailbox unavailable: %s (the next run catches up)", exc)
+        return []
+
+
 @dataclass(frozen=True)
 class Job:
     id: str
@@ -65,7 +78,8 @@ def jobs(app: Flask) -> list[Job]:
         Job("outbox-drain", outbox_drain, "interval", {"minutes": 1}),
         Job("monthly-export", monthly_export, "cron", {"day": 1, "hour": 6, "minute": 0}),
         Job("housekeeping", housekeeping, "interval", {"hours": 1}),
-    ]
+    ] + ([Job("mail-fetch", mail_fetch, "interval", {"minutes": app.config["MAIL_FETCH_MINUTES"]})]
+         if mailbox_enabled(app.config) else [])
 
 
 def run_job(app: Flask, job: Job) -> None:
