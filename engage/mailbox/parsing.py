@@ -4,7 +4,8 @@ Nothing here renders or fetches anything. HTML is never kept as HTML: when a mes
 plain-text part, its HTML is sanitised by nh3 down to a few block tags (scripts, styles and
 remote images dropped with their content) and turned into text. Text in any declared charset
 is decoded, with GB2312/GBK read as their superset GB18030 and Big5 as Big5-HKSCS; undeclared
-8-bit text is tried as UTF-8, GB18030 and Big5. A problem that makes the message unsafe to file
+8-bit text is read as UTF-8, or else as GB18030 or Big5, whichever charset-normalizer finds reads
+as language (the same bytes are often valid in both). A problem that makes the message unsafe to file
 by itself (no Message-ID, broken MIME structure, undecodable text, an automatic reply) is
 listed in `problems`: such a message goes to triage with that reason.
 """
@@ -23,6 +24,7 @@ from email.header import decode_header
 from email.message import Message
 from email.utils import getaddresses, parseaddr, parsedate_to_datetime
 
+import charset_normalizer
 import nh3
 from email_reply_parser import EmailReplyParser
 
@@ -34,6 +36,8 @@ CHARSET_ALIASES = {
 }
 #: Tried in order for text whose charset is missing, unknown or wrong.
 FALLBACK_CHARSETS = ("utf-8", "gb18030", "big5hkscs")
+#: What the detector chooses from for undeclared 8-bit text.
+DETECTED_CHARSETS = ("gb18030", "big5")
 #: MIME defects that mean the structure cannot be trusted (the message goes to triage).
 SERIOUS_DEFECTS = (
     email.errors.NoBoundaryInMultipartDefect,
@@ -97,6 +101,20 @@ def decode_bytes(data: bytes, declared: str | None = None) -> tuple[str, bool]:
             candidates.append(codecs.lookup(name).name)
         except LookupError:
             pass
+    try:
+        return data.decode(candidates[0] if candidates else "utf-8"), True
+    except (UnicodeDecodeError, LookupError, IndexError):
+        pass
+    if "utf-8" not in candidates[:1]:
+        try:
+            return data.decode("utf-8"), True
+        except UnicodeDecodeError:
+            pass
+    # Undeclared or wrong charset: the same bytes are often valid GB18030 *and* Big5, so let a
+    # detector (charset-normalizer) choose between the two by which reads as language.
+    best = charset_normalizer.from_bytes(data, cp_isolation=list(DETECTED_CHARSETS)).best()
+    if best is not None:
+        return str(best), True
     candidates += [c for c in FALLBACK_CHARSETS if c not in candidates]
     for charset in candidates:
         try:

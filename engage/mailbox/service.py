@@ -274,7 +274,7 @@ def notify_owner(engagement: Engagement, inbound: InboundMessage, replied_to_sub
     if owner is None or not owner.active:
         return
     company = engagement.company.name
-    about = replied_to_subject or parsing.clean_line(_without_reply_prefix(inbound.subject), 200) or "your letter"
+    about = parsing.clean_line(_without_reply_prefix(replied_to_subject or inbound.subject), 200) or "your letter"
     base = current_app.config["ENGAGE_BASE_URL"].rstrip("/")
     text = summary if len(summary) <= 2000 else summary[:2000] + " …"
     body = (f"{company} replied to \"{about}\".\n\n"
