@@ -400,3 +400,17 @@ def test_wrong_password_is_a_clear_error(app, mailbox, runner):
     app.config["IMAP_PASSWORD"] = "wrong"
     result = runner.invoke(args=["mail", "fetch"])
     assert result.exit_code == 2 and "refused the login" in result.output
+
+
+def test_a_filed_reply_never_puts_remote_content_or_html_on_the_engagement_page(app, mailbox, hikvision, runner,
+                                                                                 client, login_as):
+    mailbox.deliver(mail(f"Re: [ENG-{hikvision.id}] Q3/Q4 <b>report</b>",
+                         "See ![chart](http://tracker.example/p.png) and <img src=\"http://tracker.example/q.png\">"
+                         "<script>alert(1)</script>", in_reply_to=LETTER_ID))
+    fetch(runner)
+    [response] = interactions(hikvision.id)
+    assert [a.filename for a in response.attachments] == [f"Re: [ENG-{hikvision.id}] Q3-Q4 <b>report<-b>.eml"]
+    login_as("viewer")
+    page = client.get(f"/engagements/{hikvision.id}").get_data(as_text=True)
+    assert "&lt;script&gt;alert(1)" in page and "<script>alert" not in page
+    assert '<img src="http://tracker' not in page and "&lt;b&gt;report" in page

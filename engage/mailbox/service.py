@@ -255,7 +255,8 @@ def file_message(inbound: InboundMessage, engagement: Engagement, parsed: parsin
     except EngagementError as exc:
         raise FilingRefused(f"not filed on engagement #{engagement.id}: {exc.message}") from exc
     interaction.attachments.append(Attachment(
-        filename=attachments.display_name(f"{inbound.subject or 'message'}"[:200] + ".eml"),
+        filename=attachments.display_name((inbound.subject or "message")[:200].replace("/", "-").replace("\\", "-")
+                                          + ".eml"),
         stored_name=stored.stored_name, content_type="message/rfc822", size_bytes=stored.size_bytes,
         sha256=stored.sha256))
     db.session.flush()
