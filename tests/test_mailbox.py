@@ -233,6 +233,10 @@ def test_triage_page_and_its_actions(app, mailbox, hikvision, runner, client, ma
     assert response.kind == "response" and response.created_by_id == analyst.id
     assert db.session.get(InboundMessage, question.id).status == "filed"
 
+    filed_tab = client.get("/mailbox/triage?status=filed").get_data(as_text=True)
+    assert f"ENG-{hikvision.id} Hikvision" in filed_tab and "&lt;b&gt;Question" in filed_tab
+    assert client.get("/mailbox/triage?status=bogus").status_code == 400
+
     assert client.post(f"/mailbox/triage/{spam.id}/discard").status_code == 303
     assert "already discarded" in client.post(f"/mailbox/triage/{spam.id}/discard",
                                               follow_redirects=True).get_data(as_text=True)
@@ -414,3 +418,17 @@ def test_a_filed_reply_never_puts_remote_content_or_html_on_the_engagement_page(
     page = client.get(f"/engagements/{hikvision.id}").get_data(as_text=True)
     assert "&lt;script&gt;alert(1)" in page and "<script>alert" not in page
     assert '<img src="http://tracker' not in page and "&lt;b&gt;report" in page
+
+
+def test_filing_from_triage_on_a_closed_engagement_is_refused_and_the_message_stays(app, mailbox, runner, client,
+                                                                                    login_as):
+    closed = factories.engagement(stage=Stage.CLOSED.value, closed_on=dt.date(2026, 3, 1), outcome="dropped")
+    mailbox.deliver(mail("Late answer", sender="late@company.example"))
+    fetch(runner)
+    [inbound] = rows()
+    login_as("analyst")
+    refused = client.post(f"/mailbox/triage/{inbound.id}/file", data={"engagement_id": closed.id})
+    assert refused.status_code == 422 and "closed" in refused.get_data(as_text=True)
+    db.session.expire_all()
+    assert db.session.get(InboundMessage, inbound.id).status == "triage" and not interactions()
+    assert client.post(f"/mailbox/triage/{inbound.id}/file", data={"engagement_id": 999999}).status_code == 422
