@@ -126,6 +126,23 @@ class Config:
     #: Minutes between two reminder ticks of the scheduler.
     REMINDER_TICK_MINUTES = env_int("REMINDER_TICK_MINUTES", 5)
 
+    #: The engagement mailbox, read over IMAP by `flask mail fetch` and the scheduler (off while
+    #: IMAP_HOST is empty). IMAP_SECURITY: ssl (implicit TLS, port 993), starttls (port 143 upgraded)
+    #: or none (plain text: only to a loopback host, or in development).
+    IMAP_HOST = os.environ.get("IMAP_HOST", "")
+    IMAP_PORT = env_int("IMAP_PORT", 0)  # 0: 993 for ssl, 143 otherwise
+    IMAP_USER = os.environ.get("IMAP_USER", "")
+    IMAP_PASSWORD = os.environ.get("IMAP_PASSWORD", "")
+    IMAP_FOLDER = os.environ.get("IMAP_FOLDER", "INBOX")
+    IMAP_SECURITY = os.environ.get("IMAP_SECURITY", "ssl")
+    IMAP_TIMEOUT_SECONDS = env_int("IMAP_TIMEOUT_SECONDS", 60)
+    #: Minutes between two reads of the mailbox by the scheduler.
+    MAIL_FETCH_MINUTES = env_int("MAIL_FETCH_MINUTES", 5)
+    #: The engagement mailbox's own address (letters' Reply-To; left out when matching recipients).
+    ENGAGE_MAILBOX_ADDRESS = os.environ.get("ENGAGE_MAILBOX_ADDRESS", "")
+    #: Largest message read whole; a larger one goes to triage with its header only.
+    MAIL_MAX_BYTES = env_int("MAIL_MAX_BYTES", 25 * 1024 * 1024)
+
     PAGE_SIZE = env_int("PAGE_SIZE", 50)
     #: Largest holdings file accepted by the CLI (uploads are capped by MAX_CONTENT_LENGTH).
     HOLDINGS_MAX_BYTES = env_int("HOLDINGS_MAX_BYTES", 50 * 1024 * 1024)

@@ -23,6 +23,8 @@ from flask_talisman import Talisman
 from flask_wtf.csrf import CSRFError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from engage.mailbox import settings as mailbox_settings
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -110,6 +112,7 @@ def check_config(app: Flask) -> None:
     Debug, testing or FORCE_HTTPS do not matter: with a public or guessable key anyone can
     forge a session cookie, over HTTP or HTTPS alike.
     """
+    mailbox_settings.check(app)
     key = app.config.get("SECRET_KEY")
     if app.config.get("PRODUCTION"):
         problem = secret_key_problem(key)
@@ -234,6 +237,7 @@ def register_blueprints(app: Flask) -> None:
     from engage.exports.routes import bp as exports_bp
     from engage.holdings.routes import bp as holdings_bp
     from engage.letters.routes import bp as letters_bp
+    from engage.mailbox.routes import bp as mailbox_bp
     from engage.main.routes import bp as main_bp
     from engage.reminders.routes import bp as reminders_bp
     from engage.reminders.routes import old_calendar
@@ -249,6 +253,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(letters_bp)
     app.register_blueprint(reminders_bp)
     app.register_blueprint(scoring_bp)
+    app.register_blueprint(mailbox_bp)
     app.register_blueprint(admin_bp)
     # The one rule outside its package's prefix: calendar feeds handed out before the feed moved
     # to /reminders/calendar/ keep working (a permanent redirect).

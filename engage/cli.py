@@ -27,6 +27,7 @@ from engage.holdings import importer, parsing
 from engage.holdings import service as holdings_service
 from engage.holdings.parsing import ENCODINGS
 from engage.jobs import build_scheduler, housekeeping, jobs, reminders_tick
+from engage.mailbox.cli import mail_cli
 from engage.models import Fund, Role
 from engage.seeding import SeedError, load_reference
 from engage.synth import SynthError, planned_rows, synthesize
@@ -349,3 +350,4 @@ def register(app: Flask) -> None:
     app.cli.add_command(screen_command)
     app.cli.add_command(export_cli)
     app.cli.add_command(synth_command)
+    app.cli.add_command(mail_cli)

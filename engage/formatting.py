@@ -11,6 +11,9 @@ from markupsafe import Markup
 #: CommonMark with raw HTML off: tags typed by users are shown as text; unsafe link
 #: schemes (javascript:, vbscript:, file:, most data:) are refused by markdown-it itself.
 _markdown = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
+# No images: a summary (a company's email above all) must never make the browser fetch a remote
+# address (tracking pixels); `![x](url)` stays text.
+_markdown.disable("image")
 
 DATE_FORMAT = "%d %b %Y"
 
@@ -101,7 +104,7 @@ def label(value: str | None) -> str:
 
 
 def markdown(text: str | None) -> Markup:
-    """Render user Markdown to safe HTML (no raw HTML, no script links)."""
+    """Render user Markdown to safe HTML (no raw HTML, no script links, no images)."""
     return Markup(_markdown.render(text or ""))
 
 

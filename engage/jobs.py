@@ -20,6 +20,7 @@ from engage import housekeeping as cleanup
 from engage.core import outbox
 from engage.exports.service import run_monthly
 from engage.extensions import db
+from engage.mailbox.settings import enabled as mailbox_enabled
 from engage.reminders.service import tick
 
 log = logging.getLogger("engage.jobs")
@@ -46,6 +47,18 @@ def housekeeping(now: dt.datetime) -> list[str]:
     return lines
 
 
+def mail_fetch(now: dt.datetime) -> list[str]:
+    """Read the engagement mailbox (same function as `flask mail fetch`); an outage is logged, nothing lost."""
+    from engage.mailbox.imap import MailboxUnavailable
+    from engage.mailbox.service import fetch
+
+    try:
+        return fetch(now).lines()
+    except MailboxUnavailable as exc:
+        log.error("mail-fetch: mailbox unavailable: %s (the next run catches up)", exc)
+        return []
+
+
 @dataclass(frozen=True)
 class Job:
     id: str
@@ -60,7 +73,8 @@ def jobs(app: Flask) -> list[Job]:
         Job("outbox-drain", outbox_drain, "interval", {"minutes": 1}),
         Job("monthly-export", monthly_export, "cron", {"day": 1, "hour": 6, "minute": 0}),
         Job("housekeeping", housekeeping, "interval", {"hours": 1}),
-    ]
+    ] + ([Job("mail-fetch", mail_fetch, "interval", {"minutes": app.config["MAIL_FETCH_MINUTES"]})]
+         if mailbox_enabled(app.config) else [])
 
 
 def run_job(app: Flask, job: Job) -> None:

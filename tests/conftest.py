@@ -226,3 +226,54 @@ def freeze_clock():
 def frozen_today(freeze_clock) -> dt.date:
     """The clock frozen at FROZEN_AT; the value is that date."""
     return freeze_clock(FROZEN_AT)
+
+
+def pytest_collection_modifyitems(config, items):
+    """IMAP tests need Dovecot started as root: skipped with the reason locally, required by .ci/run."""
+    from tests.imap import dovecot_missing
+
+    reason = dovecot_missing()
+    if reason is None or not any("imap" in item.keywords for item in items):
+        return
+    if os.environ.get("ENGAGE_REQUIRE_IMAP") == "1":
+        raise pytest.UsageError(f"IMAP tests required (ENGAGE_REQUIRE_IMAP=1) but {reason}")
+    marker = pytest.mark.skip(reason=f"IMAP tests skipped: {reason}")
+    for item in items:
+        if "imap" in item.keywords:
+            item.add_marker(marker)
+
+
+@pytest.fixture(scope="session")
+def dovecot():
+    """A real Dovecot IMAP server for the whole run (tests/imap.py)."""
+    from tests.imap import DovecotServer
+
+    server = DovecotServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.cleanup()
+
+
+MAILBOX_ADDRESS = "engage-mailbox@stewardship.example"
+
+
+@pytest.fixture()
+def mailbox(app, dovecot, tmp_path):
+    """The app reading an empty INBOX on the Dovecot server; attachments in a temp dir."""
+    if dovecot.process is None or dovecot.process.poll() is not None:
+        dovecot.start()  # a test that stopped it failed before starting it again
+    with dovecot.client() as client:
+        client.select_folder("INBOX")
+        uids = client.search("ALL")
+        if uids:
+            client.delete_messages(uids)
+            client.expunge()
+    overrides = {**dovecot.settings, "ENGAGE_MAILBOX_ADDRESS": MAILBOX_ADDRESS, "ATTACHMENT_DIR": str(tmp_path)}
+    previous = {key: app.config.get(key) for key in overrides}
+    app.config.update(overrides)
+    try:
+        yield dovecot
+    finally:
+        app.config.update(previous)

@@ -21,6 +21,7 @@ from engage.models import (
     Engagement,
     ExportRun,
     Fund,
+    InboundMessage,
     Interaction,
     Investor,
     Letter,
@@ -139,6 +140,9 @@ def world(app, runner, monkeypatch):
     db.session.add(LetterBatch(template=template))
     db.session.add(ExportRun(month="2026-01", filename="missing.csv"))
     db.session.add(Reminder(engagement=engagement, due_on=dt.date.today() + dt.timedelta(days=3), reason="r"))
+    db.session.add(InboundMessage(message_key="0" * 64, folder="INBOX", uidvalidity=1, uid=1, subject="s",
+                                  received_at=dt.datetime(2026, 1, 5), status="triage", reason="not matched",
+                                  from_address="someone@company.example"))
     db.session.commit()
     return engagement
 
@@ -167,7 +171,8 @@ def ids_for(rule) -> dict:
         else:
             model = {"campaign_id": Campaign, "investor_id": Investor, "rubric_id": Rubric, "user_id": User,
                      "attachment_id": Attachment, "run_id": ExportRun, "fund_id": Fund, "batch_id": LetterBatch,
-                     "reminder_id": Reminder, "score_id": Score, "email_id": OutboxEmail}[arg]
+                     "reminder_id": Reminder, "score_id": Score, "email_id": OutboxEmail,
+                     "inbound_id": InboundMessage}[arg]
             values[arg] = first(model)
         assert values[arg] is not None, (rule.rule, arg)
     return values

@@ -23,6 +23,7 @@ from engage.models.contacts import CompanyContact
 from engage.models.engagements import Attachment, Engagement, EngagementEvent, Interaction, Reminder
 from engage.models.holdings import DivestmentAlert, Fund, Holding
 from engage.models.lists import ListedEntity
+from engage.models.mailbox import InboundMessage, InboundStatus
 from engage.models.letters import Letter, LetterBatch, LetterTemplate, LetterTemplateVersion
 from engage.models.outbox import ExportRun, OutboxEmail
 from engage.models.scoring import CriterionScore, Score
@@ -32,7 +33,7 @@ from engage.models.users import User
 __all__ = [
     "Attachment", "AuditEvent", "Campaign", "Company", "CompanyAlias", "CompanyContact", "ContactRole", "Criterion",
     "CriterionScore", "Direction", "DivestmentAlert", "Engagement", "EngagementEvent", "ExportRun", "Escalation",
-    "FormSubmission", "Fund", "Holding", "Interaction",
+    "FormSubmission", "Fund", "Holding", "InboundMessage", "InboundStatus", "Interaction",
     "InteractionKind", "Investor", "InvestorKind", "Letter", "LetterKind", "LetterStatus",
     "LetterBatch", "ListedEntity", "LetterTemplate", "LetterTemplateVersion", "OutboxEmail", "OutboxStatus", "Outcome",
     "Reminder", "ReminderKind", "ReminderStatus", "RiskFlag", "RiskSource", "Role", "Rubric", "Score", "Stage",
