@@ -103,6 +103,8 @@ def check_config(app: Flask) -> None:
     Debug, testing or FORCE_HTTPS do not matter: with a public or guessable key anyone can
     forge a session cookie, over HTTP or HTTPS alike.
     """
+    if app.config.get("MAIL_BACKEND") not in ("file", "smtp"):
+        raise RuntimeError(f"MAIL_BACKEND must be 'file' or 'smtp', not {app.config.get('MAIL_BACKEND')!r}")
     key = app.config.get("SECRET_KEY")
     if app.config.get("PRODUCTION"):
         problem = secret_key_problem(key)

@@ -160,6 +160,8 @@ def edit_campaign(campaign_id: int):
             value = getattr(form, field).data
             setattr(campaign, field, value.strip() if isinstance(value, str) else value)
         campaign.call_to_action_url = form.call_to_action_url.data or None
+        campaign.sender_email = (form.sender_email.data or "").strip().lower() or None
+        campaign.cover_note = (form.cover_note.data or "").strip()
         chosen = set(form.signatory_ids.data or [])
         campaign.signatories = [i for i in investors if i.id in chosen]
         db.session.commit()

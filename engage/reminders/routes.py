@@ -132,6 +132,37 @@ def outbox():
                            statuses=list(OutboxStatus), action_form=ActionForm(formdata=None))
 
 
+@bp.route("/admin/outbox/<int:email_id>")
+@require_role("admin")
+def outbox_email(email_id: int):
+    """One email as it is (or was) sent: headers, text and attachments, built from its outbox row."""
+    email = db.get_or_404(OutboxEmail, email_id)
+    try:
+        message, problem = mail.build_message(email), None
+    except OSError as exc:  # an attachment file is gone (deleted, or another host's disk)
+        message, problem = None, f"The message cannot be built: {exc}"
+    headers = [(k, str(v)) for k, v in message.items()] if message else []
+    body = message.get_body(("plain",)).get_content() if message else email.body_text
+    files = [(part.get_filename(), part.get_content_type(), len(part.get_payload(decode=True) or b""))
+             for part in message.iter_attachments()] if message else []
+    return render_template("reminders/outbox_email.html", email=email, headers=headers, body=body, files=files,
+                           problem=problem, eml=mail.eml_path(email) if current_app.config["MAIL_BACKEND"] == "file"
+                           else None)
+
+
+@bp.route("/admin/outbox/<int:email_id>.eml")
+@require_role("admin")
+def outbox_eml(email_id: int):
+    """The whole message as an .eml file, to open in a mail program."""
+    email = db.get_or_404(OutboxEmail, email_id)
+    try:
+        data = mail.build_message(email).as_bytes()
+    except OSError as exc:
+        abort(410, f"The message cannot be built: {exc}")
+    return Response(data, mimetype="message/rfc822",
+                    headers={"Content-Disposition": f'attachment; filename="email-{email.id}.eml"'})
+
+
 @bp.route("/admin/outbox/<int:email_id>/retry", methods=["POST"])
 @require_role("admin")
 def retry(email_id: int):
