@@ -387,7 +387,10 @@ def test_an_admin_erases_a_contact_everywhere_and_the_audit_keeps_only_that(clie
         assert client.post(f"/letters/{letter.id}/email", data={"to": [str(contact.id)]}).status_code == 302
     confirm = client.get(f"/companies/{company.id}/contacts/{contact.id}/erase")
     assert confirm.status_code == 200 and "cannot be undone" in confirm.get_data(as_text=True)
-    assert client.post(f"/companies/{company.id}/contacts/{contact.id}/erase").status_code == 302
+    unconfirmed = client.post(f"/companies/{company.id}/contacts/{contact.id}/erase")
+    assert unconfirmed.status_code == 422 and db.session.get(CompanyContact, contact.id).erased_at is None
+    assert client.post(f"/companies/{company.id}/contacts/{contact.id}/erase",
+                       data={"confirm": "erase"}).status_code == 302
     db.session.expire_all()
     contact = db.session.get(CompanyContact, contact.id)
     assert contact.erased_at is not None and not contact.active
@@ -407,7 +410,8 @@ def test_an_admin_erases_a_contact_everywhere_and_the_audit_keeps_only_that(clie
     page = client.get(f"/companies/{company.id}").get_data(as_text=True)
     assert "erased contact" in page and "Jordan" not in page
     assert "erased contact" in client.get(f"/letters/{letter.id}").get_data(as_text=True)
-    again = client.post(f"/companies/{company.id}/contacts/{contact.id}/erase", follow_redirects=True)
+    again = client.post(f"/companies/{company.id}/contacts/{contact.id}/erase", data={"confirm": "erase"},
+                        follow_redirects=True)
     assert "already erased" in again.get_data(as_text=True)
 
 
@@ -416,5 +420,6 @@ def test_only_admins_erase(client, login_as):
     company = factories.company("Analyst Erase Ltd")
     contact = factories.contact(company, "Kept Person")
     db.session.commit()
-    assert client.post(f"/companies/{company.id}/contacts/{contact.id}/erase").status_code == 403
+    assert client.post(f"/companies/{company.id}/contacts/{contact.id}/erase",
+                       data={"confirm": "erase"}).status_code == 403
     assert db.session.get(CompanyContact, contact.id).erased_at is None

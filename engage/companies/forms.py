@@ -1,8 +1,8 @@
 import sqlalchemy as sa
 from email_validator import EmailNotValidError, validate_email
 from flask_wtf import FlaskForm
-from wtforms import DateField, SelectChoice, SelectField, StringField, SubmitField, TextAreaField, ValidationError
-from wtforms.validators import DataRequired, Length, Optional, Regexp
+from wtforms import DateField, HiddenField, SelectChoice, SelectField, StringField, SubmitField, TextAreaField, ValidationError
+from wtforms.validators import AnyOf, DataRequired, Length, Optional, Regexp
 
 from engage.extensions import db
 from engage.forms import EditForm
@@ -114,3 +114,10 @@ class ContactForm(EditForm):
 
 class ContactActionForm(FlaskForm):
     """Deactivate, reactivate or erase: a button with its CSRF token."""
+
+
+class ContactEraseForm(FlaskForm):
+    """The erasure confirmation: the post must carry the page's `confirm` field, so nothing else erases."""
+
+    confirm = HiddenField(validators=[DataRequired(message="Confirm the erasure on its page."),
+                                                       AnyOf(["erase"], message="Confirm the erasure on its page.")])

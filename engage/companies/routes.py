@@ -9,7 +9,7 @@ from sqlalchemy.orm import selectinload
 
 from engage.companies import contacts as contact_service
 from engage.companies import service
-from engage.companies.forms import CompanyForm, ContactActionForm, ContactForm, RiskFlagForm
+from engage.companies.forms import CompanyForm, ContactActionForm, ContactEraseForm, ContactForm, RiskFlagForm
 from engage.extensions import db
 from engage.formatting import SHOWN_CHANGE, shown_below
 from engage.models import Company, CompanyAlias, CompanyContact, Engagement, RiskFlag, RiskSource, Score, Stage
@@ -276,7 +276,7 @@ def toggle_contact(company_id: int, contact_id: int):
 def erase_contact(company_id: int, contact_id: int):
     """Confirm, then erase the contact's personal data everywhere (a data-subject request)."""
     contact = _contact(company_id, contact_id)
-    form = ContactActionForm()
+    form = ContactEraseForm()
     if contact.is_erased:
         flash("This contact was already erased.", "info")
         return redirect(url_for("companies.show", company_id=company_id) + "#contacts")
@@ -286,4 +286,5 @@ def erase_contact(company_id: int, contact_id: int):
         flash("The contact was erased: its name and details are gone from letters, interactions, emails and "
               "the audit trail.", "success")
         return redirect(url_for("companies.show", company_id=company_id) + "#contacts")
-    return render_template("companies/contact_erase.html", company=contact.company, contact=contact, form=form)
+    return render_template("companies/contact_erase.html", company=contact.company, contact=contact, form=form), \
+        422 if form.errors else 200

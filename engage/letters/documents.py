@@ -85,6 +85,14 @@ def _css_digest(folder: str, mtime: float) -> str:
     return hashlib.sha256((Path(folder) / "css" / "letter.css").read_bytes()).hexdigest()
 
 
+def _letter_css():
+    """The letter stylesheet for WeasyPrint (the public report shares it); no URL is fetched."""
+    # WeasyPrint is imported where documents are rendered, never at start-up.
+    from weasyprint import CSS
+
+    return CSS(string=_letter_css_text(), url_fetcher=_refuse_fetch)
+
+
 def has_cjk(*texts: str) -> bool:
     """True if any text has Han, kana, hangul or CJK punctuation (the fonts of letter.css lack them)."""
     return any(0x2E80 <= ord(ch) <= 0x9FFF or 0xAC00 <= ord(ch) <= 0xD7AF or 0xF900 <= ord(ch) <= 0xFAFF
