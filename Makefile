@@ -32,8 +32,12 @@ db: install
 seed: db
 	$(FLASK) seed --demo
 
+# The scheduler (reminders, outbox, exports) runs beside the web server; Ctrl+C stops both.
+# Outgoing mail goes to instance/mail/*.eml (MAIL_BACKEND=file), readable in Admin -> Outbox.
 run: seed
-	@echo "Serving Engage on http://127.0.0.1:$(PORT) (Ctrl+C to stop)"
+	@echo "Serving Engage on http://127.0.0.1:$(PORT) with its scheduler (Ctrl+C stops both)"
+	@$(FLASK) scheduler & scheduler=$$!; \
+	trap 'kill $$scheduler 2>/dev/null; wait $$scheduler 2>/dev/null' EXIT INT TERM; \
 	$(FLASK) run --host 127.0.0.1 --port $(PORT)
 
 # The import-linter contracts in pyproject.toml (layers, routes, no circles); `make test` runs it first.

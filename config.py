@@ -116,6 +116,13 @@ class Config:
     MAIL_PASSWORD = os.environ.get("MAIL_PASSWORD")
     MAIL_DEFAULT_SENDER = os.environ.get("MAIL_DEFAULT_SENDER", "engage@localhost")
     MAIL_TIMEOUT_SECONDS = env_int("MAIL_TIMEOUT_SECONDS", 20)
+    #: How the outbox delivers: "file" writes each email to MAIL_FILE_DIR as an .eml (development),
+    #: "smtp" sends it with the MAIL_* settings (production).
+    MAIL_BACKEND = os.environ.get("MAIL_BACKEND", "file")
+    #: Where the file backend writes (default: instance/mail).
+    MAIL_FILE_DIR = os.environ.get("MAIL_FILE_DIR")
+    #: The engagement mailbox: Reply-To of letters emailed from Engage, where company replies arrive.
+    ENGAGE_MAILBOX_ADDRESS = os.environ.get("ENGAGE_MAILBOX_ADDRESS", "engagement@localhost")
     #: Delivery attempts before an email is marked failed (then retried only by an admin).
     MAIL_MAX_ATTEMPTS = env_int("MAIL_MAX_ATTEMPTS", 8)
     #: How long a claimed email is reserved for its sender; after that another drain retries it.
@@ -204,6 +211,7 @@ class TestConfig(Config):
     RATELIMIT_STORAGE_URI = "memory://"
     MAIL_SERVER = "127.0.0.1"
     MAIL_PORT = 0
+    MAIL_BACKEND = "smtp"
 
 
 class ProductionConfig(Config):
@@ -214,6 +222,7 @@ class ProductionConfig(Config):
     SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", True)
     REMEMBER_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", True)
     FORCE_HTTPS = env_bool("FORCE_HTTPS", True)
+    MAIL_BACKEND = os.environ.get("MAIL_BACKEND", "smtp")
     SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True, "pool_recycle": 1800}
 
 

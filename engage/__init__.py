@@ -113,6 +113,8 @@ def check_config(app: Flask) -> None:
     forge a session cookie, over HTTP or HTTPS alike.
     """
     mailbox_settings.check(app)
+    if app.config.get("MAIL_BACKEND") not in ("file", "smtp"):
+        raise RuntimeError(f"MAIL_BACKEND must be 'file' or 'smtp', not {app.config.get('MAIL_BACKEND')!r}")
     key = app.config.get("SECRET_KEY")
     if app.config.get("PRODUCTION"):
         problem = secret_key_problem(key)

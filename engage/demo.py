@@ -21,6 +21,7 @@ from engage.letters import service as letters
 from engage.models import (
     Campaign,
     Company,
+    CompanyContact,
     CriterionScore,
     Direction,
     Engagement,
@@ -30,6 +31,7 @@ from engage.models import (
     InteractionKind,
     Investor,
     LetterTemplate,
+    LetterTemplateLanguage,
     Reminder,
     ReminderStatus,
     Role,
@@ -79,6 +81,67 @@ DEMO_UNFLAGGED = [
 ]
 
 
+#: Extra demo contacts (company, name, role, title, language): fictional offices, not people.
+DEMO_EXTRA_CONTACTS = [
+    ("Hangzhou Hikvision Digital Technology Co., Ltd.", "董事会办公室 Board Office (demo)", "company_secretary",
+     "董事会秘书办公室", "zh-Hans"),
+    ("Zhejiang Dahua Technology Co., Ltd.", "证券事务部 Securities Affairs (demo)", "company_secretary",
+     "证券事务代表", "zh-Hans"),
+]
+
+#: A Simplified Chinese version of the initial letter, so the demo shows a letter in the reader's language.
+DEMO_ZH_INITIAL = {
+    "subject": "关于维吾尔地区的投资者期望：致{{ company.name }}",
+    "body": """{{ today }}
+
+{{ addressee.name }}：
+
+我们作为直接或通过客户持有{{ company.name }}股份的投资者和机构{% if signatories is defined %}（共{{ signatories|length }}家签署方）{% endif %}致函贵公司。可信的报告显示，新疆维吾尔自治区的监控技术、拘押和国家强制劳动与我们投资组合中公司的价值链存在关联。
+
+根据《联合国工商企业与人权指导原则》，我们请{{ company.name }}：
+{% for item in campaign.expectations %}
+{{ loop.index }}. {{ item.title }}
+{% endfor %}
+我们期待在30天内收到贵公司的书面答复。
+
+此致
+敬礼
+
+{{ sender.name }}
+""",
+}
+
+
+#: Place names that start company names; the demo addresses use the next word (ir@hikvision.example).
+_PLACES = {"hangzhou", "zhejiang", "xiamen", "shenzhen", "beijing", "shanghai", "anhui", "xinjiang"}
+
+
+def _mail_slug(name: str) -> str:
+    words = ["".join(ch for ch in word.lower() if ch.isalnum()) for word in name.split()]
+    words = [w for w in words if w and w not in _PLACES]
+    return words[0] if words else "company"
+
+
+def _demo_contacts(companies: dict[str, Company], templates: dict[str, LetterTemplate]) -> None:
+    """An investor-relations office (fictional, .example addresses) for every company, a few more."""
+    for company in companies.values():
+        slug = _mail_slug(company.name)
+        db.session.add(CompanyContact(
+            company=company, name="Investor Relations Office (demo)", role="investor_relations",
+            title="Investor relations", email=f"ir@{slug}.example", language="en",
+            address="Investor Relations Office\n1 Example Road (demo address)",
+            source="Demo data: replace with the contact from the company's investor-relations website."))
+    for name, person, role, title, language in DEMO_EXTRA_CONTACTS:
+        company = companies.get(name)
+        if company is not None:
+            slug = _mail_slug(name)
+            db.session.add(CompanyContact(company=company, name=person, role=role, title=title, language=language,
+                                          email=f"board-office@{slug}.example", source="Demo data."))
+    initial = templates.get("initial")
+    if initial is not None and not any(v.language == "zh-Hans" for v in initial.languages):
+        initial.languages.append(LetterTemplateLanguage(language="zh-Hans", **DEMO_ZH_INITIAL))
+
+
 def ensure_demo_users(password: str | None) -> tuple[str, str]:
     """Create the demo users, and set their password to `password` (or a fresh random one)."""
     password = password or secrets.token_urlsafe(12)
@@ -115,6 +178,10 @@ def load_demo(password: str | None = None) -> tuple[str, str]:
     today = clock.today()
     _demo_funds(companies, today)
     templates = {t.kind: t for t in db.session.scalars(sa.select(LetterTemplate))}
+    if campaign.sender_email is None:
+        campaign.sender_email = "stewardship@demo.example.org"
+    _demo_contacts(companies, templates)
+    db.session.flush()
     rubric = db.session.scalar(
         sa.select(Rubric).where(Rubric.campaign_id == campaign.id).order_by(Rubric.version.desc())
     )

@@ -20,6 +20,8 @@ from engage import housekeeping as cleanup
 from engage.core import outbox
 from engage.exports.service import run_monthly
 from engage.extensions import db
+from engage.mailbox.imap import MailboxUnavailable
+from engage.mailbox.service import fetch
 from engage.mailbox.settings import enabled as mailbox_enabled
 from engage.reminders.service import tick
 
@@ -49,9 +51,6 @@ def housekeeping(now: dt.datetime) -> list[str]:
 
 def mail_fetch(now: dt.datetime) -> list[str]:
     """Read the engagement mailbox (same function as `flask mail fetch`); an outage is logged, nothing lost."""
-    from engage.mailbox.imap import MailboxUnavailable
-    from engage.mailbox.service import fetch
-
     try:
         return fetch(now).lines()
     except MailboxUnavailable as exc:

@@ -6,7 +6,7 @@ import datetime as dt
 import itertools
 
 from engage.extensions import db
-from engage.models import Campaign, Company, Engagement
+from engage.models import Campaign, Company, CompanyContact, Engagement
 
 _n = itertools.count(1)
 
@@ -24,11 +24,28 @@ def campaign(slug: str | None = None) -> Campaign:
     return item
 
 
-def engagement(opened_on: dt.date = dt.date(2026, 1, 5), **kw) -> Engagement:
+def contact(company: Company, name: str | None = None, **kw) -> CompanyContact:
+    """A fictional contact with an example.org address; letters to the company are addressed to it."""
+    n = next(_n)
+    kw.setdefault("role", "investor_relations")
+    kw.setdefault("email", f"contact{n}@company.example")
+    kw.setdefault("address", "1 Example Road\nExample City")
+    kw.setdefault("language", "en")
+    item = CompanyContact(company=company, name=name or f"Contact {n}", active=True, **kw)
+    db.session.add(item)
+    return item
+
+
+def engagement(opened_on: dt.date = dt.date(2026, 1, 5), with_contact: bool = True, **kw) -> Engagement:
+    """An engagement; its company gets an investor-relations contact (a letter needs an addressee)
+    unless it has one already or `with_contact` is False."""
     kw.setdefault("company", company())
     kw.setdefault("campaign", campaign())
     item = Engagement(opened_on=opened_on, **kw)
     db.session.add(item)
+    db.session.flush()
+    if with_contact and not db.session.query(CompanyContact.id).filter_by(company_id=item.company_id).first():
+        contact(item.company)
     db.session.commit()
     return item
 

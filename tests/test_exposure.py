@@ -327,7 +327,7 @@ def test_company_and_fund_pages_query_count_does_not_grow_with_funds(client, log
 
     def measure():
         counts = {}
-        for url in (f"/companies/{company.id}", "/funds", f"/funds/{first.id}"):
+        for url in (f"/companies/{company.id}", "/holdings/funds", f"/holdings/funds/{first.id}"):
             with count_queries() as counter:
                 page = client.get(url)
             assert page.status_code == 200

@@ -256,7 +256,9 @@ def test_bulk_of_200_renders_in_one_worker_and_quickly(client, login_as, seeded,
     login_as("analyst")
     campaign = _xuar()
     for i in range(200):
-        db.session.add(Engagement(company=factories.company(f"Bulk {i:03d} Ltd"), campaign=campaign,
+        company = factories.company(f"Bulk {i:03d} Ltd")
+        factories.contact(company)
+        db.session.add(Engagement(company=company, campaign=campaign,
                                   opened_on=dt.date(2026, 3, 1)))
     db.session.commit()
     workers = []

@@ -187,7 +187,9 @@ def test_bulk_generation_for_200_engagements(client, login_as, seeded, frozen_to
 
     campaign = db.session.scalar(sa.select(Campaign).where(Campaign.slug == "xuar"))
     for i in range(200):
-        db.session.add(Engagement(company=factories.company(f"Bulk {i:03d} Ltd"), campaign=campaign,
+        company = factories.company(f"Bulk {i:03d} Ltd")
+        factories.contact(company)
+        db.session.add(Engagement(company=company, campaign=campaign,
                                   opened_on=dt.date(2026, 3, 1)))
     other = factories.engagement(stage="acknowledged")  # not matching the filter below
     db.session.commit()

@@ -18,6 +18,7 @@ from engage.models import (
     Attachment,
     Campaign,
     Company,
+    CompanyContact,
     Engagement,
     ExportRun,
     Fund,
@@ -27,6 +28,7 @@ from engage.models import (
     Letter,
     LetterBatch,
     LetterTemplate,
+    LetterTemplateLanguage,
     OutboxEmail,
     Reminder,
     RiskFlag,
@@ -151,7 +153,7 @@ def ids_for(rule) -> dict:
     """A valid value for each argument of a rule, taken from the database."""
     first = lambda model, *where: db.session.scalar(sa.select(model.id).where(*where).order_by(model.id))  # noqa: E731
     values = {}
-    for arg in rule.arguments:
+    for arg in sorted(rule.arguments, key=lambda a: a in ("language", "contact_id")):  # their owners first
         if arg == "engagement_id":
             values[arg] = first(Engagement, Engagement.stage != "closed")
         elif arg == "company_id":
@@ -166,6 +168,21 @@ def ids_for(rule) -> dict:
             values[arg] = first(LetterTemplate)
         elif arg == "version":
             values[arg] = 1
+        elif arg == "language":  # a language version of the template in the same rule
+            values[arg] = "zh-Hans"
+            if not db.session.scalar(sa.select(LetterTemplateLanguage.id).where(
+                    LetterTemplateLanguage.template_id == values["template_id"])):
+                db.session.add(LetterTemplateLanguage(template_id=values["template_id"], language="zh-Hans",
+                                                      subject="主题", body="正文"))
+                db.session.commit()
+        elif arg == "contact_id":  # a contact of the company in the same rule
+            values[arg] = db.session.scalar(sa.select(CompanyContact.id).where(
+                CompanyContact.company_id == values["company_id"]).order_by(CompanyContact.id))
+            if values[arg] is None:
+                contact = CompanyContact(company_id=values["company_id"], name="Empty Post Contact", role="other")
+                db.session.add(contact)
+                db.session.commit()
+                values[arg] = contact.id
         elif arg == "token":
             values[arg] = secrets.token_urlsafe(32)
         else:

@@ -12,11 +12,13 @@ from wtforms import (
     StringField,
     SubmitField,
     TextAreaField,
+    ValidationError,
 )
 from wtforms.validators import DataRequired, Email, EqualTo, InputRequired, Length, NumberRange, Optional
 
 from engage.forms import DecimalField, EditForm, FilterForm
 from engage.models import Investor, InvestorKind, Role
+from engage.letters.service import LetterError, check_cover_note
 from engage.validators import MIN_PASSWORD_LENGTH, FiniteDecimal, http_url, strong_password
 
 #: No investor manages more: the whole world's assets under management are about US$130 trillion.
@@ -90,7 +92,21 @@ class CampaignForm(EditForm):
     warn_days_before = IntegerField("Warn owners (days before due)", validators=[InputRequired(), NumberRange(0, 60)])
     signatory_ids = SelectMultipleField("Co-signatories", coerce=int, validators=[Optional()],
                                         description="Listed on every letter with their combined AUM.")
+    sender_email = EmailField("Sender address of emailed letters", validators=[Optional(), Email(), Length(max=254)],
+                              description="The From of letters sent by email; MAIL_DEFAULT_SENDER when empty.")
+    cover_note = TextAreaField("Cover note of emailed letters", validators=[Length(max=20_000)],
+                               render_kw={"rows": 10},
+                               description="The email's text, with the letter attached as PDF. Jinja like letter "
+                                           "templates, plus {{ letter.subject }} and {{ letter.reference }}; "
+                                           "empty: a short default note.")
     submit = SubmitField("Save campaign")
+
+    def validate_cover_note(self, field):
+        if field.data and field.data.strip():
+            try:
+                check_cover_note(field.data)
+            except LetterError as error:
+                raise ValidationError(error.message) from error
 
 
 class InvestorForm(EditForm):

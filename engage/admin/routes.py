@@ -1,7 +1,7 @@
 """Admin pages: users, campaigns, investors, the audit trail and the outbox."""
 
 import sqlalchemy as sa
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from engage import clock
@@ -161,6 +161,8 @@ def edit_campaign(campaign_id: int):
             value = getattr(form, field).data
             setattr(campaign, field, value.strip() if isinstance(value, str) else value)
         campaign.call_to_action_url = form.call_to_action_url.data or None
+        campaign.sender_email = (form.sender_email.data or "").strip().lower() or None
+        campaign.cover_note = (form.cover_note.data or "").strip()
         chosen = set(form.signatory_ids.data or [])
         campaign.signatories = [i for i in investors if i.id in chosen]
         db.session.commit()
@@ -216,6 +218,37 @@ def outbox_page():
     page = paginate(query)
     return render_template("admin/outbox.html", page=page, status=status, counts=counts,
                            statuses=list(OutboxStatus), action_form=ActionForm(formdata=None))
+
+
+@bp.route("/outbox/<int:email_id>")
+@require_role("admin")
+def outbox_email(email_id: int):
+    """One email as it is (or was) sent: headers, text and attachments, built from its outbox row."""
+    email = db.get_or_404(OutboxEmail, email_id)
+    try:
+        message, problem = outbox.build_message(email), None
+    except OSError as exc:  # an attachment file is gone (deleted, or another host's disk)
+        message, problem = None, f"The message cannot be built: {exc}"
+    headers = [(k, str(v)) for k, v in message.items()] if message else []
+    body = message.get_body(("plain",)).get_content() if message else email.body_text
+    files = [(part.get_filename(), part.get_content_type(), len(part.get_payload(decode=True) or b""))
+             for part in message.iter_attachments()] if message else []
+    return render_template("admin/outbox_email.html", email=email, headers=headers, body=body, files=files,
+                           problem=problem, eml=outbox.eml_path(email) if current_app.config["MAIL_BACKEND"] == "file"
+                           else None)
+
+
+@bp.route("/outbox/<int:email_id>.eml")
+@require_role("admin")
+def outbox_eml(email_id: int):
+    """The whole message as an .eml file, to open in a mail program."""
+    email = db.get_or_404(OutboxEmail, email_id)
+    try:
+        data = outbox.build_message(email).as_bytes()
+    except OSError as exc:
+        abort(410, f"The message cannot be built: {exc}")
+    return Response(data, mimetype="message/rfc822",
+                    headers={"Content-Disposition": f'attachment; filename="email-{email.id}.eml"'})
 
 
 @bp.route("/outbox/<int:email_id>/retry", methods=["POST"])

@@ -1,12 +1,13 @@
 import sqlalchemy as sa
+from email_validator import EmailNotValidError, validate_email
 from flask_wtf import FlaskForm
-from wtforms import DateField, SelectChoice, SelectField, StringField, SubmitField, TextAreaField, ValidationError
-from wtforms.validators import DataRequired, Length, Optional, Regexp
+from wtforms import DateField, HiddenField, SelectChoice, SelectField, StringField, SubmitField, TextAreaField, ValidationError
+from wtforms.validators import AnyOf, DataRequired, Length, Optional, Regexp
 
 from engage.extensions import db
 from engage.forms import EditForm, FilterField, FilterForm
 from engage.identifiers import isin_problem
-from engage.models import Company, RiskSource, Stage
+from engage.models import LANGUAGES, Company, CompanyContact, ContactRole, RiskSource, Stage
 from engage.validators import http_url, sane_date, whole_number
 
 
@@ -20,6 +21,8 @@ class CompanyForm(EditForm):
     country = StringField("Country", validators=[Optional(), Regexp(r"^[A-Za-z]{2}$", message="Two-letter ISO code, e.g. CN.")])
     sector = StringField("Sector", validators=[Optional(), Length(max=80)])
     website = StringField("Website", validators=[Optional(), http_url, Length(max=500)])
+    address = TextAreaField("Postal address", validators=[Length(max=2000)],
+                            description="Printed on letters to the company's contacts (several lines).")
     description = TextAreaField("Description", validators=[Length(max=5000)])
     submit = SubmitField("Save company")
 
@@ -91,3 +94,60 @@ class CompanyFilterForm(FilterForm):
         self.dir.data = self.dir.data or "asc"
         if field.data not in self.sorts or self.dir.data not in ("asc", "desc"):
             raise ValidationError(f"Cannot sort by {field.data!r} {self.dir.data!r}.")
+
+
+def _email(form, field):
+    """A valid address, stored lower-cased (replies are matched on it case-insensitively)."""
+    value = (field.data or "").strip()
+    if not value:
+        field.data = None
+        return
+    try:
+        result = validate_email(value, check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise ValidationError(f"Not a valid email address: {exc}") from exc
+    field.data = result.normalized.lower()
+
+
+class ContactForm(EditForm):
+    name = StringField("Name", validators=[DataRequired(), Length(max=200)])
+    role = SelectField("Role", choices=[SelectChoice(r.value, r.label) for r in ContactRole])
+    title = StringField("Title", validators=[Length(max=200)], description="As the company writes it, "
+                        "e.g. Secretary to the Board.")
+    email = StringField("Email", validators=[Length(max=254), _email])
+    phone = StringField("Phone", validators=[Length(max=60)])
+    address = TextAreaField("Postal address", validators=[Length(max=2000)],
+                            description="Only if it differs from the company's address.")
+    language = SelectField("Language of letters", choices=[SelectChoice(tag, label) for tag, label in LANGUAGES])
+    source = StringField("Source", validators=[Length(max=500)],
+                         description="Where the contact was found: annual report page, IR website, a call…")
+    notes = TextAreaField("Notes", validators=[Length(max=5000)])
+    submit = SubmitField("Save contact")
+
+    def __init__(self, *args, company: Company | None = None, contact: CompanyContact | None = None, **kwargs):
+        super().__init__(*args, obj=contact, **kwargs)
+        self.company = company
+        self.contact = contact
+
+    def validate_email(self, field):
+        if not field.data or self.company is None:
+            return
+        query = sa.select(CompanyContact.name).where(
+            CompanyContact.company_id == self.company.id, CompanyContact.email == field.data)
+        if self.contact is not None and self.contact.id is not None:
+            query = query.where(CompanyContact.id != self.contact.id)
+        other = db.session.scalar(query)
+        if other is not None:
+            raise ValidationError(f"{field.data} is already the address of {other or 'an erased contact'} "
+                                  f"at {self.company.name}.")
+
+
+class ContactActionForm(FlaskForm):
+    """Deactivate, reactivate or erase: a button with its CSRF token."""
+
+
+class ContactEraseForm(FlaskForm):
+    """The erasure confirmation: the post must carry the page's `confirm` field, so nothing else erases."""
+
+    confirm = HiddenField(validators=[DataRequired(message="Confirm the erasure on its page."),
+                                                       AnyOf(["erase"], message="Confirm the erasure on its page.")])

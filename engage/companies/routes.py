@@ -7,11 +7,19 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask_login import current_user
 from sqlalchemy.orm import selectinload
 
+from engage.companies import contacts as contact_service
 from engage.companies import service
-from engage.companies.forms import CompanyFilterForm, CompanyForm, RiskFlagForm
+from engage.companies.forms import (
+    CompanyFilterForm,
+    CompanyForm,
+    ContactActionForm,
+    ContactEraseForm,
+    ContactForm,
+    RiskFlagForm,
+)
 from engage.extensions import db
 from engage.formatting import SHOWN_CHANGE, shown_below
-from engage.models import Company, CompanyAlias, Engagement, RiskFlag, RiskSource, Stage
+from engage.models import Company, CompanyAlias, CompanyContact, Engagement, RiskFlag, RiskSource, Stage
 from engage.models.scoring import ranked_scores
 from engage.security import require_role
 from engage.web import paginate
@@ -137,7 +145,8 @@ def show(company_id: int):
         .order_by(Engagement.opened_on.desc())
     ).all()
     return render_template("companies/show.html", company=company, engagements=engagements,
-                           holdings=service.latest_holdings(company.id), flag_form=RiskFlagForm())
+                           holdings=service.latest_holdings(company.id), flag_form=RiskFlagForm(),
+                           contacts=contact_service.contacts_of(company.id))
 
 
 @bp.route("/<int:company_id>/edit", methods=["GET", "POST"])
@@ -167,7 +176,8 @@ def add_flag(company_id: int):
         return redirect(url_for("companies.show", company_id=company.id) + "#flags")
     engagements = db.session.scalars(sa.select(Engagement).where(Engagement.company_id == company.id)).all()
     return render_template("companies/show.html", company=company, engagements=engagements,
-                           holdings=service.latest_holdings(company.id), flag_form=form), 422
+                           holdings=service.latest_holdings(company.id), flag_form=form,
+                           contacts=contact_service.contacts_of(company.id)), 422
 
 
 @bp.route("/<int:company_id>/flags/<int:flag_id>/delete", methods=["POST"])
@@ -180,3 +190,77 @@ def delete_flag(company_id: int, flag_id: int):
     db.session.commit()
     flash("Risk flag removed.", "success")
     return redirect(url_for("companies.show", company_id=company_id) + "#flags")
+
+
+# --- contacts: personal data, shown to signed-in users only, every change audited ---------------
+
+def _contact(company_id: int, contact_id: int) -> CompanyContact:
+    contact = db.session.scalar(sa.select(CompanyContact).where(
+        CompanyContact.id == contact_id, CompanyContact.company_id == company_id))
+    if contact is None:
+        abort(404)
+    return contact
+
+
+@bp.route("/<int:company_id>/contacts/new", methods=["GET", "POST"])
+@require_role("analyst")
+def new_contact(company_id: int):
+    company = db.get_or_404(Company, company_id)
+    form = ContactForm(company=company)
+    if form.validate_on_submit():
+        contact = contact_service.apply_form(CompanyContact(company=company, active=True), form)
+        db.session.add(contact)
+        db.session.commit()
+        flash(f"Contact {contact.name} added.", "success")
+        return redirect(url_for("companies.show", company_id=company.id) + "#contacts")
+    return render_template("companies/contact_form.html", form=form, company=company, contact=None), \
+        422 if form.errors else 200
+
+
+@bp.route("/<int:company_id>/contacts/<int:contact_id>", methods=["GET", "POST"])
+@require_role("analyst")
+def edit_contact(company_id: int, contact_id: int):
+    contact = _contact(company_id, contact_id)
+    if contact.is_erased:
+        abort(404)
+    form = ContactForm(company=contact.company, contact=contact)
+    if form.validate_on_submit():
+        contact_service.apply_form(contact, form)
+        db.session.commit()
+        flash("Contact saved.", "success")
+        return redirect(url_for("companies.show", company_id=company_id) + "#contacts")
+    return render_template("companies/contact_form.html", form=form, company=contact.company, contact=contact), \
+        422 if form.errors else 200
+
+
+@bp.route("/<int:company_id>/contacts/<int:contact_id>/active", methods=["POST"])
+@require_role("analyst")
+def toggle_contact(company_id: int, contact_id: int):
+    """Deactivate an active contact (no longer offered for letters), or reactivate it."""
+    contact = _contact(company_id, contact_id)
+    if contact.is_erased:
+        abort(404)
+    if ContactActionForm().validate_on_submit():
+        contact.active = not contact.active
+        db.session.commit()
+        flash(f"{contact.name} is {'active again' if contact.active else 'deactivated'}.", "success")
+    return redirect(url_for("companies.show", company_id=company_id) + "#contacts")
+
+
+@bp.route("/<int:company_id>/contacts/<int:contact_id>/erase", methods=["GET", "POST"])
+@require_role("admin")
+def erase_contact(company_id: int, contact_id: int):
+    """Confirm, then erase the contact's personal data everywhere (a data-subject request)."""
+    contact = _contact(company_id, contact_id)
+    form = ContactEraseForm()
+    if contact.is_erased:
+        flash("This contact was already erased.", "info")
+        return redirect(url_for("companies.show", company_id=company_id) + "#contacts")
+    if form.validate_on_submit():
+        contact_service.erase(contact)
+        db.session.commit()
+        flash("The contact was erased: its name and details are gone from letters, interactions, emails and "
+              "the audit trail.", "success")
+        return redirect(url_for("companies.show", company_id=company_id) + "#contacts")
+    return render_template("companies/contact_erase.html", company=contact.company, contact=contact, form=form), \
+        422 if form.errors else 200

@@ -19,6 +19,7 @@ def apply_form(company: Company, form) -> Company:
     company.sector = (form.sector.data or "").strip() or None
     company.website = form.website.data or None
     company.description = (form.description.data or "").strip()
+    company.address = (form.address.data or "").strip()
     wanted = form.alias_list()
     for alias in list(company.aliases):
         if alias.alias not in wanted:

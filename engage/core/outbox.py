@@ -2,8 +2,9 @@
 
 `enqueue()` adds an OutboxEmail to the caller's transaction. `drain()` sends what is due:
 it claims a few rows with one conditional UPDATE (the first statement of its transaction, so
-two drains never claim the same row on SQLite or PostgreSQL), sends each over SMTP, and records
-the outcome. A failure keeps the email queued with its error and retries it with exponential
+two drains never claim the same row on SQLite or PostgreSQL), delivers each — over SMTP
+(MAIL_BACKEND=smtp, production) or as an .eml file in MAIL_FILE_DIR (MAIL_BACKEND=file,
+development: the whole loop can be seen without a mail server) — and records the outcome. A failure keeps the email queued with its error and retries it with exponential
 backoff; after MAIL_MAX_ATTEMPTS it is marked failed for an admin to retry. If the process dies
 mid-send the claim's lease runs out and a later drain sends it again, with the same Message-ID
 so mail clients can recognise the duplicate.
@@ -12,8 +13,10 @@ so mail clients can recognise the duplicate.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import smtplib
 import socket
+import tempfile
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
@@ -29,16 +32,42 @@ from engage.models import OutboxEmail, OutboxStatus
 MAX_BACKOFF = dt.timedelta(hours=6)
 
 
+XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+ATTACHMENT_TYPES = {".xlsx": XLSX_TYPE, ".pdf": "application/pdf",
+                    ".docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document"}
+
+
 def enqueue(recipient: str, subject: str, body_text: str, body_html: str | None = None,
-            now: dt.datetime | None = None) -> OutboxEmail:
-    """Queue an email in the caller's transaction; it is sendable from `now` on."""
-    sender = current_app.config["MAIL_DEFAULT_SENDER"]
-    domain = sender.rsplit("@", 1)[-1].strip(">") if "@" in sender else "engage.localhost"
-    email = OutboxEmail(recipient=recipient, subject=subject[:300], body_text=body_text, body_html=body_html,
+            now: dt.datetime | None = None, *, cc: str = "", sender: str | None = None,
+            reply_to: str | None = None, attachments: list[dict] | None = None,
+            engagement_id: int | None = None, letter_id: int | None = None) -> OutboxEmail:
+    """Queue an email in the caller's transaction; it is sendable from `now` on.
+
+    `recipient` and `cc` are comma-separated addresses; `attachments` are files under
+    instance/ given as {"path", "name", "type"}. The Message-ID is fixed here, so it can be
+    stored (on a letter) and matched when the reply names it.
+    """
+    origin = sender or current_app.config["MAIL_DEFAULT_SENDER"]
+    domain = origin.rsplit("@", 1)[-1].strip(">") if "@" in origin else "engage.localhost"
+    email = OutboxEmail(recipient=recipient, cc=cc, sender=sender, reply_to=reply_to, subject=subject[:300],
+                        body_text=body_text, body_html=body_html, attachments=list(attachments or []),
                         message_id=make_msgid(idstring="engage", domain=domain), status=OutboxStatus.QUEUED.value,
-                        attempts=0, next_attempt_at=now or clock.utcnow())
+                        attempts=0, next_attempt_at=now or clock.utcnow(), engagement_id=engagement_id,
+                        letter_id=letter_id)
     db.session.add(email)
     return email
+
+
+def store_attachment(data: bytes, name: str) -> str:
+    """Keep a file for an email until it is sent: written under instance/outbox/, returns its relative path."""
+    folder = Path(current_app.instance_path) / "outbox"
+    folder.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=Path(name).suffix)
+    with os.fdopen(handle, "wb") as file:
+        file.write(data)
+    final = folder / f"{os.urandom(12).hex()}{Path(name).suffix}"
+    os.replace(temp, final)
+    return str(final.relative_to(current_app.instance_path))
 
 
 def backoff(attempts: int) -> dt.timedelta:
@@ -79,20 +108,78 @@ def claim(now: dt.datetime, limit: int) -> list[int]:
 
 def build_message(email: OutboxEmail) -> EmailMessage:
     message = EmailMessage()
-    message["From"] = current_app.config["MAIL_DEFAULT_SENDER"]
+    message["From"] = email.sender or current_app.config["MAIL_DEFAULT_SENDER"]
     message["To"] = email.recipient
+    if email.cc:
+        message["Cc"] = email.cc
+    if email.reply_to:
+        message["Reply-To"] = email.reply_to
     message["Subject"] = email.subject
     message["Message-ID"] = email.message_id
     message["Date"] = format_datetime(email.created_at.replace(tzinfo=dt.UTC))
     message.set_content(email.body_text)
     if email.body_html:
         message.add_alternative(email.body_html, subtype="html")
+    files = list(email.attachments or [])
     if email.attachment_path:
-        path = Path(current_app.instance_path) / email.attachment_path
-        subtype = "vnd.openxmlformats-officedocument.spreadsheetml.sheet" if path.suffix == ".xlsx" else "octet-stream"
-        message.add_attachment(path.read_bytes(), maintype="application", subtype=subtype,
-                               filename=email.attachment_name or path.name)
+        files.insert(0, {"path": email.attachment_path, "name": email.attachment_name})
+    for item in files:
+        path = Path(current_app.instance_path) / item["path"]
+        maintype, subtype = (item.get("type") or ATTACHMENT_TYPES.get(path.suffix, "application/octet-stream")) \
+            .split("/", 1)
+        message.add_attachment(path.read_bytes(), maintype=maintype, subtype=subtype,
+                               filename=item.get("name") or path.name)
     return message
+
+
+def mail_dir() -> Path:
+    """Where the file backend writes its .eml files (MAIL_FILE_DIR, default instance/mail)."""
+    return Path(current_app.config.get("MAIL_FILE_DIR") or Path(current_app.instance_path) / "mail")
+
+
+def eml_path(email: OutboxEmail) -> Path:
+    """The file of one email: sorted by time, one per email (a resend overwrites it)."""
+    return mail_dir() / f"{email.created_at:%Y%m%d-%H%M%S}-{email.id}.eml"
+
+
+class FileBackend:
+    """MAIL_BACKEND=file: each email is written, whole, to an .eml file instead of sent."""
+
+    def send_message(self, message: EmailMessage, email: OutboxEmail) -> None:
+        path = eml_path(email)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".eml")
+        with os.fdopen(handle, "wb") as file:
+            file.write(message.as_bytes())
+        os.replace(temp, path)
+
+    def quit(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class SmtpBackend:
+    """MAIL_BACKEND=smtp: one SMTP connection for the whole drain."""
+
+    def __init__(self, smtp: smtplib.SMTP):
+        self.smtp = smtp
+
+    def send_message(self, message: EmailMessage, email: OutboxEmail) -> None:
+        self.smtp.send_message(message)
+
+    def quit(self) -> None:
+        self.smtp.quit()
+
+    def close(self) -> None:
+        self.smtp.close()
+
+
+def open_backend():
+    if current_app.config.get("MAIL_BACKEND", "smtp") == "file":
+        return FileBackend()
+    return SmtpBackend(open_smtp())
 
 
 def open_smtp() -> smtplib.SMTP:
@@ -123,7 +210,7 @@ def drain(now: dt.datetime, limit: int = 50) -> DrainResult:
     max_attempts = current_app.config["MAIL_MAX_ATTEMPTS"]
     smtp, connect_error = None, None
     try:
-        smtp = open_smtp()
+        smtp = open_backend()
     except (OSError, smtplib.SMTPException) as exc:
         connect_error = str(exc)
     try:
@@ -132,7 +219,7 @@ def drain(now: dt.datetime, limit: int = 50) -> DrainResult:
             error = connect_error
             if smtp is not None:
                 try:
-                    smtp.send_message(build_message(email))
+                    smtp.send_message(build_message(email), email)
                 except (smtplib.SMTPException, OSError, socket.timeout) as exc:
                     error = f"{type(exc).__name__}: {exc}"
             if error is None:

@@ -11,6 +11,7 @@ from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.exc import StaleDataError
 
 from engage import clock, idempotency
+from engage.companies.contacts import contacts_of
 from engage.engagements import attachments, cycle, service
 from engage.engagements.forms import (
     EngagementEditForm,
@@ -166,6 +167,9 @@ def _page(engagement: Engagement, status: int = 200, stale: service.StaleEdit | 
     generate_form = GenerateForm(formdata=None)
     generate_form.template_id.choices = [(t.id, f"{t.name} (v{t.version})") for t in templates]
     generate_form.template_id.data = suggested_template(engagement, templates)
+    addressees = contacts_of(engagement.company_id, active_only=True)
+    generate_form.contact_id.choices = [(c.id, f"{c.name} ({c.title or c.role_label}, {c.language_label})")
+                                        for c in addressees]
     letters = db.session.scalars(
         sa.select(Letter).where(Letter.engagement_id == engagement.id).order_by(Letter.created_at.desc(), Letter.id.desc())
     ).all()

@@ -1,8 +1,13 @@
 """A letter as PDF (WeasyPrint) and DOCX (python-docx), both from the frozen text.
 
 The PDF is rendered from an escaped HTML page and the app's letter stylesheet, read by us.
-WeasyPrint's URL fetcher refuses every URL, so a letter never makes the server fetch anything
-from the network or read a file it names.
+WeasyPrint's URL fetcher refuses every URL but the app's own CJK font file, so a letter never
+makes the server fetch anything from the network or read a file it names.
+
+Chinese text: the fonts come with the project (the `pylopdf-fonts-zh-cn` package from PyPI ships
+Noto Serif SC and Noto Sans SC, SIL Open Font License), never from the machine or a CDN. A letter
+with CJK characters gets an @font-face for Noto Serif SC in its PDF stylesheet, and its DOCX
+runs name it as their East Asian font.
 
 Rendering is bounded twice. Before any work, a letter longer than LETTER_MAX_LINES (letterhead,
 text and signatories) is refused with a message saying what to shorten. The rendering itself
@@ -30,6 +35,7 @@ from contextlib import closing, contextmanager
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
+import pylopdf_fonts_zh_cn
 from flask import current_app, render_template
 
 from engage import bounded, formatting
@@ -44,7 +50,10 @@ except ImportError:  # no advisory locks on Windows: concurrent requests may ren
 
 FORMATS = ("pdf", "docx")
 #: Part of every cache key: bump it when the documents' layout changes.
-RENDER_VERSION = "2"
+RENDER_VERSION = "3"
+#: The font CJK text is set in (PDF @font-face and DOCX East Asian font), shipped by a PyPI package.
+CJK_FONT_NAME = "Noto Serif SC"
+CJK_FONT_PATH = pylopdf_fonts_zh_cn.serif_path()
 #: How long a letter version that ran out of budget stays refused without trying again.
 REFUSAL_TTL = 3600
 
@@ -62,6 +71,18 @@ class DocumentRefused(ValueError):
 @functools.lru_cache(maxsize=4)
 def _css_digest(folder: str, mtime: float) -> str:
     return hashlib.sha256((Path(folder) / "css" / "letter.css").read_bytes()).hexdigest()
+
+
+def has_cjk(*texts: str) -> bool:
+    """True if any text has Han, kana, hangul or CJK punctuation (the fonts of letter.css lack them)."""
+    return any(0x2E80 <= ord(ch) <= 0x9FFF or 0xAC00 <= ord(ch) <= 0xD7AF or 0xF900 <= ord(ch) <= 0xFAFF
+               or 0xFF00 <= ord(ch) <= 0xFFEF or 0x20000 <= ord(ch) <= 0x3FFFF for text in texts for ch in text)
+
+
+def cjk_font_face() -> str:
+    """The @font-face that brings the project's CJK font into a letter's stylesheet."""
+    return (f'@font-face {{ font-family: "{CJK_FONT_NAME}"; src: url("{CJK_FONT_PATH.as_uri()}"); }}\n'
+            f'body {{ font-family: "DejaVu Serif", "{CJK_FONT_NAME}", serif; }}\n')
 
 
 def _amount(name: str, value) -> Decimal:
@@ -135,38 +156,76 @@ def too_long(body: str, letterhead: str, signatories, max_lines: int | None = No
     return f"The letter has {text + head + names:,} lines ({detail}); a letter may have at most {max_lines:,}."
 
 
+def _letter_text(letter: Letter) -> list[str]:
+    return [letter.subject, letter.body, letter.letterhead, *letter.addressee_lines,
+            *(s.get("name", "") for s in letter.signatories or [])]
+
+
 def letter_html(letter: Letter) -> str:
     return render_template("letters/print.html", letter=letter, paragraphs=paragraphs(letter.body),
                            letterhead=letter.letterhead.splitlines(), signatories=signatory_lines(letter),
-                           total=signatories_total(letter))
+                           total=signatories_total(letter), addressee=letter.addressee_lines)
 
 
 def docx_data(letter: Letter) -> dict:
     """Everything the DOCX shows, as plain data for the worker."""
     return {"letterhead": letter.letterhead.splitlines(), "subject": letter.subject,
+            "addressee": letter.addressee_lines, "language": letter.language or "en",
+            "cjk_font": CJK_FONT_NAME if has_cjk(*_letter_text(letter)) else None,
             "paragraphs": paragraphs(letter.body), "signatories": signatory_lines(letter),
             "total": signatories_total(letter)}
 
 
 # --- in the worker process ---------------------------------------------------------------
 
+def _east_asian_font(run, name: str) -> None:
+    """Name the font Word uses for the run's Chinese characters (w:rFonts w:eastAsia)."""
+    # python-docx sets only the Latin font through `font.name`; the East Asian slot is an attribute.
+    from docx.oxml.ns import qn
+
+    fonts = run._element.get_or_add_rPr().get_or_add_rFonts()
+    fonts.set(qn("w:eastAsia"), name)
+
+
 def _docx_bytes(data: dict) -> bytes:
-    # python-docx is loaded by the render worker that makes a DOCX, not by every web process.
+    # python-docx is imported in the worker that renders documents, like WeasyPrint.
     from docx import Document
+    from docx.oxml.ns import qn
     from docx.shared import Pt
 
     document = Document()
     style = document.styles["Normal"]
     style.font.name = "Georgia"
     style.font.size = Pt(11)
+    cjk = data.get("cjk_font")
+    if cjk:
+        style.element.get_or_add_rPr().get_or_add_rFonts().set(qn("w:eastAsia"), cjk)
+        language = style.element.get_or_add_rPr().find(qn("w:lang"))
+        if language is None:
+            language = style.element.get_or_add_rPr().makeelement(qn("w:lang"), {})
+            style.element.get_or_add_rPr().append(language)
+        language.set(qn("w:eastAsia"), "zh-CN")
     for index, line in enumerate(data["letterhead"]):
         document.add_paragraph(line).runs[0].bold = index == 0 if line else False
+    if data.get("addressee"):
+        block = document.add_paragraph()
+        for index, line in enumerate(data["addressee"]):
+            run = block.add_run(line)
+            if cjk:
+                _east_asian_font(run, cjk)
+            if index < len(data["addressee"]) - 1:
+                run.add_break()
     subject = document.add_paragraph()
-    subject.add_run(data["subject"]).bold = True
+    run = subject.add_run(data["subject"])
+    run.bold = True
+    if cjk:
+        _east_asian_font(run, cjk)
     for block in data["paragraphs"]:
         paragraph = document.add_paragraph()
         for index, line in enumerate(block):
             run = paragraph.add_run(line)
+            if cjk:
+                _east_asian_font(run, cjk)
             if index < len(block) - 1:
                 run.add_break()
     if data["signatories"]:
@@ -222,6 +281,7 @@ def cache_usable() -> bool:
 def _version(letter: Letter) -> str:
     """A hash of everything the documents show, so any change of the letter is a new version."""
     content = json.dumps([RENDER_VERSION, letter.subject, letter.body, letter.letterhead, letter.signatories or [],
+                          letter.addressee or {}, letter.language,
                           _css_digest(current_app.static_folder, _css_mtime())], sort_keys=True, default=str)
     return hashlib.sha256(content.encode()).hexdigest()[:24]
 
@@ -289,7 +349,12 @@ def _budget_message(exc: bounded.OverBudget, limits: bounded.Budget, fmt: str) -
 
 
 def _job(letter: Letter, fmt: str) -> tuple:
-    return (fmt, (letter_html(letter), letter_css_text())) if fmt == "pdf" else (fmt, docx_data(letter))
+    if fmt != "pdf":
+        return (fmt, docx_data(letter))
+    css, fonts = letter_css_text(), []
+    if has_cjk(*_letter_text(letter)):
+        css, fonts = css + "\n" + cjk_font_face(), [str(CJK_FONT_PATH)]
+    return (fmt, (letter_html(letter), css, fonts))
 
 
 def render_missing(items: list[tuple[Letter, str]], total_seconds: float | None = None, limit: int | None = None):

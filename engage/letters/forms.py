@@ -9,22 +9,54 @@ from wtforms import (
     HiddenField,
     SelectChoice,
     SelectField,
+    SelectMultipleField,
     StringField,
     SubmitField,
     TextAreaField,
 )
+from wtforms import widgets
 from wtforms.validators import DataRequired, Length, Optional, Regexp
 
 from engage.forms import EditForm
 from engage.idempotency import FormTokenMixin
 from engage.letters.service import CHANNELS, template_choices
-from engage.models import LetterKind
+from engage.models import LANGUAGES, LetterKind
 from engage.validators import sane_date
+
+
+def _optional_id(value):
+    return int(value) if value not in (None, "", "None") else None
 
 
 class GenerateForm(FormTokenMixin, FlaskForm):
     template_id = SelectField("Template", coerce=int, validators=[DataRequired()])
+    #: Choices are the company's active contacts; empty means its primary contact.
+    contact_id = SelectField("Addressed to", coerce=_optional_id, validators=[Optional()], validate_choice=False)
     submit = SubmitField("Generate draft")
+
+
+class ContactChecks(SelectMultipleField):
+    """Contacts as a list of checkboxes."""
+
+    widget = widgets.ListWidget(prefix_label=False)
+    option_widget = widgets.CheckboxInput()
+
+
+class EmailForm(FlaskForm):
+    to = ContactChecks("To", coerce=int, validate_choice=False)
+    cc = ContactChecks("Cc", coerce=int, validate_choice=False)
+    submit = SubmitField("Send by email")
+
+
+class BatchEmailForm(FormTokenMixin, FlaskForm):
+    submit = SubmitField("Email the drafts")
+
+
+class LanguageForm(EditForm):
+    language = SelectField("Language", choices=[SelectChoice(tag, label) for tag, label in LANGUAGES if tag != "en"])
+    subject = StringField("Subject", validators=[DataRequired(), Length(max=300)])
+    body = TextAreaField("Body", validators=[DataRequired(), Length(max=100_000)], render_kw={"rows": 20})
+    submit = SubmitField("Save language version")
 
 
 class DraftForm(EditForm):

@@ -73,6 +73,9 @@ MISSING_HINTS = {
     "engagement.owner": "assign an owner to the engagement",
     "engagement.last_letter_date": "no letter has been sent on this engagement yet",
     "sender.name": "the letter has no sender",
+    "addressee.address": "add a postal address to the contact or to the company",
+    "addressee.title": "give the contact a title",
+    "letter.subject": "the cover note is written for a letter",
 }
 
 
@@ -561,7 +564,13 @@ def _money(whose: str, amount) -> str | None:
                                   "correct it in Admin → Investors") from exc
 
 
-def letter_context(engagement, sender, last_letter_date: dt.date | None = None) -> dict:
+def addressee_record(block: dict | None) -> Record:
+    """The addressee block as template data: name, title, company, address, language."""
+    return Record("addressee", {key: (block or {}).get(key) for key in ("name", "title", "company", "address",
+                                                                       "language")})
+
+
+def letter_context(engagement, sender, last_letter_date: dt.date | None = None, addressee: dict | None = None) -> dict:
     """Plain data a template may use; nothing here exposes the database."""
     company = engagement.company
     campaign = engagement.campaign
@@ -589,6 +598,8 @@ def letter_context(engagement, sender, last_letter_date: dt.date | None = None) 
         "sender": Record("sender", {"name": sender.name if sender else None, "email": sender.email if sender else None}),
         "today": formatting.format_date(clock.today()),
     }
+    if addressee:
+        context["addressee"] = addressee_record(addressee)
     return {key: value for key, value in context.items() if value not in (None, "", [])}
 
 
@@ -609,7 +620,25 @@ SAMPLE_CONTEXT = {
     "signatories_aum": "US$1.00 billion",
     "sender": Record("sender", {"name": "A. Analyst", "email": "analyst@example.org"}),
     "today": "01 Jan 2026",
+    "addressee": Record("addressee", {"name": "Jordan Example", "title": "Head of Investor Relations",
+                                      "company": "Example Holdings Ltd", "address": "1 Example Road\nShenzhen",
+                                      "language": "en"}),
 }
+
+#: What a campaign's cover note may use: the sample letter data plus the letter being sent.
+SAMPLE_COVER_CONTEXT = {**SAMPLE_CONTEXT, "letter": Record("letter", {"subject": "Investor expectations",
+                                                                        "reference": "ENG-42"})}
+
+#: The cover note of a campaign that has not written its own.
+DEFAULT_COVER_NOTE = """Dear {{ addressee.name }},
+
+Please find attached our letter "{{ letter.subject }}" on behalf of the signatories of the {{ campaign.name }} engagement.
+
+We would be grateful for your reply to this address; please keep the reference [{{ letter.reference }}] in the subject.
+
+Yours sincerely,
+{{ sender.name }}
+"""
 
 
 def check_template(source: str) -> None:

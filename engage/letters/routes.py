@@ -13,8 +13,25 @@ from engage import clock, idempotency
 from engage.engagements.queries import engagement_filters, engagement_query
 from engage.extensions import db
 from engage.letters import documents, service
-from engage.letters.forms import BulkForm, DraftForm, GenerateForm, SendForm, TemplateForm
-from engage.models import Engagement, Letter, LetterBatch, LetterTemplate, LetterTemplateVersion
+from engage.letters.forms import (
+    BatchEmailForm,
+    BulkForm,
+    DraftForm,
+    EmailForm,
+    GenerateForm,
+    LanguageForm,
+    SendForm,
+    TemplateForm,
+)
+from engage.models import (
+    LANGUAGES,
+    Engagement,
+    Letter,
+    LetterBatch,
+    LetterTemplate,
+    LetterTemplateVersion,
+    OutboxEmail,
+)
 from engage.security import require_role
 from engage.validators import whole_number
 from engage.web import content_disposition, field_error
@@ -52,8 +69,11 @@ def generate(engagement_id: int):
     except idempotency.AlreadySubmitted as duplicate:
         db.session.rollback()
         return idempotency.answer_duplicate(duplicate, back)
+    note = None
     try:
-        letter = service.generate(engagement, template, current_user._get_current_object())
+        contact = service.choose_contact(engagement, form.contact_id.data)
+        letter = service.generate(engagement, template, current_user._get_current_object(), contact)
+        note = service.language_note(template, contact)
         db.session.flush()
         idempotency.record_result(claimed, url_for("letters.show", letter_id=letter.id))
         db.session.commit()
@@ -61,14 +81,34 @@ def generate(engagement_id: int):
         db.session.rollback()
         flash(f"No letter generated: {error.message}", "error")
         return redirect(url_for("engagements.show", engagement_id=engagement_id) + "#letters")
-    flash("Draft letter generated. Review it, then mark it as sent once it has gone out.", "success")
+    flash("Draft letter generated. Review it, then send it by email or mark it as sent once it has gone out.",
+          "success")
+    if note:
+        flash(note, "info")
     return redirect(url_for("letters.show", letter_id=letter.id))
 
 
-def _letter_page(letter: Letter, status: int = 200, draft_form=None, send_form=None):
+def _email_form(letter: Letter, formdata=None) -> EmailForm:
+    form = EmailForm(formdata=formdata) if formdata is not None else EmailForm(formdata=None)
+    choices = [(c.id, f"{c.name} <{c.email}> ({c.title or c.role_label})")
+               for c in service.emailable_contacts(letter.engagement.company_id)]
+    form.to.choices = choices
+    form.cc.choices = choices
+    if formdata is None and letter.contact_id in {c for c, _ in choices}:
+        form.to.data = [letter.contact_id]
+    return form
+
+
+def _letter_page(letter: Letter, status: int = 200, draft_form=None, send_form=None, email_form=None):
     draft_form = draft_form or DraftForm(obj=letter, formdata=None)
     send_form = send_form or SendForm(formdata=None, sent_on=clock.today())
+    email_form = email_form or _email_form(letter)
+    emails = db.session.scalars(sa.select(OutboxEmail).where(OutboxEmail.letter_id == letter.id)
+                                .order_by(OutboxEmail.id)).all()
     return render_template("letters/show.html", letter=letter, draft_form=draft_form, send_form=send_form,
+                           email_form=email_form, emails=emails,
+                           email_subject=service.email_subject(letter),
+                           addressee_problem=service.addressee_problem(letter, "post"),
                            signatories=documents.signatory_lines(letter, strict=False),
                            total=documents.signatories_total(letter, strict=False),
                            paragraphs=documents.paragraphs(letter.body)), status
@@ -129,6 +169,32 @@ def send(letter_id: int):
         return _letter_page(_letter(letter_id), 422, send_form=form)
     flash(f"Letter marked as sent. A reply is due by {reminder.due_on.strftime('%d %b %Y')}.", "success")
     return redirect(url_for("engagements.show", engagement_id=letter.engagement_id) + "#timeline")
+
+
+@bp.route("/<int:letter_id>/email", methods=["POST"])
+@require_role("analyst")
+def email(letter_id: int):
+    """Send the letter by email (PDF attached) to chosen contacts; it counts as sent when queued."""
+    letter = _letter(letter_id)
+    form = _email_form(letter, formdata=request.form)
+    if letter.is_sent:
+        return _refuse_sent(letter, "it was not emailed again")
+    if not form.validate_on_submit():
+        return _letter_page(letter, 422, email_form=form)
+    try:
+        queued = service.email_letter(letter, form.to.data or [], form.cc.data or [],
+                                      current_user._get_current_object(), clock.today())
+        db.session.commit()
+    except service.AlreadySent:
+        db.session.rollback()
+        return _refuse_sent(_letter(letter_id), "it was not emailed again (nothing was sent twice)")
+    except service.LetterError as error:
+        db.session.rollback()
+        field_error(form, error.field, error.message)
+        return _letter_page(_letter(letter_id), 422, email_form=form)
+    flash(f"Letter queued for {queued.recipient}{' (cc ' + queued.cc + ')' if queued.cc else ''} and recorded as "
+          "sent; the outbox status shows below.", "success")
+    return redirect(url_for("letters.show", letter_id=letter_id))
 
 
 MIMETYPES = {"pdf": "application/pdf",
@@ -233,7 +299,41 @@ def _ready(item: LetterBatch) -> int:
 @require_role("viewer")
 def batch(batch_id: int):
     item = _batch(batch_id)
-    return render_template("letters/batch.html", batch=item, ready=_ready(item))
+    return render_template("letters/batch.html", batch=item, ready=_ready(item), email_form=BatchEmailForm())
+
+
+@bp.route("/batches/<int:batch_id>/email", methods=["POST"])
+@require_role("analyst")
+def email_batch(batch_id: int):
+    """Email every draft of the batch to its company's contact, all queued in one transaction."""
+    item = _batch(batch_id)
+    form = BatchEmailForm()
+    back = url_for("letters.batch", batch_id=batch_id)
+    if not form.validate_on_submit():
+        flash("The form is damaged; reload the page.", "error")
+        return redirect(back)
+    try:
+        claimed = idempotency.claim(form.form_token.data, "letters.email_batch", current_user.id)
+    except idempotency.AlreadySubmitted as duplicate:
+        db.session.rollback()
+        return idempotency.answer_duplicate(duplicate, back)
+    try:
+        queued, skipped, already = service.email_many(list(item.letters), current_user._get_current_object(),
+                                                      clock.today())
+        idempotency.record_result(claimed, back)
+        db.session.commit()
+    except service.LetterError as error:
+        db.session.rollback()
+        flash(f"No letters emailed: {error.message}", "error")
+        return redirect(back)
+    message = f"{len(queued)} letter{'' if len(queued) == 1 else 's'} queued by email and recorded as sent."
+    if skipped:
+        message += (f" {len(skipped)} skipped for lack of a contact with an email address: "
+                    + "; ".join(letter.engagement.company.name for letter in skipped[:10]) + ".")
+    if already:
+        message += f" {already} already sent before."
+    flash(message, "success" if queued else "info")
+    return redirect(back)
 
 
 @bp.route("/batches/<int:batch_id>/prepare", methods=["POST"])
@@ -267,7 +367,8 @@ def batch_zip(batch_id: int):
             data = documents.batch_zip(item.letters)
     except documents.DocumentRefused as refusal:
         flash(f"No ZIP: {refusal.message}", "error")
-        return render_template("letters/batch.html", batch=item, ready=_ready(item)), 422
+        return render_template("letters/batch.html", batch=item, ready=_ready(item),
+                               email_form=BatchEmailForm()), 422
     return Response(data, mimetype="application/zip",
                     headers={"Content-Disposition": content_disposition(f"letters-batch-{batch_id}.zip")})
 
@@ -312,7 +413,35 @@ def edit_template(template_id: int | None = None):
             flash(f"Saved as version {target.version}." if changed else "Saved (the text is unchanged).", "success")
             return redirect(url_for("letters.edit_template", template_id=target.id))
     versions = template.versions if template else []
-    return render_template("letters/template_form.html", form=form, template=template, versions=versions), \
+    return render_template("letters/template_form.html", form=form, template=template, versions=versions,
+                           language_labels=dict(LANGUAGES)), \
+        422 if form.errors else 200
+
+
+@bp.route("/templates/<int:template_id>/languages/new", methods=["GET", "POST"])
+@bp.route("/templates/<int:template_id>/languages/<language>", methods=["GET", "POST"])
+@require_role("admin")
+def edit_language(template_id: int, language: str | None = None):
+    """The template in another language (e.g. zh-Hans), used for contacts who read it."""
+    template = db.get_or_404(LetterTemplate, template_id)
+    version = next((v for v in template.languages if v.language == language), None) if language else None
+    if language and version is None:
+        abort(404)
+    form = LanguageForm(obj=version)
+    if version is not None and request.method == "GET":
+        form.language.data = version.language
+    if form.validate_on_submit():
+        try:
+            service.save_language_version(template, form.language.data, subject=form.subject.data,
+                                          body=form.body.data, actor_id=current_user.id)
+            db.session.commit()
+        except service.LetterError as error:
+            db.session.rollback()
+            field_error(form, error.field, error.message)
+        else:
+            flash(f"{dict(LANGUAGES)[form.language.data]} version of {template.name} saved.", "success")
+            return redirect(url_for("letters.edit_template", template_id=template.id))
+    return render_template("letters/language_form.html", form=form, template=template, version=version), \
         422 if form.errors else 200
 
 

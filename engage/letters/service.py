@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 
 import sqlalchemy as sa
+from flask import current_app
 
 from engage.errors import FieldError
 from engage import clock
@@ -16,14 +17,21 @@ from engage.engagements import cycle
 from engage.engagements.cycle import MoveError
 from engage.extensions import db
 from engage.letters import documents
+from engage.core import outbox
+from engage.companies.contacts import primary_contacts
 from engage.letters.rendering import (
+    DEFAULT_COVER_NOTE,
     SAMPLE_CONTEXT,
+    SAMPLE_COVER_CONTEXT,
     LetterTemplateError,
+    Record,
     check_templates,
     letter_context,
     render_many,
 )
 from engage.models import (
+    LANGUAGES,
+    CompanyContact,
     Direction,
     Engagement,
     Escalation,
@@ -34,7 +42,9 @@ from engage.models import (
     LetterKind,
     LetterStatus,
     LetterTemplate,
+    LetterTemplateLanguage,
     LetterTemplateVersion,
+    OutboxEmail,
     Reminder,
     ReminderKind,
     ReminderStatus,
@@ -43,7 +53,10 @@ from engage.models import (
 )
 
 CHANNELS = ["post", "email", "courier", "investor platform", "hand delivery"]
+#: Channels that need the addressee's postal address.
+POSTAL_CHANNELS = {"post", "courier", "hand delivery"}
 MAX_BULK = 1000
+LANGUAGE_TAGS = [tag for tag, _ in LANGUAGES]
 
 
 class LetterError(FieldError):
@@ -61,25 +74,83 @@ def last_letter_date(engagement: Engagement) -> dt.date | None:
     )
 
 
-def _context(engagement: Engagement, sender: User | None, last_sent: dt.date | None) -> dict:
+def addressee_block(contact: CompanyContact) -> dict:
+    """The addressee as printed on the letter, frozen with it: the contact's address, else the company's."""
+    company = contact.company
+    own = (contact.address or "").strip()
+    address = own or (company.address or "").strip()
+    return {"name": contact.name, "title": contact.title or contact.role_label, "company": company.name,
+            "address": address, "address_from": "contact" if own else ("company" if address else ""),
+            "language": contact.language, "email": contact.email or ""}
+
+
+def no_contact_message(company_name: str) -> str:
+    return (f"{company_name} has no active contact to address the letter to; add one under Contacts on the "
+            "company's page.")
+
+
+def choose_contact(engagement: Engagement, contact_id: int | None) -> CompanyContact:
+    """The chosen contact (an active contact of the engagement's company), or its primary one."""
+    company = engagement.company
+    if contact_id is None:
+        contact = primary_contacts([company.id]).get(company.id)
+        if contact is None:
+            raise LetterError("contact_id", no_contact_message(company.name))
+        return contact
+    contact = db.session.get(CompanyContact, contact_id)
+    if contact is None or contact.company_id != company.id or not contact.active or contact.is_erased:
+        raise LetterError("contact_id", f"Choose an active contact of {company.name} to address the letter to.")
+    return contact
+
+
+def language_version(template: LetterTemplate, language: str) -> tuple[str, str, str]:
+    """(subject source, body source, language) for a reader of `language`: its version, else the template's."""
+    for version in template.languages:
+        if version.language == language:
+            return version.subject, version.body, language
+    return template.subject, template.body, "en"
+
+
+def language_note(template: LetterTemplate, contact: CompanyContact) -> str | None:
+    """Said when the contact reads a language the template has no version in."""
+    if contact.language == "en" or language_version(template, contact.language)[2] == contact.language:
+        return None
+    return (f"{template.name} has no {contact.language_label} version, so the letter was written from the "
+            "default text; an admin can add one in the template editor.")
+
+
+def _context(engagement: Engagement, sender: User | None, last_sent: dt.date | None,
+             addressee: dict | None = None) -> dict:
     if not engagement.is_open:
         raise LetterError("template_id", f"The engagement with {engagement.company.name} is closed.")
     try:
-        return letter_context(engagement, sender, last_sent)
+        return letter_context(engagement, sender, last_sent, addressee)
     except LetterTemplateError as exc:
         raise LetterError("template_id", f"{engagement.company.name}: {exc}") from exc
 
 
-def _render_letters(template: LetterTemplate, engagements: list[Engagement], contexts: list[dict]) -> list[list[str]]:
-    """Subject and body for each engagement, rendered in one worker process within the budget."""
+def _render_letters(template: LetterTemplate, engagements: list[Engagement], contexts: list[dict],
+                    languages: list[str] | None = None) -> list[tuple[str, str, str]]:
+    """(subject, body, language) for each engagement, each in its reader's language version when there is one.
+
+    The letters of one language version render in one worker process within the budget.
+    """
     if not template.active:
         raise LetterError("template_id", f"The template {template.name} is retired.")
-    try:
-        texts = render_many([template.subject, template.body], contexts)
-    except LetterTemplateError as exc:
-        where = engagements[exc.item].company.name if exc.item is not None else template.name
-        raise LetterError("template_id", f"{where}: {exc}") from exc
-    for engagement, (_, body) in zip(engagements, texts):
+    wanted = languages or ["en"] * len(engagements)
+    groups: dict[tuple[str, str, str], list[int]] = {}
+    for index, language in enumerate(wanted):
+        groups.setdefault(language_version(template, language), []).append(index)
+    texts: list[tuple[str, str, str] | None] = [None] * len(engagements)
+    for (subject_source, body_source, language), indexes in groups.items():
+        try:
+            rendered = render_many([subject_source, body_source], [contexts[i] for i in indexes])
+        except LetterTemplateError as exc:
+            where = engagements[indexes[exc.item]].company.name if exc.item is not None else template.name
+            raise LetterError("template_id", f"{where}: {exc}") from exc
+        for index, (subject, body) in zip(indexes, rendered):
+            texts[index] = (subject, body, language)
+    for engagement, (_, body, _) in zip(engagements, texts):
         problem = documents.too_long(body, engagement.campaign.letterhead or "", engagement.campaign.signatories)
         if problem:
             raise LetterError("template_id", f"{engagement.company.name}: {problem} Shorten the template.")
@@ -87,7 +158,8 @@ def _render_letters(template: LetterTemplate, engagements: list[Engagement], con
 
 
 def _new_letter(engagement: Engagement, template: LetterTemplate, sender: User | None, subject: str, body: str,
-                batch: LetterBatch | None = None) -> Letter:
+                batch: LetterBatch | None = None, contact: CompanyContact | None = None,
+                language: str = "en") -> Letter:
     letter = Letter(
         engagement=engagement, template=template, template_version=template.version, kind=template.kind,
         subject=subject.strip()[:300], body=body, status=LetterStatus.DRAFT.value, batch=batch,
@@ -95,16 +167,22 @@ def _new_letter(engagement: Engagement, template: LetterTemplate, sender: User |
         signatories=[{"name": s.name, "aum_usd": str(s.aum_usd) if s.aum_usd is not None else None}
                      for s in engagement.campaign.signatories],
         letterhead=engagement.campaign.letterhead or "",
+        contact=contact, addressee=addressee_block(contact) if contact else {}, language=language,
     )
     db.session.add(letter)
     return letter
 
 
-def generate(engagement: Engagement, template: LetterTemplate, sender: User | None) -> Letter:
-    """Render the template for the engagement and freeze the result as a draft letter."""
-    context = _context(engagement, sender, last_letter_date(engagement))
-    [(subject, body)] = _render_letters(template, [engagement], [context])
-    return _new_letter(engagement, template, sender, subject, body)
+def generate(engagement: Engagement, template: LetterTemplate, sender: User | None,
+             contact: CompanyContact | None = None) -> Letter:
+    """Render the template for the engagement, addressed to `contact` (or the company's primary
+    contact), in the contact's language when the template has that version; freeze it as a draft."""
+    if contact is None:
+        contact = choose_contact(engagement, None)
+    block = addressee_block(contact)
+    context = _context(engagement, sender, last_letter_date(engagement), block)
+    [(subject, body, language)] = _render_letters(template, [engagement], [context], [contact.language])
+    return _new_letter(engagement, template, sender, subject, body, contact=contact, language=language)
 
 
 def generate_many(engagements: list[Engagement], template: LetterTemplate, sender: User | None,
@@ -123,12 +201,22 @@ def generate_many(engagements: list[Engagement], template: LetterTemplate, sende
         .where(Letter.engagement_id.in_([e.id for e in engagements]), Letter.status == LetterStatus.SENT.value)
         .group_by(Letter.engagement_id)
     ).all())
-    contexts = [_context(engagement, sender, last_sent.get(engagement.id)) for engagement in engagements]
-    texts = _render_letters(template, engagements, contexts)
+    contacts = primary_contacts(list({e.company_id for e in engagements}))
+    missing = sorted({e.company.name for e in engagements if e.company_id not in contacts})
+    if missing:
+        names = "; ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise LetterError("engagement_ids", f"No letters generated: {len(missing)} compan"
+                          f"{'y has' if len(missing) == 1 else 'ies have'} no active contact to address the letter "
+                          f"to ({names}); add one under Contacts on the company's page.")
+    contexts = [_context(engagement, sender, last_sent.get(engagement.id), addressee_block(contacts[engagement.company_id]))
+                for engagement in engagements]
+    texts = _render_letters(template, engagements, contexts,
+                            [contacts[e.company_id].language for e in engagements])
     batch = LetterBatch(template=template, created_by_id=sender.id if sender else None, submit_token=token)
     db.session.add(batch)
-    for engagement, (subject, body) in zip(engagements, texts):
-        _new_letter(engagement, template, sender, subject, body, batch=batch)
+    for engagement, (subject, body, language) in zip(engagements, texts):
+        _new_letter(engagement, template, sender, subject, body, batch=batch, contact=contacts[engagement.company_id],
+                    language=language)
     return batch
 
 
@@ -153,7 +241,20 @@ def update_draft(letter: Letter, subject: str, body: str) -> None:
     letter.body = body
 
 
-def mark_sent(letter: Letter, *, sent_on: dt.date, channel: str, actor_id: int | None, today: dt.date) -> Reminder:
+def addressee_problem(letter: Letter, channel: str) -> str | None:
+    """Why the letter cannot go out by `channel` for lack of an addressee, naming what to add."""
+    company = letter.engagement.company.name
+    if not letter.addressee:
+        return (f"This letter has no addressee. Add a contact for {company} on the company's page, then generate "
+                "the letter again addressed to them.")
+    if channel in POSTAL_CHANNELS and not (letter.addressee.get("address") or "").strip():
+        return (f"No postal address for {letter.addressee.get('name') or 'the addressee'}: add one to the contact "
+                f"or to {company} (company page), then generate the letter again, or send it by email.")
+    return None
+
+
+def mark_sent(letter: Letter, *, sent_on: dt.date, channel: str, actor_id: int | None, today: dt.date,
+              participants: str = "") -> Reminder:
     """Record the letter as sent: timeline entry, cycle move for its kind, follow-up reminder."""
     engagement = letter.engagement
     if letter.is_sent:
@@ -162,6 +263,9 @@ def mark_sent(letter: Letter, *, sent_on: dt.date, channel: str, actor_id: int |
         raise LetterError("sent_on", "The engagement is closed; reopen it before sending letters.")
     if channel not in CHANNELS:
         raise LetterError("channel", f"Unknown channel {channel!r}.")
+    problem = addressee_problem(letter, channel)
+    if problem:
+        raise LetterError("channel", problem)
     if sent_on is None or sent_on > today:
         raise LetterError("sent_on", "The sent date must be given and cannot be in the future.")
     if sent_on < engagement.opened_on:
@@ -182,6 +286,7 @@ def mark_sent(letter: Letter, *, sent_on: dt.date, channel: str, actor_id: int |
     db.session.add(Interaction(
         engagement=engagement, kind=InteractionKind.LETTER.value, direction=Direction.OUTBOUND.value,
         occurred_on=sent_on, subject=letter.subject, summary=f"Letter sent by {channel}.", created_by_id=actor_id,
+        participants=participants or ", ".join(letter.addressee_lines[:1]),
     ))
     try:
         if letter.kind == LetterKind.INITIAL.value and engagement.stage == Stage.IDENTIFIED.value:
@@ -263,3 +368,176 @@ def suggested_template(engagement: Engagement, templates: list[LetterTemplate]) 
         "follow_up" if engagement.stage == Stage.MAPPING_REQUESTED.value and engagement.escalation == "none"
         else None)
     return next((t.id for t in templates if t.kind == wanted), None)
+
+
+# --- language versions of templates (admin) -------------------------------------------------
+
+def save_language_version(template: LetterTemplate, language: str, *, subject: str, body: str,
+                          actor_id: int | None) -> LetterTemplateLanguage:
+    """Add or replace the template's text in `language`, checked against the sample data like the template."""
+    if language not in LANGUAGE_TAGS or language == "en":
+        raise LetterError("language", f"Choose a language other than English, not {language!r}.")
+    check_template_source(subject, body)
+    version = next((v for v in template.languages if v.language == language), None)
+    if version is None:
+        version = LetterTemplateLanguage(language=language, subject=subject, body=body, updated_by_id=actor_id)
+        template.languages.append(version)
+    else:
+        version.subject, version.body, version.updated_by_id = subject, body, actor_id
+    return version
+
+
+# --- letters by email ----------------------------------------------------------------------
+
+def engagement_reference(engagement_id: int) -> str:
+    """The reference a reply's subject keeps, which files it on the engagement: ENG-42."""
+    return f"ENG-{engagement_id}"
+
+
+def email_subject(letter: Letter) -> str:
+    return f"[{engagement_reference(letter.engagement_id)}] {letter.subject}"[:300]
+
+
+def emailable_contacts(company_id: int) -> list[CompanyContact]:
+    """The company's active contacts with an email address, the only ones a letter can be emailed to."""
+    return list(db.session.scalars(
+        sa.select(CompanyContact).where(CompanyContact.company_id == company_id, CompanyContact.active.is_(True),
+                                        CompanyContact.erased_at.is_(None), CompanyContact.email.is_not(None),
+                                        CompanyContact.email != "")
+        .order_by(CompanyContact.name, CompanyContact.id)))
+
+
+def check_cover_note(source: str) -> None:
+    """Raise LetterError on `cover_note` if the campaign's cover note does not render against sample data."""
+    try:
+        render_many([source], [SAMPLE_COVER_CONTEXT])
+    except LetterTemplateError as exc:
+        raise LetterError("cover_note", str(exc)) from exc
+
+
+def _cover_contexts(letters: list[Letter], sender: User | None) -> list[dict]:
+    contexts = []
+    for letter in letters:
+        context = _context(letter.engagement, sender, None, letter.addressee or None)
+        context["letter"] = Record("letter", {"subject": letter.subject,
+                                              "reference": engagement_reference(letter.engagement_id)})
+        contexts.append(context)
+    return contexts
+
+
+def _cover_notes(letters: list[Letter], sender: User | None) -> list[str]:
+    """Each letter's cover note from its campaign's template (or the default), rendered in the sandbox."""
+    contexts = _cover_contexts(letters, sender)
+    groups: dict[str, list[int]] = {}
+    for index, letter in enumerate(letters):
+        groups.setdefault(letter.engagement.campaign.cover_note or DEFAULT_COVER_NOTE, []).append(index)
+    notes: list[str] = [""] * len(letters)
+    for source, indexes in groups.items():
+        try:
+            rendered = render_many([source], [contexts[i] for i in indexes])
+        except LetterTemplateError as exc:
+            where = letters[indexes[exc.item]] if exc.item is not None else letters[indexes[0]]
+            raise LetterError("to", f"The cover note of {where.engagement.campaign.name} cannot be written for "
+                                    f"{where.engagement.company.name}: {exc}. Correct it in Admin → Campaigns.") from exc
+        for index, (text,) in zip(indexes, rendered):
+            notes[index] = text
+    return notes
+
+
+def _pdfs(letters: list[Letter]) -> dict[int, bytes]:
+    """Each letter's PDF (cached or rendered within the document budget), or a LetterError naming the first refused."""
+    made, refused, pending = documents.render_missing(
+        [(letter, "pdf") for letter in letters],
+        float(current_app.config.get("DOCUMENT_BATCH_SECONDS", 60.0)) if len(letters) > 1 else None)
+    if refused:
+        first = refused[0]
+        raise LetterError("to", f"No PDF of the letter to {first.letter.engagement.company.name}: {first.message}")
+    if pending:
+        raise LetterError("to", f"{len(pending)} letter PDFs could not be made in time; email fewer at once.")
+    pdfs = {}
+    for letter in letters:
+        data = made.get((letter.id, "pdf"))
+        if data is None:
+            try:
+                data = documents.cache_path(letter, "pdf").read_bytes()
+            except FileNotFoundError:
+                data = documents.document(letter, "pdf")
+        pdfs[letter.id] = data
+    return pdfs
+
+
+def _participants(to: list[CompanyContact], cc: list[CompanyContact]) -> str:
+    line = "To: " + ", ".join(f"{c.name} <{c.email}>" for c in to)
+    if cc:
+        line += "; Cc: " + ", ".join(f"{c.name} <{c.email}>" for c in cc)
+    return line
+
+
+def _queue_letter_email(letter: Letter, to: list[CompanyContact], cc: list[CompanyContact], note: str, pdf: bytes,
+                        sender: User, today: dt.date) -> OutboxEmail:
+    """Mark the letter sent (the claim that makes it once) and queue its email in the same transaction."""
+    mark_sent(letter, sent_on=today, channel="email", actor_id=sender.id, today=today,
+              participants=_participants(to, cc))
+    path = outbox.store_attachment(pdf, ".pdf")
+    campaign = letter.engagement.campaign
+    config = current_app.config
+    email = outbox.enqueue(", ".join(c.email for c in to), email_subject(letter), note,
+                         cc=", ".join(c.email for c in cc),
+                         sender=campaign.sender_email or config["MAIL_DEFAULT_SENDER"],
+                         reply_to=config["ENGAGE_MAILBOX_ADDRESS"],
+                         attachments=[{"path": path, "name": f"{documents.file_stem(letter)}.pdf",
+                                       "type": "application/pdf"}],
+                         engagement_id=letter.engagement_id, letter_id=letter.id)
+    letter.message_id = email.message_id
+    return email
+
+
+def email_letter(letter: Letter, to_ids: list[int], cc_ids: list[int], sender: User, today: dt.date) -> OutboxEmail:
+    """Email a draft (or not yet sent) letter to chosen contacts of its company, the PDF attached.
+
+    The letter counts as sent once, when the email is queued: the same claim as "Mark as sent",
+    so a double click queues one email.
+    """
+    if letter.is_sent:
+        raise AlreadySent("to", f"This letter was already sent on {letter.sent_on.isoformat()}.")
+    company = letter.engagement.company
+    allowed = {c.id: c for c in emailable_contacts(company.id)}
+    if not to_ids:
+        raise LetterError("to", f"Choose at least one contact of {company.name} to send the letter to.")
+    unknown = [i for i in [*to_ids, *cc_ids] if i not in allowed]
+    if unknown:
+        raise LetterError("to", f"Only active contacts of {company.name} with an email address can receive it.")
+    to = [allowed[i] for i in dict.fromkeys(to_ids)]
+    cc = [allowed[i] for i in dict.fromkeys(cc_ids) if i not in to_ids]
+    [note] = _cover_notes([letter], sender)
+    pdf = _pdfs([letter])[letter.id]
+    return _queue_letter_email(letter, to, cc, note, pdf, sender, today)
+
+
+def email_recipient(letter: Letter, primary: dict[int, CompanyContact]) -> CompanyContact | None:
+    """Who a bulk email goes to: the letter's addressee if reachable by email, else the company's primary contact."""
+    contact = letter.contact
+    if contact is not None and contact.active and not contact.is_erased and contact.email:
+        return contact
+    return primary.get(letter.engagement.company_id)
+
+
+def email_many(letters: list[Letter], sender: User, today: dt.date) -> tuple[list[OutboxEmail], list[Letter], int]:
+    """Email every draft of a batch to its company's contact, all queued in the caller's transaction.
+
+    Returns (emails queued, letters skipped for lack of a contact with an email, letters already sent).
+    """
+    drafts = [letter for letter in letters if not letter.is_sent]
+    already = len(letters) - len(drafts)
+    primary = primary_contacts(list({letter.engagement.company_id for letter in drafts}), with_email=True)
+    chosen = [(letter, email_recipient(letter, primary)) for letter in drafts]
+    skipped = [letter for letter, contact in chosen if contact is None]
+    sendable = [(letter, contact) for letter, contact in chosen if contact is not None]
+    if not sendable:
+        return [], skipped, already
+    notes = _cover_notes([letter for letter, _ in sendable], sender)
+    pdfs = _pdfs([letter for letter, _ in sendable])
+    emails = []
+    for (letter, contact), note in zip(sendable, notes):
+        emails.append(_queue_letter_email(letter, [contact], [], note, pdfs[letter.id], sender, today))
+    return emails, skipped, already

@@ -19,12 +19,12 @@ from engage.models.base import (
 )
 from engage.models.campaigns import Campaign, Criterion, Investor, Rubric, campaign_signatories
 from engage.models.companies import Company, CompanyAlias, RiskFlag, normalize_name
-from engage.models.contacts import CompanyContact
+from engage.models.contacts import ERASED, LANGUAGES, CompanyContact
 from engage.models.engagements import Attachment, Engagement, EngagementEvent, Interaction, Reminder
 from engage.models.holdings import DivestmentAlert, Fund, Holding
 from engage.models.lists import ListedEntity
 from engage.models.mailbox import InboundMessage, InboundStatus
-from engage.models.letters import Letter, LetterBatch, LetterTemplate, LetterTemplateVersion
+from engage.models.letters import Letter, LetterBatch, LetterTemplate, LetterTemplateLanguage, LetterTemplateVersion
 from engage.models.outbox import ExportRun, OutboxEmail
 from engage.models.scoring import CriterionScore, Score
 from engage.models.submissions import FormSubmission
@@ -35,7 +35,7 @@ __all__ = [
     "CriterionScore", "Direction", "DivestmentAlert", "Engagement", "EngagementEvent", "ExportRun", "Escalation",
     "FormSubmission", "Fund", "Holding", "InboundMessage", "InboundStatus", "Interaction",
     "InteractionKind", "Investor", "InvestorKind", "Letter", "LetterKind", "LetterStatus",
-    "LetterBatch", "ListedEntity", "LetterTemplate", "LetterTemplateVersion", "OutboxEmail", "OutboxStatus", "Outcome",
+    "LetterBatch", "ListedEntity", "LetterTemplate", "LetterTemplateLanguage", "LetterTemplateVersion", "OutboxEmail", "OutboxStatus", "Outcome",
     "Reminder", "ReminderKind", "ReminderStatus", "RiskFlag", "RiskSource", "Role", "Rubric", "Score", "Stage",
-    "User", "campaign_signatories", "normalize_name",
+    "User", "campaign_signatories", "normalize_name", "ERASED", "LANGUAGES",
 ]

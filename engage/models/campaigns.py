@@ -50,6 +50,10 @@ class Campaign(TimestampMixin, db.Model):
     active: Mapped[bool] = mapped_column(default=True)
     #: The block printed at the top of the campaign's letters (sender organisation, address).
     letterhead: Mapped[str] = mapped_column(sa.Text, default="", server_default="")
+    #: From address of letters emailed for the campaign (MAIL_DEFAULT_SENDER when empty).
+    sender_email: Mapped[str | None] = mapped_column(sa.String(254))
+    #: Sandboxed Jinja source of the cover note of letters emailed for the campaign (a default when empty).
+    cover_note: Mapped[str] = mapped_column(sa.Text, default="", server_default="")
 
     signatories: Mapped[list[Investor]] = relationship(
         secondary=campaign_signatories, back_populates="campaigns", order_by="Investor.name"

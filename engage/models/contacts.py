@@ -17,6 +17,16 @@ from engage.models.base import ContactRole, TimestampMixin, enum_check
 from engage.models.companies import Company
 
 
+#: Languages letters are written in (BCP 47 tag, label); a template may have a version per language.
+LANGUAGES = [("en", "English"), ("zh-Hans", "Chinese, Simplified (简体中文)"), ("zh-Hant", "Chinese, Traditional (繁體中文)"),
+             ("ja", "Japanese (日本語)"), ("ko", "Korean (한국어)"), ("fr", "French"), ("de", "German"), ("es", "Spanish")]
+LANGUAGE_LABELS = dict(LANGUAGES)
+#: What erasure leaves where a contact's name or address was.
+ERASED = "erased contact"
+#: Which contact a letter goes to when none is chosen: investor relations first.
+ROLE_ORDER = ["investor_relations", "company_secretary", "sustainability", "board_chair", "other"]
+
+
 class CompanyContact(TimestampMixin, db.Model):
     __tablename__ = "company_contacts"
     __table_args__ = (
@@ -54,3 +64,15 @@ class CompanyContact(TimestampMixin, db.Model):
     @property
     def role_label(self) -> str:
         return ContactRole(self.role).label
+
+    @property
+    def is_erased(self) -> bool:
+        return self.erased_at is not None
+
+    @property
+    def display_name(self) -> str:
+        return ERASED if self.is_erased else self.name
+
+    @property
+    def language_label(self) -> str:
+        return LANGUAGE_LABELS.get(self.language, self.language)

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from engage.extensions import db
 from engage.models.campaigns import Campaign
+from engage.models.contacts import CompanyContact
 from engage.models.base import LetterKind, LetterStatus, TimestampMixin, enum_check
 from engage.models.engagements import Engagement
 
@@ -36,6 +37,9 @@ class LetterTemplate(TimestampMixin, db.Model):
     versions: Mapped[list[LetterTemplateVersion]] = relationship(
         back_populates="template", order_by="LetterTemplateVersion.version", cascade="all, delete-orphan"
     )
+    languages: Mapped[list[LetterTemplateLanguage]] = relationship(
+        back_populates="template", order_by="LetterTemplateLanguage.language", cascade="all, delete-orphan"
+    )
 
 
 class LetterTemplateVersion(db.Model):
@@ -51,6 +55,24 @@ class LetterTemplateVersion(db.Model):
     created_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
 
     template: Mapped[LetterTemplate] = relationship(back_populates="versions")
+
+
+class LetterTemplateLanguage(TimestampMixin, db.Model):
+    """A template's text in another language (an admin's translation), used for contacts who read it."""
+
+    __tablename__ = "letter_template_languages"
+    __table_args__ = (sa.UniqueConstraint("template_id", "language"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    template_id: Mapped[int] = mapped_column(sa.ForeignKey("letter_templates.id", ondelete="CASCADE"))
+    #: BCP 47 tag, as on CompanyContact.language ("zh-Hans").
+    language: Mapped[str] = mapped_column(sa.String(16))
+    #: Sandboxed Jinja sources, like LetterTemplate.subject and .body.
+    subject: Mapped[str] = mapped_column(sa.String(300))
+    body: Mapped[str] = mapped_column(sa.Text)
+    updated_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
+
+    template: Mapped[LetterTemplate] = relationship(back_populates="languages")
 
 
 class Letter(TimestampMixin, db.Model):
@@ -85,14 +107,32 @@ class Letter(TimestampMixin, db.Model):
     signatories: Mapped[list] = mapped_column(sa.JSON, default=list, server_default="[]")
     #: The campaign letterhead when the letter was generated.
     letterhead: Mapped[str] = mapped_column(sa.Text, default="", server_default="")
+    #: The contact the letter is addressed to (the block printed is `addressee`, frozen with the text).
+    contact_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("company_contacts.id", ondelete="SET NULL"), index=True)
+    #: The addressee block when the letter was generated: {name, title, company, address}.
+    addressee: Mapped[dict] = mapped_column(sa.JSON, default=dict, server_default="{}")
+    #: BCP 47 tag of the language version the letter was written from ("en" for the template itself).
+    language: Mapped[str] = mapped_column(sa.String(16), default="en", server_default="en")
+    #: Message-ID of the email that carried the letter, when it was sent by email from Engage.
+    message_id: Mapped[str | None] = mapped_column(sa.String(255))
 
     engagement: Mapped[Engagement] = relationship()
+    contact: Mapped[CompanyContact | None] = relationship()
     template: Mapped[LetterTemplate | None] = relationship()
     batch: Mapped[LetterBatch | None] = relationship(back_populates="letters")
 
     @property
     def is_sent(self) -> bool:
         return self.status == LetterStatus.SENT.value
+
+    @property
+    def addressee_lines(self) -> list[str]:
+        """The printed addressee block: name, title, company, then the postal address lines."""
+        block = self.addressee or {}
+        lines = [block.get("name"), block.get("title"), block.get("company")]
+        lines += (block.get("address") or "").splitlines()
+        return [line.strip() for line in lines if line and line.strip()]
 
 
 class LetterBatch(TimestampMixin, db.Model):

@@ -20,7 +20,13 @@ class OutboxEmail(TimestampMixin, db.Model):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    recipient: Mapped[str] = mapped_column(sa.String(254))
+    #: The To addresses, comma-separated.
+    recipient: Mapped[str] = mapped_column(sa.Text)
+    #: Cc addresses, comma-separated.
+    cc: Mapped[str] = mapped_column(sa.Text, default="", server_default="")
+    #: From, when not MAIL_DEFAULT_SENDER (a campaign's sender address).
+    sender: Mapped[str | None] = mapped_column(sa.String(254))
+    reply_to: Mapped[str | None] = mapped_column(sa.String(254))
     subject: Mapped[str] = mapped_column(sa.String(300))
     body_text: Mapped[str] = mapped_column(sa.Text)
     body_html: Mapped[str | None] = mapped_column(sa.Text)
@@ -34,6 +40,8 @@ class OutboxEmail(TimestampMixin, db.Model):
     #: An attached file under instance/ (e.g. the monthly export) and the name it is sent as.
     attachment_path: Mapped[str | None] = mapped_column(sa.String(500))
     attachment_name: Mapped[str | None] = mapped_column(sa.String(255))
+    #: Further files under instance/, each {"path", "name", "type"} (e.g. a letter's PDF).
+    attachments: Mapped[list] = mapped_column(sa.JSON, default=list, server_default="[]")
     #: Set on engagement mail (a letter emailed to a company's contacts): a reply whose
     #: In-Reply-To or References names this message_id is filed on this engagement.
     engagement_id: Mapped[int | None] = mapped_column(

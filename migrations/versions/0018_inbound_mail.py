@@ -1,7 +1,7 @@
 """inbound mail
 
 Revision ID: 0018
-Revises: 0016
+Revises: 0017
 Create Date: 2026-12-03 19:59:48.310154
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '0018'
-down_revision = '0016'
+down_revision = '0017'
 branch_labels = None
 depends_on = None
 
