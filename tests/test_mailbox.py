@@ -203,7 +203,7 @@ def test_triage_page_and_its_actions(app, mailbox, hikvision, runner, client, ma
     page = client.get("/mailbox/triage").get_data(as_text=True)
     assert "new.person@hikvision.example" in page and "&lt;script&gt;" in page and "<script>alert" not in page
     assert client.post(f"/mailbox/triage/{spam.id}/discard").status_code == 403
-    client.post("/logout")
+    assert client.post("/auth/logout").status_code == 302
 
     analyst = make_user("analyst")
     login(client, analyst.email)
