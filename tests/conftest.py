@@ -169,6 +169,12 @@ class QueryCounter:
         self.statements.append(statement)
 
     def __enter__(self):
+        # The test client shares the test's session, whose identity map holds objects weakly: whether
+        # a request finds the signed-in user there depends on when the garbage collector ran. Expired,
+        # each is fetched again by the counted request, so the count does not depend on that timing.
+        # (Not when the test is counting its own pending changes: expiring would discard them.)
+        if not (db.session.new or db.session.dirty or db.session.deleted):
+            db.session.expire_all()
         sa.event.listen(self.engine, "before_cursor_execute", self._on_execute)
         return self
 
