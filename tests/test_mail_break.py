@@ -50,7 +50,9 @@ def test_a_subject_with_newlines_or_1000_characters_goes_out_as_one_safe_line(cl
     db.session.expire_all()
     letter = db.session.get(Letter, letter.id)
     assert "\n" not in letter.subject and "\r" not in letter.subject
-    letter.subject = "Long " * 200  # 1,000 characters written straight to the row (an import, an old version)
+    too_long = client.post(f"/letters/{letter.id}/edit", data={"subject": "Long " * 200, "body": letter.body})
+    assert too_long.status_code == 422 and "300" in too_long.get_data(as_text=True)
+    letter.subject = "L" * 300  # the longest a letter's subject can be; the [ENG-n] prefix must still fit
     db.session.commit()
     assert client.post(f"/letters/{letter.id}/email", data={"to": [str(ir.id)]}).status_code == 302
     queued = db.session.scalar(sa.select(OutboxEmail))
