@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import unicodedata
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 from markdown_it import MarkdownIt
@@ -119,3 +120,11 @@ def as_options(values) -> list[tuple[str, str]]:
         else:
             pairs.append((value, value))
     return pairs
+
+
+def one_line(text: str | None, limit: int) -> str:
+    """Text for one line (a subject, an email header): line breaks and other control or format
+    characters become spaces, runs of spaces collapse, capped at `limit` characters."""
+    text = "".join(ch if unicodedata.category(ch) not in ("Cc", "Cf", "Zl", "Zp", "Cs", "Co") else " "
+                   for ch in text or "")
+    return " ".join(text.split())[:limit]

@@ -227,7 +227,7 @@ def outbox_email(email_id: int):
     email = db.get_or_404(OutboxEmail, email_id)
     try:
         message, problem = outbox.build_message(email), None
-    except OSError as exc:  # an attachment file is gone (deleted, or another host's disk)
+    except (OSError, outbox.Unsendable) as exc:  # an attachment file is gone, or a header is not sendable
         message, problem = None, f"The message cannot be built: {exc}"
     headers = [(k, str(v)) for k, v in message.items()] if message else []
     body = message.get_body(("plain",)).get_content() if message else email.body_text
@@ -245,7 +245,7 @@ def outbox_eml(email_id: int):
     email = db.get_or_404(OutboxEmail, email_id)
     try:
         data = outbox.build_message(email).as_bytes()
-    except OSError as exc:
+    except (OSError, outbox.Unsendable) as exc:
         abort(410, f"The message cannot be built: {exc}")
     return Response(data, mimetype="message/rfc822",
                     headers={"Content-Disposition": f'attachment; filename="email-{email.id}.eml"'})

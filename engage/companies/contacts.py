@@ -22,6 +22,7 @@ from engage.models import (
     Interaction,
     Letter,
     OutboxEmail,
+    OutboxStatus,
 )
 from engage.models.contacts import ROLE_ORDER
 
@@ -84,6 +85,11 @@ def _replace(text, needles: list[str]):
     return text
 
 
+def _without(addresses: str | None, address: str) -> list[str]:
+    """A comma-separated address list as a list, without `address` (compared case-insensitively)."""
+    return [a.strip() for a in (addresses or "").split(",") if a.strip() and a.strip().lower() != address.lower()]
+
+
 def _needles(contact: CompanyContact) -> list[str]:
     """The contact's personal strings to look for, longest first (an address before its lines)."""
     values = [contact.name, contact.email or "", contact.phone, contact.address,
@@ -127,14 +133,23 @@ def erase(contact: CompanyContact) -> None:
             db.session.execute(sa.update(Interaction).where(Interaction.id == row.id).values(**values))
     letter_ids = [row.id for row in letters]
     emails = db.session.execute(
-        sa.select(OutboxEmail.id, OutboxEmail.recipient, OutboxEmail.cc, OutboxEmail.body_text, OutboxEmail.subject)
+        sa.select(OutboxEmail.id, OutboxEmail.recipient, OutboxEmail.cc, OutboxEmail.body_text, OutboxEmail.subject,
+                  OutboxEmail.status)
         .where(sa.or_(OutboxEmail.engagement_id.in_(engagement_ids),
                       OutboxEmail.letter_id.in_(letter_ids) if letter_ids else sa.false()))
     ).all()
     for row in emails:
-        db.session.execute(sa.update(OutboxEmail).where(OutboxEmail.id == row.id).values(
-            recipient=_replace(row.recipient, needles), cc=_replace(row.cc, needles),
-            body_text=_replace(row.body_text, needles), subject=_replace(row.subject, needles)[:300]))
+        values = {"recipient": _replace(row.recipient, needles), "cc": _replace(row.cc, needles),
+                  "body_text": _replace(row.body_text, needles), "subject": _replace(row.subject, needles)[:300]}
+        if row.status != OutboxStatus.SENT.value and contact.email:
+            # Not sent yet: the erased address is taken off the email (never "erased contact" as an
+            # address); with nobody left to send to, it fails with why and cannot be retried.
+            to, cc = _without(row.recipient, contact.email), _without(row.cc, contact.email)
+            values.update(recipient=", ".join(to or cc), cc=", ".join(cc if to else []))
+            if not (to or cc):
+                values.update(status=OutboxStatus.FAILED.value, updated_at=now,
+                              last_error=f"Not sent: its recipient (contact #{contact.id}) was erased.")
+        db.session.execute(sa.update(OutboxEmail).where(OutboxEmail.id == row.id).values(**values))
     _scrub_audit(contact, needles, letter_ids, touched_interactions)
     db.session.execute(sa.update(CompanyContact).where(CompanyContact.id == contact.id).values(
         name="", title="", email=None, phone="", address="", notes="", source="", active=False,

@@ -19,7 +19,7 @@ import socket
 import tempfile
 from dataclasses import dataclass, field
 from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
+from email.utils import format_datetime, getaddresses, make_msgid
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -27,6 +27,7 @@ from flask import current_app
 
 from engage import clock
 from engage.extensions import db
+from engage.formatting import one_line
 from engage.models import OutboxEmail, OutboxStatus
 
 MAX_BACKOFF = dt.timedelta(hours=6)
@@ -49,7 +50,7 @@ def enqueue(recipient: str, subject: str, body_text: str, body_html: str | None 
     """
     origin = sender or current_app.config["MAIL_DEFAULT_SENDER"]
     domain = origin.rsplit("@", 1)[-1].strip(">") if "@" in origin else "engage.localhost"
-    email = OutboxEmail(recipient=recipient, cc=cc, sender=sender, reply_to=reply_to, subject=subject[:300],
+    email = OutboxEmail(recipient=recipient, cc=cc, sender=sender, reply_to=reply_to, subject=one_line(subject, 300),
                         body_text=body_text, body_html=body_html, attachments=list(attachments or []),
                         message_id=make_msgid(idstring="engage", domain=domain), status=OutboxStatus.QUEUED.value,
                         attempts=0, next_attempt_at=now or clock.utcnow(), engagement_id=engagement_id,
@@ -106,15 +107,39 @@ def claim(now: dt.datetime, limit: int) -> list[int]:
     return sorted(ids)
 
 
+class Unsendable(ValueError):
+    """The email cannot be sent as written (an address that is not one, a header with a line
+    break): retrying cannot help, so it fails at once with this reason."""
+
+
+def checked_addresses(header: str, value: str | None, *, required: bool = False) -> str:
+    """`value` if it is a comma-separated list of addresses (each `a@b` or `Name <a@b>`), else Unsendable."""
+    value = value or ""
+    if any(ch in value for ch in "\r\n\0"):
+        raise Unsendable(f"the {header} header contains a line break")
+    addresses = [a.strip() for a in value.split(",") if a.strip()]
+    if required and not addresses:
+        raise Unsendable(f"no {header} address")
+    for item in addresses:
+        parsed = getaddresses([item])
+        address = parsed[0][1] if len(parsed) == 1 else ""
+        if address.count("@") != 1 or not all(address.split("@")) \
+                or any(ch.isspace() or ch in '<>()[]",;:\\' for ch in address):
+            raise Unsendable(f"{item!r} in {header} is not an email address")
+    return ", ".join(addresses)
+
+
 def build_message(email: OutboxEmail) -> EmailMessage:
+    """The message as it goes out; Unsendable if a row cannot be sent as written."""
     message = EmailMessage()
-    message["From"] = email.sender or current_app.config["MAIL_DEFAULT_SENDER"]
-    message["To"] = email.recipient
+    message["From"] = checked_addresses("From", email.sender or current_app.config["MAIL_DEFAULT_SENDER"],
+                                        required=True)
+    message["To"] = checked_addresses("To", email.recipient, required=True)
     if email.cc:
-        message["Cc"] = email.cc
+        message["Cc"] = checked_addresses("Cc", email.cc)
     if email.reply_to:
-        message["Reply-To"] = email.reply_to
-    message["Subject"] = email.subject
+        message["Reply-To"] = checked_addresses("Reply-To", email.reply_to)
+    message["Subject"] = one_line(email.subject, 300)
     message["Message-ID"] = email.message_id
     message["Date"] = format_datetime(email.created_at.replace(tzinfo=dt.UTC))
     message.set_content(email.body_text)
@@ -217,12 +242,19 @@ def drain(now: dt.datetime, limit: int = 50) -> DrainResult:
         for email_id in ids:
             email = db.session.get(OutboxEmail, email_id)
             error = connect_error
+            unsendable = None
             if smtp is not None:
                 try:
                     smtp.send_message(build_message(email), email)
+                except Unsendable as exc:
+                    unsendable = f"cannot be sent as written: {exc}"
                 except (smtplib.SMTPException, OSError, socket.timeout) as exc:
                     error = f"{type(exc).__name__}: {exc}"
-            if error is None:
+            if unsendable is not None:
+                email.status = OutboxStatus.FAILED.value
+                email.last_error = unsendable[:2000]
+                result.failed.append(email.id)
+            elif error is None:
                 email.status = OutboxStatus.SENT.value
                 email.sent_at = now
                 email.last_error = None
@@ -250,6 +282,8 @@ def retry(email: OutboxEmail, now: dt.datetime) -> None:
     """An admin asks for a failed email to be tried again now."""
     if email.status != OutboxStatus.FAILED.value:
         raise ValueError("Only failed emails can be retried.")
+    if not (email.recipient or "").strip():
+        raise ValueError("This email has no recipient left (its recipient was erased); it cannot be retried.")
     email.status = OutboxStatus.QUEUED.value
     email.attempts = 0
     email.next_attempt_at = now

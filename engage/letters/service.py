@@ -16,6 +16,7 @@ from engage import clock
 from engage.engagements import cycle
 from engage.engagements.cycle import MoveError
 from engage.extensions import db
+from engage.formatting import one_line
 from engage.letters import documents
 from engage.core import outbox
 from engage.companies.contacts import primary_contacts
@@ -162,7 +163,7 @@ def _new_letter(engagement: Engagement, template: LetterTemplate, sender: User |
                 language: str = "en") -> Letter:
     letter = Letter(
         engagement=engagement, template=template, template_version=template.version, kind=template.kind,
-        subject=subject.strip()[:300], body=body, status=LetterStatus.DRAFT.value, batch=batch,
+        subject=one_line(subject, 300), body=body, status=LetterStatus.DRAFT.value, batch=batch,
         created_by_id=sender.id if sender else None,
         signatories=[{"name": s.name, "aum_usd": str(s.aum_usd) if s.aum_usd is not None else None}
                      for s in engagement.campaign.signatories],
@@ -230,14 +231,15 @@ def batch_for_token(token: str | None) -> LetterBatch | None:
 def update_draft(letter: Letter, subject: str, body: str) -> None:
     if letter.is_sent:
         raise LetterError("body", "This letter was sent; a sent letter cannot be edited.")
-    if not subject.strip():
+    subject = one_line(subject, 300)
+    if not subject:
         raise LetterError("subject", "A letter needs a subject.")
     if not body.strip():
         raise LetterError("body", "A letter needs a body.")
     problem = documents.too_long(body, letter.letterhead, letter.signatories or [])
     if problem:
         raise LetterError("body", f"{problem} Shorten the text.")
-    letter.subject = subject.strip()[:300]
+    letter.subject = subject
     letter.body = body
 
 
@@ -395,7 +397,7 @@ def engagement_reference(engagement_id: int) -> str:
 
 
 def email_subject(letter: Letter) -> str:
-    return f"[{engagement_reference(letter.engagement_id)}] {letter.subject}"[:300]
+    return one_line(f"[{engagement_reference(letter.engagement_id)}] {letter.subject}", 300)
 
 
 def emailable_contacts(company_id: int) -> list[CompanyContact]:

@@ -2,14 +2,16 @@
 
 1. In-Reply-To / References name a message Engage sent for an engagement (an emailed letter in
    the outbox) or a message already filed on one.
-2. The subject carries `[ENG-<id>]` of an engagement that exists and is open.
+2. The subject carries `[ENG-<id>]` of an engagement that exists and is open — unless the
+   sender is an active contact of other companies only (a forged or mistaken reference: triage).
 3. The sender (a company's reply) or the recipients (an analyst's message with the mailbox in
    Bcc) are active contacts of exactly one company, which has exactly one open engagement.
 
 A message from an active user of Engage is outbound (filed as an email sent by the analyst);
 anything else is inbound (a company response). A rule that finds a closed engagement or an
 ambiguous answer stops the matching: the message goes to triage with that reason rather than
-to a guess by a later rule.
+to a guess by a later rule. The first rule that matches decides: a reply to engagement A's letter
+whose subject names ENG-B is filed on A (the thread is harder to forge than a subject).
 """
 
 from __future__ import annotations
@@ -82,7 +84,7 @@ def by_thread(replied_to: list[str], direction: str) -> Match | None:
     return None
 
 
-def by_subject(subject: str, direction: str) -> Match | None:
+def by_subject(subject: str, direction: str, from_address: str = "") -> Match | None:
     ids = sorted({int(n) for n in SUBJECT_REFERENCE.findall(subject or "")})
     if not ids:
         return None
@@ -93,6 +95,17 @@ def by_subject(subject: str, direction: str) -> Match | None:
         return Match(None, direction, f"the subject names ENG-{ids[0]}, which does not exist")
     if not engagement.is_open:
         return Match(None, direction, f"the subject names ENG-{ids[0]}, but {_closed(engagement)}")
+    if direction == Direction.INBOUND.value and from_address:
+        # A subject is easy to copy and a From header easy to forge: a known contact of other
+        # companies naming this engagement is checked by a person, not filed.
+        companies = db.session.scalars(
+            sa.select(Company.name).join(CompanyContact, CompanyContact.company_id == Company.id)
+            .where(sa.func.lower(CompanyContact.email) == from_address, CompanyContact.active,
+                   CompanyContact.erased_at.is_(None)).distinct().order_by(Company.name)).all()
+        owner = engagement.company.name
+        if companies and owner not in companies:
+            return Match(None, direction, f"the subject names ENG-{engagement.id} ({owner}), but the sender "
+                                          f"{from_address} is a contact of {', '.join(companies[:3])}")
     return Match(engagement, direction, f"the subject names ENG-{engagement.id}")
 
 
@@ -123,7 +136,7 @@ def by_contact(addresses: list[str], direction: str) -> Match:
 def match(*, from_address: str, to: list[str], cc: list[str], subject: str, replied_to: list[str],
           mailbox_address: str) -> Match:
     direction = direction_of(from_address)
-    found = by_thread(replied_to, direction) or by_subject(subject, direction)
+    found = by_thread(replied_to, direction) or by_subject(subject, direction, from_address)
     if found is not None:
         return found
     if direction == Direction.INBOUND.value:

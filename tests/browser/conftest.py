@@ -43,8 +43,20 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(marker)
 
 
+class LiveApp:
+    """The served app (for journeys that also act on its database, e.g. a mail fetch) and its address."""
+
+    def __init__(self, app, url: str):
+        self.app, self.url = app, url
+
+
 @pytest.fixture(scope="session")
-def live_server(tmp_path_factory):
+def live_server(live_app) -> str:
+    return live_app.url
+
+
+@pytest.fixture(scope="session")
+def live_app(tmp_path_factory):
     """The app with demo data, served by a real WSGI server on 127.0.0.1:<free port>."""
     from werkzeug.serving import make_server
 
@@ -70,7 +82,7 @@ def live_server(tmp_path_factory):
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
+    yield LiveApp(app, f"http://127.0.0.1:{server.server_port}")
     server.shutdown()
 
 
