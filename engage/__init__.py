@@ -305,9 +305,24 @@ def register_errorhandlers(app: Flask) -> None:
 def register_template_helpers(app: Flask) -> None:
     # Imported when an app is built, not with the package (see the module docstring).
     from engage import formatting, web
-    from engage.models import Role
+    from engage.models import (
+        Direction,
+        Escalation,
+        InboundStatus,
+        InteractionKind,
+        InvestorKind,
+        LetterKind,
+        LetterStatus,
+        OutboxStatus,
+        ReminderStatus,
+        Role,
+        Stage,
+    )
 
-    app.jinja_env.globals["Role"] = Role
+    # Templates compare with the enums (`e.status == OutboxStatus.SENT.value`), never a bare string.
+    for enum in (Direction, Escalation, InboundStatus, InteractionKind, InvestorKind, LetterKind, LetterStatus,
+                 OutboxStatus, ReminderStatus, Role, Stage):
+        app.jinja_env.globals[enum.__name__] = enum
     app.jinja_env.globals["timedelta"] = datetime.timedelta
     app.jinja_env.globals["refusals"] = web.refusals
     app.jinja_env.filters["date"] = formatting.format_date

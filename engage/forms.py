@@ -28,6 +28,15 @@ class EditForm(FlaskForm):
         super().__init__(*args, obj=obj, **kwargs)
 
 
+class ActionForm(FlaskForm):
+    """A button, or a form whose fields the view reads itself: its CSRF token, checked on submit.
+
+    The view that draws the page passes one (`action_form=ActionForm(formdata=None)`) and the
+    template renders `action_form.csrf_token`; the view that takes the post calls
+    `ActionForm().validate_on_submit()`.
+    """
+
+
 def _strip(value):
     return value.strip() if isinstance(value, str) else value
 

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from config import Config, ProductionConfig
@@ -104,3 +106,12 @@ def test_behind_a_tls_proxy_forwarded_headers_are_trusted(database_url):
     assert client.get("/auth/login").status_code == 302  # plain http is redirected
     response = client.get("/auth/login", headers={"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.9"})
     assert response.status_code == 200
+
+
+def test_templates_take_csrf_tokens_from_forms():
+    """Every POST form's token comes from the FlaskForm its view passes (form.csrf_token or
+    form.hidden_tag()), never a hand-written input: a form class is where a post is checked."""
+    templates = Path(__file__).resolve().parent.parent / "templates"
+    written = [str(path.relative_to(templates)) for path in templates.rglob("*.html")
+               if 'name="csrf_token"' in path.read_text(encoding="utf-8")]
+    assert written == []

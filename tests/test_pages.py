@@ -18,6 +18,7 @@ from engage.models import (
     RiskFlag,
     Rubric,
     Score,
+    Stage,
 )
 
 
@@ -132,3 +133,18 @@ def test_engagement_page_query_count_does_not_grow_with_the_timeline(client, log
     with count_queries() as large:
         assert client.get(f"/engagements/{engagement.id}").status_code == 200
     assert large.count == small.count, large.statements
+
+
+def test_dashboard_funnel_is_a_bar_chart_told_in_words(client, login_as):
+    from tests import factories
+
+    factories.engagement(stage=Stage.IDENTIFIED.value)
+    factories.engagement(stage=Stage.IDENTIFIED.value)
+    factories.engagement(stage=Stage.CLOSED.value, closed_on=dt.date(2026, 3, 1), outcome="dropped")
+    db.session.commit()
+    login_as("viewer")
+    page = client.get("/").get_data(as_text=True)
+    assert '<desc id="funnel-desc">Identified: 2. Mapping requested: 0.' in page and "Closed: 1. </desc>" in page
+    assert 'href="/engagements?stage=identified"' in page
+    assert 'width="300.0"' in page and 'width="150.0" height="20" rx="3" class="muted"' in page  # closed: muted, half
+    assert 'width="1" height="20"' in page  # an empty stage still shows a sliver

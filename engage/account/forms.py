@@ -15,9 +15,3 @@ class PasswordChangeForm(FlaskForm):
     confirm = PasswordField("Repeat new password",
                             validators=[DataRequired(), EqualTo("new_password", "The passwords differ.")])
     submit = SubmitField("Change password")
-
-
-class ActionForm(FlaskForm):
-    """A one-click action (new calendar link, sign out everywhere): CSRF only."""
-
-    submit = SubmitField("Go")

@@ -4,8 +4,9 @@ from flask import Blueprint, flash, redirect, render_template, url_for
 from flask_login import current_user
 
 from engage.account import service
-from engage.account.forms import ActionForm, PasswordChangeForm
+from engage.account.forms import PasswordChangeForm
 from engage.extensions import db, limiter
+from engage.forms import ActionForm
 from engage.security import acting_session_token, login_rate_limit, login_throttle_off, require_role
 from engage.web import field_error
 

@@ -55,10 +55,6 @@ class PasswordResetForm(FlaskForm):
     submit = SubmitField("Set password")
 
 
-class ActionForm(FlaskForm):
-    """A one-click action (retry an email): CSRF only."""
-
-
 class UnlockForm(FlaskForm):
     """Lift a user's sign-in pause: CSRF only."""
 

@@ -7,7 +7,6 @@ from flask_login import current_user
 from engage import clock
 from engage.admin import service
 from engage.admin.forms import (
-    ActionForm,
     AuditFilterForm,
     CampaignForm,
     InvestorForm,
@@ -19,6 +18,7 @@ from engage.admin.forms import (
 from engage.auth.service import KNOWN_BROWSERS, OTHER_BROWSERS, lift_pause, paused_until
 from engage.core import outbox
 from engage.extensions import db
+from engage.forms import ActionForm
 from engage.models import AuditEvent, Campaign, Investor, OutboxEmail, OutboxStatus, User
 from engage.security import require_role
 from engage.web import field_error, paginate

@@ -1,4 +1,4 @@
-from flask import Blueprint, flash, redirect, render_template, request, session, url_for
+from flask import Blueprint, flash, has_request_context, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_user, logout_user
 
 from engage import audit
@@ -45,6 +45,14 @@ def login():
         response = redirect(safe_next(form.next.data) or url_for("main.dashboard"))
         return remember_browser(response, user.id)
     return render_template("auth/login.html", form=form)
+
+
+@bp.app_context_processor
+def sign_out_form() -> dict:
+    """The sign-out button in every signed-in page's header (base.html) is a LogoutForm."""
+    if not has_request_context() or not current_user.is_authenticated:
+        return {}
+    return {"logout_form": LogoutForm(formdata=None)}
 
 
 @bp.route("/logout", methods=["POST"])

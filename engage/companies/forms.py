@@ -142,10 +142,6 @@ class ContactForm(EditForm):
                                   f"at {self.company.name}.")
 
 
-class ContactActionForm(FlaskForm):
-    """Deactivate, reactivate or erase: a button with its CSRF token."""
-
-
 class ContactEraseForm(FlaskForm):
     """The erasure confirmation: the post must carry the page's `confirm` field, so nothing else erases."""
 

@@ -12,12 +12,12 @@ from engage.companies import service
 from engage.companies.forms import (
     CompanyFilterForm,
     CompanyForm,
-    ContactActionForm,
     ContactEraseForm,
     ContactForm,
     RiskFlagForm,
 )
 from engage.extensions import db
+from engage.forms import ActionForm
 from engage.formatting import SHOWN_CHANGE, shown_below
 from engage.models import Company, CompanyAlias, CompanyContact, Engagement, RiskFlag, RiskSource, Stage
 from engage.models.scoring import ranked_scores
@@ -146,7 +146,7 @@ def show(company_id: int):
     ).all()
     return render_template("companies/show.html", company=company, engagements=engagements,
                            holdings=service.latest_holdings(company.id), flag_form=RiskFlagForm(),
-                           contacts=contact_service.contacts_of(company.id))
+                           contacts=contact_service.contacts_of(company.id), action_form=ActionForm(formdata=None))
 
 
 @bp.route("/<int:company_id>/edit", methods=["GET", "POST"])
@@ -177,7 +177,7 @@ def add_flag(company_id: int):
     engagements = db.session.scalars(sa.select(Engagement).where(Engagement.company_id == company.id)).all()
     return render_template("companies/show.html", company=company, engagements=engagements,
                            holdings=service.latest_holdings(company.id), flag_form=form,
-                           contacts=contact_service.contacts_of(company.id)), 422
+                           contacts=contact_service.contacts_of(company.id), action_form=ActionForm(formdata=None)), 422
 
 
 @bp.route("/<int:company_id>/flags/<int:flag_id>/delete", methods=["POST"])
@@ -240,7 +240,7 @@ def toggle_contact(company_id: int, contact_id: int):
     contact = _contact(company_id, contact_id)
     if contact.is_erased:
         abort(404)
-    if ContactActionForm().validate_on_submit():
+    if ActionForm().validate_on_submit():
         contact.active = not contact.active
         db.session.commit()
         flash(f"{contact.name} is {'active again' if contact.active else 'deactivated'}.", "success")

@@ -22,6 +22,7 @@ from engage.engagements.forms import (
 )
 from engage.engagements.queries import engagement_query, filter_form, owner_choices
 from engage.extensions import db
+from engage.forms import ActionForm
 from engage.holdings import screening
 from engage.letters.forms import GenerateForm, bulk_form
 from engage.letters.service import active_templates, suggested_template
@@ -36,7 +37,7 @@ from engage.models import (
     Stage,
     User,
 )
-from engage.reminders.forms import ReminderForm
+from engage.reminders.forms import ReminderForm, SnoozeForm
 from engage.scoring import progress
 from engage.scoring.service import disagreement, stage_hints
 from engage.security import require_role
@@ -182,6 +183,7 @@ def _page(engagement: Engagement, status: int = 200, stale: service.StaleEdit | 
         stage_moves=cycle.stage_moves(engagement), escalation_moves=cycle.escalation_moves(engagement),
         generate_form=generate_form, letters=letters, history=history, moderation_flags=flags,
         reminder_form=ReminderForm(formdata=None, due_on=clock.today() + dt.timedelta(days=14)),
+        action_form=ActionForm(formdata=None), snooze_form=SnoozeForm(formdata=None),
         hints=stage_hints(engagement, latest), posted=set(forms),
         held_again=screening.held_after_divestment(screening.snapshots(), engagement.id)
         if engagement.is_divested else [],

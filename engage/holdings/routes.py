@@ -6,12 +6,12 @@ from __future__ import annotations
 import sqlalchemy as sa
 from flask import Blueprint, abort, current_app, flash, make_response, redirect, render_template, request, url_for
 from flask_login import current_user
-from flask_wtf import FlaskForm
 from sqlalchemy.orm import selectinload
 from wtforms import SelectChoice
 
 from engage import clock
 from engage.extensions import db
+from engage.forms import ActionForm
 from engage.holdings import screening, service
 from engage.holdings.forms import FundForm, ImportForm, MergeForm, ReadOptionsForm
 from engage.models import Campaign, Company, Fund, Holding, ListedEntity, RiskSource
@@ -108,7 +108,7 @@ def _preview_page(token: str, data: bytes, meta: dict, form: ReadOptionsForm | N
     if checked.field and checked.field in form and checked.problem:
         field_error(form, checked.field, checked.problem[0].upper() + checked.problem[1:] + ".")
     context = dict(parsed=checked.parsed, problem=checked.problem, filename=meta.get("filename"), fund=fund,
-                   token=token, options=form, as_of=checked.as_of, preview=checked.preview, digest=checked.digest)
+                   token=token, options=form, action_form=ActionForm(formdata=None), as_of=checked.as_of, preview=checked.preview, digest=checked.digest)
     if not checked.ok:
         return render_template("holdings/preview.html", **context), status or 422
     return render_template("holdings/preview.html", **context), status or 200
@@ -180,7 +180,7 @@ def read_again(token: str):
 @require_role("analyst")
 def confirm_import(token: str):
     """Import the stashed file exactly as its preview showed it (the form names that preview), once."""
-    if not FlaskForm().validate_on_submit():
+    if not ActionForm().validate_on_submit():
         flash("The form expired; upload the file again.", "error")
         return redirect(url_for("holdings.import_holdings"))
     stashed = service.claim_upload(token)
@@ -233,7 +233,7 @@ def review():
     query = (sa.select(Company).where(Company.origin.is_not(None))
              .options(selectinload(Company.aliases)).order_by(Company.origin, Company.normalized_name))
     page = paginate(query)
-    return render_template("holdings/review.html", page=page)
+    return render_template("holdings/review.html", page=page, action_form=ActionForm(formdata=None))
 
 
 def _merged_already(company_id: int):
@@ -252,7 +252,7 @@ def _merged_already(company_id: int):
 @require_role("analyst")
 def review_company(company_id: int):
     """Keep a created company, or show what merging it would move (nothing is merged here)."""
-    if not FlaskForm().validate_on_submit():
+    if not ActionForm().validate_on_submit():
         abort(400, "The form expired; reload the page.")
     company = db.session.get(Company, company_id)
     if company is None:
@@ -274,7 +274,7 @@ def review_company(company_id: int):
         plan = service.merge_plan(company, target)
     except service.MergeError as error:
         return render_template("holdings/merge.html", company=company, plan=None, error=error.message,
-                               target_text=target_text), 422
+                               target_text=target_text, action_form=ActionForm(formdata=None)), 422
     return render_template("holdings/merge.html", company=company, plan=plan, error=None, target_text=target_text,
                            form=MergeForm(formdata=None, target_id=str(target.id), plan=plan.digest))
 
@@ -325,7 +325,7 @@ def merge_company(company_id: int):
 def screening_page():
     campaigns = db.session.scalars(sa.select(Campaign).where(Campaign.active.is_(True)).order_by(Campaign.name)).all()
     return render_template("holdings/screening.html", exposures=screening.exposures(detail=True),
-                           campaigns=campaigns, lists=screening_lists(),
+                           campaigns=campaigns, lists=screening_lists(), action_form=ActionForm(formdata=None),
                            list_labels={s.value: s.label for s in RiskSource})
 
 
@@ -339,7 +339,7 @@ def screening_lists():
 @bp.route("/screening/run", methods=["POST"])
 @require_role("analyst")
 def run_screening():
-    if FlaskForm().validate_on_submit():
+    if ActionForm().validate_on_submit():
         result = screening.screen()
         db.session.commit()
         flash(f"Screened {result.companies_checked} companies: {len(result.flags_created)} new risk flag(s).", "success")
@@ -350,7 +350,7 @@ def run_screening():
 @require_role("analyst")
 def engage_flagged():
     """Open `identified` engagements for a fund's holdings on an official list that have none (divested ones excepted)."""
-    if not FlaskForm().validate_on_submit():
+    if not ActionForm().validate_on_submit():
         abort(400, "The form expired; reload the page.")
     fund_id, campaign_id = request.form.get("fund_id", ""), request.form.get("campaign_id", "")
     fund_id, campaign_id = whole_number(fund_id), whole_number(campaign_id)

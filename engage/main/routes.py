@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import sqlalchemy as sa
-from flask import Blueprint, current_app, render_template
+from flask import Blueprint, current_app, render_template, url_for
 from sqlalchemy.orm import selectinload
 
 from engage import clock
@@ -85,11 +85,11 @@ def dashboard():
 
 
 def funnel_bars(stages) -> list[dict]:
-    """Bar geometry for the inline SVG funnel: width proportional to the count."""
-    widest = max((count for _, count in stages), default=0) or 1
+    """The funnel's bars (templates/_charts.html draws them): each stage links to its engagements."""
     return [
-        {"stage": stage, "count": count, "width": round(300 * count / widest, 1), "y": index * 30}
-        for index, (stage, count) in enumerate(stages)
+        {"label": stage.label, "count": count, "href": url_for("engagements.index", stage=stage.value),
+         "muted": stage is Stage.CLOSED}
+        for stage, count in stages
     ]
 
 

@@ -14,9 +14,3 @@ class ReminderForm(FlaskForm):
 class SnoozeForm(FlaskForm):
     until = DateField("Snooze until", validators=[DataRequired(), sane_date])
     submit = SubmitField("Snooze")
-
-
-class ActionForm(FlaskForm):
-    """A bare form for one-click actions (complete, retry, reset): CSRF only."""
-
-    submit = SubmitField("Go")

@@ -17,9 +17,10 @@ from sqlalchemy.orm import selectinload
 
 from engage import clock
 from engage.extensions import db, limiter
+from engage.forms import ActionForm
 from engage.models import Engagement, Reminder, ReminderStatus, User
 from engage.reminders import service
-from engage.reminders.forms import ActionForm, ReminderForm, SnoozeForm
+from engage.reminders.forms import ReminderForm, SnoozeForm
 from engage.security import is_safe_redirect, public, require_role
 
 bp = Blueprint("reminders", __name__, url_prefix="/reminders")
@@ -54,7 +55,8 @@ def index():
         "week": db.session.scalars(query.where(Reminder.due_on.between(today, week)).limit(limit)).all(),
         "later": db.session.scalars(query.where(Reminder.due_on > week).limit(limit)).all(),
     }
-    return render_template("reminders/index.html", groups=groups, who=who, today=today, limit=limit)
+    return render_template("reminders/index.html", groups=groups, who=who, today=today, limit=limit,
+                           action_form=ActionForm(formdata=None), snooze_form=SnoozeForm(formdata=None))
 
 
 @bp.route("/add/<int:engagement_id>", methods=["POST"])

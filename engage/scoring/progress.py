@@ -84,14 +84,12 @@ def campaign_report(campaign: Campaign) -> dict:
         key=lambda c: (-c["share"], c["title"]))
     engaged = db.session.scalar(sa.select(sa.func.count(Engagement.id)).where(
         Engagement.campaign_id == campaign.id, Engagement.is_open))
-    widest = max(bands.values(), default=0) or 1
     return {
         "scored": len(latest),
         "engaged": engaged,
         # Unrounded: the page rounds averages like every score, with the `score` filter.
         "average": sum((Decimal(r.total) for r in latest), Decimal(0)) / len(latest) if latest else None,
-        "bands": [{"label": f"{low}–{high}", "count": bands[(low, high)],
-                   "width": round(300 * bands[(low, high)] / widest, 1)} for low, high in BANDS],
+        "bands": [{"label": f"{low}–{high}", "count": bands[(low, high)]} for low, high in BANDS],
         "sectors": sorted(({"sector": s, "count": len(v), "average": sum(v) / len(v)}
                            for s, v in by_sector.items()), key=lambda r: r["average"]),
         "criteria": criteria,

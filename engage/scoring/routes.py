@@ -12,6 +12,7 @@ from wtforms.validators import DataRequired, Length
 
 from engage import clock, idempotency
 from engage.extensions import db
+from engage.forms import ActionForm
 from engage.formatting import format_score
 from engage.idempotency import FormTokenMixin
 from engage.models import Campaign, CriterionScore, Engagement, Interaction, Rubric, Score, Stage
@@ -129,7 +130,7 @@ def rubrics(campaign_id: int):
     usage = dict(db.session.execute(
         sa.select(Score.rubric_id, sa.func.count()).join(Rubric).where(Rubric.campaign_id == campaign_id)
         .group_by(Score.rubric_id)).all())
-    return render_template("scoring/rubrics.html", campaign=item, usage=usage)
+    return render_template("scoring/rubrics.html", campaign=item, usage=usage, action_form=ActionForm(formdata=None))
 
 
 @bp.route("/campaigns/<int:campaign_id>/rubrics/new", methods=["POST"])
@@ -154,7 +155,7 @@ def edit_rubric(rubric_id: int):
     errors: dict[str, str] = {}
     rows = None
     if request.method == "POST":
-        if not FlaskForm().validate_on_submit():
+        if not ActionForm().validate_on_submit():
             abort(400, "The form expired; reload the page.")
         rows = _criterion_rows(request.form)
         try:
@@ -168,7 +169,7 @@ def edit_rubric(rubric_id: int):
             return redirect(url_for("scoring.edit_rubric", rubric_id=rubric.id))
     used = service.scores_using(rubric)
     return render_template("scoring/rubric_form.html", rubric=rubric, used=used, errors=errors, rows=rows,
-                           stages=[s for s in Stage][2:6]), 422 if errors else 200
+                           stages=[s for s in Stage][2:6], action_form=ActionForm(formdata=None)), 422 if errors else 200
 
 
 def _criterion_rows(form) -> list[service.CriterionInput]:
@@ -191,7 +192,7 @@ def _criterion_rows(form) -> list[service.CriterionInput]:
 @require_role("admin")
 def publish_rubric(rubric_id: int):
     rubric = db.get_or_404(Rubric, rubric_id)
-    if FlaskForm().validate_on_submit():
+    if ActionForm().validate_on_submit():
         try:
             service.publish(rubric)
             db.session.commit()
