@@ -21,7 +21,7 @@ from engage.core import outbox
 from engage.extensions import db
 from engage.models import AuditEvent, Campaign, Investor, OutboxEmail, OutboxStatus, User
 from engage.security import require_role
-from engage.web import field_error, paginate
+from engage.web import field_error, paginate, refuse
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -59,8 +59,7 @@ def new_user():
             user.active = form.active.data
             db.session.commit()
         except service.UserError as error:
-            db.session.rollback()
-            field_error(form, error.field, error.message)
+            refuse(form, error)
         else:
             flash(f"User {user.email} created.", "success")
             return redirect(url_for("admin.users"))
@@ -86,8 +85,7 @@ def edit_user(user_id: int):
             )
             db.session.commit()
         except service.UserError as error:
-            db.session.rollback()
-            field_error(form, error.field, error.message)
+            refuse(form, error)
         else:
             flash(f"User {user.email} saved.", "success")
             return redirect(url_for("admin.users"))

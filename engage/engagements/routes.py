@@ -41,7 +41,7 @@ from engage.scoring import progress
 from engage.scoring.service import disagreement, stage_hints
 from engage.security import require_role
 from engage.validators import whole_number
-from engage.web import content_disposition, field_error, paginate
+from engage.web import content_disposition, paginate, refuse
 
 bp = Blueprint("engagements", __name__, url_prefix="/engagements")
 
@@ -106,8 +106,7 @@ def open_for_company(company_id: int):
                                                  actor_id=current_user.id)
             db.session.commit()
         except service.EngagementError as error:
-            db.session.rollback()
-            field_error(form, error.field, error.message)
+            refuse(form, error)
         else:
             flash(f"Engagement with {company.name} opened.", "success")
             return redirect(url_for("engagements.show", engagement_id=engagement.id))
@@ -229,9 +228,8 @@ def edit(engagement_id: int):
     except StaleDataError:
         return _stale_response(engagement_id, edit=form)
     except service.EngagementError as error:
-        db.session.rollback()
-        field_error(form, error.field, error.message)
-        return _page(_load(engagement_id), 422, edit=form)
+        status = refuse(form, error)
+        return _page(_load(engagement_id), status, edit=form)
     flash("Engagement saved.", "success")
     return redirect(url_for("engagements.show", engagement_id=engagement_id))
 
@@ -262,9 +260,8 @@ def _move(engagement_id: int, form_class, form_key: str, perform):
     except StaleDataError:
         return _stale_response(engagement_id, **{form_key: form})
     except cycle.MoveError as error:
-        db.session.rollback()
-        field_error(form, error.field, error.message)
-        return _page(_load(engagement_id), 422, **{form_key: form})
+        status = refuse(form, error)
+        return _page(_load(engagement_id), status, **{form_key: form})
     flash(done, "success")  # only once committed: a move refused at commit time is not announced
     return redirect(here)
 
@@ -324,10 +321,9 @@ def log_interaction(engagement_id: int):
         service.discard_files(written)
         return _stale_response(engagement_id, interaction=form)
     except service.EngagementError as error:
-        db.session.rollback()
+        status = refuse(form, error)
         service.discard_files(written)
-        field_error(form, error.field, error.message)
-        return _page(_load(engagement_id), 422, interaction=form)
+        return _page(_load(engagement_id), status, interaction=form)
     except Exception:
         db.session.rollback()
         service.discard_files(written)

@@ -34,7 +34,7 @@ from engage.models import (
 )
 from engage.security import require_role
 from engage.validators import whole_number
-from engage.web import content_disposition, field_error
+from engage.web import content_disposition, refuse
 
 bp = Blueprint("letters", __name__, url_prefix="/letters")
 
@@ -139,9 +139,8 @@ def edit(letter_id: int):
         service.update_draft(letter, form.subject.data, form.body.data)
         db.session.commit()
     except service.LetterError as error:
-        db.session.rollback()
-        field_error(form, error.field, error.message)
-        return _letter_page(_letter(letter_id), 422, draft_form=form)
+        status = refuse(form, error)
+        return _letter_page(_letter(letter_id), status, draft_form=form)
     documents.forget(letter_id)  # the cached PDF and DOCX show the old text
     flash("Draft saved.", "success")
     return redirect(url_for("letters.show", letter_id=letter_id))
@@ -164,9 +163,8 @@ def send(letter_id: int):
         db.session.rollback()
         return _refuse_sent(_letter(letter_id), "it was not sent again (nothing was recorded twice)")
     except service.LetterError as error:
-        db.session.rollback()
-        field_error(form, error.field, error.message)
-        return _letter_page(_letter(letter_id), 422, send_form=form)
+        status = refuse(form, error)
+        return _letter_page(_letter(letter_id), status, send_form=form)
     flash(f"Letter marked as sent. A reply is due by {reminder.due_on.strftime('%d %b %Y')}.", "success")
     return redirect(url_for("engagements.show", engagement_id=letter.engagement_id) + "#timeline")
 
@@ -189,9 +187,8 @@ def email(letter_id: int):
         db.session.rollback()
         return _refuse_sent(_letter(letter_id), "it was not emailed again (nothing was sent twice)")
     except service.LetterError as error:
-        db.session.rollback()
-        field_error(form, error.field, error.message)
-        return _letter_page(_letter(letter_id), 422, email_form=form)
+        status = refuse(form, error)
+        return _letter_page(_letter(letter_id), status, email_form=form)
     flash(f"Letter queued for {queued.recipient}{' (cc ' + queued.cc + ')' if queued.cc else ''} and recorded as "
           "sent; the outbox status shows below.", "success")
     return redirect(url_for("letters.show", letter_id=letter_id))
@@ -407,8 +404,7 @@ def edit_template(template_id: int | None = None):
                 db.session.add(target)
             db.session.commit()
         except service.LetterError as error:
-            db.session.rollback()
-            field_error(form, error.field, error.message)
+            refuse(form, error)
         else:
             flash(f"Saved as version {target.version}." if changed else "Saved (the text is unchanged).", "success")
             return redirect(url_for("letters.edit_template", template_id=target.id))
@@ -436,8 +432,7 @@ def edit_language(template_id: int, language: str | None = None):
                                           body=form.body.data, actor_id=current_user.id)
             db.session.commit()
         except service.LetterError as error:
-            db.session.rollback()
-            field_error(form, error.field, error.message)
+            refuse(form, error)
         else:
             flash(f"{dict(LANGUAGES)[form.language.data]} version of {template.name} saved.", "success")
             return redirect(url_for("letters.edit_template", template_id=template.id))
