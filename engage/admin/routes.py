@@ -148,9 +148,8 @@ def campaigns():
 @require_role("admin")
 def edit_campaign(campaign_id: int):
     campaign = db.get_or_404(Campaign, campaign_id)
-    form = CampaignForm(obj=campaign)
     investors = db.session.scalars(sa.select(Investor).order_by(Investor.name)).all()
-    form.signatory_ids.choices = [(i.id, i.name) for i in investors]
+    form = CampaignForm(obj=campaign, investors=[(i.id, i.name) for i in investors])
     if request.method == "GET":
         form.signatory_ids.data = [i.id for i in campaign.signatories]
     if form.validate_on_submit():

@@ -90,10 +90,8 @@ def _rows(page, f: dict, today: dt.date) -> list:
 @require_role("analyst")
 def open_for_company(company_id: int):
     company = db.get_or_404(Company, company_id)
-    form = OpenEngagementForm()
-    form.campaign_id.choices = [(c.id, c.name) for c in db.session.scalars(
-        sa.select(Campaign).where(Campaign.active.is_(True)).order_by(Campaign.name))]
-    form.owner_id.choices = owner_choices()
+    form = OpenEngagementForm(campaigns=[(c.id, c.name) for c in db.session.scalars(
+        sa.select(Campaign).where(Campaign.active.is_(True)).order_by(Campaign.name))], owners=owner_choices())
     if request.method == "GET":
         form.opened_on.data = clock.today()
         form.owner_id.data = current_user.id
@@ -134,11 +132,14 @@ def _forms(engagement: Engagement, stale: bool = False, **given):
     """
     today = clock.today()
     version = str(engagement.version)
+    moves = {"stage": _choices(cycle.stage_moves(engagement)),
+             "escalation": _choices(cycle.escalation_moves(engagement)),
+             "interaction": response_moves(engagement)}
     fresh = {
-        "edit": lambda: EngagementEditForm(obj=engagement, formdata=None),
-        "stage": lambda: StageMoveForm(formdata=None, occurred_on=today),
-        "escalation": lambda: EscalationForm(formdata=None, occurred_on=today),
-        "interaction": lambda: InteractionForm(formdata=None, occurred_on=today),
+        "edit": lambda: EngagementEditForm(obj=engagement, formdata=None, owners=owner_choices()),
+        "stage": lambda: StageMoveForm(formdata=None, occurred_on=today, moves=moves["stage"]),
+        "escalation": lambda: EscalationForm(formdata=None, occurred_on=today, moves=moves["escalation"]),
+        "interaction": lambda: InteractionForm(formdata=None, occurred_on=today, moves=moves["interaction"]),
     }
     forms = {}
     for key, make in fresh.items():
@@ -148,27 +149,27 @@ def _forms(engagement: Engagement, stale: bool = False, **given):
             form.version.data = version
         elif stale:
             form.version.data = version
+        if key in moves:  # a form sent back offers the moves allowed now (another user may have moved it)
+            form.offer(moves[key])
         forms[key] = form
-    forms["edit"].owner_id.choices = owner_choices()
-    forms["stage"].target.choices = [(m.target, m.label) for m in cycle.stage_moves(engagement)]
-    forms["escalation"].target.choices = [(m.target, m.label) for m in cycle.escalation_moves(engagement)]
-    forms["interaction"].move_to.choices = response_moves(engagement)
     return {f"{key}_form": form for key, form in forms.items()}
 
 
+def _choices(moves) -> list:
+    return [(m.target, m.label) for m in moves]
+
+
 def response_moves(engagement: Engagement) -> list:
-    return [("", "Leave the stage as it is")] + [
-        (m.target, m.label) for m in cycle.stage_moves(engagement) if m.kind == "forward"]
+    return [("", "Leave the stage as it is")] + _choices(m for m in cycle.stage_moves(engagement) if m.kind == "forward")
 
 
 def _page(engagement: Engagement, status: int = 200, stale: service.StaleEdit | None = None, **forms):
     templates = active_templates()
-    generate_form = GenerateForm(formdata=None)
-    generate_form.template_id.choices = [(t.id, f"{t.name} (v{t.version})") for t in templates]
-    generate_form.template_id.data = suggested_template(engagement, templates)
     addressees = contacts_of(engagement.company_id, active_only=True)
-    generate_form.contact_id.choices = [(c.id, f"{c.name} ({c.title or c.role_label}, {c.language_label})")
-                                        for c in addressees]
+    generate_form = GenerateForm(
+        formdata=None, template_id=suggested_template(engagement, templates),
+        templates=[(t.id, f"{t.name} (v{t.version})") for t in templates],
+        contacts=[(c.id, f"{c.name} ({c.title or c.role_label}, {c.language_label})") for c in addressees])
     letters = db.session.scalars(
         sa.select(Letter).where(Letter.engagement_id == engagement.id).order_by(Letter.created_at.desc(), Letter.id.desc())
     ).all()
@@ -208,8 +209,7 @@ def _stale_response(engagement_id: int, error: service.StaleEdit | None = None, 
 @require_role("analyst")
 def edit(engagement_id: int):
     engagement = _load(engagement_id)
-    form = EngagementEditForm()
-    form.owner_id.choices = owner_choices()
+    form = EngagementEditForm(owners=owner_choices())
     if not form.validate_on_submit():
         return _page(engagement, 422, edit=form)
     owner = db.session.get(User, form.owner_id.data) if form.owner_id.data else None
@@ -236,9 +236,8 @@ def edit(engagement_id: int):
 
 def _move(engagement_id: int, form_class, form_key: str, perform):
     engagement = _load(engagement_id)
-    form = form_class()
     moves = cycle.stage_moves(engagement) if form_class is StageMoveForm else cycle.escalation_moves(engagement)
-    form.target.choices = [(m.target, m.label) for m in moves]
+    form = form_class(moves=_choices(moves))
     if not form.validate_on_submit():
         if not engagement.is_open and form.target.errors:  # a tab opened before the engagement was closed
             form.target.errors = [cycle.closed_refusal(engagement, "stage" if form_class is StageMoveForm
@@ -295,8 +294,7 @@ def move_escalation(engagement_id: int):
 @require_role("analyst")
 def log_interaction(engagement_id: int):
     engagement = _load(engagement_id)
-    form = InteractionForm()
-    form.move_to.choices = response_moves(engagement)
+    form = InteractionForm(moves=response_moves(engagement))
     if not form.validate_on_submit():
         return _page(engagement, 422, interaction=form)
     uploads = [f for f in (form.attachments.data or []) if getattr(f, "filename", "")]

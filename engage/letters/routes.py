@@ -56,8 +56,7 @@ def _letter(letter_id: int) -> Letter:
 @require_role("analyst")
 def generate(engagement_id: int):
     engagement = db.get_or_404(Engagement, engagement_id)
-    form = GenerateForm()
-    form.template_id.choices = service.template_choices()
+    form = GenerateForm(templates=service.template_choices())
     if not form.validate_on_submit():
         flash("Choose a template to generate the letter from.", "error")
         return redirect(url_for("engagements.show", engagement_id=engagement_id) + "#letters")
@@ -89,11 +88,9 @@ def generate(engagement_id: int):
 
 
 def _email_form(letter: Letter, formdata=None) -> EmailForm:
-    form = EmailForm(formdata=formdata) if formdata is not None else EmailForm(formdata=None)
     choices = [(c.id, f"{c.name} <{c.email}> ({c.title or c.role_label})")
                for c in service.emailable_contacts(letter.engagement.company_id)]
-    form.to.choices = choices
-    form.cc.choices = choices
+    form = EmailForm(formdata=formdata, contacts=choices)
     if formdata is None and letter.contact_id in {c for c, _ in choices}:
         form.to.data = [letter.contact_id]
     return form
@@ -226,8 +223,7 @@ def docx(letter_id: int):
 @require_role("analyst")
 def bulk():
     """Generate one template for the selected engagements, or for all that match the list's filters."""
-    form = BulkForm()
-    form.template_id.choices = service.template_choices()
+    form = BulkForm(templates=service.template_choices())
     # The list's filters come back as the list's own GET form fields, checked by the same form.
     filters = engagement_filters(request.form)
     back = url_for("engagements.index", **{k: v for k, v in filters.items() if v and k not in ("sort", "dir")})
@@ -392,8 +388,7 @@ def templates():
 @require_role("admin")
 def edit_template(template_id: int | None = None):
     template = db.get_or_404(LetterTemplate, template_id) if template_id else None
-    form = TemplateForm(obj=template)
-    form.preview_engagement.choices = _preview_choices()
+    form = TemplateForm(obj=template, previews=_preview_choices())
     if form.validate_on_submit():
         target = template or LetterTemplate(slug=_new_slug(form.name.data))
         try:
@@ -453,7 +448,7 @@ def _new_slug(name: str) -> str:
 @require_role("admin")
 def preview_template():
     """Live preview for the editor: JSON with the rendered subject and body, or the error and line."""
-    form = TemplateForm()
+    form = TemplateForm(previews=[])  # neither validated nor drawn: only its subject and body are read
     engagement = None
     chosen = whole_number(request.form.get("preview_engagement"))
     if chosen is not None:
