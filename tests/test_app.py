@@ -1,3 +1,6 @@
+import ast
+from pathlib import Path
+
 import pytest
 
 from config import Config, ProductionConfig
@@ -104,3 +107,23 @@ def test_behind_a_tls_proxy_forwarded_headers_are_trusted(database_url):
     assert client.get("/auth/login").status_code == 302  # plain http is redirected
     response = client.get("/auth/login", headers={"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.9"})
     assert response.status_code == 200
+
+
+def test_every_function_local_import_says_why():
+    """An import inside a function carries a comment (on it, or above its group): heavy library, app factory step."""
+    unexplained = []
+    for path in sorted(Path("engage").rglob("*.py")):
+        lines = path.read_text(encoding="utf-8").splitlines()
+        for function in ast.walk(ast.parse("\n".join(lines))):
+            if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(function):
+                if not isinstance(node, (ast.Import, ast.ImportFrom)):
+                    continue
+                above = node.lineno - 1  # index of the line before the import's group
+                while above > 0 and lines[above - 1].strip().startswith(("import ", "from ")):
+                    above -= 1
+                if "#" not in lines[node.lineno - 1] and not (above > 0 and lines[above - 1].strip().startswith("#")):
+                    unexplained.append(f"{path}:{node.lineno}: {lines[node.lineno - 1].strip()}")
+    assert unexplained == []
+

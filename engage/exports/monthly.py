@@ -20,7 +20,6 @@ from decimal import Decimal
 from pathlib import Path
 
 import sqlalchemy as sa
-import xlsxwriter
 
 from engage.errors import FieldError
 from engage.extensions import db
@@ -388,6 +387,9 @@ def write_csv(export: MonthlyExport, out) -> None:
 
 def write_xlsx(export: MonthlyExport, path: str) -> None:
     """Engagements, Summary and Activity sheets; constant memory, no formulas or URLs from text."""
+    # xlsxwriter takes about 60 ms to import: only a request or command that writes an XLSX pays it.
+    import xlsxwriter
+
     workbook = xlsxwriter.Workbook(path, {"constant_memory": True, "strings_to_formulas": False,
                                           "strings_to_urls": False, "strings_to_numbers": False})
     styles = _Styles(bold=workbook.add_format({"bold": True}),
