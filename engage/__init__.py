@@ -228,9 +228,6 @@ def register_extensions(app: Flask) -> None:
 
 def register_blueprints(app: Flask) -> None:
     # Imported when an app is built, not with the package (see the module docstring).
-    from engage.web import IdConverter
-
-    app.url_map.converters["int"] = IdConverter  # before any route: ids past the column's range are 404s
     from engage.account.routes import bp as account_bp
     from engage.admin.routes import bp as admin_bp
     from engage.auth.routes import bp as auth_bp
@@ -244,6 +241,9 @@ def register_blueprints(app: Flask) -> None:
     from engage.reminders.routes import bp as reminders_bp
     from engage.reminders.routes import old_calendar
     from engage.scoring.routes import bp as scoring_bp
+    from engage.web import IdConverter
+
+    app.url_map.converters["int"] = IdConverter  # before any route: ids past the column's range are 404s
 
     app.register_blueprint(auth_bp)
     app.register_blueprint(main_bp)

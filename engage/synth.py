@@ -75,7 +75,10 @@ def _ids(model, column, values) -> list[int]:
 
 
 def synthesize(companies: int = 10_000, seed: int = 1, progress=None) -> dict[str, int]:
-    """Build the data set; refuses to run twice on one database."""
+    """Build the data set; refuses to run twice on one database.
+
+    The steps draw from one random generator in a fixed order: the same seed, the same data.
+    """
     if companies < 10:
         raise SynthError("--companies must be at least 10")
     if db.session.scalar(sa.select(Campaign.id).where(Campaign.slug == "synthetic-a")):
@@ -84,7 +87,31 @@ def synthesize(companies: int = 10_000, seed: int = 1, progress=None) -> dict[st
     today = clock.today()
     now = clock.utcnow()
     stamp = {"created_at": now, "updated_at": now}
+    users, campaigns, rubric, funds = _reference_rows(now)
+    user_ids = [u.id for u in users]
 
+    company_ids = _companies(rng, companies, stamp, progress)
+    flags = _risk_flags(rng, company_ids, today, stamp)
+    _insert(RiskFlag, flags, progress)
+    holdings = _holdings(rng, funds, company_ids, today, stamp)
+    _insert(Holding, holdings, progress)
+    engagement_rows = _engagements(rng, company_ids, campaigns, user_ids, today, stamp)
+    _insert(Engagement, engagement_rows, progress)
+    engagements = db.session.execute(
+        sa.select(Engagement.id, Engagement.opened_on, Engagement.stage, Engagement.escalation)
+        .where(Engagement.campaign_id.in_([c.id for c in campaigns])).order_by(Engagement.id)).all()
+    history = _histories(rng, engagements, today, stamp)
+    for model in (EngagementEvent, Interaction, Reminder, Letter):
+        _insert(model, history[model], progress)
+    scores = _scores(rng, engagements, rubric, user_ids, today, stamp, progress)
+    return {"companies": len(company_ids), "risk flags": len(flags), "holdings": len(holdings),
+            "engagements": len(engagement_rows), "events": len(history[EngagementEvent]),
+            "interactions": len(history[Interaction]), "reminders": len(history[Reminder]),
+            "letters": len(history[Letter]), "scores": scores}
+
+
+def _reference_rows(now: dt.datetime) -> tuple[list[User], list[Campaign], Rubric, list[Fund]]:
+    """Analysts, two campaigns, a published rubric and two funds (committed: the bulk rows point at them)."""
     users = [User(email=f"synth.analyst{i}@example.org", name=f"Synthetic Analyst {i}", role=Role.ANALYST.value,
                   password_hash="!synthetic: cannot sign in") for i in range(8)]
     campaigns = [Campaign(slug=f"synthetic-{c}", name=f"Synthetic campaign {c.upper()}", expectations=[],
@@ -98,28 +125,34 @@ def synthesize(companies: int = 10_000, seed: int = 1, progress=None) -> dict[st
              Fund(name="Synthetic Emerging Markets Fund", provider="Synthetic", base_currency="USD")]
     db.session.add_all([rubric, *funds])
     db.session.commit()
-    user_ids = [u.id for u in users]
-    criteria = [(c.id, c.weight) for c in rubric.criteria]
+    return users, campaigns, rubric, funds
 
-    names, company_rows = set(), []
-    for i in range(companies):
+
+def _companies(rng: random.Random, count: int, stamp: dict, progress) -> list[int]:
+    """Insert `count` companies spread over the markets; their ids in insertion order."""
+    rows = []
+    for i in range(count):
         country, exchange = MARKETS[i % len(MARKETS)]
         name = f"{rng.choice(WORDS)} {rng.choice(KINDS)} {i:05d} Co., Ltd."
-        names.add(name)
-        company_rows.append({"name": name, "normalized_name": normalize_name(name), "isin": _isin(rng, country),
-                             "ticker": f"{rng.randint(1, 999999):06d}" if country == "CN" else
-                             "".join(rng.choice(string.ascii_uppercase) for _ in range(4)),
-                             "exchange": exchange, "country": country, "sector": rng.choice(SECTORS),
-                             "description": "", "address": "", **stamp})
-    _insert(Company, company_rows, progress)
-    company_ids = _ids(Company, Company.isin, [r["isin"] for r in company_rows])
+        rows.append({"name": name, "normalized_name": normalize_name(name), "isin": _isin(rng, country),
+                     "ticker": f"{rng.randint(1, 999999):06d}" if country == "CN" else
+                     "".join(rng.choice(string.ascii_uppercase) for _ in range(4)),
+                     "exchange": exchange, "country": country, "sector": rng.choice(SECTORS),
+                     "description": "", "address": "", **stamp})
+    _insert(Company, rows, progress)
+    return _ids(Company, Company.isin, [r["isin"] for r in rows])
 
-    flags = [{"company_id": cid, "source": rng.choice(["us_entity_list", "uflpa_entity_list", "cbp_wro", "sector_risk"]),
-              "effective_date": today - dt.timedelta(days=rng.randint(30, 2000)),
-              "citation": "Synthetic list entry", "note": "", **stamp}
-             for cid in company_ids if rng.random() < 0.06]
-    _insert(RiskFlag, flags, progress)
 
+def _risk_flags(rng: random.Random, company_ids: list[int], today: dt.date, stamp: dict) -> list[dict]:
+    return [{"company_id": cid, "source": rng.choice(["us_entity_list", "uflpa_entity_list", "cbp_wro", "sector_risk"]),
+             "effective_date": today - dt.timedelta(days=rng.randint(30, 2000)),
+             "citation": "Synthetic list entry", "note": "", **stamp}
+            for cid in company_ids if rng.random() < 0.06]
+
+
+def _holdings(rng: random.Random, funds: list[Fund], company_ids: list[int], today: dt.date,
+              stamp: dict) -> list[dict]:
+    """One snapshot per fund at the end of last month: most companies in the first, a third in the second."""
     as_of = today.replace(day=1) - dt.timedelta(days=1)
     holdings = []
     for fund, share in ((funds[0], 0.9), (funds[1], 0.35)):
@@ -129,24 +162,29 @@ def synthesize(companies: int = 10_000, seed: int = 1, progress=None) -> dict[st
                                  "shares": Decimal(rng.randint(1_000, 5_000_000)),
                                  "market_value": Decimal(rng.randint(10_000, 500_000_000)),
                                  "weight": Decimal(rng.randint(1, 5000)) / 10000, **stamp})
-    _insert(Holding, holdings, progress)
+    return holdings
 
-    engagement_rows = []
+
+def _engagements(rng: random.Random, company_ids: list[int], campaigns: list[Campaign], user_ids: list[int],
+                 today: dt.date, stamp: dict) -> list[dict]:
+    """One engagement per company and campaign, at a random stage and escalation."""
+    rows = []
     for cid in company_ids:
         for campaign in campaigns:
             stage = rng.choice(STAGES)
             opened = today - dt.timedelta(days=rng.randint(60, 900))
             closed = stage == Stage.CLOSED.value
-            engagement_rows.append({
+            rows.append({
                 "company_id": cid, "campaign_id": campaign.id, "owner_id": rng.choice(user_ids),
                 "stage": stage, "escalation": rng.choice(LADDER), "objectives": "",
                 "opened_on": opened, "closed_on": opened + dt.timedelta(days=rng.randint(10, 50)) if closed else None,
                 "outcome": rng.choice(["resolved", "divested", "dropped"]) if closed else None, "version": 1, **stamp})
-    _insert(Engagement, engagement_rows, progress)
-    engagements = db.session.execute(
-        sa.select(Engagement.id, Engagement.opened_on, Engagement.stage, Engagement.escalation)
-        .where(Engagement.campaign_id.in_([c.id for c in campaigns])).order_by(Engagement.id)).all()
+    return rows
 
+
+def _histories(rng: random.Random, engagements, today: dt.date, stamp: dict) -> dict[type, list[dict]]:
+    """Per engagement: the cycle events that lead to its stage and escalation, 10 interactions,
+    5 reminders and a sent letter."""
     events, interactions, reminders, letters = [], [], [], []
     for engagement_id, opened, stage, escalation in engagements:
         span = max((today - opened).days, 1)
@@ -172,11 +210,13 @@ def synthesize(companies: int = 10_000, seed: int = 1, progress=None) -> dict[st
         letters.append({"engagement_id": engagement_id, "kind": "initial", "subject": "Synthetic letter",
                         "body": "Synthetic letter text.", "status": "sent", "sent_on": opened + dt.timedelta(days=3),
                         "channel": "post", "signatories": [], "letterhead": "", "template_version": None, **stamp})
-    _insert(EngagementEvent, events, progress)
-    _insert(Interaction, interactions, progress)
-    _insert(Reminder, reminders, progress)
-    _insert(Letter, letters, progress)
+    return {EngagementEvent: events, Interaction: interactions, Reminder: reminders, Letter: letters}
 
+
+def _scores(rng: random.Random, engagements, rubric: Rubric, user_ids: list[int], today: dt.date, stamp: dict,
+            progress) -> int:
+    """Score a quarter of the engagements on the rubric (total = the weighted levels); how many were scored."""
+    criteria = [(c.id, c.weight) for c in rubric.criteria]
     scored = [e for e in engagements if rng.random() < 0.25]
     score_rows = [{"engagement_id": e[0], "rubric_id": rubric.id, "scorer_id": rng.choice(user_ids),
                    "scored_on": today - dt.timedelta(days=rng.randint(1, 300)), "total": Decimal(0), "note": "",
@@ -193,9 +233,7 @@ def synthesize(companies: int = 10_000, seed: int = 1, progress=None) -> dict[st
                        "evidence_url": None, **stamp}
                       for e in scored for (cid, _), lvl in zip(criteria, levels[e[0]])]
     _insert(CriterionScore, criterion_rows, progress)
-    return {"companies": len(company_rows), "risk flags": len(flags), "holdings": len(holdings),
-            "engagements": len(engagement_rows), "events": len(events), "interactions": len(interactions),
-            "reminders": len(reminders), "letters": len(letters), "scores": len(score_rows)}
+    return len(score_rows)
 
 
 def planned_rows(companies: int) -> int:

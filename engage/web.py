@@ -11,6 +11,7 @@ from jinja2 import pass_context
 from werkzeug.routing import IntegerConverter
 from wtforms.form import BaseForm
 
+from engage.errors import FieldError
 from engage.extensions import db
 from engage.validators import MAX_ID, whole_number
 
@@ -29,6 +30,23 @@ def field_error(form, field_name: str, message: str) -> None:
         field.errors = list(field.errors) + [message]
     else:
         flash(message, "error")
+
+
+#: The status of a page that shows refused input again (the form is drawn with its errors).
+REFUSED = 422
+
+
+def refuse(form, error: FieldError) -> int:
+    """The one way a view shows a service's FieldError; returns the status to answer with (422).
+
+    Nothing of the attempt is kept (the session is rolled back), the message goes on the field it
+    concerns and, through the layout's `refusals`, to the top of the page under "Not saved."; the
+    form keeps what was typed, so the page is drawn again with it. A view that must keep something
+    of the attempt (a failed password counts towards the backoff) commits that before calling this.
+    """
+    db.session.rollback()
+    field_error(form, error.field, error.message)
+    return REFUSED
 
 
 @pass_context

@@ -1,3 +1,4 @@
+import ast
 from pathlib import Path
 
 import pytest
@@ -115,3 +116,23 @@ def test_templates_take_csrf_tokens_from_forms():
     written = [str(path.relative_to(templates)) for path in templates.rglob("*.html")
                if 'name="csrf_token"' in path.read_text(encoding="utf-8")]
     assert written == []
+
+
+def test_every_function_local_import_says_why():
+    """An import inside a function carries a comment (on it, or above its group): heavy library, app factory step."""
+    unexplained = []
+    for path in sorted(Path("engage").rglob("*.py")):
+        lines = path.read_text(encoding="utf-8").splitlines()
+        for function in ast.walk(ast.parse("\n".join(lines))):
+            if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(function):
+                if not isinstance(node, (ast.Import, ast.ImportFrom)):
+                    continue
+                above = node.lineno - 1  # index of the line before the import's group
+                while above > 0 and lines[above - 1].strip().startswith(("import ", "from ")):
+                    above -= 1
+                if "#" not in lines[node.lineno - 1] and not (above > 0 and lines[above - 1].strip().startswith("#")):
+                    unexplained.append(f"{path}:{node.lineno}: {lines[node.lineno - 1].strip()}")
+    assert unexplained == []
+

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import ast
 import datetime as dt
 import re
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
+from engage.companies.forms import CompanyForm
 from engage.engagements import cycle
+from engage.errors import FieldError
 from engage.extensions import db
 from engage.models import Company, Engagement, EngagementEvent, Interaction
+from engage.web import refuse
 from tests import factories
 
 SUMMARY = "Called the CFO: they will send the tier-2 supplier map by **30 June**; asked about Aksu mills."
@@ -109,3 +114,29 @@ def test_every_form_refusal_reaches_the_top_of_the_page(client, login_as):
 def test_a_page_without_refusal_has_no_alert(client, login_as):
     login_as("viewer")
     assert 'id="refusals"' not in client.get("/companies").get_data(as_text=True)
+
+
+def test_routes_show_a_field_error_through_the_one_helper():
+    """A route that catches a service's FieldError hands it to `engage.web.refuse`, not to code of its own."""
+    hand_rolled = []
+    for path in sorted(Path("engage").glob("*/routes.py")):
+        for handler in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(handler, ast.ExceptHandler) or handler.name is None:
+                continue
+            for node in ast.walk(handler):
+                if (isinstance(node, ast.Call) and getattr(node.func, "id", None) == "field_error"
+                        and any(getattr(getattr(arg, "value", None), "id", None) == handler.name for arg in node.args)):
+                    hand_rolled.append(f"{path}:{node.lineno}")
+    assert hand_rolled == []
+
+
+def test_refuse_keeps_nothing_and_shows_the_message_on_its_field(app):
+    """The helper rolls the attempt back, puts the message on the field and answers 422."""
+    with app.test_request_context(method="POST", data={"name": "Acme"}):
+        form = CompanyForm(meta={"csrf": False})
+        db.session.add(Company(name="Half-saved Co"))
+        assert refuse(form, FieldError("name", "A company called Acme already exists.")) == 422
+        assert form.name.errors == ["A company called Acme already exists."]
+        assert form.name.data == "Acme"
+        assert db.session.scalar(sa.select(Company).where(Company.name == "Half-saved Co")) is None
+

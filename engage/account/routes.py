@@ -8,7 +8,7 @@ from engage.account.forms import PasswordChangeForm
 from engage.extensions import db, limiter
 from engage.forms import ActionForm
 from engage.security import acting_session_token, login_rate_limit, login_throttle_off, require_role
-from engage.web import field_error
+from engage.web import refuse
 
 bp = Blueprint("account", __name__, url_prefix="/account")
 
@@ -38,7 +38,7 @@ def change_password():
                                     form.new_password.data)
         except service.AccountError as error:
             db.session.commit()  # the failed attempt counts towards the backoff and is audited
-            field_error(form, error.field, error.message)
+            refuse(form, error)
         except service.SessionReplaced:
             db.session.rollback()
             return redirect(url_for("account.index"))  # signed out meanwhile: that page asks to sign in

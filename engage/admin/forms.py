@@ -97,6 +97,10 @@ class CampaignForm(EditForm):
                                            "empty: a short default note.")
     submit = SubmitField("Save campaign")
 
+    def __init__(self, *args, investors: list, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.signatory_ids.choices = investors
+
     def validate_cover_note(self, field):
         if field.data and field.data.strip():
             try:

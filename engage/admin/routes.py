@@ -21,7 +21,7 @@ from engage.extensions import db
 from engage.forms import ActionForm
 from engage.models import AuditEvent, Campaign, Investor, OutboxEmail, OutboxStatus, User
 from engage.security import require_role
-from engage.web import field_error, paginate
+from engage.web import field_error, paginate, refuse
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -59,8 +59,7 @@ def new_user():
             user.active = form.active.data
             db.session.commit()
         except service.UserError as error:
-            db.session.rollback()
-            field_error(form, error.field, error.message)
+            refuse(form, error)
         else:
             flash(f"User {user.email} created.", "success")
             return redirect(url_for("admin.users"))
@@ -86,8 +85,7 @@ def edit_user(user_id: int):
             )
             db.session.commit()
         except service.UserError as error:
-            db.session.rollback()
-            field_error(form, error.field, error.message)
+            refuse(form, error)
         else:
             flash(f"User {user.email} saved.", "success")
             return redirect(url_for("admin.users"))
@@ -150,9 +148,8 @@ def campaigns():
 @require_role("admin")
 def edit_campaign(campaign_id: int):
     campaign = db.get_or_404(Campaign, campaign_id)
-    form = CampaignForm(obj=campaign)
     investors = db.session.scalars(sa.select(Investor).order_by(Investor.name)).all()
-    form.signatory_ids.choices = [(i.id, i.name) for i in investors]
+    form = CampaignForm(obj=campaign, investors=[(i.id, i.name) for i in investors])
     if request.method == "GET":
         form.signatory_ids.data = [i.id for i in campaign.signatories]
     if form.validate_on_submit():

@@ -31,12 +31,21 @@ class OpenEngagementForm(FlaskForm):
                                description="What this engagement should achieve with this company.")
     submit = SubmitField("Open engagement")
 
+    def __init__(self, *args, campaigns: list, owners: list, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.campaign_id.choices = campaigns
+        self.owner_id.choices = owners
+
 
 class EngagementEditForm(FormTokenMixin, EditForm):
     owner_id = SelectField("Owner", coerce=coerce_optional_int, validators=[Optional()])
     objectives = TextAreaField("Objectives", validators=[Length(max=5000)])
     version = HiddenField(validators=[DataRequired()])
     submit = SubmitField("Save")
+
+    def __init__(self, *args, owners: list, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.owner_id.choices = owners
 
 
 class _MoveForm(FormTokenMixin, FlaskForm):
@@ -50,6 +59,14 @@ class _MoveForm(FormTokenMixin, FlaskForm):
     evidence_url = StringField("Evidence link", validators=[Optional(), http_url,
                                                             Length(max=500)])
     version = HiddenField(validators=[DataRequired()])
+
+    def __init__(self, *args, moves: list, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.offer(moves)
+
+    def offer(self, moves: list) -> None:
+        """The moves allowed from the engagement's state, as (target, label); again when it changed meanwhile."""
+        self.target.choices = moves
 
 
 class StageMoveForm(_MoveForm):
@@ -76,6 +93,14 @@ class InteractionForm(FormTokenMixin, FlaskForm):
                           description="For a company response, e.g. to Acknowledged.")
     version = HiddenField()
     submit = SubmitField("Log interaction")
+
+    def __init__(self, *args, moves: list, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.offer(moves)
+
+    def offer(self, moves: list) -> None:
+        """The forward stage moves a response may make, after "leave the stage as it is"."""
+        self.move_to.choices = moves
 
 
 class EngagementFilterForm(FilterForm):

@@ -42,7 +42,7 @@ from engage.scoring import progress
 from engage.scoring.service import disagreement, stage_hints
 from engage.security import require_role
 from engage.validators import whole_number
-from engage.web import content_disposition, field_error, paginate
+from engage.web import content_disposition, paginate, refuse
 
 bp = Blueprint("engagements", __name__, url_prefix="/engagements")
 
@@ -91,10 +91,8 @@ def _rows(page, f: dict, today: dt.date) -> list:
 @require_role("analyst")
 def open_for_company(company_id: int):
     company = db.get_or_404(Company, company_id)
-    form = OpenEngagementForm()
-    form.campaign_id.choices = [(c.id, c.name) for c in db.session.scalars(
-        sa.select(Campaign).where(Campaign.active.is_(True)).order_by(Campaign.name))]
-    form.owner_id.choices = owner_choices()
+    form = OpenEngagementForm(campaigns=[(c.id, c.name) for c in db.session.scalars(
+        sa.select(Campaign).where(Campaign.active.is_(True)).order_by(Campaign.name))], owners=owner_choices())
     if request.method == "GET":
         form.opened_on.data = clock.today()
         form.owner_id.data = current_user.id
@@ -107,8 +105,7 @@ def open_for_company(company_id: int):
                                                  actor_id=current_user.id)
             db.session.commit()
         except service.EngagementError as error:
-            db.session.rollback()
-            field_error(form, error.field, error.message)
+            refuse(form, error)
         else:
             flash(f"Engagement with {company.name} opened.", "success")
             return redirect(url_for("engagements.show", engagement_id=engagement.id))
@@ -136,11 +133,14 @@ def _forms(engagement: Engagement, stale: bool = False, **given):
     """
     today = clock.today()
     version = str(engagement.version)
+    moves = {"stage": _choices(cycle.stage_moves(engagement)),
+             "escalation": _choices(cycle.escalation_moves(engagement)),
+             "interaction": response_moves(engagement)}
     fresh = {
-        "edit": lambda: EngagementEditForm(obj=engagement, formdata=None),
-        "stage": lambda: StageMoveForm(formdata=None, occurred_on=today),
-        "escalation": lambda: EscalationForm(formdata=None, occurred_on=today),
-        "interaction": lambda: InteractionForm(formdata=None, occurred_on=today),
+        "edit": lambda: EngagementEditForm(obj=engagement, formdata=None, owners=owner_choices()),
+        "stage": lambda: StageMoveForm(formdata=None, occurred_on=today, moves=moves["stage"]),
+        "escalation": lambda: EscalationForm(formdata=None, occurred_on=today, moves=moves["escalation"]),
+        "interaction": lambda: InteractionForm(formdata=None, occurred_on=today, moves=moves["interaction"]),
     }
     forms = {}
     for key, make in fresh.items():
@@ -150,27 +150,27 @@ def _forms(engagement: Engagement, stale: bool = False, **given):
             form.version.data = version
         elif stale:
             form.version.data = version
+        if key in moves:  # a form sent back offers the moves allowed now (another user may have moved it)
+            form.offer(moves[key])
         forms[key] = form
-    forms["edit"].owner_id.choices = owner_choices()
-    forms["stage"].target.choices = [(m.target, m.label) for m in cycle.stage_moves(engagement)]
-    forms["escalation"].target.choices = [(m.target, m.label) for m in cycle.escalation_moves(engagement)]
-    forms["interaction"].move_to.choices = response_moves(engagement)
     return {f"{key}_form": form for key, form in forms.items()}
 
 
+def _choices(moves) -> list:
+    return [(m.target, m.label) for m in moves]
+
+
 def response_moves(engagement: Engagement) -> list:
-    return [("", "Leave the stage as it is")] + [
-        (m.target, m.label) for m in cycle.stage_moves(engagement) if m.kind == "forward"]
+    return [("", "Leave the stage as it is")] + _choices(m for m in cycle.stage_moves(engagement) if m.kind == "forward")
 
 
 def _page(engagement: Engagement, status: int = 200, stale: service.StaleEdit | None = None, **forms):
     templates = active_templates()
-    generate_form = GenerateForm(formdata=None)
-    generate_form.template_id.choices = [(t.id, f"{t.name} (v{t.version})") for t in templates]
-    generate_form.template_id.data = suggested_template(engagement, templates)
     addressees = contacts_of(engagement.company_id, active_only=True)
-    generate_form.contact_id.choices = [(c.id, f"{c.name} ({c.title or c.role_label}, {c.language_label})")
-                                        for c in addressees]
+    generate_form = GenerateForm(
+        formdata=None, template_id=suggested_template(engagement, templates),
+        templates=[(t.id, f"{t.name} (v{t.version})") for t in templates],
+        contacts=[(c.id, f"{c.name} ({c.title or c.role_label}, {c.language_label})") for c in addressees])
     letters = db.session.scalars(
         sa.select(Letter).where(Letter.engagement_id == engagement.id).order_by(Letter.created_at.desc(), Letter.id.desc())
     ).all()
@@ -211,8 +211,7 @@ def _stale_response(engagement_id: int, error: service.StaleEdit | None = None, 
 @require_role("analyst")
 def edit(engagement_id: int):
     engagement = _load(engagement_id)
-    form = EngagementEditForm()
-    form.owner_id.choices = owner_choices()
+    form = EngagementEditForm(owners=owner_choices())
     if not form.validate_on_submit():
         return _page(engagement, 422, edit=form)
     owner = db.session.get(User, form.owner_id.data) if form.owner_id.data else None
@@ -231,18 +230,16 @@ def edit(engagement_id: int):
     except StaleDataError:
         return _stale_response(engagement_id, edit=form)
     except service.EngagementError as error:
-        db.session.rollback()
-        field_error(form, error.field, error.message)
-        return _page(_load(engagement_id), 422, edit=form)
+        status = refuse(form, error)
+        return _page(_load(engagement_id), status, edit=form)
     flash("Engagement saved.", "success")
     return redirect(url_for("engagements.show", engagement_id=engagement_id))
 
 
 def _move(engagement_id: int, form_class, form_key: str, perform):
     engagement = _load(engagement_id)
-    form = form_class()
     moves = cycle.stage_moves(engagement) if form_class is StageMoveForm else cycle.escalation_moves(engagement)
-    form.target.choices = [(m.target, m.label) for m in moves]
+    form = form_class(moves=_choices(moves))
     if not form.validate_on_submit():
         if not engagement.is_open and form.target.errors:  # a tab opened before the engagement was closed
             form.target.errors = [cycle.closed_refusal(engagement, "stage" if form_class is StageMoveForm
@@ -264,9 +261,8 @@ def _move(engagement_id: int, form_class, form_key: str, perform):
     except StaleDataError:
         return _stale_response(engagement_id, **{form_key: form})
     except cycle.MoveError as error:
-        db.session.rollback()
-        field_error(form, error.field, error.message)
-        return _page(_load(engagement_id), 422, **{form_key: form})
+        status = refuse(form, error)
+        return _page(_load(engagement_id), status, **{form_key: form})
     flash(done, "success")  # only once committed: a move refused at commit time is not announced
     return redirect(here)
 
@@ -300,8 +296,7 @@ def move_escalation(engagement_id: int):
 @require_role("analyst")
 def log_interaction(engagement_id: int):
     engagement = _load(engagement_id)
-    form = InteractionForm()
-    form.move_to.choices = response_moves(engagement)
+    form = InteractionForm(moves=response_moves(engagement))
     if not form.validate_on_submit():
         return _page(engagement, 422, interaction=form)
     uploads = [f for f in (form.attachments.data or []) if getattr(f, "filename", "")]
@@ -326,10 +321,9 @@ def log_interaction(engagement_id: int):
         service.discard_files(written)
         return _stale_response(engagement_id, interaction=form)
     except service.EngagementError as error:
-        db.session.rollback()
+        status = refuse(form, error)
         service.discard_files(written)
-        field_error(form, error.field, error.message)
-        return _page(_load(engagement_id), 422, interaction=form)
+        return _page(_load(engagement_id), status, interaction=form)
     except Exception:
         db.session.rollback()
         service.discard_files(written)

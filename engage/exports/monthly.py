@@ -176,7 +176,23 @@ def build(month: Month, filters: Filters | None = None, cut_off: dt.date | None 
     """Every row and the summary for `month` (state at the month's end, or `cut_off` if earlier)."""
     filters = filters or Filters()
     end = min(month.last, cut_off) if cut_off else month.last
-    end_of_day = dt.datetime.combine(end, dt.time.max)
+    query = _engagements_query(month, filters, end)
+    base = db.session.execute(query).all()
+    # The other queries select "engagements of this export" with the same conditions as a
+    # subquery, never as a list of ids (20,000 bound parameters would be slow, and over
+    # SQLite's limit at scale).
+    chosen = query.with_only_columns(Engagement.id).order_by(None).scalar_subquery()
+    states = _replay_events(chosen, end)
+    facts = _month_facts(chosen, month, end)
+    result = MonthlyExport(month=month, filters=filters)
+    result.rows = [_row(record, states, facts) for record in base]
+    result.activity = _activity(chosen, month, end)
+    result.summary = summarise(result, end)
+    return result
+
+
+def _engagements_query(month: Month, filters: Filters, end: dt.date) -> sa.Select:
+    """One line per engagement open at any time in the month, with its company, campaign and owner."""
     query = (
         sa.select(Engagement.id, Engagement.opened_on, Engagement.closed_on, Engagement.stage, Engagement.escalation,
                   Engagement.outcome, Company.id, Company.name, Company.isin, Company.sector, Company.country,
@@ -195,102 +211,128 @@ def build(month: Month, filters: Filters | None = None, cut_off: dt.date | None 
         snapshot = latest_snapshots([filters.fund.id], on=end)
         query = query.where(Engagement.company_id.in_(
             sa.select(Holding.company_id).join(snapshot, in_snapshot(snapshot))))
-    base = db.session.execute(query).all()
-    # The other queries select "engagements of this export" with the same conditions as a
-    # subquery, never as a list of ids (20,000 bound parameters would be slow, and over
-    # SQLite's limit at scale).
-    chosen = query.with_only_columns(Engagement.id).order_by(None).scalar_subquery()
-    in_ids = Engagement.id.in_(chosen)
+    return query
 
-    def by_engagement(column):
-        return column.in_(chosen)
 
-    # Stage and escalation at month end, replayed from the events.
-    stage_at, escalation_at, outcome_at, closed_at = {}, {}, {}, {}
-    first_seen: dict[tuple[int, str], str] = {}
+@dataclass
+class _States:
+    """Stage, escalation, outcome and closing date at month end, replayed from the events."""
+
+    stage: dict = field(default_factory=dict)
+    escalation: dict = field(default_factory=dict)
+    outcome: dict = field(default_factory=dict)
+    closed: dict = field(default_factory=dict)
+    #: (engagement id, "stage" or "escalation") -> the value before its first event
+    first_seen: dict[tuple[int, str], str] = field(default_factory=dict)
+
+
+def _replay_events(chosen, end: dt.date) -> _States:
+    states = _States()
     for engagement_id, kind, before, after, outcome, occurred_on in db.session.execute(
         sa.select(EngagementEvent.engagement_id, EngagementEvent.kind, EngagementEvent.from_value,
                   EngagementEvent.to_value, EngagementEvent.outcome, EngagementEvent.occurred_on)
-        .where(by_engagement(EngagementEvent.engagement_id))
+        .where(EngagementEvent.engagement_id.in_(chosen))
         .order_by(EngagementEvent.engagement_id, EngagementEvent.occurred_on, EngagementEvent.id)
     ):
         group = "stage" if kind in STAGE_KINDS else "escalation"
-        first_seen.setdefault((engagement_id, group), before)
+        states.first_seen.setdefault((engagement_id, group), before)
         if occurred_on > end:
             continue
         if group == "stage":
-            stage_at[engagement_id] = after
-            outcome_at[engagement_id] = outcome if kind == "close" else None
-            closed_at[engagement_id] = occurred_on if kind == "close" else None
+            states.stage[engagement_id] = after
+            states.outcome[engagement_id] = outcome if kind == "close" else None
+            states.closed[engagement_id] = occurred_on if kind == "close" else None
         else:
-            escalation_at[engagement_id] = after
+            states.escalation[engagement_id] = after
+    return states
 
+
+@dataclass
+class _Facts:
+    """Per engagement: last contact, the month's interactions by kind, letters sent, next due, scores."""
+
+    last_contact: dict
+    in_month: defaultdict
+    letters: dict
+    next_due: dict
+    score_at: dict
+    score_before: dict
+
+
+def _month_facts(chosen, month: Month, end: dt.date) -> _Facts:
+    end_of_day = dt.datetime.combine(end, dt.time.max)
     last_contact = dict(db.session.execute(
         sa.select(Interaction.engagement_id, sa.func.max(Interaction.occurred_on))
-        .where(by_engagement(Interaction.engagement_id), Interaction.occurred_on <= end,
+        .where(Interaction.engagement_id.in_(chosen), Interaction.occurred_on <= end,
                Interaction.kind != InteractionKind.NOTE.value)
         .group_by(Interaction.engagement_id)).all())
     in_month = defaultdict(Counter)
     for engagement_id, kind, count in db.session.execute(
         sa.select(Interaction.engagement_id, Interaction.kind, sa.func.count())
-        .where(by_engagement(Interaction.engagement_id), Interaction.occurred_on.between(month.first, end))
+        .where(Interaction.engagement_id.in_(chosen), Interaction.occurred_on.between(month.first, end))
         .group_by(Interaction.engagement_id, Interaction.kind)
     ):
         in_month[engagement_id][kind] += count
     letters = dict(db.session.execute(
         sa.select(Letter.engagement_id, sa.func.count())
-        .where(by_engagement(Letter.engagement_id), Letter.status == LetterStatus.SENT.value,
+        .where(Letter.engagement_id.in_(chosen), Letter.status == LetterStatus.SENT.value,
                Letter.sent_on.between(month.first, end))
         .group_by(Letter.engagement_id)).all())
     next_due = dict(db.session.execute(
         sa.select(Reminder.engagement_id, sa.func.min(Reminder.due_on))
-        .where(by_engagement(Reminder.engagement_id), Reminder.created_at <= end_of_day,
+        .where(Reminder.engagement_id.in_(chosen), Reminder.created_at <= end_of_day,
                sa.or_(Reminder.status != ReminderStatus.DONE.value, Reminder.updated_at > end_of_day))
         .group_by(Reminder.engagement_id)).all())
     score_at, score_before = {}, {}
     previous_end = month.previous.last
     for engagement_id, total, scored_on in db.session.execute(
-        primary_scores(by_engagement(Score.engagement_id), Score.scored_on <= end)
+        primary_scores(Score.engagement_id.in_(chosen), Score.scored_on <= end)
         .with_only_columns(Score.engagement_id, Score.total, Score.scored_on)
     ):
         score_at[engagement_id] = total
         if scored_on <= previous_end:
             score_before[engagement_id] = total
+    return _Facts(last_contact, in_month, letters, next_due, score_at, score_before)
 
-    result = MonthlyExport(month=month, filters=filters)
-    for (engagement_id, opened_on, closed_on, stage_now, escalation_now, outcome_now, company_id, company, isin,
-         sector, country, campaign, owner) in base:
-        if (engagement_id, "stage") in first_seen:
-            stage = stage_at.get(engagement_id, first_seen[(engagement_id, "stage")])
-            outcome, closed = outcome_at.get(engagement_id), closed_at.get(engagement_id)
-        else:  # never moved: its stage is what it has always been
-            stage, outcome, closed = stage_now, outcome_now, closed_on
-        escalation = escalation_at.get(engagement_id, first_seen.get((engagement_id, "escalation"), escalation_now))
-        score = score_at.get(engagement_id)
-        before = score_before.get(engagement_id)
-        counts = in_month[engagement_id]
-        result.rows.append({
-            "engagement_id": engagement_id, "company_id": company_id,
-            "company": company, "isin": isin, "sector": sector, "country": country, "campaign": campaign,
-            "owner": owner, "stage": stage, "escalation": escalation, "outcome": outcome,
-            "opened_on": opened_on, "closed_on": closed if stage == Stage.CLOSED.value else None,
-            "last_contact": last_contact.get(engagement_id), "next_follow_up": next_due.get(engagement_id),
-            "score": score, "score_change": (score - before) if score is not None and before is not None else None,
-            "letters_sent": letters.get(engagement_id, 0), "responses": counts[InteractionKind.RESPONSE.value],
-            "interactions": sum(counts.values()),
-        })
-    result.activity = [
+
+def _row(record, states: _States, facts: _Facts) -> dict:
+    """One engagement's row: its state at month end (today's if it never moved) and the month's facts."""
+    (engagement_id, opened_on, closed_on, stage_now, escalation_now, outcome_now, company_id, company, isin,
+     sector, country, campaign, owner) = record
+    if (engagement_id, "stage") in states.first_seen:
+        stage = states.stage.get(engagement_id, states.first_seen[(engagement_id, "stage")])
+        outcome, closed = states.outcome.get(engagement_id), states.closed.get(engagement_id)
+    else:  # never moved: its stage is what it has always been
+        stage, outcome, closed = stage_now, outcome_now, closed_on
+    escalation = states.escalation.get(
+        engagement_id, states.first_seen.get((engagement_id, "escalation"), escalation_now))
+    score = facts.score_at.get(engagement_id)
+    before = facts.score_before.get(engagement_id)
+    counts = facts.in_month[engagement_id]
+    return {
+        "engagement_id": engagement_id, "company_id": company_id,
+        "company": company, "isin": isin, "sector": sector, "country": country, "campaign": campaign,
+        "owner": owner, "stage": stage, "escalation": escalation, "outcome": outcome,
+        "opened_on": opened_on, "closed_on": closed if stage == Stage.CLOSED.value else None,
+        "last_contact": facts.last_contact.get(engagement_id), "next_follow_up": facts.next_due.get(engagement_id),
+        "score": score, "score_change": (score - before) if score is not None and before is not None else None,
+        "letters_sent": facts.letters.get(engagement_id, 0), "responses": counts[InteractionKind.RESPONSE.value],
+        "interactions": sum(counts.values()),
+    }
+
+
+def _activity(chosen, month: Month, end: dt.date) -> list[dict]:
+    """Every interaction of the month, oldest first, for the Activity sheet."""
+    return [
         {"date": occurred_on, "company": company, "kind": kind, "direction": direction, "subject": subject}
         for occurred_on, company, kind, direction, subject in db.session.execute(
             sa.select(Interaction.occurred_on, Company.name, Interaction.kind, Interaction.direction,
                       Interaction.subject)
             .join(Engagement, Engagement.id == Interaction.engagement_id)
             .join(Company, Company.id == Engagement.company_id)
-            .where(in_ids, Interaction.occurred_on.between(month.first, end))
+            .where(Engagement.id.in_(chosen), Interaction.occurred_on.between(month.first, end))
             .order_by(Interaction.occurred_on, Interaction.id))
     ]
-    result.summary = summarise(result, end)
-    return result
 
 
 def summarise(export: MonthlyExport, end: dt.date) -> dict:
@@ -345,93 +387,120 @@ def write_csv(export: MonthlyExport, out) -> None:
 
 def write_xlsx(export: MonthlyExport, path: str) -> None:
     """Engagements, Summary and Activity sheets; constant memory, no formulas or URLs from text."""
+    # xlsxwriter takes about 60 ms to import: only a request or command that writes an XLSX pays it.
     import xlsxwriter
 
     workbook = xlsxwriter.Workbook(path, {"constant_memory": True, "strings_to_formulas": False,
                                           "strings_to_urls": False, "strings_to_numbers": False})
-    bold = workbook.add_format({"bold": True})
-    date = workbook.add_format({"num_format": "yyyy-mm-dd"})
-    number = workbook.add_format({"num_format": "0.00"})
-    sheet = workbook.add_worksheet("Engagements")
+    styles = _Styles(bold=workbook.add_format({"bold": True}),
+                     date=workbook.add_format({"num_format": "yyyy-mm-dd"}),
+                     number=workbook.add_format({"num_format": "0.00"}))
+    _engagements_sheet(workbook.add_worksheet("Engagements"), export, styles)
+    _summary_sheet(_SummarySheet(workbook.add_worksheet("Summary"), styles), export)
+    _activity_sheet(workbook.add_worksheet("Activity"), export, styles)
+    workbook.close()
+
+
+@dataclass
+class _Styles:
+    bold: object
+    date: object
+    number: object
+
+
+def _engagements_sheet(sheet, export: MonthlyExport, styles: _Styles) -> None:
     sheet.freeze_panes(1, 0)
     for col, (_, title) in enumerate(COLUMNS):
-        sheet.write_string(0, col, title, bold)
+        sheet.write_string(0, col, title, styles.bold)
     for r, row in enumerate(export.rows, start=1):
         for col, value in enumerate(_cells(row)):
             if value is None:
                 continue
             if isinstance(value, dt.date):
-                sheet.write_datetime(r, col, dt.datetime.combine(value, dt.time()), date)
+                sheet.write_datetime(r, col, dt.datetime.combine(value, dt.time()), styles.date)
             elif isinstance(value, (int, Decimal, float)):
-                sheet.write_number(r, col, float(value), number if isinstance(value, Decimal) else None)
+                sheet.write_number(r, col, float(value), styles.number if isinstance(value, Decimal) else None)
             else:
                 sheet.write_string(r, col, str(value))
     sheet.autofilter(0, 0, max(len(export.rows), 1), len(COLUMNS) - 1)
     sheet.set_column(0, 0, 40)
     sheet.set_column(1, len(COLUMNS) - 1, 16)
 
-    summary = workbook.add_worksheet("Summary")
-    line = 0
 
-    def put(label, value=None, style=None):
-        nonlocal line
-        summary.write_string(line, 0, neutralise(str(label)), style)
+class _SummarySheet:
+    """The Summary sheet written line by line: a label in column A, its value in column B."""
+
+    def __init__(self, sheet, styles: _Styles):
+        self.sheet, self.styles, self.line = sheet, styles, 0
+
+    def put(self, label, value=None, style=None) -> None:
+        self.sheet.write_string(self.line, 0, neutralise(str(label)), style)
         if value is not None:
             if isinstance(value, (int, float, Decimal)):
-                summary.write_number(line, 1, float(value))
+                self.sheet.write_number(self.line, 1, float(value))
             elif isinstance(value, dt.date):
-                summary.write_datetime(line, 1, dt.datetime.combine(value, dt.time()), date)
+                self.sheet.write_datetime(self.line, 1, dt.datetime.combine(value, dt.time()), self.styles.date)
             else:
-                summary.write_string(line, 1, neutralise(str(value)))
-        line += 1
+                self.sheet.write_string(self.line, 1, neutralise(str(value)))
+        self.line += 1
 
+    def heading(self, title: str) -> None:
+        """A blank line, then a bold title."""
+        self.line += 1
+        self.put(title, style=self.styles.bold)
+
+
+def _summary_sheet(out: _SummarySheet, export: MonthlyExport) -> None:
     s = export.summary
-    put(f"Monthly status export {export.month}", style=bold)
-    put("Engagements", len(export.rows))
-    put("Companies engaged", s["companies"])
+    out.put(f"Monthly status export {export.month}", style=out.styles.bold)
+    out.put("Engagements", len(export.rows))
+    out.put("Companies engaged", s["companies"])
     for title, key in (("By stage at month end", "stage"), ("By escalation at month end", "escalation"),
                        ("By outcome", "outcome"), ("Interactions per company in the month", "interactions_per_company")):
-        line += 1
-        put(title, style=bold)
+        out.heading(title)
         for name, count in sorted(s[key].items()):
-            put(name.replace("_", " "), count)
+            out.put(name.replace("_", " "), count)
     if s["funds"]:
-        line += 1
-        put("Share of each fund's holdings under engagement", style=bold)
+        out.heading("Share of each fund's holdings under engagement")
         for item in s["funds"]:
-            put(f"{item['fund']} ({item['as_of'].isoformat()})", float(item["share"]) if item["share"] is not None else "–")
-
+            out.put(f"{item['fund']} ({item['as_of'].isoformat()})",
+                    float(item["share"]) if item["share"] is not None else "–")
     if s["exposure"]:
-        line += 1
-        put("Exposure to official lists (holdings at month end)", style=bold)
-        for col, title in enumerate(("Fund", "Holdings as of", "List", "Companies", "Market value", "% of fund",
-                                     "Companies without a market value")):
-            summary.write_string(line, col, title, bold)
-        line += 1
-        for e in s["exposure"]:
-            parts = [(p, p.label, None) for p in e.lists] + [(e.official, e.official.label, bold)] + \
-                [(p, f"{p.label} (not counted as exposure)", None) for p in e.signals]
-            for part, label, style in parts:
-                summary.write_string(line, 0, neutralise(e.fund.name))
-                summary.write_datetime(line, 1, dt.datetime.combine(e.as_of, dt.time()), date)
-                summary.write_string(line, 2, label, style)
-                summary.write_number(line, 3, part.positions)
-                if part.value_known:  # a blank, not 0, when no holding of the part has a value
-                    summary.write_number(line, 4, float(part.value), number)
-                if part.share is not None:
-                    summary.write_number(line, 5, float(part.share))
-                summary.write_number(line, 6, part.unknown)
-                line += 1
+        _exposure_table(out, s["exposure"])
 
-    activity = workbook.add_worksheet("Activity")
-    activity.freeze_panes(1, 0)
+
+def _exposure_table(out: _SummarySheet, exposures: list) -> None:
+    """Per fund, one line per official list, the official total in bold, then the signals apart."""
+    sheet, bold, date, number = out.sheet, out.styles.bold, out.styles.date, out.styles.number
+    out.heading("Exposure to official lists (holdings at month end)")
+    for col, title in enumerate(("Fund", "Holdings as of", "List", "Companies", "Market value", "% of fund",
+                                 "Companies without a market value")):
+        sheet.write_string(out.line, col, title, bold)
+    out.line += 1
+    for e in exposures:
+        parts = [(p, p.label, None) for p in e.lists] + [(e.official, e.official.label, bold)] + \
+            [(p, f"{p.label} (not counted as exposure)", None) for p in e.signals]
+        for part, label, style in parts:
+            sheet.write_string(out.line, 0, neutralise(e.fund.name))
+            sheet.write_datetime(out.line, 1, dt.datetime.combine(e.as_of, dt.time()), date)
+            sheet.write_string(out.line, 2, label, style)
+            sheet.write_number(out.line, 3, part.positions)
+            if part.value_known:  # a blank, not 0, when no holding of the part has a value
+                sheet.write_number(out.line, 4, float(part.value), number)
+            if part.share is not None:
+                sheet.write_number(out.line, 5, float(part.share))
+            sheet.write_number(out.line, 6, part.unknown)
+            out.line += 1
+
+
+def _activity_sheet(sheet, export: MonthlyExport, styles: _Styles) -> None:
+    sheet.freeze_panes(1, 0)
     for col, title in enumerate(("Date", "Company", "Kind", "Direction", "Subject")):
-        activity.write_string(0, col, title, bold)
+        sheet.write_string(0, col, title, styles.bold)
     for r, item in enumerate(export.activity, start=1):
-        activity.write_datetime(r, 0, dt.datetime.combine(item["date"], dt.time()), date)
+        sheet.write_datetime(r, 0, dt.datetime.combine(item["date"], dt.time()), styles.date)
         for col, key in enumerate(("company", "kind", "direction", "subject"), start=1):
-            activity.write_string(r, col, neutralise(item[key] or ""))
-    workbook.close()
+            sheet.write_string(r, col, neutralise(item[key] or ""))
 
 
 def write_file(export: MonthlyExport, fmt: str, out_path: str | os.PathLike) -> Path:

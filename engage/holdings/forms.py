@@ -45,6 +45,10 @@ class ImportForm(ReadOptionsForm):
                           description="For files with unusual headers, e.g. isin=ISIN Code,name=Security,market_value=Value")
     submit = SubmitField("Check the file")
 
+    def __init__(self, *args, funds: list, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fund_id.choices = funds
+
 
 class MergeForm(FlaskForm):
     """Confirming a merge shown on the confirmation page."""

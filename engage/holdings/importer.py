@@ -64,6 +64,7 @@ def country_code(value: str | None) -> str | None:
         return None
     if len(value.strip()) == 2:
         return value.strip().upper()
+    # pycountry takes about 60 ms to import: only a file that names a country in words pays it.
     import pycountry
 
     try:

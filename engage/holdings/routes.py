@@ -81,8 +81,8 @@ def _mapping_or_error(text: str | None):
         return None, str(exc)
 
 
-def _fund_choices(form) -> None:
-    form.fund_id.choices = [SelectChoice(f.id, f.name) for f in db.session.scalars(sa.select(Fund).order_by(Fund.name))]
+def _fund_choices() -> list[SelectChoice]:
+    return [SelectChoice(f.id, f.name) for f in db.session.scalars(sa.select(Fund).order_by(Fund.name))]
 
 
 def _options_form(options: service.ReadOptions) -> ReadOptionsForm:
@@ -118,8 +118,7 @@ def _preview_page(token: str, data: bytes, meta: dict, form: ReadOptionsForm | N
 def stash_unsafe(error):
     """A faulty or hostile environment: say so, and keep the upload form."""
     current_app.logger.error("holdings upload stash refused: %s", error)
-    form = ImportForm(formdata=None)
-    _fund_choices(form)
+    form = ImportForm(formdata=None, funds=_fund_choices())
     flash(f"Uploads cannot be kept for confirmation: {error}.", "error")
     return render_template("holdings/import.html", form=form), 503
 
@@ -128,8 +127,7 @@ def stash_unsafe(error):
 @require_role("analyst")
 def import_holdings():
     """Upload and check a file (read once); nothing is written until the preview is confirmed."""
-    form = ImportForm()
-    _fund_choices(form)
+    form = ImportForm(funds=_fund_choices())
     if request.method == "GET" and whole_number(request.args.get("fund_id")) is not None:
         form.fund_id.data = whole_number(request.args["fund_id"])
     if not form.fund_id.choices:

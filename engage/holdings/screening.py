@@ -63,50 +63,8 @@ def import_list(data: bytes, list_name: str) -> ListImport:
     """Load entries of `list_name` from a CSV (CSL export or Engage's seed format), all or nothing."""
     if list_name not in RiskSource.values():
         raise ListError(f"unknown list {list_name!r}; lists are {', '.join(RiskSource.values())}")
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ListError("the list file is not UTF-8 text") from exc
-    reader = csv.DictReader(io.StringIO(text))
-    headers = {h.strip().lower(): h for h in reader.fieldnames or []}
-    if "name" not in headers:
-        raise ListError("the list file has no 'name' column (expected the Consolidated Screening List columns "
-                        f"{', '.join(LIST_COLUMNS)})")
-
-    def get(row, column):
-        return (row.get(headers[column]) or "").strip() if column in headers else ""
-
-    wanted = CSL_SOURCES.get(list_name)
-    errors, entries, seen = [], [], {}
     result = ListImport()
-    for number, row in enumerate(reader, start=2):
-        source_text = get(row, "source")
-        if wanted and source_text and wanted not in source_text.lower():
-            result.skipped_other_lists += 1
-            continue
-        name = get(row, "name")
-        if not name:
-            errors.append(RowError(number, "name", "", "a listed entity needs a name"))
-            continue
-        date_text = get(row, "start_date")
-        effective = parse_date(date_text) if date_text else None
-        if date_text and effective is None:
-            errors.append(RowError(number, "start_date", date_text, "not a date"))
-            continue
-        key = (normalize_name(name), effective)
-        if key in seen:
-            errors.append(RowError(number, "name", name, f"duplicate of row {seen[key]}"))
-            continue
-        seen[key] = number
-        citation = get(row, "federal_register_notice") or get(row, "citation") or source_text or list_name
-        url = get(row, "citation_url") or get(row, "source_information_url") or None
-        aliases = [a.strip() for a in get(row, "alt_names").split(";") if a.strip()]
-        entries.append({"name": name[:300], "aliases": aliases, "effective_date": effective,
-                        "citation": citation[:500], "citation_url": (url or "")[:500] or None,
-                        "section": get(row, "section")[:40] or None, "country": get(row, "country")[:2].upper() or None,
-                        "note": get(row, "note")})
-    if errors:
-        raise ListError(f"{len(errors)} row(s) refused; nothing was loaded", errors)
+    entries = _list_entries(_list_rows(data), list_name, result)
     existing = {(e.normalized_name, e.effective_date): e for e in db.session.scalars(
         sa.select(ListedEntity).where(ListedEntity.source == list_name))}
     for entry in entries:
@@ -120,6 +78,56 @@ def import_list(data: bytes, list_name: str) -> ListImport:
                 setattr(item, k, v)
             result.updated += 1
     return result
+
+
+def _list_rows(data: bytes):
+    """The file's rows, numbered from 2 (the header is row 1), each as `get(column)` over stripped text."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ListError("the list file is not UTF-8 text") from exc
+    reader = csv.DictReader(io.StringIO(text))
+    headers = {h.strip().lower(): h for h in reader.fieldnames or []}
+    if "name" not in headers:
+        raise ListError("the list file has no 'name' column (expected the Consolidated Screening List columns "
+                        f"{', '.join(LIST_COLUMNS)})")
+    for number, row in enumerate(reader, start=2):
+        yield number, lambda column, row=row: (row.get(headers[column]) or "").strip() if column in headers else ""
+
+
+def _list_entries(rows, list_name: str, result: ListImport) -> list[dict]:
+    """The entries of `list_name` (rows of other lists counted in `result`); any bad row refuses the file."""
+    wanted = CSL_SOURCES.get(list_name)
+    errors, entries, seen = [], [], {}
+    for number, get in rows:
+        source_text = get("source")
+        if wanted and source_text and wanted not in source_text.lower():
+            result.skipped_other_lists += 1
+            continue
+        name = get("name")
+        if not name:
+            errors.append(RowError(number, "name", "", "a listed entity needs a name"))
+            continue
+        date_text = get("start_date")
+        effective = parse_date(date_text) if date_text else None
+        if date_text and effective is None:
+            errors.append(RowError(number, "start_date", date_text, "not a date"))
+            continue
+        key = (normalize_name(name), effective)
+        if key in seen:
+            errors.append(RowError(number, "name", name, f"duplicate of row {seen[key]}"))
+            continue
+        seen[key] = number
+        citation = get("federal_register_notice") or get("citation") or source_text or list_name
+        url = get("citation_url") or get("source_information_url") or None
+        aliases = [a.strip() for a in get("alt_names").split(";") if a.strip()]
+        entries.append({"name": name[:300], "aliases": aliases, "effective_date": effective,
+                        "citation": citation[:500], "citation_url": (url or "")[:500] or None,
+                        "section": get("section")[:40] or None, "country": get("country")[:2].upper() or None,
+                        "note": get("note")})
+    if errors:
+        raise ListError(f"{len(errors)} row(s) refused; nothing was loaded", errors)
+    return entries
 
 
 @dataclass

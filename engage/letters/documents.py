@@ -181,6 +181,7 @@ def docx_data(letter: Letter) -> dict:
 def _east_asian_font(run, name: str) -> None:
     """Name the font Word uses for the run's Chinese characters (w:rFonts w:eastAsia)."""
     # python-docx sets only the Latin font through `font.name`; the East Asian slot is an attribute.
+    # python-docx is imported in the worker that renders documents (see _docx_bytes).
     from docx.oxml.ns import qn
 
     fonts = run._element.get_or_add_rPr().get_or_add_rFonts()

@@ -34,6 +34,11 @@ class GenerateForm(FormTokenMixin, FlaskForm):
     contact_id = SelectField("Addressed to", coerce=_optional_id, validators=[Optional()], validate_choice=False)
     submit = SubmitField("Generate draft")
 
+    def __init__(self, *args, templates: list, contacts: list = (), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.template_id.choices = templates
+        self.contact_id.choices = list(contacts)
+
 
 class ContactChecks(SelectMultipleField):
     """Contacts as a list of checkboxes."""
@@ -46,6 +51,11 @@ class EmailForm(FlaskForm):
     to = ContactChecks("To", coerce=int, validate_choice=False)
     cc = ContactChecks("Cc", coerce=int, validate_choice=False)
     submit = SubmitField("Send by email")
+
+    def __init__(self, *args, contacts: list, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.to.choices = contacts
+        self.cc.choices = contacts
 
 
 class BatchEmailForm(FormTokenMixin, FlaskForm):
@@ -79,6 +89,10 @@ class BulkForm(FlaskForm):
     token = HiddenField(validators=[Optional(), Length(max=64), Regexp(r"^[A-Za-z0-9_-]*$")])
     submit = SubmitField("Generate letters")
 
+    def __init__(self, *args, templates: list, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.template_id.choices = templates
+
 
 class TemplateForm(EditForm):
     name = StringField("Name", validators=[DataRequired(), Length(max=200)])
@@ -91,10 +105,13 @@ class TemplateForm(EditForm):
                                      validators=[Optional()])
     submit = SubmitField("Save template")
 
+    def __init__(self, *args, previews: list, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.preview_engagement.choices = previews
+
 
 def bulk_form() -> BulkForm:
     """The engagements list's bulk-letter form (the page adds the list's filter fields to it)."""
-    form = BulkForm(formdata=None)
-    form.template_id.choices = template_choices()
+    form = BulkForm(formdata=None, templates=template_choices())
     form.token.data = secrets.token_urlsafe(24)  # one per rendered form: a double submission makes one batch
     return form

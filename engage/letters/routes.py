@@ -34,7 +34,7 @@ from engage.models import (
 )
 from engage.security import require_role
 from engage.validators import whole_number
-from engage.web import content_disposition, field_error
+from engage.web import content_disposition, refuse
 
 bp = Blueprint("letters", __name__, url_prefix="/letters")
 
@@ -56,8 +56,7 @@ def _letter(letter_id: int) -> Letter:
 @require_role("analyst")
 def generate(engagement_id: int):
     engagement = db.get_or_404(Engagement, engagement_id)
-    form = GenerateForm()
-    form.template_id.choices = service.template_choices()
+    form = GenerateForm(templates=service.template_choices())
     if not form.validate_on_submit():
         flash("Choose a template to generate the letter from.", "error")
         return redirect(url_for("engagements.show", engagement_id=engagement_id) + "#letters")
@@ -89,11 +88,9 @@ def generate(engagement_id: int):
 
 
 def _email_form(letter: Letter, formdata=None) -> EmailForm:
-    form = EmailForm(formdata=formdata) if formdata is not None else EmailForm(formdata=None)
     choices = [(c.id, f"{c.name} <{c.email}> ({c.title or c.role_label})")
                for c in service.emailable_contacts(letter.engagement.company_id)]
-    form.to.choices = choices
-    form.cc.choices = choices
+    form = EmailForm(formdata=formdata, contacts=choices)
     if formdata is None and letter.contact_id in {c for c, _ in choices}:
         form.to.data = [letter.contact_id]
     return form
@@ -139,9 +136,8 @@ def edit(letter_id: int):
         service.update_draft(letter, form.subject.data, form.body.data)
         db.session.commit()
     except service.LetterError as error:
-        db.session.rollback()
-        field_error(form, error.field, error.message)
-        return _letter_page(_letter(letter_id), 422, draft_form=form)
+        status = refuse(form, error)
+        return _letter_page(_letter(letter_id), status, draft_form=form)
     documents.forget(letter_id)  # the cached PDF and DOCX show the old text
     flash("Draft saved.", "success")
     return redirect(url_for("letters.show", letter_id=letter_id))
@@ -164,9 +160,8 @@ def send(letter_id: int):
         db.session.rollback()
         return _refuse_sent(_letter(letter_id), "it was not sent again (nothing was recorded twice)")
     except service.LetterError as error:
-        db.session.rollback()
-        field_error(form, error.field, error.message)
-        return _letter_page(_letter(letter_id), 422, send_form=form)
+        status = refuse(form, error)
+        return _letter_page(_letter(letter_id), status, send_form=form)
     flash(f"Letter marked as sent. A reply is due by {reminder.due_on.strftime('%d %b %Y')}.", "success")
     return redirect(url_for("engagements.show", engagement_id=letter.engagement_id) + "#timeline")
 
@@ -189,9 +184,8 @@ def email(letter_id: int):
         db.session.rollback()
         return _refuse_sent(_letter(letter_id), "it was not emailed again (nothing was sent twice)")
     except service.LetterError as error:
-        db.session.rollback()
-        field_error(form, error.field, error.message)
-        return _letter_page(_letter(letter_id), 422, email_form=form)
+        status = refuse(form, error)
+        return _letter_page(_letter(letter_id), status, email_form=form)
     flash(f"Letter queued for {queued.recipient}{' (cc ' + queued.cc + ')' if queued.cc else ''} and recorded as "
           "sent; the outbox status shows below.", "success")
     return redirect(url_for("letters.show", letter_id=letter_id))
@@ -229,8 +223,7 @@ def docx(letter_id: int):
 @require_role("analyst")
 def bulk():
     """Generate one template for the selected engagements, or for all that match the list's filters."""
-    form = BulkForm()
-    form.template_id.choices = service.template_choices()
+    form = BulkForm(templates=service.template_choices())
     # The list's filters come back as the list's own GET form fields, checked by the same form.
     filters = engagement_filters(request.form)
     back = url_for("engagements.index", **{k: v for k, v in filters.items() if v and k not in ("sort", "dir")})
@@ -395,8 +388,7 @@ def templates():
 @require_role("admin")
 def edit_template(template_id: int | None = None):
     template = db.get_or_404(LetterTemplate, template_id) if template_id else None
-    form = TemplateForm(obj=template)
-    form.preview_engagement.choices = _preview_choices()
+    form = TemplateForm(obj=template, previews=_preview_choices())
     if form.validate_on_submit():
         target = template or LetterTemplate(slug=_new_slug(form.name.data))
         try:
@@ -407,8 +399,7 @@ def edit_template(template_id: int | None = None):
                 db.session.add(target)
             db.session.commit()
         except service.LetterError as error:
-            db.session.rollback()
-            field_error(form, error.field, error.message)
+            refuse(form, error)
         else:
             flash(f"Saved as version {target.version}." if changed else "Saved (the text is unchanged).", "success")
             return redirect(url_for("letters.edit_template", template_id=target.id))
@@ -436,8 +427,7 @@ def edit_language(template_id: int, language: str | None = None):
                                           body=form.body.data, actor_id=current_user.id)
             db.session.commit()
         except service.LetterError as error:
-            db.session.rollback()
-            field_error(form, error.field, error.message)
+            refuse(form, error)
         else:
             flash(f"{dict(LANGUAGES)[form.language.data]} version of {template.name} saved.", "success")
             return redirect(url_for("letters.edit_template", template_id=template.id))
@@ -458,7 +448,7 @@ def _new_slug(name: str) -> str:
 @require_role("admin")
 def preview_template():
     """Live preview for the editor: JSON with the rendered subject and body, or the error and line."""
-    form = TemplateForm()
+    form = TemplateForm(previews=[])  # neither validated nor drawn: only its subject and body are read
     engagement = None
     chosen = whole_number(request.form.get("preview_engagement"))
     if chosen is not None:

@@ -21,6 +21,10 @@ class ContactForm(FormTokenMixin, FlaskForm):
     role = SelectField("Role", choices=ROLE_CHOICES, default=ContactRole.INVESTOR_RELATIONS.value)
     submit = SubmitField("Add as contact")
 
+    def __init__(self, *args, addresses: list, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.email.choices = addresses
+
 
 class DiscardForm(FlaskForm):
     submit = SubmitField("Discard")

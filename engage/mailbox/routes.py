@@ -77,8 +77,8 @@ def _company_search(text: str) -> list[Company]:
 def _page(inbound: InboundMessage, status: int = 200, file_form=None, contact_form=None):
     q = request.args.get("q", "")
     cq = request.args.get("cq", "")
-    contact_form = contact_form or ContactForm(formdata=None, name=inbound.from_name)
-    contact_form.email.choices = service.candidate_addresses(inbound)
+    contact_form = contact_form or ContactForm(formdata=None, name=inbound.from_name,
+                                               addresses=service.candidate_addresses(inbound))
     text = ""
     if inbound.raw_name:
         try:
@@ -139,8 +139,7 @@ def file(inbound_id: int):
 @require_role("viewer", write="analyst")
 def contact(inbound_id: int):
     inbound = _load(inbound_id)
-    form = ContactForm()
-    form.email.choices = service.candidate_addresses(inbound)
+    form = ContactForm(addresses=service.candidate_addresses(inbound))
     if not form.validate():
         return _page(inbound, 422, contact_form=form)
     company = db.session.get(Company, form.company_id.data)

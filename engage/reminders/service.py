@@ -116,29 +116,50 @@ def apply_rules(today: dt.date) -> int:
 def notify(now: dt.datetime) -> tuple[int, int, int]:
     """Claim the due reminders of active owners and queue one email per owner, atomically."""
     today = now.date()
-    campaigns = db.session.execute(sa.select(Campaign.id, Campaign.warn_days_before)).all()
-    if not campaigns:
+    due = _due_condition(today)
+    if due is None:
         return 0, 0, 0
-    due = sa.or_(*(
-        sa.and_(Engagement.campaign_id == campaign_id, Reminder.due_on <= today + dt.timedelta(days=warn))
-        for campaign_id, warn in campaigns
-    ))
+    waiting = (Reminder.notified_at.is_(None), Reminder.status != ReminderStatus.DONE.value, Engagement.is_open, due)
     pending = (
         sa.select(Reminder.id)
         .join(Engagement, Engagement.id == Reminder.engagement_id)
         .join(User, User.id == Engagement.owner_id)
-        .where(Reminder.notified_at.is_(None), Reminder.status != ReminderStatus.DONE.value,
-               Engagement.is_open, User.active.is_(True), due)
+        .where(*waiting, User.active.is_(True))
     )
     unowned = db.session.scalar(
         sa.select(sa.func.count(Reminder.id))
         .join(Engagement, Engagement.id == Reminder.engagement_id)
         .outerjoin(User, User.id == Engagement.owner_id)
-        .where(Reminder.notified_at.is_(None), Reminder.status != ReminderStatus.DONE.value,
-               Engagement.is_open, sa.or_(User.id.is_(None), User.active.is_(False)), due)
+        .where(*waiting, sa.or_(User.id.is_(None), User.active.is_(False)))
     )
     db.session.commit()  # the claim below must open its own transaction
-    claimed = db.session.execute(
+    claimed = _claim(pending, now)
+    if not claimed:
+        db.session.commit()
+        return 0, 0, unowned
+    by_owner = _by_owner(claimed)
+    owners = {u.id: u for u in db.session.scalars(sa.select(User).where(User.id.in_(list(by_owner))))}
+    base = current_app.config["ENGAGE_BASE_URL"].rstrip("/")
+    for owner_id, items in by_owner.items():
+        _email_owner(owners[owner_id], items, today=today, base=base, now=now)
+    db.session.commit()
+    return len(claimed), len(by_owner), unowned
+
+
+def _due_condition(today: dt.date):
+    """Reminders due today or within their campaign's warning days; None when there is no campaign."""
+    campaigns = db.session.execute(sa.select(Campaign.id, Campaign.warn_days_before)).all()
+    if not campaigns:
+        return None
+    return sa.or_(*(
+        sa.and_(Engagement.campaign_id == campaign_id, Reminder.due_on <= today + dt.timedelta(days=warn))
+        for campaign_id, warn in campaigns
+    ))
+
+
+def _claim(pending: sa.Select, now: dt.datetime) -> list:
+    """Mark the pending reminders notified in one conditional UPDATE; a concurrent tick claims none twice."""
+    return db.session.execute(
         sa.update(Reminder)
         .where(Reminder.id.in_(pending.scalar_subquery()), Reminder.notified_at.is_(None),
                Reminder.status != ReminderStatus.DONE.value)
@@ -146,9 +167,10 @@ def notify(now: dt.datetime) -> tuple[int, int, int]:
         .returning(Reminder.id, Reminder.engagement_id, Reminder.due_on, Reminder.reason)
         .execution_options(synchronize_session=False)
     ).all()
-    if not claimed:
-        db.session.commit()
-        return 0, 0, unowned
+
+
+def _by_owner(claimed: list) -> dict[int, list[dict]]:
+    """The claimed reminders per owner, earliest due first, each with its company's name."""
     # Plain rows, not ORM objects: a first tick over a large book claims tens of thousands.
     engagements = {
         row.id: row for row in db.session.execute(
@@ -161,19 +183,18 @@ def notify(now: dt.datetime) -> tuple[int, int, int]:
         engagement = engagements[engagement_id]
         by_owner[engagement.owner_id].append({"id": reminder_id, "engagement_id": engagement_id, "due_on": due_on,
                                               "reason": reason, "company": engagement.company})
-    owners = {u.id: u for u in db.session.scalars(sa.select(User).where(User.id.in_(list(by_owner))))}
-    base = current_app.config["ENGAGE_BASE_URL"].rstrip("/")
-    for owner_id, items in by_owner.items():
-        owner = owners[owner_id]
-        overdue = sum(1 for r in items if r["due_on"] < today)
-        context = {"owner": owner, "reminders": items[:EMAIL_LIST_LIMIT], "more": max(0, len(items) - EMAIL_LIST_LIMIT),
-                   "base": base, "today": today}
-        subject = f"Engage: {len(items)} follow-up{'s' if len(items) != 1 else ''} due" + \
-            (f" ({overdue} overdue)" if overdue else "")
-        outbox.enqueue(owner.email, subject, render_template("reminders/email.txt", **context),
-                     render_template("reminders/email.html", **context), now=now)
-    db.session.commit()
-    return len(claimed), len(by_owner), unowned
+    return by_owner
+
+
+def _email_owner(owner: User, items: list[dict], *, today: dt.date, base: str, now: dt.datetime) -> None:
+    """Queue one email listing the owner's reminders (the first EMAIL_LIST_LIMIT, then how many more)."""
+    overdue = sum(1 for r in items if r["due_on"] < today)
+    context = {"owner": owner, "reminders": items[:EMAIL_LIST_LIMIT], "more": max(0, len(items) - EMAIL_LIST_LIMIT),
+               "base": base, "today": today}
+    subject = f"Engage: {len(items)} follow-up{'s' if len(items) != 1 else ''} due" + \
+        (f" ({overdue} overdue)" if overdue else "")
+    outbox.enqueue(owner.email, subject, render_template("reminders/email.txt", **context),
+                   render_template("reminders/email.html", **context), now=now)
 
 
 def add_manual(engagement: Engagement, *, due_on: dt.date, reason: str, today: dt.date,
