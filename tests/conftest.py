@@ -268,14 +268,7 @@ MAILBOX_ADDRESS = "engage-mailbox@stewardship.example"
 @pytest.fixture()
 def mailbox(app, dovecot, tmp_path):
     """The app reading an empty INBOX on the Dovecot server; attachments in a temp dir."""
-    if dovecot.process is None or dovecot.process.poll() is not None:
-        dovecot.start()  # a test that stopped it failed before starting it again
-    with dovecot.client() as client:
-        client.select_folder("INBOX")
-        uids = client.search("ALL")
-        if uids:
-            client.delete_messages(uids)
-            client.expunge()
+    dovecot.empty_inbox()
     overrides = {**dovecot.settings, "ENGAGE_MAILBOX_ADDRESS": MAILBOX_ADDRESS, "ATTACHMENT_DIR": str(tmp_path)}
     previous = {key: app.config.get(key) for key in overrides}
     app.config.update(overrides)

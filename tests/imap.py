@@ -149,6 +149,17 @@ class DovecotServer:
         client.login(USER, PASSWORD)
         return client
 
+    def empty_inbox(self) -> None:
+        """Running (again, if a test stopped it and failed before starting it), with an empty INBOX."""
+        if self.process is None or self.process.poll() is not None:
+            self.start()
+        with self.client() as client:
+            client.select_folder("INBOX")
+            uids = client.search("ALL")
+            if uids:
+                client.delete_messages(uids)
+                client.expunge()
+
     def deliver(self, *messages: bytes, folder: str = "INBOX") -> None:
         """Put messages in the mailbox with IMAP APPEND (unread, as newly delivered mail)."""
         with self.client() as client:

@@ -30,14 +30,7 @@ MAILBOX_ADDRESS = "engage-mailbox@stewardship.example"
 @pytest.fixture()
 def served_mailbox(live_app, dovecot, tmp_path):
     """The served app reading an empty INBOX on Dovecot and writing its outgoing mail to tmp_path."""
-    if dovecot.process is None or dovecot.process.poll() is not None:
-        dovecot.start()
-    with dovecot.client() as client:
-        client.select_folder("INBOX")
-        uids = client.search("ALL")
-        if uids:
-            client.delete_messages(uids)
-            client.expunge()
+    dovecot.empty_inbox()
     app = live_app.app
     overrides = {**dovecot.settings, "ENGAGE_MAILBOX_ADDRESS": MAILBOX_ADDRESS, "MAIL_BACKEND": "file",
                  "MAIL_FILE_DIR": str(tmp_path / "mail"), "ENGAGE_BASE_URL": live_app.url}
