@@ -243,7 +243,7 @@ def lists_import_command(path, list_name):
         fail(f"{path}: no such file")
     with audit.acting_as("cli"):
         try:
-            result = import_list(file.read_bytes(), list_name)
+            result = import_list(file.read_bytes(), list_name, file.name)
             db.session.commit()
         except ListError as exc:
             db.session.rollback()

@@ -122,7 +122,7 @@ def _load_lists(folder: Path) -> dict[str, int]:
     entries = 0
     for path in sorted(folder.glob("*.csv")) if folder.is_dir() else []:
         try:
-            entries += import_list(path.read_bytes(), path.stem).added
+            entries += import_list(path.read_bytes(), path.stem, path.name).added
         except ListError as exc:
             details = "; ".join(str(e) for e in exc.errors[:5])
             raise SeedError(f"{path}: {exc.message}{': ' + details if details else ''}") from exc

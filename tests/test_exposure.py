@@ -69,9 +69,11 @@ def test_exposure_counts_official_lists_only_and_each_holding_once(app):
         "cbp_wro": (1, 3 * MILLION, Decimal("3.0")),
         "gpfg_exclusion": (0, 0, Decimal("0.0")),
         "gpfg_observation": (0, 0, Decimal("0.0")),
+        "us_meu_list": (0, 0, Decimal("0.0")),
+        "ofac_sdn": (0, 0, Decimal("0.0")),
     }
     signals = {p.source: (p.positions, p.share) for p in e.signals}
-    assert signals == {"analyst": (1, Decimal("90.0")), "sector_risk": (1, Decimal("5.0"))}
+    assert signals == {"analyst": (1, Decimal("90.0")), "sector_risk": (1, Decimal("5.0")), "team_list": (0, Decimal("0.0"))}
     assert [r.company.name for r in e.rows] == ["Honest Fund Listed", "Honest Fund Twice Listed"]
     assert [r.company.name for r in e.noted] == ["Honest Fund Noted"]
     # the per-list parts of a company on two lists add up to more than the total: the total is not a sum

@@ -221,6 +221,7 @@ def test_lists_import_reads_a_consolidated_screening_list_export(runner, tmp_pat
     assert result.exit_code == 0, result.stderr
     assert "1 added, 0 updated, 1 rows of other lists skipped" in result.output
     entry = db.session.scalar(sa.select(ListedEntity))
+    assert (entry.version.file_name, entry.version.entry_count) == ("csl.csv", 1)
     assert (entry.name, entry.aliases, entry.effective_date, entry.citation) == (
         "Example Surveillance Tech Co.", ["Example Surv", "EST"], dt.date(2024, 3, 1), "89 FR 12345")
     assert runner.invoke(args=["lists", "import", str(path), "--list", "us_entity_list"]).output.startswith(
@@ -229,7 +230,7 @@ def test_lists_import_reads_a_consolidated_screening_list_export(runner, tmp_pat
     bad.write_text("name,start_date\nGood Co,2024-01-01\nBad Co,yesterday\n")
     refused = runner.invoke(args=["lists", "import", str(bad), "--list", "uflpa_entity_list"])
     assert refused.exit_code == 1 and "row 3, column start_date: not a date ('yesterday')" in refused.stderr
-    assert db.session.scalar(sa.select(sa.func.count(ListedEntity.id))) == 1
+    assert db.session.scalar(sa.select(sa.func.count(ListedEntity.id))) == 2  # two versions of one entry, none of the refused file
     assert "unknown list" in runner.invoke(args=["lists", "import", str(path), "--list", "interpol"]).stderr
 
 

@@ -330,6 +330,7 @@ def screening_page():
 def screening_lists():
     return db.session.execute(
         sa.select(ListedEntity.source, sa.func.count(), sa.func.max(ListedEntity.effective_date))
+        .where(ListedEntity.id.in_(screening.current_entries().with_only_columns(ListedEntity.id)))
         .group_by(ListedEntity.source).order_by(ListedEntity.source)
     ).all()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import hashlib
 import io
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from engage.models import (
     Fund,
     Holding,
     ListedEntity,
+    ListVersion,
     RiskFlag,
     RiskSource,
     User,
@@ -59,25 +61,44 @@ class ListImport:
     skipped_other_lists: int = 0
 
 
-def import_list(data: bytes, list_name: str) -> ListImport:
-    """Load entries of `list_name` from a CSV (CSL export or Engage's seed format), all or nothing."""
+def import_list(data: bytes, list_name: str, file_name: str = "upload.csv") -> ListImport:
+    """Load `list_name` from a CSV (CSL export or Engage's seed format) as a new version, all or nothing.
+
+    The file's entries are stored with the version; `added`/`updated` compare them with the
+    latest version before it (by key: the normalised name, with the date when a name repeats).
+    """
     if list_name not in RiskSource.values():
         raise ListError(f"unknown list {list_name!r}; lists are {', '.join(RiskSource.values())}")
     result = ListImport()
     entries = _list_entries(_list_rows(data), list_name, result)
-    existing = {(e.normalized_name, e.effective_date): e for e in db.session.scalars(
-        sa.select(ListedEntity).where(ListedEntity.source == list_name))}
-    for entry in entries:
-        key = (normalize_name(entry["name"]), entry["effective_date"])
-        item = existing.get(key)
-        if item is None:
-            db.session.add(ListedEntity(source=list_name, normalized_name=key[0], **entry))
+    previous = db.session.scalar(sa.select(ListVersion).where(ListVersion.name == list_name)
+                                 .order_by(ListVersion.id.desc()).limit(1))
+    before = {e.key: e for e in previous.entries} if previous else {}
+    version = ListVersion(name=list_name, source=list_name, format="csv", file_name=file_name[:255],
+                          retrieved_on=clock.today(), sha256=hashlib.sha256(data).hexdigest(),
+                          entry_count=len(entries), previous=previous)
+    keys = [normalize_name(e["name"]) for e in entries]
+    repeated = {k for k in keys if keys.count(k) > 1}
+    for key, entry in zip(keys, entries):
+        if key in repeated:
+            key = f"{key} {entry['effective_date'] or ''}".strip()
+        old = before.get(key)
+        if old is None:
             result.added += 1
-        elif any(getattr(item, k) != v for k, v in entry.items()):
-            for k, v in entry.items():
-                setattr(item, k, v)
+        elif any(getattr(old, k) != v for k, v in entry.items()):
             result.updated += 1
+        version.entries.append(ListedEntity(source=list_name, key=key[:200], normalized_name=normalize_name(entry["name"]),
+                                            **entry))
+    version.added_count, version.changed_count = result.added, result.updated
+    version.removed_count = len(set(before) - {e.key for e in version.entries})
+    db.session.add(version)
     return result
+
+
+def current_entries():
+    """SQL: the entries of each list's latest version."""
+    latest = sa.select(sa.func.max(ListVersion.id)).group_by(ListVersion.name)
+    return sa.select(ListedEntity).where(ListedEntity.version_id.in_(latest))
 
 
 def _list_rows(data: bytes):
@@ -139,7 +160,7 @@ class ScreenResult:
 def screen(fund: Fund | None = None) -> ScreenResult:
     """Match list entries to companies (all, or those a fund holds) and add missing risk flags."""
     entries_by_name: dict[str, list[ListedEntity]] = defaultdict(list)
-    for entry in db.session.scalars(sa.select(ListedEntity)):
+    for entry in db.session.scalars(current_entries()):
         for name in entry.names():
             entries_by_name[name].append(entry)
     query = sa.select(Company.id, Company.normalized_name)

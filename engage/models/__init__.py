@@ -2,6 +2,8 @@
 
 from engage.models.audit import AuditEvent
 from engage.models.base import (
+    CandidateStatus,
+    FlagLink,
     ContactRole,
     Direction,
     Escalation,
@@ -22,7 +24,7 @@ from engage.models.companies import Company, CompanyAlias, RiskFlag, normalize_n
 from engage.models.contacts import ERASED, LANGUAGES, CompanyContact
 from engage.models.engagements import Attachment, Engagement, EngagementEvent, Interaction, Reminder
 from engage.models.holdings import DivestmentAlert, Fund, Holding
-from engage.models.lists import ListedEntity
+from engage.models.lists import ACTIVE_STATUSES, ListedEntity, ListVersion, MatchCandidate
 from engage.models.mailbox import InboundMessage, InboundStatus
 from engage.models.letters import Letter, LetterBatch, LetterTemplate, LetterTemplateLanguage, LetterTemplateVersion
 from engage.models.outbox import ExportRun, OutboxEmail
@@ -31,6 +33,7 @@ from engage.models.submissions import FormSubmission
 from engage.models.users import User
 
 __all__ = [
+    "ACTIVE_STATUSES", "CandidateStatus", "FlagLink", "ListVersion", "MatchCandidate",
     "Attachment", "AuditEvent", "Campaign", "Company", "CompanyAlias", "CompanyContact", "ContactRole", "Criterion",
     "CriterionScore", "Direction", "DivestmentAlert", "Engagement", "EngagementEvent", "ExportRun", "Escalation",
     "FormSubmission", "Fund", "Holding", "InboundMessage", "InboundStatus", "Interaction",

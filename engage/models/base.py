@@ -104,6 +104,9 @@ class RiskSource(StrEnum):
     CBP_WRO = "cbp_wro"
     GPFG_EXCLUSION = "gpfg_exclusion"
     GPFG_OBSERVATION = "gpfg_observation"
+    US_MEU_LIST = "us_meu_list"
+    OFAC_SDN = "ofac_sdn"
+    TEAM_LIST = "team_list"
     SECTOR_RISK = "sector_risk"
     ANALYST = "analyst"
 
@@ -115,6 +118,9 @@ class RiskSource(StrEnum):
             "cbp_wro": "CBP Withhold Release Order",
             "gpfg_exclusion": "GPFG exclusion",
             "gpfg_observation": "GPFG observation",
+            "us_meu_list": "US Military End-User List",
+            "ofac_sdn": "OFAC SDN List",
+            "team_list": "Team list",
             "sector_risk": "Sector risk",
             "analyst": "Analyst note",
         }[self.value]
@@ -124,13 +130,29 @@ class RiskSource(StrEnum):
         """The official lists: published by a government or a fund's ethics council.
 
         Exposure is measured against these only; sector risk and analyst notes are signals, shown
-        apart and never summed in.
+        apart and never summed in. A team's own list is a signal too: it is not published.
         """
-        return [cls.US_ENTITY_LIST, cls.UFLPA_ENTITY_LIST, cls.CBP_WRO, cls.GPFG_EXCLUSION, cls.GPFG_OBSERVATION]
+        return [cls.US_ENTITY_LIST, cls.UFLPA_ENTITY_LIST, cls.CBP_WRO, cls.GPFG_EXCLUSION, cls.GPFG_OBSERVATION,
+                cls.US_MEU_LIST, cls.OFAC_SDN]
 
     @property
     def is_official(self) -> bool:
         return self in RiskSource.official()
+
+
+class FlagLink(StrEnum):
+    """How a flag reaches its company: the list names it, or it names the company's parent."""
+
+    DIRECT = "direct"
+    LINKED = "linked"
+
+
+class CandidateStatus(StrEnum):
+    """A possible match between a company and a list entry, as the match review left it."""
+
+    PENDING = "pending"
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
 
 
 class LetterKind(StrEnum):

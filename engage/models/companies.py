@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from engage.extensions import db
-from engage.models.base import RiskSource, TimestampMixin, enum_check
+from engage.models.base import FlagLink, RiskSource, TimestampMixin, enum_check
 
 if TYPE_CHECKING:  # type hints only: models.engagements imports this module
     from engage.models.engagements import Engagement
@@ -36,6 +36,8 @@ class Company(TimestampMixin, db.Model):
     __table_args__ = (
         sa.Index("ix_companies_ticker_exchange", "ticker", "exchange"),
         sa.CheckConstraint("isin IS NULL OR length(isin) = 12", name="isin_length"),
+        sa.CheckConstraint("lei IS NULL OR length(lei) = 20", name="lei_length"),
+        sa.CheckConstraint("parent_id IS NULL OR parent_id <> id", name="not_own_parent"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -43,6 +45,11 @@ class Company(TimestampMixin, db.Model):
     #: normalize_name(name), for matching holdings rows and sorting.
     normalized_name: Mapped[str] = mapped_column(sa.String(200), index=True)
     isin: Mapped[str | None] = mapped_column(sa.String(12), unique=True)
+    #: ISO 17442 Legal Entity Identifier (20 characters, validated with python-stdnum).
+    lei: Mapped[str | None] = mapped_column(sa.String(20), unique=True)
+    #: The company that controls this one; a list entry on the parent "and its subsidiaries"
+    #: flags it as linked.
+    parent_id: Mapped[int | None] = mapped_column(sa.ForeignKey("companies.id", ondelete="SET NULL"), index=True)
     ticker: Mapped[str | None] = mapped_column(sa.String(20))
     #: Market identifier code or exchange name, e.g. XSHE (Shenzhen).
     exchange: Mapped[str | None] = mapped_column(sa.String(40))
@@ -56,11 +63,13 @@ class Company(TimestampMixin, db.Model):
     #: Set when a holdings import created the company, until an analyst reviews it.
     origin: Mapped[str | None] = mapped_column(sa.String(200), index=True)
 
+    parent: Mapped[Company | None] = relationship(remote_side=[id], back_populates="subsidiaries")
+    subsidiaries: Mapped[list[Company]] = relationship(back_populates="parent", order_by="Company.name")
     aliases: Mapped[list[CompanyAlias]] = relationship(
         back_populates="company", cascade="all, delete-orphan", order_by="CompanyAlias.alias"
     )
     risk_flags: Mapped[list[RiskFlag]] = relationship(
-        back_populates="company", cascade="all, delete-orphan", order_by="RiskFlag.effective_date"
+        back_populates="company", foreign_keys="RiskFlag.company_id", cascade="all, delete-orphan", order_by="RiskFlag.effective_date"
     )
     engagements: Mapped[list["Engagement"]] = relationship(
         back_populates="company", order_by="Engagement.opened_on", viewonly=True
@@ -99,11 +108,18 @@ def _keep_normalized_alias(target: CompanyAlias, value: str, _old, _initiator) -
 
 
 class RiskFlag(TimestampMixin, db.Model):
-    """A company's appearance on one source list; a company may carry several per list."""
+    """A company's appearance on one source list; a company may carry several per list.
+
+    A flag from screening records the list entry and version it came from, how it matched
+    (`match_reason`, `match_score`) and whether the entry names the company or its parent
+    (`link`). When the entry is revoked or leaves the list the flag ends (`ended_on`,
+    `ended_version_id`); it is kept as history, never deleted.
+    """
 
     __tablename__ = "risk_flags"
     __table_args__ = (
         enum_check("source", RiskSource),
+        enum_check("link", FlagLink),
         sa.Index("ix_risk_flags_source_company", "source", "company_id"),
     )
 
@@ -120,8 +136,24 @@ class RiskFlag(TimestampMixin, db.Model):
     citation_url: Mapped[str | None] = mapped_column(sa.String(500))
     note: Mapped[str] = mapped_column(sa.Text, default="")
     created_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
+    #: The list entry (in the version it was first matched in) and that version.
+    entity_id: Mapped[int | None] = mapped_column(sa.ForeignKey("listed_entities.id", ondelete="SET NULL"), index=True)
+    version_id: Mapped[int | None] = mapped_column(sa.ForeignKey("list_versions.id", ondelete="SET NULL"))
+    link: Mapped[str] = mapped_column(sa.String(8), default=FlagLink.DIRECT.value, server_default="direct")
+    #: For a linked flag: the parent company the entry names.
+    linked_via_id: Mapped[int | None] = mapped_column(sa.ForeignKey("companies.id", ondelete="SET NULL"))
+    match_score: Mapped[int | None]
+    match_reason: Mapped[str] = mapped_column(sa.String(500), default="", server_default="")
+    #: The day the entry was revoked or left the list, and the version that showed it.
+    ended_on: Mapped[dt.date | None] = mapped_column(index=True)
+    ended_version_id: Mapped[int | None] = mapped_column(sa.ForeignKey("list_versions.id", ondelete="SET NULL"))
 
-    company: Mapped[Company] = relationship(back_populates="risk_flags")
+    company: Mapped[Company] = relationship(back_populates="risk_flags", foreign_keys=[company_id])
+    linked_via: Mapped[Company | None] = relationship(foreign_keys=[linked_via_id])
+
+    @property
+    def is_current(self) -> bool:
+        return self.ended_on is None
 
     @property
     def source_label(self) -> str:
