@@ -22,10 +22,11 @@ from engage.auth.service import find_user, lift_pause
 from engage.demo import load_demo
 from engage.exports import monthly
 from engage.extensions import db
-from engage.holdings.screening import ListError, exposures, import_list, screen
+from engage.holdings.screening import ListError, exposures, import_list
 from engage.holdings import importer, parsing
 from engage.holdings import service as holdings_service
 from engage.holdings.parsing import ENCODINGS
+from engage.lists import screening as list_screening
 from engage.jobs import build_scheduler, housekeeping, jobs, reminders_tick
 from engage.mailbox.cli import mail_cli
 from engage.models import Fund, Role
@@ -257,7 +258,7 @@ def lists_import_command(path, list_name):
 @click.command("screen")
 @click.option("--fund", "fund_name", help="Only companies this fund holds.")
 def screen_command(fund_name):
-    """Match list entries to companies, add risk flags, and print each fund's exposure per official list."""
+    """Screen companies against the lists; print the flagged holdings, the totals per fund and list, what is new."""
 
     fund = None
     if fund_name:
@@ -265,33 +266,63 @@ def screen_command(fund_name):
         if fund is None:
             fail(f"no fund called {fund_name!r}")
     with audit.acting_as("cli"):
-        result = screen(fund)
+        result = list_screening.screen(fund)
         db.session.commit()
-    click.echo(f"Screened {result.companies_checked} companies: {len(result.flags_created)} new risk flag(s)")
-    for company, entry in result.flags_created:
-        click.echo(f"  {company.name}: {entry.source} ({entry.citation})")
-    for e in exposures([fund.id] if fund else None):
-        currency = e.fund.base_currency
+    click.echo(f"Screened {result.companies_checked} companies: {len(result.created)} new risk flag(s), "
+               f"{len(result.ended)} ended, {len(result.queued)} new possible match(es) to review"
+               + (f", {result.emails} email(s) queued" if result.emails else ""))
+    for change in result.gained:
+        via = f", linked via {change.linked_via}" if change.linked_via else ""
+        click.echo(f"  {change.company}: {change.source} ({change.citation}; entry “{change.entry}”{via}; "
+                   f"version {change.version})")
+    for change in result.lost:
+        click.echo(f"  ended: {change.company}: {change.source} ({change.citation}; entry “{change.entry}”; "
+                   f"version {change.version})")
+    new_ids = {flag.id for flag in list_screening.new_since_last_screening(fund)}
+    for e in exposures([fund.id] if fund else None, detail=True):
+        _print_exposure(e, new_ids)
 
-        def part(p):
-            share = f" = {p.share} % of the fund" if p.share is not None else ""
-            value = f"{p.value:,.2f} {currency}" if p.value_known else ""
-            unknown = f"value unknown for {p.unknown}" if p.unknown else ""
-            also = f" ({p.also_official} also on an official list)" if p.also_official else ""
-            return (f"{p.positions} compan{'y' if p.positions == 1 else 'ies'}, "
-                    f"{', '.join(filter(None, (value, unknown)))}{share}{also}")
 
-        click.echo(f"{e.fund.name} ({e.as_of.isoformat() if e.as_of else 'no holdings'}): "
-                   f"on an official list: {part(e.official)}")
-        if e.unknown:
-            click.echo(f"  value unknown for {e.unknown} of the fund's {e.positions} positions" +
-                       ("" if e.value_known else ": no share can be given"))
-        for p in e.lists:
-            if p.positions:
-                click.echo(f"  {p.label}: {part(p)}")
-        for p in e.signals:
-            if p.positions:
-                click.echo(f"  not counted as exposure: {p.label}: {part(p)}")
+def _print_exposure(e, new_ids: set[int]) -> None:
+    """One fund's totals per list (direct, then linked apart, then signals) and its flagged holdings."""
+    currency = e.fund.base_currency
+
+    def part(p):
+        share = f" = {p.share} % of the fund" if p.share is not None else ""
+        value = f"{p.value:,.2f} {currency}" if p.value_known else ""
+        unknown = f"value unknown for {p.unknown}" if p.unknown else ""
+        also = f" ({p.also_official} also on an official list)" if p.also_official else ""
+        return (f"{p.positions} compan{'y' if p.positions == 1 else 'ies'}, "
+                f"{', '.join(filter(None, (value, unknown)))}{share}{also}")
+
+    click.echo(f"{e.fund.name} ({e.as_of.isoformat() if e.as_of else 'no holdings'}): "
+               f"on an official list: {part(e.official)}")
+    if e.unknown:
+        click.echo(f"  value unknown for {e.unknown} of the fund's {e.positions} positions" +
+                   ("" if e.value_known else ": no share can be given"))
+    for p in e.lists:
+        if p.positions:
+            click.echo(f"  {p.label}: {part(p)}")
+    for p in e.linked:
+        if p.positions:
+            click.echo(f"  linked through a listed parent, not counted as exposure: {p.label}: {part(p)}")
+    for p in e.signals:
+        if p.positions:
+            click.echo(f"  not counted as exposure: {p.label}: {part(p)}")
+    rows = [(row, row.official_flags) for row in e.rows] + [(row, row.linked_flags) for row in e.linked_rows]
+    if rows:
+        click.echo("  flagged holdings:")
+    for row, flags in rows:
+        value = f"{row.holding.market_value:,.2f} {currency}" if row.holding.market_value is not None else "value unknown"
+        weight = f"{row.holding.weight:.3f} %" if row.holding.weight is not None else "weight unknown"
+        for flag in flags:
+            how = f"linked via {flag.linked_via.name}" if flag.is_linked and flag.linked_via else flag.link
+            version = list_screening.version_label(flag.version) if flag.version else "no list version (entered by hand)"
+            new = " [new since the last screening]" if flag.id in new_ids else ""
+            click.echo(f"    {row.company.name}: {flag.source_label} ({how}), {value}, {weight}, version {version}{new}")
+    new_here = sum(1 for row, flags in rows for flag in flags if flag.id in new_ids)
+    if e.as_of is not None:
+        click.echo(f"  new since the last screening: {new_here} flagged holding(s)")
 
 
 export_cli = AppGroup("export", help="Exports for the committee.")

@@ -15,7 +15,8 @@ import yaml
 
 from engage import clock
 from engage.extensions import db
-from engage.holdings.screening import ListError, import_list, screen
+from engage.holdings.screening import ListError, import_list
+from engage.lists.screening import screen
 from engage.identifiers import isin_problem
 from engage.letters.rendering import LetterTemplateError, check_template
 from engage.models import (
@@ -127,7 +128,7 @@ def _load_lists(folder: Path) -> dict[str, int]:
             details = "; ".join(str(e) for e in exc.errors[:5])
             raise SeedError(f"{path}: {exc.message}{': ' + details if details else ''}") from exc
     db.session.flush()
-    return {"list entries": entries, "list flags": len(screen().flags_created)}
+    return {"list entries": entries, "list flags": len(screen(notify=False).flags_created)}
 
 
 def _load_rubric(data: dict, campaigns: dict[str, Campaign]) -> int:

@@ -74,7 +74,8 @@ def company_query(f: dict):
     if f["country"]:
         query = query.where(Company.country == f["country"])
     if f["source"]:
-        query = query.where(Company.id.in_(sa.select(RiskFlag.company_id).where(RiskFlag.source == f["source"])))
+        query = query.where(Company.id.in_(sa.select(RiskFlag.company_id).where(
+            RiskFlag.source == f["source"], RiskFlag.ended_on.is_(None))))
     engaged = sa.select(Engagement.company_id)
     if f["stage"]:
         query = query.where(Company.id.in_(engaged.where(Engagement.stage == f["stage"])))
@@ -135,7 +136,10 @@ def create():
 def show(company_id: int):
     company = db.session.scalar(
         sa.select(Company).where(Company.id == company_id)
-        .options(selectinload(Company.risk_flags), selectinload(Company.aliases))
+        .options(selectinload(Company.risk_flags).options(
+                     selectinload(RiskFlag.version), selectinload(RiskFlag.ended_version),
+                     selectinload(RiskFlag.linked_via)),
+                 selectinload(Company.aliases), selectinload(Company.parent), selectinload(Company.subsidiaries))
     )
     if company is None:
         abort(404)

@@ -470,7 +470,7 @@ def _summary_sheet(out: _SummarySheet, export: MonthlyExport) -> None:
 
 
 def _exposure_table(out: _SummarySheet, exposures: list) -> None:
-    """Per fund, one line per official list, the official total in bold, then the signals apart."""
+    """Per fund, one line per official list, the official total in bold, then the signals and linked holdings apart."""
     sheet, bold, date, number = out.sheet, out.styles.bold, out.styles.date, out.styles.number
     out.heading("Exposure to official lists (holdings at month end)")
     for col, title in enumerate(("Fund", "Holdings as of", "List", "Companies", "Market value", "% of fund",
@@ -479,7 +479,9 @@ def _exposure_table(out: _SummarySheet, exposures: list) -> None:
     out.line += 1
     for e in exposures:
         parts = [(p, p.label, None) for p in e.lists] + [(e.official, e.official.label, bold)] + \
-            [(p, f"{p.label} (not counted as exposure)", None) for p in e.signals]
+            [(p, f"{p.label} (not counted as exposure)", None) for p in e.signals] + \
+            [(p, f"{p.label}, linked through a listed parent (not counted as exposure)", None)
+             for p in e.linked if p.positions]
         for part, label, style in parts:
             sheet.write_string(out.line, 0, neutralise(e.fund.name))
             sheet.write_datetime(out.line, 1, dt.datetime.combine(e.as_of, dt.time()), date)

@@ -13,6 +13,8 @@ from engage import clock
 from engage.extensions import db
 from engage.forms import ActionForm
 from engage.holdings import screening, service
+from engage.lists import review as match_review
+from engage.lists import screening as list_screening
 from engage.holdings.forms import FundForm, ImportForm, MergeForm, ReadOptionsForm
 from engage.models import Campaign, Company, Fund, Holding, ListedEntity, RiskSource
 from engage.security import require_role
@@ -322,9 +324,11 @@ def merge_company(company_id: int):
 @require_role("viewer")
 def screening_page():
     campaigns = db.session.scalars(sa.select(Campaign).where(Campaign.active.is_(True)).order_by(Campaign.name)).all()
-    return render_template("holdings/screening.html", exposures=screening.exposures(detail=True),
+    exposures = screening.exposures(detail=True)
+    return render_template("holdings/screening.html", exposures=exposures, overall=screening.overall(exposures),
                            campaigns=campaigns, lists=screening_lists(), action_form=ActionForm(formdata=None),
-                           list_labels={s.value: s.label for s in RiskSource})
+                           list_labels={s.value: s.label for s in RiskSource},
+                           new_after=list_screening.new_since_threshold(), to_review=match_review.pending_count())
 
 
 def screening_lists():
@@ -339,9 +343,10 @@ def screening_lists():
 @require_role("analyst")
 def run_screening():
     if ActionForm().validate_on_submit():
-        result = screening.screen()
+        result = list_screening.screen()
         db.session.commit()
-        flash(f"Screened {result.companies_checked} companies: {len(result.flags_created)} new risk flag(s).", "success")
+        flash(f"Screened {result.companies_checked} companies: {len(result.created)} new risk flag(s), "
+              f"{len(result.ended)} ended, {len(result.queued)} new possible match(es) to review.", "success")
     return redirect(url_for("holdings.screening_page"))
 
 

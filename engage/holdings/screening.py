@@ -12,6 +12,7 @@ from decimal import Decimal
 
 import sqlalchemy as sa
 from flask import current_app, render_template
+from sqlalchemy.orm import selectinload
 
 from engage import clock
 from engage.dbutil import insert_ignoring_conflicts
@@ -23,9 +24,9 @@ from engage.formatting import round_half_up
 from engage.holdings.parsing import RowError, parse_date
 from engage.models import (
     Company,
-    CompanyAlias,
     DivestmentAlert,
     Engagement,
+    FlagLink,
     Fund,
     Holding,
     ListedEntity,
@@ -151,51 +152,6 @@ def _list_entries(rows, list_name: str, result: ListImport) -> list[dict]:
     return entries
 
 
-@dataclass
-class ScreenResult:
-    companies_checked: int = 0
-    flags_created: list[tuple[Company, ListedEntity]] = field(default_factory=list)
-
-
-def screen(fund: Fund | None = None) -> ScreenResult:
-    """Match list entries to companies (all, or those a fund holds) and add missing risk flags."""
-    entries_by_name: dict[str, list[ListedEntity]] = defaultdict(list)
-    for entry in db.session.scalars(current_entries()):
-        for name in entry.names():
-            entries_by_name[name].append(entry)
-    query = sa.select(Company.id, Company.normalized_name)
-    if fund is not None:
-        query = query.where(Company.id.in_(sa.select(Holding.company_id).where(Holding.fund_id == fund.id)))
-    companies = dict(db.session.execute(query).all())
-    names: dict[int, set[str]] = {cid: {n} for cid, n in companies.items()}
-    for company_id, alias in db.session.execute(
-        sa.select(CompanyAlias.company_id, CompanyAlias.normalized_alias)
-        .where(CompanyAlias.company_id.in_(list(companies) or [-1]))
-    ):
-        names[company_id].add(alias)
-    existing = set(db.session.execute(
-        sa.select(RiskFlag.company_id, RiskFlag.source, RiskFlag.citation)
-        .where(RiskFlag.company_id.in_(list(companies) or [-1]))
-    ).all())
-    result = ScreenResult(companies_checked=len(companies))
-    loaded = {c.id: c for c in db.session.scalars(sa.select(Company).where(Company.id.in_(
-        [cid for cid, ns in names.items() if any(n in entries_by_name for n in ns)] or [-1])))}
-    for company_id, company_names in names.items():
-        for name in company_names:
-            for entry in entries_by_name.get(name, []):
-                key = (company_id, entry.source, entry.citation)
-                if key in existing:
-                    continue
-                existing.add(key)
-                company = loaded[company_id]
-                company.risk_flags.append(RiskFlag(
-                    source=entry.source, section=entry.section, effective_date=entry.effective_date,
-                    citation=entry.citation, citation_url=entry.citation_url,
-                    note=f"Matched the {RiskSource(entry.source).label} entry “{entry.name}”."))
-                result.flags_created.append((company, entry))
-    return result
-
-
 # Exposure ---------------------------------------------------------------------------------
 # "Official list" and "exposure" are defined here once; the dashboard, the funds pages, the
 # screening page, the CLI and the monthly export all read them from `exposures()`.
@@ -208,9 +164,26 @@ SIGNALS: tuple[str, ...] = tuple(source.value for source in RiskSource if not so
 ANY_OFFICIAL = "official"
 
 
+def current_flags():
+    """SQL condition: a flag still standing (not ended by a newer list version)."""
+    return RiskFlag.ended_on.is_(None)
+
+
 def on_official_list():
-    """SQL: ids of the companies on at least one official list."""
-    return sa.select(RiskFlag.company_id).where(RiskFlag.source.in_(OFFICIAL_LISTS))
+    """SQL: ids of the companies named by at least one official list (a current, direct flag).
+
+    A `linked` flag (the list names the company's parent) does not put a company on the list: it
+    is counted apart (`linked_to_official_list`) and never summed into exposure.
+    """
+    return sa.select(RiskFlag.company_id).where(RiskFlag.source.in_(OFFICIAL_LISTS), current_flags(),
+                                                RiskFlag.link == FlagLink.DIRECT.value)
+
+
+def linked_to_official_list():
+    """SQL: ids of the companies on no official list whose parent is (a current, linked flag)."""
+    return sa.select(RiskFlag.company_id).where(RiskFlag.source.in_(OFFICIAL_LISTS), current_flags(),
+                                                RiskFlag.link == FlagLink.LINKED.value,
+                                                RiskFlag.company_id.not_in(on_official_list()))
 
 
 def snapshots(fund_ids: list[int] | None = None, *, on: dt.date | None = None, as_of: dt.date | None = None):
@@ -240,10 +213,14 @@ class Part:
     unknown: int = 0
     #: For a signal (analyst note, sector risk): how many of its holdings are also on an official list.
     also_official: int = 0
+    #: "direct": the list names the companies; "linked": it names their parent (shown apart, not exposure).
+    link: str = "direct"
 
     @property
     def label(self) -> str:
-        return "On any official list" if self.source == ANY_OFFICIAL else RiskSource(self.source).label
+        if self.source == ANY_OFFICIAL:
+            return "On any official list" if self.link == "direct" else "Linked to an official list through a parent"
+        return RiskSource(self.source).label
 
     @property
     def value_known(self) -> bool:
@@ -289,7 +266,13 @@ class ExposureRow:
 
     @property
     def official_flags(self) -> list[RiskFlag]:
-        return [f for f in self.flags if f.source in OFFICIAL_LISTS]
+        """The official lists naming the company itself (direct flags)."""
+        return [f for f in self.flags if f.source in OFFICIAL_LISTS and not f.is_linked]
+
+    @property
+    def linked_flags(self) -> list[RiskFlag]:
+        """Official lists naming the company's parent (and its subsidiaries): shown apart."""
+        return [f for f in self.flags if f.source in OFFICIAL_LISTS and f.is_linked]
 
     @property
     def signal_flags(self) -> list[RiskFlag]:
@@ -318,8 +301,14 @@ class FundExposure:
     lists: list[Part]
     #: Sector risk and analyst notes: shown apart, never summed into exposure.
     signals: list[Part]
+    #: Holdings linked to an official list through a listed parent, per list and on any (each once,
+    #: and only those the lists do not name themselves): shown apart, not counted as exposure.
+    linked: list[Part] = field(default_factory=list)
+    linked_any: Part | None = None
     #: With detail: the holdings on an official list, those with only signals, divested ones held again.
     rows: list[ExposureRow] = field(default_factory=list)
+    #: With detail: holdings on no official list themselves but linked to one through their parent.
+    linked_rows: list[ExposureRow] = field(default_factory=list)
     noted: list[ExposureRow] = field(default_factory=list)
     held_again: list[HeldAgain] = field(default_factory=list)
     #: Holdings of the snapshot without a market value.
@@ -345,10 +334,13 @@ def exposures(fund_ids: list[int] | None = None, *, on: dt.date | None = None, a
 
     Exposure is the market value of the holdings on an official list, per list and on any
     official list (a company on two lists counts once), as a share of the snapshot's market
-    value. Two queries for all funds; `detail` adds the rows for the screening page in four more.
+    value. Only current flags count (an ended flag is history), and only direct ones: a holding
+    linked to a list through its parent is counted apart, in `linked`. Two queries for all
+    funds; `detail` adds the rows for the screening page in a few more.
     """
     snap = snapshots(fund_ids, on=on, as_of=as_of)
     listed = Holding.company_id.in_(on_official_list())
+    linked = Holding.company_id.in_(linked_to_official_list())
     value = sa.func.coalesce(Holding.market_value, 0)
     missing = Holding.market_value.is_(None)
     query = (
@@ -356,7 +348,10 @@ def exposures(fund_ids: list[int] | None = None, *, on: dt.date | None = None, a
                   sa.func.coalesce(sa.func.sum(sa.case((listed, value), else_=0)), 0),
                   sa.func.count(sa.case((listed, Holding.id))),
                   sa.func.count(sa.case((missing, Holding.id))),
-                  sa.func.count(sa.case((sa.and_(listed, missing), Holding.id))))
+                  sa.func.count(sa.case((sa.and_(listed, missing), Holding.id))),
+                  sa.func.coalesce(sa.func.sum(sa.case((linked, value), else_=0)), 0),
+                  sa.func.count(sa.case((linked, Holding.id))),
+                  sa.func.count(sa.case((sa.and_(linked, missing), Holding.id))))
         .outerjoin(snap, snap.c.fund_id == Fund.id)
         .outerjoin(Holding, sa.and_(Holding.fund_id == Fund.id, Holding.as_of == snap.c.as_of))
         .group_by(Fund.id, snap.c.as_of)
@@ -364,33 +359,82 @@ def exposures(fund_ids: list[int] | None = None, *, on: dt.date | None = None, a
     )
     if fund_ids is not None:
         query = query.where(Fund.id.in_(fund_ids))
-    pairs = sa.select(RiskFlag.company_id, RiskFlag.source).distinct().subquery("listed_pairs")
+    # (company, list, link) once per company and list: "direct" when a direct flag stands ("direct" < "linked").
+    pairs = (sa.select(RiskFlag.company_id, RiskFlag.source, sa.func.min(RiskFlag.link).label("link"))
+             .where(current_flags()).group_by(RiskFlag.company_id, RiskFlag.source).subquery("listed_pairs"))
     per_source = {
-        (fund_id, source): (count, Decimal(amount or 0), unknown, also_listed)
-        for fund_id, source, count, amount, unknown, also_listed in db.session.execute(
-            sa.select(Holding.fund_id, pairs.c.source, sa.func.count(Holding.id), sa.func.sum(value),
+        (fund_id, source, link): (count, Decimal(amount or 0), unknown, also_listed)
+        for fund_id, source, link, count, amount, unknown, also_listed in db.session.execute(
+            sa.select(Holding.fund_id, pairs.c.source, pairs.c.link, sa.func.count(Holding.id), sa.func.sum(value),
                       sa.func.count(sa.case((missing, Holding.id))), sa.func.count(sa.case((listed, Holding.id))))
             .join(snap, in_snapshot(snap))
             .join(pairs, pairs.c.company_id == Holding.company_id)
-            .group_by(Holding.fund_id, pairs.c.source))
+            .group_by(Holding.fund_id, pairs.c.source, pairs.c.link))
     }
     result = []
-    for fund, snapshot, positions, total, listed_value, listed_positions, unknown, listed_unknown in db.session.execute(
-            query):
+    for (fund, snapshot, positions, total, listed_value, listed_positions, unknown, listed_unknown,
+         linked_value, linked_positions, linked_unknown) in db.session.execute(query):
         total = Decimal(total or 0)
 
-        def part(source, signal=False):
-            count, amount, missing_values, also_listed = per_source.get((fund.id, source), (0, Decimal(0), 0, 0))
-            return Part(source, count, amount, total, unknown=missing_values, also_official=also_listed if signal else 0)
+        def part(source, signal=False, link=FlagLink.DIRECT.value):
+            count, amount, missing_values, also_listed = per_source.get((fund.id, source, link), (0, Decimal(0), 0, 0))
+            return Part(source, count, amount, total, unknown=missing_values, also_official=also_listed if signal else 0,
+                        link=link)
 
         result.append(FundExposure(
             fund=fund, as_of=snapshot, total=total, positions=positions, unknown=unknown,
             official=Part(ANY_OFFICIAL, listed_positions, Decimal(listed_value or 0), total, unknown=listed_unknown),
             lists=[part(source) for source in OFFICIAL_LISTS],
-            signals=[part(source, signal=True) for source in SIGNALS]))
+            signals=[part(source, signal=True) for source in SIGNALS],
+            linked=[part(source, link=FlagLink.LINKED.value) for source in OFFICIAL_LISTS],
+            linked_any=Part(ANY_OFFICIAL, linked_positions, Decimal(linked_value or 0), total, unknown=linked_unknown,
+                            link=FlagLink.LINKED.value)))
     if detail and result:
         _add_detail(result, snap)
     return result
+
+
+@dataclass
+class OverallLine:
+    """All funds together for one list and currency: holdings the list names, and those linked through a parent."""
+
+    currency: str
+    source: str
+    direct: int = 0
+    direct_value: Decimal = Decimal(0)
+    direct_unknown: int = 0
+    linked: int = 0
+    linked_value: Decimal = Decimal(0)
+    linked_unknown: int = 0
+
+    @property
+    def label(self) -> str:
+        return "On any official list" if self.source == ANY_OFFICIAL else RiskSource(self.source).label
+
+
+def overall(result: list[FundExposure]) -> list[OverallLine]:
+    """The funds' exposures added up per currency and list (no query: from `exposures()`).
+
+    Positions are holdings (a company held by two funds counts twice); values of funds in
+    different currencies are never added together.
+    """
+    lines: dict[tuple[str, str], OverallLine] = {}
+    for e in result:
+        if e.as_of is None:
+            continue
+        currency = e.fund.base_currency
+        for direct, linked in [*zip(e.lists, e.linked), (e.official, e.linked_any)]:
+            line = lines.setdefault((currency, direct.source), OverallLine(currency, direct.source))
+            line.direct += direct.positions
+            line.direct_value += direct.value
+            line.direct_unknown += direct.unknown
+            if linked is not None:
+                line.linked += linked.positions
+                line.linked_value += linked.value
+                line.linked_unknown += linked.unknown
+    order = {source: i for i, source in enumerate((*OFFICIAL_LISTS, ANY_OFFICIAL))}
+    return sorted((line for line in lines.values() if line.direct or line.linked or line.source == ANY_OFFICIAL),
+                  key=lambda line: (line.currency, order[line.source]))
 
 
 def exposure(fund: Fund, as_of: dt.date | None = None, detail: bool = True) -> FundExposure:
@@ -400,7 +444,7 @@ def exposure(fund: Fund, as_of: dt.date | None = None, detail: bool = True) -> F
 
 def _add_detail(result: list[FundExposure], snap) -> None:
     """The flagged holdings of each snapshot with their flags and engagements, and divested ones held again."""
-    flagged = Holding.company_id.in_(sa.select(RiskFlag.company_id))
+    flagged = Holding.company_id.in_(sa.select(RiskFlag.company_id).where(current_flags()))
     held = sa.select(Holding.company_id).join(snap, in_snapshot(snap)).where(flagged)
     holdings = db.session.execute(
         sa.select(Holding, Company).join(snap, in_snapshot(snap)).join(Company, Company.id == Holding.company_id)
@@ -408,7 +452,8 @@ def _add_detail(result: list[FundExposure], snap) -> None:
         .order_by(Holding.market_value.desc().nulls_last(), Company.normalized_name)
     ).all()
     flags: dict[int, list[RiskFlag]] = defaultdict(list)
-    for flag in db.session.scalars(sa.select(RiskFlag).where(RiskFlag.company_id.in_(held))
+    for flag in db.session.scalars(sa.select(RiskFlag).where(RiskFlag.company_id.in_(held), current_flags())
+                                   .options(selectinload(RiskFlag.version), selectinload(RiskFlag.linked_via))
                                    .order_by(RiskFlag.effective_date, RiskFlag.id)):
         flags[flag.company_id].append(flag)
     open_by_company: dict[int, Engagement] = {}
@@ -430,7 +475,7 @@ def _add_detail(result: list[FundExposure], snap) -> None:
         row = ExposureRow(holding=holding, company=company, flags=flags[company.id],
                           open=open_by_company.get(company.id), divestment=divestment, divested_on=divested_on)
         target = by_fund[holding.fund_id]
-        (target.rows if row.official_flags else target.noted).append(row)
+        (target.rows if row.official_flags else target.linked_rows if row.linked_flags else target.noted).append(row)
     for item in held_after_divestment(snap):
         by_fund[item.fund_id].held_again.append(item)
 

@@ -512,7 +512,11 @@ def merge(source: Company, target: Company, expected_digest: str | None = None) 
         target.risk_flags.append(RiskFlag(source=flag.source, section=flag.section,
                                           effective_date=flag.effective_date, citation=flag.citation,
                                           citation_url=flag.citation_url, note=flag.note,
-                                          created_by_id=flag.created_by_id))
+                                          created_by_id=flag.created_by_id, entity_id=flag.entity_id,
+                                          version_id=flag.version_id, link=flag.link,
+                                          linked_via_id=flag.linked_via_id, match_score=flag.match_score,
+                                          match_reason=flag.match_reason, ended_on=flag.ended_on,
+                                          ended_version_id=flag.ended_version_id))
     for engagement in plan.engagements:
         engagement.company_id = target.id
     for alias in plan.aliases:

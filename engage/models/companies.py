@@ -150,6 +150,18 @@ class RiskFlag(TimestampMixin, db.Model):
 
     company: Mapped[Company] = relationship(back_populates="risk_flags", foreign_keys=[company_id])
     linked_via: Mapped[Company | None] = relationship(foreign_keys=[linked_via_id])
+    entity = relationship("ListedEntity", foreign_keys=[entity_id])
+    version = relationship("ListVersion", foreign_keys=[version_id])
+    ended_version = relationship("ListVersion", foreign_keys=[ended_version_id])
+
+    @property
+    def is_linked(self) -> bool:
+        return self.link == FlagLink.LINKED.value
+
+    @property
+    def from_screening(self) -> bool:
+        """Made by screening (or a match review) from a list entry; analysts' own flags have no entry."""
+        return self.entity_id is not None
 
     @property
     def is_current(self) -> bool:
