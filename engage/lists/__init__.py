@@ -1,0 +1,1 @@
+"""Public lists (sanctions, entity lists, exclusions): versions, entries and matching."""
