@@ -32,7 +32,6 @@ owners of the engagements of the companies concerned, one email each (`notify`).
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -42,6 +41,7 @@ from flask import current_app, render_template
 from engage import audit, clock
 from engage.core import outbox
 from engage.extensions import db
+from engage.lists import matching
 from engage.lists.matching import FLAG_SCORE, REVIEW_SCORE, Candidate, CompanyRecord, EntryRecord, match
 from engage.models import (
     ACTIVE_STATUSES,
@@ -64,7 +64,6 @@ from engage.models import (
 
 #: The AuditEvent action that records a screening run.
 RUN_ACTION = "screening"
-_SUBSIDIARIES = re.compile(r"\band\s+(its|their)\s+subsidiaries\b", re.IGNORECASE)
 
 __all__ = ["FLAG_SCORE", "REVIEW_SCORE", "ScreenResult", "Change", "screen", "after_import", "latest_versions",
            "new_since_threshold", "covers_subsidiaries", "version_label"]
@@ -72,7 +71,8 @@ __all__ = ["FLAG_SCORE", "REVIEW_SCORE", "ScreenResult", "Change", "screen", "af
 
 def covers_subsidiaries(entry: ListedEntity) -> bool:
     """The entry reaches the named company's subsidiaries: flagged so, or "and its subsidiaries" in a name."""
-    return bool(entry.covers_subsidiaries) or any(_SUBSIDIARIES.search(n or "") for n in [entry.name, *(entry.aliases or [])])
+    return bool(entry.covers_subsidiaries) or any(matching.covers_subsidiaries(n or "")
+                                                  for n in [entry.name, *(entry.aliases or [])])
 
 
 def version_label(version: ListVersion | None) -> str:
