@@ -1,0 +1,1 @@
+"""Public lists as their publishers give them: parsers per layout, versions with their diff, the /lists pages."""
