@@ -250,9 +250,10 @@ def lists_import_command(path, format_, list_name, sources, retrieved, mapping, 
         fail(f"{path}: no such file")
     retrieved_on = None
     if retrieved:
-        retrieved_on = parse_date(retrieved)
-        if retrieved_on is None:
-            fail(f"--retrieved {retrieved!r} is not a date such as 2026-10-31")
+        try:
+            retrieved_on = parse_date(retrieved, "--retrieved")
+        except ValueError as exc:
+            fail(str(exc))
     size = file.stat().st_size
     if size > current_app.config["MAX_LIST_FILE_BYTES"]:
         fail(f"{path}: {size} bytes; list files of at most {current_app.config['MAX_LIST_FILE_BYTES']} bytes are read")

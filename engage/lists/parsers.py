@@ -198,6 +198,8 @@ def _csv_rows(data: bytes) -> tuple[list[str], list[tuple[int, list[str]]]]:
     rows = [(n, r) for n, r in rows if any(c.strip() for c in r)]
     if not rows:
         raise ListError("the file is empty")
+    if len(rows) == 1:
+        raise ListError("the file is empty: a header row and no entries")
     if len(rows) > MAX_ROWS:
         raise ListError(f"the file has {len(rows)} rows; at most {MAX_ROWS} are read")
     return rows[0][1], rows[1:]
@@ -792,10 +794,7 @@ def detect(data: bytes) -> str:
         if isinstance(line, dict) and "schema" in line and "properties" in line:
             return "ftm"
         return "csl-json"
-    try:
-        header, _ = _csv_rows(data)
-    except ListError:
-        raise ListError("the format cannot be told from the content; give --format", field="format") from None
+    header, _ = _csv_rows(data)
     keys = {_key(h) for h in header}
     if {"source", "name"} <= keys and ({"entity number", "alt names", "federal register notice", "start date"} & keys):
         return "csl-csv"
@@ -817,6 +816,8 @@ def parse(data: bytes, format: str | None = None, *, list_name: str | None = Non
     """Read `data` in `format` (told from the content when None); ListError on anything wrong."""
     if not data or not data.strip(b"\xef\xbb\xbf \t\r\n"):
         raise ListError("the file is empty")
+    if format is None and (mapping or (list_name and list_name not in RiskSource.values())):
+        format = "csv"  # a mapping, or a list name of the team's own: a team's CSV
     format = format or detect(data)
     if format not in FORMATS:
         raise ListError(f"unknown format {format!r}; formats are {', '.join(FORMATS)}", field="format")

@@ -52,8 +52,16 @@ def parse_sources(text: str | list | None) -> list[str]:
     return [s.strip() for s in (text or "").split(",") if s.strip()]
 
 
-def _label(name: str) -> str:
+def label(name: str) -> str:
+    """A list's name for people: the published list's label, or the team's name for its own."""
     return RiskSource(name).label if name in RiskSource.values() else name
+
+
+_label = label
+
+
+def parse_day(text: str | None) -> dt.date | None:
+    return dt.date.fromisoformat(text) if text else None
 
 
 def _jsonable(value):
