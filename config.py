@@ -153,6 +153,9 @@ class Config:
     PAGE_SIZE = env_int("PAGE_SIZE", 50)
     #: Largest holdings file accepted by the CLI (uploads are capped by MAX_CONTENT_LENGTH).
     HOLDINGS_MAX_BYTES = env_int("HOLDINGS_MAX_BYTES", 50 * 1024 * 1024)
+    #: Largest list file accepted by the CLI (the whole Consolidated Screening List is about 30 MB);
+    #: uploads are capped by MAX_CONTENT_LENGTH.
+    MAX_LIST_FILE_BYTES = env_int("MAX_LIST_FILE_BYTES", 100 * 1024 * 1024)
     #: Rows of a holdings table (cash and derivatives included) and columns of any row; larger files are refused.
     HOLDINGS_MAX_ROWS = env_int("HOLDINGS_MAX_ROWS", 50_000)
     HOLDINGS_MAX_COLUMNS = env_int("HOLDINGS_MAX_COLUMNS", 100)

@@ -236,7 +236,7 @@ def register_blueprints(app: Flask) -> None:
     from engage.exports.routes import bp as exports_bp
     from engage.holdings.routes import bp as holdings_bp
     from engage.letters.routes import bp as letters_bp
-    from engage.lists.review_routes import bp as review_bp
+    from engage.lists.routes import bp as lists_bp
     from engage.mailbox.routes import bp as mailbox_bp
     from engage.main.routes import bp as main_bp
     from engage.reminders.routes import bp as reminders_bp
@@ -252,13 +252,13 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(companies_bp)
     app.register_blueprint(engagements_bp)
     app.register_blueprint(holdings_bp)
+    app.register_blueprint(lists_bp)
     app.register_blueprint(exports_bp)
     app.register_blueprint(letters_bp)
     app.register_blueprint(reminders_bp)
     app.register_blueprint(scoring_bp)
     app.register_blueprint(mailbox_bp)
     app.register_blueprint(admin_bp)
-    app.register_blueprint(review_bp)
     # The one rule outside its package's prefix: calendar feeds handed out before the feed moved
     # to /reminders/calendar/ keep working (a permanent redirect).
     app.add_url_rule("/calendar/<token>.ics", endpoint="old_calendar", view_func=old_calendar)

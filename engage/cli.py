@@ -22,11 +22,12 @@ from engage.auth.service import find_user, lift_pause
 from engage.demo import load_demo
 from engage.exports import monthly
 from engage.extensions import db
-from engage.holdings.screening import ListError, exposures, import_list
+from engage.holdings.screening import exposures
 from engage.holdings import importer, parsing
 from engage.holdings import service as holdings_service
 from engage.holdings.parsing import ENCODINGS
 from engage.lists import screening as list_screening
+from engage.lists import service as lists_service
 from engage.jobs import build_scheduler, housekeeping, jobs, reminders_tick
 from engage.mailbox.cli import mail_cli
 from engage.models import Fund, Role
@@ -235,24 +236,63 @@ lists_cli = AppGroup("lists", help="Public lists used for screening.")
 
 @lists_cli.command("import")
 @click.argument("path", type=click.Path(dir_okay=False))
-@click.option("--list", "list_name", required=True, help="us_entity_list, uflpa_entity_list, cbp_wro, ...")
-def lists_import_command(path, list_name):
-    """Load list entries from a CSV (US Consolidated Screening List export or Engage's format)."""
+@click.option("--format", "format_", type=click.Choice(lists_service.FORMATS),
+              help="The file's layout; told from its content when omitted.")
+@click.option("--list", "list_name", help="A team's own list: its name (csv). An OpenSanctions file: the list it is.")
+@click.option("--sources", help='Consolidated Screening List sources to load, e.g. "Entity List,MEU,SDN" (default: all known).')
+@click.option("--retrieved", help="The day the file was downloaded, YYYY-MM-DD (default: today).")
+@click.option("--mapping", help="A team's CSV: target=Column pairs, e.g. name=Company,aliases=Other names,date=Added.")
+@click.option("--older", is_flag=True, help="The file was retrieved before the loaded version: load it anyway.")
+def lists_import_command(path, format_, list_name, sources, retrieved, mapping, older):
+    """Load a list file as published (a new version of each list it holds), print its diff, then screen."""
 
     file = Path(path)
     if not file.is_file():
         fail(f"{path}: no such file")
+    retrieved_on = None
+    if retrieved:
+        try:
+            retrieved_on = parse_date(retrieved, "--retrieved")
+        except ValueError as exc:
+            fail(str(exc))
+    size = file.stat().st_size
+    if size > current_app.config["MAX_LIST_FILE_BYTES"]:
+        fail(f"{path}: {size} bytes; list files of at most {current_app.config['MAX_LIST_FILE_BYTES']} bytes are read")
     with audit.acting_as("cli"):
         try:
-            result = import_list(file.read_bytes(), list_name, file.name)
+            shown, saved = lists_service.save(file.read_bytes(), file.name, format_, list_name,
+                                              lists_service.parse_sources(sources), mapping, retrieved_on, older=older)
             db.session.commit()
-        except ListError as exc:
+        except lists_service.ListError as exc:
             db.session.rollback()
             for error in exc.errors[:50]:
                 click.echo(f"{path}: {error}", err=True)
             fail(f"{path}: {exc.message}")
-    click.echo(f"{list_name}: {result.added} added, {result.updated} updated, "
-               f"{result.skipped_other_lists} rows of other lists skipped")
+    for diff, version in zip(shown.diffs, saved):
+        click.echo(f"Version {version.id}: {diff.summary()}")
+        for line in diff.lines()[:200]:
+            click.echo(line)
+    for what, count in shown.parsed.skipped.items():
+        click.echo(f"Skipped {count} {what}")
+    with audit.acting_as("cli"):
+        result = list_screening.after_import(saved)
+        db.session.commit()
+    _print_screening(result)
+
+
+@lists_cli.command("versions")
+@click.option("--list", "list_name", help="Only this list.")
+def lists_versions_command(list_name):
+    """The versions of each list, newest first: file, retrieved date, SHA-256, entries and changes."""
+
+    found = lists_service.versions(list_name)
+    if not found:
+        click.echo(f"No versions of {list_name}." if list_name else "No list loaded yet.")
+        return
+    for v in found:
+        click.echo(f"{v.name} version {v.id}: {v.file_name} ({v.format}), retrieved {v.retrieved_on.isoformat()}, "
+                   f"sha256 {v.sha256[:12]}, {v.entry_count} entries, +{v.added_count} -{v.removed_count} "
+                   f"~{v.changed_count}" + (f", after version {v.previous_id}" if v.previous_id else ""))
 
 
 @click.command("screen")
@@ -268,6 +308,14 @@ def screen_command(fund_name):
     with audit.acting_as("cli"):
         result = list_screening.screen(fund)
         db.session.commit()
+    _print_screening(result)
+    new_ids = {flag.id for flag in list_screening.new_since_last_screening(fund)}
+    for e in exposures([fund.id] if fund else None, detail=True):
+        _print_exposure(e, new_ids)
+
+
+def _print_screening(result) -> None:
+    """What a screening changed: flags gained and ended, questions for the match review, emails."""
     click.echo(f"Screened {result.companies_checked} companies: {len(result.created)} new risk flag(s), "
                f"{len(result.ended)} ended, {len(result.queued)} new possible match(es) to review"
                + (f", {result.emails} email(s) queued" if result.emails else ""))
@@ -278,9 +326,6 @@ def screen_command(fund_name):
     for change in result.lost:
         click.echo(f"  ended: {change.company}: {change.source} ({change.citation}; entry “{change.entry}”; "
                    f"version {change.version})")
-    new_ids = {flag.id for flag in list_screening.new_since_last_screening(fund)}
-    for e in exposures([fund.id] if fund else None, detail=True):
-        _print_exposure(e, new_ids)
 
 
 def _print_exposure(e, new_ids: set[int]) -> None:

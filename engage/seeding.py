@@ -8,6 +8,7 @@ a re-seed; only missing rows, aliases and flags are added.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -15,7 +16,7 @@ import yaml
 
 from engage import clock
 from engage.extensions import db
-from engage.holdings.screening import ListError, import_list
+from engage.lists import service as lists_service
 from engage.lists.screening import screen
 from engage.identifiers import isin_problem
 from engage.letters.rendering import LetterTemplateError, check_template
@@ -29,6 +30,7 @@ from engage.models import (
     LetterKind,
     LetterTemplate,
     LetterTemplateVersion,
+    ListVersion,
     RiskFlag,
     RiskSource,
     Rubric,
@@ -119,14 +121,22 @@ def load_reference(seeds_dir: Path) -> dict[str, int]:
 
 
 def _load_lists(folder: Path) -> dict[str, int]:
-    """Each seeds/lists/<list>.csv, then screening, so seeded companies carry their list flags."""
+    """Each seeds/lists/*.csv in its publisher's layout (told from the content), then screening.
+
+    A file already loaded (the same SHA-256 as a version) is skipped, so seeding again adds nothing.
+    """
     entries = 0
     for path in sorted(folder.glob("*.csv")) if folder.is_dir() else []:
+        data = path.read_bytes()
+        if db.session.scalar(sa.select(ListVersion.id).where(ListVersion.sha256 == hashlib.sha256(data).hexdigest())
+                             .limit(1)):
+            continue
         try:
-            entries += import_list(path.read_bytes(), path.stem, path.name).added
-        except ListError as exc:
+            shown, _saved = lists_service.save(data, path.name)
+        except lists_service.ListError as exc:
             details = "; ".join(str(e) for e in exc.errors[:5])
             raise SeedError(f"{path}: {exc.message}{': ' + details if details else ''}") from exc
+        entries += sum(len(d.added) for d in shown.diffs)
     db.session.flush()
     return {"list entries": entries, "list flags": len(screen(notify=False).flags_created)}
 

@@ -217,21 +217,22 @@ def test_lists_import_reads_a_consolidated_screening_list_export(runner, tmp_pat
         "\"89 FR 12345\",2024-03-01,,,,,,,,,,,,,Example Surv; EST,,,,,https://www.bis.gov/entity-list,\n"
         "2,Specially Designated Nationals (SDN) - Treasury Department,,,,Some Sanctioned Person,,,,2020-01-01,"
         ",,,,,,,,,,,,,,,,,,\n")
-    result = runner.invoke(args=["lists", "import", str(path), "--list", "us_entity_list"])
+    result = runner.invoke(args=["lists", "import", str(path), "--sources", "Entity List"])
     assert result.exit_code == 0, result.stderr
-    assert "1 added, 0 updated, 1 rows of other lists skipped" in result.output
+    assert "US Entity List: 1 entries, 1 added, 0 removed, 0 changed (first version)" in result.output
+    assert "Skipped 1 rows of CSL sources not chosen" in result.output
     entry = db.session.scalar(sa.select(ListedEntity))
-    assert (entry.version.file_name, entry.version.entry_count) == ("csl.csv", 1)
+    assert (entry.version.file_name, entry.version.entry_count, entry.country) == ("csl.csv", 1, "CN")
     assert (entry.name, entry.aliases, entry.effective_date, entry.citation) == (
         "Example Surveillance Tech Co.", ["Example Surv", "EST"], dt.date(2024, 3, 1), "89 FR 12345")
-    assert runner.invoke(args=["lists", "import", str(path), "--list", "us_entity_list"]).output.startswith(
-        "us_entity_list: 0 added, 0 updated")
+    again = runner.invoke(args=["lists", "import", str(path), "--sources", "Entity List"])
+    assert again.exit_code == 1 and "identical to version" in again.stderr
     bad = tmp_path / "bad.csv"
-    bad.write_text("name,start_date\nGood Co,2024-01-01\nBad Co,yesterday\n")
-    refused = runner.invoke(args=["lists", "import", str(bad), "--list", "uflpa_entity_list"])
-    assert refused.exit_code == 1 and "row 3, column start_date: not a date ('yesterday')" in refused.stderr
-    assert db.session.scalar(sa.select(sa.func.count(ListedEntity.id))) == 2  # two versions of one entry, none of the refused file
-    assert "unknown list" in runner.invoke(args=["lists", "import", str(path), "--list", "interpol"]).stderr
+    bad.write_text(path.read_text().replace("2024-03-01", "yesterday"))
+    refused = runner.invoke(args=["lists", "import", str(bad), "--sources", "Entity List"])
+    assert refused.exit_code == 1 and "row 2, column start_date: not a date" in refused.stderr
+    assert db.session.scalar(sa.select(sa.func.count(ListedEntity.id))) == 1  # nothing of the refused files
+    assert "unknown CSL source" in runner.invoke(args=["lists", "import", str(path), "--sources", "interpol"]).stderr
 
 
 def test_review_merges_a_created_company(client, login_as, seeded, runner):

@@ -1,11 +1,11 @@
-"""Public lists and screening: load list entries, match them to companies, flag; exposure; divested held again."""
+"""Exposure to the public lists per fund, and divested companies held again.
+
+Screening (matching companies to list entries, flags, the match review) lives in engage.lists.screening.
+"""
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import hashlib
-import io
 from collections import defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -18,10 +18,8 @@ from engage import clock
 from engage.dbutil import insert_ignoring_conflicts
 from engage.engagements import cycle
 from engage.engagements.service import EngagementError, open_engagement
-from engage.errors import FieldError
 from engage.extensions import db
 from engage.formatting import round_half_up
-from engage.holdings.parsing import RowError, parse_date
 from engage.models import (
     Company,
     DivestmentAlert,
@@ -34,122 +32,15 @@ from engage.models import (
     RiskFlag,
     RiskSource,
     User,
-    normalize_name,
 )
 from engage.core import outbox
 from engage.models.holdings import in_snapshot, latest_snapshot_date, latest_snapshots
-
-#: What a Consolidated Screening List `source` says for each of our lists.
-CSL_SOURCES = {
-    "us_entity_list": "entity list",
-    "uflpa_entity_list": "uflpa",
-}
-LIST_COLUMNS = ("name", "alt_names", "source", "start_date", "federal_register_notice")
-
-
-class ListError(FieldError):
-    """A list file refused whole; `errors` holds the row-level report."""
-
-    def __init__(self, message: str, errors: list[RowError] | None = None):
-        super().__init__("file", message)
-        self.errors = errors or []
-
-
-@dataclass
-class ListImport:
-    added: int = 0
-    updated: int = 0
-    skipped_other_lists: int = 0
-
-
-def import_list(data: bytes, list_name: str, file_name: str = "upload.csv") -> ListImport:
-    """Load `list_name` from a CSV (CSL export or Engage's seed format) as a new version, all or nothing.
-
-    The file's entries are stored with the version; `added`/`updated` compare them with the
-    latest version before it (by key: the normalised name, with the date when a name repeats).
-    """
-    if list_name not in RiskSource.values():
-        raise ListError(f"unknown list {list_name!r}; lists are {', '.join(RiskSource.values())}")
-    result = ListImport()
-    entries = _list_entries(_list_rows(data), list_name, result)
-    previous = db.session.scalar(sa.select(ListVersion).where(ListVersion.name == list_name)
-                                 .order_by(ListVersion.id.desc()).limit(1))
-    before = {e.key: e for e in previous.entries} if previous else {}
-    version = ListVersion(name=list_name, source=list_name, format="csv", file_name=file_name[:255],
-                          retrieved_on=clock.today(), sha256=hashlib.sha256(data).hexdigest(),
-                          entry_count=len(entries), previous=previous)
-    keys = [normalize_name(e["name"]) for e in entries]
-    repeated = {k for k in keys if keys.count(k) > 1}
-    for key, entry in zip(keys, entries):
-        if key in repeated:
-            key = f"{key} {entry['effective_date'] or ''}".strip()
-        old = before.get(key)
-        if old is None:
-            result.added += 1
-        elif any(getattr(old, k) != v for k, v in entry.items()):
-            result.updated += 1
-        version.entries.append(ListedEntity(source=list_name, key=key[:200], normalized_name=normalize_name(entry["name"]),
-                                            **entry))
-    version.added_count, version.changed_count = result.added, result.updated
-    version.removed_count = len(set(before) - {e.key for e in version.entries})
-    db.session.add(version)
-    return result
 
 
 def current_entries():
     """SQL: the entries of each list's latest version."""
     latest = sa.select(sa.func.max(ListVersion.id)).group_by(ListVersion.name)
     return sa.select(ListedEntity).where(ListedEntity.version_id.in_(latest))
-
-
-def _list_rows(data: bytes):
-    """The file's rows, numbered from 2 (the header is row 1), each as `get(column)` over stripped text."""
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ListError("the list file is not UTF-8 text") from exc
-    reader = csv.DictReader(io.StringIO(text))
-    headers = {h.strip().lower(): h for h in reader.fieldnames or []}
-    if "name" not in headers:
-        raise ListError("the list file has no 'name' column (expected the Consolidated Screening List columns "
-                        f"{', '.join(LIST_COLUMNS)})")
-    for number, row in enumerate(reader, start=2):
-        yield number, lambda column, row=row: (row.get(headers[column]) or "").strip() if column in headers else ""
-
-
-def _list_entries(rows, list_name: str, result: ListImport) -> list[dict]:
-    """The entries of `list_name` (rows of other lists counted in `result`); any bad row refuses the file."""
-    wanted = CSL_SOURCES.get(list_name)
-    errors, entries, seen = [], [], {}
-    for number, get in rows:
-        source_text = get("source")
-        if wanted and source_text and wanted not in source_text.lower():
-            result.skipped_other_lists += 1
-            continue
-        name = get("name")
-        if not name:
-            errors.append(RowError(number, "name", "", "a listed entity needs a name"))
-            continue
-        date_text = get("start_date")
-        effective = parse_date(date_text) if date_text else None
-        if date_text and effective is None:
-            errors.append(RowError(number, "start_date", date_text, "not a date"))
-            continue
-        key = (normalize_name(name), effective)
-        if key in seen:
-            errors.append(RowError(number, "name", name, f"duplicate of row {seen[key]}"))
-            continue
-        seen[key] = number
-        citation = get("federal_register_notice") or get("citation") or source_text or list_name
-        url = get("citation_url") or get("source_information_url") or None
-        aliases = [a.strip() for a in get("alt_names").split(";") if a.strip()]
-        entries.append({"name": name[:300], "aliases": aliases, "effective_date": effective,
-                        "citation": citation[:500], "citation_url": (url or "")[:500] or None,
-                        "section": get("section")[:40] or None, "country": get("country")[:2].upper() or None,
-                        "note": get("note")})
-    if errors:
-        raise ListError(f"{len(errors)} row(s) refused; nothing was loaded", errors)
-    return entries
 
 
 # Exposure ---------------------------------------------------------------------------------

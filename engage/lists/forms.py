@@ -1,0 +1,34 @@
+from flask_wtf import FlaskForm
+from flask_wtf.file import FileField, FileRequired
+from wtforms import BooleanField, DateField, SelectChoice, SelectField, StringField, SubmitField
+from wtforms.validators import Length, Optional
+
+from engage.lists.parsers import FORMATS
+from engage.validators import sane_date
+
+FORMAT_CHOICES = [SelectChoice("", "Tell it from the file")] + [SelectChoice(f, f) for f in FORMATS]
+
+
+class ListImportForm(FlaskForm):
+    """Upload a list file; what it would change is shown before anything is saved."""
+
+    file = FileField("List file", validators=[FileRequired("Choose a file to import.")])
+    format = SelectField("Format", choices=FORMAT_CHOICES, default="")
+    list_name = StringField("List name", validators=[Optional(), Length(max=80)],
+                            description="A team's own CSV: the name of the list. An OpenSanctions file: the list it is.")
+    sources = StringField("CSL sources", validators=[Optional(), Length(max=200)],
+                          description="A Consolidated Screening List file: which lists to load, e.g. Entity List,MEU,SDN "
+                                      "(all known ones when empty).")
+    mapping = StringField("Column mapping", validators=[Optional(), Length(max=500)],
+                          description="A team's own CSV: e.g. name=Company,aliases=Other names,date=Added")
+    retrieved_on = DateField("Retrieved on", validators=[Optional(), sane_date],
+                             description="The day the file was downloaded from its publisher (today when empty).")
+    older = BooleanField("The file is older than the loaded version: load it anyway")
+    submit = SubmitField("Check the file")
+
+
+class ConfirmForm(FlaskForm):
+    """Confirms a previewed upload; `older` repeats the confirmation an older file needs."""
+
+    older = BooleanField("The file was retrieved before the loaded version: make it the latest anyway")
+    submit = SubmitField("Save this version")

@@ -1,0 +1,229 @@
+"""The lists: versions, entries and diffs (viewers); importing a file with a preview of its diff, and the match review (analysts)."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+
+from engage.extensions import db
+from engage.lists import review, service
+from engage.lists import screening as list_screening
+from engage.lists.forms import ConfirmForm, ListImportForm
+from engage.lists.review_forms import DecisionForm, UndoForm
+from engage.models import ListedEntity, ListVersion
+from engage.security import require_role
+from engage.web import paginate, refuse
+
+bp = Blueprint("lists", __name__, url_prefix="/lists")
+
+#: Most diff lines a version page shows per kind (added, removed, changed).
+DIFF_SHOWN = 200
+
+
+@bp.route("/")
+@require_role("viewer")
+def index():
+    """Each list with its latest version (two queries whatever the number of lists)."""
+    latest = sorted(service.latest_versions().values(), key=lambda v: v.name)
+    counts = dict(db.session.execute(sa.select(ListVersion.name, sa.func.count()).group_by(ListVersion.name)).all())
+    return render_template("lists/index.html", latest=latest, counts=counts)
+
+
+@bp.route("/versions")
+@require_role("viewer")
+def versions():
+    name = request.args.get("list") or None
+    query = sa.select(ListVersion).order_by(ListVersion.id.desc())
+    if name:
+        query = query.where(ListVersion.name == name)
+    return render_template("lists/versions.html", page=paginate(query), name=name)
+
+
+@bp.route("/versions/<int:version_id>")
+@require_role("viewer")
+def version(version_id: int):
+    item = db.get_or_404(ListVersion, version_id)
+    entries = paginate(sa.select(ListedEntity).where(ListedEntity.version_id == version_id)
+                       .order_by(ListedEntity.name, ListedEntity.id))
+    diff = item.diff or {}
+    return render_template("lists/version.html", version=item, entries=entries, shown=DIFF_SHOWN,
+                           added=diff.get("added", []), removed=diff.get("removed", []),
+                           changed=diff.get("changed", []), describe=service.describe_change)
+
+
+def _options(form: ListImportForm) -> dict:
+    return {"format": form.format.data or None, "list_name": (form.list_name.data or "").strip() or None,
+            "sources": service.parse_sources(form.sources.data), "mapping": (form.mapping.data or "").strip() or None,
+            "retrieved_on": form.retrieved_on.data.isoformat() if form.retrieved_on.data else None}
+
+
+def _read(data: bytes, meta: dict) -> service.Preview:
+    return service.preview(data, meta["file_name"], meta["format"], meta["list_name"], meta["sources"],
+                           meta["mapping"], service.parse_day(meta["retrieved_on"]))
+
+
+def _preview_page(token: str, preview: service.Preview, meta: dict, confirm: ConfirmForm | None = None,
+                  status: int = 200):
+    confirm = confirm or ConfirmForm(formdata=None, older=bool(meta.get("older")))
+    return render_template("lists/preview.html", token=token, preview=preview, meta=meta, form=confirm,
+                           shown=DIFF_SHOWN, describe_change=service.describe_change), status
+
+
+@bp.errorhandler(service.StashUnsafe)
+def stash_unsafe(error):
+    current_app.logger.error("list upload stash refused: %s", error)
+    flash(f"Uploads cannot be kept for confirmation: {error}.", "error")
+    return render_template("lists/import.html", form=ListImportForm(formdata=None), errors=[]), 503
+
+
+@bp.route("/import", methods=["GET", "POST"])
+@require_role("analyst")
+def import_list():
+    """Upload and read a file; its diff is shown, nothing is saved until it is confirmed."""
+    form = ListImportForm()
+    if not form.validate_on_submit():
+        return render_template("lists/import.html", form=form, errors=[]), 422 if form.errors else 200
+    upload = form.file.data
+    data = upload.read()
+    meta = {"file_name": (upload.filename or "upload")[:255], **_options(form), "older": bool(form.older.data),
+            "user": current_user.id, "kind": "lists",
+            "fund_id": None}  # the stash is the holdings import's: a holdings confirmation of it finds no fund
+    try:
+        preview = _read(data, meta)
+    except service.ListError as exc:
+        status = refuse(form, exc)
+        return render_template("lists/import.html", form=form, errors=exc.errors), status
+    token = service.stash_upload(data, meta)
+    return _preview_page(token, preview, meta)
+
+
+def _stashed(token: str):
+    """The stash of `token` if it is a list upload of this user, else None."""
+    stashed = service.load_upload(token)
+    if stashed is None or stashed[1].get("kind") != "lists" or stashed[1].get("user") != current_user.id:
+        return None
+    return stashed
+
+
+@bp.route("/import/<token>", methods=["POST"])
+@require_role("analyst")
+def confirm_import(token: str):
+    """Save the stashed file exactly as its preview showed it (the form names that preview), once."""
+    form = ConfirmForm()
+    if not form.validate_on_submit():
+        flash("The form expired; upload the file again.", "error")
+        return redirect(url_for("lists.import_list"))
+    if _stashed(token) is None:
+        state, lines = service.upload_state(token)
+        if state == "done":
+            flash("This file was confirmed already and saved once: " + "; ".join(lines[:3]), "info")
+        elif state == "importing":
+            flash("This file is being saved by an earlier click; it is saved once.", "info")
+        else:
+            flash("That import is no longer waiting; upload the file again.", "error")
+        return redirect(url_for("lists.index"))
+    claimed = service.claim_upload(token)
+    if claimed is None:
+        flash("This file is being saved by an earlier click; it is saved once.", "info")
+        return redirect(url_for("lists.index"))
+    data, meta = claimed
+    meta["older"] = bool(form.older.data)
+    try:
+        shown, saved = service.save(data, meta["file_name"], meta["format"], meta["list_name"], meta["sources"],
+                                    meta["mapping"], service.parse_day(meta["retrieved_on"]), older=meta["older"],
+                                    expected_digest=request.form.get("preview", ""), imported_by_id=current_user.id)
+        db.session.commit()
+    except service.ListError as exc:
+        db.session.rollback()
+        service.release_upload(token)
+        changed = isinstance(exc, service.PreviewChanged)
+        flash(f"Not saved: {exc.message}.", "error")
+        try:
+            preview = _read(data, meta)
+        except service.ListError as again:
+            flash(f"{again.message[0].upper()}{again.message[1:]}.", "error")
+            service.discard_upload(token)
+            return redirect(url_for("lists.import_list"))
+        return _preview_page(token, preview, meta, form, status=409 if changed else 422)
+    except Exception:
+        db.session.rollback()
+        service.release_upload(token)
+        raise
+    lines = [f"Version {v.id}: {d.summary()}" for d, v in zip(shown.diffs, saved)]
+    service.finish_upload(token, lines)
+    for line in lines:
+        flash(line, "success")
+    result = list_screening.after_import(saved)
+    db.session.commit()
+    flash(f"Screened {result.companies_checked} companies: {len(result.created)} new risk flag(s), "
+          f"{len(result.ended)} ended, {len(result.queued)} new possible match(es) to review.", "info")
+    return redirect(url_for("lists.version", version_id=saved[0].id))
+
+
+# --- the match review: possible matches an analyst accepts or rejects (engage/lists/review.py) ---
+
+@bp.route("/review")
+@require_role("viewer")
+def review_queue():
+    page = paginate(review.pending_query())
+    return render_template("lists/review.html", page=page, form=DecisionForm(formdata=None))
+
+
+@bp.route("/review/decided")
+@require_role("viewer")
+def review_decided():
+    status = request.args.get("status", "")
+    page = paginate(review.decided_query(status or None))
+    return render_template("lists/decided.html", page=page, status=status if status in review.DECIDED else "",
+                           notes=review.notes_for(page.items), form=UndoForm(formdata=None))
+
+
+@bp.route("/review/<int:candidate_id>/decide", methods=["POST"])
+@require_role("analyst")
+def review_decide(candidate_id: int):
+    form = DecisionForm()
+    if not form.validate_on_submit() or not (form.accept.data or form.reject.data):
+        flash("Not saved: " + ("; ".join(form.note.errors) or "the form expired; reload the page and decide again."),
+              "error")
+        return redirect(url_for("lists.review_queue"))
+    try:
+        result = review.decide(candidate_id, bool(form.accept.data), current_user._get_current_object(),
+                               form.note.data or "")
+        db.session.commit()
+    except review.ReviewError as error:
+        db.session.rollback()
+        flash(error.message, "info")
+        return redirect(url_for("lists.review_queue"))
+    name = result.candidate.company.name
+    if not form.accept.data:
+        flash(f"Rejected: {name} is not that entry; it will not be asked again.", "success")
+    elif result.entry_gone:
+        flash(f"Accepted for {name}; the entry is no longer active on its list, so no flag was made.", "info")
+    else:
+        flash(f"Accepted: {name} flagged ({len(result.flags)} flag(s), subsidiaries included).", "success")
+    return redirect(url_for("lists.review_queue"))
+
+
+@bp.route("/review/<int:candidate_id>/undo", methods=["POST"])
+@require_role("analyst")
+def review_undo(candidate_id: int):
+    form = UndoForm()
+    if not form.validate_on_submit():
+        flash("Not saved: the form expired or was altered; reload the page.", "error")
+        return redirect(url_for("lists.review_decided"))
+    try:
+        result = review.undo(candidate_id, form.status.data, current_user._get_current_object(), form.note.data or "")
+        db.session.commit()
+    except review.ReviewError as error:
+        db.session.rollback()
+        flash(error.message, "info")
+        return redirect(url_for("lists.review_decided"))
+    deleted = f"; {len(result.flags)} flag(s) it made deleted" if result.flags else ""
+    flash(f"Decision undone: {result.candidate.company.name} is back in the review{deleted}.", "success")
+    return redirect(url_for("lists.review_decided"))
+
+
+@bp.app_template_global()
+def list_label(name: str) -> str:
+    return service.label(name)
