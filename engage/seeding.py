@@ -138,7 +138,7 @@ def _load_lists(folder: Path) -> dict[str, int]:
             raise SeedError(f"{path}: {exc.message}{': ' + details if details else ''}") from exc
         entries += sum(len(d.added) for d in shown.diffs)
     db.session.flush()
-    return {"list entries": entries, "list flags": len(screen(notify=False).flags_created)}
+    return {"list entries": entries, "list flags": len(screen(notify=False, record=False).flags_created)}
 
 
 def _load_rubric(data: dict, campaigns: dict[str, Campaign]) -> int:

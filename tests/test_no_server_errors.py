@@ -23,6 +23,7 @@ from engage.models import (
     ExportRun,
     Fund,
     InboundMessage,
+    MatchCandidate,
     Interaction,
     Investor,
     Letter,
@@ -141,6 +142,8 @@ def world(app, runner, monkeypatch):
     template = db.session.scalar(sa.select(LetterTemplate))
     db.session.add(LetterBatch(template=template))
     db.session.add(ExportRun(month="2026-01", filename="missing.csv"))
+    db.session.add(MatchCandidate(company_id=engagement.company_id, list_name="us_entity_list", entry_key="a possible match",
+                                  score=80, reason="a name close to the entry's", status="rejected"))  # decided: screening keeps it
     db.session.add(Reminder(engagement=engagement, due_on=dt.date.today() + dt.timedelta(days=3), reason="r"))
     db.session.add(InboundMessage(message_key="0" * 64, folder="INBOX", uidvalidity=1, uid=1, subject="s",
                                   received_at=dt.datetime(2026, 1, 5), status="triage", reason="not matched",
@@ -189,7 +192,7 @@ def ids_for(rule) -> dict:
             model = {"campaign_id": Campaign, "investor_id": Investor, "rubric_id": Rubric, "user_id": User,
                      "attachment_id": Attachment, "run_id": ExportRun, "fund_id": Fund, "batch_id": LetterBatch,
                      "reminder_id": Reminder, "score_id": Score, "email_id": OutboxEmail,
-                     "inbound_id": InboundMessage}[arg]
+                     "inbound_id": InboundMessage, "candidate_id": MatchCandidate}[arg]
             values[arg] = first(model)
         assert values[arg] is not None, (rule.rule, arg)
     return values

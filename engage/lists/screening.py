@@ -206,10 +206,14 @@ def find_candidates(loaded: Loaded) -> list[Candidate]:
     return match(list(loaded.companies.values()), entries)
 
 
-def screen(fund: Fund | None = None, *, notify: bool = True) -> ScreenResult:
-    """Screen the companies (all, or those `fund` holds) against the lists, in the caller's transaction."""
+def screen(fund: Fund | None = None, *, notify: bool = True, record: bool = True) -> ScreenResult:
+    """Screen the companies (all, or those `fund` holds) against the lists, in the caller's transaction.
+
+    `record=False` (seeding) records the run only when it changed something, so loading the
+    reference data again leaves no trace.
+    """
     loaded = load(fund)
-    return decide(loaded, find_candidates(loaded), fund=fund, notify=notify)
+    return decide(loaded, find_candidates(loaded), fund=fund, notify=notify, record=record)
 
 
 def after_import(versions: list[ListVersion]) -> ScreenResult:
@@ -349,7 +353,8 @@ class _Decider:
                 self.end(flag, key, self.loaded.versions.get(list_name), self.today)  # the parent is no longer flagged or no longer the parent
 
 
-def decide(loaded: Loaded, candidates: list[Candidate], *, fund: Fund | None = None, notify: bool = True) -> ScreenResult:
+def decide(loaded: Loaded, candidates: list[Candidate], *, fund: Fund | None = None, notify: bool = True,
+           record: bool = True) -> ScreenResult:
     """Turn the matching engine's candidates into flags, review questions and ended flags; record the run."""
     result = ScreenResult(companies_checked=len(loaded.companies), entries_checked=len(loaded.entries))
     decider = _Decider(loaded, result, clock.today())
@@ -358,9 +363,11 @@ def decide(loaded: Loaded, candidates: list[Candidate], *, fund: Fund | None = N
     decider.link_subsidiaries()
     db.session.flush()
     now = clock.utcnow()
+    _describe(result, loaded)
+    if not (record or result.created or result.ended or result.adopted or result.queued):
+        return result
     for version in loaded.versions.values():
         version.screened_at = now
-    _describe(result, loaded)
     last_flag_id = db.session.scalar(sa.select(sa.func.max(RiskFlag.id))) or 0
     audit.record(RUN_ACTION, f"Screened {result.companies_checked} companies{f' held by {fund.name}' if fund else ''}: "
                              f"{len(result.created)} flag(s) gained, {len(result.ended)} ended, {len(result.queued)} to review",
