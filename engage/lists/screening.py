@@ -285,7 +285,8 @@ class _Decider:
         best: dict[tuple[int, str, str], Candidate] = {}
         for candidate in candidates:
             entry = self.loaded.entries.get(candidate.entry_id)
-            if entry is None or candidate.company_id not in self.loaded.companies or candidate.score < REVIEW_SCORE:
+            if (entry is None or entry.status not in ACTIVE_STATUSES or candidate.company_id not in self.loaded.companies
+                    or candidate.score < REVIEW_SCORE):
                 continue
             pair = (candidate.company_id, self.list_of(entry), entry.key)
             if pair not in best or candidate.score > best[pair].score:
