@@ -578,8 +578,12 @@ _FTM_IDS = {"leiCode": "lei", "isinCode": "isin", "uscCode": "usc", "registratio
 
 
 def parse_ftm(data: bytes, list_name: str) -> Parsed:
-    from followthemoney import model
-    from followthemoney.exc import FollowTheMoneyException
+    limit = csv.field_size_limit()
+    try:  # imported on first use (it takes a while); importing it raises the csv module's field limit for everyone
+        from followthemoney import model
+        from followthemoney.exc import FollowTheMoneyException
+    finally:
+        csv.field_size_limit(limit)  # the holdings reader relies on the default to catch an unclosed quote
 
     text = _text(data)
     if not text.strip():
