@@ -172,6 +172,11 @@ REFUSALS = [
     ("ftm.json", b'{"schema": "Nonsense", "properties": {}}\n', ["--format", "ftm"], "not FollowTheMoney"),
     ("latin1.csv", "Entity,Status\nSão,Active\n".encode("latin-1"), [], "not UTF-8"),
     ("sources.csv", b"source,name,start_date\nEntity List,X,2020-01-01\n", ["--sources", "UFLPA"], "unknown CSL source"),
+    ("list.json", (FIXTURES / "uflpa_opensanctions.ftm.json").read_bytes(), ["--list", "interpol"],
+     "loads into a published list"),
+    ("published.csv", b"name\nA Co\n", ["--format", "csv", "--list", "cbp_wro"], "is a published list"),
+    ("cbp_list.csv", (FIXTURES / "cbp_wro_2021-07-01.csv").read_bytes(), ["--list", "us_entity_list"],
+     "give no other list name"),
 ]
 
 
