@@ -77,11 +77,11 @@ def test_csl_csv_imports_diffs_and_screens(runner, app):
     second = run(runner, FIXTURES / "csl_2021-08-01.csv", "--retrieved", "2021-08-01")
     assert second.exit_code == 0, second.stderr
     assert "US Entity List: 12 entries, 0 added, 1 removed, 1 changed (against version 1 of 2021-07-01)" in second.output
-    assert "  - Yixin Science and Technology Co., Ltd." in second.output
-    assert "  ~ SenseTime: aliases: new Shangtang Technology" in second.output
+    assert "  - Yixin Science and Technology Co. Ltd." in second.output
+    assert "  ~ Sense Time: aliases: new Shangtang Technology" in second.output
     latest = db.session.scalar(sa.select(ListVersion).order_by(ListVersion.id.desc()).limit(1))
     assert (latest.previous_id, latest.added_count, latest.removed_count, latest.changed_count) == (first.id, 0, 1, 1)
-    assert latest.diff["removed"] == [{"key": "yixin science and technology", "name": "Yixin Science and Technology Co., Ltd."}]
+    assert latest.diff["removed"] == [{"key": "yixin science and technology", "name": "Yixin Science and Technology Co. Ltd."}]
     assert latest.diff["changed"][0]["fields"] == {"aliases": {"added": ["Shangtang Technology"], "removed": []}}
     assert counts() == (2, 25)  # the first version kept with its entries
 
@@ -172,6 +172,11 @@ REFUSALS = [
     ("ftm.json", b'{"schema": "Nonsense", "properties": {}}\n', ["--format", "ftm"], "not FollowTheMoney"),
     ("latin1.csv", "Entity,Status\nSão,Active\n".encode("latin-1"), [], "not UTF-8"),
     ("sources.csv", b"source,name,start_date\nEntity List,X,2020-01-01\n", ["--sources", "UFLPA"], "unknown CSL source"),
+    ("list.json", (FIXTURES / "uflpa_opensanctions.ftm.json").read_bytes(), ["--list", "interpol"],
+     "loads into a published list"),
+    ("published.csv", b"name\nA Co\n", ["--format", "csv", "--list", "cbp_wro"], "is a published list"),
+    ("cbp_list.csv", (FIXTURES / "cbp_wro_2021-07-01.csv").read_bytes(), ["--list", "us_entity_list"],
+     "give no other list name"),
 ]
 
 
@@ -318,3 +323,26 @@ def test_seeding_loads_the_seed_lists_once(runner, app):
     before = counts()
     assert runner.invoke(args=["seed"]).exit_code == 0
     assert counts() == before
+
+
+def test_an_upload_over_the_size_limit_is_refused(make_app, app, make_user):
+    from tests.conftest import login
+
+    small = make_app(MAX_CONTENT_LENGTH=2048)
+    client = small.test_client()
+    user = make_user("analyst")
+    login(client, user.email)
+    big = b"source,name,start_date\n" + b"Entity List (EL),A Co,2020-01-01\n" * 200
+    response = client.post("/lists/import", data={"file": (io.BytesIO(big), "big.csv")},
+                           content_type="multipart/form-data")
+    assert response.status_code == 413 and counts() == (0, 0)
+
+
+def test_a_list_upload_cannot_be_confirmed_as_holdings(client, login_as):
+    login_as("analyst")
+    page = upload(client, FIXTURES / "cbp_wro_2021-07-01.csv").get_data(as_text=True)
+    token, form = confirm_data(page)
+    answer = client.post(f"/holdings/import/{token}", data=form, follow_redirects=True)
+    assert "no longer waiting" in answer.get_data(as_text=True)
+    assert client.post(f"/holdings/import/{token}/read", data={}, follow_redirects=True).status_code == 200
+    assert client.post(f"/lists/import/{token}", data=form).status_code == 302 and counts() == (1, 3)  # still waiting

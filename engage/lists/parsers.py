@@ -578,8 +578,12 @@ _FTM_IDS = {"leiCode": "lei", "isinCode": "isin", "uscCode": "usc", "registratio
 
 
 def parse_ftm(data: bytes, list_name: str) -> Parsed:
-    from followthemoney import model
-    from followthemoney.exc import FollowTheMoneyException
+    limit = csv.field_size_limit()
+    try:  # imported on first use (it takes a while); importing it raises the csv module's field limit for everyone
+        from followthemoney import model
+        from followthemoney.exc import FollowTheMoneyException
+    finally:
+        csv.field_size_limit(limit)  # the holdings reader relies on the default to catch an unclosed quote
 
     text = _text(data)
     if not text.strip():
@@ -816,9 +820,15 @@ def parse(data: bytes, format: str | None = None, *, list_name: str | None = Non
     """Read `data` in `format` (told from the content when None); ListError on anything wrong."""
     if not data or not data.strip(b"\xef\xbb\xbf \t\r\n"):
         raise ListError("the file is empty")
-    if format is None and (mapping or (list_name and list_name not in RiskSource.values())):
-        format = "csv"  # a mapping, or a list name of the team's own: a team's CSV
-    format = format or detect(data)
+    if format is None and mapping:
+        format = "csv"  # a column mapping: a team's CSV
+    if format is None:
+        try:
+            format = detect(data)
+        except ListError as exc:
+            if exc.field != "format" or not list_name or list_name in RiskSource.values():
+                raise
+            format = "csv"  # a layout of no publisher, and a list name of the team's own: a team's CSV
     if format not in FORMATS:
         raise ListError(f"unknown format {format!r}; formats are {', '.join(FORMATS)}", field="format")
     if sources and format not in ("csl-csv", "csl-json"):

@@ -87,8 +87,7 @@ def import_list():
     upload = form.file.data
     data = upload.read()
     meta = {"file_name": (upload.filename or "upload")[:255], **_options(form), "older": bool(form.older.data),
-            "user": current_user.id, "kind": "lists",
-            "fund_id": None}  # the stash is the holdings import's: a holdings confirmation of it finds no fund
+            "user": current_user.id, "kind": "lists"}  # the holdings import's stash: it confirms only stashes with a fund
     try:
         preview = _read(data, meta)
     except service.ListError as exc:

@@ -263,16 +263,18 @@ def save(data: bytes, file_name: str, format: str | None = None, list_name: str 
     actor = audit.current_actor()
     saved = []
     for diff in shown.diffs:
-        version = ListVersion(
+        values = dict(
             name=diff.name, source=diff.name if diff.name in RiskSource.values() else RiskSource.TEAM_LIST.value,
             format=shown.parsed.format, file_name=shown.file_name, retrieved_on=shown.retrieved_on,
             sha256=shown.sha256, entry_count=len(diff.entries),
             sources=[s for s in shown.parsed.sources if parsers.csl_list(s) == diff.name],
             mapping=shown.parsed.mapping, previous_id=diff.previous.id if diff.previous else None,
             added_count=len(diff.added), removed_count=len(diff.removed), changed_count=len(diff.changed),
-            diff=diff.detail(), imported_by_id=imported_by_id if imported_by_id is not None else actor.user_id)
-        db.session.add(version)
-        db.session.flush()
+            diff=diff.detail(), imported_by_id=imported_by_id if imported_by_id is not None else actor.user_id,
+            created_at=now, updated_at=now)
+        # A core insert: the audit event below says what was loaded without copying the whole diff again.
+        version_id = db.session.execute(sa.insert(ListVersion).returning(ListVersion.id), [values]).scalar_one()
+        version = db.session.get(ListVersion, version_id)
         rows = [{"version_id": version.id, "key": e.key, "source": e.source, "normalized_name": normalize_name(e.name)[:300],
                  "created_at": now, "updated_at": now, **e.values()} for e in diff.entries]
         if rows:

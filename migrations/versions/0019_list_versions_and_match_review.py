@@ -104,9 +104,9 @@ def upgrade():
         batch_op.create_index('ix_match_candidates_status_score', ['status', 'score'], unique=False)
 
     with op.batch_alter_table('companies', schema=None) as batch_op:
+        # the columns first: PostgreSQL checks a constraint's columns when it is added
         batch_op.add_column(sa.Column('lei', sa.String(length=20), nullable=True))
         batch_op.add_column(sa.Column('parent_id', sa.Integer(), nullable=True))
-        # after the columns they check: PostgreSQL alters in order (SQLite's batch copy did not mind)
         batch_op.create_check_constraint(op.f("ck_companies_lei_length"), "lei IS NULL OR length(lei) = 20")
         batch_op.create_check_constraint(op.f("ck_companies_not_own_parent"), "parent_id IS NULL OR parent_id <> id")
         batch_op.create_index(batch_op.f('ix_companies_parent_id'), ['parent_id'], unique=False)
