@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from openpyxl import load_workbook
 
 from engage.extensions import db
 from engage.holdings import screening as exposure
@@ -259,7 +260,7 @@ def test_revoked_and_removed_entries_end_their_flags_and_keep_them_as_history(cl
 # --- parents and subsidiaries ----------------------------------------------------------------
 
 
-def test_an_entry_naming_a_parent_and_its_subsidiaries_flags_them_as_linked_apart(client, login_as):
+def test_an_entry_naming_a_parent_and_its_subsidiaries_flags_them_as_linked_apart(client, login_as, runner, tmp_path):
     wro = version("cbp_wro", HOSHINE_WRO)
     el = version("us_entity_list", DAQO)
     parent = factories.company("Hoshine Silicon Industry Co., Ltd.")
@@ -300,6 +301,11 @@ def test_an_entry_naming_a_parent_and_its_subsidiaries_flags_them_as_linked_apar
     assert "Linked through a listed parent" in sub_page and "On the lists" not in sub_page
     assert f'<a href="/companies/{parent.id}">Hoshine Silicon Industry Co., Ltd.</a>' in sub_page
     assert "(via parent)" in client.get(f"/holdings/funds/{fund.id}").get_data(as_text=True)
+    out = tmp_path / "may.xlsx"
+    assert runner.invoke(args=["export", "monthly", "--month", "2026-05", "--format", "xlsx", "--out", str(out)]).exit_code == 0
+    summary = {row[2]: row[3:6] for row in load_workbook(out)["Summary"].iter_rows(values_only=True) if row[0] == "Silicon Fund"}
+    assert summary["On any official list"] == (1, 10_000_000, 10)
+    assert summary["CBP Withhold Release Order, linked through a listed parent (not counted as exposure)"] == (1, 5_000_000, 5)
 
     # the parent's entry revoked (HYPOTHETICAL version): its subsidiaries' linked flags end with it
     version("cbp_wro", dict(HOSHINE_WRO, status="revoked"), retrieved=dt.date(2026, 8, 1))
