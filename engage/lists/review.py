@@ -192,7 +192,7 @@ def _flag(candidate: MatchCandidate) -> tuple[list[RiskFlag], bool]:
                         effective_date=entry.effective_date, citation=entry.citation, citation_url=entry.citation_url,
                         entity_id=entry.id, version_id=entry.version_id, link=link, linked_via_id=via,
                         match_score=candidate.score if via is None else None, match_reason=reason[:500],
-                        note=f"Matched the {RiskSource(entry.source).label} entry “{entry.name}” (match review).")
+                        note="" if via else f"Matched the {RiskSource(entry.source).label} entry “{entry.name}” (match review).")
         db.session.add(flag)
         existing.add((company_id, link))
         made.append(flag)

@@ -275,7 +275,7 @@ class _Decider:
         flag = RiskFlag(company_id=company_id, source=entry.source, section=entry.section,
                         effective_date=entry.effective_date, citation=entry.citation, citation_url=entry.citation_url,
                         entity_id=entry.id, version_id=entry.version_id, link=link, linked_via_id=via,
-                        match_score=score, match_reason=reason[:500], note=_note(entry))
+                        match_score=score, match_reason=reason[:500], note=_note(entry) if via is None else "")
         db.session.add(flag)
         self.loaded.flags[key] = flag
         self.result.created.append(flag)
