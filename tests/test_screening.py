@@ -18,6 +18,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import itertools
+import os
+import subprocess
+import sys
 from decimal import Decimal
 from pathlib import Path
 
@@ -445,3 +448,28 @@ def test_the_review_and_screening_pages_take_the_same_queries_for_more_rows(clie
     assert few == many
     page = client.get("/holdings/screening").get_data(as_text=True)
     assert "6 possible matches to review" in page and page.count("via Test Company") == 6
+
+
+# --- concurrency -----------------------------------------------------------------------------
+
+
+def test_screenings_run_at_once_in_several_processes_flag_each_company_once(app, database_url):
+    """Three `flask screen` processes started together: one at a time (a lock), so no flag twice."""
+    words = ["".join(chr(97 + int(c, 16)) for c in hashlib.sha1(str(i).encode()).hexdigest()[:10]) for i in range(400)]
+    names = [f"{word.capitalize()} Industrial Co. Ltd." for word in words]  # made up: one distinctive word each
+    version("team_list", *(dict(key=f"c{i}", name=name, source="team_list", citation="A team list (fictional)")
+                           for i, name in enumerate(names)))
+    for name in names:
+        factories.company(name)
+    db.session.commit()
+    root = Path(__file__).parent.parent
+    environment = {**os.environ, "ENGAGE_ENV": "development", "DATABASE_URL": database_url, "FLASK_APP": "wsgi",
+                   "PYTHONPATH": str(root)}
+    processes = [subprocess.Popen([sys.executable, "-m", "flask", "screen"], cwd=root, env=environment,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    results = [(p.returncode, out, err) for p in processes for out, err in [p.communicate(timeout=180)]]
+    assert all(code == 0 for code, _, _ in results), results
+    assert sorted(out.splitlines()[0].split(": ")[1].split(" new")[0] for _, out, _ in results) == ["0", "0", "400"]
+    db.session.expire_all()
+    per_company = db.session.execute(sa.select(RiskFlag.company_id, sa.func.count()).group_by(RiskFlag.company_id)).all()
+    assert len(per_company) == 400 and {count for _, count in per_company} == {1}

@@ -212,8 +212,26 @@ def screen(fund: Fund | None = None, *, notify: bool = True, record: bool = True
     `record=False` (seeding) records the run only when it changed something, so loading the
     reference data again leaves no trace.
     """
+    _lock()
     loaded = load(fund)
     return decide(loaded, find_candidates(loaded), fund=fund, notify=notify, record=record)
+
+
+#: The PostgreSQL advisory lock key of screening runs (any fixed 64-bit number): "engageSC".
+SCREEN_LOCK_KEY = 0x656E6761_67655343
+
+
+def _lock() -> None:
+    """One screening at a time: two runs reading the same flags would both add the missing ones.
+
+    PostgreSQL: a transaction-scoped advisory lock. SQLite: an update that changes nothing takes
+    the database's write lock now, before anything is read.
+    """
+    connection = db.session.connection()
+    if connection.dialect.name == "postgresql":
+        connection.execute(sa.select(sa.func.pg_advisory_xact_lock(SCREEN_LOCK_KEY)))
+    elif connection.dialect.name == "sqlite":
+        connection.execute(sa.update(ListVersion).where(sa.false()).values(id=ListVersion.id))
 
 
 def after_import(versions: list[ListVersion]) -> ScreenResult:
