@@ -21,7 +21,7 @@ from sqlalchemy.orm import joinedload
 from engage import audit, clock
 from engage.errors import FieldError
 from engage.extensions import db
-from engage.lists.screening import covers_subsidiaries, latest_versions
+from engage.lists.screening import covers_subsidiaries, latest_versions, lock
 from engage.models import (
     ACTIVE_STATUSES,
     AuditEvent,
@@ -170,6 +170,7 @@ def _flags_of(candidate: MatchCandidate) -> list[RiskFlag]:
 
 def _flag(candidate: MatchCandidate) -> tuple[list[RiskFlag], bool]:
     """Flag the company from the pair's entry in its list's latest version (and its subsidiaries, linked)."""
+    lock()  # not while a screening adds the same flag
     version = latest_versions().get(candidate.list_name)
     entry = db.session.scalar(sa.select(ListedEntity).where(
         ListedEntity.version_id == (version.id if version else -1), ListedEntity.key == candidate.entry_key))

@@ -66,7 +66,7 @@ from engage.models import (
 RUN_ACTION = "screening"
 
 __all__ = ["FLAG_SCORE", "REVIEW_SCORE", "ScreenResult", "Change", "screen", "after_import", "latest_versions",
-           "new_since_threshold", "covers_subsidiaries", "version_label"]
+           "new_since_threshold", "covers_subsidiaries", "version_label", "lock"]
 
 
 def covers_subsidiaries(entry: ListedEntity) -> bool:
@@ -212,7 +212,7 @@ def screen(fund: Fund | None = None, *, notify: bool = True, record: bool = True
     `record=False` (seeding) records the run only when it changed something, so loading the
     reference data again leaves no trace.
     """
-    _lock()
+    lock()
     loaded = load(fund)
     return decide(loaded, find_candidates(loaded), fund=fund, notify=notify, record=record)
 
@@ -221,8 +221,8 @@ def screen(fund: Fund | None = None, *, notify: bool = True, record: bool = True
 SCREEN_LOCK_KEY = 0x656E6761_67655343
 
 
-def _lock() -> None:
-    """One screening at a time: two runs reading the same flags would both add the missing ones.
+def lock() -> None:
+    """One screening (or match decision) at a time: two reading the same flags would both add the missing ones.
 
     PostgreSQL: a transaction-scoped advisory lock. SQLite: an update that changes nothing takes
     the database's write lock now, before anything is read.
