@@ -30,7 +30,7 @@ from openpyxl import load_workbook
 
 from engage.extensions import db
 from engage.holdings import screening as exposure
-from engage.lists import screening
+from engage.lists import review, screening
 from engage.lists.matching import FLAG_SCORE, REVIEW_SCORE, Candidate
 from engage.models import (
     AuditEvent,
@@ -410,7 +410,7 @@ def test_the_screen_command_prints_flagged_holdings_totals_and_what_is_new(runne
 # --- query counts ----------------------------------------------------------------------------
 
 
-def test_the_review_and_screening_pages_take_the_same_queries_for_more_rows(client, login_as, count_queries):
+def test_the_review_and_screening_pages_take_the_same_queries_for_more_rows(client, login_as, make_user, count_queries):
     el = version("us_entity_list", DAQO, HIKVISION)
     wro = version("cbp_wro", HOSHINE_WRO)
     fund = Fund(name="Count Fund")
@@ -418,6 +418,7 @@ def test_the_review_and_screening_pages_take_the_same_queries_for_more_rows(clie
     db.session.commit()
 
     found: list[Candidate] = []  # what the engine would find each time: every pair so far
+    analyst = make_user("analyst")
 
     def add_rows(n: int) -> None:
         for _ in range(n):
@@ -428,14 +429,18 @@ def test_the_review_and_screening_pages_take_the_same_queries_for_more_rows(clie
                 hold(fund, company, 1, "1.0")
             db.session.commit()
             found.extend([candidate(lookalike, el, "daqo", 80), candidate(lookalike, el, "hikvision", 95),
-                          candidate(parent, wro, "hoshine", 95)])
+                          candidate(parent, wro, "hoshine", 95), candidate(parent, el, "daqo", 75)])
         run(*found, notify=False)
+        for question in db.session.scalars(sa.select(MatchCandidate).where(MatchCandidate.status == "pending",
+                                                                           MatchCandidate.score == 75)):
+            review.decide(question.id, False, analyst, "a different company")  # a decided one for /decided
+        db.session.commit()
 
     login_as("viewer")
 
-    def measure() -> tuple[int, int]:
+    def measure() -> tuple[int, ...]:
         counts = []
-        for url in ("/lists/review", "/holdings/screening"):
+        for url in ("/lists/review", "/lists/review/decided", "/holdings/screening"):
             with count_queries() as counter:
                 assert client.get(url).status_code == 200
             counts.append(counter.count)
@@ -448,6 +453,7 @@ def test_the_review_and_screening_pages_take_the_same_queries_for_more_rows(clie
     assert few == many
     page = client.get("/holdings/screening").get_data(as_text=True)
     assert "6 possible matches to review" in page and page.count("via Test Company") == 6
+    assert client.get("/lists/review/decided").get_data(as_text=True).count("a different company") == 6
 
 
 # --- concurrency -----------------------------------------------------------------------------
