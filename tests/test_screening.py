@@ -204,6 +204,24 @@ def test_a_question_that_no_longer_stands_leaves_the_queue(client, login_as):
     assert flags_of(company) == []
 
 
+def test_flags_made_before_entries_are_taken_over_not_duplicated(make_user):
+    """A seeded flag (no entry, no author) on the same list and date becomes the entry's; an analyst's stays apart."""
+    el = version("us_entity_list", HIKVISION, DAQO)
+    hikvision = factories.company("Hangzhou Hikvision Digital Technology Co., Ltd.")
+    daqo = factories.company("Xinjiang Daqo New Energy Co., Ltd.")
+    seeded = RiskFlag(source="us_entity_list", citation="84 FR 54002, 9 Oct 2019", effective_date=dt.date(2019, 10, 9))
+    hikvision.risk_flags.append(seeded)
+    own = RiskFlag(source="us_entity_list", citation=ENTITY_LIST_2021, effective_date=dt.date(2021, 6, 24),
+                   created_by_id=make_user("analyst").id)
+    daqo.risk_flags.append(own)
+    db.session.commit()
+    result = run(candidate(hikvision, el, "hikvision", 97), candidate(daqo, el, "daqo", 97))
+    assert result.adopted == [seeded] and [f.company_id for f in result.created] == [daqo.id]
+    entry_id = next(e.id for e in el.entries if e.key == "hikvision")
+    assert (seeded.entity_id, seeded.version_id, seeded.match_score) == (entry_id, el.id, 97)
+    assert len(flags_of(hikvision)) == 1 and own.entity_id is None and len(flags_of(daqo)) == 2
+
+
 # --- revoked and removed entries -------------------------------------------------------------
 
 

@@ -132,8 +132,9 @@ class Loaded:
     by_key: dict[tuple[str, str], ListedEntity]
     #: Current flags tied to an entry: (company id, list name, key, link) -> flag.
     flags: dict[tuple[int, str, str, str], RiskFlag]
-    #: Current flags of companies in scope tied to no entry and made by no analyst: (company, source, citation).
-    legacy: dict[tuple[int, str, str], RiskFlag]
+    #: Current flags of companies in scope tied to no entry and made by no analyst, by
+    #: (company, source, citation) and by (company, source, effective date).
+    legacy: dict[tuple, RiskFlag]
     decisions: dict[tuple[int, str, str], MatchCandidate]
 
 
@@ -191,6 +192,8 @@ def load(fund: Fund | None = None) -> Loaded:
             RiskFlag.ended_on.is_(None), RiskFlag.entity_id.is_(None), RiskFlag.created_by_id.is_(None),
             scope_filter).order_by(RiskFlag.id)):
         legacy.setdefault((flag.company_id, flag.source, flag.citation), flag)
+        if flag.effective_date is not None:
+            legacy.setdefault((flag.company_id, flag.source, flag.effective_date), flag)
     candidate_scope = MatchCandidate.company_id.in_(list(companies)) if fund is not None else sa.true()
     decisions = {(c.company_id, c.list_name, c.entry_key): c
                  for c in db.session.scalars(sa.select(MatchCandidate).where(candidate_scope))}
@@ -283,8 +286,14 @@ class _Decider:
         key = (company_id, list_name, entry.key, link)
         if key in self.loaded.flags:
             return None
-        legacy = self.loaded.legacy.pop((company_id, entry.source, entry.citation), None) if via is None else None
+        legacy = None
+        if via is None:  # the same citation, else the same date (older files wrote citations their own way)
+            legacy = self.loaded.legacy.get((company_id, entry.source, entry.citation)) or (
+                self.loaded.legacy.get((company_id, entry.source, entry.effective_date)) if entry.effective_date else None)
         if legacy is not None:
+            for stale in ((company_id, legacy.source, legacy.citation), (company_id, legacy.source, legacy.effective_date)):
+                if self.loaded.legacy.get(stale) is legacy:
+                    del self.loaded.legacy[stale]
             legacy.entity_id, legacy.version_id = entry.id, entry.version_id
             legacy.match_score, legacy.match_reason = score, reason[:500]
             self.loaded.flags[key] = legacy
