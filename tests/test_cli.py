@@ -66,10 +66,10 @@ def test_seed_loads_campaign_rubric_and_entity_list_companies(runner):
     assert {"value_chain_mapping", "disengagement", "public_disclosure", "call_to_action", "conflict_areas",
             "ungp_policy", "enhanced_hrdd", "community_engagement", "remedy"} == keys
     entity_list = db.session.scalars(
-        sa.select(Company.name).join(RiskFlag).where(RiskFlag.source == "us_entity_list")
+        sa.select(Company.name).join(RiskFlag, RiskFlag.company_id == Company.id).where(RiskFlag.source == "us_entity_list")
     ).all()
     assert len(entity_list) == 8
-    flag = db.session.scalar(sa.select(RiskFlag).join(Company).where(Company.isin == "CNE100000PM8",
+    flag = db.session.scalar(sa.select(RiskFlag).join(Company, Company.id == RiskFlag.company_id).where(Company.isin == "CNE100000PM8",
                                                                        RiskFlag.source == "us_entity_list"))
     assert flag.effective_date.isoformat() == "2019-10-09" and "84 FR 54002" in flag.citation
     assert db.session.scalar(sa.select(sa.func.count(LetterTemplate.id))) == 4
