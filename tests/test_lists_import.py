@@ -286,6 +286,13 @@ def test_web_refusals_roles_and_escaping(client, login_as, make_user):
     login_as("analyst")
     bad = upload(client, b"source,name,start_date\n", "empty.csv")
     assert bad.status_code == 422 and "the file is empty" in bad.get_data(as_text=True)
+    rows = upload(client, b"Entity,Country,Merchandise,Status,Type,Effective Date\nA Cotton Co,China,Cotton,Active,WRO,soon\n",
+                  "dates.csv")
+    text = rows.get_data(as_text=True)
+    assert rows.status_code == 422 and "not a date (e.g. 2021-06-24)" in text and "<code>soon</code>" in text
+    mapping = upload(client, b"Company\nA Co\n", "team.csv", list_name="Mine", mapping="name=Company,colour=Red")
+    assert mapping.status_code == 422 and "unknown mapping target" in mapping.get_data(as_text=True)
+    assert counts() == (0, 0)
     hostile = b"Entity,Country,Merchandise,Status,Type,Effective Date\n" \
               b"<script>alert(1)</script> Co,China,<b>Cotton</b>,Active,WRO,2021-01-01\n"
     page = upload(client, hostile, "hostile.csv").get_data(as_text=True)

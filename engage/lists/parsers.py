@@ -579,7 +579,8 @@ _FTM_IDS = {"leiCode": "lei", "isinCode": "isin", "uscCode": "usc", "registratio
 
 def parse_ftm(data: bytes, list_name: str) -> Parsed:
     limit = csv.field_size_limit()
-    try:  # imported on first use (it takes a while); importing it raises the csv module's field limit for everyone
+    try:
+        # imported on first use (it takes a while); importing it raises the csv module's field limit for everyone
         from followthemoney import model
         from followthemoney.exc import FollowTheMoneyException
     finally:
