@@ -135,7 +135,8 @@ def create():
 def show(company_id: int):
     company = db.session.scalar(
         sa.select(Company).where(Company.id == company_id)
-        .options(selectinload(Company.risk_flags), selectinload(Company.aliases))
+        .options(selectinload(Company.risk_flags), selectinload(Company.aliases), selectinload(Company.parent),
+                 selectinload(Company.subsidiaries))
     )
     if company is None:
         abort(404)
@@ -156,6 +157,7 @@ def edit(company_id: int):
     form = CompanyForm(obj=company, company=company)
     if request.method == "GET":
         form.aliases.data = "\n".join(company.alias_names)
+        form.parent_ref.data = service.parent_reference(company)
     if form.validate_on_submit():
         service.apply_form(company, form)
         db.session.commit()

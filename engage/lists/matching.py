@@ -60,6 +60,7 @@ from functools import cache
 
 from fingerprints import clean_brackets
 from fingerprints.cleanup import clean_name_ascii
+from fingerprints.types.data import TYPES
 from rapidfuzz import fuzz
 from rigour._core import name_split_phrases_list  # the phrase list behind rigour.names.contains_split_phrase
 
@@ -193,8 +194,6 @@ def _split_phrase_regex() -> re.Pattern[str]:
 @cache
 def _legal_forms() -> tuple[frozenset[tuple[str, ...]], int]:
     """Fingerprints' legal forms (all languages, Chinese included) as token tuples."""
-    from fingerprints.types.data import TYPES
-
     forms: set[tuple[str, ...]] = set()
     for kind in TYPES["types"]:
         for form in (kind["main"], *kind["forms"]):
