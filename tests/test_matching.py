@@ -264,3 +264,14 @@ def test_blocking_finds_every_flag_that_all_pairs_find(data, cutoff):
         brute = match_all_pairs(companies, entries)
     assert set(blocked) <= set(brute)
     assert [c for c in blocked if c.score >= FLAG_SCORE] == [c for c in brute if c.score >= FLAG_SCORE]
+
+
+def test_one_common_word_alone_never_flags():
+    """An alias that is one common word ("Solar") equal on both sides is at most a review, and
+    blocking does not look it up at all."""
+    company = CompanyRecord(1, ("Golden Sun Photovoltaic Ltd", "Solar"))
+    entry = EntryRecord(1, ("Hetian Yuxin Co Ltd", "Solar Ltd"))
+    assert match([company], [entry]) == []
+    [candidate] = match_all_pairs([company], [entry])
+    assert (candidate.score, candidate.reason) == (
+        80, 'alias "Solar" = entry alias "Solar Ltd" (both read "solar", a single common word)')

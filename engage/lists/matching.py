@@ -19,7 +19,8 @@ How a name is read (`name_forms`):
 
 Scores (the best rule per company/entry pair wins):
 - 100  the same ISIN, LEI, or ticker on the same exchange.
-- 97   the same core (e.g. "IFLYTEK CO LTD A" and "iFlytek Co. Ltd." both read "iflytek").
+- 97   the same core (e.g. "IFLYTEK CO LTD A" and "iFlytek Co. Ltd." both read "iflytek");
+       80 when that core is one common word ("Solar"), which blocking does not even look up.
 - 96   the same Chinese name (legal form aside).
 - 95   the same name, one of them cut short inside its legal form.
 - 94   one name is the other cut short by a provider ("...DIGITAL TECHNOLO A"): the cut word is
@@ -356,6 +357,8 @@ def score_names(a: NameForm, b: NameForm, corpus: _Corpus) -> tuple[int, str] | 
             return 96, f'{pair} (same Chinese name, read "{a.text}"){_notes(a, b)}'
         if a.cjk or b.cjk:
             return 92, f'{pair} (transliterated: both read "{a.text}"){_notes(a, b)}'
+        if len(a.tokens) == 1 and not corpus.distinctive(a.tokens[0]):
+            return 80, f'{pair} (both read "{a.text}", a single common word){_notes(a, b)}'
         return 97, f'{pair} (both read "{a.text}"){_notes(a, b)}'
     if a.cjk or b.cjk:
         return None
@@ -443,7 +446,9 @@ def _identifier_reason(key: tuple[str, ...], published: str) -> str:
 
 
 def _name_keys(form: NameForm, corpus: _Corpus) -> list[tuple[str, ...]]:
-    keys: list[tuple[str, ...]] = [("=", form.compact)]
+    keys: list[tuple[str, ...]] = []
+    if form.cjk or len(form.tokens) > 1 or corpus.usable(form.tokens[0]):
+        keys.append(("=", form.compact))  # one common word alone is no key: at most a review
     if len(form.full) >= TRUNCATION_MIN:
         keys.append(("^", form.full[:TRUNCATION_MIN]))
     if not form.cjk:

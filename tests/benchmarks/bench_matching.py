@@ -37,18 +37,18 @@ def _coined(rng: random.Random) -> str:
 def _other(rng: random.Random, i: int) -> EntryRecord:
     """An entry naming some other company, with words shared with the portfolio."""
     roll = rng.random()
+    brand = _coined(rng)
     if roll < 0.25:  # the portfolio's own words, another company
         name = f"{rng.choice(WORDS)} {rng.choice(KINDS)} {rng.choice(['Group', 'International', ''])} {rng.choice(LEGAL)}"
     elif roll < 0.35:  # the portfolio's words and a number like synth's, not the same company
         name = f"{rng.choice(WORDS)} {rng.choice(KINDS)} {rng.randint(0, 99999):05d} {rng.choice(LEGAL)}"
     else:
-        brand = _coined(rng)
         place = rng.choice(PLACES) + " " if rng.random() < 0.7 else ""
         name = f"{place}{brand} {rng.choice(DESCRIPTORS)} {rng.choice(LEGAL)}"
     names = [" ".join(name.split())]
     extra = rng.random()
-    if extra < 0.3:
-        names.append(names[0].split()[1] if len(names[0].split()) > 2 else _coined(rng))
+    if extra < 0.3:  # the brand alone as an alias
+        names.append(brand if roll >= 0.35 else f"{names[0].split()[0]} {names[0].split()[1]}")
     elif extra < 0.4:
         names[0] += " and its subsidiaries"
     elif extra < 0.5:
