@@ -104,10 +104,10 @@ def upgrade():
         batch_op.create_index('ix_match_candidates_status_score', ['status', 'score'], unique=False)
 
     with op.batch_alter_table('companies', schema=None) as batch_op:
-        batch_op.create_check_constraint(op.f("ck_companies_lei_length"), "lei IS NULL OR length(lei) = 20")
-        batch_op.create_check_constraint(op.f("ck_companies_not_own_parent"), "parent_id IS NULL OR parent_id <> id")
         batch_op.add_column(sa.Column('lei', sa.String(length=20), nullable=True))
         batch_op.add_column(sa.Column('parent_id', sa.Integer(), nullable=True))
+        batch_op.create_check_constraint(op.f("ck_companies_lei_length"), "lei IS NULL OR length(lei) = 20")
+        batch_op.create_check_constraint(op.f("ck_companies_not_own_parent"), "parent_id IS NULL OR parent_id <> id")
         batch_op.create_index(batch_op.f('ix_companies_parent_id'), ['parent_id'], unique=False)
         batch_op.create_unique_constraint(batch_op.f('uq_companies_lei'), ['lei'])
         batch_op.create_foreign_key(batch_op.f('fk_companies_parent_id_companies'), 'companies', ['parent_id'], ['id'], ondelete='SET NULL')
@@ -126,7 +126,7 @@ def upgrade():
         batch_op.add_column(sa.Column('address', sa.Text(), server_default='', nullable=False))
         batch_op.add_column(sa.Column('kind', sa.String(length=80), server_default='', nullable=False))
         batch_op.add_column(sa.Column('status', sa.String(length=40), server_default='active', nullable=False))
-        batch_op.add_column(sa.Column('covers_subsidiaries', sa.Boolean(), server_default=sa.text('0'), nullable=False))
+        batch_op.add_column(sa.Column('covers_subsidiaries', sa.Boolean(), server_default=sa.false(), nullable=False))
         batch_op.drop_constraint(batch_op.f('uq_listed_entities_source_normalized_name_effective_date'), type_='unique')
         batch_op.create_index(batch_op.f('ix_listed_entities_version_id'), ['version_id'], unique=False)
         batch_op.create_unique_constraint(batch_op.f('uq_listed_entities_version_id_key'), ['version_id', 'key'])
@@ -135,7 +135,6 @@ def upgrade():
     with op.batch_alter_table('risk_flags', schema=None) as batch_op:
         batch_op.drop_constraint(op.f("ck_risk_flags_source_valid"), type_="check")
         batch_op.create_check_constraint(op.f("ck_risk_flags_source_valid"), f"source IN ({NEW_SOURCES})")
-        batch_op.create_check_constraint(op.f("ck_risk_flags_link_valid"), "link IN ('direct', 'linked')")
         batch_op.add_column(sa.Column('entity_id', sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column('version_id', sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column('link', sa.String(length=8), server_default='direct', nullable=False))
@@ -144,6 +143,7 @@ def upgrade():
         batch_op.add_column(sa.Column('match_reason', sa.String(length=500), server_default='', nullable=False))
         batch_op.add_column(sa.Column('ended_on', sa.Date(), nullable=True))
         batch_op.add_column(sa.Column('ended_version_id', sa.Integer(), nullable=True))
+        batch_op.create_check_constraint(op.f("ck_risk_flags_link_valid"), "link IN ('direct', 'linked')")
         batch_op.create_index(batch_op.f('ix_risk_flags_ended_on'), ['ended_on'], unique=False)
         batch_op.create_index(batch_op.f('ix_risk_flags_entity_id'), ['entity_id'], unique=False)
         batch_op.create_foreign_key(batch_op.f('fk_risk_flags_entity_id_listed_entities'), 'listed_entities', ['entity_id'], ['id'], ondelete='SET NULL')
