@@ -210,6 +210,9 @@ def test_a_company_cannot_be_its_own_ancestor(client, login_as):
     db.session.expire_all()
     assert db.session.get(Company, middle.id).parent_id is None
     assert db.session.get(Company, other.id).subsidiaries == []
+    changes = [e.changes for e in db.session.scalars(sa.select(AuditEvent).where(
+        AuditEvent.object_type == "Company", AuditEvent.object_id == middle.id, AuditEvent.action == "update"))]
+    assert [c["parent_id"] for c in changes if "parent_id" in c] == [[top.id, other.id], [other.id, None]]
 
 
 def test_company_page_shows_lei_parent_and_subsidiaries(client, login_as, count_queries):
