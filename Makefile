@@ -50,5 +50,6 @@ test: lint
 clean:
 	rm -rf $(VENV) instance/engage.sqlite* .pytest_cache
 
+# BENCH_ONLY=matching make bench: only the list-matching benchmark (issue 15).
 bench: install-test
 	$(if $(shell command -v taskset),taskset -c 0,) $(PY) tests/benchmarks/bench.py

@@ -1,32 +1,77 @@
-"""Security identifiers: ISIN format and check digit."""
+"""Security and entity identifiers, validated with python-stdnum: ISIN (ISO 6166), LEI
+(ISO 17442), CUSIP and SEDOL.
+
+Each `*_problem(value)` returns None for a valid identifier, else one sentence saying what is
+wrong (shown next to the form field, the file row or the seed entry). Callers store the
+compact upper-case form (`compact_isin`, `compact_lei`...).
+"""
 
 from __future__ import annotations
 
-import re
+from collections.abc import Callable
+from types import ModuleType
 
-ISIN_RE = re.compile(r"^[A-Z]{2}[A-Z0-9]{9}[0-9]$")
+from stdnum import cusip, isin, lei
+from stdnum.exceptions import InvalidChecksum, InvalidComponent, InvalidFormat, InvalidLength, ValidationError
+from stdnum.gb import sedol
+
+
+def compact_isin(value: str | None) -> str:
+    return isin.compact(value or "")
+
+
+def compact_lei(value: str | None) -> str:
+    return lei.compact(value or "")
 
 
 def isin_check_digit(first11: str) -> int:
-    """ISO 6166 check digit: letters become numbers (A=10), then Luhn over the digits."""
-    digits = "".join(str(int(ch, 36)) for ch in first11)
-    total = 0
-    for position, ch in enumerate(reversed(digits)):
-        n = int(ch)
-        if position % 2 == 0:
-            n *= 2
-            if n > 9:
-                n -= 9
-        total += n
-    return (10 - total % 10) % 10
+    """ISO 6166 check digit of the first 11 characters."""
+    return int(isin.calc_check_digit(first11.upper()))
 
 
-def isin_problem(value: str) -> str | None:
+def isin_problem(value: str | None) -> str | None:
     """None when `value` is a valid ISIN, else a sentence saying what is wrong."""
-    isin = (value or "").strip().upper()
-    if not ISIN_RE.match(isin):
-        return f"{value!r} is not an ISIN: expected 2 letters, 9 letters or digits, 1 check digit."
-    expected = isin_check_digit(isin[:11])
-    if int(isin[11]) != expected:
-        return f"{isin} has check digit {isin[11]}, expected {expected}."
+    number = compact_isin(value)
+    shape = f"{value!r} is not an ISIN: expected 2 letters, 9 letters or digits, 1 check digit."
+    try:
+        isin.validate(number)
+    except InvalidChecksum:
+        return f"{number} has check digit {number[11]}, expected {isin.calc_check_digit(number[:11])}."
+    except InvalidComponent:
+        return f"{number} does not start with an ISO 3166 country code (or XS, EU): {number[:2]!r} is unknown."
+    except ValidationError:
+        return shape
     return None
+
+
+def lei_problem(value: str | None) -> str | None:
+    """None when `value` is a valid Legal Entity Identifier, else a sentence saying what is wrong."""
+    number = compact_lei(value)
+    if len(number) != 20 or not number.isalnum():
+        return f"{value!r} is not an LEI: expected 20 letters or digits, the last two check digits."
+    try:
+        lei.validate(number)
+    except InvalidChecksum:
+        return f"{number} is not a valid LEI: its check digits ({number[-2:]}) do not match (ISO 17442)."
+    except ValidationError:
+        return f"{value!r} is not an LEI: expected 20 letters or digits, the last two check digits."
+    return None
+
+
+def _problem(module: ModuleType, name: str, shape: str) -> Callable[[str | None], str | None]:
+    def problem(value: str | None) -> str | None:
+        number = module.compact(value or "")
+        try:
+            module.validate(number)
+        except InvalidChecksum:
+            return f"{number} has check digit {number[-1]}, expected {module.calc_check_digit(number[:-1])}."
+        except (InvalidFormat, InvalidLength, InvalidComponent, ValidationError):
+            return f"{value!r} is not a {name}: expected {shape}."
+        return None
+
+    problem.__doc__ = f"None when `value` is a valid {name}, else a sentence saying what is wrong."
+    return problem
+
+
+cusip_problem = _problem(cusip, "CUSIP", "9 letters or digits, the last a check digit")
+sedol_problem = _problem(sedol, "SEDOL", "7 letters (no vowels) or digits, the last a check digit")

@@ -16,9 +16,9 @@ import yaml
 
 from engage import clock
 from engage.extensions import db
+from engage.identifiers import compact_isin, compact_lei, isin_problem, lei_problem
 from engage.lists import service as lists_service
 from engage.lists.screening import screen
-from engage.identifiers import isin_problem
 from engage.letters.rendering import LetterTemplateError, check_template
 from engage.models import (
     Campaign,
@@ -193,11 +193,15 @@ def _load_companies(data: dict) -> tuple[int, int, int]:
         name = _require(entry, "name", where)
         if entry.get("isin") and (problem := isin_problem(entry["isin"])):
             raise SeedError(f"{where} ({name}): {problem}")
+        if entry.get("lei") and (problem := lei_problem(entry["lei"])):
+            raise SeedError(f"{where} ({name}): {problem}")
+        entry = {**entry, "isin": compact_isin(entry.get("isin")) or None, "lei": compact_lei(entry.get("lei")) or None}
         company = _find_company(entry)
         if company is None:
             company = Company(
                 name=name,
-                isin=entry.get("isin"),
+                isin=entry["isin"],
+                lei=entry["lei"],
                 ticker=str(entry["ticker"]) if entry.get("ticker") else None,
                 exchange=entry.get("exchange"),
                 country=entry.get("country"),

@@ -126,3 +126,20 @@ def test_synth_builds_a_small_data_set_once(runner):
     again = runner.invoke(args=["synth", "--companies", "20"])
     assert again.exit_code == 1 and "already holds a synthetic data set" in again.stderr
     assert runner.invoke(args=["synth", "--companies", "5"]).exit_code == 1
+
+
+def test_seed_lei_is_validated(make_app, app, tmp_path):
+    import shutil
+    from pathlib import Path
+
+    seeds = tmp_path / "seeds"
+    shutil.copytree(Path(app.config["SEEDS_DIR"]), seeds)
+    text = (seeds / "companies.yaml").read_text().replace("    isin: CNE100000BJ4\n",
+                                                          "    isin: CNE100000BJ4\n    lei: 5493001KJTIIGC8Y1R13\n")
+    (seeds / "companies.yaml").write_text(text)
+    other = make_app(SEEDS_DIR=str(seeds))
+    with other.app_context():
+        result = other.test_cli_runner().invoke(args=["seed"])
+    assert result.exit_code == 1
+    assert "Zhejiang Dahua" in result.stderr and "is not a valid LEI: its check digits (13) do not match" in result.stderr
+    assert table_counts()["campaigns"] == 0  # nothing partial

@@ -138,3 +138,102 @@ def test_list_filters_are_checked_forms_with_clear_refusals(client, login_as):
         response = client.get(url)
         assert response.status_code == 400 and message in response.get_data(as_text=True), (url, message)
     assert client.get("/companies?q=" + "x" * 500 + "&country=cn").status_code == 200  # cut, as before
+
+
+# LEI and parent company (issue 15). LEI 5493001KJTIIGC8Y1R12 is python-stdnum's documented example.
+
+def test_lei_is_validated_and_unique(client, login_as):
+    login_as("analyst")
+    factories.company("Holder", lei="5493001KJTIIGC8Y1R12")
+    db.session.commit()
+    cases = [
+        (company_form(lei="5493001KJTIIGC8Y1R13"), "is not a valid LEI: its check digits (13) do not match"),
+        (company_form(lei="5493001KJT"), "is not an LEI: expected 20 letters or digits"),
+        (company_form(lei="5493001kjtiigc8y1r12"), "LEI 5493001KJTIIGC8Y1R12 already belongs to Holder."),
+    ]
+    for data, message in cases:
+        response = client.post("/companies/new", data=data)
+        assert response.status_code == 422, message
+        assert message in response.get_data(as_text=True), message
+    assert db.session.scalar(sa.select(sa.func.count(Company.id))) == 1
+    holder = db.session.scalar(sa.select(Company))
+    response = client.post(f"/companies/{holder.id}/edit", data=company_form(name="Holder", isin="", lei="5493001KJTIIGC8Y1R12"))
+    assert response.status_code == 302  # its own LEI is no duplicate
+    assert client.post("/companies/new", data=company_form(isin="", lei=" 5493 001K JTII GC8Y 1R12 ")).status_code == 422
+
+
+def test_parent_is_chosen_by_name_number_or_identifier(client, login_as):
+    login_as("analyst")
+    parent = factories.company("Daqo New Energy Corp", isin="US23703Q2030")
+    factories.company("Twin Holdings")
+    factories.company("twin holdings ltd")
+    db.session.commit()
+    for reference in ("daqo new energy corp", "Daqo New Energy", f"#{parent.id}", f"#{parent.id} Daqo New Energy Corp",
+                      "US23703Q2030"):
+        response = client.post("/companies/new", data=company_form(name=f"Sub via {reference}", isin="",
+                                                                   parent_ref=reference))
+        assert response.status_code == 302, reference
+    db.session.expire_all()
+    assert len(db.session.get(Company, parent.id).subsidiaries) == 5
+    cases = [
+        ("Nobody Ltd", "No company is called or identified by &#39;Nobody Ltd&#39;"),
+        ("#999999", "There is no company #999999."),
+        ("Twin Holdings Co", "Several companies match"),
+    ]
+    for reference, message in cases:
+        response = client.post("/companies/new", data=company_form(isin="", parent_ref=reference))
+        assert response.status_code == 422, reference
+        assert message in response.get_data(as_text=True), reference
+
+
+def test_a_company_cannot_be_its_own_ancestor(client, login_as):
+    login_as("analyst")
+    top = factories.company("Top Co")
+    middle = factories.company("Middle Co", parent=top)
+    db.session.flush()
+    bottom = factories.company("Bottom Co", parent=middle)
+    db.session.commit()
+    response = client.post(f"/companies/{top.id}/edit", data=company_form(name="Top Co", isin="", parent_ref=f"#{bottom.id}"))
+    assert response.status_code == 422
+    assert "Bottom Co is already a subsidiary of Top Co" in response.get_data(as_text=True)
+    response = client.post(f"/companies/{top.id}/edit", data=company_form(name="Top Co", isin="", parent_ref="Top Co"))
+    assert "Top Co cannot be its own parent." in response.get_data(as_text=True)
+    db.session.expire_all()
+    assert db.session.get(Company, top.id).parent_id is None
+    # moving the middle under another company is fine, and the edit page shows the current parent
+    page = client.get(f"/companies/{middle.id}/edit").get_data(as_text=True)
+    assert f'value="#{top.id} Top Co"' in page
+    other = factories.company("Other Co")
+    db.session.commit()
+    assert client.post(f"/companies/{middle.id}/edit", data=company_form(name="Middle Co", isin="", parent_ref="Other Co")).status_code == 302
+    assert client.post(f"/companies/{middle.id}/edit", data=company_form(name="Middle Co", isin="", parent_ref="")).status_code == 302
+    db.session.expire_all()
+    assert db.session.get(Company, middle.id).parent_id is None
+    assert db.session.get(Company, other.id).subsidiaries == []
+    changes = [e.changes for e in db.session.scalars(sa.select(AuditEvent).where(
+        AuditEvent.object_type == "Company", AuditEvent.object_id == middle.id, AuditEvent.action == "update"))]
+    assert [c["parent_id"] for c in changes if "parent_id" in c] == [[top.id, other.id], [other.id, None]]
+
+
+def test_company_page_shows_lei_parent_and_subsidiaries(client, login_as, count_queries):
+    login_as("viewer")
+    parent = factories.company("Parent Co", lei="5493001KJTIIGC8Y1R12")
+    company = factories.company("Middle Co", parent=parent)
+    db.session.commit()
+
+    def add_subsidiaries(n):
+        for _ in range(n):
+            factories.company(parent=company)
+        db.session.commit()
+
+    add_subsidiaries(1)
+    with count_queries() as small:
+        page = client.get(f"/companies/{company.id}").get_data(as_text=True)
+    assert f'<a href="/companies/{parent.id}">Parent Co</a>' in page and "Subsidiaries" in page
+    add_subsidiaries(12)
+    with count_queries() as large:
+        page = client.get(f"/companies/{company.id}").get_data(as_text=True)
+    assert large.count == small.count, large.statements
+    assert page.count('<a href="/companies/') >= 14
+    page = client.get(f"/companies/{parent.id}").get_data(as_text=True)
+    assert "<code>5493001KJTIIGC8Y1R12</code>" in page and f'<a href="/companies/{company.id}">Middle Co</a>' in page

@@ -4,9 +4,11 @@ from flask_wtf import FlaskForm
 from wtforms import DateField, HiddenField, SelectChoice, SelectField, StringField, SubmitField, TextAreaField, ValidationError
 from wtforms.validators import AnyOf, DataRequired, Length, Optional, Regexp
 
+from engage.companies import service
+from engage.errors import FieldError
 from engage.extensions import db
 from engage.forms import EditForm, FilterField, FilterForm
-from engage.identifiers import isin_problem
+from engage.identifiers import compact_lei, isin_problem, lei_problem
 from engage.models import LANGUAGES, Company, CompanyContact, ContactRole, RiskSource, Stage
 from engage.validators import http_url, sane_date, whole_number
 
@@ -16,6 +18,11 @@ class CompanyForm(EditForm):
     aliases = TextAreaField("Other names", validators=[Length(max=5000)],
                             description="One per line: former names, short names, names in other scripts.")
     isin = StringField("ISIN", validators=[Optional(), Length(max=20)], description="12 characters, e.g. CNE100000PM8.")
+    lei = StringField("LEI", validators=[Optional(), Length(max=30)],
+                      description="Legal Entity Identifier, 20 characters, e.g. 5493001KJTIIGC8Y1R12.")
+    parent_ref = StringField("Parent company", validators=[Optional(), Length(max=300)],
+                         description="The company that controls this one: its name, ISIN, LEI or number (#42). "
+                                     "A list entry on the parent \"and its subsidiaries\" reaches this company.")
     ticker = StringField("Ticker", validators=[Optional(), Length(max=20)])
     exchange = StringField("Exchange", validators=[Optional(), Length(max=40)], description="MIC code, e.g. XSHE.")
     country = StringField("Country", validators=[Optional(), Regexp(r"^[A-Za-z]{2}$", message="Two-letter ISO code, e.g. CN.")])
@@ -29,6 +36,32 @@ class CompanyForm(EditForm):
     def __init__(self, *args, company: Company | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.company = company
+        #: The company the parent field names, once validated (None: no parent).
+        self.parent_company: Company | None = None
+
+    def validate_lei(self, field):
+        if not field.data:
+            return
+        problem = lei_problem(field.data)
+        if problem:
+            raise ValidationError(problem)
+        field.data = compact_lei(field.data)
+        query = sa.select(Company.name).where(Company.lei == field.data)
+        if self.company is not None and self.company.id is not None:
+            query = query.where(Company.id != self.company.id)
+        other = db.session.scalar(query)
+        if other:
+            raise ValidationError(f"LEI {field.data} already belongs to {other}.")
+
+    def validate_parent_ref(self, field):
+        if not (field.data or "").strip():
+            return
+        try:
+            parent = service.find_company(field.data)
+            service.check_parent(self.company, parent)
+        except FieldError as error:
+            raise ValidationError(error.message) from error
+        self.parent_company = parent
 
     def validate_isin(self, field):
         if not field.data:

@@ -160,6 +160,7 @@ def edit(company_id: int):
     form = CompanyForm(obj=company, company=company)
     if request.method == "GET":
         form.aliases.data = "\n".join(company.alias_names)
+        form.parent_ref.data = service.parent_reference(company)
     if form.validate_on_submit():
         service.apply_form(company, form)
         db.session.commit()

@@ -37,7 +37,7 @@ from openpyxl.utils.cell import range_boundaries
 from openpyxl.worksheet._reader import FORMULA_TAG, VALUE_TAG, WorkSheetParser
 from openpyxl.cell.read_only import ReadOnlyCell
 
-from engage.identifiers import isin_problem
+from engage.identifiers import compact_isin, isin_problem
 from engage.validators import date_problem
 
 #: Header names (lower-case) that mean each field.
@@ -1050,7 +1050,7 @@ def _read_holdings(table: list[_TableRow], header_row: int, result: ParsedFile, 
             value = clean_identifier(cell(source)).upper()
             if value and value != "-":
                 if isin_problem(value) is None:
-                    holding.isin = value
+                    holding.isin = compact_isin(value)
                 elif source == "isin":
                     result.errors.append(RowError(line, labels["isin"], value, isin_problem(value)))
         holding.exchange = cell("exchange") or None

@@ -4,7 +4,10 @@ on the synthetic data set (`flask synth`), on a fresh SQLite file (or BENCH_DATA
 Prints a table (median and p95 server time, SQL statements per request) and writes JSON to
 .bench/results.json. Targets (DESIGN.md): pages under 100 ms at the median with a query count
 that does not grow with rows; monthly XLSX of 20,000 engagements under 5 s and 200 MB; a
-reminders tick over 100,000 reminders under 2 s; a 10,000-row import under 3 s.
+reminders tick over 100,000 reminders under 2 s; a 10,000-row import under 3 s; matching 10,000
+companies against 20,000 list entries under 10 s (issue 15).
+
+BENCH_ONLY=matching runs only the matching benchmark (after `flask synth`'s companies).
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from engage.extensions import db  # noqa: E402
 
 COMPANIES = int(os.environ.get("BENCH_COMPANIES", "10000"))
 REPEAT = int(os.environ.get("BENCH_REPEAT", "15"))
+LIST_ENTRIES = int(os.environ.get("BENCH_LIST_ENTRIES", "20000"))
+ONLY = os.environ.get("BENCH_ONLY", "")  # "matching": only the screening-matching benchmark
 PAGE_TARGET_MS = 100
 
 
@@ -65,8 +70,9 @@ def main() -> int:
         start = time.perf_counter()
         results["synth_rows"] = synthesize(COMPANIES)
         results["synth_seconds"] = round(time.perf_counter() - start, 1)
-        results["pages"] = bench_pages(app)
-        results["jobs"] = bench_jobs(app, folder)
+        results["pages"] = bench_pages(app) if ONLY != "matching" else []
+        results["jobs"] = bench_jobs(app, folder) if ONLY != "matching" else []
+        results["jobs"].append(bench_matching())
     Path(ROOT / ".bench").mkdir(exist_ok=True)
     (ROOT / ".bench" / "results.json").write_text(json.dumps(results, indent=2, default=str))
     print_table(results)
@@ -176,6 +182,33 @@ def bench_jobs(app, folder: Path) -> list[dict]:
     return out
 
 
+def bench_matching() -> dict:
+    """engage.lists.matching.match over the synthetic companies and LIST_ENTRIES synthetic list
+    entries (tests/benchmarks/bench_matching.py), loading included; recall of the planted matches."""
+    from bench_matching import synthetic_entries
+
+    from engage.lists.matching import FLAG_SCORE, REVIEW_SCORE, CompanyRecord, match
+    from engage.models import Company, CompanyAlias
+
+    aliases: dict[int, list[str]] = {}
+    for company_id, alias in db.session.execute(sa.select(CompanyAlias.company_id, CompanyAlias.alias)):
+        aliases.setdefault(company_id, []).append(alias)
+    companies = [CompanyRecord(row.id, (row.name, *aliases.get(row.id, ())), isin=row.isin, lei=row.lei,
+                               ticker=row.ticker, exchange=row.exchange)
+                 for row in db.session.execute(sa.select(Company.id, Company.name, Company.isin, Company.lei,
+                                                         Company.ticker, Company.exchange).order_by(Company.id))]
+    entries, expected = synthetic_entries(companies, LIST_ENTRIES)
+    samples, candidates = timed(lambda: match(companies, entries))
+    flags = sum(1 for c in candidates if c.score >= FLAG_SCORE)
+    scores = {(c.company_id, c.entry_id): c.score for c in candidates}
+    found = sum(1 for pair, outcome in expected.items()
+                if scores.get(pair, 0) >= (FLAG_SCORE if outcome == "flag" else REVIEW_SCORE))
+    return {"name": f"list matching ({len(companies):,} x {len(entries):,})", "seconds": round(samples[0] / 1000, 2),
+            "target": "< 10 s",
+            "detail": f"{flags:,} to flag, {len(candidates) - flags:,} to review; {found} of {len(expected)} planted "
+                      "matches found at the expected level"}
+
+
 def print_table(results) -> None:
     print(f"\nEngage benchmark — {results['companies']:,} companies, synthesised in {results['synth_seconds']} s, "
           f"Python {results['python']}, {results['cpu_affinity']} CPU(s) available")
@@ -186,6 +219,8 @@ def print_table(results) -> None:
     print(f"\n{'job':42} {'seconds':>10} {'peak MB':>8}  target")
     for job in results["jobs"]:
         print(f"{job['name']:42} {job['seconds']:>10} {job.get('peak_mb', ''):>8}  {job.get('target', '')}")
+        if job["name"].startswith("list matching"):
+            print(f"{'':42} {job['detail']}")
     print("\nJSON: .bench/results.json")
 
 

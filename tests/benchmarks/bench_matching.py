@@ -37,18 +37,18 @@ def _coined(rng: random.Random) -> str:
 def _other(rng: random.Random, i: int) -> EntryRecord:
     """An entry naming some other company, with words shared with the portfolio."""
     roll = rng.random()
+    brand = _coined(rng)
     if roll < 0.25:  # the portfolio's own words, another company
         name = f"{rng.choice(WORDS)} {rng.choice(KINDS)} {rng.choice(['Group', 'International', ''])} {rng.choice(LEGAL)}"
     elif roll < 0.35:  # the portfolio's words and a number like synth's, not the same company
         name = f"{rng.choice(WORDS)} {rng.choice(KINDS)} {rng.randint(0, 99999):05d} {rng.choice(LEGAL)}"
     else:
-        brand = _coined(rng)
         place = rng.choice(PLACES) + " " if rng.random() < 0.7 else ""
         name = f"{place}{brand} {rng.choice(DESCRIPTORS)} {rng.choice(LEGAL)}"
     names = [" ".join(name.split())]
     extra = rng.random()
-    if extra < 0.3:
-        names.append(names[0].split()[1] if len(names[0].split()) > 2 else _coined(rng))
+    if extra < 0.3:  # the brand alone as an alias
+        names.append(brand if roll >= 0.35 else f"{names[0].split()[0]} {names[0].split()[1]}")
     elif extra < 0.4:
         names[0] += " and its subsidiaries"
     elif extra < 0.5:
@@ -58,31 +58,39 @@ def _other(rng: random.Random, i: int) -> EntryRecord:
     return EntryRecord(i, tuple(names))
 
 
-def _true_match(rng: random.Random, i: int, company: CompanyRecord) -> EntryRecord:
-    """An entry naming `company`, written as a publisher or a provider would."""
+def _true_match(rng: random.Random, i: int, company: CompanyRecord) -> tuple[EntryRecord, str]:
+    """An entry naming `company`, written as a publisher or a provider would, and the outcome
+    expected ("flag", or "review" for a regional company carrying its name)."""
     name = company.names[0]
     core = name.replace(" Co., Ltd.", "")
     style = i % 8
     if style == 0:
-        return EntryRecord(i, (name.upper().replace(",", "").replace(".", "") + "-A",))
+        return EntryRecord(i, (name.upper().replace(",", "").replace(".", "") + "-A",)), "flag"
     if style == 1:
-        return EntryRecord(i, ((name.upper().replace(",", "").replace(".", ""))[:30] + " A",))
+        return EntryRecord(i, ((name.upper().replace(",", "").replace(".", ""))[:30] + " A",)), "flag"
     if style == 2:
-        return EntryRecord(i, (f"{core} Company Limited and its subsidiaries",))
+        return EntryRecord(i, (f"{core} Company Limited and its subsidiaries",)), "flag"
     if style == 3:
-        return EntryRecord(i, (f"{_coined(rng)} Holdings a/k/a {core} Co. Ltd.",))
+        return EntryRecord(i, (f"{_coined(rng)} Holdings a/k/a {core} Co. Ltd.",)), "flag"
     if style == 4:
-        return EntryRecord(i, (f"{_coined(rng)} {rng.choice(DESCRIPTORS)}",), {"isin": [company.isin or ""]})
+        return EntryRecord(i, (f"{_coined(rng)} {rng.choice(DESCRIPTORS)}",), {"isin": [company.isin or ""]}), "flag"
     if style == 5:
-        return EntryRecord(i, (f"{_coined(rng)} Group",), {"ticker": [f"{company.exchange}:{company.ticker}"]})
+        return EntryRecord(i, (f"{_coined(rng)} Group",), {"ticker": [f"{company.exchange}:{company.ticker}"]}), "flag"
     if style == 6:
-        return EntryRecord(i, (f"{rng.choice(PLACES)} {core} Co., Ltd.",))  # a regional subsidiary: review
-    return EntryRecord(i, (f"{_coined(rng)} {rng.choice(DESCRIPTORS)} Co., Ltd.", name))
+        return EntryRecord(i, (f"{rng.choice(PLACES)} {core} Co., Ltd.",)), "review"
+    return EntryRecord(i, (f"{_coined(rng)} {rng.choice(DESCRIPTORS)} Co., Ltd.", name)), "flag"
 
 
-def synthetic_entries(companies: list[CompanyRecord], count: int, seed: int = 2, true_share: float = 0.03) -> list[EntryRecord]:
+def synthetic_entries(companies: list[CompanyRecord], count: int, seed: int = 2,
+                      true_share: float = 0.03) -> tuple[list[EntryRecord], dict[tuple[int, int], str]]:
+    """`count` entries, `true_share` of them naming a company; and the expected outcome per
+    (company id, entry id) of those."""
     rng = random.Random(seed)
     chosen = rng.sample(companies, min(len(companies), int(count * true_share)))
-    entries = [_true_match(rng, i + 1, company) for i, company in enumerate(chosen)]
+    entries, expected = [], {}
+    for i, company in enumerate(chosen, start=1):
+        entry, outcome = _true_match(rng, i, company)
+        entries.append(entry)
+        expected[(company.id, entry.id)] = outcome
     entries += [_other(rng, i + 1) for i in range(len(entries), count)]
-    return entries
+    return entries, expected
