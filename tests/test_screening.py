@@ -300,8 +300,12 @@ def test_an_entry_naming_a_parent_and_its_subsidiaries_flags_them_as_linked_apar
 
     result = run(candidate(parent, wro, "hoshine", 96), candidate(daqo, el, "daqo", 96))
     linked = {f.company_id: f for f in result.created if f.link == "linked"}
-    assert set(linked) == {shanshan.id, grandchild.id}  # the Entity List entry names no subsidiaries: Daqo's unit is not linked
-    assert {f.linked_via_id for f in linked.values()} == {parent.id}
+    # an entry on a parent links its subsidiaries, whether it names them ("and its subsidiaries") or not
+    assert set(linked) == {shanshan.id, grandchild.id, daqo_unit.id}
+    assert {c: f.linked_via_id for c, f in linked.items()} == {shanshan.id: parent.id, grandchild.id: parent.id,
+                                                               daqo_unit.id: daqo.id}
+    assert "names with its subsidiaries" in linked[shanshan.id].match_reason
+    assert "names with its subsidiaries" not in linked[daqo_unit.id].match_reason
     assert linked[shanshan.id].source == "cbp_wro" and linked[shanshan.id].version_id == wro.id
     assert run(candidate(parent, wro, "hoshine", 96), candidate(daqo, el, "daqo", 96)).created == []
 
@@ -309,8 +313,8 @@ def test_an_entry_naming_a_parent_and_its_subsidiaries_flags_them_as_linked_apar
     assert (e.official.positions, e.official.value) == (1, 10 * MILLION)  # linked holdings are not exposure
     [linked_wro] = [p for p in e.linked if p.source == "cbp_wro"]
     assert (linked_wro.positions, linked_wro.value, linked_wro.share) == (1, 5 * MILLION, Decimal("5.0"))
-    assert (e.linked_any.positions, e.linked_any.value) == (1, 5 * MILLION)
-    assert [row.company.name for row in e.linked_rows] == [shanshan.name]
+    assert (e.linked_any.positions, e.linked_any.value) == (2, 6 * MILLION)
+    assert sorted(row.company.name for row in e.linked_rows) == sorted([shanshan.name, daqo_unit.name])
     assert shanshan.name not in [row.company.name for row in e.rows]
 
     login_as("viewer")
@@ -332,7 +336,7 @@ def test_an_entry_naming_a_parent_and_its_subsidiaries_flags_them_as_linked_apar
     version("cbp_wro", dict(HOSHINE_WRO, status="revoked"), retrieved=dt.date(2026, 8, 1))
     ended = run(candidate(daqo, el, "daqo", 96)).ended
     assert {f.company_id for f in ended} == {parent.id, shanshan.id, grandchild.id}
-    assert exposure.exposure(fund).linked_any.positions == 0
+    assert exposure.exposure(fund).linked_any.positions == 1  # Daqo's unit, through the Entity List
 
 
 def test_a_subsidiary_named_itself_keeps_its_direct_flag_and_no_linked_one(app):

@@ -21,7 +21,7 @@ from sqlalchemy.orm import joinedload
 from engage import audit, clock
 from engage.errors import FieldError
 from engage.extensions import db
-from engage.lists.screening import covers_subsidiaries, latest_versions, lock
+from engage.lists.screening import latest_versions, lock
 from engage.models import (
     ACTIVE_STATUSES,
     AuditEvent,
@@ -199,17 +199,17 @@ def _flag(candidate: MatchCandidate) -> tuple[list[RiskFlag], bool]:
         made.append(flag)
 
     add(candidate.company_id, None)
-    if covers_subsidiaries(entry):
-        children: dict[int, list[int]] = defaultdict(list)
-        for child, parent in db.session.execute(sa.select(Company.id, Company.parent_id)
-                                                .where(Company.parent_id.is_not(None))):
-            children[parent].append(child)
-        queue, seen = list(children.get(candidate.company_id, [])), {candidate.company_id}
-        while queue:
-            child = queue.pop(0)
-            if child not in seen:
-                seen.add(child)
-                add(child, candidate.company_id)
-                queue += children.get(child, [])
+    # like screening: an entry on the parent links every subsidiary (the entry is active, checked above)
+    children: dict[int, list[int]] = defaultdict(list)
+    for child, parent in db.session.execute(sa.select(Company.id, Company.parent_id)
+                                            .where(Company.parent_id.is_not(None))):
+        children[parent].append(child)
+    queue, seen = list(children.get(candidate.company_id, [])), {candidate.company_id}
+    while queue:
+        child = queue.pop(0)
+        if child not in seen:
+            seen.add(child)
+            add(child, candidate.company_id)
+            queue += children.get(child, [])
     db.session.flush()
     return made, False

@@ -13,8 +13,9 @@ companies and entries:
      version, the score and the reason) unless an analyst rejected the pair;
    - a score in the review band queues a pending MatchCandidate, unless the pair (company, list,
      entry key) was decided already: an accepted pair flags, a rejected one is never asked again;
-   - an entry that reaches the subsidiaries (`covers_subsidiaries`, or "and its subsidiaries" in
-     its name) flags every descendant of a company it flags as `linked`, via that company;
+   - an entry flags every descendant of a company it flags directly as `linked`, via that company
+     (the issue's rule: an entry on the parent, or one naming it "and its subsidiaries"); the
+     reason says which of the two it was;
    - a flag whose entry is revoked (status not in ACTIVE_STATUSES) or missing from the list's
      latest version ends: `ended_on` is that version's retrieved date, `ended_version_id` the
      version; the flag is kept as history. Analysts' own flags (no entry) are never ended here.
@@ -349,7 +350,11 @@ class _Decider:
                     self.flag(pair[0], entry, decision.score, decision.reason)
 
     def link_subsidiaries(self) -> None:
-        """Linked flags on every descendant of a company directly flagged by an entry reaching subsidiaries."""
+        """Linked flags on every descendant of a company an active entry flags directly.
+
+        Linked flags are shown apart and never counted as exposure, so an entry on the parent links
+        its subsidiaries whether or not it names them ("and its subsidiaries" is said in the reason).
+        """
         children: dict[int, list[int]] = defaultdict(list)
         for child, parent in self.loaded.parents.items():
             children[parent].append(child)
@@ -357,7 +362,7 @@ class _Decider:
         direct = [(key, flag) for key, flag in self.loaded.flags.items() if key[3] == FlagLink.DIRECT.value]
         for (company_id, list_name, key, _link), _flag in sorted(direct, key=lambda item: item[1].company_id):
             entry = self.loaded.by_key.get((list_name, key))
-            if entry is None or entry.status not in ACTIVE_STATUSES or not covers_subsidiaries(entry):
+            if entry is None or entry.status not in ACTIVE_STATUSES:
                 continue
             queue, seen = [(child, company_id) for child in children.get(company_id, [])], {company_id}
             while queue:  # breadth first: the nearest listed ancestor is the one a subsidiary is linked via
