@@ -41,6 +41,10 @@ def test_the_upload_form_names_its_fields_not_command_line_options(client, login
     text = unnamed.get_data(as_text=True)
     assert unnamed.status_code == 422 and "a team&#39;s own CSV needs a list name (List name)" in text
     assert "--list" not in text and "--mapping" not in text
+    # the hint and the error are read out with the field, not only shown next to it
+    assert re.search(r'<input aria-describedby="list_name-hint list_name-error" aria-invalid="true" id="list_name"', text)
+    assert '<p class="hint" id="list_name-hint">A team&#39;s own CSV: the name of the list.' in text
+    assert re.search(r'<input aria-describedby="retrieved_on-hint" id="retrieved_on"', form)
     assert db.session.scalar(sa.select(sa.func.count(ListVersion.id))) == 0
 
 
