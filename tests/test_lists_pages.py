@@ -122,3 +122,13 @@ def test_the_screening_page_shows_why_a_holding_is_flagged(client, login_as):
     assert "84 FR 54002 (BIS, Addition of Certain Entities to the Entity List), 9 Oct 2019</span>" in section
     assert ("Matched: name &#34;Hangzhou Hikvision Digital Technology Co., Ltd.&#34; = entry name "
             "&#34;Hangzhou Hikvision Digital Technology Co. Ltd.&#34;</span>") in section
+
+
+def test_the_screening_page_without_lists_says_where_to_load_them(client, login_as):
+    login_as("analyst")
+    page = client.get("/holdings/screening").get_data(as_text=True)
+    assert 'Lists loaded: none yet — <a href="/lists/import">import a list file</a>.' in page
+    assert "flask lists import" not in page
+    version("us_entity_list", DAQO)
+    page = client.get("/holdings/screening").get_data(as_text=True)
+    assert '(<a href="/lists/">the lists and their versions</a>)' in page
