@@ -132,3 +132,12 @@ def test_the_screening_page_without_lists_says_where_to_load_them(client, login_
     version("us_entity_list", DAQO)
     page = client.get("/holdings/screening").get_data(as_text=True)
     assert '(<a href="/lists/">the lists and their versions</a>)' in page
+
+
+def test_each_lists_count_of_versions_is_a_link_that_says_what_it_opens(client, login_as):
+    version("us_entity_list", DAQO)
+    version("us_entity_list", DAQO, HIKVISION)
+    login_as("viewer")
+    page = client.get("/lists/").get_data(as_text=True)
+    assert ('<a href="/lists/versions?list=us_entity_list">2<span class="visually-hidden"> versions of US Entity List'
+            '</span></a>') in page
