@@ -130,7 +130,7 @@ def test_scores_flag_or_queue_and_a_decision_is_remembered_and_can_be_undone(cli
     analyst = login_as("analyst")
     queue = client.get("/lists/review").get_data(as_text=True)
     assert "Daqo New Energy Corp." in queue and "Xinjiang Daqo New Energy Co. Ltd." in queue
-    assert "close name" in queue and '<td class="num">80</td>' in queue and "us_entity_list_2026-06-01.csv" in queue
+    assert "close name" in queue and '<td class="num" data-label="Score (of 100)">80</td>' in queue and "us_entity_list_2026-06-01.csv" in queue
     decide_url = f"/lists/review/{question.id}/decide"
     rejected = post(client, decide_url, reject="y", note="The US holding, not the Xinjiang company")
     assert rejected.status_code == 302

@@ -6,7 +6,18 @@ from wtforms.validators import Length, Optional
 from engage.lists.parsers import FORMATS
 from engage.validators import sane_date
 
-FORMAT_CHOICES = [SelectChoice("", "Tell it from the file")] + [SelectChoice(f, f) for f in FORMATS]
+#: What each layout is, for people (the code in brackets is the command line's --format).
+FORMAT_LABELS = {
+    "csl-csv": "US Consolidated Screening List, CSV export",
+    "csl-json": "US Consolidated Screening List, JSON export",
+    "cbp-wro": "CBP Withhold Release Orders and Findings, CSV",
+    "uflpa-html": "DHS UFLPA Entity List page, saved as HTML",
+    "ftm": "OpenSanctions FollowTheMoney export (JSON lines)",
+    "nbim": "Norges Bank exclusion and observation decisions (HTML or CSV)",
+    "csv": "A team's own CSV (give a list name, and a column mapping unless it has a 'name' column)",
+}
+FORMAT_CHOICES = [SelectChoice("", "Tell it from the file")] + [SelectChoice(f, f"{FORMAT_LABELS[f]} ({f})")
+                                                                for f in FORMATS]
 
 
 class ListImportForm(FlaskForm):

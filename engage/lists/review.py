@@ -97,7 +97,8 @@ def _candidate(candidate_id: int) -> MatchCandidate:
 
 def _describe(candidate: MatchCandidate) -> str:
     entry = candidate.entity.name if candidate.entity is not None else candidate.entry_key
-    return f"{candidate.company.name} ↔ {entry} ({candidate.list_name})"
+    name = candidate.list_name
+    return f"{candidate.company.name} ↔ {entry} ({RiskSource(name).label if name in RiskSource.values() else name})"
 
 
 def _stale(candidate: MatchCandidate) -> ReviewError:

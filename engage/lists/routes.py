@@ -7,7 +7,7 @@ from flask import Blueprint, current_app, flash, redirect, render_template, requ
 from flask_login import current_user
 
 from engage.extensions import db
-from engage.lists import review, service
+from engage.lists import matching, review, service
 from engage.lists import screening as list_screening
 from engage.lists.forms import ConfirmForm, ListImportForm
 from engage.lists.review_forms import DecisionForm, UndoForm
@@ -27,7 +27,7 @@ def index():
     """Each list with its latest version (two queries whatever the number of lists)."""
     latest = sorted(service.latest_versions().values(), key=lambda v: v.name)
     counts = dict(db.session.execute(sa.select(ListVersion.name, sa.func.count()).group_by(ListVersion.name)).all())
-    return render_template("lists/index.html", latest=latest, counts=counts)
+    return render_template("lists/index.html", latest=latest, counts=counts, to_review=review.pending_count())
 
 
 @bp.route("/versions")
@@ -91,7 +91,7 @@ def import_list():
     try:
         preview = _read(data, meta)
     except service.ListError as exc:
-        status = refuse(form, exc)
+        status = refuse(form, service.for_the_form(exc))
         return render_template("lists/import.html", form=form, errors=exc.errors), status
     token = service.stash_upload(data, meta)
     return _preview_page(token, preview, meta)
@@ -137,10 +137,11 @@ def confirm_import(token: str):
         db.session.rollback()
         service.release_upload(token)
         changed = isinstance(exc, service.PreviewChanged)
-        flash(f"Not saved: {exc.message}.", "error")
+        flash(f"Not saved: {service.for_the_form(exc).message}.", "error")
         try:
             preview = _read(data, meta)
         except service.ListError as again:
+            again = service.for_the_form(again)
             flash(f"{again.message[0].upper()}{again.message[1:]}.", "error")
             service.discard_upload(token)
             return redirect(url_for("lists.import_list"))
@@ -166,7 +167,8 @@ def confirm_import(token: str):
 @require_role("viewer")
 def review_queue():
     page = paginate(review.pending_query())
-    return render_template("lists/review.html", page=page, form=DecisionForm(formdata=None))
+    return render_template("lists/review.html", page=page, form=DecisionForm(formdata=None),
+                           flag_score=matching.FLAG_SCORE)
 
 
 @bp.route("/review/decided")
@@ -200,7 +202,10 @@ def review_decide(candidate_id: int):
     elif result.entry_gone:
         flash(f"Accepted for {name}; the entry is no longer active on its list, so no flag was made.", "info")
     else:
-        flash(f"Accepted: {name} flagged ({len(result.flags)} flag(s), subsidiaries included).", "success")
+        linked = sum(1 for flag in result.flags if flag.is_linked)
+        reach = f"; {linked} subsidiar{'y' if linked == 1 else 'ies'} flagged as linked" if linked else ""
+        flash(f"Accepted: {name} flagged on {service.label(result.candidate.list_name)}{reach}. "
+              f"It shows on the screening page and on the company's page.", "success")
     return redirect(url_for("lists.review_queue"))
 
 

@@ -60,6 +60,26 @@ def label(name: str) -> str:
 _label = label
 
 
+#: The command line's options as the upload form names them: a refusal read on the web page points
+#: at the form's fields, not at options the page does not have.
+FORM_WORDING = (
+    ("give --format", "choose a Format"),
+    ("(--format csv)", "(Format csv)"),
+    ("and --mapping", "and a Column mapping"),
+    ("give e.g. --mapping ", "give a Column mapping such as "),
+    ("(--list)", "(List name)"),
+    ("(--older)", "(tick “make it the latest anyway” below)"),
+    ("--sources", "CSL sources"),
+)
+
+
+def for_the_form(error: ListError) -> ListError:
+    """`error` worded for the upload form (the same refusal, its options named as the form's fields)."""
+    for option, field_name in FORM_WORDING:
+        error.message = error.message.replace(option, field_name)
+    return error
+
+
 def parse_day(text: str | None) -> dt.date | None:
     return dt.date.fromisoformat(text) if text else None
 
