@@ -126,10 +126,11 @@ def test_cbp_wro_uflpa_ftm_nbim_and_team_csv_import(runner, app):
 
     result = run(runner, FIXTURES / "uflpa_opensanctions.ftm.json", "--retrieved", dt.date.today().isoformat())
     assert result.exit_code == 0, result.stderr
-    assert "UFLPA Entity List: 6 entries, 6 added, 0 removed, 6 removed" not in result.output
+    # the same list from another layout: entries paired by name keep the page's keys (flags and decisions hang on them)
+    assert " 0 added" in result.output and " 0 removed" in result.output
     ftm = entry("Xinjiang Zhonghe Co., Ltd.")
     assert (ftm.key, ftm.version.format, ftm.aliases, ftm.section, ftm.effective_date, ftm.country) == (
-        "us-uflpa-xinjiang-zhonghe", "ftm", ["Xinjiang Joinworld Co., Ltd."], "2(d)(2)(B)(ii)", dt.date(2024, 11, 25), "CN")
+        zhonghe.key, "ftm", ["Xinjiang Joinworld Co., Ltd."], "2(d)(2)(B)(ii)", dt.date(2024, 11, 25), "CN")
 
     result = run(runner, FIXTURES / "nbim_2023.csv", "--retrieved", "2023-03-01")
     assert result.exit_code == 0, result.stderr
@@ -353,3 +354,28 @@ def test_a_list_upload_cannot_be_confirmed_as_holdings(client, login_as):
     assert "no longer waiting" in answer.get_data(as_text=True)
     assert client.post(f"/holdings/import/{token}/read", data={}, follow_redirects=True).status_code == 200
     assert client.post(f"/lists/import/{token}", data=form).status_code == 302 and counts() == (1, 3)  # still waiting
+
+
+def test_the_same_list_from_another_layout_keeps_flags_and_decisions(runner, app):
+    """The DHS page, then the OpenSanctions export of the same list: a held company's flag stands (same
+    row, not ended and made again) and a decided question is not asked again."""
+    from tests import factories
+    from engage.models import CandidateStatus, MatchCandidate, RiskFlag
+
+    zhonghe = factories.company("Xinjiang Zhonghe Co., Ltd.")
+    look_alike = factories.company("Zhonghe Example Trading Co.")  # made up for the test
+    db.session.commit()
+    assert run(runner, FIXTURES / "uflpa_2024-11-25.html").exit_code == 0
+    [flag] = db.session.scalars(sa.select(RiskFlag).where(RiskFlag.company_id == zhonghe.id)).all()
+    key = entry("Xinjiang Zhonghe Co., Ltd.").key
+    db.session.add(MatchCandidate(company_id=look_alike.id, list_name="uflpa_entity_list", entry_key=key, score=75,
+                                  reason="test", status=CandidateStatus.REJECTED.value))
+    db.session.commit()
+
+    result = run(runner, FIXTURES / "uflpa_opensanctions.ftm.json", "--retrieved", dt.date.today().isoformat())
+    assert result.exit_code == 0, result.stderr
+    db.session.expire_all()
+    flags = db.session.scalars(sa.select(RiskFlag).where(RiskFlag.company_id == zhonghe.id)).all()
+    assert [(f.id, f.ended_on) for f in flags] == [(flag.id, None)]
+    assert db.session.scalar(sa.select(sa.func.count(MatchCandidate.id)).where(
+        MatchCandidate.company_id == look_alike.id, MatchCandidate.status == CandidateStatus.PENDING.value)) == 0

@@ -13,6 +13,7 @@ import datetime as dt
 import hashlib
 import json
 import secrets
+from collections import defaultdict
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
@@ -174,6 +175,29 @@ def versions(list_name: str | None = None) -> list[ListVersion]:
     return list(db.session.scalars(query))
 
 
+def _keep_keys_across_layouts(entries: list[Entry], before: dict[str, dict]) -> None:
+    """An entry the previous version knew under another key takes that key when its name says it is the same.
+
+    The same list loaded from another publisher's layout (the DHS page, then the OpenSanctions
+    export) keys its entries differently; flags and match decisions hang on the key, so without
+    this every entry would read as removed and added again, ending flags and asking settled
+    questions anew. Paired only when the normalised name is unique on both sides.
+    """
+    known = {entry.key for entry in entries}
+    unpaired_old: dict[str, list[str]] = defaultdict(list)
+    for key, old in before.items():
+        if key not in known:
+            unpaired_old[normalize_name(old["name"])].append(key)
+    unpaired_new: dict[str, list[Entry]] = defaultdict(list)
+    for entry in entries:
+        if entry.key not in before:
+            unpaired_new[normalize_name(entry.name)].append(entry)
+    for name, news in unpaired_new.items():
+        olds = unpaired_old.get(name, [])
+        if name and len(news) == 1 and len(olds) == 1:
+            news[0].key = olds[0]
+
+
 def _diff(name: str, entries: list[Entry], previous: ListVersion | None, retrieved_on: dt.date) -> ListDiff:
     diff = ListDiff(name, previous, entries, older=bool(previous and retrieved_on < previous.retrieved_on))
     before: dict[str, dict] = {}
@@ -181,6 +205,7 @@ def _diff(name: str, entries: list[Entry], previous: ListVersion | None, retriev
         columns = [getattr(ListedEntity, f) for f in ("key", *Entry.FIELDS)]
         for row in db.session.execute(sa.select(*columns).where(ListedEntity.version_id == previous.id)):
             before[row.key] = dict(row._mapping)
+    _keep_keys_across_layouts(entries, before)
     keys = set()
     for entry in entries:
         keys.add(entry.key)
