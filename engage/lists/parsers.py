@@ -338,6 +338,8 @@ def _csl_records_json(data: bytes) -> list[tuple[int, dict]]:
         document = json.loads(text)
     except ValueError as exc:
         raise ListError(f"the file is not JSON ({exc})") from exc
+    except RecursionError as exc:  # [[[[...]]]]: no list export nests like that
+        raise ListError("the file's JSON is nested too deeply to be a list export") from exc
     results = document.get("results") if isinstance(document, dict) else document
     if not isinstance(results, list):
         raise ListError('a CSL JSON file holds {"results": [...]} or a list of entries')
@@ -346,6 +348,7 @@ def _csl_records_json(data: bytes) -> list[tuple[int, dict]]:
     if len(results) > MAX_ROWS:
         raise ListError(f"the file has {len(results)} entries; at most {MAX_ROWS} are read")
     records = []
+    errors: list[RowError] = []
     for number, item in enumerate(results, start=1):
         if not isinstance(item, dict):
             raise ListError(f"entry {number} is not an object", [RowError(number, "", str(item)[:80], "not an object")])
@@ -354,18 +357,27 @@ def _csl_records_json(data: bytes) -> list[tuple[int, dict]]:
                   "source_information_url", "remarks", "type"):
             value = record.get(k)
             record[k] = clean_cell(str(value)) if value is not None and not isinstance(value, (list, dict)) else ""
-        alt = item.get("alt_names") or []
-        record["alt_names"] = alt if isinstance(alt, list) else str(alt).split(";")
-        addresses = []
-        for address in item.get("addresses") or []:
+        # A list of texts (a text alone is one, or several split by ";"); anything else is not what a CSL export holds.
+        alt, addresses, ids = (item.get(k) or [] for k in ("alt_names", "addresses", "ids"))
+        for column, value in (("alt_names", alt), ("addresses", addresses), ("ids", ids)):
+            if not isinstance(value, (list, str)) or (column == "ids" and isinstance(value, str)):
+                errors.append(RowError(number, column, str(value)[:80],
+                                       "a list of objects" if column == "ids" else "a list of texts"))
+        if errors and errors[-1].row == number:
+            continue
+        record["alt_names"] = ([str(a) for a in alt if isinstance(a, (str, int, float))] if isinstance(alt, list)
+                               else alt.split(";"))
+        record["addresses"] = []
+        for address in [addresses] if isinstance(addresses, str) else addresses:
             if isinstance(address, dict):
                 parts = [address.get(k) for k in ("address", "city", "state", "postal_code", "country")]
-                addresses.append(", ".join(str(p) for p in parts if p))
-            elif address:
-                addresses.append(str(address))
-        record["addresses"] = addresses
-        record["ids"] = [i for i in (item.get("ids") or []) if isinstance(i, dict)]
+                record["addresses"].append(", ".join(str(p) for p in parts if p and not isinstance(p, (list, dict))))
+            elif address and isinstance(address, (str, int, float)):
+                record["addresses"].append(str(address))
+        record["ids"] = [i for i in ids if isinstance(i, dict)]
         records.append((number, record))
+    if errors:
+        raise ListError(f"{len(errors)} problem(s) in the file; nothing was loaded", errors[:MAX_ERRORS])
     return records
 
 
@@ -601,6 +613,8 @@ def parse_ftm(data: bytes, list_name: str) -> Parsed:
             proxies.append((number, model.get_proxy(json.loads(line), cleaned=False)))
         except (ValueError, TypeError, AttributeError, KeyError, FollowTheMoneyException) as exc:
             errors.append(RowError(number, "", line[:60], f"not a FollowTheMoney entity ({str(exc)[:120]})"))
+        except RecursionError:
+            errors.append(RowError(number, "", line[:60], "not a FollowTheMoney entity (JSON nested too deeply)"))
     if errors:
         raise ListError(f"{len(errors)} line(s) are not FollowTheMoney entities; nothing was loaded", errors[:MAX_ERRORS])
     sanctions: dict[str, list] = {}
@@ -796,6 +810,8 @@ def detect(data: bytes) -> str:
             line = json.loads(first)
         except ValueError:
             line = None
+        except RecursionError as exc:
+            raise ListError("the file's JSON is nested too deeply to be a list export") from exc
         if isinstance(line, dict) and "schema" in line and "properties" in line:
             return "ftm"
         return "csl-json"
