@@ -51,3 +51,47 @@ def test_json_of_the_wrong_shape_is_refused_with_where(runner, app, tmp_path, da
 def test_a_json_line_nested_too_deeply_is_refused(runner, app, tmp_path, args):
     data = b'{"schema": "Company", "properties": {"name": ' + b"[" * 100_000 + b"]" * 100_000 + b"}}\n"
     assert "nested too deeply" in refused(runner, tmp_path, "deep.ftm.json", data, *args)
+
+
+# --- files that are not what they claim ---------------------------------------------------------
+
+def _zip() -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        archive.writestr("csl.csv", (FIXTURES / "csl_2021-07-01.csv").read_bytes())
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("name, data, message", [
+    ("csl.csv", b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj<<>>endobj\n", "a PDF document"),
+    ("csl.csv", _zip(), "a ZIP archive"),
+    ("csl.csv", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 100, "an old Office file"),
+    ("csl.csv", CSL_HEADER + csl_row(1, "Hik\x00vision Co"), "NUL character at line 2"),
+], ids=["pdf", "zip", "xls", "nul"])
+def test_a_file_that_is_not_text_says_what_it_is(runner, app, tmp_path, name, data, message):
+    assert message in refused(runner, tmp_path, name, data)
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "gb18030", "utf-8-sig"])
+def test_a_text_file_in_another_encoding_or_with_crlf_is_read(runner, app, tmp_path, encoding):
+    text = (CSL_HEADER + csl_row(1, "杭州海康威视数字技术股份有限公司") + csl_row(2, "B Co")).decode().replace("\n", "\r\n")
+    path = tmp_path / "csl.csv"
+    path.write_bytes(text.encode(encoding))
+    result = run(runner, path)
+    assert result.exit_code == 0, result.stderr
+    assert sorted(db.session.scalars(sa.select(ListedEntity.name))) == ["B Co", "杭州海康威视数字技术股份有限公司"]
+
+
+def test_an_ambiguous_encoding_is_refused_with_both_readings(runner, app, tmp_path):
+    data = (CSL_HEADER + csl_row(1, "Müller Co")).decode().encode("cp1252")
+    message = refused(runner, tmp_path, "csl.csv", data)
+    assert "line 2 reads as" in message and "Müller" in message and "save the file as UTF-8" in message
+    assert "--encoding" not in message  # the holdings import's option: the list import has none
+
+
+def test_a_csv_with_old_mac_line_endings_is_read(runner, app, tmp_path):
+    path = tmp_path / "csl.csv"
+    path.write_bytes((CSL_HEADER + csl_row(1, "A Co") + csl_row(2, "B Co")).replace(b"\n", b"\r"))
+    result = run(runner, path)
+    assert result.exit_code == 0, result.stderr
+    assert sorted(db.session.scalars(sa.select(ListedEntity.name))) == ["A Co", "B Co"]

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from html.parser import HTMLParser
 
 from engage.errors import FieldError
-from engage.holdings.parsing import RowError, clean_cell, parse_date
+from engage.holdings.parsing import ENCODING_HOW, FileRefused, RowError, clean_cell, decode, parse_date
 from engage.models import RiskSource, normalize_name
 
 FORMATS = ("csl-csv", "csl-json", "cbp-wro", "uflpa-html", "ftm", "nbim", "csv")
@@ -142,11 +142,28 @@ def _entry(row: int, source: str, published_name: str, **values) -> Entry:
 
 # --- reading text and tables ------------------------------------------------------------------
 
+#: What a file that is no text is, told by its first bytes.
+_BINARY = ((b"%PDF", "a PDF document"), (b"PK\x03\x04", "a ZIP archive (an Excel workbook is one)"),
+           (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an old Office file (.xls, .doc)"), (b"\x1f\x8b", "a gzip archive"))
+
+
 def _text(data: bytes) -> str:
+    """The file's text: UTF-8, UTF-16 with a byte-order mark, or GB18030 / Windows-1252 when the bytes
+    leave no doubt (the holdings import's reading); a binary file or a NUL character is refused."""
+    for magic, what in _BINARY:
+        if data.startswith(magic):
+            raise ListError(f"the file is {what}, not a list file; save the list as CSV (UTF-8), JSON or HTML")
     try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ListError(f"the file is not UTF-8 text (byte {exc.start + 1} cannot be read); save it as UTF-8") from exc
+        text, _ = decode(data)
+    except FileRefused as exc:
+        message = str(exc).replace(f"say which it is{ENCODING_HOW}, or ", "").replace(
+            f" or say its encoding{ENCODING_HOW}", "")
+        raise ListError(message) from exc
+    nul = text.find("\x00")
+    if nul >= 0:
+        raise ListError(f"the file has a NUL character at line {text.count(chr(10), 0, nul) + 1}: it is not a text "
+                        "file, or it was damaged; save the list again as CSV (UTF-8)")
+    return text
 
 
 def _key(header: str) -> str:
@@ -190,7 +207,7 @@ def _csv_rows(data: bytes) -> tuple[list[str], list[tuple[int, list[str]]]]:
         dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t|")
     except csv.Error:
         dialect = csv.excel
-    reader = csv.reader(io.StringIO(text), dialect)
+    reader = csv.reader(io.StringIO(text, newline=None), dialect)  # any line ending, old Macs' "\r" too
     try:
         rows = [(reader.line_num, row) for row in reader]
     except csv.Error as exc:
@@ -837,6 +854,7 @@ def parse(data: bytes, format: str | None = None, *, list_name: str | None = Non
     """Read `data` in `format` (told from the content when None); ListError on anything wrong."""
     if not data or not data.strip(b"\xef\xbb\xbf \t\r\n"):
         raise ListError("the file is empty")
+    data = _text(data).encode("utf-8")  # each layout reads UTF-8 (a UTF-16 or GB18030 file is read the same)
     if format is None and mapping:
         format = "csv"  # a column mapping: a team's CSV
     if format is None:
