@@ -95,3 +95,20 @@ def test_a_csv_with_old_mac_line_endings_is_read(runner, app, tmp_path):
     result = run(runner, path)
     assert result.exit_code == 0, result.stderr
     assert sorted(db.session.scalars(sa.select(ListedEntity.name))) == ["A Co", "B Co"]
+
+
+# --- columns and mappings that say two things ---------------------------------------------------
+
+def test_a_column_read_that_appears_twice_is_refused(runner, app, tmp_path):
+    data = b"source,entity_number,name,name,start_date\nEntity List (EL),1,A Co,B Co,2020-01-01\n"
+    message = refused(runner, tmp_path, "csl.csv", data)
+    assert "two columns called 'name' (columns 3 and 4)" in message
+    team = refused(runner, tmp_path, "team.csv", b"Company,Company,Why\nA Co,B Co,x\n", "--list", "Mine",
+                   "--mapping", "name=Company")
+    assert "two columns called 'Company' (columns 1 and 2)" in team
+
+
+def test_a_mapping_naming_a_target_twice_is_refused(runner, app, tmp_path):
+    message = refused(runner, tmp_path, "team.csv", b"Company,Other\nA Co,B Co\n", "--list", "Mine",
+                      "--mapping", "name=Company,name=Other")
+    assert "mapping target 'name' is given twice (Company, Other)" in message

@@ -183,6 +183,11 @@ class Table:
                 if name in keys:
                     self.index[target] = keys.index(name)
                     break
+        for target, at in self.index.items():  # a column read twice: which one is meant cannot be told
+            twice = [i + 1 for i, k in enumerate(keys) if k == keys[at]]
+            if len(twice) > 1:
+                raise ListError(f"the {what} has two columns called {self.header[at]!r} (columns "
+                                f"{' and '.join(map(str, twice[:2]))}); rename or remove one")
         missing = [t for t in required if t not in self.index]
         if missing:
             wanted = "; ".join(f"{t}: one of {', '.join(repr(n) for n in columns[t])}" for t in missing)
@@ -759,6 +764,8 @@ def parse_mapping(text: str | dict | None) -> dict[str, str]:
                             field="mapping")
         if not column:
             raise ListError(f"mapping target {target!r} names no column", field="mapping")
+        if target in mapping and mapping[target] != column:
+            raise ListError(f"mapping target {target!r} is given twice ({mapping[target]}, {column})", field="mapping")
         mapping[target] = column
     return mapping
 
