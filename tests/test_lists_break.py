@@ -112,3 +112,16 @@ def test_a_mapping_naming_a_target_twice_is_refused(runner, app, tmp_path):
     message = refused(runner, tmp_path, "team.csv", b"Company,Other\nA Co,B Co\n", "--list", "Mine",
                       "--mapping", "name=Company,name=Other")
     assert "mapping target 'name' is given twice (Company, Other)" in message
+
+
+def test_the_same_file_read_with_another_mapping_is_not_refused_as_identical(runner, app, tmp_path):
+    path = tmp_path / "team.csv"
+    path.write_bytes(b"Code,Company\nX1,A Co\nX2,B Co\n")
+    careless = run(runner, path, "--list", "Mine", "--mapping", "name=Code")  # the wrong column
+    assert careless.exit_code == 0, careless.stderr
+    again = run(runner, path, "--list", "Mine", "--mapping", "name=Code")
+    assert again.exit_code == 1 and "identical to version 1 of Mine" in again.stderr
+    fixed = run(runner, path, "--list", "Mine", "--mapping", "name=Company")
+    assert fixed.exit_code == 0, fixed.stderr
+    assert "Mine: 2 entries, 2 added, 2 removed, 0 changed (against version 1" in fixed.output
+    assert counts() == (2, 4)

@@ -208,7 +208,7 @@ def preview(data: bytes, file_name: str, format: str | None = None, list_name: s
     """Read the file and compare each of its lists with its latest version; ListError when refused.
 
     Refused: an unreadable or empty file, missing columns, a file identical to a list's latest
-    version. A retrieved date older than the loaded version's is not refused here (the preview
+    version and read the same way (a team's CSV read with another mapping gives other entries). A retrieved date older than the loaded version's is not refused here (the preview
     shows it); `save` refuses it unless confirmed.
     """
     if isinstance(mapping, str):
@@ -222,7 +222,9 @@ def preview(data: bytes, file_name: str, format: str | None = None, list_name: s
     parsed = parsers.parse(data, format, list_name=list_name, sources=parse_sources(sources), mapping=mapping)
     sha256 = hashlib.sha256(data).hexdigest()
     latest = latest_versions(list(parsed.lists))
-    same = [v for v in latest.values() if v.sha256 == sha256]
+    # the same bytes read the same way; read with another column mapping they are other entries
+    same = [v for v in latest.values()
+            if v.sha256 == sha256 and v.format == parsed.format and (v.mapping or {}) == parsed.mapping]
     if same:
         v = same[0]
         raise ListError(f"this file is identical to version {v.id} of {_label(v.name)} ({v.file_name}, retrieved "
