@@ -208,8 +208,9 @@ def preview(data: bytes, file_name: str, format: str | None = None, list_name: s
     """Read the file and compare each of its lists with its latest version; ListError when refused.
 
     Refused: an unreadable or empty file, missing columns, a file identical to a list's latest
-    version and read the same way (a team's CSV read with another mapping gives other entries). A retrieved date older than the loaded version's is not refused here (the preview
-    shows it); `save` refuses it unless confirmed.
+    version and read the same way (a team's CSV read with another mapping gives other entries).
+    A retrieved date older than the loaded version's is not refused here (the preview shows it);
+    `save` refuses it unless confirmed.
     """
     if isinstance(mapping, str):
         mapping = parse_mapping(mapping)
