@@ -125,3 +125,10 @@ def test_the_same_file_read_with_another_mapping_is_not_refused_as_identical(run
     assert fixed.exit_code == 0, fixed.stderr
     assert "Mine: 2 entries, 2 added, 2 removed, 0 changed (against version 1" in fixed.output
     assert counts() == (2, 4)
+
+
+def test_the_row_limit_counts_entries_not_the_header(monkeypatch):
+    monkeypatch.setattr(parsers, "MAX_ROWS", 2)
+    assert len(parsers.parse(CSL_HEADER + csl_row(1, "A Co") + csl_row(2, "B Co")).lists["us_entity_list"]) == 2
+    with pytest.raises(parsers.ListError, match="the file has 3 entries; at most 2 are read"):
+        parsers.parse(CSL_HEADER + csl_row(1, "A Co") + csl_row(2, "B Co") + csl_row(3, "C Co"))

@@ -222,8 +222,8 @@ def _csv_rows(data: bytes) -> tuple[list[str], list[tuple[int, list[str]]]]:
         raise ListError("the file is empty")
     if len(rows) == 1:
         raise ListError("the file is empty: a header row and no entries")
-    if len(rows) > MAX_ROWS:
-        raise ListError(f"the file has {len(rows)} rows; at most {MAX_ROWS} are read")
+    if len(rows) - 1 > MAX_ROWS:
+        raise ListError(f"the file has {len(rows) - 1} entries; at most {MAX_ROWS} are read")
     return rows[0][1], rows[1:]
 
 
