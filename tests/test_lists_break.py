@@ -13,9 +13,9 @@ import pytest
 import sqlalchemy as sa
 
 from engage.extensions import db
-from engage.lists import parsers, service
+from engage.lists import parsers
 from engage.models import ListedEntity
-from tests.test_lists_import import FIXTURES, confirm_data, counts, run, upload
+from tests.test_lists_import import FIXTURES, counts, run
 
 CSL_HEADER = b"source,entity_number,name,alt_names,start_date,federal_register_notice\n"
 
@@ -41,7 +41,8 @@ def refused(runner, tmp_path, name: str, data: bytes, *args):
     (b'{"results": ' + b"[" * 5000 + b"]" * 5000 + b"}", "nested too deeply"),
     (b'[{"source": "Entity List (EL)", "name": "A Co", "addresses": 5}]', "row 1, column addresses: a list of texts"),
     (b'[{"source": "Entity List (EL)", "name": "A Co", "ids": 5}]', "row 1, column ids: a list of objects"),
-    (b'[{"source": "Entity List (EL)", "name": "A Co", "alt_names": {"a": 1}}]', "row 1, column alt_names: a list of texts"),
+    (b'[{"source": "Entity List (EL)", "name": "A Co", "alt_names": {"a": 1}}]',
+     "row 1, column alt_names: a list of texts"),
 ], ids=["nested-list", "nested-results", "addresses-number", "ids-number", "alt-names-object"])
 def test_json_of_the_wrong_shape_is_refused_with_where(runner, app, tmp_path, data, message):
     assert message in refused(runner, tmp_path, "csl.json", data, "--format", "csl-json")
@@ -74,12 +75,13 @@ def test_a_file_that_is_not_text_says_what_it_is(runner, app, tmp_path, name, da
 
 @pytest.mark.parametrize("encoding", ["utf-16", "gb18030", "utf-8-sig"])
 def test_a_text_file_in_another_encoding_or_with_crlf_is_read(runner, app, tmp_path, encoding):
-    text = (CSL_HEADER + csl_row(1, "杭州海康威视数字技术股份有限公司") + csl_row(2, "B Co")).decode().replace("\n", "\r\n")
+    chinese = "杭州海康威视数字技术股份有限公司"  # a name in Chinese only
+    text = (CSL_HEADER + csl_row(1, chinese) + csl_row(2, "B Co")).decode().replace("\n", "\r\n")
     path = tmp_path / "csl.csv"
     path.write_bytes(text.encode(encoding))
     result = run(runner, path)
     assert result.exit_code == 0, result.stderr
-    assert sorted(db.session.scalars(sa.select(ListedEntity.name))) == ["B Co", "杭州海康威视数字技术股份有限公司"]
+    assert sorted(db.session.scalars(sa.select(ListedEntity.name))) == ["B Co", chinese]
 
 
 def test_an_ambiguous_encoding_is_refused_with_both_readings(runner, app, tmp_path):
@@ -132,3 +134,15 @@ def test_the_row_limit_counts_entries_not_the_header(monkeypatch):
     assert len(parsers.parse(CSL_HEADER + csl_row(1, "A Co") + csl_row(2, "B Co")).lists["us_entity_list"]) == 2
     with pytest.raises(parsers.ListError, match="the file has 3 entries; at most 2 are read"):
         parsers.parse(CSL_HEADER + csl_row(1, "A Co") + csl_row(2, "B Co") + csl_row(3, "C Co"))
+
+
+@pytest.mark.parametrize("escape, shown", [
+    ("\\u0000", "U+0000"), ("\\ud800", "U+D800, half of a surrogate pair"), ("\\u001b[31m", "U+001B")],
+                         ids=["nul", "lone-surrogate", "terminal-escape"])
+def test_a_json_escape_no_text_may_hold_is_refused(runner, app, tmp_path, escape, shown):
+    """\\u0000 and a lone surrogate cannot be stored (PostgreSQL refused them: a server error); an
+    escape sequence would colour or rewrite the terminal the CLI prints the diff on."""
+    data = ('[{"source": "Entity List (EL)", "entity_number": "1", "name": "A Co", "alt_names": ["A%s Co"]}]'
+            % escape).encode()
+    message = refused(runner, tmp_path, "csl.json", data, "--format", "csl-json")
+    assert "row 1, column aliases: a " in message and f"({shown})" in message

@@ -253,6 +253,27 @@ def _country(text: str) -> str | None:
         return None
 
 
+#: Characters no entry may hold: C0/C1 controls but tab and line ends (a NUL cannot be stored in
+#: PostgreSQL; an escape sequence rewrites the terminal the diff is printed on), and the halves of a
+#: surrogate pair a JSON escape ("\\ud800") can leave.
+_UNSTORABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def _unstorable(entry: Entry) -> RowError | None:
+    for column, value in (("key", entry.key), *entry.values().items()):
+        texts = value if isinstance(value, list) else [v for vs in value.values() for v in vs] \
+            if isinstance(value, dict) else [value]
+        for text in texts:
+            found = _UNSTORABLE.search(text) if isinstance(text, str) else None
+            if found:
+                char = found.group()
+                code = f"U+{ord(char):04X}"
+                what = (f"a broken character ({code}, half of a surrogate pair)" if "\ud800" <= char <= "\udfff"
+                        else f"a control character ({code})")
+                return RowError(entry.row, column, text.encode("unicode_escape").decode()[:80], what)
+    return None
+
+
 def _finish(parsed: Parsed, errors: list[RowError]) -> Parsed:
     """Refuse the file on any row error; give each entry its key (unique in its list).
 
@@ -262,6 +283,9 @@ def _finish(parsed: Parsed, errors: list[RowError]) -> Parsed:
     for entries in parsed.lists.values():
         base = {}
         for entry in entries:
+            bad = _unstorable(entry)
+            if bad is not None:
+                errors.append(bad)
             if not entry.name:
                 errors.append(RowError(entry.row, "name", "", "a listed entity needs a name"))
             elif not entry.key:
