@@ -146,3 +146,19 @@ def test_a_json_escape_no_text_may_hold_is_refused(runner, app, tmp_path, escape
             % escape).encode()
     message = refused(runner, tmp_path, "csl.json", data, "--format", "csl-json")
     assert "row 1, column aliases: a " in message and f"({shown})" in message
+
+
+def test_each_table_of_a_norges_bank_page_is_read_by_its_own_header():
+    """A page with the exclusions and observations in two tables whose columns come in another
+    order: the second table's rows were read by the first one's header (made-up companies)."""
+    page = (b"<html><body><h1>Norges Bank Investment Management</h1>"
+            b"<table><tr><th>Company</th><th>Decision</th><th>Criterion</th><th>Date</th></tr>"
+            b"<tr><td>A Co</td><td>Exclusion</td><td>Coal</td><td>2020-05-13</td></tr></table>"
+            b"<table><tr><th>Date</th><th>Company</th><th>Criterion</th><th>Decision</th></tr>"
+            b"<tr><td>2023-02-01</td><td>B Co</td><td>Human rights</td><td>Observation</td></tr></table>"
+            b"</body></html>")
+    parsed = parsers.parse(page, "nbim")
+    [excluded], [observed] = parsed.lists["gpfg_exclusion"], parsed.lists["gpfg_observation"]
+    assert (excluded.name, excluded.note, excluded.effective_date.isoformat()) == ("A Co", "Coal", "2020-05-13")
+    assert (observed.name, observed.note, observed.effective_date.isoformat(), observed.row) == (
+        "B Co", "Human rights", "2023-02-01", 2)

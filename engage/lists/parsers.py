@@ -732,14 +732,17 @@ def parse_nbim(data: bytes) -> Parsed:
         if not tables:
             raise ListError("the page has no table with a Company column (expected Norges Bank's decisions table: "
                             "company, decision, criterion, date)")
-        header = tables[0][0]
-        rows = [(i + 1, r) for i, r in enumerate(row for table in tables for row in table[1:])]
+        readers, number = [], 0
+        for rows in tables:  # each table by its own header: their columns need not come in the same order
+            readers.append(Table(rows[0], [(number + i + 1, r) for i, r in enumerate(rows[1:])], NBIM_COLUMNS,
+                                 ("name", "decision"), "Norges Bank decisions table"))
+            number += len(rows) - 1
     else:
         header, rows = _csv_rows(data)
-    table = Table(header, rows, NBIM_COLUMNS, ("name", "decision"), "Norges Bank decisions table")
+        readers = [Table(header, rows, NBIM_COLUMNS, ("name", "decision"), "Norges Bank decisions table")]
     parsed = Parsed("nbim", {"gpfg_exclusion": [], "gpfg_observation": []})
     errors: list[RowError] = []
-    for number, get in table:
+    for table, (number, get) in ((table, row) for table in readers for row in table):
         decision = get("decision").lower()
         list_name = ("gpfg_observation" if "observ" in decision else "gpfg_exclusion" if "exclu" in decision else None)
         if list_name is None:
