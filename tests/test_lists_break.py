@@ -162,3 +162,19 @@ def test_each_table_of_a_norges_bank_page_is_read_by_its_own_header():
     assert (excluded.name, excluded.note, excluded.effective_date.isoformat()) == ("A Co", "Coal", "2020-05-13")
     assert (observed.name, observed.note, observed.effective_date.isoformat(), observed.row) == (
         "B Co", "Human rights", "2023-02-01", 2)
+
+
+def test_a_team_list_identifier_is_validated_and_an_unread_target_refused(runner, app, tmp_path):
+    """LEI and ISIN columns of a team's CSV are checked like every identifier entered (python-stdnum);
+    the `identifiers` target was accepted and then never read. The LEI is the GLEIF's own."""
+    bad = refused(runner, tmp_path, "team.csv", b"Company,LEI,ISIN\nA Co,5493001KJTIIGC8Y1R13,US0378331006\n",
+                  "--list", "Mine", "--mapping", "name=Company,lei=LEI,isin=ISIN")
+    assert "row 2, column LEI: 5493001KJTIIGC8Y1R13 is not a valid LEI" in bad
+    unread = refused(runner, tmp_path, "team.csv", b"Company,IDs\nA Co,X\n", "--list", "Mine",
+                     "--mapping", "name=Company,identifiers=IDs")
+    assert "unknown mapping target 'identifiers'" in unread
+    good = tmp_path / "good.csv"
+    good.write_bytes(b"Company,LEI,ISIN\nA Co,5493 001K JTII GC8Y 1R12,us0378331005\n")
+    assert run(runner, good, "--list", "Mine", "--mapping", "name=Company,lei=LEI,isin=ISIN").exit_code == 0
+    assert db.session.scalar(sa.select(ListedEntity.identifiers)) == {"lei": ["5493001KJTIIGC8Y1R12"],
+                                                                      "isin": ["US0378331005"]}

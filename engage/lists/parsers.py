@@ -20,6 +20,7 @@ from html.parser import HTMLParser
 
 from engage.errors import FieldError
 from engage.holdings.parsing import ENCODING_HOW, FileRefused, RowError, clean_cell, decode, parse_date
+from engage.identifiers import compact_isin, compact_lei, isin_problem, lei_problem
 from engage.models import RiskSource, normalize_name
 
 FORMATS = ("csl-csv", "csl-json", "cbp-wro", "uflpa-html", "ftm", "nbim", "csv")
@@ -766,8 +767,8 @@ def parse_nbim(data: bytes) -> Parsed:
 
 # --- any CSV with a column mapping ------------------------------------------------------------
 
-MAPPING_TARGETS = ("name", "aliases", "date", "country", "key", "identifiers", "lei", "isin", "address", "section",
-                   "kind", "status", "citation", "citation_url", "note")
+MAPPING_TARGETS = ("name", "aliases", "date", "country", "key", "lei", "isin", "address", "section", "kind", "status",
+                   "citation", "citation_url", "note")
 
 
 def parse_mapping(text: str | dict | None) -> dict[str, str]:
@@ -821,10 +822,13 @@ def parse_team_csv(data: bytes, list_name: str, mapping: dict[str, str]) -> Pars
         if country_text and country is None:
             errors.append(RowError(number, table.column("country"), country_text, "not a country"))
         identifiers = {}
-        for kind in ("lei", "isin"):
-            values = [v.strip().upper() for v in get(kind).split(";") if v.strip()]
+        for kind, problem, compact in (("lei", lei_problem, compact_lei), ("isin", isin_problem, compact_isin)):
+            values = [v.strip() for v in get(kind).split(";") if v.strip()]
+            for value in values:
+                if problem(value):
+                    errors.append(RowError(number, table.column(kind), "", problem(value)))
             if values:
-                identifiers[kind] = values
+                identifiers[kind] = [compact(v).upper() for v in values]
         entry = _entry(number, "team_list", get("name"), key=get("key")[:200], country=country,
                        address=get("address")[:2000], section=get("section")[:40] or None, kind=get("kind")[:80],
                        status=status[:40], effective_date=_date(get, "date", table, number, errors),
