@@ -178,3 +178,15 @@ def test_a_team_list_identifier_is_validated_and_an_unread_target_refused(runner
     assert run(runner, good, "--list", "Mine", "--mapping", "name=Company,lei=LEI,isin=ISIN").exit_code == 0
     assert db.session.scalar(sa.select(ListedEntity.identifiers)) == {"lei": ["5493001KJTIIGC8Y1R12"],
                                                                       "isin": ["US0378331005"]}
+
+
+def test_a_team_list_status_that_is_no_status_is_refused(runner, app, tmp_path):
+    """A typo ("Actve") made the entry inactive: it never flagged, and nothing said so."""
+    message = refused(runner, tmp_path, "team.csv", b"Company,State\nA Co,Actve\nB Co,Revoked\n", "--list", "Mine",
+                      "--mapping", "name=Company,status=State")
+    assert "row 2, column State: not a status (Active, Partially Active, Modified, Revoked, Inactive, Ended)" in message
+    good = tmp_path / "good.csv"
+    good.write_bytes(b"Company,State\nA Co,active\nB Co,Revoked\nC Co,\n")
+    assert run(runner, good, "--list", "Mine", "--mapping", "name=Company,status=State").exit_code == 0
+    assert dict(db.session.execute(sa.select(ListedEntity.name, ListedEntity.status)).all()) == {
+        "A Co": "active", "B Co": "revoked", "C Co": "active"}

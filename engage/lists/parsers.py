@@ -21,7 +21,7 @@ from html.parser import HTMLParser
 from engage.errors import FieldError
 from engage.holdings.parsing import ENCODING_HOW, FileRefused, RowError, clean_cell, decode, parse_date
 from engage.identifiers import compact_isin, compact_lei, isin_problem, lei_problem
-from engage.models import RiskSource, normalize_name
+from engage.models import ACTIVE_STATUSES, RiskSource, normalize_name
 
 FORMATS = ("csl-csv", "csl-json", "cbp-wro", "uflpa-html", "ftm", "nbim", "csv")
 #: Most rows one file may hold (the whole CSL is about 25,000 entries).
@@ -771,6 +771,10 @@ MAPPING_TARGETS = ("name", "aliases", "date", "country", "key", "lei", "isin", "
                    "citation", "citation_url", "note")
 
 
+#: A team list's statuses: the active ones keep a flag standing, the others end it.
+TEAM_STATUSES = (*ACTIVE_STATUSES, "revoked", "inactive", "ended")
+
+
 def parse_mapping(text: str | dict | None) -> dict[str, str]:
     """`name=Company,aliases=Other names,date=Added` -> {"name": "Company", ...}; unknown targets refused."""
     if isinstance(text, dict):
@@ -817,6 +821,9 @@ def parse_team_csv(data: bytes, list_name: str, mapping: dict[str, str]) -> Pars
     errors: list[RowError] = []
     for number, get in table:
         status = " ".join(get("status").lower().split()) or "active"
+        if status not in TEAM_STATUSES:
+            errors.append(RowError(number, table.column("status"), get("status"),
+                                   f"not a status ({', '.join(s.title() for s in TEAM_STATUSES)})"))
         country_text = get("country")
         country = _country(country_text)
         if country_text and country is None:
