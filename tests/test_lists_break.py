@@ -190,3 +190,14 @@ def test_a_team_list_status_that_is_no_status_is_refused(runner, app, tmp_path):
     assert run(runner, good, "--list", "Mine", "--mapping", "name=Company,status=State").exit_code == 0
     assert dict(db.session.execute(sa.select(ListedEntity.name, ListedEntity.status)).all()) == {
         "A Co": "active", "B Co": "revoked", "C Co": "active"}
+
+
+def test_a_csl_file_loaded_for_one_list_says_how_to_load_its_others(runner, app, tmp_path):
+    path = tmp_path / "csl.csv"
+    path.write_bytes(CSL_HEADER + csl_row(1, "A Co") + csl_row(2, "B Co", "Military End User (MEU) List"))
+    assert run(runner, path, "--sources", "Entity List").exit_code == 0
+    again = run(runner, path)
+    assert again.exit_code == 1 and "identical to version 1 of US Entity List" in again.stderr
+    assert "to load its other lists, choose them: --sources MEU" in again.stderr
+    assert run(runner, path, "--sources", "MEU").exit_code == 0
+    assert counts() == (2, 2)

@@ -228,8 +228,10 @@ def preview(data: bytes, file_name: str, format: str | None = None, list_name: s
             if v.sha256 == sha256 and v.format == parsed.format and (v.mapping or {}) == parsed.mapping]
     if same:
         v = same[0]
+        others = [parsers.CSL_LABELS.get(n, n) for n in parsed.lists if n not in {s.name for s in same}]
+        hint = f"; to load its other lists, choose them: --sources {','.join(others)}" if others else ""
         raise ListError(f"this file is identical to version {v.id} of {_label(v.name)} ({v.file_name}, retrieved "
-                        f"{v.retrieved_on.isoformat()}, SHA-256 {sha256[:12]}); nothing to load")
+                        f"{v.retrieved_on.isoformat()}, SHA-256 {sha256[:12]}); nothing to load{hint}")
     diffs = [_diff(name, entries, latest.get(name), retrieved_on) for name, entries in parsed.lists.items()]
     return Preview(parsed, (file_name or "upload")[:255], sha256, retrieved_on, diffs)
 
