@@ -201,3 +201,11 @@ def test_a_csl_file_loaded_for_one_list_says_how_to_load_its_others(runner, app,
     assert "to load its other lists, choose them: --sources MEU" in again.stderr
     assert run(runner, path, "--sources", "MEU").exit_code == 0
     assert counts() == (2, 2)
+
+
+@pytest.mark.parametrize("name", ["analyst", "sector_risk", "team_list"])
+def test_an_opensanctions_file_loads_into_a_published_list_only(runner, app, tmp_path, name):
+    """Loaded as "analyst", its entries flagged companies as analyst notes that no analyst wrote."""
+    data = (FIXTURES / "uflpa_opensanctions.ftm.json").read_bytes()
+    message = refused(runner, tmp_path, "os.ftm.json", data, "--list", name)
+    assert "an OpenSanctions file loads into a published list" in message and f"not {name!r}" in message

@@ -933,8 +933,9 @@ def parse(data: bytes, format: str | None = None, *, list_name: str | None = Non
         return parse_nbim(data)
     if format == "ftm":
         name = list_name or "uflpa_entity_list"
-        if name not in RiskSource.values():
-            raise ListError(f"an OpenSanctions file loads into a published list ({', '.join(RiskSource.values())}), "
+        published = [s.value for s in RiskSource.official()]  # not an analyst note, a sector signal or a team's list
+        if name not in published:
+            raise ListError(f"an OpenSanctions file loads into a published list ({', '.join(published)}), "
                             f"not {name!r}", field="list_name")
         return parse_ftm(data, name)
     name = (list_name or "").strip()
