@@ -209,3 +209,12 @@ def test_an_opensanctions_file_loads_into_a_published_list_only(runner, app, tmp
     data = (FIXTURES / "uflpa_opensanctions.ftm.json").read_bytes()
     message = refused(runner, tmp_path, "os.ftm.json", data, "--list", name)
     assert "an OpenSanctions file loads into a published list" in message and f"not {name!r}" in message
+
+
+def test_a_json_line_holding_a_unicode_line_separator_is_one_entity():
+    """JSON allows U+2028 and U+2029 unescaped in a string; str.splitlines() cut such a line in two
+    and refused the whole export (a made-up entity)."""
+    line = '{"id": "x-1", "schema": "Company", "properties": {"name": ["A Co"], "notes": ["one\u2028two\u2029three"]}}'
+    parsed = parsers.parse(line.encode() + b"\n", "ftm")
+    [entry] = parsed.lists["uflpa_entity_list"]
+    assert (entry.name, entry.note.split()) == ("A Co", ["one", "two", "three"])
