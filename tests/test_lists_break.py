@@ -218,3 +218,11 @@ def test_a_json_line_holding_a_unicode_line_separator_is_one_entity():
     parsed = parsers.parse(line.encode() + b"\n", "ftm")
     [entry] = parsed.lists["uflpa_entity_list"]
     assert (entry.name, entry.note.split()) == ("A Co", ["one", "two", "three"])
+
+
+def test_the_row_limit_of_an_opensanctions_file_counts_its_entities(monkeypatch):
+    monkeypatch.setattr(parsers, "MAX_ROWS", 2)
+    lines = [b'{"id": "x-%d", "schema": "Company", "properties": {"name": ["Co %d"]}}\n' % (i, i) for i in range(3)]
+    assert len(parsers.parse(b"".join(lines[:2]) + b"\n\n", "ftm").lists["uflpa_entity_list"]) == 2
+    with pytest.raises(parsers.ListError, match="the file has 3 entities; at most 2 are read"):
+        parsers.parse(b"".join(lines), "ftm")

@@ -651,8 +651,9 @@ def parse_ftm(data: bytes, list_name: str) -> Parsed:
     errors: list[RowError] = []
     proxies = []
     lines = text.split("\n")  # not splitlines(): JSON strings may hold U+2028, U+2029, \x1c...
-    if len(lines) > MAX_ROWS:
-        raise ListError(f"the file has {len(lines)} lines; at most {MAX_ROWS} are read")
+    count = sum(1 for line in lines if line.strip())
+    if count > MAX_ROWS:
+        raise ListError(f"the file has {count} entities; at most {MAX_ROWS} are read")
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
