@@ -226,3 +226,10 @@ def test_the_row_limit_of_an_opensanctions_file_counts_its_entities(monkeypatch)
     assert len(parsers.parse(b"".join(lines[:2]) + b"\n\n", "ftm").lists["uflpa_entity_list"]) == 2
     with pytest.raises(parsers.ListError, match="the file has 3 entities; at most 2 are read"):
         parsers.parse(b"".join(lines), "ftm")
+
+
+def test_a_character_decoded_wrongly_once_by_the_publisher_is_kept():
+    """U+0092 (a Windows apostrophe read as Latin-1) in a published name is no reason to refuse a list."""
+    data = b'[{"source": "Entity List (EL)", "entity_number": "1", "name": "People\\u0092s Co"}]'
+    [entry] = parsers.parse(data, "csl-json").lists["us_entity_list"]
+    assert entry.name == "People\u0092s Co"

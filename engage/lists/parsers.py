@@ -254,10 +254,11 @@ def _country(text: str) -> str | None:
         return None
 
 
-#: Characters no entry may hold: C0/C1 controls but tab and line ends (a NUL cannot be stored in
-#: PostgreSQL; an escape sequence rewrites the terminal the diff is printed on), and the halves of a
-#: surrogate pair a JSON escape ("\\ud800") can leave.
-_UNSTORABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+#: Characters no entry may hold: C0 controls but tab and line ends, DEL and the 8-bit CSI (a NUL
+#: cannot be stored in PostgreSQL; an escape sequence rewrites the terminal the diff is printed on),
+#: and the halves of a surrogate pair a JSON escape ("\\ud800") can leave. Other C1 characters are
+#: let through: text decoded wrongly once (U+0092 for an apostrophe) is common in published files.
+_UNSTORABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\x9b\ud800-\udfff]")
 
 
 def _unstorable(entry: Entry) -> RowError | None:
