@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from html.parser import HTMLParser
 
 from engage.errors import FieldError
-from engage.holdings.parsing import RowError, clean_cell, parse_date
-from engage.models import RiskSource, normalize_name
+from engage.holdings.parsing import ENCODING_HOW, FileRefused, RowError, clean_cell, decode, parse_date
+from engage.identifiers import compact_isin, compact_lei, isin_problem, lei_problem
+from engage.models import ACTIVE_STATUSES, RiskSource, normalize_name
 
 FORMATS = ("csl-csv", "csl-json", "cbp-wro", "uflpa-html", "ftm", "nbim", "csv")
 #: Most rows one file may hold (the whole CSL is about 25,000 entries).
@@ -142,11 +143,28 @@ def _entry(row: int, source: str, published_name: str, **values) -> Entry:
 
 # --- reading text and tables ------------------------------------------------------------------
 
+#: What a file that is no text is, told by its first bytes.
+_BINARY = ((b"%PDF", "a PDF document"), (b"PK\x03\x04", "a ZIP archive (an Excel workbook is one)"),
+           (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an old Office file (.xls, .doc)"), (b"\x1f\x8b", "a gzip archive"))
+
+
 def _text(data: bytes) -> str:
+    """The file's text: UTF-8, UTF-16 with a byte-order mark, or GB18030 / Windows-1252 when the bytes
+    leave no doubt (the holdings import's reading); a binary file or a NUL character is refused."""
+    for magic, what in _BINARY:
+        if data.startswith(magic):
+            raise ListError(f"the file is {what}, not a list file; save the list as CSV (UTF-8), JSON or HTML")
     try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ListError(f"the file is not UTF-8 text (byte {exc.start + 1} cannot be read); save it as UTF-8") from exc
+        text, _ = decode(data)
+    except FileRefused as exc:
+        message = str(exc).replace(f"say which it is{ENCODING_HOW}, or ", "").replace(
+            f" or say its encoding{ENCODING_HOW}", "")
+        raise ListError(message) from exc
+    nul = text.find("\x00")
+    if nul >= 0:
+        raise ListError(f"the file has a NUL character at line {text.count(chr(10), 0, nul) + 1}: it is not a text "
+                        "file, or it was damaged; save the list again as CSV (UTF-8)")
+    return text
 
 
 def _key(header: str) -> str:
@@ -166,6 +184,11 @@ class Table:
                 if name in keys:
                     self.index[target] = keys.index(name)
                     break
+        for target, at in self.index.items():  # a column read twice: which one is meant cannot be told
+            twice = [i + 1 for i, k in enumerate(keys) if k == keys[at]]
+            if len(twice) > 1:
+                raise ListError(f"the {what} has two columns called {self.header[at]!r} (columns "
+                                f"{' and '.join(map(str, twice[:2]))}); rename or remove one")
         missing = [t for t in required if t not in self.index]
         if missing:
             wanted = "; ".join(f"{t}: one of {', '.join(repr(n) for n in columns[t])}" for t in missing)
@@ -190,7 +213,7 @@ def _csv_rows(data: bytes) -> tuple[list[str], list[tuple[int, list[str]]]]:
         dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t|")
     except csv.Error:
         dialect = csv.excel
-    reader = csv.reader(io.StringIO(text), dialect)
+    reader = csv.reader(io.StringIO(text, newline=None), dialect)  # any line ending, old Macs' "\r" too
     try:
         rows = [(reader.line_num, row) for row in reader]
     except csv.Error as exc:
@@ -200,8 +223,8 @@ def _csv_rows(data: bytes) -> tuple[list[str], list[tuple[int, list[str]]]]:
         raise ListError("the file is empty")
     if len(rows) == 1:
         raise ListError("the file is empty: a header row and no entries")
-    if len(rows) > MAX_ROWS:
-        raise ListError(f"the file has {len(rows)} rows; at most {MAX_ROWS} are read")
+    if len(rows) - 1 > MAX_ROWS:
+        raise ListError(f"the file has {len(rows) - 1} entries; at most {MAX_ROWS} are read")
     return rows[0][1], rows[1:]
 
 
@@ -231,6 +254,28 @@ def _country(text: str) -> str | None:
         return None
 
 
+#: Characters no entry may hold: C0 controls but tab and line ends, DEL and the 8-bit CSI (a NUL
+#: cannot be stored in PostgreSQL; an escape sequence rewrites the terminal the diff is printed on),
+#: and the halves of a surrogate pair a JSON escape ("\\ud800") can leave. Other C1 characters are
+#: let through: text decoded wrongly once (U+0092 for an apostrophe) is common in published files.
+_UNSTORABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\x9b\ud800-\udfff]")
+
+
+def _unstorable(entry: Entry) -> RowError | None:
+    for column, value in (("key", entry.key), *entry.values().items()):
+        texts = value if isinstance(value, list) else [v for vs in value.values() for v in vs] \
+            if isinstance(value, dict) else [value]
+        for text in texts:
+            found = _UNSTORABLE.search(text) if isinstance(text, str) else None
+            if found:
+                char = found.group()
+                code = f"U+{ord(char):04X}"
+                what = (f"a broken character ({code}, half of a surrogate pair)" if "\ud800" <= char <= "\udfff"
+                        else f"a control character ({code})")
+                return RowError(entry.row, column, text.encode("unicode_escape").decode()[:80], what)
+    return None
+
+
 def _finish(parsed: Parsed, errors: list[RowError]) -> Parsed:
     """Refuse the file on any row error; give each entry its key (unique in its list).
 
@@ -240,6 +285,9 @@ def _finish(parsed: Parsed, errors: list[RowError]) -> Parsed:
     for entries in parsed.lists.values():
         base = {}
         for entry in entries:
+            bad = _unstorable(entry)
+            if bad is not None:
+                errors.append(bad)
             if not entry.name:
                 errors.append(RowError(entry.row, "name", "", "a listed entity needs a name"))
             elif not entry.key:
@@ -338,6 +386,8 @@ def _csl_records_json(data: bytes) -> list[tuple[int, dict]]:
         document = json.loads(text)
     except ValueError as exc:
         raise ListError(f"the file is not JSON ({exc})") from exc
+    except RecursionError as exc:  # [[[[...]]]]: no list export nests like that
+        raise ListError("the file's JSON is nested too deeply to be a list export") from exc
     results = document.get("results") if isinstance(document, dict) else document
     if not isinstance(results, list):
         raise ListError('a CSL JSON file holds {"results": [...]} or a list of entries')
@@ -346,6 +396,7 @@ def _csl_records_json(data: bytes) -> list[tuple[int, dict]]:
     if len(results) > MAX_ROWS:
         raise ListError(f"the file has {len(results)} entries; at most {MAX_ROWS} are read")
     records = []
+    errors: list[RowError] = []
     for number, item in enumerate(results, start=1):
         if not isinstance(item, dict):
             raise ListError(f"entry {number} is not an object", [RowError(number, "", str(item)[:80], "not an object")])
@@ -354,18 +405,27 @@ def _csl_records_json(data: bytes) -> list[tuple[int, dict]]:
                   "source_information_url", "remarks", "type"):
             value = record.get(k)
             record[k] = clean_cell(str(value)) if value is not None and not isinstance(value, (list, dict)) else ""
-        alt = item.get("alt_names") or []
-        record["alt_names"] = alt if isinstance(alt, list) else str(alt).split(";")
-        addresses = []
-        for address in item.get("addresses") or []:
+        # A list of texts (a text alone is one, or several split by ";"); anything else is not what a CSL export holds.
+        alt, addresses, ids = (item.get(k) or [] for k in ("alt_names", "addresses", "ids"))
+        for column, value in (("alt_names", alt), ("addresses", addresses), ("ids", ids)):
+            if not isinstance(value, (list, str)) or (column == "ids" and isinstance(value, str)):
+                errors.append(RowError(number, column, str(value)[:80],
+                                       "a list of objects" if column == "ids" else "a list of texts"))
+        if errors and errors[-1].row == number:
+            continue
+        record["alt_names"] = ([str(a) for a in alt if isinstance(a, (str, int, float))] if isinstance(alt, list)
+                               else alt.split(";"))
+        record["addresses"] = []
+        for address in [addresses] if isinstance(addresses, str) else addresses:
             if isinstance(address, dict):
                 parts = [address.get(k) for k in ("address", "city", "state", "postal_code", "country")]
-                addresses.append(", ".join(str(p) for p in parts if p))
-            elif address:
-                addresses.append(str(address))
-        record["addresses"] = addresses
-        record["ids"] = [i for i in (item.get("ids") or []) if isinstance(i, dict)]
+                record["addresses"].append(", ".join(str(p) for p in parts if p and not isinstance(p, (list, dict))))
+            elif address and isinstance(address, (str, int, float)):
+                record["addresses"].append(str(address))
+        record["ids"] = [i for i in ids if isinstance(i, dict)]
         records.append((number, record))
+    if errors:
+        raise ListError(f"{len(errors)} problem(s) in the file; nothing was loaded", errors[:MAX_ERRORS])
     return records
 
 
@@ -591,9 +651,10 @@ def parse_ftm(data: bytes, list_name: str) -> Parsed:
         raise ListError("the file is empty")
     errors: list[RowError] = []
     proxies = []
-    lines = text.splitlines()
-    if len(lines) > MAX_ROWS:
-        raise ListError(f"the file has {len(lines)} lines; at most {MAX_ROWS} are read")
+    lines = text.split("\n")  # not splitlines(): JSON strings may hold U+2028, U+2029, \x1c...
+    count = sum(1 for line in lines if line.strip())
+    if count > MAX_ROWS:
+        raise ListError(f"the file has {count} entities; at most {MAX_ROWS} are read")
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -601,6 +662,8 @@ def parse_ftm(data: bytes, list_name: str) -> Parsed:
             proxies.append((number, model.get_proxy(json.loads(line), cleaned=False)))
         except (ValueError, TypeError, AttributeError, KeyError, FollowTheMoneyException) as exc:
             errors.append(RowError(number, "", line[:60], f"not a FollowTheMoney entity ({str(exc)[:120]})"))
+        except RecursionError:
+            errors.append(RowError(number, "", line[:60], "not a FollowTheMoney entity (JSON nested too deeply)"))
     if errors:
         raise ListError(f"{len(errors)} line(s) are not FollowTheMoney entities; nothing was loaded", errors[:MAX_ERRORS])
     sanctions: dict[str, list] = {}
@@ -672,14 +735,17 @@ def parse_nbim(data: bytes) -> Parsed:
         if not tables:
             raise ListError("the page has no table with a Company column (expected Norges Bank's decisions table: "
                             "company, decision, criterion, date)")
-        header = tables[0][0]
-        rows = [(i + 1, r) for i, r in enumerate(row for table in tables for row in table[1:])]
+        readers, number = [], 0
+        for rows in tables:  # each table by its own header: their columns need not come in the same order
+            readers.append(Table(rows[0], [(number + i + 1, r) for i, r in enumerate(rows[1:])], NBIM_COLUMNS,
+                                 ("name", "decision"), "Norges Bank decisions table"))
+            number += len(rows) - 1
     else:
         header, rows = _csv_rows(data)
-    table = Table(header, rows, NBIM_COLUMNS, ("name", "decision"), "Norges Bank decisions table")
+        readers = [Table(header, rows, NBIM_COLUMNS, ("name", "decision"), "Norges Bank decisions table")]
     parsed = Parsed("nbim", {"gpfg_exclusion": [], "gpfg_observation": []})
     errors: list[RowError] = []
-    for number, get in table:
+    for table, (number, get) in ((table, row) for table in readers for row in table):
         decision = get("decision").lower()
         list_name = ("gpfg_observation" if "observ" in decision else "gpfg_exclusion" if "exclu" in decision else None)
         if list_name is None:
@@ -703,8 +769,12 @@ def parse_nbim(data: bytes) -> Parsed:
 
 # --- any CSV with a column mapping ------------------------------------------------------------
 
-MAPPING_TARGETS = ("name", "aliases", "date", "country", "key", "identifiers", "lei", "isin", "address", "section",
-                   "kind", "status", "citation", "citation_url", "note")
+MAPPING_TARGETS = ("name", "aliases", "date", "country", "key", "lei", "isin", "address", "section", "kind", "status",
+                   "citation", "citation_url", "note")
+
+
+#: A team list's statuses: the active ones keep a flag standing, the others end it.
+TEAM_STATUSES = (*ACTIVE_STATUSES, "revoked", "inactive", "ended")
 
 
 def parse_mapping(text: str | dict | None) -> dict[str, str]:
@@ -728,6 +798,8 @@ def parse_mapping(text: str | dict | None) -> dict[str, str]:
                             field="mapping")
         if not column:
             raise ListError(f"mapping target {target!r} names no column", field="mapping")
+        if target in mapping and mapping[target] != column:
+            raise ListError(f"mapping target {target!r} is given twice ({mapping[target]}, {column})", field="mapping")
         mapping[target] = column
     return mapping
 
@@ -751,15 +823,21 @@ def parse_team_csv(data: bytes, list_name: str, mapping: dict[str, str]) -> Pars
     errors: list[RowError] = []
     for number, get in table:
         status = " ".join(get("status").lower().split()) or "active"
+        if status not in TEAM_STATUSES:
+            errors.append(RowError(number, table.column("status"), get("status"),
+                                   f"not a status ({', '.join(s.title() for s in TEAM_STATUSES)})"))
         country_text = get("country")
         country = _country(country_text)
         if country_text and country is None:
             errors.append(RowError(number, table.column("country"), country_text, "not a country"))
         identifiers = {}
-        for kind in ("lei", "isin"):
-            values = [v.strip().upper() for v in get(kind).split(";") if v.strip()]
+        for kind, problem, compact in (("lei", lei_problem, compact_lei), ("isin", isin_problem, compact_isin)):
+            values = [v.strip() for v in get(kind).split(";") if v.strip()]
+            for value in values:
+                if problem(value):
+                    errors.append(RowError(number, table.column(kind), "", problem(value)))
             if values:
-                identifiers[kind] = values
+                identifiers[kind] = [compact(v).upper() for v in values]
         entry = _entry(number, "team_list", get("name"), key=get("key")[:200], country=country,
                        address=get("address")[:2000], section=get("section")[:40] or None, kind=get("kind")[:80],
                        status=status[:40], effective_date=_date(get, "date", table, number, errors),
@@ -796,6 +874,8 @@ def detect(data: bytes) -> str:
             line = json.loads(first)
         except ValueError:
             line = None
+        except RecursionError as exc:
+            raise ListError("the file's JSON is nested too deeply to be a list export") from exc
         if isinstance(line, dict) and "schema" in line and "properties" in line:
             return "ftm"
         return "csl-json"
@@ -821,6 +901,7 @@ def parse(data: bytes, format: str | None = None, *, list_name: str | None = Non
     """Read `data` in `format` (told from the content when None); ListError on anything wrong."""
     if not data or not data.strip(b"\xef\xbb\xbf \t\r\n"):
         raise ListError("the file is empty")
+    data = _text(data).encode("utf-8")  # each layout reads UTF-8 (a UTF-16 or GB18030 file is read the same)
     if format is None and mapping:
         format = "csv"  # a column mapping: a team's CSV
     if format is None:
@@ -854,8 +935,9 @@ def parse(data: bytes, format: str | None = None, *, list_name: str | None = Non
         return parse_nbim(data)
     if format == "ftm":
         name = list_name or "uflpa_entity_list"
-        if name not in RiskSource.values():
-            raise ListError(f"an OpenSanctions file loads into a published list ({', '.join(RiskSource.values())}), "
+        published = [s.value for s in RiskSource.official()]  # not an analyst note, a sector signal or a team's list
+        if name not in published:
+            raise ListError(f"an OpenSanctions file loads into a published list ({', '.join(published)}), "
                             f"not {name!r}", field="list_name")
         return parse_ftm(data, name)
     name = (list_name or "").strip()

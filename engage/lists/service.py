@@ -253,8 +253,9 @@ def preview(data: bytes, file_name: str, format: str | None = None, list_name: s
     """Read the file and compare each of its lists with its latest version; ListError when refused.
 
     Refused: an unreadable or empty file, missing columns, a file identical to a list's latest
-    version. A retrieved date older than the loaded version's is not refused here (the preview
-    shows it); `save` refuses it unless confirmed.
+    version and read the same way (a team's CSV read with another mapping gives other entries).
+    A retrieved date older than the loaded version's is not refused here (the preview shows it);
+    `save` refuses it unless confirmed.
     """
     if isinstance(mapping, str):
         mapping = parse_mapping(mapping)
@@ -267,11 +268,15 @@ def preview(data: bytes, file_name: str, format: str | None = None, list_name: s
     parsed = parsers.parse(data, format, list_name=list_name, sources=parse_sources(sources), mapping=mapping)
     sha256 = hashlib.sha256(data).hexdigest()
     latest = latest_versions(list(parsed.lists))
-    same = [v for v in latest.values() if v.sha256 == sha256]
+    # the same bytes read the same way; read with another column mapping they are other entries
+    same = [v for v in latest.values()
+            if v.sha256 == sha256 and v.format == parsed.format and (v.mapping or {}) == parsed.mapping]
     if same:
         v = same[0]
+        others = [parsers.CSL_LABELS.get(n, n) for n in parsed.lists if n not in {s.name for s in same}]
+        hint = f"; to load its other lists, choose them: --sources {','.join(others)}" if others else ""
         raise ListError(f"this file is identical to version {v.id} of {_label(v.name)} ({v.file_name}, retrieved "
-                        f"{v.retrieved_on.isoformat()}, SHA-256 {sha256[:12]}); nothing to load")
+                        f"{v.retrieved_on.isoformat()}, SHA-256 {sha256[:12]}); nothing to load{hint}")
     diffs = [_diff(name, entries, latest.get(name), retrieved_on) for name, entries in parsed.lists.items()]
     return Preview(parsed, (file_name or "upload")[:255], sha256, retrieved_on, diffs)
 
