@@ -233,7 +233,8 @@ def preview(company: Company, data: bytes, file_name: str, mapping: dict[str, st
     for candidate in match(records, [_row_record(i, item) for i, item in enumerate(parsed.rows)]):
         kept = best.get(candidate.entry_id)
         if kept is None or candidate.score > kept[1]:
-            best[candidate.entry_id] = (candidate.company_id, candidate.score, candidate.reason)
+            best[candidate.entry_id] = (candidate.company_id, candidate.score,
+                                        candidate.reason.replace("entry name", "disclosed name"))
     rows = []
     for index, item in enumerate(parsed.rows):
         found = best.get(index)
