@@ -31,7 +31,7 @@ from engage.errors import FieldError
 from engage.extensions import db
 from engage.holdings.parsing import RowError
 from engage.lists import screening
-from engage.lists.matching import FLAG_SCORE, CompanyRecord, EntryRecord, match
+from engage.lists.matching import FLAG_SCORE, REVIEW_SCORE, CompanyRecord, EntryRecord, match
 from engage.models import (
     ACTIVE_STATUSES,
     Company,
@@ -51,6 +51,7 @@ from engage.valuechain.parsing import MapRefused, MapRow
 from engage.valuechain.regions import in_uyghur_region
 
 EXISTING, NEW, POSSIBLE = "existing", "new", "possible"
+__all__ = ["FLAG_SCORE", "REVIEW_SCORE", "EXISTING", "NEW", "POSSIBLE", "preview", "save", "change_status"]
 
 
 class ValueChainError(ValueError):
