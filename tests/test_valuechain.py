@@ -157,6 +157,16 @@ def test_a_possible_match_is_shown_and_a_new_company_made_unless_accepted(runner
     assert accepted.map.relationships[0].counterparty_id == existing.id and not accepted.created
 
 
+def test_a_counterparty_is_resolved_by_its_lei_whatever_its_name(runner):
+    company = maker()
+    known = factories.company("Acme Glass Holdings (fictional)", lei="5493001KJTIIGC8Y1R12")
+    db.session.commit()
+    data = b"Vendor,Legal entity\nCompletely Other Name (fictional),5493001KJTIIGC8Y1R12\n"
+    (row,) = service.preview(company, data, "map.csv", "name=Vendor,lei=Legal entity").rows
+    assert (row.resolution, row.company_id) == (service.EXISTING, known.id)
+    assert "LEI" in row.reason
+
+
 def test_an_xlsx_map_with_a_column_mapping(runner):
     company = maker()
     book = Workbook()
@@ -229,6 +239,9 @@ BAD = {
     "kind not a kind": (HEADER + "Acme Glass (fictional),1,friend,glass,CN,Anhui,p. 1\n", [],
                         "row 2, column Relationship: not a kind of relationship"),
     "no name": (HEADER + ",1,supplier,glass,CN,Anhui,p. 1\n", [], "row 2, column Supplier: no counterparty name"),
+    "invalid LEI": ("Supplier,LEI\nAcme Glass (fictional),5493001KJTIIGC8Y1R13\n", [],
+                    "row 2, column LEI: 5493001KJTIIGC8Y1R13 is not a valid LEI"),
+    "invalid ISIN": ("Supplier,ISIN\nAcme Glass (fictional),US0378331006\n", [], "row 2, column ISIN:"),
     "empty file": ("", [], "the file is empty"),
     "header only": (HEADER, [], "has a header (row 1) but no counterparties"),
     "no header": ("a,b,c\n1,2,3\n", [], "no header row naming the counterparty"),

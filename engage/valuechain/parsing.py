@@ -19,7 +19,7 @@ from itertools import islice
 
 from engage.holdings import parsing as holdings_parsing
 from engage.holdings.parsing import FileRefused, Limits, RowError, clean_identifier
-from engage.identifiers import compact_isin, isin_problem
+from engage.identifiers import compact_isin, isin_problem, lei_problem
 from engage.models import RelationshipKind
 from engage.models.companies import normalize_name
 
@@ -265,9 +265,9 @@ def _read_row(number: int, cell, result: ParsedMap) -> MapRow | None:
             item.isin = compact_isin(isin)
     lei = clean_identifier(cell("lei")).upper().replace(" ", "")
     if lei:
-        from stdnum import lei as stdnum_lei
-        if not stdnum_lei.is_valid(lei):
-            error("lei", lei, "not a valid LEI (20 characters with check digits)")
+        problem = lei_problem(lei)
+        if problem:
+            error("lei", lei, problem)
         else:
             item.lei = lei
     item.source_ref = (cell("source_ref") or f"row {number}")[:200]
