@@ -238,6 +238,8 @@ BAD = {
                               "row 2, column Country: not a country"),
     "kind not a kind": (HEADER + "Acme Glass (fictional),1,friend,glass,CN,Anhui,p. 1\n", [],
                         "row 2, column Relationship: not a kind of relationship"),
+    "the company itself": (HEADER + "Fictional Solar Modules Co,1,supplier,modules,US,Ohio,p. 1\n", [],
+                           "row 2, column Supplier: this is Fictional Solar Modules Co. itself, whose map this is"),
     "no name": (HEADER + ",1,supplier,glass,CN,Anhui,p. 1\n", [], "row 2, column Supplier: no counterparty name"),
     "invalid LEI": ("Supplier,LEI\nAcme Glass (fictional),5493001KJTIIGC8Y1R13\n", [],
                     "row 2, column LEI: 5493001KJTIIGC8Y1R13 is not a valid LEI"),

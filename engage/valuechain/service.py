@@ -45,6 +45,7 @@ from engage.models import (
     RiskFlag,
     RiskSource,
     ValueChainMap,
+    normalize_name,
 )
 from engage.valuechain import parsing
 from engage.valuechain.parsing import MapRefused, MapRow
@@ -226,9 +227,13 @@ def preview(company: Company, data: bytes, file_name: str, mapping: dict[str, st
         parsed = parsing.parse(data, mapping)
     except MapRefused as exc:
         raise ValueChainError(f"{file_name}: {exc}") from exc
+    own = company.normalized_name or normalize_name(company.name)
+    parsed.errors += [RowError(item.row, parsed.columns["name"], item.name,
+                               f"this is {company.name} itself, whose map this is")
+                      for item in parsed.rows if normalize_name(item.name) == own]
     if parsed.errors:
         raise ValueChainError(f"{file_name}: {len(parsed.errors)} row(s) with errors; nothing was imported",
-                              parsed.errors)
+                              sorted(parsed.errors, key=lambda e: e.row))
     records, names = _company_records(company.id)
     best: dict[int, tuple[int, int, str]] = {}
     for candidate in match(records, [_row_record(i, item) for i, item in enumerate(parsed.rows)]):
