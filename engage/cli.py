@@ -30,6 +30,7 @@ from engage.lists import screening as list_screening
 from engage.lists import service as lists_service
 from engage.jobs import build_scheduler, housekeeping, jobs, reminders_tick
 from engage.mailbox.cli import mail_cli
+from engage.valuechain.cli import valuechain_cli
 from engage.models import Fund, Role
 from engage.seeding import SeedError, load_reference
 from engage.synth import SynthError, planned_rows, synthesize
@@ -427,3 +428,4 @@ def register(app: Flask) -> None:
     app.cli.add_command(export_cli)
     app.cli.add_command(synth_command)
     app.cli.add_command(mail_cli)
+    app.cli.add_command(valuechain_cli)

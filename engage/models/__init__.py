@@ -9,6 +9,9 @@ from engage.models.base import (
     Escalation,
     InteractionKind,
     InvestorKind,
+    MapSourceKind,
+    RelationshipKind,
+    RelationshipStatus,
     LetterKind,
     LetterStatus,
     OutboxStatus,
@@ -31,6 +34,7 @@ from engage.models.outbox import ExportRun, OutboxEmail
 from engage.models.scoring import CriterionScore, Score
 from engage.models.submissions import FormSubmission
 from engage.models.users import User
+from engage.models.valuechain import Relationship, RelationshipStatusChange, ValueChainMap
 
 __all__ = [
     "ACTIVE_STATUSES", "CandidateStatus", "FlagLink", "ListVersion", "MatchCandidate",
@@ -40,5 +44,6 @@ __all__ = [
     "InteractionKind", "Investor", "InvestorKind", "Letter", "LetterKind", "LetterStatus",
     "LetterBatch", "ListedEntity", "LetterTemplate", "LetterTemplateLanguage", "LetterTemplateVersion", "OutboxEmail", "OutboxStatus", "Outcome",
     "Reminder", "ReminderKind", "ReminderStatus", "RiskFlag", "RiskSource", "Role", "Rubric", "Score", "Stage",
-    "User", "campaign_signatories", "normalize_name", "ERASED", "LANGUAGES",
+    "User", "MapSourceKind", "Relationship", "RelationshipKind", "RelationshipStatus", "RelationshipStatusChange",
+    "ValueChainMap", "campaign_signatories", "normalize_name", "ERASED", "LANGUAGES",
 ]

@@ -191,3 +191,35 @@ class InvestorKind(StrEnum):
     INVESTOR = "investor"
     NGO = "ngo"
     NETWORK = "network"
+
+
+class RelationshipKind(StrEnum):
+    """How a counterparty is linked to the engaged company in its disclosed value chain."""
+
+    SUPPLIER = "supplier"
+    SUB_SUPPLIER = "sub_supplier"
+    CUSTOMER = "customer"
+    JOINT_VENTURE = "joint_venture"
+    SUBSIDIARY = "subsidiary"
+    OTHER = "other"
+
+
+class RelationshipStatus(StrEnum):
+    """Where the engaged company stands with a (flagged) relationship: towards exit, or not linked."""
+
+    ACTIVE = "active"
+    UNDER_REVIEW = "under_review"
+    REMEDIATION_PLAN = "remediation_plan"
+    EXIT_PLANNED = "exit_planned"
+    EXITED = "exited"
+    NOT_LINKED = "not_linked"
+
+
+class MapSourceKind(StrEnum):
+    """Where the company disclosed a value-chain map."""
+
+    LETTER_REPLY = "letter_reply"
+    REPORT = "report"
+    ATTACHMENT = "attachment"
+    LINK = "link"
+    MANUAL = "manual"

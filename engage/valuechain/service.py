@@ -1,0 +1,404 @@
+"""Importing a disclosed value-chain map: preview, save in one transaction, screen; the status of each link.
+
+Counterparties are companies. Each row of a map is resolved with the list matching engine
+(engage.lists.matching.match) against every company (names, aliases, ISIN, LEI):
+
+- a score of FLAG_SCORE or more resolves the row to that company;
+- a score in the review band is shown as a possible match; the import creates a new company
+  unless the caller asks to take possible matches (`accept_possible`);
+- otherwise a new company is created on save, with `origin` "value chain of <company>" (a
+  company created but not reviewed, as the holdings import does).
+
+The preview shows, per row, the current risk flags of a resolved counterparty (direct, or linked
+through its parent), what the lists would flag for a new one, the Uyghur Region flag, and the
+diff against the company's previous map. Its number of queries does not grow with the rows.
+`save` writes the map, the new companies and the relationships in the caller's transaction,
+carries the status of each relationship forward from the previous map, then screens (the
+screening covers every company: it is not limited to a set of companies).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+
+from engage import clock
+from engage.errors import FieldError
+from engage.extensions import db
+from engage.holdings.parsing import RowError
+from engage.lists import screening
+from engage.lists.matching import FLAG_SCORE, REVIEW_SCORE, CompanyRecord, EntryRecord, match
+from engage.models import (
+    ACTIVE_STATUSES,
+    Company,
+    CompanyAlias,
+    Engagement,
+    ListedEntity,
+    MapSourceKind,
+    Relationship,
+    RelationshipStatus,
+    RelationshipStatusChange,
+    RiskFlag,
+    RiskSource,
+    ValueChainMap,
+    normalize_name,
+)
+from engage.valuechain import parsing
+from engage.valuechain.parsing import MapRefused, MapRow
+from engage.valuechain.regions import in_uyghur_region
+
+EXISTING, NEW, POSSIBLE = "existing", "new", "possible"
+__all__ = ["FLAG_SCORE", "REVIEW_SCORE", "EXISTING", "NEW", "POSSIBLE", "preview", "save", "change_status"]
+
+
+class ValueChainError(ValueError):
+    """A map refused whole: `message`, and the row errors if any."""
+
+    def __init__(self, message: str, errors: list[RowError] | None = None):
+        super().__init__(message)
+        self.message = message
+        self.errors = errors or []
+
+
+@dataclass
+class FlagNote:
+    """Why a counterparty is (or would be) flagged."""
+
+    list_label: str
+    link: str  # direct or linked
+    reason: str
+    via: str | None = None  # for a linked flag: the parent named by the entry
+    would: bool = False  # a new counterparty the lists would flag once saved
+
+    def __str__(self) -> str:
+        via = f" via {self.via}" if self.via else ""
+        return f"{'would be ' if self.would else ''}{self.list_label} ({self.link}{via}: {self.reason})"
+
+
+@dataclass
+class RowPreview:
+    item: MapRow
+    resolution: str
+    company_id: int | None = None
+    company_name: str | None = None
+    score: int | None = None
+    reason: str = ""
+    #: A possible match (review band) shown, not taken: (company id, name, score, reason).
+    possible: tuple[int, str, int, str] | None = None
+    flags: list[FlagNote] = field(default_factory=list)
+    region_reason: str | None = None
+
+    @property
+    def flagged(self) -> bool:
+        return bool(self.flags or self.region_reason)
+
+    def describe(self) -> str:
+        if self.resolution == EXISTING:
+            return f"{self.company_name} (existing company, {self.score}: {self.reason})"
+        text = "new company"
+        if self.possible:
+            _id, name, score, reason = self.possible
+            text += f"; possible: {name} ({score}, {reason})"
+        return text
+
+
+@dataclass
+class Diff:
+    added: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    previous_number: int | None = None
+
+    def as_json(self) -> dict:
+        return {"added": len(self.added), "removed": len(self.removed), "changed": len(self.changed),
+                "lines": [f"+ {a}" for a in self.added] + [f"- {r}" for r in self.removed]
+                + [f"~ {c}" for c in self.changed]}
+
+    def summary(self) -> str:
+        if self.previous_number is None:
+            return f"first map: {len(self.added)} relationship(s)"
+        return (f"against map {self.previous_number}: {len(self.added)} added, {len(self.removed)} removed, "
+                f"{len(self.changed)} changed")
+
+
+@dataclass
+class Preview:
+    company: Company
+    rows: list[RowPreview]
+    diff: Diff
+    columns: dict[str, str]
+    mapping: dict[str, str]
+    sha256: str
+    file_name: str
+
+    @property
+    def flagged(self) -> list[RowPreview]:
+        return [r for r in self.rows if r.flagged]
+
+
+def _company_records(exclude: int) -> tuple[list[CompanyRecord], dict[int, str]]:
+    """Every company but the engaged one, as the matching engine reads them (two queries)."""
+    rows = db.session.execute(sa.select(Company.id, Company.name, Company.isin, Company.lei, Company.ticker,
+                                        Company.exchange).where(Company.id != exclude)).all()
+    aliases: dict[int, list[str]] = defaultdict(list)
+    for company_id, alias in db.session.execute(sa.select(CompanyAlias.company_id, CompanyAlias.alias)
+                                                .order_by(CompanyAlias.company_id, CompanyAlias.alias)):
+        aliases[company_id].append(alias)
+    records = [CompanyRecord(id=cid, names=(name, *aliases.get(cid, ())), isin=isin, lei=lei, ticker=ticker,
+                             exchange=exchange) for cid, name, isin, lei, ticker, exchange in rows]
+    return records, {row[0]: row[1] for row in rows}
+
+
+def _row_record(index: int, item: MapRow) -> EntryRecord:
+    identifiers = {k: [v] for k, v in (("isin", item.isin), ("lei", item.lei)) if v}
+    return EntryRecord(id=index, names=(item.name, *item.aliases), identifiers=identifiers)
+
+
+def _list_label(list_name: str) -> str:
+    try:
+        return RiskSource(list_name).label
+    except ValueError:
+        return list_name
+
+
+def _current_flags(company_ids: list[int]) -> dict[int, list[FlagNote]]:
+    """Current risk flags of these companies, direct or linked (one query)."""
+    parent = sa.orm.aliased(Company)
+    notes: dict[int, list[FlagNote]] = defaultdict(list)
+    for flag, via in db.session.execute(
+            sa.select(RiskFlag, parent.name).outerjoin(parent, parent.id == RiskFlag.linked_via_id)
+            .where(RiskFlag.company_id.in_(company_ids or [-1]), RiskFlag.ended_on.is_(None))
+            .order_by(RiskFlag.company_id, RiskFlag.id)):
+        notes[flag.company_id].append(FlagNote(list_label=flag.source_label, link=flag.link,
+                                               reason=flag.match_reason or flag.citation, via=via))
+    return notes
+
+
+def _would_flag(items: list[tuple[int, MapRow]]) -> dict[int, list[FlagNote]]:
+    """What the lists' latest versions would flag among counterparties not yet companies (two queries)."""
+    if not items:
+        return {}
+    versions = screening.latest_versions()
+    by_version = {v.id: v for v in versions.values()}
+    entries = {e.id: e for e in db.session.scalars(
+        sa.select(ListedEntity).where(ListedEntity.version_id.in_(list(by_version) or [-1])))
+        if e.status in ACTIVE_STATUSES}
+    records = [CompanyRecord(id=index, names=(item.name, *item.aliases), isin=item.isin, lei=item.lei)
+               for index, item in items]
+    entry_records = [EntryRecord(id=e.id, names=tuple(n for n in [e.name, *(e.aliases or [])] if n),
+                                 identifiers=dict(e.identifiers or {})) for e in entries.values()]
+    notes: dict[int, list[FlagNote]] = defaultdict(list)
+    for candidate in match(records, entry_records):
+        if candidate.score >= FLAG_SCORE:
+            entry = entries[candidate.entry_id]
+            notes[candidate.company_id].append(FlagNote(
+                list_label=_list_label(by_version[entry.version_id].name), link="direct",
+                reason=f"entry “{entry.name}”: {candidate.reason}", would=True))
+    return notes
+
+
+def latest_map(company: Company) -> ValueChainMap | None:
+    return db.session.scalar(sa.select(ValueChainMap).where(ValueChainMap.company_id == company.id)
+                             .order_by(ValueChainMap.number.desc()).limit(1))
+
+
+def _previous_relationships(previous: ValueChainMap | None) -> dict[tuple[int, str], tuple[Relationship, str]]:
+    """(counterparty id, kind) -> (relationship, counterparty name) of the previous map (one query)."""
+    if previous is None:
+        return {}
+    return {(r.counterparty_id, r.kind): (r, name) for r, name in db.session.execute(
+        sa.select(Relationship, Company.name).join(Company, Company.id == Relationship.counterparty_id)
+        .where(Relationship.map_id == previous.id).order_by(Relationship.id))}
+
+
+def _label(name: str, item_kind: str, tier: int) -> str:
+    return f"{name} ({item_kind.replace('_', '-')}, tier {tier}{'+' if tier >= parsing.TOP_TIER else ''})"
+
+
+def preview(company: Company, data: bytes, file_name: str, mapping: dict[str, str] | str | None = None, *,
+            accept_possible: bool = False) -> Preview:
+    """Read, resolve and screen a map without writing anything; ValueChainError if any row is bad."""
+    try:
+        mapping = parsing.parse_mapping(mapping)
+        parsed = parsing.parse(data, mapping)
+    except MapRefused as exc:
+        raise ValueChainError(f"{file_name}: {exc}") from exc
+    own = company.normalized_name or normalize_name(company.name)
+    parsed.errors += [RowError(item.row, parsed.columns["name"], item.name,
+                               f"this is {company.name} itself, whose map this is")
+                      for item in parsed.rows if normalize_name(item.name) == own]
+    if parsed.errors:
+        raise ValueChainError(f"{file_name}: {len(parsed.errors)} row(s) with errors; nothing was imported",
+                              sorted(parsed.errors, key=lambda e: e.row))
+    records, names = _company_records(company.id)
+    best: dict[int, tuple[int, int, str]] = {}
+    for candidate in match(records, [_row_record(i, item) for i, item in enumerate(parsed.rows)]):
+        kept = best.get(candidate.entry_id)
+        if kept is None or candidate.score > kept[1]:
+            best[candidate.entry_id] = (candidate.company_id, candidate.score,
+                                        candidate.reason.replace("entry name", "disclosed name"))
+    rows = []
+    for index, item in enumerate(parsed.rows):
+        found = best.get(index)
+        row = RowPreview(item=item, resolution=NEW, region_reason=in_uyghur_region(item.region, item.name))
+        if found and (found[1] >= FLAG_SCORE or accept_possible):
+            row.resolution, row.company_id, row.score, row.reason = EXISTING, found[0], found[1], found[2]
+            row.company_name = names[found[0]]
+        elif found:
+            row.resolution, row.possible = POSSIBLE, (found[0], names[found[0]], found[1], found[2])
+        rows.append(row)
+    flags = _current_flags(sorted({r.company_id for r in rows if r.company_id}))
+    would = _would_flag([(i, r.item) for i, r in enumerate(rows) if r.company_id is None])
+    for index, row in enumerate(rows):
+        row.flags = flags.get(row.company_id, []) if row.company_id else would.get(index, [])
+    # the same counterparty under two names of one existing company would be one relationship twice
+    seen: dict[tuple[int, str], int] = {}
+    duplicates = []
+    for row in rows:
+        if row.company_id is None:
+            continue
+        key = (row.company_id, row.item.kind)
+        if key in seen:
+            duplicates.append(RowError(row.item.row, parsed.columns["name"], row.item.name,
+                                       f"resolves to {row.company_name}, as row {seen[key]} does: a map lists each "
+                                       f"counterparty once per kind"))
+        seen[key] = row.item.row
+    if duplicates:
+        raise ValueChainError(f"{file_name}: {len(duplicates)} duplicate counterparties; nothing was imported",
+                              duplicates)
+    previous = latest_map(company)
+    diff = _diff(rows, _previous_relationships(previous))
+    diff.previous_number = previous.number if previous else None
+    return Preview(company=company, rows=rows, diff=diff, columns=parsed.columns, mapping=mapping,
+                   sha256=hashlib.sha256(data).hexdigest(), file_name=file_name)
+
+
+def _diff(rows: list[RowPreview], before: dict[tuple[int, str], tuple[Relationship, str]]) -> Diff:
+    diff = Diff()
+    present = set()
+    for row in rows:
+        item = row.item
+        key = (row.company_id, item.kind) if row.company_id else None
+        old = before.get(key) if key else None
+        if old is None:
+            diff.added.append(_label(row.company_name or item.name, item.kind, item.tier))
+            continue
+        present.add(key)
+        relationship, name = old
+        changes = [f"{what} {a or '—'} → {b or '—'}" for what, a, b in (
+            ("tier", relationship.tier, item.tier), ("products", relationship.products, item.products),
+            ("country", relationship.country, item.country), ("region", relationship.region, item.region))
+            if (a or None) != (b or None)]
+        if changes:
+            diff.changed.append(f"{_label(name, item.kind, item.tier)}: {'; '.join(changes)}")
+    for key, (relationship, name) in before.items():
+        if key not in present:
+            diff.removed.append(_label(name, relationship.kind, relationship.tier))
+    return diff
+
+
+@dataclass
+class Saved:
+    preview: Preview
+    map: ValueChainMap
+    created: list[Company]
+    screening: screening.ScreenResult | None
+
+
+def save(company: Company, data: bytes, file_name: str, mapping: dict[str, str] | str | None = None, *,
+         source_kind: str = MapSourceKind.ATTACHMENT.value, source_ref: str = "", disclosed_on: dt.date | None = None,
+         imported_by_id: int | None = None, accept_possible: bool = False, screen: bool = True) -> Saved:
+    """Write the map, its new counterparties and relationships in the caller's transaction, then screen."""
+    if source_kind not in MapSourceKind.values():
+        raise FieldError("source_kind", f"the source is one of {', '.join(MapSourceKind.values())}")
+    if disclosed_on is not None and disclosed_on > clock.today():
+        raise FieldError("disclosed_on", "the disclosure date is in the future")
+    shown = preview(company, data, file_name, mapping, accept_possible=accept_possible)
+    previous = latest_map(company)
+    before = _previous_relationships(previous)
+    vc_map = ValueChainMap(company_id=company.id, number=(previous.number + 1) if previous else 1,
+                           file_name=file_name[:255], sha256=shown.sha256, source_kind=source_kind,
+                           source_ref=(source_ref or "")[:500], disclosed_on=disclosed_on, mapping=shown.mapping,
+                           imported_by_id=imported_by_id, previous_id=previous.id if previous else None,
+                           diff=shown.diff.as_json())
+    db.session.add(vc_map)
+    existing = {c.id: c for c in db.session.scalars(sa.select(Company).where(
+        Company.id.in_([r.company_id for r in shown.rows if r.company_id] or [-1])))}
+    created = []
+    origin = f"value chain of {company.name}"[:200]
+    for row in shown.rows:
+        item = row.item
+        if row.company_id is None:
+            counterparty = Company(name=item.name, country=item.country, isin=item.isin, lei=item.lei, origin=origin,
+                                   aliases=[CompanyAlias(alias=a) for a in dict.fromkeys(item.aliases)
+                                            if a.lower() != item.name.lower()])
+            db.session.add(counterparty)
+            created.append(counterparty)
+        else:
+            counterparty = existing[row.company_id]
+        relationship = Relationship(map=vc_map, company_id=company.id, counterparty=counterparty, kind=item.kind,
+                                    tier=item.tier, products=item.products, country=item.country, region=item.region,
+                                    in_uyghur_region=row.region_reason is not None, source_ref=item.source_ref)
+        old = before.get((row.company_id, item.kind)) if row.company_id else None
+        if old is not None:  # the status carries over to the next version of the same relationship
+            for name in ("status", "status_date", "target_date", "evidence", "not_linked_reason"):
+                setattr(relationship, name, getattr(old[0], name))
+        db.session.add(relationship)
+    db.session.flush()
+    result = screening.screen(notify=True) if screen and created else None
+    return Saved(preview=shown, map=vc_map, created=created, screening=result)
+
+
+# --- status --------------------------------------------------------------------------------
+
+def change_status(relationship: Relationship, new: str, on: dt.date | None, target_date: dt.date | None = None,
+                  evidence: str | None = None, reason: str | None = None,
+                  actor_id: int | None = None) -> RelationshipStatusChange:
+    """Move a relationship to `new`, dated `on`; recorded as a RelationshipStatusChange (and so in the audit trail).
+
+    exit_planned needs a target date (not before `on`); exited needs a date and evidence;
+    not_linked needs a reason.
+    """
+    if new not in RelationshipStatus.values():
+        raise FieldError("status", f"the status is one of {', '.join(RelationshipStatus.values())}")
+    if new == relationship.status:
+        raise FieldError("status", f"the relationship is already {new.replace('_', ' ')}")
+    if on is None:
+        raise FieldError("date", "say when the status changed")
+    if on > clock.today():
+        raise FieldError("date", "the date of the change is in the future")
+    evidence, reason = (evidence or "").strip(), (reason or "").strip()
+    if new == RelationshipStatus.EXIT_PLANNED.value:
+        if target_date is None:
+            raise FieldError("target_date", "an exit plan needs the target date of the exit")
+        if target_date < on:
+            raise FieldError("target_date", "the target date of the exit is before the date of the plan")
+    if new == RelationshipStatus.EXITED.value and not evidence:
+        raise FieldError("evidence", "an exit needs its evidence (the company's statement, a report, a document)")
+    if new == RelationshipStatus.NOT_LINKED.value and not reason:
+        raise FieldError("reason", "say why the link was wrong (a different company of the same name...)")
+    engagement_id = db.session.scalar(sa.select(Engagement.id).where(
+        Engagement.company_id == relationship.company_id, Engagement.closed_on.is_(None)).order_by(Engagement.id.desc())
+        .limit(1))
+    change = RelationshipStatusChange(relationship_id=relationship.id, engagement_id=engagement_id,
+                                      from_status=relationship.status, to_status=new, occurred_on=on,
+                                      target_date=target_date if new == RelationshipStatus.EXIT_PLANNED.value else None,
+                                      evidence=evidence, reason=reason, actor_id=actor_id)
+    relationship.status, relationship.status_date = new, on
+    relationship.target_date = target_date if new == RelationshipStatus.EXIT_PLANNED.value else relationship.target_date
+    if evidence:
+        relationship.evidence = evidence
+    if new == RelationshipStatus.NOT_LINKED.value:
+        relationship.not_linked_reason = reason
+    db.session.add(change)
+    db.session.flush()
+    return change
+
+
+def maps(company: Company) -> list[ValueChainMap]:
+    return list(db.session.scalars(sa.select(ValueChainMap).where(ValueChainMap.company_id == company.id)
+                                   .order_by(ValueChainMap.number)))
