@@ -11,6 +11,7 @@ TEST_STAMP := $(VENV)/.installed-test
 .PHONY: run test lint install install-test db seed clean bench
 
 $(VENV)/bin/python:
+	.ci/system-packages
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 
