@@ -188,6 +188,12 @@ def test_viewers_see_the_review_but_cannot_decide(client, login_as):
     assert client.post(f"/lists/review/{question.id}/decide", data={"accept": "y"}).status_code == 403
     db.session.refresh(question)
     assert question.status == "pending"
+    login_as("analyst")  # a hand-made post saying both (or neither) decides nothing
+    for data in ({"accept": "y", "reject": "y"}, {}):
+        page = client.post(f"/lists/review/{question.id}/decide", data=data, follow_redirects=True).get_data(as_text=True)
+        assert "neither or both of accept and reject" in page
+    db.session.refresh(question)
+    assert question.status == "pending"
 
 
 def test_a_question_that_no_longer_stands_leaves_the_queue(client, login_as):
@@ -501,3 +507,33 @@ def test_screenings_run_at_once_in_several_processes_flag_each_company_once(app,
     db.session.expire_all()
     per_company = db.session.execute(sa.select(RiskFlag.company_id, sa.func.count()).group_by(RiskFlag.company_id)).all()
     assert len(per_company) == 400 and {count for _, count in per_company} == {1}
+
+
+def test_removing_a_list_flag_on_the_company_page_rejects_the_match_and_screening_respects_it(client, login_as):
+    el = version("us_entity_list", HIKVISION)
+    hik = factories.company("Hangzhou Hikvision Digital Technology Co., Ltd.")
+    unit = factories.company("Fictional Hikvision Unit Co.", parent=hik)  # made up for the test
+    manual = RiskFlag(source="analyst", citation="Analyst's reading of a 2024 report")
+    hik.risk_flags.append(manual)
+    db.session.commit()
+    run(candidate(hik, el, "hikvision", 97))
+    [direct] = [f for f in flags_of(hik) if f.entity_id]
+    [linked] = flags_of(unit)
+    analyst = login_as("analyst")
+
+    refused = client.post(f"/companies/{unit.id}/flags/{linked.id}/delete", follow_redirects=True)
+    assert "comes through Hangzhou Hikvision" in refused.get_data(as_text=True)
+    assert flags_of(unit) == [linked]
+
+    page = client.post(f"/companies/{hik.id}/flags/{direct.id}/delete", follow_redirects=True).get_data(as_text=True)
+    assert "the match is recorded as rejected" in page
+    assert flags_of(hik) == [manual] and flags_of(unit) == []
+    decision = db.session.scalar(sa.select(MatchCandidate).where(MatchCandidate.company_id == hik.id))
+    assert (decision.status, decision.entry_key, decision.decided_by_id) == ("rejected", "hikvision", analyst.id)
+    assert db.session.scalar(sa.select(AuditEvent).where(AuditEvent.action == "match_rejected")) is not None
+
+    run(candidate(hik, el, "hikvision", 97))  # the next screening does not flag it again
+    assert flags_of(hik) == [manual] and flags_of(unit) == []
+
+    client.post(f"/companies/{hik.id}/flags/{manual.id}/delete")  # an analyst's own flag is simply deleted
+    assert flags_of(hik) == []

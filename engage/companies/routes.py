@@ -17,6 +17,7 @@ from engage.companies.forms import (
     RiskFlagForm,
 )
 from engage.extensions import db
+from engage.lists import review
 from engage.forms import ActionForm
 from engage.formatting import SHOWN_CHANGE, shown_below
 from engage.models import Company, CompanyAlias, CompanyContact, Engagement, RiskFlag, RiskSource, Stage
@@ -191,9 +192,16 @@ def delete_flag(company_id: int, flag_id: int):
     flag = db.session.scalar(sa.select(RiskFlag).where(RiskFlag.id == flag_id, RiskFlag.company_id == company_id))
     if flag is None:
         abort(404)
-    db.session.delete(flag)
+    try:
+        removed = review.reject_flag(flag, current_user)
+    except review.ReviewError as exc:
+        db.session.rollback()
+        flash(exc.message, "error")
+        return redirect(url_for("companies.show", company_id=company_id) + "#flags")
     db.session.commit()
-    flash("Risk flag removed.", "success")
+    flash("Risk flag removed." if flag.entity_id is None else
+          f"Risk flag removed ({len(removed)} with those linked through this company); the match is recorded as "
+          "rejected, so screening will not flag it again (undo it in the match review's Decided tab).", "success")
     return redirect(url_for("companies.show", company_id=company_id) + "#flags")
 
 

@@ -158,6 +158,47 @@ def undo(candidate_id: int, seen_status: str, user: User, note: str = "") -> Dec
     return Decision(candidate, removed)
 
 
+def reject_flag(flag: RiskFlag, user: User, note: str = "") -> list[RiskFlag]:
+    """An analyst removes a flag from the company page: a list's flag is a rejected match, remembered.
+
+    A flag screening made from a list entry would come back at the next screening if it were
+    only deleted, so removing it records the pair (company, list, entry key) as rejected, as the
+    match review's *Reject* does (undone there), and deletes the flags it made: the company's
+    and those linked through it. A linked flag cannot be removed by itself (its parent's flag or
+    the parent link says why it is there). A flag with no list entry (an analyst's own, or seeded)
+    is simply deleted. Audited either way. Returns the flags deleted.
+    """
+    if flag.link == FlagLink.LINKED.value:
+        via = flag.linked_via.name if flag.linked_via else "its parent"
+        raise ReviewError("flag", f"This flag comes through {via}, which the list names: reject that company's "
+                                  "match, or change the parent company, to remove it.")
+    entry = db.session.get(ListedEntity, flag.entity_id) if flag.entity_id else None
+    if entry is None:
+        audit.record("flag_removed", f"Removed the {flag.source_label} flag of {flag.company.name}", obj=flag.company,
+                     changes={"flag": flag.id, "citation": flag.citation, "note": note.strip()[:500]})
+        db.session.delete(flag)
+        return [flag]
+    list_name = entry.version.name
+    lock()  # not while a screening adds the same flag again
+    now = clock.utcnow()
+    candidate = db.session.scalar(sa.select(MatchCandidate).where(
+        MatchCandidate.company_id == flag.company_id, MatchCandidate.list_name == list_name,
+        MatchCandidate.entry_key == entry.key))
+    if candidate is None:
+        candidate = MatchCandidate(company_id=flag.company_id, list_name=list_name, entry_key=entry.key,
+                                   entity_id=entry.id, score=flag.match_score or 0, reason=flag.match_reason or "")
+        db.session.add(candidate)
+    candidate.status, candidate.decided_by_id, candidate.decided_at = CandidateStatus.REJECTED.value, user.id, now
+    db.session.flush()
+    removed = _flags_of(candidate)
+    for item in removed:
+        db.session.delete(item)
+    audit.record("match_rejected", f"Rejected the match {_describe(candidate)} by removing its flag", obj=candidate,
+                 changes={"status": [None, CandidateStatus.REJECTED.value], "note": note.strip()[:500],
+                          "score": candidate.score, "reason": candidate.reason, "deleted_flags": [f.id for f in removed]})
+    return removed
+
+
 def _flags_of(candidate: MatchCandidate) -> list[RiskFlag]:
     """The flags an acceptance made: the company's direct flag from the pair's entry, and those linked via it."""
     return list(db.session.scalars(

@@ -184,9 +184,9 @@ def review_decided():
 @require_role("analyst")
 def review_decide(candidate_id: int):
     form = DecisionForm()
-    if not form.validate_on_submit() or not (form.accept.data or form.reject.data):
-        flash("Not saved: " + ("; ".join(form.note.errors) or "the form expired; reload the page and decide again."),
-              "error")
+    if not form.validate_on_submit() or bool(form.accept.data) == bool(form.reject.data):
+        flash("Not saved: " + ("; ".join(form.note.errors) or "the form expired, or said neither or both of accept "
+                               "and reject; reload the page and decide again."), "error")
         return redirect(url_for("lists.review_queue"))
     try:
         result = review.decide(candidate_id, bool(form.accept.data), current_user._get_current_object(),
