@@ -124,6 +124,45 @@ def test_the_solar_map_resolves_flags_and_saves_in_one_go(runner):
     assert jiaxing.id not in {r.counterparty_id for r in vc_map.relationships}
 
 
+def test_a_save_screens_only_its_counterparties_and_leaves_other_companies_alone(runner):
+    load_lists(runner)
+    company = maker()
+    # outside the map: a listed parent whose subsidiary carries a linked flag, and a plain company
+    hoshine = factories.company("Hoshine Silicon Industry Co., Ltd.", country="CN")
+    hoshine_unit = factories.company("Hoshine Example Subsidiary Trading Co. (fictional)", parent=hoshine)
+    factories.company("Plain Outside Co.")
+    db.session.commit()
+    screening.screen(notify=False)
+    db.session.commit()
+    linked = db.session.scalar(sa.select(RiskFlag).where(RiskFlag.company_id == hoshine_unit.id))
+    assert linked.link == "linked" and linked.ended_on is None
+    # named on the Entity List but created after the last screening, and not on the map: no flag yet
+    daqo = factories.company("Xinjiang Daqo New Energy Co., Ltd.", country="CN")
+    # on the map, existing, with a subsidiary of its own
+    nordwind = factories.company("Nordwind Aluminium Frames GmbH (fictional)", country="DE")
+    nordwind_unit = factories.company("Nordwind Frames Service GmbH (fictional)", parent=nordwind)
+    db.session.commit()
+    data = (HEADER + "Xinjiang GCL New Energy Material Technology Co. Ltd.,2,sub-supplier,polysilicon,CN,,p. 1\n"
+            "Tarim Fictional Quartz Mining Co.,3,sub-supplier,quartz,CN,,p. 1\n"
+            "Nordwind Aluminium Frames GmbH (fictional),1,supplier,aluminium frames,DE,,p. 1\n")
+
+    saved = service.save(company, data.encode(), "map.csv")
+    db.session.commit()
+
+    gcl, _tarim = saved.created
+    assert [c.name for c in saved.created] == ["Xinjiang GCL New Energy Material Technology Co. Ltd.",
+                                               "Tarim Fictional Quartz Mining Co."]
+    # the new counterparty got its flag; only the three counterparties and Nordwind's subsidiary were loaded
+    assert [(f.source, f.link) for f in gcl.risk_flags] == [("us_entity_list", "direct")]
+    assert saved.screening.companies_checked == 4
+    assert [f.company_id for f in saved.screening.created] == [gcl.id]
+    # outside the scope nothing changed: Daqo is not screened, the subsidiary's linked flag stands
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(RiskFlag).where(RiskFlag.company_id == daqo.id)) == 0
+    db.session.refresh(linked)
+    assert linked.ended_on is None
+    assert saved.screening.ended == []
+
+
 def test_a_counterparty_that_is_a_listed_parents_subsidiary_shows_the_linked_flag(runner):
     load_lists(runner)
     company = maker()

@@ -3,8 +3,9 @@
 `screen()` runs in three steps, each with a fixed number of queries whatever the number of
 companies and entries:
 
-1. `load()` reads the companies in scope (all, or those a fund holds and their parents) and the
-   entries of each list's latest version, with the flags and match decisions already made;
+1. `load()` reads the companies in scope (all; those a fund holds and their parents; or a set of
+   companies with their parents and subsidiaries) and the entries of each list's latest version,
+   with the flags and match decisions already made;
 2. `find_candidates()` asks the matching engine (engage.lists.matching) which company may be which
    entry, with a score and a reason;
 3. `decide()` turns the candidates into flags and review questions:
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
@@ -145,23 +147,52 @@ def latest_versions() -> dict[str, ListVersion]:
     return {v.name: v for v in db.session.scalars(sa.select(ListVersion).where(ListVersion.id.in_(latest)))}
 
 
-def load(fund: Fund | None = None) -> Loaded:
+def _ancestors(company_ids, parents: dict[int, int]) -> set[int]:
+    found = set()
+    for company_id in company_ids:
+        parent, seen = parents.get(company_id), {company_id}
+        while parent is not None and parent not in seen:
+            found.add(parent)
+            seen.add(parent)
+            parent = parents.get(parent)
+    return found
+
+
+def _descendants(company_ids, parents: dict[int, int]) -> set[int]:
+    children: dict[int, list[int]] = defaultdict(list)
+    for child, parent in parents.items():
+        children[parent].append(child)
+    found, queue = set(), list(company_ids)
+    while queue:
+        for child in children.get(queue.pop(), []):
+            if child not in found:
+                found.add(child)
+                queue.append(child)
+    return found
+
+
+def load(fund: Fund | None = None, companies: Iterable[int] | None = None) -> Loaded:
+    """Read what one screening needs; the scope is every company, those `fund` holds, or `companies` (ids).
+
+    A fund's scope adds the held companies' parents (an entry on them reaches the holding); a set of
+    companies adds their parents and their subsidiaries (a flag on one of them links its subsidiaries).
+    """
     parents = dict(db.session.execute(sa.select(Company.id, Company.parent_id).where(Company.parent_id.is_not(None))).all())
     columns = (Company.id, Company.name, Company.isin, Company.lei, Company.ticker, Company.exchange)
-    if fund is None:
+    scoped = fund is not None or companies is not None
+    if not scoped:
         rows = db.session.execute(sa.select(*columns)).all()
         aliases = db.session.execute(sa.select(CompanyAlias.company_id, CompanyAlias.alias)
                                      .order_by(CompanyAlias.company_id, CompanyAlias.alias)).all()
     else:
-        held = sa.select(Holding.company_id).where(Holding.fund_id == fund.id)
-        rows = db.session.execute(sa.select(*columns).where(Company.id.in_(held))).all()
-        wanted = set()
-        for company_id, *_ in rows:  # a held company's parents: an entry on them reaches it
-            parent, seen = parents.get(company_id), {company_id}
-            while parent is not None and parent not in seen:
-                wanted.add(parent)
-                seen.add(parent)
-                parent = parents.get(parent)
+        if fund is not None:
+            held = sa.select(Holding.company_id).where(Holding.fund_id == fund.id)
+            rows = db.session.execute(sa.select(*columns).where(Company.id.in_(held))).all()
+            base = {row[0] for row in rows}
+            wanted = _ancestors(base, parents)  # a held company's parents: an entry on them reaches it
+        else:
+            rows, base = [], set(companies)
+            wanted = base | _ancestors(base, parents) | _descendants(base, parents)
         wanted -= {row[0] for row in rows}
         rows += db.session.execute(sa.select(*columns).where(Company.id.in_(sorted(wanted) or [-1]))).all()
         scope = [row[0] for row in rows] or [-1]
@@ -171,9 +202,9 @@ def load(fund: Fund | None = None) -> Loaded:
     alias_names: dict[int, list[str]] = defaultdict(list)
     for company_id, alias in aliases:
         alias_names[company_id].append(alias)
-    companies = {cid: CompanyRecord(id=cid, names=(name, *alias_names.get(cid, ())), isin=isin, lei=lei, ticker=ticker,
-                                    exchange=exchange)
-                 for cid, name, isin, lei, ticker, exchange in rows}
+    records = {cid: CompanyRecord(id=cid, names=(name, *alias_names.get(cid, ())), isin=isin, lei=lei, ticker=ticker,
+                                  exchange=exchange)
+               for cid, name, isin, lei, ticker, exchange in rows}
     versions = latest_versions()
     entries = {e.id: e for e in db.session.scalars(
         sa.select(ListedEntity).where(ListedEntity.version_id.in_([v.id for v in versions.values()] or [-1])))}
@@ -187,7 +218,7 @@ def load(fund: Fund | None = None) -> Loaded:
             .where(RiskFlag.ended_on.is_(None))
             .order_by(RiskFlag.id)):
         flags.setdefault((flag.company_id, list_name, key, flag.link), flag)
-    scope_filter = RiskFlag.company_id.in_(list(companies)) if fund is not None else sa.true()
+    scope_filter = RiskFlag.company_id.in_(list(records)) if scoped else sa.true()
     legacy = {}
     for flag in db.session.scalars(sa.select(RiskFlag).where(
             RiskFlag.ended_on.is_(None), RiskFlag.entity_id.is_(None), RiskFlag.created_by_id.is_(None),
@@ -195,10 +226,10 @@ def load(fund: Fund | None = None) -> Loaded:
         legacy.setdefault((flag.company_id, flag.source, flag.citation), flag)
         if flag.effective_date is not None:
             legacy.setdefault((flag.company_id, flag.source, flag.effective_date), flag)
-    candidate_scope = MatchCandidate.company_id.in_(list(companies)) if fund is not None else sa.true()
+    candidate_scope = MatchCandidate.company_id.in_(list(records)) if scoped else sa.true()
     decisions = {(c.company_id, c.list_name, c.entry_key): c
                  for c in db.session.scalars(sa.select(MatchCandidate).where(candidate_scope))}
-    return Loaded(companies=companies, company_names={row[0]: row[1] for row in rows}, parents=parents,
+    return Loaded(companies=records, company_names={row[0]: row[1] for row in rows}, parents=parents,
                   versions=versions, entries=entries, by_key=by_key, flags=flags, legacy=legacy, decisions=decisions)
 
 
@@ -210,14 +241,21 @@ def find_candidates(loaded: Loaded) -> list[Candidate]:
     return match(list(loaded.companies.values()), entries)
 
 
-def screen(fund: Fund | None = None, *, notify: bool = True, record: bool = True) -> ScreenResult:
-    """Screen the companies (all, or those `fund` holds) against the lists, in the caller's transaction.
+def screen(fund: Fund | None = None, *, companies: Iterable[int] | None = None, notify: bool = True,
+           record: bool = True) -> ScreenResult:
+    """Screen the companies (all, those `fund` holds, or the `companies` ids) against the lists, in the caller's transaction.
+
+    A scoped run decides only for the companies it loaded: review questions and linked flags of
+    companies outside the scope are left alone. A flag whose entry left the list ends in any run
+    (the entry is gone for every company).
 
     `record=False` (seeding) records the run only when it changed something, so loading the
     reference data again leaves no trace.
     """
+    if fund is not None and companies is not None:
+        raise ValueError("screen a fund or a set of companies, not both")
     lock()
-    loaded = load(fund)
+    loaded = load(fund, companies)
     return decide(loaded, find_candidates(loaded), fund=fund, notify=notify, record=record)
 
 

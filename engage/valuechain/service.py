@@ -13,8 +13,8 @@ The preview shows, per row, the current risk flags of a resolved counterparty (d
 through its parent), what the lists would flag for a new one, the Uyghur Region flag, and the
 diff against the company's previous map. Its number of queries does not grow with the rows.
 `save` writes the map, the new companies and the relationships in the caller's transaction,
-carries the status of each relationship forward from the previous map, then screens (the
-screening covers every company: it is not limited to a set of companies).
+carries the status of each relationship forward from the previous map, then screens the map's
+counterparties (created or resolved, with their parents and subsidiaries; not every company).
 """
 
 from __future__ import annotations
@@ -328,7 +328,7 @@ def save(company: Company, data: bytes, file_name: str, mapping: dict[str, str] 
     db.session.add(vc_map)
     existing = {c.id: c for c in db.session.scalars(sa.select(Company).where(
         Company.id.in_([r.company_id for r in shown.rows if r.company_id] or [-1])))}
-    created = []
+    created, counterparties = [], []
     origin = f"value chain of {company.name}"[:200]
     for row in shown.rows:
         item = row.item
@@ -340,6 +340,7 @@ def save(company: Company, data: bytes, file_name: str, mapping: dict[str, str] 
             created.append(counterparty)
         else:
             counterparty = existing[row.company_id]
+        counterparties.append(counterparty)
         relationship = Relationship(map=vc_map, company_id=company.id, counterparty=counterparty, kind=item.kind,
                                     tier=item.tier, products=item.products, country=item.country, region=item.region,
                                     in_uyghur_region=row.region_reason is not None, source_ref=item.source_ref)
@@ -349,7 +350,8 @@ def save(company: Company, data: bytes, file_name: str, mapping: dict[str, str] 
                 setattr(relationship, name, getattr(old[0], name))
         db.session.add(relationship)
     db.session.flush()
-    result = screening.screen(notify=True) if screen and created else None
+    result = (screening.screen(companies=sorted({c.id for c in counterparties}), notify=True)
+              if screen and counterparties else None)
     return Saved(preview=shown, map=vc_map, created=created, screening=result)
 
 
