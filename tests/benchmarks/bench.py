@@ -7,7 +7,10 @@ that does not grow with rows; monthly XLSX of 20,000 engagements under 5 s and 2
 reminders tick over 100,000 reminders under 2 s; a 10,000-row import under 3 s; matching 10,000
 companies against 20,000 list entries under 10 s (issue 15).
 
-BENCH_ONLY=matching runs only the matching benchmark (after `flask synth`'s companies).
+BENCH_ONLY=matching runs only the matching benchmarks (after `flask synth`'s companies), the
+value-chain map included; BENCH_ONLY=valuechain only the value-chain map (the synthetic list
+entries saved, not matched or screened first). Target: a 5,000-relationship map previewed and
+saved, with its screening, under 5 s (issue 16).
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ from engage.extensions import db  # noqa: E402
 COMPANIES = int(os.environ.get("BENCH_COMPANIES", "10000"))
 REPEAT = int(os.environ.get("BENCH_REPEAT", "15"))
 LIST_ENTRIES = int(os.environ.get("BENCH_LIST_ENTRIES", "20000"))
-ONLY = os.environ.get("BENCH_ONLY", "")  # "matching": only the screening-matching benchmark
+ONLY = os.environ.get("BENCH_ONLY", "")  # "matching": the matching benchmarks; "valuechain": the map only
+MAP_ROWS = int(os.environ.get("BENCH_MAP_ROWS", "5000"))
 PAGE_TARGET_MS = 100
 
 
@@ -70,11 +74,15 @@ def main() -> int:
         start = time.perf_counter()
         results["synth_rows"] = synthesize(COMPANIES)
         results["synth_seconds"] = round(time.perf_counter() - start, 1)
-        results["pages"] = bench_pages(app) if ONLY != "matching" else []
-        results["jobs"] = bench_jobs(app, folder) if ONLY != "matching" else []
-        matching, entries = bench_matching()
-        results["jobs"].append(matching)
-        results["jobs"].append(bench_screening(entries))
+        results["pages"] = bench_pages(app) if not ONLY else []
+        results["jobs"] = bench_jobs(app, folder) if not ONLY else []
+        if ONLY == "valuechain":
+            save_entries(synthetic_entries_for_companies())
+        else:
+            matching, entries = bench_matching()
+            results["jobs"].append(matching)
+            results["jobs"].append(bench_screening(entries))
+        results["jobs"].append(bench_valuechain())
     Path(ROOT / ".bench").mkdir(exist_ok=True)
     (ROOT / ".bench" / "results.json").write_text(json.dumps(results, indent=2, default=str))
     print_table(results)
@@ -189,16 +197,9 @@ def bench_matching() -> dict:
     entries (tests/benchmarks/bench_matching.py), loading included; recall of the planted matches."""
     from bench_matching import synthetic_entries
 
-    from engage.lists.matching import FLAG_SCORE, REVIEW_SCORE, CompanyRecord, match
-    from engage.models import Company, CompanyAlias
+    from engage.lists.matching import FLAG_SCORE, REVIEW_SCORE, match
 
-    aliases: dict[int, list[str]] = {}
-    for company_id, alias in db.session.execute(sa.select(CompanyAlias.company_id, CompanyAlias.alias)):
-        aliases.setdefault(company_id, []).append(alias)
-    companies = [CompanyRecord(row.id, (row.name, *aliases.get(row.id, ())), isin=row.isin, lei=row.lei,
-                               ticker=row.ticker, exchange=row.exchange)
-                 for row in db.session.execute(sa.select(Company.id, Company.name, Company.isin, Company.lei,
-                                                         Company.ticker, Company.exchange).order_by(Company.id))]
+    companies = _company_records()
     entries, expected = synthetic_entries(companies, LIST_ENTRIES)
     samples, candidates = timed(lambda: match(companies, entries))
     flags = sum(1 for c in candidates if c.score >= FLAG_SCORE)
@@ -211,12 +212,28 @@ def bench_matching() -> dict:
                       "matches found at the expected level"}, entries
 
 
-def bench_screening(entries) -> dict:
-    """The whole screening (engage.lists.screening.screen: loading companies and the lists' latest
-    versions, matching, writing flags and review questions) with the synthetic entries saved as
-    the latest version of one list: the issue's "10,000 companies against 20,000 entries"."""
-    from engage.lists.screening import screen
-    from engage.models import ListedEntity, ListVersion, MatchCandidate, RiskFlag, normalize_name
+def _company_records():
+    from engage.lists.matching import CompanyRecord
+    from engage.models import Company, CompanyAlias
+
+    aliases: dict[int, list[str]] = {}
+    for company_id, alias in db.session.execute(sa.select(CompanyAlias.company_id, CompanyAlias.alias)):
+        aliases.setdefault(company_id, []).append(alias)
+    return [CompanyRecord(row.id, (row.name, *aliases.get(row.id, ())), isin=row.isin, lei=row.lei,
+                          ticker=row.ticker, exchange=row.exchange)
+            for row in db.session.execute(sa.select(Company.id, Company.name, Company.isin, Company.lei,
+                                                    Company.ticker, Company.exchange).order_by(Company.id))]
+
+
+def synthetic_entries_for_companies():
+    from bench_matching import synthetic_entries
+
+    return synthetic_entries(_company_records(), LIST_ENTRIES)[0]
+
+
+def save_entries(entries):
+    """The synthetic entries saved as the latest version of one list (the US Entity List)."""
+    from engage.models import ListedEntity, ListVersion, normalize_name
 
     version = ListVersion(name="us_entity_list", source="us_entity_list", format="csv", file_name="bench.csv",
                           retrieved_on=clock.today(), sha256="0" * 64, entry_count=len(entries))
@@ -228,11 +245,90 @@ def bench_screening(entries) -> dict:
          "identifiers": {k: list(v) for k, v in e.identifiers.items()}, "citation": "benchmark",
          "created_at": clock.utcnow(), "updated_at": clock.utcnow()} for e in entries])
     db.session.commit()
+    return version
+
+
+def bench_screening(entries) -> dict:
+    """The whole screening (engage.lists.screening.screen: loading companies and the lists' latest
+    versions, matching, writing flags and review questions) with the synthetic entries saved as
+    the latest version of one list: the issue's "10,000 companies against 20,000 entries"."""
+    from engage.lists.screening import screen
+    from engage.models import MatchCandidate, RiskFlag
+
+    version = save_entries(entries)
     samples, _ = timed(lambda: (screen(notify=False), db.session.commit()))
     flags = db.session.scalar(sa.select(sa.func.count(RiskFlag.id)).where(RiskFlag.version_id == version.id))
     questions = db.session.scalar(sa.select(sa.func.count(MatchCandidate.id)))
     return {"name": f"screening ({len(entries):,} entries, all companies)", "seconds": round(samples[0] / 1000, 2),
             "target": "< 10 s", "detail": f"{flags:,} flags and {questions:,} review questions written"}
+
+
+def synthetic_map(rows: int, seed: int = 16, drop: frozenset[str] = frozenset()) -> bytes:
+    """A value-chain map of `rows` relationships: a tenth named like synth companies (resolved), a
+    tenth like the saved list entries (new companies the lists flag), the rest coined names
+    (tests/benchmarks/bench_matching.py's words); some in Xinjiang places."""
+    import csv
+    import io
+    import random
+
+    from bench_matching import DESCRIPTORS, LEGAL, _coined
+
+    from engage.models import Company, ListedEntity
+
+    rng = random.Random(seed)
+    companies = db.session.scalars(sa.select(Company.name).order_by(Company.id).limit(rows // 10 * 3)).all()
+    entries = db.session.scalars(sa.select(ListedEntity.name).order_by(ListedEntity.id).limit(rows // 10 * 3)).all()
+    names: dict[str, None] = {}
+    for name in rng.sample(companies, min(len(companies), rows // 10)) + rng.sample(entries, min(len(entries), rows // 10)):
+        names.setdefault(name)
+    for name in drop:
+        names.pop(name, None)
+    while len(names) < rows:
+        names.setdefault(" ".join(f"{_coined(rng)} {_coined(rng)} {rng.choice(DESCRIPTORS)} {rng.choice(LEGAL)} "
+                                  "(fictional)".split()))
+    regions = ["Shihezi, Xinjiang", "Hotan Prefecture", "Zhundong, Changji", "Jiangsu, Changzhou", "Anhui, Hefei",
+               "Guangdong, Shenzhen", ""]
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["Supplier", "Tier", "Relationship", "Products", "Country", "Region", "Page"])
+    for i, name in enumerate(names):
+        region = rng.choice(regions)
+        writer.writerow([name, rng.choice([1, 2, 3]), rng.choice(["supplier", "sub-supplier", "customer"]),
+                         rng.choice(["polysilicon", "wafers", "cotton yarn", "aluminium", "cameras"]),
+                         "CN" if region or rng.random() < 0.5 else rng.choice(["DE", "VN", "US"]),
+                         region, f"p. {1 + i // 50}"])
+    return out.getvalue().encode()
+
+
+def bench_valuechain() -> dict:
+    """A MAP_ROWS-relationship map of one synth company previewed, then saved with its screening
+    (engage.valuechain.service: resolving against every company, the lists' would-be flags, the
+    writes, screening the counterparties)."""
+    from engage.models import Company
+    from engage.valuechain import service
+
+    company = db.session.scalar(sa.select(Company).order_by(Company.id.desc()).limit(1))
+    drop: set[str] = set()
+    refused: list = []
+    for _attempt in range(10):  # names the parser refuses (the company itself, two names of one company) left out
+        data = synthetic_map(MAP_ROWS, drop=frozenset(drop))
+        try:
+            preview_ms, shown = timed(lambda: service.preview(company, data, "bench_map.csv"))
+            break
+        except service.ValueChainError as error:
+            refused = error.errors
+            drop |= {e.value for e in error.errors}
+    else:
+        raise SystemExit(f"the synthetic map is still refused: {refused[:5]}")
+    save_ms, saved = timed(lambda: (service.save(company, data, "bench_map.csv"), db.session.commit())[0])
+    seconds = round((preview_ms[0] + save_ms[0]) / 1000, 2)
+    existing = sum(1 for r in shown.rows if r.company_id)
+    return {"name": f"value-chain map ({len(shown.rows):,} rows), preview + save", "seconds": seconds,
+            "target": "< 5 s",
+            "detail": f"preview {preview_ms[0] / 1000:.2f} s, save with screening {save_ms[0] / 1000:.2f} s; "
+                      f"{existing:,} resolved, {len(saved.created):,} new, {len(shown.flagged):,} flagged, "
+                      f"{saved.screening.companies_checked:,} companies screened, "
+                      f"{len(saved.screening.created):,} flags written"}
 
 
 def print_table(results) -> None:
@@ -245,7 +341,7 @@ def print_table(results) -> None:
     print(f"\n{'job':42} {'seconds':>10} {'peak MB':>8}  target")
     for job in results["jobs"]:
         print(f"{job['name']:42} {job['seconds']:>10} {job.get('peak_mb', ''):>8}  {job.get('target', '')}")
-        if job.get("detail") and job["name"].startswith(("list matching", "screening (")):
+        if job.get("detail") and job["name"].startswith(("list matching", "screening (", "value-chain")):
             print(f"{'':42} {job['detail']}")
     print("\nJSON: .bench/results.json")
 
