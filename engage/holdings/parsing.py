@@ -518,7 +518,7 @@ def detect_delimiter(text: str, mapping: dict[str, str], limits: Limits) -> str 
     return best
 
 
-def _csv_rows(text: str, delimiter: str, limits: Limits) -> Iterator[tuple[int, list[str]]]:
+def csv_rows(text: str, delimiter: str, limits: Limits) -> Iterator[tuple[int, list[str]]]:
     """(row number, cells) of the CSV, read strictly: a quote left open at the end means the file was cut."""
     reader = csv.reader(_lines(text, limits), delimiter=delimiter, skipinitialspace=True, strict=True)
     try:
@@ -618,7 +618,7 @@ def _count_shared_strings(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit
                           f"save the sheet as CSV")
 
 
-class _XlsxSource:
+class XlsxSource:
     """Rows of one sheet of a workbook checked by `_check_archive`, read by openpyxl's own parser.
 
     The sheet's declared dimensions are not used (they can be anything); merged cells and
@@ -752,7 +752,7 @@ class _Source:
     rows: Iterator[tuple[int, list[str]]]
     delimiter: str | None = None
     encoding: str | None = None
-    xlsx: _XlsxSource | None = None
+    xlsx: XlsxSource | None = None
 
     def close(self) -> None:
         if self.xlsx is not None:
@@ -768,7 +768,7 @@ def _open(data: bytes, mapping: dict[str, str], limits: Limits, encoding: str | 
     if not data or not data.strip():
         raise FileRefused("the file is empty")
     if data[:4] == b"PK\x03\x04":
-        xlsx = _XlsxSource(data, limits, sheet)
+        xlsx = XlsxSource(data, limits, sheet)
         return _Source(rows=iter(xlsx), xlsx=xlsx)
     if data[:8] == b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1":
         if any(name in data for name in _ENCRYPTED):
@@ -781,7 +781,7 @@ def _open(data: bytes, mapping: dict[str, str], limits: Limits, encoding: str | 
     if "\x00" in text:
         raise FileRefused("this is not a CSV or XLSX file (it contains NUL characters)")
     delimiter = detect_delimiter(text, mapping, limits)
-    return _Source(rows=_csv_rows(text, delimiter or ",", limits), delimiter=delimiter, encoding=encoding)
+    return _Source(rows=csv_rows(text, delimiter or ",", limits), delimiter=delimiter, encoding=encoding)
 
 
 

@@ -162,7 +162,7 @@ def import_holdings():
 def read_again(token: str):
     """Read a stashed file again with other options (decimal separator, partial, date, encoding, sheet)."""
     stashed = service.load_upload(token)
-    if stashed is None or not isinstance(stashed[1].get("fund_id"), int):  # gone, or another feature's upload
+    if stashed is None:
         flash("That import is no longer waiting; upload the file again.", "error")
         return redirect(url_for("holdings.import_holdings"))
     data, meta = stashed
@@ -184,9 +184,6 @@ def confirm_import(token: str):
         flash("The form expired; upload the file again.", "error")
         return redirect(url_for("holdings.import_holdings"))
     stashed = service.claim_upload(token)
-    if stashed is not None and not isinstance(stashed[1].get("fund_id"), int):  # another feature's upload (a list file)
-        service.release_upload(token)
-        stashed = None
     if stashed is None:
         state, lines = service.upload_state(token)
         if state == "done":

@@ -28,19 +28,18 @@ from engage.models import (
     Fund,
     Holding,
     ListedEntity,
-    ListVersion,
     RiskFlag,
     RiskSource,
     User,
 )
 from engage.core import outbox
 from engage.models.holdings import in_snapshot, latest_snapshot_date, latest_snapshots
+from engage.models.lists import latest_version_ids
 
 
 def current_entries():
     """SQL: the entries of each list's latest version."""
-    latest = sa.select(sa.func.max(ListVersion.id)).group_by(ListVersion.name)
-    return sa.select(ListedEntity).where(ListedEntity.version_id.in_(latest))
+    return sa.select(ListedEntity).where(ListedEntity.version_id.in_(latest_version_ids()))
 
 
 # Exposure ---------------------------------------------------------------------------------

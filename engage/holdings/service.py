@@ -251,13 +251,24 @@ class _Folder:
         os.utime(name, dir_fd=self.fd, follow_symlinks=False)
 
 
-def stash_upload(data: bytes, meta: dict) -> str:
-    """Keep an uploaded file between the preview and the confirmation."""
+def stash_upload(data: bytes, meta: dict, kind: str = "holdings") -> str:
+    """Keep an uploaded file between the preview and the confirmation.
+
+    `kind` names the feature whose upload it is (the list import shares this stash): loading and
+    claiming take the kind too, and another feature's token reads as gone.
+    """
     token = secrets.token_hex(16)
     with _Folder() as folder:
         folder.write(f"{token}.bin", data)
-        folder.write(f"{token}.json", json.dumps(meta).encode())
+        folder.write(f"{token}.json", json.dumps({**meta, "kind": kind}).encode())
     return token
+
+
+def _of_kind(meta: dict, kind: str) -> dict | None:
+    """The caller's meta (without the stash's own `kind`) when the stash is of `kind`, else None."""
+    if meta.pop("kind", "holdings") != kind:
+        return None
+    return meta
 
 
 def save_upload_meta(token: str, meta: dict) -> None:
@@ -266,19 +277,22 @@ def save_upload_meta(token: str, meta: dict) -> None:
             folder.write(f"{token}.json", json.dumps(meta).encode())
 
 
-def load_upload(token: str) -> tuple[bytes, dict] | None:
+def load_upload(token: str, kind: str = "holdings") -> tuple[bytes, dict] | None:
     """The stashed file and its meta, without claiming it (for a preview read again)."""
     if not TOKEN.match(token or ""):
         return None
     with _Folder() as folder:
         try:
-            return folder.read(f"{token}.bin"), json.loads(folder.read(f"{token}.json"))
+            data, meta = folder.read(f"{token}.bin"), json.loads(folder.read(f"{token}.json"))
         except (OSError, ValueError):
             return None
+    meta = _of_kind(meta, kind)
+    return None if meta is None else (data, meta)
 
 
-def claim_upload(token: str) -> tuple[bytes, dict] | None:
-    """Take the stash for importing; only one caller ever gets it (None for the others).
+def claim_upload(token: str, kind: str = "holdings") -> tuple[bytes, dict] | None:
+    """Take the stash for importing; only one caller ever gets it (None for the others, and for
+    another feature's stash, which is put back).
 
     A claim older than HOLDINGS_CONFIRM_LEASE_SECONDS (its confirmation died) is taken over,
     by a rename too, so again only one caller gets it.
@@ -303,9 +317,12 @@ def claim_upload(token: str) -> tuple[bytes, dict] | None:
         else:
             folder.touch(claimed)  # the lease runs from the claim, not from the upload
         try:
-            return folder.read(claimed), json.loads(folder.read(f"{token}.json"))
+            data, meta = folder.read(claimed), json.loads(folder.read(f"{token}.json"))
         except (OSError, ValueError):
-            pass
+            data, meta = None, {}
+    meta = _of_kind(meta, kind)
+    if data is not None and meta is not None:
+        return data, meta
     release_upload(token)
     return None
 

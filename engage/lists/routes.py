@@ -16,6 +16,8 @@ from engage.security import require_role
 from engage.web import paginate, refuse
 
 bp = Blueprint("lists", __name__, url_prefix="/lists")
+#: The list import keeps its uploads in the holdings import's stash, under its own kind.
+KIND = "lists"
 
 #: Most diff lines a version page shows per kind (added, removed, changed).
 DIFF_SHOWN = 200
@@ -87,20 +89,20 @@ def import_list():
     upload = form.file.data
     data = upload.read()
     meta = {"file_name": (upload.filename or "upload")[:255], **_options(form), "older": bool(form.older.data),
-            "user": current_user.id, "kind": "lists"}  # the holdings import's stash: it confirms only stashes with a fund
+            "user": current_user.id}
     try:
         preview = _read(data, meta)
     except service.ListError as exc:
         status = refuse(form, service.for_the_form(exc))
         return render_template("lists/import.html", form=form, errors=exc.errors), status
-    token = service.stash_upload(data, meta)
+    token = service.stash_upload(data, meta, KIND)
     return _preview_page(token, preview, meta)
 
 
 def _stashed(token: str):
     """The stash of `token` if it is a list upload of this user, else None."""
-    stashed = service.load_upload(token)
-    if stashed is None or stashed[1].get("kind") != "lists" or stashed[1].get("user") != current_user.id:
+    stashed = service.load_upload(token, KIND)
+    if stashed is None or stashed[1].get("user") != current_user.id:
         return None
     return stashed
 
@@ -122,7 +124,7 @@ def confirm_import(token: str):
         else:
             flash("That import is no longer waiting; upload the file again.", "error")
         return redirect(url_for("lists.index"))
-    claimed = service.claim_upload(token)
+    claimed = service.claim_upload(token, KIND)
     if claimed is None:
         flash("This file is being saved by an earlier click; it is saved once.", "info")
         return redirect(url_for("lists.index"))

@@ -46,6 +46,7 @@ from engage.core import outbox
 from engage.extensions import db
 from engage.lists import matching
 from engage.lists.matching import FLAG_SCORE, REVIEW_SCORE, Candidate, CompanyRecord, EntryRecord, match
+from engage.models.lists import latest_versions
 from engage.models import (
     ACTIVE_STATUSES,
     AuditEvent,
@@ -139,12 +140,6 @@ class Loaded:
     #: (company, source, citation) and by (company, source, effective date).
     legacy: dict[tuple, RiskFlag]
     decisions: dict[tuple[int, str, str], MatchCandidate]
-
-
-def latest_versions() -> dict[str, ListVersion]:
-    """Each list's latest version, by list name (one query)."""
-    latest = sa.select(sa.func.max(ListVersion.id)).group_by(ListVersion.name)
-    return {v.name: v for v in db.session.scalars(sa.select(ListVersion).where(ListVersion.id.in_(latest)))}
 
 
 def _ancestors(company_ids, parents: dict[int, int]) -> set[int]:

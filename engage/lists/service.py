@@ -24,6 +24,7 @@ from engage.holdings import service as holdings_service
 from engage.lists import parsers
 from engage.lists.parsers import FORMATS, Entry, ListError, Parsed, parse_mapping
 from engage.models import ListedEntity, ListVersion, RiskSource, normalize_name
+from engage.models.lists import latest_versions
 
 __all__ = ["FORMATS", "ListError", "PreviewChanged", "ListDiff", "Preview", "preview", "save", "parse_mapping",
            "latest_versions", "versions", "parse_sources"]
@@ -158,14 +159,6 @@ def _compare(old: dict, new: Entry) -> dict:
         elif (before if before not in ("",) else None) != (after if after not in ("",) else None):
             changes[name] = [_jsonable(before), _jsonable(after)]
     return changes
-
-
-def latest_versions(names: list[str] | None = None) -> dict[str, ListVersion]:
-    latest = sa.select(sa.func.max(ListVersion.id)).group_by(ListVersion.name)
-    query = sa.select(ListVersion).where(ListVersion.id.in_(latest))
-    if names is not None:
-        query = query.where(ListVersion.name.in_(names or [""]))
-    return {v.name: v for v in db.session.scalars(query)}
 
 
 def versions(list_name: str | None = None) -> list[ListVersion]:

@@ -116,6 +116,19 @@ class ListedEntity(TimestampMixin, db.Model):
         return {normalize_name(n) for n in [self.name, *(self.aliases or [])] if normalize_name(n)}
 
 
+def latest_version_ids():
+    """SQL: the id of each list's latest version (screening reads these)."""
+    return sa.select(sa.func.max(ListVersion.id)).group_by(ListVersion.name)
+
+
+def latest_versions(names: list[str] | None = None) -> dict[str, ListVersion]:
+    """Each list's latest version (of `names`, when given), by list name; one query."""
+    query = sa.select(ListVersion).where(ListVersion.id.in_(latest_version_ids()))
+    if names is not None:
+        query = query.where(ListVersion.name.in_(names or [""]))
+    return {v.name: v for v in db.session.scalars(query)}
+
+
 class MatchCandidate(TimestampMixin, db.Model):
     """A company and a list entry that may be the same: queued for review, or decided.
 

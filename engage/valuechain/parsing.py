@@ -131,7 +131,7 @@ def _rows(data: bytes, mapping: dict[str, str], limits: Limits):
         raise MapRefused("the file is empty")
     try:
         if data[:4] == b"PK\x03\x04":
-            source = holdings_parsing._XlsxSource(data, limits, None)
+            source = holdings_parsing.XlsxSource(data, limits, None)
             return source, iter(source)
         if data[:8] == b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1":
             raise MapRefused("old Excel (.xls) files are not supported; save it as .xlsx or CSV")
@@ -149,7 +149,7 @@ def _rows(data: bytes, mapping: dict[str, str], limits: Limits):
             continue
         if count > best_count:
             best, best_count = delimiter, count
-    return None, holdings_parsing._csv_rows(text, best, limits)
+    return None, holdings_parsing.csv_rows(text, best, limits)
 
 
 def parse(data: bytes, mapping: dict[str, str] | None = None, *, max_rows: int = MAX_ROWS) -> ParsedMap:
