@@ -46,7 +46,6 @@ from engage.core import outbox
 from engage.extensions import db
 from engage.lists import matching
 from engage.lists.matching import FLAG_SCORE, REVIEW_SCORE, Candidate, CompanyRecord, EntryRecord, match
-from engage.models.lists import latest_versions
 from engage.models import (
     ACTIVE_STATUSES,
     AuditEvent,
@@ -65,6 +64,7 @@ from engage.models import (
     Role,
     User,
 )
+from engage.models.lists import latest_versions
 
 #: The AuditEvent action that records a screening run.
 RUN_ACTION = "screening"
