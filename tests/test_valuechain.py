@@ -411,3 +411,13 @@ def test_two_rows_resolving_to_one_company_are_refused_as_duplicates(runner, tmp
     assert result.exit_code == 1
     assert "row 3, column Supplier: resolves to Xinjiang Daqo New Energy Co., Ltd., as row 2 does" in result.stderr
     assert counts() == before
+
+
+def test_the_same_file_imported_again_is_refused_as_identical(runner):
+    company = maker()
+    assert run(runner, str(MAP), "--company", str(company.id)).exit_code == 0
+    before = counts()
+    result = run(runner, str(MAP), "--company", str(company.id))
+    assert result.exit_code == 1
+    assert "identical to map 1" in result.stderr
+    assert counts() == before

@@ -319,6 +319,9 @@ def save(company: Company, data: bytes, file_name: str, mapping: dict[str, str] 
         raise FieldError("disclosed_on", "the disclosure date is in the future")
     shown = preview(company, data, file_name, mapping, accept_possible=accept_possible)
     previous = latest_map(company)
+    if previous is not None and previous.sha256 == shown.sha256 and (previous.mapping or {}) == shown.mapping:
+        raise ValueChainError(f"{file_name}: this file is identical to map {previous.number} of {company.name} "
+                              f"({previous.file_name}, SHA-256 {shown.sha256[:12]}); nothing to import")
     before = _previous_relationships(previous)
     vc_map = ValueChainMap(company_id=company.id, number=(previous.number + 1) if previous else 1,
                            file_name=file_name[:255], sha256=shown.sha256, source_kind=source_kind,
