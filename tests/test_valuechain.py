@@ -421,3 +421,17 @@ def test_the_same_file_imported_again_is_refused_as_identical(runner):
     assert result.exit_code == 1
     assert "identical to map 1" in result.stderr
     assert counts() == before
+
+
+def test_a_row_naming_the_engaged_companys_alias_is_refused_as_itself(runner, tmp_path):
+    company = maker()
+    company.aliases.append(CompanyAlias(alias="FSM Holdings"))
+    db.session.commit()
+    path = tmp_path / "map.csv"
+    path.write_text("Supplier,Tier\nFSM Holdings,1\n")
+    before = counts()
+    result = run(runner, str(path), "--company", str(company.id))
+    assert result.exit_code == 1
+    assert "row 2, column Supplier: this is Fictional Solar Modules Co. itself" in result.stderr
+    assert counts() == before
+

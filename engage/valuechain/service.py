@@ -227,10 +227,10 @@ def preview(company: Company, data: bytes, file_name: str, mapping: dict[str, st
         parsed = parsing.parse(data, mapping)
     except MapRefused as exc:
         raise ValueChainError(f"{file_name}: {exc}") from exc
-    own = company.normalized_name or normalize_name(company.name)
+    own = {company.normalized_name or normalize_name(company.name)} | {normalize_name(a.alias) for a in company.aliases}
     parsed.errors += [RowError(item.row, parsed.columns["name"], item.name,
                                f"this is {company.name} itself, whose map this is")
-                      for item in parsed.rows if normalize_name(item.name) == own]
+                      for item in parsed.rows if normalize_name(item.name) in own - {None, ""}]
     if parsed.errors:
         raise ValueChainError(f"{file_name}: {len(parsed.errors)} row(s) with errors; nothing was imported",
                               sorted(parsed.errors, key=lambda e: e.row))
