@@ -435,3 +435,18 @@ def test_a_row_naming_the_engaged_companys_alias_is_refused_as_itself(runner, tm
     assert "row 2, column Supplier: this is Fictional Solar Modules Co. itself" in result.stderr
     assert counts() == before
 
+
+@pytest.mark.parametrize("mapping, message", [
+    ("name=Vendor,name=Other", "field name is mapped twice"),
+    ("name=Vendor,aliases=Vendor", "column Vendor is mapped to two fields"),
+])
+def test_a_mapping_naming_a_field_or_a_column_twice_is_refused(runner, tmp_path, mapping, message):
+    company = maker()
+    path = tmp_path / "map.csv"
+    path.write_text("Vendor,Level,Other\nAcme Glass (fictional),1,x\n")
+    before = counts()
+    result = run(runner, str(path), "--company", str(company.id), "--map", mapping)
+    assert result.exit_code == 1
+    assert message in result.stderr
+    assert counts() == before
+

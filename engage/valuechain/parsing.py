@@ -96,10 +96,18 @@ def parse_mapping(text: str | dict | None) -> dict[str, str]:
     if isinstance(text, dict):
         mapping = {k.strip().lower(): v.strip() for k, v in text.items() if v and v.strip()}
     else:
+        fields = [part.split("=", 1)[0].strip().lower() for part in (text or "").split(",") if part.strip()]
+        twice = sorted({f for f in fields if fields.count(f) > 1})
+        if twice:
+            raise MapRefused(f"the column mapping is ambiguous: field {', '.join(twice)} is mapped twice")
         try:
             mapping = holdings_parsing.parse_mapping(text)
         except FileRefused as exc:
             raise MapRefused(str(exc)) from exc
+    labels = [_label(c) for c in mapping.values()]
+    twice = sorted({c for c in mapping.values() if labels.count(_label(c)) > 1})
+    if twice:
+        raise MapRefused(f"the column mapping is ambiguous: column {', '.join(twice)} is mapped to two fields")
     unknown = sorted(set(mapping) - set(FIELDS))
     if unknown:
         raise MapRefused(f"unknown field(s) in the column mapping: {', '.join(unknown)}; the fields are "
