@@ -450,3 +450,9 @@ def test_a_mapping_naming_a_field_or_a_column_twice_is_refused(runner, tmp_path,
     assert message in result.stderr
     assert counts() == before
 
+
+def test_a_company_reference_of_odd_digits_is_refused_with_a_message(runner):
+    maker()
+    result = run(runner, str(MAP), "--company", "²")
+    assert result.exit_code == 1
+    assert "no company with ISIN or id '²'" in result.stderr
