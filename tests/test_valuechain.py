@@ -456,3 +456,14 @@ def test_a_company_reference_of_odd_digits_is_refused_with_a_message(runner):
     result = run(runner, str(MAP), "--company", "²")
     assert result.exit_code == 1
     assert "no company with ISIN or id '²'" in result.stderr
+
+
+def test_a_name_too_long_for_a_company_is_refused_not_cut(runner, tmp_path):
+    company = maker()
+    path = tmp_path / "map.csv"
+    path.write_text("Supplier,Tier\n" + "A" * 5000 + ",1\n")
+    before = counts()
+    result = run(runner, str(path), "--company", str(company.id))
+    assert result.exit_code == 1
+    assert "row 2, column Supplier: a name is at most 200 characters (this one has 5,000)" in result.stderr
+    assert counts() == before

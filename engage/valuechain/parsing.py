@@ -236,6 +236,8 @@ def _read_row(number: int, cell, result: ParsedMap) -> MapRow | None:
     name = cell("name")
     if not name:
         error("name", "", "no counterparty name")
+    elif len(name) > 200:
+        error("name", name[:60] + "…", f"a name is at most 200 characters (this one has {len(name):,})")
     item = MapRow(row=number, name=name[:200])
     item.aliases = [a.strip()[:200] for a in cell("aliases").replace(";", "|").split("|") if a.strip()]
     kind = cell("kind")
