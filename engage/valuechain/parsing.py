@@ -141,6 +141,8 @@ def _rows(data: bytes, mapping: dict[str, str], limits: Limits):
         if data[:4] == b"PK\x03\x04":
             source = holdings_parsing._XlsxSource(data, limits, None)
             return source, iter(source)
+        if data[:5] == b"%PDF-":
+            raise MapRefused("this is a PDF, not a CSV or XLSX file; export the map's table to CSV or XLSX")
         if data[:8] == b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1":
             raise MapRefused("old Excel (.xls) files are not supported; save it as .xlsx or CSV")
         text, _encoding = holdings_parsing.decode(data)
