@@ -468,3 +468,14 @@ def test_a_name_too_long_for_a_company_is_refused_not_cut(runner, tmp_path):
     assert result.exit_code == 1
     assert "row 2, column Supplier: a name is at most 200 characters (this one has 5,000)" in result.stderr
     assert counts() == before
+
+
+def test_a_row_with_the_engaged_companys_isin_is_refused_as_itself_not_a_crash(runner, tmp_path):
+    company = maker()
+    path = tmp_path / "map.csv"
+    path.write_text("Supplier,ISIN\nApple Inc,US0378331005\n")
+    before = counts()
+    result = run(runner, str(path), "--company", str(company.id))
+    assert result.exit_code == 1
+    assert "row 2, column Supplier: this is Fictional Solar Modules Co. itself" in result.stderr
+    assert counts() == before

@@ -230,7 +230,8 @@ def preview(company: Company, data: bytes, file_name: str, mapping: dict[str, st
     own = {company.normalized_name or normalize_name(company.name)} | {normalize_name(a.alias) for a in company.aliases}
     parsed.errors += [RowError(item.row, parsed.columns["name"], item.name,
                                f"this is {company.name} itself, whose map this is")
-                      for item in parsed.rows if normalize_name(item.name) in own - {None, ""}]
+                      for item in parsed.rows if normalize_name(item.name) in own - {None, ""}
+                      or (item.isin and item.isin == company.isin) or (item.lei and item.lei == company.lei)]
     if parsed.errors:
         raise ValueChainError(f"{file_name}: {len(parsed.errors)} row(s) with errors; nothing was imported",
                               sorted(parsed.errors, key=lambda e: e.row))
