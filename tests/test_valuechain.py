@@ -479,3 +479,18 @@ def test_a_row_with_the_engaged_companys_isin_is_refused_as_itself_not_a_crash(r
     assert result.exit_code == 1
     assert "row 2, column Supplier: this is Fictional Solar Modules Co. itself" in result.stderr
     assert counts() == before
+
+
+def test_one_new_counterparty_in_two_rows_is_one_company(runner, tmp_path):
+    company = maker()
+    path = tmp_path / "map.csv"
+    path.write_text("Supplier,Relationship,ISIN\nAcme Glass (fictional),supplier,US5949181045\n"
+                    "Acme Glass (fictional),customer,\nAcme Glass Holdings (fictional),joint venture,US5949181045\n")
+    result = run(runner, str(path), "--company", str(company.id))
+    assert result.exit_code == 0, result.output + result.stderr
+    assert counts()[:3] == (1, 3, 2)
+    path.write_text("Supplier,ISIN\nZeta Polymers (fictional),US0231351067\nOmega Cables (fictional),US0231351067\n")
+    result = run(runner, str(path), "--company", str(company.id))
+    assert result.exit_code == 1
+    assert "row 3, column Supplier: has the ISIN of row 2" in result.stderr
+    assert counts()[:3] == (1, 3, 2)
