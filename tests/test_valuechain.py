@@ -284,6 +284,7 @@ BAD = {
                     "row 2, column LEI: 5493001KJTIIGC8Y1R13 is not a valid LEI"),
     "invalid ISIN": ("Supplier,ISIN\nAcme Glass (fictional),US0378331006\n", [], "row 2, column ISIN:"),
     "empty file": ("", [], "the file is empty"),
+    "a PDF named .csv": ("%PDF-1.4\n1 0 obj<<>>endobj\n", [], "this is a PDF, not a CSV or XLSX file"),
     "header only": (HEADER, [], "has a header (row 1) but no counterparties"),
     "no header": ("a,b,c\n1,2,3\n", [], "no header row naming the counterparty"),
     "50,000 rows": (HEADER + "".join(f"Supplier {i} (fictional),1,supplier,glass,CN,Anhui,p. 1\n"
@@ -411,3 +412,85 @@ def test_two_rows_resolving_to_one_company_are_refused_as_duplicates(runner, tmp
     assert result.exit_code == 1
     assert "row 3, column Supplier: resolves to Xinjiang Daqo New Energy Co., Ltd., as row 2 does" in result.stderr
     assert counts() == before
+
+
+def test_the_same_file_imported_again_is_refused_as_identical(runner):
+    company = maker()
+    assert run(runner, str(MAP), "--company", str(company.id)).exit_code == 0
+    before = counts()
+    result = run(runner, str(MAP), "--company", str(company.id))
+    assert result.exit_code == 1
+    assert "identical to map 1" in result.stderr
+    assert counts() == before
+
+
+def test_a_row_naming_the_engaged_companys_alias_is_refused_as_itself(runner, tmp_path):
+    company = maker()
+    company.aliases.append(CompanyAlias(alias="FSM Holdings"))
+    db.session.commit()
+    path = tmp_path / "map.csv"
+    path.write_text("Supplier,Tier\nFSM Holdings,1\n")
+    before = counts()
+    result = run(runner, str(path), "--company", str(company.id))
+    assert result.exit_code == 1
+    assert "row 2, column Supplier: this is Fictional Solar Modules Co. itself" in result.stderr
+    assert counts() == before
+
+
+@pytest.mark.parametrize("mapping, message", [
+    ("name=Vendor,name=Other", "field name is mapped twice"),
+    ("name=Vendor,aliases=Vendor", "column Vendor is mapped to two fields"),
+])
+def test_a_mapping_naming_a_field_or_a_column_twice_is_refused(runner, tmp_path, mapping, message):
+    company = maker()
+    path = tmp_path / "map.csv"
+    path.write_text("Vendor,Level,Other\nAcme Glass (fictional),1,x\n")
+    before = counts()
+    result = run(runner, str(path), "--company", str(company.id), "--map", mapping)
+    assert result.exit_code == 1
+    assert message in result.stderr
+    assert counts() == before
+
+
+def test_a_company_reference_of_odd_digits_is_refused_with_a_message(runner):
+    maker()
+    result = run(runner, str(MAP), "--company", "²")
+    assert result.exit_code == 1
+    assert "no company with ISIN or id '²'" in result.stderr
+
+
+def test_a_name_too_long_for_a_company_is_refused_not_cut(runner, tmp_path):
+    company = maker()
+    path = tmp_path / "map.csv"
+    path.write_text("Supplier,Tier\n" + "A" * 5000 + ",1\n")
+    before = counts()
+    result = run(runner, str(path), "--company", str(company.id))
+    assert result.exit_code == 1
+    assert "row 2, column Supplier: a name is at most 200 characters (this one has 5,000)" in result.stderr
+    assert counts() == before
+
+
+def test_a_row_with_the_engaged_companys_isin_is_refused_as_itself_not_a_crash(runner, tmp_path):
+    company = maker()
+    path = tmp_path / "map.csv"
+    path.write_text("Supplier,ISIN\nApple Inc,US0378331005\n")
+    before = counts()
+    result = run(runner, str(path), "--company", str(company.id))
+    assert result.exit_code == 1
+    assert "row 2, column Supplier: this is Fictional Solar Modules Co. itself" in result.stderr
+    assert counts() == before
+
+
+def test_one_new_counterparty_in_two_rows_is_one_company(runner, tmp_path):
+    company = maker()
+    path = tmp_path / "map.csv"
+    path.write_text("Supplier,Relationship,ISIN\nAcme Glass (fictional),supplier,US5949181045\n"
+                    "Acme Glass (fictional),customer,\nAcme Glass Holdings (fictional),joint venture,US5949181045\n")
+    result = run(runner, str(path), "--company", str(company.id))
+    assert result.exit_code == 0, result.output + result.stderr
+    assert counts()[:3] == (1, 3, 2)
+    path.write_text("Supplier,ISIN\nZeta Polymers (fictional),US0231351067\nOmega Cables (fictional),US0231351067\n")
+    result = run(runner, str(path), "--company", str(company.id))
+    assert result.exit_code == 1
+    assert "row 3, column Supplier: has the ISIN of row 2" in result.stderr
+    assert counts()[:3] == (1, 3, 2)

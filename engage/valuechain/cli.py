@@ -28,7 +28,7 @@ def _fail(message: str) -> None:
 
 
 def _company(text: str) -> Company | None:
-    if text.isdigit():
+    if text.isascii() and text.isdigit():
         return db.session.get(Company, int(text))
     return db.session.scalar(sa.select(Company).where(Company.isin == compact_isin(text.upper())))
 

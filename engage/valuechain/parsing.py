@@ -96,10 +96,18 @@ def parse_mapping(text: str | dict | None) -> dict[str, str]:
     if isinstance(text, dict):
         mapping = {k.strip().lower(): v.strip() for k, v in text.items() if v and v.strip()}
     else:
+        fields = [part.split("=", 1)[0].strip().lower() for part in (text or "").split(",") if part.strip()]
+        twice = sorted({f for f in fields if fields.count(f) > 1})
+        if twice:
+            raise MapRefused(f"the column mapping is ambiguous: field {', '.join(twice)} is mapped twice")
         try:
             mapping = holdings_parsing.parse_mapping(text)
         except FileRefused as exc:
             raise MapRefused(str(exc)) from exc
+    labels = [_label(c) for c in mapping.values()]
+    twice = sorted({c for c in mapping.values() if labels.count(_label(c)) > 1})
+    if twice:
+        raise MapRefused(f"the column mapping is ambiguous: column {', '.join(twice)} is mapped to two fields")
     unknown = sorted(set(mapping) - set(FIELDS))
     if unknown:
         raise MapRefused(f"unknown field(s) in the column mapping: {', '.join(unknown)}; the fields are "
@@ -133,6 +141,8 @@ def _rows(data: bytes, mapping: dict[str, str], limits: Limits):
         if data[:4] == b"PK\x03\x04":
             source = holdings_parsing.XlsxSource(data, limits, None)
             return source, iter(source)
+        if data[:5] == b"%PDF-":
+            raise MapRefused("this is a PDF, not a CSV or XLSX file; export the map's table to CSV or XLSX")
         if data[:8] == b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1":
             raise MapRefused("old Excel (.xls) files are not supported; save it as .xlsx or CSV")
         text, _encoding = holdings_parsing.decode(data)
@@ -228,6 +238,8 @@ def _read_row(number: int, cell, result: ParsedMap) -> MapRow | None:
     name = cell("name")
     if not name:
         error("name", "", "no counterparty name")
+    elif len(name) > 200:
+        error("name", name[:60] + "…", f"a name is at most 200 characters (this one has {len(name):,})")
     item = MapRow(row=number, name=name[:200])
     item.aliases = [a.strip()[:200] for a in cell("aliases").replace(";", "|").split("|") if a.strip()]
     kind = cell("kind")

@@ -227,10 +227,11 @@ def preview(company: Company, data: bytes, file_name: str, mapping: dict[str, st
         parsed = parsing.parse(data, mapping)
     except MapRefused as exc:
         raise ValueChainError(f"{file_name}: {exc}") from exc
-    own = company.normalized_name or normalize_name(company.name)
+    own = {company.normalized_name or normalize_name(company.name)} | {normalize_name(a.alias) for a in company.aliases}
     parsed.errors += [RowError(item.row, parsed.columns["name"], item.name,
                                f"this is {company.name} itself, whose map this is")
-                      for item in parsed.rows if normalize_name(item.name) == own]
+                      for item in parsed.rows if normalize_name(item.name) in own - {None, ""}
+                      or (item.isin and item.isin == company.isin) or (item.lei and item.lei == company.lei)]
     if parsed.errors:
         raise ValueChainError(f"{file_name}: {len(parsed.errors)} row(s) with errors; nothing was imported",
                               sorted(parsed.errors, key=lambda e: e.row))
@@ -267,6 +268,17 @@ def preview(company: Company, data: bytes, file_name: str, mapping: dict[str, st
                                        f"resolves to {row.company_name}, as row {seen[key]} does: a map lists each "
                                        f"counterparty once per kind"))
         seen[key] = row.item.row
+    new_seen: dict[tuple[str, str, str], int] = {}  # two new rows with one ISIN or LEI would be one company twice
+    for row in rows:
+        item = row.item
+        for scheme, value in (("ISIN", item.isin), ("LEI", item.lei)) if row.company_id is None else ():
+            if value and (scheme, value, item.kind) in new_seen:
+                duplicates.append(RowError(item.row, parsed.columns["name"], item.name,
+                                           f"has the {scheme} of row {new_seen[(scheme, value, item.kind)]}: a map "
+                                           f"lists each counterparty once per kind"))
+                break
+            if value:
+                new_seen[(scheme, value, item.kind)] = item.row
     if duplicates:
         raise ValueChainError(f"{file_name}: {len(duplicates)} duplicate counterparties; nothing was imported",
                               duplicates)
@@ -319,6 +331,9 @@ def save(company: Company, data: bytes, file_name: str, mapping: dict[str, str] 
         raise FieldError("disclosed_on", "the disclosure date is in the future")
     shown = preview(company, data, file_name, mapping, accept_possible=accept_possible)
     previous = latest_map(company)
+    if previous is not None and previous.sha256 == shown.sha256 and (previous.mapping or {}) == shown.mapping:
+        raise ValueChainError(f"{file_name}: this file is identical to map {previous.number} of {company.name} "
+                              f"({previous.file_name}, SHA-256 {shown.sha256[:12]}); nothing to import")
     before = _previous_relationships(previous)
     vc_map = ValueChainMap(company_id=company.id, number=(previous.number + 1) if previous else 1,
                            file_name=file_name[:255], sha256=shown.sha256, source_kind=source_kind,
@@ -329,15 +344,21 @@ def save(company: Company, data: bytes, file_name: str, mapping: dict[str, str] 
     existing = {c.id: c for c in db.session.scalars(sa.select(Company).where(
         Company.id.in_([r.company_id for r in shown.rows if r.company_id] or [-1])))}
     created, counterparties = [], []
+    made: dict[tuple[str, str], Company] = {}  # one new counterparty in several rows (kinds) is one company
     origin = f"value chain of {company.name}"[:200]
     for row in shown.rows:
         item = row.item
-        if row.company_id is None:
+        keys = [k for k in (("isin", item.isin), ("lei", item.lei),
+                            ("name", normalize_name(item.name) or item.name.lower())) if k[1]]
+        if row.company_id is None and any(k in made for k in keys):
+            counterparty = next(made[k] for k in keys if k in made)
+        elif row.company_id is None:
             counterparty = Company(name=item.name, country=item.country, isin=item.isin, lei=item.lei, origin=origin,
                                    aliases=[CompanyAlias(alias=a) for a in dict.fromkeys(item.aliases)
                                             if a.lower() != item.name.lower()])
             db.session.add(counterparty)
             created.append(counterparty)
+            made.update((k, counterparty) for k in keys)
         else:
             counterparty = existing[row.company_id]
         counterparties.append(counterparty)
