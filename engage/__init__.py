@@ -242,6 +242,7 @@ def register_blueprints(app: Flask) -> None:
     from engage.reminders.routes import bp as reminders_bp
     from engage.reminders.routes import old_calendar
     from engage.scoring.routes import bp as scoring_bp
+    from engage.valuechain.routes import bp as valuechain_bp
     from engage.web import IdConverter
 
     app.url_map.converters["int"] = IdConverter  # before any route: ids past the column's range are 404s
@@ -258,6 +259,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(reminders_bp)
     app.register_blueprint(scoring_bp)
     app.register_blueprint(mailbox_bp)
+    app.register_blueprint(valuechain_bp)
     app.register_blueprint(admin_bp)
     # The one rule outside its package's prefix: calendar feeds handed out before the feed moved
     # to /reminders/calendar/ keep working (a permanent redirect).
