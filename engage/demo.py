@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 from decimal import Decimal
+from pathlib import Path
 
 import sqlalchemy as sa
 
@@ -18,6 +19,7 @@ from engage.engagements import cycle
 from engage.engagements.service import log_interaction
 from engage.extensions import db
 from engage.letters import service as letters
+from engage.valuechain import service as valuechain
 from engage.models import (
     Campaign,
     Company,
@@ -32,6 +34,9 @@ from engage.models import (
     Investor,
     LetterTemplate,
     LetterTemplateLanguage,
+    MapSourceKind,
+    Relationship,
+    RelationshipStatus,
     Reminder,
     ReminderStatus,
     Role,
@@ -69,7 +74,12 @@ DEMO_ENGAGEMENTS = [
     ("Amazon.com, Inc.", Stage.DISCLOSED, Escalation.NONE, None, 2, 190),
     ("Xiamen Meiya Pico Information Co., Ltd.", Stage.CLOSED, Escalation.DIVESTED, "divested", 1, 300),
     ("SenseTime Group", Stage.MAPPING_REQUESTED, Escalation.COLLECTIVE, None, 2, 80),
+    ("Brightpeak Solar Modules Co. (demo)", Stage.VALUE_CHAIN_MAPPED, Escalation.NONE, None, 2, 95),
 ]
+
+#: The fictional solar-module maker whose disclosed supplier list the demo records (seeds/valuechain/README.md).
+DEMO_SOLAR = ("Brightpeak Solar Modules Co. (demo)", "Solar modules", "CN")
+DEMO_MAP = Path(__file__).resolve().parent.parent / "seeds" / "valuechain" / "demo_solar_supplier_list.csv"
 
 
 #: Unflagged holdings, so exposure reads as a share of a real portfolio (name, sector, country).
@@ -193,7 +203,31 @@ def load_demo(password: str | None = None) -> tuple[str, str]:
         _demo_engagement(company, campaign, users[owner_index], stage, escalation, outcome,
                          today - dt.timedelta(days=age), today, templates, rubric, due)
     db.session.flush()
+    _demo_value_chain(companies.get(DEMO_SOLAR[0]), users[2], today)
     return login
+
+
+def _demo_value_chain(company: Company | None, analyst: User, today: dt.date) -> None:
+    """The solar maker's supplier list as disclosed in its reply, screened; two links on their way out."""
+    if company is None or not DEMO_MAP.exists():
+        return
+    disclosed = today - dt.timedelta(days=40)
+    valuechain.save(company, DEMO_MAP.read_bytes(), DEMO_MAP.name, source_kind=MapSourceKind.LETTER_REPLY.value,
+                    source_ref="Reply to our letter: supplier-list annex", disclosed_on=disclosed,
+                    imported_by_id=analyst.id)
+    db.session.flush()
+    links = {r.counterparty.name: r for r in db.session.scalars(
+        sa.select(Relationship).where(Relationship.company_id == company.id))}
+    hoshine = links.get("Hoshine Silicon Industry Co. Ltd.")
+    if hoshine is not None:
+        valuechain.change_status(hoshine, RelationshipStatus.UNDER_REVIEW.value, disclosed + dt.timedelta(days=5),
+                                 actor_id=analyst.id)
+        valuechain.change_status(hoshine, RelationshipStatus.EXIT_PLANNED.value, disclosed + dt.timedelta(days=20),
+                                 target_date=today + dt.timedelta(days=60), actor_id=analyst.id)
+    daqo = links.get("Xinjiang Daqo New Energy Co. Ltd.")
+    if daqo is not None:
+        valuechain.change_status(daqo, RelationshipStatus.UNDER_REVIEW.value, disclosed + dt.timedelta(days=5),
+                                 actor_id=analyst.id)
 
 
 def _demo_funds(companies: dict[str, Company], today: dt.date) -> None:
@@ -203,7 +237,7 @@ def _demo_funds(companies: dict[str, Company], today: dt.date) -> None:
     world = Fund(name="Demo Global Equity Fund", provider="Demo Asset Management", base_currency="USD",
                  benchmark="MSCI ACWI (tracked)")
     db.session.add_all([em, world])
-    for name, sector, country in DEMO_UNFLAGGED:
+    for name, sector, country in [*DEMO_UNFLAGGED, DEMO_SOLAR]:
         if name not in companies:
             companies[name] = Company(name=name, sector=sector, country=country,
                                       description="Fictional company in the demo data set.")

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import datetime as dt
 
+import sqlalchemy as sa
+
 
 from engage import clock
 from engage.extensions import db
+from engage.models import Company
 from engage.valuechain import figures, service
 from tests import factories
 from tests.test_valuechain import MAP, load_lists, maker, relationship_to
@@ -49,3 +52,12 @@ def test_figures_count_the_latest_map_flags_exits_and_overdue(runner, count_quer
         many = figures.for_companies(ids)
     assert len(queries.statements) <= 3
     assert set(many) == {company.id}
+
+
+def test_the_demo_records_the_solar_makers_map(runner, monkeypatch):
+    """`flask seed --demo` shows the value chain: a disclosed map, screened, one exit planned."""
+    monkeypatch.setenv("ENGAGE_DEMO_PASSWORD", "demo password for tests")
+    assert runner.invoke(args=["seed", "--demo"]).exit_code == 0
+    solar = db.session.scalar(sa.select(Company).where(Company.name == "Brightpeak Solar Modules Co. (demo)"))
+    shown = figures.for_company(solar.id)
+    assert (shown.disclosed, shown.flagged, shown.listed, shown.exit_planned) == (12, 5, 4, 1)
