@@ -172,8 +172,9 @@ def follow_status_change(relationship: Relationship, change: RelationshipStatusC
                         kind=ReminderKind.EXIT.value, status=ReminderStatus.OPEN.value, due_on=change.target_date,
                         reason=exit_reminder_reason(name), created_by_id=change.actor_id)
         db.session.add(keep)
-    elif keep.due_on != change.target_date or keep.relationship_id != relationship.id:
+    else:  # a new target date (or the plan carried to a later map, or under a newer engagement)
         keep.due_on, keep.relationship_id = change.target_date, relationship.id
+        keep.engagement_id = change.engagement_id or keep.engagement_id
         keep.status, keep.notified_at = ReminderStatus.OPEN.value, None
     return keep
 
@@ -187,14 +188,14 @@ def stage_hints(engagement: Engagement) -> list[dict]:
     here = STAGE_ORDER.index(engagement.stage)
     hints = []
     if STAGE_ORDER.index(Stage.VALUE_CHAIN_MAPPED.value) > here:
-        first = db.session.execute(
+        latest = db.session.execute(
             sa.select(ValueChainMap.number, ValueChainMap.created_at, ValueChainMap.disclosed_on,
                       sa.select(sa.func.count(Relationship.id)).where(Relationship.map_id == ValueChainMap.id)
                       .scalar_subquery())
             .where(ValueChainMap.company_id == engagement.company_id)
             .order_by(ValueChainMap.number.desc()).limit(1)).first()
-        if first is not None:
-            number, created_at, disclosed_on, count = first
+        if latest is not None:
+            number, created_at, disclosed_on, count = latest
             disclosed = f", disclosed {format_date(disclosed_on)}" if disclosed_on else ""
             hints.append(_hint(Stage.VALUE_CHAIN_MAPPED, f"map {number} recorded on {format_date(created_at)}"
                                                          f"{disclosed}: {count} relationships"))
