@@ -182,7 +182,8 @@ def _page(engagement: Engagement, status: int = 200, stale: service.StaleEdit | 
     latest = history["scores"][-1] if history["scores"] else None
     flags = {s.id: any(disagreement(s, m)["flagged"] for m in s.moderations) for s in history["scores"]}
     return render_template(
-        "engagements/show.html", engagement=engagement, timeline=service.timeline(engagement, more=feeds.timeline_entries(engagement)),
+        "engagements/show.html", engagement=engagement,
+        timeline=service.timeline(engagement, more=feeds.timeline_entries(engagement)),
         summary=service.summary_of(engagement), stale=stale, today=clock.today(),
         stage_moves=cycle.stage_moves(engagement), escalation_moves=cycle.escalation_moves(engagement),
         generate_form=generate_form, letters=letters, history=history, moderation_flags=flags,

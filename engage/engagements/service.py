@@ -173,7 +173,7 @@ class TimelineEntry:
 
 
 def timeline(engagement: Engagement, more: Iterable[TimelineEntry] = ()) -> list[TimelineEntry]:
-    """Every interaction, cycle move, letter and score, and the `more` entries given, newest first, in four queries."""
+    """Every interaction, cycle move, letter and score, and the `more` entries given, newest first (four queries)."""
     entries: list[TimelineEntry] = []
     for item in db.session.scalars(
         sa.select(Interaction).where(Interaction.engagement_id == engagement.id)
