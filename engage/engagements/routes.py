@@ -34,6 +34,8 @@ from engage.models import (
     Escalation,
     InteractionKind,
     Letter,
+    Relationship,
+    Reminder,
     Stage,
     User,
 )
@@ -42,6 +44,7 @@ from engage.scoring import progress
 from engage.scoring.service import disagreement, stage_hints
 from engage.security import require_role
 from engage.validators import whole_number
+from engage.valuechain import feeds
 from engage.web import content_disposition, paginate, refuse
 
 bp = Blueprint("engagements", __name__, url_prefix="/engagements")
@@ -118,7 +121,8 @@ def _load(engagement_id: int) -> Engagement:
         sa.select(Engagement).where(Engagement.id == engagement_id)
         .options(selectinload(Engagement.company).selectinload(Company.risk_flags),
                  selectinload(Engagement.campaign), selectinload(Engagement.owner),
-                 selectinload(Engagement.reminders))
+                 selectinload(Engagement.reminders).selectinload(Reminder.relationship_)
+                 .selectinload(Relationship.counterparty))
     )
     if engagement is None:
         abort(404)
@@ -178,13 +182,14 @@ def _page(engagement: Engagement, status: int = 200, stale: service.StaleEdit | 
     latest = history["scores"][-1] if history["scores"] else None
     flags = {s.id: any(disagreement(s, m)["flagged"] for m in s.moderations) for s in history["scores"]}
     return render_template(
-        "engagements/show.html", engagement=engagement, timeline=service.timeline(engagement),
+        "engagements/show.html", engagement=engagement,
+        timeline=service.timeline(engagement, more=feeds.timeline_entries(engagement)),
         summary=service.summary_of(engagement), stale=stale, today=clock.today(),
         stage_moves=cycle.stage_moves(engagement), escalation_moves=cycle.escalation_moves(engagement),
         generate_form=generate_form, letters=letters, history=history, moderation_flags=flags,
         reminder_form=ReminderForm(formdata=None, due_on=clock.today() + dt.timedelta(days=14)),
         action_form=ActionForm(formdata=None), snooze_form=SnoozeForm(formdata=None),
-        hints=stage_hints(engagement, latest), posted=set(forms),
+        hints=stage_hints(engagement, latest) + feeds.stage_hints(engagement), posted=set(forms),
         held_again=screening.held_after_divestment(screening.snapshots(), engagement.id)
         if engagement.is_divested else [],
         **_forms(engagement, stale=stale is not None, **forms),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
@@ -165,14 +166,14 @@ def discard_files(paths) -> None:
 @dataclass
 class TimelineEntry:
     on: dt.date
-    kind: str  # interaction, event, letter, score
+    kind: str  # interaction, event, letter, score, relationship (status change), map (value chain)
     obj: object
     order: int = 0
     extra: dict = field(default_factory=dict)
 
 
-def timeline(engagement: Engagement) -> list[TimelineEntry]:
-    """Every interaction, cycle move, letter and score, newest first, in four queries."""
+def timeline(engagement: Engagement, more: Iterable[TimelineEntry] = ()) -> list[TimelineEntry]:
+    """Every interaction, cycle move, letter and score, and the `more` entries given, newest first (four queries)."""
     entries: list[TimelineEntry] = []
     for item in db.session.scalars(
         sa.select(Interaction).where(Interaction.engagement_id == engagement.id)
@@ -190,7 +191,10 @@ def timeline(engagement: Engagement) -> list[TimelineEntry]:
         sa.select(Score).where(Score.engagement_id == engagement.id).options(selectinload(Score.scorer))
     ):
         entries.append(TimelineEntry(item.scored_on, "score", item, item.id))
-    kind_rank = {"event": 0, "score": 1, "letter": 2, "interaction": 3}
+    # Entries of other features (the value chain's status changes and maps, engage.valuechain.feeds,
+    # which the page's route passes: this package cannot import it without a cycle).
+    entries.extend(more)
+    kind_rank = {"event": 0, "relationship": 1, "map": 2, "score": 3, "letter": 4, "interaction": 5}
     entries.sort(key=lambda e: (e.on, -kind_rank[e.kind], e.order), reverse=True)
     return entries
 

@@ -2,7 +2,9 @@
 
 Each row is an engagement open at any time in the month, with its stage and escalation *as they
 were at the month's end* (replayed from the engagement's events, not read from today's state),
-its latest score at month end and the change over the month, and the month's activity.
+its latest score at month end and the change over the month, the month's activity, and the
+figures of the company's latest value-chain map (relationships disclosed, flagged, exited, overdue
+exits; blank when the company disclosed no map).
 The rows are built with a fixed number of grouped queries, whatever the number of engagements.
 """
 
@@ -25,6 +27,7 @@ from engage.errors import FieldError
 from engage.extensions import db
 from engage.formatting import round_half_up
 from engage.validators import DATE_MAX, DATE_MIN, whole_number
+from engage.valuechain import figures
 from engage.holdings import screening
 from engage.models import (
     Campaign,
@@ -55,7 +58,15 @@ COLUMNS = [
     ("closed_on", "Closed"), ("last_contact", "Last contact"), ("next_follow_up", "Next follow-up"),
     ("score", "Latest score"), ("score_change", "Score change in month"), ("letters_sent", "Letters sent"),
     ("responses", "Responses received"), ("interactions", "Interactions in month"),
+    # The company's latest value-chain map (engage.valuechain.figures); blank when it has none.
+    ("vc_disclosed", "Relationships disclosed"), ("vc_flagged", "Relationships flagged"),
+    ("vc_exited", "Relationships exited"), ("vc_overdue", "Overdue exits"),
 ]
+VALUE_CHAIN_COLUMNS = {"vc_disclosed": "disclosed", "vc_flagged": "flagged", "vc_exited": "exited",
+                       "vc_overdue": "overdue"}
+#: Up to this many companies, the value-chain figures are read for those companies; beyond, for all
+#: (one query either way, and no list of bound parameters over SQLite's limit).
+FIGURES_BY_ID_LIMIT = 1000
 STAGE_KINDS = ("stage", "close", "reopen")
 
 
@@ -184,8 +195,10 @@ def build(month: Month, filters: Filters | None = None, cut_off: dt.date | None 
     chosen = query.with_only_columns(Engagement.id).order_by(None).scalar_subquery()
     states = _replay_events(chosen, end)
     facts = _month_facts(chosen, month, end)
+    company_ids = sorted({record[6] for record in base})
+    chain = figures.for_companies(company_ids if len(company_ids) <= FIGURES_BY_ID_LIMIT else None, today=end)
     result = MonthlyExport(month=month, filters=filters)
-    result.rows = [_row(record, states, facts) for record in base]
+    result.rows = [_row(record, states, facts, chain) for record in base]
     result.activity = _activity(chosen, month, end)
     result.summary = summarise(result, end)
     return result
@@ -295,7 +308,7 @@ def _month_facts(chosen, month: Month, end: dt.date) -> _Facts:
     return _Facts(last_contact, in_month, letters, next_due, score_at, score_before)
 
 
-def _row(record, states: _States, facts: _Facts) -> dict:
+def _row(record, states: _States, facts: _Facts, chain: dict[int, figures.Figures]) -> dict:
     """One engagement's row: its state at month end (today's if it never moved) and the month's facts."""
     (engagement_id, opened_on, closed_on, stage_now, escalation_now, outcome_now, company_id, company, isin,
      sector, country, campaign, owner) = record
@@ -318,7 +331,20 @@ def _row(record, states: _States, facts: _Facts) -> dict:
         "score": score, "score_change": (score - before) if score is not None and before is not None else None,
         "letters_sent": facts.letters.get(engagement_id, 0), "responses": counts[InteractionKind.RESPONSE.value],
         "interactions": sum(counts.values()),
+        **_value_chain_cells(chain.get(company_id)),
     }
+
+
+def _value_chain_cells(item: figures.Figures | None) -> dict:
+    """The value-chain columns: the latest map's counts, blank (not 0) for a company with no map.
+
+    Blank says "nothing disclosed", which 0 would confuse with a disclosed map without relationships
+    or flags. The map and statuses are those when the export is made; overdue is counted at the
+    month's end (or the cut-off)."""
+    if item is None:
+        return dict.fromkeys(VALUE_CHAIN_COLUMNS)
+    row = item.as_row()
+    return {column: row[key] for column, key in VALUE_CHAIN_COLUMNS.items()}
 
 
 def _activity(chosen, month: Month, end: dt.date) -> list[dict]:
@@ -369,7 +395,15 @@ def summarise(export: MonthlyExport, end: dt.date) -> dict:
         "companies": len({row["company_id"] for row in rows}),
         "interactions_per_company": bands,
         "funds": funds,
+        "value_chain": _value_chain_totals(rows),
     }
+
+
+def _value_chain_totals(rows: list[dict]) -> dict:
+    """Companies with a map and the relationships of their latest maps, each company counted once."""
+    per_company = {row["company_id"]: row for row in rows if row["vc_disclosed"] is not None}
+    totals = {column: sum(row[column] for row in per_company.values()) for column in VALUE_CHAIN_COLUMNS}
+    return {"companies": len(per_company), **totals}
 
 
 def _cells(row: dict) -> list:
@@ -460,6 +494,12 @@ def _summary_sheet(out: _SummarySheet, export: MonthlyExport) -> None:
         out.heading(title)
         for name, count in sorted(s[key].items()):
             out.put(name.replace("_", " "), count)
+    chain = s["value_chain"]
+    out.heading("Value chain (each company's latest map)")
+    out.put("Companies with a disclosed map", chain["companies"])
+    for column, title in COLUMNS:
+        if column in VALUE_CHAIN_COLUMNS:
+            out.put(title, chain[column])
     if s["funds"]:
         out.heading("Share of each fund's holdings under engagement")
         for item in s["funds"]:

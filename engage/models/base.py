@@ -178,6 +178,7 @@ class ReminderKind(StrEnum):
     REPLY = "reply"  # a reply is due to a letter we sent
     ESCALATION = "escalation"  # follow-ups went unanswered: consider escalating
     MANUAL = "manual"  # added by an analyst
+    EXIT = "exit"  # a value-chain relationship's planned exit is due (engage.valuechain.feeds)
 
 
 class OutboxStatus(StrEnum):

@@ -28,6 +28,7 @@ from engage.models.users import User
 
 if TYPE_CHECKING:  # type hints only: models.letters imports this module
     from engage.models.letters import Letter
+    from engage.models.valuechain import Relationship
 
 
 class Engagement(TimestampMixin, db.Model):
@@ -234,17 +235,21 @@ class Reminder(TimestampMixin, db.Model):
     engagement_id: Mapped[int] = mapped_column(sa.ForeignKey("engagements.id", ondelete="CASCADE"))
     due_on: Mapped[dt.date]
     reason: Mapped[str] = mapped_column(sa.String(300))
-    #: reply (to a letter), escalation (consider escalating) or manual.
+    #: reply (to a letter), escalation (consider escalating), manual, or exit (a planned exit is due).
     kind: Mapped[str] = mapped_column(sa.String(16), default=ReminderKind.MANUAL.value,
                                       server_default=ReminderKind.MANUAL.value)
     status: Mapped[str] = mapped_column(sa.String(16), default=ReminderStatus.OPEN.value)
     #: Set once, by the tick that claimed the reminder for notification.
     notified_at: Mapped[dt.datetime | None]
     letter_id: Mapped[int | None] = mapped_column(sa.ForeignKey("letters.id", ondelete="SET NULL"))
+    #: For an exit reminder: the value-chain relationship whose planned exit is due.
+    relationship_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("value_chain_relationships.id", ondelete="CASCADE"), index=True)
     created_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
 
     engagement: Mapped[Engagement] = relationship(back_populates="reminders")
     letter: Mapped["Letter | None"] = relationship()
+    relationship_: Mapped["Relationship | None"] = relationship("Relationship")
 
     @property
     def status_label(self) -> str:

@@ -18,7 +18,7 @@ from sqlalchemy.orm import selectinload
 from engage import clock
 from engage.extensions import db, limiter
 from engage.forms import ActionForm
-from engage.models import Engagement, Reminder, ReminderStatus, User
+from engage.models import Engagement, Relationship, Reminder, ReminderStatus, User
 from engage.reminders import service
 from engage.reminders.forms import ReminderForm, SnoozeForm
 from engage.security import is_safe_redirect, public, require_role
@@ -43,7 +43,8 @@ def index():
         .join(Engagement, Engagement.id == Reminder.engagement_id)
         .where(Reminder.status != ReminderStatus.DONE.value, Engagement.is_open)
         .options(selectinload(Reminder.engagement).selectinload(Engagement.company),
-                 selectinload(Reminder.engagement).selectinload(Engagement.owner))
+                 selectinload(Reminder.engagement).selectinload(Engagement.owner),
+                 selectinload(Reminder.relationship_).selectinload(Relationship.counterparty))
         .order_by(Reminder.due_on, Reminder.id)
     )
     if who == "mine":

@@ -19,6 +19,7 @@ from engage.models import Campaign, CriterionScore, Engagement, Interaction, Rub
 from engage.scoring import progress, service
 from engage.security import require_role
 from engage.validators import http_url_problem, sane_date, whole_number
+from engage.valuechain import feeds
 
 bp = Blueprint("scoring", __name__, url_prefix="/scoring")
 
@@ -92,8 +93,13 @@ def score(interaction_id: int):
                 flash(f"Scored {format_score(made.total)} / 100.", "success")
                 return redirect(url_for("scoring.show", score_id=made.id))
     status = 422 if (errors or form.errors) else 200
+    # Read-only evidence beside the criteria about mapping and disengagement: the value-chain figures.
+    evidence_stages = feeds.EVIDENCE_STAGES
+    value_chain = (feeds.score_evidence(interaction.engagement.company_id)
+                   if any(c.stage_hint in evidence_stages for c in rubric.criteria) else None)
     return render_template("scoring/form.html", interaction=interaction, rubric=rubric, form=form, errors=errors,
-                           values=request.form, moderates=moderates), status
+                           values=request.form, moderates=moderates, value_chain=value_chain,
+                           evidence_stages=evidence_stages), status
 
 
 @bp.route("/scores/<int:score_id>")

@@ -47,7 +47,7 @@ from engage.models import (
     ValueChainMap,
     normalize_name,
 )
-from engage.valuechain import parsing
+from engage.valuechain import feeds, parsing
 from engage.valuechain.parsing import MapRefused, MapRow
 from engage.valuechain.regions import in_uyghur_region
 
@@ -383,12 +383,15 @@ def change_status(relationship: Relationship, new: str, on: dt.date | None, targ
                   actor_id: int | None = None) -> RelationshipStatusChange:
     """Move a relationship to `new`, dated `on`; recorded as a RelationshipStatusChange (and so in the audit trail).
 
-    exit_planned needs a target date (not before `on`); exited needs a date and evidence;
-    not_linked needs a reason.
+    exit_planned needs a target date (not before `on`); an exit already planned can be planned again
+    with a new target date (exit_planned -> exit_planned); exited needs a date and evidence;
+    not_linked needs a reason. The relationship's exit reminder follows (engage.valuechain.feeds).
     """
     if new not in RelationshipStatus.values():
         raise FieldError("status", f"the status is one of {', '.join(RelationshipStatus.values())}")
-    if new == relationship.status:
+    replan = new == relationship.status == RelationshipStatus.EXIT_PLANNED.value and target_date is not None \
+        and target_date != relationship.target_date  # a new target date for the planned exit
+    if new == relationship.status and not replan:
         raise FieldError("status", f"the relationship is already {new.replace('_', ' ')}")
     if on is None:
         raise FieldError("date", "say when the status changed")
@@ -419,6 +422,7 @@ def change_status(relationship: Relationship, new: str, on: dt.date | None, targ
         relationship.not_linked_reason = reason
     db.session.add(change)
     db.session.flush()
+    feeds.follow_status_change(relationship, change)  # the exit reminder follows the status
     return change
 
 
