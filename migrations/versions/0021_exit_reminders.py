@@ -1,6 +1,6 @@
 """value chain feeds: exit reminders (a reminder kind "exit" and the relationship it is about)
 
-Revision ID: 0021_h_vcfeeds
+Revision ID: 0021
 Revises: 0020
 Create Date: 2026-12-04 18:00:00
 
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision = '0021_h_vcfeeds'
+revision = '0021'
 down_revision = '0020'
 branch_labels = None
 depends_on = None
