@@ -447,10 +447,13 @@ def _cover_notes(letters: list[Letter], sender: User | None) -> list[str]:
 
 
 def _pdfs(letters: list[Letter]) -> dict[int, bytes]:
-    """Each letter's PDF (cached or rendered within the document budget), or a LetterError naming the first refused."""
+    """Each letter's PDF (cached or rendered within the document budget), or a LetterError naming the first refused.
+
+    The PDFs are the final copies, without the DRAFT mark: they are what the email sends.
+    """
     made, refused, pending = documents.render_missing(
         [(letter, "pdf") for letter in letters],
-        float(current_app.config.get("DOCUMENT_BATCH_SECONDS", 60.0)) if len(letters) > 1 else None)
+        float(current_app.config.get("DOCUMENT_BATCH_SECONDS", 60.0)) if len(letters) > 1 else None, final=True)
     if refused:
         first = refused[0]
         raise LetterError("to", f"No PDF of the letter to {first.letter.engagement.company.name}: {first.message}")
@@ -461,9 +464,9 @@ def _pdfs(letters: list[Letter]) -> dict[int, bytes]:
         data = made.get((letter.id, "pdf"))
         if data is None:
             try:
-                data = documents.cache_path(letter, "pdf").read_bytes()
+                data = documents.cache_path(letter, "pdf", final=True).read_bytes()
             except FileNotFoundError:
-                data = documents.document(letter, "pdf")
+                data = documents.document(letter, "pdf", final=True)
         pdfs[letter.id] = data
     return pdfs
 
