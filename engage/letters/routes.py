@@ -373,7 +373,7 @@ def _preview_choices():
         sa.select(Engagement).where(Engagement.is_open)
         .options(selectinload(Engagement.company)).order_by(Engagement.id.desc()).limit(50)
     ).all()
-    return [("", "Sample data")] + [(e.id, e.company.name) for e in engagements]
+    return [("", "Sample data (dated today)")] + [(e.id, e.company.name) for e in engagements]
 
 
 @bp.route("/templates")

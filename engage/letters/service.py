@@ -24,6 +24,7 @@ from engage.letters.rendering import (
     DEFAULT_COVER_NOTE,
     SAMPLE_CONTEXT,
     SAMPLE_COVER_CONTEXT,
+    sample_context,
     LetterTemplateError,
     Record,
     check_templates,
@@ -347,7 +348,8 @@ def preview(subject: str, body: str, engagement: Engagement | None, sender: User
     """Render against a real engagement (or the sample data) for the editor's live preview."""
     fields = ("subject", "body")
     try:
-        context = letter_context(engagement, sender, last_letter_date(engagement)) if engagement else SAMPLE_CONTEXT
+        context = letter_context(engagement, sender, last_letter_date(engagement)) if engagement \
+            else sample_context(clock.today())
         [texts] = render_many([subject, body], [context])
     except LetterTemplateError as exc:
         return {"error": exc.message, "line": exc.line, "field": fields[exc.part] if exc.part is not None else "body"}
