@@ -19,7 +19,7 @@ from engage import clock
 from engage.extensions import db
 from engage.letters import service
 from engage.letters.rendering import sample_context
-from engage.models import AuditEvent, Campaign, Letter, LetterTemplate, OutboxEmail
+from engage.models import AuditEvent, Campaign, LetterTemplate, OutboxEmail
 
 NOW = dt.datetime(2026, 6, 15, 9, 0)
 #: PDF points per millimetre.
@@ -180,8 +180,13 @@ def test_a_draft_is_marked_on_every_page_and_the_sent_letter_is_not(client, logi
     document = docx_of(client.get(f"/letters/{draft.id}.docx"))
     assert "DRAFT" in "\n".join(p.text for p in document.sections[0].header.paragraphs)
 
+    page = client.get(f"/letters/{draft.id}").get_data(as_text=True)
+    assert "PDF and DOCX on A4 (210 × 297 mm) paper" in page and "marked DRAFT until" in page
+
     sent = client.post(f"/letters/{draft.id}/send", data={"sent_on": "2026-06-12", "channel": "post"})
     assert sent.status_code == 302
+    page = client.get(f"/letters/{draft.id}").get_data(as_text=True)
+    assert "PDF and DOCX on A4 (210 × 297 mm) paper" in page and "marked DRAFT" not in page
     reader, pages = pdf_pages(client.get(f"/letters/{draft.id}.pdf"))
     assert len(pages) >= 2 and not any("DRAFT" in page for page in pages)
     assert CLOSING in "".join(pages)

@@ -190,6 +190,11 @@ def paper_size(letter: Letter) -> str:
     return value if value in PAGE_SIZES else PaperSize.A4.value
 
 
+def paper_label(letter: Letter) -> str:
+    """The letter's paper size as people say it: "A4 (210 × 297 mm)"."""
+    return PaperSize(paper_size(letter)).label
+
+
 def is_draft(letter: Letter, final: bool = False) -> bool:
     """True when the document carries the DRAFT mark: a letter not sent, unless rendered `final`
     (the PDF attached to the email that sends it)."""

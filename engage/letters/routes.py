@@ -108,7 +108,8 @@ def _letter_page(letter: Letter, status: int = 200, draft_form=None, send_form=N
                            addressee_problem=service.addressee_problem(letter, "post"),
                            signatories=documents.signatory_lines(letter, strict=False),
                            total=documents.signatories_total(letter, strict=False),
-                           paragraphs=documents.paragraphs(letter.body)), status
+                           paragraphs=documents.paragraphs(letter.body),
+                           paper=documents.paper_label(letter)), status
 
 
 def _refuse_sent(letter: Letter, consequence: str):
