@@ -170,6 +170,27 @@ def test_the_closing_is_never_separated_from_the_signature(client, login_as, dra
     assert not paragraphs[f"Point {full:03d} of the letter."].keep_with_next
 
 
+
+def test_the_closing_is_found_without_a_known_valediction_and_never_swallows_the_letter(client, login_as, draft):
+    login_as("analyst")
+    points = "\n\n".join(f"Point {n} of the letter." for n in range(1, 16))
+    # "Sincerely held" opens the text, far from the end: not a closing. "Best," is no valediction
+    # we know, but a short last paragraph is a signature and takes the paragraph before it along.
+    edit(client, draft.id, f"Sincerely held concerns bring us to write.\n\n{points}\n\nBest,\n\nA. Analyst\nStewardship")
+    document = docx_of(client.get(f"/letters/{draft.id}.docx"))
+    layout = {p.text: p.paragraph_format for p in document.paragraphs}
+    assert not layout["Sincerely held concerns bring us to write."].keep_together
+    assert not layout["Point 15 of the letter."].keep_with_next
+    assert layout["Best,"].keep_with_next and layout["Best,"].keep_together
+    assert layout["A. Analyst\nStewardship"].keep_together
+    # A Chinese closing (此致, 敬礼, then the signature: three paragraphs) stays together.
+    edit(client, draft.id, f"{points}\n\n此致\n\n敬礼！\n\n示例分析师\n代表以下签署方")
+    layout = {p.text: p.paragraph_format for p in docx_of(client.get(f"/letters/{draft.id}.docx")).paragraphs}
+    assert layout["此致"].keep_with_next and layout["敬礼！"].keep_with_next
+    assert layout["示例分析师\n代表以下签署方"].keep_together
+    assert not layout["Point 15 of the letter."].keep_with_next
+
+
 # --- DRAFT mark ------------------------------------------------------------------------------------
 
 def test_a_draft_is_marked_on_every_page_and_the_sent_letter_is_not(client, login_as, draft):
