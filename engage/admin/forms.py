@@ -17,7 +17,7 @@ from wtforms import (
 from wtforms.validators import DataRequired, Email, EqualTo, InputRequired, Length, NumberRange, Optional
 
 from engage.forms import DecimalField, EditForm, FilterForm
-from engage.models import Investor, InvestorKind, Role
+from engage.models import Investor, InvestorKind, PaperSize, Role
 from engage.letters.service import LetterError, check_cover_note
 from engage.validators import MIN_PASSWORD_LENGTH, FiniteDecimal, http_url, strong_password
 
@@ -79,6 +79,9 @@ class CampaignForm(EditForm):
     summary = TextAreaField("Summary", validators=[Length(max=5000)])
     letterhead = TextAreaField("Letterhead", validators=[Length(max=2000)],
                                description="Printed at the top of the campaign's letters: organisation on the first line, then address.")
+    paper_size = SelectField("Paper size of letters", choices=[SelectChoice(p.value, p.label) for p in PaperSize],
+                             default=PaperSize.A4.value, validate_choice=False,
+                             description="The page size of the campaign's letters, in the PDF and the DOCX alike.")
     call_to_action = TextAreaField("Call to Action", validators=[Length(max=5000)])
     call_to_action_url = StringField("Call to Action link", validators=[Optional(), http_url, Length(max=500)])
     response_window_days = IntegerField("Reply expected within (days)", validators=[InputRequired(), NumberRange(1, 365)])
@@ -100,6 +103,11 @@ class CampaignForm(EditForm):
     def __init__(self, *args, investors: list, **kwargs):
         super().__init__(*args, **kwargs)
         self.signatory_ids.choices = investors
+
+    def validate_paper_size(self, field):
+        if field.data not in PaperSize.values():
+            raise ValidationError(f"Choose the paper size of the campaign's letters: "
+                                  f"{' or '.join(p.label for p in PaperSize)}, not {str(field.data)[:20]!r}.")
 
     def validate_cover_note(self, field):
         if field.data and field.data.strip():

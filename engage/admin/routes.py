@@ -153,7 +153,7 @@ def edit_campaign(campaign_id: int):
     if request.method == "GET":
         form.signatory_ids.data = [i.id for i in campaign.signatories]
     if form.validate_on_submit():
-        for field in ("name", "summary", "letterhead", "call_to_action", "response_window_days",
+        for field in ("name", "summary", "letterhead", "paper_size", "call_to_action", "response_window_days",
                       "follow_up_interval_days", "follow_ups_before_escalation", "warn_days_before"):
             value = getattr(form, field).data
             setattr(campaign, field, value.strip() if isinstance(value, str) else value)

@@ -15,6 +15,14 @@ runs in a worker process (engage.bounded) with DOCUMENT_RENDER_SECONDS and
 DOCUMENT_RENDER_MEMORY_MB per document, killed when its time is up; a refusal is remembered for
 that letter version for REFUSAL_TTL seconds, so opening the PDF again costs nothing.
 
+Layout (issue 17): both formats are laid out on the campaign's paper size (A4 unless the
+campaign says US Letter); the letterhead, then the addressee block (the contact's name, title,
+company and postal address as frozen with the letter; the company's name and address for a
+letter generated before addressees were recorded); the closing ("Yours faithfully," and what
+follows it) is kept on one page with the signature; a letter not sent yet carries a DRAFT
+mark (a page header, and a watermark in the PDF) which a sent letter, or the PDF attached when
+a letter is emailed, never has.
+
 Output is cached per letter version: one file per letter and format under DOCUMENT_CACHE_DIR,
 named by the letter id and a hash of everything the document shows, written atomically (a temp
 file renamed into place). Writing a new version, or editing the letter, removes the older ones.
@@ -28,6 +36,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import tempfile
 import time
 import zipfile
@@ -41,7 +50,7 @@ from flask import current_app, render_template
 from engage import bounded, formatting
 from engage.core.documents import letter_css_text, pdf_bytes
 from engage.letters.rendering import MAX_OUTPUT
-from engage.models import Letter
+from engage.models import Letter, PaperSize
 
 try:
     import fcntl
@@ -50,12 +59,30 @@ except ImportError:  # no advisory locks on Windows: concurrent requests may ren
 
 FORMATS = ("pdf", "docx")
 #: Part of every cache key: bump it when the documents' layout changes.
-RENDER_VERSION = "3"
+RENDER_VERSION = "4"
 #: The font CJK text is set in (PDF @font-face and DOCX East Asian font), shipped by a PyPI package.
 CJK_FONT_NAME = "Noto Serif SC"
 CJK_FONT_PATH = pylopdf_fonts_zh_cn.serif_path()
 #: How long a letter version that ran out of budget stays refused without trying again.
 REFUSAL_TTL = 3600
+#: Paper sizes: the CSS @page size and the DOCX section's width and height in millimetres.
+PAGE_SIZES = {PaperSize.A4.value: ("A4", 210.0, 297.0), PaperSize.LETTER.value: ("letter", 215.9, 279.4)}
+#: Page margins (top, right, bottom, left) in millimetres, the same in the PDF (letter.css) and the DOCX.
+MARGINS_MM = (25, 22, 22, 22)
+#: The mark on every page of a letter that has not been sent.
+DRAFT_MARK = "DRAFT"
+DRAFT_HEADER = "DRAFT (not sent)"
+#: How a closing starts, in the languages letters are written in: the paragraph that starts
+#: with one of these, and everything after it, is kept on one page (the signature with it).
+VALEDICTIONS = re.compile(
+    r"^\s*(yours\s+(faithfully|sincerely|truly)|sincerely|(kind|best|warm|with\s+best|with\s+kind)\s+regards|"
+    r"regards|best\s+wishes|with\s+best\s+wishes|respectfully|"
+    r"mit\s+freundlichen\s+gr(ü|ue)(ß|ss)en|cordialement|veuillez\s+agr(é|e)er|bien\s+(à|a)\s+vous|"
+    r"atentamente|saludos|un\s+cordial\s+saludo|此致|敬上|顺颂|順頌|敬具|草々|かしこ|올림|드림)",
+    re.IGNORECASE)
+#: A closing is looked for in the last lines of the body only, so a body paragraph that happens to
+#: start like one ("Sincerely held...") never makes the whole letter one unbreakable block.
+CLOSING_MAX_LINES = 12
 
 
 class DocumentRefused(ValueError):
@@ -138,6 +165,52 @@ def paragraphs(text: str) -> list[list[str]]:
     return blocks
 
 
+def split_closing(blocks: list[list[str]]) -> tuple[list[list[str]], list[list[str]]]:
+    """The body's paragraphs as (text, closing): the closing is kept on one page with the signature.
+
+    The closing starts at the last paragraph that opens with a valediction ("Yours faithfully,",
+    "Kind regards", "此致"...) within the last CLOSING_MAX_LINES lines. Without one, the last paragraph is the signature and, if it is
+    short (at most four lines: a name and a role), the paragraph before it goes with it.
+    """
+    lines = 0
+    for index in range(len(blocks) - 1, -1, -1):
+        lines += len(blocks[index])
+        if lines > CLOSING_MAX_LINES:
+            break
+        if VALEDICTIONS.match(blocks[index][0]):
+            return blocks[:index], blocks[index:]
+    if len(blocks) >= 2 and len(blocks[-1]) <= 4:
+        return blocks[:-2], blocks[-2:]
+    return blocks[:-1], blocks[-1:]
+
+
+def paper_size(letter: Letter) -> str:
+    """The letter's paper size: its campaign's setting, A4 when the campaign has none."""
+    value = getattr(letter.engagement.campaign, "paper_size", None)
+    return value if value in PAGE_SIZES else PaperSize.A4.value
+
+
+def paper_label(letter: Letter) -> str:
+    """The letter's paper size as people say it: "A4 (210 × 297 mm)"."""
+    return PaperSize(paper_size(letter)).label
+
+
+def is_draft(letter: Letter, final: bool = False) -> bool:
+    """True when the document carries the DRAFT mark: a letter not sent, unless rendered `final`
+    (the PDF attached to the email that sends it)."""
+    return not letter.is_sent and not final
+
+
+def addressee_lines(letter: Letter) -> list[str]:
+    """The printed addressee block: the frozen one, or (a letter generated before addressees were
+    recorded) the company's name and postal address."""
+    lines = letter.addressee_lines
+    if lines:
+        return lines
+    company = letter.engagement.company
+    return [line.strip() for line in [company.name, *(company.address or "").splitlines()] if line and line.strip()]
+
+
 def _line_count(text: str) -> int:
     return text.count("\n") + 1 if text else 0
 
@@ -157,23 +230,28 @@ def too_long(body: str, letterhead: str, signatories, max_lines: int | None = No
 
 
 def _letter_text(letter: Letter) -> list[str]:
-    return [letter.subject, letter.body, letter.letterhead, *letter.addressee_lines,
+    return [letter.subject, letter.body, letter.letterhead, *addressee_lines(letter),
             *(s.get("name", "") for s in letter.signatories or [])]
 
 
-def letter_html(letter: Letter) -> str:
-    return render_template("letters/print.html", letter=letter, paragraphs=paragraphs(letter.body),
+def letter_html(letter: Letter, final: bool = False) -> str:
+    text, closing = split_closing(paragraphs(letter.body))
+    return render_template("letters/print.html", letter=letter, paragraphs=text, closing=closing,
                            letterhead=letter.letterhead.splitlines(), signatories=signatory_lines(letter),
-                           total=signatories_total(letter), addressee=letter.addressee_lines)
+                           total=signatories_total(letter), addressee=addressee_lines(letter),
+                           page_size=PAGE_SIZES[paper_size(letter)][0], draft=is_draft(letter, final),
+                           draft_mark=DRAFT_MARK, draft_header=DRAFT_HEADER)
 
 
-def docx_data(letter: Letter) -> dict:
+def docx_data(letter: Letter, final: bool = False) -> dict:
     """Everything the DOCX shows, as plain data for the worker."""
+    text, closing = split_closing(paragraphs(letter.body))
     return {"letterhead": letter.letterhead.splitlines(), "subject": letter.subject,
-            "addressee": letter.addressee_lines, "language": letter.language or "en",
+            "addressee": addressee_lines(letter), "language": letter.language or "en",
             "cjk_font": CJK_FONT_NAME if has_cjk(*_letter_text(letter)) else None,
-            "paragraphs": paragraphs(letter.body), "signatories": signatory_lines(letter),
-            "total": signatories_total(letter)}
+            "paragraphs": text, "closing": closing, "signatories": signatory_lines(letter),
+            "total": signatories_total(letter), "page_mm": PAGE_SIZES[paper_size(letter)][1:],
+            "margins_mm": MARGINS_MM, "draft": is_draft(letter, final)}
 
 
 # --- in the worker process ---------------------------------------------------------------
@@ -188,13 +266,39 @@ def _east_asian_font(run, name: str) -> None:
     fonts.set(qn("w:eastAsia"), name)
 
 
+def _docx_paragraph(document, lines: list[str], cjk: str | None):
+    """One paragraph of the letter, its lines separated by line breaks (as in the PDF)."""
+    paragraph = document.add_paragraph()
+    for index, line in enumerate(lines):
+        run = paragraph.add_run(line)
+        if cjk:
+            _east_asian_font(run, cjk)
+        if index < len(lines) - 1:
+            run.add_break()
+    return paragraph
+
+
 def _docx_bytes(data: dict) -> bytes:
     # python-docx is imported in the worker that renders documents, like WeasyPrint.
     from docx import Document
+    from docx.enum.text import WD_ALIGN_PARAGRAPH
     from docx.oxml.ns import qn
-    from docx.shared import Pt
+    from docx.shared import Mm, Pt, RGBColor
 
     document = Document()
+    section = document.sections[0]
+    width, height = data["page_mm"]
+    section.page_width, section.page_height = Mm(width), Mm(height)
+    top, right, bottom, left = data["margins_mm"]
+    section.top_margin, section.right_margin, section.bottom_margin, section.left_margin = \
+        Mm(top), Mm(right), Mm(bottom), Mm(left)
+    if data["draft"]:
+        header = section.header.paragraphs[0]
+        header.alignment = WD_ALIGN_PARAGRAPH.CENTER
+        run = header.add_run(DRAFT_HEADER)
+        run.bold = True
+        run.font.size = Pt(14)
+        run.font.color.rgb = RGBColor(0xB0, 0x1C, 0x1C)
     style = document.styles["Normal"]
     style.font.name = "Georgia"
     style.font.size = Pt(11)
@@ -209,28 +313,22 @@ def _docx_bytes(data: dict) -> bytes:
     for index, line in enumerate(data["letterhead"]):
         document.add_paragraph(line).runs[0].bold = index == 0 if line else False
     if data.get("addressee"):
-        block = document.add_paragraph()
-        for index, line in enumerate(data["addressee"]):
-            run = block.add_run(line)
-            if cjk:
-                _east_asian_font(run, cjk)
-            if index < len(data["addressee"]) - 1:
-                run.add_break()
+        _docx_paragraph(document, data["addressee"], cjk).paragraph_format.keep_together = True
     subject = document.add_paragraph()
     run = subject.add_run(data["subject"])
     run.bold = True
     if cjk:
         _east_asian_font(run, cjk)
     for block in data["paragraphs"]:
-        paragraph = document.add_paragraph()
-        for index, line in enumerate(block):
-            run = paragraph.add_run(line)
-            if cjk:
-                _east_asian_font(run, cjk)
-            if index < len(block) - 1:
-                run.add_break()
+        _docx_paragraph(document, block, cjk)
+    closing = data.get("closing") or []
+    for index, block in enumerate(closing):
+        # The closing and the signature stay on one page: no break inside, none before the next.
+        layout = _docx_paragraph(document, block, cjk).paragraph_format
+        layout.keep_together = True
+        layout.keep_with_next = index < len(closing) - 1
     if data["signatories"]:
-        document.add_heading("Signatories", level=2)
+        document.add_heading("Signatories", level=2).paragraph_format.keep_with_next = True
         for line in data["signatories"]:
             document.add_paragraph(line, style="List Bullet")
         if data["total"]:
@@ -279,10 +377,12 @@ def cache_usable() -> bool:
     return folder.is_dir() and os.access(folder, os.W_OK | os.X_OK)
 
 
-def _version(letter: Letter) -> str:
-    """A hash of everything the documents show, so any change of the letter is a new version."""
+def _version(letter: Letter, final: bool = False) -> str:
+    """A hash of everything the documents show, so any change of the letter is a new version
+    (its text, addressee, paper size, and whether it carries the DRAFT mark)."""
     content = json.dumps([RENDER_VERSION, letter.subject, letter.body, letter.letterhead, letter.signatories or [],
-                          letter.addressee or {}, letter.language,
+                          letter.addressee or {}, addressee_lines(letter), letter.language, paper_size(letter),
+                          is_draft(letter, final),
                           _css_digest(current_app.static_folder, _css_mtime())], sort_keys=True, default=str)
     return hashlib.sha256(content.encode()).hexdigest()[:24]
 
@@ -291,8 +391,8 @@ def _css_mtime() -> float:
     return (Path(current_app.static_folder) / "css" / "letter.css").stat().st_mtime
 
 
-def cache_path(letter: Letter, fmt: str) -> Path:
-    return cache_dir() / f"{letter.id}-{_version(letter)}.{fmt}"
+def cache_path(letter: Letter, fmt: str, final: bool = False) -> Path:
+    return cache_dir() / f"{letter.id}-{_version(letter, final)}.{fmt}"
 
 
 def _refusal_path(path: Path) -> Path:
@@ -349,27 +449,29 @@ def _budget_message(exc: bounded.OverBudget, limits: bounded.Budget, fmt: str) -
     return f"This letter could not be rendered as {kind} ({exc.detail or exc.reason})."
 
 
-def _job(letter: Letter, fmt: str) -> tuple:
+def _job(letter: Letter, fmt: str, final: bool = False) -> tuple:
     if fmt != "pdf":
-        return (fmt, docx_data(letter))
+        return (fmt, docx_data(letter, final))
     css, fonts = letter_css_text(), []
     if has_cjk(*_letter_text(letter)):
         css, fonts = css + "\n" + cjk_font_face(), [str(CJK_FONT_PATH)]
-    return (fmt, (letter_html(letter), css, fonts))
+    return (fmt, (letter_html(letter, final), css, fonts))
 
 
-def render_missing(items: list[tuple[Letter, str]], total_seconds: float | None = None, limit: int | None = None):
+def render_missing(items: list[tuple[Letter, str]], total_seconds: float | None = None, limit: int | None = None,
+                   final: bool = False):
     """Render the (letter, format) pairs not cached yet, at most `limit` of them, in one worker.
 
     Returns (made, refused, pending): made maps (letter id, format) to the bytes rendered (and
     cached); refused lists DocumentRefused (too long, over budget now or recently); pending
     lists the pairs left for later (beyond `limit`, or not reached in the total time).
+    `final`: without the DRAFT mark even for a letter not marked sent yet (the PDF its email carries).
     """
     made: dict[tuple[int, str], bytes] = {}
     refused: list[DocumentRefused] = []
     todo = []
     for letter, fmt in items:
-        path = cache_path(letter, fmt)
+        path = cache_path(letter, fmt, final)
         if path.is_file():
             continue
         problem = too_long(letter.body, letter.letterhead, letter.signatories) or _earlier_refusal(path)
@@ -377,7 +479,7 @@ def render_missing(items: list[tuple[Letter, str]], total_seconds: float | None 
             refused.append(DocumentRefused(problem, letter, fmt))
             continue
         try:
-            todo.append((letter, fmt, path, _job(letter, fmt)))
+            todo.append((letter, fmt, path, _job(letter, fmt, final)))
         except DocumentRefused as exc:
             exc.letter, exc.fmt = letter, fmt
             refused.append(exc)
@@ -450,13 +552,16 @@ def lock(name: str, wait: bool = True):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def document(letter: Letter, fmt: str) -> bytes:
-    """The letter as PDF or DOCX: from the cache, or rendered within the budget and cached."""
-    path = cache_path(letter, fmt)
+def document(letter: Letter, fmt: str, final: bool = False) -> bytes:
+    """The letter as PDF or DOCX: from the cache, or rendered within the budget and cached.
+
+    `final`: without the DRAFT mark even if the letter is not marked sent yet (see render_missing).
+    """
+    path = cache_path(letter, fmt, final)
     with lock(str(letter.id)):
         if path.is_file():
             return path.read_bytes()
-        made, refused, _ = render_missing([(letter, fmt)])
+        made, refused, _ = render_missing([(letter, fmt)], final=final)
     if refused:
         raise refused[0]
     return made[(letter.id, fmt)]

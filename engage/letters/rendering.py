@@ -603,31 +603,57 @@ def letter_context(engagement, sender, last_letter_date: dt.date | None = None, 
     return {key: value for key, value in context.items() if value not in (None, "", [])}
 
 
-#: The shape of letter_context() with every value present, to check a template before saving.
-SAMPLE_CONTEXT = {
-    "company": Record("company", {"name": "Example Holdings Ltd", "isin": "XS0000000009", "country": "CN",
-                                  "sector": "Electronics", "address": "1 Example Road\nShenzhen"}),
-    "engagement": Record("engagement", {"stage": "Identified", "owner": "A. Analyst", "opened_on": "01 Jan 2026",
-                                        "last_letter_date": "15 Jan 2026"}),
-    "campaign": Record("campaign", {
-        "name": "Example campaign",
-        "expectations": [Record("expectation", {"key": "map", "title": "Map the value chain", "text": "Map it."})],
-        "call_to_action": "Sign the Call to Action.",
-        "call_to_action_url": "https://example.org/call-to-action",
-        "letterhead": "Example Investors\n1 Example Street",
-    }),
-    "signatories": [Record("signatory", {"name": "Example Pension Fund", "aum": "US$1.00 billion"})],
-    "signatories_aum": "US$1.00 billion",
-    "sender": Record("sender", {"name": "A. Analyst", "email": "analyst@example.org"}),
-    "today": "01 Jan 2026",
-    "addressee": Record("addressee", {"name": "Jordan Example", "title": "Head of Investor Relations",
-                                      "company": "Example Holdings Ltd", "address": "1 Example Road\nShenzhen",
-                                      "language": "en"}),
-}
+#: The "today" of the sample data; every other sample date is counted back from it.
+SAMPLE_TODAY = dt.date(2026, 3, 2)
+#: How long before the sample today the sample engagement was opened and its last letter sent.
+SAMPLE_OPENED_DAYS_AGO = 60
+SAMPLE_LAST_LETTER_DAYS_AGO = 30
+
+
+def sample_context(today: dt.date | None = None) -> dict:
+    """The shape of letter_context() with every value present, for checks and the editor's preview.
+
+    The dates tell one story: the engagement was opened, then a letter was sent, then comes
+    `today` (SAMPLE_TODAY by default; the preview passes the real today), so a template reading
+    "our letter of {{ engagement.last_letter_date }}" never quotes a date after its own.
+    """
+    today = today or SAMPLE_TODAY
+    opened = today - dt.timedelta(days=SAMPLE_OPENED_DAYS_AGO)
+    last_letter = today - dt.timedelta(days=SAMPLE_LAST_LETTER_DAYS_AGO)
+    return {
+        "company": Record("company", {"name": "Example Holdings Ltd", "isin": "XS0000000009", "country": "CN",
+                                      "sector": "Electronics", "address": "1 Example Road\nShenzhen"}),
+        "engagement": Record("engagement", {"stage": "Mapping requested", "owner": "A. Analyst",
+                                            "opened_on": formatting.format_date(opened),
+                                            "last_letter_date": formatting.format_date(last_letter)}),
+        "campaign": Record("campaign", {
+            "name": "Example campaign",
+            "expectations": [Record("expectation", {"key": "map", "title": "Map the value chain", "text": "Map it."})],
+            "call_to_action": "Sign the Call to Action.",
+            "call_to_action_url": "https://example.org/call-to-action",
+            "letterhead": "Example Investors\n1 Example Street",
+        }),
+        "signatories": [Record("signatory", {"name": "Example Pension Fund", "aum": "US$1.00 billion"})],
+        "signatories_aum": "US$1.00 billion",
+        "sender": Record("sender", {"name": "A. Analyst", "email": "analyst@example.org"}),
+        "today": formatting.format_date(today),
+        "addressee": Record("addressee", {"name": "Jordan Example", "title": "Head of Investor Relations",
+                                          "company": "Example Holdings Ltd", "address": "1 Example Road\nShenzhen",
+                                          "language": "en"}),
+    }
+
+
+def sample_cover_context(today: dt.date | None = None) -> dict:
+    """What a campaign's cover note may use: the sample letter data plus the letter being sent."""
+    return {**sample_context(today), "letter": Record("letter", {"subject": "Investor expectations",
+                                                                  "reference": "ENG-42"})}
+
+
+#: The sample data on SAMPLE_TODAY, to check a template before saving.
+SAMPLE_CONTEXT = sample_context()
 
 #: What a campaign's cover note may use: the sample letter data plus the letter being sent.
-SAMPLE_COVER_CONTEXT = {**SAMPLE_CONTEXT, "letter": Record("letter", {"subject": "Investor expectations",
-                                                                        "reference": "ENG-42"})}
+SAMPLE_COVER_CONTEXT = sample_cover_context()
 
 #: The cover note of a campaign that has not written its own.
 DEFAULT_COVER_NOTE = """Dear {{ addressee.name }},

@@ -108,7 +108,8 @@ def _letter_page(letter: Letter, status: int = 200, draft_form=None, send_form=N
                            addressee_problem=service.addressee_problem(letter, "post"),
                            signatories=documents.signatory_lines(letter, strict=False),
                            total=documents.signatories_total(letter, strict=False),
-                           paragraphs=documents.paragraphs(letter.body)), status
+                           paragraphs=documents.paragraphs(letter.body),
+                           paper=documents.paper_label(letter)), status
 
 
 def _refuse_sent(letter: Letter, consequence: str):
@@ -373,7 +374,7 @@ def _preview_choices():
         sa.select(Engagement).where(Engagement.is_open)
         .options(selectinload(Engagement.company)).order_by(Engagement.id.desc()).limit(50)
     ).all()
-    return [("", "Sample data")] + [(e.id, e.company.name) for e in engagements]
+    return [("", "Sample data (dated today)")] + [(e.id, e.company.name) for e in engagements]
 
 
 @bp.route("/templates")

@@ -24,6 +24,7 @@ from engage.letters.rendering import (
     DEFAULT_COVER_NOTE,
     SAMPLE_CONTEXT,
     SAMPLE_COVER_CONTEXT,
+    sample_context,
     LetterTemplateError,
     Record,
     check_templates,
@@ -347,7 +348,8 @@ def preview(subject: str, body: str, engagement: Engagement | None, sender: User
     """Render against a real engagement (or the sample data) for the editor's live preview."""
     fields = ("subject", "body")
     try:
-        context = letter_context(engagement, sender, last_letter_date(engagement)) if engagement else SAMPLE_CONTEXT
+        context = letter_context(engagement, sender, last_letter_date(engagement)) if engagement \
+            else sample_context(clock.today())
         [texts] = render_many([subject, body], [context])
     except LetterTemplateError as exc:
         return {"error": exc.message, "line": exc.line, "field": fields[exc.part] if exc.part is not None else "body"}
@@ -447,10 +449,13 @@ def _cover_notes(letters: list[Letter], sender: User | None) -> list[str]:
 
 
 def _pdfs(letters: list[Letter]) -> dict[int, bytes]:
-    """Each letter's PDF (cached or rendered within the document budget), or a LetterError naming the first refused."""
+    """Each letter's PDF (cached or rendered within the document budget), or a LetterError naming the first refused.
+
+    The PDFs are the final copies, without the DRAFT mark: they are what the email sends.
+    """
     made, refused, pending = documents.render_missing(
         [(letter, "pdf") for letter in letters],
-        float(current_app.config.get("DOCUMENT_BATCH_SECONDS", 60.0)) if len(letters) > 1 else None)
+        float(current_app.config.get("DOCUMENT_BATCH_SECONDS", 60.0)) if len(letters) > 1 else None, final=True)
     if refused:
         first = refused[0]
         raise LetterError("to", f"No PDF of the letter to {first.letter.engagement.company.name}: {first.message}")
@@ -461,9 +466,9 @@ def _pdfs(letters: list[Letter]) -> dict[int, bytes]:
         data = made.get((letter.id, "pdf"))
         if data is None:
             try:
-                data = documents.cache_path(letter, "pdf").read_bytes()
+                data = documents.cache_path(letter, "pdf", final=True).read_bytes()
             except FileNotFoundError:
-                data = documents.document(letter, "pdf")
+                data = documents.document(letter, "pdf", final=True)
         pdfs[letter.id] = data
     return pdfs
 

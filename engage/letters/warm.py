@@ -21,8 +21,9 @@ try:
     from weasyprint import CSS, HTML
 
     _css = (Path(__file__).resolve().parents[2] / "static" / "css" / "letter.css").read_text(encoding="utf-8")
-    HTML(string="<header class='letterhead'><div class='org'>Engage</div></header><h1 class='subject'>Warm-up</h1>"
-                "<p>Fonts <b>bold</b> <i>italic</i>.</p><section class='signatories'><h2>S</h2><ul><li>x</li></ul>"
-                "</section>").write_pdf(stylesheets=[CSS(string=_css)])
+    HTML(string="<div class='draft-mark'>DRAFT</div><header class='letterhead'><div class='org'>Engage</div></header>"
+                "<h1 class='subject'>Warm-up</h1><p>Fonts <b>bold</b> <i>italic</i>.</p>"
+                "<section class='signatories'><h2>S</h2><ul><li>x</li></ul></section><div class='closing'><p>Yours faithfully,</p></div>"
+         ).write_pdf(stylesheets=[CSS(string=_css)])
 except Exception:  # noqa: BLE001 (a failed warm-up only costs each worker the first-render time)
     pass

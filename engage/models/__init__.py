@@ -22,7 +22,7 @@ from engage.models.base import (
     Role,
     Stage,
 )
-from engage.models.campaigns import Campaign, Criterion, Investor, Rubric, campaign_signatories
+from engage.models.campaigns import Campaign, Criterion, Investor, PaperSize, Rubric, campaign_signatories
 from engage.models.companies import Company, CompanyAlias, RiskFlag, normalize_name
 from engage.models.contacts import ERASED, LANGUAGES, CompanyContact
 from engage.models.engagements import Attachment, Engagement, EngagementEvent, Interaction, Reminder
@@ -41,7 +41,7 @@ __all__ = [
     "Attachment", "AuditEvent", "Campaign", "Company", "CompanyAlias", "CompanyContact", "ContactRole", "Criterion",
     "CriterionScore", "Direction", "DivestmentAlert", "Engagement", "EngagementEvent", "ExportRun", "Escalation",
     "FormSubmission", "Fund", "Holding", "InboundMessage", "InboundStatus", "Interaction",
-    "InteractionKind", "Investor", "InvestorKind", "Letter", "LetterKind", "LetterStatus",
+    "InteractionKind", "Investor", "InvestorKind", "PaperSize", "Letter", "LetterKind", "LetterStatus",
     "LetterBatch", "ListedEntity", "LetterTemplate", "LetterTemplateLanguage", "LetterTemplateVersion", "OutboxEmail", "OutboxStatus", "Outcome",
     "Reminder", "ReminderKind", "ReminderStatus", "RiskFlag", "RiskSource", "Role", "Rubric", "Score", "Stage",
     "User", "MapSourceKind", "Relationship", "RelationshipKind", "RelationshipStatus", "RelationshipStatusChange",

@@ -9,7 +9,18 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from engage.extensions import db
-from engage.models.base import InvestorKind, TimestampMixin, enum_check
+from engage.models.base import InvestorKind, StrEnum, TimestampMixin, enum_check
+
+
+class PaperSize(StrEnum):
+    """The paper a campaign's letters are laid out on, in the PDF and the DOCX alike."""
+
+    A4 = "A4"
+    LETTER = "letter"
+
+    @property
+    def label(self) -> str:
+        return {"A4": "A4 (210 × 297 mm)", "letter": "US Letter (8.5 × 11 in)"}[self.value]
 
 campaign_signatories = sa.Table(
     "campaign_signatories",
@@ -26,6 +37,7 @@ class Campaign(TimestampMixin, db.Model):
         sa.CheckConstraint("follow_up_interval_days > 0", name="follow_up_interval_positive"),
         sa.CheckConstraint("follow_ups_before_escalation >= 0", name="follow_ups_non_negative"),
         sa.CheckConstraint("warn_days_before >= 0", name="warn_days_non_negative"),
+        enum_check("paper_size", PaperSize),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -54,6 +66,9 @@ class Campaign(TimestampMixin, db.Model):
     sender_email: Mapped[str | None] = mapped_column(sa.String(254))
     #: Sandboxed Jinja source of the cover note of letters emailed for the campaign (a default when empty).
     cover_note: Mapped[str] = mapped_column(sa.Text, default="", server_default="")
+    #: Paper size of the campaign's letters (PDF and DOCX): A4 unless the campaign says US Letter.
+    paper_size: Mapped[str] = mapped_column(sa.String(8), default=PaperSize.A4.value,
+                                            server_default=PaperSize.A4.value)
 
     signatories: Mapped[list[Investor]] = relationship(
         secondary=campaign_signatories, back_populates="campaigns", order_by="Investor.name"
