@@ -1,7 +1,7 @@
 """campaigns: paper size of letters (A4 or US Letter, issue 17)
 
-Revision ID: 0021_letters17
-Revises: 0020
+Revision ID: 0022
+Revises: 0021
 Create Date: 2026-12-04 18:00:00
 
 """
@@ -10,8 +10,8 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision = '0021_letters17'
-down_revision = '0020'
+revision = '0022'
+down_revision = '0021'
 branch_labels = None
 depends_on = None
 
