@@ -146,6 +146,8 @@ def _rows(data: bytes, mapping: dict[str, str], limits: Limits):
             return source, iter(source)
         if data[:8] == b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1":
             raise MapRefused("old Excel (.xls) files are not supported; save it as .xlsx or CSV")
+        if data[:2] not in (b"\xff\xfe", b"\xfe\xff") and b"\x00" in data[:4096]:
+            raise MapRefused("this is not a CSV, XLSX or PDF file (it holds binary data: an image, a document?)")
         text, _encoding = holdings_parsing.decode(data)
     except FileRefused as exc:
         raise MapRefused(str(exc).replace("not a CSV or XLSX file", "not a CSV, XLSX or PDF file")) from exc
