@@ -137,6 +137,10 @@ def test_a_double_clicked_confirmation_imports_once(client, login_as):
         again.get_data(as_text=True)
     assert db.session.scalar(sa.select(sa.func.count()).select_from(ValueChainMap)) == 1
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Relationship)) == 12
+    same = upload(client, company.id, MAP, "again.csv")
+    assert same.status_code == 422
+    assert ("again.csv: this file is identical to map 1 of Fictional Solar Modules Co. (solar_supplier_list.csv); "
+            "nothing to import") in same.get_data(as_text=True)
 
 
 def test_a_pdf_map_on_the_web_keeps_the_page_of_each_row(client, login_as):

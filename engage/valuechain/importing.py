@@ -60,6 +60,14 @@ def digest(shown: Preview) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def check_not_identical(shown: Preview) -> None:
+    """Refuse at the preview what save would refuse at the confirmation: the company's latest map again."""
+    latest = latest_map_of(shown.company)
+    if latest is not None and latest.sha256 == shown.sha256 and (latest.mapping or {}) == shown.mapping:
+        raise ValueChainError(f"{shown.file_name}: this file is identical to map {latest.number} of "
+                              f"{shown.company.name} ({latest.file_name}); nothing to import")
+
+
 def latest_number(company: Company) -> int | None:
     return db.session.scalar(sa.select(sa.func.max(ValueChainMap.number)).where(ValueChainMap.company_id == company.id))
 

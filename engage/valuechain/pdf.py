@@ -72,6 +72,7 @@ def _without_empty_columns(rows: list[list[str]]) -> list[list[str]]:
 
 
 def _refuse_unreadable(exc: Exception) -> PdfRefused:
+    # pdfminer (pdfplumber's parser) is loaded only when a PDF is read
     from pdfminer.pdfdocument import PDFEncryptionError, PDFPasswordIncorrect
 
     cause = exc.args[0] if exc.args and isinstance(exc.args[0], Exception) else exc
@@ -86,6 +87,7 @@ def _refuse_unreadable(exc: Exception) -> PdfRefused:
 
 def tables(data: bytes, max_rows: int) -> list[Table]:
     """Every table of every page, cells cleaned (None -> "", whitespace and line breaks collapsed)."""
+    # pdfplumber and pdfminer take about 0.3 s to import: only a PDF map pays it
     import pdfplumber
     from pdfminer.pdftypes import resolve1
     from pdfplumber.utils.exceptions import PdfminerException

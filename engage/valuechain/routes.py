@@ -88,6 +88,7 @@ def import_map(company_id: int):
     try:
         importing.check_upload(data, meta["file_name"], form.disclosed_on.data)
         shown = _read(company, data, meta)
+        importing.check_not_identical(shown)
     except service.ValueChainError as exc:
         db.session.rollback()
         form.file.errors = [exc.message]
