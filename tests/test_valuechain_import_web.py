@@ -304,3 +304,19 @@ def test_a_counterparty_name_is_escaped_in_the_preview(client, login_as):
                                                 "CN,Anhui,p. 1\n").encode()).get_data(as_text=True)
     assert "<script>alert(1)</script>" not in text and "&lt;script&gt;alert(1)&lt;/script&gt; Co" in text
     assert "<b>glass</b>" not in text
+
+
+def test_a_possible_match_is_shown_and_taken_only_when_asked(client, login_as):
+    company = maker()
+    existing = factories.company("Brightfield Module Glass Holdings Group Co., Ltd.")
+    db.session.commit()
+    login_as("analyst")
+    data = (HEADER + "Brightfield Module Glass,1,supplier,solar glass,CN,Anhui,p. 1\n").encode()
+    text = upload(client, company.id, data).get_data(as_text=True)
+    assert "1: 0 resolved to existing companies, 1 new (1 with a possible match, not taken)" in text
+    assert (f'<strong>New company</strong>; possible match: <a href="/companies/{existing.id}">Brightfield Module '
+            f'Glass Holdings Group Co., Ltd.</a>') in text
+    taken = upload(client, company.id, data, accept_possible="y").get_data(as_text=True)
+    assert "1: 1 resolved to existing companies, 0 new" in taken
+    assert confirm(client, company.id, taken).status_code == 302
+    assert db.session.scalar(sa.select(Relationship.counterparty_id)) == existing.id
