@@ -126,7 +126,12 @@ def _scanned() -> bytes:
 
 REFUSED = {
     "no table": (lambda: render("<h1>Modern slavery statement</h1><p>We map our supply chain.</p>"),
-                 "no table in the PDF (1 page(s) of text)"),
+                 "no table in the PDF (1 page(s) of text): Engage reads tables drawn with rules"),
+    "a list in columns without rules": (
+        lambda: render(table(HEAD, [ROW, ["Xinjiang Daqo New Energy Co. Ltd.", "2", "sub-supplier", "polysilicon", "CN",
+                                          "Shihezi, Xinjiang"]]).replace("<table", "<table class='bare'")
+                       + "<style>.bare td, .bare th {border: none; width: 20mm}</style>"),
+        "no table in the PDF (1 page(s) of text)"),
     "scanned": (_scanned, "the PDF has 1 image(s) and no text (scanned?)"),
     "encrypted": (lambda: encrypted(PDF_MAP.read_bytes()), "the PDF is encrypted with a password"),
     "broken": (lambda: b"%PDF-1.7\n" + bytes(range(256)) * 20, "the PDF is damaged or not a PDF"),

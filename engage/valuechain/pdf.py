@@ -1,7 +1,9 @@
 """The tables of a PDF (a supplier list published as a report's annex), as rows for the map reader.
 
-pdfplumber finds the tables of each page (ruled tables first; when no page has one, tables of
-aligned text). The map is read as ONE table: the first table with a header row naming the
+pdfplumber finds the tables of each page drawn with rules (cell borders or shaded rows). A list
+set as text aligned in columns, without rules, is refused rather than guessed at: pdfplumber's
+text strategy splits a cell wrapped over two lines into two rows, which would import "Energy"
+and "Material" as counterparties. The map is read as ONE table: the first table with a header row naming the
 counterparty (within parsing.HEADER_ROWS rows) starts it; a later table whose first row repeats
 that header, or that has the same number of columns and no header (a table continued on the next
 page), continues it. Tables before the header are skipped (a table of contents, a title block);
@@ -29,8 +31,6 @@ from typing import Callable
 MAX_PAGES = 500
 #: Reading the tables stops (refused) after this long.
 MAX_SECONDS = 120
-#: Tables of aligned text, for a PDF whose tables have no rules.
-TEXT_TABLES = {"vertical_strategy": "text", "horizontal_strategy": "text"}
 
 
 class PdfRefused(ValueError):
@@ -110,20 +110,19 @@ def tables(data: bytes, max_rows: int) -> list[Table]:
             raise _refuse_unreadable(exc) from exc
         if not pages:
             raise PdfRefused("the PDF has no pages")
-        found, chars, images = _read(pages, None, max_rows)
+        found, chars, images = _read(pages, max_rows)
         if not chars:
             what = f"{images} image(s) and no text" if images else "no text"
             raise PdfRefused(f"the PDF has {what} (scanned?): Engage reads the tables of a PDF's text; ask the "
                              f"company for the list as a spreadsheet, or run text recognition (OCR) on it first")
-        if not found:  # no ruled table anywhere: tables of aligned text
-            found, _, _ = _read(pages, TEXT_TABLES, max_rows)
         if not found:
-            raise PdfRefused(f"no table in the PDF ({len(pages)} page(s) of text); the supplier list must be a table "
-                             f"with a header row")
+            raise PdfRefused(f"no table in the PDF ({len(pages)} page(s) of text): Engage reads tables drawn with "
+                             f"rules (cell borders); a list set as text in columns without rules cannot be read "
+                             f"reliably: export it to CSV or XLSX")
         return found
 
 
-def _read(pages, settings: dict | None, max_rows: int) -> tuple[list[Table], int, int]:
+def _read(pages, max_rows: int) -> tuple[list[Table], int, int]:
     """(tables, characters, images) of the pages; refused past MAX_SECONDS or max_rows."""
     deadline = time.monotonic() + MAX_SECONDS
     found: list[Table] = []
@@ -137,7 +136,7 @@ def _read(pages, settings: dict | None, max_rows: int) -> tuple[list[Table], int
         try:
             chars += len(page.chars)
             images += len(page.images)
-            extracted = page.extract_tables(settings) if settings else page.extract_tables()
+            extracted = page.extract_tables()
         except Exception as exc:  # noqa: BLE001 - pdfminer raises many kinds on a damaged page
             raise PdfRefused(f"p. {page.page_number} of the PDF cannot be read ({type(exc).__name__}: "
                              f"{str(exc)[:200]}); download it again or export the table to CSV or XLSX") from exc
