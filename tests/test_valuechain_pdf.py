@@ -120,6 +120,15 @@ def encrypted(data: bytes) -> bytes:
     return out.getvalue()
 
 
+def without_a_media_box(data: bytes) -> bytes:
+    """A page without its size: pdfplumber fails on it, and again when the PDF is closed."""
+    writer = PdfWriter(clone_from=PdfReader(io.BytesIO(data)))
+    del writer.pages[1]["/MediaBox"]
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
 def _scanned() -> bytes:
     return render(f"<img src='data:image/png;base64,{base64.b64encode(png()).decode()}' style='width:150mm'>")
 
@@ -135,6 +144,9 @@ REFUSED = {
     "scanned": (_scanned, "the PDF has 1 image(s) and no text (scanned?)"),
     "encrypted": (lambda: encrypted(PDF_MAP.read_bytes()), "the PDF is encrypted with a password"),
     "broken": (lambda: b"%PDF-1.7\n" + bytes(range(256)) * 20, "the PDF is damaged or not a PDF"),
+    "cut short": (lambda: PDF_MAP.read_bytes()[:1000], "the PDF is damaged or not a PDF"),
+    "a page without its size": (lambda: without_a_media_box(PDF_MAP.read_bytes()),
+                                "the PDF is damaged or not a PDF (TypeError"),
     "no header": (lambda: render(table(["Item", "Qty"], [["glass", "3"]])),
                   "1 table(s) in the PDF (p. 1), none with a header row naming the counterparty"),
     "a second table with other columns": (

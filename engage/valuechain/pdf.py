@@ -90,13 +90,12 @@ def tables(data: bytes, max_rows: int) -> list[Table]:
     # pdfplumber and pdfminer take about 0.3 s to import: only a PDF map pays it
     import pdfplumber
     from pdfminer.pdftypes import resolve1
-    from pdfplumber.utils.exceptions import PdfminerException
 
     try:
         pdf = pdfplumber.open(io.BytesIO(data), pages=range(1, MAX_PAGES + 1))
-    except PdfminerException as exc:
+    except Exception as exc:  # noqa: BLE001 - PdfminerException, or whatever a damaged file makes pdfminer raise
         raise _refuse_unreadable(exc) from exc
-    with pdf:
+    try:
         try:
             count = resolve1(resolve1(pdf.doc.catalog.get("Pages")) or {}).get("Count")
         except Exception:  # noqa: BLE001 - a damaged page tree is reported when the pages are read
@@ -106,10 +105,10 @@ def tables(data: bytes, max_rows: int) -> list[Table]:
                              f"pages of the supplier list (or export the table to CSV or XLSX)")
         try:
             pages = pdf.pages
-        except PdfminerException as exc:
+        except Exception as exc:  # noqa: BLE001 - as above
             raise _refuse_unreadable(exc) from exc
         if not pages:
-            raise PdfRefused("the PDF has no pages")
+            raise PdfRefused("the PDF has no pages that can be read (damaged?); download it again or export the table to CSV or XLSX")
         found, chars, images = _read(pages, max_rows)
         if not chars:
             what = f"{images} image(s) and no text" if images else "no text"
@@ -120,6 +119,11 @@ def tables(data: bytes, max_rows: int) -> list[Table]:
                              f"rules (cell borders); a list set as text in columns without rules cannot be read "
                              f"reliably: export it to CSV or XLSX")
         return found
+    finally:
+        try:
+            pdf.close()
+        except Exception:  # noqa: BLE001 - closing reads the page tree again; the stream is a BytesIO of ours
+            pass
 
 
 def _read(pages, max_rows: int) -> tuple[list[Table], int, int]:

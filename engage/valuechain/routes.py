@@ -28,7 +28,8 @@ KIND = "valuechain"
 def _import_page(company: Company, form: MapImportForm, errors=(), status: int = 200):
     return render_template("valuechain/import.html", company=company, form=form, errors=list(errors)[:200],
                            more=max(0, len(errors) - 200), engagement_id=_engagement_arg(),
-                           latest=importing.latest_map_of(company), max_mb=importing.MAX_UPLOAD_BYTES // (1024 * 1024)), status
+                           latest=importing.latest_map_of(company),
+                           max_mb=importing.MAX_UPLOAD_BYTES // (1024 * 1024)), status
 
 
 def _engagement_arg() -> int | None:
@@ -66,7 +67,7 @@ def _result_url(company: Company, engagement_id: int | None) -> str:
 def stash_unsafe(error):
     current_app.logger.error("value-chain upload stash refused: %s", error)
     flash(f"Uploads cannot be kept for confirmation: {error}.", "error")
-    return redirect(url_for("main.index") if "main.index" in current_app.view_functions else "/")
+    return redirect(url_for("main.dashboard"))
 
 
 @bp.route("/companies/<int:company_id>/import", methods=["GET", "POST"])
@@ -183,3 +184,11 @@ def _stale(company: Company, token: str, data: bytes, meta: dict, map_changed: b
         return _import_page(company, form, exc.errors, status=409)
     new_token = importing.stash_upload(data, meta, KIND)
     return _preview_page(company, new_token, shown, meta, status=409, stale=stale)
+
+
+# ---------------------------------------------------------------------------------------------
+# The engagement's value-chain tab: figures, flagged links, status changes, the drawing,
+# relationships added one by one.
+# ---------------------------------------------------------------------------------------------
+
+# (tab routes go here)
