@@ -284,7 +284,7 @@ BAD = {
                     "row 2, column LEI: 5493001KJTIIGC8Y1R13 is not a valid LEI"),
     "invalid ISIN": ("Supplier,ISIN\nAcme Glass (fictional),US0378331006\n", [], "row 2, column ISIN:"),
     "empty file": ("", [], "the file is empty"),
-    "a PDF named .csv": ("%PDF-1.4\n1 0 obj<<>>endobj\n", [], "this is a PDF, not a CSV or XLSX file"),
+    "a broken PDF named .csv": ("%PDF-1.4\n1 0 obj<<>>endobj\n", [], "the PDF is damaged or not a PDF"),
     "header only": (HEADER, [], "has a header (row 1) but no counterparties"),
     "no header": ("a,b,c\n1,2,3\n", [], "no header row naming the counterparty"),
     "50,000 rows": (HEADER + "".join(f"Supplier {i} (fictional),1,supplier,glass,CN,Anhui,p. 1\n"

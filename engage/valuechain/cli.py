@@ -45,7 +45,7 @@ def _company(text: str) -> Company | None:
 @click.option("--accept-possible", is_flag=True, help="Take possible matches (review band) as the company they may be.")
 @click.option("--dry-run", is_flag=True, help="Show the preview; write nothing.")
 def valuechain_import_command(path, company_ref, mapping, source_kind, source_ref, disclosed, accept_possible, dry_run):
-    """Import a disclosed value-chain map (CSV/XLSX) of a company as its next version, then screen."""
+    """Import a disclosed value-chain map (CSV, XLSX or a PDF's tables) of a company as its next version, then screen."""
     file = Path(path)
     if not file.is_file():
         _fail(f"{path}: no such file")

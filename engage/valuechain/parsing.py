@@ -1,9 +1,11 @@
-"""Reading a disclosed value-chain map (CSV or XLSX) into rows, without writing anything.
+"""Reading a disclosed value-chain map (CSV, XLSX or a PDF's tables) into rows, without writing anything.
 
 The file is read with the holdings reader's machinery (engage.holdings.parsing): the same
 encodings (UTF-8, UTF-16, GB18030, Windows-1252), the same XLSX reading with its limits, the same
 cleaning of cells. The header is the first row (within HEADER_ROWS) naming a counterparty column;
-columns are recognised by the names in SYNONYMS or by a mapping `field=Column`.
+columns are recognised by the names in SYNONYMS or by a mapping `field=Column`. A PDF's tables
+are read by engage.valuechain.pdf into the same rows, one table across its pages, and each row's
+source is its page ("p. 12") unless the mapping names a source column.
 
 Every problem with a row is a RowError (row, column, value, reason); a file with any is refused
 whole. A file that cannot be read at all raises MapRefused.
@@ -22,6 +24,7 @@ from engage.holdings.parsing import FileRefused, Limits, RowError, clean_identif
 from engage.identifiers import compact_isin, isin_problem, lei_problem
 from engage.models import RelationshipKind
 from engage.models.companies import normalize_name
+from engage.valuechain import pdf
 
 #: A map with more rows than this is refused (a disclosed map has hundreds, at most a few thousand).
 MAX_ROWS = 25_000
@@ -141,15 +144,15 @@ def _rows(data: bytes, mapping: dict[str, str], limits: Limits):
         if data[:4] == b"PK\x03\x04":
             source = holdings_parsing.XlsxSource(data, limits, None)
             return source, iter(source)
-        if data[:5] == b"%PDF-":
-            raise MapRefused("this is a PDF, not a CSV or XLSX file; export the map's table to CSV or XLSX")
         if data[:8] == b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1":
             raise MapRefused("old Excel (.xls) files are not supported; save it as .xlsx or CSV")
+        if data[:2] not in (b"\xff\xfe", b"\xfe\xff") and b"\x00" in data[:4096]:
+            raise MapRefused("this is not a CSV, XLSX or PDF file (it holds binary data: an image, a document?)")
         text, _encoding = holdings_parsing.decode(data)
     except FileRefused as exc:
-        raise MapRefused(str(exc)) from exc
+        raise MapRefused(str(exc).replace("not a CSV or XLSX file", "not a CSV, XLSX or PDF file")) from exc
     if "\x00" in text:
-        raise MapRefused("this is not a CSV or XLSX file")
+        raise MapRefused("this is not a CSV, XLSX or PDF file")
     head = list(islice(io.StringIO(text, newline=""), HEADER_ROWS))
     best, best_count = ",", 0
     for delimiter in holdings_parsing.DELIMITERS:
@@ -165,6 +168,15 @@ def _rows(data: bytes, mapping: dict[str, str], limits: Limits):
 def parse(data: bytes, mapping: dict[str, str] | None = None, *, max_rows: int = MAX_ROWS) -> ParsedMap:
     """Parse a map; bad rows become errors (the caller refuses the file), MapRefused for the rest."""
     mapping = parse_mapping(mapping or {})
+    if data and pdf.is_pdf(data):
+        try:
+            stitched = pdf.stitch(pdf.tables(data, max_rows), lambda row: _header(row, mapping), HEADER_ROWS)
+        except pdf.PdfRefused as exc:
+            raise MapRefused(str(exc)) from exc
+        parsed = _parse_rows(iter(stitched.rows), mapping, max_rows, page_of=stitched.pages)
+        for error in parsed.errors:  # a row number of the joined table says little; the page says where
+            error.reason = f"{error.reason} [p. {stitched.pages.get(error.row, '?')}]"
+        return parsed
     limits = Limits(max_rows=max_rows)
     source, rows = _rows(data, mapping, limits)
     with closing(source) if source is not None else _nothing():
@@ -182,7 +194,8 @@ class _nothing:
         return False
 
 
-def _parse_rows(rows, mapping: dict[str, str], max_rows: int) -> ParsedMap:
+def _parse_rows(rows, mapping: dict[str, str], max_rows: int, page_of: dict[int, int] | None = None) -> ParsedMap:
+    """The map's rows after its header; `page_of` (a PDF's row -> page) makes each row's source its page."""
     header, header_row, columns = None, 0, {}
     for number, row in rows:
         columns = _header(row, mapping)
@@ -212,7 +225,12 @@ def _parse_rows(rows, mapping: dict[str, str], max_rows: int) -> ParsedMap:
             position = columns.get(name)
             return row[position].strip() if position is not None and position < len(row) else ""
 
-        item = _read_row(number, cell, result)
+        where, read = f"row {number}", cell
+        if page_of is not None:
+            where = f"p. {page_of[number]}"
+            if "source_ref" not in mapping:  # the page, not a column that happens to be called Source
+                read = _without_source(cell)
+        item = _read_row(number, read, result, where)
         if item is None:
             continue
         earlier = seen.get(item.key)
@@ -228,7 +246,11 @@ def _parse_rows(rows, mapping: dict[str, str], max_rows: int) -> ParsedMap:
     return result
 
 
-def _read_row(number: int, cell, result: ParsedMap) -> MapRow | None:
+def _without_source(cell):
+    return lambda name: "" if name == "source_ref" else cell(name)
+
+
+def _read_row(number: int, cell, result: ParsedMap, where: str = "") -> MapRow | None:
     labels = result.columns
     errors_before = len(result.errors)
 
@@ -282,7 +304,7 @@ def _read_row(number: int, cell, result: ParsedMap) -> MapRow | None:
             error("lei", lei, problem)
         else:
             item.lei = lei
-    item.source_ref = (cell("source_ref") or f"row {number}")[:200]
+    item.source_ref = (cell("source_ref") or where or f"row {number}")[:200]
     return item if len(result.errors) == errors_before else None
 
 

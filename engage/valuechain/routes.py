@@ -4,7 +4,17 @@ relationships added one by one)."""
 
 from __future__ import annotations
 
-from flask import Blueprint
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+from werkzeug.exceptions import HTTPException
+
+from engage.errors import FieldError
+from engage.extensions import db
+from engage.models import Company
+from engage.security import require_role
+from engage.validators import whole_number
+from engage.valuechain import importing, service
+from engage.valuechain.import_forms import MapConfirmForm, MapImportForm
 
 bp = Blueprint("valuechain", __name__, url_prefix="/value-chain")
 #: The map import keeps its uploads in the holdings import's stash, under its own kind.
@@ -15,7 +25,165 @@ KIND = "valuechain"
 # Importing a map: upload, column mapping, preview, confirm.
 # ---------------------------------------------------------------------------------------------
 
-# (import routes go here)
+def _import_page(company: Company, form: MapImportForm, errors=(), status: int = 200):
+    return render_template("valuechain/import.html", company=company, form=form, errors=list(errors)[:200],
+                           more=max(0, len(errors) - 200), engagement_id=_engagement_arg(),
+                           latest=importing.latest_map_of(company),
+                           max_mb=importing.MAX_UPLOAD_BYTES // (1024 * 1024)), status
+
+
+def _engagement_arg() -> int | None:
+    """?engagement=<id>: the engagement page the import was started from (to go back to it)."""
+    return whole_number(request.args.get("engagement") or "")
+
+
+def _preview_page(company: Company, token: str, shown: service.Preview, meta: dict, status: int = 200,
+                  stale: str | None = None):
+    return render_template("valuechain/import_preview.html", company=company, token=token, preview=shown, meta=meta,
+                           rows=importing.flagged_first(shown), counts=importing.counts(shown),
+                           digest=importing.digest(shown), form=MapConfirmForm(formdata=None), stale=stale,
+                           engagement_id=meta.get("engagement")), status
+
+
+def _read(company: Company, data: bytes, meta: dict) -> service.Preview:
+    return service.preview(company, data, meta["file_name"], meta["mapping"], accept_possible=meta["accept_possible"])
+
+
+def _result_url(company: Company, engagement_id: int | None) -> str:
+    """The engagement's value-chain page when the app has it, else the company's page."""
+    engagement = importing.engagement_for(company, engagement_id)
+    if engagement is not None:
+        path = f"/value-chain/engagements/{engagement.id}"
+        try:
+            current_app.url_map.bind("").match(path, method="GET")
+        except HTTPException:
+            pass
+        else:
+            return request.script_root + path
+    return url_for("companies.show", company_id=company.id)
+
+
+@bp.errorhandler(importing.StashUnsafe)
+def stash_unsafe(error):
+    current_app.logger.error("value-chain upload stash refused: %s", error)
+    flash(f"Uploads cannot be kept for confirmation: {error}.", "error")
+    return redirect(url_for("main.dashboard"))
+
+
+@bp.route("/companies/<int:company_id>/import", methods=["GET", "POST"])
+@require_role("analyst")
+def import_map(company_id: int):
+    """Upload a company's disclosed map; its preview is shown, nothing is saved until it is confirmed."""
+    company = db.get_or_404(Company, company_id)
+    form = MapImportForm()
+    if not form.validate_on_submit():
+        return _import_page(company, form, status=422 if form.errors else 200)
+    upload = form.file.data
+    data = upload.read()  # the request is capped by MAX_CONTENT_LENGTH
+    engagement = importing.engagement_for(company, _engagement_arg())
+    meta = {"file_name": (upload.filename or "upload")[:255], "mapping": (form.mapping.data or "").strip() or None,
+            "source_kind": form.source_kind.data, "source_ref": (form.source_ref.data or "").strip(),
+            "disclosed_on": form.disclosed_on.data.isoformat() if form.disclosed_on.data else None,
+            "accept_possible": bool(form.accept_possible.data), "user": current_user.id, "company": company.id,
+            "engagement": engagement.id if engagement else None, "previous": importing.latest_number(company)}
+    try:
+        importing.check_upload(data, meta["file_name"], form.disclosed_on.data)
+        shown = _read(company, data, meta)
+        importing.check_not_identical(shown)
+    except service.ValueChainError as exc:
+        db.session.rollback()
+        form.file.errors = [exc.message]
+        return _import_page(company, form, exc.errors, status=422)
+    except FieldError as exc:
+        db.session.rollback()
+        getattr(form, exc.field, form.file).errors = [exc.message]
+        return _import_page(company, form, status=422)
+    token = importing.stash_upload(data, meta, KIND)
+    return _preview_page(company, token, shown, meta)
+
+
+def _stashed(token: str, company: Company):
+    """The stash of `token` if it is this user's map upload for this company, else None."""
+    stashed = importing.load_upload(token, KIND)
+    if stashed is None or stashed[1].get("user") != current_user.id or stashed[1].get("company") != company.id:
+        return None
+    return stashed
+
+
+@bp.route("/companies/<int:company_id>/import/<token>", methods=["POST"])
+@require_role("analyst")
+def confirm_map_import(company_id: int, token: str):
+    """Save the stashed map exactly as its preview showed it, once; a stale preview is shown again instead."""
+    company = db.get_or_404(Company, company_id)
+    form = MapConfirmForm()
+    if not form.validate_on_submit():
+        flash("The form expired; upload the map again.", "error")
+        return redirect(url_for("valuechain.import_map", company_id=company.id))
+    if _stashed(token, company) is None:
+        state, lines = importing.upload_state(token)
+        if state == "done":
+            flash("This map was confirmed already and imported once: " + " ".join(lines[:2]), "info")
+        elif state == "importing":
+            flash("This map is being imported by an earlier click; it is imported once.", "info")
+        else:
+            flash("That import is no longer waiting; upload the map again.", "error")
+            return redirect(url_for("valuechain.import_map", company_id=company.id))
+        return redirect(_result_url(company, None))
+    claimed = importing.claim_upload(token, KIND)
+    if claimed is None:
+        flash("This map is being imported by an earlier click; it is imported once.", "info")
+        return redirect(_result_url(company, None))
+    data, meta = claimed
+    disclosed_on = importing.day(meta["disclosed_on"])
+    try:
+        saved = None
+        if importing.latest_number(company) == meta["previous"]:
+            saved = service.save(company, data, meta["file_name"], meta["mapping"], source_kind=meta["source_kind"],
+                                 source_ref=meta["source_ref"], disclosed_on=disclosed_on,
+                                 imported_by_id=current_user.id, accept_possible=meta["accept_possible"])
+        if saved is None or importing.digest(saved.preview) != request.form.get("preview", ""):
+            db.session.rollback()
+            return _stale(company, token, data, meta, importing.latest_number(company) != meta["previous"])
+        db.session.commit()
+    except (service.ValueChainError, FieldError) as exc:
+        db.session.rollback()
+        importing.discard_upload(token)
+        form = MapImportForm(formdata=None)
+        form.file.errors = [f"Not imported: {exc.message}"]
+        return _import_page(company, form, getattr(exc, "errors", []), status=422)
+    except Exception:
+        db.session.rollback()
+        importing.release_upload(token)
+        raise
+    lines = importing.summary(saved)
+    importing.finish_upload(token, lines)
+    for line in lines:
+        flash(line, "success")
+    return redirect(_result_url(company, meta.get("engagement")))
+
+
+def _stale(company: Company, token: str, data: bytes, meta: dict, map_changed: bool):
+    """Nothing is saved: another map of the company was imported since the preview (or what the map resolves
+    to or flags changed). The file is read again against the company's map now and shown, under a new token,
+    to be confirmed again."""
+    importing.discard_upload(token)
+    latest = importing.latest_map_of(company)
+    meta = {**meta, "previous": latest.number if latest else None}
+    if map_changed and latest is not None:
+        stale = (f"Not imported: map {latest.number} of {company.name} ({latest.file_name}) was imported by "
+                 f"{importing.importer_name(latest)} after this preview was made. Below is the preview against it; "
+                 f"check it and import again.")
+    else:
+        stale = ("Not imported: what this map resolves to or flags changed since the preview. Below is the preview "
+                 "now; check it and import again.")
+    try:
+        shown = _read(company, data, meta)
+    except service.ValueChainError as exc:
+        form = MapImportForm(formdata=None)
+        form.file.errors = [f"Not imported: {exc.message}"]
+        return _import_page(company, form, exc.errors, status=409)
+    new_token = importing.stash_upload(data, meta, KIND)
+    return _preview_page(company, new_token, shown, meta, status=409, stale=stale)
 
 
 # ---------------------------------------------------------------------------------------------
