@@ -287,6 +287,26 @@ def test_a_stale_tab_is_refused_with_a_clear_message(client, login_as, mapped, f
     assert relationship_to(HOSHINE).status == "not_linked" and changes() == 2
 
 
+def test_a_form_of_a_map_replaced_since_is_refused_as_stale(client, login_as, mapped, frozen_today):
+    login_as("analyst")
+    hoshine = relationship_to(HOSHINE)
+    old_page = client.get(tab_url(mapped)).get_data(as_text=True)
+    data = MAP.read_text() + "Quiet Glass Co. (fictional),2,supplier,glass,CN,Anhui,p. 44\n"
+    service.save(mapped.company, data.encode(), "supplier_list_2026.csv")  # map 2, imported meanwhile
+    db.session.commit()
+    post, _ = status_post(client, mapped, hoshine, page=old_page, status="under_review", date=frozen_today.isoformat())
+    response = client.post(status_url(mapped, hoshine), data=post)
+    assert response.status_code == 409
+    assert ("Not saved: map 2 of Fictional Solar Modules Co. was recorded after this page was opened"
+            in squash(text_of(response)))
+    assert changes() == 0
+    # the new map's relationship carries the status and takes the change
+    current = relationship_to(HOSHINE, number=2)
+    post, _ = status_post(client, mapped, current, status="under_review", date=frozen_today.isoformat())
+    assert client.post(status_url(mapped, current), data=post).status_code == 303
+    assert changes() == 1
+
+
 def test_a_viewer_cannot_post_and_a_relationship_of_another_company_is_not_found(client, login_as, mapped,
                                                                                   frozen_today):
     login_as("viewer")
@@ -358,6 +378,36 @@ def test_adding_an_existing_company_resolves_it_and_a_duplicate_is_refused(clien
     added = db.session.scalar(sa.select(Relationship).where(Relationship.kind == "customer"))
     assert added.counterparty_id == daqo.id
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Company)) == company_count
+
+
+def test_a_close_name_is_a_new_company_unless_the_analyst_takes_the_match(client, login_as, mapped):
+    login_as("analyst")
+    brightfield = db.session.scalar(sa.select(Company).where(Company.name == "Brightfield Module Glass Co. (fictional)"))
+    close = {"name": "Brightfield Glass Co. (fictional)", "kind": "customer", "tier": "1"}
+    shown = service.add_relationship(mapped.company, **close, screen=False)
+    db.session.rollback()
+    assert shown.created and shown.possible[1:3] == (brightfield.name, 85), shown.possible
+    response = client.post(add_url(mapped), data={**close, "accept_possible": "y"}, follow_redirects=True)
+    assert "(an existing company)" in squash(text_of(response))
+    added = db.session.scalar(sa.select(Relationship).where(Relationship.kind == "customer"))
+    assert added.counterparty_id == brightfield.id
+
+
+def test_a_link_the_new_map_left_out_added_back_gets_its_status_and_is_no_longer_removed(client, login_as, mapped):
+    login_as("analyst")
+    tarim = relationship_to("Tarim Fictional Quartz Mining Co.")
+    service.change_status(tarim, "under_review", clock.today())
+    second = "".join(line for line in MAP.read_text().splitlines(keepends=True) if not line.startswith("Tarim"))
+    vc_map = service.save(mapped.company, second.encode(), "supplier_list_2026.csv").map
+    db.session.commit()
+    assert vc_map.diff["removed"] == 1
+    response = client.post(add_url(mapped), data={"name": "Tarim Fictional Quartz Mining Co.", "kind": "sub_supplier",
+                                                  "tier": "3", "region": "Hotan Prefecture", "country": "CN"})
+    assert response.status_code == 303
+    db.session.expire_all()
+    back = relationship_to("Tarim Fictional Quartz Mining Co.", number=2)
+    assert (back.status, back.status_date, back.in_uyghur_region) == ("under_review", clock.today(), True)
+    assert (back.map.diff["added"], back.map.diff["removed"], back.map.diff["lines"]) == (0, 0, [])
 
 
 @pytest.mark.parametrize("fields,field_name,message", [

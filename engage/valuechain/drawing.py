@@ -22,7 +22,7 @@ MAX_OTHERS = 12
 LABEL_CHARS = 20
 #: The drawing's side, in SVG units; the rings' radii are fractions of half of it.
 SIZE = 640
-RING_FRACTIONS = {1: 0.32, 2: 0.55, 3: 0.78}
+RING_FRACTIONS = {1: 0.38, 2: 0.6, 3: 0.8}
 
 
 @dataclass(frozen=True)
@@ -107,11 +107,12 @@ def layout(company: str, nodes: list[Node], *, total: int | None = None, total_f
     """Place `nodes` on one ring per tier around `company`.
 
     `total` and `total_flagged` are the map's counts (the nodes may be fewer): the difference is
-    what the drawing says it leaves out. Each ring starts half a step further round than the one
-    inside it, so nodes of neighbouring rings do not line up on one spoke.
+    what the drawing says it leaves out. No node sits straight above the centre (the rings' labels
+    are there), and each ring is turned a quarter step further than the one inside it, so nodes of
+    neighbouring rings do not line up on one spoke.
     """
     centre = size / 2
-    drawing = Drawing(size=size, centre=centre, company=company, company_label=shorten(company, 26))
+    drawing = Drawing(size=size, centre=centre, company=company, company_label=shorten(company, 22))
     by_tier: dict[int, list[Node]] = {}
     for node in nodes:
         by_tier.setdefault(min(max(node.tier, 1), 3), []).append(node)
@@ -120,7 +121,7 @@ def layout(company: str, nodes: list[Node], *, total: int | None = None, total_f
         radius = centre * RING_FRACTIONS[tier]
         drawing.rings.append((tier, radius))
         step = 2 * math.pi / len(members)
-        start = -math.pi / 2 + (step / 2 if index % 2 else 0)
+        start = -math.pi / 2 + step * (0.5 if index % 2 == 0 else 0.25)
         for position, node in enumerate(members):
             angle = start + position * step
             x, y = centre + radius * math.cos(angle), centre + radius * math.sin(angle)

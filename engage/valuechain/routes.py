@@ -51,10 +51,16 @@ def _engagement(engagement_id: int) -> Engagement:
     return engagement
 
 
+#: The status a fresh form proposes after each one (the usual next step towards an exit).
+NEXT_STATUS = {"active": "under_review", "under_review": "remediation_plan", "remediation_plan": "exit_planned",
+               "exit_planned": "exited", "exited": "active", "not_linked": "active"}
+
+
 def _status_form(relationship: Relationship, given: dict) -> StatusForm:
     form = given.get(relationship.id)
     if form is None:
-        form = StatusForm(formdata=None, prefix=status_prefix(relationship.id), date=clock.today())
+        form = StatusForm(formdata=None, prefix=status_prefix(relationship.id), date=clock.today(),
+                          status=NEXT_STATUS.get(relationship.status))
         form.seen_status.data = relationship.status
     return form
 
@@ -119,6 +125,12 @@ def change_status(engagement_id: int, relationship_id: int):
     form = StatusForm(prefix=status_prefix(relationship_id))
     if not form.validate_on_submit():
         return _tab(engagement, 422, status_forms={relationship_id: form})
+    latest = vc_service.latest_map(engagement.company)
+    if latest is not None and relationship.map_id != latest.id:  # a map imported since the page was drawn
+        field_error(form, "status", f"Not saved: map {latest.number} of {engagement.company.name} was recorded "
+                                    f"after this page was opened; its relationships carry the statuses now. "
+                                    f"Check the link there and change it again if you still mean to.")
+        return _tab(engagement, 409, status_forms={relationship_id: form})
     here = _here(engagement_id, f"rel-{relationship_id}")
     try:
         # The token first: a double click is told it was saved, not that the status changed meanwhile.

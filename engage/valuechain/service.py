@@ -558,15 +558,16 @@ def add_relationship(company: Company, name: str, *, kind: str = RelationshipKin
         db.session.add(counterparty)
     else:
         counterparty = db.session.get(Company, counterparty_id)
+    old = _previous_relationships(latest.previous).get((counterparty_id, kind)) if counterparty_id else None
     region_reason = in_uyghur_region(item.region, name)
     relationship = Relationship(map=latest, company_id=company.id, counterparty=counterparty, kind=kind, tier=tier,
                                 products=item.products, country=code, region=item.region,
                                 in_uyghur_region=region_reason is not None,
                                 source_ref=item.source_ref or f"added by hand on {clock.today().isoformat()}")
+    db.session.add(relationship)
     diff = dict(latest.diff or {})
     lines = list(diff.get("lines") or [])
     label = _label(counterparty.name, kind, tier)
-    old = _previous_relationships(latest.previous).get((counterparty_id, kind)) if counterparty_id else None
     if old is not None:  # the previous map had it: back with its status, no longer "removed"
         for attr in ("status", "status_date", "target_date", "evidence", "not_linked_reason"):
             setattr(relationship, attr, getattr(old[0], attr))
@@ -579,7 +580,6 @@ def add_relationship(company: Company, name: str, *, kind: str = RelationshipKin
         diff["added"] = int(diff.get("added", 0)) + 1
     diff["lines"] = lines
     latest.diff = diff  # a new dict: the JSON column sees the change
-    db.session.add(relationship)
     db.session.flush()
     result = screening.screen(companies=[counterparty.id], notify=True) if screen else None
     return Added(relationship=relationship, map=latest, created=counterparty_id is None, possible=possible,
