@@ -307,6 +307,20 @@ def test_a_form_of_a_map_replaced_since_is_refused_as_stale(client, login_as, ma
     assert changes() == 1
 
 
+def test_the_stale_check_is_the_databases_not_the_sessions(mapped, frozen_today):
+    """Another transaction changed the row after this session read it: the guarded UPDATE finds out."""
+    hoshine = relationship_to(HOSHINE)
+    assert hoshine.status == "active"
+    with db.engine.begin() as conn:
+        conn.execute(sa.update(Relationship.__table__).where(Relationship.id == hoshine.id)
+                     .values(status="remediation_plan", status_date=frozen_today))
+    with pytest.raises(service.StaleStatus) as stale:
+        service.change_status_seen(hoshine, "active", "exit_planned", frozen_today, target_date=dt.date(2026, 12, 31))
+    assert "changed from active to remediation plan" in stale.value.message
+    db.session.rollback()
+    assert changes() == 0 and relationship_to(HOSHINE).status == "remediation_plan"
+
+
 def test_a_viewer_cannot_post_and_a_relationship_of_another_company_is_not_found(client, login_as, mapped,
                                                                                   frozen_today):
     login_as("viewer")
