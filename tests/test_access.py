@@ -104,7 +104,9 @@ URL_EXCEPTIONS = {
 
 
 def test_every_url_names_the_package_that_serves_it(app):
-    """/<package>/... is served by engage/<package>/routes.py (blueprint <package>), whatever the rule."""
+    """/<package>/... is served by engage/<package>/routes.py (blueprint <package>), whatever the rule.
+
+    A package named by two words is spelt with a hyphen in its URLs: /value-chain/ is engage/valuechain/."""
     wrong = []
     for rule in app.url_map.iter_rules():
         if URL_EXCEPTIONS.get(rule.rule) == rule.endpoint:

@@ -31,11 +31,13 @@ from engage.models import (
     LetterTemplate,
     LetterTemplateLanguage,
     OutboxEmail,
+    Relationship,
     Reminder,
     RiskFlag,
     Rubric,
     Score,
     User,
+    ValueChainMap,
 )
 
 HOSTILE_PAGES = ["99999999999999999999999", str(2**63 - 1), str(2**63), str(2**31), "-1", "0", "abc", "1e3",
@@ -148,6 +150,10 @@ def world(app, runner, monkeypatch):
     db.session.add(InboundMessage(message_key="0" * 64, folder="INBOX", uidvalidity=1, uid=1, subject="s",
                                   received_at=dt.datetime(2026, 1, 5), status="triage", reason="not matched",
                                   from_address="someone@company.example"))
+    if not db.session.scalar(sa.select(Relationship.id).where(Relationship.company_id == engagement.company_id)):
+        vc_map = ValueChainMap(company_id=engagement.company_id, number=1, source_kind="manual")
+        db.session.add(Relationship(map=vc_map, company_id=engagement.company_id, kind="supplier",
+                                    counterparty=Company(name="Walk Supplier (fictional)"), in_uyghur_region=True))
     db.session.commit()
     return engagement
 
@@ -156,7 +162,7 @@ def ids_for(rule) -> dict:
     """A valid value for each argument of a rule, taken from the database."""
     first = lambda model, *where: db.session.scalar(sa.select(model.id).where(*where).order_by(model.id))  # noqa: E731
     values = {}
-    for arg in sorted(rule.arguments, key=lambda a: a in ("language", "contact_id")):  # their owners first
+    for arg in sorted(rule.arguments, key=lambda a: a in ("language", "contact_id", "relationship_id")):  # owners first
         if arg == "engagement_id":
             values[arg] = first(Engagement, Engagement.stage != "closed")
         elif arg == "company_id":
@@ -169,8 +175,12 @@ def ids_for(rule) -> dict:
             values[arg] = first(Letter, Letter.status == "draft")
         elif arg == "template_id":
             values[arg] = first(LetterTemplate)
-        elif arg == "version":
+        elif arg in ("version", "number"):
             values[arg] = 1
+        elif arg == "relationship_id":  # a relationship of the engagement's company (the rule's engagement_id)
+            values[arg] = db.session.scalar(sa.select(Relationship.id).join(
+                Engagement, Engagement.company_id == Relationship.company_id).where(
+                Engagement.id == values["engagement_id"]).order_by(Relationship.id))
         elif arg == "language":  # a language version of the template in the same rule
             values[arg] = "zh-Hans"
             if not db.session.scalar(sa.select(LetterTemplateLanguage.id).where(

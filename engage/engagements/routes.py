@@ -45,6 +45,7 @@ from engage.scoring.service import disagreement, stage_hints
 from engage.security import require_role
 from engage.validators import whole_number
 from engage.valuechain import feeds
+from engage.valuechain import figures as value_chain_figures
 from engage.web import content_disposition, paginate, refuse
 
 bp = Blueprint("engagements", __name__, url_prefix="/engagements")
@@ -192,6 +193,7 @@ def _page(engagement: Engagement, status: int = 200, stale: service.StaleEdit | 
         hints=stage_hints(engagement, latest) + feeds.stage_hints(engagement), posted=set(forms),
         held_again=screening.held_after_divestment(screening.snapshots(), engagement.id)
         if engagement.is_divested else [],
+        value_chain=value_chain_figures.for_company(engagement.company_id),
         **_forms(engagement, stale=stale is not None, **forms),
     ), status
 

@@ -191,4 +191,173 @@ def _stale(company: Company, token: str, data: bytes, meta: dict, map_changed: b
 # relationships added one by one.
 # ---------------------------------------------------------------------------------------------
 
-# (tab routes go here)
+# The tab's views live in this section only (the import's views in the one above); its imports
+# are local to the section so the two halves merge without touching each other's lines.
+import sqlalchemy as sa  # noqa: E402
+from flask import abort, flash, redirect, render_template, url_for  # noqa: E402
+from flask_login import current_user  # noqa: E402
+from sqlalchemy.orm import selectinload  # noqa: E402
+
+from engage import clock, idempotency  # noqa: E402
+from engage.errors import FieldError  # noqa: E402
+from engage.extensions import db  # noqa: E402
+from engage.models import Company, Engagement, Relationship  # noqa: E402
+from engage.security import require_role  # noqa: E402
+from engage.valuechain import figures as vc_figures  # noqa: E402
+from engage.valuechain import service as vc_service  # noqa: E402
+from engage.valuechain import tab as vc_tab  # noqa: E402
+from engage.valuechain.tab_forms import AddRelationshipForm, StatusForm, status_prefix  # noqa: E402
+from engage.web import field_error, paginate, refuse  # noqa: E402
+
+
+def _engagement(engagement_id: int) -> Engagement:
+    engagement = db.session.scalar(
+        sa.select(Engagement).where(Engagement.id == engagement_id)
+        .options(selectinload(Engagement.company).selectinload(Company.aliases), selectinload(Engagement.campaign)))
+    if engagement is None:
+        abort(404)
+    return engagement
+
+
+#: The status a fresh form proposes after each one (the usual next step towards an exit).
+NEXT_STATUS = {"active": "under_review", "under_review": "remediation_plan", "remediation_plan": "exit_planned",
+               "exit_planned": "exited", "exited": "active", "not_linked": "active"}
+
+
+def _status_form(relationship: Relationship, given: dict) -> StatusForm:
+    form = given.get(relationship.id)
+    if form is None:
+        form = StatusForm(formdata=None, prefix=status_prefix(relationship.id), date=clock.today(),
+                          status=NEXT_STATUS.get(relationship.status))
+        form.seen_status.data = relationship.status
+    return form
+
+
+def _tab(engagement: Engagement, status: int = 200, *, status_forms: dict | None = None,
+         add_form: AddRelationshipForm | None = None):
+    """The tab: figures, the maps and their diffs, the drawing, the relationships (flagged first)."""
+    company = engagement.company
+    figures = vc_figures.for_company(company.id)
+    maps = vc_service.maps(company)
+    latest = maps[-1] if maps else None
+    page = rows = drawing = None
+    forms: dict[int, StatusForm] = {}
+    if latest is not None:
+        page = paginate(vc_tab.relationships_query(latest.id), per_page=vc_tab.PER_PAGE)
+        rows = vc_tab.rows(page.items)
+        drawing = vc_tab.network(company, latest.id, figures)
+        if current_user.can_edit:
+            forms = {row.relationship.id: _status_form(row.relationship, status_forms or {})
+                     for row in rows if row.flagged or row.was_flagged}
+    posted = [f for f in (status_forms or {}).values() if f not in forms.values()]
+    return render_template(
+        "valuechain/tab.html", engagement=engagement, company=company, figures=figures, maps=maps,
+        latest=latest, page=page, rows=rows, drawing=drawing, status_forms=forms, today=clock.today(),
+        # a refused form whose row is not on this page still reaches the top of the page (web.refusals)
+        posted_status_form=posted[0] if posted else None,
+        add_form=add_form or (AddRelationshipForm(formdata=None) if current_user.can_edit else None),
+    ), status
+
+
+def _here(engagement_id: int, anchor: str = "") -> str:
+    return url_for("valuechain.tab", engagement_id=engagement_id) + (f"#{anchor}" if anchor else "")
+
+
+@bp.route("/engagements/<int:engagement_id>")
+@require_role("viewer")
+def tab(engagement_id: int):
+    return _tab(_engagement(engagement_id))
+
+
+@bp.route("/engagements/<int:engagement_id>/maps/<int:number>")
+@require_role("viewer")
+def earlier_map(engagement_id: int, number: int):
+    """One map of the company as disclosed (its relationships and its diff against the one before)."""
+    engagement = _engagement(engagement_id)
+    maps = vc_service.maps(engagement.company)
+    shown = next((m for m in maps if m.number == number), None)
+    if shown is None:
+        abort(404)
+    page = paginate(vc_tab.relationships_query(shown.id), per_page=vc_tab.PER_PAGE)
+    return render_template("valuechain/tab_map.html", engagement=engagement, company=engagement.company,
+                           maps=maps, shown=shown, page=page, rows=vc_tab.rows(page.items))
+
+
+@bp.route("/engagements/<int:engagement_id>/relationships/<int:relationship_id>/status", methods=["POST"])
+@require_role("analyst")
+def change_status(engagement_id: int, relationship_id: int):
+    engagement = _engagement(engagement_id)
+    relationship = db.session.get(Relationship, relationship_id)
+    if relationship is None or relationship.company_id != engagement.company_id:
+        abort(404)
+    form = StatusForm(prefix=status_prefix(relationship_id))
+    if not form.validate_on_submit():
+        return _tab(engagement, 422, status_forms={relationship_id: form})
+    latest = vc_service.latest_map(engagement.company)
+    if latest is not None and relationship.map_id != latest.id:  # a map imported since the page was drawn
+        field_error(form, "status", f"Not saved: map {latest.number} of {engagement.company.name} was recorded "
+                                    f"after this page was opened; its relationships carry the statuses now. "
+                                    f"Check the link there and change it again if you still mean to.")
+        return _tab(engagement, 409, status_forms={relationship_id: form})
+    here = _here(engagement_id, f"rel-{relationship_id}")
+    try:
+        # The token first: a double click is told it was saved, not that the status changed meanwhile.
+        claimed = idempotency.claim(form.form_token.data, "valuechain.status", current_user.id)
+        vc_service.change_status_seen(
+            relationship, form.seen_status.data, form.status.data, form.date.data, target_date=form.target_date.data,
+            evidence=form.evidence.data or "", reason=form.reason.data or "", actor_id=current_user.id)
+        idempotency.record_result(claimed, here)
+        db.session.commit()
+    except idempotency.AlreadySubmitted as duplicate:
+        db.session.rollback()
+        return idempotency.answer_duplicate(duplicate, here)
+    except vc_service.StaleStatus as stale:
+        message = stale.message
+        db.session.rollback()
+        form.seen_status.data = db.session.get(Relationship, relationship_id).status  # a retry applies to the new one
+        field_error(form, "status", message)
+        return _tab(_engagement(engagement_id), 409, status_forms={relationship_id: form})
+    except FieldError as error:
+        status = refuse(form, error)
+        return _tab(_engagement(engagement_id), status, status_forms={relationship_id: form})
+    flash(f"{relationship.counterparty.name}: the status is now {relationship.status.replace('_', ' ')}"
+          f"{' (target ' + relationship.target_date.isoformat() + ')' if relationship.status == 'exit_planned' else ''}.",
+          "success")
+    return redirect(here, code=303)
+
+
+@bp.route("/engagements/<int:engagement_id>/relationships", methods=["POST"])
+@require_role("analyst")
+def add_relationship(engagement_id: int):
+    engagement = _engagement(engagement_id)
+    form = AddRelationshipForm()
+    if not form.validate_on_submit():
+        return _tab(engagement, 422, add_form=form)
+    here = _here(engagement_id)
+    try:
+        claimed = idempotency.claim(form.form_token.data, "valuechain.add", current_user.id)
+        added = vc_service.add_relationship(
+            engagement.company, form.name.data, kind=form.kind.data, tier=form.tier.data,
+            products=form.products.data or "", country=form.country.data or None, region=form.region.data or "",
+            isin=form.isin.data or None, lei=form.lei.data or None, source_ref=form.source_ref.data or "",
+            accept_possible=form.accept_possible.data, actor_id=current_user.id)
+        here = _here(engagement_id, f"rel-{added.relationship.id}")
+        idempotency.record_result(claimed, here)
+        db.session.commit()
+    except idempotency.AlreadySubmitted as duplicate:
+        db.session.rollback()
+        return idempotency.answer_duplicate(duplicate, _here(engagement_id))
+    except FieldError as error:
+        status = refuse(form, error)
+        return _tab(_engagement(engagement_id), status, add_form=form)
+    text = (f"{added.relationship.counterparty.name} added to map {added.map.number} as "
+            f"{added.relationship.kind.replace('_', '-')}, tier {added.relationship.tier}")
+    text += " (a new company)" if added.created else " (an existing company)"
+    if added.possible:
+        text += f"; a possible match was not taken: {added.possible[1]} ({added.possible[2]})"
+    if added.flagged:
+        why = [str(n) for n in added.flags] + ([f"in the Uyghur Region ({added.region_reason})"]
+                                               if added.region_reason else [])
+        text += f". Flagged: {'; '.join(why)}"
+    flash(text + ".", "info" if added.flagged else "success")
+    return redirect(here, code=303)

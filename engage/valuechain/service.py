@@ -40,6 +40,7 @@ from engage.models import (
     ListedEntity,
     MapSourceKind,
     Relationship,
+    RelationshipKind,
     RelationshipStatus,
     RelationshipStatusChange,
     RiskFlag,
@@ -429,3 +430,162 @@ def change_status(relationship: Relationship, new: str, on: dt.date | None, targ
 def maps(company: Company) -> list[ValueChainMap]:
     return list(db.session.scalars(sa.select(ValueChainMap).where(ValueChainMap.company_id == company.id)
                                    .order_by(ValueChainMap.number)))
+
+
+# --- the tab: a status change against the status the form was shown with; one relationship added ---------------
+
+class StaleStatus(ValueError):
+    """The relationship's status changed since the form was shown (another tab, another user)."""
+
+    def __init__(self, relationship: Relationship, seen: str):
+        self.relationship, self.seen = relationship, seen
+        when = f" on {relationship.status_date.isoformat()}" if relationship.status_date else ""
+        self.message = (f"Not saved: the status of {relationship.counterparty.name} changed from "
+                        f"{RelationshipStatus(seen).label.lower()} to "
+                        f"{RelationshipStatus(relationship.status).label.lower()}{when} after this page was opened. "
+                        f"Check the new status, then change it again if you still mean to.")
+        super().__init__(self.message)
+
+
+def change_status_seen(relationship: Relationship, seen_status: str, new: str, on: dt.date | None,
+                       **kwargs) -> RelationshipStatusChange:
+    """`change_status`, but only if the status is still `seen_status` (the one the form showed); else StaleStatus.
+
+    The check is an UPDATE of the row on that condition, so it also holds against a concurrent
+    change: PostgreSQL makes the second UPDATE wait for the first transaction and then finds the
+    status changed; SQLite lets one writer at a time.
+    """
+    checked = db.session.execute(
+        sa.update(Relationship.__table__)
+        .where(Relationship.__table__.c.id == relationship.id, Relationship.__table__.c.status == seen_status)
+        .values(status=Relationship.__table__.c.status))
+    if checked.rowcount != 1:
+        db.session.refresh(relationship)
+        raise StaleStatus(relationship, seen_status)
+    return change_status(relationship, new, on, **kwargs)
+
+
+@dataclass
+class Added:
+    relationship: Relationship
+    map: ValueChainMap
+    #: The counterparty was made a new company (nothing matched well enough).
+    created: bool
+    #: A possible match not taken: (company id, name, score, reason).
+    possible: tuple[int, str, int, str] | None
+    flags: list[FlagNote]
+    region_reason: str | None
+    screening: screening.ScreenResult | None
+
+    @property
+    def flagged(self) -> bool:
+        return bool(self.flags or self.region_reason)
+
+
+MANUAL_SOURCE_REF = "relationships added one by one"
+
+
+def add_relationship(company: Company, name: str, *, kind: str = RelationshipKind.SUPPLIER.value, tier: int | str = 1,
+                     products: str = "", country: str | None = None, region: str = "", isin: str | None = None,
+                     lei: str | None = None, source_ref: str = "", accept_possible: bool = False,
+                     actor_id: int | None = None, screen: bool = True) -> Added:
+    """Add one relationship to the company's latest map (map 1, source "manual", when it has none).
+
+    The counterparty is resolved as an import resolves a row (names, aliases, ISIN, LEI against every
+    company; a possible match taken only with `accept_possible`, else a new company), the Uyghur
+    Region is flagged, and the counterparty is screened. Refused with a FieldError (nothing written)
+    when a value is bad or the map already has this counterparty with this kind. The latest map's
+    diff gains the line; a relationship the previous map had gets its status back, as on import.
+    """
+    name = " ".join((name or "").split())
+    if not name:
+        raise FieldError("name", "give the counterparty's name")
+    if len(name) > 200:
+        raise FieldError("name", f"a name is at most 200 characters (this one has {len(name):,})")
+    if kind not in RelationshipKind.values():
+        raise FieldError("kind", f"the kind is one of {', '.join(RelationshipKind.values())}")
+    number = tier if isinstance(tier, int) else (int(tier) if str(tier).strip().isdigit() else None)
+    if number is None or number < 1:
+        raise FieldError("tier", "a tier is a positive whole number (1 = direct supplier, 2, 3 or further)")
+    tier = min(number, parsing.TOP_TIER)
+    for field_name, value, limit in (("products", products, 1000), ("region", region, 200),
+                                     ("source_ref", source_ref, 200)):
+        if len(value or "") > limit:
+            raise FieldError(field_name, f"at most {limit} characters")
+    code = None
+    if (country or "").strip():
+        code = parsing.country_code(country)
+        if code is None:
+            raise FieldError("country", "not a country (an ISO code such as CN, or a country's name)")
+    isin = parsing.clean_identifier(isin or "").upper() or None
+    if isin:
+        problem = parsing.isin_problem(isin)
+        if problem:
+            raise FieldError("isin", problem)
+        isin = parsing.compact_isin(isin)
+    lei = parsing.clean_identifier(lei or "").upper().replace(" ", "") or None
+    if lei:
+        problem = parsing.lei_problem(lei)
+        if problem:
+            raise FieldError("lei", problem)
+    own = {company.normalized_name or normalize_name(company.name)} | {normalize_name(a.alias) for a in company.aliases}
+    if normalize_name(name) in own - {None, ""} or (isin and isin == company.isin) or (lei and lei == company.lei):
+        raise FieldError("name", f"this is {company.name} itself, whose value chain this is")
+    item = MapRow(row=1, name=name, kind=kind, tier=tier, products=(products or "").strip(), country=code,
+                  region=(region or "").strip(), isin=isin, lei=lei, source_ref=(source_ref or "").strip())
+
+    records, names = _company_records(company.id)
+    best: tuple[int, int, str] | None = None
+    for candidate in match(records, [_row_record(0, item)]):
+        if best is None or candidate.score > best[1]:
+            best = (candidate.company_id, candidate.score, candidate.reason.replace("entry name", "given name"))
+    counterparty_id = best[0] if best and (best[1] >= FLAG_SCORE or accept_possible) else None
+    possible = (best[0], names[best[0]], best[1], best[2]) if best and counterparty_id is None else None
+
+    latest = latest_map(company)
+    if latest is not None and counterparty_id is not None:
+        there = db.session.scalar(sa.select(Relationship).where(
+            Relationship.map_id == latest.id, Relationship.counterparty_id == counterparty_id,
+            Relationship.kind == kind))
+        if there is not None:
+            raise FieldError("name", f"{names[counterparty_id]} is already in map {latest.number} as "
+                                     f"{kind.replace('_', '-')} ({there.source_ref or 'no source'}); a map lists "
+                                     f"each counterparty once per kind")
+    if latest is None:
+        latest = ValueChainMap(company_id=company.id, number=1, source_kind=MapSourceKind.MANUAL.value,
+                               source_ref=MANUAL_SOURCE_REF, imported_by_id=actor_id, mapping={},
+                               diff={"added": 0, "removed": 0, "changed": 0, "lines": []})
+        db.session.add(latest)
+    if counterparty_id is None:
+        counterparty = Company(name=name, country=code, isin=isin, lei=lei,
+                               origin=f"value chain of {company.name}"[:200])
+        db.session.add(counterparty)
+    else:
+        counterparty = db.session.get(Company, counterparty_id)
+    old = _previous_relationships(latest.previous).get((counterparty_id, kind)) if counterparty_id else None
+    region_reason = in_uyghur_region(item.region, name)
+    relationship = Relationship(map=latest, company_id=company.id, counterparty=counterparty, kind=kind, tier=tier,
+                                products=item.products, country=code, region=item.region,
+                                in_uyghur_region=region_reason is not None,
+                                source_ref=item.source_ref or f"added by hand on {clock.today().isoformat()}")
+    db.session.add(relationship)
+    diff = dict(latest.diff or {})
+    lines = list(diff.get("lines") or [])
+    label = _label(counterparty.name, kind, tier)
+    if old is not None:  # the previous map had it: back with its status, no longer "removed"
+        for attr in ("status", "status_date", "target_date", "evidence", "not_linked_reason"):
+            setattr(relationship, attr, getattr(old[0], attr))
+        removed = f"- {_label(old[1], old[0].kind, old[0].tier)}"
+        if removed in lines:
+            lines.remove(removed)
+            diff["removed"] = max(int(diff.get("removed", 0)) - 1, 0)
+    else:
+        lines.append(f"+ {label}")
+        diff["added"] = int(diff.get("added", 0)) + 1
+    diff["lines"] = lines
+    latest.diff = diff  # a new dict: the JSON column sees the change
+    db.session.flush()
+    result = screening.screen(companies=[counterparty.id], notify=True) if screen else None
+    return Added(relationship=relationship, map=latest, created=counterparty_id is None, possible=possible,
+                 flags=_current_flags([counterparty.id]).get(counterparty.id, []), region_reason=region_reason,
+                 screening=result)
