@@ -140,10 +140,10 @@ def test_an_exit_plan_makes_a_reminder_that_moves_and_closes(client, login_as, r
     [reminder] = open_exit_reminders()
     assert (reminder.engagement_id, reminder.due_on, reminder.reason, reminder.relationship_id,
             reminder.created_by_id) == (engaged.id, dt.date(2026, 9, 30), f"Exit of {HOSHINE} due", link.id, analyst.id)
-    counterparty_page = f'href="/companies/{link.counterparty_id}"'
+    tab_page = f'href="/value-chain/engagements/{engaged.id}#flagged"'
     for page in (f"/engagements/{engaged.id}", "/reminders?who=all"):
         html = client.get(page).get_data(as_text=True)
-        assert counterparty_page in html and re.search(rf"Exit of <a [^>]+>{re.escape(HOSHINE)}</a> due", html), page
+        assert tab_page in html and re.search(rf"Exit of <a [^>]+>{re.escape(HOSHINE)}</a> due", html), page
 
     # a new target date moves the reminder (and it is notified again); the same date is refused
     reminder.notified_at = dt.datetime(2026, 6, 15, 8, 0)

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from engage import clock
 from engage.extensions import db
-from engage.models import AuditEvent, Company, Relationship, RelationshipStatusChange, RiskFlag, ValueChainMap
+from engage.models import AuditEvent, Company, Relationship, RelationshipStatusChange, Reminder, RiskFlag, ValueChainMap
 from engage.valuechain import drawing, service
 from tests import factories
 from tests.test_valuechain import MAP, load_lists, maker, relationship_to
@@ -209,8 +209,10 @@ def test_an_analyst_plans_an_exit_then_records_it(client, login_as, mapped, froz
         "active", "exit_planned", mapped.id, analyst.id)
     audited = db.session.scalars(sa.select(AuditEvent).where(AuditEvent.actor_id == analyst.id,
                                                              AuditEvent.object_type != "User")).all()
+    reminder = db.session.scalar(sa.select(Reminder).where(Reminder.relationship_id == hoshine.id))
+    assert reminder.due_on == dt.date(2026, 12, 31)  # the exit reminder, made by the same change
     assert sorted((e.object_type, e.object_id) for e in audited) == sorted(
-        [("Relationship", hoshine.id), ("RelationshipStatusChange", change.id)])
+        [("Relationship", hoshine.id), ("RelationshipStatusChange", change.id), ("Reminder", reminder.id)])
     text = squash(text_of(client.get(tab_url(mapped))))
     assert "Status Exit planned" in text and "exit by 31 Dec 2026" in text
 
@@ -524,3 +526,17 @@ def test_figures_and_page_agree_after_an_exit_in_the_past(client, login_as, mapp
     text = squash(text_of(client.get(tab_url(mapped))))
     assert "Overdue exits 1 (exit planned, target date passed)" in text
     assert "(overdue)" in text
+
+
+def test_the_same_file_imported_again_after_a_link_added_by_hand_is_a_new_map(client, login_as, mapped, runner):
+    """Identical bytes are refused as nothing to import, unless the map was changed by hand since."""
+    login_as("analyst")
+    again = runner.invoke(args=["valuechain", "import", str(MAP), "--company", str(mapped.company_id)])
+    assert again.exit_code != 0 and "identical to map 1" in again.output + str(again.stderr)
+    response = client.post(add_url(mapped), data={"name": "Aurora Inverter Works (fictional)", "kind": "supplier",
+                                                   "tier": "1", "country": "DE"})
+    assert response.status_code == 303, response.get_data(as_text=True)
+    again = runner.invoke(args=["valuechain", "import", str(MAP), "--company", str(mapped.company_id)])
+    assert again.exit_code == 0, again.output + str(again.stderr)
+    second = db.session.scalar(sa.select(ValueChainMap).where(ValueChainMap.number == 2))
+    assert second.diff["removed"] == 1 and "- Aurora Inverter Works (fictional)" in " ".join(second.diff["lines"])

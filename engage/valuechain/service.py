@@ -332,7 +332,8 @@ def save(company: Company, data: bytes, file_name: str, mapping: dict[str, str] 
         raise FieldError("disclosed_on", "the disclosure date is in the future")
     shown = preview(company, data, file_name, mapping, accept_possible=accept_possible)
     previous = latest_map(company)
-    if previous is not None and previous.sha256 == shown.sha256 and (previous.mapping or {}) == shown.mapping:
+    if (previous is not None and previous.sha256 == shown.sha256 and (previous.mapping or {}) == shown.mapping
+            and not (previous.diff or {}).get("by_hand")):
         raise ValueChainError(f"{file_name}: this file is identical to map {previous.number} of {company.name} "
                               f"({previous.file_name}, SHA-256 {shown.sha256[:12]}); nothing to import")
     before = _previous_relationships(previous)
@@ -583,6 +584,7 @@ def add_relationship(company: Company, name: str, *, kind: str = RelationshipKin
         lines.append(f"+ {label}")
         diff["added"] = int(diff.get("added", 0)) + 1
     diff["lines"] = lines
+    diff["by_hand"] = int(diff.get("by_hand", 0)) + 1  # no longer just its file: importing the file again is a change
     latest.diff = diff  # a new dict: the JSON column sees the change
     db.session.flush()
     result = screening.screen(companies=[counterparty.id], notify=True) if screen else None
