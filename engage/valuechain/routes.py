@@ -4,17 +4,25 @@ relationships added one by one)."""
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+import sqlalchemy as sa
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
+from sqlalchemy.orm import selectinload
 from werkzeug.exceptions import HTTPException
 
+from engage import clock, idempotency
 from engage.errors import FieldError
 from engage.extensions import db
-from engage.models import Company
+from engage.models import Company, Engagement, Relationship
 from engage.security import require_role
 from engage.validators import whole_number
+from engage.valuechain import figures as vc_figures
 from engage.valuechain import importing, service
+from engage.valuechain import service as vc_service
+from engage.valuechain import tab as vc_tab
 from engage.valuechain.import_forms import MapConfirmForm, MapImportForm
+from engage.valuechain.tab_forms import AddRelationshipForm, StatusForm, status_prefix
+from engage.web import field_error, paginate, refuse
 
 bp = Blueprint("valuechain", __name__, url_prefix="/value-chain")
 #: The map import keeps its uploads in the holdings import's stash, under its own kind.
@@ -190,24 +198,6 @@ def _stale(company: Company, token: str, data: bytes, meta: dict, map_changed: b
 # The engagement's value-chain tab: figures, flagged links, status changes, the drawing,
 # relationships added one by one.
 # ---------------------------------------------------------------------------------------------
-
-# The tab's views live in this section only (the import's views in the one above); its imports
-# are local to the section so the two halves merge without touching each other's lines.
-import sqlalchemy as sa  # noqa: E402
-from flask import abort, flash, redirect, render_template, url_for  # noqa: E402
-from flask_login import current_user  # noqa: E402
-from sqlalchemy.orm import selectinload  # noqa: E402
-
-from engage import clock, idempotency  # noqa: E402
-from engage.errors import FieldError  # noqa: E402
-from engage.extensions import db  # noqa: E402
-from engage.models import Company, Engagement, Relationship  # noqa: E402
-from engage.security import require_role  # noqa: E402
-from engage.valuechain import figures as vc_figures  # noqa: E402
-from engage.valuechain import service as vc_service  # noqa: E402
-from engage.valuechain import tab as vc_tab  # noqa: E402
-from engage.valuechain.tab_forms import AddRelationshipForm, StatusForm, status_prefix  # noqa: E402
-from engage.web import field_error, paginate, refuse  # noqa: E402
 
 
 def _engagement(engagement_id: int) -> Engagement:
