@@ -57,7 +57,7 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, cached_property
 
 from fingerprints import clean_brackets
 from fingerprints.cleanup import clean_name_ascii
@@ -165,15 +165,17 @@ class NameForm:
     share_class: str | None = None
     subsidiaries: bool = False
 
-    @property
+    # computed once per form (a form is compared many times): cached_property writes to the
+    # instance's __dict__, which a frozen dataclass allows
+    @cached_property
     def text(self) -> str:
         return " ".join(self.tokens)
 
-    @property
+    @cached_property
     def compact(self) -> str:
         return "".join(self.tokens)
 
-    @property
+    @cached_property
     def full(self) -> str:
         return "".join(self.full_tokens)
 
@@ -402,7 +404,7 @@ def score_names(a: NameForm, b: NameForm, corpus: _Corpus) -> tuple[int, str] | 
 
 
 def _norm_id(value: str | None) -> str:
-    return re.sub(r"\s+", "", value or "").upper()
+    return "".join((value or "").split()).upper()  # str.split() splits on what r"\s" matches
 
 
 def _norm_exchange(value: str | None) -> str:
@@ -466,11 +468,12 @@ class _Prepared:
         self.entry_forms = [name_forms(e.names, entry=True) for e in self.entries]
         self.corpus = _Corpus(self.entry_forms)
         self.entry_ids = [_entry_id_keys(e) for e in self.entries]
+        self.company_ids = [_company_id_keys(c) for c in self.companies]
 
     def score(self, ci: int, ei: int) -> Candidate | None:
         company, entry = self.companies[ci], self.entries[ei]
         entry_ids = self.entry_ids[ei]
-        for key in _company_id_keys(company):
+        for key in self.company_ids[ci]:
             if key in entry_ids:
                 return Candidate(company.id, entry.id, 100, _identifier_reason(key, entry_ids[key]))
         best: tuple[int, str] | None = None
@@ -494,7 +497,7 @@ class _Prepared:
         cutoff = self.corpus.cutoff
         for ci, forms in enumerate(self.company_forms):
             found: set[int] = set()
-            for key in _company_id_keys(self.companies[ci]):
+            for key in self.company_ids[ci]:
                 found.update(index.get(key, ()))
             for form in forms:
                 for key in _name_keys(form, self.corpus):

@@ -22,7 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import sqlalchemy as sa
 
@@ -31,13 +31,14 @@ from engage.errors import FieldError
 from engage.extensions import db
 from engage.holdings.parsing import RowError
 from engage.lists import screening
-from engage.lists.matching import FLAG_SCORE, REVIEW_SCORE, CompanyRecord, EntryRecord, match
+from engage.lists.matching import FLAG_SCORE, REVIEW_SCORE, Candidate, CompanyRecord, EntryRecord, match
 from engage.models import (
     ACTIVE_STATUSES,
     Company,
     CompanyAlias,
     Engagement,
     ListedEntity,
+    ListVersion,
     MapSourceKind,
     Relationship,
     RelationshipStatus,
@@ -126,6 +127,22 @@ class Diff:
 
 
 @dataclass
+class Screened:
+    """The preview's matching of the map's counterparties against the lists, kept for the save.
+
+    One `match` call covers the new rows (as records with id -1 - row index) and the resolved
+    companies with their parents and subsidiaries (by company id): the save's screening takes
+    these candidates instead of matching the same names against the same entries again.
+    """
+
+    candidates: list[Candidate]
+    #: Company ids (and -1 - index for new rows) whose candidates are all in `candidates`.
+    covered: frozenset[int]
+    #: The list versions whose active entries were matched.
+    versions: frozenset[int]
+
+
+@dataclass
 class Preview:
     company: Company
     rows: list[RowPreview]
@@ -134,22 +151,26 @@ class Preview:
     mapping: dict[str, str]
     sha256: str
     file_name: str
+    accept_possible: bool = False
+    #: The company's latest map when previewed (the diff is against it).
+    previous_id: int | None = None
+    screened: Screened | None = field(default=None, repr=False)
 
     @property
     def flagged(self) -> list[RowPreview]:
         return [r for r in self.rows if r.flagged]
 
 
-def _company_records(exclude: int) -> tuple[list[CompanyRecord], dict[int, str]]:
-    """Every company but the engaged one, as the matching engine reads them (two queries)."""
+def _company_records(exclude: int) -> tuple[dict[int, CompanyRecord], dict[int, str]]:
+    """Every company but the engaged one, as the matching engine reads them, by id (two queries)."""
     rows = db.session.execute(sa.select(Company.id, Company.name, Company.isin, Company.lei, Company.ticker,
-                                        Company.exchange).where(Company.id != exclude)).all()
+                                        Company.exchange).where(Company.id != exclude).order_by(Company.id)).all()
     aliases: dict[int, list[str]] = defaultdict(list)
     for company_id, alias in db.session.execute(sa.select(CompanyAlias.company_id, CompanyAlias.alias)
                                                 .order_by(CompanyAlias.company_id, CompanyAlias.alias)):
         aliases[company_id].append(alias)
-    records = [CompanyRecord(id=cid, names=(name, *aliases.get(cid, ())), isin=isin, lei=lei, ticker=ticker,
-                             exchange=exchange) for cid, name, isin, lei, ticker, exchange in rows]
+    records = {cid: CompanyRecord(id=cid, names=(name, *aliases.get(cid, ())), isin=isin, lei=lei, ticker=ticker,
+                                  exchange=exchange) for cid, name, isin, lei, ticker, exchange in rows}
     return records, {row[0]: row[1] for row in rows}
 
 
@@ -178,26 +199,47 @@ def _current_flags(company_ids: list[int]) -> dict[int, list[FlagNote]]:
     return notes
 
 
-def _would_flag(items: list[tuple[int, MapRow]]) -> dict[int, list[FlagNote]]:
-    """What the lists' latest versions would flag among counterparties not yet companies (two queries)."""
-    if not items:
-        return {}
+def _new_record(index: int, item: MapRow) -> CompanyRecord:
+    """A new row as the company `save` will make of it (its name, then its other aliases sorted)."""
+    aliases = sorted(a for a in dict.fromkeys(item.aliases) if a.lower() != item.name.lower())
+    return CompanyRecord(id=-1 - index, names=(item.name, *aliases), isin=item.isin, lei=item.lei)
+
+
+def _screen_rows(rows: list[RowPreview], records: dict[int, CompanyRecord]) -> Screened:
+    """Match the new rows, and the resolved companies with their parents and subsidiaries, against
+    the lists' latest versions (three queries, one `match`); what `screening.screen` would match."""
     versions = screening.latest_versions()
     by_version = {v.id: v for v in versions.values()}
-    entries = {e.id: e for e in db.session.scalars(
-        sa.select(ListedEntity).where(ListedEntity.version_id.in_(list(by_version) or [-1])))
-        if e.status in ACTIVE_STATUSES}
-    records = [CompanyRecord(id=index, names=(item.name, *item.aliases), isin=item.isin, lei=item.lei)
-               for index, item in items]
-    entry_records = [EntryRecord(id=e.id, names=tuple(n for n in [e.name, *(e.aliases or [])] if n),
-                                 identifiers=dict(e.identifiers or {})) for e in entries.values()]
+    entries = [EntryRecord(id=entry_id, names=tuple(n for n in [name, *(aliases or [])] if n),
+                           identifiers=dict(identifiers or {}))
+               for entry_id, name, aliases, identifiers, status in db.session.execute(
+                   sa.select(ListedEntity.id, ListedEntity.name, ListedEntity.aliases, ListedEntity.identifiers,
+                             ListedEntity.status).where(ListedEntity.version_id.in_(list(by_version) or [-1])))
+               if status in ACTIVE_STATUSES]
+    parents = dict(db.session.execute(sa.select(Company.id, Company.parent_id)
+                                      .where(Company.parent_id.is_not(None))).all())
+    resolved = {r.company_id for r in rows if r.company_id}
+    scope = resolved | screening._ancestors(resolved, parents) | screening._descendants(resolved, parents)
+    companies = [records[cid] for cid in sorted(scope) if cid in records]
+    companies += [_new_record(index, row.item) for index, row in enumerate(rows) if row.company_id is None]
+    candidates = match(companies, entries) if entries and companies else []
+    return Screened(candidates=candidates, covered=frozenset(c.id for c in companies), versions=frozenset(by_version))
+
+
+def _would_flag(screened: Screened) -> dict[int, list[FlagNote]]:
+    """What the lists would flag among the new rows (by row index), from the preview's matching (one query)."""
+    wanted = [c for c in screened.candidates if c.company_id < 0 and c.score >= FLAG_SCORE]
+    if not wanted:
+        return {}
+    entries = {entry_id: (name, list_name) for entry_id, name, list_name in db.session.execute(
+        sa.select(ListedEntity.id, ListedEntity.name, ListVersion.name)
+        .join(ListVersion, ListVersion.id == ListedEntity.version_id)
+        .where(ListedEntity.id.in_(sorted({c.entry_id for c in wanted}))))}
     notes: dict[int, list[FlagNote]] = defaultdict(list)
-    for candidate in match(records, entry_records):
-        if candidate.score >= FLAG_SCORE:
-            entry = entries[candidate.entry_id]
-            notes[candidate.company_id].append(FlagNote(
-                list_label=_list_label(by_version[entry.version_id].name), link="direct",
-                reason=f"entry “{entry.name}”: {candidate.reason}", would=True))
+    for candidate in wanted:
+        name, list_name = entries[candidate.entry_id]
+        notes[-1 - candidate.company_id].append(FlagNote(
+            list_label=_list_label(list_name), link="direct", reason=f"entry “{name}”: {candidate.reason}", would=True))
     return notes
 
 
@@ -237,7 +279,7 @@ def preview(company: Company, data: bytes, file_name: str, mapping: dict[str, st
                               sorted(parsed.errors, key=lambda e: e.row))
     records, names = _company_records(company.id)
     best: dict[int, tuple[int, int, str]] = {}
-    for candidate in match(records, [_row_record(i, item) for i, item in enumerate(parsed.rows)]):
+    for candidate in match(records.values(), [_row_record(i, item) for i, item in enumerate(parsed.rows)]):
         kept = best.get(candidate.entry_id)
         if kept is None or candidate.score > kept[1]:
             best[candidate.entry_id] = (candidate.company_id, candidate.score,
@@ -253,7 +295,8 @@ def preview(company: Company, data: bytes, file_name: str, mapping: dict[str, st
             row.resolution, row.possible = POSSIBLE, (found[0], names[found[0]], found[1], found[2])
         rows.append(row)
     flags = _current_flags(sorted({r.company_id for r in rows if r.company_id}))
-    would = _would_flag([(i, r.item) for i, r in enumerate(rows) if r.company_id is None])
+    screened = _screen_rows(rows, records)
+    would = _would_flag(screened)
     for index, row in enumerate(rows):
         row.flags = flags.get(row.company_id, []) if row.company_id else would.get(index, [])
     # the same counterparty under two names of one existing company would be one relationship twice
@@ -286,7 +329,11 @@ def preview(company: Company, data: bytes, file_name: str, mapping: dict[str, st
     diff = _diff(rows, _previous_relationships(previous))
     diff.previous_number = previous.number if previous else None
     return Preview(company=company, rows=rows, diff=diff, columns=parsed.columns, mapping=mapping,
-                   sha256=hashlib.sha256(data).hexdigest(), file_name=file_name)
+                   sha256=hashlib.sha256(data).hexdigest(), file_name=file_name, accept_possible=accept_possible,
+                   previous_id=previous.id if previous else None, screened=screened)
+
+
+_preview = preview  # save's parameter `preview` hides the function's name there
 
 
 def _diff(rows: list[RowPreview], before: dict[tuple[int, str], tuple[Relationship, str]]) -> Diff:
@@ -323,14 +370,24 @@ class Saved:
 
 def save(company: Company, data: bytes, file_name: str, mapping: dict[str, str] | str | None = None, *,
          source_kind: str = MapSourceKind.ATTACHMENT.value, source_ref: str = "", disclosed_on: dt.date | None = None,
-         imported_by_id: int | None = None, accept_possible: bool = False, screen: bool = True) -> Saved:
-    """Write the map, its new counterparties and relationships in the caller's transaction, then screen."""
+         imported_by_id: int | None = None, accept_possible: bool = False, screen: bool = True,
+         preview: Preview | None = None) -> Saved:
+    """Write the map, its new counterparties and relationships in the caller's transaction, then screen.
+
+    `preview`: the Preview of this same file made earlier in this same transaction (the CLI's and a
+    benchmark's preview-then-save); its resolution and its matching against the lists are used
+    instead of being done again. It is taken only when it is of this company, these bytes, this
+    mapping and `accept_possible`, and the company's latest map is still the one it was made
+    against; otherwise (and always when None) the file is previewed again here.
+    """
     if source_kind not in MapSourceKind.values():
         raise FieldError("source_kind", f"the source is one of {', '.join(MapSourceKind.values())}")
     if disclosed_on is not None and disclosed_on > clock.today():
         raise FieldError("disclosed_on", "the disclosure date is in the future")
-    shown = preview(company, data, file_name, mapping, accept_possible=accept_possible)
     previous = latest_map(company)
+    shown = preview
+    if not _current(shown, company, data, mapping, accept_possible, previous):
+        shown = _preview(company, data, file_name, mapping, accept_possible=accept_possible)
     if previous is not None and previous.sha256 == shown.sha256 and (previous.mapping or {}) == shown.mapping:
         raise ValueChainError(f"{file_name}: this file is identical to map {previous.number} of {company.name} "
                               f"({previous.file_name}, SHA-256 {shown.sha256[:12]}); nothing to import")
@@ -344,9 +401,10 @@ def save(company: Company, data: bytes, file_name: str, mapping: dict[str, str] 
     existing = {c.id: c for c in db.session.scalars(sa.select(Company).where(
         Company.id.in_([r.company_id for r in shown.rows if r.company_id] or [-1])))}
     created, counterparties = [], []
+    sources: dict[int, int] = {}  # id(new company) -> index of the row it was made from
     made: dict[tuple[str, str], Company] = {}  # one new counterparty in several rows (kinds) is one company
     origin = f"value chain of {company.name}"[:200]
-    for row in shown.rows:
+    for index, row in enumerate(shown.rows):
         item = row.item
         keys = [k for k in (("isin", item.isin), ("lei", item.lei),
                             ("name", normalize_name(item.name) or item.name.lower())) if k[1]]
@@ -358,6 +416,7 @@ def save(company: Company, data: bytes, file_name: str, mapping: dict[str, str] 
                                             if a.lower() != item.name.lower()])
             db.session.add(counterparty)
             created.append(counterparty)
+            sources[id(counterparty)] = index
             made.update((k, counterparty) for k in keys)
         else:
             counterparty = existing[row.company_id]
@@ -371,9 +430,49 @@ def save(company: Company, data: bytes, file_name: str, mapping: dict[str, str] 
                 setattr(relationship, name, getattr(old[0], name))
         db.session.add(relationship)
     db.session.flush()
-    result = (screening.screen(companies=sorted({c.id for c in counterparties}), notify=True)
-              if screen and counterparties else None)
+    result = None
+    if screen and counterparties:
+        made_from = {-1 - sources[id(c)]: c.id for c in created}
+        result = _screen(sorted({c.id for c in counterparties}), shown.screened, made_from)
     return Saved(preview=shown, map=vc_map, created=created, screening=result)
+
+
+def _current(shown: Preview | None, company: Company, data: bytes, mapping, accept_possible: bool,
+             previous: ValueChainMap | None) -> bool:
+    """Whether a preview handed to `save` is of this import and still holds."""
+    if shown is None or shown.company.id != company.id or shown.accept_possible != accept_possible:
+        return False
+    try:
+        same_mapping = shown.mapping == parsing.parse_mapping(mapping)
+    except MapRefused:
+        return False
+    return (same_mapping and shown.sha256 == hashlib.sha256(data).hexdigest()
+            and shown.previous_id == (previous.id if previous else None))
+
+
+def _screen(company_ids: list[int], screened: Screened | None, made_from: dict[int, int]) -> screening.ScreenResult:
+    """screening.screen(companies=company_ids), taking the preview's candidates for what it matched.
+
+    The scope is screening.load's (the counterparties, their parents and their subsidiaries); a
+    company of it the preview did not match (or every one, when the lists changed since) is
+    matched here; the decisions, flags, review questions and the recorded run are screening's.
+    """
+    screening.lock()
+    loaded = screening.load(companies=company_ids)
+    if screened is None or screened.versions != {v.id for v in loaded.versions.values()}:
+        return screening.decide(loaded, screening.find_candidates(loaded), notify=True)
+    covered = {made_from.get(cid, cid) for cid in screened.covered if cid >= 0 or cid in made_from}
+    candidates = [replace(c, company_id=made_from[c.company_id]) if c.company_id < 0 else c
+                  for c in screened.candidates if c.company_id >= 0 or c.company_id in made_from]
+    candidates = [c for c in candidates if c.company_id in loaded.companies]
+    missing = [record for cid, record in loaded.companies.items() if cid not in covered]
+    if missing:
+        entries = [EntryRecord(id=e.id, names=tuple(n for n in [e.name, *(e.aliases or [])] if n),
+                               identifiers=dict(e.identifiers or {}))
+                   for e in loaded.entries.values() if e.status in ACTIVE_STATUSES]
+        candidates += match(missing, entries)
+    candidates.sort(key=lambda c: (c.company_id, c.entry_id))
+    return screening.decide(loaded, candidates, notify=True)
 
 
 # --- status --------------------------------------------------------------------------------
