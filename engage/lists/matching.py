@@ -57,7 +57,7 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cache, cached_property
+from functools import cache
 
 from fingerprints import clean_brackets
 from fingerprints.cleanup import clean_name_ascii
@@ -164,20 +164,32 @@ class NameForm:
     cjk: bool
     share_class: str | None = None
     subsidiaries: bool = False
+    # joined once here, not at each of the many comparisons of the form
+    text: str = field(init=False, repr=False, compare=False)
+    compact: str = field(init=False, repr=False, compare=False)
+    full: str = field(init=False, repr=False, compare=False)
 
-    # computed once per form (a form is compared many times): cached_property writes to the
-    # instance's __dict__, which a frozen dataclass allows
-    @cached_property
-    def text(self) -> str:
-        return " ".join(self.tokens)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "text", " ".join(self.tokens))
+        object.__setattr__(self, "compact", "".join(self.tokens))
+        object.__setattr__(self, "full", "".join(self.full_tokens))
 
-    @cached_property
-    def compact(self) -> str:
-        return "".join(self.tokens)
+    @property
+    def token_set(self) -> frozenset[str]:
+        """The core's words as a set (made at the form's first comparison, then kept)."""
+        found = self.__dict__.get("_token_set")
+        if found is None:
+            found = frozenset(self.tokens)
+            object.__setattr__(self, "_token_set", found)
+        return found
 
-    @cached_property
-    def full(self) -> str:
-        return "".join(self.full_tokens)
+    @property
+    def numbers(self) -> frozenset[str]:
+        found = self.__dict__.get("_numbers")
+        if found is None:
+            found = frozenset(t for t in self.tokens if t.isdigit())
+            object.__setattr__(self, "_numbers", found)
+        return found
 
     def describe(self) -> str:
         return f'{self.label} "{self.published}"'
@@ -353,8 +365,8 @@ def score_names(a: NameForm, b: NameForm, corpus: _Corpus) -> tuple[int, str] | 
     """Score company name form `a` against entry name form `b`, with the reason."""
     if not a.compact or not b.compact:
         return None
-    pair = f"{a.describe()} = {b.describe()}"
     if a.compact == b.compact:
+        pair = f"{a.describe()} = {b.describe()}"
         if a.cjk and b.cjk:
             return 96, f'{pair} (same Chinese name, read "{a.text}"){_notes(a, b)}'
         if a.cjk or b.cjk:
@@ -369,14 +381,14 @@ def score_names(a: NameForm, b: NameForm, corpus: _Corpus) -> tuple[int, str] | 
         if truncated:
             score, how = truncated
             return score, f'{a.describe()} ~ {b.describe()} ({how}){_notes(a, b)}'
-    a_set, b_set = set(a.tokens), set(b.tokens)
+    a_set, b_set = a.token_set, b.token_set
     for short, long, short_set, long_set in ((a, b, a_set, b_set), (b, a, b_set, a_set)):
         if len(short.tokens) == 1 and len(long.tokens) > 1 and short.tokens[0] in long_set \
                 and corpus.distinctive(short.tokens[0]):
             how = "is a distinctive word of" if short is a else "contains the distinctive word"
             return 91, f'{a.describe()} {how} {b.describe()}{_notes(a, b)}'
 
-    if {t for t in a_set if t.isdigit()} != {t for t in b_set if t.isdigit()}:
+    if a.numbers != b.numbers:
         return None  # different numbers: different companies
     shared_distinctive = any(corpus.distinctive(t) for t in a_set & b_set)
     for short_set, long, long_set in ((a_set, b, b_set), (b_set, a, a_set)):
