@@ -325,30 +325,42 @@ def synthetic_map(rows: int, seed: int = 16, drop: frozenset[str] = frozenset())
 def bench_valuechain() -> dict:
     """A MAP_ROWS-relationship map of one synth company previewed, then saved with its screening
     (engage.valuechain.service: resolving against every company, the lists' would-be flags, the
-    writes, screening the counterparties)."""
+    writes, screening the counterparties). The save is given the preview, as the command line's
+    save does within itself: the import's work is counted once, the file read and matched once.
+
+    Wall-clock seconds are the target's; CPU seconds (this process) are printed beside them, as a
+    shared machine's load stretches the wall clock and not the work."""
     from engage.models import Company
     from engage.valuechain import service
 
     company = db.session.scalar(sa.select(Company).order_by(Company.id.desc()).limit(1))
     drop: set[str] = set()
     refused: list = []
-    for _attempt in range(10):  # names the parser refuses (the company itself, two names of one company) left out
+    for attempt in range(1, 11):  # names the parser refuses (the company itself, two names of one company) left out
         data = synthetic_map(MAP_ROWS, drop=frozenset(drop))
         try:
+            cpu = time.process_time()
             preview_ms, shown = timed(lambda: service.preview(company, data, "bench_map.csv"))
+            preview_cpu = time.process_time() - cpu
             break
         except service.ValueChainError as error:
             refused = error.errors
             drop |= {e.value for e in error.errors}
     else:
         raise SystemExit(f"the synthetic map is still refused: {refused[:5]}")
+    cpu = time.process_time()
     save_ms, saved = timed(lambda: (service.save(company, data, "bench_map.csv", preview=shown), db.session.commit())[0])
+    save_cpu = time.process_time() - cpu
     seconds = round((preview_ms[0] + save_ms[0]) / 1000, 2)
     existing = sum(1 for r in shown.rows if r.company_id)
+    in_region = sum(1 for r in shown.rows if r.region_reason)
+    listed = sum(1 for r in shown.rows if r.flags)
     return {"name": f"value-chain map ({len(shown.rows):,} rows), preview + save", "seconds": seconds,
-            "target": "< 5 s",
-            "detail": f"preview {preview_ms[0] / 1000:.2f} s, save with screening {save_ms[0] / 1000:.2f} s; "
-                      f"{existing:,} resolved, {len(saved.created):,} new, {len(shown.flagged):,} flagged, "
+            "cpu_seconds": round(preview_cpu + save_cpu, 2), "target": "< 5 s",
+            "detail": f"preview {preview_ms[0] / 1000:.2f} s (CPU {preview_cpu:.2f} s), save with screening "
+                      f"{save_ms[0] / 1000:.2f} s (CPU {save_cpu:.2f} s){'' if attempt == 1 else f', attempt {attempt}'}; "
+                      f"{existing:,} resolved, {len(saved.created):,} new, {len(shown.flagged):,} flagged "
+                      f"({listed:,} by a list, {in_region:,} in the region), "
                       f"{saved.screening.companies_checked:,} companies screened, "
                       f"{len(saved.screening.created):,} flags written"}
 
@@ -362,7 +374,8 @@ def print_table(results) -> None:
         print(f"{page['name']:42} {page['median_ms']:>10} {page['p95_ms']:>8} {page['queries']:>8}{flag}")
     print(f"\n{'job':42} {'seconds':>10} {'peak MB':>8}  target")
     for job in results["jobs"]:
-        print(f"{job['name']:42} {job['seconds']:>10} {job.get('peak_mb', ''):>8}  {job.get('target', '')}")
+        cpu = f" (CPU {job['cpu_seconds']} s)" if "cpu_seconds" in job else ""
+        print(f"{job['name']:42} {job['seconds']:>10} {job.get('peak_mb', ''):>8}  {job.get('target', '')}{cpu}")
         if job.get("detail") and job["name"].startswith(("list matching", "screening (", "value-chain")):
             print(f"{'':42} {job['detail']}")
     print("\nJSON: .bench/results.json")
