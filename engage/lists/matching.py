@@ -315,10 +315,15 @@ class _Corpus:
             counts.update({t for f in forms if not f.cjk for t in f.tokens})
         self.counts = counts
         self.cutoff = common_cutoff(len(entry_forms))
+        self._usable: dict[str, bool] = {}  # per word, asked many times in one match
 
     def usable(self, token: str) -> bool:
         """A word that may serve as a blocking key."""
-        return len(token) >= 3 and token not in COMMON_WORDS and self.counts[token] <= self.cutoff
+        found = self._usable.get(token)
+        if found is None:
+            found = self._usable[token] = (len(token) >= 3 and token not in COMMON_WORDS
+                                           and self.counts.get(token, 0) <= self.cutoff)
+        return found
 
     def distinctive(self, token: str) -> bool:
         return len(token) >= 4 and not token.isdigit() and self.usable(token)
