@@ -27,11 +27,13 @@ SETTINGS = settings(max_examples=200, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 
 #: Real region names as supplier lists write them: English, pinyin, accents, Chinese, punctuation.
-PLACES = ["Shihezi, Xinjiang", "Inner Mongolia, Baotou", "Bavaria", "Hotan Prefecture", "Bac Ninh", "Penang",
-          "Île-de-France", "São Paulo", "新疆", "Anhui, Fengyang", "Jiangsu, Changzhou", "Zhundong, Changji",
-          "Ürümqi", "Kashgar (Kashi)", "Ho Chi Minh City", "Łódź", "St. Gallen", "Washington, D.C.", "Москва",
-          "Turpan/Shanshan", "Xinjiang Uyghur Autonomous Region", "新疆维吾尔自治区 石河子市", "Mar del Plata",
-          "No. 88 Weiyi Road, Shihezi Economic Development Zone, Xinjiang 832000", "Zone 3", "Brno", "Cwm"]
+PLACES = [
+    "Shihezi, Xinjiang", "Inner Mongolia, Baotou", "Bavaria", "Hotan Prefecture", "Bac Ninh", "Penang",
+    "Île-de-France", "São Paulo", "新疆", "Anhui, Fengyang", "Jiangsu, Changzhou", "Zhundong, Changji", "Ürümqi",
+    "Kashgar (Kashi)", "Ho Chi Minh City", "Łódź", "St. Gallen", "Washington, D.C.", "Москва", "Turpan/Shanshan",
+    "Anhui....", "Xinjiang Uyghur Autonomous Region", "新疆维吾尔自治区 石河子市", "Mar del Plata", "Zone 3", "Brno",
+    "Cwm", "No. 88 Weiyi Road, Shihezi Economic Development Zone, Xinjiang 832000",
+]
 
 
 def one_row(region: str, country: str = "CN", tier: str = "1") -> bytes:

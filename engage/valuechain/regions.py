@@ -101,7 +101,7 @@ _EMAIL = re.compile(r"[^\s@]+@[^\s@]+\.[^\s@]{2,}")
 _URL = re.compile(r"(?i)(?:\b[a-z][a-z0-9+.-]*://|\bwww\.)\S+"
                   r"|^[a-z0-9-]+(?:\.[a-z0-9-]+)*\.(?:com|net|org|info|biz|io|co|cn|hk|tw|de|uk|fr|jp|kr|vn|my|in|us)(?:/\S*)?$")
 _NO_VOWEL = re.compile(r"(?i)\b[b-df-hj-np-tv-xz]{5,}\b")
-_REPEATED = re.compile(r"(.)\1{3,}")
+_REPEATED = re.compile(r"([^\W\d_])\1{3,}")  # a letter four times running ("xxxx"; "Anhui...." is fine)
 _SPREADSHEET_ERRORS = frozenset("#n/a #ref! #value! #name? #div/0! #null! #num! #spill! #calc! #getting_data".split())
 
 
@@ -125,7 +125,7 @@ def region_problem(text: str) -> str | None:
     punctuation); a number however written ("1e5", "NaN"); a date in words ("5 May 2024",
     "March 2024", "2024年5月"); an email or web address; a spreadsheet error ("#REF!") or
     formula ("=A1"); a placeholder saying there is none ("N/A", "unknown", "TBD": leave the cell
-    empty); keyboard junk (a word of five or more Latin consonants, one character four times
+    empty); keyboard junk (a word of five or more Latin consonants, one letter four times
     running). Everything else is accepted, in any script and with any punctuation: "Shihezi,
     Xinjiang", "Île-de-France", "São Paulo", "新疆", "No. 88 Weiyi Road, Shihezi".
     """

@@ -15,6 +15,8 @@ diff against the company's previous map. Its number of queries does not grow wit
 `save` writes the map, the new companies and the relationships in the caller's transaction,
 carries the status of each relationship forward from the previous map, then screens the map's
 counterparties (created or resolved, with their parents and subsidiaries; not every company).
+Given the preview of the same import (`preview=`), the save takes its resolution and its one
+matching against the lists (`Preview.screened`) instead of doing them again.
 """
 
 from __future__ import annotations
