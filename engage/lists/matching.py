@@ -164,18 +164,32 @@ class NameForm:
     cjk: bool
     share_class: str | None = None
     subsidiaries: bool = False
+    # joined once here, not at each of the many comparisons of the form
+    text: str = field(init=False, repr=False, compare=False)
+    compact: str = field(init=False, repr=False, compare=False)
+    full: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "text", " ".join(self.tokens))
+        object.__setattr__(self, "compact", "".join(self.tokens))
+        object.__setattr__(self, "full", "".join(self.full_tokens))
 
     @property
-    def text(self) -> str:
-        return " ".join(self.tokens)
+    def token_set(self) -> frozenset[str]:
+        """The core's words as a set (made at the form's first comparison, then kept)."""
+        found = self.__dict__.get("_token_set")
+        if found is None:
+            found = frozenset(self.tokens)
+            object.__setattr__(self, "_token_set", found)
+        return found
 
     @property
-    def compact(self) -> str:
-        return "".join(self.tokens)
-
-    @property
-    def full(self) -> str:
-        return "".join(self.full_tokens)
+    def numbers(self) -> frozenset[str]:
+        found = self.__dict__.get("_numbers")
+        if found is None:
+            found = frozenset(t for t in self.tokens if t.isdigit())
+            object.__setattr__(self, "_numbers", found)
+        return found
 
     def describe(self) -> str:
         return f'{self.label} "{self.published}"'
@@ -301,10 +315,15 @@ class _Corpus:
             counts.update({t for f in forms if not f.cjk for t in f.tokens})
         self.counts = counts
         self.cutoff = common_cutoff(len(entry_forms))
+        self._usable: dict[str, bool] = {}  # per word, asked many times in one match
 
     def usable(self, token: str) -> bool:
         """A word that may serve as a blocking key."""
-        return len(token) >= 3 and token not in COMMON_WORDS and self.counts[token] <= self.cutoff
+        found = self._usable.get(token)
+        if found is None:
+            found = self._usable[token] = (len(token) >= 3 and token not in COMMON_WORDS
+                                           and self.counts.get(token, 0) <= self.cutoff)
+        return found
 
     def distinctive(self, token: str) -> bool:
         return len(token) >= 4 and not token.isdigit() and self.usable(token)
@@ -351,8 +370,8 @@ def score_names(a: NameForm, b: NameForm, corpus: _Corpus) -> tuple[int, str] | 
     """Score company name form `a` against entry name form `b`, with the reason."""
     if not a.compact or not b.compact:
         return None
-    pair = f"{a.describe()} = {b.describe()}"
     if a.compact == b.compact:
+        pair = f"{a.describe()} = {b.describe()}"
         if a.cjk and b.cjk:
             return 96, f'{pair} (same Chinese name, read "{a.text}"){_notes(a, b)}'
         if a.cjk or b.cjk:
@@ -367,14 +386,14 @@ def score_names(a: NameForm, b: NameForm, corpus: _Corpus) -> tuple[int, str] | 
         if truncated:
             score, how = truncated
             return score, f'{a.describe()} ~ {b.describe()} ({how}){_notes(a, b)}'
-    a_set, b_set = set(a.tokens), set(b.tokens)
+    a_set, b_set = a.token_set, b.token_set
     for short, long, short_set, long_set in ((a, b, a_set, b_set), (b, a, b_set, a_set)):
         if len(short.tokens) == 1 and len(long.tokens) > 1 and short.tokens[0] in long_set \
                 and corpus.distinctive(short.tokens[0]):
             how = "is a distinctive word of" if short is a else "contains the distinctive word"
             return 91, f'{a.describe()} {how} {b.describe()}{_notes(a, b)}'
 
-    if {t for t in a_set if t.isdigit()} != {t for t in b_set if t.isdigit()}:
+    if a.numbers != b.numbers:
         return None  # different numbers: different companies
     shared_distinctive = any(corpus.distinctive(t) for t in a_set & b_set)
     for short_set, long, long_set in ((a_set, b, b_set), (b_set, a, a_set)):
@@ -402,7 +421,7 @@ def score_names(a: NameForm, b: NameForm, corpus: _Corpus) -> tuple[int, str] | 
 
 
 def _norm_id(value: str | None) -> str:
-    return re.sub(r"\s+", "", value or "").upper()
+    return "".join((value or "").split()).upper()  # str.split() splits on what r"\s" matches
 
 
 def _norm_exchange(value: str | None) -> str:
@@ -466,11 +485,12 @@ class _Prepared:
         self.entry_forms = [name_forms(e.names, entry=True) for e in self.entries]
         self.corpus = _Corpus(self.entry_forms)
         self.entry_ids = [_entry_id_keys(e) for e in self.entries]
+        self.company_ids = [_company_id_keys(c) for c in self.companies]
 
     def score(self, ci: int, ei: int) -> Candidate | None:
         company, entry = self.companies[ci], self.entries[ei]
         entry_ids = self.entry_ids[ei]
-        for key in _company_id_keys(company):
+        for key in self.company_ids[ci]:
             if key in entry_ids:
                 return Candidate(company.id, entry.id, 100, _identifier_reason(key, entry_ids[key]))
         best: tuple[int, str] | None = None
@@ -494,7 +514,7 @@ class _Prepared:
         cutoff = self.corpus.cutoff
         for ci, forms in enumerate(self.company_forms):
             found: set[int] = set()
-            for key in _company_id_keys(self.companies[ci]):
+            for key in self.company_ids[ci]:
                 found.update(index.get(key, ()))
             for form in forms:
                 for key in _name_keys(form, self.corpus):

@@ -91,6 +91,9 @@ def _print(shown: service.Preview, saved: service.Saved | None) -> None:
             else f"Dry run: map of {shown.company.name} (nothing written)")
     click.echo(f"{head}: {len(rows)} relationship(s); {existing} resolved to existing companies, "
                f"{len(rows) - existing} new" + (f" ({possible} with a possible match)" if possible else ""))
+    if shown.ignored_columns:
+        click.echo(f"Columns not read: {', '.join(shown.ignored_columns)} (no field of a map; --map field=Column "
+                   f"reads a column under another name)")
     flagged = shown.flagged
     click.echo(f"Flagged: {len(flagged)}")
     for row in flagged:  # the flagged links first, with the reason

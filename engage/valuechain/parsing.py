@@ -25,6 +25,7 @@ from engage.identifiers import compact_isin, isin_problem, lei_problem
 from engage.models import RelationshipKind
 from engage.models.companies import normalize_name
 from engage.valuechain import pdf
+from engage.valuechain import regions
 
 #: A map with more rows than this is refused (a disclosed map has hundreds, at most a few thousand).
 MAX_ROWS = 25_000
@@ -72,6 +73,8 @@ class MapRow:
     products: str = ""
     country: str | None = None
     region: str = ""
+    #: ISO 3166-2 code of the subdivision of `country` the region names ("CN-XJ"), when it names one.
+    subdivision: str | None = None
     isin: str | None = None
     lei: str | None = None
     source_ref: str = ""
@@ -88,6 +91,8 @@ class ParsedMap:
     errors: list[RowError] = field(default_factory=list)
     #: field -> the header it was read from.
     columns: dict[str, str] = field(default_factory=dict)
+    #: Header cells of columns that are not read (no field's name, or a field's second column), in order.
+    ignored: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -210,7 +215,8 @@ def _parse_rows(rows, mapping: dict[str, str], max_rows: int, page_of: dict[int,
     missing = [f"{f}={c}" for f, c in mapping.items() if f not in columns]
     if missing:
         raise MapRefused(f"mapped column(s) not found in the header (row {header_row}): {', '.join(missing)}")
-    result = ParsedMap(columns={f: header[i] for f, i in columns.items()})
+    result = ParsedMap(columns={f: header[i] for f, i in columns.items()},
+                       ignored=[c.strip() for i, c in enumerate(header) if c.strip() and i not in columns.values()])
     seen: dict[tuple[str, str], int] = {}
     count = 0
     for number, row in rows:
@@ -289,7 +295,14 @@ def _read_row(number: int, cell, result: ParsedMap, where: str = "") -> MapRow |
         if code is None:
             error("country", country, "not a country (an ISO code such as CN, or a country's name)")
         item.country = code
-    item.region = cell("region")[:200]
+    region = " ".join(cell("region").split())
+    problem = regions.region_problem(region)
+    if problem:
+        error("region", region if len(region) <= 60 else region[:60] + "…", problem)
+    else:
+        item.region = region
+        found = regions.subdivision(region, item.country)
+        item.subdivision = found[0] if found else None
     isin = clean_identifier(cell("isin")).upper()
     if isin:
         problem = isin_problem(isin)

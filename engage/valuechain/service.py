@@ -15,6 +15,8 @@ diff against the company's previous map. Its number of queries does not grow wit
 `save` writes the map, the new companies and the relationships in the caller's transaction,
 carries the status of each relationship forward from the previous map, then screens the map's
 counterparties (created or resolved, with their parents and subsidiaries; not every company).
+Given the preview of the same import (`preview=`), the save takes its resolution and its one
+matching against the lists (`Preview.screened`) instead of doing them again.
 """
 
 from __future__ import annotations
@@ -22,22 +24,23 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import sqlalchemy as sa
 
-from engage import clock
+from engage import audit, clock
 from engage.errors import FieldError
 from engage.extensions import db
 from engage.holdings.parsing import RowError
 from engage.lists import screening
-from engage.lists.matching import FLAG_SCORE, REVIEW_SCORE, CompanyRecord, EntryRecord, match
+from engage.lists.matching import FLAG_SCORE, REVIEW_SCORE, Candidate, CompanyRecord, EntryRecord, match
 from engage.models import (
     ACTIVE_STATUSES,
     Company,
     CompanyAlias,
     Engagement,
     ListedEntity,
+    ListVersion,
     MapSourceKind,
     Relationship,
     RelationshipKind,
@@ -127,6 +130,22 @@ class Diff:
 
 
 @dataclass
+class Screened:
+    """The preview's matching of the map's counterparties against the lists, kept for the save.
+
+    One `match` call covers the new rows (as records with id -1 - row index) and the resolved
+    companies with their parents and subsidiaries (by company id): the save's screening takes
+    these candidates instead of matching the same names against the same entries again.
+    """
+
+    candidates: list[Candidate]
+    #: Company ids (and -1 - index for new rows) whose candidates are all in `candidates`.
+    covered: frozenset[int]
+    #: The list versions whose active entries were matched.
+    versions: frozenset[int]
+
+
+@dataclass
 class Preview:
     company: Company
     rows: list[RowPreview]
@@ -135,22 +154,28 @@ class Preview:
     mapping: dict[str, str]
     sha256: str
     file_name: str
+    accept_possible: bool = False
+    #: Header cells of the columns not read (shown, so a misspelt column is noticed).
+    ignored_columns: list[str] = field(default_factory=list)
+    #: The company's latest map when previewed (the diff is against it).
+    previous_id: int | None = None
+    screened: Screened | None = field(default=None, repr=False)
 
     @property
     def flagged(self) -> list[RowPreview]:
         return [r for r in self.rows if r.flagged]
 
 
-def _company_records(exclude: int) -> tuple[list[CompanyRecord], dict[int, str]]:
-    """Every company but the engaged one, as the matching engine reads them (two queries)."""
+def _company_records(exclude: int) -> tuple[dict[int, CompanyRecord], dict[int, str]]:
+    """Every company but the engaged one, as the matching engine reads them, by id (two queries)."""
     rows = db.session.execute(sa.select(Company.id, Company.name, Company.isin, Company.lei, Company.ticker,
-                                        Company.exchange).where(Company.id != exclude)).all()
+                                        Company.exchange).where(Company.id != exclude).order_by(Company.id)).all()
     aliases: dict[int, list[str]] = defaultdict(list)
     for company_id, alias in db.session.execute(sa.select(CompanyAlias.company_id, CompanyAlias.alias)
                                                 .order_by(CompanyAlias.company_id, CompanyAlias.alias)):
         aliases[company_id].append(alias)
-    records = [CompanyRecord(id=cid, names=(name, *aliases.get(cid, ())), isin=isin, lei=lei, ticker=ticker,
-                             exchange=exchange) for cid, name, isin, lei, ticker, exchange in rows]
+    records = {cid: CompanyRecord(id=cid, names=(name, *aliases.get(cid, ())), isin=isin, lei=lei, ticker=ticker,
+                                  exchange=exchange) for cid, name, isin, lei, ticker, exchange in rows}
     return records, {row[0]: row[1] for row in rows}
 
 
@@ -179,26 +204,47 @@ def _current_flags(company_ids: list[int]) -> dict[int, list[FlagNote]]:
     return notes
 
 
-def _would_flag(items: list[tuple[int, MapRow]]) -> dict[int, list[FlagNote]]:
-    """What the lists' latest versions would flag among counterparties not yet companies (two queries)."""
-    if not items:
-        return {}
+def _new_record(index: int, item: MapRow) -> CompanyRecord:
+    """A new row as the company `save` will make of it (its name, then its other aliases sorted)."""
+    aliases = sorted(a for a in dict.fromkeys(item.aliases) if a.lower() != item.name.lower())
+    return CompanyRecord(id=-1 - index, names=(item.name, *aliases), isin=item.isin, lei=item.lei)
+
+
+def _screen_rows(rows: list[RowPreview], records: dict[int, CompanyRecord]) -> Screened:
+    """Match the new rows, and the resolved companies with their parents and subsidiaries, against
+    the lists' latest versions (three queries, one `match`); what `screening.screen` would match."""
     versions = screening.latest_versions()
     by_version = {v.id: v for v in versions.values()}
-    entries = {e.id: e for e in db.session.scalars(
-        sa.select(ListedEntity).where(ListedEntity.version_id.in_(list(by_version) or [-1])))
-        if e.status in ACTIVE_STATUSES}
-    records = [CompanyRecord(id=index, names=(item.name, *item.aliases), isin=item.isin, lei=item.lei)
-               for index, item in items]
-    entry_records = [EntryRecord(id=e.id, names=tuple(n for n in [e.name, *(e.aliases or [])] if n),
-                                 identifiers=dict(e.identifiers or {})) for e in entries.values()]
+    entries = [EntryRecord(id=entry_id, names=tuple(n for n in [name, *(aliases or [])] if n),
+                           identifiers=dict(identifiers or {}))
+               for entry_id, name, aliases, identifiers, status in db.session.execute(
+                   sa.select(ListedEntity.id, ListedEntity.name, ListedEntity.aliases, ListedEntity.identifiers,
+                             ListedEntity.status).where(ListedEntity.version_id.in_(list(by_version) or [-1])))
+               if status in ACTIVE_STATUSES]
+    parents = dict(db.session.execute(sa.select(Company.id, Company.parent_id)
+                                      .where(Company.parent_id.is_not(None))).all())
+    resolved = {r.company_id for r in rows if r.company_id}
+    scope = resolved | screening._ancestors(resolved, parents) | screening._descendants(resolved, parents)
+    companies = [records[cid] for cid in sorted(scope) if cid in records]
+    companies += [_new_record(index, row.item) for index, row in enumerate(rows) if row.company_id is None]
+    candidates = match(companies, entries) if entries and companies else []
+    return Screened(candidates=candidates, covered=frozenset(c.id for c in companies), versions=frozenset(by_version))
+
+
+def _would_flag(screened: Screened) -> dict[int, list[FlagNote]]:
+    """What the lists would flag among the new rows (by row index), from the preview's matching (one query)."""
+    wanted = [c for c in screened.candidates if c.company_id < 0 and c.score >= FLAG_SCORE]
+    if not wanted:
+        return {}
+    entries = {entry_id: (name, list_name) for entry_id, name, list_name in db.session.execute(
+        sa.select(ListedEntity.id, ListedEntity.name, ListVersion.name)
+        .join(ListVersion, ListVersion.id == ListedEntity.version_id)
+        .where(ListedEntity.id.in_(sorted({c.entry_id for c in wanted}))))}
     notes: dict[int, list[FlagNote]] = defaultdict(list)
-    for candidate in match(records, entry_records):
-        if candidate.score >= FLAG_SCORE:
-            entry = entries[candidate.entry_id]
-            notes[candidate.company_id].append(FlagNote(
-                list_label=_list_label(by_version[entry.version_id].name), link="direct",
-                reason=f"entry “{entry.name}”: {candidate.reason}", would=True))
+    for candidate in wanted:
+        name, list_name = entries[candidate.entry_id]
+        notes[-1 - candidate.company_id].append(FlagNote(
+            list_label=_list_label(list_name), link="direct", reason=f"entry “{name}”: {candidate.reason}", would=True))
     return notes
 
 
@@ -238,7 +284,7 @@ def preview(company: Company, data: bytes, file_name: str, mapping: dict[str, st
                               sorted(parsed.errors, key=lambda e: e.row))
     records, names = _company_records(company.id)
     best: dict[int, tuple[int, int, str]] = {}
-    for candidate in match(records, [_row_record(i, item) for i, item in enumerate(parsed.rows)]):
+    for candidate in match(records.values(), [_row_record(i, item) for i, item in enumerate(parsed.rows)]):
         kept = best.get(candidate.entry_id)
         if kept is None or candidate.score > kept[1]:
             best[candidate.entry_id] = (candidate.company_id, candidate.score,
@@ -254,7 +300,8 @@ def preview(company: Company, data: bytes, file_name: str, mapping: dict[str, st
             row.resolution, row.possible = POSSIBLE, (found[0], names[found[0]], found[1], found[2])
         rows.append(row)
     flags = _current_flags(sorted({r.company_id for r in rows if r.company_id}))
-    would = _would_flag([(i, r.item) for i, r in enumerate(rows) if r.company_id is None])
+    screened = _screen_rows(rows, records)
+    would = _would_flag(screened)
     for index, row in enumerate(rows):
         row.flags = flags.get(row.company_id, []) if row.company_id else would.get(index, [])
     # the same counterparty under two names of one existing company would be one relationship twice
@@ -287,7 +334,12 @@ def preview(company: Company, data: bytes, file_name: str, mapping: dict[str, st
     diff = _diff(rows, _previous_relationships(previous))
     diff.previous_number = previous.number if previous else None
     return Preview(company=company, rows=rows, diff=diff, columns=parsed.columns, mapping=mapping,
-                   sha256=hashlib.sha256(data).hexdigest(), file_name=file_name)
+                   sha256=hashlib.sha256(data).hexdigest(), file_name=file_name, accept_possible=accept_possible,
+                   ignored_columns=parsed.ignored,
+                   previous_id=previous.id if previous else None, screened=screened)
+
+
+_preview = preview  # save's parameter `preview` hides the function's name there
 
 
 def _diff(rows: list[RowPreview], before: dict[tuple[int, str], tuple[Relationship, str]]) -> Diff:
@@ -324,14 +376,24 @@ class Saved:
 
 def save(company: Company, data: bytes, file_name: str, mapping: dict[str, str] | str | None = None, *,
          source_kind: str = MapSourceKind.ATTACHMENT.value, source_ref: str = "", disclosed_on: dt.date | None = None,
-         imported_by_id: int | None = None, accept_possible: bool = False, screen: bool = True) -> Saved:
-    """Write the map, its new counterparties and relationships in the caller's transaction, then screen."""
+         imported_by_id: int | None = None, accept_possible: bool = False, screen: bool = True,
+         preview: Preview | None = None) -> Saved:
+    """Write the map, its new counterparties and relationships in the caller's transaction, then screen.
+
+    `preview`: the Preview of this same file made earlier in this same transaction (the CLI's and a
+    benchmark's preview-then-save); its resolution and its matching against the lists are used
+    instead of being done again. It is taken only when it is of this company, these bytes, this
+    mapping and `accept_possible`, and the company's latest map is still the one it was made
+    against; otherwise (and always when None) the file is previewed again here.
+    """
     if source_kind not in MapSourceKind.values():
         raise FieldError("source_kind", f"the source is one of {', '.join(MapSourceKind.values())}")
     if disclosed_on is not None and disclosed_on > clock.today():
         raise FieldError("disclosed_on", "the disclosure date is in the future")
-    shown = preview(company, data, file_name, mapping, accept_possible=accept_possible)
     previous = latest_map(company)
+    shown = preview
+    if not _current(shown, company, data, mapping, accept_possible, previous):
+        shown = _preview(company, data, file_name, mapping, accept_possible=accept_possible)
     if (previous is not None and previous.sha256 == shown.sha256 and (previous.mapping or {}) == shown.mapping
             and not (previous.diff or {}).get("by_hand")):
         raise ValueChainError(f"{file_name}: this file is identical to map {previous.number} of {company.name} "
@@ -343,39 +405,124 @@ def save(company: Company, data: bytes, file_name: str, mapping: dict[str, str] 
                            imported_by_id=imported_by_id, previous_id=previous.id if previous else None,
                            diff=shown.diff.as_json())
     db.session.add(vc_map)
-    existing = {c.id: c for c in db.session.scalars(sa.select(Company).where(
-        Company.id.in_([r.company_id for r in shown.rows if r.company_id] or [-1])))}
-    created, counterparties = [], []
-    made: dict[tuple[str, str], Company] = {}  # one new counterparty in several rows (kinds) is one company
+    db.session.flush()
+    # The companies, aliases and relationships go in with one multi-row INSERT each (RETURNING the
+    # rows, in order) and their audit events with one more: building and flushing ten thousand ORM
+    # objects was most of a 5,000-row save. The audit events are the ones the mapper hooks write.
     origin = f"value chain of {company.name}"[:200]
-    for row in shown.rows:
+    now = clock.utcnow()
+    counterparty_of: list[int | None] = []  # per row: the existing company id, or None (new)
+    new_index: list[int] = []  # per row: the index of the row whose new company it is (-1: existing)
+    made: dict[tuple[str, str], int] = {}  # one new counterparty in several rows (kinds) is one company
+    new_rows: list[int] = []
+    for index, row in enumerate(shown.rows):
         item = row.item
         keys = [k for k in (("isin", item.isin), ("lei", item.lei),
                             ("name", normalize_name(item.name) or item.name.lower())) if k[1]]
-        if row.company_id is None and any(k in made for k in keys):
-            counterparty = next(made[k] for k in keys if k in made)
-        elif row.company_id is None:
-            counterparty = Company(name=item.name, country=item.country, isin=item.isin, lei=item.lei, origin=origin,
-                                   aliases=[CompanyAlias(alias=a) for a in dict.fromkeys(item.aliases)
-                                            if a.lower() != item.name.lower()])
-            db.session.add(counterparty)
-            created.append(counterparty)
-            made.update((k, counterparty) for k in keys)
+        if row.company_id is None:
+            first = next((made[k] for k in keys if k in made), None)
+            if first is None:
+                first = index
+                new_rows.append(index)
+                made.update((k, index) for k in keys)
+            new_index.append(first)
         else:
-            counterparty = existing[row.company_id]
-        counterparties.append(counterparty)
-        relationship = Relationship(map=vc_map, company_id=company.id, counterparty=counterparty, kind=item.kind,
-                                    tier=item.tier, products=item.products, country=item.country, region=item.region,
-                                    in_uyghur_region=row.region_reason is not None, source_ref=item.source_ref)
+            new_index.append(-1)
+        counterparty_of.append(row.company_id)
+    made_from: dict[int, int] = {}  # -1 - row index -> the new company's id
+    created: list[Company] = []
+    if new_rows:
+        values = [{"name": shown.rows[i].item.name, "normalized_name": normalize_name(shown.rows[i].item.name),
+                   "country": shown.rows[i].item.country, "isin": shown.rows[i].item.isin,
+                   "lei": shown.rows[i].item.lei, "origin": origin, "ticker": None, "exchange": None,
+                   "sector": None, "website": None, "parent_id": None, "address": "", "description": "",
+                   "created_at": now, "updated_at": now} for i in new_rows]
+        newest = db.session.scalar(sa.select(sa.func.max(Company.id))) or 0
+        inserted = _insert(Company, values, ("name",), Company.origin == origin, Company.created_at == now,
+                           Company.id > newest)  # a new counterparty's name is unique within the import
+        made_from = {-1 - i: row["id"] for i, row in zip(new_rows, inserted)}
+        aliases = [{"company_id": made_from[-1 - i], "alias": alias, "normalized_alias": normalize_name(alias),
+                    "created_at": now, "updated_at": now}
+                   for i in new_rows for alias in dict.fromkeys(shown.rows[i].item.aliases)
+                   if alias.lower() != shown.rows[i].item.name.lower()]
+        if aliases:
+            _insert(CompanyAlias, aliases, ("company_id", "alias"),
+                    CompanyAlias.company_id.in_(list(made_from.values())))
+        created = list(db.session.scalars(sa.select(Company).where(Company.id.in_(list(made_from.values())))
+                                          .order_by(Company.id)))
+    relationships = []
+    for index, row in enumerate(shown.rows):
+        item = row.item
+        counterparty_id = counterparty_of[index] or made_from[-1 - new_index[index]]
+        values = {"map_id": vc_map.id, "company_id": company.id, "counterparty_id": counterparty_id,
+                  "kind": item.kind, "tier": item.tier, "products": item.products, "country": item.country,
+                  "region": item.region, "in_uyghur_region": row.region_reason is not None,
+                  "source_ref": item.source_ref, "status": RelationshipStatus.ACTIVE.value, "status_date": None,
+                  "target_date": None, "evidence": "", "not_linked_reason": "", "created_at": now, "updated_at": now}
         old = before.get((row.company_id, item.kind)) if row.company_id else None
         if old is not None:  # the status carries over to the next version of the same relationship
             for name in ("status", "status_date", "target_date", "evidence", "not_linked_reason"):
-                setattr(relationship, name, getattr(old[0], name))
-        db.session.add(relationship)
-    db.session.flush()
-    result = (screening.screen(companies=sorted({c.id for c in counterparties}), notify=True)
-              if screen and counterparties else None)
+                values[name] = getattr(old[0], name)
+        relationships.append(values)
+    _insert(Relationship, relationships, ("counterparty_id", "kind"), Relationship.map_id == vc_map.id)
+    result = None
+    counterparty_ids = sorted({r["counterparty_id"] for r in relationships})
+    if screen and counterparty_ids:
+        result = _screen(counterparty_ids, shown.screened, made_from)
     return Saved(preview=shown, map=vc_map, created=created, screening=result)
+
+
+def _insert(model, rows: list[dict], key: tuple[str, ...], *where) -> list[dict]:
+    """Insert `rows` (every column but the id) into `model`'s table with one executemany, then read
+    their ids back by `key` (columns unique among these rows) from the rows `where` selects; the rows
+    with their ids, audited as created. (A RETURNING in the rows' order makes SQLAlchemy insert one
+    row at a time on SQLite: ten thousand statements.)"""
+    table = model.__table__
+    db.session.execute(sa.insert(table), rows)
+    ids = {tuple(found[1:]): found[0] for found in db.session.execute(
+        sa.select(table.c.id, *(table.c[k] for k in key)).where(*where))}
+    for row in rows:
+        row["id"] = ids[tuple(row[k] for k in key)]
+    audit.record_inserted(model, rows)
+    return rows
+
+
+def _current(shown: Preview | None, company: Company, data: bytes, mapping, accept_possible: bool,
+             previous: ValueChainMap | None) -> bool:
+    """Whether a preview handed to `save` is of this import and still holds."""
+    if shown is None or shown.company.id != company.id or shown.accept_possible != accept_possible:
+        return False
+    try:
+        same_mapping = shown.mapping == parsing.parse_mapping(mapping)
+    except MapRefused:
+        return False
+    return (same_mapping and shown.sha256 == hashlib.sha256(data).hexdigest()
+            and shown.previous_id == (previous.id if previous else None))
+
+
+def _screen(company_ids: list[int], screened: Screened | None, made_from: dict[int, int]) -> screening.ScreenResult:
+    """screening.screen(companies=company_ids), taking the preview's candidates for what it matched.
+
+    The scope is screening.load's (the counterparties, their parents and their subsidiaries); a
+    company of it the preview did not match (or every one, when the lists changed since) is
+    matched here; the decisions, flags, review questions and the recorded run are screening's.
+    """
+    screening.lock()
+    loaded = screening.load(companies=company_ids)
+    if screened is None or screened.versions != {v.id for v in loaded.versions.values()}:
+        return screening.decide(loaded, screening.find_candidates(loaded), notify=True)
+    covered = {made_from.get(cid, cid) for cid in screened.covered if cid >= 0 or cid in made_from}
+    candidates = [replace(c, company_id=made_from[c.company_id]) if c.company_id < 0 else c
+                  for c in screened.candidates if c.company_id >= 0 or c.company_id in made_from]
+    candidates = [c for c in candidates if c.company_id in loaded.companies]
+    missing = [record for cid, record in loaded.companies.items() if cid not in covered]
+    if missing:
+        entries = [EntryRecord(id=e.id, names=tuple(n for n in [e.name, *(e.aliases or [])] if n),
+                               identifiers=dict(e.identifiers or {}))
+                   for e in loaded.entries.values() if e.status in ACTIVE_STATUSES]
+        candidates += match(missing, entries)
+    candidates.sort(key=lambda c: (c.company_id, c.entry_id))
+    return screening.decide(loaded, candidates, notify=True)
 
 
 # --- status --------------------------------------------------------------------------------
@@ -537,7 +684,7 @@ def add_relationship(company: Company, name: str, *, kind: str = RelationshipKin
 
     records, names = _company_records(company.id)
     best: tuple[int, int, str] | None = None
-    for candidate in match(records, [_row_record(0, item)]):
+    for candidate in match(records.values(), [_row_record(0, item)]):
         if best is None or candidate.score > best[1]:
             best = (candidate.company_id, candidate.score, candidate.reason.replace("entry name", "given name"))
     counterparty_id = best[0] if best and (best[1] >= FLAG_SCORE or accept_possible) else None
