@@ -173,6 +173,8 @@ def test_results_are_capped_per_kind_with_a_link_to_more(client, login_as, app):
     assert 'rel="next"' not in page
     assert client.get("/search", query_string={"q": "polysilicon", "kind": "companies", "page": 2}).status_code == 404
     assert client.get("/search", query_string={"q": "polysilicon", "kind": "users"}).status_code == 404
+    assert client.get("/search", query_string={"q": "polysilicon", "kind": "companies",
+                                                "page": str(2**63 - 1)}).status_code == 404
     assert client.get("/search", query_string={"q": "polysilicon", "kind": "companies", "page": "x"}).status_code == 404
 
 

@@ -7,7 +7,7 @@ from flask_login import current_user
 
 from engage.search import service
 from engage.security import access_rule, require_role
-from engage.web import page_number
+from engage.web import MAX_OFFSET, page_number
 
 bp = Blueprint("search", __name__, url_prefix="/search")
 
@@ -38,6 +38,8 @@ def index():
     if kind is not None and kind not in service.KINDS:
         abort(404)
     page = page_number() if kind else 1
+    if (page - 1) * service.PAGE_SIZE > MAX_OFFSET:
+        abort(404)  # no database could reach it
     results = service.search(request.args.get("q", ""), kind=kind, page=page)
     if kind and page > 1 and not results.groups[0].hits:
         abort(404)  # a page past the last, like every list

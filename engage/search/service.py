@@ -7,7 +7,7 @@ What is matched, per kind:
   also looked up exactly, on the columns' own indexes, and comes first.
 - engagements: those of the companies found, and those whose objectives hold every word.
 - contacts: name, job title and email (never an erased contact).
-- interactions: subject, summary and participants; the latest first.
+- interactions: subject, summary and participants; the last logged first.
 
 How (migration 0021 makes the indexes):
 
@@ -220,6 +220,19 @@ def _words_match(fts_table: str, table: str, pg_expression: str, query: Query,
             {"words": fts5_query(query.terms)})
 
 
+def _newest_match(fts_table: str, table: str, pg_expression: str, query: Query, limit: int,
+                  offset: int) -> tuple[str, dict]:
+    """SQL (id, score) of one page of the matching rows, the last recorded (highest id) first.
+
+    The page is cut inside the match: SQLite's FTS5 walks its index backwards and stops there, so
+    a word found in 200,000 interactions costs a page, not a sort of 200,000 rows (PostgreSQL
+    still sorts the matches' ids, without reading their text).
+    """
+    sql, params = _words_match(fts_table, table, pg_expression, query, ranked=False)
+    key = "id" if _postgresql() else "rowid"
+    return f"{sql} ORDER BY {key} DESC LIMIT {int(limit)} OFFSET {int(offset)}", params
+
+
 def _hits_subquery(sql: str, params: dict, name: str):
     return sa.text(sql).bindparams(**params).columns(id=sa.Integer, score=sa.Float).subquery(name)
 
@@ -288,7 +301,7 @@ def find_contacts(query: Query, limit: int, offset: int) -> list[Hit]:
 
 
 def find_interactions(query: Query, limit: int, offset: int) -> list[Hit]:
-    sql, params = _words_match("search_interactions", "interactions", PG_INTERACTION, query, ranked=False)
+    sql, params = _newest_match("search_interactions", "interactions", PG_INTERACTION, query, limit, offset)
     hits = _hits_subquery(sql, params, "hits")
     rows = db.session.execute(
         sa.select(Interaction.id, Interaction.kind, Interaction.occurred_on, Interaction.subject, Interaction.summary,
@@ -297,7 +310,7 @@ def find_interactions(query: Query, limit: int, offset: int) -> list[Hit]:
         .join(hits, hits.c.id == Interaction.id)
         .join(Engagement, Engagement.id == Interaction.engagement_id)
         .join(Company, Company.id == Engagement.company_id)
-        .order_by(Interaction.occurred_on.desc(), Interaction.id.desc()).limit(limit).offset(offset)).all()
+        .order_by(Interaction.id.desc())).all()
     out = []
     for row in rows:
         kind = InteractionKind(row.kind).label
