@@ -88,6 +88,7 @@ def test_a_viewer_finds_hikvision_by_isin_alias_ticker_and_a_word_of_an_interact
     iid = hikvision["interaction"].id
     assert links(page, "interactions") == [f"{engagement_url}#interaction-{iid}"]
     assert "<mark>integrators</mark>" in section(page, "interactions")
+    assert '<time datetime="2026-03-02">02 Mar 2026</time>' in section(page, "interactions")
     assert links(results(client, "integr uyghur"), "interactions") == [f"{engagement_url}#interaction-{iid}"]  # prefixes
     assert links(results(client, "integrators Tibet"), "interactions") == []  # every word must be there
     assert links(results(client, "surveillance"), "engagements") == [engagement_url]  # the objectives
@@ -245,6 +246,9 @@ def test_the_searches_use_the_full_text_indexes(app, hikvision):
                                    ("search_contacts", "company_contacts", service.PG_CONTACT),
                                    ("search_interactions", "interactions", service.PG_INTERACTION)):
         checks.append((*service._words_match(fts, table, expression, query), [table]))
+    # The interactions' page, cut inside the match: on the GIN index, not the primary key walked backwards.
+    checks.append((*service._newest_match("search_interactions", "interactions", service.PG_INTERACTION, query,
+                                          6, 0), ["interactions"]))
     for sql, params, tables in checks:
         text = plan(sql, params)
         for table in tables:
@@ -314,3 +318,17 @@ def test_migration_indexes_existing_rows_and_downgrades(make_app, tmp_path, data
         assert [h.id for h in service.search("CNE100000PM8").groups[0].hits] == [7]
         db.session.remove()
         db.engine.dispose()
+
+
+def test_postgresql_never_walks_all_interactions_for_a_page(app):
+    """Ordered by plain `id`, PostgreSQL's planner may read the primary key backwards testing every
+    row (a second at 200,000 interactions for a rare word); the page's order must not allow it.
+    Bitmap scans are switched off here to show what the planner falls back to."""
+    if not postgresql():
+        pytest.skip("PostgreSQL's planner")
+    sql, params = service._newest_match("search_interactions", "interactions", service.PG_INTERACTION,
+                                        service.parse("hotan"), 6, 0)
+    db.session.execute(sa.text("SET LOCAL enable_bitmapscan = off"))
+    text = plan(sql, params)
+    assert "Index Scan Backward" not in text, text
+    db.session.rollback()

@@ -28,6 +28,7 @@ whatever the number of results.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from dataclasses import dataclass, field
 
@@ -107,6 +108,8 @@ class Hit:
     company_id: int | None = None
     engagement_id: int | None = None
     exact: bool = False
+    #: The day it happened (interactions), shown in the app's date format.
+    on: dt.date | None = None
 
 
 @dataclass
@@ -225,11 +228,15 @@ def _newest_match(fts_table: str, table: str, pg_expression: str, query: Query, 
     """SQL (id, score) of one page of the matching rows, the last recorded (highest id) first.
 
     The page is cut inside the match: SQLite's FTS5 walks its index backwards and stops there, so
-    a word found in 200,000 interactions costs a page, not a sort of 200,000 rows (PostgreSQL
-    still sorts the matches' ids, without reading their text).
+    a word found in 200,000 interactions costs a page, not a sort of 200,000 rows.
+
+    PostgreSQL sorts the matches' ids. Ordered by plain `id`, its planner may instead walk the
+    primary key backwards testing every row (it cannot estimate a prefix query's matches): instant
+    for a word in every row, a second for a rare word or none at 200,000 interactions. `id + 0`
+    keeps it on the GIN index: a rare word costs a millisecond, a word in every row ~150 ms.
     """
     sql, params = _words_match(fts_table, table, pg_expression, query, ranked=False)
-    key = "id" if _postgresql() else "rowid"
+    key = "id + 0" if _postgresql() else "rowid"
     return f"{sql} ORDER BY {key} DESC LIMIT {int(limit)} OFFSET {int(offset)}", params
 
 
@@ -315,7 +322,7 @@ def find_interactions(query: Query, limit: int, offset: int) -> list[Hit]:
     for row in rows:
         kind = InteractionKind(row.kind).label
         out.append(Hit(kind="interactions", id=row.id, title=row.subject or kind, company_id=row.company_id,
-                       engagement_id=row.engagement_id, detail=f"{row.company} · {kind} · {row.occurred_on.isoformat()}",
+                       engagement_id=row.engagement_id, detail=f"{row.company} · {kind}", on=row.occurred_on,
                        snippet=snippet(row.summary, query) or snippet(row.participants, query)))
     return out
 
