@@ -75,6 +75,7 @@ def test_a_viewer_finds_hikvision_by_isin_alias_ticker_and_a_word_of_an_interact
     assert links(page, "companies") == [company_url]
     assert '<span class="tag">identifier</span>' in section(page, "companies")
     assert links(results(client, "cne100000pm8"), "companies") == [company_url]  # typed in lower case
+    assert links(results(client, "ＣＮＥ１０００００ＰＭ８"), "companies") == [company_url]  # full-width, as IMEs type
     assert links(results(client, "002415"), "companies") == [company_url]  # the ticker, whole
 
     page = results(client, "Hikvision")

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import unicodedata
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
@@ -84,8 +85,12 @@ class Query:
 
 
 def parse(text: str | None) -> Query:
-    """Cut the typed text into at most MAX_TERMS words (letters and digits of any script)."""
-    text = " ".join((text or "").split())[:MAX_QUERY]
+    """Cut the typed text into at most MAX_TERMS words (letters and digits of any script).
+
+    NFKC first: an accent typed as a combining mark joins its letter, and full-width letters and
+    digits (ＣＮＥ１００…, as Chinese and Japanese input methods type them) become plain ones.
+    """
+    text = " ".join(unicodedata.normalize("NFKC", text or "").split())[:MAX_QUERY]
     terms: list[str] = []
     for word in WORD.findall(text):
         word = word.strip("_")[:MAX_TERM]
