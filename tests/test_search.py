@@ -333,3 +333,42 @@ def test_postgresql_never_walks_all_interactions_for_a_page(app):
     text = plan(sql, params)
     assert "Index Scan Backward" not in text, text
     db.session.rollback()
+
+
+# --- flask search check / rebuild -----------------------------------------------------------------------
+
+def test_search_check_and_rebuild_on_the_test_database(runner, hikvision):
+    result = runner.invoke(args=["search", "check"])
+    assert result.exit_code == 0 and "all present and current" in result.output, result.output
+    result = runner.invoke(args=["search", "rebuild"])
+    assert result.exit_code == 0 and "Rebuilt 5 search index(es)" in result.output, result.output
+    assert [h.id for h in service.search("CNE100000PM8").groups[0].hits] == [hikvision["company"].id]
+
+
+def test_search_check_finds_a_lost_trigger_and_rebuild_catches_up(make_app, tmp_path, database_url):
+    """What a SQLite batch migration that rebuilt `companies` would leave: no update trigger, an
+    index that no longer matches the rows. `check` says so; `rebuild` brings the words back."""
+    from flask_migrate import upgrade
+
+    if not database_url.startswith("sqlite"):
+        pytest.skip("SQLite's triggers, on a file of its own")
+    app = make_app(SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'check.sqlite'}")
+    with app.app_context():
+        upgrade()
+        runner = app.test_cli_runner()
+        company = factories.company(name="Hangzhou Hikvision Digital Technology Co., Ltd.")
+        db.session.commit()
+        with db.engine.begin() as conn:
+            conn.exec_driver_sql("DROP TRIGGER search_companies_au")
+            conn.exec_driver_sql(f"UPDATE companies SET name = 'Renamed Camera Maker' WHERE id = {company.id}")
+        result = runner.invoke(args=["search", "check"])
+        assert result.exit_code == 1
+        assert "trigger search_companies_au (update on companies) is missing" in result.output
+        assert "search_companies does not match the rows of companies" in result.output
+        result = runner.invoke(args=["search", "rebuild"])
+        assert result.exit_code == 0, result.output
+        assert [h.id for h in service.search("Renamed Camera").groups[0].hits] == [company.id]
+        result = runner.invoke(args=["search", "check"])
+        assert result.exit_code == 1 and "does not match" not in result.output  # the trigger is still to make
+        db.session.remove()
+        db.engine.dispose()
