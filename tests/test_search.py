@@ -372,3 +372,19 @@ def test_search_check_finds_a_lost_trigger_and_rebuild_catches_up(make_app, tmp_
         assert result.exit_code == 1 and "does not match" not in result.output  # the trigger is still to make
         db.session.remove()
         db.engine.dispose()
+
+
+def test_a_result_whose_page_the_role_cannot_open_has_no_link(client, login_as, hikvision, monkeypatch):
+    """Were contacts to lead to their edit page (analysts only), a viewer would see them unlinked."""
+    from engage.search import routes
+
+    monkeypatch.setitem(routes.TARGETS, "contacts", (
+        "companies.edit_contact", lambda hit: {"company_id": hit.company_id, "contact_id": hit.id}, ""))
+    login_as("viewer")
+    page = results(client, "Jordan")
+    assert links(page, "contacts") == []
+    assert '<p class="search-title">Jordan Liang</p>' in section(page, "contacts")
+    client.post("/auth/logout")
+    login_as("analyst")
+    contact = hikvision["contact"]
+    assert links(results(client, "Jordan"), "contacts") == [f"/companies/{contact.company_id}/contacts/{contact.id}"]
