@@ -150,13 +150,15 @@ def register_extensions(app: Flask) -> None:
     # Imported when an app is built, not with the package (see the module docstring).
     from engage import audit
     from engage.extensions import csrf, db, limiter, login_manager, migrate
+    from engage.search.schema import include_object
 
     db.init_app(app)
     with app.app_context():
         for engine in [db.engine, *db.engines.values()]:
             if engine.dialect.name == "sqlite":
                 sa.event.listen(engine, "connect", _sqlite_pragmas(app.config["SQLITE_BUSY_TIMEOUT_MS"]))
-    migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True, compare_type=True)
+    migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True, compare_type=True,
+                     include_object=include_object)
     csrf.init_app(app)
     limiter.init_app(app)
     importlib.import_module("engage.models")  # the audit hooks attach to every mapped class
@@ -242,6 +244,7 @@ def register_blueprints(app: Flask) -> None:
     from engage.reminders.routes import bp as reminders_bp
     from engage.reminders.routes import old_calendar
     from engage.scoring.routes import bp as scoring_bp
+    from engage.search.routes import bp as search_bp
     from engage.valuechain.routes import bp as valuechain_bp
     from engage.web import IdConverter
 
@@ -260,6 +263,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(scoring_bp)
     app.register_blueprint(mailbox_bp)
     app.register_blueprint(valuechain_bp)
+    app.register_blueprint(search_bp)
     app.register_blueprint(admin_bp)
     # The one rule outside its package's prefix: calendar feeds handed out before the feed moved
     # to /reminders/calendar/ keep working (a permanent redirect).

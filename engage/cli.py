@@ -30,6 +30,7 @@ from engage.lists import screening as list_screening
 from engage.lists import service as lists_service
 from engage.jobs import build_scheduler, housekeeping, jobs, reminders_tick
 from engage.mailbox.cli import mail_cli
+from engage.search.cli import search_cli
 from engage.valuechain.cli import valuechain_cli
 from engage.models import Fund, Role
 from engage.seeding import SeedError, load_reference
@@ -425,6 +426,7 @@ def register(app: Flask) -> None:
     app.cli.add_command(holdings_cli)
     app.cli.add_command(lists_cli)
     app.cli.add_command(screen_command)
+    app.cli.add_command(search_cli)
     app.cli.add_command(export_cli)
     app.cli.add_command(synth_command)
     app.cli.add_command(mail_cli)

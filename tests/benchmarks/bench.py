@@ -7,6 +7,8 @@ that does not grow with rows; monthly XLSX of 20,000 engagements under 5 s and 2
 reminders tick over 100,000 reminders under 2 s; a 10,000-row import under 3 s; matching 10,000
 companies against 20,000 list entries under 10 s (issue 15).
 
+BENCH_ONLY=search runs only the search page's rows (issue 17).
+
 BENCH_ONLY=matching runs only the matching benchmarks (after `flask synth`'s companies), the
 value-chain map included; BENCH_ONLY=valuechain only the value-chain map (the synthetic list
 entries saved, not matched or screened first). Target: a 5,000-relationship map previewed and
@@ -75,14 +77,16 @@ def main() -> int:
         results["synth_rows"] = synthesize(COMPANIES)
         results["synth_seconds"] = round(time.perf_counter() - start, 1)
         results["pages"] = bench_pages(app) if not ONLY else []
+        results["pages"] += bench_search(app) if ONLY in ("", "search") else []
         results["jobs"] = bench_jobs(app, folder) if not ONLY else []
         if ONLY == "valuechain":
             save_entries(synthetic_entries_for_companies())
-        else:
+        elif ONLY != "search":
             matching, entries = bench_matching()
             results["jobs"].append(matching)
             results["jobs"].append(bench_screening(entries))
-        results["jobs"].append(bench_valuechain())
+        if ONLY != "search":
+            results["jobs"].append(bench_valuechain())
     Path(ROOT / ".bench").mkdir(exist_ok=True)
     (ROOT / ".bench" / "results.json").write_text(json.dumps(results, indent=2, default=str))
     print_table(results)
@@ -119,6 +123,54 @@ def bench_pages(app) -> list[dict]:
         ("funds", "/holdings/funds"),
         ("screening", "/holdings/screening"),
     ]
+    out = []
+    for label, url in pages:
+        statements = []
+
+        def count(*args, **kwargs):
+            statements.append(1)
+
+        client.get(url)  # warm up
+        sa.event.listen(db.engine, "before_cursor_execute", count)
+        response = client.get(url)
+        sa.event.remove(db.engine, "before_cursor_execute", count)
+        assert response.status_code == 200, (url, response.status_code)
+        samples, _ = timed(lambda: client.get(url), REPEAT)
+        out.append({"name": label, "url": url, "median_ms": round(statistics.median(samples), 1),
+                    "p95_ms": round(percentile(samples, 95), 1), "queries": len(statements),
+                    "target": f"< {PAGE_TARGET_MS} ms"})
+    return out
+
+
+def bench_search(app) -> list[dict]:
+    """The search page (issue 17) as a viewer: identifiers, part of a name, a rare word and a word
+    in all 200,000 interactions (their subjects all say "Synthetic"), and a later page of those."""
+    from engage.models import Company, Engagement, Interaction, User
+
+    viewer = User(email="bench-search@example.org", name="Bench search", role="viewer")
+    viewer.set_password("benchmark password")
+    db.session.add(viewer)
+    engagement = db.session.scalar(sa.select(Engagement).order_by(Engagement.id.desc()).limit(1))
+    db.session.add(Interaction(engagement=engagement, kind="note", direction="internal", occurred_on=engagement.opened_on,
+                               subject="Site visit", summary="Auditors were refused access to the Hotan plant."))
+    db.session.commit()
+    cn = db.session.execute(sa.select(Company.isin, Company.ticker).where(Company.country == "CN")
+                            .order_by(Company.id).limit(1)).one()
+    client = app.test_client()
+    client.post("/auth/login", data={"email": "bench-search@example.org", "password": "benchmark password"})
+    return _time_pages(client, [
+        ("search, an ISIN", f"/search?q={cn.isin}"),
+        ("search, a ticker", f"/search?q={cn.ticker}"),
+        ("search, part of a name (golde)", "/search?q=golde"),
+        ("search, two words (golden solar)", "/search?q=golden+solar"),
+        ("search, a rare word (hotan)", "/search?q=hotan"),
+        ("search, a word in 200,000 interactions", "/search?q=synthetic"),
+        ("search, those interactions, page 3", "/search?q=synthetic&kind=interactions&page=3"),
+    ])
+
+
+def _time_pages(client, pages) -> list[dict]:
+    """Median and p95 of REPEAT requests per page after a warm-up, and its SQL statement count."""
     out = []
     for label, url in pages:
         statements = []
