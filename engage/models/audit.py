@@ -34,5 +34,8 @@ class AuditEvent(db.Model):
     #: {field: [before, after]} for updates; {field: value} for creates and deletes.
     changes: Mapped[dict] = mapped_column(sa.JSON, default=dict)
     ip_address: Mapped[str | None] = mapped_column(sa.String(45))
+    #: The rows of one change share it: one request, or one transaction outside requests, or an
+    #: `audit.grouped()` block (an import run from the CLI). NULL on rows recorded before it existed.
+    group_id: Mapped[str | None] = mapped_column(sa.String(32), index=True)
 
     actor: Mapped[User | None] = relationship()

@@ -1,0 +1,262 @@
+"""The audit trail as people read it (issue 17): objects named and linked, labels not codes, the rows
+of one change grouped, date and object filters, and a query count that does not grow with the rows."""
+
+import datetime as dt
+import html
+import re
+
+import pytest
+import sqlalchemy as sa
+
+from engage import audit, clock
+from engage.extensions import db
+from engage.models import AuditEvent, Campaign, Company, CompanyAlias, Criterion, CriterionScore, Interaction, Score
+from tests import factories
+from tests.conftest import login
+from tests.test_engagements import post_stage
+
+HIKVISION = "Hangzhou Hikvision Digital Technology Co., Ltd."
+
+
+def entries(page: str) -> list[str]:
+    """The audit table's entries (one per change): their "What" cell as text."""
+    body = page.split("<tbody>", 1)[1].split("</tbody>", 1)[0] if "<tbody>" in page else ""
+    cells = (re.findall(r"<td>(.*?)</td>", row, re.S)[-1] for row in re.findall(r"<tr>(.*?)</tr>", body, re.S))
+    inline_gone = (re.sub(r"</?(a|span)\b[^>]*>", "", cell) for cell in cells)
+    return [html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", row))).strip() for row in inline_gone]
+
+
+def audit_page(client, **params):
+    response = client.get("/admin/audit", query_string=params)
+    return response.status_code, response.get_data(as_text=True)
+
+
+@pytest.fixture()
+def xuar(runner):
+    """The seeded campaign and its published rubric (`flask seed`)."""
+    assert runner.invoke(args=["seed"]).exit_code == 0
+    return db.session.scalar(sa.select(Campaign).where(Campaign.slug == "xuar"))
+
+
+def score_reply(client, engagement, rubric, level=2):
+    reply = Interaction(engagement=engagement, kind="response", direction="inbound", occurred_on=dt.date(2026, 6, 1),
+                        subject="Our supplier map", summary="Attached.")
+    db.session.add(reply)
+    db.session.commit()
+    data = {"scored_on": "2026-06-10", "note": ""}
+    for criterion in rubric.criteria:
+        data[f"level-{criterion.id}"] = str(level)
+        data[f"evidence-{criterion.id}"] = "See the reply of 1 June."
+    assert client.post(f"/scoring/interactions/{reply.id}", data=data).status_code == 302
+    return db.session.scalar(sa.select(Score).order_by(Score.id.desc()))
+
+
+def test_a_stage_move_reads_as_a_person_would_say_it(client, login_as, app, frozen_today):
+    analyst = login_as("analyst")
+    engagement = factories.engagement(company=factories.company(HIKVISION), stage="acknowledged", owner=analyst)
+    assert post_stage(client, engagement.id, "value_chain_mapped",
+                      evidence_url="https://example.org/supplier-list").status_code == 302
+
+    admin = app.test_client()
+    assert login(admin, factories_admin_email()).status_code == 302
+    status, page = audit_page(admin, actor=analyst.email)
+    assert status == 200
+    move = next(e for e in entries(page) if "→" in e)
+    assert f"{HIKVISION} — engagement: stage Acknowledged → Value chain mapped" in move
+    assert f'<a href="/engagements/{engagement.id}">{html.escape(HIKVISION)}</a>' in page
+    # The engagement's update and its timeline event are one change, led by the engagement.
+    assert "and 1 engagement event created" in move
+    assert "value_chain_mapped" not in page and "acknowledged" not in page.replace("Acknowledged", "")
+
+
+_admins = iter(range(1, 1000))
+
+
+def factories_admin_email() -> str:
+    """A fresh admin (committed outside any request), returning the email to sign in with."""
+    from engage.models import User
+    from tests.conftest import PASSWORD
+
+    email = f"auditor{next(_admins)}@example.org"
+    user = User(email=email, name="Auditor", role="admin", active=True)
+    user.set_password(PASSWORD)
+    db.session.add(user)
+    db.session.commit()
+    return email
+
+
+def test_a_scoring_is_one_entry_not_one_per_criterion(client, login_as, app, xuar, frozen_today):
+    analyst = login_as("analyst")
+    engagement = factories.engagement(company=factories.company(HIKVISION), campaign=xuar, owner=analyst,
+                                      stage="acknowledged")
+    rubric = xuar.rubrics[-1]
+    criteria = len(rubric.criteria)
+    assert criteria > 1
+    score = score_reply(client, engagement, rubric)
+
+    rows = db.session.execute(sa.select(AuditEvent.object_type, AuditEvent.group_id).where(
+        AuditEvent.object_type.in_(["Score", "CriterionScore"]))).all()
+    assert len(rows) == criteria + 1 and len({group for _type, group in rows}) == 1 and rows[0].group_id
+    sign_in = db.session.scalar(sa.select(AuditEvent.group_id).where(AuditEvent.action == "login",
+                                                                     AuditEvent.actor_id == analyst.id))
+    assert sign_in != rows[0].group_id  # another request, another change
+
+    admin = app.test_client()
+    assert login(admin, factories_admin_email()).status_code == 302
+    status, page = audit_page(admin, actor=analyst.email)
+    found = entries(page)
+    scorings = [e for e in found if "— score" in e]
+    assert len(scorings) == 1, found
+    assert f"{HIKVISION} — score: created" in scorings[0]
+    assert f"and {criteria} criterion scores created" in scorings[0]
+    criterion = db.session.scalar(sa.select(Criterion.title).where(Criterion.rubric_id == rubric.id)
+                                  .order_by(Criterion.id))
+    assert f"{HIKVISION} — criterion score “{criterion}”: created" in scorings[0]
+    assert f'href="/scoring/scores/{score.id}"' in page
+    # Ids in the recorded values are named too: the scorer, the rubric, the criterion.
+    assert f"<dt>scorer</dt><dd>{analyst.email}</dd>" in page and f"<dt>rubric</dt><dd>{rubric.name}</dd>" in page
+    assert f"<dt>criterion</dt><dd>{html.escape(criterion)}</dd>" in page
+    assert not any(e.startswith("criterion score") for e in found)
+    assert any("Signed in" in e for e in found)  # the sign-in stands alone
+
+    # Filtered to criterion scores, the same change shows those rows only.
+    status, page = audit_page(admin, object_type="CriterionScore")
+    assert len(entries(page)) == 1 and f"and {criteria - 1} criterion scores created" in entries(page)[0]
+
+
+def test_a_deleted_object_keeps_its_name_without_a_link(client, login_as, frozen_today):
+    login_as("admin")
+    gone = factories.company("Zhejiang Dahua Technology Co., Ltd.")
+    db.session.commit()
+    kept = factories.company(HIKVISION)
+    db.session.commit()
+    gone_id = gone.id
+    db.session.delete(gone)
+    db.session.commit()
+
+    status, page = audit_page(client, object_type="Company")
+    found = entries(page)
+    assert status == 200 and len(found) == 3
+    assert "Zhejiang Dahua Technology Co., Ltd. — company (deleted): deleted" in found[0]
+    assert f"{HIKVISION} — company: created" in found[1]
+    assert "Zhejiang Dahua Technology Co., Ltd. — company (since deleted): created" in found[2]
+    assert f"/companies/{gone_id}" not in page
+    assert f'<a href="/companies/{kept.id}">{html.escape(HIKVISION)}</a>' in page
+
+
+def test_changes_outside_requests_group_by_transaction_or_block(app, login_as, client):
+    login_as("admin")
+    with audit.acting_as("cli"):
+        company = factories.company("Daqo New Energy Corp.")
+        db.session.flush()
+        db.session.add(CompanyAlias(company=company, alias="Daqo", normalized_alias="daqo"))
+        db.session.commit()
+        factories.company("Xinjiang Daqo New Energy Co., Ltd.")
+        db.session.commit()
+        with audit.grouped():
+            for n in range(3):
+                factories.company(f"Imported {n}")
+                db.session.commit()  # a batch import commits as it goes: still one change
+    groups = db.session.execute(sa.select(AuditEvent.summary, AuditEvent.group_id)
+                                .where(AuditEvent.actor_label == "cli").order_by(AuditEvent.id)).all()
+    ids = [group for _summary, group in groups]
+    assert ids[0] == ids[1] != ids[2] != ids[3] and ids[3] == ids[4] == ids[5]
+
+    # Rows recorded before group ids existed stand alone.
+    for n in range(2):
+        db.session.add(AuditEvent(actor_label="cli", action="create", object_type="Company", object_id=9000 + n,
+                                  summary=f"create Company Old {n}", changes={"name": f"Old {n}"},
+                                  created_at=clock.utcnow(), group_id=None))
+    db.session.commit()
+    status, page = audit_page(client, actor="cli")
+    found = entries(page)
+    assert status == 200 and len(found) == 5, found
+    assert "and 1 company alias created" in next(e for e in found if e.startswith("Daqo New Energy Corp."))
+    assert "and 2 companies created" in next(e for e in found if "Imported" in e)
+    assert sum("Old " in e for e in found) == 2
+
+
+def test_date_range_and_object_type_filters(client, login_as, freeze_clock):
+    freeze_clock(dt.datetime(2026, 6, 10, 9, 0))
+    login_as("admin")
+    with clock.frozen(dt.datetime(2026, 6, 1, 23, 59)):
+        factories.company("Early Co.")
+        db.session.commit()
+    with clock.frozen(dt.datetime(2026, 6, 5, 0, 0)):
+        factories.company("Middle Co.")
+        db.session.commit()
+    with clock.frozen(dt.datetime(2026, 6, 8, 23, 59, 59)):
+        factories.engagement(company=factories.company("Late Co."))
+
+    def shown(**params):
+        status, page = audit_page(client, object_type="Company", **params)
+        assert status == 200, page
+        return sorted(name for name in ("Early", "Middle", "Late") if f"{name} Co." in page)
+
+    assert shown() == ["Early", "Late", "Middle"]
+    assert shown(**{"from": "2026-06-02"}) == ["Late", "Middle"]
+    assert shown(to="2026-06-01") == ["Early"]  # the whole last day is included
+    assert shown(**{"from": "2026-06-05", "to": "2026-06-05"}) == ["Middle"]
+    assert shown(**{"from": "2026-06-08", "to": "2026-06-08"}) == ["Late"]
+    assert shown(**{"from": "2026-06-09"}) == []
+
+    status, page = audit_page(client, object_type="Engagement")
+    assert [e.split(" — ")[0] for e in entries(page)] == ["Late Co."]
+    assert '<option selected value="Engagement">' in page and ">Criterion score</option>" in page
+    company_id = db.session.scalar(sa.select(Company.id).where(Company.name == "Middle Co."))
+    status, page = audit_page(client, object_type="Company", object_id=str(company_id))
+    assert [e.split(" — ")[0] for e in entries(page)] == ["Middle Co."]
+
+
+@pytest.mark.parametrize(("params", "message"), [
+    ({"from": "2026-02-30"}, "From: &#39;2026-02-30&#39; is not a date; write it as YYYY-MM-DD"),
+    ({"to": "yesterday"}, "To: &#39;yesterday&#39; is not a date; write it as YYYY-MM-DD"),
+    ({"from": "2026-06-10", "to": "2026-06-01"},
+     "To: The range ends (01 Jun 2026) before it starts (10 Jun 2026): choose a To on or after the From."),
+    ({"object_type": "Spaceship"}, "Object type: Not a valid choice."),
+    ({"object_id": "-3"}, "Object number: &#39;-3&#39; is not an object number (digits only)."),
+    ({"action": "explode"}, "Action: Not a valid choice."),
+])
+def test_bad_filters_are_explained_on_the_page(client, login_as, params, message):
+    login_as("admin")
+    status, page = audit_page(client, **params)
+    assert status == 400
+    assert message in page
+    assert "These filters cannot be applied" in page and 'class="filters"' in page and "<tbody>" not in page
+
+
+def test_only_admins_see_the_trail(client, login_as):
+    login_as("analyst")
+    assert client.get("/admin/audit").status_code == 403
+
+
+def test_query_count_does_not_grow_with_the_rows(client, login_as, app, xuar, count_queries, frozen_today):
+    """One query per object type on the page: more changes of the same types cost nothing more."""
+    analyst = login_as("analyst")
+    rubric = xuar.rubrics[-1]
+    admin = app.test_client()
+    assert login(admin, factories_admin_email()).status_code == 302
+
+    def add_changes():
+        engagement = factories.engagement(campaign=xuar, owner=analyst, stage="acknowledged")
+        score_reply(client, engagement, rubric)
+        assert post_stage(client, engagement.id, "value_chain_mapped",
+                          evidence_url="https://example.org/map").status_code == 302
+        db.session.add(CompanyAlias(company=engagement.company, alias=f"{engagement.company.name} Ltd",
+                                    normalized_alias=f"alias {engagement.id}"))
+        db.session.commit()
+
+    def queries() -> tuple[int, int]:
+        with count_queries() as counter:
+            response = admin.get("/admin/audit")
+        assert response.status_code == 200
+        return counter.count, len(entries(response.get_data(as_text=True)))
+
+    add_changes()
+    few, shown_few = queries()
+    for _ in range(3):
+        add_changes()
+    many, shown_many = queries()
+    assert shown_many > shown_few + 6
+    assert many == few, (few, many)
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(CriterionScore)) == 4 * len(rubric.criteria)
