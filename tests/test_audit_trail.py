@@ -162,11 +162,12 @@ def test_changes_outside_requests_group_by_transaction_or_block(app, login_as, c
     ids = [group for _summary, group in groups]
     assert ids[0] == ids[1] != ids[2] != ids[3] and ids[3] == ids[4] == ids[5]
 
-    # Rows recorded before group ids existed stand alone.
-    for n in range(2):
+    # Rows recorded before group ids existed ("#<id>", migration 0021) stand alone, and so do rows
+    # added without one.
+    for n, group_id in enumerate(["#9000", None]):
         db.session.add(AuditEvent(actor_label="cli", action="create", object_type="Company", object_id=9000 + n,
                                   summary=f"create Company Old {n}", changes={"name": f"Old {n}"},
-                                  created_at=clock.utcnow(), group_id=None))
+                                  created_at=clock.utcnow(), group_id=group_id))
     db.session.commit()
     status, page = audit_page(client, actor="cli")
     found = entries(page)
@@ -260,3 +261,25 @@ def test_query_count_does_not_grow_with_the_rows(client, login_as, app, xuar, co
     assert shown_many > shown_few + 6
     assert many == few, (few, many)
     assert db.session.scalar(sa.select(sa.func.count()).select_from(CriterionScore)) == 4 * len(rubric.criteria)
+
+
+def test_migration_gives_old_rows_a_group_of_their_own(make_app, tmp_path, database_url):
+    """0021 adds group_id: rows recorded before it get "#<id>", each a change of its own."""
+    from flask_migrate import upgrade
+
+    if not database_url.startswith("sqlite"):
+        return  # the same statements run on PostgreSQL when its test database is built
+    app = make_app(SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'upgrade.sqlite'}")
+    with app.app_context():
+        upgrade(revision="0020")
+        with db.engine.begin() as conn:
+            for n in (1, 2):
+                conn.exec_driver_sql(
+                    "INSERT INTO audit_events (id, created_at, actor_label, action, summary, changes) "
+                    f"VALUES ({n}, '2026-01-0{n}', 'cli', 'create', 'create Company C{n}', '{{}}')")
+        upgrade()
+        with db.engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT id, group_id FROM audit_events ORDER BY id").all() == [
+                (1, "#1"), (2, "#2")]
+        db.session.remove()
+        db.engine.dispose()

@@ -2,7 +2,7 @@
 
 `engage.audit` records a row per object touched; the rows of one change share a `group_id`
 (one request, one transaction, or one `audit.grouped()` block; rows from before it existed have
-none and stand alone). This module pages through those groups, leads each with its main row
+"#<id>" and stand alone). This module pages through those groups, leads each with its main row
 ("Hikvision — engagement: stage Acknowledged → Value chain mapped"), counts the rest ("9 criterion
 scores created") and names every object in bulk: one query per object type on the page, whatever
 the number of rows. An object that no longer exists keeps the name its row recorded, unlinked.
@@ -510,39 +510,34 @@ def conditions(filters: dict) -> list:
     return found
 
 
-def group_key():
-    """A change's key: its group id, or the row's own id for rows recorded before groups existed."""
-    return sa.func.coalesce(AuditEvent.group_id, sa.literal("#") + sa.cast(AuditEvent.id, sa.String))
-
-
 def groups_query(conditions: list) -> sa.Select:
     """The changes matching `conditions`, newest first, as their keys (to page through)."""
-    key = group_key()
-    return (sa.select(key.label("key")).where(*conditions).group_by(key)
-            .order_by(sa.func.max(AuditEvent.created_at).desc(), sa.func.max(AuditEvent.id).desc()))
+    key = AuditEvent.group_id
+    return (sa.select(key).where(*conditions).group_by(key)
+            .order_by(sa.func.max(AuditEvent.id).desc()))  # ids grow with time; by index alone
 
 
 def load_groups(keys: list[str], conditions: list) -> list[Group]:
     """The groups of `keys` in that order: their leading rows named and linked, the rest counted.
 
-    Three queries and one per object type shown, however many rows the groups hold.
+    Two queries and one per object type named, however many rows the groups hold.
     """
     if not keys:
         return []
-    key = group_key()
+    key = AuditEvent.group_id
     ranked = (sa.select(AuditEvent.id.label("id"), key.label("key"),
                         sa.func.row_number().over(partition_by=key, order_by=(_head_rank(), AuditEvent.id))
                         .label("n"))
               .where(*conditions, key.in_(keys)).subquery())
-    rows = db.session.execute(
-        sa.select(AuditEvent, ranked.c.key).join(ranked, ranked.c.id == AuditEvent.id)
+    rows = db.session.scalars(
+        sa.select(AuditEvent).join(ranked, ranked.c.id == AuditEvent.id)
         .where(ranked.c.n <= ROWS_PER_GROUP).order_by(ranked.c.key, ranked.c.n)).all()
     tallies = db.session.execute(
         sa.select(key, AuditEvent.object_type, AuditEvent.action, sa.func.count())
         .where(*conditions, key.in_(keys)).group_by(key, AuditEvent.object_type, AuditEvent.action)).all()
 
     refs: dict[str, set[int]] = defaultdict(set)
-    for event, _key in rows:
+    for event in rows:
         if event.object_type and event.object_id is not None:
             refs[event.object_type].add(event.object_id)
         for target, object_id in _references(event):
@@ -550,18 +545,18 @@ def load_groups(keys: list[str], conditions: list) -> list[Group]:
     named = name_objects(refs)
 
     by_key: dict[str, list[Row]] = defaultdict(list)
-    for event, event_key in rows:
-        by_key[event_key].append(describe(event, named))
+    for event in rows:
+        by_key[event.group_id].append(describe(event, named))
     counted: dict[str, Counter] = defaultdict(Counter)
     for event_key, object_type, action, count in tallies:
         counted[event_key][(object_type, action)] += count
 
     groups = []
-    for group_key_value in keys:
-        shown = by_key.get(group_key_value)
+    for group_id in keys:
+        shown = by_key.get(group_id)
         if not shown:
             continue
-        counter = counted[group_key_value]
+        counter = counted[group_id]
         head = shown[0].event
         counter[(head.object_type, head.action)] -= 1
         total = sum(counter.values())

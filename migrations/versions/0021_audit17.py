@@ -4,7 +4,7 @@ Revision ID: 0021
 Revises: 0020
 Create Date: 2026-12-04 18:00:00
 
-Rows recorded before this migration keep NULL: the audit page shows each of them on its own.
+Rows recorded before this migration get "#<id>": a group of their own, each shown on its own.
 """
 from alembic import op
 import sqlalchemy as sa
@@ -20,10 +20,13 @@ depends_on = None
 def upgrade():
     with op.batch_alter_table('audit_events', schema=None) as batch_op:
         batch_op.add_column(sa.Column('group_id', sa.String(length=32), nullable=True))
-        batch_op.create_index(batch_op.f('ix_audit_events_group_id'), ['group_id'], unique=False)
+    op.execute("UPDATE audit_events SET group_id = '#' || CAST(id AS VARCHAR(20)) WHERE group_id IS NULL")
+    with op.batch_alter_table('audit_events', schema=None) as batch_op:
+        batch_op.alter_column('group_id', existing_type=sa.String(length=32), nullable=False)
+        batch_op.create_index('ix_audit_events_group', ['group_id', 'id'], unique=False)
 
 
 def downgrade():
     with op.batch_alter_table('audit_events', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_audit_events_group_id'))
+        batch_op.drop_index('ix_audit_events_group')
         batch_op.drop_column('group_id')
