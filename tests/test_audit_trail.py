@@ -177,6 +177,21 @@ def test_changes_outside_requests_group_by_transaction_or_block(app, login_as, c
     assert sum("Old " in e for e in found) == 2
 
 
+def test_a_large_change_shows_its_first_rows_and_counts_the_rest(client, login_as):
+    from engage.admin.trail import ROWS_PER_GROUP
+
+    login_as("admin")
+    with audit.acting_as("cli"), audit.grouped():
+        for n in range(ROWS_PER_GROUP + 5):
+            factories.company(f"Holding Co. {n}")
+        db.session.commit()
+    status, page = audit_page(client, actor="cli")
+    [entry] = entries(page)
+    assert f"and {ROWS_PER_GROUP + 4} companies created" in entry
+    # The lead row, then in the folded part the lead again with its values and the next rows.
+    assert entry.count("— company: created") == ROWS_PER_GROUP + 1 and "5 more not shown." in entry
+
+
 def test_date_range_and_object_type_filters(client, login_as, freeze_clock):
     freeze_clock(dt.datetime(2026, 6, 10, 9, 0))
     login_as("admin")

@@ -51,6 +51,7 @@ from engage.models import (
     RelationshipStatusChange,
     Reminder,
     RiskFlag,
+    RiskSource,
     Rubric,
     Score,
     Stage,
@@ -121,9 +122,14 @@ def kind_label(object_type: str | None) -> str:
     return KIND_LABELS.get(object_type) or re.sub(r"(?<!^)(?=[A-Z])", " ", object_type).lower()
 
 
+_IRREGULAR = {"criterion": "criteria"}
+
+
 def plural(label: str, count: int) -> str:
     if count == 1:
         return label
+    if label.split()[-1] in _IRREGULAR:
+        return " ".join(label.split()[:-1] + [_IRREGULAR[label.split()[-1]]])
     if label.endswith("y") and label[-2:-1] not in "aeiou":
         return label[:-1] + "ies"
     if label.endswith(("s", "x", "ch", "sh")):
@@ -340,6 +346,11 @@ def _generic_resolver(cls):
             None, None)
 
 
+def _list_label(name: str | None) -> str:
+    """A published list's label ("CBP Withhold Release Order"), or the team's own list's name."""
+    return RiskSource(name).label if name in RiskSource.values() else (name or "")
+
+
 def name_objects(refs: dict[str, set[int]]) -> dict[tuple[str, int], Named]:
     """Name the objects that still exist: one query per object type."""
     resolvers = _resolvers()
@@ -357,6 +368,8 @@ def name_objects(refs: dict[str, set[int]]) -> dict[tuple[str, int], Named]:
         for object_id, name, detail, link_value in db.session.execute(query(sorted(ids))):
             if object_type == "RiskFlag":
                 detail = value_text("RiskFlag", "source", detail)
+            elif object_type in ("ListVersion", "ListedEntity", "MatchCandidate"):
+                name, detail = (_list_label(name) if object_type == "ListVersion" else name), _list_label(detail)
             elif object_type == "EngagementEvent":
                 detail = field_label(detail or "")
             elif object_type == "RelationshipStatusChange":
@@ -401,7 +414,7 @@ class Row:
 @dataclass
 class Group:
     rows: list[Row]
-    counts: list[tuple[str, int]] = field(default_factory=list)  # ("criterion scores created", 9) beyond the head
+    counts: list[tuple[str, int]] = field(default_factory=list)  # ("9 criterion scores created", 9) beyond the head
     hidden: int = 0  # rows of the change not shown
 
     @property
@@ -560,7 +573,8 @@ def load_groups(keys: list[str], conditions: list) -> list[Group]:
         head = shown[0].event
         counter[(head.object_type, head.action)] -= 1
         total = sum(counter.values())
-        counts = [(f"{plural(kind_label(t) or 'event', n)} {action_label(a).lower()}", n)
+        counts = [(f"{n:,} {plural(kind_label(t), n)} {action_label(a).lower()}" if a in DATA_ACTIONS
+                   else f"{action_label(a).lower()}" + (f" ×{n:,}" if n > 1 else ""), n)
                   for (t, a), n in sorted(counter.items(), key=lambda item: (-item[1], str(item[0]))) if n > 0]
         groups.append(Group(shown, counts, hidden=max(total - (len(shown) - 1), 0)))  # rows beyond ROWS_PER_GROUP
     return groups
