@@ -486,7 +486,7 @@ def describe(event: AuditEvent, named: dict[tuple[str, int], Named]) -> Row:
         return Row(event, kind, found.name, found.detail, found.endpoint, dict(found.args), False,
                    _what(event, fields), fields)
     if event.object_type is None:
-        return Row(event, "", event.actor_label, "", None, {}, False, _what(event, fields), fields)
+        return Row(event, "", "", "", None, {}, False, _what(event, fields), fields)  # a screening run, a failed sign-in
     recorded = _recorded_label(event) or (f"#{event.object_id}" if event.object_id is not None else "")
     return Row(event, kind, recorded, "", None, {}, True, _what(event, fields), fields)
 
