@@ -298,3 +298,23 @@ def test_migration_gives_old_rows_a_group_of_their_own(make_app, tmp_path, datab
                 (1, "#1"), (2, "#2")]
         db.session.remove()
         db.engine.dispose()
+
+
+def test_every_enum_column_shows_labels(app):
+    """Each column `enum_check` limits is known to the page, so its values show as labels, never codes."""
+    from engage.admin import trail
+
+    enum_values = [set(e.values()) for e in trail._enum_classes()]
+    checked = set()
+    for cls in (m.class_ for m in db.Model.registry.mappers):
+        for constraint in cls.__table__.constraints:
+            found = re.search(r"(\w+) IN \(([^)]*)\)", str(getattr(constraint, "sqltext", "")))
+            if found and any(set(re.findall(r"'([^']*)'", found.group(2))) <= values for values in enum_values):
+                checked.add((cls.__name__, found.group(1)))
+    known = set(trail._column_enums())
+    assert checked and checked <= known, checked - known
+    assert trail.value_text("Engagement", "stage", "value_chain_mapped") == "Value chain mapped"
+    assert trail.value_text("RiskFlag", "source", "us_entity_list") == "US Entity List"
+    assert trail.value_text("Engagement", "outcome", "divested") == "Divested"
+    assert trail._column_enums()[("Criterion", "stage_hint")].__name__ == "Stage"
+    assert trail.value_text("EngagementEvent", "to_value", "call_to_action", {"kind": "escalation"}) == "Call to action"

@@ -166,18 +166,24 @@ def _enum_classes(cls=StrEnum) -> list[type[StrEnum]]:
 
 @cache
 def _column_enums() -> dict[tuple[str, str], type[StrEnum]]:
-    """(class name, column) -> the enum its CHECK constraint (`enum_check`) limits it to."""
-    by_values = {frozenset(e.values()): e for e in _enum_classes()}
+    """(class name, column) -> the enum its CHECK constraint (`enum_check`) limits it to.
+
+    Read from the constraints, so a new enum column is labelled without a line here; a constraint
+    allowing a subset of an enum (a criterion's stage hint) takes the smallest enum holding it.
+    """
+    enums = _enum_classes()
     found = {}
     for name, cls in _mapped_classes().items():
         for constraint in cls.__table__.constraints:
             if not isinstance(constraint, sa.CheckConstraint):
                 continue
-            match = re.fullmatch(r"\s*(\w+) IN \((.*)\)\s*", str(constraint.sqltext), re.S)
-            if match:
-                enum = by_values.get(frozenset(re.findall(r"'([^']*)'", match.group(2))))
-                if enum is not None:
-                    found[(name, match.group(1))] = enum
+            match = re.search(r"(\w+) IN \(([^)]*)\)", str(constraint.sqltext))
+            if match is None:
+                continue
+            values = set(re.findall(r"'([^']*)'", match.group(2)))
+            holding = [e for e in enums if values <= set(e.values())]
+            if holding:
+                found[(name, match.group(1))] = min(holding, key=lambda e: (len(e.values()), e.__name__))
     return found
 
 
