@@ -220,8 +220,11 @@ def test_date_range_and_object_type_filters(client, login_as, freeze_clock):
     assert [e.split(" — ")[0] for e in entries(page)] == ["Late Co."]
     assert '<option selected value="Engagement">' in page and ">Criterion score</option>" in page
     company_id = db.session.scalar(sa.select(Company.id).where(Company.name == "Middle Co."))
+    status, page = audit_page(client, object_type="Company")
+    history = f"/admin/audit?object_type=Company&amp;object_id={company_id}"
+    assert f'href="{history}">its history</a>' in page
     status, page = audit_page(client, object_type="Company", object_id=str(company_id))
-    assert [e.split(" — ")[0] for e in entries(page)] == ["Middle Co."]
+    assert [e.split(" — ")[0] for e in entries(page)] == ["Middle Co."] and "its history" not in page
 
 
 @pytest.mark.parametrize(("params", "message"), [
