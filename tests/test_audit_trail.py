@@ -242,6 +242,8 @@ def test_bad_filters_are_explained_on_the_page(client, login_as, params, message
     assert status == 400
     assert message in page
     assert "These filters cannot be applied" in page and 'class="filters"' in page and "<tbody>" not in page
+    assert page.count(message) == 1 and "Not saved" not in page  # said once, and not as a refused edit
+    assert 'aria-invalid="true"' in page
 
 
 def test_only_admins_see_the_trail(client, login_as):

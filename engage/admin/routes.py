@@ -127,11 +127,16 @@ def audit_events():
     """The audit trail, one entry per change (engage.admin.trail); bad filters are shown on the page (400)."""
     form = AuditFilterForm(request.args, actions=trail.action_choices(), object_types=trail.object_type_choices())
     if not form.validate():
+        # Said once, above the filters: the layout's "Not saved." list (`refusals`) is for edits.
         problems = [f"{field.label.text}: {message}" for field in form for message in field.errors]
-        return render_template("admin/audit.html", page=None, groups=[], form=form, problems=problems), 400
+        invalid = {field.name for field in form if field.errors}
+        for field in form:
+            field.errors = []
+        return render_template("admin/audit.html", page=None, groups=[], form=form, problems=problems,
+                               invalid=invalid), 400
     page = paginate(trail.groups_query(trail.conditions(form.data)))
     groups = trail.load_groups(list(page.items), trail.conditions(form.data))
-    return render_template("admin/audit.html", page=page, groups=groups, form=form, problems=[])
+    return render_template("admin/audit.html", page=page, groups=groups, form=form, problems=[], invalid=set())
 
 
 @bp.route("/campaigns")
