@@ -124,6 +124,35 @@ def test_a_scoring_is_one_entry_not_one_per_criterion(client, login_as, app, xua
     assert len(entries(page)) == 1 and f"and {criteria - 1} criterion scores created" in entries(page)[0]
 
 
+def test_a_holdings_import_is_one_entry_led_by_the_import(client, login_as, app, xuar):
+    import io
+    from pathlib import Path
+
+    from engage.models import Fund, Holding
+
+    analyst = login_as("analyst")
+    fund = Fund(name="Emerging Markets Fund")
+    db.session.add(fund)
+    db.session.commit()
+    data = (Path(__file__).parent / "fixtures" / "ishares_em.csv").read_bytes()
+    page = client.post("/holdings/import", data={"fund_id": fund.id, "file": (io.BytesIO(data), "holdings.csv"),
+                                                 "partial": "y"}, content_type="multipart/form-data").get_data(as_text=True)
+    token = page.split("/holdings/import/")[1].split('"')[0]
+    assert client.post(f"/holdings/import/{token}", data=factories.confirmation(page)).status_code == 302
+    holdings = db.session.scalar(sa.select(sa.func.count()).select_from(Holding))
+    assert holdings == 5
+
+    admin = app.test_client()
+    assert login(admin, factories_admin_email()).status_code == 302
+    status, page = audit_page(admin, actor=analyst.email)
+    [entry] = [e for e in entries(page) if "Holdings imported" in e]
+    assert entry.startswith("Emerging Markets Fund — fund: Holdings imported")
+    # The companies the import created and its record are in the same entry, and in no other.
+    assert "and 3 companies created, 1 holdings import created" in entry
+    assert "TENCENT HOLDINGS LTD — company: created" in entry
+    assert sum("TENCENT" in e for e in entries(page)) == 1
+
+
 def test_a_deleted_object_keeps_its_name_without_a_link(client, login_as, frozen_today):
     login_as("admin")
     gone = factories.company("Zhejiang Dahua Technology Co., Ltd.")
