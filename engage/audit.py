@@ -241,9 +241,11 @@ def _discard_queued(session: Session, *_args) -> None:
     session.info.pop("audit_rows", None)
 
 
-def _end_transaction_group(session: Session, *_args) -> None:
-    """Outside requests a transaction is one change: the next one starts a new group."""
-    session.info.pop(_SESSION_GROUP_KEY, None)
+def _end_transaction_group(session: Session, transaction) -> None:
+    """Outside requests a transaction is one change: when it ends (commit, rollback or close), the
+    next one starts a new group. A savepoint's end is not the transaction's."""
+    if transaction.parent is None:
+        session.info.pop(_SESSION_GROUP_KEY, None)
 
 
 def _keep_old_value(target, value, oldvalue, initiator):
@@ -259,9 +261,8 @@ def register(session_class=Session) -> None:
     if not sa.event.contains(session_class, "after_flush", _write_queued):
         sa.event.listen(session_class, "after_flush", _write_queued)
         sa.event.listen(session_class, "after_soft_rollback", _discard_queued)
-    if not sa.event.contains(session_class, "after_commit", _end_transaction_group):
-        sa.event.listen(session_class, "after_commit", _end_transaction_group)
-        sa.event.listen(session_class, "after_rollback", _end_transaction_group)
+    if not sa.event.contains(session_class, "after_transaction_end", _end_transaction_group):
+        sa.event.listen(session_class, "after_transaction_end", _end_transaction_group)
     for name, handler in (("after_insert", _after_insert), ("after_update", _after_update),
                           ("after_delete", _after_delete)):
         if not sa.event.contains(db.Model, name, handler):

@@ -186,10 +186,15 @@ def test_changes_outside_requests_group_by_transaction_or_block(app, login_as, c
             for n in range(3):
                 factories.company(f"Imported {n}")
                 db.session.commit()  # a batch import commits as it goes: still one change
+        with db.session.begin_nested():  # a savepoint does not end the transaction's change
+            factories.company("Savepoint Co.")
+        factories.company("After Savepoint Co.")
+        db.session.commit()
     groups = db.session.execute(sa.select(AuditEvent.summary, AuditEvent.group_id)
                                 .where(AuditEvent.actor_label == "cli").order_by(AuditEvent.id)).all()
     ids = [group for _summary, group in groups]
-    assert ids[0] == ids[1] != ids[2] != ids[3] and ids[3] == ids[4] == ids[5]
+    assert len(ids) == 8
+    assert ids[0] == ids[1] != ids[2] != ids[3] and ids[3] == ids[4] == ids[5] != ids[6] and ids[6] == ids[7]
 
     # Rows recorded before group ids existed ("#<id>", migration 0021) stand alone, and so do rows
     # added without one.
@@ -200,7 +205,7 @@ def test_changes_outside_requests_group_by_transaction_or_block(app, login_as, c
     db.session.commit()
     status, page = audit_page(client, actor="cli")
     found = entries(page)
-    assert status == 200 and len(found) == 5, found
+    assert status == 200 and len(found) == 6, found
     assert "and 1 company alias created" in next(e for e in found if e.startswith("Daqo New Energy Corp."))
     assert "and 2 companies created" in next(e for e in found if "Imported" in e)
     assert sum("Old " in e for e in found) == 2
