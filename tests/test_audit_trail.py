@@ -357,3 +357,16 @@ def test_every_enum_column_shows_labels(app):
     assert trail.value_text("Engagement", "outcome", "divested") == "Divested"
     assert trail._column_enums()[("Criterion", "stage_hint")].__name__ == "Stage"
     assert trail.value_text("EngagementEvent", "to_value", "call_to_action", {"kind": "escalation"}) == "Call to action"
+
+
+def test_pages_count_changes_not_rows(client, login_as, app, monkeypatch):
+    login_as("admin")
+    for n in range(3):
+        factories.engagement(company=factories.company(f"Paged Co. {n}"))  # one transaction: one change each
+    monkeypatch.setitem(app.config, "PAGE_SIZE", 2)
+    status, first = audit_page(client, object_type="Engagement")
+    status, second = audit_page(client, object_type="Engagement", page="2")
+    assert "Page 1 of 2 · 3 rows" in first and len(entries(first)) == 2 and len(entries(second)) == 1
+    assert [e.split(" — ")[0] for e in entries(first) + entries(second)] == [
+        "Paged Co. 2", "Paged Co. 1", "Paged Co. 0"]
+    assert audit_page(client, object_type="Engagement", page="3")[0] == 404
