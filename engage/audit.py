@@ -4,12 +4,18 @@ Mapper hooks turn every insert, update and delete of a domain object (orphans an
 cascades included) into an `AuditEvent` row, written in one statement when the flush ends; logins and other non-data events are recorded with `record()`.
 The actor is the logged-in user in a request, or what a CLI command or job declares
 with `acting_as()`.
+
+The rows of one change share a `group_id`, so the audit page shows one scoring, not a score
+and nine criterion scores: one id per request (a request is one user action, even when it
+commits twice, e.g. an idempotency claim then the change), one per transaction outside requests,
+or one for a whole `grouped()` block (a CLI import that commits in batches).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import decimal
+import uuid
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -38,6 +44,43 @@ class Actor:
 
 
 _actor: ContextVar[Actor | None] = ContextVar("engage_audit_actor", default=None)
+_group: ContextVar[str | None] = ContextVar("engage_audit_group", default=None)
+
+#: Where a request keeps its group id: on the WSGI environ, which lives exactly as long as the request
+#: (`g` belongs to the app context, which tests and CLI commands keep across requests).
+_REQUEST_GROUP_KEY = "engage.audit_group"
+_SESSION_GROUP_KEY = "audit_group"
+
+
+def _new_group_id() -> str:
+    return uuid.uuid4().hex
+
+
+@contextmanager
+def grouped():
+    """Record every change in the block under one group id (across commits), e.g. a batch import.
+
+    Nested blocks join the outer group.
+    """
+    if _group.get() is not None:
+        yield _group.get()
+        return
+    token = _group.set(_new_group_id())
+    try:
+        yield _group.get()
+    finally:
+        _group.reset(token)
+
+
+def current_group_id(session: Session | None = None) -> str:
+    """The group id of a row recorded now: the `grouped()` block's, the request's, or the transaction's."""
+    declared = _group.get()
+    if declared is not None:
+        return declared
+    if has_request_context():
+        return request.environ.setdefault(_REQUEST_GROUP_KEY, _new_group_id())
+    info = (session if session is not None else db.session).info
+    return info.setdefault(_SESSION_GROUP_KEY, _new_group_id())
 
 
 @contextmanager
@@ -93,6 +136,7 @@ def record(action: str, summary: str = "", obj=None, changes: dict | None = None
         changes=changes or {},
         ip_address=_ip(),
         created_at=clock.utcnow(),
+        group_id=current_group_id(),
     )
     db.session.add(event)
     return event
@@ -104,7 +148,7 @@ def record_inserted(model, rows) -> None:
     if not rows:
         return
     who = current_actor()
-    now, ip = clock.utcnow(), _ip()
+    now, ip, group = clock.utcnow(), _ip(), current_group_id()
     columns = [(attr.key, attr.columns[0].name) for attr in sa.inspect(model).column_attrs
                if attr.key not in IGNORED_FIELDS]
     by_key = dict(columns)
@@ -116,7 +160,7 @@ def record_inserted(model, rows) -> None:
         events.append({"created_at": now, "actor_id": who.user_id, "actor_label": who.label, "action": "create",
                        "object_type": model.__name__, "object_id": row["id"],
                        "summary": f"create {model.__name__} {label[:200]}".strip()[:500], "changes": changes,
-                       "ip_address": ip})
+                       "ip_address": ip, "group_id": group})
     db.session.execute(sa.insert(AuditEvent.__table__), events)
 
 
@@ -192,6 +236,7 @@ def _queue(action: str, target, changes: dict) -> None:
             "summary": f"{action} {type(target).__name__} {_label(target)}".strip()[:500],
             "changes": changes,
             "ip_address": _ip(),
+            "group_id": current_group_id(session),
         }
     )
 
@@ -226,6 +271,13 @@ def _discard_queued(session: Session, *_args) -> None:
     session.info.pop("audit_rows", None)
 
 
+def _end_transaction_group(session: Session, transaction) -> None:
+    """Outside requests a transaction is one change: when it ends (commit, rollback or close), the
+    next one starts a new group. A savepoint's end is not the transaction's."""
+    if transaction.parent is None:
+        session.info.pop(_SESSION_GROUP_KEY, None)
+
+
 def _keep_old_value(target, value, oldvalue, initiator):
     return value
 
@@ -239,6 +291,8 @@ def register(session_class=Session) -> None:
     if not sa.event.contains(session_class, "after_flush", _write_queued):
         sa.event.listen(session_class, "after_flush", _write_queued)
         sa.event.listen(session_class, "after_soft_rollback", _discard_queued)
+    if not sa.event.contains(session_class, "after_transaction_end", _end_transaction_group):
+        sa.event.listen(session_class, "after_transaction_end", _end_transaction_group)
     for name, handler in (("after_insert", _after_insert), ("after_update", _after_update),
                           ("after_delete", _after_delete)):
         if not sa.event.contains(db.Model, name, handler):

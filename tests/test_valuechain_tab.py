@@ -540,3 +540,16 @@ def test_the_same_file_imported_again_after_a_link_added_by_hand_is_a_new_map(cl
     assert again.exit_code == 0, again.output + str(again.stderr)
     second = db.session.scalar(sa.select(ValueChainMap).where(ValueChainMap.number == 2))
     assert second.diff["removed"] == 1 and "- Aurora Inverter Works (fictional)" in " ".join(second.diff["lines"])
+
+
+def test_a_map_import_is_one_change_in_the_audit_trail(runner):
+    """The bulk-inserted companies and relationships of one import share the import's audit group."""
+    load_lists(runner)
+    company = maker()
+    first = db.session.scalar(sa.select(sa.func.max(AuditEvent.id))) or 0
+    result = runner.invoke(args=["valuechain", "import", str(MAP), "--company", str(company.id)])
+    assert result.exit_code == 0, result.output + str(result.stderr)
+    groups = db.session.execute(sa.select(AuditEvent.object_type, AuditEvent.group_id).where(
+        AuditEvent.id > first, AuditEvent.object_type.in_(["ValueChainMap", "Relationship", "Company"]))).all()
+    assert {t for t, _ in groups} == {"ValueChainMap", "Relationship", "Company"}
+    assert len({g for _, g in groups}) == 1, groups

@@ -3,6 +3,7 @@ from decimal import Decimal
 
 from wtforms import (
     BooleanField,
+    DateField,
     EmailField,
     IntegerField,
     PasswordField,
@@ -19,7 +20,7 @@ from wtforms.validators import DataRequired, Email, EqualTo, InputRequired, Leng
 from engage.forms import DecimalField, EditForm, FilterForm
 from engage.models import Investor, InvestorKind, PaperSize, Role
 from engage.letters.service import LetterError, check_cover_note
-from engage.validators import MIN_PASSWORD_LENGTH, FiniteDecimal, http_url, strong_password
+from engage.validators import MIN_PASSWORD_LENGTH, FiniteDecimal, http_url, sane_date, strong_password, whole_number
 
 #: No investor manages more: the whole world's assets under management are about US$130 trillion.
 AUM_MAX_USD = Decimal(10) ** 15
@@ -61,17 +62,43 @@ class UnlockForm(FlaskForm):
     submit = SubmitField("Lift the pause and forget failed attempts")
 
 
+class FilterDateField(DateField):
+    """A date filter (YYYY-MM-DD) whose refusal quotes what was typed."""
+
+    def process_formdata(self, valuelist):
+        try:
+            super().process_formdata(valuelist)
+        except ValueError as error:
+            raise ValueError(f"{' '.join(valuelist)!r} is not a date; write it as YYYY-MM-DD, "
+                             "e.g. 2026-06-15.") from error
+
+
 class AuditFilterForm(FilterForm):
-    action = SelectField(
-        "Action",
-        choices=[SelectChoice("", "Any")] + [SelectChoice(a, a.replace("_", " ")) for a in
-                                 ("create", "update", "delete", "login", "login_failed", "login_backoff", "logout",
-                                  "sessions_ended", "password_change", "password_change_failed", "login_unlock",
-                                  "role_change")],
-        validators=[Optional()],
-    )
-    object_type = StringField("Object type", validators=[Optional(), Length(max=60)])
+    """The audit trail's filters; choices of action and object type come from `engage.admin.trail`."""
+
+    action = SelectField("Action", validators=[Optional()])
+    object_type = SelectField("Object type", validators=[Optional()])
+    object_id = StringField("Object number", validators=[Optional()],
+                            description="With an object type: that object's history.")
     actor = StringField("Actor", validators=[Optional(), Length(max=254)])
+    date_from = FilterDateField("From", name="from", validators=[Optional(), sane_date],
+                                description="First day shown (UTC).")
+    date_to = FilterDateField("To", name="to", validators=[Optional(), sane_date],
+                              description="Last day shown (UTC), included.")
+
+    def __init__(self, *args, actions: list, object_types: list, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.action.choices = [SelectChoice("", "Any")] + [SelectChoice(value, label) for value, label in actions]
+        self.object_type.choices = [SelectChoice("", "Any")] + [SelectChoice(v, label) for v, label in object_types]
+
+    def validate_object_id(self, field):
+        if field.data and whole_number(field.data.strip()) is None:
+            raise ValidationError(f"{field.data!r} is not an object number (digits only).")
+
+    def validate_date_to(self, field):
+        if field.data and self.date_from.data and self.date_from.data > field.data:
+            raise ValidationError(f"The range ends ({field.data:%d %b %Y}) before it starts "
+                                  f"({self.date_from.data:%d %b %Y}): choose a To on or after the From.")
 
 
 class CampaignForm(EditForm):

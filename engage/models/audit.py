@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -17,6 +18,8 @@ class AuditEvent(db.Model):
     __table_args__ = (
         sa.Index("ix_audit_events_object", "object_type", "object_id"),
         sa.Index("ix_audit_events_action_created", "action", "created_at"),
+        # The audit page pages through changes: GROUP BY group_id, newest max(id) first, from this index alone.
+        sa.Index("ix_audit_events_group", "group_id", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -34,5 +37,9 @@ class AuditEvent(db.Model):
     #: {field: [before, after]} for updates; {field: value} for creates and deletes.
     changes: Mapped[dict] = mapped_column(sa.JSON, default=dict)
     ip_address: Mapped[str | None] = mapped_column(sa.String(45))
+    #: The rows of one change share it (`engage.audit.current_group_id`): one request, one transaction
+    #: outside requests, or one `audit.grouped()` block. Rows recorded before it existed have "#<id>",
+    #: a group of their own; a row added without one gets a fresh id, a group of its own too.
+    group_id: Mapped[str] = mapped_column(sa.String(32), default=lambda: uuid.uuid4().hex)
 
     actor: Mapped[User | None] = relationship()
