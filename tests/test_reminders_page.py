@@ -258,3 +258,25 @@ def test_exit_reminders_take_bulk_actions_and_keep_following_the_plan(client, ru
     assert state(exit_reminder)[0][1] == D(2026, 9, 30)
     assert post_bulk(client, [exit_reminder.id], "done").status_code == 303
     assert state(exit_reminder)[0][0] == "done"
+
+
+def test_a_bulk_action_costs_the_same_queries_for_few_or_many_reminders(client, login_as, make_user, frozen_today,
+                                                                        count_queries):
+    """Done and snooze: the same statements for 2 or 7 reminders. Reassigning adds only one versioned
+    UPDATE per engagement (the optimistic lock that catches an edit made meanwhile)."""
+    me = login_as("analyst")
+    colleague = make_user("analyst")
+    for action, extra in (("done", {}), ("snooze", {"until": "2026-07-31"}),
+                          ("reassign", {"assignee_id": str(colleague.id)})):
+        runs = []
+        for size in (2, 7):
+            ids = [add(me, D(2026, 6, 10 + n), f"{action} {size} Co {n}").id for n in range(size)]
+            with count_queries() as counter:
+                assert post_bulk(client, ids, action, **extra).status_code == 303
+            runs.append(counter.statements)
+        few, many = runs
+        updates = [sum(s.startswith("UPDATE engagements SET owner_id") for s in run) for run in runs]
+        if action == "reassign":
+            assert updates == [2, 7] and len(many) - len(few) == 5, many
+        else:
+            assert updates == [0, 0] and len(many) == len(few), (action, many)

@@ -112,11 +112,12 @@ def bulk():
         result = service.bulk(form.reminder_ids.data or [], form.action.data, today=clock.today(),
                               until=form.until.data, assignee_id=form.assignee_id.data)
         idempotency.record_result(claimed, back)
+        message = result.message(form.until.data)  # before the commit expires the reminders it counts
         db.session.commit()
     except service.ReminderError as error:
         status = refuse(form, error)
         return _page(who, form, status)
-    flash(result.message(form.until.data), "success")
+    flash(message, "success")
     return redirect(back, code=303)
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 from flask import current_app, render_template
 from sqlalchemy.orm import selectinload
+from sqlalchemy.orm.exc import StaleDataError
 
 from engage.dbutil import insert_ignoring_conflicts
 from engage.errors import FieldError
@@ -383,5 +384,9 @@ def bulk(ids: list[int], action: str, *, today: dt.date, until: dt.date | None =
             if engagement.owner_id != assignee.id:
                 engagement.owner = assignee
                 result.engagements_moved += 1
-    db.session.flush()
+    try:
+        db.session.flush()
+    except StaleDataError as stale:  # an engagement was saved by someone else since it was read
+        raise ReminderError("reminder_ids", "Nothing was changed: an engagement of the ticked reminders was "
+                                            "changed by someone else meanwhile; reload the page and try again.") from stale
     return result
