@@ -13,14 +13,14 @@ import sqlalchemy as sa
 from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from icalendar import Calendar, Event
-from wtforms import SelectChoice
 from sqlalchemy.orm import selectinload
+from wtforms import SelectChoice
 
 from engage import clock, idempotency
 from engage.extensions import db, limiter
 from engage.formatting import format_date
 from engage.forms import ActionForm
-from engage.models import Engagement, Relationship, Reminder, ReminderStatus, Role, User
+from engage.models import Engagement, Relationship, Reminder, ReminderStatus, User
 from engage.reminders import service
 from engage.reminders.forms import BulkForm, ReminderForm, SnoozeForm
 from engage.security import is_safe_redirect, public, require_role
@@ -28,7 +28,6 @@ from engage.web import REFUSED, refuse
 
 bp = Blueprint("reminders", __name__, url_prefix="/reminders")
 
-EDITOR_ROLES = [role.value for role in Role if role.rank >= Role.ANALYST.rank]
 
 def _back(default: str) -> str:
     target = request.form.get("next") or ""
@@ -54,12 +53,6 @@ def _who(value: str | None) -> str:
     return who
 
 
-def _assignees() -> list[User]:
-    """Who may be given engagements: active analysts and admins."""
-    return list(db.session.scalars(
-        sa.select(User).where(User.active.is_(True), User.role.in_(EDITOR_ROLES)).order_by(User.name)))
-
-
 def _page(who: str, bulk_form: BulkForm | None = None, status: int = 200):
     """The page: mine or the team's reminders grouped into overdue, today, the next 7 days and later,
     each group counted for me and for the team; with the bulk form for analysts."""
@@ -80,7 +73,7 @@ def _page(who: str, bulk_form: BulkForm | None = None, status: int = 200):
         bulk_form = BulkForm(formdata=None, who=who)
     if bulk_form is not None:
         bulk_form.assignee_id.choices = [SelectChoice("", "choose a colleague")] + [
-            SelectChoice(u.id, u.name) for u in _assignees()]
+            SelectChoice(u.id, u.name) for u in service.assignees()]
     ticked = set(bulk_form.reminder_ids.data or []) if bulk_form is not None else set()
     return render_template("reminders/index.html", groups=groups, who=who, today=today, limit=limit,
                            counts=service.counts(today, current_user.id), bulk_form=bulk_form, ticked=ticked,

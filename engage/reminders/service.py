@@ -38,6 +38,7 @@ from engage.models import (
     Reminder,
     ReminderKind,
     ReminderStatus,
+    Role,
     User,
 )
 from engage.core import outbox
@@ -286,6 +287,13 @@ def snooze_suggestion(due_on: dt.date, today: dt.date) -> dt.date | None:
     """The date the snooze field suggests: a week after the due date (or after today, when overdue)."""
     base = max(due_on, today)
     return base + dt.timedelta(days=7) if base <= dt.date.max - dt.timedelta(days=7) else snooze_floor(due_on, today)
+
+
+def assignees() -> list[User]:
+    """Who may be given engagements (and so their reminders): active analysts and admins."""
+    editors = [role.value for role in Role if role.rank >= Role.ANALYST.rank]
+    return list(db.session.scalars(
+        sa.select(User).where(User.active.is_(True), User.role.in_(editors)).order_by(User.name)))
 
 
 class BulkAction:
