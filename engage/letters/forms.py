@@ -62,6 +62,14 @@ class BatchEmailForm(FormTokenMixin, FlaskForm):
     submit = SubmitField("Email the drafts")
 
 
+class BatchSentForm(FormTokenMixin, FlaskForm):
+    """Mark every unsent letter of a batch as sent, on one date by one channel."""
+
+    sent_on = DateField("Sent on", validators=[DataRequired(), sane_date])
+    channel = SelectField("Channel", choices=[SelectChoice(c, c.capitalize()) for c in CHANNELS])
+    submit = SubmitField("Mark all as sent")
+
+
 class LanguageForm(EditForm):
     language = SelectField("Language", choices=[SelectChoice(tag, label) for tag, label in LANGUAGES if tag != "en"])
     subject = StringField("Subject", validators=[DataRequired(), Length(max=300)])

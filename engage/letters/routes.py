@@ -12,9 +12,11 @@ from sqlalchemy.orm import selectinload
 from engage import clock, idempotency
 from engage.engagements.queries import engagement_filters, engagement_query
 from engage.extensions import db
+from engage.formatting import format_date
 from engage.letters import documents, service
 from engage.letters.forms import (
     BatchEmailForm,
+    BatchSentForm,
     BulkForm,
     DraftForm,
     EmailForm,
@@ -274,12 +276,13 @@ def _already_generated(batch: LetterBatch):
     return redirect(url_for("letters.batch", batch_id=batch.id))
 
 
-def _batch(batch_id: int) -> LetterBatch:
-    batch = db.session.scalar(
-        sa.select(LetterBatch).where(LetterBatch.id == batch_id)
-        .options(selectinload(LetterBatch.letters).selectinload(Letter.engagement).selectinload(Engagement.company),
-                 selectinload(LetterBatch.template))
-    )
+def _batch(batch_id: int, for_sending: bool = False) -> LetterBatch:
+    """The batch with its letters and their companies (for sending: the engagements' campaigns and reminders too)."""
+    engagements = selectinload(LetterBatch.letters).selectinload(Letter.engagement)
+    options = [engagements.selectinload(Engagement.company), selectinload(LetterBatch.template)]
+    if for_sending:
+        options += [engagements.selectinload(Engagement.campaign), engagements.selectinload(Engagement.reminders)]
+    batch = db.session.scalar(sa.select(LetterBatch).where(LetterBatch.id == batch_id).options(*options))
     if batch is None:
         abort(404)
     return batch
@@ -289,11 +292,52 @@ def _ready(item: LetterBatch) -> int:
     return sum(1 for letter in item.letters if all(documents.is_cached(letter, fmt) for fmt in documents.FORMATS))
 
 
+def _batch_page(item: LetterBatch, sent_form: BatchSentForm | None = None, status: int = 200):
+    if sent_form is None:
+        sent_form = BatchSentForm(formdata=None, sent_on=clock.today())
+    return render_template("letters/batch.html", batch=item, ready=_ready(item), email_form=BatchEmailForm(),
+                           sent_form=sent_form), status
+
+
 @bp.route("/batches/<int:batch_id>")
 @require_role("viewer")
 def batch(batch_id: int):
-    item = _batch(batch_id)
-    return render_template("letters/batch.html", batch=item, ready=_ready(item), email_form=BatchEmailForm())
+    return _batch_page(_batch(batch_id))
+
+
+@bp.route("/batches/<int:batch_id>/sent", methods=["POST"])
+@require_role("analyst")
+def mark_batch_sent(batch_id: int):
+    """Mark every unsent letter of the batch as sent (one date, one channel): all of them, or none with the reasons."""
+    item = _batch(batch_id, for_sending=True)
+    form = BatchSentForm()
+    back = url_for("letters.batch", batch_id=batch_id)
+    if not form.validate_on_submit():
+        return _batch_page(item, form, 422)
+    try:
+        claimed = idempotency.claim(form.form_token.data, "letters.mark_batch_sent", current_user.id)
+    except idempotency.AlreadySubmitted as duplicate:
+        db.session.rollback()
+        return idempotency.answer_duplicate(duplicate, back)
+    try:
+        marked, already = service.mark_batch_sent(list(item.letters), sent_on=form.sent_on.data,
+                                                  channel=form.channel.data, actor_id=current_user.id,
+                                                  today=clock.today())
+        idempotency.record_result(claimed, back)
+        db.session.commit()
+    except service.LetterError as error:
+        status = refuse(form, error)
+        return _batch_page(_batch(batch_id), form, status)
+    if marked:
+        message = (f"{len(marked)} letter{'' if len(marked) == 1 else 's'} marked as sent on "
+                   f"{format_date(form.sent_on.data)} by {form.channel.data}; a reply reminder was set for each.")
+    else:
+        message = "Nothing to mark: every letter of the batch was already sent."
+    if marked and already:
+        message += (f" {already} letter{'' if already == 1 else 's'} already sent before "
+                    f"{'was left as it was' if already == 1 else 'were left as they were'}.")
+    flash(message, "success" if marked else "info")
+    return redirect(back, code=303)
 
 
 @bp.route("/batches/<int:batch_id>/email", methods=["POST"])
@@ -361,8 +405,7 @@ def batch_zip(batch_id: int):
             data = documents.batch_zip(item.letters)
     except documents.DocumentRefused as refusal:
         flash(f"No ZIP: {refusal.message}", "error")
-        return render_template("letters/batch.html", batch=item, ready=_ready(item),
-                               email_form=BatchEmailForm()), 422
+        return _batch_page(item, status=422)
     return Response(data, mimetype="application/zip",
                     headers={"Content-Disposition": content_disposition(f"letters-batch-{batch_id}.zip")})
 

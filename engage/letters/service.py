@@ -256,9 +256,8 @@ def addressee_problem(letter: Letter, channel: str) -> str | None:
     return None
 
 
-def mark_sent(letter: Letter, *, sent_on: dt.date, channel: str, actor_id: int | None, today: dt.date,
-              participants: str = "") -> Reminder:
-    """Record the letter as sent: timeline entry, cycle move for its kind, follow-up reminder."""
+def check_sendable(letter: Letter, *, sent_on: dt.date | None, channel: str, today: dt.date) -> None:
+    """The rules for recording a letter as sent (one letter or a batch); raises LetterError, writes nothing."""
     engagement = letter.engagement
     if letter.is_sent:
         raise LetterError("sent_on", f"This letter was already sent on {letter.sent_on.isoformat()}.")
@@ -274,6 +273,13 @@ def mark_sent(letter: Letter, *, sent_on: dt.date, channel: str, actor_id: int |
     if sent_on < engagement.opened_on:
         raise LetterError("sent_on", f"The engagement was opened on {engagement.opened_on.isoformat()}, "
                                      "after that date.")
+
+
+def mark_sent(letter: Letter, *, sent_on: dt.date, channel: str, actor_id: int | None, today: dt.date,
+              participants: str = "") -> Reminder:
+    """Record the letter as sent: timeline entry, cycle move for its kind, follow-up reminder."""
+    engagement = letter.engagement
+    check_sendable(letter, sent_on=sent_on, channel=channel, today=today)
     # Claim the letter in the database: of two simultaneous requests only one changes a row, the
     # other waits for its commit, finds the letter sent and stops before writing anything.
     claimed = db.session.execute(
@@ -312,6 +318,42 @@ def mark_sent(letter: Letter, *, sent_on: dt.date, channel: str, actor_id: int |
                         kind=ReminderKind.REPLY.value, letter=letter, created_by_id=actor_id)
     db.session.add(reminder)
     return reminder
+
+
+def mark_batch_sent(letters: list[Letter], *, sent_on: dt.date | None, channel: str, actor_id: int | None,
+                    today: dt.date) -> tuple[list[Letter], int]:
+    """Record every unsent letter of a batch as sent on one date by one channel: all of them or none.
+
+    The rules are those of one letter (`check_sendable`, then `mark_sent` for each): every draft is
+    checked first and the refusal names each letter that cannot go, so nothing is half recorded.
+    Letters already sent are left as they were and counted. Returns (letters marked, already sent).
+    A letter marked sent meanwhile by another request raises AlreadySent (the caller rolls back).
+    Callers commit.
+    """
+    drafts = [letter for letter in letters if not letter.is_sent]
+    already = len(letters) - len(drafts)
+    if channel not in CHANNELS:
+        raise LetterError("channel", f"Unknown channel {channel!r}.")
+    if sent_on is None or sent_on > today:
+        raise LetterError("sent_on", "The sent date must be given and cannot be in the future.")
+    problems: list[tuple[str, str]] = []
+    for letter in drafts:
+        try:
+            check_sendable(letter, sent_on=sent_on, channel=channel, today=today)
+        except LetterError as error:
+            problems.append((error.field, f"{letter.engagement.company.name} (letter #{letter.id}): {error.message}"))
+    if problems:
+        shown = " ".join(message for _, message in problems[:10])
+        more = f" And {len(problems) - 10} more." if len(problems) > 10 else ""
+        raise LetterError(problems[0][0], f"No letter was marked as sent. {shown}{more}")
+    for letter in drafts:
+        try:
+            mark_sent(letter, sent_on=sent_on, channel=channel, actor_id=actor_id, today=today)
+        except LetterError as error:
+            message = (f"No letter was marked as sent. {letter.engagement.company.name} (letter #{letter.id}): "
+                       f"{error.message}")
+            raise type(error)(error.field, message) from error
+    return drafts, already
 
 
 def check_template_source(subject: str, body: str) -> None:

@@ -14,34 +14,51 @@ from flask import Blueprint, Response, abort, current_app, flash, redirect, rend
 from flask_login import current_user
 from icalendar import Calendar, Event
 from sqlalchemy.orm import selectinload
+from wtforms import SelectChoice
 
-from engage import clock
+from engage import clock, idempotency
 from engage.extensions import db, limiter
+from engage.formatting import format_date
 from engage.forms import ActionForm
 from engage.models import Engagement, Relationship, Reminder, ReminderStatus, User
 from engage.reminders import service
-from engage.reminders.forms import ReminderForm, SnoozeForm
+from engage.reminders.forms import BulkForm, ReminderForm, SnoozeForm
 from engage.security import is_safe_redirect, public, require_role
+from engage.web import REFUSED, refuse
 
 bp = Blueprint("reminders", __name__, url_prefix="/reminders")
+
 
 def _back(default: str) -> str:
     target = request.form.get("next") or ""
     return target if is_safe_redirect(target) else default
 
 
-@bp.route("")
-@require_role("viewer")
-def index():
-    """Open reminders: mine or everyone's, grouped into overdue, due this week and later."""
-    today = clock.today()
-    who = request.args.get("who") or ("mine" if current_user.can_edit else "all")
+@bp.app_template_global()
+def snooze_floor(due_on: dt.date, today: dt.date) -> dt.date | None:
+    """Template global: the earliest date the snooze field offers for a reminder (after its due date)."""
+    return service.snooze_floor(due_on, today)
+
+
+@bp.app_template_global()
+def snooze_suggestion(due_on: dt.date, today: dt.date) -> dt.date | None:
+    """Template global: the date the snooze field suggests (a week after the due date, or after today)."""
+    return service.snooze_suggestion(due_on, today)
+
+
+def _who(value: str | None) -> str:
+    who = value or ("mine" if current_user.can_edit else "all")
     if who not in ("mine", "all"):
         abort(400, "who must be 'mine' or 'all'.")
+    return who
+
+
+def _page(who: str, bulk_form: BulkForm | None = None, status: int = 200):
+    """The page: mine or the team's reminders grouped into overdue, today, the next 7 days and later,
+    each group counted for me and for the team; with the bulk form for analysts."""
+    today = clock.today()
     query = (
-        sa.select(Reminder)
-        .join(Engagement, Engagement.id == Reminder.engagement_id)
-        .where(Reminder.status != ReminderStatus.DONE.value, Engagement.is_open)
+        service.pending_reminders()
         .options(selectinload(Reminder.engagement).selectinload(Engagement.company),
                  selectinload(Reminder.engagement).selectinload(Engagement.owner),
                  selectinload(Reminder.relationship_).selectinload(Relationship.counterparty))
@@ -49,15 +66,52 @@ def index():
     )
     if who == "mine":
         query = query.where(Engagement.owner_id == current_user.id)
-    week = today + dt.timedelta(days=7)
     limit = current_app.config["PAGE_SIZE"]
-    groups = {
-        "overdue": db.session.scalars(query.where(Reminder.due_on < today).limit(limit)).all(),
-        "week": db.session.scalars(query.where(Reminder.due_on.between(today, week)).limit(limit)).all(),
-        "later": db.session.scalars(query.where(Reminder.due_on > week).limit(limit)).all(),
-    }
+    groups = {key: db.session.scalars(query.where(service.group_condition(key, today)).limit(limit)).all()
+              for key in service.GROUPS}
+    if bulk_form is None and current_user.can_edit:
+        bulk_form = BulkForm(formdata=None, who=who)
+    if bulk_form is not None:
+        bulk_form.assignee_id.choices = [SelectChoice("", "choose a colleague")] + [
+            SelectChoice(u.id, u.name) for u in service.assignees()]
+    ticked = set(bulk_form.reminder_ids.data or []) if bulk_form is not None else set()
     return render_template("reminders/index.html", groups=groups, who=who, today=today, limit=limit,
-                           action_form=ActionForm(formdata=None), snooze_form=SnoozeForm(formdata=None))
+                           counts=service.counts(today, current_user.id), bulk_form=bulk_form, ticked=ticked,
+                           action_form=ActionForm(formdata=None), snooze_form=SnoozeForm(formdata=None)), status
+
+
+@bp.route("")
+@require_role("viewer")
+def index():
+    """Open reminders: mine or the team's, grouped into overdue, due today, this week and later."""
+    return _page(_who(request.args.get("who")))
+
+
+@bp.route("/bulk", methods=["POST"])
+@require_role("analyst")
+def bulk():
+    """Mark done, snooze or reassign the ticked reminders: all of them, or none with the reason."""
+    form = BulkForm()
+    who = _who(form.who.data)
+    back = url_for("reminders.index", who=who)
+    if not form.validate_on_submit():
+        return _page(who, form, REFUSED)
+    try:
+        claimed = idempotency.claim(form.form_token.data, "reminders.bulk", current_user.id)
+    except idempotency.AlreadySubmitted as duplicate:
+        db.session.rollback()
+        return idempotency.answer_duplicate(duplicate, back)
+    try:
+        result = service.bulk(form.reminder_ids.data or [], form.action.data, today=clock.today(),
+                              until=form.until.data, assignee_id=form.assignee_id.data)
+        idempotency.record_result(claimed, back)
+        message = result.message(form.until.data)  # before the commit expires the reminders it counts
+        db.session.commit()
+    except service.ReminderError as error:
+        status = refuse(form, error)
+        return _page(who, form, status)
+    flash(message, "success")
+    return redirect(back, code=303)
 
 
 @bp.route("/add/<int:engagement_id>", methods=["POST"])
@@ -93,7 +147,7 @@ def snooze(reminder_id: int):
         try:
             service.snooze(reminder, form.until.data, clock.today())
             db.session.commit()
-            flash(f"Snoozed until {form.until.data.strftime('%d %b %Y')}.", "success")
+            flash(f"Snoozed until {format_date(form.until.data)}.", "success")
         except service.ReminderError as error:
             db.session.rollback()
             flash(error.message, "error")

@@ -19,10 +19,13 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 from flask import current_app, render_template
+from sqlalchemy.orm import selectinload
+from sqlalchemy.orm.exc import StaleDataError
 
 from engage.dbutil import insert_ignoring_conflicts
 from engage.errors import FieldError
 from engage.extensions import db
+from engage.formatting import format_date
 from engage.models import (
     Campaign,
     Company,
@@ -35,6 +38,7 @@ from engage.models import (
     Reminder,
     ReminderKind,
     ReminderStatus,
+    Role,
     User,
 )
 from engage.core import outbox
@@ -212,11 +216,15 @@ def add_manual(engagement: Engagement, *, due_on: dt.date, reason: str, today: d
 
 
 def snooze(reminder: Reminder, until: dt.date | None, today: dt.date) -> None:
-    """Move the due date later; the owner is notified again when the new date comes."""
+    """Move the due date later, after today and after the current due date; the owner is notified again."""
     if reminder.status == ReminderStatus.DONE.value:
         raise ReminderError("until", "This reminder is already done.")
     if until is None or until <= today:
         raise ReminderError("until", "Snooze to a date after today.")
+    if until <= reminder.due_on:
+        raise ReminderError("until", f"Snooze to a date after the current due date "
+                                     f"({format_date(reminder.due_on)}): snoozing never brings a reminder "
+                                     "forward.")
     reminder.due_on = until
     reminder.status = ReminderStatus.SNOOZED.value
     reminder.notified_at = None
@@ -226,3 +234,167 @@ def complete(reminder: Reminder) -> None:
     if reminder.status == ReminderStatus.DONE.value:
         raise ReminderError("status", "This reminder is already done.")
     reminder.status = ReminderStatus.DONE.value
+
+
+# --- the reminders page: groups, counts, bulk actions ---------------------------------------
+
+#: The page's groups, in order: overdue, due today, in the next 7 days, later.
+GROUPS = ("overdue", "today", "week", "later")
+#: Reminders one bulk action may change (the page lists at most PAGE_SIZE per group).
+BULK_LIMIT = 500
+
+
+def pending_reminders() -> sa.Select:
+    """Reminders still waiting (open or snoozed) on open engagements: what the page and its counts cover."""
+    return (sa.select(Reminder).join(Engagement, Engagement.id == Reminder.engagement_id)
+            .where(Reminder.status != ReminderStatus.DONE.value, Engagement.is_open))
+
+
+def group_condition(key: str, today: dt.date):
+    """The due dates of one group of the page (`GROUPS`)."""
+    week = today + dt.timedelta(days=7)
+    return {
+        "overdue": Reminder.due_on < today,
+        "today": Reminder.due_on == today,
+        "week": sa.and_(Reminder.due_on > today, Reminder.due_on <= week),
+        "later": Reminder.due_on > week,
+    }[key]
+
+
+def counts(today: dt.date, user_id: int | None) -> dict[str, dict[str, int]]:
+    """How many waiting reminders each group holds, for the user ("mine") and the team, in one query.
+
+    "Mine" are the reminders of the engagements the user owns; "team" all of them, whoever owns
+    (or nobody owns) the engagement. Every count on the page says which of the two it is.
+    """
+    mine = Engagement.owner_id == user_id if user_id is not None else sa.false()
+    columns = []
+    for key in GROUPS:
+        condition = group_condition(key, today)
+        columns += [sa.func.count().filter(sa.and_(condition, mine)), sa.func.count().filter(condition)]
+    row = db.session.execute(pending_reminders().with_only_columns(*columns)).one()
+    return {"mine": {key: row[2 * i] for i, key in enumerate(GROUPS)},
+            "team": {key: row[2 * i + 1] for i, key in enumerate(GROUPS)}}
+
+
+def snooze_floor(due_on: dt.date, today: dt.date) -> dt.date | None:
+    """The earliest date a reminder due on `due_on` may be snoozed to (None: no later date exists)."""
+    base = max(due_on, today)
+    return None if base >= dt.date.max else base + dt.timedelta(days=1)
+
+
+def snooze_suggestion(due_on: dt.date, today: dt.date) -> dt.date | None:
+    """The date the snooze field suggests: a week after the due date (or after today, when overdue)."""
+    base = max(due_on, today)
+    return base + dt.timedelta(days=7) if base <= dt.date.max - dt.timedelta(days=7) else snooze_floor(due_on, today)
+
+
+def assignees() -> list[User]:
+    """Who may be given engagements (and so their reminders): active analysts and admins."""
+    editors = [role.value for role in Role if role.rank >= Role.ANALYST.rank]
+    return list(db.session.scalars(
+        sa.select(User).where(User.active.is_(True), User.role.in_(editors)).order_by(User.name)))
+
+
+class BulkAction:
+    DONE = "done"
+    SNOOZE = "snooze"
+    REASSIGN = "reassign"
+
+
+@dataclass
+class BulkResult:
+    action: str
+    reminders: list[Reminder]
+    engagements_moved: int = 0
+    assignee: User | None = None
+
+    def message(self, until: dt.date | None = None) -> str:
+        n = len(self.reminders)
+        what = f"{n} reminder{'' if n == 1 else 's'}"
+        if self.action == BulkAction.DONE:
+            return f"{what} marked done."
+        if self.action == BulkAction.SNOOZE:
+            return f"{what} snoozed until {format_date(until)}."
+        moved = self.engagements_moved
+        return (f"{what}: {moved} engagement{'' if moved == 1 else 's'} given to {self.assignee.name}"
+                + (" (the others were already theirs)." if moved < len({r.engagement_id for r in self.reminders})
+                   else "."))
+
+
+def _label(reminder: Reminder) -> str:
+    return f"{reminder.engagement.company.name} ({reminder.reason[:60]}, due {format_date(reminder.due_on)})"
+
+
+def _refuse(field_name: str, problems: list[str]) -> None:
+    shown = "; ".join(problems[:10]) + (f"; and {len(problems) - 10} more" if len(problems) > 10 else "")
+    raise ReminderError(field_name, f"Nothing was changed: {shown}.")
+
+
+def bulk(ids: list[int], action: str, *, today: dt.date, until: dt.date | None = None,
+         assignee_id: int | None = None) -> BulkResult:
+    """Mark done, snooze or reassign the ticked reminders, all of them or none.
+
+    Every reminder is checked before anything changes: one that no longer exists, was done
+    meanwhile (by someone else, or an exit plan that changed), sits on a closed engagement or
+    cannot take the snooze date refuses the whole action, naming it. Reassigning gives the
+    reminders' engagements to another active analyst or admin: a reminder is followed up by its
+    engagement's owner (that is what "Mine" means everywhere). The rows are locked while checked
+    (FOR UPDATE on PostgreSQL), so a concurrent change waits or is seen. Callers commit.
+    """
+    ids = sorted(set(ids))
+    if not ids:
+        raise ReminderError("reminder_ids", "Tick at least one reminder.")
+    if len(ids) > BULK_LIMIT:
+        raise ReminderError("reminder_ids", f"At most {BULK_LIMIT} reminders at once.")
+    if action not in (BulkAction.DONE, BulkAction.SNOOZE, BulkAction.REASSIGN):
+        raise ReminderError("action", "Choose what to do with the ticked reminders.")
+    assignee = None
+    if action == BulkAction.SNOOZE:
+        if until is None:
+            raise ReminderError("until", "Give the date to snooze the ticked reminders to.")
+        if until <= today:
+            raise ReminderError("until", "Snooze to a date after today.")
+    if action == BulkAction.REASSIGN:
+        assignee = db.session.get(User, assignee_id) if assignee_id is not None else None
+        if assignee is None:
+            raise ReminderError("assignee_id", "Choose who takes the ticked reminders' engagements.")
+        if not assignee.active:
+            raise ReminderError("assignee_id", f"{assignee.name} is deactivated: choose an active analyst or admin.")
+        if not assignee.can_edit:
+            raise ReminderError("assignee_id", f"{assignee.name} is a viewer and cannot own engagements: "
+                                               "choose an analyst or admin.")
+    reminders = list(db.session.scalars(
+        sa.select(Reminder).where(Reminder.id.in_(ids)).order_by(Reminder.id)
+        .options(selectinload(Reminder.engagement).selectinload(Engagement.company))
+        .with_for_update(of=Reminder)
+        .execution_options(populate_existing=True)))
+    problems = [f"reminder #{missing} no longer exists"
+                for missing in sorted(set(ids) - {r.id for r in reminders})]
+    for reminder in reminders:
+        if reminder.status == ReminderStatus.DONE.value:
+            problems.append(f"{_label(reminder)} was done meanwhile")
+        elif not reminder.engagement.is_open:
+            problems.append(f"{_label(reminder)} belongs to a closed engagement")
+        elif action == BulkAction.SNOOZE and until <= reminder.due_on:
+            problems.append(f"{_label(reminder)} cannot be snoozed to a date before or on its due date")
+    if problems:
+        _refuse("reminder_ids", problems)
+    result = BulkResult(action, reminders, assignee=assignee)
+    for reminder in reminders:
+        if action == BulkAction.DONE:
+            complete(reminder)
+        elif action == BulkAction.SNOOZE:
+            snooze(reminder, until, today)
+    if action == BulkAction.REASSIGN:
+        engagements = {r.engagement_id: r.engagement for r in reminders}
+        for engagement in engagements.values():
+            if engagement.owner_id != assignee.id:
+                engagement.owner = assignee
+                result.engagements_moved += 1
+    try:
+        db.session.flush()
+    except StaleDataError as stale:  # an engagement was saved by someone else since it was read
+        raise ReminderError("reminder_ids", "Nothing was changed: an engagement of the ticked reminders was "
+                                            "changed by someone else meanwhile; reload the page and try again.") from stale
+    return result
