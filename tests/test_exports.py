@@ -147,7 +147,7 @@ def test_xlsx_reads_as_is_labels_formats_title_and_widths(app, frozen, tmp_path)
     assert workbook.sheetnames == ["Engagements", "Summary", "Activity"]
     for sheet in workbook.worksheets:  # every sheet: the title row, widths, one date format
         title = sheet["A1"].value
-        assert title.startswith("Engage monthly status export, October 2026 (state at the month's end (31 Oct 2026))")
+        assert title.startswith("Engage monthly status export, October 2026: state at the month's end, 31 Oct 2026 · ")
         assert title.endswith("Filters: none (every engagement open during the month)"), title
         assert sheet["A1"].font.b
         widths = {}  # column number -> width (one <col> element may cover neighbours of the same width)
@@ -234,7 +234,7 @@ def test_title_row_names_the_filters_and_a_month_not_over(client, login_as, froz
     campaign = db.session.get(Campaign, engagement.campaign_id)
     response = client.get(f"/exports/monthly?month=2026-12&format=xlsx&owner={owner.id}&campaign={campaign.id}")
     title = load_workbook(io.BytesIO(response.data))["Summary"]["A1"].value
-    assert title == (f"Engage monthly status export, December 2026 (month not over: state on 10 Dec 2026) · "
+    assert title == (f"Engage monthly status export, December 2026: month not over, state on 10 Dec 2026 · "
                      f"Filters: campaign {campaign.name}; owner {owner.name}")
 
 

@@ -236,9 +236,9 @@ class MonthlyExport:
         """The title row of every sheet: the month, the day the state is taken at, and the filters."""
         month_name = self.month.first.strftime("%B %Y")
         end = self.end or self.month.last
-        state = f"state at the month's end ({format_date(end)})" if end >= self.month.last \
-            else f"month not over: state on {format_date(end)}"
-        return f"Engage monthly status export, {month_name} ({state}) · Filters: {self.filters_text}"
+        state = f"state at the month's end, {format_date(end)}" if end >= self.month.last \
+            else f"month not over, state on {format_date(end)}"
+        return f"Engage monthly status export, {month_name}: {state} · Filters: {self.filters_text}"
 
     @property
     def filters_text(self) -> str:
