@@ -4,8 +4,12 @@ Each row is an engagement open at any time in the month, with its stage and esca
 were at the month's end* (replayed from the engagement's events, not read from today's state),
 its latest score at month end and the change over the month, the month's activity, and the
 figures of the company's latest value-chain map (relationships disclosed, flagged, exited, overdue
-exits; blank when the company disclosed no map).
+exits; blank when the company disclosed no map), days overdue, the next step and the latest note.
 The rows are built with a fixed number of grouped queries, whatever the number of engagements.
+
+The XLSX is written for people (labels, the app's rounding of scores, Excel dates and number
+formats, a title row naming the month and filters); the CSV for programs (codes, ISO dates,
+exact scores, the header on line 1). README, "Monthly status export".
 """
 
 from __future__ import annotations
