@@ -224,7 +224,7 @@ def test_viewer_sees_no_buttons_and_is_refused(client, login_as):
     engagement = factories.engagement()
     eid = engagement.id
     page = client.get(f"/engagements/{eid}").get_data(as_text=True)
-    for text in ("Log an interaction", "Move stage", "Change escalation", "Owner and objectives"):
+    for text in ("Log an interaction", "Move stage", "Change escalation", "Owner, objectives and next step"):
         assert text not in page
     assert post_stage(client, eid, "mapping_requested").status_code == 403
     assert post_escalation(client, eid, "follow_up").status_code == 403

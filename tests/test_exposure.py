@@ -117,9 +117,10 @@ def test_pages_cli_and_export_show_eight_percent_not_ninety_eight(client, login_
                                "--out", str(out)]).exit_code == 0
     summary = list(load_workbook(out)["Summary"].iter_rows(values_only=True))
     by_label = {row[2]: row for row in summary if row[0] == "Honest Fund"}
-    assert by_label["On any official list"][3:6] == (2, 8_000_000, 8)
-    assert by_label["US Entity List"][3:6] == (1, 5_000_000, 5)
-    assert by_label["Analyst note (not counted as exposure)"][3:6] == (1, 90_000_000, 90)
+    # the share is a percentage cell (0.08 shown as 8.0%)
+    assert by_label["On any official list"][3:6] == (2, 8_000_000, 0.08)
+    assert by_label["US Entity List"][3:6] == (1, 5_000_000, 0.05)
+    assert by_label["Analyst note (not counted as exposure)"][3:6] == (1, 90_000_000, 0.9)
 
 
 def test_export_uses_each_funds_snapshot_of_the_month(app, frozen):

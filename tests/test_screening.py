@@ -335,8 +335,8 @@ def test_an_entry_naming_a_parent_and_its_subsidiaries_flags_them_as_linked_apar
     out = tmp_path / "may.xlsx"
     assert runner.invoke(args=["export", "monthly", "--month", "2026-05", "--format", "xlsx", "--out", str(out)]).exit_code == 0
     summary = {row[2]: row[3:6] for row in load_workbook(out)["Summary"].iter_rows(values_only=True) if row[0] == "Silicon Fund"}
-    assert summary["On any official list"] == (1, 10_000_000, 10)
-    assert summary["CBP Withhold Release Order, linked through a listed parent (not counted as exposure)"] == (1, 5_000_000, 5)
+    assert summary["On any official list"] == (1, 10_000_000, 0.1)  # a percentage cell: 10.0%
+    assert summary["CBP Withhold Release Order, linked through a listed parent (not counted as exposure)"] == (1, 5_000_000, 0.05)
 
     # the parent's entry revoked (HYPOTHETICAL version): its subsidiaries' linked flags end with it
     version("cbp_wro", dict(HOSHINE_WRO, status="revoked"), retrieved=dt.date(2026, 8, 1))

@@ -306,8 +306,8 @@ def test_the_monthly_export_has_the_value_chain_columns_in_every_format(client, 
     assert result.exit_code == 0, result.output
     book = load_workbook(out)
     sheet = book["Engagements"]
-    header = [c.value for c in sheet[1]]
-    by_company = {row[0]: row for row in sheet.iter_rows(min_row=2, values_only=True)}
+    header = [c.value for c in sheet[2]]  # row 1 is the title row
+    by_company = {row[0]: row for row in sheet.iter_rows(min_row=3, values_only=True)}
     assert [by_company[engaged.company.name][header.index(c)] for c in columns] == [12, 5, 1, 1]
     assert [by_company["Unmapped Co."][header.index(c)] for c in columns] == [None] * 4
     summary = {row[0]: row[1] for row in book["Summary"].iter_rows(values_only=True) if row[0]}

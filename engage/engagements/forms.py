@@ -40,6 +40,10 @@ class OpenEngagementForm(FlaskForm):
 class EngagementEditForm(FormTokenMixin, EditForm):
     owner_id = SelectField("Owner", coerce=coerce_optional_int, validators=[Optional()])
     objectives = TextAreaField("Objectives", validators=[Length(max=5000)])
+    # The length and the "date needs a text" rule are the service's (update_engagement), one place.
+    next_step = StringField("Next step", description="What happens next, in one line (up to 200 characters).")
+    next_step_on = DateField("Next step by", validators=[Optional(), sane_date],
+                             description="Optional; a date needs a next step.")
     version = HiddenField(validators=[DataRequired()])
     submit = SubmitField("Save")
 

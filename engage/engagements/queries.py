@@ -19,6 +19,7 @@ SORTS = {
     "stage": Engagement.stage,
     "escalation": Engagement.escalation,
     "opened": Engagement.opened_on,
+    "next_step": Engagement.next_step_on,
 }
 
 

@@ -226,7 +226,8 @@ def edit(engagement_id: int):
     try:
         claimed = idempotency.claim(form.form_token.data, "engagement.edit", current_user.id)
         service.update_engagement(engagement, seen_version=whole_number(form.version.data), owner=owner,
-                                  objectives=form.objectives.data or "")
+                                  objectives=form.objectives.data or "", next_step=form.next_step.data or "",
+                                  next_step_on=form.next_step_on.data, today=clock.today())
         idempotency.record_result(claimed, here)
         db.session.commit()
     except idempotency.AlreadySubmitted as duplicate:

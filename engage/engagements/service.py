@@ -9,7 +9,9 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 from sqlalchemy.orm import selectinload
 
+from engage import clock
 from engage.errors import FieldError
+from engage.formatting import one_line
 from engage.engagements import attachments, cycle
 from engage.engagements.cycle import MoveError
 from engage.extensions import db
@@ -33,6 +35,7 @@ from engage.models import (
     User,
 )
 from engage.models.scoring import latest_score_of_engagement
+from engage.validators import date_problem
 
 
 class EngagementError(FieldError):
@@ -91,13 +94,55 @@ def open_engagement(company: Company, campaign: Campaign, *, owner: User | None,
     return engagement
 
 
+#: The longest next step ("Call IR about the supplier list"): one line that fits a list's column.
+NEXT_STEP_MAX = 200
+#: How far ahead a next step may be dated: further is a typo (2062 for 2026), not a plan.
+NEXT_STEP_HORIZON = dt.timedelta(days=3 * 366)
+
+
+def next_step_problem(engagement: Engagement, text: str, on: dt.date | None, today: dt.date) -> tuple[str, str] | None:
+    """(field, message) for a next step that cannot be saved, else None.
+
+    Both empty is fine (no next step), and so is a text without a date; a date needs a text.
+    The date lies between the engagement's opening and NEXT_STEP_HORIZON after today.
+    """
+    if len(text) > NEXT_STEP_MAX:
+        return "next_step", f"The next step is {len(text)} characters long; keep it to {NEXT_STEP_MAX}."
+    if on is None:
+        return None
+    if not text:
+        return "next_step", "Say what the next step is, or clear its date."
+    if (problem := date_problem(on)) is not None:
+        return "next_step_on", problem
+    if on < engagement.opened_on:
+        return "next_step_on", (f"{on.isoformat()} is before the engagement was opened "
+                                f"({engagement.opened_on.isoformat()}).")
+    if on > today + NEXT_STEP_HORIZON:
+        return "next_step_on", (f"{on.isoformat()} is more than three years ahead; "
+                                "give the date of the next step, not a distant one.")
+    return None
+
+
 def update_engagement(engagement: Engagement, *, seen_version: int | None, owner: User | None,
-                      objectives: str) -> None:
+                      objectives: str, next_step: str | None = None, next_step_on: dt.date | None = None,
+                      today: dt.date | None = None) -> None:
+    """Owner, objectives and next step, from a form opened at `seen_version` (else StaleEdit).
+
+    `next_step=None` leaves the next step as it is (a caller that does not edit it); a text,
+    even empty, sets it and its date. Nothing changes unless everything is valid.
+    """
     check_version(engagement, seen_version)
     if owner is not None and owner.id != engagement.owner_id and (not owner.active or not owner.can_edit):
         raise EngagementError("owner_id", "The owner must be an active analyst or admin.")
+    if next_step is not None:
+        text = one_line(next_step, len(next_step) + 1)
+        if (problem := next_step_problem(engagement, text, next_step_on, today or clock.today())) is not None:
+            raise EngagementError(*problem)
     engagement.owner = owner
     engagement.objectives = objectives.strip()
+    if next_step is not None:
+        engagement.next_step = text
+        engagement.next_step_on = next_step_on
 
 
 def log_interaction(engagement: Engagement, *, kind: str, direction: str, occurred_on: dt.date, subject: str,

@@ -4,8 +4,12 @@ Each row is an engagement open at any time in the month, with its stage and esca
 were at the month's end* (replayed from the engagement's events, not read from today's state),
 its latest score at month end and the change over the month, the month's activity, and the
 figures of the company's latest value-chain map (relationships disclosed, flagged, exited, overdue
-exits; blank when the company disclosed no map).
+exits; blank when the company disclosed no map), days overdue, the next step and the latest note.
 The rows are built with a fixed number of grouped queries, whatever the number of engagements.
+
+The XLSX is written for people (labels, the app's rounding of scores, Excel dates and number
+formats, a title row naming the month and filters); the CSV for programs (codes, ISO dates,
+exact scores, the header on line 1). README, "Monthly status export".
 """
 
 from __future__ import annotations
@@ -25,21 +29,24 @@ import sqlalchemy as sa
 
 from engage.errors import FieldError
 from engage.extensions import db
-from engage.formatting import round_half_up
+from engage.formatting import format_date, one_line, round_half_up, shown_score
 from engage.validators import DATE_MAX, DATE_MIN, whole_number
 from engage.valuechain import figures
 from engage.holdings import screening
 from engage.models import (
     Campaign,
     Company,
+    Direction,
     Engagement,
     EngagementEvent,
+    Escalation,
     Fund,
     Holding,
     Interaction,
     InteractionKind,
     Letter,
     LetterStatus,
+    Outcome,
     Reminder,
     ReminderStatus,
     Score,
@@ -51,23 +58,67 @@ from engage.models.scoring import primary_scores
 
 MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-COLUMNS = [
-    ("company", "Company"), ("isin", "ISIN"), ("sector", "Sector"), ("country", "Country"),
-    ("campaign", "Campaign"), ("owner", "Owner"), ("stage", "Stage at month end"),
-    ("escalation", "Escalation at month end"), ("outcome", "Outcome"), ("opened_on", "Opened"),
-    ("closed_on", "Closed"), ("last_contact", "Last contact"), ("next_follow_up", "Next follow-up"),
-    ("score", "Latest score"), ("score_change", "Score change in month"), ("letters_sent", "Letters sent"),
-    ("responses", "Responses received"), ("interactions", "Interactions in month"),
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of the Engagements sheet (and of the CSV): its row key, title, kind and XLSX width.
+
+    Kinds: text; label (a code such as `value_chain_mapped`, written as its label in the XLSX and
+    as the code in the CSV); date; int; score and change (the XLSX shows the number the app shows,
+    the CSV keeps the exact two-decimal value).
+    """
+
+    key: str
+    title: str
+    kind: str = "text"
+    width: float = 14
+
+
+COLUMN_SPECS = [
+    Column("company", "Company", width=32), Column("isin", "ISIN", width=14), Column("sector", "Sector", width=18),
+    Column("country", "Country", width=9), Column("campaign", "Campaign", width=24), Column("owner", "Owner", width=18),
+    Column("stage", "Stage at month end", "label", 20), Column("escalation", "Escalation at month end", "label", 22),
+    Column("outcome", "Outcome", "label", 11), Column("opened_on", "Opened", "date", 12),
+    Column("closed_on", "Closed", "date", 12), Column("last_contact", "Last contact", "date", 13),
+    Column("next_follow_up", "Next follow-up", "date", 14),
+    # The earliest reminder open at month end, when it was due before: days late at month end.
+    Column("days_overdue", "Days overdue", "int", 9),
+    Column("next_step", "Next step", width=40), Column("next_step_on", "Next step by", "date", 13),
+    Column("score", "Latest score", "score", 9), Column("score_change", "Score change in month", "change", 11),
+    Column("letters_sent", "Letters sent", "int", 9), Column("responses", "Responses received", "int", 11),
+    Column("interactions", "Interactions in month", "int", 12),
     # The company's latest value-chain map (engage.valuechain.figures); blank when it has none.
-    ("vc_disclosed", "Relationships disclosed"), ("vc_flagged", "Relationships flagged"),
-    ("vc_exited", "Relationships exited"), ("vc_overdue", "Overdue exits"),
+    Column("vc_disclosed", "Relationships disclosed", "int", 13), Column("vc_flagged", "Relationships flagged", "int", 13),
+    Column("vc_exited", "Relationships exited", "int", 13), Column("vc_overdue", "Overdue exits", "int", 10),
+    # The latest interaction's summary (or subject) up to the month's end, on one line, shortened.
+    Column("latest_note", "Latest note", width=70),
 ]
+COLUMNS = [(column.key, column.title) for column in COLUMN_SPECS]
+LABELS = {"stage": Stage, "escalation": Escalation, "outcome": Outcome}
 VALUE_CHAIN_COLUMNS = {"vc_disclosed": "disclosed", "vc_flagged": "flagged", "vc_exited": "exited",
                        "vc_overdue": "overdue"}
 #: Up to this many companies, the value-chain figures are read for those companies; beyond, for all
 #: (one query either way, and no list of bound parameters over SQLite's limit).
 FIGURES_BY_ID_LIMIT = 1000
 STAGE_KINDS = ("stage", "close", "reopen")
+#: The latest note is cut to this many characters, at a word, with an ellipsis.
+NOTE_MAX = 240
+#: One date format in every sheet, the one the pages use (engage.formatting.DATE_FORMAT, 05 Oct 2026).
+XLSX_DATE = "dd mmm yyyy"
+XLSX_FORMATS = {"date": XLSX_DATE, "int": "0", "score": "0", "change": "+0;-0;0", "percent": "0.0%",
+                "money": "#,##0"}
+
+
+def label_of(kind: str, value: str | None) -> str | None:
+    """The label a page shows for a stage, escalation, outcome, interaction kind or direction code."""
+    if not value:
+        return value
+    enum = {**LABELS, "kind": InteractionKind, "direction": Direction}[kind]
+    try:
+        return enum(value).label
+    except ValueError:  # a code this version does not know: shown as stored, never dropped
+        return value
 
 
 class ExportError(FieldError):
@@ -181,6 +232,25 @@ class MonthlyExport:
     rows: list[dict] = field(default_factory=list)
     activity: list[dict] = field(default_factory=list)
     summary: dict = field(default_factory=dict)
+    #: The day the state is taken at: the month's last day, or the cut-off (today) in a month not over.
+    end: dt.date | None = None
+
+    @property
+    def title(self) -> str:
+        """The title row of every sheet: the month, the day the state is taken at, and the filters."""
+        month_name = self.month.first.strftime("%B %Y")
+        end = self.end or self.month.last
+        state = f"state at the month's end, {format_date(end)}" if end >= self.month.last \
+            else f"month not over, state on {format_date(end)}"
+        return f"Engage monthly status export, {month_name}: {state} · Filters: {self.filters_text}"
+
+    @property
+    def filters_text(self) -> str:
+        f = self.filters
+        parts = [f"campaign {f.campaign.name}" if f.campaign is not None else "",
+                 f"owner {f.owner.name}" if f.owner is not None else "",
+                 f"fund {f.fund.name}" if f.fund is not None else ""]
+        return "; ".join(p for p in parts if p) or "none (every engagement open during the month)"
 
 
 def build(month: Month, filters: Filters | None = None, cut_off: dt.date | None = None) -> MonthlyExport:
@@ -197,10 +267,11 @@ def build(month: Month, filters: Filters | None = None, cut_off: dt.date | None 
     facts = _month_facts(chosen, month, end)
     company_ids = sorted({record[6] for record in base})
     chain = figures.for_companies(company_ids if len(company_ids) <= FIGURES_BY_ID_LIMIT else None, today=end)
-    result = MonthlyExport(month=month, filters=filters)
-    result.rows = [_row(record, states, facts, chain) for record in base]
+    result = MonthlyExport(month=month, filters=filters, end=end)
+    result.rows = [_row(record, states, facts, chain, end) for record in base]
     result.activity = _activity(chosen, month, end)
     result.summary = summarise(result, end)
+    result.summary["outcome_to_date"] = _outcomes_to_date(filters, end)
     return result
 
 
@@ -209,13 +280,18 @@ def _engagements_query(month: Month, filters: Filters, end: dt.date) -> sa.Selec
     query = (
         sa.select(Engagement.id, Engagement.opened_on, Engagement.closed_on, Engagement.stage, Engagement.escalation,
                   Engagement.outcome, Company.id, Company.name, Company.isin, Company.sector, Company.country,
-                  Campaign.name, User.name)
+                  Campaign.name, User.name, Engagement.next_step, Engagement.next_step_on)
         .join(Company, Company.id == Engagement.company_id)
         .join(Campaign, Campaign.id == Engagement.campaign_id)
         .outerjoin(User, User.id == Engagement.owner_id)
         .where(Engagement.open_during(month.first, end))
         .order_by(Company.normalized_name, Engagement.id)
     )
+    return _filtered(query, filters, end)
+
+
+def _filtered(query: sa.Select, filters: Filters, end: dt.date) -> sa.Select:
+    """`query` (on engagements) limited to the campaign, owner and fund filters."""
     if filters.campaign is not None:
         query = query.where(Engagement.campaign_id == filters.campaign.id)
     if filters.owner is not None:
@@ -225,6 +301,18 @@ def _engagements_query(month: Month, filters: Filters, end: dt.date) -> sa.Selec
         query = query.where(Engagement.company_id.in_(
             sa.select(Holding.company_id).join(snapshot, in_snapshot(snapshot))))
     return query
+
+
+def _outcomes_to_date(filters: Filters, end: dt.date) -> Counter:
+    """Engagements (of the filters) closed by `end` and not reopened since, by outcome: one grouped query.
+
+    Outcomes are rare in a single month; this count fills the "By outcome" block with the team's
+    record so far. It reads today's state (closed, with its closing date), not a replay.
+    """
+    query = _filtered(
+        sa.select(Engagement.outcome, sa.func.count())
+        .where(Engagement.stage == Stage.CLOSED.value, Engagement.closed_on <= end), filters, end)
+    return Counter(dict(db.session.execute(query.group_by(Engagement.outcome)).all()))
 
 
 @dataclass
@@ -270,6 +358,7 @@ class _Facts:
     next_due: dict
     score_at: dict
     score_before: dict
+    latest_note: dict = field(default_factory=dict)
 
 
 def _month_facts(chosen, month: Month, end: dt.date) -> _Facts:
@@ -305,13 +394,46 @@ def _month_facts(chosen, month: Month, end: dt.date) -> _Facts:
         score_at[engagement_id] = total
         if scored_on <= previous_end:
             score_before[engagement_id] = total
-    return _Facts(last_contact, in_month, letters, next_due, score_at, score_before)
+    return _Facts(last_contact, in_month, letters, next_due, score_at, score_before, _latest_notes(chosen, end))
 
 
-def _row(record, states: _States, facts: _Facts, chain: dict[int, figures.Figures]) -> dict:
-    """One engagement's row: its state at month end (today's if it never moved) and the month's facts."""
+def _latest_notes(chosen, end: dt.date) -> dict[int, str]:
+    """Each engagement's latest interaction up to `end` (any kind, notes included): its summary, or subject.
+
+    One query: a window numbers each engagement's interactions newest first and keeps the first;
+    the summary is cut in SQL to what a note can show.
+    """
+    ranked = (
+        sa.select(Interaction.engagement_id, Interaction.subject,
+                  sa.func.substr(Interaction.summary, 1, NOTE_MAX * 4).label("summary"),
+                  sa.func.row_number().over(partition_by=Interaction.engagement_id,
+                                            order_by=(Interaction.occurred_on.desc(), Interaction.id.desc()))
+                  .label("rank"))
+        .where(Interaction.engagement_id.in_(chosen), Interaction.occurred_on <= end)
+        .subquery()
+    )
+    return {engagement_id: shorten(summary if (summary or "").strip() else subject)
+            for engagement_id, subject, summary in db.session.execute(
+                sa.select(ranked.c.engagement_id, ranked.c.subject, ranked.c.summary).where(ranked.c.rank == 1))}
+
+
+def shorten(text: str | None, limit: int = NOTE_MAX) -> str:
+    """One line of at most `limit` characters, cut at a word with "…" when longer (Markdown marks kept)."""
+    line = one_line(text, 10 * limit)
+    if len(line) <= limit:
+        return line
+    cut = line[:limit - 1]
+    if " " in cut[limit // 2:]:
+        cut = cut[:cut.rindex(" ")]
+    return cut.rstrip(" ,;:.-") + "…"
+
+
+def _row(record, states: _States, facts: _Facts, chain: dict[int, figures.Figures], end: dt.date) -> dict:
+    """One engagement's row: its state at month end (today's if it never moved) and the month's facts.
+
+    The next step is the one saved when the export is made (it has no history to replay)."""
     (engagement_id, opened_on, closed_on, stage_now, escalation_now, outcome_now, company_id, company, isin,
-     sector, country, campaign, owner) = record
+     sector, country, campaign, owner, next_step, next_step_on) = record
     if (engagement_id, "stage") in states.first_seen:
         stage = states.stage.get(engagement_id, states.first_seen[(engagement_id, "stage")])
         outcome, closed = states.outcome.get(engagement_id), states.closed.get(engagement_id)
@@ -322,12 +444,16 @@ def _row(record, states: _States, facts: _Facts, chain: dict[int, figures.Figure
     score = facts.score_at.get(engagement_id)
     before = facts.score_before.get(engagement_id)
     counts = facts.in_month[engagement_id]
+    next_due = facts.next_due.get(engagement_id)
     return {
         "engagement_id": engagement_id, "company_id": company_id,
         "company": company, "isin": isin, "sector": sector, "country": country, "campaign": campaign,
         "owner": owner, "stage": stage, "escalation": escalation, "outcome": outcome,
         "opened_on": opened_on, "closed_on": closed if stage == Stage.CLOSED.value else None,
-        "last_contact": facts.last_contact.get(engagement_id), "next_follow_up": facts.next_due.get(engagement_id),
+        "last_contact": facts.last_contact.get(engagement_id), "next_follow_up": next_due,
+        "days_overdue": (end - next_due).days if next_due is not None and next_due < end else None,
+        "next_step": next_step or None, "next_step_on": next_step_on,
+        "latest_note": facts.latest_note.get(engagement_id) or None,
         "score": score, "score_change": (score - before) if score is not None and before is not None else None,
         "letters_sent": facts.letters.get(engagement_id, 0), "responses": counts[InteractionKind.RESPONSE.value],
         "interactions": sum(counts.values()),
@@ -406,29 +532,45 @@ def _value_chain_totals(rows: list[dict]) -> dict:
     return {"companies": len(per_company), **totals}
 
 
-def _cells(row: dict) -> list:
-    return [neutralise(row[key]) for key, _ in COLUMNS]
+def _csv_value(column: Column, value):
+    """The CSV keeps what a program reads back: codes, ISO dates, exact scores, plain integers."""
+    if value is None:
+        return ""
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return neutralise(value)
 
 
 def write_csv(export: MonthlyExport, out) -> None:
-    """UTF-8 with BOM (Excel opens it right), RFC 4180 quoting, CRLF line ends."""
+    """UTF-8 with BOM (Excel opens it right), RFC 4180 quoting, CRLF line ends, the header on line 1.
+
+    Machine-readable on purpose (README, "Monthly status export"): no title row, stage, escalation
+    and outcome as their codes, dates as YYYY-MM-DD, scores with their two stored decimals. The
+    XLSX is the file for people."""
     out.write("\ufeff")
     writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow([title for _, title in COLUMNS])
+    writer.writerow([column.title for column in COLUMN_SPECS])
     for row in export.rows:
-        writer.writerow(["" if v is None else v.isoformat() if isinstance(v, dt.date) else v for v in _cells(row)])
+        writer.writerow([_csv_value(column, row[column.key]) for column in COLUMN_SPECS])
 
 
 def write_xlsx(export: MonthlyExport, path: str) -> None:
-    """Engagements, Summary and Activity sheets; constant memory, no formulas or URLs from text."""
+    """Engagements, Summary and Activity sheets, read as they are: labels, the app's scores, typed cells.
+
+    Every sheet starts with the title row (month, state date, filters); the tables have their header
+    below it, frozen, with an autofilter. Dates are Excel dates in one format (05 Oct 2026), shares
+    percentages, counts integers, and every column has a width. Constant memory; no formulas or
+    URLs from text."""
     # xlsxwriter takes about 60 ms to import: only a request or command that writes an XLSX pays it.
     import xlsxwriter
 
     workbook = xlsxwriter.Workbook(path, {"constant_memory": True, "strings_to_formulas": False,
                                           "strings_to_urls": False, "strings_to_numbers": False})
-    styles = _Styles(bold=workbook.add_format({"bold": True}),
-                     date=workbook.add_format({"num_format": "yyyy-mm-dd"}),
-                     number=workbook.add_format({"num_format": "0.00"}))
+    workbook.set_properties({"title": export.title, "author": "Engage"})
+    styles = _Styles(title=workbook.add_format({"bold": True, "font_size": 13}),
+                     bold=workbook.add_format({"bold": True}),
+                     header=workbook.add_format({"bold": True, "text_wrap": True, "valign": "top", "bottom": 1}),
+                     formats={kind: workbook.add_format({"num_format": code}) for kind, code in XLSX_FORMATS.items()})
     _engagements_sheet(workbook.add_worksheet("Engagements"), export, styles)
     _summary_sheet(_SummarySheet(workbook.add_worksheet("Summary"), styles), export)
     _activity_sheet(workbook.add_worksheet("Activity"), export, styles)
@@ -437,85 +579,135 @@ def write_xlsx(export: MonthlyExport, path: str) -> None:
 
 @dataclass
 class _Styles:
+    title: object
     bold: object
-    date: object
-    number: object
+    header: object
+    #: number formats by kind: date, int, score, change, percent, money
+    formats: dict
+
+    @property
+    def date(self):
+        return self.formats["date"]
+
+
+def _excel_date(value: dt.date) -> dt.datetime:
+    return dt.datetime.combine(value, dt.time())
+
+
+def _table_header(sheet, styles: _Styles, title: str, columns: list[tuple[str, float]], rows: int) -> None:
+    """Title row 1, header row 2 (frozen below, with an autofilter over the table), the column widths."""
+    sheet.write_string(0, 0, neutralise(title), styles.title)
+    for col, (name, width) in enumerate(columns):
+        sheet.write_string(1, col, name, styles.header)
+        sheet.set_column(col, col, width)
+    sheet.freeze_panes(2, 0)
+    sheet.autofilter(1, 0, max(rows, 1) + 1, len(columns) - 1)
 
 
 def _engagements_sheet(sheet, export: MonthlyExport, styles: _Styles) -> None:
-    sheet.freeze_panes(1, 0)
-    for col, (_, title) in enumerate(COLUMNS):
-        sheet.write_string(0, col, title, styles.bold)
-    for r, row in enumerate(export.rows, start=1):
-        for col, value in enumerate(_cells(row)):
+    _table_header(sheet, styles, export.title, [(c.title, c.width) for c in COLUMN_SPECS], len(export.rows))
+    for r, row in enumerate(export.rows, start=2):
+        for col, column in enumerate(COLUMN_SPECS):
+            value = row[column.key]
             if value is None:
                 continue
-            if isinstance(value, dt.date):
-                sheet.write_datetime(r, col, dt.datetime.combine(value, dt.time()), styles.date)
-            elif isinstance(value, (int, Decimal, float)):
-                sheet.write_number(r, col, float(value), styles.number if isinstance(value, Decimal) else None)
+            if column.kind == "date":
+                sheet.write_datetime(r, col, _excel_date(value), styles.date)
+            elif column.kind in ("score", "change"):  # the number the app shows (format_score's rounding)
+                sheet.write_number(r, col, float(shown_score(value)), styles.formats[column.kind])
+            elif column.kind == "int":
+                sheet.write_number(r, col, value, styles.formats["int"])
+            elif column.kind == "label":
+                sheet.write_string(r, col, label_of(column.key, value))
             else:
-                sheet.write_string(r, col, str(value))
-    sheet.autofilter(0, 0, max(len(export.rows), 1), len(COLUMNS) - 1)
-    sheet.set_column(0, 0, 40)
-    sheet.set_column(1, len(COLUMNS) - 1, 16)
+                sheet.write_string(r, col, neutralise(str(value)))
 
 
 class _SummarySheet:
-    """The Summary sheet written line by line: a label in column A, its value in column B."""
+    """The Summary sheet written line by line: a label in column A, its value in column B (C for a second)."""
 
     def __init__(self, sheet, styles: _Styles):
         self.sheet, self.styles, self.line = sheet, styles, 0
 
-    def put(self, label, value=None, style=None) -> None:
+    def put(self, label, *values, style=None, kinds: tuple[str, ...] = ()) -> None:
+        """`kinds`: the number format of each value (int when not given; dates are always dates)."""
         self.sheet.write_string(self.line, 0, neutralise(str(label)), style)
-        if value is not None:
-            if isinstance(value, (int, float, Decimal)):
-                self.sheet.write_number(self.line, 1, float(value))
-            elif isinstance(value, dt.date):
-                self.sheet.write_datetime(self.line, 1, dt.datetime.combine(value, dt.time()), self.styles.date)
-            else:
-                self.sheet.write_string(self.line, 1, neutralise(str(value)))
+        for col, value in enumerate(values, start=1):
+            self.cell(col, value, kinds[col - 1] if col <= len(kinds) else "int")
         self.line += 1
 
-    def heading(self, title: str) -> None:
-        """A blank line, then a bold title."""
+    def cell(self, col: int, value, kind: str = "int") -> None:
+        if value is None:
+            return
+        if isinstance(value, dt.date):
+            self.sheet.write_datetime(self.line, col, _excel_date(value), self.styles.date)
+        elif isinstance(value, (int, float, Decimal)):
+            self.sheet.write_number(self.line, col, float(value) if isinstance(value, Decimal) else value,
+                                    self.styles.formats[kind])
+        else:
+            self.sheet.write_string(self.line, col, neutralise(str(value)))
+
+    def heading(self, title: str, *columns: str) -> None:
+        """A blank line, then a bold title (and the titles of its value columns)."""
         self.line += 1
-        self.put(title, style=self.styles.bold)
+        self.sheet.write_string(self.line, 0, title, self.styles.bold)
+        for col, name in enumerate(columns, start=1):
+            self.sheet.write_string(self.line, col, name, self.styles.header)
+        self.line += 1
 
 
 def _summary_sheet(out: _SummarySheet, export: MonthlyExport) -> None:
     s = export.summary
-    out.put(f"Monthly status export {export.month}", style=out.styles.bold)
+    sheet = out.sheet
+    for col, width in enumerate((46, 16, 22, 12, 16, 11, 18)):
+        sheet.set_column(col, col, width)
+    sheet.write_string(0, 0, neutralise(export.title), out.styles.title)
+    out.line = 2
     out.put("Engagements", len(export.rows))
     out.put("Companies engaged", s["companies"])
-    for title, key in (("By stage at month end", "stage"), ("By escalation at month end", "escalation"),
-                       ("By outcome", "outcome"), ("Interactions per company in the month", "interactions_per_company")):
-        out.heading(title)
-        for name, count in sorted(s[key].items()):
-            out.put(name.replace("_", " "), count)
+    for title, key, enum in (("By stage at month end", "stage", Stage),
+                             ("By escalation at month end", "escalation", Escalation)):
+        out.heading(title, "Engagements")
+        for member in enum:  # every stage or level in the cycle's order, zeros included
+            out.put(member.label, s[key].get(member.value, 0))
+        for code in sorted(set(s[key]) - set(enum.values())):  # a code this version does not know
+            out.put(code, s[key][code])
+    _outcome_block(out, s)
+    out.heading("Interactions per company in the month", "Companies")
+    for band in ("none", "1", "2–3", "more than 3"):
+        out.put(band, s["interactions_per_company"].get(band, 0))
     chain = s["value_chain"]
-    out.heading("Value chain (each company's latest map)")
+    out.heading("Value chain (each company's latest map)", "Count")
     out.put("Companies with a disclosed map", chain["companies"])
     for column, title in COLUMNS:
         if column in VALUE_CHAIN_COLUMNS:
             out.put(title, chain[column])
     if s["funds"]:
-        out.heading("Share of each fund's holdings under engagement")
+        out.heading("Share of each fund's holdings under engagement", "Holdings as of", "Under engagement")
         for item in s["funds"]:
-            out.put(f"{item['fund']} ({item['as_of'].isoformat()})",
-                    float(item["share"]) if item["share"] is not None else "–")
+            share = item["share"] / 100 if item["share"] is not None else "–"
+            out.put(item["fund"], item["as_of"], share, kinds=("date", "percent"))
     if s["exposure"]:
         _exposure_table(out, s["exposure"])
 
 
+def _outcome_block(out: _SummarySheet, s: dict) -> None:
+    """Outcomes: closed in the month, and closed by the month's end (the record so far). Left out when none."""
+    in_month, to_date = s["outcome"], s.get("outcome_to_date", Counter())
+    if not in_month and not to_date:
+        return
+    out.heading("By outcome", "Closed in the month", "Closed by the month's end")
+    for member in Outcome:
+        out.put(member.label, in_month.get(member.value, 0), to_date.get(member.value, 0))
+
+
 def _exposure_table(out: _SummarySheet, exposures: list) -> None:
     """Per fund, one line per official list, the official total in bold, then the signals and linked holdings apart."""
-    sheet, bold, date, number = out.sheet, out.styles.bold, out.styles.date, out.styles.number
+    sheet, bold, styles = out.sheet, out.styles.bold, out.styles
     out.heading("Exposure to official lists (holdings at month end)")
     for col, title in enumerate(("Fund", "Holdings as of", "List", "Companies", "Market value", "% of fund",
                                  "Companies without a market value")):
-        sheet.write_string(out.line, col, title, bold)
+        sheet.write_string(out.line, col, title, styles.header)
     out.line += 1
     for e in exposures:
         parts = [(p, p.label, None) for p in e.lists] + [(e.official, e.official.label, bold)] + \
@@ -524,25 +716,28 @@ def _exposure_table(out: _SummarySheet, exposures: list) -> None:
              for p in e.linked if p.positions]
         for part, label, style in parts:
             sheet.write_string(out.line, 0, neutralise(e.fund.name))
-            sheet.write_datetime(out.line, 1, dt.datetime.combine(e.as_of, dt.time()), date)
+            sheet.write_datetime(out.line, 1, _excel_date(e.as_of), styles.date)
             sheet.write_string(out.line, 2, label, style)
-            sheet.write_number(out.line, 3, part.positions)
+            sheet.write_number(out.line, 3, part.positions, styles.formats["int"])
             if part.value_known:  # a blank, not 0, when no holding of the part has a value
-                sheet.write_number(out.line, 4, float(part.value), number)
-            if part.share is not None:
-                sheet.write_number(out.line, 5, float(part.share))
-            sheet.write_number(out.line, 6, part.unknown)
+                sheet.write_number(out.line, 4, float(part.value), styles.formats["money"])
+            if part.share is not None:  # the page's one-decimal percent, as a fraction shown "8.0%"
+                sheet.write_number(out.line, 5, float(part.share / 100), styles.formats["percent"])
+            sheet.write_number(out.line, 6, part.unknown, styles.formats["int"])
             out.line += 1
 
 
+ACTIVITY_COLUMNS = [("Date", 12), ("Company", 32), ("Kind", 12), ("Direction", 11), ("Subject", 60)]
+
+
 def _activity_sheet(sheet, export: MonthlyExport, styles: _Styles) -> None:
-    sheet.freeze_panes(1, 0)
-    for col, title in enumerate(("Date", "Company", "Kind", "Direction", "Subject")):
-        sheet.write_string(0, col, title, styles.bold)
-    for r, item in enumerate(export.activity, start=1):
-        sheet.write_datetime(r, 0, dt.datetime.combine(item["date"], dt.time()), styles.date)
-        for col, key in enumerate(("company", "kind", "direction", "subject"), start=1):
-            sheet.write_string(r, col, neutralise(item[key] or ""))
+    _table_header(sheet, styles, export.title, ACTIVITY_COLUMNS, len(export.activity))
+    for r, item in enumerate(export.activity, start=2):
+        sheet.write_datetime(r, 0, _excel_date(item["date"]), styles.date)
+        sheet.write_string(r, 1, neutralise(item["company"] or ""))
+        sheet.write_string(r, 2, label_of("kind", item["kind"]) or "")
+        sheet.write_string(r, 3, label_of("direction", item["direction"]) or "")
+        sheet.write_string(r, 4, neutralise(item["subject"] or ""))
 
 
 def write_file(export: MonthlyExport, fmt: str, out_path: str | os.PathLike) -> Path:

@@ -12,6 +12,7 @@ from engage import clock
 from engage.engagements.service import last_contact_query
 from engage.extensions import db
 from engage.holdings import screening
+from engage.main import team
 from engage.models import (
     Campaign,
     Engagement,
@@ -76,6 +77,8 @@ def dashboard():
         upcoming=upcoming,
         recent=recent,
         quiet=quiet_engagements(today),
+        team=team.team_view(today),
+        next_steps=team.next_steps_due(today),
         exposure=screening.exposures(),
         held_again=screening.held_after_divestment(screening.snapshots()),
         today=today,

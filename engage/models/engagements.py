@@ -54,6 +54,7 @@ class Engagement(TimestampMixin, db.Model):
         ),
         sa.Index("ix_engagements_stage_escalation", "stage", "escalation"),
         sa.Index("ix_engagements_owner_stage", "owner_id", "stage"),
+        sa.Index("ix_engagements_next_step_on", "next_step_on"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -66,6 +67,10 @@ class Engagement(TimestampMixin, db.Model):
     opened_on: Mapped[dt.date]
     closed_on: Mapped[dt.date | None]
     outcome: Mapped[str | None] = mapped_column(sa.String(16))
+    #: What the owner will do next ("Call IR about the supplier list"), up to NEXT_STEP_MAX characters,
+    #: and by when; a date needs a text (engage.engagements.service.update_engagement checks both).
+    next_step: Mapped[str] = mapped_column(sa.String(200), default="", server_default="")
+    next_step_on: Mapped[dt.date | None]
     #: Optimistic lock: an update from a stale form fails instead of overwriting.
     version: Mapped[int] = mapped_column(default=1)
 

@@ -131,7 +131,16 @@ def test_5_download_the_monthly_export(page, tmp_path):
     assert path.name.startswith("engage-status-") and path.suffix == ".xlsx"
     from openpyxl import load_workbook
 
-    assert load_workbook(path).sheetnames == ["Engagements", "Summary", "Activity"]
+    book = load_workbook(path)
+    assert book.sheetnames == ["Engagements", "Summary", "Activity"]
+    sheet = book["Engagements"]
+    assert sheet["A1"].value.startswith("Engage monthly status export, ") and "Filters: none" in sheet["A1"].value
+    header = [c.value for c in sheet[2]]
+    assert header[0] == "Company" and {"Days overdue", "Next step", "Latest note"} <= set(header)
+    stages = {row[header.index("Stage at month end")] for row in sheet.iter_rows(min_row=3, values_only=True)}
+    assert stages and not any("_" in stage for stage in stages)  # labels, not codes
+    opened = [row[header.index("Opened")] for row in sheet.iter_rows(min_row=3)]
+    assert {cell.number_format for cell in opened} == {"dd mmm yyyy"}
 
 
 def test_6_a_viewer_sees_everything_and_can_change_nothing(page):
