@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from engage.extensions import db
 from engage.models import CompanyAlias, CompanyContact, Interaction
-from engage.search import service
+from engage.search import index, service
 from tests import factories
 from tests.test_companies import company_form
 
@@ -317,6 +317,10 @@ def test_migration_indexes_existing_rows_and_downgrades(make_app, tmp_path, data
         assert names == []
         upgrade()
         assert [h.id for h in service.search("CNE100000PM8").groups[0].hits] == [7]
+        # a later migration of a searched table keeps its triggers, up and down (0025: engagements)
+        downgrade(revision="0024")
+        upgrade()
+        assert index.problems() == []
         db.session.remove()
         db.engine.dispose()
 
