@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engage.extensions import db
-from engage.models import CompanyAlias, CompanyContact, Interaction
+from engage.models import CompanyAlias, Interaction
 from engage.search import index, service
 from tests import factories
 from tests.test_companies import company_form

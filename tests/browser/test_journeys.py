@@ -35,7 +35,7 @@ def test_1_sign_in_dashboard_sign_out(page):
 def test_2_open_an_engagement_and_send_the_initial_letter(page, tmp_path):
     sign_in(page, "analyst@example.org")
     page.get_by_role("link", name="Companies").click()
-    page.get_by_label("Search").fill("megvii")
+    page.get_by_label("Search", exact=True).fill("megvii")
     page.get_by_role("button", name="Filter").click()
     page.get_by_role("link", name="Megvii Technology Ltd").click()
     expect(page.get_by_text("US Entity List").first).to_be_visible()
