@@ -320,3 +320,19 @@ def test_a_possible_match_is_shown_and_taken_only_when_asked(client, login_as):
     assert "1: 1 resolved to existing companies, 0 new" in taken
     assert confirm(client, company.id, taken).status_code == 302
     assert db.session.scalar(sa.select(Relationship.counterparty_id)) == existing.id
+
+
+def test_the_preview_says_where_and_when_the_map_was_disclosed_as_the_form_asked(client, login_as):
+    """The preview names the source and the date as the value-chain tab does ("Letter reply", a date as the app
+    writes dates), not as stored ("letter reply", 2026-05-02)."""
+    from engage.formatting import format_date
+
+    company = maker()
+    login_as("analyst")
+    page = upload(client, company.id, MAP, source_kind="letter_reply", source_ref="Supplier-list annex",
+                  disclosed_on="2026-05-02").get_data(as_text=True)
+    shown = re.search(r"<dt>Disclosed in</dt><dd>(.*?)</dd>", page).group(1)
+    assert shown == f"Letter reply: Supplier-list annex, {format_date(dt.date(2026, 5, 2))}"
+    page = upload(client, company.id, MAP, source_kind="report").get_data(as_text=True)
+    assert re.search(r"<dt>Disclosed in</dt><dd>(.*?)</dd>", page).group(1) == "Report"
+

@@ -50,6 +50,7 @@ def _preview_page(company: Company, token: str, shown: service.Preview, meta: di
     return render_template("valuechain/import_preview.html", company=company, token=token, preview=shown, meta=meta,
                            rows=importing.flagged_first(shown), counts=importing.counts(shown),
                            digest=importing.digest(shown), form=MapConfirmForm(formdata=None), stale=stale,
+                           disclosed_on=importing.day(meta.get("disclosed_on")),
                            engagement_id=meta.get("engagement")), status
 
 
