@@ -336,3 +336,37 @@ def test_the_preview_says_where_and_when_the_map_was_disclosed_as_the_form_asked
     page = upload(client, company.id, MAP, source_kind="report").get_data(as_text=True)
     assert re.search(r"<dt>Disclosed in</dt><dd>(.*?)</dd>", page).group(1) == "Report"
 
+
+def test_a_second_click_while_the_first_imports_waits_for_it_and_reports_its_result(client, login_as, monkeypatch):
+    """A browser's double click sends the second confirmation while the first is importing, and shows only the
+    second's answer: it waits (a few seconds at most) for the first to finish, so the analyst reads what was
+    imported and the tab it leads to has the map, instead of 'being imported' over a tab without it."""
+    from engage.valuechain import routes
+
+    company = maker()
+    login_as("analyst")
+    page = upload(client, company.id, MAP).get_data(as_text=True)
+    token, form = confirm_data(page)
+    assert importing.claim_upload(token, routes.KIND) is not None  # the first click holds it
+    waits = []
+
+    def first_click_finishes(seconds):
+        waits.append(seconds)
+        if len(waits) == 3:
+            importing.finish_upload(token, ["Map 1 of Fictional Solar Modules Co. imported (by the first click)."])
+
+    monkeypatch.setattr(routes.time, "sleep", first_click_finishes)
+    answer = client.post(f"/value-chain/companies/{company.id}/import/{token}", data=form, follow_redirects=True)
+    assert len(waits) == 3
+    assert ("This map was confirmed already and imported once: Map 1 of Fictional Solar Modules Co. imported (by the "
+            "first click).") in answer.get_data(as_text=True)
+
+    # a first click that does not finish in time: the second says so, and waited a bounded time
+    page = upload(client, company.id, MAP, "other.csv").get_data(as_text=True)
+    token, form = confirm_data(page)
+    assert importing.claim_upload(token, routes.KIND) is not None
+    waits.clear()
+    monkeypatch.setattr(routes.time, "sleep", waits.append)
+    answer = client.post(f"/value-chain/companies/{company.id}/import/{token}", data=form, follow_redirects=True)
+    assert "This map is being imported by an earlier click; it is imported once." in answer.get_data(as_text=True)
+    assert 0 < sum(waits) <= routes.WAIT_FOR_FIRST_CLICK + 1

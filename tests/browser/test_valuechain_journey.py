@@ -104,6 +104,8 @@ def test_10_import_a_supplier_list_and_track_a_listed_supplier_to_its_exit(page,
     expect(page.get_by_role("heading", name="solar_supplier_list.pdf")).to_be_visible()
     expect(page.get_by_text("Nothing is imported yet.")).to_be_visible()
     expect(fact(page, "Map")).to_have_text("the first map of the company")
+    expect(fact(page, "Disclosed in")).to_have_text(
+        re.compile(r"^Letter reply: Reply to our letter: supplier-list annex, \d{2} \w{3} \d{4}$"))
     expect(fact(page, "Relationships")).to_have_text("12: 12 resolved to existing companies, 0 new")  # the demo's
     expect(fact(page, "Flagged")).to_have_text("5: 4 on a list, 5 in the Uyghur Region")
     rows = page.locator("#rows tbody tr")
@@ -123,11 +125,19 @@ def test_10_import_a_supplier_list_and_track_a_listed_supplier_to_its_exit(page,
     expect(rows.filter(has_text="Tarim Fictional Quartz")).not_to_contain_text("List")
     page.shot("preview")
 
-    # a double click on the confirmation (the browser's own): the map is imported once
-    page.get_by_role("button", name="Import this map (12 relationships)").dblclick()
+    # a double click on the confirmation (the browser's own, each click held as long as a person does): both are
+    # sent, the map is imported once
+    confirmations: list[str] = []
+    page.on("request", lambda r: confirmations.append(r.url) if r.method == "POST" and "/import/" in r.url else None)
+    page.get_by_role("button", name="Import this map (12 relationships)").dblclick(delay=120)
     page.wait_for_url(re.compile(r"/value-chain/engagements/\d+"))
+    page.wait_for_load_state()
+    assert len(confirmations) == 2, confirmations  # both clicks were sent
     expect(page.get_by_role("heading", name=f"Value chain of {MAKER}")).to_be_visible()
-    expect(page.get_by_text(re.compile(r"^Map 1 of " + re.escape(MAKER)))).to_be_visible()
+    # the browser shows the second click's answer: it waited for the first and says what it imported
+    expect(page.get_by_role("status").filter(has_text="This map was confirmed already and imported once")).to_contain_text(
+        f"Map 1 of {MAKER} imported from solar_supplier_list.pdf: 12 relationship(s), 12 resolved to existing "
+        "companies, 0 new companies; 5 flagged (4 on a list, 5 in the Uyghur Region).")
     assert maps_of(live_app, MAKER) == [1]
 
     # the tab: the figures, then the flagged links first, each with its reasons
