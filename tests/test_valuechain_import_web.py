@@ -148,7 +148,7 @@ def test_a_pdf_map_on_the_web_keeps_the_page_of_each_row(client, login_as):
     login_as("analyst")
     text = upload(client, company.id, PDF_MAP).get_data(as_text=True)
     assert "12: 0 resolved to existing companies, 12 new" in text
-    assert "<td>p. 2</td>\n    <td>Hoshine Silicon Industry Co. Ltd." in text
+    assert "<td data-label=\"Source\">p. 2</td>\n    <td data-label=\"Disclosed\">Hoshine Silicon Industry Co. Ltd." in text
     assert confirm(client, company.id, text).status_code == 302
     refs = dict(db.session.execute(sa.select(Relationship.products, Relationship.source_ref)).all())
     assert (refs["solar glass"], refs["metallurgical-grade silicon"]) == ("p. 1", "p. 2")
