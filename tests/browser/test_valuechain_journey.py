@@ -204,6 +204,7 @@ def test_10_import_a_supplier_list_and_track_a_listed_supplier_to_its_exit(page,
     page.goto(engagement_url)
     expect(page.locator("div.hint-box")).to_contain_text(re.compile(
         rf"exit of {re.escape(HOSHINE)} planned on .* Consider moving the stage to Disengaging"))
+    page.shot("engagement-hints")
     page.get_by_role("link", name="Reminders").click()
     reminder = page.get_by_role("row").filter(has_text=f"Exit of {HOSHINE} due")
     expect(reminder).to_have_count(1)
@@ -223,6 +224,7 @@ def test_10_import_a_supplier_list_and_track_a_listed_supplier_to_its_exit(page,
     expect(card.locator("dd.vc-status")).to_have_text("Exited")
     expect(card).to_contain_text("Supplier list 2027 without Hoshine")
     expect(fact(page, "Exited")).to_have_text("1")
+    page.shot("tab-after-exit")
     page.get_by_role("link", name="Reminders").click()
     expect(page.get_by_role("row").filter(has_text=f"Exit of {HOSHINE} due")).to_have_count(0)
 
