@@ -148,7 +148,7 @@ def test_a_pdf_map_on_the_web_keeps_the_page_of_each_row(client, login_as):
     login_as("analyst")
     text = upload(client, company.id, PDF_MAP).get_data(as_text=True)
     assert "12: 0 resolved to existing companies, 12 new" in text
-    assert "<td>p. 2</td>\n    <td>Hoshine Silicon Industry Co. Ltd." in text
+    assert "<td data-label=\"Source\">p. 2</td>\n    <td data-label=\"Disclosed\">Hoshine Silicon Industry Co. Ltd." in text
     assert confirm(client, company.id, text).status_code == 302
     refs = dict(db.session.execute(sa.select(Relationship.products, Relationship.source_ref)).all())
     assert (refs["solar glass"], refs["metallurgical-grade silicon"]) == ("p. 1", "p. 2")
@@ -320,3 +320,53 @@ def test_a_possible_match_is_shown_and_taken_only_when_asked(client, login_as):
     assert "1: 1 resolved to existing companies, 0 new" in taken
     assert confirm(client, company.id, taken).status_code == 302
     assert db.session.scalar(sa.select(Relationship.counterparty_id)) == existing.id
+
+
+def test_the_preview_says_where_and_when_the_map_was_disclosed_as_the_form_asked(client, login_as):
+    """The preview names the source and the date as the value-chain tab does ("Letter reply", a date as the app
+    writes dates), not as stored ("letter reply", 2026-05-02)."""
+    from engage.formatting import format_date
+
+    company = maker()
+    login_as("analyst")
+    page = upload(client, company.id, MAP, source_kind="letter_reply", source_ref="Supplier-list annex",
+                  disclosed_on="2026-05-02").get_data(as_text=True)
+    shown = re.search(r"<dt>Disclosed in</dt><dd>(.*?)</dd>", page).group(1)
+    assert shown == f"Letter reply: Supplier-list annex, {format_date(dt.date(2026, 5, 2))}"
+    page = upload(client, company.id, MAP, source_kind="report").get_data(as_text=True)
+    assert re.search(r"<dt>Disclosed in</dt><dd>(.*?)</dd>", page).group(1) == "Report"
+
+
+def test_a_second_click_while_the_first_imports_waits_for_it_and_reports_its_result(client, login_as, monkeypatch):
+    """A browser's double click sends the second confirmation while the first is importing, and shows only the
+    second's answer: it waits (a few seconds at most) for the first to finish, so the analyst reads what was
+    imported and the tab it leads to has the map, instead of 'being imported' over a tab without it."""
+    from engage.valuechain import routes
+
+    company = maker()
+    login_as("analyst")
+    page = upload(client, company.id, MAP).get_data(as_text=True)
+    token, form = confirm_data(page)
+    assert importing.claim_upload(token, routes.KIND) is not None  # the first click holds it
+    waits = []
+
+    def first_click_finishes(seconds):
+        waits.append(seconds)
+        if len(waits) == 3:
+            importing.finish_upload(token, ["Map 1 of Fictional Solar Modules Co. imported (by the first click)."])
+
+    monkeypatch.setattr(routes.time, "sleep", first_click_finishes)
+    answer = client.post(f"/value-chain/companies/{company.id}/import/{token}", data=form, follow_redirects=True)
+    assert len(waits) == 3
+    assert ("This map was confirmed already and imported once: Map 1 of Fictional Solar Modules Co. imported (by the "
+            "first click).") in answer.get_data(as_text=True)
+
+    # a first click that does not finish in time: the second says so, and waited a bounded time
+    page = upload(client, company.id, MAP, "other.csv").get_data(as_text=True)
+    token, form = confirm_data(page)
+    assert importing.claim_upload(token, routes.KIND) is not None
+    waits.clear()
+    monkeypatch.setattr(routes.time, "sleep", waits.append)
+    answer = client.post(f"/value-chain/companies/{company.id}/import/{token}", data=form, follow_redirects=True)
+    assert "This map is being imported by an earlier click; it is imported once." in answer.get_data(as_text=True)
+    assert 0 < sum(waits) <= routes.WAIT_FOR_FIRST_CLICK + 1

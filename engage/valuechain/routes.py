@@ -4,6 +4,8 @@ relationships added one by one)."""
 
 from __future__ import annotations
 
+import time
+
 import sqlalchemy as sa
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
@@ -27,6 +29,8 @@ from engage.web import field_error, paginate, refuse
 bp = Blueprint("valuechain", __name__, url_prefix="/value-chain")
 #: The map import keeps its uploads in the holdings import's stash, under its own kind.
 KIND = "valuechain"
+#: Seconds a second confirmation waits for the first click's import to finish (and its polling step).
+WAIT_FOR_FIRST_CLICK, WAIT_STEP = 10.0, 0.25
 
 
 # ---------------------------------------------------------------------------------------------
@@ -50,6 +54,7 @@ def _preview_page(company: Company, token: str, shown: service.Preview, meta: di
     return render_template("valuechain/import_preview.html", company=company, token=token, preview=shown, meta=meta,
                            rows=importing.flagged_first(shown), counts=importing.counts(shown),
                            digest=importing.digest(shown), form=MapConfirmForm(formdata=None), stale=stale,
+                           disclosed_on=importing.day(meta.get("disclosed_on")),
                            engagement_id=meta.get("engagement")), status
 
 
@@ -128,7 +133,7 @@ def confirm_map_import(company_id: int, token: str):
         flash("The form expired; upload the map again.", "error")
         return redirect(url_for("valuechain.import_map", company_id=company.id))
     if _stashed(token, company) is None:
-        state, lines = importing.upload_state(token)
+        state, lines = _after_first_click(token)
         if state == "done":
             flash("This map was confirmed already and imported once: " + " ".join(lines[:2]), "info")
         elif state == "importing":
@@ -139,7 +144,11 @@ def confirm_map_import(company_id: int, token: str):
         return redirect(_result_url(company, None))
     claimed = importing.claim_upload(token, KIND)
     if claimed is None:
-        flash("This map is being imported by an earlier click; it is imported once.", "info")
+        state, lines = _after_first_click(token)
+        if state == "done":
+            flash("This map was confirmed already and imported once: " + " ".join(lines[:2]), "info")
+        else:
+            flash("This map is being imported by an earlier click; it is imported once.", "info")
         return redirect(_result_url(company, None))
     data, meta = claimed
     disclosed_on = importing.day(meta["disclosed_on"])
@@ -168,6 +177,21 @@ def confirm_map_import(company_id: int, token: str):
     for line in lines:
         flash(line, "success")
     return redirect(_result_url(company, meta.get("engagement")))
+
+
+def _after_first_click(token: str) -> tuple[str, list[str]]:
+    """The state of an upload another click has claimed, once its import is over or after a few seconds.
+
+    A double click in a browser sends the second confirmation while the first is importing and shows only the
+    second's answer: waiting for the first lets that answer say what was imported, and the page it redirects
+    to show the map."""
+    state, lines = importing.upload_state(token)
+    for _ in range(int(WAIT_FOR_FIRST_CLICK / WAIT_STEP)):
+        if state != "importing":
+            break
+        time.sleep(WAIT_STEP)
+        state, lines = importing.upload_state(token)
+    return state, lines
 
 
 def _stale(company: Company, token: str, data: bytes, meta: dict, map_changed: bool):
