@@ -256,8 +256,8 @@ def test_10_import_a_supplier_list_and_track_a_listed_supplier_to_its_exit(page,
     from openpyxl import load_workbook
 
     sheet = load_workbook(path)["Engagements"]
-    header = [c.value for c in sheet[1]]
-    row = next(r for r in sheet.iter_rows(min_row=2, values_only=True) if r[0] == MAKER)
+    header = [c.value for c in sheet[2]]  # row 1 is the export's title
+    row = next(r for r in sheet.iter_rows(min_row=3, values_only=True) if r[0] == MAKER)
     assert [row[header.index(c)] for c in VC_COLUMNS] == [12, 5, 1, 0]
 
     # the public report: the totals grew by this map, and no counterparty is named
