@@ -128,7 +128,7 @@ def confirm_map_import(company_id: int, token: str):
         flash("The form expired; upload the map again.", "error")
         return redirect(url_for("valuechain.import_map", company_id=company.id))
     if _stashed(token, company) is None:
-        state, lines = importing.upload_state(token)
+        state, lines = importing.state_for(token, current_user.id, company.id)
         if state == "done":
             flash("This map was confirmed already and imported once: " + " ".join(lines[:2]), "info")
         elif state == "importing":
@@ -164,7 +164,7 @@ def confirm_map_import(company_id: int, token: str):
         importing.release_upload(token)
         raise
     lines = importing.summary(saved)
-    importing.finish_upload(token, lines)
+    importing.finish(token, lines, meta)
     for line in lines:
         flash(line, "success")
     return redirect(_result_url(company, meta.get("engagement")))
