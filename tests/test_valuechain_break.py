@@ -8,6 +8,8 @@ tests/test_valuechain_import_web.py and tests/test_valuechain_tab.py.
 
 from __future__ import annotations
 
+import datetime as dt
+import html
 import re
 
 import sqlalchemy as sa
@@ -16,7 +18,21 @@ from engage.extensions import db
 from tests import factories
 from tests.test_valuechain import MAP, counts, maker
 from tests.test_valuechain_import_web import HEADER, confirm, confirm_data, stashed_files, upload
-from tests.test_valuechain_tab import add_url, mapped, status_post, status_url, tab_url  # noqa: F401 - a fixture
+from tests.test_valuechain_tab import (  # noqa: F401 - mapped is a fixture
+    HOSHINE,
+    add_url,
+    changes,
+    mapped,
+    relationship_to,
+    squash,
+    status_post,
+    status_url,
+    tab_url,
+)
+
+
+def text_of_page(page: str) -> str:
+    return html.unescape(re.sub(r"<[^>]+>", " ", page))
 
 
 def flashes(response) -> str:
@@ -42,3 +58,57 @@ def test_a_token_of_another_companys_import_tells_nothing_of_it_and_imports_noth
     assert "Other Glass" not in text and "confirmed already" not in text
     assert "That import is no longer waiting; upload the map again." in text
     assert counts()[0] == 1
+
+
+# --- a closed engagement ---------------------------------------------------------------------
+# Decision: the tab of a closed engagement is read-only. A status change is dated and goes on the
+# timeline and into the reminders of the engagement it is recorded under; a closed engagement takes
+# no new entries (as it takes no new contact), so the change is refused with how to make it: reopen
+# the engagement, or use the company's open engagement, named with its link. The map import is the
+# company's, not the engagement's, and stays open.
+
+
+def close(engagement, on=dt.date(2026, 6, 1)) -> None:
+    engagement.stage, engagement.closed_on, engagement.outcome = "closed", on, "dropped"
+    db.session.commit()
+
+
+def test_a_closed_engagements_tab_is_read_only_and_its_posts_are_refused(client, login_as, mapped, frozen_today):
+    hoshine = relationship_to(HOSHINE)
+    login_as("analyst")
+    data, _ = status_post(client, mapped, hoshine, status="under_review", date=frozen_today.isoformat())
+    token = re.search(r'name="form_token" type="hidden" value="([^"]*)"',
+                      client.get(tab_url(mapped)).get_data(as_text=True)).group(1)
+    close(mapped)
+    page = client.get(tab_url(mapped)).get_data(as_text=True)
+    assert status_url(mapped, hoshine) not in page and add_url(mapped) not in page
+    assert "This engagement was closed on 01 Jun 2026: its value chain is read-only here" in squash(text_of_page(page))
+    before = (changes(), counts())
+
+    refused = client.post(status_url(mapped, hoshine), data=data)  # a tab opened before it was closed
+    assert refused.status_code == 409
+    assert ("the engagement with Fictional Solar Modules Co. was closed on 2026-06-01; reopen it to change its "
+            "value chain") in html.unescape(refused.get_data(as_text=True))
+    added = client.post(add_url(mapped), data={"form_token": token, "name": "Late Supplier (fictional)",
+                                               "kind": "supplier", "tier": "1"})
+    assert added.status_code == 409 and "was closed on 2026-06-01" in html.unescape(added.get_data(as_text=True))
+    db.session.expire_all()
+    assert (changes(), counts()) == before
+
+
+def test_a_closed_engagement_names_the_companys_open_one(client, login_as, mapped, frozen_today):
+    hoshine = relationship_to(HOSHINE)
+    login_as("analyst")
+    data, _ = status_post(client, mapped, hoshine, status="under_review", date=frozen_today.isoformat())
+    close(mapped)
+    later = factories.engagement(company=mapped.company, opened_on=dt.date(2026, 6, 2))
+    db.session.commit()
+    refused = client.post(status_url(mapped, hoshine), data=data)
+    text = html.unescape(refused.get_data(as_text=True))
+    assert refused.status_code == 409 and f'href="{tab_url(later)}"' in text
+    assert "or change it from the company's open engagement" in text
+    assert changes() == 0
+    # there it is accepted
+    data, _ = status_post(client, later, hoshine, status="under_review", date=frozen_today.isoformat())
+    assert client.post(status_url(later, hoshine), data=data).status_code == 303
+    assert changes() == 1

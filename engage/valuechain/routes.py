@@ -236,7 +236,7 @@ def _tab(engagement: Engagement, status: int = 200, *, status_forms: dict | None
         page = paginate(vc_tab.relationships_query(latest.id), per_page=vc_tab.PER_PAGE)
         rows = vc_tab.rows(page.items)
         drawing = vc_tab.network(company, latest.id, figures)
-        if current_user.can_edit:
+        if current_user.can_edit and engagement.is_open:
             forms = {row.relationship.id: _status_form(row.relationship, status_forms or {})
                      for row in rows if row.flagged or row.was_flagged}
     posted = [f for f in (status_forms or {}).values() if f not in forms.values()]
@@ -245,7 +245,9 @@ def _tab(engagement: Engagement, status: int = 200, *, status_forms: dict | None
         latest=latest, page=page, rows=rows, drawing=drawing, status_forms=forms, today=clock.today(),
         # a refused form whose row is not on this page still reaches the top of the page (web.refusals)
         posted_status_form=posted[0] if posted else None,
-        add_form=add_form or (AddRelationshipForm(formdata=None) if current_user.can_edit else None),
+        add_form=add_form or (AddRelationshipForm(formdata=None) if current_user.can_edit and engagement.is_open
+                              else None),
+        open_engagement=None if engagement.is_open else vc_service.open_engagement_of(company.id),
     ), status
 
 
@@ -281,6 +283,11 @@ def change_status(engagement_id: int, relationship_id: int):
     if relationship is None or relationship.company_id != engagement.company_id:
         abort(404)
     form = StatusForm(prefix=status_prefix(relationship_id))
+    try:
+        vc_service.check_open(engagement, "status")
+    except FieldError as error:
+        refuse(form, error)
+        return _tab(engagement, 409, status_forms={relationship_id: form})
     if not form.validate_on_submit():
         return _tab(engagement, 422, status_forms={relationship_id: form})
     latest = vc_service.latest_map(engagement.company)
@@ -321,6 +328,11 @@ def change_status(engagement_id: int, relationship_id: int):
 def add_relationship(engagement_id: int):
     engagement = _engagement(engagement_id)
     form = AddRelationshipForm()
+    try:
+        vc_service.check_open(engagement, "name")
+    except FieldError as error:
+        refuse(form, error)
+        return _tab(engagement, 409, add_form=form)
     if not form.validate_on_submit():
         return _tab(engagement, 422, add_form=form)
     here = _here(engagement_id)

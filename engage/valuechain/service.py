@@ -448,6 +448,31 @@ class StaleStatus(ValueError):
         super().__init__(self.message)
 
 
+def open_engagement_of(company_id: int) -> Engagement | None:
+    """The company's open engagement (the latest one), under which a status change is recorded."""
+    return db.session.scalar(sa.select(Engagement).where(Engagement.company_id == company_id, Engagement.is_open)
+                             .order_by(Engagement.id.desc()).limit(1))
+
+
+def check_open(engagement: Engagement, field_name: str) -> None:
+    """A closed engagement's tab is read-only (FieldError on `field_name`).
+
+    A status change is dated and goes on the timeline and into the reminders of the engagement it is
+    recorded under; a closed engagement takes no new entries, as it takes no new contact. The
+    refusal says how to make the change: reopen the engagement, or use the company's open one
+    (the route adds its link). A map import is the company's, not the engagement's, and is not refused.
+    """
+    if engagement.is_open:
+        return
+    since = f" on {engagement.closed_on.isoformat()}" if engagement.closed_on else ""
+    other = open_engagement_of(engagement.company_id)
+    message = (f"Not saved: the engagement with {engagement.company.name} was closed{since}; reopen it to change "
+               f"its value chain")
+    if other is not None:
+        message += f", or change it from the company's open engagement ({other.campaign.name})"
+    raise FieldError(field_name, message + ".")
+
+
 def change_status_seen(relationship: Relationship, seen_status: str, new: str, on: dt.date | None,
                        **kwargs) -> RelationshipStatusChange:
     """`change_status`, but only if the status is still `seen_status` (the one the form showed); else StaleStatus.
