@@ -12,6 +12,7 @@ import datetime as dt
 import html
 import re
 
+import pytest
 import sqlalchemy as sa
 
 from engage.extensions import db
@@ -112,3 +113,42 @@ def test_a_closed_engagement_names_the_companys_open_one(client, login_as, mappe
     data, _ = status_post(client, later, hoshine, status="under_review", date=frozen_today.isoformat())
     assert client.post(status_url(later, hoshine), data=data).status_code == 303
     assert changes() == 1
+
+
+# --- cells too long: refused on their row, never cut ---------------------------------------------
+# A region cut at 200 characters lost the "Hotan" written after them, and with it the region flag.
+
+FAR_HOTAN = "Building 7, Industrial Park Road, " * 6 + "Hotan, Xinjiang"
+LONG_CELLS = {
+    "region": (f'Acme Quartz (fictional),1,supplier,quartz,CN,"{FAR_HOTAN}",p. 1\n', "Region",
+               f"at most 200 characters (this one has {len(FAR_HOTAN)})"),
+    "products": ("Acme Glass (fictional),1,supplier," + "glass " * 200 + ",CN,Anhui,p. 1\n", "Products",
+                 "at most 1,000 characters (this one has 1,199)"),
+    "source": ("Acme Glass (fictional),1,supplier,glass,CN,Anhui," + "p. 1 " * 50 + "\n", "Page",
+               "at most 200 characters (this one has 249)"),
+}
+
+
+@pytest.mark.parametrize("case", list(LONG_CELLS))
+def test_a_cell_too_long_for_its_field_is_refused_on_its_row_not_cut(client, login_as, case):
+    company = maker()
+    login_as("analyst")
+    line, column, message = LONG_CELLS[case]
+    before, stash = counts(), stashed_files()
+    response = upload(client, company.id, (HEADER + "Brightfield Glass (fictional),1,supplier,glass,CN,Anhui,p. 1\n"
+                                           + line).encode())
+    text = html.unescape(response.get_data(as_text=True))
+    assert response.status_code == 422, text[text.find("<h1>"):][:800]
+    assert re.search(rf'<td class="num">3</td><td>{column}</td><td><code>[^<]*</code></td><td>[^<]*{re.escape(message)}',
+                     text), text[text.find("Rows with errors"):][:800]
+    assert counts() == before and stashed_files() == stash
+
+
+def test_an_alias_too_long_is_refused_on_its_row(runner, tmp_path):
+    company = maker()
+    path = tmp_path / "aliases.csv"
+    path.write_text("Supplier,Aliases\nAcme Glass (fictional),Acme|" + "A" * 250 + "\n")
+    result = runner.invoke(args=["valuechain", "import", str(path), "--company", str(company.id)])
+    assert result.exit_code == 1
+    assert "row 2" in result.stderr and "an alias is at most 200 characters (this one has 250)" in result.stderr
+    assert counts()[0] == 0

@@ -54,6 +54,8 @@ KIND_WORDS = {
     "jv": "joint_venture", "joint-venture": "joint_venture", "vendor": "supplier", "client": "customer",
     "buyer": "customer",
 }
+#: Characters a cell may have, by field (the columns' sizes); a longer cell is a row error, never cut.
+MAX_CHARS = {"name": 200, "products": 1000, "region": 200, "source_ref": 200}
 #: Tiers above this are recorded as this ("3" means "3 or further").
 TOP_TIER = 3
 
@@ -263,7 +265,11 @@ def _read_row(number: int, cell, result: ParsedMap, where: str = "") -> MapRow |
     elif len(name) > 200:
         error("name", name[:60] + "…", f"a name is at most 200 characters (this one has {len(name):,})")
     item = MapRow(row=number, name=name[:200])
-    item.aliases = [a.strip()[:200] for a in cell("aliases").replace(";", "|").split("|") if a.strip()]
+    item.aliases = [a.strip() for a in cell("aliases").replace(";", "|").split("|") if a.strip()]
+    for alias in item.aliases:
+        if len(alias) > MAX_CHARS["name"]:
+            error("aliases", alias[:60] + "…", f"an alias is at most {MAX_CHARS['name']} characters (this one has "
+                                               f"{len(alias):,})")
     kind = cell("kind")
     if kind:
         value = KIND_WORDS.get(_label(kind))
@@ -282,14 +288,14 @@ def _read_row(number: int, cell, result: ParsedMap, where: str = "") -> MapRow |
             error("tier", tier, "a tier is a positive whole number (1 = direct supplier, 2, 3 or 3+)")
         else:
             item.tier = min(value, TOP_TIER)
-    item.products = cell("products")[:1000]
+    item.products = _within(cell("products"), "products", error)
     country = cell("country")
     if country:
         code = country_code(country)
         if code is None:
             error("country", country, "not a country (an ISO code such as CN, or a country's name)")
         item.country = code
-    item.region = cell("region")[:200]
+    item.region = _within(cell("region"), "region", error)
     isin = clean_identifier(cell("isin")).upper()
     if isin:
         problem = isin_problem(isin)
@@ -304,8 +310,18 @@ def _read_row(number: int, cell, result: ParsedMap, where: str = "") -> MapRow |
             error("lei", lei, problem)
         else:
             item.lei = lei
-    item.source_ref = (cell("source_ref") or where or f"row {number}")[:200]
+    item.source_ref = _within(cell("source_ref"), "source_ref", error) or where or f"row {number}"
     return item if len(result.errors) == errors_before else None
+
+
+def _within(text: str, name: str, error) -> str:
+    """The cell, or "" with a row error when it is longer than its field takes: never cut (a region
+    cut short could lose the place that flags it)."""
+    limit = MAX_CHARS[name]
+    if len(text) <= limit:
+        return text
+    error(name, text[:60] + "…", f"at most {limit:,} characters (this one has {len(text):,})")
+    return ""
 
 
 def country_code(text: str) -> str | None:
