@@ -16,6 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from engage.extensions import db
+from engage.models import Company, Relationship
 from tests import factories
 from tests.test_valuechain import MAP, counts, maker
 from tests.test_valuechain_import_web import HEADER, confirm, confirm_data, stashed_files, upload
@@ -152,3 +153,25 @@ def test_an_alias_too_long_is_refused_on_its_row(runner, tmp_path):
     assert result.exit_code == 1
     assert "row 2" in result.stderr and "an alias is at most 200 characters (this one has 250)" in result.stderr
     assert counts()[0] == 0
+
+
+# --- invisible characters --------------------------------------------------------------------
+# An import's cells are read without invisible characters (zero-width spaces, direction marks and
+# overrides); a relationship added by hand was not: "Ho<ZWSP>tan" escaped the region flag, and a
+# name carried a right-to-left override that shows it reversed on every page.
+
+
+def test_a_relationship_added_by_hand_is_read_without_invisible_characters(client, login_as, mapped):
+    login_as("analyst")
+    page = client.get(tab_url(mapped)).get_data(as_text=True)
+    token = re.search(r'name="form_token" type="hidden" value="([^"]*)"', page).group(1)
+    response = client.post(add_url(mapped), data={
+        "form_token": token, "name": "\u202eEvening\u200b Quartz (fictional)\u200f", "kind": "supplier", "tier": "1",
+        "region": "Ho\u200btan\u00a0Prefecture", "products": "quartz\u2060 sand", "source_ref": "letter\u202c reply"})
+    assert response.status_code == 303
+    relationship = db.session.scalar(sa.select(Relationship).join(Company, Company.id == Relationship.counterparty_id)
+                                     .where(Company.name == "Evening Quartz (fictional)"))
+    assert relationship is not None, list(db.session.scalars(sa.select(Company.name)))
+    assert (relationship.region, relationship.products, relationship.source_ref) == (
+        "Hotan Prefecture", "quartz sand", "letter reply")
+    assert relationship.in_uyghur_region

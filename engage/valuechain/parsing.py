@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from itertools import islice
 
 from engage.holdings import parsing as holdings_parsing
-from engage.holdings.parsing import FileRefused, Limits, RowError, clean_identifier
+from engage.holdings.parsing import FileRefused, Limits, RowError, clean_cell, clean_identifier
 from engage.identifiers import compact_isin, isin_problem, lei_problem
 from engage.models import RelationshipKind
 from engage.models.companies import normalize_name
@@ -225,7 +225,8 @@ def _parse_rows(rows, mapping: dict[str, str], max_rows: int, page_of: dict[int,
 
         def cell(name: str) -> str:
             position = columns.get(name)
-            return row[position].strip() if position is not None and position < len(row) else ""
+            # a PDF's text is not cleaned on the way as a CSV's or XLSX's is: cleaned here for all
+            return clean_cell(row[position]) if position is not None and position < len(row) else ""
 
         where, read = f"row {number}", cell
         if page_of is not None:

@@ -29,7 +29,7 @@ import sqlalchemy as sa
 from engage import clock
 from engage.errors import FieldError
 from engage.extensions import db
-from engage.holdings.parsing import RowError
+from engage.holdings.parsing import RowError, clean_cell
 from engage.lists import screening
 from engage.lists.matching import FLAG_SCORE, REVIEW_SCORE, CompanyRecord, EntryRecord, match
 from engage.models import (
@@ -523,7 +523,9 @@ def add_relationship(company: Company, name: str, *, kind: str = RelationshipKin
     when a value is bad or the map already has this counterparty with this kind. The latest map's
     diff gains the line; a relationship the previous map had gets its status back, as on import.
     """
-    name = " ".join((name or "").split())
+    # as an import reads a cell: no invisible characters (zero-width, direction marks), any space a plain one
+    name, products, region, source_ref, country = (" ".join(clean_cell(text or "").split()) for text in (
+        name, products, region, source_ref, country))
     if not name:
         raise FieldError("name", "give the counterparty's name")
     if len(name) > 200:
