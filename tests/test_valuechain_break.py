@@ -175,3 +175,15 @@ def test_a_relationship_added_by_hand_is_read_without_invisible_characters(clien
     assert (relationship.region, relationship.products, relationship.source_ref) == (
         "Hotan Prefecture", "quartz sand", "letter reply")
     assert relationship.in_uyghur_region
+
+
+def test_a_nul_character_deep_in_a_csv_is_refused_with_its_line(client, login_as):
+    company = maker()
+    login_as("analyst")
+    rows = "".join(f"Supplier {i} (fictional),1,supplier,glass,CN,Anhui,p. 1\n" for i in range(200))
+    response = upload(client, company.id, (HEADER + rows + "Bad\x00 Co (fictional),1,supplier,glass,CN,Anhui,p. 1\n"
+                                           ).encode(), "damaged.csv")
+    assert response.status_code == 422
+    assert ("damaged.csv: line 202 holds a NUL character, which no text file has: the file is damaged or not a "
+            "CSV; save it again as CSV (or XLSX)") in html.unescape(response.get_data(as_text=True))
+    assert counts()[0] == 0

@@ -154,7 +154,9 @@ def _rows(data: bytes, mapping: dict[str, str], limits: Limits):
     except FileRefused as exc:
         raise MapRefused(str(exc).replace("not a CSV or XLSX file", "not a CSV, XLSX or PDF file")) from exc
     if "\x00" in text:
-        raise MapRefused("this is not a CSV, XLSX or PDF file")
+        line = text.count("\n", 0, text.index("\x00")) + 1
+        raise MapRefused(f"line {line:,} holds a NUL character, which no text file has: the file is damaged or not "
+                         f"a CSV; save it again as CSV (or XLSX)")
     head = list(islice(io.StringIO(text, newline=""), HEADER_ROWS))
     best, best_count = ",", 0
     for delimiter in holdings_parsing.DELIMITERS:
