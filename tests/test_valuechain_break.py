@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import datetime as dt
 import html
+import io
 import re
+import zipfile
 
 import pytest
 import sqlalchemy as sa
 
 from engage.extensions import db
 from engage.models import Company, Relationship
+from engage.valuechain import parsing
 from tests import factories
 from tests.test_valuechain import MAP, counts, maker
 from tests.test_valuechain_import_web import HEADER, confirm, confirm_data, stashed_files, upload
@@ -186,4 +189,55 @@ def test_a_nul_character_deep_in_a_csv_is_refused_with_its_line(client, login_as
     assert response.status_code == 422
     assert ("damaged.csv: line 202 holds a NUL character, which no text file has: the file is damaged or not a "
             "CSV; save it again as CSV (or XLSX)") in html.unescape(response.get_data(as_text=True))
+    assert counts()[0] == 0
+
+
+# --- a sheet of a million empty rows -----------------------------------------------------------
+# Empty rows are skipped, not counted: a workbook of one supplier and a million empty rows (2 MB
+# zipped) kept a web request reading for about 25 s before it was taken. The sheet may run to
+# MAX_SHEET_ROWS rows, empty ones included; past that it is refused, saying where.
+
+
+def sheet_with_empty_rows(empty: int) -> bytes:
+    """A workbook written by hand: a header, one supplier, then `empty` empty rows (<row r="n"/>)."""
+    ns = "http://schemas.openxmlformats.org"
+    rows = ('<row r="1"><c r="A1" t="inlineStr"><is><t>Supplier</t></is></c></row>'
+            '<row r="2"><c r="A2" t="inlineStr"><is><t>Acme Glass (fictional)</t></is></c></row>'
+            + "".join(f'<row r="{i}"/>' for i in range(3, empty + 3)))
+    parts = {
+        "[Content_Types].xml": f'<?xml version="1.0"?><Types xmlns="{ns}/package/2006/content-types"><Default '
+                               f'Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
+                               f'<Default Extension="xml" ContentType="application/xml"/><Override PartName="/xl/'
+                               f'workbook.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.'
+                               f'sheet.main+xml"/><Override PartName="/xl/worksheets/sheet1.xml" ContentType="application/'
+                               f'vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/></Types>',
+        "_rels/.rels": f'<?xml version="1.0"?><Relationships xmlns="{ns}/package/2006/relationships"><Relationship '
+                       f'Id="rId1" Type="{ns}/officeDocument/2006/relationships/officeDocument" Target="xl/workbook.xml"/>'
+                       f'</Relationships>',
+        "xl/workbook.xml": f'<?xml version="1.0"?><workbook xmlns="{ns}/spreadsheetml/2006/main" xmlns:r="{ns}/'
+                           f'officeDocument/2006/relationships"><sheets><sheet name="Suppliers" sheetId="1" r:id="rId1"/>'
+                           f'</sheets></workbook>',
+        "xl/_rels/workbook.xml.rels": f'<?xml version="1.0"?><Relationships xmlns="{ns}/package/2006/relationships">'
+                                      f'<Relationship Id="rId1" Type="{ns}/officeDocument/2006/relationships/worksheet" '
+                                      f'Target="worksheets/sheet1.xml"/></Relationships>',
+        "xl/worksheets/sheet1.xml": f'<?xml version="1.0"?><worksheet xmlns="{ns}/spreadsheetml/2006/main"><sheetData>'
+                                    f'{rows}</sheetData></worksheet>',
+    }
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, text in parts.items():
+            archive.writestr(name, text)
+    return out.getvalue()
+
+
+def test_a_sheet_running_past_the_row_limit_in_empty_rows_is_refused_where_it_does(client, login_as, monkeypatch):
+    company = maker()
+    login_as("analyst")
+    assert "Acme Glass" in upload(client, company.id, sheet_with_empty_rows(1_000), "few.xlsx").get_data(as_text=True)
+    monkeypatch.setattr(parsing, "MAX_SHEET_ROWS", 5_000)  # 100,000 in use: the same refusal, 20 times the rows
+    response = upload(client, company.id, sheet_with_empty_rows(10_000), "empty.xlsx")
+    assert response.status_code == 422
+    assert ("empty.xlsx: row 5,001: the sheet goes on past row 5,000 (empty rows included), more than a map of at "
+            "most 25,000 rows needs; delete the empty rows below the map (or export it to CSV) and import it again"
+            ) in html.unescape(response.get_data(as_text=True))
     assert counts()[0] == 0

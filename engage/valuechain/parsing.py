@@ -28,6 +28,8 @@ from engage.valuechain import pdf
 
 #: A map with more rows than this is refused (a disclosed map has hundreds, at most a few thousand).
 MAX_ROWS = 25_000
+#: Rows a sheet (or CSV) may run to, empty ones included: a million empty rows take half a minute to read.
+MAX_SHEET_ROWS = 100_000
 #: Rows above the header that may hold a title or notes.
 HEADER_ROWS = 20
 #: field -> header names (lower case) that mean it.
@@ -218,6 +220,10 @@ def _parse_rows(rows, mapping: dict[str, str], max_rows: int, page_of: dict[int,
     seen: dict[tuple[str, str], int] = {}
     count = 0
     for number, row in rows:
+        if number > MAX_SHEET_ROWS:
+            raise MapRefused(f"row {MAX_SHEET_ROWS + 1:,}: the sheet goes on past row {MAX_SHEET_ROWS:,} (empty rows "
+                             f"included), more than a map of at most {max_rows:,} rows needs; delete the empty rows "
+                             f"below the map (or export it to CSV) and import it again")
         if not any(row):
             continue
         count += 1
