@@ -241,3 +241,14 @@ def test_a_sheet_running_past_the_row_limit_in_empty_rows_is_refused_where_it_do
             "most 25,000 rows needs; delete the empty rows below the map (or export it to CSV) and import it again"
             ) in html.unescape(response.get_data(as_text=True))
     assert counts()[0] == 0
+
+
+# --- the command line ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("reference", ["99999999999999999999999", str(2**63), "2147483648"])
+def test_a_company_id_past_any_column_is_refused_with_a_message(runner, reference):
+    maker()
+    result = runner.invoke(args=["valuechain", "import", str(MAP), "--company", reference, "--dry-run"])
+    assert result.exit_code == 1, result.exception
+    assert f"no company with ISIN or id '{reference}'" in result.stderr
