@@ -252,3 +252,24 @@ def test_a_company_id_past_any_column_is_refused_with_a_message(runner, referenc
     result = runner.invoke(args=["valuechain", "import", str(MAP), "--company", reference, "--dry-run"])
     assert result.exit_code == 1, result.exception
     assert f"no company with ISIN or id '{reference}'" in result.stderr
+
+
+# --- status dates ----------------------------------------------------------------------------
+
+
+def test_a_status_change_dated_before_the_last_one_is_refused(client, login_as, mapped, frozen_today):
+    login_as("analyst")
+    hoshine = relationship_to(HOSHINE)
+    data, _ = status_post(client, mapped, hoshine, status="exit_planned", date="2026-06-01", target_date="2026-12-31")
+    assert client.post(status_url(mapped, hoshine), data=data).status_code == 303
+    data, _ = status_post(client, mapped, hoshine, status="exited", date="2024-01-01", evidence="The company's letter")
+    refused = client.post(status_url(mapped, hoshine), data=data)
+    assert refused.status_code == 422
+    error = re.search(rf'<p class="error" id="rel{hoshine.id}-date-error">([^<]*)</p>', refused.get_data(as_text=True))
+    assert error and html.unescape(error.group(1)) == (
+        "the change is dated 2024-01-01, before the last one (exit planned on 2026-06-01); a status follows the "
+        "one before it in time")
+    assert changes() == 1
+    data, _ = status_post(client, mapped, hoshine, status="exited", date="2026-06-01", evidence="The company's letter")
+    assert client.post(status_url(mapped, hoshine), data=data).status_code == 303  # the same day is fine
+    assert changes() == 2

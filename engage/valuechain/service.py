@@ -399,6 +399,10 @@ def change_status(relationship: Relationship, new: str, on: dt.date | None, targ
         raise FieldError("date", "say when the status changed")
     if on > clock.today():
         raise FieldError("date", "the date of the change is in the future")
+    if relationship.status_date is not None and on < relationship.status_date:
+        raise FieldError("date", f"the change is dated {on.isoformat()}, before the last one "
+                                 f"({RelationshipStatus(relationship.status).label.lower()} on "
+                                 f"{relationship.status_date.isoformat()}); a status follows the one before it in time")
     evidence, reason = (evidence or "").strip(), (reason or "").strip()
     if new == RelationshipStatus.EXIT_PLANNED.value:
         if target_date is None:
