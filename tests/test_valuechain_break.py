@@ -273,3 +273,23 @@ def test_a_status_change_dated_before_the_last_one_is_refused(client, login_as, 
     data, _ = status_post(client, mapped, hoshine, status="exited", date="2026-06-01", evidence="The company's letter")
     assert client.post(status_url(mapped, hoshine), data=data).status_code == 303  # the same day is fine
     assert changes() == 2
+
+
+# --- a PDF slower to read than a web request may take ----------------------------------------
+# pdf.MAX_SECONDS (120 s) bounds the command line; a web worker is killed long before (gunicorn's
+# default timeout is 30 s) and the analyst gets a bare gateway error. The web reads a PDF for at most
+# VALUECHAIN_WEB_PDF_SECONDS and then refuses it with what to do.
+
+
+def test_a_pdf_slower_than_the_web_allows_is_refused_with_what_to_do(app, client, login_as, monkeypatch):
+    company = maker()
+    login_as("analyst")
+    monkeypatch.setitem(app.config, "VALUECHAIN_WEB_PDF_SECONDS", 0)
+    response = upload(client, company.id, MAP.with_suffix(".pdf"))
+    assert response.status_code == 422
+    assert ("solar_supplier_list.pdf: reading the PDF's tables took more than 0 s (stopped at p. 1); extract the "
+            "pages of the supplier list and import those, or import it with `flask valuechain import`"
+            ) in html.unescape(response.get_data(as_text=True))
+    assert counts()[0] == 0
+    monkeypatch.setitem(app.config, "VALUECHAIN_WEB_PDF_SECONDS", 30)
+    assert upload(client, company.id, MAP.with_suffix(".pdf")).status_code == 200

@@ -171,12 +171,13 @@ def _rows(data: bytes, mapping: dict[str, str], limits: Limits):
     return None, holdings_parsing.csv_rows(text, best, limits)
 
 
-def parse(data: bytes, mapping: dict[str, str] | None = None, *, max_rows: int = MAX_ROWS) -> ParsedMap:
+def parse(data: bytes, mapping: dict[str, str] | None = None, *, max_rows: int = MAX_ROWS,
+          pdf_seconds: float | None = None) -> ParsedMap:
     """Parse a map; bad rows become errors (the caller refuses the file), MapRefused for the rest."""
     mapping = parse_mapping(mapping or {})
     if data and pdf.is_pdf(data):
         try:
-            stitched = pdf.stitch(pdf.tables(data, max_rows), lambda row: _header(row, mapping), HEADER_ROWS)
+            stitched = pdf.stitch(pdf.tables(data, max_rows, pdf_seconds), lambda row: _header(row, mapping), HEADER_ROWS)
         except pdf.PdfRefused as exc:
             raise MapRefused(str(exc)) from exc
         parsed = _parse_rows(iter(stitched.rows), mapping, max_rows, page_of=stitched.pages)

@@ -54,7 +54,13 @@ def _preview_page(company: Company, token: str, shown: service.Preview, meta: di
 
 
 def _read(company: Company, data: bytes, meta: dict) -> service.Preview:
-    return service.preview(company, data, meta["file_name"], meta["mapping"], accept_possible=meta["accept_possible"])
+    return service.preview(company, data, meta["file_name"], meta["mapping"], accept_possible=meta["accept_possible"],
+                           pdf_seconds=_pdf_seconds())
+
+
+def _pdf_seconds() -> float:
+    """How long the web reads a PDF: less than a worker may take (gunicorn kills it after 30 s by default)."""
+    return float(current_app.config.get("VALUECHAIN_WEB_PDF_SECONDS", 20))
 
 
 def _result_url(company: Company, engagement_id: int | None) -> str:
@@ -148,7 +154,8 @@ def confirm_map_import(company_id: int, token: str):
         if importing.latest_number(company) == meta["previous"]:
             saved = service.save(company, data, meta["file_name"], meta["mapping"], source_kind=meta["source_kind"],
                                  source_ref=meta["source_ref"], disclosed_on=disclosed_on,
-                                 imported_by_id=current_user.id, accept_possible=meta["accept_possible"])
+                                 imported_by_id=current_user.id, accept_possible=meta["accept_possible"],
+                                 pdf_seconds=_pdf_seconds())
         if saved is None or importing.digest(saved.preview) != request.form.get("preview", ""):
             db.session.rollback()
             return _stale(company, token, data, meta, importing.latest_number(company) != meta["previous"])

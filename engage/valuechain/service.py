@@ -221,11 +221,13 @@ def _label(name: str, item_kind: str, tier: int) -> str:
 
 
 def preview(company: Company, data: bytes, file_name: str, mapping: dict[str, str] | str | None = None, *,
-            accept_possible: bool = False) -> Preview:
-    """Read, resolve and screen a map without writing anything; ValueChainError if any row is bad."""
+            accept_possible: bool = False, pdf_seconds: float | None = None) -> Preview:
+    """Read, resolve and screen a map without writing anything; ValueChainError if any row is bad.
+
+    `pdf_seconds` bounds the reading of a PDF (pdf.MAX_SECONDS if None; the web gives less)."""
     try:
         mapping = parsing.parse_mapping(mapping)
-        parsed = parsing.parse(data, mapping)
+        parsed = parsing.parse(data, mapping, pdf_seconds=pdf_seconds)
     except MapRefused as exc:
         raise ValueChainError(f"{file_name}: {exc}") from exc
     own = {company.normalized_name or normalize_name(company.name)} | {normalize_name(a.alias) for a in company.aliases}
@@ -324,13 +326,14 @@ class Saved:
 
 def save(company: Company, data: bytes, file_name: str, mapping: dict[str, str] | str | None = None, *,
          source_kind: str = MapSourceKind.ATTACHMENT.value, source_ref: str = "", disclosed_on: dt.date | None = None,
-         imported_by_id: int | None = None, accept_possible: bool = False, screen: bool = True) -> Saved:
+         imported_by_id: int | None = None, accept_possible: bool = False, screen: bool = True,
+         pdf_seconds: float | None = None) -> Saved:
     """Write the map, its new counterparties and relationships in the caller's transaction, then screen."""
     if source_kind not in MapSourceKind.values():
         raise FieldError("source_kind", f"the source is one of {', '.join(MapSourceKind.values())}")
     if disclosed_on is not None and disclosed_on > clock.today():
         raise FieldError("disclosed_on", "the disclosure date is in the future")
-    shown = preview(company, data, file_name, mapping, accept_possible=accept_possible)
+    shown = preview(company, data, file_name, mapping, accept_possible=accept_possible, pdf_seconds=pdf_seconds)
     previous = latest_map(company)
     if (previous is not None and previous.sha256 == shown.sha256 and (previous.mapping or {}) == shown.mapping
             and not (previous.diff or {}).get("by_hand")):
