@@ -293,3 +293,57 @@ def test_a_pdf_slower_than_the_web_allows_is_refused_with_what_to_do(app, client
     assert counts()[0] == 0
     monkeypatch.setitem(app.config, "VALUECHAIN_WEB_PDF_SECONDS", 30)
     assert upload(client, company.id, MAP.with_suffix(".pdf")).status_code == 200
+
+
+# --- a counterparty created by an import, merged into the company it is --------------------------
+# The companies an import creates wait for review, where one is merged into an existing company.
+# The merge moved holdings, flags and engagements, then deleted the created company: its value-chain
+# relationships (ON DELETE CASCADE), their status history and exit evidence went with it.
+
+
+def merge(client, source_id: int, target_id: int):
+    shown = client.post(f"/holdings/review/{source_id}", data={"action": "merge", "target": str(target_id)})
+    match = re.search(r'name="plan" type="hidden" value="([0-9a-f]+)"', shown.get_data(as_text=True))
+    if match is None:
+        return shown
+    return client.post(f"/holdings/review/{source_id}/merge", data={"target_id": target_id, "plan": match.group(1)})
+
+
+def test_merging_an_imported_counterparty_keeps_its_relationships_and_their_history(client, login_as, mapped,
+                                                                                   frozen_today):
+    login_as("analyst")
+    hoshine = relationship_to(HOSHINE)
+    data, _ = status_post(client, mapped, hoshine, status="exit_planned", date="2026-06-01", target_date="2026-12-31")
+    assert client.post(status_url(mapped, hoshine), data=data).status_code == 303
+    created_id, relationship_id = hoshine.counterparty_id, hoshine.id
+    target = factories.company("Hoshine Silicon Industry (Shanshan) Co., Ltd.")
+    db.session.commit()
+    target_id, before = target.id, counts()
+
+    shown = client.post(f"/holdings/review/{created_id}", data={"action": "merge", "target": str(target_id)})
+    assert "1 relationship(s) in other companies' maps now name the target" in shown.get_data(as_text=True)
+    merged = merge(client, created_id, target_id)
+    assert merged.status_code == 302, merged.get_data(as_text=True)[:2000]
+    db.session.expire_all()
+    assert db.session.get(Company, created_id) is None
+    relationship = db.session.get(Relationship, relationship_id)
+    assert relationship is not None and relationship.counterparty_id == target_id
+    assert (relationship.status, relationship.target_date) == ("exit_planned", dt.date(2026, 12, 31))
+    assert changes() == 1 and counts()[:2] == before[:2]
+    assert "1 value-chain relationship(s)" in flashes(client.get(f"/companies/{target_id}"))
+
+
+def test_a_merge_that_would_list_a_counterparty_twice_in_one_map_is_refused(client, login_as, mapped):
+    login_as("analyst")
+    daqo = relationship_to("Xinjiang Daqo New Energy Co. Ltd.")  # both sub-suppliers in map 1
+    gcl = relationship_to("Xinjiang GCL New Energy Material Technology Co. Ltd.")
+    db.session.execute(sa.update(Company).where(Company.id == gcl.counterparty_id).values(origin=None))
+    db.session.commit()
+    before = counts()
+    refused = merge(client, daqo.counterparty_id, gcl.counterparty_id)
+    assert refused.status_code == 422
+    assert ("Xinjiang Daqo New Energy Co. Ltd. and Xinjiang GCL New Energy Material Technology Co. Ltd. are both in "
+            "value-chain map 1 of Fictional Solar Modules Co. as sub-supplier") in html.unescape(
+        refused.get_data(as_text=True))
+    db.session.expire_all()
+    assert counts() == before
