@@ -347,3 +347,17 @@ def test_a_merge_that_would_list_a_counterparty_twice_in_one_map_is_refused(clie
         refused.get_data(as_text=True))
     db.session.expire_all()
     assert counts() == before
+
+
+def test_a_csv_mixing_utf8_and_windows_1252_lines_is_refused_not_read_garbled(client, login_as):
+    company = maker()
+    login_as("analyst")
+    data = ((HEADER + "Café Glass (fictional),1,supplier,glass,CN,Anhui,p. 1\n").encode("utf-8")
+            + "Société Frames (fictional),1,supplier,frames,FR,Lyon,p. 1\n".encode("cp1252"))
+    response = upload(client, company.id, data, "mixed.csv")
+    assert response.status_code == 422
+    assert ("mixed.csv: the file mixes two encodings: line 2 is UTF-8 text, line 3 is not (Windows-1252?); save "
+            "it again as UTF-8") in html.unescape(response.get_data(as_text=True))
+    assert counts()[0] == 0
+    western = (HEADER + "Société Frames (fictional),1,supplier,frames,FR,Lyon,p. 1\n").encode("cp1252")
+    assert "Société Frames" in html.unescape(upload(client, company.id, western, "w.csv").get_data(as_text=True))

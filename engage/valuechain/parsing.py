@@ -152,7 +152,9 @@ def _rows(data: bytes, mapping: dict[str, str], limits: Limits):
             raise MapRefused("old Excel (.xls) files are not supported; save it as .xlsx or CSV")
         if data[:2] not in (b"\xff\xfe", b"\xfe\xff") and b"\x00" in data[:4096]:
             raise MapRefused("this is not a CSV, XLSX or PDF file (it holds binary data: an image, a document?)")
-        text, _encoding = holdings_parsing.decode(data)
+        text, encoding = holdings_parsing.decode(data)
+        if encoding == "cp1252":
+            _refuse_mixed(data)
     except FileRefused as exc:
         raise MapRefused(str(exc).replace("not a CSV or XLSX file", "not a CSV, XLSX or PDF file")) from exc
     if "\x00" in text:
@@ -169,6 +171,24 @@ def _rows(data: bytes, mapping: dict[str, str], limits: Limits):
         if count > best_count:
             best, best_count = delimiter, count
     return None, holdings_parsing.csv_rows(text, best, limits)
+
+
+def _refuse_mixed(data: bytes) -> None:
+    """A file read as Windows-1252 with a line that is UTF-8 text mixes encodings (lines pasted from two
+    files): read either way some names come out garbled ("CafÃ©"), so it is refused with both lines."""
+    utf8 = other = None
+    for number, line in enumerate(data.split(b"\n"), start=1):
+        if line.isascii():
+            continue
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError:
+            other = other or number
+        else:
+            utf8 = utf8 or number
+        if utf8 and other:
+            raise MapRefused(f"the file mixes two encodings: line {utf8:,} is UTF-8 text, line {other:,} is not "
+                             f"(Windows-1252?); save it again as UTF-8")
 
 
 def parse(data: bytes, mapping: dict[str, str] | None = None, *, max_rows: int = MAX_ROWS,
