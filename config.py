@@ -168,6 +168,8 @@ class Config:
     #: A confirmation's claim on a stashed upload older than this was left by a confirmation that died;
     #: it can be claimed again (longer than the wait above plus the longest import).
     HOLDINGS_CONFIRM_LEASE_SECONDS = env_int("HOLDINGS_CONFIRM_LEASE_SECONDS", 600)
+    #: Seconds the web reads a PDF map's tables before refusing it (the command line takes up to 120).
+    VALUECHAIN_WEB_PDF_SECONDS = env_int("VALUECHAIN_WEB_PDF_SECONDS", 20)
     #: A whole or partial file's weights add up to at most this many percent; more means rows counted twice.
     HOLDINGS_MAX_WEIGHT_TOTAL = env_int("HOLDINGS_MAX_WEIGHT_TOTAL", 101)
     #: Bytes the shared strings of an XLSX file may unpack to, and how many strings it may have.

@@ -316,6 +316,8 @@ def merge_company(company_id: int):
         flash(f"Not merged: {error.message}", "error")
         return redirect(url_for("holdings.review"))
     moved = f"{len(plan.holdings)} position(s), {len(plan.flags_moved)} risk flag(s), {len(plan.engagements)} engagement(s)"
+    if plan.relationships or plan.maps:
+        moved += f", {plan.relationships} value-chain relationship(s), {plan.maps} value-chain map(s)"
     flash(f"{name} merged into {target_name}: {moved} moved; its name is kept as an alias.", "success")
     return redirect(url_for("companies.show", company_id=target.id))
 

@@ -21,7 +21,17 @@ from engage import audit
 from engage.errors import FieldError
 from engage.extensions import db
 from engage.holdings import importer, parsing
-from engage.models import AuditEvent, Company, CompanyAlias, Engagement, Fund, Holding, RiskFlag
+from engage.models import (
+    AuditEvent,
+    Company,
+    CompanyAlias,
+    Engagement,
+    Fund,
+    Holding,
+    Relationship,
+    RiskFlag,
+    ValueChainMap,
+)
 from engage.validators import date_problem, whole_number
 
 TOKEN = re.compile(r"^[0-9a-f]{32}$")
@@ -409,13 +419,17 @@ class MergePlan:
     engagements: list[Engagement] = field(default_factory=list)
     #: identifier fields the target lacks and receives: field → value
     fields: dict[str, str] = field(default_factory=dict)
+    #: value-chain relationships with the source as counterparty, and the source's own maps (they move too)
+    relationships: int = 0
+    maps: int = 0
 
     @property
     def digest(self) -> str:
         """Changes when what the merge would do changes (between the page and the confirmation)."""
         summary = [self.source.id, self.target.id, [(f, d.isoformat(), a) for f, d, a in self.holdings],
                    self.aliases, sorted(f.id for f in self.flags_moved), sorted(f.id for f in self.flags_known),
-                   sorted(e.id for e in self.engagements), sorted(self.fields.items())]
+                   sorted(e.id for e in self.engagements), sorted(self.fields.items()), self.relationships,
+                   self.maps]
         return hashlib.sha256(json.dumps(summary).encode()).hexdigest()[:32]
 
 
@@ -453,7 +467,45 @@ def merge_plan(source: Company, target: Company) -> MergePlan:
         value = getattr(source, field_name)
         if value and not getattr(target, field_name):
             plan.fields[field_name] = value
+    plan.relationships, plan.maps = _value_chain_plan(source, target)
     return plan
+
+
+def _value_chain_plan(source: Company, target: Company) -> tuple[int, int]:
+    """(relationships with the source as counterparty, maps of the source): they move to the target.
+
+    Refused (MergeError) when the move would list the target twice with one kind in one map, make a
+    company its own counterparty, or give the target two maps with one number. Without the move the
+    source's deletion took its relationships, status history and exit evidence with it (ON DELETE CASCADE).
+    """
+    as_counterparty = db.session.execute(
+        sa.select(Relationship.map_id, Relationship.kind, Relationship.company_id)
+        .where(Relationship.counterparty_id == source.id)).all()
+    if as_counterparty:
+        twice = db.session.execute(
+            sa.select(ValueChainMap.number, Company.name, Relationship.kind)
+            .join(ValueChainMap, ValueChainMap.id == Relationship.map_id)
+            .join(Company, Company.id == Relationship.company_id)
+            .where(Relationship.counterparty_id == target.id,
+                   sa.tuple_(Relationship.map_id, Relationship.kind).in_([(m, k) for m, k, _ in as_counterparty]))
+            .order_by(ValueChainMap.number).limit(1)).first()
+        if twice is not None:
+            number, company_name, kind = twice
+            raise MergeError("target", f"{source.name} and {target.name} are both in value-chain map {number} of "
+                                       f"{company_name} as {kind.replace('_', '-')}; a map lists each counterparty "
+                                       f"once per kind. Import a map of {company_name} listing it once, then merge.")
+    own = db.session.scalar(sa.select(sa.func.count()).select_from(Relationship).where(sa.or_(
+        sa.and_(Relationship.company_id == source.id, Relationship.counterparty_id == target.id),
+        sa.and_(Relationship.company_id == target.id, Relationship.counterparty_id == source.id))))
+    if own:
+        raise MergeError("target", f"{target.name} has {source.name} in its value chain (or the other way round): "
+                                   f"merged, a company would be its own counterparty.")
+    maps = db.session.scalar(sa.select(sa.func.count()).select_from(ValueChainMap)
+                             .where(ValueChainMap.company_id == source.id))
+    if maps and db.session.scalar(sa.select(ValueChainMap.id).where(ValueChainMap.company_id == target.id).limit(1)):
+        raise MergeError("target", f"both {source.name} and {target.name} have value-chain maps; their versions "
+                                   f"cannot be put in one order. Keep {source.name} as a company of its own.")
+    return len(as_counterparty), maps
 
 
 def _state(obj) -> dict:
@@ -507,6 +559,7 @@ def merge(source: Company, target: Company, expected_digest: str | None = None) 
                      "holdings": [_state(h) for h in db.session.scalars(
                          sa.select(Holding).where(Holding.company_id == source.id).order_by(Holding.id))],
                      "engagements": [e.id for e in plan.engagements],
+                     "value_chain": {"relationships": plan.relationships, "maps": plan.maps},
                      "into": {"id": target.id, "name": target.name},
                      "fields_copied": plan.fields,
                      "aliases_added": plan.aliases,
@@ -536,6 +589,10 @@ def merge(source: Company, target: Company, expected_digest: str | None = None) 
                                           ended_version_id=flag.ended_version_id))
     for engagement in plan.engagements:
         engagement.company_id = target.id
+    for model, column in ((Relationship, Relationship.counterparty_id), (Relationship, Relationship.company_id),
+                          (ValueChainMap, ValueChainMap.company_id)):
+        db.session.execute(sa.update(model).where(column == source.id).values({column: target.id})
+                           .execution_options(synchronize_session=False))
     for alias in plan.aliases:
         target.aliases.append(CompanyAlias(alias=alias))
     db.session.delete(source)

@@ -14,7 +14,7 @@ from engage.errors import FieldError
 from engage.extensions import db
 from engage.identifiers import compact_isin
 from engage.models import Company, MapSourceKind
-from engage.validators import parse_date
+from engage.validators import parse_date, whole_number
 from engage.valuechain import service
 
 valuechain_cli = AppGroup("valuechain", help="Companies' disclosed value chains.")
@@ -28,8 +28,9 @@ def _fail(message: str) -> None:
 
 
 def _company(text: str) -> Company | None:
-    if text.isascii() and text.isdigit():
-        return db.session.get(Company, int(text))
+    if text.isascii() and text.isdigit():  # an id past any column's range is no company (not an overflow)
+        number = whole_number(text)
+        return db.session.get(Company, number) if number is not None else None
     return db.session.scalar(sa.select(Company).where(Company.isin == compact_isin(text.upper())))
 
 

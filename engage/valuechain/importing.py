@@ -109,6 +109,23 @@ def counts(shown: Preview) -> dict[str, int]:
             "listed": sum(bool(r.flags) for r in rows), "region": sum(bool(r.region_reason) for r in rows)}
 
 
+def finish(token: str, lines: list[str], meta: dict) -> None:
+    """The import committed: keep its result lines with whose import it was (user and company)."""
+    finish_upload(token, {"user": meta.get("user"), "company": meta.get("company"), "lines": lines})
+
+
+def state_for(token: str, user_id: int, company_id: int) -> tuple[str, list[str]]:
+    """upload_state of a token that cannot be claimed, as this user sees it under this company's URL:
+    the result of an import is told only to its importer, under its company; another's (or another
+    feature's) finished import reads as gone, so a token tried under another URL tells nothing of it."""
+    state, result = upload_state(token)
+    if state != "done":
+        return state, result
+    if isinstance(result, dict) and result.get("user") == user_id and result.get("company") == company_id:
+        return state, list(result.get("lines") or [])
+    return "gone", []
+
+
 def summary(saved: Saved) -> list[str]:
     """The result of a confirmed import, as flash lines (kept for a second click to report)."""
     shown, number = saved.preview, saved.map.number

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from itertools import islice
 
 from engage.holdings import parsing as holdings_parsing
-from engage.holdings.parsing import FileRefused, Limits, RowError, clean_identifier
+from engage.holdings.parsing import FileRefused, Limits, RowError, clean_cell, clean_identifier
 from engage.identifiers import compact_isin, isin_problem, lei_problem
 from engage.models import RelationshipKind
 from engage.models.companies import normalize_name
@@ -29,6 +29,8 @@ from engage.valuechain import regions
 
 #: A map with more rows than this is refused (a disclosed map has hundreds, at most a few thousand).
 MAX_ROWS = 25_000
+#: Rows a sheet (or CSV) may run to, empty ones included: a million empty rows take half a minute to read.
+MAX_SHEET_ROWS = 100_000
 #: Rows above the header that may hold a title or notes.
 HEADER_ROWS = 20
 #: field -> header names (lower case) that mean it.
@@ -55,6 +57,8 @@ KIND_WORDS = {
     "jv": "joint_venture", "joint-venture": "joint_venture", "vendor": "supplier", "client": "customer",
     "buyer": "customer",
 }
+#: Characters a cell may have, by field (the columns' sizes); a longer cell is a row error, never cut.
+MAX_CHARS = {"name": 200, "products": 1000, "region": 200, "source_ref": 200}
 #: Tiers above this are recorded as this ("3" means "3 or further").
 TOP_TIER = 3
 
@@ -153,11 +157,15 @@ def _rows(data: bytes, mapping: dict[str, str], limits: Limits):
             raise MapRefused("old Excel (.xls) files are not supported; save it as .xlsx or CSV")
         if data[:2] not in (b"\xff\xfe", b"\xfe\xff") and b"\x00" in data[:4096]:
             raise MapRefused("this is not a CSV, XLSX or PDF file (it holds binary data: an image, a document?)")
-        text, _encoding = holdings_parsing.decode(data)
+        text, encoding = holdings_parsing.decode(data)
+        if encoding == "cp1252":
+            _refuse_mixed(data)
     except FileRefused as exc:
         raise MapRefused(str(exc).replace("not a CSV or XLSX file", "not a CSV, XLSX or PDF file")) from exc
     if "\x00" in text:
-        raise MapRefused("this is not a CSV, XLSX or PDF file")
+        line = text.count("\n", 0, text.index("\x00")) + 1
+        raise MapRefused(f"line {line:,} holds a NUL character, which no text file has: the file is damaged or not "
+                         f"a CSV; save it again as CSV (or XLSX)")
     head = list(islice(io.StringIO(text, newline=""), HEADER_ROWS))
     best, best_count = ",", 0
     for delimiter in holdings_parsing.DELIMITERS:
@@ -170,12 +178,31 @@ def _rows(data: bytes, mapping: dict[str, str], limits: Limits):
     return None, holdings_parsing.csv_rows(text, best, limits)
 
 
-def parse(data: bytes, mapping: dict[str, str] | None = None, *, max_rows: int = MAX_ROWS) -> ParsedMap:
+def _refuse_mixed(data: bytes) -> None:
+    """A file read as Windows-1252 with a line that is UTF-8 text mixes encodings (lines pasted from two
+    files): read either way some names come out garbled ("CafÃ©"), so it is refused with both lines."""
+    utf8 = other = None
+    for number, line in enumerate(data.split(b"\n"), start=1):
+        if line.isascii():
+            continue
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError:
+            other = other or number
+        else:
+            utf8 = utf8 or number
+        if utf8 and other:
+            raise MapRefused(f"the file mixes two encodings: line {utf8:,} is UTF-8 text, line {other:,} is not "
+                             f"(Windows-1252?); save it again as UTF-8")
+
+
+def parse(data: bytes, mapping: dict[str, str] | None = None, *, max_rows: int = MAX_ROWS,
+          pdf_seconds: float | None = None) -> ParsedMap:
     """Parse a map; bad rows become errors (the caller refuses the file), MapRefused for the rest."""
     mapping = parse_mapping(mapping or {})
     if data and pdf.is_pdf(data):
         try:
-            stitched = pdf.stitch(pdf.tables(data, max_rows), lambda row: _header(row, mapping), HEADER_ROWS)
+            stitched = pdf.stitch(pdf.tables(data, max_rows, pdf_seconds), lambda row: _header(row, mapping), HEADER_ROWS)
         except pdf.PdfRefused as exc:
             raise MapRefused(str(exc)) from exc
         parsed = _parse_rows(iter(stitched.rows), mapping, max_rows, page_of=stitched.pages)
@@ -220,6 +247,10 @@ def _parse_rows(rows, mapping: dict[str, str], max_rows: int, page_of: dict[int,
     seen: dict[tuple[str, str], int] = {}
     count = 0
     for number, row in rows:
+        if number > MAX_SHEET_ROWS:
+            raise MapRefused(f"row {MAX_SHEET_ROWS + 1:,}: the sheet goes on past row {MAX_SHEET_ROWS:,} (empty rows "
+                             f"included), more than a map of at most {max_rows:,} rows needs; delete the empty rows "
+                             f"below the map (or export it to CSV) and import it again")
         if not any(row):
             continue
         count += 1
@@ -229,7 +260,8 @@ def _parse_rows(rows, mapping: dict[str, str], max_rows: int, page_of: dict[int,
 
         def cell(name: str) -> str:
             position = columns.get(name)
-            return row[position].strip() if position is not None and position < len(row) else ""
+            # a PDF's text is not cleaned on the way as a CSV's or XLSX's is: cleaned here for all
+            return clean_cell(row[position]) if position is not None and position < len(row) else ""
 
         where, read = f"row {number}", cell
         if page_of is not None:
@@ -269,7 +301,11 @@ def _read_row(number: int, cell, result: ParsedMap, where: str = "") -> MapRow |
     elif len(name) > 200:
         error("name", name[:60] + "…", f"a name is at most 200 characters (this one has {len(name):,})")
     item = MapRow(row=number, name=name[:200])
-    item.aliases = [a.strip()[:200] for a in cell("aliases").replace(";", "|").split("|") if a.strip()]
+    item.aliases = [a.strip() for a in cell("aliases").replace(";", "|").split("|") if a.strip()]
+    for alias in item.aliases:
+        if len(alias) > MAX_CHARS["name"]:
+            error("aliases", alias[:60] + "…", f"an alias is at most {MAX_CHARS['name']} characters (this one has "
+                                               f"{len(alias):,})")
     kind = cell("kind")
     if kind:
         value = KIND_WORDS.get(_label(kind))
@@ -288,7 +324,7 @@ def _read_row(number: int, cell, result: ParsedMap, where: str = "") -> MapRow |
             error("tier", tier, "a tier is a positive whole number (1 = direct supplier, 2, 3 or 3+)")
         else:
             item.tier = min(value, TOP_TIER)
-    item.products = cell("products")[:1000]
+    item.products = _within(cell("products"), "products", error)
     country = cell("country")
     if country:
         code = country_code(country)
@@ -317,8 +353,18 @@ def _read_row(number: int, cell, result: ParsedMap, where: str = "") -> MapRow |
             error("lei", lei, problem)
         else:
             item.lei = lei
-    item.source_ref = (cell("source_ref") or where or f"row {number}")[:200]
+    item.source_ref = _within(cell("source_ref"), "source_ref", error) or where or f"row {number}"
     return item if len(result.errors) == errors_before else None
+
+
+def _within(text: str, name: str, error) -> str:
+    """The cell, or "" with a row error when it is longer than its field takes: never cut (a region
+    cut short could lose the place that flags it)."""
+    limit = MAX_CHARS[name]
+    if len(text) <= limit:
+        return text
+    error(name, text[:60] + "…", f"at most {limit:,} characters (this one has {len(text):,})")
+    return ""
 
 
 def country_code(text: str) -> str | None:

@@ -85,8 +85,10 @@ def _refuse_unreadable(exc: Exception) -> PdfRefused:
                       f"download it again or export the table to CSV or XLSX")
 
 
-def tables(data: bytes, max_rows: int) -> list[Table]:
-    """Every table of every page, cells cleaned (None -> "", whitespace and line breaks collapsed)."""
+def tables(data: bytes, max_rows: int, max_seconds: float | None = None) -> list[Table]:
+    """Every table of every page, cells cleaned (None -> "", whitespace and line breaks collapsed).
+
+    `max_seconds` (default MAX_SECONDS) bounds the reading; the web gives less (a request cannot wait long)."""
     # pdfplumber and pdfminer take about 0.3 s to import: only a PDF map pays it
     import pdfplumber
     from pdfminer.pdftypes import resolve1
@@ -109,7 +111,7 @@ def tables(data: bytes, max_rows: int) -> list[Table]:
             raise _refuse_unreadable(exc) from exc
         if not pages:
             raise PdfRefused("the PDF has no pages that can be read (damaged?); download it again or export the table to CSV or XLSX")
-        found, chars, images = _read(pages, max_rows)
+        found, chars, images = _read(pages, max_rows, MAX_SECONDS if max_seconds is None else max_seconds)
         if not chars:
             what = f"{images} image(s) and no text" if images else "no text"
             raise PdfRefused(f"the PDF has {what} (scanned?): Engage reads the tables of a PDF's text; ask the "
@@ -126,17 +128,18 @@ def tables(data: bytes, max_rows: int) -> list[Table]:
             pass
 
 
-def _read(pages, max_rows: int) -> tuple[list[Table], int, int]:
-    """(tables, characters, images) of the pages; refused past MAX_SECONDS or max_rows."""
-    deadline = time.monotonic() + MAX_SECONDS
+def _read(pages, max_rows: int, max_seconds: float) -> tuple[list[Table], int, int]:
+    """(tables, characters, images) of the pages; refused past max_seconds or max_rows."""
+    deadline = time.monotonic() + max_seconds
     found: list[Table] = []
     chars = images = rows = 0
     # a repeated header on each page is a row too; allow for it and the lines above a header
     allowed = max_rows + len(pages) * 2 + 40
     for page in pages:
         if time.monotonic() > deadline:
-            raise PdfRefused(f"reading the PDF's tables took more than {MAX_SECONDS} s (stopped at p. "
-                             f"{page.page_number}); extract the pages of the supplier list and import those")
+            raise PdfRefused(f"reading the PDF's tables took more than {max_seconds:g} s (stopped at p. "
+                             f"{page.page_number}); extract the pages of the supplier list and import those"
+                             + (", or import it with `flask valuechain import`" if max_seconds < MAX_SECONDS else ""))
         try:
             chars += len(page.chars)
             images += len(page.images)

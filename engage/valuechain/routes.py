@@ -59,7 +59,13 @@ def _preview_page(company: Company, token: str, shown: service.Preview, meta: di
 
 
 def _read(company: Company, data: bytes, meta: dict) -> service.Preview:
-    return service.preview(company, data, meta["file_name"], meta["mapping"], accept_possible=meta["accept_possible"])
+    return service.preview(company, data, meta["file_name"], meta["mapping"], accept_possible=meta["accept_possible"],
+                           pdf_seconds=_pdf_seconds())
+
+
+def _pdf_seconds() -> float:
+    """How long the web reads a PDF: less than a worker may take (gunicorn kills it after 30 s by default)."""
+    return float(current_app.config.get("VALUECHAIN_WEB_PDF_SECONDS", 20))
 
 
 def _result_url(company: Company, engagement_id: int | None) -> str:
@@ -133,7 +139,7 @@ def confirm_map_import(company_id: int, token: str):
         flash("The form expired; upload the map again.", "error")
         return redirect(url_for("valuechain.import_map", company_id=company.id))
     if _stashed(token, company) is None:
-        state, lines = _after_first_click(token)
+        state, lines = _after_first_click(token, company)
         if state == "done":
             flash("This map was confirmed already and imported once: " + " ".join(lines[:2]), "info")
         elif state == "importing":
@@ -144,7 +150,7 @@ def confirm_map_import(company_id: int, token: str):
         return redirect(_result_url(company, None))
     claimed = importing.claim_upload(token, KIND)
     if claimed is None:
-        state, lines = _after_first_click(token)
+        state, lines = _after_first_click(token, company)
         if state == "done":
             flash("This map was confirmed already and imported once: " + " ".join(lines[:2]), "info")
         else:
@@ -157,7 +163,8 @@ def confirm_map_import(company_id: int, token: str):
         if importing.latest_number(company) == meta["previous"]:
             saved = service.save(company, data, meta["file_name"], meta["mapping"], source_kind=meta["source_kind"],
                                  source_ref=meta["source_ref"], disclosed_on=disclosed_on,
-                                 imported_by_id=current_user.id, accept_possible=meta["accept_possible"])
+                                 imported_by_id=current_user.id, accept_possible=meta["accept_possible"],
+                                 pdf_seconds=_pdf_seconds())
         if saved is None or importing.digest(saved.preview) != request.form.get("preview", ""):
             db.session.rollback()
             return _stale(company, token, data, meta, importing.latest_number(company) != meta["previous"])
@@ -173,24 +180,25 @@ def confirm_map_import(company_id: int, token: str):
         importing.release_upload(token)
         raise
     lines = importing.summary(saved)
-    importing.finish_upload(token, lines)
+    importing.finish(token, lines, meta)
     for line in lines:
         flash(line, "success")
     return redirect(_result_url(company, meta.get("engagement")))
 
 
-def _after_first_click(token: str) -> tuple[str, list[str]]:
+def _after_first_click(token: str, company: Company) -> tuple[str, list[str]]:
     """The state of an upload another click has claimed, once its import is over or after a few seconds.
 
     A double click in a browser sends the second confirmation while the first is importing and shows only the
     second's answer: waiting for the first lets that answer say what was imported, and the page it redirects
-    to show the map."""
-    state, lines = importing.upload_state(token)
+    to show the map. Told as importing.state_for tells it: a finished import only to its importer, under its
+    company."""
+    state, lines = importing.state_for(token, current_user.id, company.id)
     for _ in range(int(WAIT_FOR_FIRST_CLICK / WAIT_STEP)):
         if state != "importing":
             break
         time.sleep(WAIT_STEP)
-        state, lines = importing.upload_state(token)
+        state, lines = importing.state_for(token, current_user.id, company.id)
     return state, lines
 
 
@@ -260,7 +268,7 @@ def _tab(engagement: Engagement, status: int = 200, *, status_forms: dict | None
         page = paginate(vc_tab.relationships_query(latest.id), per_page=vc_tab.PER_PAGE)
         rows = vc_tab.rows(page.items)
         drawing = vc_tab.network(company, latest.id, figures)
-        if current_user.can_edit:
+        if current_user.can_edit and engagement.is_open:
             forms = {row.relationship.id: _status_form(row.relationship, status_forms or {})
                      for row in rows if row.flagged or row.was_flagged}
     posted = [f for f in (status_forms or {}).values() if f not in forms.values()]
@@ -269,7 +277,9 @@ def _tab(engagement: Engagement, status: int = 200, *, status_forms: dict | None
         latest=latest, page=page, rows=rows, drawing=drawing, status_forms=forms, today=clock.today(),
         # a refused form whose row is not on this page still reaches the top of the page (web.refusals)
         posted_status_form=posted[0] if posted else None,
-        add_form=add_form or (AddRelationshipForm(formdata=None) if current_user.can_edit else None),
+        add_form=add_form or (AddRelationshipForm(formdata=None) if current_user.can_edit and engagement.is_open
+                              else None),
+        open_engagement=None if engagement.is_open else vc_service.open_engagement_of(company.id),
     ), status
 
 
@@ -305,6 +315,11 @@ def change_status(engagement_id: int, relationship_id: int):
     if relationship is None or relationship.company_id != engagement.company_id:
         abort(404)
     form = StatusForm(prefix=status_prefix(relationship_id))
+    try:
+        vc_service.check_open(engagement, "status")
+    except FieldError as error:
+        refuse(form, error)
+        return _tab(engagement, 409, status_forms={relationship_id: form})
     if not form.validate_on_submit():
         return _tab(engagement, 422, status_forms={relationship_id: form})
     latest = vc_service.latest_map(engagement.company)
@@ -345,6 +360,11 @@ def change_status(engagement_id: int, relationship_id: int):
 def add_relationship(engagement_id: int):
     engagement = _engagement(engagement_id)
     form = AddRelationshipForm()
+    try:
+        vc_service.check_open(engagement, "name")
+    except FieldError as error:
+        refuse(form, error)
+        return _tab(engagement, 409, add_form=form)
     if not form.validate_on_submit():
         return _tab(engagement, 422, add_form=form)
     here = _here(engagement_id)

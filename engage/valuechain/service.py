@@ -31,7 +31,7 @@ import sqlalchemy as sa
 from engage import audit, clock
 from engage.errors import FieldError
 from engage.extensions import db
-from engage.holdings.parsing import RowError
+from engage.holdings.parsing import RowError, clean_cell
 from engage.lists import screening
 from engage.lists.matching import FLAG_SCORE, REVIEW_SCORE, Candidate, CompanyRecord, EntryRecord, match
 from engage.models import (
@@ -267,11 +267,13 @@ def _label(name: str, item_kind: str, tier: int) -> str:
 
 
 def preview(company: Company, data: bytes, file_name: str, mapping: dict[str, str] | str | None = None, *,
-            accept_possible: bool = False) -> Preview:
-    """Read, resolve and screen a map without writing anything; ValueChainError if any row is bad."""
+            accept_possible: bool = False, pdf_seconds: float | None = None) -> Preview:
+    """Read, resolve and screen a map without writing anything; ValueChainError if any row is bad.
+
+    `pdf_seconds` bounds the reading of a PDF (pdf.MAX_SECONDS if None; the web gives less)."""
     try:
         mapping = parsing.parse_mapping(mapping)
-        parsed = parsing.parse(data, mapping)
+        parsed = parsing.parse(data, mapping, pdf_seconds=pdf_seconds)
     except MapRefused as exc:
         raise ValueChainError(f"{file_name}: {exc}") from exc
     own = {company.normalized_name or normalize_name(company.name)} | {normalize_name(a.alias) for a in company.aliases}
@@ -377,14 +379,15 @@ class Saved:
 def save(company: Company, data: bytes, file_name: str, mapping: dict[str, str] | str | None = None, *,
          source_kind: str = MapSourceKind.ATTACHMENT.value, source_ref: str = "", disclosed_on: dt.date | None = None,
          imported_by_id: int | None = None, accept_possible: bool = False, screen: bool = True,
-         preview: Preview | None = None) -> Saved:
+         preview: Preview | None = None, pdf_seconds: float | None = None) -> Saved:
     """Write the map, its new counterparties and relationships in the caller's transaction, then screen.
 
     `preview`: the Preview of this same file made earlier in this same transaction (the CLI's and a
     benchmark's preview-then-save); its resolution and its matching against the lists are used
     instead of being done again. It is taken only when it is of this company, these bytes, this
     mapping and `accept_possible`, and the company's latest map is still the one it was made
-    against; otherwise (and always when None) the file is previewed again here.
+    against; otherwise (and always when None) the file is previewed again here (a PDF read for at most
+    `pdf_seconds`).
     """
     if source_kind not in MapSourceKind.values():
         raise FieldError("source_kind", f"the source is one of {', '.join(MapSourceKind.values())}")
@@ -393,7 +396,7 @@ def save(company: Company, data: bytes, file_name: str, mapping: dict[str, str] 
     previous = latest_map(company)
     shown = preview
     if not _current(shown, company, data, mapping, accept_possible, previous):
-        shown = _preview(company, data, file_name, mapping, accept_possible=accept_possible)
+        shown = _preview(company, data, file_name, mapping, accept_possible=accept_possible, pdf_seconds=pdf_seconds)
     if (previous is not None and previous.sha256 == shown.sha256 and (previous.mapping or {}) == shown.mapping
             and not (previous.diff or {}).get("by_hand")):
         raise ValueChainError(f"{file_name}: this file is identical to map {previous.number} of {company.name} "
@@ -546,6 +549,10 @@ def change_status(relationship: Relationship, new: str, on: dt.date | None, targ
         raise FieldError("date", "say when the status changed")
     if on > clock.today():
         raise FieldError("date", "the date of the change is in the future")
+    if relationship.status_date is not None and on < relationship.status_date:
+        raise FieldError("date", f"the change is dated {on.isoformat()}, before the last one "
+                                 f"({RelationshipStatus(relationship.status).label.lower()} on "
+                                 f"{relationship.status_date.isoformat()}); a status follows the one before it in time")
     evidence, reason = (evidence or "").strip(), (reason or "").strip()
     if new == RelationshipStatus.EXIT_PLANNED.value:
         if target_date is None:
@@ -593,6 +600,31 @@ class StaleStatus(ValueError):
                         f"{RelationshipStatus(relationship.status).label.lower()}{when} after this page was opened. "
                         f"Check the new status, then change it again if you still mean to.")
         super().__init__(self.message)
+
+
+def open_engagement_of(company_id: int) -> Engagement | None:
+    """The company's open engagement (the latest one), under which a status change is recorded."""
+    return db.session.scalar(sa.select(Engagement).where(Engagement.company_id == company_id, Engagement.is_open)
+                             .order_by(Engagement.id.desc()).limit(1))
+
+
+def check_open(engagement: Engagement, field_name: str) -> None:
+    """A closed engagement's tab is read-only (FieldError on `field_name`).
+
+    A status change is dated and goes on the timeline and into the reminders of the engagement it is
+    recorded under; a closed engagement takes no new entries, as it takes no new contact. The
+    refusal says how to make the change: reopen the engagement, or use the company's open one
+    (the route adds its link). A map import is the company's, not the engagement's, and is not refused.
+    """
+    if engagement.is_open:
+        return
+    since = f" on {engagement.closed_on.isoformat()}" if engagement.closed_on else ""
+    other = open_engagement_of(engagement.company_id)
+    message = (f"Not saved: the engagement with {engagement.company.name} was closed{since}; reopen it to change "
+               f"its value chain")
+    if other is not None:
+        message += f", or change it from the company's open engagement ({other.campaign.name})"
+    raise FieldError(field_name, message + ".")
 
 
 def change_status_seen(relationship: Relationship, seen_status: str, new: str, on: dt.date | None,
@@ -645,7 +677,9 @@ def add_relationship(company: Company, name: str, *, kind: str = RelationshipKin
     when a value is bad or the map already has this counterparty with this kind. The latest map's
     diff gains the line; a relationship the previous map had gets its status back, as on import.
     """
-    name = " ".join((name or "").split())
+    # as an import reads a cell: no invisible characters (zero-width, direction marks), any space a plain one
+    name, products, region, source_ref, country = (" ".join(clean_cell(text or "").split()) for text in (
+        name, products, region, source_ref, country))
     if not name:
         raise FieldError("name", "give the counterparty's name")
     if len(name) > 200:

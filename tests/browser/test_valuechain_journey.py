@@ -137,18 +137,21 @@ def test_10_import_a_supplier_list_and_track_a_listed_supplier_to_its_exit(page,
     page.shot("preview-390")
     page.set_viewport_size({"width": 1280, "height": 900})
 
-    # a double click on the confirmation (the browser's own, each click held as long as a person does): both are
-    # sent, the map is imported once
+    # a double click on the confirmation (the browser's own, each click held as long as a person does): the map is
+    # imported once. Whether the second click is sent depends on how fast the first import answers: when it is, the
+    # browser shows the second click's answer, which waited for the first and says what it imported.
     confirmations: list[str] = []
     page.on("request", lambda r: confirmations.append(r.url) if r.method == "POST" and "/import/" in r.url else None)
     page.get_by_role("button", name="Import this map (12 relationships)").dblclick(delay=120)
     # (the first click's navigation is aborted by the second: wait on the URL, not on a navigation)
     expect(page).to_have_url(re.compile(r"/value-chain/engagements/\d+"), timeout=15_000)
     page.wait_for_load_state()
-    assert len(confirmations) == 2, confirmations  # both clicks were sent
+    assert len(confirmations) in (1, 2), confirmations
     expect(page.get_by_role("heading", name=f"Value chain of {MAKER}")).to_be_visible()
-    # the browser shows the second click's answer: it waited for the first and says what it imported
-    expect(page.get_by_role("status").filter(has_text="This map was confirmed already and imported once")).to_contain_text(
+    status = page.get_by_role("status").filter(has_text=f"Map 1 of {MAKER} imported")
+    if len(confirmations) == 2:
+        status = status.filter(has_text="This map was confirmed already and imported once")
+    expect(status).to_contain_text(
         f"Map 1 of {MAKER} imported from solar_supplier_list.pdf: 12 relationship(s), 12 resolved to existing "
         "companies, 0 new companies; 5 flagged (4 on a list, 5 in the Uyghur Region).")
     assert maps_of(live_app, MAKER) == [1]
