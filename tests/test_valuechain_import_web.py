@@ -344,7 +344,7 @@ def test_a_second_click_while_the_first_imports_waits_for_it_and_reports_its_res
     from engage.valuechain import routes
 
     company = maker()
-    login_as("analyst")
+    analyst = login_as("analyst")
     page = upload(client, company.id, MAP).get_data(as_text=True)
     token, form = confirm_data(page)
     assert importing.claim_upload(token, routes.KIND) is not None  # the first click holds it
@@ -353,7 +353,8 @@ def test_a_second_click_while_the_first_imports_waits_for_it_and_reports_its_res
     def first_click_finishes(seconds):
         waits.append(seconds)
         if len(waits) == 3:
-            importing.finish_upload(token, ["Map 1 of Fictional Solar Modules Co. imported (by the first click)."])
+            importing.finish(token, ["Map 1 of Fictional Solar Modules Co. imported (by the first click)."],
+                             {"user": analyst.id, "company": company.id})
 
     monkeypatch.setattr(routes.time, "sleep", first_click_finishes)
     answer = client.post(f"/value-chain/companies/{company.id}/import/{token}", data=form, follow_redirects=True)
