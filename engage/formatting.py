@@ -97,11 +97,15 @@ def money_on_page(value: Decimal | float | None, currency: str = "US$") -> str:
 SHOWN_CHANGE = Decimal("0.5")
 
 
+#: Codes whose label is not their words capitalised.
+_LABELS = {"sub_supplier": "Sub-supplier"}
+
+
 def label(value: str | None) -> str:
     """'mapping_requested' -> 'Mapping requested'."""
     if not value:
         return "–"
-    return value.replace("_", " ").capitalize()
+    return _LABELS.get(value) or value.replace("_", " ").capitalize()
 
 
 def markdown(text: str | None) -> Markup:

@@ -78,7 +78,9 @@ def test_today_group_and_every_count_says_whose(client, login_as, make_user, fro
     assert 'aria-current="page">Team</a>' in team
 
     dashboard = text_of(client.get("/").get_data(as_text=True))
-    assert "overdue follow-ups, team" in dashboard and "due today or in the next 7 days, team" in dashboard
+    # the dashboard's tiles count as the page does (a closed engagement's reminder is not waiting), team and mine
+    assert "1 overdue follow-ups, team (mine 1)" in dashboard
+    assert "3 due today or in the next 7 days, team (mine 1)" in dashboard
 
     add(colleague, D(2026, 8, 1), "Their Later Co")  # every group has an owned engagement: one query per load
     with count_queries() as few:

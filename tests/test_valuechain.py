@@ -92,7 +92,7 @@ def test_the_solar_map_resolves_flags_and_saves_in_one_go(runner):
     assert "    list: CBP Withhold Release Order (direct:" in out  # Hoshine, resolved
     assert "  Tarim Fictional Quartz Mining Co. [p. 43] → new company\n    in the Uyghur Region: region names Hotan" in out
     assert "  Nordwind Aluminium Frames GmbH (fictional) [p. 41] → new company" in out
-    assert "Changes first map: 12 relationship(s)" in out
+    assert "First map of the company: 12 relationships" in out
     assert "  + Hoshine Silicon Industry Co., Ltd. (sub-supplier, tier 3+)" in out
 
     saved = run(runner, str(MAP), "--company", str(company.id), "--source-kind", "report",

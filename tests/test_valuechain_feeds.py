@@ -76,7 +76,7 @@ def test_the_timeline_shows_each_map_and_status_change_in_constant_queries(clien
     assert first.status_code == 200
     text = text_of(first.get_data(as_text=True))
     assert "Value chain map 1 recorded : 12 relationships, 5 flagged" in text
-    assert f"Value chain {DAQO} (sub supplier) : Active → Exit planned" in text
+    assert f"Value chain {DAQO} (sub-supplier) : Active → Exit planned" in text
     assert f"solar_supplier_list.csv, disclosed {fd(dt.date(2026, 5, 2))} · Supplier list 2025, p. 41-43" in text
 
     day = frozen_today
@@ -93,11 +93,11 @@ def test_the_timeline_shows_each_map_and_status_change_in_constant_queries(clien
     html = response.get_data(as_text=True)
     text = text_of(html)
     assert len(more.statements) == len(one_map.statements)  # four changes and two maps cost what one map did
-    assert f"Value chain {HOSHINE} (sub supplier) : Under review → Exit planned" in text
+    assert f"Value chain {HOSHINE} (sub-supplier) : Under review → Exit planned" in text
     assert f"Target date of the exit: {fd(dt.date(2026, 9, 30))}" in text
-    assert f"Value chain {HOSHINE} (sub supplier) : Exit planned → Exited" in text
+    assert f"Value chain {HOSHINE} (sub-supplier) : Exit planned → Exited" in text
     assert "Evidence: Letter of 12 June 2026: contract ended" in text
-    assert f"Value chain {QUARTZ} (sub supplier) : Active → Not linked" in text
+    assert f"Value chain {QUARTZ} (sub-supplier) : Active → Not linked" in text
     assert "Reason: a trading office in Hotan, no mining" in text
     assert f"By {analyst.name}" in text
     # map 2 drops the backsheet maker: 11 relationships; the quartz miner's "not linked" carries over
@@ -347,7 +347,7 @@ def test_the_public_report_has_value_chain_totals_and_no_counterparty_name(clien
     pdf_text = re.sub(r"\s+", " ", "".join(p.extract_text() for p in PdfReader(io.BytesIO(pdf.data)).pages))
     expected = ("1 of 2 companies have disclosed a map of their value chain to us. Their latest maps list 12 "
                 "relationships (suppliers, customers, joint ventures); 4 were flagged, with a listed counterparty or "
-                "in the Uyghur Region, and 1 of those have been exited.")
+                "in the Uyghur Region, and 1 of those has been exited.")
     assert expected in text_of(body) and expected in pdf_text
     names = COUNTERPARTIES + [n.split(" Co")[0] for n in COUNTERPARTIES] + ["Hoshine", "Daqo", "Tarim"]
     for name in names:

@@ -92,7 +92,7 @@ def test_an_analyst_imports_a_map_from_the_engagement_page_then_a_second_with_it
     assert text.index("Tarim Fictional Quartz Mining Co.") < text.index("Brightfield Module Glass Co. (fictional)")
     assert "<strong>Flagged:</strong> would be US Entity List (direct: entry “Xinjiang GCL New Energy Material" in text
     assert "<strong>Flagged: Uyghur Region</strong> (region names Hotan" in text
-    assert "Changes first map: 12 relationship(s)" in text
+    assert "First map of the company: 12 relationships" in text
     assert "supplier ← “Supplier”" not in text and "name ← “Supplier”" in text
 
     saved = confirm(client, company.id, text)

@@ -553,3 +553,10 @@ def test_a_map_import_is_one_change_in_the_audit_trail(runner):
         AuditEvent.id > first, AuditEvent.object_type.in_(["ValueChainMap", "Relationship", "Company"]))).all()
     assert {t for t, _ in groups} == {"ValueChainMap", "Relationship", "Company"}
     assert len({g for _, g in groups}) == 1, groups
+
+
+def test_a_sub_supplier_reads_with_its_hyphen(app):
+    """Kinds read as words a person writes: 'Sub-supplier', not 'Sub supplier'."""
+    from engage.formatting import label
+
+    assert label("sub_supplier") == "Sub-supplier" and label("joint_venture") == "Joint venture"

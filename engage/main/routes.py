@@ -6,6 +6,7 @@ import datetime as dt
 
 import sqlalchemy as sa
 from flask import Blueprint, current_app, render_template, url_for
+from flask_login import current_user
 from sqlalchemy.orm import selectinload
 
 from engage import clock
@@ -13,6 +14,7 @@ from engage.engagements.service import last_contact_query
 from engage.extensions import db
 from engage.holdings import screening
 from engage.main import team
+from engage.reminders import service as reminders
 from engage.models import (
     Campaign,
     Engagement,
@@ -46,15 +48,11 @@ def dashboard():
         ).all()
     )
     due_week = today + dt.timedelta(days=7)
-    reminder_counts = db.session.execute(
-        sa.select(
-            sa.func.count().filter(Reminder.due_on < today),
-            sa.func.count().filter(Reminder.due_on.between(today, due_week)),
-        ).where(Reminder.status.in_(PENDING), Reminder.due_on <= due_week)
-    ).one()
+    # the reminders page's own counts (waiting reminders of open engagements), mine and the team's
+    counts = reminders.counts(today, current_user.id)
     upcoming = db.session.scalars(
-        sa.select(Reminder)
-        .where(Reminder.status.in_(PENDING), Reminder.due_on <= due_week)
+        reminders.pending_reminders()
+        .where(Reminder.due_on <= due_week)
         .options(selectinload(Reminder.engagement).selectinload(Engagement.company))
         .order_by(Reminder.due_on)
         .limit(10)
@@ -72,8 +70,8 @@ def dashboard():
         stages=stages,
         funnel=funnel_bars(stages),
         escalations=[(e, by_escalation.get(e.value, 0)) for e in Escalation],
-        overdue=reminder_counts[0],
-        due_this_week=reminder_counts[1],
+        overdue={who: counts[who]["overdue"] for who in counts},
+        due_this_week={who: counts[who]["today"] + counts[who]["week"] for who in counts},
         upcoming=upcoming,
         recent=recent,
         quiet=quiet_engagements(today),

@@ -103,7 +103,7 @@ def team_view(today: dt.date) -> TeamView:
         "overdue_reminders": _per_owner(
             sa.select(Engagement.owner_id, sa.func.count(Reminder.id))
             .join(Reminder, Reminder.engagement_id == Engagement.id)
-            .where(Reminder.status.in_(PENDING), Reminder.due_on < today)),
+            .where(Reminder.status.in_(PENDING), Reminder.due_on < today, Engagement.is_open)),
         "next_steps_due": _per_owner(
             sa.select(Engagement.owner_id, sa.func.count())
             .where(Engagement.is_open, Engagement.next_step_on <= today + dt.timedelta(days=NEXT_STEP_DAYS))),

@@ -108,7 +108,7 @@ def _print(shown: service.Preview, saved: service.Saved | None) -> None:
     for row in rows:
         if not row.flagged:
             click.echo(f"  {row.item.name} [{row.item.source_ref}] → {row.describe()}")
-    click.echo(f"Changes {shown.diff.summary()}")
+    click.echo(shown.diff.summary())
     for line in shown.diff.as_json()["lines"][:200]:
         click.echo(f"  {line}")
     if saved and saved.screening is not None:

@@ -133,7 +133,7 @@ def summary(saved: Saved) -> list[str]:
     lines = [f"Map {number} of {shown.company.name} imported from {shown.file_name}: {figures['rows']} relationship(s), "
              f"{figures['existing']} resolved to existing companies, {len(saved.created)} new compan"
              f"{'y' if len(saved.created) == 1 else 'ies'}; {figures['flagged']} flagged ({figures['listed']} on a list, "
-             f"{figures['region']} in the Uyghur Region). Changes {shown.diff.summary()}."]
+             f"{figures['region']} in the Uyghur Region). {shown.diff.summary()}."]
     if saved.screening is not None:
         result = saved.screening
         lines.append(f"Screened {result.companies_checked} companies: {len(result.created)} new risk flag(s), "

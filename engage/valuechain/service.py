@@ -124,8 +124,8 @@ class Diff:
 
     def summary(self) -> str:
         if self.previous_number is None:
-            return f"first map: {len(self.added)} relationship(s)"
-        return (f"against map {self.previous_number}: {len(self.added)} added, {len(self.removed)} removed, "
+            return f"First map of the company: {len(self.added)} relationship{'' if len(self.added) == 1 else 's'}"
+        return (f"Changes against map {self.previous_number}: {len(self.added)} added, {len(self.removed)} removed, "
                 f"{len(self.changed)} changed")
 
 

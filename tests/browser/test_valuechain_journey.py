@@ -34,7 +34,7 @@ COUNTERPARTIES = [row["Supplier"] for row in csv.DictReader((FIXTURES / "solar_s
 VC_COLUMNS = ("Relationships disclosed", "Relationships flagged", "Relationships exited", "Overdue exits")
 REPORT = re.compile(r"(\d+) of (\d+) companies have disclosed a map of their value chain to us\. Their latest maps list "
                     r"(\d+) relationships \(suppliers, customers, joint ventures\); (\d+) were flagged, with a listed "
-                    r"counterparty or in the Uyghur Region, and (\d+) of those have been exited\.")
+                    r"counterparty or in the Uyghur Region, and (\d+) of those (?:has|have) been exited\.")
 
 
 def report_figures(page) -> tuple[int, ...]:
