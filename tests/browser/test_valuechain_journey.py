@@ -171,12 +171,15 @@ def test_10_import_a_supplier_list_and_track_a_listed_supplier_to_its_exit(page,
     expect(page.locator("figure.vc-network svg")).to_be_visible()
     page.shot("tab-1280")
 
-    # the tab on a phone: no sideways scroll, the drawing within the screen
+    # the tab on a phone: no sideways scroll of the page; the drawing's frame within the screen, the drawing in it
+    # kept at a readable size (its labels at least 8 px), scrolling sideways in its frame
     for width in (390, 320):  # a phone, and the narrowest still about
         page.set_viewport_size({"width": width, "height": 844})
         no_horizontal_scroll(page)
-        box = page.locator("figure.vc-network svg").bounding_box()
+        box = page.locator("figure.vc-network .vc-network-frame").bounding_box()
         assert box["x"] >= 0 and box["x"] + box["width"] <= width, (width, box)
+        label_px = page.locator("figure.vc-network g.vc-node text").last.bounding_box()["height"]
+        assert label_px >= 8, (width, label_px)
         for link in links.all():
             card = link.bounding_box()
             assert card["x"] >= 0 and card["x"] + card["width"] <= width, (width, card)
