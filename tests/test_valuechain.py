@@ -36,9 +36,9 @@ LISTS = ROOT / "seeds" / "lists"
 HEADER = "Supplier,Tier,Relationship,Products,Country,Region,Page\n"
 
 
-def load_lists(runner) -> None:
+def load_lists(runner, retrieved: str = "2026-06-01") -> None:
     for name in ("us_entity_list.csv", "cbp_wro.csv"):
-        result = runner.invoke(args=["lists", "import", str(LISTS / name), "--retrieved", "2026-06-01"])
+        result = runner.invoke(args=["lists", "import", str(LISTS / name), "--retrieved", retrieved])
         assert result.exit_code == 0, result.output + str(result.stderr)
 
 

@@ -18,7 +18,7 @@ from openpyxl import load_workbook
 from engage.engagements import cycle
 from engage.extensions import db
 from engage.formatting import format_date as fd
-from engage.models import Campaign, Engagement, Interaction, Relationship, Reminder, ValueChainMap
+from engage.models import Campaign, Engagement, Interaction, Relationship, Reminder, RiskFlag, ValueChainMap
 from engage.valuechain import service
 from tests import factories
 from tests.test_valuechain import MAP, load_lists, maker, relationship_to
@@ -296,10 +296,10 @@ def test_the_monthly_export_has_the_value_chain_columns_in_every_format(client, 
     assert [rows[engaged.company.name][c] for c in columns] == ["12", "5", "1", "1"]
     assert [rows["Unmapped Co."][c] for c in columns] == ["", "", "", ""]  # no map: blank, not 0
 
-    # overdue is counted at the month's end: in May the target date (1 June) had not passed
+    # a past month is replayed to its end: in May this map had not been imported yet
     may = client.get("/exports/monthly?month=2026-05&format=csv")
     may_rows = {r["Company"]: r for r in csv.DictReader(io.StringIO(may.get_data(as_text=True).lstrip("\ufeff")))}
-    assert may_rows[engaged.company.name]["Overdue exits"] == "0"
+    assert [may_rows[engaged.company.name][c] for c in columns] == ["", "", "", ""]
 
     out = tmp_path / "june.xlsx"
     result = runner.invoke(args=["export", "monthly", "--month", "2026-06", "--format", "xlsx", "--out", str(out)])
@@ -326,6 +326,50 @@ def test_the_monthly_export_has_the_value_chain_columns_in_every_format(client, 
     with count_queries() as many:
         export = monthly.build(monthly.parse_month("2026-06", frozen_today))
     assert len(export.rows) == 4 and len(many.statements) == len(few.statements)
+
+
+def monthly_rows(client, month: str) -> dict[str, dict]:
+    response = client.get(f"/exports/monthly?month={month}&format=csv")
+    assert response.status_code == 200
+    return {r["Company"]: r for r in csv.DictReader(io.StringIO(response.get_data(as_text=True).lstrip("\ufeff")))}
+
+
+def test_a_past_months_export_shows_the_value_chain_as_it_stood_at_that_months_end(client, login_as, runner,
+                                                                                   freeze_clock, make_user):
+    """Each month's figures are those the team had at its end: the map imported by then, each link's status
+    then (from its dated changes) and the list flags recorded by then; a later map, exit or flag is not read
+    back into an earlier month."""
+    freeze_clock(dt.datetime(2026, 5, 2, 9, 0))
+    load_lists(runner, retrieved="2026-05-02")
+    company = maker()
+    factories.engagement(company=company, owner=make_user("analyst"))
+    import_map(runner, company)
+    freeze_clock(dt.datetime(2026, 5, 4, 9, 0))
+    service.change_status(relationship_to(HOSHINE), "exit_planned", dt.date(2026, 5, 4), target_date=dt.date(2026, 6, 1))
+    freeze_clock(dt.datetime(2026, 7, 6, 9, 0))
+    service.change_status(relationship_to(DAQO), "exited", dt.date(2026, 7, 6), evidence="Supplier list without Daqo")
+    service.change_status(relationship_to(QUARTZ), "not_linked", dt.date(2026, 7, 6), reason="no mining")
+    db.session.commit()
+    login_as("viewer")
+
+    columns = ("Relationships disclosed", "Relationships flagged", "Relationships exited", "Overdue exits")
+
+    def figures(month):
+        row = monthly_rows(client, month)[company.name]
+        return [row[c] for c in columns]
+
+    assert figures("2026-04") == ["", "", "", ""]  # before the map: blank, not 0
+    assert figures("2026-05") == ["12", "5", "0", "0"]  # exit planned for 1 June: not yet overdue on 31 May
+    assert figures("2026-06") == ["12", "5", "0", "1"]  # overdue on 30 June, Daqo not yet exited
+    assert figures("2026-07") == ["12", "4", "1", "1"]  # this month: Daqo exited, the quarry not linked
+
+    # a flag recorded after a month's end is not read back into that month; one ended by then no longer counts
+    freeze_clock(dt.datetime(2026, 8, 3, 9, 0))
+    glass = relationship_to("Brightfield Module Glass Co. (fictional)")
+    db.session.add(RiskFlag(company_id=glass.counterparty_id, source="team_list", citation="a test's flag"))
+    db.session.commit()
+    assert figures("2026-07") == ["12", "4", "1", "1"]
+    assert figures("2026-08") == ["12", "5", "1", "1"]
 
 
 # --- public report -------------------------------------------------------------------------

@@ -4,7 +4,8 @@ evidence and the public report show.
 A relationship is *flagged* when its counterparty has a current risk flag (direct, or linked
 through a parent; not ended) or it lies in the Uyghur Region — unless the analyst recorded it as
 `not_linked` (the flag was wrong). An exit is *overdue* when its status is `exit_planned` and the
-target date has passed. The figures of many companies cost three queries, whatever their number.
+target date has passed. The figures of many companies cost three queries, whatever their number (four
+when replayed to a past day).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import sqlalchemy as sa
 
 from engage import clock
 from engage.extensions import db
-from engage.models import Relationship, RelationshipStatus, RiskFlag, ValueChainMap
+from engage.models import Relationship, RelationshipStatus, RelationshipStatusChange, RiskFlag, ValueChainMap
 
 UNDER_WAY = (RelationshipStatus.UNDER_REVIEW.value, RelationshipStatus.REMEDIATION_PLAN.value,
              RelationshipStatus.EXIT_PLANNED.value)
@@ -63,10 +64,14 @@ class Figures:
                 "overdue": self.overdue}
 
 
-def latest_maps(company_ids: list[int] | None = None) -> dict[int, ValueChainMap]:
-    """company id -> its latest map (one query); every company's when `company_ids` is None."""
+def latest_maps(company_ids: list[int] | None = None, as_of: dt.date | None = None) -> dict[int, ValueChainMap]:
+    """company id -> its latest map (one query); every company's when `company_ids` is None.
+
+    `as_of`: the latest map imported by the end of that day (the one the team had then)."""
     newest = (sa.select(ValueChainMap.company_id, sa.func.max(ValueChainMap.number).label("number"))
               .group_by(ValueChainMap.company_id))
+    if as_of is not None:
+        newest = newest.where(ValueChainMap.created_at < dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time()))
     if company_ids is not None:
         newest = newest.where(ValueChainMap.company_id.in_(company_ids or [-1]))
     newest = newest.subquery()
@@ -75,13 +80,47 @@ def latest_maps(company_ids: list[int] | None = None) -> dict[int, ValueChainMap
                                                       ValueChainMap.number == newest.c.number)))}
 
 
-def listed_counterparties(counterparty_ids) -> set[int]:
-    """Those of these companies with a current risk flag, direct or linked (one query)."""
+def listed_counterparties(counterparty_ids, as_of: dt.date | None = None) -> set[int]:
+    """Those of these companies with a current risk flag, direct or linked (one query).
+
+    `as_of`: with a flag recorded by the end of that day and not ended by then."""
     ids = list(set(counterparty_ids))
     if not ids:
         return set()
+    if as_of is None:
+        current = RiskFlag.ended_on.is_(None)
+    else:
+        current = sa.and_(RiskFlag.created_at < dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time()),
+                          sa.or_(RiskFlag.ended_on.is_(None), RiskFlag.ended_on > as_of))
     return set(db.session.scalars(sa.select(RiskFlag.company_id).distinct().where(
-        RiskFlag.company_id.in_(ids), RiskFlag.ended_on.is_(None))))
+        RiskFlag.company_id.in_(ids), current)))
+
+
+def _statuses_as_of(relationship_ids: list[int], as_of: dt.date) -> dict[int, tuple[str, dt.date | None]]:
+    """relationship id -> (status, target date) at the end of `as_of`, for those whose status changed after it
+    (one query): the last change on or before that day, else the state the first later change started from."""
+    if not relationship_ids:
+        return {}
+    changes = db.session.execute(
+        sa.select(RelationshipStatusChange.relationship_id, RelationshipStatusChange.from_status,
+                  RelationshipStatusChange.to_status, RelationshipStatusChange.occurred_on,
+                  RelationshipStatusChange.target_date)
+        .where(RelationshipStatusChange.relationship_id.in_(relationship_ids))
+        .order_by(RelationshipStatusChange.relationship_id, RelationshipStatusChange.occurred_on,
+                  RelationshipStatusChange.id)).all()
+    by_relationship: dict[int, list] = {}
+    for change in changes:
+        by_relationship.setdefault(change.relationship_id, []).append(change)
+    states = {}
+    for relationship_id, history in by_relationship.items():
+        if history[-1].occurred_on <= as_of:
+            continue  # nothing changed since: the relationship's own status holds
+        before = [c for c in history if c.occurred_on <= as_of]
+        if before:
+            states[relationship_id] = (before[-1].to_status, before[-1].target_date)
+        else:
+            states[relationship_id] = (history[0].from_status, None)
+    return states
 
 
 def is_flagged(relationship: Relationship, listed: set[int]) -> bool:
@@ -90,24 +129,32 @@ def is_flagged(relationship: Relationship, listed: set[int]) -> bool:
 
 
 def for_companies(company_ids: list[int] | None = None, today: dt.date | None = None) -> dict[int, Figures]:
-    """company id -> Figures of its latest map; companies without a map are left out (three queries)."""
-    today = today or clock.today()
-    latest = latest_maps(company_ids)
+    """company id -> Figures of its latest map; companies without a map are left out (three queries).
+
+    A `today` before the real one (a past month's export) replays the figures to the end of that day: the
+    latest map imported by then, each relationship's status then (from its status changes: a fourth query)
+    and the risk flags recorded and not ended by then."""
+    real_today = clock.today()
+    today = today or real_today
+    as_of = today if today < real_today else None
+    latest = latest_maps(company_ids, as_of)
     by_map = {m.id: m for m in latest.values()}
     figures = {m.company_id: Figures(map_id=m.id, map_number=m.number, disclosed_on=m.disclosed_on)
                for m in latest.values()}
     if not by_map:
         return figures
     rows = db.session.execute(sa.select(
-        Relationship.map_id, Relationship.counterparty_id, Relationship.tier, Relationship.status,
+        Relationship.id, Relationship.map_id, Relationship.counterparty_id, Relationship.tier, Relationship.status,
         Relationship.target_date, Relationship.in_uyghur_region).where(Relationship.map_id.in_(list(by_map)))).all()
-    listed = listed_counterparties(r.counterparty_id for r in rows)
+    listed = listed_counterparties((r.counterparty_id for r in rows), as_of)
+    then = _statuses_as_of([r.id for r in rows], as_of) if as_of is not None else {}
     tiers: dict[int, Counter] = {m: Counter() for m in by_map}
     for row in rows:
+        status, target_date = then.get(row.id, (row.status, row.target_date))
         item = figures[by_map[row.map_id].company_id]
         item.disclosed += 1
         tiers[row.map_id][min(row.tier, 3)] += 1
-        if row.status == RelationshipStatus.NOT_LINKED.value:
+        if status == RelationshipStatus.NOT_LINKED.value:
             item.not_linked += 1
             continue
         on_list = row.counterparty_id in listed
@@ -116,13 +163,13 @@ def for_companies(company_ids: list[int] | None = None, today: dt.date | None = 
         item.flagged += 1
         item.listed += on_list
         item.in_region += bool(row.in_uyghur_region)
-        if row.status in UNDER_WAY:
+        if status in UNDER_WAY:
             item.under_way += 1
-        if row.status == RelationshipStatus.EXIT_PLANNED.value:
+        if status == RelationshipStatus.EXIT_PLANNED.value:
             item.exit_planned += 1
-            if row.target_date is not None and row.target_date < today:
+            if target_date is not None and target_date < today:
                 item.overdue += 1
-        elif row.status == RelationshipStatus.EXITED.value:
+        elif status == RelationshipStatus.EXITED.value:
             item.exited += 1
     for map_id, counter in tiers.items():
         figures[by_map[map_id].company_id].by_tier = dict(sorted(counter.items()))
