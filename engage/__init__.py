@@ -337,6 +337,7 @@ def register_template_helpers(app: Flask) -> None:
     app.jinja_env.filters["datetime"] = formatting.format_datetime
     app.jinja_env.filters["money"] = formatting.money_on_page
     app.jinja_env.filters["score"] = formatting.format_score
+    app.jinja_env.filters["counted"] = formatting.counted
     app.jinja_env.filters["label"] = formatting.label
     app.jinja_env.filters["markdown"] = formatting.markdown
     app.jinja_env.filters["as_options"] = formatting.as_options

@@ -132,3 +132,9 @@ def one_line(text: str | None, limit: int) -> str:
     text = "".join(ch if unicodedata.category(ch) not in ("Cc", "Cf", "Zl", "Zp", "Cs", "Co") else " "
                    for ch in text or "")
     return " ".join(text.split())[:limit]
+
+
+def counted(number: int, noun: str, plural: str | None = None) -> str:
+    """A count with its noun agreed: '1 relationship', '12 relationships', '1 company', '3 companies'
+    (an irregular plural is given: counted(n, "company", "companies"))."""
+    return f"{number} {noun if number == 1 else (plural or noun + 's')}"

@@ -82,7 +82,7 @@ def test_the_solar_map_resolves_flags_and_saves_in_one_go(runner):
     assert dry.exit_code == 0, dry.output + str(dry.stderr)
     assert counts() == before  # nothing written
     out = dry.output
-    assert "Dry run: map of Fictional Solar Modules Co. (nothing written): 12 relationship(s); 2 resolved to " \
+    assert "Dry run: map of Fictional Solar Modules Co. (nothing written): 12 relationships; 2 resolved to " \
            "existing companies, 10 new" in out
     assert "Flagged: 5" in out
     assert "  Xinjiang Daqo New Energy Co. Ltd. [p. 42] → Xinjiang Daqo New Energy Co., Ltd. (existing company" in out

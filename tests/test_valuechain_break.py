@@ -321,7 +321,7 @@ def test_merging_an_imported_counterparty_keeps_its_relationships_and_their_hist
     target_id, before = target.id, counts()
 
     shown = client.post(f"/holdings/review/{created_id}", data={"action": "merge", "target": str(target_id)})
-    assert "1 relationship(s) in other companies' maps now name the target" in shown.get_data(as_text=True)
+    assert "1 relationship in other companies' maps now names the target" in shown.get_data(as_text=True)
     merged = merge(client, created_id, target_id)
     assert merged.status_code == 302, merged.get_data(as_text=True)[:2000]
     db.session.expire_all()
@@ -330,7 +330,7 @@ def test_merging_an_imported_counterparty_keeps_its_relationships_and_their_hist
     assert relationship is not None and relationship.counterparty_id == target_id
     assert (relationship.status, relationship.target_date) == ("exit_planned", dt.date(2026, 12, 31))
     assert changes() == 1 and counts()[:2] == before[:2]
-    assert "1 value-chain relationship(s)" in flashes(client.get(f"/companies/{target_id}"))
+    assert "1 value-chain relationship, 0 value-chain maps" in flashes(client.get(f"/companies/{target_id}"))
 
 
 def test_a_merge_that_would_list_a_counterparty_twice_in_one_map_is_refused(client, login_as, mapped):

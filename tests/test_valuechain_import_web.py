@@ -104,7 +104,7 @@ def test_an_analyst_imports_a_map_from_the_engagement_page_then_a_second_with_it
                                   "solar_supplier_list.csv")
     assert len(vc_map.relationships) == 12
     flashed = client.get(f"/companies/{company.id}").get_data(as_text=True)
-    assert ("Map 1 of Fictional Solar Modules Co. imported from solar_supplier_list.csv: 12 relationship(s), "
+    assert ("Map 1 of Fictional Solar Modules Co. imported from solar_supplier_list.csv: 12 relationships, "
             "0 resolved to existing companies, 12 new companies; 5 flagged (4 on a list, 5 in the Uyghur Region)."
             in flashed)
     token = confirm_data(text)[0]

@@ -50,7 +50,7 @@ def test_the_pdf_supplier_list_imports_like_the_csv_with_the_page_of_each_row(ru
     dry = run(runner, str(PDF_MAP), "--company", str(company.id), "--dry-run")
     assert dry.exit_code == 0, dry.output + str(dry.stderr)
     out = dry.output
-    assert "12 relationship(s); 0 resolved to existing companies, 12 new" in out
+    assert "12 relationships; 0 resolved to existing companies, 12 new" in out
     assert "Flagged: 5" in out
     # the table ran over two pages, its header repeated on the second: one table, no header read as a row
     assert "  Brightfield Module Glass Co. (fictional) [p. 1] → new company" in out

@@ -11,6 +11,7 @@ from wtforms import SelectChoice
 
 from engage import clock
 from engage.extensions import db
+from engage.formatting import counted
 from engage.forms import ActionForm
 from engage.holdings import screening, service
 from engage.lists import review as match_review
@@ -317,7 +318,8 @@ def merge_company(company_id: int):
         return redirect(url_for("holdings.review"))
     moved = f"{len(plan.holdings)} position(s), {len(plan.flags_moved)} risk flag(s), {len(plan.engagements)} engagement(s)"
     if plan.relationships or plan.maps:
-        moved += f", {plan.relationships} value-chain relationship(s), {plan.maps} value-chain map(s)"
+        moved += (f", {counted(plan.relationships, 'value-chain relationship')}, "
+                  f"{counted(plan.maps, 'value-chain map')}")
     flash(f"{name} merged into {target_name}: {moved} moved; its name is kept as an alias.", "success")
     return redirect(url_for("companies.show", company_id=target.id))
 

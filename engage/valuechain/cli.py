@@ -12,6 +12,7 @@ from flask.cli import AppGroup
 from engage import audit
 from engage.errors import FieldError
 from engage.extensions import db
+from engage.formatting import counted
 from engage.identifiers import compact_isin
 from engage.models import Company, MapSourceKind
 from engage.validators import parse_date, whole_number
@@ -90,7 +91,7 @@ def _print(shown: service.Preview, saved: service.Saved | None) -> None:
     possible = sum(r.resolution == service.POSSIBLE for r in rows)
     head = (f"Map {saved.map.number} of {shown.company.name} saved" if saved
             else f"Dry run: map of {shown.company.name} (nothing written)")
-    click.echo(f"{head}: {len(rows)} relationship(s); {existing} resolved to existing companies, "
+    click.echo(f"{head}: {counted(len(rows), 'relationship')}; {existing} resolved to existing companies, "
                f"{len(rows) - existing} new" + (f" ({possible} with a possible match)" if possible else ""))
     if shown.ignored_columns:
         click.echo(f"Columns not read: {', '.join(shown.ignored_columns)} (no field of a map; --map field=Column "
@@ -113,8 +114,9 @@ def _print(shown: service.Preview, saved: service.Saved | None) -> None:
         click.echo(f"  {line}")
     if saved and saved.screening is not None:
         result = saved.screening
-        click.echo(f"Screened {result.companies_checked} companies: {len(result.created)} new risk flag(s), "
-                   f"{len(result.queued)} new possible match(es) to review")
+        click.echo(f"Screened {counted(result.companies_checked, 'company', 'companies')}: "
+                   f"{counted(len(result.created), 'new risk flag')}, "
+                   f"{counted(len(result.queued), 'new possible match', 'new possible matches')} to review")
         for change in result.gained:
             via = f", linked via {change.linked_via}" if change.linked_via else ""
             click.echo(f"  {change.company}: {change.source} ({change.citation}; entry “{change.entry}”{via})")

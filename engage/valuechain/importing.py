@@ -17,6 +17,7 @@ import sqlalchemy as sa
 
 from engage import clock
 from engage.errors import FieldError
+from engage.formatting import counted
 from engage.extensions import db
 from engage.holdings.service import (  # noqa: F401 - the stash, for the routes
     StashUnsafe,
@@ -130,12 +131,13 @@ def summary(saved: Saved) -> list[str]:
     """The result of a confirmed import, as flash lines (kept for a second click to report)."""
     shown, number = saved.preview, saved.map.number
     figures = counts(shown)
-    lines = [f"Map {number} of {shown.company.name} imported from {shown.file_name}: {figures['rows']} relationship(s), "
-             f"{figures['existing']} resolved to existing companies, {len(saved.created)} new compan"
-             f"{'y' if len(saved.created) == 1 else 'ies'}; {figures['flagged']} flagged ({figures['listed']} on a list, "
-             f"{figures['region']} in the Uyghur Region). {shown.diff.summary()}."]
+    lines = [f"Map {number} of {shown.company.name} imported from {shown.file_name}: "
+             f"{counted(figures['rows'], 'relationship')}, {figures['existing']} resolved to existing companies, "
+             f"{counted(len(saved.created), 'new company', 'new companies')}; {figures['flagged']} flagged "
+             f"({figures['listed']} on a list, {figures['region']} in the Uyghur Region). {shown.diff.summary()}."]
     if saved.screening is not None:
         result = saved.screening
-        lines.append(f"Screened {result.companies_checked} companies: {len(result.created)} new risk flag(s), "
-                     f"{len(result.queued)} new possible match(es) to review.")
+        lines.append(f"Screened {counted(result.companies_checked, 'company', 'companies')}: "
+                     f"{counted(len(result.created), 'new risk flag')}, "
+                     f"{counted(len(result.queued), 'new possible match', 'new possible matches')} to review.")
     return lines

@@ -152,7 +152,7 @@ def test_10_import_a_supplier_list_and_track_a_listed_supplier_to_its_exit(page,
     if len(confirmations) == 2:
         status = status.filter(has_text="This map was confirmed already and imported once")
     expect(status).to_contain_text(
-        f"Map 1 of {MAKER} imported from solar_supplier_list.pdf: 12 relationship(s), 12 resolved to existing "
+        f"Map 1 of {MAKER} imported from solar_supplier_list.pdf: 12 relationships, 12 resolved to existing "
         "companies, 0 new companies; 5 flagged (4 on a list, 5 in the Uyghur Region).")
     assert maps_of(live_app, MAKER) == [1]
 
