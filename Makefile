@@ -33,12 +33,14 @@ db: install
 seed: db
 	$(FLASK) seed --demo
 
-# The scheduler (reminders, outbox, exports) runs beside the web server; Ctrl+C stops both.
+# The scheduler (reminders, outbox, exports) and the job worker (long imports, off the request;
+# its queue is instance/jobs.sqlite) run beside the web server; Ctrl+C stops all three.
 # Outgoing mail goes to instance/mail/*.eml (MAIL_BACKEND=file), readable in Admin -> Outbox.
 run: seed
-	@echo "Serving Engage on http://127.0.0.1:$(PORT) with its scheduler (Ctrl+C stops both)"
+	@echo "Serving Engage on http://127.0.0.1:$(PORT) with its scheduler and job worker (Ctrl+C stops all)"
 	@$(FLASK) scheduler & scheduler=$$!; \
-	trap 'kill $$scheduler 2>/dev/null; wait $$scheduler 2>/dev/null' EXIT INT TERM; \
+	$(FLASK) jobs worker & worker=$$!; \
+	trap 'kill $$scheduler $$worker 2>/dev/null; wait $$scheduler $$worker 2>/dev/null' EXIT INT TERM; \
 	$(FLASK) run --host 127.0.0.1 --port $(PORT)
 
 # The import-linter contracts in pyproject.toml (layers, routes, no circles); `make test` runs it first.

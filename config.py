@@ -168,6 +168,14 @@ class Config:
     #: A confirmation's claim on a stashed upload older than this was left by a confirmation that died;
     #: it can be claimed again (longer than the wait above plus the longest import).
     HOLDINGS_CONFIRM_LEASE_SECONDS = env_int("HOLDINGS_CONFIRM_LEASE_SECONDS", 600)
+    #: The job queue (engage.background): empty is an SQLite file in the instance folder (no other
+    #: service); postgresql://... or redis://... for several machines; memory:// for one process.
+    JOBS_URL = os.environ.get("JOBS_URL", "")
+    #: A job that fails (not refused) is tried again this many times, this many seconds apart.
+    JOBS_RETRIES = env_int("JOBS_RETRIES", 2)
+    JOBS_RETRY_SECONDS = env_int("JOBS_RETRY_SECONDS", 10)
+    #: A confirmed holdings import of at least this many rows runs as a background job.
+    HOLDINGS_JOB_ROWS = env_int("HOLDINGS_JOB_ROWS", 5_000)
     #: Seconds the web reads a PDF map's tables before refusing it (the command line takes up to 120).
     VALUECHAIN_WEB_PDF_SECONDS = env_int("VALUECHAIN_WEB_PDF_SECONDS", 20)
     #: A whole or partial file's weights add up to at most this many percent; more means rows counted twice.
@@ -217,6 +225,7 @@ class TestConfig(Config):
     MAIL_SERVER = "127.0.0.1"
     MAIL_PORT = 0
     MAIL_BACKEND = "smtp"
+    JOBS_URL = "memory://"
 
 
 class ProductionConfig(Config):

@@ -157,11 +157,20 @@ def register_extensions(app: Flask) -> None:
         for engine in [db.engine, *db.engines.values()]:
             if engine.dialect.name == "sqlite":
                 sa.event.listen(engine, "connect", _sqlite_pragmas(app.config["SQLITE_BUSY_TIMEOUT_MS"]))
+    def schema_objects(obj, name, type_, reflected, compare_to) -> bool:
+        """Alembic: the search indexes and the job queue's tables (Huey's, in PostgreSQL) are not the models'."""
+        if reflected and compare_to is None and type_ == "table" and (name or "").startswith("jobq_"):
+            return False
+        return include_object(obj, name, type_, reflected, compare_to)
+
     migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True, compare_type=True,
-                     include_object=include_object)
+                     include_object=schema_objects)
     csrf.init_app(app)
     limiter.init_app(app)
     importlib.import_module("engage.models")  # the audit hooks attach to every mapped class
+    from engage import background
+
+    background.init_app(app)  # the job queue's storage (JOBS_URL); a worker runs jobs in this app
 
     audit.register()
 
@@ -232,6 +241,7 @@ def register_blueprints(app: Flask) -> None:
     # Imported when an app is built, not with the package (see the module docstring).
     from engage.account.routes import bp as account_bp
     from engage.admin.routes import bp as admin_bp
+    from engage.background.routes import bp as background_bp
     from engage.auth.routes import bp as auth_bp
     from engage.companies.routes import bp as companies_bp
     from engage.engagements.routes import bp as engagements_bp
@@ -265,6 +275,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(valuechain_bp)
     app.register_blueprint(search_bp)
     app.register_blueprint(admin_bp)
+    app.register_blueprint(background_bp)
     # The one rule outside its package's prefix: calendar feeds handed out before the feed moved
     # to /reminders/calendar/ keep working (a permanent redirect).
     app.add_url_rule("/calendar/<token>.ics", endpoint="old_calendar", view_func=old_calendar)

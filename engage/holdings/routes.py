@@ -9,10 +9,11 @@ from flask_login import current_user
 from sqlalchemy.orm import selectinload
 from wtforms import SelectChoice
 
-from engage import clock
+from engage import background, clock
 from engage.extensions import db
 from engage.formatting import counted
 from engage.forms import ActionForm
+from engage.holdings import jobs as holdings_jobs
 from engage.holdings import screening, service
 from engage.lists import review as match_review
 from engage.lists import screening as list_screening
@@ -114,6 +115,9 @@ def _preview_page(token: str, data: bytes, meta: dict, form: ReadOptionsForm | N
                    token=token, options=form, action_form=ActionForm(formdata=None), as_of=checked.as_of, preview=checked.preview, digest=checked.digest)
     if not checked.ok:
         return render_template("holdings/preview.html", **context), status or 422
+    if checked.parsed is not None and meta.get("rows") != len(checked.parsed.rows):
+        meta["rows"] = len(checked.parsed.rows)  # the confirmation sends a big file to the job worker
+        service.save_upload_meta(token, meta)
     return render_template("holdings/preview.html", **context), status or 200
 
 
@@ -184,6 +188,12 @@ def confirm_import(token: str):
     if not ActionForm().validate_on_submit():
         flash("The form expired; upload the file again.", "error")
         return redirect(url_for("holdings.import_holdings"))
+    asked = background.find(f"{holdings_jobs.KIND}:{token}")
+    if asked is not None:  # confirmed already and handed to the job worker: its page
+        return redirect(url_for("background.show", job_id=asked.id))
+    waiting = service.load_upload(token)
+    if waiting is not None and (waiting[1].get("rows") or 0) >= current_app.config["HOLDINGS_JOB_ROWS"]:
+        return _import_in_background(token, waiting[1])
     stashed = service.claim_upload(token)
     if stashed is None:
         state, lines = service.upload_state(token)
@@ -226,6 +236,18 @@ def confirm_import(token: str):
     if result.created:
         flash(f"{len(result.created)} companies were created from the file; review them to merge duplicates.", "info")
     return redirect(url_for("holdings.fund", fund_id=result.fund.id))
+
+
+def _import_in_background(token: str, meta: dict):
+    """A big file is imported by the job worker: its page shows the progress, then links to the fund.
+
+    A second click (or a second tab) confirming the same upload finds the same job."""
+    fund = db.session.get(Fund, meta["fund_id"])
+    label = f"Holdings import: {meta.get('filename') or 'upload'} into {fund.name if fund else 'a fund'}"
+    job = background.submit(holdings_jobs.KIND, key=f"{holdings_jobs.KIND}:{token}", label=label,
+                            params={"token": token, "digest": request.form.get("preview", "")},
+                            user_id=current_user.id)
+    return redirect(url_for("background.show", job_id=job.id))
 
 
 @bp.route("/review")

@@ -27,6 +27,7 @@ from engage.models.companies import Company, CompanyAlias, RiskFlag, normalize_n
 from engage.models.contacts import ERASED, LANGUAGES, CompanyContact
 from engage.models.engagements import Attachment, Engagement, EngagementEvent, Interaction, Reminder
 from engage.models.holdings import DivestmentAlert, Fund, Holding
+from engage.models.jobs import BackgroundJob, JobStatus
 from engage.models.lists import ACTIVE_STATUSES, ListedEntity, ListVersion, MatchCandidate
 from engage.models.mailbox import InboundMessage, InboundStatus
 from engage.models.letters import Letter, LetterBatch, LetterTemplate, LetterTemplateLanguage, LetterTemplateVersion
@@ -37,6 +38,7 @@ from engage.models.users import User
 from engage.models.valuechain import Relationship, RelationshipStatusChange, ValueChainMap
 
 __all__ = [
+    "BackgroundJob", "JobStatus",
     "ACTIVE_STATUSES", "CandidateStatus", "FlagLink", "ListVersion", "MatchCandidate",
     "Attachment", "AuditEvent", "Campaign", "Company", "CompanyAlias", "CompanyContact", "ContactRole", "Criterion",
     "CriterionScore", "Direction", "DivestmentAlert", "Engagement", "EngagementEvent", "ExportRun", "Escalation",

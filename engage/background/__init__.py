@@ -1,0 +1,250 @@
+"""Long work off the request: a job queue (Huey) and the job rows the team sees.
+
+A feature hands work over with `submit(kind, key=..., label=..., params=...)`: a `BackgroundJob` row
+is written (its `key` makes a second submit of the same work, a double click, find the first
+job) and only the row's id goes to the queue. A worker (`flask jobs worker`, started by `make
+run` beside the scheduler) runs the feature's handler, registered with `@handler(kind)`, in an
+app context; the handler reports progress through `report(done, total, message)` and returns an
+`Outcome` (summary lines and where the result is).
+
+The queue is chosen by `JOBS_URL`: empty (the default) is an embedded SQLite file in the instance
+folder (no other service: works beside the default SQLite database), `postgresql://...` puts it
+in PostgreSQL tables (several web and worker machines), `redis://...` in Redis (needs the
+`redis` package), `memory://` keeps it in this process (tests that run their own worker thread).
+Progress lives in the queue's own storage, not in the database: a handler's work is one database
+transaction, which on SQLite holds the write lock, so a progress row could not be written beside it.
+
+A handler is idempotent (a retried job must not do its work twice; the holdings import claims
+its upload once) and raises `Refused` for what retrying cannot mend (the import's preview changed,
+the upload is gone): the job fails at once with that message. Any other exception is retried
+(`JOBS_RETRIES` times, `JOBS_RETRY_SECONDS` apart), then the job fails with the error, listed for
+admins on /jobs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+from urllib.parse import urlsplit
+
+import sqlalchemy as sa
+from flask import Flask
+from huey import Huey
+from huey.storage import BaseSqlStorage, MemoryStorage, PostgresStorage, RedisStorage, SqliteStorage
+
+from engage import clock
+from engage.extensions import db
+from engage.models import BackgroundJob, JobStatus
+
+log = logging.getLogger("engage.jobs")
+
+#: The queue. Its storage is set by `init_app` from JOBS_URL (memory until then).
+huey = Huey("engage", results=False, storage_class=MemoryStorage, utc=True)
+
+_state: dict = {"app": None}
+#: The queue's own tables in PostgreSQL (Huey's; migrations leave them alone).
+TABLE_PREFIX = "jobq"
+HANDLERS: dict[str, Callable] = {}
+
+
+class Refused(Exception):
+    """The job cannot be done as asked (not a passing fault): fail it at once with this message."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+@dataclass
+class Outcome:
+    lines: list[str] = field(default_factory=list)
+    #: (endpoint, values) of the page with the result.
+    result: tuple[str, dict] | None = None
+
+
+def handler(kind: str):
+    """Register `func(job, report) -> Outcome` as the work of jobs of `kind`."""
+
+    def register(func):
+        HANDLERS[kind] = func
+        return func
+
+    return register
+
+
+def storage_for(url: str, instance_path: str) -> tuple[type, dict]:
+    """(storage class, its arguments) for JOBS_URL; ValueError for a URL of another kind."""
+    if not url:
+        return SqliteStorage, {"filename": str(Path(instance_path) / "jobs.sqlite")}
+    scheme = urlsplit(url).scheme
+    if scheme == "sqlite":
+        path = url[len("sqlite:///"):] if url.startswith("sqlite:///") else ""
+        if not path:
+            raise ValueError(f"JOBS_URL {url!r}: a SQLite queue is sqlite:///path/to/jobs.sqlite")
+        return SqliteStorage, {"filename": path if path.startswith("/") else str(Path(instance_path) / path)}
+    if scheme in ("postgresql", "postgres", "postgresql+psycopg"):
+        return PostgresStorage, {"dsn": "postgresql://" + url.split("://", 1)[1],
+                                 "table_prefix": TABLE_PREFIX}
+    if scheme in ("redis", "rediss"):
+        return RedisStorage, {"url": url}
+    if scheme == "memory":
+        return MemoryStorage, {}
+    raise ValueError(f"JOBS_URL {url!r}: use sqlite:///..., postgresql://..., redis://... or memory://")
+
+
+def init_app(app: Flask) -> None:
+    """Point the queue at JOBS_URL and remember the app whose context the jobs run in."""
+    storage_class, kwargs = storage_for(app.config.get("JOBS_URL") or "", app.instance_path)
+    if issubclass(storage_class, BaseSqlStorage):
+        kwargs["create_tables"] = False  # no connection at start: the web serves even while the queue is down
+    if storage_class is not type(huey.storage) or kwargs != huey.storage_kwargs:
+        huey.storage_class, huey.storage_kwargs = storage_class, kwargs
+        huey.storage = huey.create_storage()
+        _state["schema"] = False
+    _state["app"] = app
+
+
+def _ensure_schema() -> None:
+    """The queue's own tables, made on first use in this process (idempotent: CREATE ... IF NOT EXISTS)."""
+    if not _state.get("schema"):
+        if isinstance(huey.storage, BaseSqlStorage):
+            huey.storage.initialize_schema()
+        _state["schema"] = True
+
+
+def find(key: str) -> BackgroundJob | None:
+    return db.session.scalar(sa.select(BackgroundJob).where(BackgroundJob.key == key))
+
+
+def submit(kind: str, *, key: str, label: str, params: dict, user_id: int | None) -> BackgroundJob:
+    """The job for `key`: the one already asked for, or a new one queued now (committed).
+
+    A failed job of the same key is queued again (the user asked again)."""
+    if kind not in HANDLERS:
+        raise LookupError(f"no handler for jobs of kind {kind!r}")
+    job = find(key)
+    if job is not None and job.status != JobStatus.FAILED.value:
+        return job
+    if job is None:
+        job = BackgroundJob(kind=kind, key=key, label=label[:300], params=params, created_by_id=user_id)
+        db.session.add(job)
+        try:
+            db.session.commit()
+        except sa.exc.IntegrityError:  # another request asked for the same work a moment ago
+            db.session.rollback()
+            return find(key)
+    else:
+        requeue(job)
+        return job
+    _enqueue(job)
+    return job
+
+
+def requeue(job: BackgroundJob) -> None:
+    """Queue a failed job again (an admin's retry, or the same work asked for again): one more attempt."""
+    job.status, job.error, job.finished_at, job.message = JobStatus.QUEUED.value, None, None, ""
+    db.session.commit()
+    _enqueue(job)
+
+
+def _enqueue(job: BackgroundJob) -> None:
+    try:
+        _ensure_schema()
+        huey.delete(_progress_key(job.id))
+        run_job(job.id)
+    except Exception as exc:  # the queue's storage is down: say so on the job, not as a 500
+        log.exception("job %s could not be queued", job.id)
+        job.status, job.finished_at = JobStatus.FAILED.value, clock.utcnow()
+        job.error = f"The job queue is unavailable ({type(exc).__name__}: {exc}); ask an admin to check JOBS_URL."
+        db.session.commit()
+
+
+def _progress_key(job_id: int) -> str:
+    return f"engage:progress:{job_id}"
+
+
+def progress(job: BackgroundJob) -> dict:
+    """{"done", "total", "message"} the worker last reported for the job ({} before the first report)."""
+    try:
+        return huey.get(_progress_key(job.id), peek=True) or {}
+    except Exception:  # the page still shows the job's row when the queue cannot be read
+        return {}
+
+
+def progress_many(jobs) -> dict[int, dict]:
+    return {job.id: progress(job) for job in jobs if job.status == JobStatus.RUNNING.value}
+
+
+@huey.task(retries=0, context=True)
+def run_job(job_id: int, task=None) -> None:
+    app = _state["app"]
+    if app is None:
+        raise RuntimeError("engage.background.init_app was not called in this process")
+    with app.app_context():
+        try:
+            execute(job_id)
+        finally:
+            db.session.remove()
+
+
+def execute(job_id: int) -> None:
+    """Run one job by its row: skip it if done, else run its handler, record the outcome, retry on a fault."""
+    job = db.session.get(BackgroundJob, job_id)
+    if job is None or job.status == JobStatus.DONE.value:
+        return
+    job.status, job.attempts, job.started_at, job.error = JobStatus.RUNNING.value, job.attempts + 1, clock.utcnow(), None
+    db.session.commit()
+
+    def report(done: int, total: int | None = None, message: str = "") -> None:
+        huey.put(_progress_key(job_id), {"done": done, "total": total, "message": message})
+
+    try:
+        outcome = HANDLERS[job.kind](job, report)
+    except Refused as exc:
+        db.session.rollback()
+        _finish(job_id, JobStatus.FAILED, error=exc.message)
+        return
+    except Exception as exc:
+        db.session.rollback()
+        log.exception("job %s (%s) failed on attempt", job_id, job.kind)
+        detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        app = _state["app"]
+        attempts = db.session.scalar(sa.select(BackgroundJob.attempts).where(BackgroundJob.id == job_id)) or 0
+        if attempts <= app.config["JOBS_RETRIES"]:
+            _finish(job_id, JobStatus.QUEUED, error=f"attempt {attempts} failed ({detail}); retried", final=False)
+            run_job.schedule((job_id,), delay=app.config["JOBS_RETRY_SECONDS"])
+        else:
+            _finish(job_id, JobStatus.FAILED, error=f"failed after {attempts} attempts: {detail}")
+        return
+    adapter = _state["app"].url_map.bind("localhost")
+    url = adapter.build(outcome.result[0], outcome.result[1]) if outcome.result else None
+    _finish(job_id, JobStatus.DONE, lines=outcome.lines, url=url)
+
+
+def _finish(job_id: int, status: JobStatus, *, error: str | None = None, lines: list[str] | None = None,
+            url: str | None = None, final: bool = True) -> None:
+    job = db.session.get(BackgroundJob, job_id)
+    job.status, job.error = status.value, error
+    if lines is not None:
+        job.message = "\n".join(lines)
+    if url is not None:
+        job.result_url = url
+    if final:
+        job.finished_at = clock.utcnow()
+    db.session.commit()
+
+
+def consumer(workers: int = 2):
+    """A Huey consumer of this app's queue (threads; `flask jobs worker` runs it)."""
+    _ensure_schema()
+    return huey.create_consumer(workers=workers, worker_type="thread", periodic=False, initial_delay=0.1,
+                                max_delay=1.0, backoff=1.15, check_worker_health=True)
+
+
+def stale_after() -> dt.timedelta:
+    """A job queued this long with no worker taking it: the page says a worker may not be running."""
+    return dt.timedelta(seconds=30)

@@ -1,0 +1,32 @@
+"""`flask jobs worker` runs the job queue's consumer; `flask jobs list` shows recent jobs."""
+
+from __future__ import annotations
+
+import click
+import sqlalchemy as sa
+from flask.cli import AppGroup
+
+from engage import background
+from engage.extensions import db
+from engage.formatting import format_datetime
+from engage.models import BackgroundJob
+
+jobs_cli = AppGroup("jobs", help="The background job queue (long imports and bulk work).")
+
+
+@jobs_cli.command("worker")
+@click.option("--workers", type=click.IntRange(1, 32), default=2, show_default=True,
+              help="Jobs run at once by this process (threads).")
+def worker(workers: int) -> None:
+    """Run queued jobs until Ctrl+C (or SIGTERM); run one such process per machine, or more."""
+    click.echo(f"Job worker: {workers} thread(s) on {type(background.huey.storage).__name__}")
+    background.consumer(workers).run()
+
+
+@jobs_cli.command("list")
+@click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
+def list_jobs(limit: int) -> None:
+    """The latest jobs: id, status, attempts, what, and the error of a failed one."""
+    for job in db.session.scalars(sa.select(BackgroundJob).order_by(BackgroundJob.id.desc()).limit(limit)):
+        click.echo(f"{job.id}\t{job.status}\t{job.attempts}\t{format_datetime(job.created_at)}\t{job.label}"
+                   + (f"\n\t{job.error}" if job.error else ""))

@@ -1,0 +1,54 @@
+"""The holdings import as a background job (a confirmed file of HOLDINGS_JOB_ROWS rows or more).
+
+The job does what the confirmation does inline for a small file: claim the stashed upload once,
+import it as its preview showed it (`expected_digest`), commit, and keep the result for a second
+click. What retrying cannot mend (the preview changed, the file is refused, the upload is gone)
+fails the job at once with the reason; a fault puts the upload back for the retry.
+"""
+
+from __future__ import annotations
+
+from engage import background
+from engage.extensions import db
+from engage.holdings import service
+
+KIND = "holdings_import"
+
+
+@background.handler(KIND)
+def import_stashed(job, report) -> background.Outcome:
+    token, digest = job.params["token"], job.params.get("digest") or ""
+    stashed = service.claim_upload(token)
+    if stashed is None:
+        state, lines = service.upload_state(token)
+        if state == "done":  # an earlier attempt committed, then died before recording it
+            return background.Outcome(lines, None)
+        if state == "importing":
+            raise RuntimeError("the upload is claimed by another confirmation; trying again later")
+        raise background.Refused("that import is no longer waiting; upload the file again")
+    data, meta = stashed
+    report(0, meta.get("rows"), "Rows imported")
+    try:
+        result = service.import_file(data, meta.get("filename") or "upload", service.ReadOptions.from_meta(meta),
+                                     fund_id=meta["fund_id"], expected_digest=digest,
+                                     progress=lambda done, total: report(done, total, "Rows imported"))
+        db.session.commit()
+    except service.ImportBusy as exc:
+        db.session.rollback()
+        service.release_upload(token)
+        raise RuntimeError(str(exc)) from exc  # another import keeps the turn: a retry waits its end
+    except service.ImportRefused as exc:  # PreviewChanged too
+        db.session.rollback()
+        service.release_upload(token)
+        message = exc.message
+        raise background.Refused(f"Not imported: {message}; open the import again and check its preview") from exc
+    except Exception:
+        db.session.rollback()
+        service.release_upload(token)
+        raise
+    lines = result.lines()
+    service.finish_upload(token, lines)
+    warnings = [line[0].upper() + line[1:] + ". See the dashboard." for line in result.warnings()]
+    created = ([f"{len(result.created)} companies were created from the file; review them to merge duplicates."]
+               if result.created else [])
+    return background.Outcome(lines + warnings + created, ("holdings.fund", {"fund_id": result.fund.id}))
