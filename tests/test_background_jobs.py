@@ -87,7 +87,7 @@ def test_a_big_holdings_import_runs_as_a_job_once_whatever_the_clicks(client, lo
     first = client.post(f"/holdings/import/{token}", data=factories.confirmation(page))
     second = client.post(f"/holdings/import/{token}", data=factories.confirmation(page))  # a double click
     assert first.status_code == second.status_code == 302
-    assert first.location == second.location and first.location.startswith("/jobs/")
+    assert first.location == second.location and first.location.startswith("/background/")
     job_id = int(first.location.rsplit("/", 1)[1])
 
     job = wait_for(job_id)
@@ -110,7 +110,7 @@ def test_a_changed_preview_fails_the_job_at_once_with_the_reason(client, login_a
     job = wait_for(job_id)
     assert job.status == "failed" and job.attempts == 1  # refused, not retried
     assert "has changed since its preview" in job.error and holdings() == 0
-    shown = client.get(f"/jobs/{job_id}").get_data(as_text=True)
+    shown = client.get(f"/background/{job.id}").get_data(as_text=True)
     assert "Not done." in shown and "has changed since its preview" in shown
 
 
@@ -142,9 +142,9 @@ def test_a_fault_is_retried_then_shown_to_admins(app, client, login_as, worker, 
     assert "always broken" in failed.error
 
     login_as("admin")
-    listing = client.get("/jobs/?status=failed").get_data(as_text=True)
+    listing = client.get("/background/?status=failed").get_data(as_text=True)
     assert "Broken work" in listing and "always broken" in listing and "Flaky work" not in listing
-    retried = client.post(f"/jobs/{failing.id}/retry", data={})
+    retried = client.post(f"/background/{failing.id}/retry", data={})
     assert retried.status_code == 302
     assert wait_for(failing.id).attempts == 2 + app.config["JOBS_RETRIES"]  # an admin's retry is one more attempt
 
@@ -157,11 +157,11 @@ def test_a_job_is_shown_only_to_who_asked_and_admins(client, login_as, no_worker
     owner = make_user("analyst")
     job = background.submit("test_noop", key="noop-1", label="Quiet work", params={}, user_id=owner.id)
     login_as("analyst")  # another analyst
-    assert client.get(f"/jobs/{job.id}").status_code == 404
-    assert client.get("/jobs/").status_code == 403
-    assert client.post(f"/jobs/{job.id}/retry", data={}).status_code == 403
+    assert client.get(f"/background/{job.id}").status_code == 404
+    assert client.get("/background/").status_code == 403
+    assert client.post(f"/background/{job.id}/retry", data={}).status_code == 403
     login_as("admin")
-    page = client.get(f"/jobs/{job.id}").get_data(as_text=True)
+    page = client.get(f"/background/{job.id}").get_data(as_text=True)
     assert "Waiting for a worker" in page and 'http-equiv="refresh"' in page
     assert "Is the job worker running?" not in page  # only after 30 s queued
 

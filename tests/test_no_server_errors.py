@@ -16,6 +16,7 @@ from flask import url_for
 from engage.extensions import db
 from engage.models import (
     Attachment,
+    BackgroundJob,
     Campaign,
     Company,
     CompanyContact,
@@ -144,6 +145,8 @@ def world(app, runner, monkeypatch):
     template = db.session.scalar(sa.select(LetterTemplate))
     db.session.add(LetterBatch(template=template))
     db.session.add(ExportRun(month="2026-01", filename="missing.csv"))
+    db.session.add(BackgroundJob(kind="holdings_import", key="walk-job", label="A failed import", status="failed",
+                                 params={"token": "0" * 32}, error="refused"))
     db.session.add(MatchCandidate(company_id=engagement.company_id, list_name="us_entity_list", entry_key="a possible match",
                                   score=80, reason="a name close to the entry's", status="rejected"))  # decided: screening keeps it
     db.session.add(Reminder(engagement=engagement, due_on=dt.date.today() + dt.timedelta(days=3), reason="r"))
@@ -202,7 +205,7 @@ def ids_for(rule) -> dict:
             model = {"campaign_id": Campaign, "investor_id": Investor, "rubric_id": Rubric, "user_id": User,
                      "attachment_id": Attachment, "run_id": ExportRun, "fund_id": Fund, "batch_id": LetterBatch,
                      "reminder_id": Reminder, "score_id": Score, "email_id": OutboxEmail,
-                     "inbound_id": InboundMessage, "candidate_id": MatchCandidate}[arg]
+                     "inbound_id": InboundMessage, "candidate_id": MatchCandidate, "job_id": BackgroundJob}[arg]
             values[arg] = first(model)
         assert values[arg] is not None, (rule.rule, arg)
     return values

@@ -12,7 +12,7 @@ from engage.forms import ActionForm
 from engage.models import BackgroundJob, JobStatus, Role, User
 from engage.security import require_role
 
-bp = Blueprint("background", __name__, url_prefix="/jobs")
+bp = Blueprint("background", __name__, url_prefix="/background")
 
 PAGE = 100
 
