@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import sqlalchemy as sa
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
@@ -13,7 +15,7 @@ from wtforms.validators import DataRequired, Length
 from engage import clock, idempotency
 from engage.extensions import db
 from engage.forms import ActionForm
-from engage.formatting import format_score
+from engage.formatting import format_score, round_half_up
 from engage.idempotency import FormTokenMixin
 from engage.models import Campaign, CriterionScore, Engagement, Interaction, Rubric, Score, Stage
 from engage.scoring import progress, service
@@ -71,9 +73,15 @@ def score(interaction_id: int):
     form = ScoreForm(formdata=request.form if request.method == "POST" else None,
                      scored_on=clock.today())
     errors: dict[str, str] = {}
-    if request.method == "POST" and form.validate_on_submit():
+    if request.method == "POST":
+        # Every problem is found before anything is written, so one submit reports them all.
+        form_ok = form.validate_on_submit()
         entries, errors = _entries(rubric, request.form)
-        if not errors:
+        for field, message in service.entry_problems(rubric, entries).items():
+            errors.setdefault(field, message)
+        if form_ok:
+            errors.update(service.date_problems(interaction, form.scored_on.data, clock.today()))
+        if form_ok and not errors:
             try:
                 claimed = idempotency.claim(form.form_token.data, "scoring.score", current_user.id)
                 made = service.score_response(interaction, scorer_id=current_user.id, scored_on=form.scored_on.data,
@@ -86,6 +94,9 @@ def score(interaction_id: int):
                 db.session.rollback()
                 return idempotency.answer_duplicate(
                     duplicate, url_for("engagements.show", engagement_id=interaction.engagement_id) + "#scores")
+            except service.ScoreProblems as refused:
+                db.session.rollback()
+                errors.update(refused.problems)
             except service.ScoreError as error:
                 db.session.rollback()
                 errors[error.field] = error.message
@@ -98,8 +109,46 @@ def score(interaction_id: int):
     value_chain = (feeds.score_evidence(interaction.engagement.company_id)
                    if any(c.stage_hint in evidence_stages for c in rubric.criteria) else None)
     return render_template("scoring/form.html", interaction=interaction, rubric=rubric, form=form, errors=errors,
-                           values=request.form, moderates=moderates, value_chain=value_chain,
-                           evidence_stages=evidence_stages), status
+                           problems=_problem_summary(rubric, form, errors), values=request.form,
+                           moderates=moderates, value_chain=value_chain, evidence_stages=evidence_stages,
+                           rule=_total_rule(rubric)), status
+
+
+def _problem_summary(rubric: Rubric, form: ScoreForm, errors: dict[str, str]) -> list[tuple[str, str]]:
+    """Every problem of a refused score, in the order of the form: (id of the field to jump to, message)."""
+    summary = []
+    for criterion in rubric.criteria:
+        for field, anchor in ((f"level-{criterion.id}", f"level-{criterion.id}-0"),
+                              (f"evidence-{criterion.id}", f"evidence-{criterion.id}"),
+                              (f"url-{criterion.id}", f"url-{criterion.id}")):
+            if field in errors:
+                summary.append((anchor, errors[field]))
+    for message in form.scored_on.errors:
+        summary.append(("scored_on", f"Scored on: {message}"))
+    if "scored_on" in errors:
+        summary.append(("scored_on", errors["scored_on"]))
+    for message in form.note.errors:
+        summary.append(("note", f"Overall note: {message}"))
+    if "csrf_token" in form.errors:
+        summary.append(("score-save", "The form expired; nothing was saved. Save again to send it anew."))
+    summary.extend(("score-save", message) for message in form.form_token.errors)
+    known = {f"{kind}-{c.id}" for c in rubric.criteria for kind in ("level", "evidence", "url")} | {"scored_on"}
+    summary.extend(("score-save", message) for field, message in errors.items() if field not in known)
+    return summary
+
+
+def _total_rule(rubric: Rubric) -> dict:
+    """The parameters of `service.compute_total` for this rubric, for the form's running total:
+    the rounding, the points of each level and each criterion's exact weight (and its share)."""
+    total_weight = sum((Decimal(c.weight) for c in rubric.criteria), Decimal(0))
+    return {
+        "scale": service.TOTAL_SCALE, "places": service.TOTAL_PLACES, "shown_places": service.SHOWN_PLACES,
+        "best": service.level_points(service.MAX_LEVEL), "evidence_from": service.EVIDENCE_FROM_LEVEL,
+        "points": [service.level_points(level) for level in range(service.MAX_LEVEL + 1)],
+        "weights": {c.id: f"{Decimal(c.weight):f}" for c in rubric.criteria},
+        "shares": {c.id: round_half_up(Decimal(c.weight) * 100 / total_weight) if total_weight else 0
+                   for c in rubric.criteria},
+    }
 
 
 @bp.route("/scores/<int:score_id>")
