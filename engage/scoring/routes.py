@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 import sqlalchemy as sa
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
@@ -15,7 +13,7 @@ from wtforms.validators import DataRequired, Length
 from engage import clock, idempotency
 from engage.extensions import db
 from engage.forms import ActionForm
-from engage.formatting import format_score, round_half_up
+from engage.formatting import format_score
 from engage.idempotency import FormTokenMixin
 from engage.models import Campaign, CriterionScore, Engagement, Interaction, Rubric, Score, Stage
 from engage.scoring import progress, service
@@ -111,7 +109,7 @@ def score(interaction_id: int):
     return render_template("scoring/form.html", interaction=interaction, rubric=rubric, form=form, errors=errors,
                            problems=_problem_summary(rubric, form, errors), values=request.form,
                            moderates=moderates, value_chain=value_chain, evidence_stages=evidence_stages,
-                           rule=_total_rule(rubric)), status
+                           rule=service.total_rule(rubric)), status
 
 
 def _problem_summary(rubric: Rubric, form: ScoreForm, errors: dict[str, str]) -> list[tuple[str, str]]:
@@ -135,20 +133,6 @@ def _problem_summary(rubric: Rubric, form: ScoreForm, errors: dict[str, str]) ->
     known = {f"{kind}-{c.id}" for c in rubric.criteria for kind in ("level", "evidence", "url")} | {"scored_on"}
     summary.extend(("score-save", message) for field, message in errors.items() if field not in known)
     return summary
-
-
-def _total_rule(rubric: Rubric) -> dict:
-    """The parameters of `service.compute_total` for this rubric, for the form's running total:
-    the rounding, the points of each level and each criterion's exact weight (and its share)."""
-    total_weight = sum((Decimal(c.weight) for c in rubric.criteria), Decimal(0))
-    return {
-        "scale": service.TOTAL_SCALE, "places": service.TOTAL_PLACES, "shown_places": service.SHOWN_PLACES,
-        "best": service.level_points(service.MAX_LEVEL), "evidence_from": service.EVIDENCE_FROM_LEVEL,
-        "points": [service.level_points(level) for level in range(service.MAX_LEVEL + 1)],
-        "weights": {c.id: f"{Decimal(c.weight):f}" for c in rubric.criteria},
-        "shares": {c.id: round_half_up(Decimal(c.weight) * 100 / total_weight) if total_weight else 0
-                   for c in rubric.criteria},
-    }
 
 
 @bp.route("/scores/<int:score_id>")

@@ -18,6 +18,7 @@ from flask import current_app
 
 from engage import clock
 from engage.errors import FieldError
+from engage.formatting import round_half_up
 from engage.extensions import db
 from engage.models import (
     Campaign,
@@ -91,6 +92,20 @@ def compute_total(weights: Mapping[str, Decimal | int | float], levels: Mapping[
         total_weight += weight
     best = total_weight * level_points(MAX_LEVEL)
     return (weighted * TOTAL_SCALE / best).quantize(Decimal(1).scaleb(-TOTAL_PLACES), rounding=ROUND_HALF_UP)
+
+
+def total_rule(rubric: Rubric) -> dict:
+    """The parameters of `compute_total` for this rubric, for the form's running total:
+    the rounding, the points of each level and each criterion's exact weight (and its share)."""
+    total_weight = sum((Decimal(c.weight) for c in rubric.criteria), Decimal(0))
+    return {
+        "scale": TOTAL_SCALE, "places": TOTAL_PLACES, "shown_places": SHOWN_PLACES,
+        "best": level_points(MAX_LEVEL), "evidence_from": EVIDENCE_FROM_LEVEL,
+        "points": [level_points(level) for level in range(MAX_LEVEL + 1)],
+        "weights": {c.id: f"{Decimal(c.weight):f}" for c in rubric.criteria},
+        "shares": {c.id: round_half_up(Decimal(c.weight) * 100 / total_weight) if total_weight else 0
+                   for c in rubric.criteria},
+    }
 
 
 def current_rubric(campaign_id: int) -> Rubric | None:
