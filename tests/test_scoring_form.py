@@ -167,3 +167,18 @@ def test_the_saved_total_follows_the_rule_at_its_rounding_edges(client, login_as
     saved = db.session.scalar(sa.select(Score).where(Score.interaction_id == reply.id))
     assert saved.total == Decimal(stored)
     assert f"Scored {shown} / 100." in response.get_data(as_text=True)
+
+
+def test_the_form_and_a_refused_post_take_the_same_queries_for_3_and_30_criteria(client, login_as, frozen_today,
+                                                                                 count_queries):
+    login_as("analyst")
+    used = []
+    for weights in (("1", "2", "3"), tuple(str(n % 7 + 1) for n in range(30))):
+        campaign = edge_rubric(weights)
+        reply = reply_to(factories.engagement(campaign=campaign, opened_on=dt.date(2026, 1, 1)))
+        with count_queries() as shown:
+            assert client.get(f"/scoring/interactions/{reply.id}").status_code == 200
+        with count_queries() as refused:
+            assert client.post(f"/scoring/interactions/{reply.id}", data={"scored_on": ""}).status_code == 422
+        used.append((shown.count, refused.count))
+    assert used[0] == used[1], used

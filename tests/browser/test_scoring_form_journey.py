@@ -197,3 +197,59 @@ def test_without_javascript_the_form_saves_and_the_total_comes_with_the_save(bro
         assert latest_score(live_app, responses["edge"]) == (Decimal("40.50"), [0, 1, 3])
     finally:
         context.close()
+
+
+SET_AND_READ = """(combos) => combos.map((levels) => {
+  document.querySelectorAll("fieldset.criterion").forEach((row, index) => {
+    row.querySelectorAll("input[type=radio]").forEach((radio) => {
+      radio.checked = levels[index] !== null && Number(radio.value) === levels[index];
+    });
+  });
+  document.querySelector("form[data-score-rule]").dispatchEvent(new Event("change", { bubbles: true }));
+  const output = document.getElementById("score-total");
+  return [output.textContent, output.dataset.exact];
+})"""
+
+
+@pytest.mark.parametrize("which", ["edge", "xuar"])
+def test_every_choice_shows_the_servers_total(page, live_app, responses, which):
+    """Every choice of the edge rubric (a level or none for each of its 3 criteria: 216), and 400
+    drawn at random for the seeded rubric's 9, against compute_total run by the server's code."""
+    import itertools
+    import random
+
+    from engage.formatting import format_score
+
+    interaction_id = responses[which]
+    sign_in(page, "analyst@example.org")
+    page.goto(f"/scoring/interactions/{interaction_id}")
+    count = page.locator("fieldset.criterion").count()
+    choices = [None, 0, 1, 2, 3, 4]
+    if which == "edge":
+        combos = [list(levels) for levels in itertools.product(choices, repeat=count)]
+    else:
+        draw = random.Random(17)
+        combos = [[draw.choice(choices) for _ in range(count)] for _ in range(400)]
+    for levels, (text, exact) in zip(combos, page.evaluate(SET_AND_READ, combos)):
+        expected = rule_total(live_app, interaction_id, levels)
+        assert (text, exact) == (f"≈ {format_score(expected)} / 100", f"{expected:.2f}"), levels
+
+
+def test_the_grid_follows_the_width_it_is_given(page, responses):
+    """In a narrower column (a tab beside other content) the grid folds by its own width, not the window's."""
+    sign_in(page, "analyst@example.org")
+    page.goto(f"/scoring/interactions/{responses['xuar']}")
+    first = page.locator("fieldset.criterion").first
+    levels = first.locator("label.level")
+    note = first.get_by_label("Evidence note")
+    page.evaluate("document.querySelector('.score-form').style.width = '44rem'")  # medium: the note under the levels
+    boxes = [levels.nth(n).bounding_box() for n in range(5)]
+    assert all(abs(box["y"] - boxes[0]["y"]) < 2 for box in boxes), boxes
+    assert note.bounding_box()["y"] > boxes[0]["y"] + boxes[0]["height"]
+    page.evaluate("document.querySelector('.score-form').style.width = '22rem'")  # narrow: one level a line
+    boxes = [levels.nth(n).bounding_box() for n in range(5)]
+    assert all(later["y"] >= earlier["y"] + earlier["height"] - 1 for earlier, later in zip(boxes, boxes[1:])), boxes
+    right = page.evaluate("document.querySelector('.score-form').getBoundingClientRect().right")
+    widest = page.evaluate("Math.max(...[...document.querySelectorAll('.score-form *')]"
+                           ".map(e => e.getBoundingClientRect().right))")
+    assert widest <= right + 0.5, (widest, right)
