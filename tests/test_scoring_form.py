@@ -182,3 +182,16 @@ def test_the_form_and_a_refused_post_take_the_same_queries_for_3_and_30_criteria
             assert client.post(f"/scoring/interactions/{reply.id}", data={"scored_on": ""}).status_code == 422
         used.append((shown.count, refused.count))
     assert used[0] == used[1], used
+
+
+def test_a_moderation_form_posts_back_as_a_moderation(client, login_as, app, xuar, frozen_today):
+    """The form names its own action (so another page can include it); a moderation's keeps ?moderate=."""
+    login_as("analyst")
+    reply = reply_to(factories.engagement(campaign=xuar, opened_on=dt.date(2026, 1, 1)))
+    first = service.score_response(reply, scorer_id=None, scored_on=dt.date(2026, 6, 2), today=frozen_today,
+                                   entries={c.id: service.Entry(level=1) for c in xuar.rubrics[-1].criteria})
+    db.session.commit()
+    plain = client.get(f"/scoring/interactions/{reply.id}").get_data(as_text=True)
+    assert f'action="/scoring/interactions/{reply.id}"' in plain
+    moderation = client.get(f"/scoring/interactions/{reply.id}?moderate={first.id}").get_data(as_text=True)
+    assert f'action="/scoring/interactions/{reply.id}?moderate={first.id}"' in moderation
