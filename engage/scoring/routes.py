@@ -5,28 +5,18 @@ from __future__ import annotations
 import sqlalchemy as sa
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
-from flask_wtf import FlaskForm
 from sqlalchemy.orm import selectinload
-from wtforms import DateField, TextAreaField
-from wtforms.validators import DataRequired, Length
 
 from engage import clock, idempotency
 from engage.extensions import db
 from engage.forms import ActionForm
 from engage.formatting import format_score
-from engage.idempotency import FormTokenMixin
 from engage.models import Campaign, CriterionScore, Engagement, Interaction, Rubric, Score, Stage
-from engage.scoring import progress, service
+from engage.scoring import forms, progress, service
 from engage.security import require_role
-from engage.validators import http_url_problem, sane_date, whole_number
-from engage.valuechain import feeds
+from engage.validators import http_url_problem, whole_number
 
 bp = Blueprint("scoring", __name__, url_prefix="/scoring")
-
-
-class ScoreForm(FormTokenMixin, FlaskForm):
-    scored_on = DateField("Scored on", validators=[DataRequired(), sane_date])
-    note = TextAreaField("Overall note", validators=[Length(max=5000)])
 
 
 def _entries(rubric: Rubric, form_data) -> tuple[dict, dict]:
@@ -68,12 +58,18 @@ def score(interaction_id: int):
     if rubric is None:
         flash("The campaign has no published rubric yet; an admin publishes one under Admin → Campaigns.", "error")
         return redirect(url_for("engagements.show", engagement_id=interaction.engagement_id))
-    form = ScoreForm(formdata=request.form if request.method == "POST" else None,
-                     scored_on=clock.today())
+    form = forms.ScoreForm(formdata=request.form if request.method == "POST" else None,
+                           scored_on=clock.today())
     errors: dict[str, str] = {}
-    if request.method == "POST" and form.validate_on_submit():
+    if request.method == "POST":
+        # Every problem is found before anything is written, so one submit reports them all.
+        form_ok = form.validate_on_submit()
         entries, errors = _entries(rubric, request.form)
-        if not errors:
+        for field, message in service.entry_problems(rubric, entries).items():
+            errors.setdefault(field, message)
+        if form_ok:
+            errors.update(service.date_problems(interaction, form.scored_on.data, clock.today()))
+        if form_ok and not errors:
             try:
                 claimed = idempotency.claim(form.form_token.data, "scoring.score", current_user.id)
                 made = service.score_response(interaction, scorer_id=current_user.id, scored_on=form.scored_on.data,
@@ -86,6 +82,9 @@ def score(interaction_id: int):
                 db.session.rollback()
                 return idempotency.answer_duplicate(
                     duplicate, url_for("engagements.show", engagement_id=interaction.engagement_id) + "#scores")
+            except service.ScoreProblems as refused:
+                db.session.rollback()
+                errors.update(refused.problems)
             except service.ScoreError as error:
                 db.session.rollback()
                 errors[error.field] = error.message
@@ -93,13 +92,8 @@ def score(interaction_id: int):
                 flash(f"Scored {format_score(made.total)} / 100.", "success")
                 return redirect(url_for("scoring.show", score_id=made.id))
     status = 422 if (errors or form.errors) else 200
-    # Read-only evidence beside the criteria about mapping and disengagement: the value-chain figures.
-    evidence_stages = feeds.EVIDENCE_STAGES
-    value_chain = (feeds.score_evidence(interaction.engagement.company_id)
-                   if any(c.stage_hint in evidence_stages for c in rubric.criteria) else None)
-    return render_template("scoring/form.html", interaction=interaction, rubric=rubric, form=form, errors=errors,
-                           values=request.form, moderates=moderates, value_chain=value_chain,
-                           evidence_stages=evidence_stages), status
+    return render_template("scoring/form.html", **forms.form_context(
+        interaction, rubric, form=form, errors=errors, values=request.form, moderates=moderates)), status
 
 
 @bp.route("/scores/<int:score_id>")

@@ -18,6 +18,7 @@ from flask import current_app
 
 from engage import clock
 from engage.errors import FieldError
+from engage.formatting import round_half_up
 from engage.extensions import db
 from engage.models import (
     Campaign,
@@ -33,6 +34,13 @@ from engage.models import (
 from engage.validators import parse_decimal
 
 MAX_LEVEL = 4
+#: How `compute_total` turns levels into a total: weighted levels over the best possible, times
+#: SCALE, rounded half up to PLACES decimals (stored); pages then show it at SHOWN_PLACES (half up
+#: again, see engage.formatting.format_score). The scoring form renders these numbers, and the
+#: criteria's weights, into data attributes so its running total follows the same rule.
+TOTAL_SCALE = 100
+TOTAL_PLACES = 2
+SHOWN_PLACES = 0
 #: A criterion's weight: positive, at most 1000, in the column's two decimal places (a smaller
 #: weight would be stored as 0 and break the "weight > 0" rule).
 WEIGHT_BOUNDS = {"minimum": Decimal("0.01"), "maximum": Decimal(1000), "places": 2}
@@ -42,6 +50,20 @@ STAGE_ORDER = [s.value for s in Stage]
 
 class ScoreError(FieldError):
     """A refused score or rubric change."""
+
+
+class ScoreProblems(ScoreError):
+    """A refused score with every problem found at once: `problems` maps form field → message."""
+
+    def __init__(self, problems: dict[str, str]):
+        field, message = next(iter(problems.items()))
+        super().__init__(field, message)
+        self.problems = problems
+
+
+def level_points(level: int) -> int:
+    """What a level counts in the total: its own number (0-4)."""
+    return level
 
 
 def compute_total(weights: Mapping[str, Decimal | int | float], levels: Mapping[str, int | None]) -> Decimal:
@@ -66,9 +88,24 @@ def compute_total(weights: Mapping[str, Decimal | int | float], levels: Mapping[
         level = 0 if level is None else level
         if not isinstance(level, int) or not 0 <= level <= MAX_LEVEL:
             raise ValueError(f"criterion {key!r} has level {level!r}; levels run from 0 to {MAX_LEVEL}")
-        weighted += weight * level
+        weighted += weight * level_points(level)
         total_weight += weight
-    return (weighted * 100 / (total_weight * MAX_LEVEL)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+    best = total_weight * level_points(MAX_LEVEL)
+    return (weighted * TOTAL_SCALE / best).quantize(Decimal(1).scaleb(-TOTAL_PLACES), rounding=ROUND_HALF_UP)
+
+
+def total_rule(rubric: Rubric) -> dict:
+    """The parameters of `compute_total` for this rubric, for the form's running total:
+    the rounding, the points of each level and each criterion's exact weight (and its share)."""
+    total_weight = sum((Decimal(c.weight) for c in rubric.criteria), Decimal(0))
+    return {
+        "scale": TOTAL_SCALE, "places": TOTAL_PLACES, "shown_places": SHOWN_PLACES,
+        "best": level_points(MAX_LEVEL), "evidence_from": EVIDENCE_FROM_LEVEL,
+        "points": [level_points(level) for level in range(MAX_LEVEL + 1)],
+        "weights": {c.id: f"{Decimal(c.weight):f}" for c in rubric.criteria},
+        "shares": {c.id: round_half_up(Decimal(c.weight) * 100 / total_weight) if total_weight else 0
+                   for c in rubric.criteria},
+    }
 
 
 def current_rubric(campaign_id: int) -> Rubric | None:
@@ -86,16 +123,39 @@ class Entry:
     evidence_url: str | None = None
 
 
+def entry_problems(rubric: Rubric, entries: Mapping[int, Entry]) -> dict[str, str]:
+    """Every criterion problem of a score at once: a missing level, a level out of range, a
+    high level without its evidence note. Keyed by form field, in the rubric's order."""
+    problems: dict[str, str] = {}
+    for criterion in rubric.criteria:
+        entry = entries.get(criterion.id)
+        if entry is None or entry.level is None:
+            problems[f"level-{criterion.id}"] = f"{criterion.title}: choose a level from 0 to {MAX_LEVEL}."
+            continue
+        if not 0 <= entry.level <= MAX_LEVEL:
+            problems[f"level-{criterion.id}"] = f"{criterion.title}: levels run from 0 to {MAX_LEVEL}."
+            continue
+        if entry.level >= EVIDENCE_FROM_LEVEL and not entry.evidence.strip():
+            problems[f"evidence-{criterion.id}"] = (f"{criterion.title}: a level of {entry.level} needs a note "
+                                                    "on the evidence.")
+    return problems
+
+
+def date_problems(interaction: Interaction, scored_on: dt.date | None, today: dt.date) -> dict[str, str]:
+    if scored_on is None or scored_on > today:
+        return {"scored_on": "The scoring date must be given and cannot be in the future."}
+    if scored_on < interaction.occurred_on:
+        return {"scored_on": "The response cannot be scored before it was received."}
+    return {}
+
+
 def score_response(interaction: Interaction, *, scorer_id: int, scored_on: dt.date | None, today: dt.date,
                    entries: Mapping[int, Entry], note: str = "", moderates: Score | None = None) -> Score:
-    """Score a company response (or moderate an earlier score of it) or raise ScoreError."""
+    """Score a company response (or moderate an earlier score of it), or raise ScoreError; a
+    refused score raises ScoreProblems naming every problem, not only the first."""
     if interaction.kind != InteractionKind.RESPONSE.value:
         raise ScoreError("interaction", "Only company responses can be scored; this is a "
                                         f"{InteractionKind(interaction.kind).label.lower()}.")
-    if scored_on is None or scored_on > today:
-        raise ScoreError("scored_on", "The scoring date must be given and cannot be in the future.")
-    if scored_on < interaction.occurred_on:
-        raise ScoreError("scored_on", "The response cannot be scored before it was received.")
     if moderates is not None:
         if moderates.interaction_id != interaction.id or not moderates.is_primary:
             raise ScoreError("interaction", "A moderation scores the same response as the first score.")
@@ -106,16 +166,12 @@ def score_response(interaction: Interaction, *, scorer_id: int, scored_on: dt.da
         rubric = current_rubric(interaction.engagement.campaign_id)
     if rubric is None:
         raise ScoreError("interaction", "The campaign has no published rubric to score against.")
+    problems = entry_problems(rubric, entries) | date_problems(interaction, scored_on, today)
+    if problems:
+        raise ScoreProblems(problems)
     criterion_scores, levels = [], {}
     for criterion in rubric.criteria:
-        entry = entries.get(criterion.id)
-        if entry is None or entry.level is None:
-            raise ScoreError(f"level-{criterion.id}", f"{criterion.title}: choose a level from 0 to {MAX_LEVEL}.")
-        if not 0 <= entry.level <= MAX_LEVEL:
-            raise ScoreError(f"level-{criterion.id}", f"{criterion.title}: levels run from 0 to {MAX_LEVEL}.")
-        if entry.level >= EVIDENCE_FROM_LEVEL and not entry.evidence.strip():
-            raise ScoreError(f"evidence-{criterion.id}",
-                             f"{criterion.title}: a level of {entry.level} needs a note on the evidence.")
+        entry = entries[criterion.id]
         levels[criterion.key] = entry.level
         criterion_scores.append(CriterionScore(criterion=criterion, level=entry.level,
                                                evidence=entry.evidence.strip(), evidence_url=entry.evidence_url))
