@@ -8,7 +8,7 @@ PORT ?= 5000
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: run test lint install install-test db seed clean bench
+.PHONY: run test lint install install-test db seed clean bench load
 
 $(VENV)/bin/python:
 	.ci/system-packages
@@ -56,3 +56,9 @@ clean:
 # BENCH_ONLY=matching make bench: only the list-matching benchmark (issue 15).
 bench: install-test
 	$(if $(shell command -v taskset),taskset -c 0,) $(PY) tests/benchmarks/bench.py
+
+# The daily mix by 50 simulated analysts (Locust) against gunicorn (4 workers) with the scheduler and the
+# job worker running, on a synthetic data set of 10,000 companies: LOAD_DB=sqlite (default) or
+# LOAD_DB=postgresql (a throwaway server) or LOAD_DATABASE_URL=...; LOAD_SMOKE=1 for CI's few seconds.
+load: install-test
+	$(PY) tests/load/run.py

@@ -61,6 +61,10 @@ class OverBudget(Exception):
         self.detail = detail
 
 
+#: Seconds a child may take to start (the fork server's first start included) before it counts as crashed.
+START_SECONDS = 60
+
+
 def context():
     """The fork-server context, with our modules preloaded (Linux, macOS); spawn elsewhere."""
     global _context
@@ -101,6 +105,7 @@ def _limit_self(memory_mb: int, cpu_seconds: int) -> None:
 def _child(conn, func: Callable, shared: Any, jobs: Sequence, memory_mb: int, cpu_seconds: int) -> None:
     """The worker: set the limits, run each job, send back ("ok"|"memory"|"error", index, value)."""
     _limit_self(memory_mb, cpu_seconds)
+    conn.send(("ready", -1, None))  # the budget's clock starts here, not while the fork server starts
     for index, job in enumerate(jobs):
         try:
             message = ("ok", index, func(shared, job))
@@ -139,8 +144,18 @@ def run(func: Callable, shared: Any, jobs: Sequence, budget: Budget) -> Iterator
         writer.close()
         raise OverBudget(0, "crashed", f"no worker process could be started: {exc}") from exc
     writer.close()
-    started = time.monotonic()
     try:
+        # The first run of a process also starts the fork server, which imports PRELOAD (WeasyPrint:
+        # seconds on a busy machine): that wait is not the template's, so the budget starts once the
+        # child says it is ready; a child that never gets there is a crash, not a slow template.
+        if not reader.poll(START_SECONDS):
+            raise OverBudget(0, "crashed", f"the worker process did not start within {START_SECONDS} s")
+        try:
+            reader.recv()
+        except (EOFError, OSError):
+            process.join(5)
+            raise OverBudget(0, *_why_it_died(process.exitcode)) from None
+        started = time.monotonic()
         for index in range(len(jobs)):
             deadline, reason = time.monotonic() + budget.seconds, "time"
             if total is not None and started + total < deadline:
