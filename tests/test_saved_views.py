@@ -133,6 +133,7 @@ def test_owner_renames_shares_and_deletes(client, login_as):
     refused = client.post(f"/views/{first.id}/edit", data={"name": "second"})
     assert refused.status_code == 422 and "You already have a view named" in refused.get_data(as_text=True)
     assert client.post(f"/views/{first.id}/edit", data={"name": "", "shared": "y"}).status_code == 422
+    assert client.post(f"/views/{first.id}/edit", data={}).status_code == 422  # not the stored name saved again
     assert [(v.name, v.shared) for v in views()] == [("First", False), ("Second", False)]
     assert client.post(f"/views/{first.id}/edit", data={"name": "Open ones", "shared": "y"}).status_code == 302
     assert [(v.name, v.shared) for v in views()] == [("Open ones", True), ("Second", False)]

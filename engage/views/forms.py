@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, HiddenField, StringField
 
+from engage.forms import EditForm
 from engage.models import VIEW_NAME_MAX
 
 
@@ -22,5 +23,5 @@ class SaveViewForm(ViewNameFields):
     query = HiddenField("Filters")
 
 
-class EditViewForm(ViewNameFields):
-    """Rename a view, or change whether the team sees it."""
+class EditViewForm(ViewNameFields, EditForm):
+    """Rename a view, or change whether the team sees it (judged on the post alone, see EditForm)."""
