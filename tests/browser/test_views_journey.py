@@ -24,6 +24,13 @@ def no_sideways_scroll(page) -> None:
     assert width[0] <= width[1], f"{page.url} is {width[0]} px wide in a {width[1]} px window"
 
 
+def rows_fit(page) -> None:
+    """Every list drawn as cards fits its box: nothing of a row is cut off at the right."""
+    tables = page.evaluate("[...document.querySelectorAll('table.list-table')].map(t => [t.scrollWidth, t.clientWidth])")
+    assert tables, f"{page.url} has no list drawn as cards"
+    assert all(scroll <= client for scroll, client in tables), (page.url, tables)
+
+
 def test_save_a_view_open_it_and_a_teammate_sees_it(page, browser, live_server):
     sign_in(page, "analyst@example.org")
     page.goto("/engagements")
@@ -82,6 +89,9 @@ def test_narrow_screens_fold_the_filters_and_show_rows_as_cards(page):
     for url in ("/", "/engagements", "/companies", "/engagements?stage=open&sort=score&dir=desc", "/views"):
         page.goto(url)
         no_sideways_scroll(page)
+    for url in ("/engagements", "/companies", "/holdings/funds", "/lists/"):
+        page.goto(url)
+        rows_fit(page)
     for url, label in (("/engagements", "Company"), ("/companies", "ISIN")):
         page.goto(url)
         panel = page.locator("details.filter-panel")
@@ -105,6 +115,11 @@ def test_narrow_screens_fold_the_filters_and_show_rows_as_cards(page):
     no_sideways_scroll(page)
     page.goto("/")
     shoot(page, "views-narrow-dashboard")
+    page.get_by_role("button", name="Sign out").click()
+    sign_in(page, "admin@example.org")
+    page.goto("/admin/users")
+    rows_fit(page)
+    no_sideways_scroll(page)
     page.set_viewport_size({"width": 1280, "height": 900})
     page.goto("/companies")
     expect(page.get_by_label("Sector")).to_be_visible()
