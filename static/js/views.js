@@ -11,6 +11,20 @@ document.addEventListener("DOMContentLoaded", () => {
     });
   });
 
+  // The views menu closes on Escape (focus back on its button) and when a click lands outside it.
+  const menu = document.getElementById("views-menu");
+  if (menu) {
+    menu.addEventListener("keydown", (event) => {
+      if (event.key === "Escape" && menu.open) {
+        menu.open = false;
+        menu.querySelector("summary").focus();
+      }
+    });
+    document.addEventListener("click", (event) => {
+      if (menu.open && !menu.contains(event.target)) menu.open = false;
+    });
+  }
+
   const narrow = window.matchMedia("(max-width: 40rem)");
   const panels = document.querySelectorAll("details.filter-panel");
   const fold = () => panels.forEach((panel) => { panel.open = !narrow.matches; });

@@ -64,6 +64,9 @@ def test_save_a_view_open_it_and_a_teammate_sees_it(page, browser, live_server):
     expect(rows).to_have_count(shown)
     page.locator("#views-menu > summary").click()
     shoot(page, "views-menu-open")
+    page.keyboard.press("Escape")
+    expect(page.locator("#views-menu")).not_to_have_attribute("open", "")
+    expect(page.locator("#views-menu > summary")).to_be_focused()
 
     teammate = browser.new_context(base_url=live_server, viewport={"width": 1280, "height": 900})
     other = teammate.new_page()
