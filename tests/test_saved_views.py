@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import re
+from urllib.parse import parse_qsl, urlencode
 
 import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from engage.extensions import db
-from engage.models import AuditEvent, SavedView
+from engage.models import AuditEvent, SavedView, User
+from engage.views import service
 from tests import factories
 from tests.conftest import PASSWORD, csrf_token_from, login
 
@@ -208,3 +212,38 @@ def test_the_views_menu_does_not_add_queries_per_view(client, login_as, make_use
             page = client.get(url).get_data(as_text=True)
         assert "View 11" in page
         assert counter.count == counts[url], (url, counter.statements)
+
+
+KNOWN = {
+    "engagements": ["campaign", "stage", "escalation", "owner", "sector", "overdue", "stale", "score_below", "trend",
+                    "sort", "dir"],
+    "companies": ["q", "sector", "country", "source", "engaged", "stage", "score_below", "trend", "sort", "dir"],
+}
+VALUES = ["open", "identified", "closed", "collective", "me", "none", "1", "42", "yes", "no", "up", "down", "CN", "cn",
+          "company", "name", "score", "asc", "desc", "-1", "101", "", " ", "x" * 120, "<b>", "%00", "é", "&", "=", "'"]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(kind=st.sampled_from(sorted(KNOWN)),
+       pairs=st.lists(st.tuples(st.one_of(st.sampled_from(KNOWN["engagements"] + KNOWN["companies"] + ["page"]),
+                                          st.text(max_size=12)),
+                                st.one_of(st.sampled_from(VALUES), st.text(max_size=30))), max_size=8))
+def test_any_query_string_is_refused_or_cleaned_to_a_working_list_page(app, client, kind, pairs):
+    """Generated query strings: a stored query holds only the list's own filters, is stable, and opens the list."""
+    raw = urlencode([(key.replace("\x00", ""), value.replace("\x00", "")) for key, value in pairs])
+    try:
+        cleaned = service.clean_query(kind, raw)
+    except service.ViewError as error:
+        assert error.field == "query" and error.message
+        return
+    assert len(cleaned) <= 1000
+    assert {key for key, _ in parse_qsl(cleaned)} <= set(KNOWN[kind])
+    assert service.clean_query(kind, cleaned) == cleaned
+    user = db.session.scalar(sa.select(User).order_by(User.id))
+    if user is None:
+        user = User(email="prop@example.org", name="Prop", role="analyst")
+        user.set_password(PASSWORD)
+        db.session.add(user)
+        db.session.commit()
+    login(client, user.email)
+    assert client.get(f"/{kind}?{cleaned}").status_code == 200, cleaned
