@@ -133,7 +133,8 @@ def test_owner_renames_shares_and_deletes(client, login_as):
     save(client, "Second", "stage=closed")
     first, second = views()
     form = client.get(f"/views/{first.id}/edit").get_data(as_text=True)
-    assert 'value="First"' in form
+    assert 'value="First"' in form and "filters: Stage: open" in form
+    assert "Stage: <strong>closed</strong>" in client.get("/views").get_data(as_text=True)
     refused = client.post(f"/views/{first.id}/edit", data={"name": "second"})
     assert refused.status_code == 422 and "You already have a view named" in refused.get_data(as_text=True)
     assert client.post(f"/views/{first.id}/edit", data={"name": "", "shared": "y"}).status_code == 422

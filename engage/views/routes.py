@@ -26,6 +26,11 @@ def saved_view_url(view) -> str:
     return list_url(view)
 
 
+@bp.app_template_global()
+def saved_view_filters(view) -> list[tuple[str, str]]:
+    return service.describe(view)
+
+
 @bp.route("")
 @require_role("viewer")
 def index():

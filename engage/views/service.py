@@ -75,6 +75,12 @@ def clean_query(kind: str, raw: str) -> str:
     return query
 
 
+def describe(view: SavedView) -> list[tuple[str, str]]:
+    """A view's filters as (label, value) pairs in the list's words, e.g. ("Stage", "mapping requested")."""
+    labels = {field.name: field.label.text for field in list_page(view.list_kind).filter_form(MultiDict())}
+    return [(labels.get(key, key), value.replace("_", " ")) for key, value in parse_qsl(view.query)]
+
+
 def clean_name(name: str | None) -> str:
     name = " ".join((name or "").split())
     if not name:
