@@ -256,6 +256,7 @@ def register_blueprints(app: Flask) -> None:
     from engage.scoring.routes import bp as scoring_bp
     from engage.search.routes import bp as search_bp
     from engage.valuechain.routes import bp as valuechain_bp
+    from engage.views.routes import bp as views_bp
     from engage.web import IdConverter
 
     app.url_map.converters["int"] = IdConverter  # before any route: ids past the column's range are 404s
@@ -274,6 +275,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(mailbox_bp)
     app.register_blueprint(valuechain_bp)
     app.register_blueprint(search_bp)
+    app.register_blueprint(views_bp)
     app.register_blueprint(admin_bp)
     app.register_blueprint(background_bp)
     # The one rule outside its package's prefix: calendar feeds handed out before the feed moved

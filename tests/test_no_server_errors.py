@@ -36,6 +36,7 @@ from engage.models import (
     Reminder,
     RiskFlag,
     Rubric,
+    SavedView,
     Score,
     User,
     ValueChainMap,
@@ -147,6 +148,8 @@ def world(app, runner, monkeypatch):
     db.session.add(ExportRun(month="2026-01", filename="missing.csv"))
     db.session.add(BackgroundJob(kind="holdings_import", key="walk-job", label="A failed import", status="failed",
                                  params={"token": "0" * 32}, error="refused"))
+    db.session.add(SavedView(owner=engagement.owner or db.session.scalar(sa.select(User).order_by(User.id)),
+                             list_kind="engagements", name="Walk view", query="stage=open", shared=True))
     db.session.add(MatchCandidate(company_id=engagement.company_id, list_name="us_entity_list", entry_key="a possible match",
                                   score=80, reason="a name close to the entry's", status="rejected"))  # decided: screening keeps it
     db.session.add(Reminder(engagement=engagement, due_on=dt.date.today() + dt.timedelta(days=3), reason="r"))
@@ -201,6 +204,12 @@ def ids_for(rule) -> dict:
                 values[arg] = contact.id
         elif arg == "token":
             values[arg] = secrets.token_urlsafe(32)
+        elif arg == "view_id":  # the delete rule, walked first, may have deleted the last one
+            if first(SavedView) is None:
+                db.session.add(SavedView(owner=db.session.scalar(sa.select(User).order_by(User.id)),
+                                         list_kind="engagements", name="Walk view", query="", shared=True))
+                db.session.commit()
+            values[arg] = first(SavedView)
         else:
             model = {"campaign_id": Campaign, "investor_id": Investor, "rubric_id": Rubric, "user_id": User,
                      "attachment_id": Attachment, "run_id": ExportRun, "fund_id": Fund, "batch_id": LetterBatch,

@@ -9,8 +9,8 @@ from sqlalchemy.orm import selectinload
 
 from engage.companies import contacts as contact_service
 from engage.companies import service
+from engage.companies.queries import company_filters, company_query, company_scores
 from engage.companies.forms import (
-    CompanyFilterForm,
     CompanyForm,
     ContactEraseForm,
     ContactForm,
@@ -19,84 +19,12 @@ from engage.companies.forms import (
 from engage.extensions import db
 from engage.lists import review
 from engage.forms import ActionForm
-from engage.formatting import SHOWN_CHANGE, shown_below
-from engage.models import Company, CompanyAlias, CompanyContact, Engagement, RiskFlag, RiskSource, Stage
-from engage.models.scoring import ranked_scores
+from engage.models import Company, CompanyContact, Engagement, RiskFlag, RiskSource, Stage
 from engage.security import require_role
+from engage.views.menu import menu_context
 from engage.web import paginate
 
 bp = Blueprint("companies", __name__, url_prefix="/companies")
-
-def company_scores():
-    """Per company: the latest primary score and the one before it, in one pass over the scores.
-
-    A derived table (window function), not a correlated subquery per company: sorting ten
-    thousand companies by score stays a single scan of the scores.
-    """
-    ranked = ranked_scores(Engagement.company_id, columns=(Engagement.company_id.label("company_id"),))
-    return (
-        sa.select(ranked.c.company_id,
-                  sa.func.max(sa.case((ranked.c.rank == 1, ranked.c.total))).label("score"),
-                  sa.func.max(sa.case((ranked.c.rank == 2, ranked.c.total))).label("previous"))
-        .where(ranked.c.rank <= 2)
-        .group_by(ranked.c.company_id)
-        .subquery("company_scores")
-    )
-
-
-SORTS = {
-    "name": lambda scores: Company.normalized_name,
-    "isin": lambda scores: Company.isin,
-    "country": lambda scores: Company.country,
-    "sector": lambda scores: Company.sector,
-    "score": lambda scores: scores.c.score,
-    "change": lambda scores: scores.c.score - scores.c.previous,
-}
-
-
-def company_filters(args) -> dict:
-    """The list's checked filters from the query string; a bad value is a 400 saying which."""
-    return CompanyFilterForm(args, sorts=SORTS).values_or_400()
-
-
-def company_query(f: dict):
-    query = sa.select(Company)
-    if f["q"]:
-        like = f"%{f['q'].lower()}%"
-        alias_match = sa.select(CompanyAlias.company_id).where(sa.func.lower(CompanyAlias.alias).like(like))
-        query = query.where(sa.or_(
-            sa.func.lower(Company.name).like(like),
-            Company.isin == f["q"].upper(),
-            sa.func.upper(Company.ticker) == f["q"].upper(),
-            Company.id.in_(alias_match),
-        ))
-    if f["sector"]:
-        query = query.where(Company.sector == f["sector"])
-    if f["country"]:
-        query = query.where(Company.country == f["country"])
-    if f["source"]:
-        query = query.where(Company.id.in_(sa.select(RiskFlag.company_id).where(
-            RiskFlag.source == f["source"], RiskFlag.ended_on.is_(None))))
-    engaged = sa.select(Engagement.company_id)
-    if f["stage"]:
-        query = query.where(Company.id.in_(engaged.where(Engagement.stage == f["stage"])))
-    if f["engaged"] == "yes":
-        query = query.where(Company.id.in_(engaged.where(Engagement.is_open)))
-    elif f["engaged"] == "no":
-        query = query.where(Company.id.not_in(engaged.where(Engagement.is_open)))
-    scores = None
-    if f["score_below"] or f["trend"] or f["sort"] in ("score", "change"):
-        scores = company_scores()
-        query = query.outerjoin(scores, scores.c.company_id == Company.id)
-    if f["score_below"]:
-        query = query.where(scores.c.score < shown_below(int(f["score_below"])))
-    if f["trend"] == "up":  # a change shown as +1 or more; "+0" is no trend
-        query = query.where(scores.c.score - scores.c.previous >= SHOWN_CHANGE)
-    elif f["trend"] == "down":
-        query = query.where(scores.c.score - scores.c.previous <= -SHOWN_CHANGE)
-    column = SORTS[f["sort"]](scores)
-    order = column.desc() if f["dir"] == "desc" else column.asc()
-    return query.order_by(order.nulls_last(), Company.id)
 
 
 @bp.route("")
@@ -116,6 +44,7 @@ def index():
     return render_template(
         "companies/index.html", page=page, f=f, scores=scores, sources=list(RiskSource), stages=list(Stage),
         sectors=service.distinct_values(Company.sector), countries=service.distinct_values(Company.country),
+        **menu_context("companies"),
     )
 
 

@@ -46,6 +46,7 @@ from engage.security import require_role
 from engage.validators import whole_number
 from engage.valuechain import feeds
 from engage.valuechain import figures as value_chain_figures
+from engage.views.menu import menu_context
 from engage.web import content_disposition, paginate, refuse
 
 bp = Blueprint("engagements", __name__, url_prefix="/engagements")
@@ -70,6 +71,7 @@ def index():
         owners=owner_choices()[1:],
         sectors=[s for s in db.session.scalars(
             sa.select(Company.sector).where(Company.sector.is_not(None)).distinct().order_by(Company.sector))],
+        **menu_context("engagements"),
     )
 
 

@@ -36,6 +36,7 @@ from engage.models.scoring import CriterionScore, Score
 from engage.models.submissions import FormSubmission
 from engage.models.users import User
 from engage.models.valuechain import Relationship, RelationshipStatusChange, ValueChainMap
+from engage.models.views import VIEW_NAME_MAX, VIEW_QUERY_MAX, SavedView, ViewList
 
 __all__ = [
     "BackgroundJob", "JobStatus",
@@ -48,4 +49,5 @@ __all__ = [
     "Reminder", "ReminderKind", "ReminderStatus", "RiskFlag", "RiskSource", "Role", "Rubric", "Score", "Stage",
     "User", "MapSourceKind", "Relationship", "RelationshipKind", "RelationshipStatus", "RelationshipStatusChange",
     "ValueChainMap", "campaign_signatories", "normalize_name", "ERASED", "LANGUAGES",
+    "SavedView", "ViewList", "VIEW_NAME_MAX", "VIEW_QUERY_MAX",
 ]
