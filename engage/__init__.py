@@ -245,6 +245,7 @@ def register_blueprints(app: Flask) -> None:
     from engage.reminders.routes import old_calendar
     from engage.scoring.routes import bp as scoring_bp
     from engage.search.routes import bp as search_bp
+    from engage.tracker.routes import bp as tracker_bp
     from engage.valuechain.routes import bp as valuechain_bp
     from engage.web import IdConverter
 
@@ -263,6 +264,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(scoring_bp)
     app.register_blueprint(mailbox_bp)
     app.register_blueprint(valuechain_bp)
+    app.register_blueprint(tracker_bp)
     app.register_blueprint(search_bp)
     app.register_blueprint(admin_bp)
     # The one rule outside its package's prefix: calendar feeds handed out before the feed moved

@@ -21,7 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -171,6 +171,8 @@ class Preview:
     owners_missing: dict[str, list[int]] = field(default_factory=dict)
     #: why an owner is missing, by the owner as written
     owner_reasons: dict[str, str] = field(default_factory=dict)
+    #: kind -> {the team's word (label()): target} the preview read with (given, remembered, Engage's own)
+    known_words: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def unmapped(self) -> dict[str, dict[str, list[int]]]:
@@ -263,7 +265,9 @@ def _preview(data: bytes, file_name: str, options: Options, today: dt.date) -> P
                 parsing.check_target(kind, target, word)
     parsed = parsing.read(data, mapping, values, remembered_columns=columns, day_first=options.day_first, today=today)
     shown = Preview(file_name=file_name, sha256=hashlib.sha256(data).hexdigest(), options=options, parsed=parsed,
-                    errors=list(parsed.errors))
+                    errors=list(parsed.errors),
+                    known_words={"status": {**parsing.status_words(), **values["status"]},
+                                 "escalation": {**parsing.escalation_words(), **values["escalation"]}})
     _plan(shown, today)
     shown.errors.sort(key=lambda e: (e.row, e.column))
     return shown
@@ -721,3 +725,28 @@ def _remember_options(shown: Preview, actor_id: int | None) -> None:
         for word, target in (options.values or {}).get(kind, {}).items():
             written = shown.parsed.words[kind].get(word, word)
             remember(kind, written, target, actor_id)
+
+
+# --- the mapping step's choices ------------------------------------------------------------------
+
+def column_choices(shown: Preview) -> list[tuple[str, str]]:
+    """(header, the field it is read as or "ignore" or "") for every column of the header, in order."""
+    table = shown.parsed.table
+    read_as = {position: name for name, position in table.columns.items()}
+    return [(header, read_as.get(position, IGNORE if header else "")) for position, header in enumerate(table.header)
+            if header]
+
+
+def word_choices(shown: Preview) -> dict[str, list[tuple[str, str | None, int]]]:
+    """kind -> (the team's word as written, what it means now or None, how many rows) for every word found."""
+    result = {}
+    for kind in ("status", "escalation"):
+        rows = Counter()
+        position = shown.parsed.table.columns.get(kind)
+        if position is not None:
+            for _number, row in shown.parsed.table.rows:
+                if position < len(row) and row[position].strip():
+                    rows[label(row[position])] += 1
+        result[kind] = [(written, shown.known_words[kind].get(word), rows[word])
+                        for word, written in sorted(shown.parsed.words[kind].items())]
+    return result
