@@ -12,8 +12,13 @@ import sqlalchemy as sa
 from engage.extensions import db
 from engage.models import Engagement, TrackerValueMapping
 from tests.conftest import csrf_token_from
-from tests.test_tracker import counts, team  # noqa: F401 - the fixture
+from tests import test_tracker
+from tests.test_tracker import counts
 from tests.tracker_files import ESCALATION_WORDS, STATUS_WORDS, messy_tracker
+
+
+#: The seed data, a second campaign and the tracker's owners (the fixture of tests/test_tracker.py).
+team = test_tracker.team
 
 
 def upload(client, data: bytes, name: str = "tracker.xlsx", **fields):
@@ -87,7 +92,7 @@ def test_an_analyst_maps_the_words_previews_and_imports_once(client, login_as, t
     second = upload(client, data)
     text = client.get(second.headers["Location"]).get_data(as_text=True)
     assert "not mapped yet" not in text
-    assert f"0 to import" not in text and f"0 new engagement(s), 0 to update, {len(expected)} unchanged" in text
+    assert "0 to import" not in text and f"0 new engagement(s), 0 to update, {len(expected)} unchanged" in text
 
 
 def test_a_stale_preview_is_not_imported(client, login_as, team):
