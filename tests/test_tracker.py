@@ -263,3 +263,17 @@ def test_the_preview_plans_an_existing_engagement_as_an_update(team, tmp_path):
     assert [s.describe() for s in row.steps] == ["Initial letter 2024-01-10", "Reply from the company 2024-02-20",
                                                  "stage Mapping requested 2024-01-10",
                                                  "stage Acknowledged 2024-02-20"]
+
+
+def test_an_id_imported_before_for_another_company_is_refused_not_updated(team, runner, tmp_path):
+    first = tmp_path / "team a.csv"
+    first.write_text("Ref,Company,Campaign,Letter sent\n7,First Fictional Co,Tech,2024-01-08\n", encoding="utf-8")
+    assert run(runner, first).exit_code == 0
+    second = tmp_path / "team b.csv"
+    second.write_text("Ref,Company,Campaign,Letter sent\n7,Second Fictional Co,Tech,2024-01-09\n", encoding="utf-8")
+    before = counts()
+    result = run(runner, second)
+    assert result.exit_code == 1
+    assert ("row 2, column Ref: this id was imported before as First Fictional Co (from team a.csv), not Second "
+            "Fictional Co") in result.output
+    assert counts() == before

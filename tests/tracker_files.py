@@ -67,7 +67,8 @@ def _date_cell(on: dt.date, style: int):
 
 
 def messy_tracker(rows: int = 300, campaigns: tuple[str, str] = ("XUAR forced labour and surveillance", "Tech"),
-                  owners: tuple[str, str] = ("Anna Analyst", "bob@example.org")) -> tuple[bytes, list[Expected]]:
+                  owners: tuple[str, str] = ("Anna Analyst", "bob@example.org"), seed_companies: bool = True,
+                  prefix: str = "Tracker Co") -> tuple[bytes, list[Expected]]:
     """The XLSX bytes and what each data row should become."""
     book = Workbook()
     sheet = book.active
@@ -91,10 +92,10 @@ def messy_tracker(rows: int = 300, campaigns: tuple[str, str] = ("XUAR forced la
         if index % 37 == 5:
             sheet.append([])  # blank rows here and there
             number += 1
-        if index < len(SEED_COMPANIES):
+        if seed_companies and index < len(SEED_COMPANIES):
             name, isin, ticker = SEED_COMPANIES[index]
         else:
-            name, isin, ticker = f"Tracker Co {index}", "", ""
+            name, isin, ticker = f"{prefix} {index}", "", ""
         status = statuses[index % len(statuses)]
         stage = STATUS_WORDS[status]
         outcome = None
@@ -131,16 +132,16 @@ def messy_tracker(rows: int = 300, campaigns: tuple[str, str] = ("XUAR forced la
         expected.append(Expected(number, f"T-{index:04d}", name, campaign, owner, stage, outcome, escalation,
                                  letter_on, follow_up_on, reply_on, notes, score))
     # one company merged down over its two campaigns' rows (the cell below the merge is empty)
-    sheet.append(["T-9999", "Merged Fictional Holdings", None, None, campaigns[1], owners[0],
+    sheet.append(["T-9999", f"{prefix} merged", None, None, campaigns[1], owners[0],
                   "Letter sent", None, "05/02/2024", None, None, None, None])
     number += 1
     sheet.append(["T-9998", None, None, None, campaigns[0], owners[0], "Letter sent", None, "2 Feb 2024", None, None,
                   None, None])
     number += 1
     sheet.merge_cells(start_row=number - 1, start_column=2, end_row=number, end_column=2)
-    expected.append(Expected(number - 1, "T-9999", "Merged Fictional Holdings", campaigns[1], owners[0],
+    expected.append(Expected(number - 1, "T-9999", f"{prefix} merged", campaigns[1], owners[0],
                              "mapping_requested", None, "none", dt.date(2024, 2, 5)))
-    expected.append(Expected(number, "T-9998", "Merged Fictional Holdings", campaigns[0], owners[0],
+    expected.append(Expected(number, "T-9998", f"{prefix} merged", campaigns[0], owners[0],
                              "mapping_requested", None, "none", dt.date(2024, 2, 2)))
     buffer = io.BytesIO()
     book.save(buffer)

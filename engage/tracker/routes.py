@@ -28,6 +28,7 @@ from engage.holdings.service import (
 )
 from engage.models import Campaign
 from engage.security import require_role
+from engage.validators import whole_number
 from engage.tracker import parsing, service
 from engage.tracker.forms import TrackerConfirmForm, TrackerMappingForm, TrackerUploadForm
 
@@ -36,6 +37,8 @@ KIND = "tracker"
 #: Largest tracker taken on the web.
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 EXTENSIONS = ("csv", "txt", "tsv", "xlsx")
+#: Most columns or words the mapping step's form may send.
+MAX_CHOICES = 1000
 #: Rows the preview lists (all are counted).
 SHOWN = 500
 
@@ -125,7 +128,7 @@ def mapping(token: str):
 def _chosen(form: TrackerMappingForm, options: service.Options) -> service.Options:
     """The options the mapping step's form gives: the columns' fields, the words' targets, the choices."""
     mapping, ignore = {}, []
-    for index in range(int(request.form.get("columns", "0") or 0)):
+    for index in range(_count("columns")):
         header = request.form.get(f"header-{index}", "")
         target = request.form.get(f"column-{index}", "")
         if not header:
@@ -140,7 +143,7 @@ def _chosen(form: TrackerMappingForm, options: service.Options) -> service.Optio
     parsing.parse_mapping(mapping)
     values: dict[str, dict[str, str]] = {"status": {}, "escalation": {}}
     for kind in values:
-        for index in range(int(request.form.get(f"{kind}-count", "0") or 0)):
+        for index in range(_count(f"{kind}-count")):
             word = request.form.get(f"{kind}-word-{index}", "")
             target = request.form.get(f"{kind}-{index}", "")
             if target:
@@ -149,6 +152,11 @@ def _chosen(form: TrackerMappingForm, options: service.Options) -> service.Optio
     return service.Options(mapping=mapping or None, values=values, campaign_id=form.campaign_id.data or None,
                            day_first=form.date_order.data == "day", skip_refused=bool(form.skip_refused.data),
                            ignore=ignore)
+
+
+def _count(name: str) -> int:
+    """How many columns or words the form lists (a count out of range or not a number: none)."""
+    return whole_number(request.form.get(name, ""), maximum=MAX_CHOICES) or 0
 
 
 def _mapping_page(token, data, meta, options, form, problem=None, status: int = 200):

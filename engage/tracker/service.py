@@ -394,8 +394,14 @@ def _find_engagements(planned: list[PlannedRow], shown: Preview, labels: dict[st
     """The engagement each row already is (an earlier import's TrackerRow, or the company's open
     engagement in the campaign); refuses rows that would open a second engagement, or reopen a divested one."""
     keys = [r.key for r in planned]
-    imported = dict(db.session.execute(sa.select(TrackerRow.row_key, TrackerRow.engagement_id)
-                                       .where(TrackerRow.row_key.in_(keys))).all()) if keys else {}
+    imported, imported_as = {}, {}
+    if keys:
+        for key, engagement_id, company_id, company_name, file_name in db.session.execute(
+                sa.select(TrackerRow.row_key, TrackerRow.engagement_id, Engagement.company_id, Company.name,
+                          TrackerRow.file_name)
+                .join(Engagement, Engagement.id == TrackerRow.engagement_id)
+                .join(Company, Company.id == Engagement.company_id).where(TrackerRow.row_key.in_(keys))):
+            imported[key], imported_as[key] = engagement_id, (company_id, company_name, file_name)
     company_ids = {r.company_id for r in planned if r.company_id}
     open_ones, divested = {}, {}
     if company_ids:
@@ -408,6 +414,14 @@ def _find_engagements(planned: list[PlannedRow], shown: Preview, labels: dict[st
                 divested[company_id] = engagement_id
     taken: dict[tuple, int] = {}
     for row in planned:
+        if row.key in imported_as and imported_as[row.key][0] != row.company_id:
+            # another tracker's row with the same id, or the company changed: never update the wrong engagement
+            _company_id, name, file_name = imported_as[row.key]
+            shown.errors.append(RowError(row.item.row, labels.get("key", ""), row.item.key,
+                                         f"this id was imported before as {name} (from {file_name}), not "
+                                         f"{row.company_name}; give the row its own id, or leave the id column out"))
+            row.steps = None
+            continue
         row.engagement_id = imported.get(row.key)
         pair = (row.company_id or f"new:{normalize_name(row.company_name)}", row.campaign_id)
         if row.engagement_id is None:
