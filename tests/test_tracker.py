@@ -12,6 +12,8 @@ from collections import Counter
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from engage import clock
 from engage.exports import monthly
@@ -277,3 +279,58 @@ def test_an_id_imported_before_for_another_company_is_refused_not_updated(team, 
     assert ("row 2, column Ref: this id was imported before as First Fictional Co (from team a.csv), not Second "
             "Fictional Co") in result.output
     assert counts() == before
+
+
+def test_a_later_version_of_the_tracker_adds_only_what_is_new(team, runner, tmp_path):
+    path = tmp_path / "tracker.csv"
+    path.write_text("Ref,Company,Campaign,Owner,Status,Letter sent,Reply received\n"
+                    "A1,Later Fictional Co,Tech,,Letter sent,2024-01-08,\n", encoding="utf-8")
+    assert run(runner, path, *values_args()).exit_code == 0
+    engagement = db.session.scalar(sa.select(Engagement).join(Company).where(Company.name == "Later Fictional Co"))
+    assert engagement.stage == "mapping_requested" and engagement.owner is None
+    path.write_text("Ref,Company,Campaign,Owner,Status,Letter sent,Reply received\n"
+                    "A1,Later Fictional Co,Tech,Anna Analyst,Replied,2024-01-08,2024-02-12\n", encoding="utf-8")
+    before = counts()
+    result = run(runner, path)
+    assert result.exit_code == 0, result.output
+    assert "0 engagement(s) created, 1 updated, 0 unchanged" in result.output
+    db.session.expire_all()
+    assert engagement.stage == "acknowledged" and engagement.owner.name == "Anna Analyst"
+    assert [(i.kind, i.occurred_on) for i in engagement.interactions] == [("letter", dt.date(2024, 1, 8)),
+                                                                          ("response", dt.date(2024, 2, 12))]
+    assert [(e.to_value, e.occurred_on) for e in engagement.events] == [("mapping_requested", dt.date(2024, 1, 8)),
+                                                                        ("acknowledged", dt.date(2024, 2, 12))]
+    assert counts()["Interaction"] == before["Interaction"] + 1
+    # a tracker behind Engage is left as Engage has it, and says so
+    path.write_text("Ref,Company,Campaign,Owner,Status,Letter sent,Reply received\n"
+                    "A1,Later Fictional Co,Tech,,Not contacted,,\n", encoding="utf-8")
+    dry = run(runner, path, "--dry-run")
+    assert "Engage has it at Acknowledged; the tracker says Identified: left as Engage has it" in dry.output
+
+
+def test_the_preview_takes_the_same_queries_for_more_rows(team, count_queries):
+    small, _ = messy_tracker(rows=20)
+    large, _ = messy_tracker(rows=120)
+    options = service.Options(values=parsing.parse_value_mapping(VALUES))
+    with count_queries() as few:
+        service.preview(small, "small.xlsx", options, today=TODAY)
+    with count_queries() as many:
+        service.preview(large, "large.xlsx", options, today=TODAY)
+    assert many.count == few.count, (few.count, many.count)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cells=st.lists(st.lists(st.text(max_size=12), min_size=1, max_size=6), min_size=1, max_size=8))
+def test_any_table_is_read_or_refused_with_a_reason(team, cells):
+    header = "Company,Campaign,Status,Letter sent,Reply,Score\n"
+    body = "\n".join(",".join('"' + c.replace('"', '""') + '"' for c in row) for row in cells)
+    data = (header + body).encode("utf-8")
+    try:
+        shown = service.preview(data, "any.csv", service.Options(), today=TODAY)
+    except service.TrackerError as exc:
+        assert exc.message
+        return
+    for error in shown.errors:
+        assert error.reason and error.row >= 2
+    for row in shown.rows:
+        assert all(step.on <= TODAY for step in row.steps)

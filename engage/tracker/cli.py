@@ -108,7 +108,7 @@ def _print(shown: service.Preview, saved: service.Saved | None) -> None:
     for error in shown.errors[:SHOWN]:
         click.echo(f"Refused: {error}")
     for row in shown.rows[:SHOWN]:
-        if row.action == "unchanged":
+        if row.action == "unchanged" and not row.notes:
             continue
         company = f"{row.company_name} ({'new company' if row.company_how == 'new' else 'by ' + row.company_how})"
         steps = "; ".join(s.describe() for s in row.steps) or "nothing new"
