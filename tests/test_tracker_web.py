@@ -114,3 +114,21 @@ def test_a_file_that_is_no_tracker_is_refused_on_the_upload_page(client, login_a
     assert "no header row naming the company" in refused.get_data(as_text=True)
     refused = upload(client, b"%PDF-1.4", "t.pdf")
     assert refused.status_code == 422 and "a .pdf file is not a tracker" in refused.get_data(as_text=True)
+
+
+def test_two_previews_of_one_file_import_it_once(client, login_as, team):
+    login_as("analyst")
+    data = b"Company,Campaign,Status,Letter sent\nTwice Fictional Co,Tech,Mapping requested,2024-03-04\n"
+    pages = []
+    for _ in range(2):
+        sent = upload(client, data, "t.csv")
+        pages.append(client.get(sent.headers["Location"]).get_data(as_text=True))
+    for text in pages:
+        token = re.search(r'action="/tracker/import/([0-9a-f]{32})/confirm"', text).group(1)
+        digest = re.search(r'name="preview" value="([0-9a-f]{64})"', text).group(1)
+        last = client.post(f"/tracker/import/{token}/confirm", data={"csrf_token": csrf(text), "preview": digest},
+                           follow_redirects=True)
+    text = last.get_data(as_text=True)
+    assert "Not imported: what the tracker would write changed since the preview" in text
+    assert "0 new engagement(s), 0 to update, 1 unchanged" in text
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Engagement)) == 1

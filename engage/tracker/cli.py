@@ -72,6 +72,10 @@ def tracker_import_command(path, mapping, values, ignore, campaign_ref, month_fi
                 saved = service.save(data, file.name, options, today=today, actor_id=None)
                 shown = saved.preview
                 db.session.commit()
+        except sa.exc.IntegrityError:
+            db.session.rollback()
+            _fail("another import wrote some of these engagements at the same moment; nothing was written, run "
+                  "the import again")
         except service.TrackerError as exc:
             db.session.rollback()
             for error in exc.errors[:50]:

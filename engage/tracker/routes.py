@@ -199,6 +199,12 @@ def confirm(token: str):
         release_upload(token)
         flash(f"Not imported: {exc.message}", "error")
         return redirect(url_for("tracker.mapping", token=token))
+    except sa.exc.IntegrityError:
+        db.session.rollback()
+        release_upload(token)
+        flash("Not imported: another import wrote some of these engagements at the same moment; the preview below "
+              "is read again, check it and import again.", "error")
+        return redirect(url_for("tracker.mapping", token=token))
     except Exception:
         db.session.rollback()
         release_upload(token)
