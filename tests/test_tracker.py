@@ -334,3 +334,17 @@ def test_any_table_is_read_or_refused_with_a_reason(team, cells):
         assert error.reason and error.row >= 2
     for row in shown.rows:
         assert all(step.on <= TODAY for step in row.steps)
+
+
+def test_a_new_company_written_two_ways_with_one_isin_is_created_once(team, runner, tmp_path):
+    path = tmp_path / "isin.csv"
+    path.write_text("Company,ISIN,Campaign,Letter sent\n"
+                    "Fictional Widgets Corp,US5949181045,Tech,2024-01-08\n"
+                    "Fictional Widgets Corporation,US5949181045,XUAR forced labour and surveillance,2024-01-09\n",
+                    encoding="utf-8")
+    before = counts()
+    result = run(runner, path)
+    assert result.exit_code == 0, result.output
+    assert counts()["Company"] == before["Company"] + 1 and counts()["Engagement"] == before["Engagement"] + 2
+    company = db.session.scalar(sa.select(Company).where(Company.isin == "US5949181045"))
+    assert company.name == "Fictional Widgets Corp" and company.origin == "tracker import: isin.csv"

@@ -324,15 +324,21 @@ def _plan(shown: Preview, today: dt.date) -> None:
     table = shown.parsed.table
     labels = table.labels
     planned = []
+    #: ISIN of a company new in this file -> the name it is created with (two spellings, one company)
+    new_by_isin: dict[str, str] = {}
     for item in shown.parsed.items:
         def error(name: str, value: str, reason: str, item=item) -> None:
             shown.errors.append(RowError(item.row, labels.get(name, ""), value, reason))
 
         company_id, company_name, how = _company(item, look)
-        if how == "new" and not item.company:
+        if how == "new" and item.isin and item.isin in new_by_isin:
+            company_name = new_by_isin[item.isin]
+        elif how == "new" and not item.company:
             error("isin" if item.isin else "ticker", item.isin or item.ticker or "",
                   "no company in Engage has this identifier, and the row gives no name to create it with")
             continue
+        elif how == "new" and item.isin:
+            new_by_isin[item.isin] = company_name
         if item.campaign:
             campaign = look.campaigns.get(label(item.campaign))
             if campaign is None:
