@@ -476,14 +476,16 @@ def _interactions(row: PlannedRow, latest: dt.date) -> list[Step]:
 
 
 def _moves(row: PlannedRow, stage_now: str, escalation_now: str, since: dt.date, latest: dt.date,
-           today: dt.date) -> tuple[list[Step], tuple[str, str, str] | None]:
-    """The dated cycle moves from the state now to the row's targets, or (field, value, reason) refusing the row."""
+           since_what: str) -> tuple[list[Step], tuple[str, str, str] | None]:
+    """The dated cycle moves from the state now to the row's targets, or (field, value, reason) refusing the row.
+
+    No move is dated before `since` (the opening, or the last move Engage has: `since_what` says which)."""
     item, dates = row.item, row.item.dates
     stage, outcome, escalation = _targets(item)
     steps: list[Step] = []
     here = STAGES.index(stage_now)
     goal = STAGES.index(stage)
-    last_on, last_what = since, "opening date" if "opened_on" in dates else "start"
+    last_on, last_what = since, since_what
     if stage_now == Stage.CLOSED.value:
         if stage != Stage.CLOSED.value:
             row.notes.append(f"the engagement is closed in Engage; the tracker says {target_word(stage, outcome)}: "
@@ -519,8 +521,8 @@ def _moves(row: PlannedRow, stage_now: str, escalation_now: str, since: dt.date,
             and level_now < cycle.LADDER.index(Escalation.FOLLOW_UP.value):
         on = dates["follow_up_on"]
         if on < ladder_last:
-            return steps, ("follow_up_on", str(on), f"the follow-up letter ({on}) is before the engagement was "
-                                                    f"opened ({ladder_last})")
+            return steps, ("follow_up_on", str(on), f"the follow-up letter ({on}) is before the {since_what} "
+                                                    f"({ladder_last})")
         steps.append(Step("escalation", on, target=Escalation.FOLLOW_UP.value, source="follow_up_on"))
         level_now, ladder_last = cycle.LADDER.index(Escalation.FOLLOW_UP.value), on
     if final is not None and wanted > level_now:
@@ -555,7 +557,7 @@ def _history_new(row: PlannedRow, today: dt.date):
     if not dates:
         row.notes.append(f"the row has no dates: the engagement is opened as of {today}")
     latest = max(dates.values()) if dates else today
-    moves, problem = _moves(row, Stage.IDENTIFIED.value, Escalation.NONE.value, opened, latest, today)
+    moves, problem = _moves(row, Stage.IDENTIFIED.value, Escalation.NONE.value, opened, latest, "opening date")
     if problem:
         return problem
     row.steps = sorted(_interactions(row, latest) + moves, key=_order)
@@ -591,7 +593,8 @@ def _plan_updates(rows: list[PlannedRow], shown: Preview, labels: dict[str, str]
         dates = row.item.dates
         latest = max(dates.values()) if dates else engagement.opened_on
         since = max(engagement.opened_on, last_move.get(engagement.id) or engagement.opened_on)
-        moves, problem = _moves(row, engagement.stage, engagement.escalation, since, latest, today)
+        moves, problem = _moves(row, engagement.stage, engagement.escalation, since, latest,
+                                "opening date" if since == engagement.opened_on else "last move recorded in Engage")
         early = [(n, d) for n, d in dates.items() if d < engagement.opened_on and n in HISTORY]
         if problem is None and early:
             name, on = early[0]
