@@ -348,3 +348,25 @@ def test_a_new_company_written_two_ways_with_one_isin_is_created_once(team, runn
     assert counts()["Company"] == before["Company"] + 1 and counts()["Engagement"] == before["Engagement"] + 2
     company = db.session.scalar(sa.select(Company).where(Company.isin == "US5949181045"))
     assert company.name == "Fictional Widgets Corp" and company.origin == "tracker import: isin.csv"
+
+
+def test_a_workbook_says_which_sheet_it_read_and_reads_another_when_named(team, runner, tmp_path):
+    from openpyxl import Workbook
+
+    book = Workbook()
+    book.active.title = "Active"
+    book.active.append(["Company", "Campaign", "Letter sent"])
+    book.active.append(["Active Fictional Co", "Tech", "2024-04-02"])
+    closed = book.create_sheet("Closed")
+    closed.append(["Company", "Campaign", "Status", "Closed"])
+    closed.append(["Closed Fictional Co", "Tech", "Dropped", "2024-05-06"])
+    path = tmp_path / "sheets.xlsx"
+    book.save(path)
+    dry = run(runner, path, "--dry-run")
+    assert "Sheet read: Active; other sheets, not read: Closed (--sheet NAME reads one)" in dry.output
+    assert run(runner, path, "--sheet", "Closed").exit_code == 0
+    engagement = db.session.scalar(sa.select(Engagement).join(Company).where(Company.name == "Closed Fictional Co"))
+    assert (engagement.stage, engagement.outcome, engagement.closed_on) == ("closed", "dropped", dt.date(2024, 5, 6))
+    missing = run(runner, path, "--sheet", "Archive", "--dry-run")
+    assert missing.exit_code == 1 and "the workbook has no sheet called 'Archive'; its sheets are: Active, Closed" \
+        in missing.output

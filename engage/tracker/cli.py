@@ -37,11 +37,12 @@ def _fail(message: str) -> None:
                    "Remembered for the next import.")
 @click.option("--ignore", "ignore", multiple=True, help="A column not to read (its header).")
 @click.option("--campaign", "campaign_ref", help="The campaign (slug or name) of rows without a campaign column.")
+@click.option("--sheet", help="The XLSX sheet to read (the first visible one by default).")
 @click.option("--month-first", is_flag=True,
               help="Read 03/02/2024 as 2 March (when the file's own dates do not tell); day first by default.")
 @click.option("--skip-refused", is_flag=True, help="Import the other rows when some are refused.")
 @click.option("--dry-run", is_flag=True, help="Show the preview; write nothing.")
-def tracker_import_command(path, mapping, values, ignore, campaign_ref, month_first, skip_refused, dry_run):
+def tracker_import_command(path, mapping, values, ignore, campaign_ref, sheet, month_first, skip_refused, dry_run):
     """Import a team's tracker (CSV or XLSX) as engagements with their dated history."""
     file = Path(path)
     if not file.is_file():
@@ -58,7 +59,7 @@ def tracker_import_command(path, mapping, values, ignore, campaign_ref, month_fi
     try:
         options = service.Options(mapping=",".join(mapping) or None, values=parsing.parse_value_mapping(values),
                                   campaign_id=campaign_id, day_first=not month_first, skip_refused=skip_refused,
-                                  ignore=[i.strip() for i in ignore if i.strip()])
+                                  ignore=[i.strip() for i in ignore if i.strip()], sheet=(sheet or "").strip() or None)
         parsing.parse_mapping(options.mapping)
     except parsing.TrackerRefused as exc:
         _fail(f"--map/--value: {exc}")
@@ -91,6 +92,10 @@ def _print(shown: service.Preview, saved: service.Saved | None) -> None:
     table = shown.parsed.table
     head = saved.summary() if saved else f"Dry run of {shown.file_name} (nothing written)"
     click.echo(head)
+    if table.sheet:
+        others = f"; other sheets, not read: {', '.join(table.other_sheets)} (--sheet NAME reads one)" \
+            if table.other_sheets else ""
+        click.echo(f"Sheet read: {table.sheet}{others}")
     click.echo(f"Header on row {table.header_row}; columns: "
                + ", ".join(f"{f} <- {c_!r}" for f, c_ in table.labels.items()))
     if table.ignored:

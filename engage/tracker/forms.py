@@ -18,6 +18,8 @@ class _Choices(FlaskForm):
                               description="Used when the tracker has no campaign column (or a row leaves it empty).")
     date_order = SelectField("Dates written with numbers", choices=DATE_ORDERS, default="day",
                              description="Only when the file's own dates do not tell (a 25/03/2024 tells).")
+    sheet = StringField("Sheet", validators=[Optional(), Length(max=100)],
+                        description="Of a workbook: the sheet to read, when not the first one.")
 
     def __init__(self, campaigns, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -158,6 +158,9 @@ class Table:
     rows: list[tuple[int, list[str]]]
     #: Rows skipped as headings (a row merged across the sheet, or with one cell only and no company).
     headings: list[int] = field(default_factory=list)
+    #: An XLSX's sheet read, and its other sheets (with " (hidden)" for a hidden one).
+    sheet: str | None = None
+    other_sheets: list[str] = field(default_factory=list)
 
     @property
     def labels(self) -> dict[str, str]:
@@ -281,19 +284,27 @@ def _filled(source, rows):
 
 
 def read_table(data: bytes, mapping: dict[str, str] | None = None, remembered: dict[str, str] | None = None,
-               *, max_rows: int = MAX_ROWS) -> Table:
-    """The header and data rows of a tracker file, or TrackerRefused."""
+               *, max_rows: int = MAX_ROWS, sheet: str | None = None) -> Table:
+    """The header and data rows of a tracker file (of `sheet`, an XLSX's first visible one by default), or
+    TrackerRefused."""
     mapping, remembered = mapping or {}, remembered or {}
     limits = Limits(max_rows=max_rows)
     try:
-        source, rows = open_rows(data, limits, lambda row: len(_header(row, mapping, remembered)))
+        source, rows = open_rows(data, limits, lambda row: len(_header(row, mapping, remembered)), sheet or None)
     except MapRefused as exc:
         raise TrackerRefused(str(exc).replace("CSV, XLSX or PDF", "CSV or XLSX")) from exc
+    if source is None and sheet:
+        raise TrackerRefused(f"a sheet ({sheet!r}) is named, but the file is a CSV, which has none")
     with closing(source) if source is not None else _Nothing():
         try:
-            return _table(_filled(source, rows), mapping, remembered, max_rows)
+            table = _table(_filled(source, rows), mapping, remembered, max_rows)
         except MapRefused as exc:
             raise TrackerRefused(str(exc)) from exc
+        if source is not None:
+            table.sheet = source.sheet.title
+            table.other_sheets = [f"{title}{' (hidden)' if hidden else ''}" for title, hidden in source.sheets
+                                  if title != source.sheet.title]
+        return table
 
 
 class _Nothing:
@@ -407,12 +418,12 @@ def read_date(text: str, day_first: bool) -> dt.date | str:
 
 def read(data: bytes, mapping: dict[str, str] | None = None, values: dict[str, dict[str, str]] | None = None, *,
          remembered_columns: dict[str, str] | None = None, day_first: bool = True, today: dt.date,
-         max_rows: int = MAX_ROWS) -> ParsedTracker:
+         max_rows: int = MAX_ROWS, sheet: str | None = None) -> ParsedTracker:
     """Parse a tracker; bad rows become errors, unknown words `unmapped`; TrackerRefused for the rest.
 
     `values` maps each kind (status, escalation) to {the team's word (label()): target}: the words
     given now, over the remembered ones (the caller merges them), over Engage's own words."""
-    table = read_table(data, parse_mapping(mapping or {}), remembered_columns, max_rows=max_rows)
+    table = read_table(data, parse_mapping(mapping or {}), remembered_columns, max_rows=max_rows, sheet=sheet)
     parsed = ParsedTracker(table)
     found, why = date_order(table)
     parsed.day_first = found if found is not None else day_first

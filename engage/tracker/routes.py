@@ -73,7 +73,8 @@ def upload():
                             f"import it with `flask tracker import`"]
         return _upload_page(form, status=422)
     options = service.Options(mapping=(form.mapping.data or "").strip() or None,
-                              campaign_id=form.campaign_id.data or None, day_first=form.date_order.data == "day")
+                              campaign_id=form.campaign_id.data or None, day_first=form.date_order.data == "day",
+                              sheet=(form.sheet.data or "").strip() or None)
     try:
         service.preview(data, name, options, today=clock.today())
     except service.TrackerError as exc:
@@ -107,7 +108,7 @@ def mapping(token: str):
     options = service.Options.from_json(meta["options"])
     form = TrackerMappingForm(_campaigns(), data={"campaign_id": options.campaign_id or 0,
                                                   "date_order": "day" if options.day_first else "month",
-                                                  "skip_refused": options.skip_refused}
+                                                  "skip_refused": options.skip_refused, "sheet": options.sheet or ""}
                               if request.method == "GET" else None)
     problem = None
     if request.method == "POST":
@@ -151,7 +152,7 @@ def _chosen(form: TrackerMappingForm, options: service.Options) -> service.Optio
                 values[kind][parsing.label(word)] = target
     return service.Options(mapping=mapping or None, values=values, campaign_id=form.campaign_id.data or None,
                            day_first=form.date_order.data == "day", skip_refused=bool(form.skip_refused.data),
-                           ignore=ignore)
+                           ignore=ignore, sheet=(form.sheet.data or "").strip() or None)
 
 
 def _count(name: str) -> int:

@@ -95,16 +95,19 @@ class Options:
     skip_refused: bool = False
     #: Headers of columns not to read (remembered as such for the next import).
     ignore: list[str] = field(default_factory=list)
+    #: The XLSX sheet to read (the first visible one when None).
+    sheet: str | None = None
 
     def as_json(self) -> dict:
         return {"mapping": self.mapping, "values": self.values, "campaign_id": self.campaign_id,
-                "day_first": self.day_first, "skip_refused": self.skip_refused, "ignore": self.ignore}
+                "day_first": self.day_first, "skip_refused": self.skip_refused, "ignore": self.ignore,
+                "sheet": self.sheet}
 
     @classmethod
     def from_json(cls, data: dict) -> Options:
         return cls(data.get("mapping"), data.get("values") or {"status": {}, "escalation": {}},
                    data.get("campaign_id"), bool(data.get("day_first", True)), bool(data.get("skip_refused")),
-                   list(data.get("ignore") or []))
+                   list(data.get("ignore") or []), data.get("sheet") or None)
 
 
 @dataclass
@@ -263,7 +266,8 @@ def _preview(data: bytes, file_name: str, options: Options, today: dt.date) -> P
         for word, target in words.items():
             if target != IGNORE:
                 parsing.check_target(kind, target, word)
-    parsed = parsing.read(data, mapping, values, remembered_columns=columns, day_first=options.day_first, today=today)
+    parsed = parsing.read(data, mapping, values, remembered_columns=columns, day_first=options.day_first, today=today,
+                          sheet=options.sheet)
     shown = Preview(file_name=file_name, sha256=hashlib.sha256(data).hexdigest(), options=options, parsed=parsed,
                     errors=list(parsed.errors),
                     known_words={"status": {**parsing.status_words(), **values["status"]},
