@@ -370,3 +370,24 @@ def test_a_workbook_says_which_sheet_it_read_and_reads_another_when_named(team, 
     missing = run(runner, path, "--sheet", "Archive", "--dry-run")
     assert missing.exit_code == 1 and "the workbook has no sheet called 'Archive'; its sheets are: Active, Closed" \
         in missing.output
+
+
+def test_a_blank_row_inside_a_merged_company_stays_blank(team, runner, tmp_path):
+    from openpyxl import Workbook
+
+    book = Workbook()
+    sheet = book.active
+    sheet.append(["Ref", "Company", "Campaign", "Letter sent"])
+    sheet.append(["1", "Merged Blank Fictional Co", "Tech", "2024-01-02"])
+    sheet.append([])
+    sheet.append(["2", None, "XUAR forced labour and surveillance", "2024-01-03"])
+    sheet.merge_cells("B2:B4")
+    path = tmp_path / "merged.xlsx"
+    book.save(path)
+    before = counts()
+    result = run(runner, path)
+    assert result.exit_code == 0, result.output
+    assert counts()["Engagement"] == before["Engagement"] + 2
+    engagements = db.session.scalars(sa.select(Engagement).join(Company)
+                                     .where(Company.name == "Merged Blank Fictional Co")).all()
+    assert sorted(e.opened_on for e in engagements) == [dt.date(2024, 1, 2), dt.date(2024, 1, 3)]

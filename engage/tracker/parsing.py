@@ -274,10 +274,11 @@ def _filled(source, rows):
                 wide = True
             if last > number and column < len(row) and row[column]:
                 carried[column] = (last, row[column])
+        blank = not any(row)  # a blank row inside a merge stays blank (skipped), not a row of the merged value alone
         for column, (last, value) in list(carried.items()):
             if number > last:
                 del carried[column]
-            elif number > 0 and (column >= len(row) or not row[column]):
+            elif not blank and (column >= len(row) or not row[column]):
                 row = row + [""] * (column + 1 - len(row)) if column >= len(row) else list(row)
                 row[column] = value
         yield number, row, wide
