@@ -255,6 +255,7 @@ def register_blueprints(app: Flask) -> None:
     from engage.reminders.routes import old_calendar
     from engage.scoring.routes import bp as scoring_bp
     from engage.search.routes import bp as search_bp
+    from engage.tracker.routes import bp as tracker_bp
     from engage.valuechain.routes import bp as valuechain_bp
     from engage.views.routes import bp as views_bp
     from engage.web import IdConverter
@@ -274,6 +275,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(scoring_bp)
     app.register_blueprint(mailbox_bp)
     app.register_blueprint(valuechain_bp)
+    app.register_blueprint(tracker_bp)
     app.register_blueprint(search_bp)
     app.register_blueprint(views_bp)
     app.register_blueprint(admin_bp)

@@ -31,6 +31,7 @@ from engage.lists import service as lists_service
 from engage.jobs import build_scheduler, housekeeping, jobs, reminders_tick
 from engage.mailbox.cli import mail_cli
 from engage.search.cli import search_cli
+from engage.tracker.cli import tracker_cli
 from engage.valuechain.cli import valuechain_cli
 from engage.background.cli import jobs_cli
 from engage.models import Fund, Role
@@ -433,3 +434,4 @@ def register(app: Flask) -> None:
     app.cli.add_command(mail_cli)
     app.cli.add_command(valuechain_cli)
     app.cli.add_command(jobs_cli)
+    app.cli.add_command(tracker_cli)

@@ -34,6 +34,7 @@ from engage.models.letters import Letter, LetterBatch, LetterTemplate, LetterTem
 from engage.models.outbox import ExportRun, OutboxEmail
 from engage.models.scoring import CriterionScore, Score
 from engage.models.submissions import FormSubmission
+from engage.models.tracker import TrackerRow, TrackerValueMapping
 from engage.models.users import User
 from engage.models.valuechain import Relationship, RelationshipStatusChange, ValueChainMap
 from engage.models.views import VIEW_NAME_MAX, VIEW_QUERY_MAX, SavedView, ViewList
@@ -48,6 +49,6 @@ __all__ = [
     "LetterBatch", "ListedEntity", "LetterTemplate", "LetterTemplateLanguage", "LetterTemplateVersion", "OutboxEmail", "OutboxStatus", "Outcome",
     "Reminder", "ReminderKind", "ReminderStatus", "RiskFlag", "RiskSource", "Role", "Rubric", "Score", "Stage",
     "User", "MapSourceKind", "Relationship", "RelationshipKind", "RelationshipStatus", "RelationshipStatusChange",
-    "ValueChainMap", "campaign_signatories", "normalize_name", "ERASED", "LANGUAGES",
+    "ValueChainMap", "TrackerRow", "TrackerValueMapping", "campaign_signatories", "normalize_name", "ERASED", "LANGUAGES",
     "SavedView", "ViewList", "VIEW_NAME_MAX", "VIEW_QUERY_MAX",
 ]

@@ -147,11 +147,22 @@ def _header(row: list[str], mapping: dict[str, str]) -> dict[str, int]:
 
 
 def _rows(data: bytes, mapping: dict[str, str], limits: Limits):
+    return open_rows(data, limits, lambda row: len(_header(row, mapping)))
+
+
+def open_rows(data: bytes, limits: Limits, header_width, sheet: str | None = None):
+    """(an XlsxSource to close or None, an iterator of (row number, cells)) of a CSV or XLSX file, or MapRefused.
+
+    The encoding is detected (a file mixing two is refused); a CSV's delimiter is the one with which
+    some line in the first HEADER_ROWS has the widest `header_width(cells)` (the most columns the
+    caller recognises); `sheet` names an XLSX sheet other than the first visible one. The tracker
+    import (engage.tracker.parsing) reads its files with it too.
+    """
     if not data or not data.strip():
         raise MapRefused("the file is empty")
     try:
         if data[:4] == b"PK\x03\x04":
-            source = holdings_parsing.XlsxSource(data, limits, None)
+            source = holdings_parsing.XlsxSource(data, limits, sheet)
             return source, iter(source)
         if data[:8] == b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1":
             raise MapRefused("old Excel (.xls) files are not supported; save it as .xlsx or CSV")
@@ -170,7 +181,7 @@ def _rows(data: bytes, mapping: dict[str, str], limits: Limits):
     best, best_count = ",", 0
     for delimiter in holdings_parsing.DELIMITERS:
         try:
-            count = max((len(_header(r, mapping)) for r in csv.reader(head, delimiter=delimiter)), default=0)
+            count = max((header_width(r) for r in csv.reader(head, delimiter=delimiter)), default=0)
         except csv.Error:
             continue
         if count > best_count:
