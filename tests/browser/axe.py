@@ -1,0 +1,93 @@
+"""axe-core in the browser journeys: inject it into the page, run the WCAG 2.1 A/AA rules, report.
+
+axe-core comes from npm (package.json at the repo root, pinned in package-lock.json, installed by
+`make install-test`); Playwright injects node_modules/axe-core/axe.min.js into the page under test.
+The app's Content-Security-Policy (script-src 'self') refuses inline scripts, and the scan keeps
+it on: the file is served to the browser at a same-origin path that Playwright answers from disk
+(page.route), so no request reaches the app and the page runs exactly as a user's would.
+A serious or critical violation fails the test with, for each one, the rule, its impact, the
+CSS selectors of the offending elements and axe's help text and link.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+AXE_JS = Path(__file__).resolve().parents[2] / "node_modules" / "axe-core" / "axe.min.js"
+#: The rule sets the scan runs: WCAG 2.0 and 2.1, levels A and AA.
+WCAG_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
+#: Impacts that fail a page; "minor" and "moderate" findings are left to review.
+FAILING_IMPACTS = ("serious", "critical")
+#: The same-origin path Playwright answers with axe.min.js (never sent to the app).
+AXE_PATH = "/__axe-core__/axe.min.js"
+#: Widths every page is scanned at: a laptop and a phone.
+WIDTHS = {"wide": (1280, 900), "phone": (390, 844)}
+
+RUN_AXE = """async (tags) => {
+  const results = await axe.run(document, {runOnly: {type: "tag", values: tags}, resultTypes: ["violations"]});
+  return results.violations.map((v) => ({
+    id: v.id, impact: v.impact, help: v.help, helpUrl: v.helpUrl,
+    nodes: v.nodes.map((n) => ({impact: n.impact, target: n.target.map((t) => [].concat(t).join(" >> ")),
+                                summary: n.failureSummary || ""})),
+  }));
+}"""
+
+
+def axe_missing() -> str | None:
+    """Why axe-core cannot be injected, or None when it can."""
+    if not AXE_JS.is_file():
+        return f"axe-core is not installed ({AXE_JS.relative_to(AXE_JS.parents[2])} missing): run `npm ci` (make install-test)"
+    return None
+
+
+def require_axe() -> None:
+    """Skip, saying why, when axe-core is missing; fail instead under ENGAGE_REQUIRE_BROWSER=1 (CI)."""
+    reason = axe_missing()
+    if reason is None:
+        return
+    if os.environ.get("ENGAGE_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"accessibility scan required (ENGAGE_REQUIRE_BROWSER=1) but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def violations(page) -> list[dict]:
+    """The serious and critical WCAG 2.1 A/AA violations on the page as it is now."""
+    require_axe()
+    if not getattr(page, "axe_routed", False):
+        page.route(f"**{AXE_PATH}", lambda route: route.fulfill(path=str(AXE_JS), content_type="text/javascript"))
+        page.axe_routed = True
+    if not page.evaluate("() => typeof window.axe === 'object'"):
+        page.add_script_tag(url=AXE_PATH)
+    found = page.evaluate(RUN_AXE, WCAG_TAGS)
+    failing = []
+    for violation in found:
+        nodes = [n for n in violation["nodes"] if (n["impact"] or violation["impact"]) in FAILING_IMPACTS]
+        if nodes:
+            failing.append({**violation, "nodes": nodes})
+    return failing
+
+
+def describe(where: str, found: list[dict]) -> str:
+    """One block per violation: where, rule id, impact, help and link, then each target selector."""
+    lines = []
+    for v in found:
+        lines.append(f"{where}: {v['id']} ({v['impact']}): {v['help']} <{v['helpUrl']}>")
+        for node in v["nodes"]:
+            detail = " ".join(node["summary"].split())
+            lines.append(f"    {', '.join(node['target'])}" + (f" -- {detail[:300]}" if detail else ""))
+    return "\n".join(lines)
+
+
+def check(page, where: str | None = None) -> str:
+    """Scan the page; the report of its serious/critical violations ('' when there are none)."""
+    found = violations(page)
+    return describe(where or page.url, found) if found else ""
+
+
+def assert_accessible(page, where: str | None = None) -> None:
+    """Fail listing every serious or critical violation on the page."""
+    report = check(page, where)
+    assert not report, "axe-core found serious or critical WCAG 2.1 A/AA violations:\n" + report

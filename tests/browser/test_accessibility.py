@@ -1,0 +1,134 @@
+"""Every main page, with the demo data, passes axe-core's WCAG 2.1 A/AA rules (issue 17).
+
+Signed in as the demo admin, analyst and viewer, at 1280 px and at 390 px, the test opens each
+page the app's menus lead to (and the detail pages one click further: a company, an engagement,
+its value-chain tab, a letter, a fund, a list version, a score, a template...), unfolds every
+<details> panel so folded forms are checked too, and runs axe-core on it. Any serious or critical
+violation fails, listing the page, rule, impact, selectors and help; all pages are scanned before
+failing, so one run shows everything left to fix. A page a role may not open is scanned as the
+refusal page it gets. The last test seeds a low-contrast element to prove the scan can fail.
+
+Run just this file to re-check after a template or CSS change:
+`pytest tests/browser/test_accessibility.py` (axe-core from `npm ci`, Chromium from Debian).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.browser.axe import WIDTHS, check, require_axe, violations
+from tests.browser.conftest import sign_in
+
+pytestmark = pytest.mark.browser
+ROLES = {"admin": "admin@example.org", "analyst": "analyst@example.org", "viewer": "viewer@example.org"}
+HIKVISION = "Hangzhou Hikvision Digital Technology Co., Ltd."
+SOLAR = "Brightpeak Solar Modules Co. (demo)"
+
+
+def demo_pages(live_app) -> list[str]:
+    """The URLs to scan, their ids read from the served demo database."""
+    import sqlalchemy as sa
+
+    from engage.extensions import db
+    from engage.models import (AuditEvent, Campaign, Company, Engagement, Fund, Letter, LetterTemplate, ListVersion,
+                               OutboxEmail, Score, User)
+
+    def first(query):
+        return db.session.scalar(query.limit(1))
+
+    with live_app.app.app_context():
+        company = {name: first(sa.select(Company.id).where(Company.name == name)) for name in (HIKVISION, SOLAR)}
+        engagement = {name: first(sa.select(Engagement.id).where(Engagement.company_id == company[name])
+                                  .order_by(Engagement.id)) for name in company}
+        campaign = first(sa.select(Campaign.id).where(Campaign.slug == "xuar"))
+        letter = first(sa.select(Letter.id).where(Letter.engagement_id == engagement[HIKVISION]).order_by(Letter.id))
+        template = first(sa.select(LetterTemplate.id).order_by(LetterTemplate.id))
+        fund = first(sa.select(Fund.id).order_by(Fund.id))
+        version = first(sa.select(ListVersion.id).order_by(ListVersion.id.desc()))
+        score = first(sa.select(Score.id).order_by(Score.id))
+        email = first(sa.select(OutboxEmail.id).order_by(OutboxEmail.id))
+        user = first(sa.select(User.id).where(User.email == ROLES["analyst"]))
+        assert all([*company.values(), *engagement.values(), campaign, letter, template, fund, version, score, user]), \
+            "the demo data is missing something the scan opens"
+        assert db.session.scalar(sa.select(sa.func.count(AuditEvent.id))) > 0
+        db.session.remove()
+    pages = [
+        "/", "/account", f"/search?q={HIKVISION.split()[0]}",
+        "/companies", "/companies?flagged=1", f"/companies/{company[HIKVISION]}", f"/companies/{company[SOLAR]}",
+        "/companies/new", f"/companies/{company[HIKVISION]}/edit", f"/companies/{company[HIKVISION]}/contacts/new",
+        "/engagements", f"/engagements/{engagement[HIKVISION]}", f"/engagements/{engagement[SOLAR]}",
+        f"/engagements/open/{company[SOLAR]}",
+        f"/value-chain/engagements/{engagement[SOLAR]}", f"/value-chain/companies/{company[SOLAR]}/import",
+        "/reminders", "/reminders?who=all", "/mailbox/triage",
+        "/holdings/funds", f"/holdings/funds/{fund}", "/holdings/funds/new", "/holdings/import",
+        "/holdings/screening", "/holdings/review",
+        "/lists/", "/lists/import", "/lists/review", "/lists/review/decided", "/lists/versions",
+        f"/lists/versions/{version}",
+        f"/letters/{letter}", "/letters/templates", f"/letters/templates/{template}",
+        f"/scoring/campaigns/{campaign}", f"/scoring/campaigns/{campaign}/rubrics", f"/scoring/scores/{score}",
+        "/exports", f"/exports/campaigns/{campaign}/report",
+        "/admin/", "/admin/audit", "/admin/users", "/admin/users/new", f"/admin/users/{user}/edit",
+        "/admin/campaigns", f"/admin/campaigns/{campaign}", "/admin/investors", "/admin/outbox",
+    ]
+    if email:
+        pages.append(f"/admin/outbox/{email}")
+    return pages
+
+
+def scan(page, url: str, label: str) -> str:
+    """Open `url`, unfold every folded panel and return axe's report for it ('' when clean)."""
+    response = page.goto(url)
+    assert response is not None and response.status in (200, 403), (url, response and response.status)
+    page.evaluate("() => document.querySelectorAll('details').forEach((d) => { d.open = true; })")
+    return check(page, f"{label} {url}")
+
+
+@pytest.mark.parametrize("width", list(WIDTHS))
+@pytest.mark.parametrize("role", list(ROLES))
+def test_every_page_passes_axe(browser, live_app, role, width):
+    """All main pages for one role at one width; fails with the full list of what is wrong."""
+    require_axe()
+    w, h = WIDTHS[width]
+    context = browser.new_context(base_url=live_app.url, viewport={"width": w, "height": h})
+    page = context.new_page()
+    page.expected_statuses = set()
+    try:
+        label = f"[{role} {w}px]"
+        page.goto("/auth/login")
+        reports = [check(page, f"{label} /auth/login (signed out)")]
+        sign_in(page, ROLES[role])
+        for url in demo_pages(live_app):
+            reports.append(scan(page, url, label))
+        if width == "phone":  # the folded main menu, opened
+            page.goto("/")
+            page.locator(".nav-toggle").click()
+            reports.append(check(page, f"{label} / with the menu open"))
+    finally:
+        context.close()
+    found = [report for report in reports if report]
+    assert not found, "axe-core found serious or critical WCAG 2.1 A/AA violations:\n" + "\n".join(found)
+
+
+def test_the_scan_reports_a_seeded_violation(page):
+    """A light-grey-on-white line and a link inside a button are caught, named and located."""
+    require_axe()
+    sign_in(page, ROLES["analyst"])
+    page.goto("/companies")
+    assert violations(page) == []
+    page.evaluate("""() => {
+      const p = document.createElement("p");
+      p.id = "seeded-low-contrast"; p.textContent = "Hard to read";
+      p.style.cssText = "color: #c8c8c8; background: #ffffff;";
+      document.querySelector("main").append(p);
+      const b = document.createElement("button");
+      b.id = "seeded-nested"; b.innerHTML = '<a href="/">inside</a>';
+      document.querySelector("main").append(b);
+    }""")
+    found = {v["id"]: v for v in violations(page)}
+    assert set(found) >= {"color-contrast", "nested-interactive"}, found
+    assert found["color-contrast"]["impact"] == "serious"
+    assert ["#seeded-low-contrast"] in [n["target"] for n in found["color-contrast"]["nodes"]]
+    assert ["#seeded-nested"] in [n["target"] for n in found["nested-interactive"]["nodes"]]
+    report = check(page, "seeded")
+    assert "seeded: color-contrast (serious)" in report and "#seeded-low-contrast" in report
+    assert "https://dequeuniversity.com/rules/axe/" in report
