@@ -21,6 +21,8 @@ AXE_JS = Path(__file__).resolve().parents[2] / "node_modules" / "axe-core" / "ax
 WCAG_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
 #: Impacts that fail a page; "minor" and "moderate" findings are left to review.
 FAILING_IMPACTS = ("serious", "critical")
+#: Elements listed per violation and page (the rest are counted).
+MAX_NODES = 12
 #: The same-origin path Playwright answers with axe.min.js (never sent to the app).
 AXE_PATH = "/__axe-core__/axe.min.js"
 #: Widths every page is scanned at: a laptop and a phone.
@@ -75,9 +77,11 @@ def describe(where: str, found: list[dict]) -> str:
     lines = []
     for v in found:
         lines.append(f"{where}: {v['id']} ({v['impact']}): {v['help']} <{v['helpUrl']}>")
-        for node in v["nodes"]:
+        for node in v["nodes"][:MAX_NODES]:
             detail = " ".join(node["summary"].split())
             lines.append(f"    {', '.join(node['target'])}" + (f" -- {detail[:300]}" if detail else ""))
+        if len(v["nodes"]) > MAX_NODES:
+            lines.append(f"    ... and {len(v['nodes']) - MAX_NODES} more elements")
     return "\n".join(lines)
 
 
@@ -91,3 +95,25 @@ def assert_accessible(page, where: str | None = None) -> None:
     """Fail listing every serious or critical violation on the page."""
     report = check(page, where)
     assert not report, "axe-core found serious or critical WCAG 2.1 A/AA violations:\n" + report
+
+
+def check_at_widths(page, where: str) -> str:
+    """Scan the page as it is at each of WIDTHS, then give it back its own size; the combined report.
+
+    Without axe-core the scan is left out here (the journey still runs its own checks); the
+    collection hook in conftest.py fails the run instead when ENGAGE_REQUIRE_BROWSER=1.
+    """
+    if axe_missing():
+        return ""
+    size = page.viewport_size
+    reports = []
+    try:
+        for w, h in WIDTHS.values():
+            page.set_viewport_size({"width": w, "height": h})
+            # let the page's resize handlers (static/js/app.js) run before the scan
+            page.evaluate("() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)))")
+            reports.append(check(page, f"{where} at {w}px"))
+    finally:
+        if size:
+            page.set_viewport_size(size)
+    return "\n".join(r for r in reports if r)
