@@ -14,12 +14,17 @@ Run just this file to re-check after a template or CSS change:
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from tests.browser.axe import WIDTHS, check, require_axe, violations
 from tests.browser.conftest import sign_in
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.axe]
 ROLES = {"admin": "admin@example.org", "analyst": "analyst@example.org", "viewer": "viewer@example.org"}
 HIKVISION = "Hangzhou Hikvision Digital Technology Co., Ltd."
 SOLAR = "Brightpeak Solar Modules Co. (demo)"
@@ -30,8 +35,9 @@ def demo_pages(live_app) -> list[str]:
     import sqlalchemy as sa
 
     from engage.extensions import db
-    from engage.models import (AuditEvent, Campaign, Company, Engagement, Fund, Letter, LetterTemplate, ListVersion,
-                               OutboxEmail, Score, User)
+    from engage.models import (AuditEvent, Campaign, Company, CompanyContact, Engagement, Fund, InboundMessage,
+                               Interaction, Investor, Letter, LetterBatch, LetterTemplate, ListVersion, OutboxEmail,
+                               Score, User)
 
     def first(query):
         return db.session.scalar(query.limit(1))
@@ -48,7 +54,14 @@ def demo_pages(live_app) -> list[str]:
         score = first(sa.select(Score.id).order_by(Score.id))
         email = first(sa.select(OutboxEmail.id).order_by(OutboxEmail.id))
         user = first(sa.select(User.id).where(User.email == ROLES["analyst"]))
-        assert all([*company.values(), *engagement.values(), campaign, letter, template, fund, version, score, user]), \
+        contact = first(sa.select(CompanyContact.id).where(CompanyContact.company_id == company[HIKVISION])
+                        .order_by(CompanyContact.id))
+        interaction = first(sa.select(Interaction.id).where(Interaction.kind == "response").order_by(Interaction.id))
+        investor = first(sa.select(Investor.id).order_by(Investor.id))
+        batch = first(sa.select(LetterBatch.id).order_by(LetterBatch.id))
+        inbound = first(sa.select(InboundMessage.id).order_by(InboundMessage.id))
+        assert all([*company.values(), *engagement.values(), campaign, letter, template, fund, version, score, user,
+                    contact, interaction, investor]), \
             "the demo data is missing something the scan opens"
         assert db.session.scalar(sa.select(sa.func.count(AuditEvent.id))) > 0
         db.session.remove()
@@ -56,29 +69,35 @@ def demo_pages(live_app) -> list[str]:
         "/", "/account", f"/search?q={HIKVISION.split()[0]}",
         "/companies", "/companies?flagged=1", f"/companies/{company[HIKVISION]}", f"/companies/{company[SOLAR]}",
         "/companies/new", f"/companies/{company[HIKVISION]}/edit", f"/companies/{company[HIKVISION]}/contacts/new",
+        f"/companies/{company[HIKVISION]}/contacts/{contact}", f"/companies/{company[HIKVISION]}/contacts/{contact}/erase",
         "/engagements", f"/engagements/{engagement[HIKVISION]}", f"/engagements/{engagement[SOLAR]}",
         f"/engagements/open/{company[SOLAR]}",
-        f"/value-chain/engagements/{engagement[SOLAR]}", f"/value-chain/companies/{company[SOLAR]}/import",
+        f"/value-chain/engagements/{engagement[SOLAR]}", f"/value-chain/engagements/{engagement[SOLAR]}/maps/1",
+        f"/value-chain/companies/{company[SOLAR]}/import",
         "/reminders", "/reminders?who=all", "/mailbox/triage",
         "/holdings/funds", f"/holdings/funds/{fund}", "/holdings/funds/new", "/holdings/import",
         "/holdings/screening", "/holdings/review",
         "/lists/", "/lists/import", "/lists/review", "/lists/review/decided", "/lists/versions",
         f"/lists/versions/{version}",
-        f"/letters/{letter}", "/letters/templates", f"/letters/templates/{template}",
+        f"/letters/{letter}", "/letters/templates", f"/letters/templates/{template}", "/letters/templates/new",
+        f"/letters/templates/{template}/versions/1", f"/letters/templates/{template}/languages/new",
         f"/scoring/campaigns/{campaign}", f"/scoring/campaigns/{campaign}/rubrics", f"/scoring/scores/{score}",
+        f"/scoring/interactions/{interaction}",
         "/exports", f"/exports/campaigns/{campaign}/report",
         "/admin/", "/admin/audit", "/admin/users", "/admin/users/new", f"/admin/users/{user}/edit",
-        "/admin/campaigns", f"/admin/campaigns/{campaign}", "/admin/investors", "/admin/outbox",
+        "/admin/campaigns", f"/admin/campaigns/{campaign}", "/admin/investors", f"/admin/investors/{investor}", "/admin/investors/new", "/admin/outbox",
+        "/no-such-page",
     ]
-    if email:
-        pages.append(f"/admin/outbox/{email}")
+    # made by the other journeys when they run first (the demo has none of its own)
+    pages += [f"/admin/outbox/{email}"] * bool(email) + [f"/letters/batches/{batch}"] * bool(batch)
+    pages += [f"/mailbox/triage/{inbound}"] * bool(inbound)
     return pages
 
 
 def scan(page, url: str, label: str) -> str:
     """Open `url`, unfold every folded panel and return axe's report for it ('' when clean)."""
     response = page.goto(url)
-    assert response is not None and response.status in (200, 403), (url, response and response.status)
+    assert response is not None and response.status in (200, 403, 404), (url, response and response.status)
     page.evaluate("() => document.querySelectorAll('details').forEach((d) => { d.open = true; })")
     return check(page, f"{label} {url}")
 
@@ -132,3 +151,23 @@ def test_the_scan_reports_a_seeded_violation(page):
     report = check(page, "seeded")
     assert "seeded: color-contrast (serious)" in report and "#seeded-low-contrast" in report
     assert "https://dequeuniversity.com/rules/axe/" in report
+
+
+@pytest.mark.parametrize("required", [True, False])
+def test_a_missing_axe_core_fails_when_required_and_skips_saying_why_otherwise(tmp_path, required):
+    """Without node_modules/axe-core: a usage error under ENGAGE_REQUIRE_BROWSER=1, else a skip with the reason."""
+    env = {**os.environ, "ENGAGE_AXE_JS": str(tmp_path / "axe.min.js")}
+    env.pop("ENGAGE_REQUIRE_BROWSER", None)
+    if required:
+        env["ENGAGE_REQUIRE_BROWSER"] = "1"
+    root = Path(__file__).resolve().parents[2]
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
+                          "tests/browser/test_accessibility.py", "-k", "seeded"],
+                         cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    output = run.stdout + run.stderr
+    assert "axe-core is not installed" in output and "npm ci" in output, output
+    if required:
+        assert run.returncode == pytest.ExitCode.USAGE_ERROR, output
+        assert "required" in output
+    else:
+        assert run.returncode == pytest.ExitCode.OK and "1 skipped" in output, output
