@@ -171,3 +171,28 @@ def test_a_missing_axe_core_fails_when_required_and_skips_saying_why_otherwise(t
         assert "required" in output
     else:
         assert run.returncode == pytest.ExitCode.OK and "1 skipped" in output, output
+
+
+def test_a_table_that_scrolls_sideways_is_a_focus_stop_only_while_it_does(page, live_app):
+    """The score's table on a phone: reachable and scrollable by keyboard; back to normal when wide."""
+    import sqlalchemy as sa
+
+    from engage.extensions import db
+    from engage.models import Score
+
+    with live_app.app.app_context():
+        score = db.session.scalar(sa.select(Score.id).order_by(Score.id).limit(1))
+        db.session.remove()
+    sign_in(page, ROLES["viewer"])
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(f"/scoring/scores/{score}")
+    table = page.locator("main table[data-scroll-stop]").first
+    assert table.get_attribute("tabindex") == "0"
+    assert table.evaluate("(t) => t.scrollWidth > t.clientWidth && !t.querySelector('a, button, input, select, textarea')")
+    table.focus()
+    assert table.evaluate("(t) => document.activeElement === t && t.scrollLeft === 0")
+    page.keyboard.press("ArrowRight")
+    page.wait_for_function("(t) => t.scrollLeft > 0", arg=table.element_handle())
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.wait_for_function("() => !document.querySelector('main [data-scroll-stop]')")
+    assert page.locator("main table[tabindex]").count() == 0
