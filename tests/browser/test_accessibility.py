@@ -86,7 +86,7 @@ def demo_pages(live_app) -> list[str]:
         "/exports", f"/exports/campaigns/{campaign}/report",
         "/admin/", "/admin/audit", "/admin/users", "/admin/users/new", f"/admin/users/{user}/edit",
         "/admin/campaigns", f"/admin/campaigns/{campaign}", "/admin/investors", f"/admin/investors/{investor}", "/admin/investors/new", "/admin/outbox",
-        "/no-such-page",
+        "/background/", "/no-such-page",
     ]
     # made by the other journeys when they run first (the demo has none of its own)
     pages += [f"/admin/outbox/{email}"] * bool(email) + [f"/letters/batches/{batch}"] * bool(batch)
