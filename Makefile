@@ -7,6 +7,8 @@ FLASK := $(VENV)/bin/flask --app wsgi
 PORT ?= 5000
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
+# axe-core for the accessibility scan (tests/browser/test_accessibility.py), pinned in package-lock.json
+NODE_STAMP := node_modules/.installed
 
 .PHONY: run test lint install install-test db seed clean bench load
 
@@ -25,7 +27,12 @@ $(TEST_STAMP): pyproject.toml $(STAMP)
 
 install: $(STAMP)
 
-install-test: $(TEST_STAMP)
+$(NODE_STAMP): package.json package-lock.json
+	@command -v npm >/dev/null || .ci/system-packages
+	npm ci --no-audit --no-fund
+	touch $@
+
+install-test: $(TEST_STAMP) $(if $(wildcard package.json),$(NODE_STAMP))
 
 db: install
 	$(FLASK) db upgrade
@@ -51,7 +58,7 @@ test: lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) instance/engage.sqlite* .pytest_cache
+	rm -rf $(VENV) node_modules instance/engage.sqlite* .pytest_cache
 
 # BENCH_ONLY=matching make bench: only the list-matching benchmark (issue 15).
 bench: install-test

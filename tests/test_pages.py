@@ -145,6 +145,8 @@ def test_dashboard_funnel_is_a_bar_chart_told_in_words(client, login_as):
     login_as("viewer")
     page = client.get("/").get_data(as_text=True)
     assert '<desc id="funnel-desc">Identified: 2. Mapping requested: 0.' in page and "Closed: 1. </desc>" in page
-    assert 'href="/engagements?stage=identified"' in page
+    assert 'href="/engagements?stage=identified" aria-label="Identified: 2"' in page
+    # bars that link make a group of named links, not an image (whose links would go unannounced)
+    assert 'role="group" aria-labelledby="funnel-title" aria-describedby="funnel-desc"' in page
     assert 'width="300.0"' in page and 'width="150.0" height="20" rx="3" class="muted"' in page  # closed: muted, half
     assert 'width="1" height="20"' in page  # an empty stage still shows a sliver

@@ -188,7 +188,7 @@ def test_search_needs_sign_in(client):
 def test_the_header_has_the_box_and_its_script_is_served(client, login_as):
     login_as("viewer")
     page = client.get("/").get_data(as_text=True)
-    assert '<form class="site-search" role="search" method="get" action="/search">' in page
+    assert '<form class="site-search" role="search" aria-label="Search everywhere" method="get" action="/search">' in page
     assert 'id="site-search-q" name="q"' in page and 'src="/static/js/search.js"' in page
     script = client.get("/static/js/search.js")
     assert script.status_code == 200 and b'"site-search-q"' in script.data

@@ -18,6 +18,7 @@ document.addEventListener("DOMContentLoaded", () => {
   setUpTemplatePreview();
   setUpBatchProgress();
   setUpSelectAll();
+  setUpScrollingRegions();
 });
 
 // Letter template editor: preview against sample data or a chosen engagement while typing.
@@ -86,4 +87,26 @@ function setUpSelectAll() {
       document.querySelectorAll(`input[name="${box.dataset.selectAll}"]`).forEach((row) => { row.checked = box.checked; });
     });
   });
+}
+
+// On a narrow screen a wide table scrolls sideways inside itself (app.css). One with no link or
+// control in it could not be scrolled from the keyboard, so while it overflows it is made a focus
+// stop (WCAG 2.1.1, axe's scrollable-region-focusable); the arrow keys then scroll it.
+function setUpScrollingRegions() {
+  const regions = document.querySelectorAll("main table, main .table-scroll");
+  if (!regions.length) return;
+  const mark = () => regions.forEach((region) => {
+    const scroller = ["auto", "scroll"].includes(getComputedStyle(region).overflowX);
+    const overflows = scroller && region.scrollWidth > region.clientWidth + 1;
+    if (overflows && !region.hasAttribute("tabindex")) {
+      region.tabIndex = 0;
+      region.dataset.scrollStop = "";
+    } else if (!overflows && "scrollStop" in region.dataset) {
+      region.removeAttribute("tabindex");
+      delete region.dataset.scrollStop;
+    }
+  });
+  mark();
+  window.addEventListener("resize", mark);
+  window.addEventListener("load", mark);
 }

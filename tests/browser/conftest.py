@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser import axe
+
 CHROMIUM = os.environ.get("ENGAGE_CHROMIUM", "/usr/bin/chromium")
 PASSWORD = "browser journeys 2026"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
@@ -32,10 +34,20 @@ def _browser_missing() -> str | None:
 
 
 def pytest_collection_modifyitems(config, items):
+    from tests.browser.axe import axe_missing
+
+    required = os.environ.get("ENGAGE_REQUIRE_BROWSER") == "1"
     reason = _browser_missing()
     if reason is None:
+        no_axe = axe_missing()
+        if no_axe and required and any("browser" in item.keywords for item in items):
+            raise pytest.UsageError(f"browser tests (with their accessibility scan) required but {no_axe}")
+        if no_axe:
+            for item in items:
+                if "axe" in item.keywords:
+                    item.add_marker(pytest.mark.skip(reason=f"accessibility scan skipped: {no_axe}"))
         return
-    if os.environ.get("ENGAGE_REQUIRE_BROWSER") == "1":
+    if required:
         raise pytest.UsageError(f"browser tests required but {reason}")
     marker = pytest.mark.skip(reason=f"browser tests skipped: {reason}")
     for item in items:
@@ -103,7 +115,11 @@ def screenshots(tmp_path_factory):
 
 @pytest.fixture()
 def page(browser, live_server, screenshots, request):
-    """A fresh browser context; the test fails if any page logs a console error."""
+    """A fresh browser context; the test fails if any page logs a console error.
+
+    `page.shot(name)` saves a screenshot of a key page and scans it with axe-core at 1280 and 390 px
+    (tests/browser/axe.py): a serious or critical WCAG 2.1 A/AA violation there fails the test too.
+    """
     context = browser.new_context(base_url=live_server, viewport={"width": 1280, "height": 900},
                                   accept_downloads=True)
     page = context.new_page()
@@ -119,10 +135,19 @@ def page(browser, live_server, screenshots, request):
 
     page.on("console", on_console)
     page.on("pageerror", lambda error: errors.append(f"{page.url}: {error}"))
-    page.shot = lambda name: page.screenshot(path=str(screenshots / f"{request.node.name}-{name}.png"), full_page=True)
+    inaccessible: list[str] = []
+
+    def shot(name: str) -> None:
+        page.screenshot(path=str(screenshots / f"{request.node.name}-{name}.png"), full_page=True)
+        report = axe.check_at_widths(page, f"{request.node.name} '{name}'")
+        if report:
+            inaccessible.append(report)
+
+    page.shot = shot
     yield page
     context.close()
     assert errors == [], errors
+    assert not inaccessible, "axe-core found serious or critical WCAG 2.1 A/AA violations:\n" + "\n".join(inaccessible)
 
 
 def sign_in(page, email: str, password: str = PASSWORD) -> None:
