@@ -82,7 +82,7 @@ def main() -> int:
             cwd=ROOT / "tests" / "load", env={**env, "LOAD_USERS_FILE": str(users_file),
                                                "LOAD_RESULT_FILE": str(result_file), "LOAD_SUBJECT": SUBJECT,
                                                # the smoke's few users think less, so that every kind of write happens
-                                               **({"LOAD_WAIT_MIN": "0.05", "LOAD_WAIT_MAX": "0.3"} if SMOKE else {})},
+                                               **({"LOAD_WAIT_MIN": "0.05", "LOAD_WAIT_MAX": "0.3", "LOAD_EVERY_WRITE": "1"} if SMOKE else {})},
             capture_output=True, text=True)
         if locust.returncode not in (0, 1) or not result_file.exists():
             print(locust.stdout[-4000:], locust.stderr[-4000:], sep="\n")
