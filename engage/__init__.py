@@ -232,6 +232,7 @@ def register_blueprints(app: Flask) -> None:
     # Imported when an app is built, not with the package (see the module docstring).
     from engage.account.routes import bp as account_bp
     from engage.admin.routes import bp as admin_bp
+    from engage.api import routes as api_routes
     from engage.auth.routes import bp as auth_bp
     from engage.companies.routes import bp as companies_bp
     from engage.engagements.routes import bp as engagements_bp
@@ -265,6 +266,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(valuechain_bp)
     app.register_blueprint(search_bp)
     app.register_blueprint(admin_bp)
+    api_routes.init_app(app)  # the JSON API blueprint, with its OpenAPI document (flask-smorest)
     # The one rule outside its package's prefix: calendar feeds handed out before the feed moved
     # to /reminders/calendar/ keep working (a permanent redirect).
     app.add_url_rule("/calendar/<token>.ics", endpoint="old_calendar", view_func=old_calendar)
@@ -272,6 +274,7 @@ def register_blueprints(app: Flask) -> None:
 
 def register_errorhandlers(app: Flask) -> None:
     # Imported when an app is built, not with the package (see the module docstring).
+    from engage.api.problems import is_api_request, problem
     from engage.extensions import db
     from engage.security import signed_out_page
 
@@ -286,6 +289,8 @@ def register_errorhandlers(app: Flask) -> None:
     }
 
     def render_error(code: int, detail: str | None = None):
+        if is_api_request():  # /api/v1/... outside any view (unknown path, method): problem details
+            return problem(code, detail or messages[code][1])
         title, text = messages[code]
         return render_template("errors/error.html", code=code, title=title, text=detail or text), code
 

@@ -1,5 +1,6 @@
 """All models, importable as `from engage.models import Company`."""
 
+from engage.models.api import ApiToken
 from engage.models.audit import AuditEvent
 from engage.models.base import (
     CandidateStatus,
@@ -37,6 +38,7 @@ from engage.models.users import User
 from engage.models.valuechain import Relationship, RelationshipStatusChange, ValueChainMap
 
 __all__ = [
+    "ApiToken",
     "ACTIVE_STATUSES", "CandidateStatus", "FlagLink", "ListVersion", "MatchCandidate",
     "Attachment", "AuditEvent", "Campaign", "Company", "CompanyAlias", "CompanyContact", "ContactRole", "Criterion",
     "CriterionScore", "Direction", "DivestmentAlert", "Engagement", "EngagementEvent", "ExportRun", "Escalation",
