@@ -91,6 +91,7 @@ def init_app(app) -> None:
                                 "`Authorization: Bearer <token>`. Updates need `If-Match` with the ETag "
                                 "of the last read; errors are `application/problem+json`."},
     })
+    api.register_field(s.DecimalText, "string", "decimal")
     api.spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
     api.spec.options["security"] = [{"bearer": []}]
     csrf.exempt(bp)

@@ -28,6 +28,13 @@ def _date(**kw):
     return fields.Date(validate=validate.Range(min=DATE_MIN, max=DATE_MAX), **kw)
 
 
+class DecimalText(fields.Decimal):
+    """An exact decimal, written as a string ("1000.00") so no float rounding touches it."""
+
+    def __init__(self, **kw):
+        super().__init__(as_string=True, **kw)
+
+
 def _text(maximum: int, **kw):
     return fields.String(validate=validate.Length(max=maximum), **kw)
 
@@ -235,7 +242,7 @@ class ScoreSchema(Schema):
     rubric_id = fields.Integer()
     scorer_id = fields.Integer(allow_none=True)
     scored_on = fields.Date()
-    total = fields.Decimal(as_string=True, metadata={"description": "0 to 100, two decimals."})
+    total = DecimalText(metadata={"description": "0 to 100, two decimals."})
     note = fields.String()
     moderates_id = fields.Integer(allow_none=True)
     criteria = fields.List(fields.Nested(CriterionScoreSchema), attribute="criterion_scores")
@@ -254,9 +261,9 @@ class HoldingSchema(Schema):
     fund_id = fields.Integer()
     company_id = fields.Integer()
     as_of = fields.Date()
-    shares = fields.Decimal(as_string=True, allow_none=True)
-    market_value = fields.Decimal(as_string=True, allow_none=True)
-    weight = fields.Decimal(as_string=True, allow_none=True)
+    shares = DecimalText(allow_none=True)
+    market_value = DecimalText(allow_none=True)
+    weight = DecimalText(allow_none=True)
 
 
 class ListEntrySchema(Schema):
