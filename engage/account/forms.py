@@ -2,6 +2,7 @@ from flask_wtf import FlaskForm
 from wtforms import DateField, PasswordField, SelectChoice, SelectField, StringField, SubmitField
 from wtforms.validators import DataRequired, EqualTo, Length
 
+from engage.idempotency import FormTokenMixin
 from engage.validators import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, sane_date, strong_password
 
 
@@ -17,7 +18,7 @@ class PasswordChangeForm(FlaskForm):
     submit = SubmitField("Change password")
 
 
-class TokenForm(FlaskForm):
+class TokenForm(FormTokenMixin, FlaskForm):
     """A new personal access token for the JSON API: what it is for, its scope, its last day."""
 
     name = StringField("Name", validators=[DataRequired(), Length(max=120)],

@@ -5,7 +5,7 @@ import datetime as dt
 from flask import Blueprint, current_app, flash, redirect, render_template, url_for
 from flask_login import current_user
 
-from engage import clock
+from engage import clock, idempotency
 from engage.account import service
 from engage.account.forms import PasswordChangeForm, TokenForm
 from engage.api import tokens
@@ -98,10 +98,17 @@ def create_token():
     """Create a personal access token for the JSON API; its secret is shown on this answer only."""
     form = TokenForm()
     if form.validate_on_submit():
+        here = url_for("account.index") + "#tokens"
         try:
+            # A reload of the answer sends the form again: it makes no second token.
+            claimed = idempotency.claim(form.form_token.data, "account.token", current_user.id)
             _, secret = tokens.create(current_user, name=form.name.data, scope=form.scope.data,
                                       expires_on=form.expires_on.data, today=clock.today(),
                                       max_days=current_app.config["API_TOKEN_MAX_DAYS"])
+            idempotency.record_result(claimed, here)
+        except idempotency.AlreadySubmitted as duplicate:
+            db.session.rollback()
+            return idempotency.answer_duplicate(duplicate, here)
         except tokens.TokenError as error:
             db.session.rollback()
             refuse(form, error)

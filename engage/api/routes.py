@@ -16,7 +16,7 @@ import io
 from pathlib import Path
 
 import sqlalchemy as sa
-import swagger_ui_bundle
+import flask_swagger_ui
 from flask import Blueprint as FlaskBlueprint
 from flask import Response, abort, current_app, g, json, render_template, request, send_from_directory
 from flask_smorest import Api, Blueprint
@@ -54,6 +54,8 @@ bp = Blueprint("api", __name__, url_prefix="/api/v1",
 
 #: Swagger UI's files, served by the app (never from a CDN).
 SWAGGER_FILES = {"swagger-ui.css", "swagger-ui-bundle.js", "swagger-ui-standalone-preset.js"}
+#: Swagger UI 5 (OpenAPI 3.1), as the flask-swagger-ui package ships it; only its files are used.
+SWAGGER_DIR = Path(flask_swagger_ui.__file__).resolve().parent / "dist"
 IF_MATCH = {"name": "If-Match", "in": "header", "required": True, "schema": {"type": "string"},
             "description": "The ETag of the resource as last read; a stale one is refused with 412."}
 
@@ -695,7 +697,7 @@ def docs_page():
 def docs_asset(name: str):
     if name not in SWAGGER_FILES:
         abort(404)
-    return send_from_directory(Path(swagger_ui_bundle.swagger_ui_path), name, max_age=3600)
+    return send_from_directory(SWAGGER_DIR, name, max_age=3600)
 
 
 # Added with Flask's add_url_rule, not flask-smorest's: they are not operations of the API.
