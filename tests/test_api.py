@@ -300,3 +300,34 @@ def test_list_query_count_does_not_grow(client, make_token, count_queries, froze
         response = client.get("/api/v1/engagements", headers=bearer(secret))
     assert response.json["total"] == 15
     assert many.count == few.count
+
+
+def test_company_create_update_and_flag_use_the_forms_rules(client, make_token, frozen_today):
+    user, secret = make_token("analyst")
+    bad = client.post("/api/v1/companies", headers=bearer(secret),
+                      json={"name": "Hikvision", "isin": "CNE100000PM9", "website": "not a url"})
+    assert bad.status_code == 422, bad.json
+    assert set(bad.json["errors"]) == {"isin", "website"}
+    made = client.post("/api/v1/companies", headers=bearer(secret),
+                       json={"name": "Hikvision", "isin": "CNE100000PM8", "aliases": ["海康威视"], "country": "cn"})
+    assert made.status_code == 201, made.json
+    assert made.json["country"] == "CN" and made.json["aliases"] == ["海康威视"]
+    url = f"/api/v1/companies/{made.json['id']}"
+    dup = client.post("/api/v1/companies", headers=bearer(secret), json={"name": "Copy", "isin": "CNE100000PM8"})
+    assert dup.status_code == 422 and "already belongs" in dup.json["errors"]["isin"][0]
+    assert client.patch(url, json={"sector": "Electronics"}, headers=bearer(secret)).status_code == 428
+    changed = client.patch(url, json={"sector": "Electronics"},
+                           headers={**bearer(secret), "If-Match": made.headers["ETag"]})
+    assert changed.status_code == 200, changed.json
+    assert changed.json["sector"] == "Electronics" and changed.json["isin"] == "CNE100000PM8"
+    stale = client.patch(url, json={"sector": "Other"}, headers={**bearer(secret), "If-Match": made.headers["ETag"]})
+    assert stale.status_code == 412
+    flag = client.post(url + "/risk-flags", headers=bearer(secret),
+                       json={"source": "us_entity_list", "citation": "84 FR 54002", "effective_date": "2019-10-09"})
+    assert flag.status_code == 201, flag.json
+    assert client.get(url, headers=bearer(secret)).json["flags"] == ["us_entity_list"]
+    no_citation = client.post(url + "/risk-flags", headers=bearer(secret), json={"source": "cbp_wro", "citation": ""})
+    assert no_citation.status_code == 422
+    creator = db.session.scalar(sa.select(AuditEvent.actor_id).where(AuditEvent.object_type == "RiskFlag",
+                                                                     AuditEvent.action == "create"))
+    assert creator == user.id

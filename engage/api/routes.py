@@ -19,6 +19,7 @@ import sqlalchemy as sa
 import flask_swagger_ui
 from flask import Blueprint as FlaskBlueprint
 from flask import Response, abort, current_app, g, json, render_template, request, send_from_directory
+from werkzeug.datastructures import MultiDict
 from flask_smorest import Api, Blueprint
 from flask_smorest import abort as smorest_abort
 from flask_smorest.utils import prepare_response
@@ -46,6 +47,8 @@ from engage.models import (
     Score,
     User,
 )
+from engage.companies import service as companies_service
+from engage.companies.forms import CompanyForm, RiskFlagForm
 from engage.reminders import service as reminders
 from engage.security import SAFE_METHODS, access_rule, require_role
 
@@ -211,7 +214,7 @@ COMPANY_SORTS = {"name": Company.normalized_name, "isin": Company.isin, "country
 @require_role("viewer", token=True)
 def companies(args):
     """List companies (filters as on the Companies page; `flagged` for those on a risk list)."""
-    query = sa.select(Company).options(selectinload(Company.risk_flags))
+    query = sa.select(Company).options(*COMPANY_LOAD)
     if args.get("q"):
         like = f"%{args['q'].lower()}%"
         query = query.where(sa.or_(sa.func.lower(Company.name).like(like), Company.isin == args["q"].upper(),
@@ -235,8 +238,86 @@ def companies(args):
 @require_role("viewer", token=True)
 def company(company_id: int):
     """One company, with the lists it is currently flagged on."""
-    item = found(Company, company_id, selectinload(Company.risk_flags))
-    return item, 200, {"ETag": etag_of(s.CompanySchema().dump(item))}
+    return _company_response(found(Company, company_id, *COMPANY_LOAD))
+
+
+COMPANY_LOAD = (selectinload(Company.risk_flags), selectinload(Company.aliases))
+#: API field -> company form field, where they differ.
+COMPANY_FORM_FIELDS = {"parent": "parent_ref"}
+
+
+def _company_form(data: dict, company: Company | None) -> CompanyForm:
+    """The company form filled from the JSON (over the stored values for an update), validated."""
+    values = {}
+    if company is not None:
+        values = {"name": company.name, "aliases": "\n".join(company.alias_names), "isin": company.isin or "",
+                  "lei": company.lei or "", "parent_ref": companies_service.parent_reference(company),
+                  "ticker": company.ticker or "", "exchange": company.exchange or "",
+                  "country": company.country or "", "sector": company.sector or "", "website": company.website or "",
+                  "address": company.address or "", "description": company.description or ""}
+    for key, value in data.items():
+        values[COMPANY_FORM_FIELDS.get(key, key)] = "\n".join(value) if key == "aliases" else (value or "")
+    form = CompanyForm(formdata=MultiDict(values), company=company, meta={"csrf": False})
+    if not form.validate():
+        errors = {next((k for k, v in COMPANY_FORM_FIELDS.items() if v == name), name): list(messages)
+                  for name, messages in form.errors.items()}
+        smorest_abort(422, message="The company was not saved: " + "; ".join(
+            f"{name}: {' '.join(messages)}" for name, messages in errors.items()), messages={"json": errors})
+    return form
+
+
+def _company_response(item: Company, status: int = 200):
+    return item, status, {"ETag": etag_of(s.CompanySchema().dump(item))}
+
+
+@bp.route("/companies", methods=["POST"])
+@bp.arguments(s.CompanyCreate)
+@bp.response(201, s.CompanySchema)
+@require_role("viewer", "analyst", token=True)
+def company_create(data):
+    """Add a company (the company form's checks apply)."""
+    form = _company_form(data, None)
+    item = companies_service.apply_form(Company(), form)
+    db.session.add(item)
+    db.session.commit()
+    return _company_response(item, 201)
+
+
+@bp.route("/companies/<int:company_id>", methods=["PATCH"])
+@bp.arguments(s.CompanyWrite)
+@bp.response(200, s.CompanySchema)
+@bp.doc(parameters=[IF_MATCH])
+@bp.alt_response(412, response="PRECONDITION_FAILED")
+@bp.alt_response(428, response="PRECONDITION_REQUIRED")
+@require_role("viewer", "analyst", token=True)
+def company_update(data, company_id: int):
+    """Change a company's fields (those sent); needs If-Match."""
+    item = db.session.scalar(sa.select(Company).where(Company.id == company_id).options(*COMPANY_LOAD)
+                             .with_for_update(of=Company))
+    if item is None:
+        abort(404, f"There is no company {company_id}.")
+    check_if_match(etag_of(s.CompanySchema().dump(item)))
+    companies_service.apply_form(item, _company_form(data, item))
+    db.session.commit()
+    return _company_response(item)
+
+
+@bp.route("/companies/<int:company_id>/risk-flags", methods=["POST"])
+@bp.arguments(s.RiskFlagCreate)
+@bp.response(201, s.RiskFlagSchema)
+@require_role("viewer", "analyst", token=True)
+def risk_flag_create(data, company_id: int):
+    """Flag a company as on a list (as the company page's Add flag form does)."""
+    item = found(Company, company_id)
+    values = {key: "" if value is None else str(value) for key, value in data.items()}
+    form = RiskFlagForm(formdata=MultiDict(values), meta={"csrf": False})
+    if not form.validate():
+        smorest_abort(422, message="The flag was not added: " + "; ".join(
+            f"{name}: {' '.join(messages)}" for name, messages in form.errors.items()),
+            messages={"json": dict(form.errors)})
+    flag = companies_service.add_flag(item, form, g._login_user.id)
+    db.session.commit()
+    return flag, 201, {"ETag": etag_of(s.RiskFlagSchema().dump(flag))}
 
 
 @bp.route("/risk-flags")

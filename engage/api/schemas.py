@@ -175,6 +175,7 @@ class RiskFlagSchema(Schema):
 class CompanySchema(Schema):
     id = fields.Integer()
     name = fields.String()
+    aliases = fields.Function(lambda c: list(c.alias_names))
     isin = fields.String(allow_none=True)
     lei = fields.String(allow_none=True)
     ticker = fields.String(allow_none=True)
@@ -182,6 +183,8 @@ class CompanySchema(Schema):
     country = fields.String(allow_none=True)
     sector = fields.String(allow_none=True)
     website = fields.String(allow_none=True)
+    address = fields.String()
+    description = fields.String()
     parent_id = fields.Integer(allow_none=True)
     flags = fields.Method("current_flags", metadata={"description": "Lists the company is currently flagged on."})
 
@@ -301,6 +304,37 @@ class EngagementExportSchema(Schema):
 
 
 # --- writes -------------------------------------------------------------------------------------
+
+class CompanyWrite(Schema):
+    """A company's fields; the same checks as the company form (ISIN and LEI check digits, unique)."""
+
+    name = fields.String(validate=validate.Length(min=1, max=200))
+    aliases = fields.List(fields.String(validate=validate.Length(max=200)), validate=validate.Length(max=100))
+    isin = fields.String(allow_none=True, validate=validate.Length(max=20))
+    lei = fields.String(allow_none=True, validate=validate.Length(max=30))
+    parent = fields.String(allow_none=True, validate=validate.Length(max=300),
+                           metadata={"description": "The parent company: its name, ISIN, LEI or #id."})
+    ticker = fields.String(allow_none=True, validate=validate.Length(max=20))
+    exchange = fields.String(allow_none=True, validate=validate.Length(max=40))
+    country = fields.String(allow_none=True, validate=validate.Length(max=2))
+    sector = fields.String(allow_none=True, validate=validate.Length(max=80))
+    website = fields.String(allow_none=True, validate=validate.Length(max=500))
+    address = _text(2000, allow_none=True)
+    description = _text(5000, allow_none=True)
+
+
+class CompanyCreate(CompanyWrite):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+
+
+class RiskFlagCreate(Schema):
+    source = fields.String(required=True, validate=validate.OneOf(RiskSource.values()))
+    section = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=40))
+    effective_date = _date(load_default=None, allow_none=True)
+    citation = fields.String(required=True, validate=validate.Length(min=1, max=500))
+    citation_url = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=500))
+    note = _text(5000, load_default="")
+
 
 class EngagementOpen(Schema):
     company_id = Id(required=True)
