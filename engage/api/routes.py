@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import http
 import io
 from pathlib import Path
 
@@ -76,8 +77,6 @@ class EngageApi(Api):
         """None app-wide: the blueprint's own handler (below) answers the API's errors."""
 
     def _register_responses(self):
-        import http  # the status codes flask-smorest documents, as its own method does
-
         for status in http.HTTPStatus:
             response = {"description": status.phrase}
             if not (100 <= status < 200) and status not in (204, 304):
