@@ -331,3 +331,32 @@ def test_company_create_update_and_flag_use_the_forms_rules(client, make_token, 
     creator = db.session.scalar(sa.select(AuditEvent.actor_id).where(AuditEvent.object_type == "RiskFlag",
                                                                      AuditEvent.action == "create"))
     assert creator == user.id
+
+
+def test_score_a_response_and_add_a_fund(client, make_token, runner, frozen_today):
+    from engage.models import Campaign, Interaction, Rubric
+
+    assert runner.invoke(args=["seed"]).exit_code == 0
+    campaign = db.session.scalar(sa.select(Campaign).where(Campaign.slug == "xuar"))
+    item = factories.engagement(campaign=campaign)
+    reply = Interaction(engagement=item, kind="response", direction="inbound", occurred_on=dt.date(2026, 6, 1))
+    db.session.add(reply)
+    db.session.commit()
+    rubric = db.session.scalar(sa.select(Rubric).where(Rubric.campaign_id == campaign.id))
+    _, secret = make_token("analyst")
+    criteria = [{"criterion_id": c.id, "level": 1} for c in rubric.criteria]
+    short = client.post("/api/v1/scores", headers=bearer(secret),
+                        json={"interaction_id": reply.id, "scored_on": "2026-06-10", "criteria": criteria[1:]})
+    assert short.status_code == 422 and "criteria" in short.json["errors"]
+    no_evidence = [{**c, "level": 3} for c in criteria]
+    refused = client.post("/api/v1/scores", headers=bearer(secret),
+                          json={"interaction_id": reply.id, "scored_on": "2026-06-10", "criteria": no_evidence})
+    assert refused.status_code == 422 and "evidence" in refused.json["detail"]
+    made = client.post("/api/v1/scores", headers=bearer(secret),
+                       json={"interaction_id": reply.id, "scored_on": "2026-06-10", "criteria": criteria})
+    assert made.status_code == 201, made.json
+    assert float(made.json["total"]) == 25.0 and len(made.json["criteria"]) == len(criteria)
+    fund = client.post("/api/v1/funds", headers=bearer(secret), json={"name": "EM Equity", "base_currency": "usd"})
+    assert fund.status_code == 201 and fund.json["base_currency"] == "USD"
+    again = client.post("/api/v1/funds", headers=bearer(secret), json={"name": "EM Equity"})
+    assert again.status_code == 422 and "already exists" in again.json["errors"]["name"][0]

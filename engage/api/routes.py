@@ -51,6 +51,8 @@ from engage.models import (
 from engage.companies import service as companies_service
 from engage.companies.forms import CompanyForm, RiskFlagForm
 from engage.reminders import service as reminders
+from engage.scoring import service as scoring
+from engage.validators import http_url_problem
 from engage.security import SAFE_METHODS, access_rule, require_role
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1",
@@ -144,6 +146,14 @@ def authenticate():
 @bp.errorhandler(HTTPException)
 def http_error(error):
     return problems.from_http_exception(error)
+
+
+@bp.errorhandler(sa.exc.IntegrityError)
+def conflict(error):
+    """A unique row saved by a concurrent request between the check and the commit (a fund's name)."""
+    db.session.rollback()
+    return problems.problem(409, "This conflicts with a row saved meanwhile (a name or identifier now taken); "
+                                 "read again and retry.")
 
 
 # --- helpers --------------------------------------------------------------------------------------
@@ -645,7 +655,56 @@ def score(score_id: int):
     return item, 200, {"ETag": etag_of(s.ScoreSchema().dump(item))}
 
 
+@bp.route("/scores", methods=["POST"])
+@bp.arguments(s.ScoreCreate)
+@bp.response(201, s.ScoreSchema)
+@require_role("viewer", "analyst", token=True)
+def score_create(data):
+    """Score a company response against its campaign's published rubric (or moderate a score)."""
+    interaction = db.session.scalar(sa.select(Interaction).where(Interaction.id == data["interaction_id"])
+                                    .options(selectinload(Interaction.engagement)))
+    if interaction is None:
+        refuse(422, "interaction_id", f"There is no interaction {data['interaction_id']}.")
+    moderates = None
+    if data["moderates_id"] is not None:
+        moderates = db.session.get(Score, data["moderates_id"]) or refuse(
+            422, "moderates_id", f"There is no score {data['moderates_id']}.")
+    entries = {}
+    for index, entry in enumerate(data["criteria"]):
+        if (problem := http_url_problem(entry["evidence_url"])) is not None:
+            refuse(422, f"criteria.{index}.evidence_url", problem)
+        entries[entry["criterion_id"]] = scoring.Entry(level=entry["level"], evidence=entry["evidence"],
+                                                       evidence_url=entry["evidence_url"] or None)
+    try:
+        made = scoring.score_response(interaction, scorer_id=g._login_user.id, scored_on=data["scored_on"],
+                                      today=clock.today(), entries=entries, note=data["note"], moderates=moderates)
+        db.session.commit()
+    except scoring.ScoreError as error:
+        db.session.rollback()
+        # The form names a criterion's fields "level-<id>"; the API says which criterion in words.
+        refuse(422, "criteria" if error.field.startswith(("level-", "evidence-")) else error.field, error.message)
+    return made, 201, {"ETag": etag_of(s.ScoreSchema().dump(made))}
+
+
 # --- funds and holdings -------------------------------------------------------------------------
+
+@bp.route("/funds", methods=["POST"])
+@bp.arguments(s.FundCreate)
+@bp.response(201, s.FundSchema)
+@require_role("viewer", "analyst", token=True)
+def fund_create(data):
+    """Add a fund (its holdings come from an import on the Holdings page or the CLI)."""
+    name = data["name"].strip()
+    if not name:
+        refuse(422, "name", "Give the fund a name.")
+    if db.session.scalar(sa.select(Fund.id).where(Fund.name == name)):
+        refuse(422, "name", f"A fund called {name} already exists.")
+    item = Fund(name=name, provider=(data["provider"] or "").strip() or None,
+                base_currency=data["base_currency"].upper(), benchmark=(data["benchmark"] or "").strip() or None)
+    db.session.add(item)
+    db.session.commit()
+    return item, 201, {"ETag": etag_of(s.FundSchema().dump(item))}
+
 
 @bp.route("/funds")
 @bp.arguments(s.FundArgs, location="query")

@@ -336,6 +336,31 @@ class RiskFlagCreate(Schema):
     note = _text(5000, load_default="")
 
 
+class CriterionEntry(Schema):
+    criterion_id = Id(required=True)
+    level = fields.Integer(required=True, validate=validate.Range(min=0, max=4))
+    evidence = _text(5000, load_default="")
+    evidence_url = _text(500, load_default=None, allow_none=True)
+
+
+class ScoreCreate(Schema):
+    """A scored company response: one level (and evidence from level 3) per criterion of the rubric."""
+
+    interaction_id = Id(required=True, metadata={"description": "The company response scored."})
+    scored_on = _date(required=True)
+    note = _text(5000, load_default="")
+    moderates_id = Id(load_default=None, allow_none=True,
+                      metadata={"description": "Moderate this earlier score of the response (a second scorer)."})
+    criteria = fields.List(fields.Nested(CriterionEntry), required=True, validate=validate.Length(max=100))
+
+
+class FundCreate(Schema):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    provider = _text(120, load_default=None, allow_none=True)
+    base_currency = fields.String(load_default="USD", validate=validate.Regexp(r"^[A-Za-z]{3}$"))
+    benchmark = _text(200, load_default=None, allow_none=True)
+
+
 class EngagementOpen(Schema):
     company_id = Id(required=True)
     campaign_id = Id(required=True)
