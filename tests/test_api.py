@@ -175,9 +175,11 @@ def test_stage_move_obeys_the_cycle(client, make_token, engagement):
     assert stale.status_code == 412
     db.session.refresh(engagement)
     assert engagement.stage == "closed"
-    actor = db.session.scalar(sa.select(AuditEvent.actor_label).where(
-        AuditEvent.object_type == "Engagement", AuditEvent.action == "update"))
-    assert actor == user.email
+    actors = db.session.execute(sa.select(AuditEvent.actor_id, AuditEvent.actor_label).where(
+        AuditEvent.object_type == "Engagement", AuditEvent.action == "update")).all()
+    assert len(actors) == 2  # the two moves made; nothing of the refused ones
+    for actor in actors:
+        assert actor.actor_id == user.id and actor.actor_label.startswith(f"{user.email} (API token engage_")
 
 
 def test_open_engagement_and_log_interaction(client, make_token, frozen_today):

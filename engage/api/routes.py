@@ -14,6 +14,7 @@ import csv
 import hashlib
 import http
 import io
+from contextlib import ExitStack
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -28,7 +29,7 @@ from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import HTTPException
 
-from engage import clock
+from engage import audit, clock
 from engage.api import problems, schemas as s, tokens
 from engage.engagements import cycle, service as engagements
 from engage.engagements.queries import SORTS as ENGAGEMENT_SORTS
@@ -134,6 +135,9 @@ def authenticate():
     user = token.user
     g._login_user = user  # Flask-Login's current_user for this request only (never the session)
     g.api_token = token
+    # The audit trail says which token made a change: "sam@example.org (API token engage_Ab12Cd…)".
+    g.api_audit = ExitStack()
+    g.api_audit.enter_context(audit.acting_as(f"{user.email} (API token {token.prefix}…)", user.id))
     writing = request.method not in SAFE_METHODS
     if writing and not token.can_write:
         return problems.problem(403, "This token is read only; make a read-write token to change things.")
@@ -141,6 +145,13 @@ def authenticate():
     if not user.has_role(needed):
         return problems.problem(403, f"Your role ({user.role}) does not allow this; it needs {needed.value}.")
     return None
+
+
+@bp.teardown_request
+def end_acting(_error):
+    stack = g.pop("api_audit", None)
+    if stack is not None:
+        stack.close()
 
 
 @bp.errorhandler(HTTPException)
