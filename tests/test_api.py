@@ -63,6 +63,9 @@ def test_token_reads_lists_and_one_resource_with_etag(client, make_token, engage
     assert one.headers["ETag"] == f'"engagement-{engagement.id}-v{engagement.version}"'
     assert one.json["stage"] == "identified" and one.json["company_name"] == engagement.company.name
     assert client.get("/api/v1/engagements/999999", headers=bearer(secret)).mimetype == "application/problem+json"
+    unchanged = client.get(f"/api/v1/engagements/{engagement.id}",
+                           headers={**bearer(secret), "If-None-Match": one.headers["ETag"]})
+    assert unchanged.status_code == 304 and unchanged.data == b""
 
 
 def test_bad_query_value_is_422_naming_the_field(client, make_token):

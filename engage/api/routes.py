@@ -147,6 +147,14 @@ def authenticate():
     return None
 
 
+@bp.after_request
+def not_modified(response):
+    """A read sent with If-None-Match naming the current ETag gets a 304 without the body."""
+    if request.method in SAFE_METHODS and response.status_code == 200 and "ETag" in response.headers:
+        response.make_conditional(request)
+    return response
+
+
 @bp.teardown_request
 def end_acting(_error):
     stack = g.pop("api_audit", None)
