@@ -365,3 +365,13 @@ def test_score_a_response_and_add_a_fund(client, make_token, runner, frozen_toda
     assert fund.status_code == 201 and fund.json["base_currency"] == "USD"
     again = client.post("/api/v1/funds", headers=bearer(secret), json={"name": "EM Equity"})
     assert again.status_code == 422 and "already exists" in again.json["errors"]["name"][0]
+
+
+def test_nul_in_a_json_body_is_refused(client, make_token):
+    _, secret = make_token("analyst")
+    response = client.post("/api/v1/funds", headers=bearer(secret), json={"name": "Fund\u0000", "x": [{"y": "ok"}]})
+    assert response.status_code == 400 and "NUL" in response.json["detail"]
+    nested = client.post("/api/v1/scores", headers=bearer(secret),
+                         json={"interaction_id": 1, "scored_on": "2026-06-01",
+                               "criteria": [{"criterion_id": 1, "level": 1, "evidence": "\u0000"}]})
+    assert nested.status_code == 400

@@ -139,12 +139,25 @@ def authenticate():
     g.api_audit = ExitStack()
     g.api_audit.enter_context(audit.acting_as(f"{user.email} (API token {token.prefix}…)", user.id))
     writing = request.method not in SAFE_METHODS
+    if writing and _has_nul(request.get_json(silent=True)):  # the pages' check (engage.web) reads forms only
+        abort(400, "The request contains a NUL character, which no field accepts.")
     if writing and not token.can_write:
         return problems.problem(403, "This token is read only; make a read-write token to change things.")
     needed = rule["write"] if writing else rule["read"]
     if not user.has_role(needed):
         return problems.problem(403, f"Your role ({user.role}) does not allow this; it needs {needed.value}.")
     return None
+
+
+def _has_nul(value) -> bool:
+    """True when a NUL character is in any string of a JSON document (PostgreSQL's text refuses it)."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(key) or _has_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(item) for item in value)
+    return False
 
 
 @bp.after_request
