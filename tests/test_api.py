@@ -375,3 +375,13 @@ def test_nul_in_a_json_body_is_refused(client, make_token):
                          json={"interaction_id": 1, "scored_on": "2026-06-01",
                                "criteria": [{"criterion_id": 1, "level": 1, "evidence": "\u0000"}]})
     assert nested.status_code == 400
+
+
+def test_nested_errors_name_the_item(client, make_token):
+    _, secret = make_token("analyst")
+    response = client.post("/api/v1/scores", headers=bearer(secret),
+                           json={"interaction_id": 1, "scored_on": "2026-06-01",
+                                 "criteria": [{"criterion_id": 1, "level": 1}, {"criterion_id": 0, "level": 9}]})
+    assert response.status_code == 422
+    assert set(response.json["errors"]) == {"criteria.1.criterion_id", "criteria.1.level"}
+    assert all(isinstance(m, str) for msgs in response.json["errors"].values() for m in msgs)

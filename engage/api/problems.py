@@ -29,16 +29,26 @@ def problem(status: int, detail: str, *, title: str | None = None, errors: dict 
     return response
 
 
+def _flatten(prefix: str, messages, out: dict) -> None:
+    """Nested messages ({"criteria": {2: {"level": [...]}}}) as dotted fields ("criteria.2.level")."""
+    if isinstance(messages, dict):
+        for name, inner in messages.items():
+            _flatten(f"{prefix}.{name}" if prefix else str(name), inner, out)
+    elif isinstance(messages, (list, tuple)):
+        for item in messages:
+            if isinstance(item, (dict, list, tuple)):
+                _flatten(prefix, item, out)
+            else:
+                out.setdefault(prefix or "_", []).append(str(item))
+    else:
+        out.setdefault(prefix or "_", []).append(str(messages))
+
+
 def _messages(data) -> dict:
-    """webargs' {"json": {"field": ["message"]}} as {"field": ["message"]} (location kept when it says more)."""
-    out = {}
+    """webargs' {"json": {"field": ["message"]}} as {"field": ["message"]} (a header or path keeps its location)."""
+    out: dict = {}
     for location, fields in (data or {}).items():
-        if not isinstance(fields, dict):
-            out[location] = fields if isinstance(fields, list) else [str(fields)]
-            continue
-        for name, messages in fields.items():
-            key = name if location in ("json", "query") else f"{location}.{name}"
-            out[key] = messages if isinstance(messages, list) else [messages]
+        _flatten("" if location in ("json", "query") else str(location), fields, out)
     return out
 
 
@@ -52,7 +62,7 @@ def from_http_exception(error: HTTPException) -> Response:
         detail = error.description or HTTP_STATUS_CODES.get(status, "")
         if errors:
             detail = "The request has invalid values: " + "; ".join(
-                f"{field}: {' '.join(map(str, msgs))}" for field, msgs in errors.items())
+                f"{field}: {' '.join(msgs)}" for field, msgs in errors.items())
     headers = {}
     if status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="engage"'
