@@ -385,3 +385,16 @@ def test_nested_errors_name_the_item(client, make_token):
     assert response.status_code == 422
     assert set(response.json["errors"]) == {"criteria.1.criterion_id", "criteria.1.level"}
     assert all(isinstance(m, str) for msgs in response.json["errors"].values() for m in msgs)
+
+
+def test_remove_a_flag_with_if_match(client, make_token, engagement):
+    _, secret = make_token("analyst")
+    flag = engagement.company.risk_flags[0]
+    url = f"/api/v1/risk-flags/{flag.id}"
+    read = client.get(url, headers=bearer(secret))
+    assert client.delete(url, headers=bearer(secret)).status_code == 428
+    assert client.delete(url, headers={**bearer(secret), "If-Match": '"stale"'}).status_code == 412
+    gone = client.delete(url, headers={**bearer(secret), "If-Match": read.headers["ETag"]})
+    assert gone.status_code == 204
+    assert client.get(url, headers=bearer(secret)).status_code == 404
+    assert db.session.scalar(sa.select(AuditEvent.action).where(AuditEvent.action == "flag_removed")) == "flag_removed"

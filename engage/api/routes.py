@@ -51,6 +51,7 @@ from engage.models import (
 )
 from engage.companies import service as companies_service
 from engage.companies.forms import CompanyForm, RiskFlagForm
+from engage.lists import review
 from engage.reminders import service as reminders
 from engage.scoring import service as scoring
 from engage.validators import http_url_problem
@@ -385,6 +386,26 @@ def risk_flags(args):
 def risk_flag(flag_id: int):
     item = found(RiskFlag, flag_id)
     return item, 200, {"ETag": etag_of(s.RiskFlagSchema().dump(item))}
+
+
+@bp.route("/risk-flags/<int:flag_id>", methods=["DELETE"])
+@bp.response(204)
+@bp.doc(parameters=[IF_MATCH])
+@bp.alt_response(409, response="CONFLICT")
+@bp.alt_response(412, response="PRECONDITION_FAILED")
+@bp.alt_response(428, response="PRECONDITION_REQUIRED")
+@require_role("viewer", "analyst", token=True)
+def risk_flag_delete(flag_id: int):
+    """Remove a flag as the company page does: a list's flag becomes a rejected match, remembered by screening."""
+    flag = found(RiskFlag, flag_id)
+    check_if_match(etag_of(s.RiskFlagSchema().dump(flag)))
+    try:
+        review.reject_flag(flag, g._login_user)
+    except review.ReviewError as error:
+        db.session.rollback()
+        refuse(409, error.field, error.message)
+    db.session.commit()
+    return None
 
 
 @bp.route("/list-entries")
