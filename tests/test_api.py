@@ -361,6 +361,10 @@ def test_score_a_response_and_add_a_fund(client, make_token, runner, frozen_toda
                        json={"interaction_id": reply.id, "scored_on": "2026-06-10", "criteria": criteria})
     assert made.status_code == 201, made.json
     assert float(made.json["total"]) == 25.0 and len(made.json["criteria"]) == len(criteria)
+    shown = client.get(f"/api/v1/engagements/{item.id}", headers=bearer(secret)).json
+    assert (shown["latest_score"], shown["score_change"], shown["last_contact"]) == ("25.00", None, "2026-06-01")
+    listed = client.get("/api/v1/engagements?sort=score&dir=desc", headers=bearer(secret)).json["items"]
+    assert listed[0]["latest_score"] == "25.00"
     fund = client.post("/api/v1/funds", headers=bearer(secret), json={"name": "EM Equity", "base_currency": "usd"})
     assert fund.status_code == 201 and fund.json["base_currency"] == "USD"
     again = client.post("/api/v1/funds", headers=bearer(secret), json={"name": "EM Equity"})

@@ -5,6 +5,8 @@ flask-smorest turns them into the OpenAPI document, and checks requests against 
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from marshmallow import EXCLUDE, Schema, fields, validate
 
 from engage.models import (
@@ -192,6 +194,16 @@ class CompanySchema(Schema):
         return sorted({flag.source for flag in company.risk_flags if flag.ended_on is None})
 
 
+def _figure(engagement, key: str):
+    """One of the figures the list page shows beside an engagement (set by the API's views, one query a page)."""
+    value = getattr(engagement, "api_figures", {}).get(key)
+    if value is None:
+        return None
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return f"{Decimal(str(value)).quantize(Decimal('0.01'))}"
+
+
 class EngagementSchema(Schema):
     id = fields.Integer()
     company_id = fields.Integer()
@@ -208,6 +220,14 @@ class EngagementSchema(Schema):
     next_step = fields.String()
     next_step_on = fields.Date(allow_none=True)
     version = fields.Integer(metadata={"description": "Optimistic lock; the ETag changes with it."})
+    next_follow_up = fields.Function(lambda e: _figure(e, "next_follow_up"), metadata={
+        "type": ["string", "null"], "format": "date", "description": "The earliest reminder not done."})
+    last_contact = fields.Function(lambda e: _figure(e, "last_contact"), metadata={
+        "type": ["string", "null"], "format": "date", "description": "The latest interaction that is not a note."})
+    latest_score = fields.Function(lambda e: _figure(e, "latest_score"), metadata={
+        "type": ["string", "null"], "format": "decimal", "description": "Total of the latest primary score."})
+    score_change = fields.Function(lambda e: _figure(e, "score_change"), metadata={
+        "type": ["string", "null"], "format": "decimal", "description": "Latest score minus the one before."})
 
 
 class InteractionSchema(Schema):
