@@ -402,3 +402,12 @@ def test_remove_a_flag_with_if_match(client, make_token, engagement):
     assert gone.status_code == 204
     assert client.get(url, headers=bearer(secret)).status_code == 404
     assert db.session.scalar(sa.select(AuditEvent.action).where(AuditEvent.action == "flag_removed")) == "flag_removed"
+
+
+def test_a_viewer_is_offered_read_only_tokens(client, login_as, frozen_today):
+    login_as("viewer")
+    page = client.get("/account").get_data(as_text=True)
+    assert 'value="read"' in page and 'value="read_write"' not in page
+    refused = client.post("/account/tokens", data={"name": "x", "scope": "read_write", "expires_on": "2026-07-01"})
+    assert refused.status_code == 422
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(ApiToken)) == 0

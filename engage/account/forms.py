@@ -28,3 +28,9 @@ class TokenForm(FormTokenMixin, FlaskForm):
     expires_on = DateField("Works until", validators=[DataRequired(), sane_date],
                            description="The last day the token works.")
     submit = SubmitField("Create token")
+
+    def __init__(self, *args, can_write: bool, **kwargs):
+        """`can_write`: the user's role may change things; a viewer is offered read-only tokens alone."""
+        super().__init__(*args, **kwargs)
+        if not can_write:
+            self.scope.choices = [SelectChoice("read", "Read only")]

@@ -18,7 +18,7 @@ bp = Blueprint("account", __name__, url_prefix="/account")
 
 
 def _token_form() -> TokenForm:
-    return TokenForm(formdata=None, expires_on=clock.today() + dt.timedelta(days=90))
+    return TokenForm(formdata=None, expires_on=clock.today() + dt.timedelta(days=90), can_write=current_user.can_edit)
 
 
 def _page(password_form: PasswordChangeForm | None = None, status: int = 200, token_form: TokenForm | None = None,
@@ -96,7 +96,7 @@ def reset_calendar():
 @require_role("viewer")
 def create_token():
     """Create a personal access token for the JSON API; its secret is shown on this answer only."""
-    form = TokenForm()
+    form = TokenForm(can_write=current_user.can_edit)
     if form.validate_on_submit():
         here = url_for("account.index") + "#tokens"
         try:
