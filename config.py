@@ -212,6 +212,18 @@ class Config:
     #: Rendered PDFs and DOCX files, one per letter version (default: instance/cache/letters).
     DOCUMENT_CACHE_DIR = os.environ.get("DOCUMENT_CACHE_DIR")
 
+    #: The JSON API (engage.api): its OpenAPI document's title and versions (flask-smorest).
+    API_TITLE = "Engage API"
+    API_VERSION = "v1"
+    OPENAPI_VERSION = "3.1.0"
+    #: Requests per token (per client address without one) to /api/v1/, Flask-Limiter syntax.
+    API_RATE_LIMIT = os.environ.get("API_RATE_LIMIT", "120 per minute;5000 per hour")
+    #: The longest life a personal access token may be given, in days.
+    API_TOKEN_MAX_DAYS = env_int("API_TOKEN_MAX_DAYS", 366)
+    #: Rows per page of an API list when `per_page` is not given, and the most it may ask for.
+    API_PAGE_SIZE = env_int("API_PAGE_SIZE", 50)
+    API_MAX_PAGE_SIZE = env_int("API_MAX_PAGE_SIZE", 500)
+
 
 class TestConfig(Config):
     """Isolated settings for the test suite; the database comes from TEST_DATABASE_URL."""

@@ -242,6 +242,7 @@ def register_blueprints(app: Flask) -> None:
     from engage.account.routes import bp as account_bp
     from engage.admin.routes import bp as admin_bp
     from engage.background.routes import bp as background_bp
+    from engage.api import routes as api_routes
     from engage.auth.routes import bp as auth_bp
     from engage.companies.routes import bp as companies_bp
     from engage.engagements.routes import bp as engagements_bp
@@ -280,6 +281,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(views_bp)
     app.register_blueprint(admin_bp)
     app.register_blueprint(background_bp)
+    api_routes.init_app(app)  # the JSON API blueprint, with its OpenAPI document (flask-smorest)
     # The one rule outside its package's prefix: calendar feeds handed out before the feed moved
     # to /reminders/calendar/ keep working (a permanent redirect).
     app.add_url_rule("/calendar/<token>.ics", endpoint="old_calendar", view_func=old_calendar)
@@ -287,6 +289,7 @@ def register_blueprints(app: Flask) -> None:
 
 def register_errorhandlers(app: Flask) -> None:
     # Imported when an app is built, not with the package (see the module docstring).
+    from engage.api.problems import is_api_request, problem
     from engage.extensions import db
     from engage.security import signed_out_page
 
@@ -301,6 +304,8 @@ def register_errorhandlers(app: Flask) -> None:
     }
 
     def render_error(code: int, detail: str | None = None):
+        if is_api_request():  # /api/v1/... outside any view (unknown path, method): problem details
+            return problem(code, detail or messages[code][1])
         title, text = messages[code]
         return render_template("errors/error.html", code=code, title=title, text=detail or text), code
 

@@ -26,8 +26,12 @@ SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 ACCESS_ATTR = "_engage_access"
 
 
-def require_role(read: Role | str, write: Role | str | None = None):
-    """Declare the minimum role to read a view and (optionally) a stricter one to change."""
+def require_role(read: Role | str, write: Role | str | None = None, *, token: bool = False):
+    """Declare the minimum role to read a view and (optionally) a stricter one to change.
+
+    `token=True` (the JSON API's views): the caller is the user of a bearer token, which the
+    API checks itself (engage.api.routes); a session cookie never signs such a request in.
+    """
     read_role = Role(read)
     write_role = Role(write) if write is not None else read_role
 
@@ -36,7 +40,7 @@ def require_role(read: Role | str, write: Role | str | None = None):
         def wrapped(*args, **kwargs):
             return view(*args, **kwargs)
 
-        setattr(wrapped, ACCESS_ATTR, {"public": False, "read": read_role, "write": write_role})
+        setattr(wrapped, ACCESS_ATTR, {"public": False, "read": read_role, "write": write_role, "token": token})
         return wrapped
 
     return decorator
@@ -65,7 +69,7 @@ def enforce_access():
     if rule is None:
         current_app.logger.error("view %s declares no access rule; denied", request.endpoint)
         abort(403)
-    if rule["public"]:
+    if rule["public"] or rule.get("token"):  # token: checked by the API's own before_request
         return None
     if not current_user.is_authenticated:
         return login_manager.unauthorized()

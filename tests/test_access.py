@@ -43,6 +43,10 @@ def test_every_route_but_login_and_static_requires_login(app, client):
     for rule, url in targets:
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
             response = client.open(url, method=method)
+            if access_rule(rule.endpoint).get("token"):  # the JSON API: a bearer token, never a redirect
+                assert response.status_code == 401, (method, url, response.status_code)
+                assert response.mimetype == "application/problem+json", (method, url)
+                continue
             assert response.status_code == 302, (method, url, response.status_code)
             assert response.headers["Location"].startswith("/auth/login"), (method, url)
     assert client.get("/auth/login").status_code == 200
@@ -79,6 +83,9 @@ def test_roles_on_every_route(app, client, login_as, role):
             needed = access["read"] if method == "GET" else access["write"]
             response = client.open(url, method=method, data={})
             checked += 1
+            if access.get("token"):  # a session cookie never signs an API request in (roles: test_api)
+                assert response.status_code == 401, (role, method, url, response.status_code)
+                continue
             allowed = user.has_role(needed)
             if allowed:
                 assert response.status_code != 403, (role, method, url)

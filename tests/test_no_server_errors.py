@@ -13,8 +13,10 @@ import pytest
 import sqlalchemy as sa
 from flask import url_for
 
+from engage.api import tokens
 from engage.extensions import db
 from engage.models import (
+    ApiToken,
     Attachment,
     BackgroundJob,
     Campaign,
@@ -210,6 +212,12 @@ def ids_for(rule) -> dict:
                                          list_kind="engagements", name="Walk view", query="", shared=True))
                 db.session.commit()
             values[arg] = first(SavedView)
+        elif arg == "token_id":  # an API token (the account page revokes only one's own)
+            if first(ApiToken) is None:
+                tokens.create(db.session.scalar(sa.select(User).order_by(User.id)), name="walk", scope="read",
+                              expires_on=dt.date(2026, 12, 31), today=dt.date(2026, 1, 1), max_days=366)
+                db.session.commit()
+            values[arg] = first(ApiToken)
         else:
             model = {"campaign_id": Campaign, "investor_id": Investor, "rubric_id": Rubric, "user_id": User,
                      "attachment_id": Attachment, "run_id": ExportRun, "fund_id": Fund, "batch_id": LetterBatch,

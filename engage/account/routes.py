@@ -1,10 +1,14 @@
 """The signed-in user's own account: password, sessions and the calendar link."""
 
-from flask import Blueprint, flash, redirect, render_template, url_for
+import datetime as dt
+
+from flask import Blueprint, current_app, flash, redirect, render_template, url_for
 from flask_login import current_user
 
+from engage import clock, idempotency
 from engage.account import service
-from engage.account.forms import PasswordChangeForm
+from engage.account.forms import PasswordChangeForm, TokenForm
+from engage.api import tokens
 from engage.extensions import db, limiter
 from engage.forms import ActionForm
 from engage.security import acting_session_token, login_rate_limit, login_throttle_off, require_role
@@ -13,9 +17,16 @@ from engage.web import refuse
 bp = Blueprint("account", __name__, url_prefix="/account")
 
 
-def _page(password_form: PasswordChangeForm | None = None, status: int = 200):
+def _token_form() -> TokenForm:
+    return TokenForm(formdata=None, expires_on=clock.today() + dt.timedelta(days=90), can_write=current_user.can_edit)
+
+
+def _page(password_form: PasswordChangeForm | None = None, status: int = 200, token_form: TokenForm | None = None,
+          new_token: str | None = None):
     return render_template("account/index.html", password_form=password_form or PasswordChangeForm(formdata=None),
-                           action_form=ActionForm(formdata=None)), status
+                           action_form=ActionForm(formdata=None), token_form=token_form or _token_form(),
+                           api_tokens=tokens.tokens_of(current_user), new_token=new_token, today=clock.today(),
+                           scope_labels=tokens.SCOPE_LABELS), status
 
 
 @bp.route("")
@@ -79,3 +90,46 @@ def reset_calendar():
         db.session.commit()
         flash("New calendar link created; subscribe to it in your calendar.", "success")
     return redirect(url_for("account.index"))
+
+
+@bp.route("/tokens", methods=["POST"])
+@require_role("viewer")
+def create_token():
+    """Create a personal access token for the JSON API; its secret is shown on this answer only."""
+    form = TokenForm(can_write=current_user.can_edit)
+    if form.validate_on_submit():
+        here = url_for("account.index") + "#tokens"
+        try:
+            # A reload of the answer sends the form again: it makes no second token.
+            claimed = idempotency.claim(form.form_token.data, "account.token", current_user.id)
+            _, secret = tokens.create(current_user, name=form.name.data, scope=form.scope.data,
+                                      expires_on=form.expires_on.data, today=clock.today(),
+                                      max_days=current_app.config["API_TOKEN_MAX_DAYS"])
+            idempotency.record_result(claimed, here)
+        except idempotency.AlreadySubmitted as duplicate:
+            db.session.rollback()
+            return idempotency.answer_duplicate(duplicate, here)
+        except tokens.TokenError as error:
+            db.session.rollback()
+            refuse(form, error)
+        else:
+            db.session.commit()
+            # Rendered, not redirected: the secret must not travel in a (signed, readable) session cookie.
+            return _page(new_token=secret)
+    return _page(token_form=form, status=422)
+
+
+@bp.route("/tokens/<int:token_id>/revoke", methods=["POST"])
+@require_role("viewer")
+def revoke_token(token_id: int):
+    """Revoke one of one's own tokens; it stops working at once."""
+    if ActionForm().validate_on_submit():
+        try:
+            token = tokens.revoke(current_user, token_id, clock.utcnow())
+        except tokens.TokenError:
+            db.session.rollback()
+            flash("No such token of yours.", "error")
+        else:
+            db.session.commit()
+            flash(f"Token {token.name!r} revoked.", "success")
+    return redirect(url_for("account.index") + "#tokens")

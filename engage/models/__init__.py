@@ -1,5 +1,6 @@
 """All models, importable as `from engage.models import Company`."""
 
+from engage.models.api import ApiToken
 from engage.models.audit import AuditEvent
 from engage.models.base import (
     CandidateStatus,
@@ -41,6 +42,7 @@ from engage.models.views import VIEW_NAME_MAX, VIEW_QUERY_MAX, SavedView, ViewLi
 
 __all__ = [
     "BackgroundJob", "JobStatus",
+    "ApiToken",
     "ACTIVE_STATUSES", "CandidateStatus", "FlagLink", "ListVersion", "MatchCandidate",
     "Attachment", "AuditEvent", "Campaign", "Company", "CompanyAlias", "CompanyContact", "ContactRole", "Criterion",
     "CriterionScore", "Direction", "DivestmentAlert", "Engagement", "EngagementEvent", "ExportRun", "Escalation",

@@ -1,0 +1,12 @@
+// The API reference page: Swagger UI on the OpenAPI document embedded in the page (no inline script: CSP).
+document.addEventListener("DOMContentLoaded", function () {
+  var source = document.getElementById("openapi-document");
+  if (!source || typeof SwaggerUIBundle === "undefined") { return; }
+  SwaggerUIBundle({
+    spec: JSON.parse(source.textContent),
+    dom_id: "#swagger-ui",
+    deepLinking: true,
+    persistAuthorization: false,
+    withCredentials: false
+  });
+});

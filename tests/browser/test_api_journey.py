@@ -1,0 +1,55 @@
+"""The JSON API end to end: a token made on the account page in Chromium, the API reference page,
+and scripts/api_example.py run against the live server with that token."""
+
+import datetime as dt
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.browser.conftest import sign_in
+
+pytestmark = pytest.mark.browser
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "api_example.py"
+
+
+def test_token_from_the_account_page_drives_the_example_script(page, live_server):
+    sign_in(page, "analyst@example.org")
+    page.goto("/account")
+    form = page.locator("form", has=page.get_by_role("button", name="Create token"))
+    form.get_by_label("Name").fill("Example script")
+    form.get_by_label("Scope").select_option("read_write")
+    page.get_by_role("button", name="Create token").click()
+    secret = page.locator("#new-token").inner_text().strip()
+    assert secret.startswith("engage_")
+    expect(page.get_by_role("cell", name="Example script")).to_be_visible()
+    page.shot("account-token")
+    page.reload()  # sends the form again: no second token, and the secret is not shown again
+    expect(page.locator("#new-token")).to_have_count(0)
+    expect(page.get_by_role("cell", name="Example script")).to_have_count(1)
+
+    page.goto("/api/v1/docs")  # Swagger UI from the app's own files, under the app's CSP
+    expect(page.locator(".swagger-ui .opblock").first).to_be_visible()
+    expect(page.get_by_text("/api/v1/engagements/{engagement_id}/stage").first).to_be_visible()
+    page.shot("api-docs")
+
+    month = (dt.date.today().replace(day=1) - dt.timedelta(days=1)).strftime("%Y-%m")
+    run = subprocess.run([sys.executable, str(SCRIPT), "--url", live_server, "--month", month],
+                         env={**os.environ, "ENGAGE_TOKEN": secret}, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert "flagged: " in run.stderr
+    assert "moved: engagement " in run.stderr, run.stderr
+    assert run.stdout.startswith("Company,ISIN,")
+    assert f"for {month}" in run.stderr
+
+    page.goto("/account")
+    expect(page.get_by_role("row", name="Example script")).not_to_contain_text("never")
+    page.get_by_role("row", name="Example script").get_by_role("button", name="Revoke").click()
+    expect(page.get_by_text("revoked", exact=False).first).to_be_visible()
+    again = subprocess.run([sys.executable, str(SCRIPT), "--url", live_server, "--no-move"],
+                           env={**os.environ, "ENGAGE_TOKEN": secret}, capture_output=True, text=True, timeout=60)
+    assert again.returncode == 1 and "revoked" in again.stderr
