@@ -51,6 +51,7 @@ from engage.models import (
     ValueChainMap,
     normalize_name,
 )
+from engage.names import stored_forms
 from engage.valuechain import feeds, parsing
 from engage.valuechain.parsing import MapRefused, MapRow
 from engage.valuechain.regions import in_uyghur_region
@@ -168,15 +169,11 @@ class Preview:
 
 def _company_records(exclude: int) -> tuple[dict[int, CompanyRecord], dict[int, str]]:
     """Every company but the engaged one, as the matching engine reads them, by id (two queries)."""
-    rows = db.session.execute(sa.select(Company.id, Company.name, Company.isin, Company.lei, Company.ticker,
-                                        Company.exchange).where(Company.id != exclude).order_by(Company.id)).all()
-    aliases: dict[int, list[str]] = defaultdict(list)
-    for company_id, alias in db.session.execute(sa.select(CompanyAlias.company_id, CompanyAlias.alias)
-                                                .order_by(CompanyAlias.company_id, CompanyAlias.alias)):
-        aliases[company_id].append(alias)
-    records = {cid: CompanyRecord(id=cid, names=(name, *aliases.get(cid, ())), isin=isin, lei=lei, ticker=ticker,
-                                  exchange=exchange) for cid, name, isin, lei, ticker, exchange in rows}
-    return records, {row[0]: row[1] for row in rows}
+    rows = db.session.execute(sa.select(*screening.COMPANY_COLUMNS).where(Company.id != exclude)
+                              .order_by(Company.id)).all()
+    aliases = db.session.execute(sa.select(*screening.ALIAS_COLUMNS)
+                                 .order_by(CompanyAlias.company_id, CompanyAlias.alias)).all()
+    return screening.company_records(rows, aliases), {row[0]: row[1] for row in rows}
 
 
 def _row_record(index: int, item: MapRow) -> EntryRecord:
@@ -215,11 +212,11 @@ def _screen_rows(rows: list[RowPreview], records: dict[int, CompanyRecord]) -> S
     the lists' latest versions (three queries, one `match`); what `screening.screen` would match."""
     versions = screening.latest_versions()
     by_version = {v.id: v for v in versions.values()}
-    entries = [EntryRecord(id=entry_id, names=tuple(n for n in [name, *(aliases or [])] if n),
-                           identifiers=dict(identifiers or {}))
-               for entry_id, name, aliases, identifiers, status in db.session.execute(
+    entries = [screening.entry_record(entry_id, name, aliases, identifiers, stored)
+               for entry_id, name, aliases, identifiers, status, stored in db.session.execute(
                    sa.select(ListedEntity.id, ListedEntity.name, ListedEntity.aliases, ListedEntity.identifiers,
-                             ListedEntity.status).where(ListedEntity.version_id.in_(list(by_version) or [-1])))
+                             ListedEntity.status, ListedEntity.name_forms)
+                   .where(ListedEntity.version_id.in_(list(by_version) or [-1])))
                if status in ACTIVE_STATUSES]
     parents = dict(db.session.execute(sa.select(Company.id, Company.parent_id)
                                       .where(Company.parent_id.is_not(None))).all())
@@ -436,6 +433,7 @@ def save(company: Company, data: bytes, file_name: str, mapping: dict[str, str] 
     created: list[Company] = []
     if new_rows:
         values = [{"name": shown.rows[i].item.name, "normalized_name": normalize_name(shown.rows[i].item.name),
+                   "name_forms": stored_forms([shown.rows[i].item.name]),
                    "country": shown.rows[i].item.country, "isin": shown.rows[i].item.isin,
                    "lei": shown.rows[i].item.lei, "origin": origin, "ticker": None, "exchange": None,
                    "sector": None, "website": None, "parent_id": None, "address": "", "description": "",
@@ -445,6 +443,7 @@ def save(company: Company, data: bytes, file_name: str, mapping: dict[str, str] 
                            Company.id > newest)  # a new counterparty's name is unique within the import
         made_from = {-1 - i: row["id"] for i, row in zip(new_rows, inserted)}
         aliases = [{"company_id": made_from[-1 - i], "alias": alias, "normalized_alias": normalize_name(alias),
+                    "name_forms": stored_forms([alias], first=False),
                     "created_at": now, "updated_at": now}
                    for i in new_rows for alias in dict.fromkeys(shown.rows[i].item.aliases)
                    if alias.lower() != shown.rows[i].item.name.lower()]
@@ -520,8 +519,7 @@ def _screen(company_ids: list[int], screened: Screened | None, made_from: dict[i
     candidates = [c for c in candidates if c.company_id in loaded.companies]
     missing = [record for cid, record in loaded.companies.items() if cid not in covered]
     if missing:
-        entries = [EntryRecord(id=e.id, names=tuple(n for n in [e.name, *(e.aliases or [])] if n),
-                               identifiers=dict(e.identifiers or {}))
+        entries = [screening.entry_record(e.id, e.name, e.aliases, e.identifiers, e.name_forms)
                    for e in loaded.entries.values() if e.status in ACTIVE_STATUSES]
         candidates += match(missing, entries)
     candidates.sort(key=lambda c: (c.company_id, c.entry_id))
