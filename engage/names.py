@@ -255,8 +255,13 @@ def stored_forms(names: Sequence[str], entry: bool = False, first: bool = True) 
     A JSON array: the key, then per form [published, core, full, flags, share class], where
     published is the index of the name it is when it is one of `names` whole, and full is null
     when it is the core."""
+    return encoded(name_forms(names, entry, first), names, entry, first)
+
+
+def encoded(forms: Sequence[NameForm], names: Sequence[str], entry: bool = False, first: bool = True) -> str:
+    """stored_forms for a caller that has read `names` already: `forms` is name_forms(names, entry, first)."""
     out: list = [_key(names, entry, first)]
-    for form in name_forms(names, entry, first):
+    for form in forms:
         full = " ".join(form.full_tokens)
         published = names.index(form.published) if form.published in names else form.published
         flags = (_MAIN if form.label.endswith("name") else 0) | (_CJK_FORM if form.cjk else 0) \
@@ -281,6 +286,12 @@ def forms_of(stored: str | None, names: Sequence[str], entry: bool = False, firs
     """`names` read for matching: the stored reading when fresh, else read now."""
     found = read_stored(stored, names, entry, first)
     return found if found is not None else name_forms(names, entry, first)
+
+
+def as_entry(forms: Sequence[NameForm]) -> list[NameForm]:
+    """A company's forms of some names as a list entry's forms of the same names (labelled "entry ...")."""
+    return [NameForm.restored(f.published, "entry " + f.label, f.text, " ".join(f.full_tokens), f.cjk, f.share_class,
+                              f.subsidiaries) for f in forms]
 
 
 def refreshed(stored: str | None, names: Sequence[str], entry: bool = False, first: bool = True) -> str:

@@ -132,9 +132,10 @@ class Loaded:
     #: child id -> parent id, every company with a parent.
     parents: dict[int, int]
     versions: dict[str, ListVersion]
-    #: The latest version's entries, by id and by (list name, key).
-    entries: dict[int, ListedEntity]
-    by_key: dict[tuple[str, str], ListedEntity]
+    #: The latest version's entries, by id and by (list name, key): rows of listed_entities' columns
+    #: (read like the model's attributes, `entry.name`), not ORM objects.
+    entries: dict[int, sa.Row]
+    by_key: dict[tuple[str, str], sa.Row]
     #: Current flags tied to an entry: (company id, list name, key, link) -> flag.
     flags: dict[tuple[int, str, str, str], RiskFlag]
     #: Current flags of companies in scope tied to no entry and made by no analyst, by
@@ -225,8 +226,9 @@ def load(fund: Fund | None = None, companies: Iterable[int] | None = None) -> Lo
                                      .order_by(CompanyAlias.company_id, CompanyAlias.alias)).all()
     records = company_records(rows, aliases)
     versions = latest_versions()
-    entries = {e.id: e for e in db.session.scalars(
-        sa.select(ListedEntity).where(ListedEntity.version_id.in_([v.id for v in versions.values()] or [-1])))}
+    # Rows, not ORM objects: twenty thousand entries are read, few of them are used.
+    entries = {e.id: e for e in db.session.execute(
+        sa.select(*ListedEntity.__table__.c).where(ListedEntity.version_id.in_([v.id for v in versions.values()] or [-1])))}
     by_version = {v.id: v for v in versions.values()}
     by_key = {(by_version[e.version_id].name, e.key): e for e in entries.values()}
     flags = {}
