@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from engage import names
 from engage.extensions import db
 from engage.lists import screening
-from engage.models import Company, CompanyAlias, ListedEntity, RiskFlag
+from engage.models import Company, ListedEntity, RiskFlag
 from engage.names import as_entry, entry_names, name_forms, read_stored, refresh, stored_forms
 from engage.valuechain import service
 from tests import factories
