@@ -240,9 +240,14 @@ def forms_version() -> str:
     return digest.hexdigest()
 
 
+@cache
+def _key_prefix(entry: bool, first: bool) -> bytes:
+    return f"{forms_version()}\x1e{'e' if entry else 'c'}{'1' if first else '0'}\x1e".encode()
+
+
 def _key(names: Sequence[str], entry: bool, first: bool) -> str:
-    text = "\x1e".join((forms_version(), "e" if entry else "c", "1" if first else "0", "\x1f".join(n or "" for n in names)))
-    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+    """What a reading is of: the names, how they were read (a list entry's, a company's name or alias), by what."""
+    return hashlib.blake2b(_key_prefix(entry, first) + "\x1f".join(names).encode(), digest_size=8).hexdigest()
 
 
 def _fresh(stored: str | None, names: Sequence[str], entry: bool, first: bool) -> bool:

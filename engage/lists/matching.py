@@ -301,8 +301,12 @@ def _name_keys(form: NameForm, corpus: _Corpus) -> list[tuple[str, ...]]:
     if len(form.full) >= TRUNCATION_MIN:
         keys.append(("^", form.full[:TRUNCATION_MIN]))
     if not form.cjk:
-        keys.extend(("t", t) for t in form.tokens if corpus.usable(t))
-        keys.extend(("4", t[:4]) for t in form.tokens if len(t) >= 5 and corpus.usable(t))  # typos
+        usable = corpus.usable
+        for t in form.tokens:
+            if usable(t):
+                keys.append(("t", t))
+                if len(t) >= 5:
+                    keys.append(("4", t[:4]))  # typos
         keys.extend(("p", x, y) for x, y in zip(form.tokens, form.tokens[1:]))
     return keys
 
