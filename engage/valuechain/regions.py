@@ -42,6 +42,8 @@ _CJK = re.compile(r"[\u3400-\u9fff]")
 
 
 def _fold(text: str) -> str:
+    if (text or "").isascii():  # no compatibility forms, no marks: what the normalising below gives
+        return (text or "").lower()
     text = unicodedata.normalize("NFKC", text or "").lower()
     return "".join(ch for ch in unicodedata.normalize("NFKD", text) if not unicodedata.combining(ch))
 
