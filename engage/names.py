@@ -247,7 +247,8 @@ def _key_prefix(entry: bool, first: bool) -> bytes:
 
 def _key(names: Sequence[str], entry: bool, first: bool) -> str:
     """What a reading is of: the names, how they were read (a list entry's, a company's name or alias), by what."""
-    return hashlib.blake2b(_key_prefix(entry, first) + "\x1f".join(names).encode(), digest_size=8).hexdigest()
+    text = "".join(f"{len(n)}:{n}" for n in names)  # length-prefixed: no two lists of names give one text
+    return hashlib.blake2b(_key_prefix(entry, first) + text.encode(), digest_size=8).hexdigest()
 
 
 def _fresh(stored: str | None, names: Sequence[str], entry: bool, first: bool) -> bool:

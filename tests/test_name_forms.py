@@ -53,6 +53,8 @@ def test_a_stored_reading_reads_back_as_the_names_read_now(texts, entry, first):
     assert read_stored(stored, [*texts[:-1], texts[-1] + " x"], entry, first) is None  # another name: not used
     assert read_stored(stored, texts, not entry, first) is None
     assert read_stored(None, texts, entry, first) is None
+    if len(texts) > 1:  # the same characters split into other names: another record
+        assert read_stored(stored, [texts[0] + texts[1], *texts[2:]], entry, first) is None
     json.loads(stored)  # plain JSON, readable in the database
 
 
