@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
-from engage import audit, clock
+from engage import audit, clock, names
 from engage.admin.service import UserError, create_user
 from engage.auth.service import find_user, lift_pause
 from engage.demo import load_demo
@@ -297,6 +297,24 @@ def lists_versions_command(list_name):
         click.echo(f"{v.name} version {v.id}: {v.file_name} ({v.format}), retrieved {v.retrieved_on.isoformat()}, "
                    f"sha256 {v.sha256[:12]}, {v.entry_count} entries, +{v.added_count} -{v.removed_count} "
                    f"~{v.changed_count}" + (f", after version {v.previous_id}" if v.previous_id else ""))
+
+
+@lists_cli.command("name-forms")
+@click.option("--write", is_flag=True, help="Rewrite the stale or missing readings (else only report them).")
+def lists_name_forms_command(write):
+    """Check the matching's stored readings of names (companies, aliases, list entries); exit 1 if any is stale.
+
+    A stale reading is never used (the name is read again each time), only slower: after an upgrade
+    of the name-reading code or its libraries, `--write` stores them again."""
+    found = names.refresh(db.session.connection(), write=write)
+    stale = 0
+    for table, (count, total) in found.items():
+        stale += count
+        click.echo(f"{table}: {total} rows, {count} {'rewritten' if write else 'stale or missing'}")
+    if write:
+        db.session.commit()
+    elif stale:
+        sys.exit(1)
 
 
 @click.command("screen")

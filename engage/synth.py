@@ -39,6 +39,7 @@ from engage.models import (
     User,
     normalize_name,
 )
+from engage.names import stored_forms
 
 BATCH = 5_000
 SECTORS = ["Information Technology", "Consumer Discretionary", "Industrials", "Materials", "Financials",
@@ -134,7 +135,8 @@ def _companies(rng: random.Random, count: int, stamp: dict, progress) -> list[in
     for i in range(count):
         country, exchange = MARKETS[i % len(MARKETS)]
         name = f"{rng.choice(WORDS)} {rng.choice(KINDS)} {i:05d} Co., Ltd."
-        rows.append({"name": name, "normalized_name": normalize_name(name), "isin": _isin(rng, country),
+        rows.append({"name": name, "normalized_name": normalize_name(name), "name_forms": stored_forms([name]),
+                     "isin": _isin(rng, country),
                      "ticker": f"{rng.randint(1, 999999):06d}" if country == "CN" else
                      "".join(rng.choice(string.ascii_uppercase) for _ in range(4)),
                      "exchange": exchange, "country": country, "sector": rng.choice(SECTORS),

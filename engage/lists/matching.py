@@ -5,7 +5,7 @@ Pure functions (no database, no Flask): the screening service loads `CompanyReco
 `EntryRecord`s, calls `match()` and decides what a score means (`FLAG_SCORE` flags,
 `REVIEW_SCORE` up to `FLAG_SCORE - 1` goes to the analysts' match review).
 
-How a name is read (`name_forms`):
+How a name is read (`name_forms`, in engage.names, which also keeps the reading stored with the rows):
 1. "a/k/a", "formerly", "d/b/a"... split one published string into several names (the phrase
    list is rigour's); a bracket that starts with such a phrase is an alias, any other bracket
    is a qualifier and is dropped (fingerprints.clean_brackets).
@@ -57,13 +57,13 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cache
 
-from fingerprints import clean_brackets
-from fingerprints.cleanup import clean_name_ascii
-from fingerprints.types.data import TYPES
 from rapidfuzz import fuzz
-from rigour._core import name_split_phrases_list  # the phrase list behind rigour.names.contains_split_phrase
+
+from engage.names import SHARE_CLASS_WORDS, NameForm, covers_subsidiaries, name_forms, split_names
+
+__all__ = ["FLAG_SCORE", "REVIEW_SCORE", "SHARE_CLASS_WORDS", "Candidate", "CompanyRecord", "EntryRecord", "NameForm",
+           "covers_subsidiaries", "match", "match_all_pairs", "name_forms", "score_names", "split_names"]
 
 FLAG_SCORE = 90  # at or above: flags
 REVIEW_SCORE = 70  # from here to FLAG_SCORE - 1: goes to the analysts' match review
@@ -102,30 +102,6 @@ COMMON_WORDS = frozenset(
     """.split()
 )
 
-#: Suffixes index providers put after a company's name: share class, listing form.
-SHARE_CLASS_WORDS = frozenset(
-    "a b h n s class cl adr adrs gdr gdrs sponsored spon unsponsored reg shs shares pref pfd dr "
-    "npv units".split()
-)
-
-#: Legal forms in fingerprints' list that are ordinary words in a name, kept in the core.
-_NOT_LEGAL_FORMS = frozenset(
-    "international internationale intl export import exp imp impand expcorp enterprise ent "
-    "lojistik sanayi ticaret insaat tesisat hk uk eu is up ok im ii".split()
-)
-
-#: Legal forms written in front of the name.
-_LEADING_FORMS = frozenset("pt ooo oao zao pao ao pjsc ojsc cjsc jsc tov too uab sia".split())
-
-_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
-_SUBSIDIARIES = re.compile(
-    r"[\s,;(]*(?:\band\b|&|\bincluding\b|\bincl\b\.?|\btogether\s+with\b|\bwith\b|\bplus\b)\s+"
-    r"(?:(?:its|their|all|of)\s+)*(?:(?:wholly[\s-]+owned|affiliated|controlled)\s+)?"
-    r"(?:subsidiaries|subsidiary\s+companies|affiliates|branches|controlled\s+entities)\b.*$",
-    re.IGNORECASE,
-)
-_BRACKETS = re.compile(r"[(\[]([^()\[\]]*)[)\]]")
-
 
 @dataclass(frozen=True)
 class CompanyRecord:
@@ -135,6 +111,8 @@ class CompanyRecord:
     lei: str | None = None
     ticker: str | None = None
     exchange: str | None = None
+    #: `names` read for comparison, when the caller has them (the rows' stored name_forms); else read here.
+    forms: Sequence[NameForm] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -142,6 +120,8 @@ class EntryRecord:
     id: int
     names: tuple[str, ...]  # the entry's name first, then its aliases (as published)
     identifiers: Mapping[str, Sequence[str]] = field(default_factory=dict)  # {"isin": [...], "lei": [...], "ticker": ["EXCH:TICK" or "TICK"]}
+    #: `names` read for comparison (name_forms(names, entry=True)), when the caller has them; else read here.
+    forms: Sequence[NameForm] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -150,156 +130,6 @@ class Candidate:
     entry_id: int
     score: int  # 0-100
     reason: str  # which identifier, which name form, which alias
-
-
-@dataclass(frozen=True)
-class NameForm:
-    """One name as compared: `tokens` is the core (legal forms and share class cut), `full`
-    keeps the legal forms (for truncation), `compact` is the core without spaces."""
-
-    published: str  # the string as entered or published (after a/k/a splitting)
-    label: str  # "name", "alias", "entry name", "entry alias"
-    tokens: tuple[str, ...]
-    full_tokens: tuple[str, ...]
-    cjk: bool
-    share_class: str | None = None
-    subsidiaries: bool = False
-    # joined once here, not at each of the many comparisons of the form
-    text: str = field(init=False, repr=False, compare=False)
-    compact: str = field(init=False, repr=False, compare=False)
-    full: str = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "text", " ".join(self.tokens))
-        object.__setattr__(self, "compact", "".join(self.tokens))
-        object.__setattr__(self, "full", "".join(self.full_tokens))
-
-    @property
-    def token_set(self) -> frozenset[str]:
-        """The core's words as a set (made at the form's first comparison, then kept)."""
-        found = self.__dict__.get("_token_set")
-        if found is None:
-            found = frozenset(self.tokens)
-            object.__setattr__(self, "_token_set", found)
-        return found
-
-    @property
-    def numbers(self) -> frozenset[str]:
-        found = self.__dict__.get("_numbers")
-        if found is None:
-            found = frozenset(t for t in self.tokens if t.isdigit())
-            object.__setattr__(self, "_numbers", found)
-        return found
-
-    def describe(self) -> str:
-        return f'{self.label} "{self.published}"'
-
-
-# ---------------------------------------------------------------------------------------------
-# Reading names
-
-
-@cache
-def _split_phrase_regex() -> re.Pattern[str]:
-    phrases = sorted(set(name_split_phrases_list()) | {"also known as", "formerly known as"}, key=len, reverse=True)
-    alternatives = "|".join(re.escape(p) for p in phrases)
-    return re.compile(rf"(?<![\w/.])(?:{alternatives})(?![\w/])", re.IGNORECASE)
-
-
-@cache
-def _legal_forms() -> tuple[frozenset[tuple[str, ...]], int]:
-    """Fingerprints' legal forms (all languages, Chinese included) as token tuples."""
-    forms: set[tuple[str, ...]] = set()
-    for kind in TYPES["types"]:
-        for form in (kind["main"], *kind["forms"]):
-            cleaned = clean_name_ascii(form)
-            if cleaned:
-                tokens = tuple(cleaned.split())
-                if not (len(tokens) == 1 and tokens[0] in _NOT_LEGAL_FORMS):
-                    forms.add(tokens)
-    return frozenset(forms), max(len(f) for f in forms)
-
-
-def split_names(published: str) -> list[str]:
-    """One published string as the names it carries: "A a/k/a B", "A (formerly B)"."""
-    names: list[str] = []
-    splitter = _split_phrase_regex()
-
-    def bracket(match: re.Match[str]) -> str:
-        inner = match.group(1)
-        found = splitter.search(inner)
-        if found and not inner[: found.start()].strip(" ,;:-"):
-            names.extend(split_names(inner[found.end():]))
-            return " "
-        return match.group(0)
-
-    text = _BRACKETS.sub(bracket, published)
-    parts = splitter.split(text)
-    return [p.strip(" ,;:-") for p in parts if p.strip(" ,;:-")] + names
-
-
-def covers_subsidiaries(published: str) -> bool:
-    """True when a published name extends to the entity's subsidiaries ("... and its subsidiaries")."""
-    return bool(_SUBSIDIARIES.search(published))
-
-
-def _strip_legal_forms(tokens: list[str]) -> tuple[list[str], int]:
-    """Cut legal forms from the end (repeatedly) and the few that stand in front of a name
-    ("PT", "OOO", "JSC"); returns the core (empty when the name is only legal forms) and how
-    many tokens were cut in front."""
-    forms, longest = _legal_forms()
-    changed = True
-    while changed and tokens:
-        changed = False
-        for size in range(min(longest, len(tokens)), 0, -1):
-            if tuple(tokens[-size:]) in forms:
-                tokens = tokens[:-size]
-                changed = True
-                break
-    start = 1 if len(tokens) > 1 and tokens[0] in _LEADING_FORMS else 0
-    return tokens[start:], start
-
-
-def _form(published: str, label: str) -> NameForm | None:
-    subsidiaries = covers_subsidiaries(published)
-    text = _SUBSIDIARIES.sub("", published) if subsidiaries else published
-    text = clean_brackets(text) or ""
-    cjk = bool(_CJK.search(text))
-    cleaned = clean_name_ascii(text.replace("&", " and ")) or ""
-    tokens = [t for t in cleaned.split() if t not in ("and", "the")]
-    share: list[str] = []
-    forms, _ = _legal_forms()
-    while len(tokens) > 1 and tokens[-1] in SHARE_CLASS_WORDS and not cjk:
-        share.insert(0, tokens.pop())
-    if share and all(t in SHARE_CLASS_WORDS or (t,) in forms for t in tokens):
-        tokens += share  # nothing but suffixes: keep them as the name
-        share = []
-    full = list(tokens)
-    core, start = _strip_legal_forms(tokens)
-    if not core:
-        return None
-    if cjk:  # pinyin syllables are not words: the name is one token
-        core = ["".join(core)]
-        full = ["".join(full[start:])]
-    else:
-        full = full[start:]
-    return NameForm(published=published, label=label, tokens=tuple(core), full_tokens=tuple(full),
-                    cjk=cjk, share_class=" ".join(share).upper() or None, subsidiaries=subsidiaries)
-
-
-def name_forms(names: Sequence[str], entry: bool = False) -> list[NameForm]:
-    """Every name a record carries, read for comparison (first the main name, then aliases)."""
-    out: list[NameForm] = []
-    prefix = "entry " if entry else ""
-    for position, published in enumerate(names):
-        if not published or not published.strip():
-            continue
-        for part_no, part in enumerate(split_names(published)):
-            label = prefix + ("name" if position == 0 and part_no == 0 else "alias")
-            form = _form(part, label)
-            if form is not None:
-                out.append(form)
-    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -471,8 +301,12 @@ def _name_keys(form: NameForm, corpus: _Corpus) -> list[tuple[str, ...]]:
     if len(form.full) >= TRUNCATION_MIN:
         keys.append(("^", form.full[:TRUNCATION_MIN]))
     if not form.cjk:
-        keys.extend(("t", t) for t in form.tokens if corpus.usable(t))
-        keys.extend(("4", t[:4]) for t in form.tokens if len(t) >= 5 and corpus.usable(t))  # typos
+        usable = corpus.usable
+        for t in form.tokens:
+            if usable(t):
+                keys.append(("t", t))
+                if len(t) >= 5:
+                    keys.append(("4", t[:4]))  # typos
         keys.extend(("p", x, y) for x, y in zip(form.tokens, form.tokens[1:]))
     return keys
 
@@ -481,8 +315,8 @@ class _Prepared:
     def __init__(self, companies: Iterable[CompanyRecord], entries: Iterable[EntryRecord]):
         self.companies = list(companies)
         self.entries = list(entries)
-        self.company_forms = [name_forms(c.names) for c in self.companies]
-        self.entry_forms = [name_forms(e.names, entry=True) for e in self.entries]
+        self.company_forms = [c.forms if c.forms is not None else name_forms(c.names) for c in self.companies]
+        self.entry_forms = [e.forms if e.forms is not None else name_forms(e.names, entry=True) for e in self.entries]
         self.corpus = _Corpus(self.entry_forms)
         self.entry_ids = [_entry_id_keys(e) for e in self.entries]
         self.company_ids = [_company_id_keys(c) for c in self.companies]

@@ -65,6 +65,7 @@ from engage.models import (
     User,
 )
 from engage.models.lists import latest_versions
+from engage.names import entry_names, forms_of
 
 #: The AuditEvent action that records a screening run.
 RUN_ACTION = "screening"
@@ -131,9 +132,10 @@ class Loaded:
     #: child id -> parent id, every company with a parent.
     parents: dict[int, int]
     versions: dict[str, ListVersion]
-    #: The latest version's entries, by id and by (list name, key).
-    entries: dict[int, ListedEntity]
-    by_key: dict[tuple[str, str], ListedEntity]
+    #: The latest version's entries, by id and by (list name, key): rows of listed_entities' columns
+    #: (read like the model's attributes, `entry.name`), not ORM objects.
+    entries: dict[int, sa.Row]
+    by_key: dict[tuple[str, str], sa.Row]
     #: Current flags tied to an entry: (company id, list name, key, link) -> flag.
     flags: dict[tuple[int, str, str, str], RiskFlag]
     #: Current flags of companies in scope tied to no entry and made by no analyst, by
@@ -166,6 +168,35 @@ def _descendants(company_ids, parents: dict[int, int]) -> set[int]:
     return found
 
 
+#: What a CompanyRecord is made of (company_records' `rows` and `aliases`), the stored readings included.
+COMPANY_COLUMNS = (Company.id, Company.name, Company.isin, Company.lei, Company.ticker, Company.exchange, Company.name_forms)
+ALIAS_COLUMNS = (CompanyAlias.company_id, CompanyAlias.alias, CompanyAlias.name_forms)
+
+
+def company_records(rows, aliases) -> dict[int, CompanyRecord]:
+    """Companies as the matching engine takes them, by id: `rows` of COMPANY_COLUMNS, `aliases` of
+    ALIAS_COLUMNS ordered by company and alias. The names' stored readings are used where fresh."""
+    alias_rows: dict[int, list[tuple[str, str | None]]] = defaultdict(list)
+    for company_id, alias, stored in aliases:
+        alias_rows[company_id].append((alias, stored))
+    records = {}
+    for cid, name, isin, lei, ticker, exchange, stored in rows:
+        mine = alias_rows.get(cid, ())
+        forms = forms_of(stored, [name])
+        for alias, alias_stored in mine:
+            forms += forms_of(alias_stored, [alias], first=False)
+        records[cid] = CompanyRecord(id=cid, names=(name, *(alias for alias, _ in mine)), isin=isin, lei=lei,
+                                     ticker=ticker, exchange=exchange, forms=forms)
+    return records
+
+
+def entry_record(entry_id: int, name: str, aliases, identifiers, stored: str | None) -> EntryRecord:
+    """A list entry as the matching engine takes it; its stored reading used where fresh."""
+    names = entry_names(name, aliases)
+    return EntryRecord(id=entry_id, names=names, identifiers=dict(identifiers or {}),
+                       forms=forms_of(stored, names, entry=True))
+
+
 def load(fund: Fund | None = None, companies: Iterable[int] | None = None) -> Loaded:
     """Read what one screening needs; the scope is every company, those `fund` holds, or `companies` (ids).
 
@@ -173,12 +204,11 @@ def load(fund: Fund | None = None, companies: Iterable[int] | None = None) -> Lo
     companies adds their parents and their subsidiaries (a flag on one of them links its subsidiaries).
     """
     parents = dict(db.session.execute(sa.select(Company.id, Company.parent_id).where(Company.parent_id.is_not(None))).all())
-    columns = (Company.id, Company.name, Company.isin, Company.lei, Company.ticker, Company.exchange)
+    columns = COMPANY_COLUMNS
     scoped = fund is not None or companies is not None
     if not scoped:
         rows = db.session.execute(sa.select(*columns)).all()
-        aliases = db.session.execute(sa.select(CompanyAlias.company_id, CompanyAlias.alias)
-                                     .order_by(CompanyAlias.company_id, CompanyAlias.alias)).all()
+        aliases = db.session.execute(sa.select(*ALIAS_COLUMNS).order_by(CompanyAlias.company_id, CompanyAlias.alias)).all()
     else:
         if fund is not None:
             held = sa.select(Holding.company_id).where(Holding.fund_id == fund.id)
@@ -191,18 +221,14 @@ def load(fund: Fund | None = None, companies: Iterable[int] | None = None) -> Lo
         wanted -= {row[0] for row in rows}
         rows += db.session.execute(sa.select(*columns).where(Company.id.in_(sorted(wanted) or [-1]))).all()
         scope = [row[0] for row in rows] or [-1]
-        aliases = db.session.execute(sa.select(CompanyAlias.company_id, CompanyAlias.alias)
+        aliases = db.session.execute(sa.select(*ALIAS_COLUMNS)
                                      .where(CompanyAlias.company_id.in_(scope))
                                      .order_by(CompanyAlias.company_id, CompanyAlias.alias)).all()
-    alias_names: dict[int, list[str]] = defaultdict(list)
-    for company_id, alias in aliases:
-        alias_names[company_id].append(alias)
-    records = {cid: CompanyRecord(id=cid, names=(name, *alias_names.get(cid, ())), isin=isin, lei=lei, ticker=ticker,
-                                  exchange=exchange)
-               for cid, name, isin, lei, ticker, exchange in rows}
+    records = company_records(rows, aliases)
     versions = latest_versions()
-    entries = {e.id: e for e in db.session.scalars(
-        sa.select(ListedEntity).where(ListedEntity.version_id.in_([v.id for v in versions.values()] or [-1])))}
+    # Rows, not ORM objects: twenty thousand entries are read, few of them are used.
+    entries = {e.id: e for e in db.session.execute(
+        sa.select(*ListedEntity.__table__.c).where(ListedEntity.version_id.in_([v.id for v in versions.values()] or [-1])))}
     by_version = {v.id: v for v in versions.values()}
     by_key = {(by_version[e.version_id].name, e.key): e for e in entries.values()}
     flags = {}
@@ -230,8 +256,7 @@ def load(fund: Fund | None = None, companies: Iterable[int] | None = None) -> Lo
 
 def find_candidates(loaded: Loaded) -> list[Candidate]:
     """The matching engine's candidates between the companies in scope and the active entries."""
-    entries = [EntryRecord(id=e.id, names=tuple(n for n in [e.name, *(e.aliases or [])] if n),
-                           identifiers=dict(e.identifiers or {}))
+    entries = [entry_record(e.id, e.name, e.aliases, e.identifiers, e.name_forms)
                for e in loaded.entries.values() if e.status in ACTIVE_STATUSES]
     return match(list(loaded.companies.values()), entries)
 

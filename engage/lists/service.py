@@ -25,6 +25,7 @@ from engage.lists import parsers
 from engage.lists.parsers import FORMATS, Entry, ListError, Parsed, parse_mapping
 from engage.models import ListedEntity, ListVersion, RiskSource, normalize_name
 from engage.models.lists import latest_versions
+from engage.names import entry_names, stored_forms
 
 __all__ = ["FORMATS", "ListError", "PreviewChanged", "ListDiff", "Preview", "preview", "save", "parse_mapping",
            "latest_versions", "versions", "parse_sources"]
@@ -320,6 +321,8 @@ def save(data: bytes, file_name: str, format: str | None = None, list_name: str 
         version = db.session.get(ListVersion, version_id)
         rows = [{"version_id": version.id, "key": e.key, "source": e.source, "normalized_name": normalize_name(e.name)[:300],
                  "created_at": now, "updated_at": now, **e.values()} for e in diff.entries]
+        for row in rows:  # the matching's reading, kept with the entry (engage.names)
+            row["name_forms"] = stored_forms(entry_names(row["name"], row.get("aliases")), entry=True)
         if rows:
             db.session.execute(sa.insert(ListedEntity), rows)
         audit.record("list_import", f"{diff.summary()} from {shown.file_name}", obj=version,

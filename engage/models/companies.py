@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from engage import names
 from engage.extensions import db
 from engage.models.base import FlagLink, RiskSource, TimestampMixin, enum_check
 
@@ -62,6 +63,8 @@ class Company(TimestampMixin, db.Model):
     description: Mapped[str] = mapped_column(sa.Text, default="")
     #: Set when a holdings import created the company, until an analyst reviews it.
     origin: Mapped[str | None] = mapped_column(sa.String(200), index=True)
+    #: The name as the list matching reads it (engage.names.stored_forms), kept fresh on every write.
+    name_forms: Mapped[str | None] = mapped_column(sa.Text)
 
     parent: Mapped[Company | None] = relationship(remote_side=[id], back_populates="subsidiaries")
     subsidiaries: Mapped[list[Company]] = relationship(back_populates="parent", order_by="Company.name")
@@ -98,6 +101,8 @@ class CompanyAlias(TimestampMixin, db.Model):
     company_id: Mapped[int] = mapped_column(sa.ForeignKey("companies.id", ondelete="CASCADE"))
     alias: Mapped[str] = mapped_column(sa.String(200))
     normalized_alias: Mapped[str] = mapped_column(sa.String(200), index=True)
+    #: The alias as the list matching reads it (engage.names.stored_forms, as an alias), kept fresh on every write.
+    name_forms: Mapped[str | None] = mapped_column(sa.Text)
 
     company: Mapped[Company] = relationship(back_populates="aliases")
 
@@ -105,6 +110,23 @@ class CompanyAlias(TimestampMixin, db.Model):
 @sa.event.listens_for(CompanyAlias.alias, "set", propagate=True)
 def _keep_normalized_alias(target: CompanyAlias, value: str, _old, _initiator) -> None:
     target.normalized_alias = normalize_name(value or "")
+
+
+@sa.event.listens_for(Company, "before_insert", propagate=True)
+@sa.event.listens_for(Company, "before_update", propagate=True)
+def _keep_company_name_forms(_mapper, _connection, target: Company) -> None:
+    """Read the name again when it changed (or the reading did): what the matching will load."""
+    stored = names.refreshed(target.name_forms, [target.name or ""])
+    if stored != target.name_forms:
+        target.name_forms = stored
+
+
+@sa.event.listens_for(CompanyAlias, "before_insert", propagate=True)
+@sa.event.listens_for(CompanyAlias, "before_update", propagate=True)
+def _keep_alias_name_forms(_mapper, _connection, target: CompanyAlias) -> None:
+    stored = names.refreshed(target.name_forms, [target.alias or ""], first=False)
+    if stored != target.name_forms:
+        target.name_forms = stored
 
 
 class RiskFlag(TimestampMixin, db.Model):

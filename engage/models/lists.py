@@ -16,6 +16,7 @@ import datetime as dt
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from engage import names
 from engage.extensions import db
 from engage.models.base import CandidateStatus, RiskSource, TimestampMixin, enum_check
 from engage.models.companies import normalize_name
@@ -104,6 +105,8 @@ class ListedEntity(TimestampMixin, db.Model):
     citation: Mapped[str] = mapped_column(sa.String(500))
     citation_url: Mapped[str | None] = mapped_column(sa.String(500))
     note: Mapped[str] = mapped_column(sa.Text, default="")
+    #: The name and aliases as the list matching reads them (engage.names.stored_forms), kept fresh on every write.
+    name_forms: Mapped[str | None] = mapped_column(sa.Text)
 
     version: Mapped[ListVersion] = relationship(back_populates="entries")
 
@@ -114,6 +117,15 @@ class ListedEntity(TimestampMixin, db.Model):
     def names(self) -> set[str]:
         """Every normalised name this entry can match."""
         return {normalize_name(n) for n in [self.name, *(self.aliases or [])] if normalize_name(n)}
+
+
+@sa.event.listens_for(ListedEntity, "before_insert", propagate=True)
+@sa.event.listens_for(ListedEntity, "before_update", propagate=True)
+def _keep_name_forms(_mapper, _connection, target: ListedEntity) -> None:
+    """Read the names again when they changed (or the reading did): what the matching will load."""
+    stored = names.refreshed(target.name_forms, names.entry_names(target.name, target.aliases), entry=True)
+    if stored != target.name_forms:
+        target.name_forms = stored
 
 
 def latest_version_ids():

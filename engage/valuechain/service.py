@@ -51,6 +51,7 @@ from engage.models import (
     ValueChainMap,
     normalize_name,
 )
+from engage.names import NameForm, as_entry, encoded, name_forms
 from engage.valuechain import feeds, parsing
 from engage.valuechain.parsing import MapRefused, MapRow
 from engage.valuechain.regions import in_uyghur_region
@@ -95,6 +96,8 @@ class RowPreview:
     possible: tuple[int, str, int, str] | None = None
     flags: list[FlagNote] = field(default_factory=list)
     region_reason: str | None = None
+    #: The row's name and aliases read for matching (_read), once for the preview and the save.
+    reading: tuple[list[NameForm], dict[str, list[NameForm]]] | None = field(default=None, repr=False)
 
     @property
     def flagged(self) -> bool:
@@ -168,20 +171,24 @@ class Preview:
 
 def _company_records(exclude: int) -> tuple[dict[int, CompanyRecord], dict[int, str]]:
     """Every company but the engaged one, as the matching engine reads them, by id (two queries)."""
-    rows = db.session.execute(sa.select(Company.id, Company.name, Company.isin, Company.lei, Company.ticker,
-                                        Company.exchange).where(Company.id != exclude).order_by(Company.id)).all()
-    aliases: dict[int, list[str]] = defaultdict(list)
-    for company_id, alias in db.session.execute(sa.select(CompanyAlias.company_id, CompanyAlias.alias)
-                                                .order_by(CompanyAlias.company_id, CompanyAlias.alias)):
-        aliases[company_id].append(alias)
-    records = {cid: CompanyRecord(id=cid, names=(name, *aliases.get(cid, ())), isin=isin, lei=lei, ticker=ticker,
-                                  exchange=exchange) for cid, name, isin, lei, ticker, exchange in rows}
-    return records, {row[0]: row[1] for row in rows}
+    rows = db.session.execute(sa.select(*screening.COMPANY_COLUMNS).where(Company.id != exclude)
+                              .order_by(Company.id)).all()
+    aliases = db.session.execute(sa.select(*screening.ALIAS_COLUMNS)
+                                 .order_by(CompanyAlias.company_id, CompanyAlias.alias)).all()
+    return screening.company_records(rows, aliases), {row[0]: row[1] for row in rows}
 
 
-def _row_record(index: int, item: MapRow) -> EntryRecord:
+def _read(item: MapRow) -> tuple[list[NameForm], dict[str, list[NameForm]]]:
+    """The row's name, and each of its aliases, read as a company's: the preview's two matchings and
+    the save's stored readings are made of these, each name read once."""
+    return name_forms([item.name]), {a: name_forms([a], first=False) for a in dict.fromkeys(item.aliases)}
+
+
+def _row_record(index: int, item: MapRow, reading=None) -> EntryRecord:
     identifiers = {k: [v] for k, v in (("isin", item.isin), ("lei", item.lei)) if v}
-    return EntryRecord(id=index, names=(item.name, *item.aliases), identifiers=identifiers)
+    name, aliases = reading or _read(item)
+    return EntryRecord(id=index, names=(item.name, *item.aliases), identifiers=identifiers,
+                       forms=as_entry(name + [f for a in item.aliases for f in aliases[a]]))
 
 
 def _list_label(list_name: str) -> str:
@@ -204,10 +211,12 @@ def _current_flags(company_ids: list[int]) -> dict[int, list[FlagNote]]:
     return notes
 
 
-def _new_record(index: int, item: MapRow) -> CompanyRecord:
+def _new_record(index: int, item: MapRow, reading=None) -> CompanyRecord:
     """A new row as the company `save` will make of it (its name, then its other aliases sorted)."""
     aliases = sorted(a for a in dict.fromkeys(item.aliases) if a.lower() != item.name.lower())
-    return CompanyRecord(id=-1 - index, names=(item.name, *aliases), isin=item.isin, lei=item.lei)
+    name, read = reading or _read(item)
+    return CompanyRecord(id=-1 - index, names=(item.name, *aliases), isin=item.isin, lei=item.lei,
+                         forms=name + [f for a in aliases for f in read[a]])
 
 
 def _screen_rows(rows: list[RowPreview], records: dict[int, CompanyRecord]) -> Screened:
@@ -215,18 +224,18 @@ def _screen_rows(rows: list[RowPreview], records: dict[int, CompanyRecord]) -> S
     the lists' latest versions (three queries, one `match`); what `screening.screen` would match."""
     versions = screening.latest_versions()
     by_version = {v.id: v for v in versions.values()}
-    entries = [EntryRecord(id=entry_id, names=tuple(n for n in [name, *(aliases or [])] if n),
-                           identifiers=dict(identifiers or {}))
-               for entry_id, name, aliases, identifiers, status in db.session.execute(
+    entries = [screening.entry_record(entry_id, name, aliases, identifiers, stored)
+               for entry_id, name, aliases, identifiers, status, stored in db.session.execute(
                    sa.select(ListedEntity.id, ListedEntity.name, ListedEntity.aliases, ListedEntity.identifiers,
-                             ListedEntity.status).where(ListedEntity.version_id.in_(list(by_version) or [-1])))
+                             ListedEntity.status, ListedEntity.name_forms)
+                   .where(ListedEntity.version_id.in_(list(by_version) or [-1])))
                if status in ACTIVE_STATUSES]
     parents = dict(db.session.execute(sa.select(Company.id, Company.parent_id)
                                       .where(Company.parent_id.is_not(None))).all())
     resolved = {r.company_id for r in rows if r.company_id}
     scope = resolved | screening._ancestors(resolved, parents) | screening._descendants(resolved, parents)
     companies = [records[cid] for cid in sorted(scope) if cid in records]
-    companies += [_new_record(index, row.item) for index, row in enumerate(rows) if row.company_id is None]
+    companies += [_new_record(index, row.item, row.reading) for index, row in enumerate(rows) if row.company_id is None]
     candidates = match(companies, entries) if entries and companies else []
     return Screened(candidates=candidates, covered=frozenset(c.id for c in companies), versions=frozenset(by_version))
 
@@ -286,7 +295,8 @@ def preview(company: Company, data: bytes, file_name: str, mapping: dict[str, st
                               sorted(parsed.errors, key=lambda e: e.row))
     records, names = _company_records(company.id)
     best: dict[int, tuple[int, int, str]] = {}
-    for candidate in match(records.values(), [_row_record(i, item) for i, item in enumerate(parsed.rows)]):
+    readings = [_read(item) for item in parsed.rows]
+    for candidate in match(records.values(), [_row_record(i, item, readings[i]) for i, item in enumerate(parsed.rows)]):
         kept = best.get(candidate.entry_id)
         if kept is None or candidate.score > kept[1]:
             best[candidate.entry_id] = (candidate.company_id, candidate.score,
@@ -294,7 +304,8 @@ def preview(company: Company, data: bytes, file_name: str, mapping: dict[str, st
     rows = []
     for index, item in enumerate(parsed.rows):
         found = best.get(index)
-        row = RowPreview(item=item, resolution=NEW, region_reason=in_uyghur_region(item.region, item.name))
+        row = RowPreview(item=item, resolution=NEW, region_reason=in_uyghur_region(item.region, item.name),
+                         reading=readings[index])
         if found and (found[1] >= FLAG_SCORE or accept_possible):
             row.resolution, row.company_id, row.score, row.reason = EXISTING, found[0], found[1], found[2]
             row.company_name = names[found[0]]
@@ -436,6 +447,7 @@ def save(company: Company, data: bytes, file_name: str, mapping: dict[str, str] 
     created: list[Company] = []
     if new_rows:
         values = [{"name": shown.rows[i].item.name, "normalized_name": normalize_name(shown.rows[i].item.name),
+                   "name_forms": encoded(_reading(shown.rows[i])[0], [shown.rows[i].item.name]),
                    "country": shown.rows[i].item.country, "isin": shown.rows[i].item.isin,
                    "lei": shown.rows[i].item.lei, "origin": origin, "ticker": None, "exchange": None,
                    "sector": None, "website": None, "parent_id": None, "address": "", "description": "",
@@ -445,6 +457,7 @@ def save(company: Company, data: bytes, file_name: str, mapping: dict[str, str] 
                            Company.id > newest)  # a new counterparty's name is unique within the import
         made_from = {-1 - i: row["id"] for i, row in zip(new_rows, inserted)}
         aliases = [{"company_id": made_from[-1 - i], "alias": alias, "normalized_alias": normalize_name(alias),
+                    "name_forms": encoded(_reading(shown.rows[i])[1][alias], [alias], first=False),
                     "created_at": now, "updated_at": now}
                    for i in new_rows for alias in dict.fromkeys(shown.rows[i].item.aliases)
                    if alias.lower() != shown.rows[i].item.name.lower()]
@@ -473,6 +486,12 @@ def save(company: Company, data: bytes, file_name: str, mapping: dict[str, str] 
     if screen and counterparty_ids:
         result = _screen(counterparty_ids, shown.screened, made_from)
     return Saved(preview=shown, map=vc_map, created=created, screening=result)
+
+
+def _reading(row: RowPreview) -> tuple[list[NameForm], dict[str, list[NameForm]]]:
+    if row.reading is None:
+        row.reading = _read(row.item)
+    return row.reading
 
 
 def _insert(model, rows: list[dict], key: tuple[str, ...], *where) -> list[dict]:
@@ -520,8 +539,7 @@ def _screen(company_ids: list[int], screened: Screened | None, made_from: dict[i
     candidates = [c for c in candidates if c.company_id in loaded.companies]
     missing = [record for cid, record in loaded.companies.items() if cid not in covered]
     if missing:
-        entries = [EntryRecord(id=e.id, names=tuple(n for n in [e.name, *(e.aliases or [])] if n),
-                               identifiers=dict(e.identifiers or {}))
+        entries = [screening.entry_record(e.id, e.name, e.aliases, e.identifiers, e.name_forms)
                    for e in loaded.entries.values() if e.status in ACTIVE_STATUSES]
         candidates += match(missing, entries)
     candidates.sort(key=lambda c: (c.company_id, c.entry_id))

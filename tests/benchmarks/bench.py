@@ -286,6 +286,7 @@ def synthetic_entries_for_companies():
 def save_entries(entries):
     """The synthetic entries saved as the latest version of one list (the US Entity List)."""
     from engage.models import ListedEntity, ListVersion, normalize_name
+    from engage.names import entry_names, stored_forms
 
     version = ListVersion(name="us_entity_list", source="us_entity_list", format="csv", file_name="bench.csv",
                           retrieved_on=clock.today(), sha256="0" * 64, entry_count=len(entries))
@@ -294,6 +295,7 @@ def save_entries(entries):
     db.session.execute(sa.insert(ListedEntity), [
         {"version_id": version.id, "key": f"bench-{e.id}", "source": "us_entity_list", "name": e.names[0][:300],
          "normalized_name": normalize_name(e.names[0])[:300], "aliases": list(e.names[1:]),
+         "name_forms": stored_forms(entry_names(e.names[0][:300], e.names[1:]), entry=True),
          "identifiers": {k: list(v) for k, v in e.identifiers.items()}, "citation": "benchmark",
          "created_at": clock.utcnow(), "updated_at": clock.utcnow()} for e in entries])
     db.session.commit()
