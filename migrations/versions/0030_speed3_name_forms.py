@@ -1,7 +1,7 @@
 """stored name readings for list matching (companies, their aliases, list entries)
 
-Revision ID: 0026
-Revises: 0025
+Revision ID: 0030
+Revises: 0029
 Create Date: 2026-12-05 07:30:00
 
 """
@@ -12,8 +12,8 @@ from engage import names
 
 
 # revision identifiers, used by Alembic.
-revision = '0026'
-down_revision = '0025'
+revision = '0030'
+down_revision = '0029'
 branch_labels = None
 depends_on = None
 
