@@ -112,7 +112,8 @@ def open_for_company(company_id: int):
             refuse(form, error)
         else:
             flash(f"Engagement with {company.name} opened.", "success")
-            return redirect(url_for("engagements.show", engagement_id=engagement.id))
+            # the first thing to do with a new engagement is its initial letter
+            return redirect(url_for("engagements.show", engagement_id=engagement.id, tab="letter"))
     status = 422 if form.errors else 200
     return render_template("engagements/open.html", form=form, company=company), status
 

@@ -221,8 +221,9 @@ class TimelineEntry:
     at: dt.datetime | None = None
 
 
-#: Same day and same recording time (one request): the later step of a chain goes on top.
-KIND_RANK = {"interaction": 0, "letter": 1, "event": 2, "score": 3, "map": 4, "relationship": 5}
+#: Entries of one day recorded at the same moment (imported or demo history): a later step of the
+#: usual chain (a contact, then its score, then the move it led to) goes above an earlier one.
+KIND_RANK = {"interaction": 0, "letter": 1, "map": 2, "relationship": 3, "score": 4, "event": 5}
 
 
 def timeline(engagement: Engagement, more: Iterable[TimelineEntry] = ()) -> list[TimelineEntry]:
@@ -272,7 +273,7 @@ def timeline(engagement: Engagement, more: Iterable[TimelineEntry] = ()) -> list
     # Entries of other features (engage.valuechain.feeds, which the page's route passes: this
     # package cannot import it without a cycle).
     entries.extend(more)
-    entries.sort(key=lambda e: (e.on, e.at or dt.datetime.min, -KIND_RANK[e.kind], e.order), reverse=True)
+    entries.sort(key=lambda e: (e.on, e.at or dt.datetime.min, KIND_RANK[e.kind], e.order), reverse=True)
     return entries
 
 

@@ -36,7 +36,7 @@ def test_the_engagement_page_tabs_defaults_errors_and_phone(page):
     url = page.url
 
     # the summary column: where it stands and what comes next
-    summary = page.get_by_role("complementary", name="Summary")
+    summary = page.get_by_role("complementary", name="At a glance")
     for term in ("Stage", "Escalation", "Owner", "Next step", "Latest score", "Contacts"):
         expect(summary.locator("dt", has_text=re.compile(f"^{term}$"))).to_have_count(1)
     expect(summary.locator(".stage")).to_have_text("Identified")
