@@ -219,3 +219,45 @@ def test_the_page_query_count_does_not_grow_with_letters_and_responses(client, l
         assert page.status_code == 200
     assert len(timeline_of(page.get_data(as_text=True))) == 26
     assert large.count == small.count, large.statements
+
+
+def test_0026_links_letters_sent_before_it_and_downgrades(make_app, tmp_path, database_url):
+    """Letters sent before 0026 get their sending and their move linked by subject and date."""
+    from flask_migrate import downgrade, upgrade
+
+    if not database_url.startswith("sqlite"):
+        return  # the same SQL runs on PostgreSQL when its test database is built; this one uses a file
+    app = make_app(SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'upgrade-0026.sqlite'}")
+    with app.app_context():
+        upgrade()
+        engagement = factories.engagement(stage="mapping_requested", opened_on=dt.date(2026, 1, 5))
+        sent = Letter(engagement=engagement, kind="initial", subject="Our expectations", body="…", status="sent",
+                      sent_on=dt.date(2026, 2, 1), channel="post")
+        draft = Letter(engagement=engagement, kind="follow_up", subject="Our expectations", body="…")
+        db.session.add_all([sent, draft, Interaction(
+            engagement=engagement, kind="letter", direction="outbound", occurred_on=dt.date(2026, 2, 1),
+            subject="Our expectations", summary="Letter sent by post."), Interaction(  # another day: not it
+            engagement=engagement, kind="letter", direction="outbound", occurred_on=dt.date(2026, 2, 2),
+            subject="Our expectations")])
+        engagement.events.append(EngagementEvent(kind="stage", from_value="identified", to_value="mapping_requested",
+                                                 occurred_on=dt.date(2026, 2, 1),
+                                                 note="Initial letter sent: Our expectations"))
+        db.session.commit()
+        ids = (sent.id, draft.id)
+        db.session.remove()
+        downgrade(revision="0025")
+        with db.engine.begin() as conn:
+            columns = [row[1] for row in conn.exec_driver_sql("PRAGMA table_info(letters)")]
+            assert "interaction_id" not in columns and "event_id" not in columns
+        upgrade()
+        with db.engine.begin() as conn:
+            rows = dict(conn.exec_driver_sql(
+                "SELECT l.id, i.occurred_on || '/' || e.note FROM letters l "
+                "LEFT JOIN interactions i ON i.id = l.interaction_id "
+                "LEFT JOIN engagement_events e ON e.id = l.event_id").all())
+            assert rows == {ids[0]: "2026-02-01/Initial letter sent: Our expectations", ids[1]: None}
+            # the search triggers migration 0023 put on interactions are still there (the table was not rebuilt)
+            triggers = conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'trigger' "
+                                            "AND tbl_name = 'interactions'").scalars().all()
+            assert len(triggers) == 3
+        db.session.remove()

@@ -82,7 +82,6 @@ def test_the_engagement_page_tabs_defaults_errors_and_phone(page):
     shots(page, "engagement-refused")
     refusals.get_by_role("link", name=re.compile("^Outcome:")).click()
     expect(page).to_have_url(re.compile(r"#stage-outcome$"))
-    page.keyboard.press("Escape")
 
     # Log: choosing the kind Response makes the direction Inbound (a note: internal)
     page.goto(url)
