@@ -119,4 +119,16 @@ def test_the_engagement_page_tabs_defaults_errors_and_phone(page):
     work = page.locator("#work").bounding_box()
     assert work["y"] > side["y"] + side["height"] - 1  # stacked, not side by side
     shots(page, "engagement-narrow")
+
+    # a long-running engagement (letters, scores, a chart, reminders) on the phone, every tab
+    page.goto("/engagements")
+    page.get_by_role("link", name="iFlytek Co., Ltd.").click()
+    for name in ("Log", "Letter", "Score", "Move", "Reminders"):
+        tabs.get_by_role("tab", name=name).click()
+        expect(page.get_by_role("tabpanel")).to_be_visible()
+        no_sideways_scroll(page)
+    tabs.get_by_role("tab", name="Score").click()
+    shots(page, "long-engagement-narrow")
     page.set_viewport_size({"width": 1280, "height": 900})
+    tabs.get_by_role("tab", name="Letter").click()
+    shots(page, "long-engagement")
