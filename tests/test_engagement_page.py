@@ -28,8 +28,7 @@ def xuar(seeded):
 
 def timeline_of(page: str) -> list[str]:
     """The timeline's entries (top-level items), each as its HTML."""
-    body = page.split('<ol class="timeline">', 1)[1].split("</ol>\n{% else %}", 1)[0]
-    body = body.rsplit("</ol>", 1)[0]
+    body = page.split('<ol class="timeline">', 1)[1].rsplit("</ol>", 1)[0]
     return re.split(r'(?=<li class="timeline-)', body)[1:]
 
 
