@@ -61,6 +61,16 @@ def test_move_forms_propose_the_next_stage_and_level_forward(client, login_as, s
     assert "data-interaction-form" in page
 
 
+def test_reopening_proposes_the_stage_the_engagement_was_closed_at(client, login_as, frozen_today):
+    login_as("analyst")
+    engagement = factories.engagement(stage="acknowledged")
+    db.session.commit()
+    assert post_stage(client, engagement.id, "closed", outcome="dropped").status_code == 302
+    page = client.get(f"/engagements/{engagement.id}?tab=move").get_data(as_text=True)
+    assert selected_in(page, f"/engagements/{engagement.id}/stage", "target") == "acknowledged"
+    assert "Reopen at Identified" in page  # still offered, just not first
+
+
 def test_summary_column_shows_stage_owner_next_step_contacts_and_score_trend(client, login_as, frozen_today):
     analyst = login_as("analyst")
     engagement = factories.engagement(owner=analyst, next_step="Call IR about the supplier list",

@@ -139,15 +139,15 @@ def _forms(engagement: Engagement, stale: bool = False, **given):
     """
     today = clock.today()
     version = str(engagement.version)
-    stage_moves, escalation_moves = cycle.stage_moves(engagement), cycle.escalation_moves(engagement)
-    moves = {"stage": _choices(stage_moves), "escalation": _choices(escalation_moves),
+    moves = {"stage": _choices(cycle.stage_moves(engagement)),
+             "escalation": _choices(cycle.escalation_moves(engagement)),
              "interaction": response_moves(engagement)}
     fresh = {
         "edit": lambda: EngagementEditForm(obj=engagement, formdata=None, owners=owner_choices()),
         "stage": lambda: StageMoveForm(formdata=None, occurred_on=today, moves=moves["stage"],
-                                       target=_next_step_of(stage_moves, "forward")),
+                                       target=cycle.proposed_stage(engagement)),
         "escalation": lambda: EscalationForm(formdata=None, occurred_on=today, moves=moves["escalation"],
-                                             target=_next_step_of(escalation_moves, "escalate")),
+                                             target=cycle.proposed_level(engagement)),
         "interaction": lambda: InteractionForm(formdata=None, occurred_on=today, moves=moves["interaction"]),
     }
     forms = {}
@@ -199,11 +199,6 @@ def _tabs(engagement: Engagement, posted: set, requested: str | None) -> tuple[l
         if TAB_OF_FORM.get(form_key) in keys:
             return tabs, TAB_OF_FORM[form_key]
     return tabs, requested if requested in keys else keys[0]
-
-
-def _next_step_of(moves, kind: str) -> str | None:
-    """What a move form proposes: the next stage (or level) forward, not the first one back."""
-    return next((m.target for m in moves if m.kind == kind), None)
 
 
 def _choices(moves) -> list:
