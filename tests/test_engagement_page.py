@@ -161,6 +161,8 @@ def test_a_sent_letter_is_one_timeline_entry_with_its_sending_and_its_move(clien
     assert len(entries) == 1, entries
     assert "Letter sent" in entries[0] and letter.subject.split("<")[0][:30] in entries[0]
     assert "Identified → Mapping requested" in entries[0] and "By post" in entries[0]
+    # search links an interaction to its place on the timeline: the sending's anchor is in the letter's entry
+    assert f'id="interaction-{letter.interaction_id}"' in entries[0]
 
 
 def test_a_response_and_the_stage_move_made_with_it_are_one_entry(client, login_as, frozen_today):
