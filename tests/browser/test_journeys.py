@@ -62,7 +62,7 @@ def test_3_log_a_response_score_it_and_move_the_stage(page):
     sign_in(page, "analyst2@example.org")
     page.get_by_role("link", name="Engagements").click()
     page.get_by_role("link", name="iFlytek Co., Ltd.").click()
-    page.get_by_text("Log an interaction", exact=True).click()
+    page.get_by_role("tab", name="Log").click()
     page.get_by_label("Kind").select_option("response")
     page.get_by_label("Direction").select_option("inbound")
     page.get_by_label("Subject").fill("Supplier list received")

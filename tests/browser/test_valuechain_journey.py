@@ -236,7 +236,7 @@ def test_10_import_a_supplier_list_and_track_a_listed_supplier_to_its_exit(page,
 
     # the score form shows the figures beside the mapping and disengagement criteria
     page.goto(engagement_url)
-    page.get_by_text("Log an interaction", exact=True).click()
+    page.get_by_role("tab", name="Log").click()
     page.get_by_label("Kind").select_option("response")
     page.get_by_label("Direction").select_option("inbound")
     page.get_by_label("Subject").fill("Supplier list and exit from Hoshine")
