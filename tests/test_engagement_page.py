@@ -61,6 +61,19 @@ def test_move_forms_propose_the_next_stage_and_level_forward(client, login_as, s
     assert "data-interaction-form" in page
 
 
+def test_a_stage_hint_links_to_the_move_tab_with_its_stage_chosen(client, login_as):
+    login_as("analyst")
+    engagement = factories.engagement(stage="identified")
+    db.session.commit()
+    url = f"/engagements/{engagement.id}"
+    page = client.get(f"{url}?tab=move&to=acknowledged").get_data(as_text=True)
+    assert selected_in(page, f"{url}/stage", "target") == "acknowledged"
+    assert "hidden" not in panel(page, "move")
+    for refused in ("identified", "nonsense", ""):  # not a move from here: the usual proposal
+        page = client.get(f"{url}?tab=move&to={refused}").get_data(as_text=True)
+        assert selected_in(page, f"{url}/stage", "target") == "mapping_requested"
+
+
 def test_reopening_proposes_the_stage_the_engagement_was_closed_at(client, login_as, frozen_today):
     login_as("analyst")
     engagement = factories.engagement(stage="acknowledged")

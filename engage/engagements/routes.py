@@ -145,7 +145,7 @@ def _forms(engagement: Engagement, stale: bool = False, **given):
     fresh = {
         "edit": lambda: EngagementEditForm(obj=engagement, formdata=None, owners=owner_choices()),
         "stage": lambda: StageMoveForm(formdata=None, occurred_on=today, moves=moves["stage"],
-                                       target=cycle.proposed_stage(engagement)),
+                                       target=_hinted(moves["stage"]) or cycle.proposed_stage(engagement)),
         "escalation": lambda: EscalationForm(formdata=None, occurred_on=today, moves=moves["escalation"],
                                              target=cycle.proposed_level(engagement)),
         "interaction": lambda: InteractionForm(formdata=None, occurred_on=today, moves=moves["interaction"]),
@@ -199,6 +199,12 @@ def _tabs(engagement: Engagement, posted: set, requested: str | None) -> tuple[l
         if TAB_OF_FORM.get(form_key) in keys:
             return tabs, TAB_OF_FORM[form_key]
     return tabs, requested if requested in keys else keys[0]
+
+
+def _hinted(choices: list) -> str | None:
+    """`?to=` (a stage hint's link to the Move tab) when it is a move allowed now."""
+    wanted = request.args.get("to")
+    return wanted if wanted in {target for target, _ in choices} else None
 
 
 def _choices(moves) -> list:

@@ -145,6 +145,10 @@ function setUpTabs() {
       if (!link) return;
       event.preventDefault();
       link.click();
+      const target = document.querySelector(`#${link.getAttribute("aria-controls")} select[name=target]`);
+      if (target && a.dataset.stage && target.querySelector(`option[value="${a.dataset.stage}"]`)) {
+        target.value = a.dataset.stage;
+      }
       document.getElementById("work").scrollIntoView();
       link.focus();
     });
