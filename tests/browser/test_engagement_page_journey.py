@@ -132,3 +132,29 @@ def test_the_engagement_page_tabs_defaults_errors_and_phone(page):
     page.set_viewport_size({"width": 1280, "height": 900})
     tabs.get_by_role("tab", name="Letter").click()
     shots(page, "long-engagement")
+
+
+def test_the_tabs_work_without_javascript(browser, live_server):
+    """Each tab is a link the server answers with that tab open; a refused form comes back in its tab."""
+    context = browser.new_context(base_url=live_server, java_script_enabled=False,
+                                  viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    try:
+        sign_in(page, "analyst@example.org")
+        page.goto("/engagements")
+        page.get_by_role("link", name=COMPANY).click()
+        expect(page.get_by_role("tab")).to_have_count(0)  # links, not ARIA tabs, without the script
+        page.locator("[data-tabs]").get_by_role("link", name="Move").click()
+        expect(page).to_have_url(re.compile(r"\?tab=move#work$"))
+        stage_form = page.locator("form[action$='/stage']")
+        expect(stage_form).to_be_visible()
+        expect(page.get_by_role("heading", name="Log an interaction")).to_be_hidden()
+        stage_form.get_by_label("Date").fill("")
+        stage_form.get_by_role("button", name="Move stage").click()
+        expect(page.locator("#refusals")).to_contain_text("Date:")
+        expect(stage_form).to_be_visible()  # the refused form's tab, drawn open by the server
+        page.locator("[data-tabs]").get_by_role("link", name="Reminders").click()
+        expect(page.get_by_role("heading", name="Reminders")).to_be_visible()
+        expect(stage_form).to_be_hidden()
+    finally:
+        context.close()
