@@ -20,6 +20,10 @@ document.addEventListener("DOMContentLoaded", () => {
   setUpSelectAll();
   setUpTabs();
   setUpInteractionDirection();
+  // A refusal listed at the top links to its field; one the page does not draw reads as plain text.
+  document.querySelectorAll("#refusals a[href^='#']").forEach((a) => {
+    if (!document.getElementById(a.getAttribute("href").slice(1))) a.replaceWith(a.textContent);
+  });
 });
 
 // Letter template editor: preview against sample data or a chosen engagement while typing.
