@@ -85,7 +85,7 @@ def score(interaction_id: int):
             except idempotency.AlreadySubmitted as duplicate:
                 db.session.rollback()
                 return idempotency.answer_duplicate(
-                    duplicate, url_for("engagements.show", engagement_id=interaction.engagement_id, tab="score") + "#scores")
+                    duplicate, url_for("engagements.show", engagement_id=interaction.engagement_id) + "#scores")
             except service.ScoreError as error:
                 db.session.rollback()
                 errors[error.field] = error.message
