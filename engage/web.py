@@ -49,17 +49,33 @@ def refuse(form, error: FieldError) -> int:
     return REFUSED
 
 
+class Refusal(str):
+    """One "Label: message" line of the page's refusals; `field_id` is the id of the field to link
+    to, None when the field is not drawn (a hidden field, the CSRF token, the whole form)."""
+
+    field_id: str | None = None
+
+    def __new__(cls, text: str, field_id: str | None = None):
+        line = super().__new__(cls, text)
+        line.field_id = field_id
+        return line
+
+
+#: Field types a page never draws: an error on one has no field to link to.
+UNDRAWN = {"HiddenField", "CSRFTokenField", "SubmitField"}
+
+
 @pass_context
-def refusals(context) -> list[str]:
+def refusals(context) -> list[Refusal]:
     """Template global: every error of every form in the page's context, as "Label: message" lines."""
     lines = []
     for value in context.get_all().values():
         if not isinstance(value, BaseForm):
             continue
-        lines += [str(message) for message in getattr(value, "form_errors", [])]
+        lines += [Refusal(str(message)) for message in getattr(value, "form_errors", [])]
         for field in value:
             for message in field.errors if isinstance(field.errors, (list, tuple)) else []:
-                line = f"{field.label.text}: {message}"
+                line = Refusal(f"{field.label.text}: {message}", None if field.type in UNDRAWN else field.id)
                 if line not in lines:
                     lines.append(line)
     return lines

@@ -85,9 +85,9 @@ def test_ui_offers_only_allowed_moves(client, login_as):
     login_as("analyst")
     engagement = factories.engagement(stage="acknowledged", escalation="collective")
     page = client.get(f"/engagements/{engagement.id}").get_data(as_text=True)
-    stage_options = re.findall(r'<option value="([a-z_]+)"', page.split('id="stage"')[1].split("</form>")[0])
+    stage_options = re.findall(r'<option (?:selected )?value="([a-z_]+)"', page.split('id="stage"')[1].split("</form>")[0])
     assert "acknowledged" not in stage_options and "identified" in stage_options and "closed" in stage_options
-    escalation_options = re.findall(r'<option value="([a-z_]+)"', page.split('id="escalation"')[1].split("</form>")[0])
+    escalation_options = re.findall(r'<option (?:selected )?value="([a-z_]+)"', page.split('id="escalation"')[1].split("</form>")[0])
     assert "collective" not in escalation_options
     assert {"none", "observation", "divested"} <= set(escalation_options)
 

@@ -76,7 +76,8 @@ def test_a_bad_next_step_is_refused_with_its_reason_and_nothing_is_saved(client,
     assert response.status_code == 422
     page = response.get_data(as_text=True)
     assert message in page
-    assert re.search(rf'id="{field}"[^>]*aria-invalid="true"|aria-invalid="true"[^>]*id="{field}"', page), field
+    # the edit form's ids carry its prefix (several forms on the page have a date or a note)
+    assert re.search(rf'id="edit-{field}"[^>]*aria-invalid="true"|aria-invalid="true"[^>]*id="edit-{field}"', page), field
     db.session.expire_all()
     saved = db.session.get(Engagement, engagement.id)
     assert (saved.objectives, saved.next_step, saved.next_step_on, str(saved.version)) == ("before", "", None, before)

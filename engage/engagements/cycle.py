@@ -114,6 +114,23 @@ def escalation_moves(engagement: Engagement) -> list[Move]:
     return moves
 
 
+def proposed_stage(engagement: Engagement) -> str | None:
+    """The stage the move form starts at: the next one forward, not the first one back.
+
+    A closed engagement is proposed the stage it was closed at (reopening picks up where it stopped).
+    """
+    if engagement.is_open:
+        return next((m.target for m in stage_moves(engagement) if m.kind == "forward"), None)
+    closes = [e for e in engagement.events if e.kind == "close" and e.from_value in OPEN_STAGES]
+    last = max(closes, key=lambda e: (e.occurred_on, e.id or 0), default=None)
+    return last.from_value if last else None
+
+
+def proposed_level(engagement: Engagement) -> str | None:
+    """The escalation level the form starts at: the next one up the ladder."""
+    return next((m.target for m in escalation_moves(engagement) if m.kind == "escalate"), None)
+
+
 def closed_refusal(engagement: Engagement, what: str) -> str:
     """Why a move prepared before the engagement was closed is refused now."""
     since = f" on {engagement.closed_on.isoformat()}" if engagement.closed_on else ""

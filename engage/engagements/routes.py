@@ -114,7 +114,8 @@ def open_for_company(company_id: int):
             refuse(form, error)
         else:
             flash(f"Engagement with {company.name} opened.", "success")
-            return redirect(url_for("engagements.show", engagement_id=engagement.id))
+            # the first thing to do with a new engagement is its initial letter
+            return redirect(url_for("engagements.show", engagement_id=engagement.id, tab="letter"))
     status = 422 if form.errors else 200
     return render_template("engagements/open.html", form=form, company=company), status
 
@@ -145,8 +146,10 @@ def _forms(engagement: Engagement, stale: bool = False, **given):
              "interaction": response_moves(engagement)}
     fresh = {
         "edit": lambda: EngagementEditForm(obj=engagement, formdata=None, owners=owner_choices()),
-        "stage": lambda: StageMoveForm(formdata=None, occurred_on=today, moves=moves["stage"]),
-        "escalation": lambda: EscalationForm(formdata=None, occurred_on=today, moves=moves["escalation"]),
+        "stage": lambda: StageMoveForm(formdata=None, occurred_on=today, moves=moves["stage"],
+                                       target=_hinted(moves["stage"]) or cycle.proposed_stage(engagement)),
+        "escalation": lambda: EscalationForm(formdata=None, occurred_on=today, moves=moves["escalation"],
+                                             target=cycle.proposed_level(engagement)),
         "interaction": lambda: InteractionForm(formdata=None, occurred_on=today, moves=moves["interaction"]),
     }
     forms = {}
@@ -159,8 +162,51 @@ def _forms(engagement: Engagement, stale: bool = False, **given):
             form.version.data = version
         if key in moves:  # a form sent back offers the moves allowed now (another user may have moved it)
             form.offer(moves[key])
+        _prefix_ids(form, ID_PREFIXES[key])
         forms[key] = form
     return {f"{key}_form": form for key, form in forms.items()}
+
+
+#: Each form's field ids start with its own prefix: the page holds four forms with a "Date" or a
+#: "Note", and an error listed at the top of the page links to the field it is about.
+ID_PREFIXES = {"edit": "edit-", "stage": "stage-", "escalation": "escalation-", "interaction": "log-"}
+
+
+def _prefix_ids(form, prefix: str) -> None:
+    for item in form:
+        if not item.id.startswith(prefix):
+            item.id = prefix + item.id
+            item.label.field_id = item.id
+
+
+#: The work tabs of the engagement page, in order: key and label.
+TABS = [("log", "Log"), ("letter", "Letter"), ("score", "Score"), ("move", "Move"), ("reminders", "Reminders")]
+#: The tab that shows a form sent back with errors.
+TAB_OF_FORM = {"interaction": "log", "stage": "move", "escalation": "move"}
+
+
+def _tabs(engagement: Engagement, posted: set, requested: str | None) -> tuple[list, str]:
+    """The tabs this user gets here and the one shown: the refused form's, else ?tab=, else the first."""
+    editor = current_user.can_edit
+    offered = {
+        "log": editor and (engagement.is_open or "interaction" in posted),
+        "letter": True,
+        "score": True,
+        "move": editor,  # there is always a stage move: forward, back, close, or reopen
+        "reminders": True,
+    }
+    tabs = [(key, label) for key, label in TABS if offered[key]]
+    keys = [key for key, _ in tabs]
+    for form_key in posted:
+        if TAB_OF_FORM.get(form_key) in keys:
+            return tabs, TAB_OF_FORM[form_key]
+    return tabs, requested if requested in keys else keys[0]
+
+
+def _hinted(choices: list) -> str | None:
+    """`?to=` (a stage hint's link to the Move tab) when it is a move allowed now."""
+    wanted = request.args.get("to")
+    return wanted if wanted in {target for target, _ in choices} else None
 
 
 def _choices(moves) -> list:
@@ -181,6 +227,7 @@ def _page(engagement: Engagement, status: int = 200, stale: service.StaleEdit | 
     letters = db.session.scalars(
         sa.select(Letter).where(Letter.engagement_id == engagement.id).order_by(Letter.created_at.desc(), Letter.id.desc())
     ).all()
+    tabs, active_tab = _tabs(engagement, set(forms), request.args.get("tab"))
     history = progress.engagement_history(engagement)
     latest = history["scores"][-1] if history["scores"] else None
     flags = {s.id: any(disagreement(s, m)["flagged"] for m in s.moderations) for s in history["scores"]}
@@ -190,6 +237,7 @@ def _page(engagement: Engagement, status: int = 200, stale: service.StaleEdit | 
         summary=service.summary_of(engagement), stale=stale, today=clock.today(),
         stage_moves=cycle.stage_moves(engagement), escalation_moves=cycle.escalation_moves(engagement),
         generate_form=generate_form, letters=letters, history=history, moderation_flags=flags,
+        tabs=tabs, active_tab=active_tab, contacts=addressees,
         reminder_form=ReminderForm(formdata=None, due_on=clock.today() + dt.timedelta(days=14)),
         action_form=ActionForm(formdata=None), snooze_form=SnoozeForm(formdata=None),
         hints=stage_hints(engagement, latest) + feeds.stage_hints(engagement), posted=set(forms),

@@ -177,8 +177,10 @@ def log_interaction(engagement: Engagement, *, kind: str, direction: str, occurr
     if move_to:
         check_version(engagement, seen_version)
         try:
-            cycle.move_stage(engagement, move_to, on=occurred_on, today=today, actor_id=actor_id,
-                             note=f"Company response of {occurred_on.isoformat()}: {subject.strip()}".strip(": "))
+            event = cycle.move_stage(engagement, move_to, on=occurred_on, today=today, actor_id=actor_id,
+                                     note=f"Company response of {occurred_on.isoformat()}: {subject.strip()}"
+                                     .strip(": "))
+            event.interaction = interaction  # one timeline entry: the response and the move it made
         except MoveError as exc:
             raise EngagementError("move_to", exc.message) from exc
     if kind == InteractionKind.RESPONSE.value:  # the company replied: stop waiting and chasing
@@ -215,32 +217,63 @@ class TimelineEntry:
     obj: object
     order: int = 0
     extra: dict = field(default_factory=dict)
+    #: When it was recorded: orders the entries of one day (the latest first).
+    at: dt.datetime | None = None
+
+
+#: Entries of one day recorded at the same moment (imported or demo history): a later step of the
+#: usual chain (a contact, then its score, then the move it led to) goes above an earlier one.
+KIND_RANK = {"interaction": 0, "letter": 1, "map": 2, "relationship": 3, "score": 4, "event": 5}
 
 
 def timeline(engagement: Engagement, more: Iterable[TimelineEntry] = ()) -> list[TimelineEntry]:
-    """Every interaction, cycle move, letter and score, and the `more` entries given, newest first (four queries)."""
-    entries: list[TimelineEntry] = []
-    for item in db.session.scalars(
+    """One entry per event, newest first: by date, then by when it was recorded (four queries).
+
+    What one action recorded in several rows is one entry: a sent letter with the interaction
+    that records its sending and the cycle move it made (`extra["interaction"]`, `extra["move"]`),
+    a logged response with the stage move chosen with it (`extra["move"]`). The `more` entries
+    are other features' (the value chain's status changes and maps).
+    """
+    interactions = {item.id: item for item in db.session.scalars(
         sa.select(Interaction).where(Interaction.engagement_id == engagement.id)
         .options(selectinload(Interaction.attachments), selectinload(Interaction.created_by))
-    ):
-        entries.append(TimelineEntry(item.occurred_on, "interaction", item, item.id))
-    for item in db.session.scalars(
+    )}
+    events = {item.id: item for item in db.session.scalars(
         sa.select(EngagementEvent).where(EngagementEvent.engagement_id == engagement.id)
         .options(selectinload(EngagementEvent.actor))
-    ):
-        entries.append(TimelineEntry(item.occurred_on, "event", item, item.id))
-    for item in db.session.scalars(sa.select(Letter).where(Letter.engagement_id == engagement.id)):
-        entries.append(TimelineEntry(item.sent_on or item.created_at.date(), "letter", item, item.id))
+    )}
+    letters = list(db.session.scalars(sa.select(Letter).where(Letter.engagement_id == engagement.id)))
+    folded_interactions = {letter.interaction_id for letter in letters if letter.is_sent and letter.interaction_id}
+    folded_events = {letter.event_id for letter in letters if letter.is_sent and letter.event_id}
+    moves_of = {}
+    for event in events.values():
+        if event.interaction_id in interactions and event.id not in folded_events:
+            moves_of[event.interaction_id] = event
+            folded_events.add(event.id)
+    entries: list[TimelineEntry] = []
+    for item in interactions.values():
+        if item.id not in folded_interactions:
+            entries.append(TimelineEntry(item.occurred_on, "interaction", item, item.id,
+                                         extra={"move": moves_of.get(item.id)}, at=item.created_at))
+    for item in events.values():
+        if item.id not in folded_events:
+            entries.append(TimelineEntry(item.occurred_on, "event", item, item.id, at=item.created_at))
+    for item in letters:
+        if item.is_sent:
+            sending = interactions.get(item.interaction_id)
+            entries.append(TimelineEntry(item.sent_on, "letter", item, item.id,
+                                         extra={"interaction": sending, "move": events.get(item.event_id)},
+                                         at=sending.created_at if sending else item.updated_at))
+        else:
+            entries.append(TimelineEntry(item.created_at.date(), "letter", item, item.id, at=item.created_at))
     for item in db.session.scalars(
         sa.select(Score).where(Score.engagement_id == engagement.id).options(selectinload(Score.scorer))
     ):
-        entries.append(TimelineEntry(item.scored_on, "score", item, item.id))
-    # Entries of other features (the value chain's status changes and maps, engage.valuechain.feeds,
-    # which the page's route passes: this package cannot import it without a cycle).
+        entries.append(TimelineEntry(item.scored_on, "score", item, item.id, at=item.created_at))
+    # Entries of other features (engage.valuechain.feeds, which the page's route passes: this
+    # package cannot import it without a cycle).
     entries.extend(more)
-    kind_rank = {"event": 0, "relationship": 1, "map": 2, "score": 3, "letter": 4, "interaction": 5}
-    entries.sort(key=lambda e: (e.on, -kind_rank[e.kind], e.order), reverse=True)
+    entries.sort(key=lambda e: (e.on, e.at or dt.datetime.min, KIND_RANK[e.kind], e.order), reverse=True)
     return entries
 
 

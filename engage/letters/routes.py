@@ -61,9 +61,9 @@ def generate(engagement_id: int):
     form = GenerateForm(templates=service.template_choices())
     if not form.validate_on_submit():
         flash("Choose a template to generate the letter from.", "error")
-        return redirect(url_for("engagements.show", engagement_id=engagement_id) + "#letters")
+        return redirect(url_for("engagements.show", engagement_id=engagement_id, tab="letter") + "#letters")
     template = db.get_or_404(LetterTemplate, form.template_id.data)
-    back = url_for("engagements.show", engagement_id=engagement_id) + "#letters"
+    back = url_for("engagements.show", engagement_id=engagement_id, tab="letter") + "#letters"
     try:
         # a double click on "Generate draft" makes one draft, and the second click lands on it
         claimed = idempotency.claim(form.form_token.data, "letter.generate", current_user.id)
@@ -81,7 +81,7 @@ def generate(engagement_id: int):
     except service.LetterError as error:
         db.session.rollback()
         flash(f"No letter generated: {error.message}", "error")
-        return redirect(url_for("engagements.show", engagement_id=engagement_id) + "#letters")
+        return redirect(url_for("engagements.show", engagement_id=engagement_id, tab="letter") + "#letters")
     flash("Draft letter generated. Review it, then send it by email or mark it as sent once it has gone out.",
           "success")
     if note:

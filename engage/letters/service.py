@@ -292,18 +292,19 @@ def mark_sent(letter: Letter, *, sent_on: dt.date, channel: str, actor_id: int |
     letter.status = LetterStatus.SENT.value  # the same values again, through the ORM, for the audit trail
     letter.sent_on = sent_on
     letter.channel = channel
-    db.session.add(Interaction(
+    letter.interaction = Interaction(
         engagement=engagement, kind=InteractionKind.LETTER.value, direction=Direction.OUTBOUND.value,
         occurred_on=sent_on, subject=letter.subject, summary=f"Letter sent by {channel}.", created_by_id=actor_id,
         participants=participants or ", ".join(letter.addressee_lines[:1]),
-    ))
-    try:
+    )
+    db.session.add(letter.interaction)
+    try:  # the move is linked to the letter: the timeline shows the sending and its move as one entry
         if letter.kind == LetterKind.INITIAL.value and engagement.stage == Stage.IDENTIFIED.value:
-            cycle.move_stage(engagement, Stage.MAPPING_REQUESTED.value, on=sent_on, today=today, actor_id=actor_id,
-                             note=f"Initial letter sent: {letter.subject}")
+            letter.event = cycle.move_stage(engagement, Stage.MAPPING_REQUESTED.value, on=sent_on, today=today,
+                                            actor_id=actor_id, note=f"Initial letter sent: {letter.subject}")
         elif letter.kind == LetterKind.FOLLOW_UP.value and engagement.escalation == Escalation.NONE.value:
-            cycle.move_escalation(engagement, Escalation.FOLLOW_UP.value, on=sent_on, today=today, actor_id=actor_id,
-                                  note=f"Follow-up letter sent: {letter.subject}")
+            letter.event = cycle.move_escalation(engagement, Escalation.FOLLOW_UP.value, on=sent_on, today=today,
+                                                 actor_id=actor_id, note=f"Follow-up letter sent: {letter.subject}")
     except MoveError as exc:
         raise LetterError("sent_on", exc.message) from exc
     campaign = engagement.campaign

@@ -162,9 +162,13 @@ class EngagementEvent(TimestampMixin, db.Model):
     evidence_url: Mapped[str | None] = mapped_column(sa.String(500))
     outcome: Mapped[str | None] = mapped_column(sa.String(16))
     actor_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
+    #: The logged company response that made this move ("also move the stage to"): one timeline entry.
+    interaction_id: Mapped[int | None] = mapped_column(sa.ForeignKey("interactions.id", ondelete="SET NULL"),
+                                                       index=True)
 
     engagement: Mapped[Engagement] = relationship(back_populates="events")
     actor: Mapped[User | None] = relationship()
+    interaction: Mapped[Interaction | None] = relationship()
 
 
 class Interaction(TimestampMixin, db.Model):

@@ -11,7 +11,7 @@ from engage.extensions import db
 from engage.models.campaigns import Campaign
 from engage.models.contacts import CompanyContact
 from engage.models.base import LetterKind, LetterStatus, TimestampMixin, enum_check
-from engage.models.engagements import Engagement
+from engage.models.engagements import Engagement, EngagementEvent, Interaction
 
 
 class LetterTemplate(TimestampMixin, db.Model):
@@ -116,8 +116,16 @@ class Letter(TimestampMixin, db.Model):
     language: Mapped[str] = mapped_column(sa.String(16), default="en", server_default="en")
     #: Message-ID of the email that carried the letter, when it was sent by email from Engage.
     message_id: Mapped[str | None] = mapped_column(sa.String(255))
+    #: The timeline's record of the sending (one entry with the letter, not a second one).
+    interaction_id: Mapped[int | None] = mapped_column(sa.ForeignKey("interactions.id", ondelete="SET NULL"),
+                                                       index=True)
+    #: The cycle move the sending made (initial letter: stage; follow-up: escalation), if any.
+    event_id: Mapped[int | None] = mapped_column(sa.ForeignKey("engagement_events.id", ondelete="SET NULL"),
+                                                 index=True)
 
     engagement: Mapped[Engagement] = relationship()
+    interaction: Mapped[Interaction | None] = relationship()
+    event: Mapped[EngagementEvent | None] = relationship()
     contact: Mapped[CompanyContact | None] = relationship()
     template: Mapped[LetterTemplate | None] = relationship()
     batch: Mapped[LetterBatch | None] = relationship(back_populates="letters")

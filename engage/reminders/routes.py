@@ -119,7 +119,7 @@ def bulk():
 def add(engagement_id: int):
     engagement = db.get_or_404(Engagement, engagement_id)
     form = ReminderForm()
-    back = url_for("engagements.show", engagement_id=engagement_id) + "#reminders"
+    back = url_for("engagements.show", engagement_id=engagement_id, tab="reminders") + "#reminders"
     if not form.validate_on_submit():
         flash("Reminder not added: " + "; ".join(f"{getattr(form, k).label.text}: {' '.join(v)}"
                                                for k, v in form.errors.items()), "error")

@@ -67,6 +67,8 @@ class StatusEntry:
     evidence: str
     reason: str
     actor: str | None
+    #: When it was recorded (orders the timeline's entries of one day).
+    recorded_at: dt.datetime | None = None
 
 
 @dataclass
@@ -82,6 +84,8 @@ class MapEntry:
     by: str | None
     relationships: int = 0
     flagged: int = 0
+    #: When it was recorded (orders the timeline's entries of one day).
+    recorded_at: dt.datetime | None = None
 
     @property
     def headline(self) -> str:
@@ -100,7 +104,7 @@ def status_entries(engagement: Engagement) -> list[StatusEntry]:
         .order_by(RelationshipStatusChange.id)).all()
     return [StatusEntry(id=c.id, occurred_on=c.occurred_on, counterparty=name, kind=kind, from_status=c.from_status,
                         to_status=c.to_status, target_date=c.target_date, evidence=c.evidence, reason=c.reason,
-                        actor=actor) for c, name, kind, actor in rows]
+                        actor=actor, recorded_at=c.created_at) for c, name, kind, actor in rows]
 
 
 def map_entries(engagement: Engagement) -> list[MapEntry]:
@@ -113,7 +117,7 @@ def map_entries(engagement: Engagement) -> list[MapEntry]:
         query = query.where(ValueChainMap.created_at < dt.datetime.combine(
             engagement.closed_on + dt.timedelta(days=1), dt.time()))
     entries = {m.id: MapEntry(id=m.id, number=m.number, recorded_on=m.created_at.date(), disclosed_on=m.disclosed_on,
-                              file_name=m.file_name, source_ref=m.source_ref, by=by)
+                              file_name=m.file_name, source_ref=m.source_ref, by=by, recorded_at=m.created_at)
                for m, by in db.session.execute(query)}
     if not entries:
         return []
@@ -130,8 +134,10 @@ def map_entries(engagement: Engagement) -> list[MapEntry]:
 
 def timeline_entries(engagement: Engagement) -> list[TimelineEntry]:
     """The engagement timeline's value-chain entries: status changes and maps (four queries)."""
-    return ([TimelineEntry(item.occurred_on, "relationship", item, item.id) for item in status_entries(engagement)]
-            + [TimelineEntry(item.recorded_on, "map", item, item.id) for item in map_entries(engagement)])
+    return ([TimelineEntry(item.occurred_on, "relationship", item, item.id, at=item.recorded_at)
+             for item in status_entries(engagement)]
+            + [TimelineEntry(item.recorded_on, "map", item, item.id, at=item.recorded_at)
+               for item in map_entries(engagement)])
 
 
 # --- exit reminders ------------------------------------------------------------------------

@@ -19,6 +19,12 @@ document.addEventListener("DOMContentLoaded", () => {
   setUpBatchProgress();
   setUpSelectAll();
   setUpScrollingRegions();
+  setUpTabs();
+  setUpInteractionDirection();
+  // A refusal listed at the top links to its field; one the page does not draw reads as plain text.
+  document.querySelectorAll("#refusals a[href^='#']").forEach((a) => {
+    if (!document.getElementById(a.getAttribute("href").slice(1))) a.replaceWith(a.textContent);
+  });
 });
 
 // Letter template editor: preview against sample data or a chosen engagement while typing.
@@ -109,4 +115,92 @@ function setUpScrollingRegions() {
   mark();
   window.addEventListener("resize", mark);
   window.addEventListener("load", mark);
+}
+
+// Engagement page: the work tabs. Without this they are links (?tab=) the server draws; with it
+// they follow the ARIA tabs pattern: one tab stop, arrow keys, Home and End, the URL kept in step.
+function setUpTabs() {
+  const list = document.querySelector("[data-tabs]");
+  if (!list) return;
+  const links = Array.from(list.querySelectorAll("a[data-tab]"));
+  list.setAttribute("role", "tablist");
+  list.querySelectorAll("li").forEach((item) => item.setAttribute("role", "presentation"));
+  const panelOf = (link) => document.getElementById(link.getAttribute("aria-controls"));
+  const show = (link, focus) => {
+    links.forEach((other) => {
+      const selected = other === link;
+      other.setAttribute("aria-selected", String(selected));
+      other.tabIndex = selected ? 0 : -1;
+      other.removeAttribute("aria-current");
+      panelOf(other).hidden = !selected;
+    });
+    if (focus) link.focus();
+  };
+  links.forEach((link) => {
+    link.setAttribute("role", "tab");
+    panelOf(link).setAttribute("role", "tabpanel");
+    panelOf(link).tabIndex = 0;
+    link.addEventListener("click", (event) => {
+      event.preventDefault();
+      show(link, false);
+      const url = new URL(window.location.href);
+      url.searchParams.set("tab", link.dataset.tab);
+      url.hash = "";
+      history.replaceState(null, "", url);
+    });
+    link.addEventListener("keydown", (event) => {
+      const at = links.indexOf(link);
+      const to = { ArrowRight: at + 1, ArrowLeft: at - 1, Home: 0, End: links.length - 1 }[event.key];
+      if (to === undefined) return;
+      event.preventDefault();
+      links[(to + links.length) % links.length].click();
+      links[(to + links.length) % links.length].focus();
+    });
+  });
+  const current = links.find((link) => !panelOf(link).hidden) || links[0];
+  show(current, false);
+  // A link to a tab from elsewhere on the page (a hint), or a #fragment inside a hidden panel
+  // (an error listed at the top, a redirect to #letters): open that tab first.
+  const reveal = (target) => {
+    const panel = target && target.closest("[role=tabpanel]");
+    const link = panel && links.find((l) => panelOf(l) === panel);
+    if (link && panel.hidden) show(link, false);
+  };
+  document.querySelectorAll("a[data-tab-link]").forEach((a) => {
+    a.addEventListener("click", (event) => {
+      const link = links.find((l) => l.dataset.tab === a.dataset.tabLink);
+      if (!link) return;
+      event.preventDefault();
+      link.click();
+      const target = document.querySelector(`#${link.getAttribute("aria-controls")} select[name=target]`);
+      if (target && a.dataset.stage && target.querySelector(`option[value="${a.dataset.stage}"]`)) {
+        target.value = a.dataset.stage;
+      }
+      document.getElementById("work").scrollIntoView();
+      link.focus();
+    });
+  });
+  document.querySelectorAll("#refusals a[href^='#']").forEach((a) => {
+    a.addEventListener("click", () => reveal(document.getElementById(a.getAttribute("href").slice(1))));
+  });
+  if (window.location.hash) {
+    const target = document.getElementById(window.location.hash.slice(1));
+    if (target) { reveal(target); target.scrollIntoView(); }
+  }
+}
+
+// Log an interaction: the direction follows the kind (a response comes in, a note stays in the
+// team, the rest goes out) until the user picks a direction themselves.
+function setUpInteractionDirection() {
+  const form = document.querySelector("form[data-interaction-form]");
+  if (!form) return;
+  const kind = form.querySelector("select[name=kind]");
+  const direction = form.querySelector("select[name=direction]");
+  if (!kind || !direction) return;
+  const byKind = { response: "inbound", note: "internal" };
+  let chosen = false;
+  direction.addEventListener("change", () => { chosen = true; });
+  kind.addEventListener("change", () => {
+    if (!chosen) direction.value = byKind[kind.value] || "outbound";
+  });
 }

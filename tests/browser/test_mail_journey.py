@@ -60,6 +60,7 @@ def test_8_email_the_initial_letter_and_the_reply_files_itself(page, live_app, s
     page.get_by_role("link", name=HIKVISION).click()
     reference = "ENG-" + re.search(r"/engagements/(\d+)", page.url).group(1)
 
+    page.get_by_role("tab", name="Letter").click()
     template = page.get_by_label("Template")
     template.select_option(template.locator("option", has_text="Initial expectations letter").first.get_attribute("value"))
     addressee = page.get_by_label("Addressed to")

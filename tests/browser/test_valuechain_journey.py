@@ -211,6 +211,9 @@ def test_10_import_a_supplier_list_and_track_a_listed_supplier_to_its_exit(page,
     expect(page.locator("div.hint-box")).to_contain_text(re.compile(
         rf"exit of {re.escape(HOSHINE)} planned on .* Consider moving the stage to Disengaging"))
     page.shot("engagement-hints")
+    page.locator("div.hint-box").get_by_role("link", name="the Move tab").last.click()  # opens Move, Disengaging chosen
+    expect(page.get_by_role("tab", name="Move")).to_have_attribute("aria-selected", "true")
+    expect(page.locator("form[action$='/stage']").get_by_label("Move to")).to_have_value("disengaging")
     page.get_by_role("link", name="Reminders").click()
     reminder = page.get_by_role("row").filter(has_text=f"Exit of {HOSHINE} due")
     expect(reminder).to_have_count(1)
@@ -236,7 +239,7 @@ def test_10_import_a_supplier_list_and_track_a_listed_supplier_to_its_exit(page,
 
     # the score form shows the figures beside the mapping and disengagement criteria
     page.goto(engagement_url)
-    page.get_by_text("Log an interaction", exact=True).click()
+    page.get_by_role("tab", name="Log").click()
     page.get_by_label("Kind").select_option("response")
     page.get_by_label("Direction").select_option("inbound")
     page.get_by_label("Subject").fill("Supplier list and exit from Hoshine")
