@@ -245,8 +245,8 @@ def test_the_page_query_count_does_not_grow_with_letters_and_responses(client, l
     assert large.count == small.count, large.statements
 
 
-def test_0026_links_letters_sent_before_it_and_downgrades(make_app, tmp_path, database_url):
-    """Letters sent before 0026 get their sending and their move linked by subject and date."""
+def test_0031_links_letters_sent_before_it_and_downgrades(make_app, tmp_path, database_url):
+    """Letters sent before 0031 get their sending and their move linked by subject and date."""
     from flask_migrate import downgrade, upgrade
 
     if not database_url.startswith("sqlite"):
@@ -269,7 +269,7 @@ def test_0026_links_letters_sent_before_it_and_downgrades(make_app, tmp_path, da
         db.session.commit()
         ids = (sent.id, draft.id)
         db.session.remove()
-        downgrade(revision="0025")
+        downgrade(revision="0030")
         with db.engine.begin() as conn:
             columns = [row[1] for row in conn.exec_driver_sql("PRAGMA table_info(letters)")]
             assert "interaction_id" not in columns and "event_id" not in columns

@@ -177,7 +177,7 @@ def test_the_migration_backfills_the_readings(make_app, tmp_path, database_url):
         return  # the PostgreSQL test database was built by the same migration
     app = make_app(SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'upgrade-0026.sqlite'}")
     with app.app_context():
-        upgrade(revision="0025")
+        upgrade(revision="0029")
         with db.engine.begin() as conn:
             conn.exec_driver_sql("INSERT INTO companies (id, name, normalized_name, description, address, created_at, "
                                  "updated_at) VALUES (1, '杭州海康威视数字技术股份有限公司', '', '', '', '2026-01-01', "
@@ -190,7 +190,7 @@ def test_the_migration_backfills_the_readings(make_app, tmp_path, database_url):
                                                   "company_aliases": (0, 1)}
             stored = conn.exec_driver_sql("SELECT name_forms FROM companies").scalar_one()
         assert read_stored(stored, ["杭州海康威视数字技术股份有限公司"])[0].cjk
-        downgrade(revision="0025")
+        downgrade(revision="0029")
         with db.engine.begin() as conn:
             assert "name_forms" not in [row[1] for row in conn.exec_driver_sql("PRAGMA table_info(companies)")]
         db.session.remove()

@@ -1,7 +1,7 @@
 """timeline links: the interaction and cycle move a sent letter made, the move a logged response made
 
-Revision ID: 0026
-Revises: 0025
+Revision ID: 0031
+Revises: 0030
 Create Date: 2026-12-05 07:15:00
 
 The links live on `letters` and `engagement_events`, which carry no search triggers, so SQLite's
@@ -13,8 +13,8 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision = '0026'
-down_revision = '0025'
+revision = '0031'
+down_revision = '0030'
 branch_labels = None
 depends_on = None
 
