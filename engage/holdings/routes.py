@@ -12,6 +12,7 @@ from wtforms import SelectChoice
 from engage import clock
 from engage.extensions import db
 from engage.forms import ActionForm
+from engage.formatting import format_datetime
 from engage.holdings import screening, service
 from engage.lists import review as match_review
 from engage.lists import screening as list_screening
@@ -243,7 +244,7 @@ def _merged_already(company_id: int):
         abort(404)
     into = (event.changes or {}).get("into", {})
     flash(f"{event.changes.get('company', {}).get('name', 'That company')} was already merged into "
-          f"{into.get('name', 'another company')} by {event.actor_label} at {event.created_at:%Y-%m-%d %H:%M} UTC; "
+          f"{into.get('name', 'another company')} by {event.actor_label} at {format_datetime(event.created_at)}; "
           f"nothing more was done.", "info")
     return redirect(url_for("holdings.review"))
 

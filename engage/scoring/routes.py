@@ -7,12 +7,12 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy.orm import selectinload
-from wtforms import DateField, TextAreaField
+from wtforms import TextAreaField
 from wtforms.validators import DataRequired, Length
 
 from engage import clock, idempotency
 from engage.extensions import db
-from engage.forms import ActionForm
+from engage.forms import ActionForm, DateField
 from engage.formatting import format_score
 from engage.idempotency import FormTokenMixin
 from engage.models import Campaign, CriterionScore, Engagement, Interaction, Rubric, Score, Stage
