@@ -22,7 +22,7 @@ from engage.auth.service import find_user, lift_pause
 from engage.demo import load_demo
 from engage.exports import monthly
 from engage.extensions import db
-from engage.formatting import format_date
+from engage.formatting import format_date, format_datetime
 from engage.holdings.screening import exposures
 from engage.holdings import importer, parsing
 from engage.holdings import service as holdings_service
@@ -125,7 +125,7 @@ def reminders_run_command(now_text: str | None) -> None:
     now = parse_now(now_text)
     with audit.acting_as("cli"):
         lines = reminders_tick(now)
-    click.echo(f"Reminders tick at {now.isoformat(timespec='minutes')} UTC")
+    click.echo(f"Reminders tick at {format_datetime(now)}")
     for line in lines:
         click.echo(f"  {line}")
 

@@ -19,9 +19,8 @@ _markdown.disable("image")
 #: The one way a day is written for people, everywhere: pages, emails, letters, CLI lines, XLSX
 #: cells ("05 Dec 2026"). A moment adds the time and says the zone once: "05 Dec 2026, 14:05 UTC".
 DATE_FORMAT = "%d %b %Y"
-#: The same style as a spreadsheet number format, for date cells in XLSX exports.
+#: DATE_FORMAT as a spreadsheet number format, for the date cells of XLSX exports.
 XLSX_DATE_FORMAT = "dd mmm yyyy"
-XLSX_DATETIME_FORMAT = 'dd mmm yyyy, hh:mm "UTC"'
 
 
 def _utc(value: dt.datetime) -> dt.datetime:
@@ -48,10 +47,10 @@ def format_datetime(value: dt.datetime | dt.date | None) -> str:
 
 
 def format_month(value: dt.date | None) -> str:
-    """A month as people read it: 'Dec 2026'."""
+    """A month (of a report, an export) as people read it: 'December 2026'."""
     if value is None:
         return "–"
-    return value.strftime("%b %Y")
+    return value.strftime("%B %Y")
 
 
 class AmountError(ValueError):

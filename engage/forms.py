@@ -109,6 +109,7 @@ class DateField(_DateField):
         super().__init__(label, validators, format=list(format), **kwargs)
 
     def process_formdata(self, valuelist):
+        self.typed_problem = None
         typed = " ".join(valuelist).strip() if valuelist else ""
         if not typed:
             self.data = None
@@ -116,5 +117,10 @@ class DateField(_DateField):
         try:
             super().process_formdata([typed])
         except ValueError as error:
-            raise ValueError(f"{typed[:40]!r} is not a date; write it as YYYY-MM-DD, "
-                             "e.g. 2026-06-15.") from error
+            self.typed_problem = f"{typed[:40]!r} is not a date; write it as YYYY-MM-DD, e.g. 2026-06-15."
+            raise ValueError(self.typed_problem) from error
+
+    def post_validate(self, form, validation_stopped):
+        """`DataRequired` replaces a refused date by "This field is required.": say what was wrong."""
+        if getattr(self, "typed_problem", None):
+            self.errors[:] = [self.typed_problem]
