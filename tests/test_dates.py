@@ -31,6 +31,7 @@ OTHER_FORMATS = {
     "time with seconds": re.compile(r"\b\d{2}:\d{2}:\d{2}\b"),
     "day without leading zero": re.compile(r"(?<![\d.,])\d (?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4}\b"),
     "moment without comma": re.compile(r"\b\d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}\b"),
+    "zone said twice": re.compile(r"\bUTC\W{0,3}UTC\b"),
 }
 
 #: Attributes a person reads (a tooltip, a screen reader's label, a hint in an empty field).
@@ -104,7 +105,8 @@ def test_the_jinja_filters_are_the_helpers(app):
 def test_the_walk_sees_other_formats():
     """The check itself can fail: each other way of writing a date is caught, the app's is not."""
     html = ("<p>Due 2026-12-05</p><p title='sent 12/05/2026'>x</p><p>Dec 5, 2026</p><p>5 December 2026</p>"
-            "<p>at 14:05:33</p><p>5 Dec 2026</p><p>05 Dec 2026 14:05</p><p>month 2026-12</p>")
+            "<p>at 14:05:33</p><p>5 Dec 2026</p><p>05 Dec 2026 14:05</p><p>month 2026-12</p>"
+            "<p>05 Dec 2026, 14:05 UTC (UTC)</p>")
     kinds = {kind for kind, _ in other_formats(human_text(html))}
     assert kinds == set(OTHER_FORMATS)
     fine = ("<p>05 Dec 2026, 14:05 UTC</p><input type=date value='2026-12-05'><a href='/x?as_of=2026-12-05'>x</a>"
