@@ -210,3 +210,22 @@ def test_every_page_writes_dates_one_way(app, client, make_user, world):  # noqa
             found.setdefault(url, []).append((kind, words))
     assert walked > 40
     assert found == {}
+
+
+def test_emails_and_cli_lines_write_dates_one_way(app, runner, smtp, world):  # noqa: F811
+    """What the demo set's screening emailed, a reminders tick's emails and lines, and the CLI's reports."""
+    from engage.models import OutboxEmail
+
+    lines = []
+    for args in (["reminders", "run", "--now", "2030-01-02T09:30"], ["screen"], ["lists", "versions"]):
+        result = runner.invoke(args=args)
+        assert result.exit_code == 0, result.output
+        lines.append(result.output)
+    assert "Reminders tick at 02 Jan 2030, 09:30 UTC" in lines[0]
+    emails = db.session.scalars(sa.select(OutboxEmail)).all()
+    app_style = re.compile(r"\b\d{2} [A-Z][a-z]{2} \d{4}\b")
+    assert sum(bool(app_style.search(e.body_text)) for e in emails) >= 2  # the check reads dates, in the one style
+    assert app_style.search(lines[1]) and app_style.search(lines[2])
+    found = [(kind, words) for text in lines + [f"{e.subject}\n{e.body_text}" for e in emails]
+             for kind, words in other_formats(text)]
+    assert found == []
