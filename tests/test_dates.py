@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from html.parser import HTMLParser
+from pathlib import Path
 
 import sqlalchemy as sa
 from flask import url_for
@@ -229,3 +230,24 @@ def test_emails_and_cli_lines_write_dates_one_way(app, runner, smtp, world):  # 
     found = [(kind, words) for text in lines + [f"{e.subject}\n{e.body_text}" for e in emails]
              for kind, words in other_formats(text)]
     assert found == []
+
+
+def test_a_citation_loaded_with_an_iso_day_is_not_a_change(runner, app, tmp_path):
+    """CBP citations now end '24 Jun 2021'; a version loaded when they ended '2021-06-24' does not
+    make every entry of the next version 'changed'. A real change of the day still is one."""
+    from engage.models import ListedEntity
+
+    source = Path(__file__).parent / "fixtures" / "lists" / "cbp_wro_2021-07-01.csv"
+    first = runner.invoke(args=["lists", "import", str(source), "--retrieved", "2021-07-01"])
+    assert first.exit_code == 0, first.output
+    hoshine = db.session.scalar(sa.select(ListedEntity).where(ListedEntity.name.like("Hoshine%")))
+    assert hoshine.citation == "CBP WRO on Silica-based products, 24 Jun 2021"
+    for entity in db.session.scalars(sa.select(ListedEntity)):  # as an older Engage stored them
+        entity.citation = entity.citation.replace("24 Jun 2021", "2021-06-24").replace("29 Mar 2016", "2016-03-29")
+    db.session.commit()
+    text = source.read_text()
+    again = tmp_path / "cbp_wro_2021-08-01.csv"
+    again.write_text(text.replace("03/29/2016", "03/30/2016", 1))  # one real change of day
+    second = runner.invoke(args=["lists", "import", str(again), "--retrieved", "2021-08-01"])
+    assert second.exit_code == 0, second.output
+    assert "0 added, 0 removed, 1 changed" in second.output, second.output

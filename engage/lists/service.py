@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
 import secrets
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -145,10 +146,28 @@ def describe_change(fields: dict) -> str:
     return "; ".join(parts)
 
 
+#: A day written YYYY-MM-DD inside a citation (as versions loaded before dates read one way wrote them).
+_ISO_DAY = re.compile(r"\b(\d{4})-(\d{2})-(\d{2})\b")
+
+
+def _citation_as_now(text: str | None) -> str | None:
+    """A stored citation with its ISO days written as the parsers write them now ('24 Jun 2021')."""
+    def day(match: re.Match) -> str:
+        try:
+            return format_date(dt.date(*map(int, match.groups())))
+        except ValueError:
+            return match.group(0)
+
+    return _ISO_DAY.sub(day, text) if text else text
+
+
 def _compare(old: dict, new: Entry) -> dict:
+    """The fields of an entry that changed; a citation that only writes its day another way has not."""
     changes = {}
     for name in Entry.FIELDS:
         before, after = old.get(name), getattr(new, name)
+        if name == "citation":
+            before = after if _citation_as_now(before) == after else before
         if name == "aliases":
             added = [a for a in after if a not in (before or [])]
             dropped = [a for a in (before or []) if a not in after]
