@@ -119,7 +119,7 @@ def test_the_screening_page_shows_why_a_holding_is_flagged(client, login_as):
     login_as("viewer")
     page = client.get("/holdings/screening").get_data(as_text=True)
     section = page[page.index("<h2>Surveillance Fund</h2>"):]
-    assert "84 FR 54002 (BIS, Addition of Certain Entities to the Entity List), 09 Oct 2019</span>" in section
+    assert "84 FR 54002 (BIS, Addition of Certain Entities to the Entity List), 9 Oct 2019</span>" in section
     assert ("Matched: name &#34;Hangzhou Hikvision Digital Technology Co., Ltd.&#34; = entry name "
             "&#34;Hangzhou Hikvision Digital Technology Co. Ltd.&#34;</span>") in section
 

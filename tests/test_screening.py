@@ -49,7 +49,7 @@ AS_OF = dt.date(2026, 5, 29)
 MILLION = Decimal(1_000_000)
 FIXTURES = Path(__file__).parent / "fixtures" / "lists"
 
-ENTITY_LIST_2019 = "84 FR 54002 (BIS, Addition of Certain Entities to the Entity List), 09 Oct 2019"
+ENTITY_LIST_2019 = "84 FR 54002 (BIS, Addition of Certain Entities to the Entity List), 9 Oct 2019"
 ENTITY_LIST_2021 = "86 FR 33119 (BIS, Addition of Certain Entities to the Entity List), 24 Jun 2021"
 HIKVISION = dict(key="hikvision", name="Hangzhou Hikvision Digital Technology Co. Ltd.", aliases=["Hikvision"],
                  source="us_entity_list", effective_date=dt.date(2019, 10, 9), citation=ENTITY_LIST_2019)
