@@ -34,7 +34,7 @@ def format_date(value: dt.date | dt.datetime | None) -> str:
         return "–"
     if isinstance(value, dt.datetime):
         value = _utc(value)
-    return value.strftime(DATE_FORMAT)
+    return value.strftime(DATE_FORMAT.replace("%Y", f"{value.year:04d}"))  # strftime drops a small year's zeros
 
 
 def format_datetime(value: dt.datetime | dt.date | None) -> str:
@@ -43,7 +43,8 @@ def format_datetime(value: dt.datetime | dt.date | None) -> str:
         return "–"
     if not isinstance(value, dt.datetime):
         return format_date(value)
-    return _utc(value).strftime(DATE_FORMAT + ", %H:%M") + " UTC"
+    value = _utc(value)
+    return f"{format_date(value)}, {value:%H:%M} UTC"
 
 
 def format_month(value: dt.date | None) -> str:

@@ -89,6 +89,7 @@ def test_one_style_for_days_and_one_for_moments():
     assert formatting.format_datetime(dt.date(2026, 12, 5)) == "05 Dec 2026"
     assert formatting.format_month(dt.date(2026, 12, 5)) == "December 2026"
     assert formatting.format_date(None) == formatting.format_datetime(None) == "–"
+    assert formatting.format_date(dt.date(26, 10, 31)) == "31 Oct 0026"  # a mistyped year reads as typed
 
 
 def test_aware_moments_are_shown_in_utc():

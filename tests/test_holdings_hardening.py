@@ -406,7 +406,7 @@ def test_an_out_of_range_holdings_date_is_refused(runner, tmp_path, client, logi
     result = cli_import(runner, tmp_path, text)
     assert result.exit_code == 1 and "row 2: the holdings date 20 Nov 1900 is outside the dates Engage accepts" in result.stderr
     result = cli_import(runner, tmp_path, "Name,Ticker\nA,AAA\n", "--as-of", "2206-01-01")
-    assert result.exit_code == 1 and "--as-of: 2206-01-01 is outside the dates Engage accepts" in result.stderr
+    assert result.exit_code == 1 and "--as-of: 01 Jan 2206 is outside the dates Engage accepts" in result.stderr
     login_as("analyst")
     fund = Fund(name="Dated")
     db.session.add(fund)
