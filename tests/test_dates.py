@@ -40,7 +40,11 @@ READ_ATTRIBUTES = {"title", "aria-label", "alt"}
 
 
 class HumanText(HTMLParser):
-    """The text of a page as a person reads it: no scripts, styles, field values or other attributes."""
+    """The text of a page as a person reads it: no scripts, styles, field values or other attributes.
+
+    A field's hint (`p.hint`) is left out too: it says what to type, and an example of another way
+    of writing a date ("25/03/2024", "YYYY-MM-DD") belongs there.
+    """
 
     #: `code` is text shown exactly as a machine wrote it (an email's headers, a file name, a code).
     SKIP = {"script", "style", "textarea", "template", "code"}
@@ -49,18 +53,23 @@ class HumanText(HTMLParser):
         super().__init__(convert_charrefs=True)
         self.parts: list[str] = []
         self.skipping = 0
+        self.hints = 0
 
     def handle_starttag(self, tag, attrs):
         if tag in self.SKIP:
             self.skipping += 1
+        if tag == "p" and "hint" in (dict(attrs).get("class") or "").split():
+            self.hints += 1
         self.parts.extend(value for name, value in attrs if name in READ_ATTRIBUTES and value)
 
     def handle_endtag(self, tag):
         if tag in self.SKIP and self.skipping:
             self.skipping -= 1
+        if tag == "p" and self.hints:
+            self.hints -= 1
 
     def handle_data(self, data):
-        if not self.skipping:
+        if not self.skipping and not self.hints:
             self.parts.append(data)
 
 
@@ -114,7 +123,7 @@ def test_the_walk_sees_other_formats():
     fine = ("<p>05 Dec 2026, 14:05 UTC</p><input type=date value='2026-12-05'><a href='/x?as_of=2026-12-05'>x</a>"
             "<time datetime='2026-12-05'>05 Dec 2026</time><p data-on='2026-12-05'>US$1,234 ISIN US0378331005</p>"
             "<script>let d = '2026-12-05'</script><textarea>2026-12-05</textarea>"
-            "<code>Sat, 05 Dec 2026 06:58:05 +0000</code>")
+            "<code>Sat, 05 Dec 2026 06:58:05 +0000</code><p class='hint'>e.g. 25/03/2024 or 2026-06-15</p>")
     assert other_formats(human_text(fine)) == []
 
 
