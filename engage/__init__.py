@@ -355,6 +355,7 @@ def register_template_helpers(app: Flask) -> None:
     app.jinja_env.globals["refusals"] = web.refusals
     app.jinja_env.filters["date"] = formatting.format_date
     app.jinja_env.filters["datetime"] = formatting.format_datetime
+    app.jinja_env.filters["month"] = formatting.format_month
     app.jinja_env.filters["money"] = formatting.money_on_page
     app.jinja_env.filters["score"] = formatting.format_score
     app.jinja_env.filters["counted"] = formatting.counted

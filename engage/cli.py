@@ -22,6 +22,7 @@ from engage.auth.service import find_user, lift_pause
 from engage.demo import load_demo
 from engage.exports import monthly
 from engage.extensions import db
+from engage.formatting import format_date, format_datetime
 from engage.holdings.screening import exposures
 from engage.holdings import importer, parsing
 from engage.holdings import service as holdings_service
@@ -126,7 +127,7 @@ def reminders_run_command(now_text: str | None) -> None:
     now = parse_now(now_text)
     with audit.acting_as("cli"):
         lines = reminders_tick(now)
-    click.echo(f"Reminders tick at {now.isoformat(timespec='minutes')} UTC")
+    click.echo(f"Reminders tick at {format_datetime(now)}")
     for line in lines:
         click.echo(f"  {line}")
 
@@ -294,7 +295,7 @@ def lists_versions_command(list_name):
         click.echo(f"No versions of {list_name}." if list_name else "No list loaded yet.")
         return
     for v in found:
-        click.echo(f"{v.name} version {v.id}: {v.file_name} ({v.format}), retrieved {v.retrieved_on.isoformat()}, "
+        click.echo(f"{v.name} version {v.id}: {v.file_name} ({v.format}), retrieved {format_date(v.retrieved_on)}, "
                    f"sha256 {v.sha256[:12]}, {v.entry_count} entries, +{v.added_count} -{v.removed_count} "
                    f"~{v.changed_count}" + (f", after version {v.previous_id}" if v.previous_id else ""))
 
@@ -362,7 +363,7 @@ def _print_exposure(e, new_ids: set[int]) -> None:
         return (f"{p.positions} compan{'y' if p.positions == 1 else 'ies'}, "
                 f"{', '.join(filter(None, (value, unknown)))}{share}{also}")
 
-    click.echo(f"{e.fund.name} ({e.as_of.isoformat() if e.as_of else 'no holdings'}): "
+    click.echo(f"{e.fund.name} ({format_date(e.as_of) if e.as_of else 'no holdings'}): "
                f"on an official list: {part(e.official)}")
     if e.unknown:
         click.echo(f"  value unknown for {e.unknown} of the fund's {e.positions} positions" +

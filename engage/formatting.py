@@ -16,19 +16,42 @@ _markdown = MarkdownIt("commonmark", {"html": False, "linkify": False, "typograp
 # address (tracking pixels); `![x](url)` stays text.
 _markdown.disable("image")
 
+#: The one way a day is written for people, everywhere: pages, emails, letters, CLI lines, XLSX
+#: cells ("05 Dec 2026"). A moment adds the time and says the zone once: "05 Dec 2026, 14:05 UTC".
 DATE_FORMAT = "%d %b %Y"
+#: DATE_FORMAT as a spreadsheet number format, for the date cells of XLSX exports.
+XLSX_DATE_FORMAT = "dd mmm yyyy"
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    """An aware moment as naive UTC (the database's convention); a naive one is UTC already."""
+    return value.astimezone(dt.UTC).replace(tzinfo=None) if value.tzinfo else value
 
 
 def format_date(value: dt.date | dt.datetime | None) -> str:
+    """A day as people read it everywhere: '05 Dec 2026' ('–' for none); a moment gives its UTC day."""
     if value is None:
         return "–"
-    return value.strftime(DATE_FORMAT)
+    if isinstance(value, dt.datetime):
+        value = _utc(value)
+    return value.strftime(DATE_FORMAT.replace("%Y", f"{value.year:04d}"))  # strftime drops a small year's zeros
 
 
-def format_datetime(value: dt.datetime | None) -> str:
+def format_datetime(value: dt.datetime | dt.date | None) -> str:
+    """A moment as people read it everywhere: '05 Dec 2026, 14:05 UTC' (a plain day stays a day)."""
     if value is None:
         return "–"
-    return value.strftime(DATE_FORMAT + " %H:%M") + " UTC"
+    if not isinstance(value, dt.datetime):
+        return format_date(value)
+    value = _utc(value)
+    return f"{format_date(value)}, {value:%H:%M} UTC"
+
+
+def format_month(value: dt.date | None) -> str:
+    """A month (of a report, an export) as people read it: 'December 2026'."""
+    if value is None:
+        return "–"
+    return value.strftime("%B %Y")
 
 
 class AmountError(ValueError):

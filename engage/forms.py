@@ -6,8 +6,11 @@ import decimal
 
 from flask import abort, has_request_context, request
 from flask_wtf import FlaskForm
+from wtforms import DateField as _DateField
 from wtforms import DecimalField as _DecimalField
 from wtforms import StringField, ValidationError
+
+from engage.formatting import DATE_FORMAT
 
 SUBMIT_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -95,3 +98,29 @@ class DecimalField(_DecimalField):
             return super()._value()
         except (decimal.InvalidOperation, ValueError, TypeError):
             return str(self.data)
+
+
+class DateField(_DateField):
+    """A day, picked (`<input type=date>` sends YYYY-MM-DD) or typed: YYYY-MM-DD or as the pages
+    write it ('05 Dec 2026'). A refusal quotes what was typed and says the format; nothing typed
+    is no date, for `DataRequired` or `Optional` to judge."""
+
+    def __init__(self, label=None, validators=None, format=("%Y-%m-%d", DATE_FORMAT), **kwargs):
+        super().__init__(label, validators, format=list(format), **kwargs)
+
+    def process_formdata(self, valuelist):
+        self.typed_problem = None
+        typed = " ".join(valuelist).strip() if valuelist else ""
+        if not typed:
+            self.data = None
+            return
+        try:
+            super().process_formdata([typed])
+        except ValueError as error:
+            self.typed_problem = f"{typed[:40]!r} is not a date; write it as YYYY-MM-DD, e.g. 2026-06-15."
+            raise ValueError(self.typed_problem) from error
+
+    def post_validate(self, form, validation_stopped):
+        """`DataRequired` replaces a refused date by "This field is required.": say what was wrong."""
+        if getattr(self, "typed_problem", None):
+            self.errors[:] = [self.typed_problem]

@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 from wtforms import ValidationError
 from wtforms.validators import StopValidation
 
+from engage.formatting import format_date
+
 #: The dates Engage accepts anywhere: wide enough for any engagement, narrow enough that date
 #: arithmetic, both databases and every calendar client handle them.
 DATE_MIN = dt.date(1990, 1, 1)
@@ -75,8 +77,8 @@ def date_problem(value: dt.date | dt.datetime | None) -> str | None:
     day = value.date() if isinstance(value, dt.datetime) else value
     if DATE_MIN <= day <= DATE_MAX:
         return None
-    return (f"{day.isoformat()} is outside the dates Engage accepts "
-            f"({DATE_MIN.isoformat()} to {DATE_MAX.isoformat()}).")
+    return (f"{format_date(day)} is outside the dates Engage accepts "
+            f"({format_date(DATE_MIN)} to {format_date(DATE_MAX)}).")
 
 
 def sane_date(form, field):
@@ -109,7 +111,7 @@ def parse_datetime(text: str, option: str) -> dt.datetime:
             value = value.astimezone(dt.UTC).replace(tzinfo=None)
         except OverflowError:  # an offset that takes the time past year 1 or 9999
             raise ValueError(f"{option}: {text.strip()} is outside the dates Engage accepts "
-                             f"({DATE_MIN.isoformat()} to {DATE_MAX.isoformat()}).") from None
+                             f"({format_date(DATE_MIN)} to {format_date(DATE_MAX)}).") from None
     problem = date_problem(value)
     if problem:
         raise ValueError(f"{option}: {problem}")

@@ -365,7 +365,7 @@ def test_months_outside_the_sane_range_are_refused_with_a_message(client, login_
     response = client.get(f"/exports/monthly?month={month}&format=csv")
     page = response.get_data(as_text=True)
     assert response.status_code == 400 and response.mimetype == "text/html"
-    assert f"{month} is outside the months Engage exports (1990-01 to 2100-12)." in page
+    assert f"{month} is outside the months Engage exports (January 1990 to December 2100)." in page
     assert f'value="{month}"' in page  # the input is kept in the form
 
 
@@ -384,6 +384,6 @@ def test_cli_refuses_out_of_range_months_and_writes_nothing(runner, frozen, tmp_
         refused = runner.invoke(args=["export", "monthly", "--month", month, "--format", "csv", "--out", str(out)])
         assert refused.exit_code == 1, refused.output
         lines = refused.stderr.strip().splitlines()
-        assert lines[-1] == f"Error: {month} is outside the months Engage exports (1990-01 to 2100-12).", lines
+        assert lines[-1] == f"Error: {month} is outside the months Engage exports (January 1990 to December 2100).", lines
         assert "Traceback" not in refused.stderr
     assert list(tmp_path.iterdir()) == []

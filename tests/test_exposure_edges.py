@@ -237,7 +237,7 @@ def test_held_again_emails_once_per_company_and_fund_until_sold_or_readmitted(
     for day in ("2026-11-03", "2026-11-04"):  # daily files still holding it: no more email
         assert "(0 new alert(s), 0 owner email(s) queued)" in run(day)
     back = run("2026-10-30")  # a back-filled file: the latest snapshot decides
-    assert "in the fund's latest snapshot (2026-11-04, not the file imported)" in back and "(0 new alert(s)" in back
+    assert "in the fund's latest snapshot (04 Nov 2026, not the file imported)" in back and "(0 new alert(s)" in back
     assert len(outbox()) == 1 and alerts() == [("2026-11-02", None)]
 
     assert "held again" not in run("2026-11-05", WITHOUT)  # sold: the alert is resolved
@@ -309,7 +309,7 @@ def test_concurrent_imports_of_one_fund_and_date_each_succeed_or_fail_in_one_lin
         assert len(succeeded) == 3, results
         replaced = sorted(line for out in succeeded for line in out.splitlines() if line.startswith("replaced:"))
         assert replaced[-1] == "replaced: nothing (no earlier import for this date)"
-        assert all(line.startswith(f"replaced: {rows} positions of the import of 2026-11-25") for line in replaced[:2])
+        assert all(line.startswith(f"replaced: {rows} positions of the import of 25 Nov 2026") for line in replaced[:2])
     assert succeeded
     db.session.expire_all()
     assert db.session.scalar(sa.select(sa.func.count(Fund.id))) == 1

@@ -35,7 +35,7 @@ def test_ishares_csv_with_all_its_quirks(runner, seeded):
     result = runner.invoke(args=["holdings", "import", str(FIXTURES / "ishares_em.csv"), "--fund", "EM Index",
                                  "--create-fund", "--partial"])
     assert result.exit_code == 0, result.output + result.stderr
-    assert "EM Index as of 2026-11-20: 5 rows → 5 positions" in result.output
+    assert "EM Index as of 20 Nov 2026: 5 rows → 5 positions" in result.output
     assert "matched: 2 by ticker and exchange" in result.output
     assert "created: 3 companies" in result.output
     assert "1 Cash" in result.output and "1 Futures" in result.output and "1 Money Market" in result.output
@@ -188,7 +188,7 @@ def test_screening_flags_listed_companies_and_shows_exposure(runner, seeded, cli
     assert result.exit_code == 0
     assert "Xinjiang Daqo New Energy Co Ltd: us_entity_list (86 FR 33119" in result.output
     # exposure per official list (issue 13): Hikvision's analyst note is reported apart, not summed in
-    assert "Solar (2026-10-31): on an official list: 2 companies, 4,000,000.00 USD = 40.0 % of the fund" in result.output
+    assert "Solar (31 Oct 2026): on an official list: 2 companies, 4,000,000.00 USD = 40.0 % of the fund" in result.output
     assert "  US Entity List: 2 companies, 4,000,000.00 USD = 40.0 % of the fund" in result.output
     assert "  not counted as exposure: Analyst note: 1 company, 3,000,000.00 USD = 30.0 % of the fund" in result.output
     assert runner.invoke(args=["screen"]).output.count("new risk flag(s)") == 1

@@ -338,11 +338,11 @@ def test_two_web_confirmations_of_one_fund_and_date_at_once_never_fail(app, clie
         thread.join()
     assert sorted(code for code, _ in answers.values()) == [200, 409], [a[1][:3000] for a in answers.values()]
     (late, (_, html)), = [(token, answer) for token, answer in answers.items() if answer[0] == 409]
-    assert "changed since its preview" in html and "2 positions of the import of 2026-10-31 from file.csv" in html
+    assert "changed since its preview" in html and "2 positions of the import of 31 Oct 2026 from file.csv" in html
     db.session.expire_all()
     assert db.session.scalar(sa.select(sa.func.count(HoldingImport.id))) == 1
     again = client.post(f"/holdings/import/{late}", data={"preview": token_and_digest(html)[1]}, follow_redirects=True)
-    assert again.status_code == 200 and "replaced: 2 positions of the import of 2026-10-31" in again.get_data(as_text=True)
+    assert again.status_code == 200 and "replaced: 2 positions of the import of 31 Oct 2026" in again.get_data(as_text=True)
     db.session.expire_all()
     assert db.session.scalar(sa.select(sa.func.count(HoldingImport.id))) == 2 and holdings_count() == 2
 
@@ -384,10 +384,10 @@ def test_a_file_date_that_disagrees_with_the_date_given_is_refused(runner, tmp_p
     text = 'Fund Holdings as of,"Nov 20, 2026"\n\nName,Ticker,Weight (%)\nAlpha,AAA,60\nBeta,BBB,40\n\n"Disclaimer"\n'
     result = cli_import(runner, tmp_path, text, "--as-of", "2026-10-31")
     assert result.exit_code == 1
-    assert "the file says its holdings are as of 2026-11-20 but --as-of gives 2026-10-31" in result.stderr
+    assert "the file says its holdings are as of 20 Nov 2026 but --as-of gives 31 Oct 2026" in result.stderr
     assert cli_import(runner, tmp_path, text, "--as-of", "2026-11-20").exit_code == 0
     page = upload(client, web_fund, text, as_of="2026-10-31")
-    assert page.status_code == 422 and "as of 2026-11-20 but the form gives 2026-10-31" in page.get_data(as_text=True)
+    assert page.status_code == 422 and "as of 20 Nov 2026 but the form gives 31 Oct 2026" in page.get_data(as_text=True)
 
 
 # --- 12. invisible characters ----------------------------------------------------------------

@@ -404,9 +404,9 @@ def test_spreadsheet_infinities_and_percent_cells(runner, tmp_path):
 def test_an_out_of_range_holdings_date_is_refused(runner, tmp_path, client, login_as):
     text = ishares().replace("Nov 20, 2026", "Nov 20, 1900")
     result = cli_import(runner, tmp_path, text)
-    assert result.exit_code == 1 and "row 2: the holdings date 1900-11-20 is outside the dates Engage accepts" in result.stderr
+    assert result.exit_code == 1 and "row 2: the holdings date 20 Nov 1900 is outside the dates Engage accepts" in result.stderr
     result = cli_import(runner, tmp_path, "Name,Ticker\nA,AAA\n", "--as-of", "2206-01-01")
-    assert result.exit_code == 1 and "--as-of: 2206-01-01 is outside the dates Engage accepts" in result.stderr
+    assert result.exit_code == 1 and "--as-of: 01 Jan 2206 is outside the dates Engage accepts" in result.stderr
     login_as("analyst")
     fund = Fund(name="Dated")
     db.session.add(fund)
@@ -423,8 +423,8 @@ def test_a_re_import_says_which_import_it_replaces(runner, tmp_path, client, log
     assert cli_import(runner, tmp_path, ishares(), name="em-nov.csv", fund="EM").exit_code == 0
     again = cli_import(runner, tmp_path, ishares(), name="em-nov-again.csv", fund="EM")
     assert again.exit_code == 0
-    assert re.search(r"replaced: 5 positions of the import of 2026-11-20 from em-nov\.csv by cli at \d{4}-\d\d-\d\d "
-                     r"\d\d:\d\d UTC", again.output), again.output
+    assert re.search(r"replaced: 5 positions of the import of 20 Nov 2026 from em-nov\.csv by cli at \d\d [A-Z][a-z]{2} "
+                     r"\d{4}, \d\d:\d\d UTC", again.output), again.output
     analyst = login_as("analyst")
     fund = db.session.scalar(sa.select(Fund).where(Fund.name == "EM"))
     preview = client.post("/holdings/import", data={"fund_id": fund.id,
@@ -432,7 +432,7 @@ def test_a_re_import_says_which_import_it_replaces(runner, tmp_path, client, log
                           content_type="multipart/form-data")
     page = preview.get_data(as_text=True)
     assert preview.status_code == 200
-    assert "5 positions of the import of 2026-11-20 from em-nov-again.csv by cli at" in page
+    assert "5 positions of the import of 20 Nov 2026 from em-nov-again.csv by cli at" in page
     token = page.split("/holdings/import/")[1].split('"')[0]
     assert client.post(f"/holdings/import/{token}", data=factories.confirmation(page)).status_code == 302
     records = db.session.scalars(sa.select(HoldingImport).order_by(HoldingImport.id)).all()

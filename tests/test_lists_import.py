@@ -76,7 +76,7 @@ def test_csl_csv_imports_diffs_and_screens(runner, app):
 
     second = run(runner, FIXTURES / "csl_2021-08-01.csv", "--retrieved", "2021-08-01")
     assert second.exit_code == 0, second.stderr
-    assert "US Entity List: 12 entries, 0 added, 1 removed, 1 changed (against version 1 of 2021-07-01)" in second.output
+    assert "US Entity List: 12 entries, 0 added, 1 removed, 1 changed (against version 1 of 01 Jul 2021)" in second.output
     assert "  - Yixin Science and Technology Co. Ltd." in second.output
     assert "  ~ Sense Time: aliases: new Shangtang Technology" in second.output
     latest = db.session.scalar(sa.select(ListVersion).order_by(ListVersion.id.desc()).limit(1))
@@ -88,7 +88,7 @@ def test_csl_csv_imports_diffs_and_screens(runner, app):
     listed = runner.invoke(args=["lists", "versions", "--list", "us_entity_list"])
     assert listed.exit_code == 0
     assert listed.output.splitlines()[0].startswith(f"us_entity_list version {latest.id}: csl_2021-08-01.csv (csl-csv), "
-                                                    "retrieved 2021-08-01")
+                                                    "retrieved 01 Aug 2021")
     assert "+0 -1 ~1, after version 1" in listed.output.splitlines()[0]
 
 

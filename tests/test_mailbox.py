@@ -156,7 +156,7 @@ def test_subject_reference_files_on_that_engagement_and_a_closed_one_goes_to_tri
     filed, closed_row, missing = rows()
     assert filed.status == "filed" and filed.engagement_id == open_one.id
     assert "subject names ENG-" in filed.reason
-    assert closed_row.status == "triage" and "was closed on 2026-03-01" in closed_row.reason
+    assert closed_row.status == "triage" and "was closed on 01 Mar 2026" in closed_row.reason
     assert missing.status == "triage" and "ENG-999999, which does not exist" in missing.reason
 
 

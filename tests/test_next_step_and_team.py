@@ -61,10 +61,10 @@ def test_next_step_is_saved_with_the_engagement_audited_and_shown(client, login_
     ({"next_step": "", "next_step_on": "2026-07-01"}, "next_step", "Say what the next step is, or clear its date."),
     ({"next_step": "   ", "next_step_on": "2026-07-01"}, "next_step", "Say what the next step is, or clear its date."),
     ({"next_step": "Call", "next_step_on": "2025-12-31"}, "next_step_on",
-     "2025-12-31 is before the engagement was opened (2026-01-05)."),
-    ({"next_step": "Call", "next_step_on": "2062-06-01"}, "next_step_on", "2062-06-01 is more than three years ahead"),
+     "31 Dec 2025 is before the engagement was opened (05 Jan 2026)."),
+    ({"next_step": "Call", "next_step_on": "2062-06-01"}, "next_step_on", "01 Jun 2062 is more than three years ahead"),
     ({"next_step": "Call", "next_step_on": "1900-01-01"}, "next_step_on", "outside the dates Engage accepts"),
-    ({"next_step": "Call", "next_step_on": "tomorrow"}, "next_step_on", "Not a valid date value."),
+    ({"next_step": "Call", "next_step_on": "tomorrow"}, "next_step_on", "is not a date; write it as YYYY-MM-DD"),
     ({"next_step": "x" * 201, "next_step_on": ""}, "next_step", "The next step is 201 characters long; keep it to 200."),
 ])
 def test_a_bad_next_step_is_refused_with_its_reason_and_nothing_is_saved(client, login_as, frozen_today,

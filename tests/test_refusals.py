@@ -54,7 +54,7 @@ def test_logging_a_call_on_an_engagement_closed_meanwhile(client, closed_meanwhi
         "summary": SUMMARY, "participants": "J. Doe (CFO)", "move_to": "", "version": seen})
     assert response.status_code == 422
     page = response.get_data(as_text=True)
-    assert "closed on 2026-06-01; reopen it to log new contact" in top_of_page(page)
+    assert "closed on 01 Jun 2026; reopen it to log new contact" in top_of_page(page)
     # the input is on the page, to copy: the form itself is not drawn for a closed engagement
     assert 'readonly rows="6">' + SUMMARY.replace("*", "*") in page.replace("&#39;", "'")
     assert "Call with the CFO" in page and "J. Doe (CFO)" in page

@@ -260,7 +260,7 @@ def test_cli_tick_and_bad_now(runner, smtp, make_user):
     reminder(make_user("analyst"), TODAY)
     result = runner.invoke(args=["reminders", "run", "--now", "2026-06-15T08:00:00+02:00"])
     assert result.exit_code == 0, result.output
-    assert "Reminders tick at 2026-06-15T06:00 UTC" in result.output
+    assert "Reminders tick at 15 Jun 2026, 06:00 UTC" in result.output
     assert "1 reminder(s) in 1 email(s)" in result.output and "1 sent" in result.output
     bad = runner.invoke(args=["reminders", "run", "--now", "next tuesday"])
     assert bad.exit_code == 1 and "--now must be an ISO date-time" in bad.stderr

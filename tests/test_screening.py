@@ -378,7 +378,7 @@ def test_flags_gained_or_lost_email_the_admins_and_the_owners_concerned(make_use
     body = mail["admin@example.org"].body_text
     assert "Hangzhou Hikvision Digital Technology Co., Ltd.: US Entity List, direct" in body
     assert "Hoshine Silicon Industry (Shanshan) Co., Ltd.: CBP Withhold Release Order, linked via Hoshine Silicon " \
-           "Industry Co., Ltd." in body and "us_entity_list_2026-06-01.csv, retrieved 2026-06-01" in body
+           "Industry Co., Ltd." in body and "us_entity_list_2026-06-01.csv, retrieved 01 Jun 2026" in body
     own = mail["owner@example.org"].body_text
     assert "(Shanshan)" in own and "Hikvision" not in own  # an owner hears about the companies they engage with
 
@@ -424,10 +424,10 @@ def test_the_screen_command_prints_flagged_holdings_totals_and_what_is_new(runne
     out = first.output
     assert "1 new risk flag(s), 0 ended" in out
     assert "Hangzhou Hikvision Digital Technology Co., Ltd.: us_entity_list (84 FR 54002" in out
-    assert "Screen Fund (2026-05-29): on an official list: 1 company, 3,000,000.00 USD = 3.0 % of the fund" in out
+    assert "Screen Fund (29 May 2026): on an official list: 1 company, 3,000,000.00 USD = 3.0 % of the fund" in out
     assert "  US Entity List: 1 company, 3,000,000.00 USD = 3.0 % of the fund" in out
     assert ("    Hangzhou Hikvision Digital Technology Co., Ltd.: US Entity List (direct), 3,000,000.00 USD, 3.000 %, "
-            "version us_entity_list_2026-06-01.csv, retrieved 2026-06-01 [new since the last screening]") in out
+            "version us_entity_list_2026-06-01.csv, retrieved 01 Jun 2026 [new since the last screening]") in out
     assert "  new since the last screening: 1 flagged holding(s)" in out
 
     second = runner.invoke(args=["screen"]).output

@@ -92,11 +92,11 @@ def test_a_closed_engagements_tab_is_read_only_and_its_posts_are_refused(client,
 
     refused = client.post(status_url(mapped, hoshine), data=data)  # a tab opened before it was closed
     assert refused.status_code == 409
-    assert ("the engagement with Fictional Solar Modules Co. was closed on 2026-06-01; reopen it to change its "
+    assert ("the engagement with Fictional Solar Modules Co. was closed on 01 Jun 2026; reopen it to change its "
             "value chain") in html.unescape(refused.get_data(as_text=True))
     added = client.post(add_url(mapped), data={"form_token": token, "name": "Late Supplier (fictional)",
                                                "kind": "supplier", "tier": "1"})
-    assert added.status_code == 409 and "was closed on 2026-06-01" in html.unescape(added.get_data(as_text=True))
+    assert added.status_code == 409 and "was closed on 01 Jun 2026" in html.unescape(added.get_data(as_text=True))
     db.session.expire_all()
     assert (changes(), counts()) == before
 
@@ -267,7 +267,7 @@ def test_a_status_change_dated_before_the_last_one_is_refused(client, login_as, 
     assert refused.status_code == 422
     error = re.search(rf'<p class="error" id="rel{hoshine.id}-date-error">([^<]*)</p>', refused.get_data(as_text=True))
     assert error and html.unescape(error.group(1)) == (
-        "the change is dated 2024-01-01, before the last one (exit planned on 2026-06-01); a status follows the "
+        "the change is dated 01 Jan 2024, before the last one (exit planned on 01 Jun 2026); a status follows the "
         "one before it in time")
     assert changes() == 1
     data, _ = status_post(client, mapped, hoshine, status="exited", date="2026-06-01", evidence="The company's letter")

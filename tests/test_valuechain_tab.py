@@ -276,7 +276,7 @@ def test_a_stale_tab_is_refused_with_a_clear_message(client, login_as, mapped, f
     assert response.status_code == 409
     text = squash(text_of(response))
     assert (f"Not saved: the status of {HOSHINE} changed from active to under review on "
-            f"{frozen_today.isoformat()} after this page was opened") in text
+            f"{frozen_today:%d %b %Y} after this page was opened") in text
     db.session.expire_all()
     assert relationship_to(HOSHINE).status == "under_review" and changes() == 1
     # the form drawn again carries the new status, so sending it again applies to it

@@ -1,7 +1,8 @@
 from flask_wtf import FlaskForm
-from wtforms import DateField, PasswordField, SelectChoice, SelectField, StringField, SubmitField
+from wtforms import PasswordField, SelectChoice, SelectField, StringField, SubmitField
 from wtforms.validators import DataRequired, EqualTo, Length
 
+from engage.forms import DateField
 from engage.idempotency import FormTokenMixin
 from engage.validators import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, sane_date, strong_password
 

@@ -3,7 +3,6 @@ from decimal import Decimal
 
 from wtforms import (
     BooleanField,
-    DateField,
     EmailField,
     IntegerField,
     PasswordField,
@@ -17,7 +16,7 @@ from wtforms import (
 )
 from wtforms.validators import DataRequired, Email, EqualTo, InputRequired, Length, NumberRange, Optional
 
-from engage.forms import DecimalField, EditForm, FilterForm
+from engage.forms import DateField, DecimalField, EditForm, FilterForm
 from engage.models import Investor, InvestorKind, PaperSize, Role
 from engage.letters.service import LetterError, check_cover_note
 from engage.validators import MIN_PASSWORD_LENGTH, FiniteDecimal, http_url, sane_date, strong_password, whole_number
@@ -63,14 +62,7 @@ class UnlockForm(FlaskForm):
 
 
 class FilterDateField(DateField):
-    """A date filter (YYYY-MM-DD) whose refusal quotes what was typed."""
-
-    def process_formdata(self, valuelist):
-        try:
-            super().process_formdata(valuelist)
-        except ValueError as error:
-            raise ValueError(f"{' '.join(valuelist)!r} is not a date; write it as YYYY-MM-DD, "
-                             "e.g. 2026-06-15.") from error
+    """A date filter (YYYY-MM-DD) whose refusal quotes what was typed (as every date field's does)."""
 
 
 class AuditFilterForm(FilterForm):

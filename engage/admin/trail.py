@@ -19,6 +19,7 @@ from functools import cache
 import sqlalchemy as sa
 
 from engage.extensions import db
+from engage.formatting import format_date, format_datetime, format_month
 from engage.models import (
     Attachment,
     AuditEvent,
@@ -223,7 +224,9 @@ def value_text(object_type: str | None, column: str, value, row_values: dict | N
             return value
     if isinstance(value, str) and re.fullmatch(r"\d{4}-\d\d-\d\d(T\d\d:\d\d(:\d\d)?(\.\d+)?)?", value):
         moment = dt.datetime.fromisoformat(value)
-        return moment.strftime("%d %b %Y" if "T" not in value else "%d %b %Y %H:%M UTC")
+        return format_date(moment) if "T" not in value else format_datetime(moment)
+    if isinstance(value, str) and re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", value) and column == "month":
+        return format_month(dt.date.fromisoformat(value + "-01"))
     text = str(value)
     return text if len(text) <= 160 else text[:159] + "…"
 

@@ -1,13 +1,13 @@
 import sqlalchemy as sa
 from email_validator import EmailNotValidError, validate_email
 from flask_wtf import FlaskForm
-from wtforms import DateField, HiddenField, SelectChoice, SelectField, StringField, SubmitField, TextAreaField, ValidationError
+from wtforms import HiddenField, SelectChoice, SelectField, StringField, SubmitField, TextAreaField, ValidationError
 from wtforms.validators import AnyOf, DataRequired, Length, Optional, Regexp
 
 from engage.companies import service
 from engage.errors import FieldError
 from engage.extensions import db
-from engage.forms import EditForm, FilterField, FilterForm
+from engage.forms import DateField, EditForm, FilterField, FilterForm
 from engage.identifiers import compact_lei, isin_problem, lei_problem
 from engage.models import LANGUAGES, Company, CompanyContact, ContactRole, RiskSource, Stage
 from engage.validators import http_url, sane_date, whole_number

@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 import sqlalchemy as sa
 
 from engage.errors import FieldError
+from engage.formatting import format_date
 from engage.models.base import Escalation, Outcome, Stage
 from engage.models.engagements import Engagement, EngagementEvent
 
@@ -133,7 +134,7 @@ def proposed_level(engagement: Engagement) -> str | None:
 
 def closed_refusal(engagement: Engagement, what: str) -> str:
     """Why a move prepared before the engagement was closed is refused now."""
-    since = f" on {engagement.closed_on.isoformat()}" if engagement.closed_on else ""
+    since = f" on {format_date(engagement.closed_on)}" if engagement.closed_on else ""
     if what == "escalation":
         return f"The engagement was closed{since}; reopen it before changing its escalation."
     return f"The engagement was closed{since}; it can only be reopened (choose a stage to reopen at)."
@@ -155,10 +156,10 @@ def _check_date(engagement: Engagement, on: dt.date | None, today: dt.date) -> d
     if on is None:
         raise MoveError("occurred_on", "Give the date the move happened.")
     if on > today:
-        raise MoveError("occurred_on", f"{on.isoformat()} is in the future; record a move once it has happened.")
+        raise MoveError("occurred_on", f"{format_date(on)} is in the future; record a move once it has happened.")
     if engagement.opened_on and on < engagement.opened_on:
         raise MoveError("occurred_on",
-                        f"{on.isoformat()} is before the engagement was opened ({engagement.opened_on.isoformat()}).")
+                        f"{format_date(on)} is before the engagement was opened ({format_date(engagement.opened_on)}).")
     return on
 
 

@@ -1,10 +1,10 @@
 from flask_wtf import FlaskForm
 from flask_wtf.file import MultipleFileField
-from wtforms import DateField, HiddenField, SelectChoice, SelectField, StringField, SubmitField, TextAreaField
+from wtforms import HiddenField, SelectChoice, SelectField, StringField, SubmitField, TextAreaField
 from wtforms import ValidationError
 from wtforms.validators import DataRequired, InputRequired, Length, Optional
 
-from engage.forms import EditForm, FilterField, FilterForm
+from engage.forms import DateField, EditForm, FilterField, FilterForm
 from engage.idempotency import FormTokenMixin
 from engage.validators import http_url, sane_date
 

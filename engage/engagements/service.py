@@ -11,7 +11,7 @@ from sqlalchemy.orm import selectinload
 
 from engage import clock
 from engage.errors import FieldError
-from engage.formatting import one_line
+from engage.formatting import format_date, one_line
 from engage.engagements import attachments, cycle
 from engage.engagements.cycle import MoveError
 from engage.extensions import db
@@ -72,7 +72,7 @@ def check_version(engagement: Engagement, seen_version: int | None) -> None:
 def open_engagement(company: Company, campaign: Campaign, *, owner: User | None, objectives: str,
                     opened_on: dt.date, today: dt.date, actor_id: int | None) -> Engagement:
     if opened_on > today:
-        raise EngagementError("opened_on", f"{opened_on.isoformat()} is in the future.")
+        raise EngagementError("opened_on", f"{format_date(opened_on)} is in the future.")
     existing = db.session.scalar(
         sa.select(Engagement.id).where(Engagement.company_id == company.id, Engagement.campaign_id == campaign.id,
                                        Engagement.is_open)
@@ -115,10 +115,10 @@ def next_step_problem(engagement: Engagement, text: str, on: dt.date | None, tod
     if (problem := date_problem(on)) is not None:
         return "next_step_on", problem
     if on < engagement.opened_on:
-        return "next_step_on", (f"{on.isoformat()} is before the engagement was opened "
-                                f"({engagement.opened_on.isoformat()}).")
+        return "next_step_on", (f"{format_date(on)} is before the engagement was opened "
+                                f"({format_date(engagement.opened_on)}).")
     if on > today + NEXT_STEP_HORIZON:
-        return "next_step_on", (f"{on.isoformat()} is more than three years ahead; "
+        return "next_step_on", (f"{format_date(on)} is more than three years ahead; "
                                 "give the date of the next step, not a distant one.")
     return None
 
@@ -150,7 +150,7 @@ def log_interaction(engagement: Engagement, *, kind: str, direction: str, occurr
                     move_to: str | None = None, seen_version: int | None = None) -> tuple[Interaction, list]:
     """Log one contact. Returns the interaction and the files written (to delete if the commit fails)."""
     if not engagement.is_open:
-        since = f" on {engagement.closed_on.isoformat()}" if engagement.closed_on else ""
+        since = f" on {format_date(engagement.closed_on)}" if engagement.closed_on else ""
         raise EngagementError("kind", f"The engagement was closed{since}; reopen it to log new contact.")
     if kind not in InteractionKind.values():
         raise EngagementError("kind", f"Unknown kind of interaction {kind!r}.")
@@ -159,10 +159,10 @@ def log_interaction(engagement: Engagement, *, kind: str, direction: str, occurr
     if occurred_on is None:
         raise EngagementError("occurred_on", "Give the date of the contact.")
     if occurred_on > today and kind != InteractionKind.MEETING.value:
-        raise EngagementError("occurred_on", f"{occurred_on.isoformat()} is in the future; only meetings can be "
+        raise EngagementError("occurred_on", f"{format_date(occurred_on)} is in the future; only meetings can be "
                                              "planned ahead.")
     if occurred_on < engagement.opened_on - dt.timedelta(days=366):
-        raise EngagementError("occurred_on", f"{occurred_on.isoformat()} is more than a year before the engagement "
+        raise EngagementError("occurred_on", f"{format_date(occurred_on)} is more than a year before the engagement "
                                              "was opened.")
     vetted = []
     for upload in uploads:
@@ -178,7 +178,7 @@ def log_interaction(engagement: Engagement, *, kind: str, direction: str, occurr
         check_version(engagement, seen_version)
         try:
             event = cycle.move_stage(engagement, move_to, on=occurred_on, today=today, actor_id=actor_id,
-                                     note=f"Company response of {occurred_on.isoformat()}: {subject.strip()}"
+                                     note=f"Company response of {format_date(occurred_on)}: {subject.strip()}"
                                      .strip(": "))
             event.interaction = interaction  # one timeline entry: the response and the move it made
         except MoveError as exc:

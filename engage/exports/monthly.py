@@ -29,7 +29,7 @@ import sqlalchemy as sa
 
 from engage.errors import FieldError
 from engage.extensions import db
-from engage.formatting import format_date, one_line, round_half_up, shown_score
+from engage.formatting import XLSX_DATE_FORMAT, format_date, format_month, one_line, round_half_up, shown_score
 from engage.validators import DATE_MAX, DATE_MIN, whole_number
 from engage.valuechain import figures
 from engage.holdings import screening
@@ -105,7 +105,7 @@ STAGE_KINDS = ("stage", "close", "reopen")
 #: The latest note is cut to this many characters, at a word, with an ellipsis.
 NOTE_MAX = 240
 #: One date format in every sheet, the one the pages use (engage.formatting.DATE_FORMAT, 05 Oct 2026).
-XLSX_DATE = "dd mmm yyyy"
+XLSX_DATE = XLSX_DATE_FORMAT
 XLSX_FORMATS = {"date": XLSX_DATE, "int": "0", "score": "0", "change": "+0;-0;0", "percent": "0.0%",
                 "money": "#,##0"}
 
@@ -158,9 +158,10 @@ def parse_month(text: str | None, today: dt.date) -> Month:
         raise ExportError("month", f"The month must look like 2026-10, not {text!r}.")
     month = Month(int(match.group(1)), int(match.group(2)))
     if not EARLIEST_MONTH <= month <= LATEST_MONTH:
-        raise ExportError("month", f"{month} is outside the months Engage exports ({EARLIEST_MONTH} to {LATEST_MONTH}).")
+        raise ExportError("month", f"{month} is outside the months Engage exports ({format_month(EARLIEST_MONTH.first)} "
+                                   f"to {format_month(LATEST_MONTH.first)}).")
     if month.first > today:
-        raise ExportError("month", f"{month} has not started yet.")
+        raise ExportError("month", f"{format_month(month.first)} has not started yet.")
     return month
 
 
@@ -238,7 +239,7 @@ class MonthlyExport:
     @property
     def title(self) -> str:
         """The title row of every sheet: the month, the day the state is taken at, and the filters."""
-        month_name = self.month.first.strftime("%B %Y")
+        month_name = format_month(self.month.first)
         end = self.end or self.month.last
         state = f"state at the month's end, {format_date(end)}" if end >= self.month.last \
             else f"month not over, state on {format_date(end)}"

@@ -11,6 +11,7 @@ from flask import current_app
 from engage.dbutil import insert_ignoring_conflicts
 from engage.exports.monthly import Month, build, write_file
 from engage.extensions import db
+from engage.formatting import format_month
 from engage.models import ExportRun
 from engage.core import outbox
 
@@ -39,8 +40,9 @@ def run_monthly(now: dt.datetime) -> str:
     write_file(export, "xlsx", export_dir() / filename)
     db.session.execute(sa.update(ExportRun).where(ExportRun.id == claimed[0]).values(rows=len(export.rows)))
     for address in recipients():
-        email = outbox.enqueue(address, f"Engage monthly status export {month}",
-                             f"Attached: the status of {len(export.rows)} engagements at the end of {month}.\n"
+        email = outbox.enqueue(address, f"Engage monthly status export, {format_month(month.first)}",
+                             f"Attached: the status of {len(export.rows)} engagements at the end of "
+                             f"{format_month(month.first)}.\n"
                              f"It is also on the Exports page: {current_app.config['ENGAGE_BASE_URL'].rstrip('/')}"
                              "/exports\n", now=now)
         email.attachment_path = str(Path("exports") / filename)

@@ -1,8 +1,9 @@
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
-from wtforms import BooleanField, DateField, HiddenField, SelectChoice, SelectField, StringField, SubmitField
+from wtforms import BooleanField, HiddenField, SelectChoice, SelectField, StringField, SubmitField
 from wtforms.validators import DataRequired, Length, Optional, Regexp
 
+from engage.forms import DateField
 from engage.holdings.parsing import ENCODINGS
 from engage.validators import sane_date
 

@@ -33,6 +33,7 @@ from flask import current_app
 
 from engage import audit
 from engage.extensions import db
+from engage.formatting import format_date, format_datetime
 from engage.holdings import screening
 from engage.holdings.parsing import HoldingRow, ParsedFile
 from engage.models import Company, CompanyAlias, Fund, Holding, normalize_name
@@ -263,8 +264,8 @@ class Replaced:
         if self.earlier is None:
             return f"{self.positions} positions of an earlier import for this date (no record of its file)"
         e = self.earlier
-        return (f"{self.positions} positions of the import of {e.as_of.isoformat()} from {e.filename} by "
-                f"{e.actor_label} at {e.created_at:%Y-%m-%d %H:%M} UTC")
+        return (f"{self.positions} positions of the import of {format_date(e.as_of)} from {e.filename} by "
+                f"{e.actor_label} at {format_datetime(e.created_at)}")
 
 
 def replaced_snapshot(fund: Fund | None, as_of: dt.date | None) -> Replaced:
@@ -332,7 +333,7 @@ class ImportResult:
         matched = ", ".join(f"{n} by {rule}" for rule, n in self.matched.items()) or "none"
         skipped = ", ".join(f"{n} {what}" for what, n in self.skipped.items()) or "none"
         lines = [
-            f"{self.fund.name} as of {self.as_of.isoformat()}: {self.rows} rows → {self.positions} positions"
+            f"{self.fund.name} as of {format_date(self.as_of)}: {self.rows} rows → {self.positions} positions"
             + (" (partial file)" if self.record.partial else ""),
             f"matched: {matched}",
             f"created: {len(self.created)} companies",
@@ -354,7 +355,7 @@ class ImportResult:
         if not alerts.held_again:
             return []
         where = "" if alerts.as_of == self.as_of else \
-            f" in the fund's latest snapshot ({alerts.as_of.isoformat()}, not the file imported)"
+            f" in the fund's latest snapshot ({format_date(alerts.as_of)}, not the file imported)"
         return [f"held again after divestment{where}: {', '.join(item.company for item in alerts.held_again)} "
                 f"({alerts.raised} new alert(s), {alerts.emails} owner email(s) queued); a divested company is "
                 f"readmitted only on recorded evidence of change in practice"]
@@ -425,7 +426,7 @@ def import_parsed(parsed: ParsedFile, fund: Fund, as_of: dt.date, progress=None,
                            positions=len(rows), replaced=replaced.positions, partial=parsed.partial,
                            decimal=parsed.decimal_chosen, created_by_id=actor.user_id, actor_label=actor.label[:200])
     db.session.add(record)
-    audit.record("holdings_import", f"{len(rows)} positions of {fund.name} as of {as_of.isoformat()} from "
+    audit.record("holdings_import", f"{len(rows)} positions of {fund.name} as of {format_date(as_of)} from "
                                     f"{record.filename} ({len(created)} companies created, "
                                     f"{replaced.positions} replaced)", obj=fund,
                  changes={"as_of": as_of.isoformat(), "filename": record.filename, "sha256": record.sha256,

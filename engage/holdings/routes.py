@@ -11,7 +11,7 @@ from wtforms import SelectChoice
 
 from engage import background, clock
 from engage.extensions import db
-from engage.formatting import counted
+from engage.formatting import counted, format_datetime
 from engage.forms import ActionForm
 from engage.holdings import jobs as holdings_jobs
 from engage.holdings import screening, service
@@ -266,7 +266,7 @@ def _merged_already(company_id: int):
         abort(404)
     into = (event.changes or {}).get("into", {})
     flash(f"{event.changes.get('company', {}).get('name', 'That company')} was already merged into "
-          f"{into.get('name', 'another company')} by {event.actor_label} at {event.created_at:%Y-%m-%d %H:%M} UTC; "
+          f"{into.get('name', 'another company')} by {event.actor_label} at {format_datetime(event.created_at)}; "
           f"nothing more was done.", "info")
     return redirect(url_for("holdings.review"))
 

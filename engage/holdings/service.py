@@ -20,6 +20,7 @@ from flask import current_app
 from engage import audit
 from engage.errors import FieldError
 from engage.extensions import db
+from engage.formatting import format_date
 from engage.holdings import importer, parsing
 from engage.models import (
     AuditEvent,
@@ -122,8 +123,8 @@ def check_file(data: bytes, filename: str, options: ReadOptions, fund: Fund | No
         return Checked(None, options, problem=text, field=field_name)
     checked = Checked(parsed, options, as_of=parsed.as_of or options.as_of)
     if parsed.as_of and options.as_of and parsed.as_of != options.as_of:
-        checked.problem = (f"the file says its holdings are as of {parsed.as_of.isoformat()} but {given} gives "
-                           f"{options.as_of.isoformat()}; give the file's date, or none, or correct the file")
+        checked.problem = (f"the file says its holdings are as of {format_date(parsed.as_of)} but {given} gives "
+                           f"{format_date(options.as_of)}; give the file's date, or none, or correct the file")
         checked.field = "as_of"
     elif parsed.ok and checked.as_of is None:
         checked.problem = f"the file does not say its date; give {given} YYYY-MM-DD" if given.startswith("--") \

@@ -5,7 +5,6 @@ import secrets
 from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
-    DateField,
     HiddenField,
     SelectChoice,
     SelectField,
@@ -17,7 +16,7 @@ from wtforms import (
 from wtforms import widgets
 from wtforms.validators import DataRequired, Length, Optional, Regexp
 
-from engage.forms import EditForm
+from engage.forms import DateField, EditForm
 from engage.idempotency import FormTokenMixin
 from engage.letters.service import CHANNELS, template_choices
 from engage.models import LANGUAGES, LetterKind

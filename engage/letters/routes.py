@@ -116,7 +116,7 @@ def _letter_page(letter: Letter, status: int = 200, draft_form=None, send_form=N
 
 def _refuse_sent(letter: Letter, consequence: str):
     """A sent letter is final: say so on its page (409) instead of changing it."""
-    flash(f"This letter was already sent on {letter.sent_on.strftime('%d %b %Y')}; {consequence}.", "error")
+    flash(f"This letter was already sent on {format_date(letter.sent_on)}; {consequence}.", "error")
     return _letter_page(letter, 409)
 
 
@@ -165,7 +165,7 @@ def send(letter_id: int):
     except service.LetterError as error:
         status = refuse(form, error)
         return _letter_page(_letter(letter_id), status, send_form=form)
-    flash(f"Letter marked as sent. A reply is due by {reminder.due_on.strftime('%d %b %Y')}.", "success")
+    flash(f"Letter marked as sent. A reply is due by {format_date(reminder.due_on)}.", "success")
     return redirect(url_for("engagements.show", engagement_id=letter.engagement_id) + "#timeline")
 
 

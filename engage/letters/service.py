@@ -16,7 +16,7 @@ from engage import clock
 from engage.engagements import cycle
 from engage.engagements.cycle import MoveError
 from engage.extensions import db
-from engage.formatting import one_line
+from engage.formatting import format_date, one_line
 from engage.letters import documents
 from engage.core import outbox
 from engage.companies.contacts import primary_contacts
@@ -260,7 +260,7 @@ def check_sendable(letter: Letter, *, sent_on: dt.date | None, channel: str, tod
     """The rules for recording a letter as sent (one letter or a batch); raises LetterError, writes nothing."""
     engagement = letter.engagement
     if letter.is_sent:
-        raise LetterError("sent_on", f"This letter was already sent on {letter.sent_on.isoformat()}.")
+        raise LetterError("sent_on", f"This letter was already sent on {format_date(letter.sent_on)}.")
     if not engagement.is_open:
         raise LetterError("sent_on", "The engagement is closed; reopen it before sending letters.")
     if channel not in CHANNELS:
@@ -271,7 +271,7 @@ def check_sendable(letter: Letter, *, sent_on: dt.date | None, channel: str, tod
     if sent_on is None or sent_on > today:
         raise LetterError("sent_on", "The sent date must be given and cannot be in the future.")
     if sent_on < engagement.opened_on:
-        raise LetterError("sent_on", f"The engagement was opened on {engagement.opened_on.isoformat()}, "
+        raise LetterError("sent_on", f"The engagement was opened on {format_date(engagement.opened_on)}, "
                                      "after that date.")
 
 
@@ -549,7 +549,7 @@ def email_letter(letter: Letter, to_ids: list[int], cc_ids: list[int], sender: U
     so a double click queues one email.
     """
     if letter.is_sent:
-        raise AlreadySent("to", f"This letter was already sent on {letter.sent_on.isoformat()}.")
+        raise AlreadySent("to", f"This letter was already sent on {format_date(letter.sent_on)}.")
     company = letter.engagement.company
     allowed = {c.id: c for c in emailable_contacts(company.id)}
     if not to_ids:

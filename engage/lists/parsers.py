@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from html.parser import HTMLParser
 
 from engage.errors import FieldError
+from engage.formatting import format_date
 from engage.holdings.parsing import ENCODING_HOW, FileRefused, RowError, clean_cell, decode, parse_date
 from engage.identifiers import compact_isin, compact_lei, isin_problem, lei_problem
 from engage.models import ACTIVE_STATUSES, RiskSource, normalize_name
@@ -521,7 +522,7 @@ def parse_cbp_wro(data: bytes) -> Parsed:
             errors.append(RowError(number, table.column("country"), country_text, "not a country"))
         merchandise, remarks = get("merchandise"), get("remarks")
         citation = f"CBP {kind or 'WRO'}" + (f" on {merchandise}" if merchandise else "") + \
-            (f", {effective.isoformat()}" if effective else "")
+            (f", {format_date(effective)}" if effective else "")
         note = "; ".join(filter(None, [f"Merchandise: {merchandise}" if merchandise else "", remarks]))
         parsed.lists["cbp_wro"].append(_entry(number, "cbp_wro", get("name"), country=country, kind=kind or "",
                                               status=status, effective_date=effective, citation=citation[:500],
@@ -759,7 +760,7 @@ def parse_nbim(data: bytes) -> Parsed:
             number, list_name, get("name"), kind=get("decision")[:80], status="revoked" if ended else "active",
             effective_date=effective, note=criterion[:2000],
             citation=(f"Norges Bank decision: {get('decision')}" + (f" ({criterion})" if criterion else "")
-                      + (f", {effective.isoformat()}" if effective else ""))[:500],
+                      + (f", {format_date(effective)}" if effective else ""))[:500],
             citation_url="https://www.nbim.no/en/responsible-investment/ethical-exclusions/exclusion-of-companies/"))
     parsed.lists = {k: v for k, v in parsed.lists.items() if v}
     if not parsed.lists and not errors:

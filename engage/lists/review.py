@@ -21,6 +21,7 @@ from sqlalchemy.orm import joinedload
 from engage import audit, clock
 from engage.errors import FieldError
 from engage.extensions import db
+from engage.formatting import format_datetime
 from engage.lists.screening import latest_versions, lock
 from engage.models import (
     ACTIVE_STATUSES,
@@ -104,11 +105,11 @@ def _describe(candidate: MatchCandidate) -> str:
 def _stale(candidate: MatchCandidate) -> ReviewError:
     db.session.refresh(candidate)
     who = candidate.decided_by.name if candidate.decided_by else "someone"
-    when = candidate.decided_at.strftime("%d %b %Y %H:%M") if candidate.decided_at else ""
+    when = f" on {format_datetime(candidate.decided_at)}" if candidate.decided_at else ""
     if candidate.status == CandidateStatus.PENDING.value:
         return ReviewError("candidate", f"{_describe(candidate)} is pending again (the decision was undone); "
                                         "nothing was changed.")
-    return ReviewError("candidate", f"{_describe(candidate)} was already {candidate.status} by {who} {when}; "
+    return ReviewError("candidate", f"{_describe(candidate)} was already {candidate.status} by {who}{when}; "
                                     "nothing was changed.")
 
 

@@ -44,6 +44,7 @@ from flask import current_app, render_template
 from engage import audit, clock
 from engage.core import outbox
 from engage.extensions import db
+from engage.formatting import format_date
 from engage.lists import matching
 from engage.lists.matching import FLAG_SCORE, REVIEW_SCORE, Candidate, CompanyRecord, EntryRecord, match
 from engage.models import (
@@ -83,7 +84,7 @@ def covers_subsidiaries(entry: ListedEntity) -> bool:
 def version_label(version: ListVersion | None) -> str:
     if version is None:
         return "–"
-    return f"{version.file_name}, retrieved {version.retrieved_on.isoformat()}"
+    return f"{version.file_name}, retrieved {format_date(version.retrieved_on)}"
 
 
 @dataclass

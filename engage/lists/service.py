@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
 import secrets
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ import sqlalchemy as sa
 
 from engage import audit, clock
 from engage.extensions import db
+from engage.formatting import format_date
 from engage.holdings import service as holdings_service
 from engage.lists import parsers
 from engage.lists.parsers import FORMATS, Entry, ListError, Parsed, parse_mapping
@@ -114,7 +116,7 @@ class ListDiff:
         return {"added": self.added, "removed": self.removed, "changed": self.changed}
 
     def summary(self) -> str:
-        against = (f"against version {self.previous.id} of {self.previous.retrieved_on.isoformat()}"
+        against = (f"against version {self.previous.id} of {format_date(self.previous.retrieved_on)}"
                    if self.previous else "first version")
         return (f"{self.label}: {len(self.entries)} entries, {len(self.added)} added, {len(self.removed)} removed, "
                 f"{len(self.changed)} changed ({against})")
@@ -145,10 +147,28 @@ def describe_change(fields: dict) -> str:
     return "; ".join(parts)
 
 
+#: A day written YYYY-MM-DD inside a citation (as versions loaded before dates read one way wrote them).
+_ISO_DAY = re.compile(r"\b(\d{4})-(\d{2})-(\d{2})\b")
+
+
+def _citation_as_now(text: str | None) -> str | None:
+    """A stored citation with its ISO days written as the parsers write them now ('24 Jun 2021')."""
+    def day(match: re.Match) -> str:
+        try:
+            return format_date(dt.date(*map(int, match.groups())))
+        except ValueError:
+            return match.group(0)
+
+    return _ISO_DAY.sub(day, text) if text else text
+
+
 def _compare(old: dict, new: Entry) -> dict:
+    """The fields of an entry that changed; a citation that only writes its day another way has not."""
     changes = {}
     for name in Entry.FIELDS:
         before, after = old.get(name), getattr(new, name)
+        if name == "citation":
+            before = after if _citation_as_now(before) == after else before
         if name == "aliases":
             added = [a for a in after if a not in (before or [])]
             dropped = [a for a in (before or []) if a not in after]
@@ -258,7 +278,7 @@ def preview(data: bytes, file_name: str, format: str | None = None, list_name: s
     today = clock.today()
     retrieved_on = retrieved_on or today
     if retrieved_on > today:
-        raise ListError(f"the retrieved date {retrieved_on.isoformat()} is in the future", field="retrieved_on")
+        raise ListError(f"the retrieved date {format_date(retrieved_on)} is in the future", field="retrieved_on")
     parsed = parsers.parse(data, format, list_name=list_name, sources=parse_sources(sources), mapping=mapping)
     sha256 = hashlib.sha256(data).hexdigest()
     latest = latest_versions(list(parsed.lists))
@@ -270,7 +290,7 @@ def preview(data: bytes, file_name: str, format: str | None = None, list_name: s
         others = [parsers.CSL_LABELS.get(n, n) for n in parsed.lists if n not in {s.name for s in same}]
         hint = f"; to load its other lists, choose them: --sources {','.join(others)}" if others else ""
         raise ListError(f"this file is identical to version {v.id} of {_label(v.name)} ({v.file_name}, retrieved "
-                        f"{v.retrieved_on.isoformat()}, SHA-256 {sha256[:12]}); nothing to load{hint}")
+                        f"{format_date(v.retrieved_on)}, SHA-256 {sha256[:12]}); nothing to load{hint}")
     diffs = [_diff(name, entries, latest.get(name), retrieved_on) for name, entries in parsed.lists.items()]
     return Preview(parsed, (file_name or "upload")[:255], sha256, retrieved_on, diffs)
 
@@ -299,9 +319,9 @@ def save(data: bytes, file_name: str, format: str | None = None, list_name: str 
     if expected_digest is not None and not secrets.compare_digest(shown.digest, expected_digest):
         raise PreviewChanged("another version of this list was loaded since the preview; check the diff again")
     if shown.older and not older:
-        names = "; ".join(f"{d.label} version {d.previous.id} was retrieved {d.previous.retrieved_on.isoformat()}"
+        names = "; ".join(f"{d.label} version {d.previous.id} was retrieved {format_date(d.previous.retrieved_on)}"
                           for d in shown.older)
-        raise ListError(f"this file was retrieved {shown.retrieved_on.isoformat()}, before the loaded version ({names}); "
+        raise ListError(f"this file was retrieved {format_date(shown.retrieved_on)}, before the loaded version ({names}); "
                         f"confirm that an older file should become the latest (--older)", field="older")
     now = clock.utcnow()
     actor = audit.current_actor()

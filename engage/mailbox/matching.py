@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from engage.extensions import db
+from engage.formatting import format_date
 from engage.models import (
     Company,
     CompanyContact,
@@ -53,7 +54,7 @@ def direction_of(from_address: str) -> str:
 
 
 def _closed(engagement: Engagement) -> str:
-    since = f" on {engagement.closed_on.isoformat()}" if engagement.closed_on else ""
+    since = f" on {format_date(engagement.closed_on)}" if engagement.closed_on else ""
     return f"engagement #{engagement.id} ({engagement.company.name}) was closed{since}; reopen it to file this message"
 
 

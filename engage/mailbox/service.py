@@ -35,6 +35,7 @@ from engage.dbutil import insert_ignoring_conflicts
 from engage.engagements import attachments
 from engage.engagements.service import EngagementError, discard_files, log_interaction
 from engage.extensions import db
+from engage.formatting import format_date
 from engage.mailbox import imap, parsing
 from engage.mailbox.imap import MailboxUnavailable
 from engage.mailbox.matching import SUBJECT_REFERENCE, match
@@ -391,7 +392,7 @@ def add_contact(inbound: InboundMessage, company: Company, *, email: str, name: 
             raise ContactRefused(f"{email} is already a contact of {company.name}.")
         existing.active = True
         return existing
-    date = (inbound.sent_at or inbound.received_at).date().isoformat()
+    date = format_date(inbound.sent_at or inbound.received_at)
     contact = CompanyContact(company_id=company.id, name=name, role=role, email=email,
                              source=f"email of {date} in the engagement mailbox: {inbound.subject}"[:500])
     db.session.add(contact)

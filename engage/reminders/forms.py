@@ -1,7 +1,8 @@
 from flask_wtf import FlaskForm
-from wtforms import DateField, HiddenField, SelectChoice, SelectField, SelectMultipleField, StringField, SubmitField
+from wtforms import HiddenField, SelectChoice, SelectField, SelectMultipleField, StringField, SubmitField
 from wtforms.validators import DataRequired, Length, Optional
 
+from engage.forms import DateField
 from engage.idempotency import FormTokenMixin
 from engage.validators import sane_date
 

@@ -5,9 +5,10 @@ the template `scoring/_form.html` needs, so that any page showing the form build
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import DateField, TextAreaField
+from wtforms import TextAreaField
 from wtforms.validators import DataRequired, Length
 
+from engage.forms import DateField
 from engage.idempotency import FormTokenMixin
 from engage.models import Interaction, Rubric, Score
 from engage.scoring import service

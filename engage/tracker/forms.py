@@ -7,8 +7,8 @@ from wtforms.validators import Length, Optional
 
 from engage.tracker.parsing import FIELDS
 
-DATE_ORDERS = [SelectChoice("day", "Day first: 03/02/2024 is 3 February"),
-               SelectChoice("month", "Month first: 03/02/2024 is 2 March")]
+DATE_ORDERS = [SelectChoice("day", "Day first: 03/02 is 3 February"),
+               SelectChoice("month", "Month first: 03/02 is 2 March")]
 
 
 class _Choices(FlaskForm):

@@ -28,6 +28,7 @@ from openpyxl.utils.cell import range_boundaries
 
 from engage.holdings.parsing import MISSING, Limits, NumberCell, RowError, clean_cell, clean_identifier
 from engage.identifiers import compact_isin, isin_problem
+from engage.formatting import format_date
 from engage.models import Escalation, Outcome, Stage
 from engage.validators import DATE_MIN
 from engage.valuechain.parsing import MapRefused, open_rows
@@ -502,9 +503,9 @@ def _read_row(number: int, row: list[str], parsed: ParsedTracker, words: dict, t
         if isinstance(value, str):
             error(name, text, value)
         elif value > today:
-            error(name, text, f"{value.isoformat()} is in the future; a tracker's dates are history")
+            error(name, text, f"{format_date(value)} is in the future; a tracker's dates are history")
         elif value < DATE_MIN:
-            error(name, text, f"{value.isoformat()} is before {DATE_MIN.year}, which Engage does not record")
+            error(name, text, f"{format_date(value)} is before {DATE_MIN.year}, which Engage does not record")
         else:
             item.dates[name] = value
     score = cell("score").rstrip("%").strip()

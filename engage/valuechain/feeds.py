@@ -230,7 +230,7 @@ def _hint(stage: Stage, reason: str) -> dict:
 # --- score evidence ------------------------------------------------------------------------
 
 def evidence_line(item: figures.Figures) -> str:
-    """'Map 1, disclosed 2 May 2026: 12 relationships, 5 flagged, 1 exited, 1 overdue' (or 'No map...')."""
+    """'Map 1, disclosed 02 May 2026: 12 relationships, 5 flagged, 1 exited, 1 overdue' (or 'No map...')."""
     if not item.mapped:
         return "No value-chain map recorded for this company yet."
     disclosed = f", disclosed {format_date(item.disclosed_on)}" if item.disclosed_on else ""

@@ -2,9 +2,10 @@
 
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
-from wtforms import BooleanField, DateField, SelectChoice, SelectField, StringField, SubmitField
+from wtforms import BooleanField, SelectChoice, SelectField, StringField, SubmitField
 from wtforms.validators import Length, Optional
 
+from engage.forms import DateField
 from engage.models import MapSourceKind
 from engage.validators import sane_date
 from engage.valuechain.parsing import FIELDS

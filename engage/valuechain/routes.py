@@ -15,6 +15,7 @@ from werkzeug.exceptions import HTTPException
 from engage import clock, idempotency
 from engage.errors import FieldError
 from engage.extensions import db
+from engage.formatting import format_date
 from engage.models import Company, Engagement, Relationship
 from engage.security import require_role
 from engage.validators import whole_number
@@ -350,7 +351,7 @@ def change_status(engagement_id: int, relationship_id: int):
         status = refuse(form, error)
         return _tab(_engagement(engagement_id), status, status_forms={relationship_id: form})
     flash(f"{relationship.counterparty.name}: the status is now {relationship.status.replace('_', ' ')}"
-          f"{' (target ' + relationship.target_date.isoformat() + ')' if relationship.status == 'exit_planned' else ''}.",
+          f"{' (target ' + format_date(relationship.target_date) + ')' if relationship.status == 'exit_planned' else ''}.",
           "success")
     return redirect(here, code=303)
 

@@ -31,6 +31,7 @@ import sqlalchemy as sa
 from engage import audit, clock
 from engage.errors import FieldError
 from engage.extensions import db
+from engage.formatting import format_date
 from engage.holdings.parsing import RowError, clean_cell
 from engage.lists import screening
 from engage.lists.matching import FLAG_SCORE, REVIEW_SCORE, Candidate, CompanyRecord, EntryRecord, match
@@ -568,9 +569,9 @@ def change_status(relationship: Relationship, new: str, on: dt.date | None, targ
     if on > clock.today():
         raise FieldError("date", "the date of the change is in the future")
     if relationship.status_date is not None and on < relationship.status_date:
-        raise FieldError("date", f"the change is dated {on.isoformat()}, before the last one "
+        raise FieldError("date", f"the change is dated {format_date(on)}, before the last one "
                                  f"({RelationshipStatus(relationship.status).label.lower()} on "
-                                 f"{relationship.status_date.isoformat()}); a status follows the one before it in time")
+                                 f"{format_date(relationship.status_date)}); a status follows the one before it in time")
     evidence, reason = (evidence or "").strip(), (reason or "").strip()
     if new == RelationshipStatus.EXIT_PLANNED.value:
         if target_date is None:
@@ -612,7 +613,7 @@ class StaleStatus(ValueError):
 
     def __init__(self, relationship: Relationship, seen: str):
         self.relationship, self.seen = relationship, seen
-        when = f" on {relationship.status_date.isoformat()}" if relationship.status_date else ""
+        when = f" on {format_date(relationship.status_date)}" if relationship.status_date else ""
         self.message = (f"Not saved: the status of {relationship.counterparty.name} changed from "
                         f"{RelationshipStatus(seen).label.lower()} to "
                         f"{RelationshipStatus(relationship.status).label.lower()}{when} after this page was opened. "
@@ -636,7 +637,7 @@ def check_open(engagement: Engagement, field_name: str) -> None:
     """
     if engagement.is_open:
         return
-    since = f" on {engagement.closed_on.isoformat()}" if engagement.closed_on else ""
+    since = f" on {format_date(engagement.closed_on)}" if engagement.closed_on else ""
     other = open_engagement_of(engagement.company_id)
     message = (f"Not saved: the engagement with {engagement.company.name} was closed{since}; reopen it to change "
                f"its value chain")
@@ -767,7 +768,7 @@ def add_relationship(company: Company, name: str, *, kind: str = RelationshipKin
     relationship = Relationship(map=latest, company_id=company.id, counterparty=counterparty, kind=kind, tier=tier,
                                 products=item.products, country=code, region=item.region,
                                 in_uyghur_region=region_reason is not None,
-                                source_ref=item.source_ref or f"added by hand on {clock.today().isoformat()}")
+                                source_ref=item.source_ref or f"added by hand on {format_date(clock.today())}")
     db.session.add(relationship)
     diff = dict(latest.diff or {})
     lines = list(diff.get("lines") or [])

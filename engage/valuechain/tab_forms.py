@@ -11,7 +11,6 @@ from __future__ import annotations
 from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
-    DateField,
     HiddenField,
     SelectChoice,
     SelectField,
@@ -21,6 +20,7 @@ from wtforms import (
 )
 from wtforms.validators import DataRequired, Length, Optional
 
+from engage.forms import DateField
 from engage.idempotency import FormTokenMixin
 from engage.models import RelationshipKind, RelationshipStatus
 from engage.validators import sane_date
@@ -61,7 +61,7 @@ class AddRelationshipForm(FormTokenMixin, FlaskForm):
     region = StringField("Region or city", validators=[Length(max=200)],
                          description="A place in the Uyghur Region (Xinjiang, Hotan, Shihezi...) flags the link.")
     source_ref = StringField("Where disclosed", validators=[Length(max=200)],
-                             description="e.g. letter reply of 3 May 2026, annual report p. 112")
+                             description="e.g. letter reply of 03 May 2026, annual report p. 112")
     accept_possible = BooleanField("Take a close match among existing companies (otherwise only a sure match "
                                    "is taken, and a new company is made)")
     submit = SubmitField("Add relationship")
