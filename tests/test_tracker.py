@@ -186,7 +186,7 @@ def test_bad_rows_are_refused_with_where_and_why_and_nothing_is_written(team, ru
     result = run(runner, path, *values_args())
     assert result.exit_code == 1
     assert "row 3, column Letter sent: not a date (day/month/year) ('31/31/2024')" in result.output
-    assert "row 4, column Letter sent: 2031-01-01 is in the future" in result.output
+    assert "row 4, column Letter sent: 01 Jan 2031 is in the future" in result.output
     assert "row 5, column Campaign: no campaign of that name" in result.output
     assert "row 6, column Reply received: the reply (2024-03-01) is before the letter (2024-03-10) ('2024-03-01')" \
         in result.output
