@@ -29,6 +29,8 @@ def test_account_page_is_linked_from_every_page_and_offers_its_forms(client, log
     for text in ("Change password", "Current password", "New password", "Repeat new password",
                  "Sign out everywhere", "Calendar feed", 'action="/account/calendar"', 'action="/account/sessions"'):
         assert text in page, text
+    # each section once, in the page's body (not in its <title>)
+    assert "<title>Your account · Engage</title>" in page and page.count('id="tokens"') == 1
 
 
 def test_user_changes_their_password(client, login_as, app):
