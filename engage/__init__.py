@@ -168,7 +168,7 @@ def register_extensions(app: Flask) -> None:
     csrf.init_app(app)
     limiter.init_app(app)
     importlib.import_module("engage.models")  # the audit hooks attach to every mapped class
-    from engage import background
+    from engage import background  # after the models: it imports them (an app factory step)
 
     background.init_app(app)  # the job queue's storage (JOBS_URL); a worker runs jobs in this app
 
