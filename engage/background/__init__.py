@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +34,7 @@ from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from flask import Flask
-from huey import Huey
+from huey import Huey, crontab
 from huey.storage import BaseSqlStorage, MemoryStorage, PostgresStorage, RedisStorage, SqliteStorage
 
 from engage import clock
@@ -137,7 +138,8 @@ def submit(kind: str, *, key: str, label: str, params: dict, user_id: int | None
         except sa.exc.IntegrityError:  # another request asked for the same work a moment ago
             db.session.rollback()
             return find(key)
-    else:
+    else:  # asked again after it failed: with this request's parameters (a preview confirmed anew)
+        job.params, job.label = params, label[:300]
         requeue(job)
         return job
     _enqueue(job)
@@ -200,7 +202,8 @@ def execute(job_id: int) -> None:
     db.session.commit()
 
     def report(done: int, total: int | None = None, message: str = "") -> None:
-        huey.put(_progress_key(job_id), {"done": done, "total": total, "message": message})
+        # "at" is the job's heartbeat: a running job that reported lately is alive (see recover_stale)
+        huey.put(_progress_key(job_id), {"done": done, "total": total, "message": message, "at": time.time()})
 
     try:
         outcome = HANDLERS[job.kind](job, report)
@@ -238,11 +241,76 @@ def _finish(job_id: int, status: JobStatus, *, error: str | None = None, lines: 
     db.session.commit()
 
 
-def consumer(workers: int = 2):
-    """A Huey consumer of this app's queue (threads; `flask jobs worker` runs it)."""
+def consumer(workers: int = 2, periodic: bool = False):
+    """A Huey consumer of this app's queue (threads; `flask jobs worker` runs it, `periodic` with
+    the minute's check for jobs of a dead worker)."""
     _ensure_schema()
-    return huey.create_consumer(workers=workers, worker_type="thread", periodic=False, initial_delay=0.1,
+    return huey.create_consumer(workers=workers, worker_type="thread", periodic=periodic, initial_delay=0.1,
                                 max_delay=1.0, backoff=1.15, check_worker_health=True)
+
+
+def lease() -> dt.timedelta:
+    """A running job silent this long (no progress reported since it started or since its last
+    report) was left by a worker that died: HOLDINGS_CONFIRM_LEASE_SECONDS, the time after which
+    the holdings import's claim on its upload may be taken over too."""
+    return dt.timedelta(seconds=_state["app"].config["HOLDINGS_CONFIRM_LEASE_SECONDS"])
+
+
+def is_stale(job: BackgroundJob, progress_now: dict | None = None) -> bool:
+    """The job is "running" but neither started nor reported progress within the lease."""
+    if job.status != JobStatus.RUNNING.value or job.started_at is None:
+        return False
+    limit = clock.utcnow() - lease()
+    if job.started_at > limit:
+        return False
+    beat = (progress(job) if progress_now is None else progress_now).get("at")
+    return not (isinstance(beat, (int, float)) and beat > time.time() - lease().total_seconds())
+
+
+def recover_stale() -> list[int]:
+    """Queue again the jobs left "running" by a worker that died (killed, out of memory, machine
+    lost: Huey loses a task in flight), or fail them when they have used their attempts.
+
+    Run when `flask jobs worker` starts and every minute by each worker. Idempotent and safe with
+    several workers: a job changes only if it is still running the same attempt (a conditional
+    UPDATE), so one caller re-queues it once. The ids of the jobs re-queued or failed."""
+    limit = clock.utcnow() - lease()
+    running = db.session.scalars(sa.select(BackgroundJob).where(
+        BackgroundJob.status == JobStatus.RUNNING.value, BackgroundJob.started_at < limit)).all()
+    changed = []
+    retries = _state["app"].config["JOBS_RETRIES"]
+    for job in running:
+        if not is_stale(job):
+            continue
+        stopped = f"the worker running attempt {job.attempts} stopped without finishing it (no progress for {lease().total_seconds():g} s)"
+        if job.attempts <= retries:
+            values = {"status": JobStatus.QUEUED.value, "error": f"{stopped}; queued again"}
+        else:
+            values = {"status": JobStatus.FAILED.value, "error": f"failed after {job.attempts} attempts: {stopped}",
+                      "finished_at": clock.utcnow()}
+        updated = db.session.execute(sa.update(BackgroundJob).where(
+            BackgroundJob.id == job.id, BackgroundJob.status == JobStatus.RUNNING.value,
+            BackgroundJob.attempts == job.attempts).values(**values).execution_options(synchronize_session=False))
+        db.session.commit()
+        if updated.rowcount != 1:  # another worker recovered it, or it finished meanwhile
+            continue
+        changed.append(job.id)
+        log.warning("job %s: %s", job.id, values["error"])
+        if values["status"] == JobStatus.QUEUED.value:
+            db.session.expire(job)
+            _enqueue(job)
+    return changed
+
+
+@huey.periodic_task(crontab(), context=False)
+def recover_stale_jobs() -> None:
+    """Every minute, in a worker: re-queue the jobs of a worker that died (see recover_stale)."""
+    app = _state["app"]
+    with app.app_context():
+        try:
+            recover_stale()
+        finally:
+            db.session.remove()
 
 
 def stale_after() -> dt.timedelta:

@@ -15,11 +15,13 @@ from engage.security import require_role
 bp = Blueprint("background", __name__, url_prefix="/background")
 
 PAGE = 100
+#: Job ids are 32-bit integers in the database: a larger id in a URL is no job (404), not a database error.
+MAX_ID = 2**31 - 1
 
 
 def _visible(job_id: int) -> BackgroundJob:
     """The job, for the user who asked for it or an admin; 404 for anyone else (not even that it exists)."""
-    job = db.session.get(BackgroundJob, job_id)
+    job = db.session.get(BackgroundJob, job_id) if job_id <= MAX_ID else None
     if job is None or (job.created_by_id != current_user.id and current_user.role != Role.ADMIN.value):
         abort(404)
     return job
@@ -31,8 +33,9 @@ def show(job_id: int):
     job = _visible(job_id)
     waiting = (job.status == JobStatus.QUEUED.value and job.attempts == 0
                and clock.utcnow() - job.created_at > background.stale_after())
-    return render_template("background/job.html", job=job, progress=background.progress(job), waiting=waiting,
-                           form=ActionForm(formdata=None))
+    shown = background.progress(job)
+    return render_template("background/job.html", job=job, progress=shown, waiting=waiting,
+                           stalled=background.is_stale(job, shown), form=ActionForm(formdata=None))
 
 
 @bp.route("/")
@@ -55,7 +58,7 @@ def index():
 @bp.route("/<int:job_id>/retry", methods=["POST"])
 @require_role("admin")
 def retry(job_id: int):
-    job = db.session.get(BackgroundJob, job_id)
+    job = db.session.get(BackgroundJob, job_id) if job_id <= MAX_ID else None
     if job is None:
         abort(404)
     if not ActionForm().validate_on_submit():
