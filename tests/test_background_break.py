@@ -231,3 +231,99 @@ def test_a_worker_killed_mid_import_leaves_a_job_a_restarted_worker_finishes_onc
     # confirmed again (the back button): the finished job, nothing imported twice
     assert client.post(f"/holdings/import/{token}", data=factories.confirmation(page)).location == answer.location
     assert db.session.scalar(sa.select(sa.func.count(Holding.id)).where(Holding.fund_id == fund.id)) == rows
+
+
+# --- duplicated or lost messages, a queue file deleted, a queue database down -------------------
+
+def test_a_duplicated_message_does_not_run_a_job_twice(app, make_user, no_worker):  # noqa: F811
+    calls = []
+
+    @background.handler("test_break_count")
+    def count(job, report):
+        calls.append(job.id)
+        return background.Outcome(["counted"], None)
+
+    job = background.submit("test_break_count", key="break-dup", label="Work", params={}, user_id=make_user().id)
+    _running(job.id, 0)
+    background.execute(job.id)  # a second message while a worker runs it: nothing
+    assert calls == []
+    db.session.execute(sa.update(BackgroundJob).where(BackgroundJob.id == job.id).values(status="queued", attempts=0))
+    db.session.commit()
+    background.execute(job.id)
+    background.execute(job.id)  # the same message twice: once
+    db.session.expire_all()
+    assert calls == [job.id] and db.session.get(BackgroundJob, job.id).attempts == 1
+
+
+def _quiet_for_minutes(job_id: int, minutes: int = 2) -> None:
+    db.session.execute(sa.update(BackgroundJob).where(BackgroundJob.id == job_id).values(updated_at=_ago(minutes)))
+    db.session.commit()
+
+
+def _ago(minutes: int) -> dt.datetime:
+    return clock.utcnow() - dt.timedelta(minutes=minutes)
+
+
+def test_a_queued_job_whose_message_was_lost_is_queued_again(app, make_user, no_worker):  # noqa: F811
+    owner = make_user()
+    lost = background.submit("test_break_noop", key="break-lost", label="Lost", params={}, user_id=owner.id)
+    background.huey.flush()  # the queue emptied under it (Redis flushed, the queue file replaced)
+    _quiet_for_minutes(lost.id)
+    waiting = background.submit("test_break_noop", key="break-waiting", label="Waiting", params={}, user_id=owner.id)
+    _quiet_for_minutes(waiting.id)
+    assert background.recover_stale() == []  # a message is waiting in the queue: nothing is known lost
+    background.huey.flush()
+    assert sorted(background.recover_stale()) == sorted([lost.id, waiting.id])
+    assert background.huey.pending_count() == 2
+    assert background.recover_stale() == []  # not again within the minute
+
+
+def test_the_queue_file_deleted_while_the_web_runs(app, make_user, no_worker, tmp_path):  # noqa: F811
+    owner = make_user()
+    first = background.submit("test_break_noop", key="break-before", label="Before", params={}, user_id=owner.id)
+    queue_file = tmp_path / "jobs.sqlite"
+    assert queue_file.exists()
+    for path in tmp_path.glob("jobs.sqlite*"):
+        path.unlink()  # a clean-up of the instance folder while the web runs: the first job's message is gone
+    second = background.submit("test_break_noop", key="break-after", label="After", params={}, user_id=owner.id)
+    assert queue_file.exists() and second.status == "queued"  # queued in the new file, where workers look
+    consumer = background.consumer(workers=1)
+    consumer.start()
+    try:
+        assert wait_for(second.id).status == "done"
+        _quiet_for_minutes(first.id)
+        assert background.recover_stale() == [first.id]  # a worker's minute check finds the lost one
+        assert wait_for(first.id).status == "done"
+    finally:
+        consumer.stop(graceful=True)
+
+
+def test_a_queue_file_that_cannot_be_opened_fails_the_job_not_the_page(app, client, login_as, no_worker, tmp_path):  # noqa: F811
+    user = login_as("analyst")
+    background.submit("test_break_noop", key="break-ro-0", label="Before", params={}, user_id=user.id)
+    for path in tmp_path.glob("jobs.sqlite*"):
+        path.unlink()
+    (tmp_path / "jobs.sqlite").mkdir()  # a folder where the queue's file was: no SQLite file can be opened
+    job = background.submit("test_break_noop", key="break-ro", label="Unopenable", params={}, user_id=user.id)
+    assert job.status == "failed" and "job queue is unavailable" in job.error
+    page = client.get(f"/background/{job.id}")
+    assert page.status_code == 200 and "job queue is unavailable" in page.get_data(as_text=True)
+    (tmp_path / "jobs.sqlite").rmdir()  # mended: the same work asked again is queued
+    assert background.submit("test_break_noop", key="break-ro", label="Unopenable", params={},
+                             user_id=user.id).status == "queued"
+
+
+def test_a_queue_in_a_postgresql_that_is_down_fails_the_job_in_seconds(app, client, login_as):
+    app.config["JOBS_URL"] = "postgresql://engage@127.0.0.1:1/nowhere"  # nothing listens there
+    background.init_app(app)
+    try:
+        user = login_as("analyst")
+        started = time.monotonic()
+        job = background.submit("test_break_noop", key="break-pg", label="Work", params={}, user_id=user.id)
+        assert time.monotonic() - started < 10
+        assert job.status == "failed" and "job queue is unavailable" in job.error
+        assert client.get(f"/background/{job.id}").status_code == 200
+    finally:
+        app.config["JOBS_URL"] = "memory://"
+        background.init_app(app)
+    assert background.storage_for("postgresql://h/db", "/x")[1]["connect_timeout"] == 5

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -88,8 +89,10 @@ def storage_for(url: str, instance_path: str) -> tuple[type, dict]:
             raise ValueError(f"JOBS_URL {url!r}: a SQLite queue is sqlite:///path/to/jobs.sqlite")
         return SqliteStorage, {"filename": path if path.startswith("/") else str(Path(instance_path) / path)}
     if scheme in ("postgresql", "postgres", "postgresql+psycopg"):
-        return PostgresStorage, {"dsn": "postgresql://" + url.split("://", 1)[1],
-                                 "table_prefix": TABLE_PREFIX}
+        kwargs = {"dsn": "postgresql://" + url.split("://", 1)[1], "table_prefix": TABLE_PREFIX}
+        if "connect_timeout" not in url:  # a queue host that does not answer fails a job in seconds, not the page
+            kwargs["connect_timeout"] = 5
+        return PostgresStorage, kwargs
     if scheme in ("redis", "rediss"):
         return RedisStorage, {"url": url}
     if scheme == "memory":
@@ -110,11 +113,30 @@ def init_app(app: Flask) -> None:
 
 
 def _ensure_schema() -> None:
-    """The queue's own tables, made on first use in this process (idempotent: CREATE ... IF NOT EXISTS)."""
+    """The queue's own tables, made on first use in this process (idempotent: CREATE ... IF NOT EXISTS).
+
+    An embedded queue's file deleted or replaced meanwhile (a careless clean-up of the instance
+    folder) is noticed: the connection to the old file is closed and the new file made, so the web
+    and the workers meet in the same file again (the workers check every minute)."""
+    storage = huey.storage
+    if _state.get("schema") and isinstance(storage, SqliteStorage) and _file_id(storage) != _state.get("file"):
+        log.warning("job queue file %s was deleted or replaced; opening it again", storage.filename)
+        storage.close()
+        _state["schema"] = False
     if not _state.get("schema"):
-        if isinstance(huey.storage, BaseSqlStorage):
-            huey.storage.initialize_schema()
+        if isinstance(storage, BaseSqlStorage):
+            storage.initialize_schema()
+        if isinstance(storage, SqliteStorage):
+            _state["file"] = _file_id(storage)
         _state["schema"] = True
+
+
+def _file_id(storage: SqliteStorage) -> tuple[int, int] | None:
+    try:
+        found = os.stat(storage.filename)
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino
 
 
 def find(key: str) -> BackgroundJob | None:
@@ -196,10 +218,19 @@ def run_job(job_id: int, task=None) -> None:
 def execute(job_id: int) -> None:
     """Run one job by its row: skip it if done, else run its handler, record the outcome, retry on a fault."""
     job = db.session.get(BackgroundJob, job_id)
-    if job is None or job.status == JobStatus.DONE.value:
-        return
-    job.status, job.attempts, job.started_at, job.error = JobStatus.RUNNING.value, job.attempts + 1, clock.utcnow(), None
+    if job is None or job.status != JobStatus.QUEUED.value:
+        return  # done, failed, or running in another worker: a duplicated message does nothing
+    # taken by a conditional update: of two workers given the same job (a message queued twice,
+    # a job re-queued by recover_stale) one runs it
+    taken = db.session.execute(sa.update(BackgroundJob).where(
+        BackgroundJob.id == job_id, BackgroundJob.status == JobStatus.QUEUED.value,
+        BackgroundJob.attempts == job.attempts).values(
+        status=JobStatus.RUNNING.value, attempts=job.attempts + 1, started_at=clock.utcnow(), error=None)
+        .execution_options(synchronize_session=False))
     db.session.commit()
+    if taken.rowcount != 1:
+        return
+    db.session.refresh(job)
 
     def report(done: int, total: int | None = None, message: str = "") -> None:
         # "at" is the job's heartbeat: a running job that reported lately is alive (see recover_stale)
@@ -271,9 +302,13 @@ def recover_stale() -> list[int]:
     """Queue again the jobs left "running" by a worker that died (killed, out of memory, machine
     lost: Huey loses a task in flight), or fail them when they have used their attempts.
 
+    Queued jobs whose message was lost (nothing is waiting in the queue, yet they have waited a
+    minute) are queued again too.
+
     Run when `flask jobs worker` starts and every minute by each worker. Idempotent and safe with
     several workers: a job changes only if it is still running the same attempt (a conditional
     UPDATE), so one caller re-queues it once. The ids of the jobs re-queued or failed."""
+    _ensure_schema()
     limit = clock.utcnow() - lease()
     running = db.session.scalars(sa.select(BackgroundJob).where(
         BackgroundJob.status == JobStatus.RUNNING.value, BackgroundJob.started_at < limit)).all()
@@ -299,6 +334,18 @@ def recover_stale() -> list[int]:
         if values["status"] == JobStatus.QUEUED.value:
             db.session.expire(job)
             _enqueue(job)
+    # Queued jobs whose message is gone (the queue's file deleted, Redis flushed): nothing waits in
+    # the queue, yet they have waited a minute. Queued again; were a message still somewhere, the
+    # job would still run once (execute takes it by a conditional update).
+    if huey.pending_count() == 0 and huey.scheduled_count() == 0:
+        quiet = clock.utcnow() - dt.timedelta(seconds=60)
+        for job in db.session.scalars(sa.select(BackgroundJob).where(
+                BackgroundJob.status == JobStatus.QUEUED.value, BackgroundJob.updated_at < quiet)).all():
+            log.warning("job %s: queued but not in the queue; queued again", job.id)
+            job.updated_at = clock.utcnow()  # the next check leaves it alone for a minute
+            db.session.commit()
+            _enqueue(job)
+            changed.append(job.id)
     return changed
 
 
