@@ -23,7 +23,9 @@ import sqlalchemy as sa
 from engage import background, clock
 from engage.extensions import db
 from engage.identifiers import isin_check_digit
-from engage.models import BackgroundJob, Fund, Holding
+from engage.holdings import service
+from engage.models import AuditEvent, BackgroundJob, Fund, Holding
+from engage.models.holdings import HoldingImport
 from tests import factories
 from tests.conftest import PASSWORD, csrf_token_from
 from tests.test_background_jobs import big_from_3, holdings, no_worker, upload, wait_for, worker  # noqa: F401
@@ -327,3 +329,40 @@ def test_a_queue_in_a_postgresql_that_is_down_fails_the_job_in_seconds(app, clie
         app.config["JOBS_URL"] = "memory://"
         background.init_app(app)
     assert background.storage_for("postgresql://h/db", "/x")[1]["connect_timeout"] == 5
+
+
+# --- who did it, and a worker that died between its commit and its record ----------------------
+
+def test_a_job_import_is_recorded_as_the_user_who_confirmed_it(client, login_as, worker, big_from_3):  # noqa: F811
+    analyst = login_as("analyst")
+    token, page = upload(client, big_from_3)
+    job = wait_for(int(client.post(f"/holdings/import/{token}", data=factories.confirmation(page))
+                       .location.rsplit("/", 1)[1]))
+    assert job.status == "done"
+    record = db.session.scalar(sa.select(HoldingImport))
+    assert (record.created_by_id, record.actor_label) == (analyst.id, analyst.email)
+    event = db.session.scalar(sa.select(AuditEvent).where(AuditEvent.action == "holdings_import"))
+    assert (event.actor_id, event.actor_label) == (analyst.id, analyst.email)
+
+
+def test_a_worker_that_died_after_its_commit_is_not_imported_twice_nor_failed(app, client, login_as, no_worker,  # noqa: F811
+                                                                             big_from_3, monkeypatch):
+    monkeypatch.setitem(app.config, "HOLDINGS_CONFIRM_LEASE_SECONDS", 1)
+    login_as("analyst")
+    token, page = upload(client, big_from_3)
+    job_id = int(client.post(f"/holdings/import/{token}", data=factories.confirmation(page)).location.rsplit("/", 1)[1])
+    # what the first attempt did before its worker was killed: took the job and the upload, imported, committed
+    _running(job_id, 1)
+    data, meta = service.claim_upload(token)
+    service.import_file(data, meta["filename"], service.ReadOptions.from_meta(meta), fund_id=meta["fund_id"],
+                        expected_digest=factories.confirmation(page)["preview"])
+    db.session.commit()
+    time.sleep(1.1)  # the claim's lease runs out
+    assert background.recover_stale() == [job_id]
+    background.execute(job_id)  # the second attempt, as a worker runs it
+    db.session.expire_all()
+    job = db.session.get(BackgroundJob, job_id)
+    assert (job.status, job.attempts, job.error) == ("done", 2, None), job.error
+    assert "saved by an earlier attempt of this job" in job.message and holdings() == 5
+    assert job.result_url == f"/holdings/funds/{big_from_3.id}"
+    assert service.upload_state(token)[0] == "done"

@@ -38,9 +38,9 @@ from flask import Flask
 from huey import Huey, crontab
 from huey.storage import BaseSqlStorage, MemoryStorage, PostgresStorage, RedisStorage, SqliteStorage
 
-from engage import clock
+from engage import audit, clock
 from engage.extensions import db
-from engage.models import BackgroundJob, JobStatus
+from engage.models import BackgroundJob, JobStatus, User
 
 log = logging.getLogger("engage.jobs")
 
@@ -236,8 +236,11 @@ def execute(job_id: int) -> None:
         # "at" is the job's heartbeat: a running job that reported lately is alive (see recover_stale)
         huey.put(_progress_key(job_id), {"done": done, "total": total, "message": message, "at": time.time()})
 
+    owner = db.session.get(User, job.created_by_id) if job.created_by_id else None
     try:
-        outcome = HANDLERS[job.kind](job, report)
+        # what the job changes is recorded (audit trail, "imported by") as done by who asked for it
+        with audit.acting_as(owner.email if owner else "job worker", owner.id if owner else None):
+            outcome = HANDLERS[job.kind](job, report)
     except Refused as exc:
         db.session.rollback()
         _finish(job_id, JobStatus.FAILED, error=exc.message)
