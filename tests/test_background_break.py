@@ -235,6 +235,38 @@ def test_a_worker_killed_mid_import_leaves_a_job_a_restarted_worker_finishes_onc
     assert db.session.scalar(sa.select(sa.func.count(Holding.id)).where(Holding.fund_id == fund.id)) == rows
 
 
+def test_a_worker_stopped_by_sigterm_finishes_its_job_first(app, client, login_as, database_url, tmp_path, monkeypatch):
+    """What systemd, Docker or a Procfile runner sends to stop the worker (a deploy): the import is not cut."""
+    rows = 6_000
+    jobs_url = f"sqlite:///{tmp_path / 'jobs.sqlite'}"
+    monkeypatch.setitem(app.config, "JOBS_URL", jobs_url)
+    monkeypatch.setitem(app.config, "HOLDINGS_JOB_ROWS", 1000)
+    background.init_app(app)
+    fund = Fund(name="Stopped Fund")
+    db.session.add(fund)
+    db.session.commit()
+    login_as("analyst")
+    token, page = upload_file(client, fund, holdings_file(rows))
+    process = _worker_process(database_url, jobs_url)
+    try:
+        job_id = int(client.post(f"/holdings/import/{token}", data=factories.confirmation(page)).location.rsplit("/", 1)[1])
+        deadline = time.monotonic() + 120
+        while (background.progress(db.session.get(BackgroundJob, job_id)).get("done") or 0) < 500:
+            assert time.monotonic() < deadline and process.poll() is None, _stop(process)
+            time.sleep(0.02)
+            db.session.expire_all()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=240) == 0
+        db.session.expire_all()
+        job = db.session.get(BackgroundJob, job_id)
+        assert (job.status, job.attempts) == ("done", 1), job.error
+        assert db.session.scalar(sa.select(sa.func.count(Holding.id)).where(Holding.fund_id == fund.id)) == rows
+    finally:
+        _stop(process)
+        app.config["JOBS_URL"] = "memory://"
+        background.init_app(app)
+
+
 # --- duplicated or lost messages, a queue file deleted, a queue database down -------------------
 
 def test_a_duplicated_message_does_not_run_a_job_twice(app, make_user, no_worker):  # noqa: F811

@@ -279,8 +279,10 @@ def consumer(workers: int = 2, periodic: bool = False):
     """A Huey consumer of this app's queue (threads; `flask jobs worker` runs it, `periodic` with
     the minute's check for jobs of a dead worker)."""
     _ensure_schema()
+    # SIGTERM (what systemd, Docker and Procfile runners send to stop a service) lets the jobs being
+    # run finish first; SIGINT (Ctrl+C) stops at once, leaving them to recover_stale.
     return huey.create_consumer(workers=workers, worker_type="thread", periodic=periodic, initial_delay=0.1,
-                                max_delay=1.0, backoff=1.15, check_worker_health=True)
+                                max_delay=1.0, backoff=1.15, check_worker_health=True, graceful_signal="TERM")
 
 
 def lease() -> dt.timedelta:
