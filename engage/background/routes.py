@@ -15,13 +15,11 @@ from engage.security import require_role
 bp = Blueprint("background", __name__, url_prefix="/background")
 
 PAGE = 100
-#: Job ids are 32-bit integers in the database: a larger id in a URL is no job (404), not a database error.
-MAX_ID = 2**31 - 1
 
 
 def _visible(job_id: int) -> BackgroundJob:
     """The job, for the user who asked for it or an admin; 404 for anyone else (not even that it exists)."""
-    job = db.session.get(BackgroundJob, job_id) if job_id <= MAX_ID else None
+    job = db.session.get(BackgroundJob, job_id)
     if job is None or (job.created_by_id != current_user.id and current_user.role != Role.ADMIN.value):
         abort(404)
     return job
@@ -58,7 +56,7 @@ def index():
 @bp.route("/<int:job_id>/retry", methods=["POST"])
 @require_role("admin")
 def retry(job_id: int):
-    job = db.session.get(BackgroundJob, job_id) if job_id <= MAX_ID else None
+    job = db.session.get(BackgroundJob, job_id)
     if job is None:
         abort(404)
     if not ActionForm().validate_on_submit():
