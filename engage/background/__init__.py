@@ -194,6 +194,7 @@ def _progress_key(job_id: int) -> str:
 def progress(job: BackgroundJob) -> dict:
     """{"done", "total", "message"} the worker last reported for the job ({} before the first report)."""
     try:
+        _ensure_schema()  # the queue's file replaced: read the new one
         return huey.get(_progress_key(job.id), peek=True) or {}
     except Exception:  # the page still shows the job's row when the queue cannot be read
         return {}
