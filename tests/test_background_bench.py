@@ -62,7 +62,12 @@ def test_a_200000_row_confirmation_answers_at_once_and_the_job_takes_under_30_s(
         started = time.perf_counter()
         shown = client.get(answer.location)
         page_seconds = time.perf_counter() - started
-        job = wait_for(int(answer.location.rsplit("/", 1)[1]), seconds=900)
+        job_id = int(answer.location.rsplit("/", 1)[1])
+        while time.perf_counter() - started < 900:  # as the browser does: the job's page every 2 seconds
+            time.sleep(2)
+            if "See the result" in client.get(answer.location).get_data(as_text=True):
+                break
+        job = wait_for(job_id, seconds=5)
         total_seconds = time.perf_counter() - started
     finally:
         output = _stop(worker)
