@@ -398,3 +398,30 @@ def test_a_worker_that_died_after_its_commit_is_not_imported_twice_nor_failed(ap
     assert "saved by an earlier attempt of this job" in job.message and holdings() == 5
     assert job.result_url == f"/holdings/funds/{big_from_3.id}"
     assert service.upload_state(token)[0] == "done"
+
+
+def test_three_clicks_at_the_same_moment_make_one_job(app, client, make_user, no_worker, big_from_3):  # noqa: F811
+    import threading
+
+    from tests.conftest import login
+
+    analyst = make_user("analyst")
+    browsers = [app.test_client() for _ in range(3)]
+    for browser in browsers:
+        assert login(browser, analyst.email).status_code == 302
+    token, page = upload(browsers[0], big_from_3)
+    ready, answers = threading.Barrier(3), []
+
+    def click(browser):
+        ready.wait()
+        answers.append(browser.post(f"/holdings/import/{token}", data=factories.confirmation(page)))
+
+    threads = [threading.Thread(target=click, args=(browser,)) for browser in browsers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert [a.status_code for a in answers] == [302, 302, 302]
+    assert len({a.location for a in answers}) == 1 and answers[0].location.startswith("/background/")
+    assert db.session.scalar(sa.select(sa.func.count(BackgroundJob.id))) == 1
+    assert background.huey.pending_count() == 1  # queued once
