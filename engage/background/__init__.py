@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
+import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,12 +35,12 @@ from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from flask import Flask
-from huey import Huey
+from huey import Huey, crontab
 from huey.storage import BaseSqlStorage, MemoryStorage, PostgresStorage, RedisStorage, SqliteStorage
 
-from engage import clock
+from engage import audit, clock
 from engage.extensions import db
-from engage.models import BackgroundJob, JobStatus
+from engage.models import BackgroundJob, JobStatus, User
 
 log = logging.getLogger("engage.jobs")
 
@@ -87,8 +89,10 @@ def storage_for(url: str, instance_path: str) -> tuple[type, dict]:
             raise ValueError(f"JOBS_URL {url!r}: a SQLite queue is sqlite:///path/to/jobs.sqlite")
         return SqliteStorage, {"filename": path if path.startswith("/") else str(Path(instance_path) / path)}
     if scheme in ("postgresql", "postgres", "postgresql+psycopg"):
-        return PostgresStorage, {"dsn": "postgresql://" + url.split("://", 1)[1],
-                                 "table_prefix": TABLE_PREFIX}
+        kwargs = {"dsn": "postgresql://" + url.split("://", 1)[1], "table_prefix": TABLE_PREFIX}
+        if "connect_timeout" not in url:  # a queue host that does not answer fails a job in seconds, not the page
+            kwargs["connect_timeout"] = 5
+        return PostgresStorage, kwargs
     if scheme in ("redis", "rediss"):
         return RedisStorage, {"url": url}
     if scheme == "memory":
@@ -109,11 +113,30 @@ def init_app(app: Flask) -> None:
 
 
 def _ensure_schema() -> None:
-    """The queue's own tables, made on first use in this process (idempotent: CREATE ... IF NOT EXISTS)."""
+    """The queue's own tables, made on first use in this process (idempotent: CREATE ... IF NOT EXISTS).
+
+    An embedded queue's file deleted or replaced meanwhile (a careless clean-up of the instance
+    folder) is noticed: the connection to the old file is closed and the new file made, so the web
+    and the workers meet in the same file again (the workers check every minute)."""
+    storage = huey.storage
+    if _state.get("schema") and isinstance(storage, SqliteStorage) and _file_id(storage) != _state.get("file"):
+        log.warning("job queue file %s was deleted or replaced; opening it again", storage.filename)
+        storage.close()
+        _state["schema"] = False
     if not _state.get("schema"):
-        if isinstance(huey.storage, BaseSqlStorage):
-            huey.storage.initialize_schema()
+        if isinstance(storage, BaseSqlStorage):
+            storage.initialize_schema()
+        if isinstance(storage, SqliteStorage):
+            _state["file"] = _file_id(storage)
         _state["schema"] = True
+
+
+def _file_id(storage: SqliteStorage) -> tuple[int, int] | None:
+    try:
+        found = os.stat(storage.filename)
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino
 
 
 def find(key: str) -> BackgroundJob | None:
@@ -137,7 +160,8 @@ def submit(kind: str, *, key: str, label: str, params: dict, user_id: int | None
         except sa.exc.IntegrityError:  # another request asked for the same work a moment ago
             db.session.rollback()
             return find(key)
-    else:
+    else:  # asked again after it failed: with this request's parameters (a preview confirmed anew)
+        job.params, job.label = params, label[:300]
         requeue(job)
         return job
     _enqueue(job)
@@ -170,6 +194,7 @@ def _progress_key(job_id: int) -> str:
 def progress(job: BackgroundJob) -> dict:
     """{"done", "total", "message"} the worker last reported for the job ({} before the first report)."""
     try:
+        _ensure_schema()  # the queue's file replaced: read the new one
         return huey.get(_progress_key(job.id), peek=True) or {}
     except Exception:  # the page still shows the job's row when the queue cannot be read
         return {}
@@ -194,16 +219,29 @@ def run_job(job_id: int, task=None) -> None:
 def execute(job_id: int) -> None:
     """Run one job by its row: skip it if done, else run its handler, record the outcome, retry on a fault."""
     job = db.session.get(BackgroundJob, job_id)
-    if job is None or job.status == JobStatus.DONE.value:
-        return
-    job.status, job.attempts, job.started_at, job.error = JobStatus.RUNNING.value, job.attempts + 1, clock.utcnow(), None
+    if job is None or job.status != JobStatus.QUEUED.value:
+        return  # done, failed, or running in another worker: a duplicated message does nothing
+    # taken by a conditional update: of two workers given the same job (a message queued twice,
+    # a job re-queued by recover_stale) one runs it
+    taken = db.session.execute(sa.update(BackgroundJob).where(
+        BackgroundJob.id == job_id, BackgroundJob.status == JobStatus.QUEUED.value,
+        BackgroundJob.attempts == job.attempts).values(
+        status=JobStatus.RUNNING.value, attempts=job.attempts + 1, started_at=clock.utcnow(), error=None)
+        .execution_options(synchronize_session=False))
     db.session.commit()
+    if taken.rowcount != 1:
+        return
+    db.session.refresh(job)
 
     def report(done: int, total: int | None = None, message: str = "") -> None:
-        huey.put(_progress_key(job_id), {"done": done, "total": total, "message": message})
+        # "at" is the job's heartbeat: a running job that reported lately is alive (see recover_stale)
+        huey.put(_progress_key(job_id), {"done": done, "total": total, "message": message, "at": time.time()})
 
+    owner = db.session.get(User, job.created_by_id) if job.created_by_id else None
     try:
-        outcome = HANDLERS[job.kind](job, report)
+        # what the job changes is recorded (audit trail, "imported by") as done by who asked for it
+        with audit.acting_as(owner.email if owner else "job worker", owner.id if owner else None):
+            outcome = HANDLERS[job.kind](job, report)
     except Refused as exc:
         db.session.rollback()
         _finish(job_id, JobStatus.FAILED, error=exc.message)
@@ -238,11 +276,94 @@ def _finish(job_id: int, status: JobStatus, *, error: str | None = None, lines: 
     db.session.commit()
 
 
-def consumer(workers: int = 2):
-    """A Huey consumer of this app's queue (threads; `flask jobs worker` runs it)."""
+def consumer(workers: int = 2, periodic: bool = False):
+    """A Huey consumer of this app's queue (threads; `flask jobs worker` runs it, `periodic` with
+    the minute's check for jobs of a dead worker)."""
     _ensure_schema()
-    return huey.create_consumer(workers=workers, worker_type="thread", periodic=False, initial_delay=0.1,
-                                max_delay=1.0, backoff=1.15, check_worker_health=True)
+    # SIGTERM (what systemd, Docker and Procfile runners send to stop a service) lets the jobs being
+    # run finish first; SIGINT (Ctrl+C) stops at once, leaving them to recover_stale.
+    return huey.create_consumer(workers=workers, worker_type="thread", periodic=periodic, initial_delay=0.1,
+                                max_delay=1.0, backoff=1.15, check_worker_health=True, graceful_signal="TERM")
+
+
+def lease() -> dt.timedelta:
+    """A running job silent this long (no progress reported since it started or since its last
+    report) was left by a worker that died: HOLDINGS_CONFIRM_LEASE_SECONDS, the time after which
+    the holdings import's claim on its upload may be taken over too."""
+    return dt.timedelta(seconds=_state["app"].config["HOLDINGS_CONFIRM_LEASE_SECONDS"])
+
+
+def is_stale(job: BackgroundJob, progress_now: dict | None = None) -> bool:
+    """The job is "running" but neither started nor reported progress within the lease."""
+    if job.status != JobStatus.RUNNING.value or job.started_at is None:
+        return False
+    limit = clock.utcnow() - lease()
+    if job.started_at > limit:
+        return False
+    beat = (progress(job) if progress_now is None else progress_now).get("at")
+    return not (isinstance(beat, (int, float)) and beat > time.time() - lease().total_seconds())
+
+
+def recover_stale() -> list[int]:
+    """Queue again the jobs left "running" by a worker that died (killed, out of memory, machine
+    lost: Huey loses a task in flight), or fail them when they have used their attempts.
+
+    Queued jobs whose message was lost (nothing is waiting in the queue, yet they have waited a
+    minute) are queued again too.
+
+    Run when `flask jobs worker` starts and every minute by each worker. Idempotent and safe with
+    several workers: a job changes only if it is still running the same attempt (a conditional
+    UPDATE), so one caller re-queues it once. The ids of the jobs re-queued or failed."""
+    _ensure_schema()
+    limit = clock.utcnow() - lease()
+    running = db.session.scalars(sa.select(BackgroundJob).where(
+        BackgroundJob.status == JobStatus.RUNNING.value, BackgroundJob.started_at < limit)).all()
+    changed = []
+    retries = _state["app"].config["JOBS_RETRIES"]
+    for job in running:
+        if not is_stale(job):
+            continue
+        stopped = f"the worker running attempt {job.attempts} stopped without finishing it (no progress for {lease().total_seconds():g} s)"
+        if job.attempts <= retries:
+            values = {"status": JobStatus.QUEUED.value, "error": f"{stopped}; queued again"}
+        else:
+            values = {"status": JobStatus.FAILED.value, "error": f"failed after {job.attempts} attempts: {stopped}",
+                      "finished_at": clock.utcnow()}
+        updated = db.session.execute(sa.update(BackgroundJob).where(
+            BackgroundJob.id == job.id, BackgroundJob.status == JobStatus.RUNNING.value,
+            BackgroundJob.attempts == job.attempts).values(**values).execution_options(synchronize_session=False))
+        db.session.commit()
+        if updated.rowcount != 1:  # another worker recovered it, or it finished meanwhile
+            continue
+        changed.append(job.id)
+        log.warning("job %s: %s", job.id, values["error"])
+        if values["status"] == JobStatus.QUEUED.value:
+            db.session.expire(job)
+            _enqueue(job)
+    # Queued jobs whose message is gone (the queue's file deleted, Redis flushed): nothing waits in
+    # the queue, yet they have waited a minute. Queued again; were a message still somewhere, the
+    # job would still run once (execute takes it by a conditional update).
+    if huey.pending_count() == 0 and huey.scheduled_count() == 0:
+        quiet = clock.utcnow() - dt.timedelta(seconds=60)
+        for job in db.session.scalars(sa.select(BackgroundJob).where(
+                BackgroundJob.status == JobStatus.QUEUED.value, BackgroundJob.updated_at < quiet)).all():
+            log.warning("job %s: queued but not in the queue; queued again", job.id)
+            job.updated_at = clock.utcnow()  # the next check leaves it alone for a minute
+            db.session.commit()
+            _enqueue(job)
+            changed.append(job.id)
+    return changed
+
+
+@huey.periodic_task(crontab(), context=False)
+def recover_stale_jobs() -> None:
+    """Every minute, in a worker: re-queue the jobs of a worker that died (see recover_stale)."""
+    app = _state["app"]
+    with app.app_context():
+        try:
+            recover_stale()
+        finally:
+            db.session.remove()
 
 
 def stale_after() -> dt.timedelta:

@@ -18,9 +18,13 @@ jobs_cli = AppGroup("jobs", help="The background job queue (long imports and bul
 @click.option("--workers", type=click.IntRange(1, 32), default=2, show_default=True,
               help="Jobs run at once by this process (threads).")
 def worker(workers: int) -> None:
-    """Run queued jobs until Ctrl+C (or SIGTERM); run one such process per machine, or more."""
+    """Run queued jobs until SIGTERM (lets running jobs finish) or Ctrl+C (at once); one per machine, or more."""
     click.echo(f"Job worker: {workers} thread(s) on {type(background.huey.storage).__name__}")
-    background.consumer(workers).run()
+    consumer = background.consumer(workers, periodic=True)
+    recovered = background.recover_stale()  # jobs a worker that died left "running"
+    if recovered:
+        click.echo(f"Jobs left running by a stopped worker, queued again or failed: {', '.join(map(str, recovered))}")
+    consumer.run()
 
 
 @jobs_cli.command("list")

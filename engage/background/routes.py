@@ -31,8 +31,9 @@ def show(job_id: int):
     job = _visible(job_id)
     waiting = (job.status == JobStatus.QUEUED.value and job.attempts == 0
                and clock.utcnow() - job.created_at > background.stale_after())
-    return render_template("background/job.html", job=job, progress=background.progress(job), waiting=waiting,
-                           form=ActionForm(formdata=None))
+    shown = background.progress(job)
+    return render_template("background/job.html", job=job, progress=shown, waiting=waiting,
+                           stalled=background.is_stale(job, shown), form=ActionForm(formdata=None))
 
 
 @bp.route("/")

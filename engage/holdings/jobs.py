@@ -8,9 +8,14 @@ fails the job at once with the reason; a fault puts the upload back for the retr
 
 from __future__ import annotations
 
+import hashlib
+
+import sqlalchemy as sa
+
 from engage import background
 from engage.extensions import db
 from engage.holdings import service
+from engage.models.holdings import HoldingImport
 
 KIND = "holdings_import"
 
@@ -39,6 +44,12 @@ def import_stashed(job, report) -> background.Outcome:
         raise RuntimeError(str(exc)) from exc  # another import keeps the turn: a retry waits its end
     except service.ImportRefused as exc:  # PreviewChanged too
         db.session.rollback()
+        earlier = _committed_by_an_earlier_attempt(job, data, meta) if job.attempts > 1 else None
+        if earlier is not None:  # that attempt's worker died after its commit: the preview changed by its own import
+            lines = [f"{earlier.fund.name} as of {earlier.as_of.isoformat()}: {earlier.rows} rows → "
+                     f"{earlier.positions} positions, saved by an earlier attempt of this job"]
+            service.finish_upload(token, lines)
+            return background.Outcome(lines, ("holdings.fund", {"fund_id": earlier.fund_id}))
         service.release_upload(token)
         message = exc.message
         raise background.Refused(f"Not imported: {message}; open the import again and check its preview") from exc
@@ -52,3 +63,11 @@ def import_stashed(job, report) -> background.Outcome:
     created = ([f"{len(result.created)} companies were created from the file; review them to merge duplicates."]
                if result.created else [])
     return background.Outcome(lines + warnings + created, ("holdings.fund", {"fund_id": result.fund.id}))
+
+
+def _committed_by_an_earlier_attempt(job, data: bytes, meta: dict) -> HoldingImport | None:
+    """The import of this very file into this fund, committed since the job was asked for: an
+    earlier attempt whose worker died between its commit and recording the result."""
+    return db.session.scalar(sa.select(HoldingImport).where(
+        HoldingImport.fund_id == meta["fund_id"], HoldingImport.sha256 == hashlib.sha256(data).hexdigest(),
+        HoldingImport.created_at >= job.created_at).order_by(HoldingImport.id.desc()).limit(1))

@@ -189,7 +189,7 @@ def confirm_import(token: str):
         flash("The form expired; upload the file again.", "error")
         return redirect(url_for("holdings.import_holdings"))
     asked = background.find(f"{holdings_jobs.KIND}:{token}")
-    if asked is not None:  # confirmed already and handed to the job worker: its page
+    if asked is not None and asked.status != "failed":  # confirmed already and handed to the job worker: its page
         return redirect(url_for("background.show", job_id=asked.id))
     waiting = service.load_upload(token)
     if waiting is not None and (waiting[1].get("rows") or 0) >= current_app.config["HOLDINGS_JOB_ROWS"]:
