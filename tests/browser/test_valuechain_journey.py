@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
+from engage.formatting import format_date
 from tests.browser.conftest import sign_in
 
 pytestmark = pytest.mark.browser
@@ -201,7 +202,7 @@ def test_10_import_a_supplier_list_and_track_a_listed_supplier_to_its_exit(page,
     card.get_by_label("New status").select_option("exit_planned")
     card.get_by_label("Target date of the exit").fill(target.isoformat())
     card.get_by_role("button", name="Change status").click()
-    expect(page.get_by_text(f"{HOSHINE}: the status is now exit planned (target {target.isoformat()}).")).to_be_visible()
+    expect(page.get_by_text(f"{HOSHINE}: the status is now exit planned (target {format_date(target)}).")).to_be_visible()
     card = page.locator("article.vc-link").filter(has=page.get_by_role("heading", name=HOSHINE))
     expect(card.locator("dd.vc-status")).to_have_text("Exit planned")
     expect(card).to_contain_text("exit by")
