@@ -24,9 +24,9 @@ from contextlib import closing
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
-from openpyxl.utils.cell import range_boundaries
+from openpyxl.utils.cell import get_column_letter, range_boundaries
 
-from engage.holdings.parsing import MISSING, Limits, NumberCell, RowError, clean_cell, clean_identifier
+from engage.holdings.parsing import MISSING, FileRefused, Limits, NumberCell, RowError, clean_cell, clean_identifier
 from engage.identifiers import compact_isin, isin_problem
 from engage.formatting import format_date
 from engage.models import Escalation, Outcome, Stage
@@ -300,7 +300,7 @@ def read_table(data: bytes, mapping: dict[str, str] | None = None, remembered: d
     with closing(source) if source is not None else _Nothing():
         try:
             table = _table(_filled(source, rows), mapping, remembered, max_rows)
-        except MapRefused as exc:
+        except (MapRefused, FileRefused) as exc:  # a sheet's cells are read (and refused) as the rows are
             raise TrackerRefused(str(exc)) from exc
         if source is not None:
             table.sheet = source.sheet.title
@@ -317,6 +317,16 @@ class _Nothing:
         return False
 
 
+def _refuse_doubled(header: list[str], header_row: int, columns: dict[str, int]) -> None:
+    """Two columns with the same header, one of them read as a field: which one holds it is a guess, so refused."""
+    for name, position in columns.items():
+        same = [p for p, cell in enumerate(header) if label(cell) == label(header[position])]
+        if len(same) > 1:
+            letters = " and ".join(get_column_letter(p + 1) for p in same)
+            raise TrackerRefused(f"row {header_row}: columns {letters} are both headed “{clean_cell(header[position])}”"
+                                 f" (read as {name}); rename one of them, or delete the one not kept, and import again")
+
+
 def _table(rows, mapping, remembered, max_rows: int) -> Table:
     header, header_row, columns = None, 0, {}
     for number, row, _wide in rows:
@@ -329,6 +339,7 @@ def _table(rows, mapping, remembered, max_rows: int) -> Table:
     if header is None:
         raise TrackerRefused(f"no header row naming the company (a column such as Company, Issuer, ISIN or Ticker) "
                              f"in the first {HEADER_ROWS} rows; map the column, e.g. company=Investee")
+    _refuse_doubled(header, header_row, columns)
     missing = [f"{f}={c}" for f, c in mapping.items() if f not in columns]
     if missing:
         raise TrackerRefused(f"mapped column(s) not found in the header (row {header_row}): {', '.join(missing)}")

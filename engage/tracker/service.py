@@ -36,6 +36,7 @@ from engage.holdings.parsing import RowError
 from engage.models import (
     Campaign,
     Company,
+    CompanyAlias,
     Direction,
     Engagement,
     EngagementEvent,
@@ -287,6 +288,8 @@ class _Lookups:
     users_by_name: dict[str, list[User]]
     #: campaign id -> its latest rubric's id
     rubrics: dict[int, int]
+    #: a normalized name (or alias) that more than one company has -> their ids
+    ambiguous: dict[str, set[int]] = field(default_factory=dict)
 
 
 def _lookups(options: Options) -> _Lookups:
@@ -305,7 +308,14 @@ def _lookups(options: Options) -> _Lookups:
     by_name: dict[str, list[User]] = defaultdict(list)
     for user in users:
         by_name[label(user.name)].append(user)
-    return _Lookups(matcher, by_ticker, campaigns, default, {u.email.lower(): u for u in users}, by_name, _rubrics())
+    named: dict[str, set[int]] = defaultdict(set)
+    for normalized, company_id in db.session.execute(
+            sa.union_all(sa.select(Company.normalized_name, Company.id),
+                         sa.select(CompanyAlias.normalized_alias, CompanyAlias.company_id))):
+        if normalized:
+            named[normalized].add(company_id)
+    return _Lookups(matcher, by_ticker, campaigns, default, {u.email.lower(): u for u in users}, by_name, _rubrics(),
+                    {name: ids for name, ids in named.items() if len(ids) > 1})
 
 
 def _company(item: parsing.TrackerItem, look: _Lookups) -> tuple[int | None, str, str]:
@@ -317,6 +327,8 @@ def _company(item: parsing.TrackerItem, look: _Lookups) -> tuple[int | None, str
         company_id = look.by_ticker[item.ticker]
         return company_id, m.companies[company_id][0], "ticker"
     normalized = normalize_name(item.company) if item.company else ""
+    if normalized in look.ambiguous:
+        return None, ", ".join(sorted(m.companies[i][0] for i in look.ambiguous[normalized])), "ambiguous"
     if normalized and normalized in m.by_name:
         company_id = m.by_name[normalized]
         return company_id, m.companies[company_id][0], "name"
@@ -335,6 +347,11 @@ def _plan(shown: Preview, today: dt.date) -> None:
             shown.errors.append(RowError(item.row, labels.get(name, ""), value, reason))
 
         company_id, company_name, how = _company(item, look)
+        if how == "ambiguous":
+            error("company", item.company, f"{len(look.ambiguous[normalize_name(item.company)])} companies in Engage "
+                                           f"go by this name ({company_name}); give the row the company's ISIN or "
+                                           f"ticker")
+            continue
         if how == "new" and item.isin and item.isin in new_by_isin:
             company_name = new_by_isin[item.isin]
         elif how == "new" and not item.company:
