@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import re
 
 import pytest
 import sqlalchemy as sa
@@ -14,7 +15,9 @@ from engage.extensions import db
 from engage.models import Company, Engagement
 from engage.tracker import service
 from tests import test_tracker
+from tests.conftest import PASSWORD, csrf_token_from
 from tests.test_tracker import TODAY, counts
+from tests.test_tracker_web import upload
 
 team = test_tracker.team
 
@@ -112,3 +115,55 @@ def test_a_date_with_a_late_time_is_its_own_day(team):
 def test_tbc_is_no_date(team):
     shown = plan(b"Company,Campaign,Letter sent,Reply\nTbc Co,Tech,2024-02-03,TBC\n")
     assert shown.errors == [] and shown.rows[0].item.dates == {"letter_on": dt.date(2024, 2, 3)}
+
+
+# --- on the web ---------------------------------------------------------------------------------
+
+def test_a_formula_file_is_refused_on_the_upload_page_not_an_error(client, login_as, team):
+    login_as("analyst")
+    data = xlsx([["Company", "Campaign", "Notes"], ["Formula Co", "Tech", "=1+2"]])
+    before = counts()
+    refused_page = upload(client, data, "t.xlsx")
+    assert refused_page.status_code == 422
+    assert "C2 is a formula without a saved value" in refused_page.get_data(as_text=True)
+    assert counts() == before
+
+
+def test_the_mapping_step_refuses_a_hand_made_target_and_a_field_twice(client, login_as, team):
+    login_as("analyst")
+    data = b"Company,Campaign,State,Phase\nForm Co,Tech,Letter sent,x\n"
+    token = upload(client, data, "t.csv").headers["Location"].rsplit("/", 1)[1]
+    assert re.fullmatch(r"[0-9a-f]{32}", token)
+    base = {"campaign_id": "0", "date_order": "day", "columns": "4", "header-0": "Company", "column-0": "company",
+            "header-1": "Campaign", "column-1": "campaign", "header-2": "State", "column-2": "status",
+            "header-3": "Phase", "column-3": "status"}
+    twice = client.post(f"/tracker/import/{token}", data=base)
+    assert twice.status_code == 422
+    assert "two columns are mapped to status: “State” and “Phase”" in twice.get_data(as_text=True)
+    bad = client.post(f"/tracker/import/{token}", data={**base, "column-3": "ignore", "status-count": "1",
+                                                          "status-word-0": "Letter sent", "status-0": "closed"})
+    assert bad.status_code == 422
+    assert "status &#39;Letter sent&#39; cannot mean &#39;closed&#39;" in bad.get_data(as_text=True)
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Engagement)) == 0
+
+
+def test_the_tracker_forms_are_csrf_protected(make_app, make_user, team):
+    protected = make_app(WTF_CSRF_ENABLED=True)
+    user = make_user("analyst")
+    client = protected.test_client()
+    token = csrf_token_from(client.get("/auth/login").get_data(as_text=True))
+    client.post("/auth/login", data={"email": user.email, "password": PASSWORD, "csrf_token": token})
+    data = b"Company,Campaign,Letter sent\nCsrf Co,Tech,2024-03-04\n"
+    assert upload(client, data, "t.csv").status_code == 400  # no token: the form is not taken
+    page = client.get("/tracker/import").get_data(as_text=True)
+    sent = upload(client, data, "t.csv", csrf_token=csrf_token_from(page))
+    assert sent.status_code == 302
+    text = client.get(sent.headers["Location"]).get_data(as_text=True)
+    token = re.search(r'action="/tracker/import/([0-9a-f]{32})/confirm"', text).group(1)
+    digest = re.search(r'name="preview" value="([0-9a-f]{64})"', text).group(1)
+    assert client.post(f"/tracker/import/{token}/confirm", data={"preview": digest}).status_code == 400
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Engagement)) == 0
+    done = client.post(f"/tracker/import/{token}/confirm", data={"preview": digest,
+                                                                  "csrf_token": csrf_token_from(text)})
+    assert done.status_code == 302
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Engagement)) == 1
