@@ -167,3 +167,22 @@ def test_the_tracker_forms_are_csrf_protected(make_app, make_user, team):
                                                                   "csrf_token": csrf_token_from(text)})
     assert done.status_code == 302
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Engagement)) == 1
+
+
+def test_a_header_of_two_rows_merged_down_is_read_as_one(team):
+    book = Workbook()
+    sheet = book.active
+    sheet.append(["Company", "Campaign", "Dates", None])
+    sheet.append([None, None, "Letter sent", "Reply"])
+    sheet.append(["Two Rows Co", "Tech", "2024-02-03", "2024-03-01"])
+    sheet.merge_cells("A1:A2")
+    sheet.merge_cells("B1:B2")
+    sheet.merge_cells("C1:D1")
+    out = io.BytesIO()
+    book.save(out)
+    shown = plan(out.getvalue(), "t.xlsx")
+    # not a row of a company called "Company", and the dates under "Dates" are read
+    assert shown.errors == []
+    assert [(r.item.row, r.company_name, r.item.dates) for r in shown.rows] == [
+        (3, "Two Rows Co", {"letter_on": dt.date(2024, 2, 3), "reply_on": dt.date(2024, 3, 1)})]
+    assert shown.parsed.table.header == ["Company", "Campaign", "Letter sent", "Reply"]
