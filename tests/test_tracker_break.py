@@ -186,3 +186,16 @@ def test_a_header_of_two_rows_merged_down_is_read_as_one(team):
     assert [(r.item.row, r.company_name, r.item.dates) for r in shown.rows] == [
         (3, "Two Rows Co", {"letter_on": dt.date(2024, 2, 3), "reply_on": dt.date(2024, 3, 1)})]
     assert shown.parsed.table.header == ["Company", "Campaign", "Letter sent", "Reply"]
+
+
+def test_names_that_normalize_to_nothing_are_two_companies_and_found_again(team):
+    data = b"Company,Campaign,Letter sent\nA Co,Tech,2024-02-03\nC Co,Tech,2024-02-04\n"
+    shown = plan(data)
+    assert shown.errors == [] and [r.company_name for r in shown.rows] == ["A Co", "C Co"]
+    before = counts()
+    write(data)
+    assert counts()["Company"] == before["Company"] + 2 and counts()["Engagement"] == before["Engagement"] + 2
+    again = plan(data)
+    assert [(r.company_how, r.action) for r in again.rows] == [("name", "unchanged")] * 2
+    write(data)
+    assert counts()["Company"] == before["Company"] + 2 and counts()["Engagement"] == before["Engagement"] + 2

@@ -290,6 +290,8 @@ class _Lookups:
     rubrics: dict[int, int]
     #: a normalized name (or alias) that more than one company has -> their ids
     ambiguous: dict[str, set[int]] = field(default_factory=dict)
+    #: label() of a company's name that normalizing leaves nothing of ("A Co") -> its id
+    by_plain_name: dict[str, int] = field(default_factory=dict)
 
 
 def _lookups(options: Options) -> _Lookups:
@@ -315,7 +317,9 @@ def _lookups(options: Options) -> _Lookups:
         if normalized:
             named[normalized].add(company_id)
     return _Lookups(matcher, by_ticker, campaigns, default, {u.email.lower(): u for u in users}, by_name, _rubrics(),
-                    {name: ids for name, ids in named.items() if len(ids) > 1})
+                    {name: ids for name, ids in named.items() if len(ids) > 1},
+                    {label(name): company_id for company_id, (name, _isin) in sorted(matcher.companies.items())
+                     if not normalize_name(name)})
 
 
 def _company(item: parsing.TrackerItem, look: _Lookups) -> tuple[int | None, str, str]:
@@ -331,6 +335,9 @@ def _company(item: parsing.TrackerItem, look: _Lookups) -> tuple[int | None, str
         return None, ", ".join(sorted(m.companies[i][0] for i in look.ambiguous[normalized])), "ambiguous"
     if normalized and normalized in m.by_name:
         company_id = m.by_name[normalized]
+        return company_id, m.companies[company_id][0], "name"
+    if item.company and not normalized and label(item.company) in look.by_plain_name:
+        company_id = look.by_plain_name[label(item.company)]
         return company_id, m.companies[company_id][0], "name"
     return None, item.company or item.isin or item.ticker, "new"
 
@@ -382,7 +389,7 @@ def _plan(shown: Preview, today: dt.date) -> None:
         if item.key:
             key = f"id:{label(item.key)}"
         else:
-            key = f"company:{company_id if company_id else 'new:' + normalize_name(company_name)}:campaign:{campaign.id}"
+            key = f"company:{company_id if company_id else 'new:' + _name_key(company_name)}:campaign:{campaign.id}"
         planned.append(PlannedRow(item=item, key=key, company_id=company_id, company_name=company_name,
                                   company_how=how, campaign_id=campaign.id, campaign_name=campaign.name,
                                   owner_id=owner.id if owner else None, engagement_id=None, opened_on=today))
@@ -398,6 +405,12 @@ def _plan(shown: Preview, today: dt.date) -> None:
     _plan_updates([r for r in planned if r.engagement_id is not None and r.steps is not None], shown, labels, today)
     refused = {e.row for e in shown.errors}
     shown.rows = [r for r in planned if r.steps is not None and r.item.row not in refused]
+
+
+def _name_key(name: str) -> str:
+    """How rows naming a new company are grouped: its normalized name, or the name itself when nothing is left
+    of it normalized ("A Co", "Ltd": words the matching drops), so that two such names are two companies."""
+    return normalize_name(name)[:200] or "=" + label(name)[:200]
 
 
 def _owner(text: str, look: _Lookups, shown: Preview) -> User | None:
@@ -450,7 +463,7 @@ def _find_engagements(planned: list[PlannedRow], shown: Preview, labels: dict[st
             row.steps = None
             continue
         row.engagement_id = imported.get(row.key)
-        pair = (row.company_id or f"new:{normalize_name(row.company_name)}", row.campaign_id)
+        pair = (row.company_id or f"new:{_name_key(row.company_name)}", row.campaign_id)
         if row.engagement_id is None:
             row.engagement_id = open_ones.get(pair) if row.company_id else None
         if row.engagement_id is None and row.company_id in divested and row.company_id:
@@ -702,7 +715,7 @@ def _write_row(row: PlannedRow, shown: Preview, companies: dict, campaigns: dict
         if row.company_id is not None:
             company = db.session.get(Company, row.company_id)
         else:
-            name_key = normalize_name(row.company_name) or row.company_name.lower()
+            name_key = _name_key(row.company_name)
             company = companies.get(name_key)
             if company is None:
                 company = Company(name=row.company_name, isin=item.isin, ticker=item.ticker,
