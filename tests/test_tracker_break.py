@@ -199,3 +199,28 @@ def test_names_that_normalize_to_nothing_are_two_companies_and_found_again(team)
     assert [(r.company_how, r.action) for r in again.rows] == [("name", "unchanged")] * 2
     write(data)
     assert counts()["Company"] == before["Company"] + 2 and counts()["Engagement"] == before["Engagement"] + 2
+
+
+def test_a_row_edited_and_imported_again_adds_no_second_letter_reply_or_note(team):
+    first = b"Ref,Company,Campaign,Letter sent,Reply,Notes\n9,Edit Co,Tech,2024-02-03,2024-03-01,Asked for the map\n"
+    write(first)
+    engagement = db.session.scalar(sa.select(Engagement).join(Company).where(Company.name == "Edit Co"))
+    before = counts()
+    # the letter's date corrected, the reply's too, a meeting added (so the row's latest date, the notes' date, moves)
+    edited = (b"Ref,Company,Campaign,Letter sent,Reply,Meeting,Notes\n"
+              b"9,Edit Co,Tech,2024-02-10,2024-03-05,2024-04-02,Asked for the map\n")
+    shown = plan(edited)
+    row = shown.rows[0]
+    assert [s.describe() for s in row.steps] == ["Meeting 2024-04-02"]
+    assert row.notes == [
+        "Engage has the letter from the tracker on 2024-02-03; the tracker now says 2024-02-10: left as Engage has it",
+        "Engage has the reply from the tracker on 2024-03-01; the tracker now says 2024-03-05: left as Engage has it"]
+    write(edited)
+    assert counts()["Interaction"] == before["Interaction"] + 1 and counts()["Letter"] == before["Letter"]
+    db.session.expire_all()
+    assert sorted((i.kind, i.occurred_on) for i in engagement.interactions) == [
+        ("letter", dt.date(2024, 2, 3)), ("meeting", dt.date(2024, 4, 2)), ("note", dt.date(2024, 3, 1)),
+        ("response", dt.date(2024, 3, 1))]
+    # new notes are a new note
+    write(edited.replace(b"Asked for the map", b"Map received"))
+    assert counts()["Interaction"] == before["Interaction"] + 2

@@ -610,10 +610,18 @@ def _plan_updates(rows: list[PlannedRow], shown: Preview, labels: dict[str, str]
     ids = {r.engagement_id for r in rows}
     engagements = {e.id: e for e in db.session.scalars(sa.select(Engagement).where(Engagement.id.in_(ids)))}
     have = defaultdict(set)
-    for engagement_id, kind, on, subject in db.session.execute(
-            sa.select(Interaction.engagement_id, Interaction.kind, Interaction.occurred_on, Interaction.subject)
+    #: engagement -> subject of a tracker column -> its dates; engagement -> the tracker notes it has
+    dated, noted = defaultdict(lambda: defaultdict(set)), defaultdict(set)
+    subjects = [subject for _kind, _direction, subject, _letter in HISTORY.values()]
+    for engagement_id, kind, on, subject, summary in db.session.execute(
+            sa.select(Interaction.engagement_id, Interaction.kind, Interaction.occurred_on, Interaction.subject,
+                      sa.case((Interaction.subject == NOTES_SUBJECT, Interaction.summary), else_=None))
             .where(Interaction.engagement_id.in_(ids))):
         have[engagement_id].add((kind, on, subject))
+        if subject in subjects:
+            dated[engagement_id][subject].add(on)
+        elif summary is not None:
+            noted[engagement_id].add(summary)
     scored = defaultdict(set)
     for engagement_id, on, total in db.session.execute(
             sa.select(Score.engagement_id, Score.scored_on, Score.total).where(Score.engagement_id.in_(ids))):
@@ -644,9 +652,22 @@ def _plan_updates(rows: list[PlannedRow], shown: Preview, labels: dict[str, str]
                 if (step.on, Decimal(step.target)) not in scored[engagement.id]:
                     steps.append(step)
                 continue
-            kind, _direction, subject, _letter = HISTORY.get(step.source, ("note", "", NOTES_SUBJECT, None))
-            if (kind, step.on, subject) not in have[engagement.id]:
-                steps.append(step)
+            if step.source == "notes":
+                # the same notes on a later date (the row's latest date moved) are not a new note
+                if row.item.notes not in noted[engagement.id]:
+                    steps.append(step)
+                continue
+            kind, _direction, subject, _letter = HISTORY[step.source]
+            if (kind, step.on, subject) in have[engagement.id]:
+                continue
+            other = sorted(dated[engagement.id][subject])
+            if other:
+                # one date per column: another one is the tracker's date corrected, not a second letter or reply
+                row.notes.append(f"Engage has {WHAT[step.source]} from the tracker on "
+                                 f"{', '.join(map(str, other))}; the tracker now says {step.on}: left as Engage "
+                                 f"has it")
+                continue
+            steps.append(step)
         row.steps = sorted(steps + moves, key=_order)
         if row.owner_id and engagement.owner_id is None:
             row.set_owner = True
