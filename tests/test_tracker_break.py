@@ -224,3 +224,9 @@ def test_a_row_edited_and_imported_again_adds_no_second_letter_reply_or_note(tea
     # new notes are a new note
     write(edited.replace(b"Asked for the map", b"Map received"))
     assert counts()["Interaction"] == before["Interaction"] + 2
+
+
+def test_a_status_written_as_its_target_code_needs_no_mapping(team):
+    write(b"Company,Campaign,Status,Letter sent,Closed\nCode Co,Tech,closed:dropped,2024-02-03,2024-05-06\n")
+    engagement = db.session.scalar(sa.select(Engagement).join(Company).where(Company.name == "Code Co"))
+    assert (engagement.stage, engagement.outcome, engagement.closed_on) == ("closed", "dropped", dt.date(2024, 5, 6))

@@ -101,7 +101,7 @@ def status_words() -> dict[str, str]:
     for outcome in Outcome:
         target = f"closed:{outcome.value}"
         words[outcome.value] = words[label(outcome.label)] = words[f"closed - {outcome.value}"] = target
-        words[f"closed ({outcome.value})"] = words[f"closed: {outcome.value}"] = target
+        words[f"closed ({outcome.value})"] = words[f"closed: {outcome.value}"] = words[target] = target
     return words
 
 
