@@ -230,3 +230,27 @@ def test_a_status_written_as_its_target_code_needs_no_mapping(team):
     write(b"Company,Campaign,Status,Letter sent,Closed\nCode Co,Tech,closed:dropped,2024-02-03,2024-05-06\n")
     engagement = db.session.scalar(sa.select(Engagement).join(Company).where(Company.name == "Code Co"))
     assert (engagement.stage, engagement.outcome, engagement.closed_on) == ("closed", "dropped", dt.date(2024, 5, 6))
+
+
+def test_the_preview_escapes_the_files_text(client, login_as, team):
+    login_as("analyst")
+    data = b"Company,Campaign,Owner,Status\n<script>alert(1)</script>,Tech,<b>Boss</b>,<i>Sent</i>\n"
+    text = client.get(upload(client, data, "t.csv").headers["Location"]).get_data(as_text=True)
+    assert "<script>alert(1)</script>" not in text and "<b>Boss</b>" not in text and "<i>Sent</i>" not in text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text and "&lt;b&gt;Boss&lt;/b&gt;" in text
+
+
+def test_a_preview_made_stale_by_another_import_is_not_written(client, login_as, team):
+    login_as("analyst")
+    data = b"Company,Campaign,Letter sent\nRace Co,Tech,2024-03-04\n"
+    text = client.get(upload(client, data, "mine.csv").headers["Location"]).get_data(as_text=True)
+    token = re.search(r'action="/tracker/import/([0-9a-f]{32})/confirm"', text).group(1)
+    digest = re.search(r'name="preview" value="([0-9a-f]{64})"', text).group(1)
+    write(b"Company,Campaign,Letter sent,Reply\nRace Co,Tech,2024-03-04,2024-04-01\n", "theirs.csv")
+    before = counts()
+    stale = client.post(f"/tracker/import/{token}/confirm", data={"csrf_token": csrf_token_from(text)
+                                                                  if 'name="csrf_token"' in text else "",
+                                                                  "preview": digest}, follow_redirects=True)
+    assert "Not imported: what the tracker would write changed since the preview" in stale.get_data(as_text=True)
+    assert counts() == before
+    assert "0 new engagement(s), 0 to update, 1 unchanged" in stale.get_data(as_text=True)
