@@ -254,3 +254,13 @@ def test_a_preview_made_stale_by_another_import_is_not_written(client, login_as,
     assert "Not imported: what the tracker would write changed since the preview" in stale.get_data(as_text=True)
     assert counts() == before
     assert "0 new engagement(s), 0 to update, 1 unchanged" in stale.get_data(as_text=True)
+
+
+def test_an_unchanged_score_is_not_scored_again_when_the_row_gains_a_date(team):
+    head = b"Ref,Company,Campaign,Letter sent,Reply,Score\n"
+    write(head + b"5,Score Again Co,XUAR forced labour and surveillance,2024-02-03,,40\n")
+    before = counts()
+    write(head + b"5,Score Again Co,XUAR forced labour and surveillance,2024-02-03,2024-03-01,40\n")
+    assert counts()["Score"] == before["Score"] and counts()["Interaction"] == before["Interaction"] + 1
+    write(head + b"5,Score Again Co,XUAR forced labour and surveillance,2024-02-03,2024-03-01,55\n")
+    assert counts()["Score"] == before["Score"] + 1

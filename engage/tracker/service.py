@@ -623,9 +623,13 @@ def _plan_updates(rows: list[PlannedRow], shown: Preview, labels: dict[str, str]
         elif summary is not None:
             noted[engagement_id].add(summary)
     scored = defaultdict(set)
+    #: engagement -> the total of its latest score
+    latest_score: dict[int, Decimal] = {}
     for engagement_id, on, total in db.session.execute(
-            sa.select(Score.engagement_id, Score.scored_on, Score.total).where(Score.engagement_id.in_(ids))):
+            sa.select(Score.engagement_id, Score.scored_on, Score.total).where(Score.engagement_id.in_(ids))
+            .order_by(Score.scored_on, Score.id)):
         scored[engagement_id].add((on, Decimal(total).quantize(Decimal("0.01"))))
+        latest_score[engagement_id] = Decimal(total).quantize(Decimal("0.01"))
     last_move = dict(db.session.execute(
         sa.select(EngagementEvent.engagement_id, sa.func.max(EngagementEvent.occurred_on))
         .where(EngagementEvent.engagement_id.in_(ids)).group_by(EngagementEvent.engagement_id)).all())
@@ -649,7 +653,9 @@ def _plan_updates(rows: list[PlannedRow], shown: Preview, labels: dict[str, str]
         steps = []
         for step in _interactions(row, latest):
             if step.what == "score":
-                if (step.on, Decimal(step.target)) not in scored[engagement.id]:
+                # the score cell unchanged (its date moved with the row's latest date) is no new score
+                if (step.on, Decimal(step.target)) not in scored[engagement.id] \
+                        and latest_score.get(engagement.id) != Decimal(step.target):
                     steps.append(step)
                 continue
             if step.source == "notes":
