@@ -24,9 +24,9 @@ from contextlib import closing
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
-from openpyxl.utils.cell import range_boundaries
+from openpyxl.utils.cell import get_column_letter, range_boundaries
 
-from engage.holdings.parsing import MISSING, Limits, NumberCell, RowError, clean_cell, clean_identifier
+from engage.holdings.parsing import MISSING, FileRefused, Limits, NumberCell, RowError, clean_cell, clean_identifier
 from engage.identifiers import compact_isin, isin_problem
 from engage.formatting import format_date
 from engage.models import Escalation, Outcome, Stage
@@ -101,7 +101,7 @@ def status_words() -> dict[str, str]:
     for outcome in Outcome:
         target = f"closed:{outcome.value}"
         words[outcome.value] = words[label(outcome.label)] = words[f"closed - {outcome.value}"] = target
-        words[f"closed ({outcome.value})"] = words[f"closed: {outcome.value}"] = target
+        words[f"closed ({outcome.value})"] = words[f"closed: {outcome.value}"] = words[target] = target
     return words
 
 
@@ -269,8 +269,9 @@ def _filled(source, rows):
     carried: dict[int, tuple[int, str]] = {}  # column -> (last row, value)
     starts = {first: [(col, last, width) for f, last, col, width in merges if f == first] for first, *_ in merges}
     for number, row in rows:
-        wide = False
+        wide, down_to = False, number
         for column, last, width in starts.get(number, ()):
+            down_to = max(down_to, last)
             if width >= 3:
                 wide = True
             if last > number and column < len(row) and row[column]:
@@ -282,7 +283,7 @@ def _filled(source, rows):
             elif not blank and (column >= len(row) or not row[column]):
                 row = row + [""] * (column + 1 - len(row)) if column >= len(row) else list(row)
                 row[column] = value
-        yield number, row, wide
+        yield number, row, wide, down_to
 
 
 def read_table(data: bytes, mapping: dict[str, str] | None = None, remembered: dict[str, str] | None = None,
@@ -300,7 +301,7 @@ def read_table(data: bytes, mapping: dict[str, str] | None = None, remembered: d
     with closing(source) if source is not None else _Nothing():
         try:
             table = _table(_filled(source, rows), mapping, remembered, max_rows)
-        except MapRefused as exc:
+        except (MapRefused, FileRefused) as exc:  # a sheet's cells are read (and refused) as the rows are
             raise TrackerRefused(str(exc)) from exc
         if source is not None:
             table.sheet = source.sheet.title
@@ -317,24 +318,48 @@ class _Nothing:
         return False
 
 
+def _refuse_doubled(header: list[str], header_row: int, columns: dict[str, int]) -> None:
+    """Two columns with the same header, one of them read as a field: which one holds it is a guess, so refused."""
+    for name, position in columns.items():
+        same = [p for p, cell in enumerate(header) if label(cell) == label(header[position])]
+        if len(same) > 1:
+            letters = " and ".join(get_column_letter(p + 1) for p in same)
+            raise TrackerRefused(f"row {header_row}: columns {letters} are both headed “{clean_cell(header[position])}”"
+                                 f" (read as {name}); rename one of them, or delete the one not kept, and import again")
+
+
 def _table(rows, mapping, remembered, max_rows: int) -> Table:
-    header, header_row, columns = None, 0, {}
-    for number, row, _wide in rows:
+    header, header_row, columns, down_to = None, 0, {}, 0
+    for number, row, _wide, down_to in rows:
         columns = _header(row, mapping, remembered)
         if any(f in columns for f in COMPANY_FIELDS):
             header, header_row = row, number
             break
         if number >= HEADER_ROWS:
             break
+    if header is not None and down_to > header_row:
+        # a header of two (or more) rows, its cells merged down over them ("Dates" above "Letter sent" and
+        # "Reply"): each column is named by its lowest cell, and the rows under the header are no data
+        header = list(header)
+        for number, row, _wide, _down in rows:
+            for position, cell in enumerate(row):
+                if cell and position >= len(header):
+                    header += [""] * (position + 1 - len(header))
+                if cell:
+                    header[position] = cell
+            if number >= down_to:
+                break
+        columns = _header(header, mapping, remembered)
     if header is None:
         raise TrackerRefused(f"no header row naming the company (a column such as Company, Issuer, ISIN or Ticker) "
                              f"in the first {HEADER_ROWS} rows; map the column, e.g. company=Investee")
+    _refuse_doubled(header, header_row, columns)
     missing = [f"{f}={c}" for f, c in mapping.items() if f not in columns]
     if missing:
         raise TrackerRefused(f"mapped column(s) not found in the header (row {header_row}): {', '.join(missing)}")
     table = Table(header_row, [clean_cell(c) for c in header], columns, [])
     company_columns = [columns[f] for f in COMPANY_FIELDS if f in columns]
-    for number, row, wide in rows:
+    for number, row, wide, _down in rows:
         if number > MAX_SHEET_ROWS:
             raise TrackerRefused(f"row {MAX_SHEET_ROWS + 1:,}: the sheet goes on past row {MAX_SHEET_ROWS:,} (empty "
                                  f"rows included); delete the empty rows below the tracker and import it again")

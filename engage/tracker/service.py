@@ -36,6 +36,7 @@ from engage.holdings.parsing import RowError
 from engage.models import (
     Campaign,
     Company,
+    CompanyAlias,
     Direction,
     Engagement,
     EngagementEvent,
@@ -287,6 +288,10 @@ class _Lookups:
     users_by_name: dict[str, list[User]]
     #: campaign id -> its latest rubric's id
     rubrics: dict[int, int]
+    #: a normalized name (or alias) that more than one company has -> their ids
+    ambiguous: dict[str, set[int]] = field(default_factory=dict)
+    #: label() of a company's name that normalizing leaves nothing of ("A Co") -> its id
+    by_plain_name: dict[str, int] = field(default_factory=dict)
 
 
 def _lookups(options: Options) -> _Lookups:
@@ -305,7 +310,16 @@ def _lookups(options: Options) -> _Lookups:
     by_name: dict[str, list[User]] = defaultdict(list)
     for user in users:
         by_name[label(user.name)].append(user)
-    return _Lookups(matcher, by_ticker, campaigns, default, {u.email.lower(): u for u in users}, by_name, _rubrics())
+    named: dict[str, set[int]] = defaultdict(set)
+    for normalized, company_id in db.session.execute(
+            sa.union_all(sa.select(Company.normalized_name, Company.id),
+                         sa.select(CompanyAlias.normalized_alias, CompanyAlias.company_id))):
+        if normalized:
+            named[normalized].add(company_id)
+    return _Lookups(matcher, by_ticker, campaigns, default, {u.email.lower(): u for u in users}, by_name, _rubrics(),
+                    {name: ids for name, ids in named.items() if len(ids) > 1},
+                    {label(name): company_id for company_id, (name, _isin) in sorted(matcher.companies.items())
+                     if not normalize_name(name)})
 
 
 def _company(item: parsing.TrackerItem, look: _Lookups) -> tuple[int | None, str, str]:
@@ -317,8 +331,13 @@ def _company(item: parsing.TrackerItem, look: _Lookups) -> tuple[int | None, str
         company_id = look.by_ticker[item.ticker]
         return company_id, m.companies[company_id][0], "ticker"
     normalized = normalize_name(item.company) if item.company else ""
+    if normalized in look.ambiguous:
+        return None, ", ".join(sorted(m.companies[i][0] for i in look.ambiguous[normalized])), "ambiguous"
     if normalized and normalized in m.by_name:
         company_id = m.by_name[normalized]
+        return company_id, m.companies[company_id][0], "name"
+    if item.company and not normalized and label(item.company) in look.by_plain_name:
+        company_id = look.by_plain_name[label(item.company)]
         return company_id, m.companies[company_id][0], "name"
     return None, item.company or item.isin or item.ticker, "new"
 
@@ -335,6 +354,11 @@ def _plan(shown: Preview, today: dt.date) -> None:
             shown.errors.append(RowError(item.row, labels.get(name, ""), value, reason))
 
         company_id, company_name, how = _company(item, look)
+        if how == "ambiguous":
+            error("company", item.company, f"{len(look.ambiguous[normalize_name(item.company)])} companies in Engage "
+                                           f"go by this name ({company_name}); give the row the company's ISIN or "
+                                           f"ticker")
+            continue
         if how == "new" and item.isin and item.isin in new_by_isin:
             company_name = new_by_isin[item.isin]
         elif how == "new" and not item.company:
@@ -365,7 +389,7 @@ def _plan(shown: Preview, today: dt.date) -> None:
         if item.key:
             key = f"id:{label(item.key)}"
         else:
-            key = f"company:{company_id if company_id else 'new:' + normalize_name(company_name)}:campaign:{campaign.id}"
+            key = f"company:{company_id if company_id else 'new:' + _name_key(company_name)}:campaign:{campaign.id}"
         planned.append(PlannedRow(item=item, key=key, company_id=company_id, company_name=company_name,
                                   company_how=how, campaign_id=campaign.id, campaign_name=campaign.name,
                                   owner_id=owner.id if owner else None, engagement_id=None, opened_on=today))
@@ -381,6 +405,12 @@ def _plan(shown: Preview, today: dt.date) -> None:
     _plan_updates([r for r in planned if r.engagement_id is not None and r.steps is not None], shown, labels, today)
     refused = {e.row for e in shown.errors}
     shown.rows = [r for r in planned if r.steps is not None and r.item.row not in refused]
+
+
+def _name_key(name: str) -> str:
+    """How rows naming a new company are grouped: its normalized name, or the name itself when nothing is left
+    of it normalized ("A Co", "Ltd": words the matching drops), so that two such names are two companies."""
+    return normalize_name(name)[:200] or "=" + label(name)[:200]
 
 
 def _owner(text: str, look: _Lookups, shown: Preview) -> User | None:
@@ -433,7 +463,7 @@ def _find_engagements(planned: list[PlannedRow], shown: Preview, labels: dict[st
             row.steps = None
             continue
         row.engagement_id = imported.get(row.key)
-        pair = (row.company_id or f"new:{normalize_name(row.company_name)}", row.campaign_id)
+        pair = (row.company_id or f"new:{_name_key(row.company_name)}", row.campaign_id)
         if row.engagement_id is None:
             row.engagement_id = open_ones.get(pair) if row.company_id else None
         if row.engagement_id is None and row.company_id in divested and row.company_id:
@@ -580,14 +610,26 @@ def _plan_updates(rows: list[PlannedRow], shown: Preview, labels: dict[str, str]
     ids = {r.engagement_id for r in rows}
     engagements = {e.id: e for e in db.session.scalars(sa.select(Engagement).where(Engagement.id.in_(ids)))}
     have = defaultdict(set)
-    for engagement_id, kind, on, subject in db.session.execute(
-            sa.select(Interaction.engagement_id, Interaction.kind, Interaction.occurred_on, Interaction.subject)
+    #: engagement -> subject of a tracker column -> its dates; engagement -> the tracker notes it has
+    dated, noted = defaultdict(lambda: defaultdict(set)), defaultdict(set)
+    subjects = [subject for _kind, _direction, subject, _letter in HISTORY.values()]
+    for engagement_id, kind, on, subject, summary in db.session.execute(
+            sa.select(Interaction.engagement_id, Interaction.kind, Interaction.occurred_on, Interaction.subject,
+                      sa.case((Interaction.subject == NOTES_SUBJECT, Interaction.summary), else_=None))
             .where(Interaction.engagement_id.in_(ids))):
         have[engagement_id].add((kind, on, subject))
+        if subject in subjects:
+            dated[engagement_id][subject].add(on)
+        elif summary is not None:
+            noted[engagement_id].add(summary)
     scored = defaultdict(set)
+    #: engagement -> the total of its latest score
+    latest_score: dict[int, Decimal] = {}
     for engagement_id, on, total in db.session.execute(
-            sa.select(Score.engagement_id, Score.scored_on, Score.total).where(Score.engagement_id.in_(ids))):
+            sa.select(Score.engagement_id, Score.scored_on, Score.total).where(Score.engagement_id.in_(ids))
+            .order_by(Score.scored_on, Score.id)):
         scored[engagement_id].add((on, Decimal(total).quantize(Decimal("0.01"))))
+        latest_score[engagement_id] = Decimal(total).quantize(Decimal("0.01"))
     last_move = dict(db.session.execute(
         sa.select(EngagementEvent.engagement_id, sa.func.max(EngagementEvent.occurred_on))
         .where(EngagementEvent.engagement_id.in_(ids)).group_by(EngagementEvent.engagement_id)).all())
@@ -611,12 +653,27 @@ def _plan_updates(rows: list[PlannedRow], shown: Preview, labels: dict[str, str]
         steps = []
         for step in _interactions(row, latest):
             if step.what == "score":
-                if (step.on, Decimal(step.target)) not in scored[engagement.id]:
+                # the score cell unchanged (its date moved with the row's latest date) is no new score
+                if (step.on, Decimal(step.target)) not in scored[engagement.id] \
+                        and latest_score.get(engagement.id) != Decimal(step.target):
                     steps.append(step)
                 continue
-            kind, _direction, subject, _letter = HISTORY.get(step.source, ("note", "", NOTES_SUBJECT, None))
-            if (kind, step.on, subject) not in have[engagement.id]:
-                steps.append(step)
+            if step.source == "notes":
+                # the same notes on a later date (the row's latest date moved) are not a new note
+                if row.item.notes not in noted[engagement.id]:
+                    steps.append(step)
+                continue
+            kind, _direction, subject, _letter = HISTORY[step.source]
+            if (kind, step.on, subject) in have[engagement.id]:
+                continue
+            other = sorted(dated[engagement.id][subject])
+            if other:
+                # one date per column: another one is the tracker's date corrected, not a second letter or reply
+                row.notes.append(f"Engage has {WHAT[step.source]} from the tracker on "
+                                 f"{', '.join(map(str, other))}; the tracker now says {step.on}: left as Engage "
+                                 f"has it")
+                continue
+            steps.append(step)
         row.steps = sorted(steps + moves, key=_order)
         if row.owner_id and engagement.owner_id is None:
             row.set_owner = True
@@ -685,7 +742,7 @@ def _write_row(row: PlannedRow, shown: Preview, companies: dict, campaigns: dict
         if row.company_id is not None:
             company = db.session.get(Company, row.company_id)
         else:
-            name_key = normalize_name(row.company_name) or row.company_name.lower()
+            name_key = _name_key(row.company_name)
             company = companies.get(name_key)
             if company is None:
                 company = Company(name=row.company_name, isin=item.isin, ticker=item.ticker,
