@@ -27,6 +27,7 @@ from flask_smorest import abort as smorest_abort
 from flask_smorest.utils import prepare_response
 from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.exc import StaleDataError
+from webargs.flaskparser import FlaskParser
 from werkzeug.exceptions import HTTPException
 
 from engage import audit, clock
@@ -39,6 +40,7 @@ from engage.extensions import csrf, db, limiter
 from engage.models import (
     Campaign,
     Company,
+    CompanyAlias,
     Engagement,
     Fund,
     Holding,
@@ -59,6 +61,9 @@ from engage.security import SAFE_METHODS, access_rule, require_role
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1",
                description="Engage's JSON API (bearer tokens from the account page).")
+#: webargs ignores unknown query parameters by default; here each schema's Meta decides (they
+#: refuse them: a misspelt filter would otherwise answer with everything).
+bp.ARGUMENTS_PARSER = FlaskParser(unknown=None)
 
 #: Swagger UI's files, served by the app (never from a CDN).
 SWAGGER_FILES = {"swagger-ui.css", "swagger-ui-bundle.js", "swagger-ui-standalone-preset.js"}
@@ -140,8 +145,9 @@ def authenticate():
     g.api_audit = ExitStack()
     g.api_audit.enter_context(audit.acting_as(f"{user.email} (API token {token.prefix}…)", user.id))
     writing = request.method not in SAFE_METHODS
-    if writing and _has_nul(request.get_json(silent=True)):  # the pages' check (engage.web) reads forms only
-        abort(400, "The request contains a NUL character, which no field accepts.")
+    refused = _query_problem() or (_body_problem() if writing else None)
+    if refused is not None:
+        return refused
     if writing and not token.can_write:
         return problems.problem(403, "This token is read only; make a read-write token to change things.")
     needed = rule["write"] if writing else rule["read"]
@@ -150,15 +156,64 @@ def authenticate():
     return None
 
 
-def _has_nul(value) -> bool:
-    """True when a NUL character is in any string of a JSON document (PostgreSQL's text refuses it)."""
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(key) or _has_nul(item) for key, item in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(item) for item in value)
-    return False
+#: No request body of the API nests deeper than this (a score's criteria are three levels).
+MAX_JSON_DEPTH = 20
+
+
+def _query_problem():
+    """A query parameter sent twice is refused (which one would count is not obvious): a 422 naming it."""
+    repeated = sorted(key for key in request.args if len(request.args.getlist(key)) > 1)
+    if not repeated:
+        return None
+    message = "Send this parameter once."
+    return problems.problem(422, "Parameters sent more than once: " + ", ".join(repeated) + ".",
+                            errors={key: [message] for key in repeated})
+
+
+def _body_problem():
+    """A write's body that is not a JSON document the schemas can read, as a problem (None when fine).
+
+    Without this a body sent as a form or without `Content-Type: application/json` would be
+    read as empty, and a PATCH would answer 200 having changed nothing.
+    """
+    if not request.is_json and (request.form or request.files):  # read (and so emptied) by the app's NUL check
+        return problems.problem(415, "Send the body as JSON with 'Content-Type: application/json' "
+                                     f"(it came as {request.mimetype}).")
+    body = request.get_data(cache=True)
+    if not body.strip():
+        return None  # a DELETE, or a POST whose schema says what is missing
+    if not request.is_json:
+        return problems.problem(415, "Send the body as JSON with 'Content-Type: application/json' "
+                                     f"(it came as {request.mimetype or 'no content type'}).")
+    try:
+        data = json.loads(body)
+    except RecursionError:
+        return problems.problem(400, f"The JSON body nests deeper than {MAX_JSON_DEPTH} levels.")
+    except ValueError as error:  # UnicodeDecodeError too
+        return problems.problem(400, f"The body is not valid JSON: {error}.")
+    depth, nul = _shape(data)
+    if depth > MAX_JSON_DEPTH:
+        return problems.problem(400, f"The JSON body nests deeper than {MAX_JSON_DEPTH} levels.")
+    if nul:  # the pages' check (engage.web) reads forms only; PostgreSQL's text refuses NUL
+        return problems.problem(400, "The request contains a NUL character, which no field accepts.")
+    return None
+
+
+def _shape(document) -> tuple[int, bool]:
+    """How deep a JSON document nests, and whether a NUL is in any of its strings (iterative, no recursion)."""
+    deepest, nul = 0, False
+    stack = [(document, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, str):
+            nul = nul or "\x00" in value
+        elif isinstance(value, (dict, list)):
+            deepest = max(deepest, depth)
+            if deepest > MAX_JSON_DEPTH:
+                break
+            items = [*value.keys(), *value.values()] if isinstance(value, dict) else value
+            stack.extend((item, depth + 1) for item in items)
+    return deepest, nul
 
 
 @bp.after_request
@@ -225,7 +280,9 @@ def check_if_match(current: str) -> None:
     if not header:
         abort(428, "Send If-Match with the ETag of your last read of this resource.")
     sent = {tag.strip().removeprefix("W/") for tag in header.split(",")}
-    if "*" not in sent and current not in sent:
+    if "*" in sent:  # HTTP lets "*" match any version: it would switch the lock off
+        abort(428, "If-Match: * is not accepted: send the ETag of your last read of this resource.")
+    if current not in sent:
         abort(412, "The resource changed since you read it (its ETag is no longer the one sent): "
                    "read it again and retry.")
 
@@ -258,9 +315,12 @@ def companies(args):
     """List companies (filters as on the Companies page; `flagged` for those on a risk list)."""
     query = sa.select(Company).options(*COMPANY_LOAD)
     if args.get("q"):
-        like = f"%{args['q'].lower()}%"
-        query = query.where(sa.or_(sa.func.lower(Company.name).like(like), Company.isin == args["q"].upper(),
-                                   sa.func.upper(Company.ticker) == args["q"].upper()))
+        # autoescape: "%" and "_" are letters to look for, not LIKE's wildcards (q=% would list everything).
+        part = args["q"].lower()
+        aliases = sa.select(CompanyAlias.company_id).where(sa.func.lower(CompanyAlias.alias).contains(part, autoescape=True))
+        query = query.where(sa.or_(sa.func.lower(Company.name).contains(part, autoescape=True),
+                                   Company.isin == args["q"].upper(), sa.func.upper(Company.ticker) == args["q"].upper(),
+                                   Company.id.in_(aliases)))
     if args.get("sector"):
         query = query.where(Company.sector == args["sector"])
     if args.get("country"):
@@ -420,7 +480,7 @@ def list_entries(args):
     if args.get("version"):
         query = query.where(ListedEntity.version_id == args["version"])
     if args.get("q"):
-        query = query.where(sa.func.lower(ListedEntity.name).like(f"%{args['q'].lower()}%"))
+        query = query.where(sa.func.lower(ListedEntity.name).contains(args["q"].lower(), autoescape=True))
     return paged(query, args, {"name": ListedEntity.normalized_name, "id": ListedEntity.id}, ListedEntity)
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from marshmallow import EXCLUDE, Schema, fields, validate
+from marshmallow import RAISE, Schema, fields, validate
 
 from engage.models import (
     Direction,
@@ -58,7 +58,7 @@ class ListArgs(Schema):
     """Paging and sorting shared by every list (`page` from 1, `per_page` up to the configured maximum)."""
 
     class Meta:
-        unknown = EXCLUDE
+        unknown = RAISE  # a misspelt filter is refused, not ignored (which would list everything)
 
     page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=100_000))
     per_page = fields.Integer(load_default=None, validate=validate.Range(min=1, max=500))
@@ -143,9 +143,10 @@ class ListEntryArgs(ListArgs):
 
 class MonthArgs(Schema):
     class Meta:
-        unknown = EXCLUDE
+        unknown = RAISE
 
-    month = fields.String(required=True, validate=validate.Regexp(r"^\d{4}-\d{2}$"),
+    # The length too: "$" would let a trailing newline through, and \d other scripts' digits.
+    month = fields.String(required=True, validate=[validate.Regexp(r"^[0-9]{4}-[0-9]{2}$"), validate.Length(equal=7)],
                           metadata={"description": "YYYY-MM"})
     format = fields.String(load_default="json", validate=validate.OneOf(["json", "csv"]))
     campaign = Id()

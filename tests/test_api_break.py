@@ -1,0 +1,133 @@
+"""The JSON API under hostile, careless and faulty requests: each test is a way it broke once."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+import sqlalchemy as sa
+
+from engage.api import tokens
+from engage.extensions import db
+from engage.models import AuditEvent, CompanyAlias
+from tests import factories
+
+
+@pytest.fixture()
+def secret(make_user, frozen_today):
+    """A read-write token of an analyst."""
+    _, value = tokens.create(make_user("analyst"), name="script", scope="read_write", today=frozen_today,
+                             max_days=366, expires_on=frozen_today + dt.timedelta(days=30))
+    db.session.commit()
+    return value
+
+
+@pytest.fixture()
+def engagement(frozen_today):
+    item = factories.engagement(opened_on=dt.date(2026, 1, 5))
+    db.session.commit()
+    return item
+
+
+def _patch(client, engagement, secret, **kw):
+    headers = {"Authorization": f"Bearer {secret}", "If-Match": f'"engagement-{engagement.id}-v{engagement.version}"'}
+    headers.update(kw.pop("headers", {}))
+    return client.patch(f"/api/v1/engagements/{engagement.id}", headers=headers, **kw)
+
+
+def _objectives(engagement) -> str:
+    db.session.expire_all()
+    return db.session.get(type(engagement), engagement.id).objectives
+
+
+@pytest.mark.parametrize("kw, status, words", [
+    ({"data": json.dumps({"objectives": "x"})}, 415, "no content type"),
+    ({"data": json.dumps({"objectives": "x"}), "content_type": "text/plain"}, 415, "text/plain"),
+    ({"data": {"objectives": "x"}}, 415, "application/x-www-form-urlencoded"),
+    ({"data": '{"objectives": ', "content_type": "application/json"}, 400, "not valid JSON"),
+    ({"data": b'{"objectives": "\xff"}', "content_type": "application/json"}, 400, "not valid JSON"),
+    ({"data": "[" * 100_000 + "]" * 100_000, "content_type": "application/json"}, 400, "nests deeper"),
+    ({"json": {"objectives": [[[[[[[[[[[[[[[[[[[[[["x"]]]]]]]]]]]]]]]]]]]]]]}}, 400, "nests deeper"),
+])
+def test_a_body_that_is_not_json_is_refused_not_ignored(client, engagement, secret, kw, status, words):
+    """Before: a form or untyped body read as {} (a PATCH answered 200 having changed nothing);
+    deeply nested JSON was a RecursionError, a 500."""
+    response = _patch(client, engagement, secret, **kw)
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.mimetype == "application/problem+json"
+    assert words in response.json["detail"]
+    assert _objectives(engagement) == ""
+
+
+def test_a_json_body_still_works_and_nul_is_still_refused(client, engagement, secret):
+    refused = _patch(client, engagement, secret, json={"objectives": "a\x00b"})
+    assert refused.status_code == 400 and "NUL" in refused.json["detail"]
+    assert _objectives(engagement) == ""
+    response = _patch(client, engagement, secret, json={"objectives": "Set targets"},
+                      headers={"Content-Type": "application/json; charset=utf-8"})
+    assert response.status_code == 200, response.json
+    assert _objectives(engagement) == "Set targets"
+
+
+def test_if_match_star_does_not_switch_the_lock_off(client, engagement, secret):
+    response = _patch(client, engagement, secret, json={"objectives": "x"}, headers={"If-Match": "*"})
+    assert response.status_code == 428 and "*" in response.json["detail"]
+    response = _patch(client, engagement, secret, json={"objectives": "x"},
+                      headers={"If-Match": '"stale", *'})
+    assert response.status_code == 428
+    assert _objectives(engagement) == ""
+    # A list of ETags holding the current one is still fine.
+    current = f'"engagement-{engagement.id}-v{engagement.version}"'
+    ok = _patch(client, engagement, secret, json={"objectives": "y"}, headers={"If-Match": f'"old", {current}'})
+    assert ok.status_code == 200 and _objectives(engagement) == "y"
+
+
+@pytest.mark.parametrize("path", ["/api/v1/engagements?stag=closed", "/api/v1/companies?flaged=true",
+                                  "/api/v1/exports/monthly?month=2026-05&campaign_id=1"])
+def test_a_misspelt_filter_is_refused_not_ignored(client, engagement, secret, path):
+    """Before: an unknown parameter was dropped, so the answer listed everything."""
+    response = client.get(path, headers={"Authorization": f"Bearer {secret}"})
+    assert response.status_code == 422
+    misspelt = path.split("&")[-1].split("?")[-1].split("=")[0]
+    assert response.json["errors"] == {misspelt: ["Unknown field."]}
+
+
+def test_a_parameter_sent_twice_is_refused(client, engagement, secret):
+    response = client.get("/api/v1/engagements?stage=closed&stage=identified",
+                          headers={"Authorization": f"Bearer {secret}"})
+    assert response.status_code == 422 and set(response.json["errors"]) == {"stage"}
+
+
+@pytest.mark.parametrize("month", ["2026-05\n", "\uff12\uff10\uff12\uff16-\uff10\uff15", "2026-5", ""])
+def test_export_month_must_be_plain_digits(client, engagement, secret, month):
+    response = client.get("/api/v1/exports/monthly", query_string={"month": month},
+                          headers={"Authorization": f"Bearer {secret}"})
+    assert response.status_code == 422 and set(response.json["errors"]) == {"month"}
+
+
+@pytest.mark.parametrize("q, names", [("%", ["Sale 50% Ltd"]), ("_", []), ("0%", ["Sale 50% Ltd"]), ("Formerly", ["Acme"])])
+def test_company_search_takes_wildcards_literally_and_finds_aliases(client, secret, frozen_today, q, names):
+    """Before: q=% matched every company (LIKE's wildcard), and aliases were not searched as documented."""
+    factories.company(name="Sale 50% Ltd")
+    acme = factories.company(name="Acme")
+    acme.aliases.append(CompanyAlias(alias="Formerly Roadrunner"))
+    db.session.commit()
+    response = client.get("/api/v1/companies", query_string={"q": q}, headers={"Authorization": f"Bearer {secret}"})
+    assert response.status_code == 200
+    assert [item["name"] for item in response.json["items"]] == names
+
+
+def test_list_entry_search_takes_wildcards_literally(client, secret):
+    response = client.get("/api/v1/list-entries?q=%25", headers={"Authorization": f"Bearer {secret}"})
+    assert response.status_code == 200 and response.json["total"] == 0
+
+
+def test_api_sets_no_cookie_even_for_a_signed_in_browser(client, login_as, engagement, secret):
+    login_as("admin")
+    for response in (client.get("/api/v1/engagements", headers={"Authorization": f"Bearer {secret}"}),
+                     client.get("/api/v1/engagements"),
+                     _patch(client, engagement, secret, json={"objectives": "z"})):
+        assert "Set-Cookie" not in response.headers, response.status_code
+    events = db.session.scalars(sa.select(AuditEvent).where(AuditEvent.object_type == "Engagement")).all()
+    assert any("(API token engage_" in (event.actor_label or "") for event in events)
