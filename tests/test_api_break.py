@@ -131,3 +131,39 @@ def test_api_sets_no_cookie_even_for_a_signed_in_browser(client, login_as, engag
         assert "Set-Cookie" not in response.headers, response.status_code
     events = db.session.scalars(sa.select(AuditEvent).where(AuditEvent.object_type == "Engagement")).all()
     assert any("(API token engage_" in (event.actor_label or "") for event in events)
+
+
+def _seed_rows(count: int) -> None:
+    """`count` engagements, each with a flag, a contact, a reminder, an alias and a holding."""
+    from decimal import Decimal
+
+    from engage.models import Fund, Holding, Interaction, Reminder, RiskFlag
+
+    fund = db.session.scalar(sa.select(Fund)) or Fund(name="Fund")
+    for _ in range(count):
+        item = factories.engagement()
+        item.company.aliases.append(CompanyAlias(alias=f"Alias of {item.company.name}"))
+        item.company.risk_flags.append(RiskFlag(source="uflpa_entity_list", citation="90 FR 1"))
+        db.session.add(Interaction(engagement=item, kind="call", occurred_on=dt.date(2026, 2, 1), subject="Call"))
+        db.session.add(Reminder(engagement=item, due_on=dt.date(2026, 7, 1), reason="Chase"))
+        db.session.add(Holding(fund=fund, company=item.company, as_of=dt.date(2026, 5, 31),
+                               market_value=Decimal("1000.00"), weight=Decimal("0.1")))
+    db.session.commit()
+
+
+@pytest.mark.parametrize("path", ["/api/v1/companies?flagged=true", "/api/v1/risk-flags", "/api/v1/interactions",
+                                  "/api/v1/reminders", "/api/v1/holdings", "/api/v1/engagements?sort=score",
+                                  "/api/v1/exports/engagements?month=2026-06",
+                                  "/api/v1/exports/monthly?month=2026-06"])
+def test_query_count_does_not_grow_with_rows(client, secret, count_queries, path):
+    headers = {"Authorization": f"Bearer {secret}"}
+    _seed_rows(2)
+    client.get(path, headers=headers)  # last_used written once
+    with count_queries() as few:
+        first = client.get(path, headers=headers)
+    _seed_rows(10)
+    with count_queries() as many:
+        second = client.get(path, headers=headers)
+    assert first.status_code == second.status_code == 200, second.get_data(as_text=True)
+    assert len(second.get_data()) > len(first.get_data())  # the rows are in the answer
+    assert many.count == few.count, many.statements
