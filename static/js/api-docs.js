@@ -7,6 +7,7 @@ document.addEventListener("DOMContentLoaded", function () {
     dom_id: "#swagger-ui",
     deepLinking: true,
     persistAuthorization: false,
-    withCredentials: false
+    withCredentials: false,
+    validatorUrl: null  // no badge fetched from validator.swagger.io: nothing leaves the app
   });
 });
