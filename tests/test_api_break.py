@@ -167,3 +167,22 @@ def test_query_count_does_not_grow_with_rows(client, secret, count_queries, path
     assert first.status_code == second.status_code == 200, second.get_data(as_text=True)
     assert len(second.get_data()) > len(first.get_data())  # the rows are in the answer
     assert many.count == few.count, many.statements
+
+
+def test_made_up_tokens_are_rate_limited_per_address(make_app, make_user, frozen_today):
+    """Before: each guessed token had a limit of its own, so guessing was never slowed."""
+    app = make_app(API_RATE_LIMIT="3 per minute")
+    client = app.test_client()
+    codes = [client.get("/api/v1/funds", headers={"Authorization": f"Bearer engage_guess{i}"}).status_code
+             for i in range(5)]
+    assert codes == [401, 401, 401, 429, 429]
+    refused = client.get("/api/v1/funds", headers={"Authorization": "Bearer engage_guess9"})
+    assert refused.mimetype == "application/problem+json" and refused.headers["Retry-After"]
+    # Another address is not affected, and good requests do not count as refusals.
+    other = app.test_client()
+    _, secret = tokens.create(make_user("viewer"), name="loop", scope="read", expires_on=frozen_today,
+                              today=frozen_today, max_days=366)
+    db.session.commit()
+    headers = {"Authorization": f"Bearer {secret}"}
+    assert [other.get("/api/v1/funds", headers=headers, environ_base={"REMOTE_ADDR": "10.0.0.9"}).status_code
+            for _ in range(3)] == [200, 200, 200]

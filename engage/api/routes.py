@@ -124,7 +124,14 @@ def api_rate_key() -> str:
     return "api-addr:" + (request.remote_addr or "")
 
 
+def refused_rate_key() -> str:
+    return "api-refused:" + (request.remote_addr or "")
+
+
 limiter.limit(api_rate_limit, key_func=api_rate_key)(bp)
+# Each made-up token would get a limit of its own; refusals are counted per address as well, so
+# guessing tokens (or a script stuck with a revoked one) is slowed like any other flood.
+limiter.limit(api_rate_limit, key_func=refused_rate_key, deduct_when=lambda response: response.status_code == 401)(bp)
 
 
 @bp.before_request
