@@ -186,3 +186,19 @@ def test_made_up_tokens_are_rate_limited_per_address(make_app, make_user, frozen
     headers = {"Authorization": f"Bearer {secret}"}
     assert [other.get("/api/v1/funds", headers=headers, environ_base={"REMOTE_ADDR": "10.0.0.9"}).status_code
             for _ in range(3)] == [200, 200, 200]
+
+
+def test_a_missing_resource_says_which_and_a_wrong_method_says_what_is_allowed(client, engagement, secret):
+    """Before: the app's own 404 page text replaced the view's, so a missing id read like a wrong path;
+    a 405 had no Allow header."""
+    headers = {"Authorization": f"Bearer {secret}"}
+    missing = client.get("/api/v1/engagements/999999", headers=headers)
+    assert missing.status_code == 404 and missing.json["detail"] == "There is no engagement 999999."
+    logged = client.post("/api/v1/engagements/999999/interactions", headers=headers,
+                         json={"kind": "call", "occurred_on": "2026-06-01", "subject": "x"})
+    assert logged.status_code == 404 and "engagement 999999" in logged.json["detail"]
+    wrong_path = client.get("/api/v1/engagement/1", headers=headers)
+    assert wrong_path.status_code == 404 and "no page" in wrong_path.json["detail"]
+    wrong_method = client.put(f"/api/v1/engagements/{engagement.id}", json={}, headers=headers)
+    assert wrong_method.status_code == 405 and wrong_method.mimetype == "application/problem+json"
+    assert set(wrong_method.headers["Allow"].split(", ")) >= {"GET", "PATCH"}

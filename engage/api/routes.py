@@ -239,7 +239,11 @@ def end_acting(_error):
 
 
 @bp.errorhandler(HTTPException)
+@bp.errorhandler(403)
+@bp.errorhandler(404)
 def http_error(error):
+    """The app's handlers for 403 and 404 (by code, so Flask prefers them to a class's) would
+    replace a view's detail ("There is no engagement 7.") with a generic one: the API keeps it."""
     return problems.from_http_exception(error)
 
 
