@@ -202,3 +202,32 @@ def test_a_missing_resource_says_which_and_a_wrong_method_says_what_is_allowed(c
     wrong_method = client.put(f"/api/v1/engagements/{engagement.id}", json={}, headers=headers)
     assert wrong_method.status_code == 405 and wrong_method.mimetype == "application/problem+json"
     assert set(wrong_method.headers["Allow"].split(", ")) >= {"GET", "PATCH"}
+
+
+def test_unpaired_surrogate_escape_is_refused_not_a_server_error(client, engagement, secret):
+    """Before: "\\ud800" parsed, and the database driver's UTF-8 encoding raised: a 500."""
+    for body in ('{"objectives": "\\ud800"}', '{"next_step": "x \\udfff"}'):
+        response = _patch(client, engagement, secret, data=body, headers={"Content-Type": "application/json"})
+        assert response.status_code == 400 and "surrogate" in response.json["detail"]
+    assert _objectives(engagement) == ""
+    paired = _patch(client, engagement, secret, data='{"objectives": "ok \\ud83d\\ude00"}',
+                    headers={"Content-Type": "application/json"})
+    assert paired.status_code == 200 and _objectives(engagement) == "ok \U0001F600"
+
+
+def test_a_fractional_id_is_refused_not_truncated(client, engagement, secret, make_user):
+    """Before: owner_id 1.5 was taken as 1 (marshmallow's Integer truncates)."""
+    owner = make_user("analyst")
+    response = _patch(client, engagement, secret, json={"owner_id": owner.id + 0.5})
+    assert response.status_code == 422 and set(response.json["errors"]) == {"owner_id"}
+    whole = _patch(client, engagement, secret, json={"owner_id": float(owner.id)})
+    assert whole.status_code == 200 and whole.json["owner_id"] == owner.id
+    listed = client.get("/api/v1/engagements?per_page=2.5", headers={"Authorization": f"Bearer {secret}"})
+    assert listed.status_code == 422
+
+
+def test_openapi_still_documents_whole_numbers_as_integers(client, secret):
+    document = client.get("/api/v1/openapi.json", headers={"Authorization": f"Bearer {secret}"}).json
+    parameters = {p["name"]: p for p in document["paths"]["/api/v1/engagements"]["get"]["parameters"]}
+    assert parameters["page"]["schema"]["type"] == "integer"
+    assert parameters["company"]["schema"]["type"] == "integer"

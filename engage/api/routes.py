@@ -198,29 +198,42 @@ def _body_problem():
         return problems.problem(400, f"The JSON body nests deeper than {MAX_JSON_DEPTH} levels.")
     except ValueError as error:  # UnicodeDecodeError too
         return problems.problem(400, f"The body is not valid JSON: {error}.")
-    depth, nul = _shape(data)
+    depth, nul, surrogate = _shape(data)
     if depth > MAX_JSON_DEPTH:
         return problems.problem(400, f"The JSON body nests deeper than {MAX_JSON_DEPTH} levels.")
     if nul:  # the pages' check (engage.web) reads forms only; PostgreSQL's text refuses NUL
         return problems.problem(400, "The request contains a NUL character, which no field accepts.")
+    if surrogate:  # "\\ud800" parses, but no database can store it (it was a 500)
+        return problems.problem(400, "The request contains an unpaired surrogate escape (such as \\ud800), "
+                                     "which is not a character; send the text as UTF-8.")
     return None
 
 
-def _shape(document) -> tuple[int, bool]:
-    """How deep a JSON document nests, and whether a NUL is in any of its strings (iterative, no recursion)."""
-    deepest, nul = 0, False
+def _shape(document) -> tuple[int, bool, bool]:
+    """How deep a JSON document nests, and whether any of its strings holds a NUL or an unpaired
+    surrogate (iterative, no recursion)."""
+    deepest, nul, surrogate = 0, False, False
     stack = [(document, 1)]
     while stack:
         value, depth = stack.pop()
         if isinstance(value, str):
             nul = nul or "\x00" in value
+            surrogate = surrogate or not value.isascii() and _has_surrogate(value)
         elif isinstance(value, (dict, list)):
             deepest = max(deepest, depth)
             if deepest > MAX_JSON_DEPTH:
                 break
             items = [*value.keys(), *value.values()] if isinstance(value, dict) else value
             stack.extend((item, depth + 1) for item in items)
-    return deepest, nul
+    return deepest, nul, surrogate
+
+
+def _has_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 @bp.after_request
