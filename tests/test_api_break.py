@@ -231,3 +231,24 @@ def test_openapi_still_documents_whole_numbers_as_integers(client, secret):
     parameters = {p["name"]: p for p in document["paths"]["/api/v1/engagements"]["get"]["parameters"]}
     assert parameters["page"]["schema"]["type"] == "integer"
     assert parameters["company"]["schema"]["type"] == "integer"
+
+
+def test_a_change_committed_meanwhile_makes_the_write_a_412(client, engagement, secret, monkeypatch):
+    """The race the If-Match check cannot see: another request commits between the check and this
+    commit. A real second connection writes in that gap; nothing of this request is saved."""
+    from engage.api import routes
+    from engage.models import Engagement
+
+    real = routes.engagements.update_engagement
+
+    def then_someone_else_saves(item, **kw):
+        real(item, **kw)
+        with db.engine.begin() as other:  # its own connection and transaction: a concurrent request
+            other.execute(sa.update(Engagement.__table__).where(Engagement.__table__.c.id == item.id)
+                          .values(objectives="Theirs", version=Engagement.__table__.c.version + 1))
+
+    monkeypatch.setattr(routes.engagements, "update_engagement", then_someone_else_saves)
+    response = _patch(client, engagement, secret, json={"objectives": "Mine"})
+    assert response.status_code == 412, response.get_data(as_text=True)
+    assert response.mimetype == "application/problem+json"
+    assert _objectives(engagement) == "Theirs"
