@@ -252,3 +252,37 @@ def test_a_change_committed_meanwhile_makes_the_write_a_412(client, engagement, 
     assert response.status_code == 412, response.get_data(as_text=True)
     assert response.mimetype == "application/problem+json"
     assert _objectives(engagement) == "Theirs"
+
+
+def test_a_score_with_a_criterion_twice_or_not_in_the_rubric_is_refused(client, secret, runner, frozen_today):
+    """Before: the second of two levels for a criterion silently won, and a criterion of no rubric
+    was dropped without a word (201 both times)."""
+    from engage.models import Campaign, Interaction, Rubric, Score
+
+    assert runner.invoke(args=["seed"]).exit_code == 0
+    campaign = db.session.scalar(sa.select(Campaign).where(Campaign.slug == "xuar"))
+    item = factories.engagement(campaign=campaign)
+    reply = Interaction(engagement=item, kind="response", direction="inbound", occurred_on=dt.date(2026, 6, 1))
+    db.session.add(reply)
+    db.session.commit()
+    rubric = db.session.scalar(sa.select(Rubric).where(Rubric.campaign_id == campaign.id))
+    criteria = [{"criterion_id": c.id, "level": 1} for c in rubric.criteria]
+    headers = {"Authorization": f"Bearer {secret}"}
+    before = db.session.scalar(sa.select(sa.func.count()).select_from(Score))
+
+    def post(entries):
+        return client.post("/api/v1/scores", headers=headers,
+                           json={"interaction_id": reply.id, "scored_on": "2026-06-10", "criteria": entries})
+
+    twice = post(criteria + [{**criteria[0], "level": 4}])
+    assert twice.status_code == 422
+    assert twice.json["errors"] == {f"criteria.{len(criteria)}.criterion_id": [f"Criterion {criteria[0]['criterion_id']} is sent twice."]}
+    stray = post(criteria + [{"criterion_id": 99999, "level": 1}])
+    assert stray.status_code == 422 and "99999 is not in the rubric" in stray.json["detail"]
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Score)) == before
+    assert post(criteria).status_code == 201
+
+
+def test_a_missing_risk_flag_is_named_in_words(client, secret):
+    response = client.get("/api/v1/risk-flags/424242", headers={"Authorization": f"Bearer {secret}"})
+    assert response.status_code == 404 and response.json["detail"] == "There is no risk flag 424242."

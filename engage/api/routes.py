@@ -284,8 +284,12 @@ def paged(query, args: dict, sorts: dict, model):
 def found(model, ident: int, *options):
     item = db.session.scalar(sa.select(model).where(model.id == ident).options(*options))
     if item is None:
-        abort(404, f"There is no {model.__name__.lower()} {ident}.")
+        abort(404, f"There is no {NAMES.get(model.__name__, model.__name__.lower())} {ident}.")
     return item
+
+
+#: How a 404 names a model whose class name is not the word for it.
+NAMES = {"RiskFlag": "risk flag", "ListedEntity": "list entry"}
 
 
 def etag_of(data) -> str:
@@ -833,11 +837,19 @@ def score_create(data):
     for index, entry in enumerate(data["criteria"]):
         if (problem := http_url_problem(entry["evidence_url"])) is not None:
             refuse(422, f"criteria.{index}.evidence_url", problem)
+        if entry["criterion_id"] in entries:  # which of two levels would count is not obvious
+            refuse(422, f"criteria.{index}.criterion_id", f"Criterion {entry['criterion_id']} is sent twice.")
         entries[entry["criterion_id"]] = scoring.Entry(level=entry["level"], evidence=entry["evidence"],
                                                        evidence_url=entry["evidence_url"] or None)
     try:
         made = scoring.score_response(interaction, scorer_id=g._login_user.id, scored_on=data["scored_on"],
                                       today=clock.today(), entries=entries, note=data["note"], moderates=moderates)
+        # The service reads the rubric's criteria; one it does not have would be dropped unsaid.
+        scored = {item.criterion.id for item in made.criterion_scores}
+        if stray := [index for index, entry in enumerate(data["criteria"]) if entry["criterion_id"] not in scored]:
+            db.session.rollback()
+            refuse(422, f"criteria.{stray[0]}.criterion_id", f"Criterion {data['criteria'][stray[0]]['criterion_id']} "
+                                                            "is not in the rubric this response is scored against.")
         db.session.commit()
     except scoring.ScoreError as error:
         db.session.rollback()
