@@ -286,3 +286,17 @@ def test_a_score_with_a_criterion_twice_or_not_in_the_rubric_is_refused(client, 
 def test_a_missing_risk_flag_is_named_in_words(client, secret):
     response = client.get("/api/v1/risk-flags/424242", headers={"Authorization": f"Bearer {secret}"})
     assert response.status_code == 404 and response.json["detail"] == "There is no risk flag 424242."
+
+
+def test_engagements_csv_has_a_bom_and_neutralised_formulas(client, secret, frozen_today):
+    """Before: unlike the monthly CSV, no BOM, so Excel showed a Chinese company name as mojibake."""
+    import csv
+    import io
+
+    company = factories.company(name='=HYPERLINK("http://x") 新疆')
+    factories.engagement(company=company, opened_on=dt.date(2026, 1, 5))
+    response = client.get("/api/v1/exports/engagements?month=2026-06&format=csv",
+                          headers={"Authorization": f"Bearer {secret}"})
+    assert response.data.startswith(b"\xef\xbb\xbf")
+    rows = list(csv.DictReader(io.StringIO(response.data.decode("utf-8-sig"))))
+    assert [row["company_name"] for row in rows] == ["'=HYPERLINK(\"http://x\") 新疆"]

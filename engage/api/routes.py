@@ -932,6 +932,7 @@ def _month_request(args) -> monthly.ExportRequest:
 
 def _csv(rows: list[list], name: str) -> Response:
     out = io.StringIO()
+    out.write("\ufeff")  # with a BOM like the monthly CSV, so Excel reads non-Latin names right
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerows(rows)
     return Response(out.getvalue().encode("utf-8"), mimetype="text/csv",
