@@ -118,9 +118,19 @@ def test_company_search_takes_wildcards_literally_and_finds_aliases(client, secr
     assert [item["name"] for item in response.json["items"]] == names
 
 
-def test_list_entry_search_takes_wildcards_literally(client, secret):
-    response = client.get("/api/v1/list-entries?q=%25", headers={"Authorization": f"Bearer {secret}"})
-    assert response.status_code == 200 and response.json["total"] == 0
+def test_list_entry_search_takes_wildcards_literally(client, secret, frozen_today):
+    from engage.models import ListedEntity, ListVersion
+
+    version = ListVersion(name="UFLPA", source="uflpa_entity_list", format="csv", file_name="u.csv",
+                          retrieved_on=frozen_today, sha256="0" * 64)
+    for name in ("Hoshine Silicon", "100% Cotton Co"):
+        db.session.add(ListedEntity(version=version, key=name, source="uflpa_entity_list", name=name,
+                                    normalized_name=name.lower(), citation="89 FR 1"))
+    db.session.commit()
+    headers = {"Authorization": f"Bearer {secret}"}
+    percent = client.get("/api/v1/list-entries?q=%25", headers=headers)
+    assert [item["name"] for item in percent.json["items"]] == ["100% Cotton Co"]
+    assert client.get("/api/v1/list-entries?q=_", headers=headers).json["total"] == 0
 
 
 def test_api_sets_no_cookie_even_for_a_signed_in_browser(client, login_as, engagement, secret):
