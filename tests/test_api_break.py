@@ -310,3 +310,11 @@ def test_engagements_csv_has_a_bom_and_neutralised_formulas(client, secret, froz
     assert response.data.startswith(b"\xef\xbb\xbf")
     rows = list(csv.DictReader(io.StringIO(response.data.decode("utf-8-sig"))))
     assert [row["company_name"] for row in rows] == ["'=HYPERLINK(\"http://x\") 新疆"]
+
+
+def test_database_down_is_a_problem_500_not_an_html_page(make_app):
+    """A faulty environment: the database refuses connections while a script calls the API."""
+    app = make_app(SQLALCHEMY_DATABASE_URI="postgresql://postgres@127.0.0.1:1/nothing", PROPAGATE_EXCEPTIONS=False)
+    response = app.test_client().get("/api/v1/funds", headers={"Authorization": "Bearer engage_anything"})
+    assert response.status_code == 500 and response.mimetype == "application/problem+json"
+    assert "Nothing was saved" in response.json["detail"] and "Set-Cookie" not in response.headers
