@@ -318,3 +318,12 @@ def test_database_down_is_a_problem_500_not_an_html_page(make_app):
     response = app.test_client().get("/api/v1/funds", headers={"Authorization": "Bearer engage_anything"})
     assert response.status_code == 500 and response.mimetype == "application/problem+json"
     assert "Nothing was saved" in response.json["detail"] and "Set-Cookie" not in response.headers
+
+
+def test_a_token_in_the_address_or_a_cookie_is_refused_saying_where_it_belongs(client, secret):
+    by_address = client.get(f"/api/v1/funds?access_token={secret}")
+    assert by_address.status_code == 401 and "never in the address" in by_address.json["detail"]
+    client.set_cookie("token", secret)
+    by_cookie = client.get("/api/v1/funds")
+    assert by_cookie.status_code == 401 and "Authorization: Bearer" in by_cookie.json["detail"]
+    assert client.get("/api/v1/funds", headers={"Authorization": f"Bearer {secret}"}).status_code == 200

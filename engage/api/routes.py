@@ -143,7 +143,12 @@ def authenticate():
     try:
         token = tokens.authenticate(request.headers.get("Authorization"), clock.utcnow())
     except tokens.Refused as refused:
-        return problems.problem(401, refused.detail,
+        detail = refused.detail
+        if not request.headers.get("Authorization") and any(
+                str(value).startswith(tokens.TOKEN_PREFIX) for value in [*request.args.values(), *request.cookies.values()]):
+            detail = ("A token counts only in the header 'Authorization: Bearer <token>', never in the address "
+                      "(where logs keep it) or a cookie. " + detail)
+        return problems.problem(401, detail,
                                 headers={"WWW-Authenticate": 'Bearer realm="engage", error="invalid_token"'})
     user = token.user
     g._login_user = user  # Flask-Login's current_user for this request only (never the session)
