@@ -303,16 +303,16 @@ def register_errorhandlers(app: Flask) -> None:
         500: ("Something went wrong", "The error was logged. Nothing was saved."),
     }
 
-    def render_error(code: int, detail: str | None = None):
+    def render_error(code: int, detail: str | None = None, allow: list | None = None):
         if is_api_request():  # /api/v1/... outside any view (unknown path, method): problem details
-            return problem(code, detail or messages[code][1])
+            return problem(code, detail or messages[code][1], headers={"Allow": ", ".join(allow)} if allow else None)
         title, text = messages[code]
         return render_template("errors/error.html", code=code, title=title, text=detail or text), code
 
     for code in messages:
         if code in (400, 500):
             continue
-        app.register_error_handler(code, lambda e, code=code: render_error(code))
+        app.register_error_handler(code, lambda e, code=code: render_error(code, allow=getattr(e, "valid_methods", None)))
 
     @app.errorhandler(400)
     def bad_request(error):

@@ -27,6 +27,7 @@ from flask_smorest import abort as smorest_abort
 from flask_smorest.utils import prepare_response
 from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.exc import StaleDataError
+from webargs.flaskparser import FlaskParser
 from werkzeug.exceptions import HTTPException
 
 from engage import audit, clock
@@ -39,6 +40,7 @@ from engage.extensions import csrf, db, limiter
 from engage.models import (
     Campaign,
     Company,
+    CompanyAlias,
     Engagement,
     Fund,
     Holding,
@@ -59,6 +61,9 @@ from engage.security import SAFE_METHODS, access_rule, require_role
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1",
                description="Engage's JSON API (bearer tokens from the account page).")
+#: webargs ignores unknown query parameters by default; here each schema's Meta decides (they
+#: refuse them: a misspelt filter would otherwise answer with everything).
+bp.ARGUMENTS_PARSER = FlaskParser(unknown=None)
 
 #: Swagger UI's files, served by the app (never from a CDN).
 SWAGGER_FILES = {"swagger-ui.css", "swagger-ui-bundle.js", "swagger-ui-standalone-preset.js"}
@@ -119,7 +124,14 @@ def api_rate_key() -> str:
     return "api-addr:" + (request.remote_addr or "")
 
 
+def refused_rate_key() -> str:
+    return "api-refused:" + (request.remote_addr or "")
+
+
 limiter.limit(api_rate_limit, key_func=api_rate_key)(bp)
+# Each made-up token would get a limit of its own; refusals are counted per address as well, so
+# guessing tokens (or a script stuck with a revoked one) is slowed like any other flood.
+limiter.limit(api_rate_limit, key_func=refused_rate_key, deduct_when=lambda response: response.status_code == 401)(bp)
 
 
 @bp.before_request
@@ -131,7 +143,12 @@ def authenticate():
     try:
         token = tokens.authenticate(request.headers.get("Authorization"), clock.utcnow())
     except tokens.Refused as refused:
-        return problems.problem(401, refused.detail,
+        detail = refused.detail
+        if not request.headers.get("Authorization") and any(
+                str(value).startswith(tokens.TOKEN_PREFIX) for value in [*request.args.values(), *request.cookies.values()]):
+            detail = ("A token counts only in the header 'Authorization: Bearer <token>', never in the address "
+                      "(where logs keep it) or a cookie. " + detail)
+        return problems.problem(401, detail,
                                 headers={"WWW-Authenticate": 'Bearer realm="engage", error="invalid_token"'})
     user = token.user
     g._login_user = user  # Flask-Login's current_user for this request only (never the session)
@@ -140,8 +157,9 @@ def authenticate():
     g.api_audit = ExitStack()
     g.api_audit.enter_context(audit.acting_as(f"{user.email} (API token {token.prefix}…)", user.id))
     writing = request.method not in SAFE_METHODS
-    if writing and _has_nul(request.get_json(silent=True)):  # the pages' check (engage.web) reads forms only
-        abort(400, "The request contains a NUL character, which no field accepts.")
+    refused = _query_problem() or (_body_problem() if writing else None)
+    if refused is not None:
+        return refused
     if writing and not token.can_write:
         return problems.problem(403, "This token is read only; make a read-write token to change things.")
     needed = rule["write"] if writing else rule["read"]
@@ -150,14 +168,76 @@ def authenticate():
     return None
 
 
-def _has_nul(value) -> bool:
-    """True when a NUL character is in any string of a JSON document (PostgreSQL's text refuses it)."""
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(key) or _has_nul(item) for key, item in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(item) for item in value)
+#: No request body of the API nests deeper than this (a score's criteria are three levels).
+MAX_JSON_DEPTH = 20
+
+
+def _query_problem():
+    """A query parameter sent twice is refused (which one would count is not obvious): a 422 naming it."""
+    repeated = sorted(key for key in request.args if len(request.args.getlist(key)) > 1)
+    if not repeated:
+        return None
+    message = "Send this parameter once."
+    return problems.problem(422, "Parameters sent more than once: " + ", ".join(repeated) + ".",
+                            errors={key: [message] for key in repeated})
+
+
+def _body_problem():
+    """A write's body that is not a JSON document the schemas can read, as a problem (None when fine).
+
+    Without this a body sent as a form or without `Content-Type: application/json` would be
+    read as empty, and a PATCH would answer 200 having changed nothing.
+    """
+    if not request.is_json and (request.form or request.files):  # read (and so emptied) by the app's NUL check
+        return problems.problem(415, "Send the body as JSON with 'Content-Type: application/json' "
+                                     f"(it came as {request.mimetype}).")
+    body = request.get_data(cache=True)
+    if not body.strip():
+        return None  # a DELETE, or a POST whose schema says what is missing
+    if not request.is_json:
+        return problems.problem(415, "Send the body as JSON with 'Content-Type: application/json' "
+                                     f"(it came as {request.mimetype or 'no content type'}).")
+    try:
+        data = json.loads(body)
+    except RecursionError:
+        return problems.problem(400, f"The JSON body nests deeper than {MAX_JSON_DEPTH} levels.")
+    except ValueError as error:  # UnicodeDecodeError too
+        return problems.problem(400, f"The body is not valid JSON: {error}.")
+    depth, nul, surrogate = _shape(data)
+    if depth > MAX_JSON_DEPTH:
+        return problems.problem(400, f"The JSON body nests deeper than {MAX_JSON_DEPTH} levels.")
+    if nul:  # the pages' check (engage.web) reads forms only; PostgreSQL's text refuses NUL
+        return problems.problem(400, "The request contains a NUL character, which no field accepts.")
+    if surrogate:  # "\\ud800" parses, but no database can store it (it was a 500)
+        return problems.problem(400, "The request contains an unpaired surrogate escape (such as \\ud800), "
+                                     "which is not a character; send the text as UTF-8.")
+    return None
+
+
+def _shape(document) -> tuple[int, bool, bool]:
+    """How deep a JSON document nests, and whether any of its strings holds a NUL or an unpaired
+    surrogate (iterative, no recursion)."""
+    deepest, nul, surrogate = 0, False, False
+    stack = [(document, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, str):
+            nul = nul or "\x00" in value
+            surrogate = surrogate or not value.isascii() and _has_surrogate(value)
+        elif isinstance(value, (dict, list)):
+            deepest = max(deepest, depth)
+            if deepest > MAX_JSON_DEPTH:
+                break
+            items = [*value.keys(), *value.values()] if isinstance(value, dict) else value
+            stack.extend((item, depth + 1) for item in items)
+    return deepest, nul, surrogate
+
+
+def _has_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
     return False
 
 
@@ -177,7 +257,11 @@ def end_acting(_error):
 
 
 @bp.errorhandler(HTTPException)
+@bp.errorhandler(403)
+@bp.errorhandler(404)
 def http_error(error):
+    """The app's handlers for 403 and 404 (by code, so Flask prefers them to a class's) would
+    replace a view's detail ("There is no engagement 7.") with a generic one: the API keeps it."""
     return problems.from_http_exception(error)
 
 
@@ -205,8 +289,12 @@ def paged(query, args: dict, sorts: dict, model):
 def found(model, ident: int, *options):
     item = db.session.scalar(sa.select(model).where(model.id == ident).options(*options))
     if item is None:
-        abort(404, f"There is no {model.__name__.lower()} {ident}.")
+        abort(404, f"There is no {NAMES.get(model.__name__, model.__name__.lower())} {ident}.")
     return item
+
+
+#: How a 404 names a model whose class name is not the word for it.
+NAMES = {"RiskFlag": "risk flag", "ListedEntity": "list entry"}
 
 
 def etag_of(data) -> str:
@@ -225,7 +313,9 @@ def check_if_match(current: str) -> None:
     if not header:
         abort(428, "Send If-Match with the ETag of your last read of this resource.")
     sent = {tag.strip().removeprefix("W/") for tag in header.split(",")}
-    if "*" not in sent and current not in sent:
+    if "*" in sent:  # HTTP lets "*" match any version: it would switch the lock off
+        abort(428, "If-Match: * is not accepted: send the ETag of your last read of this resource.")
+    if current not in sent:
         abort(412, "The resource changed since you read it (its ETag is no longer the one sent): "
                    "read it again and retry.")
 
@@ -258,9 +348,12 @@ def companies(args):
     """List companies (filters as on the Companies page; `flagged` for those on a risk list)."""
     query = sa.select(Company).options(*COMPANY_LOAD)
     if args.get("q"):
-        like = f"%{args['q'].lower()}%"
-        query = query.where(sa.or_(sa.func.lower(Company.name).like(like), Company.isin == args["q"].upper(),
-                                   sa.func.upper(Company.ticker) == args["q"].upper()))
+        # autoescape: "%" and "_" are letters to look for, not LIKE's wildcards (q=% would list everything).
+        part = args["q"].lower()
+        aliases = sa.select(CompanyAlias.company_id).where(sa.func.lower(CompanyAlias.alias).contains(part, autoescape=True))
+        query = query.where(sa.or_(sa.func.lower(Company.name).contains(part, autoescape=True),
+                                   Company.isin == args["q"].upper(), sa.func.upper(Company.ticker) == args["q"].upper(),
+                                   Company.id.in_(aliases)))
     if args.get("sector"):
         query = query.where(Company.sector == args["sector"])
     if args.get("country"):
@@ -420,7 +513,7 @@ def list_entries(args):
     if args.get("version"):
         query = query.where(ListedEntity.version_id == args["version"])
     if args.get("q"):
-        query = query.where(sa.func.lower(ListedEntity.name).like(f"%{args['q'].lower()}%"))
+        query = query.where(sa.func.lower(ListedEntity.name).contains(args["q"].lower(), autoescape=True))
     return paged(query, args, {"name": ListedEntity.normalized_name, "id": ListedEntity.id}, ListedEntity)
 
 
@@ -749,11 +842,19 @@ def score_create(data):
     for index, entry in enumerate(data["criteria"]):
         if (problem := http_url_problem(entry["evidence_url"])) is not None:
             refuse(422, f"criteria.{index}.evidence_url", problem)
+        if entry["criterion_id"] in entries:  # which of two levels would count is not obvious
+            refuse(422, f"criteria.{index}.criterion_id", f"Criterion {entry['criterion_id']} is sent twice.")
         entries[entry["criterion_id"]] = scoring.Entry(level=entry["level"], evidence=entry["evidence"],
                                                        evidence_url=entry["evidence_url"] or None)
     try:
         made = scoring.score_response(interaction, scorer_id=g._login_user.id, scored_on=data["scored_on"],
                                       today=clock.today(), entries=entries, note=data["note"], moderates=moderates)
+        # The service reads the rubric's criteria; one it does not have would be dropped unsaid.
+        scored = {item.criterion.id for item in made.criterion_scores}
+        if stray := [index for index, entry in enumerate(data["criteria"]) if entry["criterion_id"] not in scored]:
+            db.session.rollback()
+            refuse(422, f"criteria.{stray[0]}.criterion_id", f"Criterion {data['criteria'][stray[0]]['criterion_id']} "
+                                                            "is not in the rubric this response is scored against.")
         db.session.commit()
     except scoring.ScoreError as error:
         db.session.rollback()
@@ -836,6 +937,7 @@ def _month_request(args) -> monthly.ExportRequest:
 
 def _csv(rows: list[list], name: str) -> Response:
     out = io.StringIO()
+    out.write("\ufeff")  # with a BOM like the monthly CSV, so Excel reads non-Latin names right
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerows(rows)
     return Response(out.getvalue().encode("utf-8"), mimetype="text/csv",

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from marshmallow import EXCLUDE, Schema, fields, validate
+from marshmallow import RAISE, Schema, fields, validate
 
 from engage.models import (
     Direction,
@@ -22,7 +22,18 @@ from engage.validators import DATE_MAX, DATE_MIN
 
 #: Ids are database integers (engage.web.IdConverter refuses larger ones in URLs as well).
 MAX_ID = 2**31 - 1
-Id = lambda **kw: fields.Integer(validate=validate.Range(min=1, max=MAX_ID), **kw)  # noqa: E731
+
+
+class WholeNumber(fields.Integer):
+    """An integer; 1.5 is refused (marshmallow's Integer would quietly take it as 1), 2.0 is 2."""
+
+    def _validated(self, value):
+        if isinstance(value, float) and not value.is_integer():
+            raise self.make_error("invalid")
+        return super()._validated(value)
+
+
+Id = lambda **kw: WholeNumber(validate=validate.Range(min=1, max=MAX_ID), **kw)  # noqa: E731
 
 
 def _date(**kw):
@@ -58,10 +69,10 @@ class ListArgs(Schema):
     """Paging and sorting shared by every list (`page` from 1, `per_page` up to the configured maximum)."""
 
     class Meta:
-        unknown = EXCLUDE
+        unknown = RAISE  # a misspelt filter is refused, not ignored (which would list everything)
 
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=100_000))
-    per_page = fields.Integer(load_default=None, validate=validate.Range(min=1, max=500))
+    page = WholeNumber(load_default=1, validate=validate.Range(min=1, max=100_000))
+    per_page = WholeNumber(load_default=None, validate=validate.Range(min=1, max=500))
     dir = fields.String(load_default="asc", validate=validate.OneOf(["asc", "desc"]))
 
 
@@ -90,7 +101,7 @@ class EngagementArgs(ListArgs):
     sector = _text(80)
     overdue = fields.Boolean()
     stale = fields.Boolean(metadata={"description": "No contact for STALE_AFTER_DAYS (open engagements)."})
-    score_below = fields.Integer(validate=validate.Range(min=0, max=100))
+    score_below = WholeNumber(validate=validate.Range(min=0, max=100))
     trend = fields.String(validate=validate.OneOf(["up", "down"]))
     sort = _sort(["company", "stage", "escalation", "opened", "next_step", "next_follow_up", "last_contact",
                   "score", "change"], "company")
@@ -143,9 +154,10 @@ class ListEntryArgs(ListArgs):
 
 class MonthArgs(Schema):
     class Meta:
-        unknown = EXCLUDE
+        unknown = RAISE
 
-    month = fields.String(required=True, validate=validate.Regexp(r"^\d{4}-\d{2}$"),
+    # The length too: "$" would let a trailing newline through, and \d other scripts' digits.
+    month = fields.String(required=True, validate=[validate.Regexp(r"^[0-9]{4}-[0-9]{2}$"), validate.Length(equal=7)],
                           metadata={"description": "YYYY-MM"})
     format = fields.String(load_default="json", validate=validate.OneOf(["json", "csv"]))
     campaign = Id()
@@ -358,7 +370,7 @@ class RiskFlagCreate(Schema):
 
 class CriterionEntry(Schema):
     criterion_id = Id(required=True)
-    level = fields.Integer(required=True, validate=validate.Range(min=0, max=4))
+    level = WholeNumber(required=True, validate=validate.Range(min=0, max=4))
     evidence = _text(5000, load_default="")
     evidence_url = _text(500, load_default=None, allow_none=True)
 

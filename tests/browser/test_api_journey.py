@@ -53,3 +53,23 @@ def test_token_from_the_account_page_drives_the_example_script(page, live_server
     again = subprocess.run([sys.executable, str(SCRIPT), "--url", live_server, "--no-move"],
                            env={**os.environ, "ENGAGE_TOKEN": secret}, capture_output=True, text=True, timeout=60)
     assert again.returncode == 1 and "revoked" in again.stderr
+
+
+def test_docs_page_loads_nothing_from_elsewhere_and_the_session_does_not_open_the_api(page, live_server):
+    """Swagger UI runs from the app's own files (no CDN, no validator badge), and the signed-in
+    browser's cookie does not make the API answer: a page script's fetch gets a 401."""
+    sign_in(page, "analyst@example.org")
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    page.goto("/api/v1/docs")
+    expect(page.locator(".swagger-ui .opblock").first).to_be_visible()
+    page.locator(".swagger-ui .opblock-summary").first.click()  # an operation opened: its details render
+    expect(page.locator(".swagger-ui .opblock-body").first).to_be_visible()
+    elsewhere = [url for url in requested if not (url.startswith(live_server) or url.startswith("data:"))]
+    assert requested and elsewhere == [], elsewhere
+    page.expected_statuses = {401}
+    answer = page.evaluate("""async () => {
+        const response = await fetch('/api/v1/engagements', {credentials: 'include'});
+        return {status: response.status, cookie: response.headers.get('set-cookie')};
+    }""")
+    assert answer == {"status": 401, "cookie": None}
