@@ -90,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--month", help="YYYY-MM (default: last month)")
     parser.add_argument("--out", default="-", help="where to write the monthly CSV (default: stdout)")
     parser.add_argument("--no-move", action="store_true", help="only read (a read-only token is enough)")
+    parser.add_argument("--company", type=int, help="move an engagement of this flagged company (its id); "
+                                                    "default: the first flagged company with one to move")
     args = parser.parse_args(argv)
     token = os.environ.get("ENGAGE_TOKEN", "")
     if not token:
@@ -102,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
         for company in companies:
             print(f"flagged: {company['name']} ({', '.join(company['flags'])})", file=sys.stderr)
         if not args.no_move:
-            moved = move_forward(args.url, token, companies, today)
+            chosen = [c for c in companies if args.company is None or c["id"] == args.company]
+            moved = move_forward(args.url, token, chosen, today)
             print(f"moved: engagement {moved['id']} of {moved['company_name']} to {moved['stage']}" if moved
                   else "moved: nothing (no open engagement of a flagged company can move forward)", file=sys.stderr)
         rows, _ = call(args.url, token, "GET", "/api/v1/exports/monthly", params={"month": month, "format": "csv"})

@@ -17,7 +17,30 @@ pytestmark = pytest.mark.browser
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "api_example.py"
 
 
-def test_token_from_the_account_page_drives_the_example_script(page, live_server):
+@pytest.fixture(scope="module")
+def own_engagement(live_app) -> tuple[int, int]:
+    """A flagged company of this journey's own, with an engagement at Identified for the script to move
+    (the demo's engagements belong to other journeys, which expect their stages)."""
+    import sqlalchemy as sa
+
+    from engage import audit, clock
+    from engage.extensions import db
+    from engage.models import Campaign, Company, Engagement, RiskFlag
+
+    with live_app.app.app_context(), audit.acting_as("browser test"):
+        xuar = db.session.scalar(sa.select(Campaign).where(Campaign.slug == "xuar"))
+        company = Company(name="API Journey Optics Co. (fictional)", country="CN")
+        company.risk_flags.append(RiskFlag(source="analyst", citation="browser test note"))
+        engagement = Engagement(company=company, campaign=xuar, stage="identified",
+                                opened_on=clock.today() - dt.timedelta(days=3))
+        db.session.add(engagement)
+        db.session.commit()
+        ids = company.id, engagement.id
+        db.session.remove()
+    return ids
+
+
+def test_token_from_the_account_page_drives_the_example_script(page, live_server, own_engagement):
     sign_in(page, "analyst@example.org")
     page.goto("/account")
     form = page.locator("form", has=page.get_by_role("button", name="Create token"))
@@ -38,11 +61,14 @@ def test_token_from_the_account_page_drives_the_example_script(page, live_server
     page.shot("api-docs")
 
     month = (dt.date.today().replace(day=1) - dt.timedelta(days=1)).strftime("%Y-%m")
-    run = subprocess.run([sys.executable, str(SCRIPT), "--url", live_server, "--month", month],
+    company_id, engagement_id = own_engagement
+    run = subprocess.run([sys.executable, str(SCRIPT), "--url", live_server, "--month", month,
+                          "--company", str(company_id)],
                          env={**os.environ, "ENGAGE_TOKEN": secret}, capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr
     assert "flagged: " in run.stderr
-    assert "moved: engagement " in run.stderr, run.stderr
+    assert f"moved: engagement {engagement_id} of API Journey Optics Co. (fictional) to mapping_requested" \
+        in run.stderr, run.stderr
     assert run.stdout.startswith("Company,ISIN,")
     assert f"for {month}" in run.stderr
 
