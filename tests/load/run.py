@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+from pgserver import emptied, throwaway_postgres  # noqa: E402  (tests/pgserver.py, shared with make bench)
 from smtp import SmtpServer, free_port  # noqa: E402  (tests/smtp.py: aiosmtpd)
 
 SMOKE = os.environ.get("LOAD_SMOKE") == "1"
@@ -115,41 +116,12 @@ def main() -> int:
 
 
 def database(folder: Path, stack: list) -> str:
-    """The run's database URL: given, a throwaway PostgreSQL server, or an SQLite file."""
-    from config import database_url
-
+    """The run's database URL: given (emptied first), a throwaway PostgreSQL server, or an SQLite file."""
     if os.environ.get("LOAD_DATABASE_URL"):
-        url = database_url(os.environ["LOAD_DATABASE_URL"], "")
-        engine = sa.create_engine(url)
-        with engine.begin() as conn:
-            conn.execute(sa.text("DROP SCHEMA public CASCADE"))
-            conn.execute(sa.text("CREATE SCHEMA public"))
-        engine.dispose()
-        return url
+        return emptied(os.environ["LOAD_DATABASE_URL"])
     if DB == "postgresql":
         return throwaway_postgres(folder, stack)
     return f"sqlite:///{folder / 'load.sqlite'}"
-
-
-def throwaway_postgres(folder: Path, stack: list) -> str:
-    bins = sorted(Path("/usr/lib/postgresql").glob("*/bin"))
-    if not bins:
-        raise SystemExit("PostgreSQL server binaries not found (apt-get install postgresql)")
-    pg_bin, data, port = bins[-1], folder / "pg", free_port()
-    as_pg = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    if as_pg:
-        folder.chmod(0o755)
-        subprocess.run(["chown", "-R", "postgres", str(folder)], check=True)
-    subprocess.run([*as_pg, str(pg_bin / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "-E", "UTF8",
-                    "--no-locale"], check=True, stdout=subprocess.DEVNULL)
-    subprocess.run([*as_pg, str(pg_bin / "pg_ctl"), "-D", str(data), "-l", str(folder / "pg.log"), "-w", "-o",
-                    f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c max_connections=200", "start"],
-                   check=True, stdout=subprocess.DEVNULL)
-    stack.append(lambda: subprocess.run([*as_pg, str(pg_bin / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"],
-                                        stdout=subprocess.DEVNULL))
-    subprocess.run([*as_pg, str(pg_bin / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "engage"],
-                   check=True)
-    return f"postgresql+psycopg://postgres@127.0.0.1:{port}/engage"
 
 
 def prepare(url: str, users_file: Path) -> dict:
