@@ -63,6 +63,10 @@ def _isin(rng: random.Random, country: str) -> str:
 
 
 def _insert(model, rows: list[dict], progress=None) -> None:
+    """Insert the rows in order (their ids follow that order): on PostgreSQL with COPY, elsewhere
+    with one executemany per BATCH rows; a commit per batch either way."""
+    if rows and db.session.get_bind().dialect.name == "postgresql" and _copy(model, rows, progress):
+        return
     for start in range(0, len(rows), BATCH):
         db.session.execute(sa.insert(model.__table__), rows[start:start + BATCH])
         db.session.commit()
@@ -70,8 +74,48 @@ def _insert(model, rows: list[dict], progress=None) -> None:
             progress(min(BATCH, len(rows) - start))
 
 
+def _copy(model, rows: list[dict], progress=None) -> bool:
+    """COPY the rows into the model's table through psycopg (several times faster than INSERTs
+    for millions of rows). The columns the rows leave out get the model's constant defaults, as an
+    INSERT would give them; False (nothing written) when a left-out column's default is computed
+    in Python and the server has none, so the caller INSERTs instead."""
+    from psycopg import sql
+    from psycopg.types.json import Json
+
+    table = model.__table__
+    names = list(rows[0])
+    constants: dict = {}
+    for column in table.columns:
+        if column.name in names or column.primary_key or column.default is None:
+            continue
+        if column.default.is_scalar:
+            constants[column.name] = column.default.arg
+        elif column.server_default is None:
+            return False
+    json_columns = {c.name for c in table.columns if isinstance(c.type, sa.JSON)}
+    columns = names + list(constants)
+    is_json = [name in json_columns for name in columns]
+    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
+        sql.Identifier(table.name), sql.SQL(", ").join(sql.Identifier(name) for name in columns))
+    for start in range(0, len(rows), BATCH * 10):
+        chunk = rows[start:start + BATCH * 10]
+        driver = db.session.connection().connection.driver_connection
+        with driver.cursor() as cursor, cursor.copy(statement) as copy:
+            for row in chunk:
+                values = [row[name] for name in names] + list(constants.values())
+                copy.write_row([Json(v) if json and v is not None else v for v, json in zip(values, is_json)])
+        db.session.commit()
+        if progress:
+            progress(len(chunk))
+    return True
+
+
 def _ids(model, column, values) -> list[int]:
-    found = dict(db.session.execute(sa.select(column, model.id).where(column.in_(values))).all())
+    """The ids of the rows whose `column` holds `values`, in that order; looked up BATCH values at
+    a time (PostgreSQL takes at most 65,535 bound parameters in a statement, SQLite 32,766)."""
+    found: dict = {}
+    for start in range(0, len(values), BATCH):
+        found.update(db.session.execute(sa.select(column, model.id).where(column.in_(values[start:start + BATCH]))).all())
     return [found[v] for v in values]
 
 
