@@ -1,18 +1,29 @@
 """`make bench`: time the pages, exports, the reminders tick, a 10,000-row import and screening
-on the synthetic data set (`flask synth`), on a fresh SQLite file (or BENCH_DATABASE_URL).
+on the synthetic data set (`flask synth`), on SQLite and PostgreSQL, at one or more sizes (issue 20).
 
-Prints a table (median and p95 server time, SQL statements per request) and writes JSON to
-.bench/results.json. Targets (DESIGN.md): pages under 100 ms at the median with a query count
-that does not grow with rows; monthly XLSX of 20,000 engagements under 5 s and 200 MB; a
-reminders tick over 100,000 reminders under 2 s; a 10,000-row import under 3 s; matching 10,000
-companies against 20,000 list entries under 10 s (issue 15).
+BENCH_DB=sqlite|postgresql|both (default: both when PostgreSQL server binaries are installed under
+/usr/lib/postgresql/*/bin or BENCH_DATABASE_URL is given, else sqlite, saying so). PostgreSQL runs
+on BENCH_DATABASE_URL (emptied first, as `make load` does) or on a throwaway server started as
+tests/pgserver.py does; SQLite on a fresh file per size. BENCH_SIZES=10000,100000 (companies; 2
+engagements, 20 interactions and 10 reminders each): for each database and size, `flask synth`,
+VACUUM ANALYZE on PostgreSQL, then the pages and the jobs.
 
-BENCH_ONLY=search runs only the search page's rows (issue 17).
+Prints one table per database with a column per size and the growth from the first size to the
+last (pages over 100 ms or growing more than 2x are marked), and writes .bench/results.json (every
+run: database, size, each page's median, p95, CPU, SQL statements with their times, the machine's
+load average). Each page's SQL statements are recorded (SQLAlchemy cursor events); for the three
+slowest pages of a run and any over 100 ms, the plan of the page's slowest statement goes to
+.bench/explain-<db>-<size>.txt (PostgreSQL: EXPLAIN (ANALYZE, BUFFERS); SQLite: EXPLAIN QUERY PLAN).
 
-BENCH_ONLY=matching runs only the matching benchmarks (after `flask synth`'s companies), the
-value-chain map included; BENCH_ONLY=valuechain only the value-chain map (the synthetic list
-entries saved, not matched or screened first). Target: a 5,000-relationship map previewed and
-saved, with its screening, under 5 s (issue 16).
+Targets (DESIGN.md): pages under 100 ms at the median with a query count that does not grow with
+rows, and within 2x while the data grows 10x (issue 20); monthly XLSX of 20,000 engagements under
+5 s and 200 MB; a reminders tick over 100,000 reminders under 2 s; a 10,000-row import under 3 s;
+matching 10,000 companies against 20,000 list entries under 10 s (issue 15).
+
+BENCH_ONLY (comma-separated) runs only some parts: pages, search, jobs, matching (list matching,
+screening against the entries, and the value-chain map), valuechain (the map only, the synthetic
+list entries saved, not matched or screened first). Target for the map: 5,000 relationships
+previewed and saved, with its screening, under 5 s (issue 16).
 """
 
 from __future__ import annotations
@@ -30,40 +41,146 @@ import sqlalchemy as sa
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
 
 from config import TestConfig  # noqa: E402
 from engage import clock, create_app  # noqa: E402
 from engage.extensions import db  # noqa: E402
 
-COMPANIES = int(os.environ.get("BENCH_COMPANIES", "10000"))
 REPEAT = int(os.environ.get("BENCH_REPEAT", "15"))
 LIST_ENTRIES = int(os.environ.get("BENCH_LIST_ENTRIES", "20000"))
-ONLY = os.environ.get("BENCH_ONLY", "")  # "matching": the matching benchmarks; "valuechain": the map only
+PARTS = ("pages", "search", "jobs", "matching", "valuechain")
+ONLY = {part.strip() for part in os.environ.get("BENCH_ONLY", "").split(",") if part.strip()}
 MAP_ROWS = int(os.environ.get("BENCH_MAP_ROWS", "5000"))
 PAGE_TARGET_MS = 100
+GROWTH_TARGET = 2.0
+EXPLAIN_SLOWEST = 3
+DB_NAMES = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}
+
+#: set per run by main(): the size the pages' URLs are made for
+COMPANIES = 10_000
 
 
-def timed(fn, repeat=1):
-    samples = []
-    result = None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        result = fn()
-        samples.append((time.perf_counter() - start) * 1000)
-    return samples, result
+def sizes() -> list[int]:
+    value = os.environ.get("BENCH_SIZES") or os.environ.get("BENCH_COMPANIES") or "10000"
+    try:
+        out = [int(part.replace("_", "")) for part in value.split(",") if part.strip()]
+    except ValueError:
+        raise SystemExit(f"BENCH_SIZES must be numbers of companies separated by commas, such as 10000,100000 (got {value!r})")
+    if not out or min(out) < 100:
+        raise SystemExit(f"BENCH_SIZES: each size must be at least 100 companies (got {value!r})")
+    return out
 
 
-def percentile(values, pct):
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(pct / 100 * (len(ordered) - 1))))]
+def databases() -> list[str]:
+    from pgserver import server_binaries
+
+    value = os.environ.get("BENCH_DB", "").strip().lower()
+    if value in ("sqlite", "postgresql"):
+        return [value]
+    if value == "both":
+        return ["sqlite", "postgresql"]
+    if value:
+        raise SystemExit(f"BENCH_DB must be sqlite, postgresql or both (got {value!r})")
+    if os.environ.get("BENCH_DATABASE_URL") or server_binaries():
+        return ["sqlite", "postgresql"]
+    print("PostgreSQL server binaries not found under /usr/lib/postgresql/*/bin and no BENCH_DATABASE_URL: "
+          "SQLite only (BENCH_DB=sqlite)")
+    return ["sqlite"]
+
+
+def runs_part(part: str) -> bool:
+    return not ONLY or part in ONLY
 
 
 def main() -> int:
-    folder = Path(tempfile.mkdtemp(prefix="engage-bench-"))
-    url = os.environ.get("BENCH_DATABASE_URL") or f"sqlite:///{folder / 'bench.sqlite'}"
+    global COMPANIES
+    unknown = ONLY - set(PARTS)
+    if unknown:
+        raise SystemExit(f"BENCH_ONLY: unknown part(s) {', '.join(sorted(unknown))}; known: {', '.join(PARTS)}")
+    out_dir = ROOT / ".bench"
+    out_dir.mkdir(exist_ok=True)
+    results = {"python": sys.version.split()[0], "cpu_affinity": len(os.sched_getaffinity(0)),
+               "machine": machine(), "started": clock.utcnow().isoformat(timespec="seconds"),
+               "commit": git_commit(), "sizes": sizes(), "runs": []}
+    stack: list = []
+    try:
+        for database in databases():
+            server_url = None
+            for size in results["sizes"]:
+                COMPANIES = size
+                folder = Path(tempfile.mkdtemp(prefix=f"engage-bench-{database}-{size}-"))
+                if database == "postgresql":
+                    server_url = server_url or postgres_url(stack)
+                    url = emptied_url(server_url)
+                else:
+                    url = f"sqlite:///{folder / 'bench.sqlite'}"
+                run = bench_run(database, size, url, folder)
+                results["runs"].append(run)
+                (out_dir / f"explain-{database}-{size}.txt").write_text(run.pop("explain_text"))
+                (out_dir / "results.json").write_text(json.dumps(results, indent=2, default=str))
+                for leftover in folder.glob("*"):
+                    leftover.unlink()
+                folder.rmdir()
+    finally:
+        for undo in reversed(stack):
+            try:
+                undo()
+            except Exception as exc:  # keep tearing down
+                print(f"teardown: {exc}", file=sys.stderr)
+    print(format_report(results))
+    return 0
+
+
+def postgres_url(stack: list) -> str:
+    """BENCH_DATABASE_URL, or a throwaway server's database (its folder removed at teardown)."""
+    import shutil
+
+    from config import database_url
+    from pgserver import throwaway_postgres
+
+    if os.environ.get("BENCH_DATABASE_URL"):
+        return database_url(os.environ["BENCH_DATABASE_URL"], "")
+    folder = Path(tempfile.mkdtemp(prefix="engage-bench-pg-"))
+    stack.append(lambda: shutil.rmtree(folder, ignore_errors=True))
+    return throwaway_postgres(folder, stack, database="engage_bench")
+
+
+def emptied_url(url: str) -> str:
+    from pgserver import emptied
+
+    return emptied(url)
+
+
+def machine() -> str:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} CPUs, {model}".strip(", ")
+
+
+def git_commit() -> str:
+    import subprocess
+
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+
+
+def bench_run(database: str, size: int, url: str, folder: Path) -> dict:
+    """One database at one size: schema, reference data, synth, (VACUUM) ANALYZE, pages, jobs."""
     app = create_app(TestConfig, overrides={"SQLALCHEMY_DATABASE_URI": url, "MAIL_SERVER": "127.0.0.1",
-                                            "MAIL_PORT": 9, "MAIL_TIMEOUT_SECONDS": 2, "PAGE_SIZE": 50})
-    results = {"companies": COMPANIES, "python": sys.version.split()[0], "cpu_affinity": len(os.sched_getaffinity(0))}
+                                            "MAIL_PORT": 9, "MAIL_TIMEOUT_SECONDS": 2, "PAGE_SIZE": 50,
+                                            "JOBS_URL": "memory://"})
+    run = {"db": database, "size": size, "load_average_before": os.getloadavg()}
+    print(f"== {DB_NAMES[database]}, {size:,} companies: synthesising", flush=True)
     with app.app_context():
         from flask_migrate import upgrade
 
@@ -73,24 +190,70 @@ def main() -> int:
         upgrade()
         load_reference(Path(app.config["SEEDS_DIR"]))
         db.session.commit()
-        start = time.perf_counter()
-        results["synth_rows"] = synthesize(COMPANIES)
-        results["synth_seconds"] = round(time.perf_counter() - start, 1)
-        results["pages"] = bench_pages(app) if not ONLY else []
-        results["pages"] += bench_search(app) if ONLY in ("", "search") else []
-        results["jobs"] = bench_jobs(app, folder) if not ONLY else []
-        if ONLY == "valuechain":
+        run["server_version"] = server_version()
+        wall, cpu = time.perf_counter(), time.process_time()
+        run["synth_rows"] = synthesize(size)
+        run["synth_seconds"] = round(time.perf_counter() - wall, 1)
+        run["synth_cpu_seconds"] = round(time.process_time() - cpu, 1)
+        if database == "postgresql":
+            wall = time.perf_counter()
+            with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.exec_driver_sql("VACUUM ANALYZE")
+            run["analyze_seconds"] = round(time.perf_counter() - wall, 1)
+        run["database_mb"] = database_mb(url)
+        print(f"   {sum(run['synth_rows'].values()):,} rows in {run['synth_seconds']} s "
+              f"(CPU {run['synth_cpu_seconds']} s); timing pages", flush=True)
+        run["pages"] = bench_pages(app) if runs_part("pages") else []
+        run["pages"] += bench_search(app) if runs_part("search") else []
+        run["explain_text"] = explain_slowest(run)
+        print("   jobs", flush=True)
+        run["jobs"] = bench_jobs(app, folder) if runs_part("jobs") else []
+        if "valuechain" in ONLY and "matching" not in ONLY:
             save_entries(synthetic_entries_for_companies())
-        elif ONLY != "search":
+        elif runs_part("matching"):
             matching, entries = bench_matching()
-            results["jobs"].append(matching)
-            results["jobs"].append(bench_screening(entries))
-        if ONLY != "search":
-            results["jobs"].append(bench_valuechain())
-    Path(ROOT / ".bench").mkdir(exist_ok=True)
-    (ROOT / ".bench" / "results.json").write_text(json.dumps(results, indent=2, default=str))
-    print_table(results)
-    return 0
+            run["jobs"].append(matching)
+            run["jobs"].append(bench_screening(entries))
+        if runs_part("matching") or "valuechain" in ONLY:
+            run["jobs"].append(bench_valuechain())
+        run["load_average_after"] = os.getloadavg()
+        db.session.remove()
+        db.engine.dispose()
+    return run
+
+
+def server_version() -> str:
+    if db.engine.dialect.name == "postgresql":
+        return db.session.scalar(sa.text("SHOW server_version")).split()[0]
+    return db.session.scalar(sa.text("SELECT sqlite_version()"))
+
+
+def database_mb(url: str) -> float:
+    if url.startswith("sqlite:///"):
+        path = Path(url.removeprefix("sqlite:///"))
+        return round(sum(p.stat().st_size for p in path.parent.glob(path.name + "*")) / 1e6, 1)
+    return round(db.session.scalar(sa.text("SELECT pg_database_size(current_database())")) / 1e6, 1)
+
+
+#: CPU seconds (this process) of the last call of timed(): jobs record them beside the wall clock
+LAST_CPU = [0.0]
+
+
+def timed(fn, repeat=1):
+    samples = []
+    result = None
+    used = time.process_time()
+    for _ in range(repeat):
+        start = time.perf_counter()
+        result = fn()
+        samples.append((time.perf_counter() - start) * 1000)
+    LAST_CPU[0] = round((time.process_time() - used) / repeat, 2)
+    return samples, result
+
+
+def percentile(values, pct):
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(pct / 100 * (len(ordered) - 1))))]
 
 
 def bench_pages(app) -> list[dict]:
@@ -123,28 +286,12 @@ def bench_pages(app) -> list[dict]:
         ("funds", "/holdings/funds"),
         ("screening", "/holdings/screening"),
     ]
-    out = []
-    for label, url in pages:
-        statements = []
-
-        def count(*args, **kwargs):
-            statements.append(1)
-
-        client.get(url)  # warm up
-        sa.event.listen(db.engine, "before_cursor_execute", count)
-        response = client.get(url)
-        sa.event.remove(db.engine, "before_cursor_execute", count)
-        assert response.status_code == 200, (url, response.status_code)
-        samples, _ = timed(lambda: client.get(url), REPEAT)
-        out.append({"name": label, "url": url, "median_ms": round(statistics.median(samples), 1),
-                    "p95_ms": round(percentile(samples, 95), 1), "queries": len(statements),
-                    "target": f"< {PAGE_TARGET_MS} ms"})
-    return out
+    return _time_pages(client, pages)
 
 
 def bench_search(app) -> list[dict]:
     """The search page (issue 17) as a viewer: identifiers, part of a name, a rare word and a word
-    in all 200,000 interactions (their subjects all say "Synthetic"), and a later page of those."""
+    in every interaction (20 per company; their subjects all say "Synthetic"), and a later page of those."""
     from engage.models import Company, Engagement, Interaction, User
 
     viewer = User(email="bench-search@example.org", name="Bench search", role="viewer")
@@ -164,37 +311,124 @@ def bench_search(app) -> list[dict]:
         ("search, part of a name (golde)", "/search?q=golde"),
         ("search, two words (golden solar)", "/search?q=golden+solar"),
         ("search, a rare word (hotan)", "/search?q=hotan"),
-        ("search, a word in 200,000 interactions", "/search?q=synthetic"),
+        ("search, a word in every interaction", "/search?q=synthetic"),
         ("search, those interactions, page 3", "/search?q=synthetic&kind=interactions&page=3"),
     ])
 
 
 def _time_pages(client, pages) -> list[dict]:
-    """Median and p95 of REPEAT requests per page after a warm-up, and its SQL statement count."""
+    """Median and p95 of REPEAT requests per page after a warm-up (wall and this process's CPU),
+    and the SQL statements of one request with their times."""
     out = []
     for label, url in pages:
-        statements = []
-
-        def count(*args, **kwargs):
-            statements.append(1)
-
         client.get(url)  # warm up
-        sa.event.listen(db.engine, "before_cursor_execute", count)
-        response = client.get(url)
-        sa.event.remove(db.engine, "before_cursor_execute", count)
+        with StatementLog(db.engine) as log:
+            response = client.get(url)
         assert response.status_code == 200, (url, response.status_code)
-        samples, _ = timed(lambda: client.get(url), REPEAT)
+        samples, cpu = [], []
+        for _ in range(REPEAT):
+            wall, used = time.perf_counter(), time.process_time()
+            client.get(url)
+            samples.append((time.perf_counter() - wall) * 1000)
+            cpu.append((time.process_time() - used) * 1000)
         out.append({"name": label, "url": url, "median_ms": round(statistics.median(samples), 1),
-                    "p95_ms": round(percentile(samples, 95), 1), "queries": len(statements),
-                    "target": f"< {PAGE_TARGET_MS} ms"})
+                    "p95_ms": round(percentile(samples, 95), 1), "cpu_median_ms": round(statistics.median(cpu), 1),
+                    "queries": len(log.statements), "load_average": round(os.getloadavg()[0], 2),
+                    "statements": log.statements, "target": f"< {PAGE_TARGET_MS} ms"})
     return out
+
+
+class StatementLog:
+    """The SQL statements an engine runs while the block runs (SQLAlchemy cursor events): each
+    one's text as sent to the driver, its parameters and its milliseconds."""
+
+    def __init__(self, engine):
+        self.engine = engine
+        self.statements: list[dict] = []
+
+    def _before(self, conn, cursor, statement, parameters, context, executemany):
+        conn.info.setdefault("bench_started", []).append(time.perf_counter())
+
+    def _after(self, conn, cursor, statement, parameters, context, executemany):
+        started = conn.info["bench_started"].pop()
+        self.statements.append({"sql": statement, "parameters": parameters, "executemany": executemany,
+                                "ms": round((time.perf_counter() - started) * 1000, 2)})
+
+    def __enter__(self):
+        sa.event.listen(self.engine, "before_cursor_execute", self._before)
+        sa.event.listen(self.engine, "after_cursor_execute", self._after)
+        return self
+
+    def __exit__(self, *exc):
+        sa.event.remove(self.engine, "before_cursor_execute", self._before)
+        sa.event.remove(self.engine, "after_cursor_execute", self._after)
+        return False
+
+    def slowest(self, reads_only: bool = True) -> dict | None:
+        """The slowest statement (a SELECT, when reads_only: the one a plan can be asked for)."""
+        candidates = [s for s in self.statements if not s["executemany"]
+                      and (not reads_only or is_read(s["sql"]))]
+        return max(candidates, key=lambda s: s["ms"], default=None)
+
+
+def is_read(sql: str) -> bool:
+    return sql.lstrip().split(None, 1)[0].upper() in ("SELECT", "WITH") if sql.strip() else False
+
+
+def plan(engine, statement: dict) -> str:
+    """The plan of a recorded statement, with its recorded parameters: PostgreSQL runs it under
+    EXPLAIN (ANALYZE, BUFFERS) (in a transaction rolled back), SQLite under EXPLAIN QUERY PLAN
+    (the tree drawn with indents)."""
+    with engine.connect() as conn:
+        if engine.dialect.name == "postgresql":
+            rows = conn.exec_driver_sql("EXPLAIN (ANALYZE, BUFFERS) " + statement["sql"], statement["parameters"]).all()
+            conn.rollback()
+            return "\n".join(row[0] for row in rows)
+        rows = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement["sql"], statement["parameters"]).all()
+    depth: dict[int, int] = {0: -1}
+    lines = []
+    for node, parent, _, detail in rows:
+        depth[node] = depth.get(parent, -1) + 1
+        lines.append("  " * depth[node] + detail)
+    return "\n".join(lines)
+
+
+def pages_to_explain(pages: list[dict], slowest: int = EXPLAIN_SLOWEST) -> list[dict]:
+    """The `slowest` slowest pages by median and any other over the target, slowest first."""
+    ordered = sorted(pages, key=lambda p: p["median_ms"], reverse=True)
+    return [p for i, p in enumerate(ordered) if i < slowest or p["median_ms"] >= PAGE_TARGET_MS]
+
+
+def explain_slowest(run: dict) -> str:
+    """The text of .bench/explain-<db>-<size>.txt: for each page pages_to_explain picks, its
+    slowest statement (SQL, parameters, time in the recorded request) and that statement's plan."""
+    out = [f"{DB_NAMES[run['db']]} {run.get('server_version', '')}, {run['size']:,} companies: the slowest "
+           f"statement of the {EXPLAIN_SLOWEST} slowest pages and of any page over {PAGE_TARGET_MS} ms", ""]
+    for page in pages_to_explain(run["pages"]):
+        log = StatementLog(None)
+        log.statements = page["statements"]
+        statement = log.slowest()
+        out.append(f"== {page['name']} ({page['url']}): median {page['median_ms']} ms, {page['queries']} statements")
+        if statement is None:
+            out += ["(no SELECT recorded)", ""]
+            continue
+        share = sum(s["ms"] for s in page["statements"])
+        out.append(f"slowest statement: {statement['ms']} ms of {share:.1f} ms in SQL for the recorded request")
+        out.append(statement["sql"].strip())
+        out.append(f"parameters: {statement['parameters']!r}")
+        try:
+            out.append(plan(db.engine, statement))
+        except Exception as exc:  # a plan that cannot be had is said, not fatal to the run
+            out.append(f"(no plan: {exc.__class__.__name__}: {str(exc).splitlines()[0]})")
+        out.append("")
+    return "\n".join(out)
 
 
 def bench_jobs(app, folder: Path) -> list[dict]:
     from engage.exports import monthly
     from engage.holdings import importer, parsing
     from engage.lists.screening import screen
-    from engage.models import Company, Fund
+    from engage.models import Company, Fund, Reminder
     from engage.reminders.service import tick
 
     out = []
@@ -202,27 +436,33 @@ def bench_jobs(app, folder: Path) -> list[dict]:
     month = monthly.Month(today.year, today.month).previous
     for fmt, target in (("xlsx", "< 5 s, < 200 MB"), ("csv", "")):
         samples, _ = timed(lambda: monthly.write_file(monthly.build(month), fmt, folder / f"m.{fmt}"))
+        cpu = LAST_CPU[0]
         tracemalloc.start()  # a second run for memory: tracing slows Python, so it is not timed
         rows = len(monthly.build(month).rows)
         monthly.write_file(monthly.build(month), fmt, folder / f"m2.{fmt}")
         peak = tracemalloc.get_traced_memory()[1] / 1e6
         tracemalloc.stop()
-        out.append({"name": f"monthly {fmt.upper()} export ({rows:,} engagements)", "seconds": round(samples[0] / 1000, 2),
+        out.append({"key": f"monthly {fmt.upper()} export", "name": f"monthly {fmt.upper()} export ({rows:,} engagements)",
+                    "seconds": round(samples[0] / 1000, 2), "cpu_seconds": cpu,
                     "peak_mb": round(peak, 1), "target": target})
 
     samples, result = timed(lambda: tick(clock.utcnow()))
-    out.append({"name": "reminders tick (100,000 reminders)", "seconds": round(samples[0] / 1000, 2),
+    reminders = db.session.scalar(sa.select(sa.func.count()).select_from(Reminder))
+    out.append({"key": "reminders tick", "name": f"reminders tick ({reminders:,} reminders)",
+                "seconds": round(samples[0] / 1000, 2), "cpu_seconds": LAST_CPU[0],
                 "detail": f"{result.reminders_notified} notified in {result.emails_queued} emails",
                 "target": "< 2 s"})
     samples, result = timed(lambda: tick(clock.utcnow()))
-    out.append({"name": "reminders tick, nothing new", "seconds": round(samples[0] / 1000, 2), "target": "< 2 s"})
+    out.append({"key": "reminders tick, nothing new", "name": "reminders tick, nothing new",
+                "seconds": round(samples[0] / 1000, 2), "cpu_seconds": LAST_CPU[0], "target": "< 2 s"})
 
     companies = db.session.execute(sa.select(Company.name, Company.isin).where(Company.isin.is_not(None))
                                    .order_by(Company.id).limit(10_000)).all()
     lines = ["iShares Benchmark Fund", 'Fund Holdings as of,"Oct 31, 2026"', "",
              "Ticker,Name,Sector,Asset Class,Market Value,Weight (%),Notional Value,Quantity,Price,Location,Exchange,ISIN"]
+    weight = f"{100 / len(companies):.4f}"  # the weights add up to 100 % (10,000 rows: 0.01 each)
     for i, (name, isin) in enumerate(companies):
-        lines.append(f'"T{i}","{name}","Energy","Equity","{1_000_000 + i:,}.00","0.01","{1_000_000 + i:,}.00",'
+        lines.append(f'"T{i}","{name}","Energy","Equity","{1_000_000 + i:,}.00","{weight}","{1_000_000 + i:,}.00",'
                      f'"1,000.00","10.00","China","Shenzhen Stock Exchange","{isin}"')
     lines += ["", '"Holdings are subject to change."']  # the provider's trailer: without it the file looks cut
     data = "\n".join(lines).encode()
@@ -232,15 +472,19 @@ def bench_jobs(app, folder: Path) -> list[dict]:
 
     def run_import():
         parsed = parsing.parse("bench.csv", data)
+        if not parsed.ok:  # said, with the first rows' reasons, not a bare "refusing to import"
+            raise SystemExit(f"the benchmark's holdings file is refused: {parsed.errors[:3]}")
         result = importer.import_parsed(parsed, fund, parsed.as_of)
         db.session.commit()
         return result
 
     samples, result = timed(run_import)
-    out.append({"name": f"holdings import ({result.rows:,} rows)", "seconds": round(samples[0] / 1000, 2),
+    out.append({"key": "holdings import", "name": f"holdings import ({result.rows:,} rows)",
+                "seconds": round(samples[0] / 1000, 2), "cpu_seconds": LAST_CPU[0],
                 "target": "< 3 s"})
     samples, result = timed(lambda: (screen(notify=False), db.session.commit()))
-    out.append({"name": "screening (all companies)", "seconds": round(samples[0] / 1000, 2), "target": ""})
+    out.append({"key": "screening (all companies)", "name": "screening (all companies)",
+                "seconds": round(samples[0] / 1000, 2), "cpu_seconds": LAST_CPU[0], "target": ""})
     return out
 
 
@@ -258,7 +502,8 @@ def bench_matching() -> dict:
     scores = {(c.company_id, c.entry_id): c.score for c in candidates}
     found = sum(1 for pair, outcome in expected.items()
                 if scores.get(pair, 0) >= (FLAG_SCORE if outcome == "flag" else REVIEW_SCORE))
-    return {"name": f"list matching ({len(companies):,} x {len(entries):,})", "seconds": round(samples[0] / 1000, 2),
+    return {"key": "list matching", "name": f"list matching ({len(companies):,} x {len(entries):,})",
+            "seconds": round(samples[0] / 1000, 2), "cpu_seconds": LAST_CPU[0],
             "target": "< 10 s",
             "detail": f"{flags:,} to flag, {len(candidates) - flags:,} to review; {found} of {len(expected)} planted "
                       "matches found at the expected level"}, entries
@@ -313,7 +558,8 @@ def bench_screening(entries) -> dict:
     samples, _ = timed(lambda: (screen(notify=False), db.session.commit()))
     flags = db.session.scalar(sa.select(sa.func.count(RiskFlag.id)).where(RiskFlag.version_id == version.id))
     questions = db.session.scalar(sa.select(sa.func.count(MatchCandidate.id)))
-    return {"name": f"screening ({len(entries):,} entries, all companies)", "seconds": round(samples[0] / 1000, 2),
+    return {"key": "screening against the entries", "name": f"screening ({len(entries):,} entries, all companies)",
+            "seconds": round(samples[0] / 1000, 2), "cpu_seconds": LAST_CPU[0],
             "target": "< 10 s", "detail": f"{flags:,} flags and {questions:,} review questions written"}
 
 
@@ -409,7 +655,7 @@ def bench_valuechain() -> dict:
     existing = sum(1 for r in shown.rows if r.company_id)
     in_region = sum(1 for r in shown.rows if r.region_reason)
     listed = sum(1 for r in shown.rows if r.flags)
-    return {"name": f"value-chain map ({len(shown.rows):,} rows), preview + save", "seconds": seconds,
+    return {"key": "value-chain map", "name": f"value-chain map ({len(shown.rows):,} rows), preview + save", "seconds": seconds,
             "cpu_seconds": round(preview_cpu + save_cpu, 2), "target": "< 5 s",
             "detail": f"preview {preview_ms[0] / 1000:.2f} s (CPU {preview_cpu:.2f} s), save with screening "
                       f"{save_ms[0] / 1000:.2f} s (CPU {save_cpu:.2f} s){'' if attempt == 1 else f', attempt {attempt}'}; "
@@ -419,20 +665,98 @@ def bench_valuechain() -> dict:
                       f"{len(saved.screening.created):,} flags written"}
 
 
-def print_table(results) -> None:
-    print(f"\nEngage benchmark — {results['companies']:,} companies, synthesised in {results['synth_seconds']} s, "
-          f"Python {results['python']}, {results['cpu_affinity']} CPU(s) available")
-    print(f"{'page':42} {'median ms':>10} {'p95 ms':>8} {'queries':>8}")
-    for page in results["pages"]:
-        flag = "" if page["median_ms"] < PAGE_TARGET_MS else "  MISSES TARGET"
-        print(f"{page['name']:42} {page['median_ms']:>10} {page['p95_ms']:>8} {page['queries']:>8}{flag}")
-    print(f"\n{'job':42} {'seconds':>10} {'peak MB':>8}  target")
-    for job in results["jobs"]:
-        cpu = f" (CPU {job['cpu_seconds']} s)" if "cpu_seconds" in job else ""
-        print(f"{job['name']:42} {job['seconds']:>10} {job.get('peak_mb', ''):>8}  {job.get('target', '')}{cpu}")
-        if job.get("detail") and job["name"].startswith(("list matching", "screening (", "value-chain")):
-            print(f"{'':42} {job['detail']}")
-    print("\nJSON: .bench/results.json")
+def growth(first: float | None, last: float | None) -> float | None:
+    """last / first, or None when either is missing or the first is 0."""
+    if not first or last is None:
+        return None
+    return round(last / first, 2)
+
+
+def _n(value) -> str:
+    return "—" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def page_notes(cells: list[dict | None], ratio: float | None, sizes: list[int]) -> str:
+    """What a page misses: over the target at a size, grown over GROWTH_TARGET, queries grown."""
+    notes = [f"over {PAGE_TARGET_MS} ms at {size:,}" for size, cell in zip(sizes, cells)
+             if cell and cell["median_ms"] >= PAGE_TARGET_MS]
+    if ratio is not None and ratio > GROWTH_TARGET:
+        notes.append(f"grew over {GROWTH_TARGET:g}x")
+    counts = {cell["queries"] for cell in cells if cell}
+    if len(counts) > 1:
+        notes.append("query count grew")
+    return "; ".join(notes)
+
+
+def format_db_tables(runs: list[dict]) -> str:
+    """One database's runs (one per size, ascending) as Markdown: a line per size (synth, load),
+    the pages with a column group per size and the growth from the first size to the last, marked
+    where a page misses 100 ms or 2x; then the jobs the same way."""
+    runs = sorted(runs, key=lambda r: r["size"])
+    sizes = [r["size"] for r in runs]
+    several = len(runs) > 1
+    first = runs[0]
+    title = f"{DB_NAMES[first['db']]} {first.get('server_version', '')}".strip()
+    lines = [f"{title}:", ""]
+    for r in runs:
+        rows = sum(r.get("synth_rows", {}).values())
+        before, after = r.get("load_average_before"), r.get("load_average_after")
+        load = f"; load average {before[0]:.1f} before, {after[0]:.1f} after" if before and after else ""
+        analyze = f", VACUUM ANALYZE {r['analyze_seconds']} s" if "analyze_seconds" in r else ""
+        lines.append(f"- {r['size']:,} companies: synth {rows:,} rows in {r.get('synth_seconds')} s "
+                     f"(CPU {r.get('synth_cpu_seconds')} s){analyze}, database {r.get('database_mb')} MB{load}")
+    lines.append("")
+    names = list(dict.fromkeys(p["name"] for r in runs for p in r["pages"]))
+    if names:
+        header = ["page"] + [f"{label} {size:,}" for size in sizes for label in ("median ms", "p95 ms", "queries")]
+        header += ["growth", "note"] if several else ["note"]
+        lines += ["| " + " | ".join(header) + " |", "|---" + "|---:" * (len(header) - 2) + "|---|"]
+        for name in names:
+            cells = [next((p for p in r["pages"] if p["name"] == name), None) for r in runs]
+            row = [name]
+            for cell in cells:
+                row += [_n(cell["median_ms"]), _n(cell["p95_ms"]), _n(cell["queries"])] if cell else ["—"] * 3
+            ratio = growth(cells[0] and cells[0]["median_ms"], cells[-1] and cells[-1]["median_ms"]) if several else None
+            if several:
+                row.append("—" if ratio is None else f"{ratio:.1f}x")
+            row.append(page_notes(cells, ratio, sizes))
+            lines.append("| " + " | ".join(row) + " |")
+        lines.append("")
+    keys = list(dict.fromkeys(j.get("key", j["name"]) for r in runs for j in r["jobs"]))
+    if keys:
+        header = ["job"] + [f"s (CPU s) {size:,}" for size in sizes] + (["growth"] if several else []) + ["target", "at the last size"]
+        lines += ["| " + " | ".join(header) + " |", "|---" + "|---:" * (len(header) - 3) + "|---|---|"]
+        for key in keys:
+            cells = [next((j for j in r["jobs"] if j.get("key", j["name"]) == key), None) for r in runs]
+            row = [key]
+            for cell in cells:
+                cpu = f" ({cell['cpu_seconds']:g})" if cell and cell.get("cpu_seconds") is not None else ""
+                row.append(f"{cell['seconds']:g}{cpu}" if cell and cell.get("seconds") is not None else "—")
+            if several:
+                ratio = growth(cells[0] and cells[0]["seconds"], cells[-1] and cells[-1]["seconds"])
+                row.append("—" if ratio is None else f"{ratio:.1f}x")
+            last = cells[-1] or {}
+            row.append(last.get("target", "") or "")
+            detail = last.get("name", "")
+            if last.get("peak_mb") is not None:
+                detail += f", peak {last['peak_mb']:g} MB"
+            if last.get("detail") and key in ("list matching", "screening against the entries", "reminders tick"):
+                detail += f"; {last['detail']}"
+            row.append(detail)
+            lines.append("| " + " | ".join(row) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def format_report(results: dict) -> str:
+    head = (f"Engage benchmark — commit {results.get('commit') or '?'}, started {results.get('started')} UTC, "
+            f"{results.get('machine')}, Python {results.get('python')}, {results.get('cpu_affinity')} CPU(s) available "
+            f"to the process; median and p95 of {REPEAT} requests after a warm-up")
+    out = [head, ""]
+    for database in dict.fromkeys(r["db"] for r in results["runs"]):
+        out.append(format_db_tables([r for r in results["runs"] if r["db"] == database]))
+    out.append("JSON: .bench/results.json; plans: .bench/explain-<db>-<size>.txt")
+    return "\n".join(out)
 
 
 if __name__ == "__main__":
