@@ -60,7 +60,11 @@ test: lint
 clean:
 	rm -rf $(VENV) node_modules instance/engage.sqlite* .pytest_cache
 
-# BENCH_ONLY=matching make bench: only the list-matching benchmark (issue 15).
+# Pages and jobs timed on the synthetic data set (`flask synth`), pinned to one core, on SQLite and PostgreSQL
+# (BENCH_DB=sqlite|postgresql|both; both by default when PostgreSQL's server binaries are installed: a
+# throwaway server, or BENCH_DATABASE_URL, emptied first), at BENCH_SIZES companies (default 10000).
+# Issue 20's run: BENCH_DB=both BENCH_SIZES=10000,100000 make bench (about an hour on the shared machine).
+# BENCH_ONLY=pages,search,jobs,matching,valuechain (any of them): only those parts.
 bench: install-test
 	$(if $(shell command -v taskset),taskset -c 0,) $(PY) tests/benchmarks/bench.py
 

@@ -9,7 +9,8 @@ engagements, 20 interactions and 10 reminders each): for each database and size,
 VACUUM ANALYZE on PostgreSQL, then the pages and the jobs.
 
 Prints one table per database with a column per size and the growth from the first size to the
-last (pages over 100 ms or growing more than 2x are marked), and writes .bench/results.json (every
+last (pages over 100 ms or growing more than 2x are marked), and writes .bench/results.json (or
+BENCH_RESULTS; `bench.py --report A.json B.json` prints the tables of several such files; every
 run: database, size, each page's median, p95, CPU, SQL statements with their times, the machine's
 load average). Each page's SQL statements are recorded (SQLAlchemy cursor events); for the three
 slowest pages of a run and any over 100 ms, the plan of the page's slowest statement goes to
@@ -100,9 +101,10 @@ def main() -> int:
         raise SystemExit(f"BENCH_ONLY: unknown part(s) {', '.join(sorted(unknown))}; known: {', '.join(PARTS)}")
     out_dir = ROOT / ".bench"
     out_dir.mkdir(exist_ok=True)
+    results_file = Path(os.environ.get("BENCH_RESULTS") or out_dir / "results.json")
     results = {"python": sys.version.split()[0], "cpu_affinity": len(os.sched_getaffinity(0)),
                "machine": machine(), "started": clock.utcnow().isoformat(timespec="seconds"),
-               "commit": git_commit(), "sizes": sizes(), "runs": []}
+               "commit": git_commit(), "sizes": sizes(), "repeat": REPEAT, "runs": []}
     stack: list = []
     try:
         for database in databases():
@@ -118,7 +120,7 @@ def main() -> int:
                 run = bench_run(database, size, url, folder)
                 results["runs"].append(run)
                 (out_dir / f"explain-{database}-{size}.txt").write_text(run.pop("explain_text"))
-                (out_dir / "results.json").write_text(json.dumps(results, indent=2, default=str))
+                results_file.write_text(json.dumps(results, indent=2, default=str))
                 for leftover in folder.glob("*"):
                     leftover.unlink()
                 folder.rmdir()
@@ -751,7 +753,7 @@ def format_db_tables(runs: list[dict]) -> str:
 def format_report(results: dict) -> str:
     head = (f"Engage benchmark — commit {results.get('commit') or '?'}, started {results.get('started')} UTC, "
             f"{results.get('machine')}, Python {results.get('python')}, {results.get('cpu_affinity')} CPU(s) available "
-            f"to the process; median and p95 of {REPEAT} requests after a warm-up")
+            f"to the process; median and p95 of {results.get('repeat', REPEAT)} requests after a warm-up")
     out = [head, ""]
     for database in dict.fromkeys(r["db"] for r in results["runs"]):
         out.append(format_db_tables([r for r in results["runs"] if r["db"] == database]))
@@ -759,5 +761,19 @@ def format_report(results: dict) -> str:
     return "\n".join(out)
 
 
+def report_files(paths: list[str]) -> int:
+    """`bench.py --report A.json B.json`: the tables of runs made apart (say one database per core
+    at the same time, each with its BENCH_RESULTS file), as one report."""
+    merged: dict = {}
+    for path in paths:
+        results = json.loads(Path(path).read_text())
+        runs = merged.get("runs", []) + results["runs"]
+        merged = {**results, **merged, "runs": runs}
+    print(format_report(merged))
+    return 0
+
+
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--report"]:
+        sys.exit(report_files(sys.argv[2:]))
     sys.exit(main())
