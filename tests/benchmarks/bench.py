@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -53,6 +54,10 @@ LIST_ENTRIES = int(os.environ.get("BENCH_LIST_ENTRIES", "20000"))
 PARTS = ("pages", "search", "jobs", "matching", "valuechain")
 ONLY = {part.strip() for part in os.environ.get("BENCH_ONLY", "").split(",") if part.strip()}
 MAP_ROWS = int(os.environ.get("BENCH_MAP_ROWS", "5000"))
+#: BENCH_KEEP=folder: build each size's data set once there and give each run a copy of it
+KEEP = Path(os.environ["BENCH_KEEP"]).resolve() if os.environ.get("BENCH_KEEP") else None
+#: `bench.py --build` (with BENCH_KEEP): only build the kept data sets
+BUILD_ONLY = "--build" in sys.argv[1:]
 PAGE_TARGET_MS = 100
 GROWTH_TARGET = 2.0
 EXPLAIN_SLOWEST = 3
@@ -96,6 +101,10 @@ def runs_part(part: str) -> bool:
 
 def main() -> int:
     global COMPANIES
+    if BUILD_ONLY and not KEEP:
+        raise SystemExit("bench.py --build builds the data sets BENCH_KEEP keeps: set BENCH_KEEP to a folder")
+    if KEEP:
+        KEEP.mkdir(parents=True, exist_ok=True)
     unknown = ONLY - set(PARTS)
     if unknown:
         raise SystemExit(f"BENCH_ONLY: unknown part(s) {', '.join(sorted(unknown))}; known: {', '.join(PARTS)}")
@@ -114,16 +123,19 @@ def main() -> int:
                 folder = Path(tempfile.mkdtemp(prefix=f"engage-bench-{database}-{size}-"))
                 if database == "postgresql":
                     server_url = server_url or postgres_url(stack)
-                    url = emptied_url(server_url)
+                    url, built = (kept_postgres(server_url, size) if KEEP else (emptied_url(server_url), None))
                 else:
-                    url = f"sqlite:///{folder / 'bench.sqlite'}"
-                run = bench_run(database, size, url, folder)
+                    url, built = kept_sqlite(size, folder) if KEEP else (f"sqlite:///{folder / 'bench.sqlite'}", None)
+                if BUILD_ONLY:
+                    print(f"   kept: {DB_NAMES[database]}, {size:,} companies, synth {built['synth_seconds']} s "
+                          f"(CPU {built['synth_cpu_seconds']} s)", flush=True)
+                    shutil.rmtree(folder, ignore_errors=True)
+                    continue
+                run = bench_run(database, size, url, folder, built)
                 results["runs"].append(run)
                 (out_dir / f"explain-{database}-{size}.txt").write_text(run.pop("explain_text"))
                 results_file.write_text(json.dumps(results, indent=2, default=str))
-                for leftover in folder.glob("*"):
-                    leftover.unlink()
-                folder.rmdir()
+                shutil.rmtree(folder, ignore_errors=True)
     finally:
         for undo in reversed(stack):
             try:
@@ -135,17 +147,73 @@ def main() -> int:
 
 
 def postgres_url(stack: list) -> str:
-    """BENCH_DATABASE_URL, or a throwaway server's database (its folder removed at teardown)."""
-    import shutil
-
+    """BENCH_DATABASE_URL, or a throwaway server's database (its folder removed at teardown; kept
+    in BENCH_KEEP/pg-server with BENCH_KEEP, where the server's `postgres` database is returned)."""
     from config import database_url
     from pgserver import throwaway_postgres
 
     if os.environ.get("BENCH_DATABASE_URL"):
+        if KEEP:
+            raise SystemExit("BENCH_KEEP keeps its data sets on a throwaway server of its own: "
+                             "leave BENCH_DATABASE_URL unset")
         return database_url(os.environ["BENCH_DATABASE_URL"], "")
+    if KEEP:
+        folder = KEEP / "pg-server"
+        folder.mkdir(parents=True, exist_ok=True)
+        return throwaway_postgres(folder, stack, database=None)
     folder = Path(tempfile.mkdtemp(prefix="engage-bench-pg-"))
     stack.append(lambda: shutil.rmtree(folder, ignore_errors=True))
     return throwaway_postgres(folder, stack, database="engage_bench")
+
+
+def build_data_set(url: str, size: int) -> dict:
+    """Schema, reference data and `flask synth` at `size` companies; what it took."""
+    app = create_app(TestConfig, overrides={"SQLALCHEMY_DATABASE_URI": url, "JOBS_URL": "memory://"})
+    print(f"== building the data set of {size:,} companies ({url.split('://')[0]})", flush=True)
+    with app.app_context():
+        from flask_migrate import upgrade
+
+        from engage.seeding import load_reference
+        from engage.synth import synthesize
+
+        upgrade()
+        load_reference(Path(app.config["SEEDS_DIR"]))
+        db.session.commit()
+        wall, cpu, load = time.perf_counter(), time.process_time(), os.getloadavg()
+        rows = synthesize(size)
+        built = {"synth_rows": rows, "synth_seconds": round(time.perf_counter() - wall, 1),
+                 "synth_cpu_seconds": round(time.process_time() - cpu, 1), "synth_load_average": load,
+                 "synth_at": clock.utcnow().isoformat(timespec="seconds"), "synth_commit": git_commit()}
+        db.session.remove()
+        db.engine.dispose()
+    return built
+
+
+def kept_sqlite(size: int, folder: Path) -> tuple[str, dict]:
+    """BENCH_KEEP: the data set of `size` companies built once into BENCH_KEEP/sqlite-<size>.sqlite,
+    then copied for each run (the run writes: users, ticks, an import, flags)."""
+    kept = KEEP / f"sqlite-{size}.sqlite"
+    about = KEEP / f"sqlite-{size}.json"
+    if not about.exists():
+        for leftover in KEEP.glob(f"sqlite-{size}.sqlite*"):
+            leftover.unlink()
+        about.write_text(json.dumps(build_data_set(f"sqlite:///{kept}", size), default=str))
+    shutil.copyfile(kept, folder / "bench.sqlite")
+    return f"sqlite:///{folder / 'bench.sqlite'}", json.loads(about.read_text())
+
+
+def kept_postgres(server_url: str, size: int) -> tuple[str, dict]:
+    """BENCH_KEEP: the data set built once into the kept server's database synth_<size>, then
+    copied for each run (CREATE DATABASE ... TEMPLATE)."""
+    from pgserver import create_database, database_exists
+
+    base = server_url.rsplit("/", 1)[0]
+    about = KEEP / f"postgresql-{size}.json"
+    if not about.exists() or not database_exists(server_url, f"synth_{size}"):
+        create_database(server_url, f"synth_{size}")
+        about.write_text(json.dumps(build_data_set(f"{base}/synth_{size}", size), default=str))
+    create_database(server_url, "engage_bench", template=f"synth_{size}")
+    return f"{base}/engage_bench", json.loads(about.read_text())
 
 
 def emptied_url(url: str) -> str:
@@ -176,27 +244,32 @@ def git_commit() -> str:
         return ""
 
 
-def bench_run(database: str, size: int, url: str, folder: Path) -> dict:
-    """One database at one size: schema, reference data, synth, (VACUUM) ANALYZE, pages, jobs."""
+def bench_run(database: str, size: int, url: str, folder: Path, built: dict | None = None) -> dict:
+    """One database at one size: schema, reference data, synth (or a kept data set, `built`, brought
+    up to the newest migration), (VACUUM) ANALYZE, pages, jobs."""
     app = create_app(TestConfig, overrides={"SQLALCHEMY_DATABASE_URI": url, "MAIL_SERVER": "127.0.0.1",
                                             "MAIL_PORT": 9, "MAIL_TIMEOUT_SECONDS": 2, "PAGE_SIZE": 50,
                                             "JOBS_URL": "memory://"})
     run = {"db": database, "size": size, "load_average_before": os.getloadavg()}
-    print(f"== {DB_NAMES[database]}, {size:,} companies: synthesising", flush=True)
+    print(f"== {DB_NAMES[database]}, {size:,} companies: {'a kept data set' if built else 'synthesising'}", flush=True)
     with app.app_context():
         from flask_migrate import upgrade
 
         from engage.seeding import load_reference
         from engage.synth import synthesize
 
+        wall = time.perf_counter()
         upgrade()
-        load_reference(Path(app.config["SEEDS_DIR"]))
-        db.session.commit()
         run["server_version"] = server_version()
-        wall, cpu = time.perf_counter(), time.process_time()
-        run["synth_rows"] = synthesize(size)
-        run["synth_seconds"] = round(time.perf_counter() - wall, 1)
-        run["synth_cpu_seconds"] = round(time.process_time() - cpu, 1)
+        if built:
+            run.update(built, kept=True, upgrade_seconds=round(time.perf_counter() - wall, 1))
+        else:
+            load_reference(Path(app.config["SEEDS_DIR"]))
+            db.session.commit()
+            wall, cpu = time.perf_counter(), time.process_time()
+            run["synth_rows"] = synthesize(size)
+            run["synth_seconds"] = round(time.perf_counter() - wall, 1)
+            run["synth_cpu_seconds"] = round(time.process_time() - cpu, 1)
         if database == "postgresql":
             wall = time.perf_counter()
             with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
@@ -705,8 +778,9 @@ def format_db_tables(runs: list[dict]) -> str:
         before, after = r.get("load_average_before"), r.get("load_average_after")
         load = f"; load average {before[0]:.1f} before, {after[0]:.1f} after" if before and after else ""
         analyze = f", VACUUM ANALYZE {r['analyze_seconds']} s" if "analyze_seconds" in r else ""
+        kept = f" (built {r.get('synth_at')} UTC, then copied for the run)" if r.get("kept") else ""
         lines.append(f"- {r['size']:,} companies: synth {rows:,} rows in {r.get('synth_seconds')} s "
-                     f"(CPU {r.get('synth_cpu_seconds')} s){analyze}, database {r.get('database_mb')} MB{load}")
+                     f"(CPU {r.get('synth_cpu_seconds')} s){kept}{analyze}, database {r.get('database_mb')} MB{load}")
     lines.append("")
     names = list(dict.fromkeys(p["name"] for r in runs for p in r["pages"]))
     if names:
