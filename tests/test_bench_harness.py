@@ -115,3 +115,12 @@ def test_bench_db_is_checked(monkeypatch):
     monkeypatch.setenv("BENCH_DB", "postgres")
     with pytest.raises(SystemExit, match="sqlite, postgresql or both"):
         bench.databases()
+
+
+def test_a_run_cut_short_and_a_kept_data_set_are_reported_as_they_are():
+    kept = {**run(10_000, [page("dashboard", 40.0)]), "kept": True, "synth_at": "2026-12-05T12:40:00"}
+    cut = {key: value for key, value in run(100_000, [page("dashboard", 90.0)]).items() if key != "jobs"}
+    cut["pages"] = []  # stopped before its pages were timed
+    text = bench.format_db_tables([kept, cut])
+    assert "(built 2026-12-05T12:40:00 UTC, then copied for the run)" in text
+    assert table_row(text, "dashboard") == ["dashboard", "40", "48", "8", "—", "—", "—", "—", ""]

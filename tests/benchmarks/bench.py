@@ -131,10 +131,15 @@ def main() -> int:
                           f"(CPU {built['synth_cpu_seconds']} s)", flush=True)
                     shutil.rmtree(folder, ignore_errors=True)
                     continue
-                run = bench_run(database, size, url, folder, built)
+                run = {"db": database, "size": size}
                 results["runs"].append(run)
-                (out_dir / f"explain-{database}-{size}.txt").write_text(run.pop("explain_text"))
-                results_file.write_text(json.dumps(results, indent=2, default=str))
+
+                def save(run=run):  # after each part: a run cut short keeps what it measured
+                    if "explain_text" in run:
+                        (out_dir / f"explain-{run['db']}-{run['size']}.txt").write_text(run.pop("explain_text"))
+                    results_file.write_text(json.dumps(results, indent=2, default=str))
+
+                bench_run(run, url, folder, built, save)
                 shutil.rmtree(folder, ignore_errors=True)
     finally:
         for undo in reversed(stack):
@@ -244,13 +249,14 @@ def git_commit() -> str:
         return ""
 
 
-def bench_run(database: str, size: int, url: str, folder: Path, built: dict | None = None) -> dict:
+def bench_run(run: dict, url: str, folder: Path, built: dict | None = None, save=lambda: None) -> dict:
     """One database at one size: schema, reference data, synth (or a kept data set, `built`, brought
     up to the newest migration), (VACUUM) ANALYZE, pages, jobs."""
     app = create_app(TestConfig, overrides={"SQLALCHEMY_DATABASE_URI": url, "MAIL_SERVER": "127.0.0.1",
                                             "MAIL_PORT": 9, "MAIL_TIMEOUT_SECONDS": 2, "PAGE_SIZE": 50,
                                             "JOBS_URL": "memory://"})
-    run = {"db": database, "size": size, "load_average_before": os.getloadavg()}
+    database, size = run["db"], run["size"]
+    run["load_average_before"] = os.getloadavg()
     print(f"== {DB_NAMES[database]}, {size:,} companies: {'a kept data set' if built else 'synthesising'}", flush=True)
     with app.app_context():
         from flask_migrate import upgrade
@@ -281,17 +287,23 @@ def bench_run(database: str, size: int, url: str, folder: Path, built: dict | No
         run["pages"] = bench_pages(app) if runs_part("pages") else []
         run["pages"] += bench_search(app) if runs_part("search") else []
         run["explain_text"] = explain_slowest(run)
+        run["load_average_after"] = os.getloadavg()
+        save()
         print("   jobs", flush=True)
         run["jobs"] = bench_jobs(app, folder) if runs_part("jobs") else []
+        save()
         if "valuechain" in ONLY and "matching" not in ONLY:
             save_entries(synthetic_entries_for_companies())
         elif runs_part("matching"):
             matching, entries = bench_matching()
             run["jobs"].append(matching)
+            save()
             run["jobs"].append(bench_screening(entries))
+            save()
         if runs_part("matching") or "valuechain" in ONLY:
             run["jobs"].append(bench_valuechain())
         run["load_average_after"] = os.getloadavg()
+        save()
         db.session.remove()
         db.engine.dispose()
     return run
@@ -782,13 +794,13 @@ def format_db_tables(runs: list[dict]) -> str:
         lines.append(f"- {r['size']:,} companies: synth {rows:,} rows in {r.get('synth_seconds')} s "
                      f"(CPU {r.get('synth_cpu_seconds')} s){kept}{analyze}, database {r.get('database_mb')} MB{load}")
     lines.append("")
-    names = list(dict.fromkeys(p["name"] for r in runs for p in r["pages"]))
+    names = list(dict.fromkeys(p["name"] for r in runs for p in r.get("pages", [])))
     if names:
         header = ["page"] + [f"{label} {size:,}" for size in sizes for label in ("median ms", "p95 ms", "queries")]
         header += ["growth", "note"] if several else ["note"]
         lines += ["| " + " | ".join(header) + " |", "|---" + "|---:" * (len(header) - 2) + "|---|"]
         for name in names:
-            cells = [next((p for p in r["pages"] if p["name"] == name), None) for r in runs]
+            cells = [next((p for p in r.get("pages", []) if p["name"] == name), None) for r in runs]
             row = [name]
             for cell in cells:
                 row += [_n(cell["median_ms"]), _n(cell["p95_ms"]), _n(cell["queries"])] if cell else ["—"] * 3
@@ -798,12 +810,12 @@ def format_db_tables(runs: list[dict]) -> str:
             row.append(page_notes(cells, ratio, sizes))
             lines.append("| " + " | ".join(row) + " |")
         lines.append("")
-    keys = list(dict.fromkeys(j.get("key", j["name"]) for r in runs for j in r["jobs"]))
+    keys = list(dict.fromkeys(j.get("key", j["name"]) for r in runs for j in r.get("jobs", [])))
     if keys:
         header = ["job"] + [f"s (CPU s) {size:,}" for size in sizes] + (["growth"] if several else []) + ["target", "at the last size"]
         lines += ["| " + " | ".join(header) + " |", "|---" + "|---:" * (len(header) - 3) + "|---|---|"]
         for key in keys:
-            cells = [next((j for j in r["jobs"] if j.get("key", j["name"]) == key), None) for r in runs]
+            cells = [next((j for j in r.get("jobs", []) if j.get("key", j["name"]) == key), None) for r in runs]
             row = [key]
             for cell in cells:
                 cpu = f" ({cell['cpu_seconds']:g})" if cell and cell.get("cpu_seconds") is not None else ""
