@@ -17,8 +17,8 @@ from tests import factories  # noqa: E402
 
 
 def page(name, median, queries=8):
-    return {"name": name, "url": "/x", "median_ms": median, "p95_ms": median * 1.2, "queries": queries,
-            "statements": []}
+    return {"name": name, "url": "/x", "median_ms": median, "p95_ms": median * 1.2, "cpu_median_ms": median / 2,
+            "queries": queries, "statements": []}
 
 
 def run(size, pages, jobs=(), database="postgresql"):
@@ -46,9 +46,9 @@ def test_table_has_a_column_group_per_size_the_growth_and_marks_what_misses():
                   "cpu_seconds": 8.0, "target": "< 2 s"}])
     text = bench.format_db_tables([large, small])  # any order in: sizes ascending out
     assert "PostgreSQL 15.18:" in text
-    assert "| page | median ms 10,000 | p95 ms 10,000 | queries 10,000 | median ms 100,000 |" in text
+    assert "| page | median ms 10,000 | p95 ms 10,000 | CPU ms 10,000 | queries 10,000 | median ms 100,000 |" in text
     assert "load average 0.5 before, 1.2 after" in text or "load average 0.5 before, 1.3 after" in text
-    assert table_row(text, "dashboard") == ["dashboard", "40", "48", "13", "70", "84", "13", "1.8x", ""]
+    assert table_row(text, "dashboard") == ["dashboard", "40", "48", "20", "13", "70", "84", "35", "13", "1.8x", ""]
     assert table_row(text, "reminders")[-2:] == ["2.5x", "over 100 ms at 100,000; grew over 2x"]
     assert table_row(text, "funds")[-2:] == ["2.5x", "grew over 2x; query count grew"]
     assert table_row(text, "reminders tick") == ["reminders tick", "0.8 (0.7)", "9.6 (8)", "12.0x", "< 2 s",
@@ -58,7 +58,7 @@ def test_table_has_a_column_group_per_size_the_growth_and_marks_what_misses():
 def test_one_size_has_no_growth_column():
     text = bench.format_db_tables([run(10_000, [page("dashboard", 120.0)], database="sqlite")])
     assert "growth" not in text
-    assert table_row(text, "dashboard") == ["dashboard", "120", "144", "8", "over 100 ms at 10,000"]
+    assert table_row(text, "dashboard") == ["dashboard", "120", "144", "60", "8", "over 100 ms at 10,000"]
 
 
 def test_the_three_slowest_pages_and_any_over_the_target_get_a_plan():
@@ -123,4 +123,4 @@ def test_a_run_cut_short_and_a_kept_data_set_are_reported_as_they_are():
     cut["pages"] = []  # stopped before its pages were timed
     text = bench.format_db_tables([kept, cut])
     assert "(built 2026-12-05T12:40:00 UTC, then copied for the run)" in text
-    assert table_row(text, "dashboard") == ["dashboard", "40", "48", "8", "—", "—", "—", "—", ""]
+    assert table_row(text, "dashboard") == ["dashboard", "40", "48", "20", "8", "—", "—", "—", "—", "—", ""]

@@ -796,14 +796,15 @@ def format_db_tables(runs: list[dict]) -> str:
     lines.append("")
     names = list(dict.fromkeys(p["name"] for r in runs for p in r.get("pages", [])))
     if names:
-        header = ["page"] + [f"{label} {size:,}" for size in sizes for label in ("median ms", "p95 ms", "queries")]
+        header = ["page"] + [f"{label} {size:,}" for size in sizes for label in ("median ms", "p95 ms", "CPU ms", "queries")]
         header += ["growth", "note"] if several else ["note"]
         lines += ["| " + " | ".join(header) + " |", "|---" + "|---:" * (len(header) - 2) + "|---|"]
         for name in names:
             cells = [next((p for p in r.get("pages", []) if p["name"] == name), None) for r in runs]
             row = [name]
             for cell in cells:
-                row += [_n(cell["median_ms"]), _n(cell["p95_ms"]), _n(cell["queries"])] if cell else ["—"] * 3
+                row += ([_n(cell["median_ms"]), _n(cell["p95_ms"]), _n(cell.get("cpu_median_ms")), _n(cell["queries"])]
+                        if cell else ["—"] * 4)
             ratio = growth(cells[0] and cells[0]["median_ms"], cells[-1] and cells[-1]["median_ms"]) if several else None
             if several:
                 row.append("—" if ratio is None else f"{ratio:.1f}x")
@@ -839,7 +840,8 @@ def format_db_tables(runs: list[dict]) -> str:
 def format_report(results: dict) -> str:
     head = (f"Engage benchmark — commit {results.get('commit') or '?'}, started {results.get('started')} UTC, "
             f"{results.get('machine')}, Python {results.get('python')}, {results.get('cpu_affinity')} CPU(s) available "
-            f"to the process; median and p95 of {results.get('repeat', REPEAT)} requests after a warm-up")
+            f"to the process; median and p95 of {results.get('repeat', REPEAT)} requests after a warm-up (wall ms); "
+            "CPU ms: this process's median CPU per request (the app and SQLite; not PostgreSQL's server)")
     out = [head, ""]
     for database in dict.fromkeys(r["db"] for r in results["runs"]):
         out.append(format_db_tables([r for r in results["runs"] if r["db"] == database]))
