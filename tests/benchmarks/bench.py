@@ -289,7 +289,7 @@ def bench_run(run: dict, url: str, folder: Path, built: dict | None = None, save
         run["explain_text"] = explain_slowest(run)
         run["load_average_after"] = os.getloadavg()
         save()
-        print("   jobs", flush=True)
+        print("   jobs" if runs_part("jobs") else "", end="\n" if runs_part("jobs") else "", flush=True)
         run["jobs"] = bench_jobs(app, folder) if runs_part("jobs") else []
         save()
         if "valuechain" in ONLY and "matching" not in ONLY:
