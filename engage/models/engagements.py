@@ -249,10 +249,11 @@ class Reminder(TimestampMixin, db.Model):
         sa.Index("ix_reminders_status_due", "status", "due_on"),
         sa.Index("ix_reminders_engagement_status", "engagement_id", "status"),
         # Waiting reminders: by due date (the reminders page, the dashboard) and per engagement
-        # (its next follow-up). Queries spell PENDING_REMINDER with a literal so the planners use them.
-        sa.Index("ix_reminders_pending_due", "due_on", "id",
+        # (its next follow-up). Queries spell PENDING_REMINDER with a literal so the planners use them;
+        # the trailing columns let SQLite count from the index alone.
+        sa.Index("ix_reminders_pending_due", "due_on", "id", "engagement_id", "status",
                  sqlite_where=sa.text(PENDING_REMINDER), postgresql_where=sa.text(PENDING_REMINDER)),
-        sa.Index("ix_reminders_pending_engagement_due", "engagement_id", "due_on",
+        sa.Index("ix_reminders_pending_engagement_due", "engagement_id", "due_on", "status",
                  sqlite_where=sa.text(PENDING_REMINDER), postgresql_where=sa.text(PENDING_REMINDER)),
     )
 
