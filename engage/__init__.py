@@ -146,6 +146,18 @@ def _sqlite_pragmas(busy_timeout_ms: int):
     return on_connect
 
 
+def _postgresql_settings(dbapi_connection, _record):
+    """PostgreSQL sessions without JIT compilation: the pages' queries are short, and a plan whose
+    cost passes jit_above_cost (a sort over a computed column of every engagement, say) spent
+    40 to 100 ms compiling before it ran (README, Performance: "PostgreSQL, and 100,000 companies")."""
+    autocommit = dbapi_connection.autocommit
+    dbapi_connection.autocommit = True
+    cursor = dbapi_connection.cursor()
+    cursor.execute("SET jit = off")
+    cursor.close()
+    dbapi_connection.autocommit = autocommit
+
+
 def register_extensions(app: Flask) -> None:
     # Imported when an app is built, not with the package (see the module docstring).
     from engage import audit
@@ -157,6 +169,8 @@ def register_extensions(app: Flask) -> None:
         for engine in [db.engine, *db.engines.values()]:
             if engine.dialect.name == "sqlite":
                 sa.event.listen(engine, "connect", _sqlite_pragmas(app.config["SQLITE_BUSY_TIMEOUT_MS"]))
+            elif engine.dialect.name == "postgresql":
+                sa.event.listen(engine, "connect", _postgresql_settings)
     def schema_objects(obj, name, type_, reflected, compare_to) -> bool:
         """Alembic: the search indexes and the job queue's tables (Huey's, in PostgreSQL) are not the models'."""
         if reflected and compare_to is None and type_ == "table" and (name or "").startswith("jobq_"):

@@ -33,6 +33,7 @@ from engage.models import (
     Score,
     Stage,
     User,
+    reminder_pending,
 )
 from engage.models.scoring import latest_score_of_engagement
 from engage.validators import date_problem
@@ -281,9 +282,19 @@ def next_follow_up_query():
     """Correlated subquery: the earliest open reminder of each engagement."""
     return (
         sa.select(sa.func.min(Reminder.due_on))
-        .where(Reminder.engagement_id == Engagement.id, Reminder.status != ReminderStatus.DONE.value)
+        .where(Reminder.engagement_id == Engagement.id, reminder_pending())
         .correlate(Engagement)
         .scalar_subquery()
+    )
+
+
+def next_follow_ups():
+    """Subquery (engagement_id, next_follow_up): the earliest waiting reminder of each engagement that has one."""
+    return (
+        sa.select(Reminder.engagement_id, sa.func.min(Reminder.due_on).label("next_follow_up"))
+        .where(reminder_pending())
+        .group_by(Reminder.engagement_id)
+        .subquery("next_follow_ups")
     )
 
 

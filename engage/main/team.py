@@ -32,15 +32,14 @@ from engage.models import (
     Interaction,
     InteractionKind,
     Reminder,
-    ReminderStatus,
     Role,
     Stage,
     User,
+    reminder_pending,
 )
 
 #: "Next steps due" looks this many days ahead (overdue ones included).
 NEXT_STEP_DAYS = 7
-PENDING = (ReminderStatus.OPEN.value, ReminderStatus.SNOOZED.value)
 STAGE_ORDER = {stage.value: index for index, stage in enumerate(Stage)}
 
 
@@ -103,7 +102,7 @@ def team_view(today: dt.date) -> TeamView:
         "overdue_reminders": _per_owner(
             sa.select(Engagement.owner_id, sa.func.count(Reminder.id))
             .join(Reminder, Reminder.engagement_id == Engagement.id)
-            .where(Reminder.status.in_(PENDING), Reminder.due_on < today, Engagement.is_open)),
+            .where(reminder_pending(), Reminder.due_on < today, Engagement.is_open)),
         "next_steps_due": _per_owner(
             sa.select(Engagement.owner_id, sa.func.count())
             .where(Engagement.is_open, Engagement.next_step_on <= today + dt.timedelta(days=NEXT_STEP_DAYS))),

@@ -26,7 +26,15 @@ from engage.models.base import (
 from engage.models.campaigns import Campaign, Criterion, Investor, PaperSize, Rubric, campaign_signatories
 from engage.models.companies import Company, CompanyAlias, RiskFlag, normalize_name
 from engage.models.contacts import ERASED, LANGUAGES, CompanyContact
-from engage.models.engagements import Attachment, Engagement, EngagementEvent, Interaction, Reminder
+from engage.models.engagements import (
+    Attachment,
+    Engagement,
+    EngagementEvent,
+    Interaction,
+    Reminder,
+    event_divesting,
+    reminder_pending,
+)
 from engage.models.holdings import DivestmentAlert, Fund, Holding
 from engage.models.jobs import BackgroundJob, JobStatus
 from engage.models.lists import ACTIVE_STATUSES, ListedEntity, ListVersion, MatchCandidate
@@ -41,6 +49,8 @@ from engage.models.valuechain import Relationship, RelationshipStatusChange, Val
 from engage.models.views import VIEW_NAME_MAX, VIEW_QUERY_MAX, SavedView, ViewList
 
 __all__ = [
+    "event_divesting",
+    "reminder_pending",
     "BackgroundJob", "JobStatus",
     "ApiToken",
     "ACTIVE_STATUSES", "CandidateStatus", "FlagLink", "ListVersion", "MatchCandidate",

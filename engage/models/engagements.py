@@ -31,6 +31,13 @@ if TYPE_CHECKING:  # type hints only: models.letters imports this module
     from engage.models.valuechain import Relationship
 
 
+#: SQL: a reminder still waiting (not done), and an event that divested its engagement (an escalation
+#: to divested, or a close with outcome divested). Written as literals, the same text in the partial
+#: indexes (migration 0032) and in the queries: a bound parameter would keep a planner from using them.
+PENDING_REMINDER = "status != 'done'"
+DIVESTING_EVENT = "(kind = 'escalation' AND to_value = 'divested') OR (kind = 'close' AND outcome = 'divested')"
+
+
 class Engagement(TimestampMixin, db.Model):
     __tablename__ = "engagements"
     __table_args__ = (
@@ -144,6 +151,9 @@ class EngagementEvent(TimestampMixin, db.Model):
         ),
         sa.Index("ix_engagement_events_engagement_occurred", "engagement_id", "occurred_on"),
         sa.Index("ix_engagement_events_occurred_kind", "occurred_on", "kind"),
+        # The events that divested an engagement (engage.engagements.cycle.divested_on).
+        sa.Index("ix_engagement_events_divesting", "engagement_id", "occurred_on",
+                 sqlite_where=sa.text(DIVESTING_EVENT), postgresql_where=sa.text(DIVESTING_EVENT)),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -238,6 +248,13 @@ class Reminder(TimestampMixin, db.Model):
         sa.Index("ix_reminders_notified_due", "notified_at", "due_on"),
         sa.Index("ix_reminders_status_due", "status", "due_on"),
         sa.Index("ix_reminders_engagement_status", "engagement_id", "status"),
+        # Waiting reminders: by due date (the reminders page, the dashboard) and per engagement
+        # (its next follow-up). Queries spell PENDING_REMINDER with a literal so the planners use them;
+        # the trailing columns let SQLite count from the index alone.
+        sa.Index("ix_reminders_pending_due", "due_on", "id", "engagement_id", "status",
+                 sqlite_where=sa.text(PENDING_REMINDER), postgresql_where=sa.text(PENDING_REMINDER)),
+        sa.Index("ix_reminders_pending_engagement_due", "engagement_id", "due_on", "status",
+                 sqlite_where=sa.text(PENDING_REMINDER), postgresql_where=sa.text(PENDING_REMINDER)),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -263,3 +280,18 @@ class Reminder(TimestampMixin, db.Model):
     @property
     def status_label(self) -> str:
         return ReminderStatus(self.status).label
+
+
+def _literal(value: str):
+    return sa.literal_column(f"'{value}'")
+
+
+def reminder_pending():
+    """SQL: the reminder is still waiting (`PENDING_REMINDER`, the partial indexes' condition, as a literal)."""
+    return Reminder.status != _literal("done")
+
+
+def event_divesting():
+    """SQL: the event divested its engagement (`DIVESTING_EVENT`, the partial index's condition, as literals)."""
+    return sa.or_(sa.and_(EngagementEvent.kind == _literal("escalation"), EngagementEvent.to_value == _literal("divested")),
+                  sa.and_(EngagementEvent.kind == _literal("close"), EngagementEvent.outcome == _literal("divested")))

@@ -40,6 +40,7 @@ from engage.models import (
     ReminderStatus,
     Role,
     User,
+    reminder_pending,
 )
 from engage.core import outbox
 
@@ -247,7 +248,7 @@ BULK_LIMIT = 500
 def pending_reminders() -> sa.Select:
     """Reminders still waiting (open or snoozed) on open engagements: what the page and its counts cover."""
     return (sa.select(Reminder).join(Engagement, Engagement.id == Reminder.engagement_id)
-            .where(Reminder.status != ReminderStatus.DONE.value, Engagement.is_open))
+            .where(reminder_pending(), Engagement.is_open))
 
 
 def group_condition(key: str, today: dt.date):
