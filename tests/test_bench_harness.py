@@ -124,3 +124,13 @@ def test_a_run_cut_short_and_a_kept_data_set_are_reported_as_they_are():
     text = bench.format_db_tables([kept, cut])
     assert "(built 2026-12-05T12:40:00 UTC, then copied for the run)" in text
     assert table_row(text, "dashboard") == ["dashboard", "40", "48", "20", "8", "—", "—", "—", "—", "—", ""]
+
+
+def test_runs_made_apart_are_reported_together():
+    pages = run(10_000, [page("dashboard", 40.0)])
+    jobs = {**run(10_000, [], [{"key": "holdings import", "name": "holdings import", "seconds": 0.5}]),
+            "synth_seconds": 99}
+    other = run(10_000, [page("dashboard", 50.0)], database="sqlite")
+    merged = bench.merge_runs([pages, other, jobs])
+    assert [(r["db"], len(r["pages"]), len(r["jobs"])) for r in merged] == [("postgresql", 1, 1), ("sqlite", 1, 0)]
+    assert merged[0]["synth_seconds"] == 1.5

@@ -863,8 +863,23 @@ def report_files(paths: list[str]) -> int:
         results = json.loads(Path(path).read_text())
         runs = merged.get("runs", []) + results["runs"]
         merged = {**results, **merged, "runs": runs}
+    merged["runs"] = merge_runs(merged.get("runs", []))
     print(format_report(merged))
     return 0
+
+
+def merge_runs(runs: list[dict]) -> list[dict]:
+    """Runs of one database and size made apart (say BENCH_ONLY=pages,search, then jobs) as one:
+    their pages and jobs together, the other figures from the first."""
+    out: dict[tuple, dict] = {}
+    for run in runs:
+        key = (run["db"], run["size"])
+        if key not in out:
+            out[key] = {**run, "pages": list(run.get("pages", [])), "jobs": list(run.get("jobs", []))}
+        else:
+            out[key]["pages"] += run.get("pages", [])
+            out[key]["jobs"] += run.get("jobs", [])
+    return list(out.values())
 
 
 if __name__ == "__main__":
