@@ -3,16 +3,21 @@ confirmation, and merging a company created by an import."""
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import datetime as dt
 import hashlib
+import hmac
 import json
 import os
+import pickle
 import re
 import secrets
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
+from types import SimpleNamespace
 
 import sqlalchemy as sa
 from flask import current_app
@@ -101,6 +106,14 @@ class Checked:
     field: str | None = None
     preview: importer.Preview | None = None
     digest: str | None = None
+    #: The rows of the file, when `parsed` keeps only the first (a preview kept by the preview job).
+    counted: int | None = None
+
+    @property
+    def row_count(self) -> int:
+        if self.counted is not None:
+            return self.counted
+        return len(self.parsed.rows) if self.parsed is not None else 0
 
     @property
     def ok(self) -> bool:
@@ -353,7 +366,7 @@ def finish_upload(token: str, summary: list[str]) -> None:
     if TOKEN.match(token or ""):
         with _Folder() as folder:
             folder.write(f"{token}.done", json.dumps(summary).encode())
-            for suffix in (".claimed", ".bin", ".json"):
+            for suffix in (".claimed", ".bin", ".json", ".preview"):
                 folder.unlink(f"{token}{suffix}")
 
 
@@ -374,8 +387,68 @@ def upload_state(token: str) -> tuple[str, list[str]]:
 def discard_upload(token: str) -> None:
     if TOKEN.match(token or ""):
         with _Folder() as folder:
-            for suffix in (".bin", ".json", ".claimed", ".done"):
+            for suffix in (".bin", ".json", ".claimed", ".done", ".preview"):
                 folder.unlink(f"{token}{suffix}")
+
+
+# --- a big file's preview, made by the preview job and kept beside its upload ----------------
+#
+# <token>.preview holds what the preview page shows of the file (the Checked of its reading, with
+# its first rows, its errors and its digest), for the file's bytes and the options it was read with:
+# the page shows it without reading 200,000 rows again. It is a pickle, written by this app only
+# and signed with SECRET_KEY (HMAC-SHA256): a file put there by anything else is not loaded.
+
+#: Rows a kept preview holds (the page shows the first 15 in its table).
+KEPT_ROWS = 15
+
+
+def _signature(blob: bytes) -> bytes:
+    return hmac.new(str(current_app.config["SECRET_KEY"]).encode(), blob, hashlib.sha256).digest()
+
+
+def _fingerprint(data: bytes, options: ReadOptions) -> list:
+    return [hashlib.sha256(data).hexdigest(), options.to_meta()]
+
+
+def keep_preview(token: str, data: bytes, checked: Checked) -> None:
+    """Keep a big file's preview (read by the preview job) for the preview page, and its row count
+    for the confirmation (which sends a big file to the import job)."""
+    if not TOKEN.match(token or ""):
+        return
+    kept = copy.copy(checked)
+    if checked.parsed is not None:
+        kept.counted = len(checked.parsed.rows)
+        kept.parsed = dataclasses.replace(checked.parsed, rows=checked.parsed.rows[:KEPT_ROWS])
+    if checked.preview is not None:
+        replaced = checked.preview.replaced
+        earlier = replaced.earlier
+        if earlier is not None:  # the page's sentence only: a plain record, not a database row
+            earlier = SimpleNamespace(id=earlier.id, as_of=earlier.as_of, filename=earlier.filename,
+                                      actor_label=earlier.actor_label, created_at=earlier.created_at)
+        kept.preview = dataclasses.replace(checked.preview, replaced=importer.Replaced(replaced.positions, earlier))
+    blob = pickle.dumps({"for": _fingerprint(data, checked.options), "checked": kept}, protocol=pickle.HIGHEST_PROTOCOL)
+    with _Folder() as folder:
+        folder.write(f"{token}.preview", _signature(blob) + blob)
+
+
+def kept_preview(token: str, data: bytes, meta: dict) -> Checked | None:
+    """The preview the preview job kept for this file read with the stash's current options; None
+    when there is none, it is of other options (read again since), or it is not this app's."""
+    if not TOKEN.match(token or ""):
+        return None
+    with _Folder() as folder:
+        try:
+            stored = folder.read(f"{token}.preview")
+        except OSError:
+            return None
+    mac, blob = stored[:32], stored[32:]
+    if not hmac.compare_digest(mac, _signature(blob)):
+        current_app.logger.warning("holdings preview %s: signature does not match; not loaded", token)
+        return None
+    kept = pickle.loads(blob)
+    if kept["for"] != _fingerprint(data, ReadOptions.from_meta(meta)):
+        return None
+    return kept["checked"]
 
 
 # --- merging a company created by an import --------------------------------------------------
