@@ -433,7 +433,8 @@ def keep_preview(token: str, data: bytes, checked: Checked) -> None:
 
 def kept_preview(token: str, data: bytes, meta: dict) -> Checked | None:
     """The preview the preview job kept for this file read with the stash's current options; None
-    when there is none, it is of other options (read again since), or it is not this app's."""
+    when there is none or it is of other options (read again since). StashUnsafe when its signature
+    is not this app's (a worker with another SECRET_KEY, or a file put there by something else)."""
     if not TOKEN.match(token or ""):
         return None
     with _Folder() as folder:
@@ -442,9 +443,9 @@ def kept_preview(token: str, data: bytes, meta: dict) -> Checked | None:
         except OSError:
             return None
     mac, blob = stored[:32], stored[32:]
-    if not hmac.compare_digest(mac, _signature(blob)):
-        current_app.logger.warning("holdings preview %s: signature does not match; not loaded", token)
-        return None
+    if not hmac.compare_digest(mac, _signature(blob)):  # another SECRET_KEY, or not written by this app
+        raise StashUnsafe("the preview the job worker kept of this file is not signed with this server's "
+                          "SECRET_KEY (the web and the job workers must share it); it was not loaded")
     kept = pickle.loads(blob)
     if kept["for"] != _fingerprint(data, ReadOptions.from_meta(meta)):
         return None
