@@ -295,3 +295,33 @@ def test_a_viewer_can_post_to_none_of_the_routes_and_no_one_sees_anothers_readin
     login_as("analyst")  # another analyst
     assert client.get(f"/background/{job_id}").status_code == 404
     assert db.session.scalar(sa.select(sa.func.count(BackgroundJob.id))) == 1
+
+
+# --- what the preview job keeps --------------------------------------------------------------------------
+
+def test_the_import_job_takes_the_reading_the_preview_job_kept(app, client, login_as, worker, by_jobs, monkeypatch):  # noqa: F811
+    """The file is read once: after its preview, even a row limit that would now refuse it (the file
+    is not read again) does not stop its import."""
+    fund = fund_named("Read Once Fund")
+    login_as("analyst")
+    token, page, _ = preview_by_job(client, fund, (FIXTURES / "ishares_em.csv").read_bytes())
+    assert (Path(app.instance_path) / "uploads" / f"{token}.reading").is_file()
+    monkeypatch.setitem(app.config, "HOLDINGS_MAX_ROWS", 2)  # read again, the file would be refused
+    job = wait_for(job_of(client.post(f"/holdings/import/{token}", data=factories.confirmation(page))))
+    assert job.status == "done" and holdings_of(fund) == 5, job.error
+    assert not (Path(app.instance_path) / "uploads" / f"{token}.reading").exists()  # dropped with the upload
+
+
+def test_a_kept_preview_not_signed_by_this_server_is_not_loaded(app, client, login_as, worker, by_jobs):  # noqa: F811
+    import pickle
+
+    fund = fund_named("Forged Fund")
+    login_as("analyst")
+    token, page, _ = preview_by_job(client, fund, (FIXTURES / "ishares_em.csv").read_bytes())
+    folder = Path(app.instance_path) / "uploads"
+    for suffix in ("preview", "reading"):  # put there by something else, or by a worker with another SECRET_KEY
+        (folder / f"{token}.{suffix}").write_bytes(b"\0" * 32 + pickle.dumps({"for": None, "checked": None}))
+    shown = client.get(f"/holdings/import/{token}")
+    assert shown.status_code == 503 and "not signed with this server" in shown.get_data(as_text=True)
+    job = wait_for(job_of(client.post(f"/holdings/import/{token}", data=factories.confirmation(page))))
+    assert job.status != "done" and holdings_of(fund) == 0

@@ -70,9 +70,11 @@ def import_stashed(job, report) -> background.Outcome:
     data, meta = stashed
     report(0, meta.get("rows"), "Rows imported")
     try:
-        result = service.import_file(data, meta.get("filename") or "upload", service.ReadOptions.from_meta(meta),
+        options = service.ReadOptions.from_meta(meta)
+        result = service.import_file(data, meta.get("filename") or "upload", options,
                                      fund_id=meta["fund_id"], expected_digest=digest,
-                                     progress=lambda done, total: report(done, total, "Rows imported"))
+                                     progress=lambda done, total: report(done, total, "Rows imported"),
+                                     reading=service.kept_reading(token, data, meta))
         db.session.commit()
     except service.ImportBusy as exc:
         db.session.rollback()

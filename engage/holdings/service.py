@@ -165,16 +165,18 @@ def preview_digest(data: bytes, checked: Checked, replaced: importer.Replaced) -
 
 def import_file(data: bytes, filename: str, options: ReadOptions, *, fund_id: int | None = None,
                 fund_name: str | None = None, create_fund: bool = False, expected_digest: str | None = None,
-                given: str = "the form", progress=None) -> importer.ImportResult:
+                given: str = "the form", progress=None, reading: Checked | None = None) -> importer.ImportResult:
     """Read, check and import a holdings file in the caller's transaction (the caller commits).
 
     The fund is found by id or name (created by name with `create_fund`) after the import lock
     is taken. With `expected_digest` (the web confirmation), the import goes ahead only if the
     file, its options and what it replaces are still what the preview showed; PreviewChanged
     otherwise. Raises ImportRefused for a refused file, importer.ImportBusy when another import
-    keeps the turn.
+    keeps the turn. `reading`: this file's reading with these options, kept by the preview job
+    (`kept_reading`), instead of reading it again.
     """
-    checked = check_file(data, filename, options, given=given, with_preview=False)
+    checked = reading if reading is not None else check_file(data, filename, options, given=given,
+                                                             with_preview=False)
     if checked.parsed is None or checked.problem:
         raise ImportRefused(checked.problem or "the file cannot be read")
     if not checked.parsed.ok:
@@ -366,7 +368,7 @@ def finish_upload(token: str, summary: list[str]) -> None:
     if TOKEN.match(token or ""):
         with _Folder() as folder:
             folder.write(f"{token}.done", json.dumps(summary).encode())
-            for suffix in (".claimed", ".bin", ".json", ".preview"):
+            for suffix in (".claimed", ".bin", ".json", ".preview", ".reading"):
                 folder.unlink(f"{token}{suffix}")
 
 
@@ -387,7 +389,7 @@ def upload_state(token: str) -> tuple[str, list[str]]:
 def discard_upload(token: str) -> None:
     if TOKEN.match(token or ""):
         with _Folder() as folder:
-            for suffix in (".bin", ".json", ".claimed", ".done", ".preview"):
+            for suffix in (".bin", ".json", ".claimed", ".done", ".preview", ".reading"):
                 folder.unlink(f"{token}{suffix}")
 
 
@@ -411,8 +413,8 @@ def _fingerprint(data: bytes, options: ReadOptions) -> list:
 
 
 def keep_preview(token: str, data: bytes, checked: Checked) -> None:
-    """Keep a big file's preview (read by the preview job) for the preview page, and its row count
-    for the confirmation (which sends a big file to the import job)."""
+    """Keep a big file's preview (read by the preview job) for the preview page and, when the file
+    can be imported, its whole reading for the import job (which then need not read it again)."""
     if not TOKEN.match(token or ""):
         return
     kept = copy.copy(checked)
@@ -426,20 +428,39 @@ def keep_preview(token: str, data: bytes, checked: Checked) -> None:
             earlier = SimpleNamespace(id=earlier.id, as_of=earlier.as_of, filename=earlier.filename,
                                       actor_label=earlier.actor_label, created_at=earlier.created_at)
         kept.preview = dataclasses.replace(checked.preview, replaced=importer.Replaced(replaced.positions, earlier))
-    blob = pickle.dumps({"for": _fingerprint(data, checked.options), "checked": kept}, protocol=pickle.HIGHEST_PROTOCOL)
+    fingerprint = _fingerprint(data, checked.options)
     with _Folder() as folder:
-        folder.write(f"{token}.preview", _signature(blob) + blob)
+        folder.unlink(f"{token}.reading")
+        _write_signed(folder, f"{token}.preview", {"for": fingerprint, "checked": kept})
+        if checked.ok:
+            _write_signed(folder, f"{token}.reading", {"for": fingerprint, "checked": Checked(
+                checked.parsed, checked.options, as_of=checked.as_of)})
 
 
 def kept_preview(token: str, data: bytes, meta: dict) -> Checked | None:
     """The preview the preview job kept for this file read with the stash's current options; None
     when there is none or it is of other options (read again since). StashUnsafe when its signature
     is not this app's (a worker with another SECRET_KEY, or a file put there by something else)."""
+    return _kept(token, "preview", data, meta)
+
+
+def kept_reading(token: str, data: bytes, meta: dict) -> Checked | None:
+    """The whole reading of the file the preview job kept (for the stash's current options), for the
+    import job: parsing 200,000 rows again is most of an import's time. None when there is none."""
+    return _kept(token, "reading", data, meta)
+
+
+def _write_signed(folder: _Folder, name: str, value) -> None:
+    blob = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    folder.write(name, _signature(blob) + blob)
+
+
+def _kept(token: str, suffix: str, data: bytes, meta: dict) -> Checked | None:
     if not TOKEN.match(token or ""):
         return None
     with _Folder() as folder:
         try:
-            stored = folder.read(f"{token}.preview")
+            stored = folder.read(f"{token}.{suffix}")
         except OSError:
             return None
     mac, blob = stored[:32], stored[32:]
