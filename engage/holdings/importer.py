@@ -123,6 +123,8 @@ class Matcher:
     companies: dict[int, tuple[str, str | None]] = field(default_factory=dict)
     #: row number → its match, so that planning ISINs and positions match each row once
     matched: dict[int, tuple[int | None, str | None]] = field(default_factory=dict)
+    #: row number → normalize_name of its name, read once per row
+    names: dict[int, str] = field(default_factory=dict)
 
     @classmethod
     def load(cls) -> Matcher:
@@ -143,6 +145,11 @@ class Matcher:
             matcher.by_name.setdefault(normalized, company_id)
         return matcher
 
+    def normalized(self, row: HoldingRow) -> str:
+        if row.row not in self.names:
+            self.names[row.row] = normalize_name(row.name)
+        return self.names[row.row]
+
     def match(self, row: HoldingRow) -> tuple[int | None, str | None]:
         if row.row not in self.matched:
             self.matched[row.row] = self._match(row)
@@ -155,7 +162,7 @@ class Matcher:
             found = self.by_ticker.get((row.ticker.upper(), exchange_code(row.exchange)))
             if found:
                 return found, "ticker and exchange"
-        normalized = normalize_name(row.name)
+        normalized = self.normalized(row)
         if normalized and normalized in self.by_name:
             return self.by_name[normalized], "name"
         return None, None
@@ -230,7 +237,7 @@ def plan_positions(parsed: ParsedFile, matcher: Matcher) -> list[Planned]:
     planned: dict[object, Planned] = {}
     for row in parsed.rows:
         company_id, rule = matcher.match(row)
-        key = company_id if company_id is not None else ("new", normalize_name(row.name) or row.isin or row.name)
+        key = company_id if company_id is not None else ("new", matcher.normalized(row) or row.isin or row.name)
         position = planned.setdefault(key, Planned(company_id))
         position.rows.append(row)
         position.rules.append(rule)
@@ -390,6 +397,7 @@ def import_parsed(parsed: ParsedFile, fund: Fund, as_of: dt.date, progress=None,
             isin, notes = new_company_isins(planned)
             isins.review.extend(notes)
             target = {"name": first.name[:200], "isin": isin, "ticker": (first.ticker or "")[:20] or None,
+                      "normalized_name": matcher.normalized(first) if len(first.name) <= 200 else None,
                       "exchange": exchange_code(first.exchange), "country": country_code(first.location),
                       "sector": (first.sector or "")[:80] or None, "origin": origin}
             new_companies.append(target)
@@ -464,7 +472,8 @@ def _create_companies(rows: list[dict]) -> list[int]:
     values = []
     for company_id, row in zip(ids, rows):
         row["id"] = company_id
-        values.append({"id": company_id, "name": row["name"], "normalized_name": normalize_name(row["name"]),
+        values.append({"id": company_id, "name": row["name"],
+                       "normalized_name": row["normalized_name"] or normalize_name(row["name"]),
                        "isin": row["isin"], "lei": None, "parent_id": None, "ticker": row["ticker"],
                        "exchange": row["exchange"], "country": row["country"], "sector": row["sector"],
                        "website": None, "address": "", "description": "", "origin": row["origin"],
@@ -482,7 +491,7 @@ def _create_companies_one_by_one(rows: list[dict]) -> list[int]:
     reading and the audit events): how imports created them before, kept to compare with."""
     companies = []
     for row in rows:
-        company = Company(**row)
+        company = Company(**{k: v for k, v in row.items() if k != "normalized_name"})  # set with the name
         db.session.add(company)
         companies.append(company)
     db.session.flush()
