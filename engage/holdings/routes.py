@@ -227,6 +227,8 @@ def _preview_in_background(data: bytes, meta: dict, token: str | None = None):
 @require_role("analyst")
 def show_preview(token: str):
     """The preview of a stashed upload (where the preview job leads): kept by the job for a big file."""
+    if not service.TOKEN.match(token):
+        abort(404)  # not an upload's token at all
     stashed = service.load_upload(token)
     if stashed is None:
         state, lines = service.upload_state(token)
