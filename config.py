@@ -151,13 +151,19 @@ class Config:
     MAIL_MAX_BYTES = env_int("MAIL_MAX_BYTES", 25 * 1024 * 1024)
 
     PAGE_SIZE = env_int("PAGE_SIZE", 50)
-    #: Largest holdings file accepted by the CLI (uploads are capped by MAX_CONTENT_LENGTH).
+    #: Largest holdings file accepted by the CLI (web uploads: HOLDINGS_MAX_UPLOAD_MB).
     HOLDINGS_MAX_BYTES = env_int("HOLDINGS_MAX_BYTES", 50 * 1024 * 1024)
     #: Largest list file accepted by the CLI (the whole Consolidated Screening List is about 30 MB);
     #: uploads are capped by MAX_CONTENT_LENGTH.
     MAX_LIST_FILE_BYTES = env_int("MAX_LIST_FILE_BYTES", 100 * 1024 * 1024)
     #: Rows of a holdings table (cash and derivatives included) and columns of any row; larger files are refused.
-    HOLDINGS_MAX_ROWS = env_int("HOLDINGS_MAX_ROWS", 50_000)
+    HOLDINGS_MAX_ROWS = env_int("HOLDINGS_MAX_ROWS", 250_000)
+    #: Largest holdings file the web upload accepts, in MB (its own limit, above MAX_CONTENT_LENGTH:
+    #: a 200,000-row monthly file is about 35 MB; its reading and import run as background jobs).
+    HOLDINGS_MAX_UPLOAD_MB = env_int("HOLDINGS_MAX_UPLOAD_MB", 64)
+    #: An uploaded holdings file of at least this many bytes is read and previewed by a background
+    #: job, not in the request (1 MB: about 5,000 rows of a provider's CSV).
+    HOLDINGS_PREVIEW_JOB_BYTES = env_int("HOLDINGS_PREVIEW_JOB_BYTES", 1_000_000)
     HOLDINGS_MAX_COLUMNS = env_int("HOLDINGS_MAX_COLUMNS", 100)
     #: Bytes an XLSX holdings file may unpack to (a small zip can hold a huge sheet).
     HOLDINGS_MAX_UNZIPPED_BYTES = env_int("HOLDINGS_MAX_UNZIPPED_BYTES", 100 * 1024 * 1024)

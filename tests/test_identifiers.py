@@ -41,3 +41,31 @@ def test_problems(check, value, problem):
 def test_isin_check_digit_for_generated_isins():
     assert identifiers.isin_check_digit("CNE100000PM") == 8
     assert identifiers.isin_check_digit("us037833100") == 5
+
+
+def test_the_quick_isin_check_agrees_with_stdnum():
+    """identifiers._plainly_valid_isin (the holdings reader's quick path) accepts exactly the compact
+    values stdnum accepts: every check digit of many bodies, bad country codes, odd characters."""
+    import random
+
+    from stdnum import isin as stdnum_isin
+
+    from engage import identifiers
+
+    chance = random.Random(20)
+    alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    bodies = ["US0378331005"[:11], "XS000000001", "CNE100000296"[:11], "ZZ123456789", "DEABC123XYZ", "gb000263494"]
+    bodies += ["".join(chance.choice(alphabet) for _ in range(2)) + "".join(chance.choice(alphabet) for _ in range(9))
+               for _ in range(400)]
+    bodies += [chance.choice(["US", "GB", "XS", "CN", "DE", "JP"]) + "".join(chance.choice(alphabet) for _ in range(9))
+               for _ in range(400)]
+    checked = accepted = 0
+    for body in bodies:
+        for last in "0123456789A ":
+            value = body + last
+            assert identifiers._plainly_valid_isin(value) == stdnum_isin.is_valid(value) \
+                or (not identifiers._plainly_valid_isin(value) and value != stdnum_isin.compact(value)), value
+            assert (identifiers.isin_problem(value) is None) == stdnum_isin.is_valid(value), value
+            checked += 1
+            accepted += identifiers._plainly_valid_isin(value)
+    assert checked > 9000 and accepted > 400  # the quick path did take most valid ones

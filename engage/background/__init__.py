@@ -218,6 +218,7 @@ def run_job(job_id: int, task=None) -> None:
 
 def execute(job_id: int) -> None:
     """Run one job by its row: skip it if done, else run its handler, record the outcome, retry on a fault."""
+    _patient()
     job = db.session.get(BackgroundJob, job_id)
     if job is None or job.status != JobStatus.QUEUED.value:
         return  # done, failed, or running in another worker: a duplicated message does nothing
@@ -263,8 +264,20 @@ def execute(job_id: int) -> None:
     _finish(job_id, JobStatus.DONE, lines=outcome.lines, url=url)
 
 
+def _patient() -> None:
+    """On SQLite, a worker's own bookkeeping (taking a job, recording its end) waits as long as an
+    import waits for its turn (HOLDINGS_IMPORT_WAIT_SECONDS), not SQLITE_BUSY_TIMEOUT_MS: another
+    worker thread's import holds the write lock for longer than a page would wait, and a job that
+    could not be taken stayed queued until the minute's check."""
+    connection = db.session.connection()
+    if connection.dialect.name == "sqlite":
+        wait = int(_state["app"].config.get("HOLDINGS_IMPORT_WAIT_SECONDS", 120)) * 1000
+        connection.exec_driver_sql(f"PRAGMA busy_timeout={max(wait, int(_state['app'].config['SQLITE_BUSY_TIMEOUT_MS']))}")
+
+
 def _finish(job_id: int, status: JobStatus, *, error: str | None = None, lines: list[str] | None = None,
             url: str | None = None, final: bool = True) -> None:
+    _patient()
     job = db.session.get(BackgroundJob, job_id)
     job.status, job.error = status.value, error
     if lines is not None:

@@ -31,7 +31,7 @@ from decimal import Decimal
 import sqlalchemy as sa
 from flask import current_app
 
-from engage import audit
+from engage import audit, clock, names
 from engage.extensions import db
 from engage.formatting import format_date, format_datetime
 from engage.holdings import screening
@@ -123,6 +123,8 @@ class Matcher:
     companies: dict[int, tuple[str, str | None]] = field(default_factory=dict)
     #: row number → its match, so that planning ISINs and positions match each row once
     matched: dict[int, tuple[int | None, str | None]] = field(default_factory=dict)
+    #: row number → normalize_name of its name, read once per row
+    names: dict[int, str] = field(default_factory=dict)
 
     @classmethod
     def load(cls) -> Matcher:
@@ -143,6 +145,11 @@ class Matcher:
             matcher.by_name.setdefault(normalized, company_id)
         return matcher
 
+    def normalized(self, row: HoldingRow) -> str:
+        if row.row not in self.names:
+            self.names[row.row] = normalize_name(row.name)
+        return self.names[row.row]
+
     def match(self, row: HoldingRow) -> tuple[int | None, str | None]:
         if row.row not in self.matched:
             self.matched[row.row] = self._match(row)
@@ -155,7 +162,7 @@ class Matcher:
             found = self.by_ticker.get((row.ticker.upper(), exchange_code(row.exchange)))
             if found:
                 return found, "ticker and exchange"
-        normalized = normalize_name(row.name)
+        normalized = self.normalized(row)
         if normalized and normalized in self.by_name:
             return self.by_name[normalized], "name"
         return None, None
@@ -230,7 +237,7 @@ def plan_positions(parsed: ParsedFile, matcher: Matcher) -> list[Planned]:
     planned: dict[object, Planned] = {}
     for row in parsed.rows:
         company_id, rule = matcher.match(row)
-        key = company_id if company_id is not None else ("new", normalize_name(row.name) or row.isin or row.name)
+        key = company_id if company_id is not None else ("new", matcher.normalized(row) or row.isin or row.name)
         position = planned.setdefault(key, Planned(company_id))
         position.rows.append(row)
         position.rules.append(rule)
@@ -318,7 +325,8 @@ class ImportResult:
     rows: int
     positions: int
     matched: dict[str, int]
-    created: list[Company]
+    #: The ids of the companies the import created (in the file's order).
+    created: list[int]
     replaced: Replaced
     skipped: dict[str, int]
     isins: IsinPlan
@@ -362,8 +370,11 @@ class ImportResult:
 
 
 def import_parsed(parsed: ParsedFile, fund: Fund, as_of: dt.date, progress=None, filename: str = "",
-                  data: bytes = b"") -> ImportResult:
+                  data: bytes = b"", bulk: bool = True) -> ImportResult:
     """Write the snapshot in the caller's transaction; the caller commits once.
+
+    The companies it creates are written with one INSERT per table (`_create_companies`); `bulk=False`
+    creates them one ORM object at a time instead, as imports did before (the tests compare the two).
 
     Takes the import lock first (a caller that read the fund before should take it earlier);
     raises ImportBusy when it does not come in time.
@@ -375,21 +386,21 @@ def import_parsed(parsed: ParsedFile, fund: Fund, as_of: dt.date, progress=None,
     replaced = replaced_snapshot(fund, as_of)
     isins = plan_isins(parsed, matcher)
     origin = f"holdings import: {fund.name} {as_of.isoformat()}"[:200]
-    created: list[Company] = []
     matched: dict[str, int] = {}
     positions: list[dict] = []
     combined: list[str] = []
     done = 0
+    new_companies: list[dict] = []  # the companies this import creates, as rows (see _create_companies)
     for planned in plan_positions(parsed, matcher):
         if planned.company_id is None:
             first = planned.rows[0]
             isin, notes = new_company_isins(planned)
             isins.review.extend(notes)
-            target = Company(name=first.name[:200], isin=isin, ticker=(first.ticker or "")[:20] or None,
-                             exchange=exchange_code(first.exchange), country=country_code(first.location),
-                             sector=(first.sector or "")[:80] or None, origin=origin)
-            db.session.add(target)
-            created.append(target)
+            target = {"name": first.name[:200], "isin": isin, "ticker": (first.ticker or "")[:20] or None,
+                      "normalized_name": matcher.normalized(first) if len(first.name) <= 200 else None,
+                      "exchange": exchange_code(first.exchange), "country": country_code(first.location),
+                      "sector": (first.sector or "")[:80] or None, "origin": origin}
+            new_companies.append(target)
         else:
             target = planned.company_id
             for rule in planned.rules:
@@ -406,14 +417,15 @@ def import_parsed(parsed: ParsedFile, fund: Fund, as_of: dt.date, progress=None,
         done += len(planned.rows)
         if progress and done // 500 != (done - len(planned.rows)) // 500:
             progress(done)
+    created = (_create_companies if bulk else _create_companies_one_by_one)(new_companies)
     for company_id, (isin, _row) in isins.store.items():
         company = db.session.get(Company, company_id)
         if company is not None and company.isin is None:
             company.isin = isin  # an ORM update, so the audit trail records it
-    db.session.flush()  # ids for the created companies
+    db.session.flush()
     db.session.execute(sa.delete(Holding).where(Holding.fund_id == fund.id, Holding.as_of == as_of))
     rows = [
-        {"fund_id": fund.id, "company_id": p["company"].id if isinstance(p["company"], Company) else p["company"],
+        {"fund_id": fund.id, "company_id": p["company"]["id"] if isinstance(p["company"], dict) else p["company"],
          "as_of": as_of, "shares": p["shares"], "market_value": p["market_value"],
          "weight": min(p["weight"], Decimal(100)) if p["weight"] is not None else None}
         for p in positions
@@ -441,3 +453,68 @@ def import_parsed(parsed: ParsedFile, fund: Fund, as_of: dt.date, progress=None,
                         created=created, replaced=replaced, skipped=parsed.skipped, isins=isins,
                         record=record, alerts=alerts,
                         without_value=sum(1 for row in rows if row["market_value"] is None), combined=combined)
+
+
+def _create_companies(rows: list[dict]) -> list[int]:
+    """Insert the companies an import creates, with one executemany per table; their ids.
+
+    Writes what creating them one ORM object at a time wrote (`_create_companies_one_by_one`, which
+    the tests compare it with): the normalised name, the stored reading of the name (`name_forms`),
+    the timestamps, every column's default, and one "create" audit event per company, as the mapper
+    hooks do. The search index follows through its triggers (SQLite) or expression index (PostgreSQL).
+    The ids are taken beforehand (`_next_ids`), so no RETURNING is needed: a RETURNING in the rows'
+    order makes SQLAlchemy insert one row at a time on SQLite. Each row of `rows` gets its "id".
+    """
+    if not rows:
+        return []
+    now = clock.utcnow()
+    ids = _next_ids(Company.__table__, len(rows))
+    values = []
+    for company_id, row in zip(ids, rows):
+        row["id"] = company_id
+        values.append({"id": company_id, "name": row["name"],
+                       "normalized_name": row["normalized_name"] or normalize_name(row["name"]),
+                       "isin": row["isin"], "lei": None, "parent_id": None, "ticker": row["ticker"],
+                       "exchange": row["exchange"], "country": row["country"], "sector": row["sector"],
+                       "website": None, "address": "", "description": "", "origin": row["origin"],
+                       "name_forms": names.stored_forms([row["name"]]), "created_at": now, "updated_at": now})
+    table = Company.__table__
+    for start in range(0, len(values), _CHUNK):
+        db.session.execute(sa.insert(table), values[start:start + _CHUNK])
+    for start in range(0, len(values), _CHUNK):
+        audit.record_inserted(Company, values[start:start + _CHUNK])
+    return ids
+
+
+def _create_companies_one_by_one(rows: list[dict]) -> list[int]:
+    """The same companies as `_create_companies`, one ORM object each (the mapper hooks write the
+    reading and the audit events): how imports created them before, kept to compare with."""
+    companies = []
+    for row in rows:
+        company = Company(**{k: v for k, v in row.items() if k != "normalized_name"})  # set with the name
+        db.session.add(company)
+        companies.append(company)
+    db.session.flush()
+    for row, company in zip(rows, companies):
+        row["id"] = company.id
+    return [company.id for company in companies]
+
+
+#: Rows per INSERT executemany: bounded memory for the statement's parameters.
+_CHUNK = 10_000
+
+
+def _next_ids(table: sa.Table, count: int) -> list[int]:
+    """`count` ids for new rows of `table`, taken before inserting them with explicit ids.
+
+    PostgreSQL: from the id column's sequence (nextval, so concurrent writers get other ids).
+    SQLite: above the largest id, as SQLite picks them itself (the import holds the write lock,
+    taken by lock_imports, so no other writer can take them meanwhile).
+    """
+    connection = db.session.connection()
+    if connection.dialect.name == "postgresql":
+        sequence = sa.func.pg_get_serial_sequence(table.name, "id")
+        return list(connection.scalars(
+            sa.select(sa.func.nextval(sequence)).select_from(sa.func.generate_series(1, count))))
+    start = (connection.scalar(sa.select(sa.func.max(table.c.id))) or 0) + 1
+    return list(range(start, start + count))

@@ -1,4 +1,10 @@
-"""The holdings import as a background job (a confirmed file of HOLDINGS_JOB_ROWS rows or more).
+"""The holdings import as background jobs: reading and previewing an uploaded file of
+HOLDINGS_PREVIEW_JOB_BYTES or more (`preview_stashed`), and importing a confirmed file of
+HOLDINGS_JOB_ROWS rows or more (`import_stashed`).
+
+The preview job reads the stashed file as the preview page would (`service.check_file`) and keeps
+what the page shows beside the upload (`service.keep_preview`); it writes nothing to the database,
+so running it twice (a retry, a worker killed halfway) only reads the file twice.
 
 The job does what the confirmation does inline for a small file: claim the stashed upload once,
 import it as its preview showed it (`expected_digest`), commit, and keep the result for a second
@@ -15,9 +21,39 @@ import sqlalchemy as sa
 from engage import background
 from engage.extensions import db
 from engage.holdings import service
+from engage.models import Fund
 from engage.models.holdings import HoldingImport
 
 KIND = "holdings_import"
+PREVIEW_KIND = "holdings_preview"
+
+
+@background.handler(PREVIEW_KIND)
+def preview_stashed(job, report) -> background.Outcome:
+    """Read a big uploaded file and keep its preview; the job's result is the preview page."""
+    token = job.params["token"]
+    stashed = service.load_upload(token)
+    if stashed is None:
+        state, lines = service.upload_state(token)
+        if state == "done":
+            raise background.Refused("this file was imported already: " + "; ".join(lines[:1]))
+        if state == "importing":
+            raise background.Refused("this file is being imported (confirmed in another tab)")
+        raise background.Refused("that upload is no longer waiting; upload the file again")
+    data, meta = stashed
+    fund = db.session.get(Fund, meta["fund_id"])
+    if fund is None:
+        raise background.Refused("that fund no longer exists; upload the file again into another")
+    report(0, None, "Reading and checking the file")
+    options = service.ReadOptions.from_meta(meta)
+    checked = service.check_file(data, meta.get("filename") or "upload", options, fund)
+    service.keep_preview(token, data, checked)
+    if checked.ok:
+        lines = [f"{meta.get('filename') or 'The file'}: {checked.row_count:,} holdings read and checked; "
+                 f"see what importing them would do, then confirm."]
+    else:
+        lines = [f"{meta.get('filename') or 'The file'} was refused; nothing was saved. See why."]
+    return background.Outcome(lines, ("holdings.show_preview", {"token": token}))
 
 
 @background.handler(KIND)
@@ -34,9 +70,11 @@ def import_stashed(job, report) -> background.Outcome:
     data, meta = stashed
     report(0, meta.get("rows"), "Rows imported")
     try:
-        result = service.import_file(data, meta.get("filename") or "upload", service.ReadOptions.from_meta(meta),
+        options = service.ReadOptions.from_meta(meta)
+        result = service.import_file(data, meta.get("filename") or "upload", options,
                                      fund_id=meta["fund_id"], expected_digest=digest,
-                                     progress=lambda done, total: report(done, total, "Rows imported"))
+                                     progress=lambda done, total: report(done, total, "Rows imported"),
+                                     reading=service.kept_reading(token, data, meta))
         db.session.commit()
     except service.ImportBusy as exc:
         db.session.rollback()

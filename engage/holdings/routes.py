@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import secrets
 
 import sqlalchemy as sa
 from flask import Blueprint, abort, current_app, flash, make_response, redirect, render_template, request, url_for
@@ -18,12 +21,36 @@ from engage.holdings import screening, service
 from engage.lists import review as match_review
 from engage.lists import screening as list_screening
 from engage.holdings.forms import FundForm, ImportForm, MergeForm, ReadOptionsForm
-from engage.models import Campaign, Company, Fund, Holding, ListedEntity, RiskSource
+from engage.models import BackgroundJob, Campaign, Company, Fund, Holding, JobStatus, ListedEntity, RiskSource
 from engage.security import require_role
 from engage.validators import whole_number
 from engage.web import field_error, paginate
 
 bp = Blueprint("holdings", __name__, url_prefix="/holdings")
+
+
+@bp.url_value_preprocessor
+def _upload_limit(endpoint: str | None, _values) -> None:
+    """The holdings upload's own size limit (HOLDINGS_MAX_UPLOAD_MB; other forms keep
+    MAX_CONTENT_LENGTH). Set here because URL value preprocessors run before every before_request
+    hook, and the CSRF check reads the form (so the body) before the view is called."""
+    if endpoint == "holdings.import_holdings":
+        request.max_content_length = current_app.config["HOLDINGS_MAX_UPLOAD_MB"] * 1024 * 1024
+
+
+@bp.errorhandler(413)
+def upload_too_large(_error):
+    """A file over the limit: say how big it is and what the limit is; nothing was read or kept."""
+    if request.endpoint != "holdings.import_holdings":
+        return render_template("errors/error.html", code=413, title="Too large",
+                               text="The upload is larger than the limit this server accepts."), 413
+    limit = current_app.config["HOLDINGS_MAX_UPLOAD_MB"]
+    size = request.content_length or 0
+    flash(f"The file was refused; nothing was saved. This upload is {size / 1024 / 1024:.0f} MB and a holdings "
+          f"file may be at most {limit} MB (HOLDINGS_MAX_UPLOAD_MB). Split the file, or ask an administrator "
+          f"to raise the limit.", "error")
+    form = ImportForm(formdata=None, funds=_fund_choices())
+    return render_template("holdings/import.html", form=form), 413
 
 
 @bp.route("/funds")
@@ -106,17 +133,22 @@ def _preview_page(token: str, data: bytes, meta: dict, form: ReadOptionsForm | N
         flash("That fund no longer exists; choose another.", "error")
         return redirect(url_for("holdings.import_holdings"))
     options = service.ReadOptions.from_meta(meta)
+    if checked is None and len(data) >= current_app.config["HOLDINGS_PREVIEW_JOB_BYTES"]:
+        checked = service.kept_preview(token, data, meta)  # read by the preview job
+        if checked is None:  # not read yet with these options: by a job, not in this request
+            return _preview_in_background(data, meta, token)
     if checked is None:
         checked = service.check_file(data, meta.get("filename") or "upload", options, fund)
     form = form or _options_form(options)
     if checked.field and checked.field in form and checked.problem:
         field_error(form, checked.field, checked.problem[0].upper() + checked.problem[1:] + ".")
     context = dict(parsed=checked.parsed, problem=checked.problem, filename=meta.get("filename"), fund=fund,
-                   token=token, options=form, action_form=ActionForm(formdata=None), as_of=checked.as_of, preview=checked.preview, digest=checked.digest)
+                   token=token, options=form, action_form=ActionForm(formdata=None), as_of=checked.as_of,
+                   preview=checked.preview, digest=checked.digest, row_count=checked.row_count)
     if not checked.ok:
         return render_template("holdings/preview.html", **context), status or 422
-    if checked.parsed is not None and meta.get("rows") != len(checked.parsed.rows):
-        meta["rows"] = len(checked.parsed.rows)  # the confirmation sends a big file to the job worker
+    if checked.parsed is not None and meta.get("rows") != checked.row_count:
+        meta["rows"] = checked.row_count  # the confirmation sends a big file to the job worker
         service.save_upload_meta(token, meta)
     return render_template("holdings/preview.html", **context), status or 200
 
@@ -153,6 +185,9 @@ def import_holdings():
     options = service.ReadOptions(mapping=mapping, decimal=form.decimal.data or None, partial=bool(form.partial.data),
                                   as_of=form.as_of.data, encoding=form.encoding.data or None,
                                   sheet=(form.sheet.data or "").strip() or None)
+    if len(data) >= current_app.config["HOLDINGS_PREVIEW_JOB_BYTES"]:  # read by a job: its page, then the preview
+        return _preview_in_background(data, {"fund_id": form.fund_id.data, "filename": filename,
+                                             "user": current_user.id, **options.to_meta()})
     checked = service.check_file(data, filename, options, fund)
     if checked.parsed is None and checked.field is None:  # unreadable whatever the options: nothing kept
         return render_template("holdings/preview.html", parsed=None, problem=checked.problem, filename=filename,
@@ -160,6 +195,52 @@ def import_holdings():
     meta = {"fund_id": form.fund_id.data, "filename": filename, "user": current_user.id, **options.to_meta()}
     token = service.stash_upload(data, meta)
     return _preview_page(token, data, meta, checked=checked)
+
+
+def _preview_in_background(data: bytes, meta: dict, token: str | None = None):
+    """A big file is read and previewed by the job worker: its page shows the progress, then leads
+    to the preview (`show_preview`). `token`: the stash read again (other options); None for a new
+    upload, stashed here.
+
+    The same user sending the same file into the same fund with the same options while its reading
+    is still queued or running (a double click on Upload, a second tab) gets that job, not another."""
+    options = service.ReadOptions.from_meta(meta)
+    asked = hashlib.sha256(json.dumps([current_user.id, meta["fund_id"], hashlib.sha256(data).hexdigest(),
+                                       options.to_meta()], sort_keys=True, default=str).encode()).hexdigest()[:40]
+    prefix = f"{holdings_jobs.PREVIEW_KIND}:{asked}:"
+    reading = db.session.scalar(sa.select(BackgroundJob).where(
+        BackgroundJob.key.startswith(prefix, autoescape=True),
+        BackgroundJob.status.in_([JobStatus.QUEUED.value, JobStatus.RUNNING.value]))
+        .order_by(BackgroundJob.id.desc()).limit(1))
+    if reading is not None:
+        return redirect(url_for("background.show", job_id=reading.id))
+    if token is None:
+        token = service.stash_upload(data, meta)
+    fund = db.session.get(Fund, meta["fund_id"])
+    label = f"Holdings file check: {meta.get('filename') or 'upload'} for {fund.name if fund else 'a fund'}"
+    job = background.submit(holdings_jobs.PREVIEW_KIND, key=f"{prefix}{token}:{secrets.token_hex(4)}", label=label,
+                            params={"token": token}, user_id=current_user.id)
+    return redirect(url_for("background.show", job_id=job.id))
+
+
+@bp.route("/import/<token>", methods=["GET"])
+@require_role("analyst")
+def show_preview(token: str):
+    """The preview of a stashed upload (where the preview job leads): kept by the job for a big file."""
+    if not service.TOKEN.match(token):
+        abort(404)  # not an upload's token at all
+    stashed = service.load_upload(token)
+    if stashed is None:
+        state, lines = service.upload_state(token)
+        if state == "done":
+            flash("This import was confirmed already and saved once: " + "; ".join(lines[:1]), "info")
+        elif state == "importing":
+            flash("This import is being saved (confirmed in another tab); it is saved once.", "info")
+        else:
+            flash("That import is no longer waiting; upload the file again.", "error")
+        return redirect(url_for("holdings.import_holdings"))
+    data, meta = stashed
+    return _preview_page(token, data, meta)
 
 
 @bp.route("/import/<token>/read", methods=["POST"])
@@ -192,7 +273,8 @@ def confirm_import(token: str):
     if asked is not None and asked.status != "failed":  # confirmed already and handed to the job worker: its page
         return redirect(url_for("background.show", job_id=asked.id))
     waiting = service.load_upload(token)
-    if waiting is not None and (waiting[1].get("rows") or 0) >= current_app.config["HOLDINGS_JOB_ROWS"]:
+    if waiting is not None and ((waiting[1].get("rows") or 0) >= current_app.config["HOLDINGS_JOB_ROWS"]
+                                or len(waiting[0]) >= current_app.config["HOLDINGS_PREVIEW_JOB_BYTES"]):
         return _import_in_background(token, waiting[1])
     stashed = service.claim_upload(token)
     if stashed is None:

@@ -3,16 +3,21 @@ confirmation, and merging a company created by an import."""
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import datetime as dt
 import hashlib
+import hmac
 import json
 import os
+import pickle
 import re
 import secrets
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
+from types import SimpleNamespace
 
 import sqlalchemy as sa
 from flask import current_app
@@ -101,6 +106,14 @@ class Checked:
     field: str | None = None
     preview: importer.Preview | None = None
     digest: str | None = None
+    #: The rows of the file, when `parsed` keeps only the first (a preview kept by the preview job).
+    counted: int | None = None
+
+    @property
+    def row_count(self) -> int:
+        if self.counted is not None:
+            return self.counted
+        return len(self.parsed.rows) if self.parsed is not None else 0
 
     @property
     def ok(self) -> bool:
@@ -152,16 +165,18 @@ def preview_digest(data: bytes, checked: Checked, replaced: importer.Replaced) -
 
 def import_file(data: bytes, filename: str, options: ReadOptions, *, fund_id: int | None = None,
                 fund_name: str | None = None, create_fund: bool = False, expected_digest: str | None = None,
-                given: str = "the form", progress=None) -> importer.ImportResult:
+                given: str = "the form", progress=None, reading: Checked | None = None) -> importer.ImportResult:
     """Read, check and import a holdings file in the caller's transaction (the caller commits).
 
     The fund is found by id or name (created by name with `create_fund`) after the import lock
     is taken. With `expected_digest` (the web confirmation), the import goes ahead only if the
     file, its options and what it replaces are still what the preview showed; PreviewChanged
     otherwise. Raises ImportRefused for a refused file, importer.ImportBusy when another import
-    keeps the turn.
+    keeps the turn. `reading`: this file's reading with these options, kept by the preview job
+    (`kept_reading`), instead of reading it again.
     """
-    checked = check_file(data, filename, options, given=given, with_preview=False)
+    checked = reading if reading is not None else check_file(data, filename, options, given=given,
+                                                             with_preview=False)
     if checked.parsed is None or checked.problem:
         raise ImportRefused(checked.problem or "the file cannot be read")
     if not checked.parsed.ok:
@@ -353,7 +368,7 @@ def finish_upload(token: str, summary: list[str]) -> None:
     if TOKEN.match(token or ""):
         with _Folder() as folder:
             folder.write(f"{token}.done", json.dumps(summary).encode())
-            for suffix in (".claimed", ".bin", ".json"):
+            for suffix in (".claimed", ".bin", ".json", ".preview", ".reading"):
                 folder.unlink(f"{token}{suffix}")
 
 
@@ -374,8 +389,88 @@ def upload_state(token: str) -> tuple[str, list[str]]:
 def discard_upload(token: str) -> None:
     if TOKEN.match(token or ""):
         with _Folder() as folder:
-            for suffix in (".bin", ".json", ".claimed", ".done"):
+            for suffix in (".bin", ".json", ".claimed", ".done", ".preview", ".reading"):
                 folder.unlink(f"{token}{suffix}")
+
+
+# --- a big file's preview, made by the preview job and kept beside its upload ----------------
+#
+# <token>.preview holds what the preview page shows of the file (the Checked of its reading, with
+# its first rows, its errors and its digest), for the file's bytes and the options it was read with:
+# the page shows it without reading 200,000 rows again. It is a pickle, written by this app only
+# and signed with SECRET_KEY (HMAC-SHA256): a file put there by anything else is not loaded.
+
+#: Rows a kept preview holds (the page shows the first 15 in its table).
+KEPT_ROWS = 15
+
+
+def _signature(blob: bytes) -> bytes:
+    return hmac.new(str(current_app.config["SECRET_KEY"]).encode(), blob, hashlib.sha256).digest()
+
+
+def _fingerprint(data: bytes, options: ReadOptions) -> list:
+    return [hashlib.sha256(data).hexdigest(), options.to_meta()]
+
+
+def keep_preview(token: str, data: bytes, checked: Checked) -> None:
+    """Keep a big file's preview (read by the preview job) for the preview page and, when the file
+    can be imported, its whole reading for the import job (which then need not read it again)."""
+    if not TOKEN.match(token or ""):
+        return
+    kept = copy.copy(checked)
+    if checked.parsed is not None:
+        kept.counted = len(checked.parsed.rows)
+        kept.parsed = dataclasses.replace(checked.parsed, rows=checked.parsed.rows[:KEPT_ROWS])
+    if checked.preview is not None:
+        replaced = checked.preview.replaced
+        earlier = replaced.earlier
+        if earlier is not None:  # the page's sentence only: a plain record, not a database row
+            earlier = SimpleNamespace(id=earlier.id, as_of=earlier.as_of, filename=earlier.filename,
+                                      actor_label=earlier.actor_label, created_at=earlier.created_at)
+        kept.preview = dataclasses.replace(checked.preview, replaced=importer.Replaced(replaced.positions, earlier))
+    fingerprint = _fingerprint(data, checked.options)
+    with _Folder() as folder:
+        folder.unlink(f"{token}.reading")
+        _write_signed(folder, f"{token}.preview", {"for": fingerprint, "checked": kept})
+        if checked.ok:
+            _write_signed(folder, f"{token}.reading", {"for": fingerprint, "checked": Checked(
+                checked.parsed, checked.options, as_of=checked.as_of)})
+
+
+def kept_preview(token: str, data: bytes, meta: dict) -> Checked | None:
+    """The preview the preview job kept for this file read with the stash's current options; None
+    when there is none or it is of other options (read again since). StashUnsafe when its signature
+    is not this app's (a worker with another SECRET_KEY, or a file put there by something else)."""
+    return _kept(token, "preview", data, meta)
+
+
+def kept_reading(token: str, data: bytes, meta: dict) -> Checked | None:
+    """The whole reading of the file the preview job kept (for the stash's current options), for the
+    import job: parsing 200,000 rows again is most of an import's time. None when there is none."""
+    return _kept(token, "reading", data, meta)
+
+
+def _write_signed(folder: _Folder, name: str, value) -> None:
+    blob = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    folder.write(name, _signature(blob) + blob)
+
+
+def _kept(token: str, suffix: str, data: bytes, meta: dict) -> Checked | None:
+    if not TOKEN.match(token or ""):
+        return None
+    with _Folder() as folder:
+        try:
+            stored = folder.read(f"{token}.{suffix}")
+        except OSError:
+            return None
+    mac, blob = stored[:32], stored[32:]
+    if not hmac.compare_digest(mac, _signature(blob)):  # another SECRET_KEY, or not written by this app
+        raise StashUnsafe("the preview the job worker kept of this file is not signed with this server's "
+                          "SECRET_KEY (the web and the job workers must share it); it was not loaded")
+    kept = pickle.loads(blob)
+    if kept["for"] != _fingerprint(data, ReadOptions.from_meta(meta)):
+        return None
+    return kept["checked"]
 
 
 # --- merging a company created by an import --------------------------------------------------
