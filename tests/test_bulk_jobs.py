@@ -96,6 +96,8 @@ def test_a_big_batch_is_prepared_by_one_job_and_its_zip_served(client, login_as,
     batch = batch_of(seeded, analyst)
     page = client.get(f"/letters/batches/{batch.id}").get_data(as_text=True)
     assert "Prepare the ZIP" in page and 'id="batch-download"' not in page  # no polling of renders in requests
+    early = client.get(f"/letters/batches/{batch.id}.zip", follow_redirects=True)  # not rendered in the request
+    assert "made by a background job" in early.get_data(as_text=True) and not list(documents.cache_dir().glob("*.pdf"))
     first = client.post(f"/letters/batches/{batch.id}/prepare-job", data={})
     second = client.post(f"/letters/batches/{batch.id}/prepare-job", data={})  # a double click, a second tab
     assert job_of(first) == job_of(second)

@@ -441,6 +441,10 @@ def batch_zip(batch_id: int):
         if prepared.is_file():  # made by the job for the letters as they are now
             return send_file(prepared, mimetype="application/zip", as_attachment=True,
                              download_name=f"letters-batch-{batch_id}.zip", max_age=0)
+        # rendering it here would take longer than a page (and wait for a job holding the batch)
+        flash("This batch's ZIP is made by a background job: press “Prepare the ZIP”, or wait for the job "
+              "already preparing it, then download it.", "info")
+        return redirect(url_for("letters.batch", batch_id=batch_id), code=303)
     try:
         with documents.lock(f"batch-{batch_id}"):  # after a preparing request, which leaves less to render
             data = documents.batch_zip(item.letters)

@@ -63,8 +63,9 @@ def import_stashed(job, report) -> background.Outcome:
             service.finish_upload(token, lines)
             return _finish(job, lines, earlier, report)
         service.release_upload(token)
-        raise background.Refused(f"Not saved: {service.for_the_form(exc).message}; open the import again "
-                                 "and check its preview") from exc
+        message = service.for_the_form(exc).message.replace(" below", " on the preview")  # no form on the job's page
+        raise background.Refused(f"Not saved: {message}; go back to the preview (or upload the file again), "
+                                 "check it and confirm again") from exc
     except Exception:
         db.session.rollback()
         service.release_upload(token)
