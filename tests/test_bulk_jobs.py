@@ -118,6 +118,11 @@ def test_a_big_batch_is_prepared_by_one_job_and_its_zip_served(client, login_as,
     assert len(zips) == 1
     again = run_again(job.id)
     assert again.status == "done" and sorted(documents.cache_dir().glob(f"batch-{batch.id}-*.zip")) == zips
+    # the ZIP deleted (the cache's clean-up): the page offers it again, and a new job makes it
+    zips[0].unlink()
+    assert "Prepare the ZIP" in client.get(f"/letters/batches/{batch.id}").get_data(as_text=True)
+    remade = wait_for(job_of(client.post(f"/letters/batches/{batch.id}/prepare-job", data={})))
+    assert remade.id != job.id and remade.status == "done" and zips[0].is_file()
     # a letter edited: the stored ZIP no longer matches, the page offers a new preparation
     letter = db.session.get(Letter, batch.letters[0].id)
     service.update_draft(letter, letter.subject, letter.body + "\nOne more line.")

@@ -404,7 +404,11 @@ def prepare_batch_job(batch_id: int):
         flash("The form expired; reload the page.", "error")
         return redirect(url_for("letters.batch", batch_id=batch_id))
     digest = jobs.batch_digest(list(item.letters))
-    job = background.submit(jobs.PREPARE, key=jobs.prepare_key(batch_id, digest, current_user.id),
+    key = jobs.prepare_key(batch_id, digest, current_user.id)
+    if not jobs.zip_path(batch_id, digest).is_file():  # a done job whose ZIP was deleted since (cache clean-up): anew
+        while (done := background.find(key)) is not None and done.status == "done":
+            key = f"{jobs.prepare_key(batch_id, digest, current_user.id)}:after-{done.id}"
+    job = background.submit(jobs.PREPARE, key=key,
                             label=f"Prepare the {len(item.letters)} letters of batch #{batch_id} (PDF, DOCX, ZIP)",
                             params={"batch_id": batch_id}, user_id=current_user.id)
     return redirect(url_for("background.show", job_id=job.id), code=303)
