@@ -182,6 +182,14 @@ class Config:
     JOBS_RETRY_SECONDS = env_int("JOBS_RETRY_SECONDS", 10)
     #: A confirmed holdings import of at least this many rows runs as a background job.
     HOLDINGS_JOB_ROWS = env_int("HOLDINGS_JOB_ROWS", 5_000)
+    #: A confirmed list import of at least this many entries (saved, then every company screened) runs as a job.
+    LISTS_JOB_ENTRIES = env_int("LISTS_JOB_ENTRIES", 2_000)
+    #: A letter batch of at least this many letters is prepared (PDF and DOCX, then its ZIP) and
+    #: emailed by a background job; a smaller one in the web request.
+    LETTERS_JOB_LETTERS = env_int("LETTERS_JOB_LETTERS", 25)
+    #: A monthly export from the Exports page of at least this many engagements is made by a job
+    #: into a stored file; a smaller one is downloaded at once.
+    EXPORT_JOB_ENGAGEMENTS = env_int("EXPORT_JOB_ENGAGEMENTS", 3_000)
     #: Seconds the web reads a PDF map's tables before refusing it (the command line takes up to 120).
     VALUECHAIN_WEB_PDF_SECONDS = env_int("VALUECHAIN_WEB_PDF_SECONDS", 20)
     #: A whole or partial file's weights add up to at most this many percent; more means rows counted twice.

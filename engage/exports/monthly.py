@@ -276,6 +276,14 @@ def build(month: Month, filters: Filters | None = None, cut_off: dt.date | None 
     return result
 
 
+def count(month: Month, filters: Filters | None = None, cut_off: dt.date | None = None) -> int:
+    """How many engagements (rows) `build` would export, in one query: decides whether the web makes it in a job."""
+    filters = filters or Filters()
+    end = min(month.last, cut_off) if cut_off else month.last
+    chosen = _engagements_query(month, filters, end).with_only_columns(Engagement.id).order_by(None).subquery()
+    return db.session.scalar(sa.select(sa.func.count()).select_from(chosen)) or 0
+
+
 def _engagements_query(month: Month, filters: Filters, end: dt.date) -> sa.Select:
     """One line per engagement open at any time in the month, with its company, campaign and owner."""
     query = (

@@ -7,9 +7,11 @@ import tempfile
 from pathlib import Path
 
 import sqlalchemy as sa
-from flask import Blueprint, Response, abort, render_template, request, send_file
+from flask import Blueprint, Response, abort, current_app, redirect, render_template, request, send_file, url_for
+from flask_login import current_user
 
-from engage import clock
+from engage import background, clock
+from engage.exports import jobs as export_jobs
 from engage.exports import monthly, public, service
 from engage.extensions import db
 from engage.models import Campaign, ExportRun, Fund, Role, User
@@ -45,6 +47,9 @@ def download():
         return render_template("exports/index.html", default_month=request.args.get("month", ""),
                                runs=service.stored_runs(), error=error.message, **_choices()), 400
     month, fmt = asked.month, asked.fmt
+    rows = monthly.count(month, asked.filters, cut_off=today)
+    if rows >= current_app.config["EXPORT_JOB_ENGAGEMENTS"]:
+        return _export_in_background(asked, rows, today)
     export = monthly.build(month, asked.filters, cut_off=today)
     name = f"engage-status-{month}.{fmt}"
     if fmt == "csv":
@@ -58,6 +63,20 @@ def download():
         data = path.read_bytes()
     return Response(data, mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+def _export_in_background(asked: monthly.ExportRequest, rows: int, today):
+    """A big export is made by the job worker into a stored file; its page shows the progress, then
+    links to the file (also listed on this page). The same export asked for again meanwhile (a
+    double click, a second tab) finds the same job."""
+    args = {k: (request.args.get(k) or "").strip() for k in ("month", "format", *monthly.FILTER_KEYS)}
+    args["month"], args["format"] = str(asked.month), asked.fmt
+    chosen = [getattr(row, "name", None) for row in (asked.filters.campaign, asked.filters.owner, asked.filters.fund) if row]
+    what = f"{asked.month} ({asked.fmt.upper()}, {rows:,} engagements{''.join(', ' + n for n in chosen if n)})"
+    job = background.submit(export_jobs.KIND, key=export_jobs.key(args, today, current_user.id),
+                            label=f"Monthly status export {what}",
+                            params={"args": args, "today": today.isoformat()}, user_id=current_user.id)
+    return redirect(url_for("background.show", job_id=job.id), code=303)
 
 
 @bp.route("/stored/<int:run_id>")

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 
 import sqlalchemy as sa
-from flask import Blueprint, Response, abort, current_app, flash, jsonify, redirect, render_template, request, url_for
+from flask import (Blueprint, Response, abort, current_app, flash, jsonify, redirect, render_template, request,
+                   send_file, url_for)
 from flask_login import current_user
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
-from engage import clock, idempotency
+from engage import background, clock, idempotency
 from engage.engagements.queries import engagement_filters, engagement_query
 from engage.extensions import db
 from engage.formatting import format_date
-from engage.letters import documents, service
+from engage.forms import ActionForm
+from engage.letters import documents, jobs, service
 from engage.letters.forms import (
     BatchEmailForm,
     BatchSentForm,
@@ -292,11 +294,25 @@ def _ready(item: LetterBatch) -> int:
     return sum(1 for letter in item.letters if all(documents.is_cached(letter, fmt) for fmt in documents.FORMATS))
 
 
+def _by_job(item: LetterBatch) -> bool:
+    """A batch this big is prepared and emailed by a background job (when rendered documents can be kept)."""
+    return len(item.letters) >= current_app.config["LETTERS_JOB_LETTERS"] and documents.cache_usable()
+
+
 def _batch_page(item: LetterBatch, sent_form: BatchSentForm | None = None, status: int = 200):
     if sent_form is None:
         sent_form = BatchSentForm(formdata=None, sent_on=clock.today())
-    return render_template("letters/batch.html", batch=item, ready=_ready(item), email_form=BatchEmailForm(),
-                           sent_form=sent_form), status
+    by_job = _by_job(item)
+    context = {"by_job": by_job}
+    if by_job:  # the ZIP made by the job for the letters as they are now, or the job making it
+        digest = jobs.batch_digest(list(item.letters))
+        drafts = [letter for letter in item.letters if not letter.is_sent]
+        context.update(zip_ready=jobs.zip_path(item.id, digest).is_file(),
+                       prepare_job=background.find(jobs.prepare_key(item.id, digest, current_user.id)),
+                       email_job=background.find(jobs.email_key(item.id, drafts, current_user.id)) if drafts else None,
+                       prepare_form=ActionForm(formdata=None))
+    return render_template("letters/batch.html", batch=item, ready=0 if by_job else _ready(item),
+                           email_form=BatchEmailForm(), sent_form=sent_form, **context), status
 
 
 @bp.route("/batches/<int:batch_id>")
@@ -355,6 +371,16 @@ def email_batch(batch_id: int):
     except idempotency.AlreadySubmitted as duplicate:
         db.session.rollback()
         return idempotency.answer_duplicate(duplicate, back)
+    drafts = [letter for letter in item.letters if not letter.is_sent]
+    if drafts and _by_job(item):
+        # rendering a PDF per draft takes longer than a page: the job worker does it, then queues
+        # the emails in one transaction; a second tab emailing the same drafts finds the same job
+        job = background.submit(jobs.EMAIL, key=jobs.email_key(batch_id, drafts, current_user.id),
+                                label=f"Email {len(drafts)} letters of batch #{batch_id}",
+                                params={"batch_id": batch_id}, user_id=current_user.id)
+        idempotency.record_result(claimed, url_for("background.show", job_id=job.id))
+        db.session.commit()
+        return redirect(url_for("background.show", job_id=job.id), code=303)
     try:
         queued, skipped, already = service.email_many(list(item.letters), current_user._get_current_object(),
                                                       clock.today())
@@ -364,14 +390,28 @@ def email_batch(batch_id: int):
         db.session.rollback()
         flash(f"No letters emailed: {error.message}", "error")
         return redirect(back)
-    message = f"{len(queued)} letter{'' if len(queued) == 1 else 's'} queued by email and recorded as sent."
-    if skipped:
-        message += (f" {len(skipped)} skipped for lack of a contact with an email address: "
-                    + "; ".join(letter.engagement.company.name for letter in skipped[:10]) + ".")
-    if already:
-        message += f" {already} already sent before."
-    flash(message, "success" if queued else "info")
+    flash(jobs.email_summary(queued, skipped, already), "success" if queued else "info")
     return redirect(back)
+
+
+@bp.route("/batches/<int:batch_id>/prepare-job", methods=["POST"])
+@require_role("viewer", write="viewer")
+def prepare_batch_job(batch_id: int):
+    """A big batch: the job worker renders every letter (PDF and DOCX) and the ZIP; its page shows the
+    progress, then links to the ZIP. A double click or a second tab finds the same job."""
+    item = _batch(batch_id)
+    if not ActionForm().validate_on_submit():
+        flash("The form expired; reload the page.", "error")
+        return redirect(url_for("letters.batch", batch_id=batch_id))
+    digest = jobs.batch_digest(list(item.letters))
+    key = jobs.prepare_key(batch_id, digest, current_user.id)
+    if not jobs.zip_path(batch_id, digest).is_file():  # a done job whose ZIP was deleted since (cache clean-up): anew
+        while (done := background.find(key)) is not None and done.status == "done":
+            key = f"{jobs.prepare_key(batch_id, digest, current_user.id)}:after-{done.id}"
+    job = background.submit(jobs.PREPARE, key=key,
+                            label=f"Prepare the {len(item.letters)} letters of batch #{batch_id} (PDF, DOCX, ZIP)",
+                            params={"batch_id": batch_id}, user_id=current_user.id)
+    return redirect(url_for("background.show", job_id=job.id), code=303)
 
 
 @bp.route("/batches/<int:batch_id>/prepare", methods=["POST"])
@@ -400,6 +440,15 @@ def prepare_batch(batch_id: int):
 @require_role("viewer")
 def batch_zip(batch_id: int):
     item = _batch(batch_id)
+    if _by_job(item):
+        prepared = jobs.zip_path(batch_id, jobs.batch_digest(list(item.letters)))
+        if prepared.is_file():  # made by the job for the letters as they are now
+            return send_file(prepared, mimetype="application/zip", as_attachment=True,
+                             download_name=f"letters-batch-{batch_id}.zip", max_age=0)
+        # rendering it here would take longer than a page (and wait for a job holding the batch)
+        flash("This batch's ZIP is made by a background job: press “Prepare the ZIP”, or wait for the job "
+              "already preparing it, then download it.", "info")
+        return redirect(url_for("letters.batch", batch_id=batch_id), code=303)
     try:
         with documents.lock(f"batch-{batch_id}"):  # after a preparing request, which leaves less to render
             data = documents.batch_zip(item.letters)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import sqlalchemy as sa
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
+from engage import background
 from engage.extensions import db
+from engage.lists import jobs as list_jobs
 from engage.lists import matching, review, service
 from engage.lists import screening as list_screening
 from engage.lists.forms import ConfirmForm, ListImportForm
@@ -95,6 +99,7 @@ def import_list():
     except service.ListError as exc:
         status = refuse(form, service.for_the_form(exc))
         return render_template("lists/import.html", form=form, errors=exc.errors), status
+    meta["entries"] = sum(len(entries) for entries in preview.parsed.lists.values())  # a big file's confirm is a job
     token = service.stash_upload(data, meta, KIND)
     return _preview_page(token, preview, meta)
 
@@ -115,7 +120,10 @@ def confirm_import(token: str):
     if not form.validate_on_submit():
         flash("The form expired; upload the file again.", "error")
         return redirect(url_for("lists.import_list"))
-    if _stashed(token) is None:
+    waiting = _stashed(token)
+    if waiting is not None and (waiting[1].get("entries") or 0) >= current_app.config["LISTS_JOB_ENTRIES"]:
+        return _import_in_background(token, waiting, form)
+    if waiting is None:
         state, lines = service.upload_state(token)
         if state == "done":
             flash("This file was confirmed already and saved once: " + "; ".join(lines[:3]), "info")
@@ -152,15 +160,27 @@ def confirm_import(token: str):
         db.session.rollback()
         service.release_upload(token)
         raise
-    lines = [f"Version {v.id}: {d.summary()}" for d, v in zip(shown.diffs, saved)]
+    lines = list_jobs.version_lines(shown, saved)
     service.finish_upload(token, lines)
     for line in lines:
         flash(line, "success")
     result = list_screening.after_import(saved)
     db.session.commit()
-    flash(f"Screened {result.companies_checked} companies: {len(result.created)} new risk flag(s), "
-          f"{len(result.ended)} ended, {len(result.queued)} new possible match(es) to review.", "info")
+    flash(list_jobs.screening_line(result), "info")
     return redirect(url_for("lists.version", version_id=saved[0].id))
+
+
+def _import_in_background(token: str, waiting: tuple[bytes, dict], form: ConfirmForm):
+    """A big file is saved and screened by the job worker: its page shows the progress, then the summary
+    and a link to the new version. A second click (or a second tab) confirming the same upload finds the same job."""
+    data, meta = waiting
+    label = (f"List import: {meta.get('file_name') or 'upload'} ({meta.get('entries'):,} entries), "
+             "then screening every company")
+    job = background.submit(list_jobs.KIND, key=f"{list_jobs.KIND}:{token}", label=label,
+                            params={"token": token, "digest": request.form.get("preview", ""),
+                                    "older": bool(form.older.data), "sha256": hashlib.sha256(data).hexdigest()},
+                            user_id=current_user.id)
+    return redirect(url_for("background.show", job_id=job.id))
 
 
 # --- the match review: possible matches an analyst accepts or rejects (engage/lists/review.py) ---
