@@ -231,16 +231,21 @@ def show_preview(token: str):
         abort(404)  # not an upload's token at all
     stashed = service.load_upload(token)
     if stashed is None:
-        state, lines = service.upload_state(token)
-        if state == "done":
-            flash("This import was confirmed already and saved once: " + "; ".join(lines[:1]), "info")
-        elif state == "importing":
-            flash("This import is being saved (confirmed in another tab); it is saved once.", "info")
-        else:
-            flash("That import is no longer waiting; upload the file again.", "error")
-        return redirect(url_for("holdings.import_holdings"))
+        return _no_longer_waiting(token, "This import is being saved (confirmed in another tab); it is saved once.")
     data, meta = stashed
     return _preview_page(token, data, meta)
+
+
+def _no_longer_waiting(token: str, importing: str):
+    """Back to the upload form, saying what became of a stashed upload that is no longer waiting."""
+    state, lines = service.upload_state(token)
+    if state == "done":
+        flash("This import was confirmed already and saved once: " + "; ".join(lines[:1]), "info")
+    elif state == "importing":
+        flash(importing, "info")
+    else:
+        flash("That import is no longer waiting; upload the file again.", "error")
+    return redirect(url_for("holdings.import_holdings"))
 
 
 @bp.route("/import/<token>/read", methods=["POST"])
@@ -278,14 +283,7 @@ def confirm_import(token: str):
         return _import_in_background(token, waiting[1])
     stashed = service.claim_upload(token)
     if stashed is None:
-        state, lines = service.upload_state(token)
-        if state == "done":
-            flash("This import was confirmed already and saved once: " + "; ".join(lines[:1]), "info")
-        elif state == "importing":
-            flash("This import is being saved by an earlier click; it is saved once.", "info")
-        else:
-            flash("That import is no longer waiting; upload the file again.", "error")
-        return redirect(url_for("holdings.import_holdings"))
+        return _no_longer_waiting(token, "This import is being saved by an earlier click; it is saved once.")
     data, meta = stashed
     try:
         result = service.import_file(data, meta.get("filename") or "upload", service.ReadOptions.from_meta(meta),

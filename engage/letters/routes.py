@@ -280,14 +280,10 @@ def _already_generated(batch: LetterBatch):
 
 def _batch(batch_id: int, for_sending: bool = False) -> LetterBatch:
     """The batch with its letters and their companies (for sending: the engagements' campaigns and reminders too)."""
-    engagements = selectinload(LetterBatch.letters).selectinload(Letter.engagement)
-    options = [engagements.selectinload(Engagement.company), selectinload(LetterBatch.template)]
-    if for_sending:
-        options += [engagements.selectinload(Engagement.campaign), engagements.selectinload(Engagement.reminders)]
-    batch = db.session.scalar(sa.select(LetterBatch).where(LetterBatch.id == batch_id).options(*options))
-    if batch is None:
+    try:
+        return jobs.load_batch(batch_id, for_sending)
+    except background.Refused:
         abort(404)
-    return batch
 
 
 def _ready(item: LetterBatch) -> int:
