@@ -146,6 +146,19 @@ def _sqlite_pragmas(busy_timeout_ms: int):
     return on_connect
 
 
+def _sqlite_busy_timeout_reset(busy_timeout_ms: int, raised_key: str):
+    """A connection whose busy timeout was raised for one piece of work (`dbutil.raise_busy_timeout`)
+    gets the configured one back when it returns to the pool, so the next page using it does not
+    wait minutes for a lock."""
+    def on_checkin(dbapi_connection, record):
+        if dbapi_connection is not None and record.info.pop(raised_key, False):
+            cursor = dbapi_connection.cursor()
+            cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+            cursor.close()
+
+    return on_checkin
+
+
 def _postgresql_settings(dbapi_connection, _record):
     """PostgreSQL sessions without JIT compilation: the pages' queries are short, and a plan whose
     cost passes jit_above_cost (a sort over a computed column of every engagement, say) spent
@@ -161,6 +174,7 @@ def _postgresql_settings(dbapi_connection, _record):
 def register_extensions(app: Flask) -> None:
     # Imported when an app is built, not with the package (see the module docstring).
     from engage import audit
+    from engage.dbutil import RAISED_BUSY_TIMEOUT
     from engage.extensions import csrf, db, limiter, login_manager, migrate
     from engage.search.schema import include_object
 
@@ -169,6 +183,8 @@ def register_extensions(app: Flask) -> None:
         for engine in [db.engine, *db.engines.values()]:
             if engine.dialect.name == "sqlite":
                 sa.event.listen(engine, "connect", _sqlite_pragmas(app.config["SQLITE_BUSY_TIMEOUT_MS"]))
+                sa.event.listen(engine, "checkin", _sqlite_busy_timeout_reset(app.config["SQLITE_BUSY_TIMEOUT_MS"],
+                                                                              RAISED_BUSY_TIMEOUT))
             elif engine.dialect.name == "postgresql":
                 sa.event.listen(engine, "connect", _postgresql_settings)
     def schema_objects(obj, name, type_, reflected, compare_to) -> bool:

@@ -19,3 +19,16 @@ def insert_ignoring_conflicts(model, rows: list[dict]) -> list[int]:
     table = model.__table__
     statement = insert(table).values(rows).on_conflict_do_nothing().returning(table.c.id)
     return [row[0] for row in db.session.execute(statement)]
+
+
+#: Connection info key: the connection's SQLite busy timeout was raised (reset when it is checked in).
+RAISED_BUSY_TIMEOUT = "engage_busy_timeout_raised"
+
+
+def raise_busy_timeout(connection, milliseconds: int) -> None:
+    """On SQLite, let this connection wait up to `milliseconds` for the write lock until it returns
+    to the pool (engage's checkin listener then sets SQLITE_BUSY_TIMEOUT_MS again)."""
+    if connection.dialect.name != "sqlite":
+        return
+    connection.info[RAISED_BUSY_TIMEOUT] = True
+    connection.exec_driver_sql(f"PRAGMA busy_timeout={max(0, min(int(milliseconds), 2**31 - 1))}")

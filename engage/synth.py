@@ -79,6 +79,7 @@ def _copy(model, rows: list[dict], progress=None) -> bool:
     for millions of rows). The columns the rows leave out get the model's constant defaults, as an
     INSERT would give them; False (nothing written) when a left-out column's default is computed
     in Python and the server has none, so the caller INSERTs instead."""
+    # psycopg is PostgreSQL's driver: imported only when synth writes to PostgreSQL.
     from psycopg import sql
     from psycopg.types.json import Json
 

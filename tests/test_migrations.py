@@ -39,6 +39,22 @@ def test_sqlite_connections_enforce_foreign_keys_and_use_wal(app):
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == app.config["SQLITE_BUSY_TIMEOUT_MS"]
 
 
+def test_a_raised_busy_timeout_ends_when_the_connection_returns_to_the_pool(app):
+    """A job worker waits minutes for the write lock (background._patient); the page that gets its
+    connection from the pool next waits SQLITE_BUSY_TIMEOUT_MS again (found: 120000 left behind)."""
+    if db.engine.dialect.name != "sqlite":
+        return
+    from engage.dbutil import raise_busy_timeout  # noqa: the helper under test, beside the pragmas it resets
+
+    connection = db.session.connection()
+    raw = connection.connection.dbapi_connection
+    raise_busy_timeout(connection, 987_654)
+    assert raw.execute("PRAGMA busy_timeout").fetchone()[0] == 987_654
+    db.session.commit()
+    db.session.close()  # checked in
+    assert raw.execute("PRAGMA busy_timeout").fetchone()[0] == app.config["SQLITE_BUSY_TIMEOUT_MS"]
+
+
 def test_upgrading_keeps_rows_that_point_at_rebuilt_tables(make_app, tmp_path, database_url):
     """SQLite batch migrations rebuild tables; references to them must survive (owner_id here)."""
     from flask_migrate import upgrade

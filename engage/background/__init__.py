@@ -39,6 +39,7 @@ from huey import Huey, crontab
 from huey.storage import BaseSqlStorage, MemoryStorage, PostgresStorage, RedisStorage, SqliteStorage
 
 from engage import audit, clock
+from engage.dbutil import raise_busy_timeout
 from engage.extensions import db
 from engage.models import BackgroundJob, JobStatus, User
 
@@ -269,10 +270,9 @@ def _patient() -> None:
     import waits for its turn (HOLDINGS_IMPORT_WAIT_SECONDS), not SQLITE_BUSY_TIMEOUT_MS: another
     worker thread's import holds the write lock for longer than a page would wait, and a job that
     could not be taken stayed queued until the minute's check."""
-    connection = db.session.connection()
-    if connection.dialect.name == "sqlite":
-        wait = int(_state["app"].config.get("HOLDINGS_IMPORT_WAIT_SECONDS", 120)) * 1000
-        connection.exec_driver_sql(f"PRAGMA busy_timeout={max(wait, int(_state['app'].config['SQLITE_BUSY_TIMEOUT_MS']))}")
+    config = _state["app"].config
+    wait = int(config.get("HOLDINGS_IMPORT_WAIT_SECONDS", 120)) * 1000
+    raise_busy_timeout(db.session.connection(), max(wait, int(config["SQLITE_BUSY_TIMEOUT_MS"])))
 
 
 def _finish(job_id: int, status: JobStatus, *, error: str | None = None, lines: list[str] | None = None,
