@@ -3,7 +3,7 @@
 The screening page keeps every fund's aggregates and shows the first SHOWN rows of each long list
 (on an official list, linked through a parent, noted only, held again after divestment) with
 "N of M shown" and a link to the full list, paged (PAGE_SIZE) in a stable order, filterable; a bad
-page or filter is a 400 saying what is wrong, a page past the end shows the last page and says so.
+page is a 404 and a bad filter a 400, each saying what is wrong, a page past the end shows the last page and says so.
 The bulk action still opens engagements for every eligible holding of the fund, not the slice.
 """
 
@@ -153,10 +153,10 @@ def test_the_full_list_pages_in_a_stable_order_and_says_what_a_bad_page_is(clien
         assert response.status_code == 200
         assert f"There is no page {past}: this list has 2 pages, so the last one is shown." in text
         assert names(text, "Listed Paged Fund") == expected[4:]
-    # not a page number: a 400 saying so
-    for bad in ("0", "abc", "-1", "1.5", "99999999999999999999999999"):
+    # not a page number: a 404 (as every list's), saying why
+    for bad in ("0", "abc", "-1", "1.5", "99999999999999999999999999", str(2**31)):
         response = client.get(url + f"&page={bad}")
-        assert response.status_code == 400, bad
+        assert response.status_code == 404, bad
         assert "is not a page number: give a whole number from 1" in response.get_data(as_text=True)
     # the other sections, and their filters
     noted = client.get(f"/holdings/screening/{item.id}?section=noted").get_data(as_text=True)
@@ -188,8 +188,11 @@ def test_the_held_again_list_pages_all_funds_or_one(client, login_as):
     past = client.get(f"/holdings/screening/held-again?fund={one.id}&page=7").get_data(as_text=True)
     assert "There is no page 7: this list has 2 pages, so the last one is shown." in past
     assert names(past, "Divested") == ["Divested 0 First Fund"]
-    for bad in ("fund=abc", "fund=0", "fund=999999", "page=0", "page=x"):
-        assert client.get(f"/holdings/screening/held-again?{bad}").status_code == 400, bad
+    for bad in ("fund=abc", "fund=0", "fund=999999"):
+        response = client.get(f"/holdings/screening/held-again?{bad}")
+        assert response.status_code == 400 and "is no fund" in response.get_data(as_text=True), bad
+    for bad in ("page=0", "page=x"):
+        assert client.get(f"/holdings/screening/held-again?{bad}").status_code == 404, bad
     assert "No divested company is held again" in client.get(
         f"/holdings/screening/held-again?fund={fund('Empty Fund').id}").get_data(as_text=True)
 

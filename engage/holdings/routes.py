@@ -473,17 +473,20 @@ class Pager:
         return min(self.total, self.offset + self.per_page)
 
 
-#: The highest ?page= the full lists read as a number (beyond it, the page is refused as not a page number).
+#: The highest ?page= the full lists read as a number (beyond it, the page is refused as not a page number;
+#: below it, a page past the last one shows the last one).
 MAX_PAGE = 10**9
 
 
 def _page_asked() -> int:
-    """`?page=` of a screening list: empty is 1; anything but a whole number from 1 is a 400 saying so."""
+    """`?page=` of a screening list: empty is 1; anything but a whole number from 1 (to MAX_PAGE) is a 404 saying so."""
     raw = request.args.get("page", "")
     page = 1 if raw == "" else whole_number(raw, minimum=1, maximum=MAX_PAGE)
-    if page is None:
-        abort(400, f"Page \u201c{raw[:40]}\u201d is not a page number: give a whole number from 1 "
-                   f"(a page past the last one shows the last one).")
+    if page is None:  # a 404, as every list's bad page (engage.web.paginate), saying why
+        abort(make_response(render_template(
+            "errors/error.html", code=404, title="No such page",
+            text=f"Page \u201c{raw[:40]}\u201d is not a page number: give a whole number from 1 "
+                 f"(a page past the last one shows the last one)."), 404))
     return page
 
 
