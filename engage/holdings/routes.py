@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+from dataclasses import dataclass
 
 import sqlalchemy as sa
 from flask import Blueprint, abort, current_app, flash, make_response, redirect, render_template, request, url_for
@@ -429,12 +430,126 @@ def merge_company(company_id: int):
 @bp.route("/screening")
 @require_role("viewer")
 def screening_page():
+    """Each fund's exposure (aggregates over every holding) and the first rows of its long lists,
+    each with "N of M shown" and a link to the paged full list: a fixed number of queries."""
     campaigns = db.session.scalars(sa.select(Campaign).where(Campaign.active.is_(True)).order_by(Campaign.name)).all()
-    exposures = screening.exposures(detail=True)
+    exposures = screening.exposures()
+    snap = screening.snapshots()
+    new_after = list_screening.new_since_threshold()
     return render_template("holdings/screening.html", exposures=exposures, overall=screening.overall(exposures),
+                           counts=screening.section_counts(snap, new_after),
+                           slices=screening.flagged_slices(snap, screening.SHOWN, new_after),
+                           held=screening.held_again_slices(snap, screening.SHOWN), shown=screening.SHOWN,
                            campaigns=campaigns, lists=screening_lists(), action_form=ActionForm(formdata=None),
                            list_labels={s.value: s.label for s in RiskSource},
-                           new_after=list_screening.new_since_threshold(), to_review=match_review.pending_count())
+                           new_after=new_after, to_review=match_review.pending_count())
+
+
+@dataclass
+class Pager:
+    """A page of a list of `total` rows, `per_page` at a time; `asked` is the page asked for when it was past the end."""
+
+    page: int
+    per_page: int
+    total: int
+    asked: int | None = None
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.per_page))
+
+    @property
+    def offset(self) -> int:
+        return (self.page - 1) * self.per_page
+
+    @property
+    def first(self) -> int:
+        return self.offset + 1 if self.total else 0
+
+    @property
+    def last(self) -> int:
+        return min(self.total, self.offset + self.per_page)
+
+
+#: The highest ?page= the full lists read as a number (beyond it, the page is refused as not a page number;
+#: below it, a page past the last one shows the last one).
+MAX_PAGE = 10**9
+
+
+def _page_asked() -> int:
+    """`?page=` of a screening list: empty is 1; anything but a whole number from 1 (to MAX_PAGE) is a 404 saying so."""
+    raw = request.args.get("page", "")
+    page = 1 if raw == "" else whole_number(raw, minimum=1, maximum=MAX_PAGE)
+    if page is None:  # a 404, as every list's bad page (engage.web.paginate), saying why
+        abort(make_response(render_template(
+            "errors/error.html", code=404, title="No such page",
+            text=f"Page \u201c{raw[:40]}\u201d is not a page number: give a whole number from 1 "
+                 f"(a page past the last one shows the last one)."), 404))
+    return page
+
+
+def _pager(asked: int, total: int) -> Pager:
+    """The page asked for, or the last one when it is past the end (the page then says so)."""
+    pager = Pager(asked, current_app.config["PAGE_SIZE"], total)
+    return pager if asked <= pager.pages else Pager(pager.pages, pager.per_page, total, asked=asked)
+
+
+def _choice(name: str, allowed: dict[str, str], default: str | None = None) -> str | None:
+    """A filter of a screening list: empty means `default`; a value it does not know is a 400 naming the ones it knows."""
+    value = request.args.get(name, "")
+    if value == "":
+        return default
+    if value not in allowed:
+        abort(400, f"{name}=\u201c{value[:40]}\u201d is not one of the choices: "
+                   f"{', '.join(f'{key} ({label})' for key, label in allowed.items())}.")
+    return value
+
+
+@bp.route("/screening/<int:fund_id>")
+@require_role("viewer")
+def screening_fund(fund_id: int):
+    """One list of a fund's flagged holdings in full, a page at a time: on an official list, linked
+    through a parent, or noted only; filtered by list and to those new since the last screening."""
+    fund = db.get_or_404(Fund, fund_id)
+    section = _choice("section", {key: key.capitalize() for key in screening.SECTIONS}, "official")
+    source = _choice("list", {s.value: s.label for s in RiskSource})
+    new_only = _choice("new", {"1": "only new since the last screening"}) == "1"
+    new_after = list_screening.new_since_threshold()
+    snap = screening.snapshots([fund.id])
+    exposure = screening.exposure(fund, detail=False)
+    counts = screening.section_counts(snap, new_after, fund_id=fund.id).get(fund.id, screening.SectionCounts())
+    total = (counts[section] if source is None and not new_only else
+             screening.flagged_count(snap, fund.id, section, source=source, new_after=new_after, new_only=new_only))
+    pager = _pager(_page_asked(), total)
+    rows = screening.flagged_page(snap, fund.id, section, limit=pager.per_page, offset=pager.offset, source=source,
+                                  new_after=new_after, new_only=new_only)
+    campaigns = db.session.scalars(sa.select(Campaign).where(Campaign.active.is_(True)).order_by(Campaign.name)).all()
+    return render_template("holdings/screening_fund.html", fund=fund, e=exposure, section=section, source=source,
+                           new_only=new_only, sections=screening.SECTIONS, counts=counts, rows=rows, pager=pager,
+                           campaigns=campaigns, action_form=ActionForm(formdata=None), new_after=new_after,
+                           list_labels={s.value: s.label for s in RiskSource})
+
+
+@bp.route("/screening/held-again")
+@require_role("viewer")
+def screening_held_again():
+    """Every divested company held again after its divestment, a page at a time, of one fund or all."""
+    funds = db.session.execute(sa.select(Fund.id, Fund.name).order_by(Fund.name, Fund.id)).all()
+    raw = request.args.get("fund", "")
+    fund_id = None
+    if raw != "":
+        fund_id = whole_number(raw, minimum=1)
+        if fund_id is None or fund_id not in {row.id for row in funds}:
+            abort(400, f"fund=\u201c{raw[:40]}\u201d is no fund: choose one of the list, or all funds.")
+    snap = screening.snapshots([fund_id] if fund_id is not None else None)
+    asked = _page_asked()
+    per_page = current_app.config["PAGE_SIZE"]
+    rows, total = screening.held_again(snap, limit=per_page, offset=(asked - 1) * per_page, fund_id=fund_id)
+    pager = _pager(asked, total)
+    if pager.asked is not None and total:  # past the end: the last page instead (one more query)
+        rows, total = screening.held_again(snap, limit=per_page, offset=pager.offset, fund_id=fund_id)
+    return render_template("holdings/screening_held_again.html", rows=rows, pager=pager, funds=funds,
+                           fund_id=fund_id)
 
 
 def screening_lists():

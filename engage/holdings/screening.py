@@ -346,19 +346,7 @@ def _add_detail(result: list[FundExposure], snap) -> None:
                                    .options(selectinload(RiskFlag.version), selectinload(RiskFlag.linked_via))
                                    .order_by(RiskFlag.effective_date, RiskFlag.id)):
         flags[flag.company_id].append(flag)
-    open_by_company: dict[int, Engagement] = {}
-    divested_by_company: dict[int, tuple[Engagement, dt.date]] = {}
-    for engagement, divested_on in db.session.execute(
-        sa.select(Engagement, cycle.divested_on())
-        .where(Engagement.company_id.in_(held), sa.or_(Engagement.is_open, Engagement.is_divested))
-        .order_by(Engagement.opened_on, Engagement.id)
-    ):
-        if engagement.is_divested:
-            current = divested_by_company.get(engagement.company_id)
-            if current is None or divested_on >= current[1]:
-                divested_by_company[engagement.company_id] = (engagement, divested_on)
-        elif engagement.company_id not in open_by_company:
-            open_by_company[engagement.company_id] = engagement
+    open_by_company, divested_by_company = _engagements_of(held)
     by_fund = {item.fund.id: item for item in result}
     for holding, company in holdings:
         divestment, divested_on = divested_by_company.get(company.id, (None, None))
@@ -370,6 +358,191 @@ def _add_detail(result: list[FundExposure], snap) -> None:
         by_fund[item.fund_id].held_again.append(item)
 
 
+# The screening page's lists, in slices --------------------------------------------------------
+# The page shows each fund's aggregates (from `exposures()`) and the first SHOWN rows of each long
+# list, fetched with a bound in SQL, with "N of M shown" and a link to the paged full list.
+
+#: Rows of each long list (per fund and section, and held again per fund) the screening page shows.
+SHOWN = 20
+
+#: The flagged holdings of a snapshot fall in one of these, as `_add_detail` sorts them.
+SECTIONS: dict[str, str] = {
+    "official": "Holdings on an official list",
+    "linked": "Holdings linked to an official list through a listed parent (not counted as exposure)",
+    "noted": "Holdings with analyst notes or sector risk only, on no official list (not exposure)",
+}
+
+
+def _section():
+    """SQL: the section of a flagged holding (its company on an official list, linked to one, or only noted)."""
+    return sa.case((Holding.company_id.in_(on_official_list()), "official"),
+                   (Holding.company_id.in_(linked_to_official_list()), "linked"), else_="noted")
+
+
+def _flagged():
+    """SQL condition: the holding's company has a current flag (any source)."""
+    return Holding.company_id.in_(sa.select(RiskFlag.company_id).where(current_flags()))
+
+
+def _new_flag(new_after: int | None):
+    """SQL condition: an official list's flag made by the screening since the one before the latest (see
+    engage.lists.screening.new_since_threshold) stands on the holding's company; false when none ran."""
+    if new_after is None:
+        return sa.false()
+    return Holding.company_id.in_(sa.select(RiskFlag.company_id).where(
+        current_flags(), RiskFlag.source.in_(OFFICIAL_LISTS), RiskFlag.entity_id.is_not(None), RiskFlag.id > new_after))
+
+
+def _can_open():
+    """SQL condition: no engagement of the company is open or divested (ExposureRow.can_open)."""
+    return ~sa.exists().where(Engagement.company_id == Holding.company_id,
+                              sa.or_(Engagement.is_open, Engagement.is_divested))
+
+
+def _row_order():
+    """Largest holdings first, then by name; ties broken by the holding's id (a stable order for paging)."""
+    return (Holding.market_value.desc().nulls_last(), Company.normalized_name, Holding.id)
+
+
+def _in_source(source: str):
+    """SQL condition: a current flag of list or signal `source` stands on the holding's company."""
+    return Holding.company_id.in_(sa.select(RiskFlag.company_id).where(current_flags(), RiskFlag.source == source))
+
+
+@dataclass
+class SectionCounts:
+    """How many flagged holdings a fund's snapshot has per section, how many the bulk action would
+    open an engagement for, and how many are new since the last screening."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    to_open: int = 0
+    new: int = 0
+
+    def __getitem__(self, section: str) -> int:
+        return self.counts.get(section, 0)
+
+
+def section_counts(snap, new_after: int | None = None, fund_id: int | None = None,
+                   source: str | None = None) -> dict[int, SectionCounts]:
+    """Per fund (of `snap`): its flagged holdings counted per section, those the bulk action may open, new ones. One query."""
+    section = _section().label("section")
+    query = (sa.select(Holding.fund_id, section, sa.func.count(),
+                       sa.func.count(sa.case((_can_open(), Holding.id))),
+                       sa.func.count(sa.case((_new_flag(new_after), Holding.id))))
+             .join(snap, in_snapshot(snap)).where(_flagged()).group_by(Holding.fund_id, section))
+    if fund_id is not None:
+        query = query.where(Holding.fund_id == fund_id)
+    if source is not None:
+        query = query.where(_in_source(source))
+    result: dict[int, SectionCounts] = defaultdict(SectionCounts)
+    for fund, name, count, can_open, new in db.session.execute(query):
+        counts = result[fund]
+        counts.counts[name] = count
+        counts.new += new
+        if name == "official":
+            counts.to_open = can_open
+    return result
+
+
+def flagged_slices(snap, per_fund: int = SHOWN, new_after: int | None = None) -> dict[tuple[int, str], list[ExposureRow]]:
+    """The first `per_fund` rows of each fund's sections (and of its holdings new since the last
+    screening, under "new"), in `_row_order`, with their flags and engagements: a fixed number of
+    queries, and at most `per_fund` rows per list leave the database."""
+    order = _row_order()
+    section = _section()
+    ranked = (sa.select(Holding.id.label("holding_id"), section.label("section"),
+                        sa.func.row_number().over(partition_by=(Holding.fund_id, section), order_by=order).label("nth"))
+              .join(snap, in_snapshot(snap)).join(Company, Company.id == Holding.company_id).where(_flagged()))
+    fresh = (sa.select(Holding.id.label("holding_id"), sa.literal("new").label("section"),
+                       sa.func.row_number().over(partition_by=Holding.fund_id, order_by=order).label("nth"))
+             .join(snap, in_snapshot(snap)).join(Company, Company.id == Holding.company_id)
+             .where(_flagged(), _new_flag(new_after)))
+    picked = sa.union_all(ranked, fresh).subquery("picked") if new_after is not None else ranked.subquery("picked")
+    rows = db.session.execute(
+        sa.select(Holding, Company, picked.c.section)
+        .join(picked, picked.c.holding_id == Holding.id).join(Company, Company.id == Holding.company_id)
+        .where(picked.c.nth <= per_fund)
+        .order_by(Holding.fund_id, picked.c.section, picked.c.nth)).all()
+    detailed = _with_detail([(holding, company) for holding, company, _ in rows])
+    result: dict[tuple[int, str], list[ExposureRow]] = defaultdict(list)
+    for (holding, _, name), row in zip(rows, detailed):
+        result[holding.fund_id, name].append(row)
+    return result
+
+
+def _section_where(query, snap, fund_id: int, section: str, source: str | None, new_after: int | None, new_only: bool):
+    query = query.join(snap, in_snapshot(snap)).where(Holding.fund_id == fund_id, _flagged(), _section() == section)
+    if source is not None:
+        query = query.where(_in_source(source))
+    if new_only:
+        query = query.where(_new_flag(new_after))
+    return query
+
+
+def flagged_count(snap, fund_id: int, section: str, *, source: str | None = None, new_after: int | None = None,
+                  new_only: bool = False) -> int:
+    """How many rows `flagged_page` pages through with these filters."""
+    query = _section_where(sa.select(sa.func.count(Holding.id)), snap, fund_id, section, source, new_after, new_only)
+    return db.session.scalar(query) or 0
+
+
+def flagged_page(snap, fund_id: int, section: str, *, limit: int, offset: int = 0, source: str | None = None,
+                 new_after: int | None = None, new_only: bool = False) -> list[ExposureRow]:
+    """One page of a fund's section (LIMIT and OFFSET in SQL, `_row_order`), filtered to a list or
+    signal `source` and to holdings new since the last screening, with flags and engagements."""
+    query = _section_where(sa.select(Holding, Company).join(Company, Company.id == Holding.company_id),
+                           snap, fund_id, section, source, new_after, new_only)
+    return _with_detail(db.session.execute(query.order_by(*_row_order()).limit(limit).offset(offset)).all())
+
+
+def _with_detail(holdings: list) -> list[ExposureRow]:
+    """`ExposureRow`s for (holding, company) pairs: their current flags and engagements, in three
+    queries (two more load the flags' list versions and parents) whatever the number of rows."""
+    company_ids = {company.id for _, company in holdings}
+    if not company_ids:
+        return []
+    flags: dict[int, list[RiskFlag]] = defaultdict(list)
+    for flag in db.session.scalars(sa.select(RiskFlag).where(RiskFlag.company_id.in_(company_ids), current_flags())
+                                   .options(selectinload(RiskFlag.version), selectinload(RiskFlag.linked_via))
+                                   .order_by(RiskFlag.effective_date, RiskFlag.id)):
+        flags[flag.company_id].append(flag)
+    open_by_company, divested_by_company = _engagements_of(company_ids)
+    rows = []
+    for holding, company in holdings:
+        divestment, divested_on = divested_by_company.get(company.id, (None, None))
+        rows.append(ExposureRow(holding=holding, company=company, flags=flags[company.id],
+                                open=open_by_company.get(company.id), divestment=divestment, divested_on=divested_on))
+    return rows
+
+
+def _engagements_of(companies) -> tuple[dict[int, Engagement], dict[int, tuple[Engagement, dt.date]]]:
+    """Each company's first open engagement, and its latest divested one with its date (`companies`:
+    ids, or a subquery of them)."""
+    open_by_company: dict[int, Engagement] = {}
+    divested_by_company: dict[int, tuple[Engagement, dt.date]] = {}
+    for engagement, divested_on in db.session.execute(
+        sa.select(Engagement, cycle.divested_on())
+        .where(Engagement.company_id.in_(companies), sa.or_(Engagement.is_open, Engagement.is_divested))
+        .order_by(Engagement.opened_on, Engagement.id)
+    ):
+        if engagement.is_divested:
+            current = divested_by_company.get(engagement.company_id)
+            if current is None or divested_on >= current[1]:
+                divested_by_company[engagement.company_id] = (engagement, divested_on)
+        elif engagement.company_id not in open_by_company:
+            open_by_company[engagement.company_id] = engagement
+    return open_by_company, divested_by_company
+
+
+def held_again_slices(snap, per_fund: int = SHOWN) -> dict[int, tuple[list[HeldAgain], int]]:
+    """Per fund: the first `per_fund` companies held again after divestment (`held_again`'s order) and how many in all."""
+    result: dict[int, tuple[list[HeldAgain], int]] = {}
+    rows, _ = held_again(snap, per_fund=per_fund)
+    for item, total in rows:
+        result.setdefault(item.fund_id, ([], total))[0].append(item)
+    return result
+
+
 def held_after_divestment(snap, engagement_id: int | None = None) -> list[HeldAgain]:
     """Divested companies in the snapshots `snap` dated after the divestment, one per fund and company.
 
@@ -379,12 +552,16 @@ def held_after_divestment(snap, engagement_id: int | None = None) -> list[HeldAg
     return held_again(snap, engagement_id)[0]
 
 
-def held_again(snap, engagement_id: int | None = None, limit: int | None = None) -> tuple[list[HeldAgain], int]:
-    """`held_after_divestment`'s rows (the first `limit` of them, when given) and how many there are in all.
+def held_again(snap, engagement_id: int | None = None, limit: int | None = None, *, offset: int = 0,
+               fund_id: int | None = None, per_fund: int | None = None):
+    """`held_after_divestment`'s rows (the first `limit` of them after `offset`, when given; of fund
+    `fund_id` only, when given) and how many there are in all.
 
     One query: each divested engagement's date comes from one grouped pass over the divesting
     events (not a subquery per row, evaluated again for the filter and the order), and the latest
     divestment per fund and company is picked by a window, so only the rows shown leave the database.
+    The order (fund, largest holding first, company name, company id) is total, so pages are stable.
+    With `per_fund`: the first `per_fund` rows of every fund, as (row, the fund's count) pairs.
     """
     events = cycle.divesting_events()
     divested_on = sa.func.coalesce(events.c.occurred_on, Engagement.closed_on, Engagement.opened_on, type_=sa.Date)
@@ -405,18 +582,30 @@ def held_again(snap, engagement_id: int | None = None, limit: int | None = None)
     )
     if engagement_id is not None:
         candidates = candidates.where(Engagement.id == engagement_id)
+    if fund_id is not None:
+        candidates = candidates.where(Holding.fund_id == fund_id)
     rows = candidates.subquery("held_again")
+    columns = (rows.c.fund_id, rows.c.fund, rows.c.base_currency, rows.c.as_of, rows.c.company_id, rows.c.company,
+               rows.c.market_value, rows.c.engagement_id, rows.c.owner_id, rows.c.divested_on)
+    within_fund = (rows.c.market_value.desc().nulls_last(), rows.c.normalized_name, rows.c.company_id)
+    if per_fund is not None:
+        ranked = (sa.select(*columns, sa.func.count().over(partition_by=rows.c.fund_id).label("total"),
+                            sa.func.row_number().over(partition_by=rows.c.fund_id, order_by=within_fund).label("rank"))
+                  .where(rows.c.nth == 1).subquery("ranked"))
+        found = db.session.execute(
+            sa.select(*(ranked.c[column.name] for column in columns), ranked.c.total)
+            .where(ranked.c.rank <= per_fund).order_by(ranked.c.fund, ranked.c.fund_id, ranked.c.rank)).all()
+        return [(HeldAgain(*row[:-1]), row.total) for row in found], len(found)
     query = (
-        sa.select(rows.c.fund_id, rows.c.fund, rows.c.base_currency, rows.c.as_of, rows.c.company_id, rows.c.company,
-                  rows.c.market_value, rows.c.engagement_id, rows.c.owner_id, rows.c.divested_on,
-                  sa.func.count().over().label("total"))
+        sa.select(*columns, sa.func.count().over().label("total"))
         .where(rows.c.nth == 1)
-        .order_by(rows.c.fund, rows.c.market_value.desc().nulls_last(), rows.c.normalized_name,
-                  rows.c.divested_on.desc(), rows.c.engagement_id.desc())
+        .order_by(rows.c.fund, rows.c.fund_id, *within_fund)
     )
     if limit is not None:
-        query = query.limit(limit)
+        query = query.limit(limit).offset(offset)
     found = db.session.execute(query).all()
+    if not found and offset:  # past the last row: the count still says how many there are
+        return [], db.session.scalar(sa.select(sa.func.count()).select_from(rows).where(rows.c.nth == 1)) or 0
     return [HeldAgain(*row[:-1]) for row in found], (found[0].total if found else 0)
 
 

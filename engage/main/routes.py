@@ -31,7 +31,7 @@ bp = Blueprint("main", __name__)
 
 #: Reminder statuses still waiting; an IN list lets the (status, due_on) index serve the range.
 PENDING = (ReminderStatus.OPEN.value, ReminderStatus.SNOOZED.value)
-#: Divested companies held again listed on the dashboard (with how many there are; the screening page lists all).
+#: Divested companies held again listed on the dashboard (with how many there are; /holdings/screening/held-again lists all, paged).
 HELD_AGAIN_SHOWN = 20
 
 

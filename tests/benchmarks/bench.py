@@ -346,7 +346,7 @@ def percentile(values, pct):
 
 
 def bench_pages(app) -> list[dict]:
-    from engage.models import Company, Engagement, Interaction, User
+    from engage.models import Company, Engagement, Fund, Interaction, User
 
     admin = User(email="bench@example.org", name="Bench", role="admin")
     admin.set_password("benchmark password")
@@ -357,6 +357,7 @@ def bench_pages(app) -> list[dict]:
                                    occurred_on=long_engagement.opened_on, subject=f"Long timeline {i}"))
     db.session.commit()
     company = db.session.scalar(sa.select(Company).order_by(Company.id).limit(1))
+    fund = db.session.scalar(sa.select(Fund).order_by(Fund.id).limit(1))
     client = app.test_client()
     client.post("/auth/login", data={"email": "bench@example.org", "password": "benchmark password"})
     pages = [
@@ -374,6 +375,9 @@ def bench_pages(app) -> list[dict]:
         ("engagement, 300+ timeline entries", f"/engagements/{long_engagement.id}"),
         ("funds", "/holdings/funds"),
         ("screening", "/holdings/screening"),
+        ("screening, a fund's listed holdings", f"/holdings/screening/{fund.id}?section=official"),
+        ("screening, held again, first page", "/holdings/screening/held-again"),
+        ("screening, held again, deep page", "/holdings/screening/held-again?page=800"),
     ]
     return _time_pages(client, pages)
 
