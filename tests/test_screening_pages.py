@@ -120,17 +120,22 @@ def test_the_bulk_action_opens_engagements_for_every_eligible_holding_not_the_sl
     item = paged_fund()
     already = db.session.scalar(sa.select(Company).where(Company.name == "Alpha Listed Paged Fund"))
     existing = factories.engagement(company=already, campaign=campaign)  # open in the campaign already: not again
+    elsewhere = db.session.scalar(sa.select(Company).where(Company.name == f"{OFFICIAL[1][0]} Paged Fund"))
+    other = factories.engagement(company=elsewhere, campaign=factories.campaign("another-campaign"))  # open elsewhere
     page = client.get("/holdings/screening").get_data(as_text=True)
-    assert "Opens 6 engagements" in page
+    assert "Opens 5 engagements" in page
     before = db.session.scalar(sa.select(sa.func.count(Engagement.id)))
     response = client.post("/holdings/screening/engage", data={"fund_id": item.id, "campaign_id": campaign.id})
     assert response.status_code == 302
     opened = db.session.scalars(sa.select(Engagement).where(Engagement.campaign_id == campaign.id,
                                                             Engagement.id != existing.id)).all()
-    assert len(opened) == 6 and {e.stage for e in opened} == {"identified"}
-    assert {e.company.name for e in opened} == {f"{n} Paged Fund" for n, _ in OFFICIAL[1:]}
+    # as many as the page said: not the one open in another campaign either
+    assert len(opened) == 5 and {e.stage for e in opened} == {"identified"}
+    assert {e.company.name for e in opened} == {f"{n} Paged Fund" for n, _ in OFFICIAL[2:]}
+    assert db.session.scalar(sa.select(sa.func.count(Engagement.id)).where(Engagement.company_id == elsewhere.id)) == 1
+    assert other.campaign_id != campaign.id
     client.post("/holdings/screening/engage", data={"fund_id": item.id, "campaign_id": campaign.id})
-    assert db.session.scalar(sa.select(sa.func.count(Engagement.id))) == before + 6  # not twice
+    assert db.session.scalar(sa.select(sa.func.count(Engagement.id))) == before + 5  # not twice
     assert "Open engagements for the" not in client.get("/holdings/screening").get_data(as_text=True)
 
 

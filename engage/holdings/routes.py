@@ -584,7 +584,8 @@ def engage_flagged():
     fund = db.get_or_404(Fund, fund_id)
     campaign = db.get_or_404(Campaign, campaign_id)
     rows = screening.exposure(fund).rows
-    opened = screening.open_engagements([row.company for row in rows], campaign,
+    # The companies the page counted ("Opens N engagements"): none open in any campaign, not divested.
+    opened = screening.open_engagements([row.company for row in rows if row.can_open], campaign,
                                         current_user._get_current_object(), clock.today())
     db.session.commit()
     flash(f"{len(opened)} engagement(s) opened for flagged holdings of {fund.name}.", "success")
