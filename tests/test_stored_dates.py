@@ -321,3 +321,12 @@ def test_recount_fills_the_columns_from_the_rows(app):
 def test_the_triggers_are_the_migrations(app):
     """The database holds exactly the triggers engage.engagements.stored describes."""
     assert stored.missing_triggers(db.session.connection()) == []
+
+
+def test_synth_bulk_load_leaves_right_dates(app, runner):
+    """`flask synth` writes its rows with executemany (SQLite) or COPY (PostgreSQL): the triggers follow both."""
+    result = runner.invoke(args=["synth", "--companies", "20", "--seed", "5"])
+    assert result.exit_code == 0, result.output
+    found = assert_stored_right()
+    assert any(v[0] is not None for v in found.values()) and any(v[2] is not None for v in found.values())
+    assert runner.invoke(args=["engagements", "check-dates"]).exit_code == 0

@@ -77,7 +77,14 @@ def engagement_query(f: dict, today: dt.date):
     if f["sector"]:
         query = query.where(Company.sector == f["sector"])
     if f["overdue"]:
-        query = query.where(service.next_follow_up_query() < today)
+        overdue = service.next_follow_up_query() < today
+        if db.session.get_bind().dialect.name == "sqlite":
+            # Most engagements of a busy team are overdue on something (three in four of the
+            # synthetic 100,000): told so, SQLite walks the companies in name order and stops at
+            # the page instead of fetching every overdue engagement through the date index
+            # (1.5 s -> 1 ms for the page's rows at 100,000 companies).
+            overdue = sa.func.likelihood(overdue, sa.literal_column("0.9"))
+        query = query.where(overdue)
     if f["stale"]:
         cutoff = today - dt.timedelta(days=current_app.config["STALE_AFTER_DAYS"])
         query = query.where(quiet_since(cutoff))
