@@ -148,24 +148,31 @@ def uninstall(conn) -> None:
 
 def recount(conn) -> dict[str, int]:
     """Set both columns of every engagement from its rows, set-based; per column, how many changed."""
+    if conn.dialect.name == "postgresql":
+        # One pass: each child table grouped once (index-only scans), both columns written in one
+        # UPDATE (one new version of each changed row, not two): 10 s at 200,000 engagements where
+        # an UPDATE per column took 26 s.
+        joins, pairs = [], []
+        for n, (column, (table, aggregate, value, condition, _columns)) in enumerate(STORED.items()):
+            joins.append(f"LEFT JOIN (SELECT engagement_id, {aggregate}({value}) AS value FROM {table} "
+                         f"WHERE {condition} GROUP BY engagement_id) g{n} ON g{n}.engagement_id = x.id")
+            pairs.append((column, f"g{n}.value"))
+        changes = " OR ".join(f"e.{column} IS DISTINCT FROM t.new_{column}" for column, _ in pairs)
+        row = conn.execute(sa.text(
+            "WITH changed AS (UPDATE engagements e SET "
+            + ", ".join(f"{column} = t.new_{column}" for column, _ in pairs)
+            + " FROM (SELECT x.id, " + ", ".join(f"x.{column} AS old_{column}, {new} AS new_{column}" for column, new in pairs)
+            + " FROM engagements x " + " ".join(joins) + f") t WHERE e.id = t.id AND ({changes}) RETURNING "
+            + ", ".join(f"t.old_{column} IS DISTINCT FROM t.new_{column} AS {column}" for column, _ in pairs)
+            + ") SELECT " + ", ".join(f"count(*) FILTER (WHERE {column})" for column, _ in pairs) + " FROM changed"
+        )).one()
+        return {column: int(count) for (column, _), count in zip(pairs, row)}
     changed = {}
-    for column, (table, aggregate, value, condition, _columns) in STORED.items():
-        if conn.dialect.name == "postgresql":
-            # One grouped pass over the child rows (index-only), then the engagements left without any.
-            filled = conn.execute(sa.text(
-                f"UPDATE engagements e SET {column} = g.value FROM (SELECT engagement_id, {aggregate}({value}) AS value "
-                f"FROM {table} WHERE {condition} GROUP BY engagement_id) g "
-                f"WHERE e.id = g.engagement_id AND e.{column} IS DISTINCT FROM g.value")).rowcount
-            emptied = conn.execute(sa.text(
-                f"UPDATE engagements e SET {column} = NULL WHERE e.{column} IS NOT NULL "
-                f"AND NOT EXISTS (SELECT 1 FROM {table} c WHERE c.engagement_id = e.id AND "
-                + " AND ".join(f"c.{part}" for part in condition.split(" AND ")) + ")")).rowcount
-            changed[column] = filled + emptied
-        else:
-            # SQLite: one correlated lookup per engagement in the covering index (no grouped join).
-            changed[column] = conn.execute(sa.text(
-                f"UPDATE engagements SET {column} = {computed(column, 'engagements.id')} "
-                f"WHERE {column} IS NOT {computed(column, 'engagements.id')}")).rowcount
+    for column in STORED:
+        # SQLite: one correlated lookup per engagement in the covering index (no grouped join).
+        changed[column] = conn.execute(sa.text(
+            f"UPDATE engagements SET {column} = {computed(column, 'engagements.id')} "
+            f"WHERE {column} IS NOT {computed(column, 'engagements.id')}")).rowcount
     return changed
 
 
