@@ -330,3 +330,36 @@ def test_synth_bulk_load_leaves_right_dates(app, runner):
     found = assert_stored_right()
     assert any(v[0] is not None for v in found.values()) and any(v[2] is not None for v in found.values())
     assert runner.invoke(args=["engagements", "check-dates"]).exit_code == 0
+
+
+def test_two_transactions_writing_one_engagement_at_once_leave_the_right_date(app):
+    """PostgreSQL: the trigger locks the engagement, then reads its rows afresh. Without the lock the
+    second writer would recompute from a snapshot that lacks the first one's later contact and
+    overwrite it (READ COMMITTED re-evaluates the row, not the SET's subquery)."""
+    import threading
+    import time
+
+    if db.engine.dialect.name != "postgresql":
+        return  # SQLite has one writer at a time
+    engagement = factories.engagement()
+    sql = sa.text("INSERT INTO interactions (engagement_id, kind, direction, occurred_on, subject, summary, "
+                  "participants, created_at, updated_at) VALUES (:e, 'email', 'outbound', :on, '', '', '', now(), now())")
+    engine = db.engine  # the thread has no app context
+    first = engine.connect()
+    first.execute(sql, {"e": engagement.id, "on": D + dt.timedelta(days=10)})  # the later contact, not committed yet
+    done = threading.Event()
+
+    def second_writer():
+        with engine.begin() as conn:  # the earlier contact: its trigger waits for the first writer's lock
+            conn.execute(sql, {"e": engagement.id, "on": D})
+        done.set()
+
+    thread = threading.Thread(target=second_writer)
+    thread.start()
+    time.sleep(1.0)
+    assert not done.is_set()  # waiting on the engagement's row lock
+    first.commit()
+    first.close()
+    thread.join(10)
+    assert done.is_set()
+    assert assert_stored_right()[engagement.id][2] == D + dt.timedelta(days=10)
