@@ -20,7 +20,6 @@ from engage.models import (
     Engagement,
     Escalation,
     Interaction,
-    InteractionKind,
     Reminder,
     ReminderStatus,
     Stage,
