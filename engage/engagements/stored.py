@@ -7,8 +7,8 @@ and count by them instead of computing them over every engagement per request.
 
 Triggers on `reminders` and `interactions` keep them, whatever writes the rows (the ORM, an
 executemany, a COPY, a cascade, raw SQL): after a write they recompute the value of each touched
-engagement from its rows (never an increment, so it cannot drift), and write it only when it
-changed.
+engagement from its rows (never an increment, so it cannot drift); PostgreSQL's writes it only
+when it changed.
 
 - SQLite: row triggers (SQLite has no others), on insert, delete, and on update of the columns
   that matter (engagement_id, status, due_on; engagement_id, kind, occurred_on).
