@@ -279,22 +279,19 @@ def timeline(engagement: Engagement, more: Iterable[TimelineEntry] = ()) -> list
 
 
 def next_follow_up_query():
-    """Correlated subquery: the earliest open reminder of each engagement."""
+    """Each engagement's next follow-up: the stored due date of its earliest waiting reminder
+    (engagements.next_follow_up_on, kept by triggers: engage.engagements.stored)."""
+    return Engagement.next_follow_up_on
+
+
+def computed_next_follow_up():
+    """Correlated subquery: the earliest waiting reminder of each engagement, from its reminders
+    (the definition the stored column follows; the tests compare the two)."""
     return (
         sa.select(sa.func.min(Reminder.due_on))
         .where(Reminder.engagement_id == Engagement.id, reminder_pending())
         .correlate(Engagement)
         .scalar_subquery()
-    )
-
-
-def next_follow_ups():
-    """Subquery (engagement_id, next_follow_up): the earliest waiting reminder of each engagement that has one."""
-    return (
-        sa.select(Reminder.engagement_id, sa.func.min(Reminder.due_on).label("next_follow_up"))
-        .where(reminder_pending())
-        .group_by(Reminder.engagement_id)
-        .subquery("next_follow_ups")
     )
 
 
@@ -309,6 +306,14 @@ def score_change_query():
 
 
 def last_contact_query():
+    """Each engagement's last contact: the stored date of its latest interaction that is not a
+    note (engagements.last_contact_on, kept by triggers: engage.engagements.stored)."""
+    return Engagement.last_contact_on
+
+
+def computed_last_contact():
+    """Correlated subquery: the latest interaction that is not a note, from the interactions
+    (the definition the stored column follows; the tests compare the two)."""
     return (
         sa.select(sa.func.max(Interaction.occurred_on))
         .where(Interaction.engagement_id == Engagement.id, Interaction.kind != InteractionKind.NOTE.value)
@@ -319,10 +324,8 @@ def last_contact_query():
 
 def summary_of(engagement: Engagement) -> dict:
     """Next follow-up, latest score and its change, last contact, for the engagement page."""
-    next_due = db.session.scalar(
-        sa.select(sa.func.min(Reminder.due_on))
-        .where(Reminder.engagement_id == engagement.id, Reminder.status != ReminderStatus.DONE.value)
-    )
+    # Read from the database, not the loaded object: the triggers set it after the object was loaded.
+    next_due = db.session.scalar(sa.select(Engagement.next_follow_up_on).where(Engagement.id == engagement.id))
     scores = db.session.execute(
         sa.select(Score.total, Score.scored_on).where(Score.engagement_id == engagement.id, Score.is_primary)
         .order_by(*Score.newest_first()).limit(2)

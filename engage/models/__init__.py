@@ -33,6 +33,7 @@ from engage.models.engagements import (
     Interaction,
     Reminder,
     event_divesting,
+    engagement_open,
     reminder_pending,
 )
 from engage.models.holdings import DivestmentAlert, Fund, Holding
@@ -50,6 +51,7 @@ from engage.models.views import VIEW_NAME_MAX, VIEW_QUERY_MAX, SavedView, ViewLi
 
 __all__ = [
     "event_divesting",
+    "engagement_open",
     "reminder_pending",
     "BackgroundJob", "JobStatus",
     "ApiToken",

@@ -35,6 +35,7 @@ if TYPE_CHECKING:  # type hints only: models.letters imports this module
 #: to divested, or a close with outcome divested). Written as literals, the same text in the partial
 #: indexes (migration 0032) and in the queries: a bound parameter would keep a planner from using them.
 PENDING_REMINDER = "status != 'done'"
+OPEN_ENGAGEMENT = "stage != 'closed'"
 DIVESTING_EVENT = "(kind = 'escalation' AND to_value = 'divested') OR (kind = 'close' AND outcome = 'divested')"
 
 
@@ -62,6 +63,12 @@ class Engagement(TimestampMixin, db.Model):
         sa.Index("ix_engagements_stage_escalation", "stage", "escalation"),
         sa.Index("ix_engagements_owner_stage", "owner_id", "stage"),
         sa.Index("ix_engagements_next_step_on", "next_step_on"),
+        # The stored dates (migration 0033): the next-follow-up sort and the overdue filter; the
+        # last-contact sort; the quiet engagements (open, last contact or opening before a cutoff).
+        sa.Index("ix_engagements_next_follow_up", "next_follow_up_on", "id"),
+        sa.Index("ix_engagements_last_contact", "last_contact_on", "id"),
+        sa.Index("ix_engagements_open_last_contact", "last_contact_on", "opened_on",
+                 sqlite_where=sa.text(OPEN_ENGAGEMENT), postgresql_where=sa.text(OPEN_ENGAGEMENT)),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -80,6 +87,12 @@ class Engagement(TimestampMixin, db.Model):
     next_step_on: Mapped[dt.date | None]
     #: Optimistic lock: an update from a stale form fails instead of overwriting.
     version: Mapped[int] = mapped_column(default=1)
+    #: Stored by database triggers, never by the application (engage.engagements.stored): the due
+    #: date of the earliest waiting reminder (NULL when none waits), and the date of the latest
+    #: interaction that is not a note (NULL when there is none). Read them with a query, not from
+    #: an object loaded before the write that changed them.
+    next_follow_up_on: Mapped[dt.date | None]
+    last_contact_on: Mapped[dt.date | None]
 
     company: Mapped[Company] = relationship(back_populates="engagements")
     campaign: Mapped[Campaign] = relationship()
@@ -284,6 +297,11 @@ class Reminder(TimestampMixin, db.Model):
 
 def _literal(value: str):
     return sa.literal_column(f"'{value}'")
+
+
+def engagement_open():
+    """SQL: the engagement is open (`OPEN_ENGAGEMENT`, the partial index's condition, as a literal)."""
+    return Engagement.stage != _literal("closed")
 
 
 def reminder_pending():
