@@ -583,6 +583,8 @@ def engage_flagged():
         abort(400, "Choose a fund and a campaign.")
     fund = db.get_or_404(Fund, fund_id)
     campaign = db.get_or_404(Campaign, campaign_id)
+    if not campaign.active:  # the page offers active campaigns only: a stale tab or a crafted post
+        abort(400, f"{campaign.name} is not active: choose an active campaign (reload the page).")
     rows = screening.exposure(fund).rows
     # The companies the page counted ("Opens N engagements"): none open in any campaign, not divested.
     opened = screening.open_engagements([row.company for row in rows if row.can_open], campaign,

@@ -1,0 +1,52 @@
+"""Issue 20, break 3: the screening lists and the bulk action under odd, stale and hostile requests."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from engage.extensions import db
+from engage.models import Engagement
+from tests import factories
+from tests.test_screening_pages import OFFICIAL, paged_fund, small_pages  # noqa: F401  (fixture)
+
+
+def test_the_bulk_action_refuses_an_inactive_campaign(client, login_as):
+    """The page offers active campaigns only; a stale tab (the campaign since closed) or a crafted
+    post must not open engagements in a campaign nobody can choose any more."""
+    login_as("analyst")
+    campaign = factories.campaign()
+    item = paged_fund()
+    campaign.active = False
+    db.session.commit()
+    before = db.session.scalar(sa.select(sa.func.count(Engagement.id)))
+    response = client.post("/holdings/screening/engage", data={"fund_id": item.id, "campaign_id": campaign.id})
+    assert response.status_code == 400
+    assert "not active" in response.get_data(as_text=True)
+    assert db.session.scalar(sa.select(sa.func.count(Engagement.id))) == before
+
+
+def test_odd_parameters_of_the_lists_are_refused_not_server_errors(client, login_as):
+    login_as("viewer")
+    item = paged_fund()
+    for url in (f"/holdings/screening/{10**30}", "/holdings/screening/99999999999999999999?section=noted",
+                f"/holdings/screening/held-again?fund={10**30}", f"/holdings/screening/{item.id}?page=%EF%BC%91",
+                f"/holdings/screening/{item.id}?page=-1", f"/holdings/screening/{item.id}?page=0",
+                f"/holdings/screening/{item.id}?page=1e3", f"/holdings/screening/{item.id}?page=" + "9" * 400,
+                f"/holdings/screening/{item.id}?section=%00", f"/holdings/screening/{item.id}?list=%C3%A9" * 3,
+                f"/holdings/screening/{item.id}?new=2", f"/holdings/screening/held-again?fund=-{item.id}",
+                "/holdings/screening/held-again?fund=%EF%BC%91"):
+        response = client.get(url)
+        assert response.status_code in (400, 404), (url, response.status_code)
+    # repeated parameters: the first counts, as everywhere
+    response = client.get(f"/holdings/screening/{item.id}?section=noted&section=bogus&page=2&page=x")
+    assert response.status_code == 200
+
+
+def test_a_viewer_cannot_post_the_bulk_action(client, login_as):
+    login_as("viewer")
+    campaign = factories.campaign()
+    item = paged_fund()
+    before = db.session.scalar(sa.select(sa.func.count(Engagement.id)))
+    response = client.post("/holdings/screening/engage", data={"fund_id": item.id, "campaign_id": campaign.id})
+    assert response.status_code == 403
+    assert db.session.scalar(sa.select(sa.func.count(Engagement.id))) == before
