@@ -50,3 +50,33 @@ def test_a_viewer_cannot_post_the_bulk_action(client, login_as):
     response = client.post("/holdings/screening/engage", data={"fund_id": item.id, "campaign_id": campaign.id})
     assert response.status_code == 403
     assert db.session.scalar(sa.select(sa.func.count(Engagement.id))) == before
+
+
+def test_the_bulk_action_names_a_few_divested_companies_not_all(client, login_as):
+    """A fund with many divested holdings: the flash named every one, and flashes travel in the session
+    cookie, which browsers drop past 4 KB (the user loses the message, or is signed out)."""
+    import datetime as dt
+    import hashlib
+
+    login_as("analyst")
+    campaign = factories.campaign()
+    item = paged_fund(held_again=0)
+    from tests.test_screening_pages import divest, hold
+    for n in range(200):
+        name = f"Divested {hashlib.sha256(str(n).encode()).hexdigest()[:24]} Holdings Limited"
+        engagement = factories.engagement(company=factories.company(name), opened_on=dt.date(2026, 1, 5))
+        divest(engagement, dt.date(2026, 3, 10))
+        engagement.company.risk_flags.append(_flag())
+        hold(item, engagement.company, 10 + n)
+    db.session.commit()
+    response = client.post("/holdings/screening/engage", data={"fund_id": item.id, "campaign_id": campaign.id})
+    assert response.status_code == 302
+    cookie = response.headers.get("Set-Cookie", "")
+    assert len(cookie) < 4000, len(cookie)
+    page = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert "and 195 more" in page and "divested" in page
+
+
+def _flag():
+    from engage.models import RiskFlag
+    return RiskFlag(source="us_entity_list", citation="c")

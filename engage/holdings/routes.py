@@ -571,6 +571,10 @@ def run_screening():
     return redirect(url_for("holdings.screening_page"))
 
 
+#: How many divested companies the bulk action's message names (then "and N more").
+DIVESTED_NAMED = 5
+
+
 @bp.route("/screening/engage", methods=["POST"])
 @require_role("analyst")
 def engage_flagged():
@@ -592,7 +596,9 @@ def engage_flagged():
     db.session.commit()
     flash(f"{len(opened)} engagement(s) opened for flagged holdings of {fund.name}.", "success")
     divested = [row.company.name for row in rows if row.divestment is not None]
-    if divested:
-        flash(f"Not opened for {', '.join(divested)}: divested; readmission is a reopening of the divested "
+    if divested:  # a few names: the flash travels in the session cookie, which browsers drop past 4 KB
+        named = ", ".join(divested[:DIVESTED_NAMED]) + (
+            f", and {len(divested) - DIVESTED_NAMED} more" if len(divested) > DIVESTED_NAMED else "")
+        flash(f"Not opened for {named}: divested; readmission is a reopening of the divested "
               f"engagement on recorded evidence of change in practice.", "info")
     return redirect(url_for("engagements.index", stage="identified", campaign=campaign.id))
