@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import sqlalchemy as sa
 
 from engage.extensions import db
@@ -80,3 +81,42 @@ def test_the_bulk_action_names_a_few_divested_companies_not_all(client, login_as
 def _flag():
     from engage.models import RiskFlag
     return RiskFlag(source="us_entity_list", citation="c")
+
+
+def test_a_double_click_on_the_bulk_action_is_not_a_server_error(app, client, login_as, database_url):
+    """Two posts of the bulk action at once (PostgreSQL): the second waits on the unique index of open
+    engagements while the first commits, then must say the engagements were opened meanwhile, not 500."""
+    import threading
+
+    if not database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL only: on SQLite the two writers meet at the database lock, not the unique index (not tested here)")
+    login_as("analyst")
+    campaign = factories.campaign()
+    item = paged_fund(held_again=0)
+    company = db.session.scalar(sa.text("SELECT id FROM companies WHERE name = 'Alpha Listed Paged Fund'"))
+    owner = db.session.scalar(sa.text("SELECT id FROM users ORDER BY id DESC LIMIT 1"))
+    db.session.commit()
+    other = db.engine.connect()
+    other.begin()
+    # the "first click": its engagement written, not yet committed
+    other.execute(sa.text("INSERT INTO engagements (company_id, campaign_id, owner_id, stage, escalation, objectives, "
+                          "opened_on, version, next_step, created_at, updated_at) VALUES (:c, :k, :o, 'identified', "
+                          "'none', '', '2026-06-15', 1, '', now(), now())"), {"c": company, "k": campaign.id, "o": owner})
+    result = {}
+
+    def second_click():
+        with app.app_context():
+            result["response"] = client.post("/holdings/screening/engage",
+                                              data={"fund_id": item.id, "campaign_id": campaign.id})
+
+    thread = threading.Thread(target=second_click)
+    thread.start()
+    thread.join(3)  # it waits on the index entry of the uncommitted row
+    other.commit()
+    other.close()
+    thread.join(30)
+    assert not thread.is_alive()
+    assert result["response"].status_code == 302, result["response"].status_code
+    page = client.get(result["response"].headers["Location"]).get_data(as_text=True)
+    assert "another request at the same moment: nothing more opened" in page
+    assert db.session.scalar(sa.select(sa.func.count(Engagement.id)).where(Engagement.company_id == company)) == 1

@@ -591,9 +591,17 @@ def engage_flagged():
         abort(400, f"{campaign.name} is not active: choose an active campaign (reload the page).")
     rows = screening.exposure(fund).rows
     # The companies the page counted ("Opens N engagements"): none open in any campaign, not divested.
-    opened = screening.open_engagements([row.company for row in rows if row.can_open], campaign,
-                                        current_user._get_current_object(), clock.today())
-    db.session.commit()
+    try:
+        opened = screening.open_engagements([row.company for row in rows if row.can_open], campaign,
+                                            current_user._get_current_object(), clock.today())
+        db.session.commit()
+    except sa.exc.IntegrityError:
+        # Another post of the action (a double click) opened some of them at the same moment: the
+        # unique index of open engagements refused ours; nothing of this one is kept.
+        db.session.rollback()
+        flash(f"Engagements for {fund.name} were being opened by another request at the same moment: "
+              f"nothing more opened. The list below shows what was.", "info")
+        return redirect(url_for("engagements.index", stage="identified", campaign=campaign_id))
     flash(f"{len(opened)} engagement(s) opened for flagged holdings of {fund.name}.", "success")
     divested = [row.company.name for row in rows if row.divestment is not None]
     if divested:  # a few names: the flash travels in the session cookie, which browsers drop past 4 KB
