@@ -16,6 +16,7 @@ import http
 import io
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Callable
 
 import sqlalchemy as sa
 import flask_swagger_ui
@@ -302,20 +303,37 @@ def etag_of(data) -> str:
     return '"' + hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:32] + '"'
 
 
+def _engagement_version_tag(engagement: Engagement) -> str:
+    return f'"engagement-{engagement.id}-v{engagement.version}'
+
+
 def engagement_etag(engagement: Engagement) -> str:
-    """An engagement's ETag follows its version (the optimistic lock the forms use)."""
-    return f'"engagement-{engagement.id}-v{engagement.version}"'
+    """An engagement's ETag: its version (the optimistic lock the forms use), then a digest of the
+    figures its body carries beside its own fields (next follow-up, last contact, latest score and
+    its change), which reminders, interactions and scores change without a new version. A read
+    with If-None-Match so sees them change; If-Match compares the version part only
+    (`engagement_matches`), so a reminder written meanwhile does not refuse a change of the owner."""
+    figures = json.dumps(getattr(engagement, "api_figures", {}), sort_keys=True, default=str)
+    return f'{_engagement_version_tag(engagement)}-{hashlib.sha256(figures.encode()).hexdigest()[:12]}"'
 
 
-def check_if_match(current: str) -> None:
-    """Refuse a change without If-Match (428) or made from a stale read (412)."""
+def engagement_matches(engagement: Engagement) -> Callable[[str], bool]:
+    """If-Match test of an engagement: a tag of its current version, with any figures digest (or none,
+    the form of the tags before the digest)."""
+    prefix = _engagement_version_tag(engagement)
+    return lambda tag: tag == prefix + '"' or tag.startswith(prefix + "-")
+
+
+def check_if_match(current: str | Callable[[str], bool]) -> None:
+    """Refuse a change without If-Match (428) or made from a stale read (412). `current`: the
+    resource's ETag, or a test of a sent tag."""
     header = request.headers.get("If-Match")
     if not header:
         abort(428, "Send If-Match with the ETag of your last read of this resource.")
     sent = {tag.strip().removeprefix("W/") for tag in header.split(",")}
     if "*" in sent:  # HTTP lets "*" match any version: it would switch the lock off
         abort(428, "If-Match: * is not accepted: send the ETag of your last read of this resource.")
-    if current not in sent:
+    if not (any(map(current, sent)) if callable(current) else current in sent):
         abort(412, "The resource changed since you read it (its ETag is no longer the one sent): "
                    "read it again and retry.")
 
@@ -581,7 +599,7 @@ def _engagement_response(engagement: Engagement, status: int = 200):
 @bp.response(200, s.EngagementSchema)
 @require_role("viewer", token=True)
 def engagement(engagement_id: int):
-    """One engagement; its ETag follows its version."""
+    """One engagement; its ETag follows its version and the figures it shows."""
     return _engagement_response(found(Engagement, engagement_id, *ENGAGEMENT_LOAD))
 
 
@@ -624,7 +642,7 @@ def _commit_or_412():
 def engagement_update(data, engagement_id: int):
     """Change the owner, objectives or next step (the fields sent); needs If-Match."""
     item = found(Engagement, engagement_id, *ENGAGEMENT_LOAD)
-    check_if_match(engagement_etag(item))
+    check_if_match(engagement_matches(item))
     owner = user_or_refuse(data["owner_id"]) if "owner_id" in data else item.owner
     next_step = data.get("next_step")
     if next_step is None and "next_step_on" in data:
@@ -642,7 +660,7 @@ def engagement_update(data, engagement_id: int):
 
 def _move(engagement_id: int, perform):
     item = found(Engagement, engagement_id, *ENGAGEMENT_LOAD)
-    check_if_match(engagement_etag(item))
+    check_if_match(engagement_matches(item))
     try:
         perform(item)
     except cycle.MoveError as error:

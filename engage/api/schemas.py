@@ -231,7 +231,7 @@ class EngagementSchema(Schema):
     closed_on = fields.Date(allow_none=True)
     next_step = fields.String()
     next_step_on = fields.Date(allow_none=True)
-    version = fields.Integer(metadata={"description": "Optimistic lock; the ETag changes with it."})
+    version = fields.Integer(metadata={"description": "Optimistic lock; the ETag changes with it (and with the figures shown)."})
     next_follow_up = fields.Function(lambda e: _figure(e, "next_follow_up"), metadata={
         "type": ["string", "null"], "format": "date", "description": "The earliest reminder not done."})
     last_contact = fields.Function(lambda e: _figure(e, "last_contact"), metadata={
