@@ -341,11 +341,7 @@ def _add_detail(result: list[FundExposure], snap) -> None:
         .where(flagged)
         .order_by(Holding.market_value.desc().nulls_last(), Company.normalized_name)
     ).all()
-    flags: dict[int, list[RiskFlag]] = defaultdict(list)
-    for flag in db.session.scalars(sa.select(RiskFlag).where(RiskFlag.company_id.in_(held), current_flags())
-                                   .options(selectinload(RiskFlag.version), selectinload(RiskFlag.linked_via))
-                                   .order_by(RiskFlag.effective_date, RiskFlag.id)):
-        flags[flag.company_id].append(flag)
+    flags = _current_flags_of(held)
     open_by_company, divested_by_company = _engagements_of(held)
     by_fund = {item.fund.id: item for item in result}
     for holding, company in holdings:
@@ -495,17 +491,24 @@ def flagged_page(snap, fund_id: int, section: str, *, limit: int, offset: int = 
     return _with_detail(db.session.execute(query.order_by(*_row_order()).limit(limit).offset(offset)).all())
 
 
+def _current_flags_of(company_ids) -> dict[int, list[RiskFlag]]:
+    """The current flags of the companies (ids, or a select of them), oldest first, by company: one
+    query, and two more for the flags' list versions and parents."""
+    flags: dict[int, list[RiskFlag]] = defaultdict(list)
+    for flag in db.session.scalars(sa.select(RiskFlag).where(RiskFlag.company_id.in_(company_ids), current_flags())
+                                   .options(selectinload(RiskFlag.version), selectinload(RiskFlag.linked_via))
+                                   .order_by(RiskFlag.effective_date, RiskFlag.id)):
+        flags[flag.company_id].append(flag)
+    return flags
+
+
 def _with_detail(holdings: list) -> list[ExposureRow]:
     """`ExposureRow`s for (holding, company) pairs: their current flags and engagements, in three
     queries (two more load the flags' list versions and parents) whatever the number of rows."""
     company_ids = {company.id for _, company in holdings}
     if not company_ids:
         return []
-    flags: dict[int, list[RiskFlag]] = defaultdict(list)
-    for flag in db.session.scalars(sa.select(RiskFlag).where(RiskFlag.company_id.in_(company_ids), current_flags())
-                                   .options(selectinload(RiskFlag.version), selectinload(RiskFlag.linked_via))
-                                   .order_by(RiskFlag.effective_date, RiskFlag.id)):
-        flags[flag.company_id].append(flag)
+    flags = _current_flags_of(company_ids)
     open_by_company, divested_by_company = _engagements_of(company_ids)
     rows = []
     for holding, company in holdings:
