@@ -327,16 +327,48 @@ def test_migration_indexes_existing_rows_and_downgrades(make_app, tmp_path, data
 
 def test_postgresql_never_walks_all_interactions_for_a_page(app):
     """Ordered by plain `id`, PostgreSQL's planner may read the primary key backwards testing every
-    row (a second at 200,000 interactions for a rare word); the page's order must not allow it.
-    Bitmap scans are switched off here to show what the planner falls back to."""
+    row (a second at 200,000 interactions for a rare word); the page's order must not allow it:
+    the only backward walk is the newest window's, bounded by its index condition. Bitmap scans
+    are switched off here to show what the planner falls back to."""
     if not postgresql():
         pytest.skip("PostgreSQL's planner")
     sql, params = service._newest_match("search_interactions", "interactions", service.PG_INTERACTION,
                                         service.parse("hotan"), 6, 0)
     db.session.execute(sa.text("SET LOCAL enable_bitmapscan = off"))
-    text = plan(sql, params)
-    assert "Index Scan Backward" not in text, text
+    lines = plan(sql, params).splitlines()
+    walks = [i for i, line in enumerate(lines) if "Index Scan Backward using pk_interactions" in line]
+    assert len(walks) == 1, "\n".join(lines)
+    assert "Index Cond: (id > (" in lines[walks[0] + 1], "\n".join(lines)
     db.session.rollback()
+
+
+def test_a_page_of_interactions_is_the_newest_matches_inside_and_beyond_the_newest_window(app, monkeypatch):
+    """PostgreSQL looks for the page among the newest NEWEST_WINDOW rows first and asks the GIN
+    index only when the window falls short: every page must be the matches in id order, newest
+    first, whichever way it was found. With a window of 10 among 60 interactions, a word in every
+    row is answered from the window, one in every 7th row or in a single old row from the index,
+    and deep pages cross from one to the other (on SQLite FTS5 answers all, the same pages)."""
+    monkeypatch.setattr(service, "NEWEST_WINDOW", 10)
+    engagement = factories.engagement(with_contact=False)
+    rows = []
+    for n in range(60):
+        words = ["zephyr"] + (["quartz"] if n % 7 == 0 else []) + (["obsidian"] if n == 3 else [])
+        rows.append(Interaction(engagement=engagement, kind="email", direction="outbound",
+                                occurred_on=dt.date(2026, 1, 1) + dt.timedelta(days=n),
+                                subject=f"Letter {n}", summary=" ".join(words), participants=""))
+    db.session.add_all(rows)
+    db.session.commit()
+    for word in ("zephyr", "quartz", "obsidian", "nowhere"):
+        expected = sorted((r.id for r in rows if word in r.summary), reverse=True)
+        for limit, offset in ((6, 0), (6, 4), (11, 0), (3, 9), (26, 25), (6, 55), (6, 70)):
+            sql, params = service._newest_match("search_interactions", "interactions", service.PG_INTERACTION,
+                                                service.parse(word), limit, offset)
+            found = db.session.execute(sa.text(sql), params).scalars().all()
+            assert found == expected[offset:offset + limit], (word, limit, offset)
+        monkeypatch.setattr(service, "PAGE_SIZE", 4)
+        pages = [[hit.id for hit in service.search(word, kind="interactions", page=page).groups[0].hits]
+                 for page in (1, 2, 3)]
+        assert pages == [expected[0:4], expected[4:8], expected[8:12]], word
 
 
 # --- flask search check / rebuild -----------------------------------------------------------------------
