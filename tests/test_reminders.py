@@ -49,6 +49,23 @@ def test_due_reminders_are_emailed_once_with_links(app, smtp, make_user):
     assert db.session.get(Reminder, soon.id).notified_at == NOW
 
 
+def test_each_campaign_warns_by_its_own_number_of_days(app, smtp, make_user):
+    """The tick bounds its search by the longest warning of any campaign; each reminder is still
+    notified by its own campaign's warning (3 days here, 10 for the other)."""
+    owner = make_user("analyst", email="owner@example.org")
+    short, long = factories.campaign(), factories.campaign()
+    short.warn_days_before, long.warn_days_before = 3, 10
+    in_five = [reminder(owner, TODAY + dt.timedelta(days=5), engagement=factories.engagement(owner=owner, campaign=campaign))
+               for campaign in (short, long)]
+    in_thirteen = reminder(owner, TODAY + dt.timedelta(days=13),
+                         engagement=factories.engagement(owner=owner, campaign=long))
+    assert tick(NOW).reminders_notified == 1
+    db.session.expire_all()
+    assert [db.session.get(Reminder, r.id).notified_at for r in (*in_five, in_thirteen)] == [None, NOW, None]
+    assert tick(NOW + dt.timedelta(days=2)).reminders_notified == 1  # now within the 3-day campaign's warning
+    assert tick(NOW + dt.timedelta(days=2)).reminders_notified == 0
+
+
 def test_unowned_and_closed_engagements_are_not_notified(app, smtp, make_user):
     reminder(None, TODAY)
     inactive = make_user("analyst", active=False)
@@ -153,6 +170,10 @@ def test_escalation_is_suggested_after_unanswered_follow_ups(app):
     assert apply_rules(TODAY) == 0  # one open suggestion per engagement
     suggestion = db.session.scalar(sa.select(Reminder).where(Reminder.kind == "escalation"))
     assert "No reply after 2 follow-up letter(s)" in suggestion.reason
+    # a done suggestion no longer counts: the reply still overdue, escalation is suggested again
+    suggestion.status = "done"
+    db.session.commit()
+    assert apply_rules(TODAY) == 1
 
 
 def test_a_reply_resets_the_follow_up_count(app):

@@ -80,12 +80,18 @@ def tick(now: dt.datetime) -> TickResult:
 
 def apply_rules(today: dt.date) -> int:
     """Suggest escalation where the reply is overdue after the campaign's number of follow-ups."""
+    open_escalation = sa.orm.aliased(Reminder)
     overdue = (
         sa.select(Engagement.id, Campaign.follow_ups_before_escalation)
         .join(Campaign, Campaign.id == Engagement.campaign_id)
         .join(Reminder, Reminder.engagement_id == Engagement.id)
         .where(Engagement.is_open, Reminder.kind == ReminderKind.REPLY.value,
-               Reminder.status != ReminderStatus.DONE.value, Reminder.due_on < today)
+               Reminder.status != ReminderStatus.DONE.value, Reminder.due_on < today,
+               # one waiting escalation reminder per engagement (uq_reminders_open_escalation): an
+               # engagement that has one gets no other, so it is not looked at again every tick
+               ~sa.exists().where(open_escalation.engagement_id == Engagement.id,
+                                  open_escalation.kind == ReminderKind.ESCALATION.value,
+                                  open_escalation.status != ReminderStatus.DONE.value))
         .distinct()
     )
     candidates = dict(db.session.execute(overdue).all())
@@ -156,10 +162,14 @@ def _due_condition(today: dt.date):
     campaigns = db.session.execute(sa.select(Campaign.id, Campaign.warn_days_before)).all()
     if not campaigns:
         return None
-    return sa.or_(*(
+    # The latest due date any campaign warns of, beside the per-campaign terms: a range on due_on
+    # that the (notified_at, due_on) index serves, so a tick with nothing new reads only the
+    # waiting reminders due by then (an OR of campaigns alone read every un-notified reminder).
+    latest = today + dt.timedelta(days=max(warn for _, warn in campaigns))
+    return sa.and_(Reminder.due_on <= latest, sa.or_(*(
         sa.and_(Engagement.campaign_id == campaign_id, Reminder.due_on <= today + dt.timedelta(days=warn))
         for campaign_id, warn in campaigns
-    ))
+    )))
 
 
 def _claim(pending: sa.Select, now: dt.datetime) -> list:
