@@ -10,7 +10,7 @@ from flask_login import current_user
 from sqlalchemy.orm import selectinload
 
 from engage import clock
-from engage.engagements.queries import quiet_since
+from engage.engagements.queries import quiet_firsts, quiet_since
 from engage.extensions import db
 from engage.forms import ActionForm
 from engage.main import figures, team
@@ -124,20 +124,14 @@ def funnel_bars(stages) -> list[dict]:
 def quiet_engagements(today: dt.date, limit: int = 10, *, total: bool = True):
     """Open engagements with no contact (or, without any, opened) more than STALE_AFTER_DAYS ago.
 
-    One query: the total comes from a window count beside the first rows. `total=False`: the
-    first rows only, without that count over every quiet engagement (the dashboard has it stored).
+    The first `limit` by that date (then id) come from two index-ordered queries (`quiet_firsts`:
+    contacted, never contacted), merged here; `total` adds how many there are (a count over every
+    quiet engagement: the dashboard takes it from its stored figures instead).
     """
-
     cutoff = today - dt.timedelta(days=current_app.config["STALE_AFTER_DAYS"])
-    # The stored last contact (engage.engagements.stored): the quiet ones come from the partial
-    # index ix_engagements_open_last_contact, not from a pass over every open engagement's contacts.
-    last = sa.func.coalesce(Engagement.last_contact_on, Engagement.opened_on)
-    rows = db.session.execute(
-        sa.select(Engagement, last.label("last_contact"), sa.func.count().over().label("total") if total else sa.null())
-        .where(quiet_since(cutoff))
-        .options(selectinload(Engagement.company))
-        .order_by(last, Engagement.id)
-        .limit(limit)
-    ).all()
-    return {"rows": [(row[0], row[1]) for row in rows], "total": (rows[0][2] if rows else 0) if total else None}
-
+    found = [row for query in quiet_firsts(cutoff, limit)
+             for row in db.session.execute(query.options(selectinload(Engagement.company))).all()]
+    rows = sorted(((row[0], row[1]) for row in found), key=lambda pair: (pair[1], pair[0].id))[:limit]
+    count = db.session.scalar(sa.select(sa.func.count()).select_from(Engagement).where(quiet_since(cutoff))) \
+        if total else None
+    return {"rows": rows, "total": (count or 0) if total else None}

@@ -25,5 +25,5 @@ class DashboardFigures(db.Model):
     day: Mapped[dt.date]
     data: Mapped[dict] = mapped_column(sa.JSON)
     computed_at: Mapped[dt.datetime]
-    seconds: Mapped[float] = mapped_column(default=0.0)
-    cpu_seconds: Mapped[float] = mapped_column(default=0.0)
+    seconds: Mapped[float] = mapped_column(sa.Float, default=0.0)
+    cpu_seconds: Mapped[float] = mapped_column(sa.Float, default=0.0)
