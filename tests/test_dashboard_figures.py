@@ -132,14 +132,14 @@ def test_count_again_counts_for_analysts_once_per_interval_and_never_for_viewers
 
     # moments after the last count: not counted again, and the page says why
     with clock.frozen(FROZEN_AT + dt.timedelta(seconds=20)):
-        answer = client.post("/dashboard/count-again", follow_redirects=True)
+        answer = client.post("/main/count-again", follow_redirects=True)
     assert row().computed_at == FROZEN_AT
     assert "The figures were counted at 09:00 UTC, just now: they already include changes made before then." \
         in text_of(answer.get_data(as_text=True))
 
     later = FROZEN_AT + dt.timedelta(minutes=1)
     with clock.frozen(later):
-        answer = client.post("/dashboard/count-again")
+        answer = client.post("/main/count-again")
         assert answer.status_code == 302 and answer.headers["Location"] == "/"
         page = text_of(client.get("/").get_data(as_text=True))
     assert row().computed_at == later
@@ -150,7 +150,7 @@ def test_count_again_counts_for_analysts_once_per_interval_and_never_for_viewers
     assert client.post("/auth/login", data={"email": viewer.email, "password": PASSWORD}).status_code == 302
     assert "Count again now" not in client.get("/").get_data(as_text=True)
     with clock.frozen(FROZEN_AT + dt.timedelta(minutes=5)):
-        assert client.post("/dashboard/count-again").status_code == 403
+        assert client.post("/main/count-again").status_code == 403
     assert row().computed_at == later
 
 
@@ -162,9 +162,9 @@ def test_count_again_needs_the_forms_csrf_token(make_app, make_user, app, stored
     client.post("/auth/login", data={"email": analyst.email, "password": PASSWORD, "csrf_token": token})
     page = client.get("/").get_data(as_text=True)  # counted (missing) at 09:00
     with clock.frozen(FROZEN_AT + dt.timedelta(minutes=1)):
-        assert client.post("/dashboard/count-again").status_code == 400
+        assert client.post("/main/count-again").status_code == 400
         assert row().computed_at == FROZEN_AT
-        assert client.post("/dashboard/count-again", data={"csrf_token": csrf_token_from(page)}).status_code == 302
+        assert client.post("/main/count-again", data={"csrf_token": csrf_token_from(page)}).status_code == 302
     assert row().computed_at == FROZEN_AT + dt.timedelta(minutes=1)
 
 
@@ -197,7 +197,7 @@ def test_two_counts_at_once_both_succeed_and_leave_one_row(app, make_user, store
     engagement = factories.engagement(owner=first, opened_on=dt.date(2026, 4, 1))
     db.session.add(Reminder(engagement=engagement, due_on=dt.date(2026, 6, 1), reason="late"))
     db.session.commit()
-    answers = post_in_threads(app, [(user.email, PASSWORD, "/dashboard/count-again", {}, False)
+    answers = post_in_threads(app, [(user.email, PASSWORD, "/main/count-again", {}, False)
                                     for user in (first, second)])
     assert [a["status"] for a in answers] == [302, 302] and all(a["held"] for a in answers)
     assert all("Figures counted again: as of 09:00 UTC." in text_of(a["page"]) for a in answers)

@@ -29,8 +29,6 @@ bp = Blueprint("main", __name__)
 
 #: Reminder statuses still waiting; an IN list lets the (status, due_on) index serve the range.
 PENDING = (ReminderStatus.OPEN.value, ReminderStatus.SNOOZED.value)
-#: Divested companies held again listed on the dashboard (with how many there are; /holdings/screening/held-again lists all, paged).
-HELD_AGAIN_SHOWN = figures.HELD_AGAIN_SHOWN
 
 
 @bp.route("/")
@@ -89,7 +87,7 @@ def dashboard():
     )
 
 
-@bp.route("/dashboard/count-again", methods=["POST"])
+@bp.route("/main/count-again", methods=["POST"])
 @require_role("analyst")
 def count_again():
     """Count the dashboard's figures now (after a change), unless they were counted moments ago.
