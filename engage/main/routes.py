@@ -92,7 +92,7 @@ def dashboard():
 def count_again():
     """Count the dashboard's figures now (after a change), unless they were counted moments ago.
 
-    Counting takes about a second or two at 100,000 companies (README, Dashboard figures): a
+    Counting takes a few seconds at 100,000 companies (README, Dashboard figures): a
     second press within DASHBOARD_COUNT_AGAIN_SECONDS of the last count does not count again.
     """
     if not ActionForm().validate_on_submit():
