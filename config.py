@@ -210,7 +210,8 @@ class Config:
     #: Engagements with no contact for this many days are listed on the dashboard.
     STALE_AFTER_DAYS = env_int("STALE_AFTER_DAYS", 90)
     #: The dashboard's counts over whole tables (engage.main.figures) are counted by the scheduler
-    #: every this many seconds and stored; the page shows how old they are.
+    #: every this many seconds and stored; the page shows how old they are (0: no such job, then
+    #: the requests count them when they are older than DASHBOARD_MAX_AGE_SECONDS).
     DASHBOARD_REFRESH_SECONDS = env_int("DASHBOARD_REFRESH_SECONDS", 120)
     #: Stored counts older than this (the scheduler is down) are counted again by the next page
     #: request, which stores them; 0: always counted in the request, never stored.

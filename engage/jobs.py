@@ -79,8 +79,8 @@ def jobs(app: Flask) -> list[Job]:
         Job("outbox-drain", outbox_drain, "interval", {"minutes": 1}),
         Job("monthly-export", monthly_export, "cron", {"day": 1, "hour": 6, "minute": 0}),
         Job("housekeeping", housekeeping, "interval", {"hours": 1}),
-        Job("dashboard-figures", dashboard_figures, "interval", {"seconds": app.config["DASHBOARD_REFRESH_SECONDS"]}),
-    ] + ([Job("mail-fetch", mail_fetch, "interval", {"minutes": app.config["MAIL_FETCH_MINUTES"]})]
+    ] + ([Job("dashboard-figures", dashboard_figures, "interval", {"seconds": app.config["DASHBOARD_REFRESH_SECONDS"]})]
+         if app.config["DASHBOARD_REFRESH_SECONDS"] > 0 else []) + ([Job("mail-fetch", mail_fetch, "interval", {"minutes": app.config["MAIL_FETCH_MINUTES"]})]
          if mailbox_enabled(app.config) else [])
 
 

@@ -316,3 +316,18 @@ def test_dashboard_queries_stay_flat_with_stored_figures(client, login_as, make_
             assert client.get("/").status_code == 200
     assert many.count == few.count
     assert whole_table_counts(many.statements) == []
+
+
+def test_the_cli_counts_like_the_scheduler_and_a_zero_interval_registers_no_job(app, runner, stored_figures):
+    result = runner.invoke(args=["dashboard-figures", "--now", "2026-06-15T10:30"])
+    assert result.exit_code == 0 and result.output.startswith("dashboard figures counted in ")
+    assert row().computed_at == dt.datetime(2026, 6, 15, 10, 30) and row().day == TODAY
+    assert runner.invoke(args=["dashboard-figures", "--now", "soon"]).exit_code == 1  # said, nothing stored
+    assert row().computed_at == dt.datetime(2026, 6, 15, 10, 30)
+    saved = app.config["DASHBOARD_REFRESH_SECONDS"]
+    app.config["DASHBOARD_REFRESH_SECONDS"] = 0
+    try:
+        assert "dashboard-figures" not in {job.id for job in jobs(app)}
+    finally:
+        app.config["DASHBOARD_REFRESH_SECONDS"] = saved
+    assert "dashboard-figures" in {job.id for job in jobs(app)}
