@@ -64,7 +64,8 @@ class Engagement(TimestampMixin, db.Model):
         ),
         sa.Index("ix_engagements_stage_escalation", "stage", "escalation"),
         sa.Index("ix_engagements_owner_stage", "owner_id", "stage"),
-        sa.Index("ix_engagements_next_step_on", "next_step_on"),
+        # (next_step_on, id): the dashboard's next steps, first ten in order with no sort (migration 0034).
+        sa.Index("ix_engagements_next_step_on", "next_step_on", "id"),
         # The stored dates (migration 0033): the next-follow-up sort and the overdue filter; the
         # last-contact sort; the quiet engagements (open, last contact or opening before a cutoff).
         sa.Index("ix_engagements_next_follow_up", "next_follow_up_on", "id"),

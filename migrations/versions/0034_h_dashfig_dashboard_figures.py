@@ -1,4 +1,4 @@
-"""the dashboard's stored figures, and indexes for its two lists that sorted (issue 20)
+"""the dashboard's stored figures, and indexes for its lists that sorted (issue 20)
 
 Revision ID: 0034
 Revises: 0033
@@ -7,10 +7,11 @@ Create Date: 2026-12-05 21:05:00
 One row per kind of figures ("dashboard"): JSON counts computed by the scheduler (engage.main.figures),
 the day they were counted for, when, and what the computation cost.
 
-Two indexes let the dashboard's live lists read their first ten rows in order instead of sorting
-every match: recent activity (interactions by date, then id) and the quiet engagements (open: those contacted by
-last contact, those never contacted by opening; two partial indexes, since an expression index
-on coalesce(last_contact_on, opened_on) is not reflected by SQLite, so autogenerate could not check it).
+Indexes let the dashboard's live lists read their first ten rows in order instead of sorting
+every match: recent activity (interactions by date, then id), next steps (ix_engagements_next_step_on
+gains the id) and the quiet engagements (open: those contacted by last contact, those never
+contacted by opening; two partial indexes, since an expression index on
+coalesce(last_contact_on, opened_on) is not reflected by SQLite, so autogenerate could not check it).
 """
 from alembic import op
 import sqlalchemy as sa
@@ -38,6 +39,8 @@ def upgrade():
         sa.PrimaryKeyConstraint('kind', name=op.f('pk_dashboard_figures')),
     )
     op.create_index('ix_interactions_occurred_id', 'interactions', ['occurred_on', 'id'], unique=False)
+    op.drop_index('ix_engagements_next_step_on', table_name='engagements')
+    op.create_index('ix_engagements_next_step_on', 'engagements', ['next_step_on', 'id'], unique=False)
     op.create_index('ix_engagements_open_contacted', 'engagements', ['last_contact_on', 'id'],
                     unique=False, sqlite_where=sa.text(OPEN), postgresql_where=sa.text(OPEN))
     op.create_index('ix_engagements_open_uncontacted', 'engagements', ['opened_on', 'id'],
@@ -47,5 +50,7 @@ def upgrade():
 def downgrade():
     op.drop_index('ix_engagements_open_uncontacted', table_name='engagements')
     op.drop_index('ix_engagements_open_contacted', table_name='engagements')
+    op.drop_index('ix_engagements_next_step_on', table_name='engagements')
+    op.create_index('ix_engagements_next_step_on', 'engagements', ['next_step_on'], unique=False)
     op.drop_index('ix_interactions_occurred_id', table_name='interactions')
     op.drop_table('dashboard_figures')
