@@ -209,6 +209,15 @@ class Config:
     MODERATION_THRESHOLD = env_int("MODERATION_THRESHOLD", 15)
     #: Engagements with no contact for this many days are listed on the dashboard.
     STALE_AFTER_DAYS = env_int("STALE_AFTER_DAYS", 90)
+    #: The dashboard's counts over whole tables (engage.main.figures) are counted by the scheduler
+    #: every this many seconds and stored; the page shows how old they are (0: no such job, then
+    #: the requests count them when they are older than DASHBOARD_MAX_AGE_SECONDS).
+    DASHBOARD_REFRESH_SECONDS = env_int("DASHBOARD_REFRESH_SECONDS", 120)
+    #: Stored counts older than this (the scheduler is down) are counted again by the next page
+    #: request, which stores them; 0: always counted in the request, never stored.
+    DASHBOARD_MAX_AGE_SECONDS = env_int("DASHBOARD_MAX_AGE_SECONDS", 900)
+    #: The dashboard's "Count again" button does nothing when the counts are younger than this.
+    DASHBOARD_COUNT_AGAIN_SECONDS = env_int("DASHBOARD_COUNT_AGAIN_SECONDS", 30)
     SEEDS_DIR = os.environ.get("ENGAGE_SEEDS_DIR", str(BASE_DIR / "seeds"))
 
     #: Hard budget of one letter's template render (subject and body), in a worker process.
@@ -252,6 +261,9 @@ class TestConfig(Config):
     MAIL_PORT = 0
     MAIL_BACKEND = "smtp"
     JOBS_URL = "memory://"
+    #: Tests read the dashboard right after an action: counted in the request (tests of the stored
+    #: figures set a maximum age themselves).
+    DASHBOARD_MAX_AGE_SECONDS = 0
 
 
 class ProductionConfig(Config):

@@ -29,7 +29,7 @@ from engage.holdings import service as holdings_service
 from engage.holdings.parsing import ENCODINGS
 from engage.lists import screening as list_screening
 from engage.lists import service as lists_service
-from engage.jobs import build_scheduler, housekeeping, jobs, reminders_tick
+from engage.jobs import build_scheduler, dashboard_figures, housekeeping, jobs, reminders_tick
 from engage.mailbox.cli import mail_cli
 from engage.search.cli import search_cli
 from engage.engagements.cli import engagements_cli
@@ -140,6 +140,15 @@ def housekeeping_command(now_text: str | None) -> None:
 
     for line in housekeeping(parse_now(now_text)):
         click.echo(line)
+
+
+@click.command("dashboard-figures")
+@click.option("--now", "now_text", help="Count as if it were this UTC date-time (ISO 8601).")
+def dashboard_figures_command(now_text: str | None) -> None:
+    """Count the dashboard's figures and store them: the scheduler's dashboard-figures job, once."""
+    with audit.acting_as("cli"):
+        for line in dashboard_figures(parse_now(now_text)):
+            click.echo(line)
 
 
 @click.command("scheduler")
@@ -445,6 +454,7 @@ def register(app: Flask) -> None:
     app.cli.add_command(reminders_cli)
     app.cli.add_command(scheduler_command)
     app.cli.add_command(housekeeping_command)
+    app.cli.add_command(dashboard_figures_command)
     app.cli.add_command(holdings_cli)
     app.cli.add_command(lists_cli)
     app.cli.add_command(screen_command)

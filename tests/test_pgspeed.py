@@ -19,6 +19,7 @@ from engage.engagements import cycle
 from engage.engagements.service import last_contact_query
 from engage.extensions import db
 from engage.holdings import screening
+from engage.main import figures
 from engage.main import routes as dashboard
 from engage.models import Engagement, Fund, Holding, Interaction, Reminder
 from tests import factories
@@ -138,7 +139,7 @@ def divest(engagement, on):
 
 def test_dashboard_lists_the_first_divested_companies_held_again_and_says_how_many(client, login_as, frozen_today):
     login_as("viewer")
-    shown = dashboard.HELD_AGAIN_SHOWN
+    shown = figures.HELD_AGAIN_SHOWN
     engagements = []
     for n in range(shown + 3):
         engagement = factories.engagement(company=factories.company(f"Divested {n:02d} Co"),

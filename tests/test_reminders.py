@@ -295,7 +295,8 @@ def test_scheduler_jobs_have_fixed_ids_and_run_alone(app, smtp, make_user):
     scheduler = build_scheduler(app, BackgroundScheduler)
     scheduler.start(paused=True)
     try:
-        assert {j.id for j in scheduler.get_jobs()} == {"reminders-tick", "outbox-drain", "monthly-export", "housekeeping"}
+        assert {j.id for j in scheduler.get_jobs()} == {"reminders-tick", "outbox-drain", "monthly-export", "housekeeping",
+                                                        "dashboard-figures"}
         assert all(j.coalesce and j.max_instances == 1 for j in scheduler.get_jobs())
     finally:
         scheduler.shutdown(wait=False)

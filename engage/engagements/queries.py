@@ -56,6 +56,21 @@ def quiet_since(cutoff: dt.date):
                                              sa.and_(Engagement.last_contact_on.is_(None), Engagement.opened_on < cutoff)))
 
 
+def quiet_firsts(cutoff: dt.date, limit: int) -> list[sa.Select]:
+    """`quiet_since` as two queries of at most `limit` rows each, read in order from a partial index:
+    contacted ones by last contact (ix_engagements_open_contacted), never contacted ones by opening
+    (ix_engagements_open_uncontacted). Each selects (engagement, its date); merged by (date, id),
+    their first `limit` rows are the first quiet engagements, with no sort over every quiet one."""
+    return [
+        sa.select(Engagement, Engagement.last_contact_on)
+        .where(engagement_open(), Engagement.last_contact_on < cutoff)
+        .order_by(Engagement.last_contact_on, Engagement.id).limit(limit),
+        sa.select(Engagement, Engagement.opened_on)
+        .where(engagement_open(), Engagement.last_contact_on.is_(None), Engagement.opened_on < cutoff)
+        .order_by(Engagement.opened_on, Engagement.id).limit(limit),
+    ]
+
+
 def engagement_query(f: dict, today: dt.date):
     # Only the engagements are selected: the per-row figures are computed for the page alone
     # (`_rows`), so a deep page does not compute them for every row it skips.

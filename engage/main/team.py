@@ -40,6 +40,8 @@ from engage.models import (
 
 #: "Next steps due" looks this many days ahead (overdue ones included).
 NEXT_STEP_DAYS = 7
+#: The dashboard's list "Next steps due in 14 days" looks this many days ahead.
+NEXT_STEPS_LISTED_DAYS = 14
 STAGE_ORDER = {stage.value: index for index, stage in enumerate(Stage)}
 
 
@@ -96,10 +98,19 @@ class TeamView:
 
 def team_view(today: dt.date) -> TeamView:
     """One row per active analyst or admin (zeros included) and per other owner with figures; then Unassigned."""
+    return build_view(Periods.of(today), team_figures(today))
+
+
+def team_figures(today: dt.date, overdue_reminders: Counter | None = None) -> dict[str, Counter]:
+    """The team view's figures per owner id (None: unassigned), one grouped query each.
+
+    `overdue_reminders` may come from elsewhere (the dashboard has them from the reminders' counts
+    per owner, the same definition): then that query is not run again.
+    """
     periods = Periods.of(today)
     figures: dict[str, Counter] = {
         "open": _per_owner(sa.select(Engagement.owner_id, sa.func.count()).where(Engagement.is_open)),
-        "overdue_reminders": _per_owner(
+        "overdue_reminders": overdue_reminders if overdue_reminders is not None else _per_owner(
             sa.select(Engagement.owner_id, sa.func.count(Reminder.id))
             .join(Reminder, Reminder.engagement_id == Engagement.id)
             .where(reminder_pending(), Reminder.due_on < today, Engagement.is_open)),
@@ -131,7 +142,11 @@ def team_view(today: dt.date) -> TeamView:
         (contacts_this if in_this else contacts_last)[owner_id] += count
     figures.update(moves_this=moves_this, moves_last=moves_last, contacts_this=contacts_this,
                    contacts_last=contacts_last)
+    return figures
 
+
+def build_view(periods: Periods, figures: dict[str, Counter]) -> TeamView:
+    """The rows from `team_figures` (computed now or stored): the owners' names are read now (one query)."""
     mentioned = {owner_id for counts in figures.values() for owner_id in counts if owner_id is not None}
     users = db.session.execute(
         sa.select(User.id, User.name).where(sa.or_(
@@ -154,13 +169,22 @@ def _per_owner(query: sa.Select) -> Counter:
     return Counter(dict(db.session.execute(query.group_by(Engagement.owner_id)).all()))
 
 
-def next_steps_due(today: dt.date, days: int = 14, limit: int = 10):
-    """Open engagements whose next step is dated within `days` (overdue first), and how many there are."""
-    rows = db.session.execute(
-        sa.select(Engagement, sa.func.count().over().label("total"))
-        .where(Engagement.is_open, Engagement.next_step_on <= today + dt.timedelta(days=days))
-        .options(selectinload(Engagement.company), selectinload(Engagement.owner))
-        .order_by(Engagement.next_step_on, Engagement.id)
-        .limit(limit)
-    ).all()
-    return {"rows": [row[0] for row in rows], "total": rows[0][1] if rows else 0, "days": days}
+def next_steps_due(today: dt.date, days: int = NEXT_STEPS_LISTED_DAYS, limit: int = 10, *, total: bool = True):
+    """Open engagements whose next step is dated within `days` (overdue first), and how many there are.
+
+    `total=False`: the first rows only, from the index on (next_step_on, id), with no count over every
+    matching row (the dashboard takes that total from its stored figures: `next_steps_total`).
+    """
+    query = (sa.select(Engagement, sa.func.count().over().label("total") if total else sa.null())
+             .where(Engagement.is_open, Engagement.next_step_on <= today + dt.timedelta(days=days))
+             .options(selectinload(Engagement.company), selectinload(Engagement.owner))
+             .order_by(Engagement.next_step_on, Engagement.id)
+             .limit(limit))
+    rows = db.session.execute(query).all()
+    return {"rows": [row[0] for row in rows], "total": (rows[0][1] if rows else 0) if total else None, "days": days}
+
+
+def next_steps_total(today: dt.date, days: int = NEXT_STEPS_LISTED_DAYS) -> int:
+    """How many open engagements have a next step dated within `days` (overdue ones included)."""
+    return db.session.scalar(sa.select(sa.func.count()).select_from(Engagement).where(
+        Engagement.is_open, Engagement.next_step_on <= today + dt.timedelta(days=days))) or 0

@@ -36,6 +36,8 @@ if TYPE_CHECKING:  # type hints only: models.letters imports this module
 #: indexes (migration 0032) and in the queries: a bound parameter would keep a planner from using them.
 PENDING_REMINDER = "status != 'done'"
 OPEN_ENGAGEMENT = "stage != 'closed'"
+#: Open and never contacted (no interaction other than a note): ix_engagements_open_uncontacted's condition.
+OPEN_UNCONTACTED = "stage != 'closed' AND last_contact_on IS NULL"
 DIVESTING_EVENT = "(kind = 'escalation' AND to_value = 'divested') OR (kind = 'close' AND outcome = 'divested')"
 
 
@@ -62,13 +64,20 @@ class Engagement(TimestampMixin, db.Model):
         ),
         sa.Index("ix_engagements_stage_escalation", "stage", "escalation"),
         sa.Index("ix_engagements_owner_stage", "owner_id", "stage"),
-        sa.Index("ix_engagements_next_step_on", "next_step_on"),
+        # (next_step_on, id): the dashboard's next steps, first ten in order with no sort (migration 0034).
+        sa.Index("ix_engagements_next_step_on", "next_step_on", "id"),
         # The stored dates (migration 0033): the next-follow-up sort and the overdue filter; the
         # last-contact sort; the quiet engagements (open, last contact or opening before a cutoff).
         sa.Index("ix_engagements_next_follow_up", "next_follow_up_on", "id"),
         sa.Index("ix_engagements_last_contact", "last_contact_on", "id"),
         sa.Index("ix_engagements_open_last_contact", "last_contact_on", "opened_on",
                  sqlite_where=sa.text(OPEN_ENGAGEMENT), postgresql_where=sa.text(OPEN_ENGAGEMENT)),
+        # The dashboard's first quiet engagements read in order (migration 0034): those contacted
+        # by last contact, those never contacted by opening.
+        sa.Index("ix_engagements_open_contacted", "last_contact_on", "id",
+                 sqlite_where=sa.text(OPEN_ENGAGEMENT), postgresql_where=sa.text(OPEN_ENGAGEMENT)),
+        sa.Index("ix_engagements_open_uncontacted", "opened_on", "id",
+                 sqlite_where=sa.text(OPEN_UNCONTACTED), postgresql_where=sa.text(OPEN_UNCONTACTED)),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -202,6 +211,8 @@ class Interaction(TimestampMixin, db.Model):
         # Covers "last contact" (max date per engagement, notes excluded) without reading rows.
         sa.Index("ix_interactions_engagement_occurred_kind", "engagement_id", "occurred_on", "kind"),
         sa.Index("ix_interactions_occurred_kind", "occurred_on", "kind"),
+        # The dashboard's recent activity (latest first, ties by id) read in order, no sort (migration 0034).
+        sa.Index("ix_interactions_occurred_id", "occurred_on", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -313,3 +324,4 @@ def event_divesting():
     """SQL: the event divested its engagement (`DIVESTING_EVENT`, the partial index's condition, as literals)."""
     return sa.or_(sa.and_(EngagementEvent.kind == _literal("escalation"), EngagementEvent.to_value == _literal("divested")),
                   sa.and_(EngagementEvent.kind == _literal("close"), EngagementEvent.outcome == _literal("divested")))
+

@@ -288,6 +288,18 @@ def counts(today: dt.date, user_id: int | None) -> dict[str, dict[str, int]]:
             "team": {key: row[2 * i + 1] for i, key in enumerate(GROUPS)}}
 
 
+def counts_by_owner(today: dt.date) -> dict[int | None, dict[str, int]]:
+    """`counts` for every owner at once (None: engagements nobody owns), in one grouped query.
+
+    The dashboard stores these (engage.main.figures) and picks the user's own ("mine") and their
+    sum ("team") when it draws the page; an owner without waiting reminders is absent.
+    """
+    columns = [sa.func.count().filter(group_condition(key, today)) for key in GROUPS]
+    rows = db.session.execute(pending_reminders().with_only_columns(Engagement.owner_id, *columns)
+                              .group_by(Engagement.owner_id)).all()
+    return {row[0]: {key: row[1 + i] for i, key in enumerate(GROUPS)} for row in rows}
+
+
 def snooze_floor(due_on: dt.date, today: dt.date) -> dt.date | None:
     """The earliest date a reminder due on `due_on` may be snoozed to (None: no later date exists)."""
     base = max(due_on, today)

@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from config import TestConfig  # noqa: E402
+from config import Config, TestConfig  # noqa: E402
 from engage import clock, create_app  # noqa: E402
 from engage.extensions import db  # noqa: E402
 
@@ -254,9 +254,12 @@ def git_commit() -> str:
 def bench_run(run: dict, url: str, folder: Path, built: dict | None = None, save=lambda: None) -> dict:
     """One database at one size: schema, reference data, synth (or a kept data set, `built`, brought
     up to the newest migration), (VACUUM) ANALYZE, pages, jobs."""
+    # The dashboard as in production: its stored figures (engage.main.figures) kept by the scheduler,
+    # read by the page for up to DASHBOARD_MAX_AGE_SECONDS (TestConfig's 0 counts in every request).
     app = create_app(TestConfig, overrides={"SQLALCHEMY_DATABASE_URI": url, "MAIL_SERVER": "127.0.0.1",
                                             "MAIL_PORT": 9, "MAIL_TIMEOUT_SECONDS": 2, "PAGE_SIZE": 50,
-                                            "JOBS_URL": "memory://"})
+                                            "JOBS_URL": "memory://",
+                                            "DASHBOARD_MAX_AGE_SECONDS": Config.DASHBOARD_MAX_AGE_SECONDS})
     database, size = run["db"], run["size"]
     run["load_average_before"] = os.getloadavg()
     print(f"== {DB_NAMES[database]}, {size:,} companies: {'a kept data set' if built else 'synthesising'}", flush=True)
@@ -286,13 +289,16 @@ def bench_run(run: dict, url: str, folder: Path, built: dict | None = None, save
         run["database_mb"] = database_mb(url)
         print(f"   {sum(run['synth_rows'].values()):,} rows in {run['synth_seconds']} s "
               f"(CPU {run['synth_cpu_seconds']} s); timing pages", flush=True)
+        # the scheduler's dashboard-figures job, timed (three runs: the median), before the pages read its row
+        run["dashboard_figures"] = bench_dashboard_figures() if runs_part("pages") else None
         run["pages"] = bench_pages(app) if runs_part("pages") else []
         run["pages"] += bench_search(app) if runs_part("search") else []
         run["explain_text"] = explain_slowest(run)
         run["load_average_after"] = os.getloadavg()
         save()
         print("   jobs" if runs_part("jobs") else "", end="\n" if runs_part("jobs") else "", flush=True)
-        run["jobs"] = bench_jobs(app, folder) if runs_part("jobs") else []
+        run["jobs"] = ([run["dashboard_figures"]] if run["dashboard_figures"] else []) + (
+            bench_jobs(app, folder) if runs_part("jobs") else [])
         save()
         if "valuechain" in ONLY and "matching" not in ONLY:
             save_entries(synthetic_entries_for_companies())
@@ -343,6 +349,23 @@ def timed(fn, repeat=1):
 def percentile(values, pct):
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(pct / 100 * (len(ordered) - 1))))]
+
+
+def bench_dashboard_figures(runs: int = 3) -> dict:
+    """The dashboard's figures counted and stored as the scheduler's job does (engage.jobs.dashboard_figures):
+    the median of `runs` runs, wall and this process's CPU (PostgreSQL's server CPU is not in it)."""
+    from engage.jobs import dashboard_figures
+    from engage.main import figures
+
+    samples, cpu = [], []
+    for _ in range(runs):
+        dashboard_figures(clock.utcnow())
+        stored = figures.stored()
+        samples.append(stored.seconds)
+        cpu.append(stored.cpu_seconds)
+    return {"key": "dashboard figures", "name": "dashboard figures (the scheduler's dashboard-figures job, median of "
+            f"{runs})", "seconds": round(statistics.median(samples), 2), "cpu_seconds": round(statistics.median(cpu), 2),
+            "samples": samples, "target": ""}
 
 
 def bench_pages(app) -> list[dict]:

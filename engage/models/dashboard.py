@@ -1,0 +1,29 @@
+"""The dashboard's stored figures (issue 20): counts over whole tables, computed off the request."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from engage.extensions import db
+
+
+class DashboardFigures(db.Model):
+    """One stored set of figures per `kind` ("dashboard"), shared by every web worker.
+
+    `data` is plain JSON (counts per stage, per owner..., see engage.main.figures); `day` is the
+    day the figures were counted for (overdue, this month...), `computed_at` when, and
+    `seconds`/`cpu_seconds` what the computation cost (the scheduler's cost per refresh).
+    The key is the kind: two workers storing at once update one row (an upsert), never add two.
+    """
+
+    __tablename__ = "dashboard_figures"
+
+    kind: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    day: Mapped[dt.date]
+    data: Mapped[dict] = mapped_column(sa.JSON)
+    computed_at: Mapped[dt.datetime]
+    seconds: Mapped[float] = mapped_column(sa.Float, default=0.0)
+    cpu_seconds: Mapped[float] = mapped_column(sa.Float, default=0.0)
