@@ -12,6 +12,7 @@ from sqlalchemy.orm import selectinload
 from wtforms import SelectChoice
 
 from engage import background, clock
+from engage.dbutil import is_lock_timeout
 from engage.extensions import db
 from engage.formatting import counted, format_datetime
 from engage.forms import ActionForm
@@ -574,6 +575,16 @@ def engage_flagged():
         db.session.rollback()
         flash(f"Engagements for {fund.name} were being opened by another request at the same moment: "
               f"nothing more opened. The list below shows what was.", "info")
+        return redirect(url_for("engagements.index", stage="identified", campaign=campaign_id))
+    except sa.exc.OperationalError as error:
+        # SQLite: another post (a double click) held the write lock longer than this one may wait
+        # (SQLITE_BUSY_TIMEOUT_MS): nothing of this one is kept; say so rather than fail.
+        db.session.rollback()
+        if not is_lock_timeout(error):
+            raise
+        flash(f"Engagements for {fund.name} were being opened by another request at the same moment and it "
+              f"did not finish in time: nothing more opened by this one. The list below shows what was; "
+              f"post again if some are missing.", "info")
         return redirect(url_for("engagements.index", stage="identified", campaign=campaign_id))
     flash(f"{len(opened)} engagement(s) opened for flagged holdings of {fund.name}.", "success")
     divested = [row.company.name for row in rows if row.divestment is not None]
