@@ -557,6 +557,17 @@ def held_after_divestment(snap, engagement_id: int | None = None) -> list[HeldAg
     return held_again(snap, engagement_id)[0]
 
 
+def _held_again_select(engagement, divested_on):
+    """A held-again row's columns, and `nth`: 1 for each fund and company's latest divested
+    engagement (a company is held once per snapshot: the unique fund, company and date)."""
+    return sa.select(
+        Holding.fund_id, Fund.name.label("fund"), Fund.base_currency, Holding.as_of, Company.id.label("company_id"),
+        Company.name.label("company"), Holding.market_value, engagement.id.label("engagement_id"),
+        engagement.owner_id, divested_on.label("divested_on"), Company.normalized_name,
+        sa.func.row_number().over(partition_by=(Holding.fund_id, Company.id),
+                                  order_by=(divested_on.desc(), engagement.id.desc())).label("nth"))
+
+
 def held_again(snap, engagement_id: int | None = None, limit: int | None = None, *, offset: int = 0,
                fund_id: int | None = None, per_fund: int | None = None):
     """`held_after_divestment`'s rows (the first `limit` of them after `offset`, when given; of fund
@@ -571,14 +582,8 @@ def held_again(snap, engagement_id: int | None = None, limit: int | None = None,
     """
     events = cycle.divesting_events()
     divested_on = sa.func.coalesce(events.c.occurred_on, Engagement.closed_on, Engagement.opened_on, type_=sa.Date)
-    value = Holding.market_value.desc().nulls_last()
     candidates = (
-        sa.select(Holding.fund_id, Fund.name.label("fund"), Fund.base_currency, Holding.as_of,
-                  Company.id.label("company_id"), Company.name.label("company"), Holding.market_value,
-                  Engagement.id.label("engagement_id"), Engagement.owner_id, divested_on.label("divested_on"),
-                  Company.normalized_name,
-                  sa.func.row_number().over(partition_by=(Holding.fund_id, Company.id),
-                                            order_by=(value, divested_on.desc(), Engagement.id.desc())).label("nth"))
+        _held_again_select(Engagement, divested_on)
         .join(snap, in_snapshot(snap))
         .join(Fund, Fund.id == Holding.fund_id)
         .join(Company, Company.id == Holding.company_id)
@@ -650,12 +655,7 @@ def _held_again_per_fund(snap, per_fund: int):
     # engagement, not the grouped pass over every divesting event that ranking all rows needs)
     divested_on = sa.func.coalesce(latest_event, divesting.closed_on, divesting.opened_on, type_=sa.Date)
     details = (
-        sa.select(Holding.fund_id, Fund.name.label("fund"), Fund.base_currency, Holding.as_of,
-                  Company.id.label("company_id"), Company.name.label("company"), Holding.market_value,
-                  divesting.id.label("engagement_id"), divesting.owner_id, divested_on.label("divested_on"),
-                  Company.normalized_name,
-                  sa.func.row_number().over(partition_by=(Holding.fund_id, Company.id),
-                                            order_by=(divested_on.desc(), divesting.id.desc())).label("nth"))
+        _held_again_select(divesting, divested_on)
         .join(Fund, Fund.id == Holding.fund_id)
         .join(Company, Company.id == Holding.company_id)
         .join(divesting, divesting.company_id == Holding.company_id)
