@@ -154,8 +154,13 @@ class Config:
     #: Largest holdings file accepted by the CLI (web uploads: HOLDINGS_MAX_UPLOAD_MB).
     HOLDINGS_MAX_BYTES = env_int("HOLDINGS_MAX_BYTES", 50 * 1024 * 1024)
     #: Largest list file accepted by the CLI (the whole Consolidated Screening List is about 30 MB);
-    #: uploads are capped by MAX_CONTENT_LENGTH.
+    #: web uploads: LISTS_MAX_UPLOAD_MB.
     MAX_LIST_FILE_BYTES = env_int("MAX_LIST_FILE_BYTES", 100 * 1024 * 1024)
+    #: Largest list file the web upload accepts, in MB (its own limit, above MAX_CONTENT_LENGTH).
+    LISTS_MAX_UPLOAD_MB = env_int("LISTS_MAX_UPLOAD_MB", 64)
+    #: An uploaded list file of at least this many bytes is read and previewed by a background job,
+    #: not in the request (1 MB: about 5,000 entries of the Consolidated Screening List's CSV).
+    LISTS_PREVIEW_JOB_BYTES = env_int("LISTS_PREVIEW_JOB_BYTES", 1_000_000)
     #: Rows of a holdings table (cash and derivatives included) and columns of any row; larger files are refused.
     HOLDINGS_MAX_ROWS = env_int("HOLDINGS_MAX_ROWS", 250_000)
     #: Largest holdings file the web upload accepts, in MB (its own limit, above MAX_CONTENT_LENGTH:
@@ -201,6 +206,9 @@ class Config:
     UPLOAD_MAX_AGE_HOURS = env_int("UPLOAD_MAX_AGE_HOURS", 24)
     #: Files under instance/cache/ (rendered documents) are deleted after this many days.
     CACHE_MAX_AGE_DAYS = env_int("CACHE_MAX_AGE_DAYS", 7)
+    #: The stored results of background jobs (exports, letter ZIPs) finished more than this many days
+    #: ago are deleted, and the job says its result has expired (housekeeping, `flask jobs clean`).
+    JOB_RESULTS_KEEP_DAYS = env_int("JOB_RESULTS_KEEP_DAYS", 30)
     #: Largest single attachment in bytes; the whole request is capped by MAX_CONTENT_LENGTH.
     ATTACHMENT_MAX_BYTES = env_int("ATTACHMENT_MAX_BYTES", 10 * 1024 * 1024)
     #: Where attachments are stored (default: instance/attachments).

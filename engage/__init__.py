@@ -176,6 +176,7 @@ def register_extensions(app: Flask) -> None:
     from engage import audit
     from engage.dbutil import RAISED_BUSY_TIMEOUT
     from engage.extensions import csrf, db, limiter, login_manager, migrate
+    from engage.models.holdings import DATABASE_ONLY_INDEXES
     from engage.search.schema import include_object
 
     db.init_app(app)
@@ -191,6 +192,8 @@ def register_extensions(app: Flask) -> None:
         """Alembic: the search indexes and the job queue's tables (Huey's, in PostgreSQL) are not the models'."""
         if reflected and compare_to is None and type_ == "table" and (name or "").startswith("jobq_"):
             return False
+        if reflected and compare_to is None and type_ == "index" and name in DATABASE_ONLY_INDEXES:
+            return False  # spelled per database by its migration (the order of its columns)
         return include_object(obj, name, type_, reflected, compare_to)
 
     migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True, compare_type=True,

@@ -32,3 +32,14 @@ def raise_busy_timeout(connection, milliseconds: int) -> None:
         return
     connection.info[RAISED_BUSY_TIMEOUT] = True
     connection.exec_driver_sql(f"PRAGMA busy_timeout={max(0, min(int(milliseconds), 2**31 - 1))}")
+
+
+def is_lock_timeout(error: Exception) -> bool:
+    """The database gave up waiting for another transaction's lock: SQLite's "database is locked"
+    (past the busy timeout), PostgreSQL's lock_timeout (55P03, lock_not_available)."""
+    original = getattr(error, "orig", None)
+    if original is None:
+        return False
+    if getattr(original, "sqlstate", None) == "55P03" or getattr(original, "pgcode", None) == "55P03":
+        return True
+    return type(original).__name__ == "OperationalError" and "database is locked" in str(original)

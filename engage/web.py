@@ -6,7 +6,7 @@ import re
 import unicodedata
 from urllib.parse import quote
 
-from flask import abort, current_app, flash, request
+from flask import abort, current_app, flash, render_template, request
 from jinja2 import pass_context
 from werkzeug.routing import IntegerConverter
 from wtforms.form import BaseForm
@@ -128,3 +128,29 @@ def content_disposition(filename: str, disposition: str = "attachment") -> str:
     fallback = re.sub(r"[^A-Za-z0-9._ ()-]+", "_", fallback).strip(" ._") or "attachment"
     fallback += f".{extension.lower()}" if extension else ""
     return f"{disposition}; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
+
+
+def own_upload_limit(bp, endpoint: str, setting: str, what: str, form_page) -> None:
+    """Give the upload of `endpoint` (a view of blueprint `bp`) its own size limit, `setting` (in MB),
+    in place of MAX_CONTENT_LENGTH, which the other forms keep. A body over it answers 413 saying its
+    size and the limit, on the upload form again (`form_page()` renders it); nothing was read or kept.
+
+    Set by a URL value preprocessor because those run before every before_request hook, and the
+    CSRF check reads the form (so the body) before the view is called."""
+
+    @bp.url_value_preprocessor
+    def _upload_limit(endpoint_now: str | None, _values) -> None:
+        if endpoint_now == endpoint:
+            request.max_content_length = current_app.config[setting] * 1024 * 1024
+
+    @bp.errorhandler(413)
+    def _upload_too_large(_error):
+        if request.endpoint != endpoint:
+            return render_template("errors/error.html", code=413, title="Too large",
+                                   text="The upload is larger than the limit this server accepts."), 413
+        limit = current_app.config[setting]
+        size = request.content_length or 0
+        flash(f"The file was refused; nothing was saved. This upload is {size / 1024 / 1024:.0f} MB and {what} "
+              f"may be at most {limit} MB ({setting}). Split the file, or ask an administrator to raise the limit.",
+              "error")
+        return form_page(), 413

@@ -336,14 +336,15 @@ def test_seeding_loads_the_seed_lists_once(runner, app):
 def test_an_upload_over_the_size_limit_is_refused(make_app, app, make_user):
     from tests.conftest import login
 
-    small = make_app(MAX_CONTENT_LENGTH=2048)
+    small = make_app(LISTS_MAX_UPLOAD_MB=1)  # the list upload's own limit (MAX_CONTENT_LENGTH is the other forms')
     client = small.test_client()
     user = make_user("analyst")
     login(client, user.email)
-    big = b"source,name,start_date\n" + b"Entity List (EL),A Co,2020-01-01\n" * 200
+    big = b"source,name,start_date\n" + b"Entity List (EL),A Co,2020-01-01\n" * 40_000  # 1.3 MB
     response = client.post("/lists/import", data={"file": (io.BytesIO(big), "big.csv")},
                            content_type="multipart/form-data")
     assert response.status_code == 413 and counts() == (0, 0)
+    assert "a list file may be at most 1 MB (LISTS_MAX_UPLOAD_MB)" in response.get_data(as_text=True)
 
 
 def test_a_list_upload_cannot_be_confirmed_as_holdings(client, login_as):

@@ -24,8 +24,11 @@ admins on /jobs.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 import logging
 import os
+import secrets
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -52,6 +55,8 @@ _state: dict = {"app": None}
 #: The queue's own tables in PostgreSQL (Huey's; migrations leave them alone).
 TABLE_PREFIX = "jobq"
 HANDLERS: dict[str, Callable] = {}
+#: kind -> how the files a finished job of that kind stored are deleted (`stored_result`).
+RESULTS: dict[str, StoredResult] = {}
 
 
 class Refused(Exception):
@@ -77,6 +82,57 @@ def handler(kind: str):
         return func
 
     return register
+
+
+@dataclass(frozen=True)
+class StoredResult:
+    #: func(job, cutoff) -> files deleted.
+    forget: Callable
+    #: The result's page outlives the files (an import's fund or list version): the job's link is kept.
+    lasting: bool = False
+
+
+def stored_result(kind: str, *, lasting: bool = False):
+    """Register `func(job, cutoff) -> int` as the deletion of what a finished job of `kind` stored
+    (the number of files deleted). Called by `expire_results` once the job is JOB_RESULTS_KEEP_DAYS
+    old; it must leave alone what a queued or running job still uses (`busy_tokens`) and files
+    changed after `cutoff` (written again by a later job)."""
+
+    def register(func):
+        RESULTS[kind] = StoredResult(func, lasting)
+        return func
+
+    return register
+
+
+def result_expired(job: BackgroundJob) -> bool:
+    """The job's result was a stored file, deleted since (its page says so instead of linking to it)."""
+    kept = RESULTS.get(job.kind)
+    return job.expired_at is not None and kept is not None and not kept.lasting
+
+
+def busy_tokens() -> set[str]:
+    """The upload tokens of the jobs queued or running (their stashed files must not be deleted)."""
+    params = db.session.scalars(sa.select(BackgroundJob.params).where(
+        BackgroundJob.status.in_([JobStatus.QUEUED.value, JobStatus.RUNNING.value]))).all()
+    return {p["token"] for p in params if isinstance(p, dict) and isinstance(p.get("token"), str)}
+
+
+def expire_results(now: dt.datetime, keep_days: int) -> tuple[int, int]:
+    """Delete the stored results of the jobs finished more than `keep_days` days before `now` (of the
+    kinds that store one) and mark each job expired: its page then says so instead of linking to a
+    file that is gone. Queued and running jobs are never touched. Idempotent; the caller commits.
+    (jobs marked, files deleted)."""
+    cutoff = now - dt.timedelta(days=keep_days)
+    jobs = db.session.scalars(sa.select(BackgroundJob).where(
+        BackgroundJob.kind.in_(sorted(RESULTS)), BackgroundJob.expired_at.is_(None),
+        BackgroundJob.status.in_([JobStatus.DONE.value, JobStatus.FAILED.value]),
+        BackgroundJob.finished_at < cutoff).order_by(BackgroundJob.id)).all()
+    files = 0
+    for job in jobs:
+        files += RESULTS[job.kind].forget(job, cutoff)
+        job.expired_at = now
+    return len(jobs), files
 
 
 def storage_for(url: str, instance_path: str) -> tuple[type, dict]:
@@ -167,6 +223,25 @@ def submit(kind: str, *, key: str, label: str, params: dict, user_id: int | None
         return job
     _enqueue(job)
     return job
+
+
+def submit_unless_running(kind: str, asked: list, *, label: str, user_id: int | None,
+                          start: Callable[[], dict]) -> BackgroundJob:
+    """A job of `kind` for the work `asked` names (e.g. the user, the file's SHA-256, the options),
+    unless one for the same is queued or running: then that one (a double click on Upload, a second
+    tab). `start()` is called only for a new job (it stashes the upload) and gives its params; the
+    key is `<kind>:<digest of asked>:<params' token>:<random>`, so a finished job's work may be asked again."""
+    digest = hashlib.sha256(json.dumps(asked, sort_keys=True, default=str).encode()).hexdigest()[:40]
+    prefix = f"{kind}:{digest}:"
+    running = db.session.scalar(sa.select(BackgroundJob).where(
+        BackgroundJob.key.startswith(prefix, autoescape=True),
+        BackgroundJob.status.in_([JobStatus.QUEUED.value, JobStatus.RUNNING.value]))
+        .order_by(BackgroundJob.id.desc()).limit(1))
+    if running is not None:
+        return running
+    params = start()
+    return submit(kind, key=f"{prefix}{params.get('token', '')}:{secrets.token_hex(4)}", label=label, params=params,
+                  user_id=user_id)
 
 
 def requeue(job: BackgroundJob) -> None:

@@ -33,7 +33,8 @@ def show(job_id: int):
                and clock.utcnow() - job.created_at > background.stale_after())
     shown = background.progress(job)
     return render_template("background/job.html", job=job, progress=shown, waiting=waiting,
-                           stalled=background.is_stale(job, shown), form=ActionForm(formdata=None))
+                           stalled=background.is_stale(job, shown), form=ActionForm(formdata=None),
+                           expired=background.result_expired(job))
 
 
 @bp.route("/")

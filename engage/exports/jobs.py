@@ -71,3 +71,17 @@ def make(job, report) -> background.Outcome:
 def _outcome(run: ExportRun) -> background.Outcome:
     return background.Outcome([f"{run.filename}: {run.rows:,} engagements. It is kept on the Exports page."],
                               ("exports.stored", {"run_id": run.id}))
+
+
+@background.stored_result(KIND)
+def forget(job, _cutoff) -> int:
+    """The file a finished export job stored (its ExportRun stays, saying on the Exports page and at
+    its link that the file was deleted)."""
+    run = db.session.scalar(sa.select(ExportRun).where(ExportRun.kind == run_kind(job.id)))
+    if run is None:
+        return 0
+    path = service.export_dir() / run.filename
+    if not path.is_file() or path.is_symlink():
+        return 0
+    path.unlink()
+    return 1

@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 
 import sqlalchemy as sa
-from flask import Blueprint, Response, abort, current_app, redirect, render_template, request, send_file, url_for
+from flask import Blueprint, Response, current_app, redirect, render_template, request, send_file, url_for
 from flask_login import current_user
 
 from engage import background, clock
@@ -34,6 +34,7 @@ def index():
     today = clock.today()
     last_month = monthly.Month(today.year, today.month).previous
     return render_template("exports/index.html", default_month=str(last_month), runs=service.stored_runs(),
+                           kept=service.kept_files(),
                            error=None, **_choices())
 
 
@@ -45,7 +46,8 @@ def download():
         asked = monthly.parse_request(request.args, today)
     except monthly.ExportError as error:
         return render_template("exports/index.html", default_month=request.args.get("month", ""),
-                               runs=service.stored_runs(), error=error.message, **_choices()), 400
+                               runs=service.stored_runs(), kept=service.kept_files(), error=error.message,
+                               **_choices()), 400
     month, fmt = asked.month, asked.fmt
     rows = monthly.count(month, asked.filters, cut_off=today)
     if rows >= current_app.config["EXPORT_JOB_ENGAGEMENTS"]:
@@ -84,8 +86,11 @@ def _export_in_background(asked: monthly.ExportRequest, rows: int, today):
 def stored(run_id: int):
     run = db.get_or_404(ExportRun, run_id)
     path = service.export_dir() / run.filename
-    if not path.is_file():
-        abort(404)
+    if not path.is_file():  # a job's export deleted after JOB_RESULTS_KEEP_DAYS (or by hand): say so
+        return render_template("errors/error.html", code=410, title="No longer kept",
+                               text=f"The file {run.filename} was deleted: exports made by a job are kept "
+                                    f"{current_app.config['JOB_RESULTS_KEEP_DAYS']} days. Ask for the export "
+                                    f"again on the Exports page."), 410
     return send_file(path, as_attachment=True, download_name=run.filename, max_age=0)
 
 

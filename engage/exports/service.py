@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -49,6 +50,11 @@ def run_monthly(now: dt.datetime) -> str:
         email.attachment_name = filename
     db.session.commit()
     return f"monthly export {month}: {len(export.rows)} engagements, emailed to {len(recipients())} recipient(s)"
+
+
+def kept_files() -> set[str]:
+    """The names of the files still under instance/exports (a job's export is deleted after JOB_RESULTS_KEEP_DAYS)."""
+    return {entry.name for entry in os.scandir(export_dir()) if entry.is_file(follow_symlinks=False)}
 
 
 def stored_runs():

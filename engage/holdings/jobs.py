@@ -28,19 +28,24 @@ KIND = "holdings_import"
 PREVIEW_KIND = "holdings_preview"
 
 
+def waiting_upload(token: str, kind: str = "holdings", done: str = "imported", doing: str = "imported"):
+    """The stashed upload a preview job reads, or Refused saying what became of it (the list import's too)."""
+    stashed = service.load_upload(token, kind)
+    if stashed is None:
+        state, lines = service.upload_state(token)
+        if state == "done":
+            raise background.Refused(f"this file was {done} already: " + "; ".join(lines[:1]))
+        if state == "importing":
+            raise background.Refused(f"this file is being {doing} (confirmed in another tab)")
+        raise background.Refused("that upload is no longer waiting; upload the file again")
+    return stashed
+
+
 @background.handler(PREVIEW_KIND)
 def preview_stashed(job, report) -> background.Outcome:
     """Read a big uploaded file and keep its preview; the job's result is the preview page."""
     token = job.params["token"]
-    stashed = service.load_upload(token)
-    if stashed is None:
-        state, lines = service.upload_state(token)
-        if state == "done":
-            raise background.Refused("this file was imported already: " + "; ".join(lines[:1]))
-        if state == "importing":
-            raise background.Refused("this file is being imported (confirmed in another tab)")
-        raise background.Refused("that upload is no longer waiting; upload the file again")
-    data, meta = stashed
+    data, meta = waiting_upload(token)
     fund = db.session.get(Fund, meta["fund_id"])
     if fund is None:
         raise background.Refused("that fund no longer exists; upload the file again into another")
@@ -109,3 +114,17 @@ def _committed_by_an_earlier_attempt(job, data: bytes, meta: dict) -> HoldingImp
     return db.session.scalar(sa.select(HoldingImport).where(
         HoldingImport.fund_id == meta["fund_id"], HoldingImport.sha256 == hashlib.sha256(data).hexdigest(),
         HoldingImport.created_at >= job.created_at).order_by(HoldingImport.id.desc()).limit(1))
+
+
+def forget_upload(job, _cutoff) -> int:
+    """A finished job's stashed upload (the file, its kept preview and reading, the result a second
+    click reads), unless a queued or running job still uses the same upload (an import confirmed from
+    the preview this job made)."""
+    token = (job.params or {}).get("token")
+    if not isinstance(token, str) or token in background.busy_tokens():
+        return 0
+    return service.discard_upload(token)
+
+
+background.stored_result(PREVIEW_KIND)(forget_upload)
+background.stored_result(KIND, lasting=True)(forget_upload)  # the fund's page outlives the upload

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
-import secrets
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -14,6 +12,7 @@ from sqlalchemy.orm import selectinload
 from wtforms import SelectChoice
 
 from engage import background, clock
+from engage.dbutil import is_lock_timeout
 from engage.extensions import db
 from engage.formatting import counted, format_datetime
 from engage.forms import ActionForm
@@ -22,36 +21,20 @@ from engage.holdings import screening, service
 from engage.lists import review as match_review
 from engage.lists import screening as list_screening
 from engage.holdings.forms import FundForm, ImportForm, MergeForm, ReadOptionsForm
-from engage.models import BackgroundJob, Campaign, Company, Fund, Holding, JobStatus, ListedEntity, RiskSource
+from engage.models import Campaign, Company, Fund, Holding, ListedEntity, RiskSource
 from engage.security import require_role
 from engage.validators import whole_number
-from engage.web import field_error, paginate
+from engage.web import field_error, own_upload_limit, paginate
 
 bp = Blueprint("holdings", __name__, url_prefix="/holdings")
 
 
-@bp.url_value_preprocessor
-def _upload_limit(endpoint: str | None, _values) -> None:
-    """The holdings upload's own size limit (HOLDINGS_MAX_UPLOAD_MB; other forms keep
-    MAX_CONTENT_LENGTH). Set here because URL value preprocessors run before every before_request
-    hook, and the CSRF check reads the form (so the body) before the view is called."""
-    if endpoint == "holdings.import_holdings":
-        request.max_content_length = current_app.config["HOLDINGS_MAX_UPLOAD_MB"] * 1024 * 1024
+def _upload_form():
+    return render_template("holdings/import.html", form=ImportForm(formdata=None, funds=_fund_choices()))
 
 
-@bp.errorhandler(413)
-def upload_too_large(_error):
-    """A file over the limit: say how big it is and what the limit is; nothing was read or kept."""
-    if request.endpoint != "holdings.import_holdings":
-        return render_template("errors/error.html", code=413, title="Too large",
-                               text="The upload is larger than the limit this server accepts."), 413
-    limit = current_app.config["HOLDINGS_MAX_UPLOAD_MB"]
-    size = request.content_length or 0
-    flash(f"The file was refused; nothing was saved. This upload is {size / 1024 / 1024:.0f} MB and a holdings "
-          f"file may be at most {limit} MB (HOLDINGS_MAX_UPLOAD_MB). Split the file, or ask an administrator "
-          f"to raise the limit.", "error")
-    form = ImportForm(formdata=None, funds=_fund_choices())
-    return render_template("holdings/import.html", form=form), 413
+# the holdings upload's own size limit (HOLDINGS_MAX_UPLOAD_MB; other forms keep MAX_CONTENT_LENGTH)
+own_upload_limit(bp, "holdings.import_holdings", "HOLDINGS_MAX_UPLOAD_MB", "a holdings file", _upload_form)
 
 
 @bp.route("/funds")
@@ -206,21 +189,12 @@ def _preview_in_background(data: bytes, meta: dict, token: str | None = None):
     The same user sending the same file into the same fund with the same options while its reading
     is still queued or running (a double click on Upload, a second tab) gets that job, not another."""
     options = service.ReadOptions.from_meta(meta)
-    asked = hashlib.sha256(json.dumps([current_user.id, meta["fund_id"], hashlib.sha256(data).hexdigest(),
-                                       options.to_meta()], sort_keys=True, default=str).encode()).hexdigest()[:40]
-    prefix = f"{holdings_jobs.PREVIEW_KIND}:{asked}:"
-    reading = db.session.scalar(sa.select(BackgroundJob).where(
-        BackgroundJob.key.startswith(prefix, autoescape=True),
-        BackgroundJob.status.in_([JobStatus.QUEUED.value, JobStatus.RUNNING.value]))
-        .order_by(BackgroundJob.id.desc()).limit(1))
-    if reading is not None:
-        return redirect(url_for("background.show", job_id=reading.id))
-    if token is None:
-        token = service.stash_upload(data, meta)
     fund = db.session.get(Fund, meta["fund_id"])
     label = f"Holdings file check: {meta.get('filename') or 'upload'} for {fund.name if fund else 'a fund'}"
-    job = background.submit(holdings_jobs.PREVIEW_KIND, key=f"{prefix}{token}:{secrets.token_hex(4)}", label=label,
-                            params={"token": token}, user_id=current_user.id)
+    job = background.submit_unless_running(
+        holdings_jobs.PREVIEW_KIND, [current_user.id, meta["fund_id"], hashlib.sha256(data).hexdigest(),
+                                     options.to_meta()],
+        label=label, user_id=current_user.id, start=lambda: {"token": token or service.stash_upload(data, meta)})
     return redirect(url_for("background.show", job_id=job.id))
 
 
@@ -601,6 +575,16 @@ def engage_flagged():
         db.session.rollback()
         flash(f"Engagements for {fund.name} were being opened by another request at the same moment: "
               f"nothing more opened. The list below shows what was.", "info")
+        return redirect(url_for("engagements.index", stage="identified", campaign=campaign_id))
+    except sa.exc.OperationalError as error:
+        # SQLite: another post (a double click) held the write lock longer than this one may wait
+        # (SQLITE_BUSY_TIMEOUT_MS): nothing of this one is kept; say so rather than fail.
+        db.session.rollback()
+        if not is_lock_timeout(error):
+            raise
+        flash(f"Engagements for {fund.name} were being opened by another request at the same moment and it "
+              f"did not finish in time: nothing more opened by this one. The list below shows what was; "
+              f"post again if some are missing.", "info")
         return redirect(url_for("engagements.index", stage="identified", campaign=campaign_id))
     flash(f"{len(opened)} engagement(s) opened for flagged holdings of {fund.name}.", "success")
     divested = [row.company.name for row in rows if row.divestment is not None]

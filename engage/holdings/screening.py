@@ -12,7 +12,7 @@ from decimal import Decimal
 
 import sqlalchemy as sa
 from flask import current_app, render_template
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import aliased, selectinload
 
 from engage import clock
 from engage.dbutil import insert_ignoring_conflicts
@@ -24,6 +24,7 @@ from engage.models import (
     Company,
     DivestmentAlert,
     Engagement,
+    EngagementEvent,
     FlagLink,
     Fund,
     Holding,
@@ -33,6 +34,7 @@ from engage.models import (
     User,
 )
 from engage.core import outbox
+from engage.models.engagements import event_divesting
 from engage.models.holdings import in_snapshot, latest_snapshot_date, latest_snapshots
 from engage.models.lists import latest_version_ids
 
@@ -555,6 +557,17 @@ def held_after_divestment(snap, engagement_id: int | None = None) -> list[HeldAg
     return held_again(snap, engagement_id)[0]
 
 
+def _held_again_select(engagement, divested_on):
+    """A held-again row's columns, and `nth`: 1 for each fund and company's latest divested
+    engagement (a company is held once per snapshot: the unique fund, company and date)."""
+    return sa.select(
+        Holding.fund_id, Fund.name.label("fund"), Fund.base_currency, Holding.as_of, Company.id.label("company_id"),
+        Company.name.label("company"), Holding.market_value, engagement.id.label("engagement_id"),
+        engagement.owner_id, divested_on.label("divested_on"), Company.normalized_name,
+        sa.func.row_number().over(partition_by=(Holding.fund_id, Company.id),
+                                  order_by=(divested_on.desc(), engagement.id.desc())).label("nth"))
+
+
 def held_again(snap, engagement_id: int | None = None, limit: int | None = None, *, offset: int = 0,
                fund_id: int | None = None, per_fund: int | None = None):
     """`held_after_divestment`'s rows (the first `limit` of them after `offset`, when given; of fund
@@ -564,18 +577,13 @@ def held_again(snap, engagement_id: int | None = None, limit: int | None = None,
     events (not a subquery per row, evaluated again for the filter and the order), and the latest
     divestment per fund and company is picked by a window, so only the rows shown leave the database.
     The order (fund, largest holding first, company name, company id) is total, so pages are stable.
-    With `per_fund`: the first `per_fund` rows of every fund, as (row, the fund's count) pairs.
+    With `per_fund`: the first `per_fund` rows of every fund, as (row, the fund's count) pairs
+    (for all funds, `_held_again_per_fund`: led by an index, not by ranking every row).
     """
     events = cycle.divesting_events()
     divested_on = sa.func.coalesce(events.c.occurred_on, Engagement.closed_on, Engagement.opened_on, type_=sa.Date)
-    value = Holding.market_value.desc().nulls_last()
     candidates = (
-        sa.select(Holding.fund_id, Fund.name.label("fund"), Fund.base_currency, Holding.as_of,
-                  Company.id.label("company_id"), Company.name.label("company"), Holding.market_value,
-                  Engagement.id.label("engagement_id"), Engagement.owner_id, divested_on.label("divested_on"),
-                  Company.normalized_name,
-                  sa.func.row_number().over(partition_by=(Holding.fund_id, Company.id),
-                                            order_by=(value, divested_on.desc(), Engagement.id.desc())).label("nth"))
+        _held_again_select(Engagement, divested_on)
         .join(snap, in_snapshot(snap))
         .join(Fund, Fund.id == Holding.fund_id)
         .join(Company, Company.id == Holding.company_id)
@@ -591,6 +599,8 @@ def held_again(snap, engagement_id: int | None = None, limit: int | None = None,
     columns = (rows.c.fund_id, rows.c.fund, rows.c.base_currency, rows.c.as_of, rows.c.company_id, rows.c.company,
                rows.c.market_value, rows.c.engagement_id, rows.c.owner_id, rows.c.divested_on)
     within_fund = (rows.c.market_value.desc().nulls_last(), rows.c.normalized_name, rows.c.company_id)
+    if per_fund is not None and engagement_id is None and fund_id is None:
+        return _held_again_per_fund(snap, per_fund)
     if per_fund is not None:
         ranked = (sa.select(*columns, sa.func.count().over(partition_by=rows.c.fund_id).label("total"),
                             sa.func.row_number().over(partition_by=rows.c.fund_id, order_by=within_fund).label("rank"))
@@ -610,6 +620,58 @@ def held_again(snap, engagement_id: int | None = None, limit: int | None = None,
     if not found and offset:  # past the last row: the count still says how many there are
         return [], db.session.scalar(sa.select(sa.func.count()).select_from(rows).where(rows.c.nth == 1)) or 0
     return [HeldAgain(*row[:-1]) for row in found], (found[0].total if found else 0)
+
+
+def _held_again_per_fund(snap, per_fund: int):
+    """`held_again(snap, per_fund=...)` led by an index: each fund's first `per_fund` held-again
+    holdings are found by walking the fund's snapshot in the order shown (ix_holdings_fund_as_of_value:
+    largest holding first) and stopping after `per_fund` of them, not by ranking every held-again row
+    (41,686 at 100,000 companies). PostgreSQL: a LATERAL subquery per fund; SQLite: a correlated
+    subquery per fund. The same statement adds the shown rows' details (their latest divested
+    engagement, each engagement's date by a correlated lookup rather than the grouped pass over
+    every divesting event); a second counts each fund's held-again holdings (an EXISTS per holding,
+    no ordering). The rows, their order and the counts are those of `held_again(snap)` cut per fund
+    (tests/test_held_again_slices.py)."""
+    divesting = aliased(Engagement)
+    latest_event = (sa.select(sa.func.max(EngagementEvent.occurred_on))
+                    .where(EngagementEvent.engagement_id == divesting.id, event_divesting())
+                    .correlate(divesting).scalar_subquery())
+    divested_before = (
+        sa.select(divesting.id)
+        .where(divesting.company_id == Holding.company_id, divesting.is_divested,
+               sa.func.coalesce(latest_event, divesting.closed_on, divesting.opened_on, type_=sa.Date) < Holding.as_of)
+        .exists())
+    first = (sa.select(Holding.id)
+             .join(Company, Company.id == Holding.company_id)
+             .where(Holding.fund_id == snap.c.fund_id, Holding.as_of == snap.c.as_of, divested_before)
+             .order_by(Holding.market_value.desc().nulls_last(), Company.normalized_name, Company.id)
+             .limit(per_fund))
+    if db.session.get_bind().dialect.name == "postgresql":
+        first = first.correlate(snap).lateral("first_held_again")
+        shown_ids = sa.select(first.c.id).select_from(snap).join(first, sa.true())
+    else:
+        shown_ids = sa.select(Holding.id).select_from(snap).join(Holding, Holding.id.in_(first.correlate(snap)))
+    # the shown holdings' details: the latest divested engagement of each (a correlated date per
+    # engagement, not the grouped pass over every divesting event that ranking all rows needs)
+    divested_on = sa.func.coalesce(latest_event, divesting.closed_on, divesting.opened_on, type_=sa.Date)
+    details = (
+        _held_again_select(divesting, divested_on)
+        .join(Fund, Fund.id == Holding.fund_id)
+        .join(Company, Company.id == Holding.company_id)
+        .join(divesting, divesting.company_id == Holding.company_id)
+        .where(Holding.id.in_(shown_ids), divesting.is_divested, divested_on < Holding.as_of)
+    ).subquery("held_again")
+    columns = (details.c.fund_id, details.c.fund, details.c.base_currency, details.c.as_of, details.c.company_id,
+               details.c.company, details.c.market_value, details.c.engagement_id, details.c.owner_id,
+               details.c.divested_on)
+    found = db.session.execute(
+        sa.select(*columns).where(details.c.nth == 1)
+        .order_by(details.c.fund, details.c.fund_id, details.c.market_value.desc().nulls_last(),
+                  details.c.normalized_name, details.c.company_id)).all()
+    totals = dict(db.session.execute(
+        sa.select(Holding.fund_id, sa.func.count(Holding.id)).join(snap, in_snapshot(snap))
+        .where(divested_before).group_by(Holding.fund_id)).all())
+    return [(HeldAgain(*row), totals.get(row.fund_id, 0)) for row in found], len(found)
 
 
 @dataclass

@@ -297,10 +297,10 @@ def _of_kind(meta: dict, kind: str) -> dict | None:
     return meta
 
 
-def save_upload_meta(token: str, meta: dict) -> None:
+def save_upload_meta(token: str, meta: dict, kind: str = "holdings") -> None:
     if TOKEN.match(token or ""):
         with _Folder() as folder:
-            folder.write(f"{token}.json", json.dumps(meta).encode())
+            folder.write(f"{token}.json", json.dumps({**meta, "kind": kind}).encode())
 
 
 def load_upload(token: str, kind: str = "holdings") -> tuple[bytes, dict] | None:
@@ -386,11 +386,19 @@ def upload_state(token: str) -> tuple[str, list[str]]:
     return "gone", []
 
 
-def discard_upload(token: str) -> None:
+STASH_SUFFIXES = (".bin", ".json", ".claimed", ".done", ".preview", ".reading")
+
+
+def discard_upload(token: str) -> int:
+    """Delete every file of the stash `token`; how many there were."""
+    removed = 0
     if TOKEN.match(token or ""):
         with _Folder() as folder:
-            for suffix in (".bin", ".json", ".claimed", ".done", ".preview", ".reading"):
+            for suffix in STASH_SUFFIXES:
+                if folder.age(f"{token}{suffix}") is not None:
+                    removed += 1
                 folder.unlink(f"{token}{suffix}")
+    return removed
 
 
 # --- a big file's preview, made by the preview job and kept beside its upload ----------------
@@ -455,7 +463,17 @@ def _write_signed(folder: _Folder, name: str, value) -> None:
     folder.write(name, _signature(blob) + blob)
 
 
-def _kept(token: str, suffix: str, data: bytes, meta: dict) -> Checked | None:
+def keep_signed(token: str, suffix: str, fingerprint, value) -> None:
+    """Keep `value` beside the upload `token` (`<token>.<suffix>`), signed and tied to `fingerprint`
+    (what it was made of: the file's bytes, the options it was read with). Also used by the list import."""
+    if TOKEN.match(token or ""):
+        with _Folder() as folder:
+            _write_signed(folder, f"{token}.{suffix}", {"for": fingerprint, "checked": value})
+
+
+def load_signed(token: str, suffix: str, fingerprint):
+    """What `keep_signed` kept for this `fingerprint`; None when nothing is kept or it is of another
+    fingerprint. StashUnsafe when its signature is not this server's."""
     if not TOKEN.match(token or ""):
         return None
     with _Folder() as folder:
@@ -468,9 +486,13 @@ def _kept(token: str, suffix: str, data: bytes, meta: dict) -> Checked | None:
         raise StashUnsafe("the preview the job worker kept of this file is not signed with this server's "
                           "SECRET_KEY (the web and the job workers must share it); it was not loaded")
     kept = pickle.loads(blob)
-    if kept["for"] != _fingerprint(data, ReadOptions.from_meta(meta)):
+    if kept["for"] != fingerprint:
         return None
     return kept["checked"]
+
+
+def _kept(token: str, suffix: str, data: bytes, meta: dict) -> Checked | None:
+    return load_signed(token, suffix, _fingerprint(data, ReadOptions.from_meta(meta)))
 
 
 # --- merging a company created by an import --------------------------------------------------

@@ -15,6 +15,7 @@ with the letters and the reasons; other faults are retried.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from sqlalchemy.orm import selectinload
 from engage import background, clock
 from engage.extensions import db
 from engage.letters import documents, service
-from engage.models import Engagement, Letter, LetterBatch, User
+from engage.models import BackgroundJob, Engagement, JobStatus, Letter, LetterBatch, User
 
 PREPARE = "letters_prepare"
 EMAIL = "letters_email"
@@ -149,3 +150,22 @@ def email(job, report) -> background.Outcome:
         raise background.Refused(f"No letters emailed: {error.message}") from error
     return background.Outcome([email_summary(queued, skipped, already)],
                               ("letters.batch", {"batch_id": batch.id}))
+
+
+@background.stored_result(PREPARE)
+def forget_zip(job, cutoff) -> int:
+    """The ZIP a finished prepare job wrote, unless it was written again since `cutoff` (a later job of
+    the same batch and content) or such a job is queued or running. The batch page prepares it again."""
+    _kind, batch_id, digest, _user = job.key.split(":", 3)
+    if db.session.scalar(sa.select(sa.func.count(BackgroundJob.id)).where(
+            BackgroundJob.kind == PREPARE, BackgroundJob.key.startswith(f"{PREPARE}:{batch_id}:{digest}:", autoescape=True),
+            BackgroundJob.status.in_([JobStatus.QUEUED.value, JobStatus.RUNNING.value]))):
+        return 0
+    path = zip_path(int(batch_id), digest)
+    try:
+        if path.is_symlink() or path.lstat().st_mtime >= cutoff.replace(tzinfo=dt.UTC).timestamp():
+            return 0
+        path.unlink()
+    except FileNotFoundError:
+        return 0
+    return 1

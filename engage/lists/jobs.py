@@ -1,4 +1,10 @@
-"""The list import's confirmation as a background job (a file of LISTS_JOB_ENTRIES entries or more).
+"""The list import as background jobs: reading and previewing an uploaded file of
+LISTS_PREVIEW_JOB_BYTES or more (`preview_stashed`), and saving a confirmed file of
+LISTS_JOB_ENTRIES entries or more (`import_stashed`).
+
+The preview job reads the stashed file as the page would (`service.read`) and keeps what the
+preview page shows (or the refusal, with its rows) beside the upload (`service.keep_preview`); it
+writes nothing to the database, so running it twice only reads the file twice.
 
 The job does what the confirmation does inline for a small file: claim the stashed upload once,
 save it as its preview showed it (`expected_digest`) as new list versions, commit, then screen
@@ -18,13 +24,16 @@ import sqlalchemy as sa
 
 from engage import background
 from engage.extensions import db
+from engage.holdings.jobs import forget_upload, waiting_upload
 from engage.lists import screening, service
 from engage.models import ListVersion
 
 KIND = "lists_import"
-#: The list import keeps its uploads in the holdings import's stash, under its own kind (as routes.KIND).
-STASH = "lists"
+PREVIEW_KIND = "lists_preview"
+STASH = service.STASH
 STEPS = 2
+#: Refused rows a job's summary names (the preview page lists them all).
+ROWS_NAMED = 5
 
 
 def screening_line(result) -> str:
@@ -34,6 +43,31 @@ def screening_line(result) -> str:
 
 def version_lines(shown, saved) -> list[str]:
     return [f"Version {v.id}: {d.summary()}" for d, v in zip(shown.diffs, saved)]
+
+
+@background.handler(PREVIEW_KIND)
+def preview_stashed(job, report) -> background.Outcome:
+    """Read a big uploaded list file and keep its preview; the job's result is the preview page."""
+    token = job.params["token"]
+    data, meta = waiting_upload(token, STASH, done="saved", doing="saved")
+    name = meta.get("file_name") or "The file"
+    report(0, None, "Reading the file and comparing it with the loaded versions")
+    fingerprint = service.preview_fingerprint(data, meta)
+    try:
+        shown = service.read(data, meta)
+    except service.ListError as exc:
+        exc = service.for_the_form(exc)
+        service.keep_preview(token, fingerprint, exc)
+        rows = [f"{str(error)[0].upper()}{str(error)[1:]}." for error in exc.errors[:ROWS_NAMED]]
+        more = [f"… and {len(exc.errors) - ROWS_NAMED} more (see why)."] if len(exc.errors) > ROWS_NAMED else []
+        return background.Outcome([f"{name} was refused; nothing was saved: {exc.message}."] + rows + more,
+                                  ("lists.show_preview", {"token": token}))
+    meta["entries"] = shown.entry_count  # a big file's confirmation is a job too
+    service.save_upload_meta(token, meta, STASH)
+    service.keep_preview(token, fingerprint, shown)
+    return background.Outcome([f"{name}: {shown.entry_count:,} entries read and compared with the loaded "
+                               f"versions; see what saving them would change, then save."] + shown.lines(),
+                              ("lists.show_preview", {"token": token}))
 
 
 @background.handler(KIND)
@@ -93,3 +127,7 @@ def _finish(job, lines: list[str], saved: list[ListVersion], report) -> backgrou
     report(STEPS, STEPS, "Done")
     return background.Outcome(lines, ("lists.version", {"version_id": saved[0].id}) if saved else
                               ("lists.index", {}))
+
+
+background.stored_result(PREVIEW_KIND)(forget_upload)  # the same stash as the holdings import's
+background.stored_result(KIND, lasting=True)(forget_upload)  # the list version outlives the upload

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 
 import sqlalchemy as sa
-from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from engage import background
@@ -17,11 +17,11 @@ from engage.lists.forms import ConfirmForm, ListImportForm
 from engage.lists.review_forms import DecisionForm, UndoForm
 from engage.models import ListedEntity, ListVersion
 from engage.security import require_role
-from engage.web import paginate, refuse
+from engage.web import own_upload_limit, paginate, refuse
 
 bp = Blueprint("lists", __name__, url_prefix="/lists")
 #: The list import keeps its uploads in the holdings import's stash, under its own kind.
-KIND = "lists"
+KIND = service.STASH
 
 #: Most diff lines a version page shows per kind (added, removed, changed).
 DIFF_SHOWN = 200
@@ -64,9 +64,20 @@ def _options(form: ListImportForm) -> dict:
             "retrieved_on": form.retrieved_on.data.isoformat() if form.retrieved_on.data else None}
 
 
-def _read(data: bytes, meta: dict) -> service.Preview:
-    return service.preview(data, meta["file_name"], meta["format"], meta["list_name"], meta["sources"],
-                           meta["mapping"], service.parse_day(meta["retrieved_on"]))
+_read = service.read
+
+
+def _upload_form():
+    return render_template("lists/import.html", form=ListImportForm(formdata=None), errors=[])
+
+
+# the list upload's own size limit (LISTS_MAX_UPLOAD_MB; other forms keep MAX_CONTENT_LENGTH)
+own_upload_limit(bp, "lists.import_list", "LISTS_MAX_UPLOAD_MB", "a list file", _upload_form)
+
+
+def _big(data: bytes) -> bool:
+    """A file read and previewed by a job, not in the request (its confirmation is a job too)."""
+    return len(data) >= current_app.config["LISTS_PREVIEW_JOB_BYTES"]
 
 
 def _preview_page(token: str, preview: service.Preview, meta: dict, confirm: ConfirmForm | None = None,
@@ -94,14 +105,72 @@ def import_list():
     data = upload.read()
     meta = {"file_name": (upload.filename or "upload")[:255], **_options(form), "older": bool(form.older.data),
             "user": current_user.id}
+    if _big(data):  # read by a job: its page, then the preview
+        return _preview_in_background(data, meta)
     try:
         preview = _read(data, meta)
     except service.ListError as exc:
         status = refuse(form, service.for_the_form(exc))
         return render_template("lists/import.html", form=form, errors=exc.errors), status
-    meta["entries"] = sum(len(entries) for entries in preview.parsed.lists.values())  # a big file's confirm is a job
+    meta["entries"] = preview.entry_count  # a big file's confirm is a job
     token = service.stash_upload(data, meta, KIND)
     return _preview_page(token, preview, meta)
+
+
+def _preview_in_background(data: bytes, meta: dict, token: str | None = None):
+    """A big file is read and previewed by the job worker: its page shows the progress, then leads
+    to the preview (`show_preview`). `token`: the stash read again (its preview gone stale); None for
+    a new upload, stashed here.
+
+    The same user sending the same file with the same options while its reading is still queued or
+    running (a double click on Upload, a second tab) gets that job, not another."""
+    asked = [current_user.id, hashlib.sha256(data).hexdigest(),
+             {key: meta.get(key) for key in (*service.READ_OPTIONS, "older")}]
+    job = background.submit_unless_running(
+        list_jobs.PREVIEW_KIND, asked, label=f"List file check: {meta.get('file_name') or 'upload'}",
+        user_id=current_user.id, start=lambda: {"token": token or service.stash_upload(data, meta, KIND)})
+    return redirect(url_for("background.show", job_id=job.id))
+
+
+@bp.route("/import/<token>", methods=["GET"])
+@require_role("analyst")
+def show_preview(token: str):
+    """The preview of a stashed upload (where the preview job leads), or its refusal: kept by the job
+    for a big file; read again (by a job for a big file) when another version was loaded since."""
+    if not service.TOKEN.match(token):
+        abort(404)
+    stashed = service.load_upload(token, KIND)
+    if stashed is not None and stashed[1].get("user") != current_user.id:
+        abort(404)  # another user's upload: not even that it exists
+    if stashed is None:
+        return _no_longer_waiting(token)
+    data, meta = stashed
+    shown = service.kept_preview(token, service.preview_fingerprint(data, meta))
+    if shown is None and _big(data):
+        return _preview_in_background(data, meta, token)
+    if shown is None:
+        try:
+            shown = _read(data, meta)
+        except service.ListError as exc:
+            shown = service.for_the_form(exc)
+    if isinstance(shown, service.ListError):
+        form = ListImportForm(formdata=None, format=meta.get("format") or "", list_name=meta.get("list_name"),
+                              sources=", ".join(meta.get("sources") or []), retrieved_on=service.parse_day(
+                                  meta.get("retrieved_on")), older=bool(meta.get("older")))
+        return render_template("lists/import.html", form=form, errors=shown.errors), refuse(form, shown)
+    return _preview_page(token, shown, meta)
+
+
+def _no_longer_waiting(token: str):
+    """Back to the lists, saying what became of a stashed upload that is no longer waiting."""
+    state, lines = service.upload_state(token)
+    if state == "done":
+        flash("This file was confirmed already and saved once: " + "; ".join(lines[:3]), "info")
+    elif state == "importing":
+        flash("This file is being saved by an earlier click; it is saved once.", "info")
+    else:
+        flash("That import is no longer waiting; upload the file again.", "error")
+    return redirect(url_for("lists.index"))
 
 
 def _stashed(token: str):
@@ -120,18 +189,15 @@ def confirm_import(token: str):
     if not form.validate_on_submit():
         flash("The form expired; upload the file again.", "error")
         return redirect(url_for("lists.import_list"))
+    asked = background.find(f"{list_jobs.KIND}:{token}")
+    if asked is not None and asked.status != "failed" and asked.created_by_id == current_user.id:
+        return redirect(url_for("background.show", job_id=asked.id))  # confirmed already, handed to the job worker
     waiting = _stashed(token)
-    if waiting is not None and (waiting[1].get("entries") or 0) >= current_app.config["LISTS_JOB_ENTRIES"]:
+    if waiting is not None and ((waiting[1].get("entries") or 0) >= current_app.config["LISTS_JOB_ENTRIES"]
+                                or _big(waiting[0])):
         return _import_in_background(token, waiting, form)
     if waiting is None:
-        state, lines = service.upload_state(token)
-        if state == "done":
-            flash("This file was confirmed already and saved once: " + "; ".join(lines[:3]), "info")
-        elif state == "importing":
-            flash("This file is being saved by an earlier click; it is saved once.", "info")
-        else:
-            flash("That import is no longer waiting; upload the file again.", "error")
-        return redirect(url_for("lists.index"))
+        return _no_longer_waiting(token)
     claimed = service.claim_upload(token, KIND)
     if claimed is None:
         flash("This file is being saved by an earlier click; it is saved once.", "info")
@@ -174,7 +240,7 @@ def _import_in_background(token: str, waiting: tuple[bytes, dict], form: Confirm
     """A big file is saved and screened by the job worker: its page shows the progress, then the summary
     and a link to the new version. A second click (or a second tab) confirming the same upload finds the same job."""
     data, meta = waiting
-    label = (f"List import: {meta.get('file_name') or 'upload'} ({meta.get('entries'):,} entries), "
+    label = (f"List import: {meta.get('file_name') or 'upload'} ({meta.get('entries') or 0:,} entries), "
              "then screening every company")
     job = background.submit(list_jobs.KIND, key=f"{list_jobs.KIND}:{token}", label=label,
                             params={"token": token, "digest": request.form.get("preview", ""),

@@ -9,6 +9,7 @@ stash (engage.holdings.service), and confirms only what its preview showed (`dig
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -16,6 +17,7 @@ import re
 import secrets
 from collections import defaultdict
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 
 import sqlalchemy as sa
 
@@ -43,7 +45,11 @@ release_upload = holdings_service.release_upload
 finish_upload = holdings_service.finish_upload
 upload_state = holdings_service.upload_state
 discard_upload = holdings_service.discard_upload
+save_upload_meta = holdings_service.save_upload_meta
 StashUnsafe = holdings_service.StashUnsafe
+TOKEN = holdings_service.TOKEN
+#: The list import keeps its uploads in the holdings import's stash, under its own kind.
+STASH = "lists"
 
 
 class PreviewChanged(ListError):
@@ -107,10 +113,16 @@ class ListDiff:
     changed: list[dict] = field(default_factory=list)
     #: The loaded version is of a later retrieved date than this file's.
     older: bool = False
+    #: How many entries the file gives the list, kept when `entries` is not (a preview kept by the job).
+    count: int | None = None
 
     @property
     def label(self) -> str:
         return _label(self.name)
+
+    @property
+    def entry_count(self) -> int:
+        return self.count if self.count is not None else len(self.entries)
 
     def detail(self) -> dict:
         return {"added": self.added, "removed": self.removed, "changed": self.changed}
@@ -118,7 +130,7 @@ class ListDiff:
     def summary(self) -> str:
         against = (f"against version {self.previous.id} of {format_date(self.previous.retrieved_on)}"
                    if self.previous else "first version")
-        return (f"{self.label}: {len(self.entries)} entries, {len(self.added)} added, {len(self.removed)} removed, "
+        return (f"{self.label}: {self.entry_count} entries, {len(self.added)} added, {len(self.removed)} removed, "
                 f"{len(self.changed)} changed ({against})")
 
     def lines(self) -> list[str]:
@@ -260,6 +272,10 @@ class Preview:
     def lines(self) -> list[str]:
         return [d.summary() for d in self.diffs]
 
+    @property
+    def entry_count(self) -> int:
+        return sum(d.entry_count for d in self.diffs)
+
 
 def preview(data: bytes, file_name: str, format: str | None = None, list_name: str | None = None,
             sources: list[str] | None = None, mapping: dict[str, str] | str | None = None,
@@ -293,6 +309,55 @@ def preview(data: bytes, file_name: str, format: str | None = None, list_name: s
                         f"{format_date(v.retrieved_on)}, SHA-256 {sha256[:12]}); nothing to load{hint}")
     diffs = [_diff(name, entries, latest.get(name), retrieved_on) for name, entries in parsed.lists.items()]
     return Preview(parsed, (file_name or "upload")[:255], sha256, retrieved_on, diffs)
+
+
+def read(data: bytes, meta: dict) -> Preview:
+    """`preview` of a stashed upload, read with the options its meta keeps (the web page and its job)."""
+    return preview(data, meta["file_name"], meta["format"], meta["list_name"], meta["sources"], meta["mapping"],
+                   parse_day(meta["retrieved_on"]))
+
+
+# --- a big file's preview, made by the preview job and kept beside its upload ----------------------
+#
+# <token>.preview holds what the preview page shows (the diffs, without the entries), or the
+# refusal, signed and tied to the file, the options it was read with and the latest list version
+# loaded when it was read (the holdings stash's keep_signed): a version loaded since makes it stale,
+# and the page has the file read again rather than show a diff a confirmation would refuse.
+
+#: What of an upload's meta says how the file is read.
+READ_OPTIONS = ("file_name", "format", "list_name", "sources", "mapping", "retrieved_on")
+
+
+def preview_fingerprint(data: bytes, meta: dict) -> list:
+    """What a kept preview is of: the file, how it is read, the latest list version loaded (taken
+    before reading, so a version loaded while the job reads leaves the kept preview stale)."""
+    latest = db.session.scalar(sa.select(sa.func.max(ListVersion.id)))
+    return [hashlib.sha256(data).hexdigest(), {key: meta.get(key) for key in READ_OPTIONS}, latest]
+
+
+def keep_preview(token: str, fingerprint: list, shown: Preview | ListError) -> None:
+    """Keep the preview the job made (without the entries, which the page does not show), or its refusal."""
+    if isinstance(shown, ListError):
+        kept = {"refused": {"message": shown.message, "errors": shown.errors, "field": shown.field}}
+    else:
+        diffs = [dataclasses.replace(
+            d, entries=[], count=len(d.entries),
+            previous=SimpleNamespace(id=d.previous.id, retrieved_on=d.previous.retrieved_on) if d.previous else None)
+            for d in shown.diffs]
+        parsed = dataclasses.replace(shown.parsed, lists={name: [] for name in shown.parsed.lists})
+        kept = {"preview": dataclasses.replace(shown, parsed=parsed, diffs=diffs)}
+    holdings_service.keep_signed(token, "preview", fingerprint, kept)
+
+
+def kept_preview(token: str, fingerprint: list) -> Preview | ListError | None:
+    """The preview (or the refusal) the job kept for this fingerprint; None when there is none or
+    it is stale. StashUnsafe when it is not signed by this server."""
+    kept = holdings_service.load_signed(token, "preview", fingerprint)
+    if kept is None:
+        return None
+    if "refused" in kept:
+        return ListError(kept["refused"]["message"], kept["refused"]["errors"], kept["refused"]["field"])
+    return kept["preview"]
 
 
 def _lock() -> None:

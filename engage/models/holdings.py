@@ -127,6 +127,12 @@ def latest_snapshots(fund_ids=None, *, on: dt.date | None = None):
     return query.subquery("snapshots")
 
 
+#: Indexes that migrations make in words of each database, which no model describes (so Alembic's
+#: comparison leaves them out): a snapshot by market value, largest first, for the held-again slice
+#: (migration 0036: `market_value DESC NULLS LAST` on PostgreSQL, `market_value DESC` on SQLite).
+DATABASE_ONLY_INDEXES = frozenset({"ix_holdings_fund_as_of_value"})
+
+
 def in_snapshot(snapshots):
     """SQL: the holding belongs to one of `snapshots` (a subquery of fund_id, as_of)."""
     return sa.and_(snapshots.c.fund_id == Holding.fund_id, snapshots.c.as_of == Holding.as_of)

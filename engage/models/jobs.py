@@ -46,6 +46,8 @@ class BackgroundJob(TimestampMixin, db.Model):
     created_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"), index=True)
     started_at: Mapped[dt.datetime | None]
     finished_at: Mapped[dt.datetime | None]
+    #: When the job's stored result (a file) was deleted after JOB_RESULTS_KEEP_DAYS (engage.background.expire_results).
+    expired_at: Mapped[dt.datetime | None]
 
     @property
     def finished(self) -> bool:
