@@ -13,6 +13,7 @@ PostgreSQL. Runs on SQLite and, with TEST_DATABASE_URL, on PostgreSQL.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 
 import pytest
 import sqlalchemy as sa
@@ -128,7 +129,7 @@ def test_the_fast_path_writes_every_row_the_row_by_row_definition_writes(app, ma
                 assert company.id in [hit.id for hit in hits], (text, company.name)
 
 
-def _refuse(table: str, condition_sqlite: str, condition_pg: str) -> callable:
+def _refuse(table: str, condition_sqlite: str, condition_pg: str) -> Callable[[], None]:
     """Make the database refuse one row of `table` (as a constraint only it checks would); returns the undo."""
     if _is_postgresql():
         db.session.execute(sa.text(
