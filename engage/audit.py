@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import json
 import uuid
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -25,7 +26,7 @@ from flask import has_request_context, request
 from flask_login import current_user
 from sqlalchemy.orm import Session
 
-from engage import clock
+from engage import clock, dbutil
 from engage.extensions import db
 from engage.models import AuditEvent, OutboxEmail
 
@@ -146,7 +147,12 @@ def record(action: str, summary: str = "", obj=None, changes: dict | None = None
 
 def record_inserted(model, rows) -> None:
     """The "create" events the mapper hook writes, for rows a bulk INSERT wrote (`rows`: mappings of
-    every column's name to its value, the id included), in one statement."""
+    every column's name to its value, the id included), written through the driver (dbutil.write_rows).
+
+    Each event's `changes` is the JSON text the JSON column would write for the mapper hook's
+    snapshot (`json.dumps` of it), put together from each key's encoding once and each value's
+    (`_changes_text`); the first row's is checked against the column's own serialisation, and a
+    database configured with another JSON serializer gets that serializer's text for every row."""
     if not rows:
         return
     who = current_actor()
@@ -154,16 +160,44 @@ def record_inserted(model, rows) -> None:
     columns = [(attr.key, attr.columns[0].name) for attr in sa.inspect(model).column_attrs
                if attr.key not in IGNORED_FIELDS]
     by_key = dict(columns)
+    labels = [by_key[k] for k in _LABELS if k in by_key]
+    parts = [(json.dumps(key) + ": ", None if key in REDACTED_FIELDS else column) for key, column in columns]
+    redacted = json.dumps("(redacted)")
+    serializer = getattr(db.session.get_bind().dialect, "_json_serializer", None)
+
+    def snapshot(row) -> dict:
+        return {key: "(redacted)" if key in REDACTED_FIELDS else _jsonable(row[column]) for key, column in columns}
+
+    def changes_text(row) -> str:
+        return "{" + ", ".join([prefix + (redacted if column is None else _json_value(row[column]))
+                                for prefix, column in parts]) + "}"
+
+    if serializer is not None or changes_text(rows[0]) != json.dumps(snapshot(rows[0])):
+        dumps = serializer or json.dumps
+        changes_text = lambda row: dumps(snapshot(row))  # noqa: E731 (the column's own serialisation)
+    kind = model.__name__
     events = []
     for row in rows:
-        changes = {key: "(redacted)" if key in REDACTED_FIELDS else _jsonable(row[column]) for key, column in columns}
-        label = next((row[by_key[k]] for k in _LABELS if k in by_key and isinstance(row[by_key[k]], str)
-                      and row[by_key[k]]), "")
-        events.append({"created_at": now, "actor_id": who.user_id, "actor_label": who.label, "action": "create",
-                       "object_type": model.__name__, "object_id": row["id"],
-                       "summary": f"create {model.__name__} {label[:200]}".strip()[:500], "changes": changes,
-                       "ip_address": ip, "group_id": group})
-    db.session.execute(sa.insert(AuditEvent.__table__), events)
+        label = next((row[c] for c in labels if isinstance(row[c], str) and row[c]), "")
+        events.append((row["id"], f"create {kind} {label[:200]}".strip()[:500], changes_text(row)))
+    dbutil.write_rows(AuditEvent.__table__, ("object_id", "summary", "changes"), events, encoded=("changes",),
+                      constants={"created_at": now, "actor_id": who.user_id, "actor_label": who.label,
+                                 "action": "create", "object_type": kind, "ip_address": ip, "group_id": group})
+
+
+_encode_text = json.encoder.encode_basestring_ascii  # what json.dumps writes for a str (ensure_ascii)
+
+
+def _json_value(value) -> str:
+    """json.dumps(_jsonable(value)), quicker for the usual str, None and int."""
+    kind = type(value)
+    if kind is str:
+        return _encode_text(value)
+    if value is None:
+        return "null"
+    if kind is int:
+        return int.__repr__(value)
+    return json.dumps(_jsonable(value))
 
 
 def _audited(obj) -> bool:

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Collection, Iterable, Sequence
+from contextlib import closing
+
+import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from engage.extensions import db
@@ -43,3 +48,75 @@ def is_lock_timeout(error: Exception) -> bool:
     if getattr(original, "sqlstate", None) == "55P03" or getattr(original, "pgcode", None) == "55P03":
         return True
     return type(original).__name__ == "OperationalError" and "database is locked" in str(original)
+
+
+def write_rows(table, columns: Sequence[str], rows: Iterable[Sequence], *, constants: dict | None = None,
+               encoded: Collection[str] = ()) -> None:
+    """INSERT `rows` (each a sequence of `columns`' values) into `table` in the session's transaction,
+    through the driver: COPY on PostgreSQL, INSERTs of many rows each on SQLite.
+
+    For hundreds of thousands of rows, where SQLAlchemy's per-row parameter handling of an
+    executemany costs as much as the database's work. The values are converted as SQLAlchemy
+    converts them (each column type's bind processor for this dialect), so the stored values are
+    the same as `session.execute(sa.insert(table), dicts)` writes; `constants` (column → value, the
+    same in every row) are converted once. `encoded` columns already hold what their type sends
+    to the database (a JSON column's serialized text) and are not converted. No column defaults
+    are applied: give every column the table needs. A database error is raised as SQLAlchemy's
+    (sa.exc.IntegrityError for a constraint), and the caller's transaction is left to roll back.
+    """
+    connection = db.session.connection()
+    dialect = connection.dialect
+    constants = dict(constants or {})
+    names = list(columns) + list(constants)
+    processors = []
+    for index, name in enumerate(columns):
+        if name not in encoded:
+            processor = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+            if processor is not None:
+                processors.append((index, processor))
+    fixed = []
+    for name, value in constants.items():
+        processor = None if name in encoded else table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+        fixed.append(processor(value) if processor is not None else value)
+    fixed = tuple(fixed)
+
+    def converted(chunk):
+        for row in chunk:
+            if processors:
+                row = list(row)
+                for index, processor in processors:
+                    row[index] = processor(row[index])
+            yield (*row, *fixed) if fixed else tuple(row)
+
+    driver = connection.connection.driver_connection
+    preparer = dialect.identifier_preparer
+    quoted = ", ".join(preparer.quote(name) for name in names)
+    rows = rows if isinstance(rows, list) else list(rows)
+    statement = f"COPY {preparer.format_table(table)} ({quoted}) FROM STDIN"
+    try:
+        if dialect.name == "postgresql":
+            for start in range(0, len(rows), CHUNK):
+                with closing(driver.cursor()) as cursor, cursor.copy(statement) as copy:
+                    for row in converted(rows[start:start + CHUNK]):
+                        copy.write_row(row)
+            return
+        # SQLite: INSERTs of many rows each (as many as its limit of bound parameters takes, at
+        # most 1,000), not one statement per row: SQLite's full-text tables (the search index,
+        # filled by triggers) write their pending entries out at the end of each statement, which
+        # made one row per statement several times slower.
+        limit = driver.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) if hasattr(driver, "getlimit") else 999
+        per_statement = max(1, min(1000, limit // len(names)))
+        one = f"({', '.join('?' for _ in names)})"
+        head = f"INSERT INTO {preparer.format_table(table)} ({quoted}) VALUES "
+        with closing(driver.cursor()) as cursor:
+            for start in range(0, len(rows), per_statement):
+                chunk = list(converted(rows[start:start + per_statement]))
+                statement = head + ", ".join([one] * len(chunk))
+                cursor.execute(statement, [value for row in chunk for value in row])
+    except dialect.loaded_dbapi.Error as exc:
+        raise sa.exc.DBAPIError.instance(statement, None, exc, dialect.loaded_dbapi.Error,
+                                         dialect=dialect) from exc
+
+
+#: Rows per COPY of write_rows on PostgreSQL.
+CHUNK = 20_000

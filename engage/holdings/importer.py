@@ -27,11 +27,12 @@ import hashlib
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import lru_cache
 
 import sqlalchemy as sa
 from flask import current_app
 
-from engage import audit, clock, names
+from engage import audit, clock, dbutil, names
 from engage.extensions import db
 from engage.formatting import format_date, format_datetime
 from engage.holdings import screening
@@ -51,6 +52,7 @@ EXCHANGES = {
 }
 
 
+@lru_cache(maxsize=4096)  # a file names a few exchanges, on each of its rows
 def exchange_code(value: str | None) -> str | None:
     if not value:
         return None
@@ -60,6 +62,7 @@ def exchange_code(value: str | None) -> str | None:
     return EXCHANGES.get(text.lower(), text.upper()[:40])
 
 
+@lru_cache(maxsize=4096)  # a few countries, each looked up in pycountry once, not on every row
 def country_code(value: str | None) -> str | None:
     if not value:
         return None
@@ -373,8 +376,11 @@ def import_parsed(parsed: ParsedFile, fund: Fund, as_of: dt.date, progress=None,
                   data: bytes = b"", bulk: bool = True) -> ImportResult:
     """Write the snapshot in the caller's transaction; the caller commits once.
 
-    The companies it creates are written with one INSERT per table (`_create_companies`); `bulk=False`
-    creates them one ORM object at a time instead, as imports did before (the tests compare the two).
+    The companies it creates, their audit events and the positions are written through the driver
+    (`_create_companies`, dbutil.write_rows: many rows per statement, or COPY); `bulk=False` writes
+    them as imports did before, the definition the tests compare the fast path with: one ORM object
+    per company (the mapper hooks write the reading and the audit events), the positions with
+    SQLAlchemy's executemany.
 
     Takes the import lock first (a caller that read the fund before should take it earlier);
     raises ImportBusy when it does not come in time.
@@ -424,14 +430,19 @@ def import_parsed(parsed: ParsedFile, fund: Fund, as_of: dt.date, progress=None,
             company.isin = isin  # an ORM update, so the audit trail records it
     db.session.flush()
     db.session.execute(sa.delete(Holding).where(Holding.fund_id == fund.id, Holding.as_of == as_of))
+    now = clock.utcnow()
     rows = [
         {"fund_id": fund.id, "company_id": p["company"]["id"] if isinstance(p["company"], dict) else p["company"],
          "as_of": as_of, "shares": p["shares"], "market_value": p["market_value"],
          "weight": min(p["weight"], Decimal(100)) if p["weight"] is not None else None}
         for p in positions
     ]
-    if rows:
-        db.session.execute(sa.insert(Holding), rows)
+    if rows and bulk:
+        dbutil.write_rows(Holding.__table__, ("company_id", "shares", "market_value", "weight"),
+                          [(r["company_id"], r["shares"], r["market_value"], r["weight"]) for r in rows],
+                          constants={"fund_id": fund.id, "as_of": as_of, "created_at": now, "updated_at": now})
+    elif rows:  # the definition the fast path is compared with: SQLAlchemy's executemany
+        db.session.execute(sa.insert(Holding), [row | {"created_at": now, "updated_at": now} for row in rows])
     actor = audit.current_actor()
     record = HoldingImport(fund_id=fund.id, as_of=as_of, filename=(filename or "upload")[:255],
                            sha256=hashlib.sha256(data).hexdigest(), layout=parsed.layout, rows=len(parsed.rows),
@@ -456,14 +467,14 @@ def import_parsed(parsed: ParsedFile, fund: Fund, as_of: dt.date, progress=None,
 
 
 def _create_companies(rows: list[dict]) -> list[int]:
-    """Insert the companies an import creates, with one executemany per table; their ids.
+    """Insert the companies an import creates through the driver (dbutil.write_rows); their ids.
 
     Writes what creating them one ORM object at a time wrote (`_create_companies_one_by_one`, which
     the tests compare it with): the normalised name, the stored reading of the name (`name_forms`),
     the timestamps, every column's default, and one "create" audit event per company, as the mapper
     hooks do. The search index follows through its triggers (SQLite) or expression index (PostgreSQL).
-    The ids are taken beforehand (`_next_ids`), so no RETURNING is needed: a RETURNING in the rows'
-    order makes SQLAlchemy insert one row at a time on SQLite. Each row of `rows` gets its "id".
+    The ids are taken beforehand (`_next_ids`), so no RETURNING is needed. Each row of `rows` gets
+    its "id".
     """
     if not rows:
         return []
@@ -478,11 +489,12 @@ def _create_companies(rows: list[dict]) -> list[int]:
                        "exchange": row["exchange"], "country": row["country"], "sector": row["sector"],
                        "website": None, "address": "", "description": "", "origin": row["origin"],
                        "name_forms": names.stored_forms([row["name"]]), "created_at": now, "updated_at": now})
-    table = Company.__table__
-    for start in range(0, len(values), _CHUNK):
-        db.session.execute(sa.insert(table), values[start:start + _CHUNK])
-    for start in range(0, len(values), _CHUNK):
-        audit.record_inserted(Company, values[start:start + _CHUNK])
+    varying = ("id", "name", "normalized_name", "isin", "ticker", "exchange", "country", "sector", "origin",
+               "name_forms")
+    dbutil.write_rows(Company.__table__, varying, [tuple(value[k] for k in varying) for value in values],
+                      constants={"lei": None, "parent_id": None, "website": None, "address": "", "description": "",
+                                 "created_at": now, "updated_at": now})
+    audit.record_inserted(Company, values)
     return ids
 
 
@@ -498,10 +510,6 @@ def _create_companies_one_by_one(rows: list[dict]) -> list[int]:
     for row, company in zip(rows, companies):
         row["id"] = company.id
     return [company.id for company in companies]
-
-
-#: Rows per INSERT executemany: bounded memory for the statement's parameters.
-_CHUNK = 10_000
 
 
 def _next_ids(table: sa.Table, count: int) -> list[int]:
