@@ -21,6 +21,7 @@ from engage.engagements.forms import (
     StageMoveForm,
 )
 from engage.engagements.queries import engagement_keyset, filter_form, owner_choices
+from engage.dbutil import distinct_values
 from engage.extensions import db
 from engage.forms import ActionForm
 from engage.holdings import screening
@@ -70,8 +71,7 @@ def index():
         stages=list(Stage), escalations=list(Escalation),
         campaign_options=[(c.id, c.name) for c in db.session.scalars(sa.select(Campaign).order_by(Campaign.name))],
         owners=owner_choices()[1:],
-        sectors=[s for s in db.session.scalars(
-            sa.select(Company.sector).where(Company.sector.is_not(None)).distinct().order_by(Company.sector))],
+        sectors=distinct_values(Company.sector),
         **menu_context("engagements"),
     )
 
