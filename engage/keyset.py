@@ -54,6 +54,8 @@ class Order:
     descending: bool = False
     nullable: bool = True
     kind: str = TEXT  # TEXT, DATE or NUMBER: how a cursor's value is read back
+    #: (table, on clause) outer-joined for the sort alone: the page's rows need it, its count does not
+    joins: tuple = ()
 
     @property
     def signature(self) -> str:
@@ -159,6 +161,8 @@ def _parts(query, order: Order, cursor, forward: bool, limit: int):
             value_part = None  # after a row without a value come only rows without one
 
     base = query.order_by(None)
+    for table, on in order.joins:
+        base = base.outerjoin(table, on)
     id_order = id_.asc() if forward else id_.desc()
     selects = []
     for rank, where in enumerate((value_part, null_part) if forward else (null_part, value_part)):

@@ -58,6 +58,8 @@ def company_filters(args) -> dict:
 def company_query(f: dict):
     """The companies matching the filters, in the list's order (the saved views' and exports' query)."""
     query, order = company_keyset(f)
+    for table, on in order.joins:
+        query = query.outerjoin(table, on)
     column = order.column.desc() if order.descending else order.column.asc()
     return query.order_by(column.nulls_last(), Company.id)
 
@@ -88,10 +90,13 @@ def company_keyset(f: dict) -> tuple[sa.Select, Order]:
         query = query.where(Company.id.in_(engaged.where(Engagement.is_open)))
     elif f["engaged"] == "no":
         query = query.where(Company.id.not_in(engaged.where(Engagement.is_open)))
-    scores = None
+    scores, joins = None, ()
     if f["score_below"] or f["trend"] or f["sort"] in ("score", "change"):
         scores = company_scores()
-        query = query.outerjoin(scores, scores.c.company_id == Company.id)
+        if f["score_below"] or f["trend"]:
+            query = query.outerjoin(scores, scores.c.company_id == Company.id)
+        else:  # for the order alone: the row count does not join the scores
+            joins = ((scores, scores.c.company_id == Company.id),)
     if f["score_below"]:
         query = query.where(scores.c.score < shown_below(int(f["score_below"])))
     if f["trend"] == "up":  # a change shown as +1 or more; "+0" is no trend
@@ -99,4 +104,5 @@ def company_keyset(f: dict) -> tuple[sa.Select, Order]:
     elif f["trend"] == "down":
         query = query.where(scores.c.score - scores.c.previous <= -SHOWN_CHANGE)
     return query, Order(f["sort"], SORTS[f["sort"]](scores), Company.id, descending=f["dir"] == "desc",
-                        nullable=f["sort"] in NULLABLE_SORTS, kind=NUMBER if f["sort"] in NUMBER_SORTS else "text")
+                        nullable=f["sort"] in NULLABLE_SORTS, kind=NUMBER if f["sort"] in NUMBER_SORTS else "text",
+                        joins=joins)
