@@ -201,3 +201,18 @@ def test_saved_views_drop_the_page_position(client, login_as):
 
     assert clean_query("companies", f"?sector=Solar&after={_cursor('name:asc', 'acme', 1)}&last=1&page=3") == "sector=Solar"
 
+
+
+def test_the_filter_choices_are_the_distinct_values_in_order(listed):
+    """dbutil.distinct_values (a skip through the index) gives what SELECT DISTINCT ... ORDER BY gave."""
+    from engage.dbutil import distinct_values
+
+    db.session.add_all([Company(name="Lower", sector="energy"), Company(name="Upper", sector="Energy"),
+                        Company(name="Spaced", sector="Solar power"), Company(name="Accent", sector="Énergie")])
+    db.session.commit()
+    for column in (Company.sector, Company.country):
+        old = list(db.session.scalars(sa.select(column).where(column.is_not(None)).distinct().order_by(column)))
+        assert distinct_values(column) == old and len(old) >= 3
+    db.session.execute(sa.delete(Company).where(Company.id.not_in(sa.select(Engagement.company_id))))
+    db.session.execute(sa.update(Company).values(sector=None))
+    assert distinct_values(Company.sector) == []
