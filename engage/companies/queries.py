@@ -27,7 +27,7 @@ def company_scores(*where):
                   sa.func.max(sa.case((ranked.c.rank == 2, ranked.c.total))).label("previous"))
         .where(ranked.c.rank <= 2)
         .group_by(ranked.c.company_id)
-        .subquery("company_scores")
+        .cte("company_scores")
     )
 
 
