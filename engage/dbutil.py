@@ -120,3 +120,18 @@ def write_rows(table, columns: Sequence[str], rows: Iterable[Sequence], *, const
 
 #: Rows per COPY of write_rows on PostgreSQL.
 CHUNK = 20_000
+
+
+def distinct_values(column) -> list:
+    """The column's distinct values other than NULL, in order, read by skipping through its index.
+
+    `SELECT DISTINCT` reads every row's entry (the companies list's sector and country choices:
+    10 to 30 ms at 100,000 companies, each request); this asks the index for the smallest value,
+    then the smallest above it, and so on (a recursive CTE): one short index search per value.
+    The same values in the same order, the database's collation deciding both.
+    """
+    found = sa.select(sa.func.min(column).label("value")).cte("found", recursive=True)
+    found = found.union_all(
+        sa.select(sa.select(sa.func.min(column)).where(column > found.c.value).scalar_subquery())
+        .where(found.c.value.is_not(None)))
+    return list(db.session.scalars(sa.select(found.c.value).where(found.c.value.is_not(None)).order_by(found.c.value)))

@@ -9,7 +9,7 @@ from sqlalchemy.orm import selectinload
 
 from engage.companies import contacts as contact_service
 from engage.companies import service
-from engage.companies.queries import company_filters, company_query, company_scores
+from engage.companies.queries import company_filters, company_keyset, company_scores
 from engage.companies.forms import (
     CompanyForm,
     ContactEraseForm,
@@ -22,7 +22,7 @@ from engage.forms import ActionForm
 from engage.models import Company, CompanyContact, Engagement, RiskFlag, RiskSource, Stage
 from engage.security import require_role
 from engage.views.menu import menu_context
-from engage.web import paginate
+from engage.keyset import keyset_paginate
 
 bp = Blueprint("companies", __name__, url_prefix="/companies")
 
@@ -31,12 +31,12 @@ bp = Blueprint("companies", __name__, url_prefix="/companies")
 @require_role("viewer")
 def index():
     f = company_filters(request.args)
-    query = company_query(f).options(
-        selectinload(Company.risk_flags), selectinload(Company.aliases), selectinload(Company.engagements)
-    )
-    page = paginate(query)
+    query, order = company_keyset(f)
+    page = keyset_paginate(query, order, lambda ids: db.session.scalars(
+        sa.select(Company).where(Company.id.in_(ids)).options(
+            selectinload(Company.risk_flags), selectinload(Company.aliases), selectinload(Company.engagements))).all())
     ids = [c.id for c in page.items]
-    table = company_scores()
+    table = company_scores(Engagement.company_id.in_(ids))
     scores = {row.company_id: row for row in db.session.execute(
         sa.select(table.c.company_id, table.c.score, (table.c.score - table.c.previous).label("change"))
         .where(table.c.company_id.in_(ids))

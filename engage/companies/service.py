@@ -6,6 +6,7 @@ import re
 
 import sqlalchemy as sa
 
+from engage import dbutil
 from engage.errors import FieldError
 from engage.extensions import db
 from engage.identifiers import compact_isin, compact_lei, isin_problem, lei_problem
@@ -60,7 +61,8 @@ def latest_holdings(company_id: int):
 
 
 def distinct_values(column) -> list[str]:
-    return [v for v in db.session.scalars(sa.select(column).where(column.is_not(None)).distinct().order_by(column))]
+    """The column's values other than NULL, once each, in order (the list's filter choices)."""
+    return dbutil.distinct_values(column)
 
 
 def parent_reference(company: Company) -> str:

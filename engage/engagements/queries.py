@@ -12,6 +12,7 @@ from engage.engagements import service
 from engage.engagements.forms import EngagementFilterForm
 from engage.extensions import db
 from engage.formatting import SHOWN_CHANGE, shown_below
+from engage.keyset import DATE, NUMBER, TEXT, Order
 from engage.models import Company, Engagement, Role, User, engagement_open
 
 SORTS = {
@@ -34,6 +35,11 @@ def owner_choices(include_none: bool = True):
 
 #: Columns computed per engagement that the list can also sort by.
 COMPUTED_SORTS = ("next_follow_up", "last_contact", "score", "change")
+#: Per sort: whether its value may be NULL (those rows come last) and its kind (how a page link's
+#: cursor is read back).
+SORT_KINDS = {"company": (False, TEXT), "stage": (False, TEXT), "escalation": (False, TEXT),
+              "opened": (False, DATE), "next_step": (True, DATE), "next_follow_up": (True, DATE),
+              "last_contact": (True, DATE), "score": (True, NUMBER), "change": (True, NUMBER)}
 
 
 def filter_form(formdata) -> EngagementFilterForm:
@@ -72,6 +78,14 @@ def quiet_firsts(cutoff: dt.date, limit: int) -> list[sa.Select]:
 
 
 def engagement_query(f: dict, today: dt.date):
+    """The engagements matching the filters, in the list's order (bulk letters, the API)."""
+    query, order = engagement_keyset(f, today)
+    column = order.column.desc() if order.descending else order.column.asc()
+    return query.order_by(column.nulls_last(), Engagement.id)
+
+
+def engagement_keyset(f: dict, today: dt.date) -> tuple[sa.Select, Order]:
+    """The engagements matching the filters (no order) and the list's order, for keyset paging."""
     # Only the engagements are selected: the per-row figures are computed for the page alone
     # (`_rows`), so a deep page does not compute them for every row it skips.
     query = sa.select(Engagement).join(Engagement.company)
@@ -114,5 +128,5 @@ def engagement_query(f: dict, today: dt.date):
     # The next follow-up and last contact are stored columns (engage.engagements.stored), indexed
     # with the id: sorting by them reads the index in order instead of computing every engagement's.
     column = SORTS[f["sort"]] if f["sort"] in SORTS else computed[f["sort"]]()
-    order = column.desc() if f["dir"] == "desc" else column.asc()
-    return query.order_by(order.nulls_last(), Engagement.id)
+    nullable, kind = SORT_KINDS[f["sort"]]
+    return query, Order(f["sort"], column, Engagement.id, descending=f["dir"] == "desc", nullable=nullable, kind=kind)

@@ -20,10 +20,12 @@ from engage.engagements.forms import (
     OpenEngagementForm,
     StageMoveForm,
 )
-from engage.engagements.queries import engagement_query, filter_form, owner_choices
+from engage.engagements.queries import engagement_keyset, filter_form, owner_choices
+from engage.dbutil import distinct_values
 from engage.extensions import db
 from engage.forms import ActionForm
 from engage.holdings import screening
+from engage.keyset import keyset_paginate
 from engage.letters.forms import GenerateForm, bulk_form
 from engage.letters.service import active_templates, suggested_template
 from engage.models import (
@@ -47,7 +49,7 @@ from engage.validators import whole_number
 from engage.valuechain import feeds
 from engage.valuechain import figures as value_chain_figures
 from engage.views.menu import menu_context
-from engage.web import content_disposition, paginate, refuse
+from engage.web import content_disposition, refuse
 
 bp = Blueprint("engagements", __name__, url_prefix="/engagements")
 
@@ -58,19 +60,18 @@ def index():
     today = clock.today()
     filters = filter_form(request.args)
     f = filters.values_or_400()
-    query = engagement_query(f, today).options(
-        selectinload(Engagement.company), selectinload(Engagement.campaign), selectinload(Engagement.owner)
-    )
-    page = paginate(query)
-    # paginate returns scalars; re-run the row query for the page to get the computed columns.
+    query, order = engagement_keyset(f, today)
+    page = keyset_paginate(query, order, lambda ids: db.session.scalars(
+        sa.select(Engagement).where(Engagement.id.in_(ids)).options(
+            selectinload(Engagement.company), selectinload(Engagement.campaign), selectinload(Engagement.owner))).all())
+    # The page's engagements; their computed columns come from one more query for the page's rows.
     return render_template(
         "engagements/index.html", page=page, rows=_rows(page, f, today), f=f, today=today,
         bulk=bulk_form() if current_user.can_edit else None, filters=filters,
         stages=list(Stage), escalations=list(Escalation),
         campaign_options=[(c.id, c.name) for c in db.session.scalars(sa.select(Campaign).order_by(Campaign.name))],
         owners=owner_choices()[1:],
-        sectors=[s for s in db.session.scalars(
-            sa.select(Company.sector).where(Company.sector.is_not(None)).distinct().order_by(Company.sector))],
+        sectors=distinct_values(Company.sector),
         **menu_context("engagements"),
     )
 

@@ -76,12 +76,18 @@ def ranked_scores(partition, *where, columns=()):
     One pass over the scores (a window function), joined to the engagement so that `partition`
     and `where` may name engagement columns (company, campaign).
     """
+    primary = Score.is_primary
+    if where and db.session.get_bind().dialect.name == "sqlite":
+        # Nearly every score is primary: told so, SQLite reads the scores of the engagements
+        # `where` names through their index instead of every primary score through the
+        # moderates_id index (the companies page's 50 companies: 36 ms -> under 1 ms at 100,000).
+        primary = sa.func.likelihood(primary, sa.literal_column("0.9"))
     return (
         sa.select(Score.id.label("id"), Score.engagement_id.label("engagement_id"), Score.total.label("total"),
                   *columns,
                   sa.func.row_number().over(partition_by=partition, order_by=Score.newest_first()).label("rank"))
         .join(Engagement, Engagement.id == Score.engagement_id)
-        .where(Score.is_primary, *where)
+        .where(primary, *where)
         .subquery("ranked_scores")
     )
 

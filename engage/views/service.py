@@ -22,7 +22,7 @@ from engage.extensions import db
 from engage.models import VIEW_NAME_MAX, VIEW_QUERY_MAX, Role, SavedView, User, ViewList
 
 #: Parameters a list page reads that are not part of a view.
-NOT_SAVED = {"page"}
+NOT_SAVED = {"page", "after", "before", "last"}
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import statistics
 import sys
@@ -388,11 +389,11 @@ def bench_pages(app) -> list[dict]:
         ("companies, first page", "/companies"),
         ("companies, filtered", "/companies?sector=Energy&source=us_entity_list"),
         ("companies, search", "/companies?q=golden"),
-        ("companies, deep page", f"/companies?page={COMPANIES // 50 - 2}"),
+        ("companies, deep page", _deep_page(client, "/companies")),
         ("companies, by score", "/companies?sort=score&dir=desc"),
         ("engagements, filtered", "/engagements?stage=acknowledged&escalation=follow_up"),
         ("engagements, by next follow-up", "/engagements?sort=next_follow_up"),
-        ("engagements, deep page", f"/engagements?page={2 * COMPANIES // 50 - 2}"),
+        ("engagements, deep page", _deep_page(client, "/engagements")),
         ("reminders", "/reminders?who=all"),
         ("company page", f"/companies/{company.id}"),
         ("engagement, 300+ timeline entries", f"/engagements/{long_engagement.id}"),
@@ -403,6 +404,20 @@ def bench_pages(app) -> list[dict]:
         ("screening, held again, deep page", "/holdings/screening/held-again?page=800"),
     ]
     return _time_pages(client, pages)
+
+
+def _deep_page(client, url: str) -> str:
+    """The third page from the end of a list, reached as a user does: Last, then Previous twice
+    (the lists page by keyset: a page link carries a cursor, there are no page numbers). At 50 rows
+    a page it is the depth the bench timed before keyset paging (page COMPANIES // 50 - 2 of the
+    companies, 2 * COMPANIES // 50 - 2 of the engagements)."""
+    url = f"{url}?last=1"
+    for _ in range(2):
+        html = client.get(url).get_data(as_text=True)
+        found = re.search(r'href="([^"]*)" rel="prev"', html)
+        assert found, f"no Previous link on {url}"
+        url = found.group(1).replace("&amp;", "&")
+    return url
 
 
 def bench_search(app) -> list[dict]:
