@@ -121,7 +121,7 @@ def mapping(token: str):
             db.session.rollback()
             problem = exc.message if isinstance(exc, service.TrackerError) else str(exc)
         else:
-            save_upload_meta(token, {**meta, "options": chosen.as_json(), "kind": KIND})
+            save_upload_meta(token, {**meta, "options": chosen.as_json()}, KIND)
             return redirect(url_for("tracker.mapping", token=token))
     return _mapping_page(token, data, meta, options, form, problem=problem, status=422 if problem else 200)
 
