@@ -14,6 +14,9 @@ from engage.models.scoring import ranked_scores
 def company_scores(*where):
     """Per company: the latest primary score and the one before it, in one pass over the scores.
 
+    The definition the stored `companies.score` and `score_change` follow (engage.companies.stored,
+    kept by triggers; the tests compare the two). The list reads the stored columns.
+
     A derived table (window function), not a correlated subquery per company: sorting ten
     thousand companies by score stays a single scan of the scores. `where` (on the engagement)
     narrows the scores read: the list page's figures are those of its own companies only (a
@@ -36,12 +39,13 @@ NULLABLE_SORTS = {"isin", "country", "sector", "score", "change"}
 NUMBER_SORTS = {"score", "change"}
 
 SORTS = {
-    "name": lambda scores: Company.normalized_name,
-    "isin": lambda scores: Company.isin,
-    "country": lambda scores: Company.country,
-    "sector": lambda scores: Company.sector,
-    "score": lambda scores: scores.c.score,
-    "change": lambda scores: scores.c.score - scores.c.previous,
+    "name": lambda: Company.normalized_name,
+    "isin": lambda: Company.isin,
+    "country": lambda: Company.country,
+    "sector": lambda: Company.sector,
+    # Stored by triggers (engage.companies.stored) and indexed: a page is read from the index.
+    "score": lambda: Company.score,
+    "change": lambda: Company.score_change,
 }
 
 
@@ -90,19 +94,12 @@ def company_keyset(f: dict) -> tuple[sa.Select, Order]:
         query = query.where(Company.id.in_(engaged.where(Engagement.is_open)))
     elif f["engaged"] == "no":
         query = query.where(Company.id.not_in(engaged.where(Engagement.is_open)))
-    scores, joins = None, ()
-    if f["score_below"] or f["trend"] or f["sort"] in ("score", "change"):
-        scores = company_scores()
-        if f["score_below"] or f["trend"]:
-            query = query.outerjoin(scores, scores.c.company_id == Company.id)
-        else:  # for the order alone: the row count does not join the scores
-            joins = ((scores, scores.c.company_id == Company.id),)
+    # The score and change are the stored columns (engage.companies.stored), indexed.
     if f["score_below"]:
-        query = query.where(scores.c.score < shown_below(int(f["score_below"])))
+        query = query.where(Company.score < shown_below(int(f["score_below"])))
     if f["trend"] == "up":  # a change shown as +1 or more; "+0" is no trend
-        query = query.where(scores.c.score - scores.c.previous >= SHOWN_CHANGE)
+        query = query.where(Company.score_change >= SHOWN_CHANGE)
     elif f["trend"] == "down":
-        query = query.where(scores.c.score - scores.c.previous <= -SHOWN_CHANGE)
-    return query, Order(f["sort"], SORTS[f["sort"]](scores), Company.id, descending=f["dir"] == "desc",
-                        nullable=f["sort"] in NULLABLE_SORTS, kind=NUMBER if f["sort"] in NUMBER_SORTS else "text",
-                        joins=joins)
+        query = query.where(Company.score_change <= -SHOWN_CHANGE)
+    return query, Order(f["sort"], SORTS[f["sort"]](), Company.id, descending=f["dir"] == "desc",
+                        nullable=f["sort"] in NULLABLE_SORTS, kind=NUMBER if f["sort"] in NUMBER_SORTS else "text")
