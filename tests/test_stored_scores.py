@@ -332,16 +332,17 @@ def test_two_transactions_scoring_one_company_at_once_leave_the_right_score(app)
     rubric = rubric_for(one).id
     rubric_two = rubric_for(two).id
     db.session.commit()
+    one_id, two_id, company_id = one.id, two.id, one.company_id  # the thread cannot load expired attributes
     sql = sa.text("INSERT INTO scores (engagement_id, rubric_id, scored_on, total, note, created_at, updated_at) "
                   "VALUES (:e, :r, :on, :total, '', now(), now())")
     engine = db.engine  # the thread has no app context
     first = engine.connect()
-    first.execute(sql, {"e": one.id, "r": rubric, "on": D + dt.timedelta(days=10), "total": 80})  # not committed yet
+    first.execute(sql, {"e": one_id, "r": rubric, "on": D + dt.timedelta(days=10), "total": 80})  # not committed yet
     done = threading.Event()
 
     def second_writer():
         with engine.begin() as conn:  # an earlier score of another engagement: waits for the first writer's lock
-            conn.execute(sql, {"e": two.id, "r": rubric_two, "on": D, "total": 30})
+            conn.execute(sql, {"e": two_id, "r": rubric_two, "on": D, "total": 30})
         done.set()
 
     thread = threading.Thread(target=second_writer)
@@ -352,4 +353,4 @@ def test_two_transactions_scoring_one_company_at_once_leave_the_right_score(app)
     first.close()
     thread.join(10)
     assert done.is_set()
-    assert figures(one.company_id) == (Decimal("80"), Decimal("50"))
+    assert figures(company_id) == (Decimal("80"), Decimal("50"))
