@@ -354,3 +354,57 @@ def test_two_transactions_scoring_one_company_at_once_leave_the_right_score(app)
     thread.join(10)
     assert done.is_set()
     assert figures(company_id) == (Decimal("80"), Decimal("50"))
+
+
+def test_0037_up_down_up_keeps_triggers_and_right_scores_on_sqlite(make_app, tmp_path, database_url):
+    """Migration 0037 fills the figures of the scores already there, goes down without a trace,
+    and up again fills what was written meanwhile; the triggers work after the round trip."""
+    from flask_migrate import downgrade, upgrade
+
+    from tests.test_break3_migration import _fill_required
+
+    if not database_url.startswith("sqlite"):
+        return  # PostgreSQL: the tests above run on the migrated test database
+    app = make_app(SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'score-0037.sqlite'}")
+    with app.app_context():
+        upgrade(revision="0036")
+        with db.engine.begin() as conn:
+            for n in (1, 2):
+                _fill_required(conn, "companies", {"id": n, "name": f"C{n}", "normalized_name": f"c{n}"})
+            _fill_required(conn, "campaigns", {"id": 1, "slug": "c", "active": 1})
+            _fill_required(conn, "rubrics", {"id": 1, "campaign_id": 1, "version": 1})
+            for n in (1, 2):
+                _fill_required(conn, "engagements", {"id": n, "company_id": n, "campaign_id": 1, "stage": "identified",
+                                                     "escalation": "none", "opened_on": "2026-01-01"})
+            for day, total in (("2026-03-01", 40), ("2026-03-05", 55.5)):
+                _fill_required(conn, "scores", {"engagement_id": 1, "rubric_id": 1, "scored_on": day, "total": total})
+        upgrade(revision="0037")
+
+        def figures():
+            return [tuple(map(str, row)) for row in db.session.execute(sa.text(
+                "SELECT id, score, score_change FROM companies ORDER BY id")).all()]
+
+        with db.engine.connect() as conn:
+            assert stored.problems(conn) == []
+        assert figures() == [("1", "55.5", "15.5"), ("2", "None", "None")]
+        db.session.remove()
+        downgrade(revision="0036")
+        with db.engine.connect() as conn:
+            names = set(conn.execute(sa.text("SELECT name FROM sqlite_master WHERE type = 'trigger'")).scalars())
+            assert not names & set(stored.TRIGGERS)
+            columns = {c["name"] for c in sa.inspect(conn).get_columns("companies")}
+            assert "score" not in columns and "score_change" not in columns
+        with db.engine.begin() as conn:  # written while 0037 is down: the upgrade fills it
+            _fill_required(conn, "scores", {"engagement_id": 2, "rubric_id": 1, "scored_on": "2026-04-01", "total": 70})
+        upgrade()
+        with db.engine.connect() as conn:
+            assert stored.missing_triggers(conn) == [] and stored.problems(conn) == []
+        assert figures() == [("1", "55.5", "15.5"), ("2", "70", "None")]
+        with db.engine.begin() as conn:  # the triggers work after the round trip
+            conn.execute(sa.text("DELETE FROM scores WHERE engagement_id = 1 AND scored_on = '2026-03-05'"))
+            _fill_required(conn, "scores", {"engagement_id": 2, "rubric_id": 1, "scored_on": "2026-04-02", "total": 60})
+        assert figures() == [("1", "40", "None"), ("2", "60", "-10")]
+        with db.engine.connect() as conn:
+            assert stored.problems(conn) == []
+        db.session.remove()
+        db.engine.dispose()
