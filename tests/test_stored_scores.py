@@ -34,7 +34,7 @@ def values() -> dict[int, tuple]:
     db.session.expire_all()
     table = company_scores()
     rows = db.session.execute(
-        sa.select(Company.id, Company.score, table.c.score, Company.score_change, table.c.score - table.c.previous)
+        sa.select(Company.id, Company.latest_score, table.c.score, Company.score_change, table.c.score - table.c.previous)
         .outerjoin(table, table.c.company_id == Company.id).order_by(Company.id)).all()
     return {row[0]: tuple(row[1:]) for row in rows}
 
@@ -42,9 +42,9 @@ def values() -> dict[int, tuple]:
 def assert_stored_right() -> dict[int, tuple]:
     found = values()
     for company_id, (score, score_computed, change, change_computed) in found.items():
-        assert score == score_computed, (company_id, "score", score, score_computed)
+        assert score == score_computed, (company_id, "latest_score", score, score_computed)
         assert change == change_computed, (company_id, "score_change", change, change_computed)
-    assert stored.drift(db.session.connection()) == {"score": (0, []), "score_change": (0, [])}
+    assert stored.drift(db.session.connection()) == {"latest_score": (0, []), "score_change": (0, [])}
     return found
 
 
@@ -260,12 +260,12 @@ def test_check_finds_a_wrong_value_and_a_missing_trigger_and_recount_repairs(app
     ok = runner.invoke(args=["companies", "check-scores"])
     assert ok.exit_code == 0 and "every company matches its scores" in ok.output, ok.output
     # A write that bypasses the triggers (they are on scores and engagements, not companies).
-    db.session.execute(sa.text("UPDATE companies SET score = 99, score_change = NULL WHERE id = :c"),
+    db.session.execute(sa.text("UPDATE companies SET latest_score = 99, score_change = NULL WHERE id = :c"),
                        {"c": engagement.company_id})
     db.session.commit()
     bad = runner.invoke(args=["companies", "check-scores"])
     assert bad.exit_code == 1
-    assert f"1 company(ies) hold a wrong score (first: #{engagement.company_id})" in bad.output, bad.output
+    assert f"1 company(ies) hold a wrong latest_score (first: #{engagement.company_id})" in bad.output, bad.output
     assert "wrong score_change" in bad.output
     fixed = runner.invoke(args=["companies", "recount-scores"])
     assert fixed.exit_code == 0 and "1 score(s) and 1 change(s) corrected" in fixed.output, fixed.output
@@ -278,7 +278,7 @@ def test_check_finds_a_wrong_value_and_a_missing_trigger_and_recount_repairs(app
     missing = runner.invoke(args=["companies", "check-scores"])
     assert missing.exit_code == 1
     assert "trigger company_score_scores_ai (on scores)" in missing.output, missing.output
-    assert "wrong score " in missing.output or "wrong score (" in missing.output, missing.output
+    assert "wrong latest_score" in missing.output, missing.output
     repaired = runner.invoke(args=["companies", "recount-scores", "--triggers"])
     assert repaired.exit_code == 0 and "Triggers created" in repaired.output, repaired.output
     assert runner.invoke(args=["companies", "check-scores"]).exit_code == 0
@@ -292,16 +292,16 @@ def test_recount_fills_the_columns_from_the_scores(app):
     score(engagements[0], "30", D)
     score(engagements[0], "35.5", D + dt.timedelta(days=1))
     score(engagements[1], "70", D)
-    db.session.execute(sa.text("UPDATE companies SET score = 1, score_change = NULL"))
+    db.session.execute(sa.text("UPDATE companies SET latest_score = 1, score_change = NULL"))
     db.session.commit()
     changed = stored.recount(db.session.connection())
     db.session.commit()
     companies = db.session.scalar(sa.select(sa.func.count()).select_from(Company))
-    assert changed == {"score": companies, "score_change": 1}
+    assert changed == {"latest_score": companies, "score_change": 1}
     found = assert_stored_right()
     assert [found[e.company_id][::2] for e in engagements] == [
         (Decimal("35.5"), Decimal("5.5")), (Decimal("70"), None), (None, None)]
-    assert stored.recount(db.session.connection()) == {"score": 0, "score_change": 0}
+    assert stored.recount(db.session.connection()) == {"latest_score": 0, "score_change": 0}
 
 
 def test_the_triggers_are_the_migrations(app):
@@ -382,7 +382,7 @@ def test_0037_up_down_up_keeps_triggers_and_right_scores_on_sqlite(make_app, tmp
 
         def figures():
             return [tuple(map(str, row)) for row in db.session.execute(sa.text(
-                "SELECT id, score, score_change FROM companies ORDER BY id")).all()]
+                "SELECT id, latest_score, score_change FROM companies ORDER BY id")).all()]
 
         with db.engine.connect() as conn:
             assert stored.problems(conn) == []
@@ -393,7 +393,7 @@ def test_0037_up_down_up_keeps_triggers_and_right_scores_on_sqlite(make_app, tmp
             names = set(conn.execute(sa.text("SELECT name FROM sqlite_master WHERE type = 'trigger'")).scalars())
             assert not names & set(stored.TRIGGERS)
             columns = {c["name"] for c in sa.inspect(conn).get_columns("companies")}
-            assert "score" not in columns and "score_change" not in columns
+            assert "latest_score" not in columns and "score_change" not in columns
         with db.engine.begin() as conn:  # written while 0037 is down: the upgrade fills it
             _fill_required(conn, "scores", {"engagement_id": 2, "rubric_id": 1, "scored_on": "2026-04-01", "total": 70})
         upgrade()

@@ -36,4 +36,4 @@ def recount_scores_command(triggers: bool) -> None:
     changed = stored.recount(conn)
     db.session.commit()
     made = "Triggers created. " if triggers else ""
-    click.echo(f"{made}Recounted: {changed['score']} score(s) and {changed['score_change']} change(s) corrected.")
+    click.echo(f"{made}Recounted: {changed['latest_score']} score(s) and {changed['score_change']} change(s) corrected.")

@@ -14,7 +14,7 @@ from engage.models.scoring import ranked_scores
 def company_scores(*where):
     """Per company: the latest primary score and the one before it, in one pass over the scores.
 
-    The definition the stored `companies.score` and `score_change` follow (engage.companies.stored,
+    The definition the stored `companies.latest_score` and `score_change` follow (engage.companies.stored,
     kept by triggers; the tests compare the two). The list reads the stored columns.
 
     A derived table (window function), not a correlated subquery per company: sorting ten
@@ -44,7 +44,7 @@ SORTS = {
     "country": lambda: Company.country,
     "sector": lambda: Company.sector,
     # Stored by triggers (engage.companies.stored) and indexed: a page is read from the index.
-    "score": lambda: Company.score,
+    "score": lambda: Company.latest_score,
     "change": lambda: Company.score_change,
 }
 
@@ -96,7 +96,7 @@ def company_keyset(f: dict) -> tuple[sa.Select, Order]:
         query = query.where(Company.id.not_in(engaged.where(Engagement.is_open)))
     # The score and change are the stored columns (engage.companies.stored), indexed.
     if f["score_below"]:
-        query = query.where(Company.score < shown_below(int(f["score_below"])))
+        query = query.where(Company.latest_score < shown_below(int(f["score_below"])))
     if f["trend"] == "up":  # a change shown as +1 or more; "+0" is no trend
         query = query.where(Company.score_change >= SHOWN_CHANGE)
     elif f["trend"] == "down":

@@ -1,12 +1,12 @@
 """A company's stored score and change, kept by database triggers (issue 20).
 
-`companies.score` is the total of the company's latest primary score (not a moderation), over
+`companies.latest_score` is the total of the company's latest primary score (not a moderation), over
 all its engagements: the newest `scored_on`, ties by the later entry (`Score.newest_first`), NULL
 when it has none. `companies.score_change` is that total minus the one before it (the same
 order), NULL when there is no earlier one. They are exactly the figures
 `engage.companies.queries.company_scores` computes (a window over the scores), which the list
 computed per request: sorting 100,000 companies by score ranked every score first. Stored and
-indexed (`ix_companies_score`, `ix_companies_score_change`), the sorted page reads 50 rows of an
+indexed (`ix_companies_latest_score`, `ix_companies_score_change`), the sorted page reads 50 rows of an
 index, and the score filters read a range of one.
 
 Triggers keep them, whatever writes the rows (the ORM, an executemany, a COPY, a cascade, raw
@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-COLUMNS = ("score", "score_change")
+COLUMNS = ("latest_score", "score_change")
 
 #: Trigger name -> table (both dialects use these names).
 TRIGGERS = {
@@ -61,7 +61,7 @@ def nth_latest(company_id: str, offset: int, dialect: str) -> str:
 
 def computed(column: str, company_id: str, dialect: str) -> str:
     """SQL: the value `column` should hold for the company whose id is the SQL `company_id`."""
-    if column == "score":
+    if column == "latest_score":
         return nth_latest(company_id, 0, dialect)
     return f"({nth_latest(company_id, 0, dialect)} - {nth_latest(company_id, 1, dialect)})"
 
@@ -103,16 +103,16 @@ _PG_RECOUNT = """
     END IF;
     -- Wait for any other writer of these companies' figures; the UPDATE below then sees its scores.
     PERFORM 1 FROM companies c WHERE c.id = ANY (touched) ORDER BY c.id FOR NO KEY UPDATE;
-    UPDATE companies c SET score = t.score, score_change = t.score_change
+    UPDATE companies c SET latest_score = t.score, score_change = t.score_change
       FROM (SELECT u.id, {score} AS score, {change} AS score_change FROM unnest(touched) AS u (id)) t
-     WHERE c.id = t.id AND (c.score, c.score_change) IS DISTINCT FROM (t.score, t.score_change);
+     WHERE c.id = t.id AND (c.latest_score, c.score_change) IS DISTINCT FROM (t.score, t.score_change);
     RETURN NULL;
 END
 $body$"""
 
 
 def _postgresql_functions() -> list[str]:
-    recount = _PG_RECOUNT.format(score=computed("score", "u.id", "postgresql"),
+    recount = _PG_RECOUNT.format(score=computed("latest_score", "u.id", "postgresql"),
                                  change=computed("score_change", "u.id", "postgresql"))
     old_cols = ", ".join(f"o.{c}" for c in SCORE_COLUMNS)
     new_cols = ", ".join(f"n.{c}" for c in SCORE_COLUMNS)
@@ -207,16 +207,16 @@ def recount(conn) -> dict[str, int]:
                        max(total) FILTER (WHERE rank = 1) - max(total) FILTER (WHERE rank = 2) AS score_change
                   FROM ranked WHERE rank <= 2 GROUP BY company_id),
             changed AS (
-                UPDATE companies c SET score = t.score, score_change = t.score_change
-                  FROM (SELECT x.id, x.score AS old_score, x.score_change AS old_change,
+                UPDATE companies c SET latest_score = t.score, score_change = t.score_change
+                  FROM (SELECT x.id, x.latest_score AS old_score, x.score_change AS old_change,
                                f.score, f.score_change
                           FROM companies x LEFT JOIN figures f ON f.company_id = x.id) t
-                 WHERE c.id = t.id AND (c.score, c.score_change) IS DISTINCT FROM (t.score, t.score_change)
+                 WHERE c.id = t.id AND (c.latest_score, c.score_change) IS DISTINCT FROM (t.score, t.score_change)
                 RETURNING t.old_score IS DISTINCT FROM t.score AS score,
                           t.old_change IS DISTINCT FROM t.score_change AS score_change)
             SELECT count(*) FILTER (WHERE score), count(*) FILTER (WHERE score_change) FROM changed
         """)).one()
-        return {"score": int(row[0]), "score_change": int(row[1])}
+        return {"latest_score": int(row[0]), "score_change": int(row[1])}
     changed = {}
     for column in COLUMNS:
         # SQLite: per company, a lookup of its engagements and their scores in their indexes.

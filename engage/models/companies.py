@@ -42,7 +42,7 @@ class Company(TimestampMixin, db.Model):
         sa.CheckConstraint("parent_id IS NULL OR parent_id <> id", name="not_own_parent"),
         # The stored score and change (migration 0037): the list's score and change sorts read a
         # page of these, the score and trend filters a range.
-        sa.Index("ix_companies_score", "score", "id"),
+        sa.Index("ix_companies_latest_score", "latest_score", "id"),
         sa.Index("ix_companies_score_change", "score_change", "id"),
     )
 
@@ -74,7 +74,7 @@ class Company(TimestampMixin, db.Model):
     #: of the company's latest primary score over all its engagements (NULL when it has none), and
     #: that total minus the one before it (NULL when there is no earlier one). Read them with a
     #: query, not from an object loaded before the write that changed them.
-    score: Mapped[Decimal | None] = mapped_column(sa.Numeric(5, 2))
+    latest_score: Mapped[Decimal | None] = mapped_column(sa.Numeric(5, 2))
     score_change: Mapped[Decimal | None] = mapped_column(sa.Numeric(5, 2))
 
     parent: Mapped[Company | None] = relationship(remote_side=[id], back_populates="subsidiaries")

@@ -4,7 +4,7 @@ Revision ID: 0037
 Revises: 0036
 Create Date: 2026-12-06 02:30:00
 
-companies.score (the total of the company's latest primary score over its engagements) and
+companies.latest_score (the total of the company's latest primary score over its engagements) and
 companies.score_change (that total minus the one before it), with the indexes the companies list
 sorts and filters by, the triggers on scores and engagements that keep them
 (engage.companies.stored: SQLite row triggers, PostgreSQL statement triggers with transition
@@ -29,18 +29,18 @@ depends_on = None
 
 
 def upgrade():
-    op.add_column('companies', sa.Column('score', sa.Numeric(5, 2), nullable=True))
+    op.add_column('companies', sa.Column('latest_score', sa.Numeric(5, 2), nullable=True))
     op.add_column('companies', sa.Column('score_change', sa.Numeric(5, 2), nullable=True))
     bind = op.get_bind()
     stored.install(bind)
     stored.recount(bind)  # before the indexes: the fill does not update them row by row
-    op.create_index('ix_companies_score', 'companies', ['score', 'id'], unique=False)
+    op.create_index('ix_companies_latest_score', 'companies', ['latest_score', 'id'], unique=False)
     op.create_index('ix_companies_score_change', 'companies', ['score_change', 'id'], unique=False)
 
 
 def downgrade():
     stored.uninstall(op.get_bind())
     op.drop_index('ix_companies_score_change', table_name='companies')
-    op.drop_index('ix_companies_score', table_name='companies')
+    op.drop_index('ix_companies_latest_score', table_name='companies')
     op.drop_column('companies', 'score_change')
-    op.drop_column('companies', 'score')
+    op.drop_column('companies', 'latest_score')
