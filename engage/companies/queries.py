@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 import sqlalchemy as sa
 
 from engage.companies.forms import CompanyFilterForm
+from engage.extensions import db
 from engage.formatting import SHOWN_CHANGE, shown_below
 from engage.keyset import NUMBER, Order
 from engage.models import Company, CompanyAlias, Engagement, RiskFlag
@@ -59,6 +62,28 @@ def company_filters(args) -> dict:
     return filter_form(args).values_or_400()
 
 
+#: Three characters in a row that are not LIKE wildcards: what a trigram index can look up.
+_TRIGRAM = re.compile(r"[^%_]{3}")
+
+
+def name_like(like: str):
+    """`lower(name) LIKE like`: the search box's condition on the name, as the list has always read it.
+
+    On SQLite, with three characters in a row to look up, the companies the trigram index
+    (search_companies, migration 0023, kept by triggers) finds for the same LIKE come first, then
+    the condition itself on those: the index folds case more widely than lower(), so it finds a
+    superset and the condition keeps exactly the rows it always gave. The rows are then those few
+    thousand ids (with the ISIN, ticker and alias terms, a MULTI-INDEX OR), not a walk through
+    every name in the list's order until 50 match (SQLite, 100,000 companies, q=golden: 77 to 131 ms).
+    """
+    condition = sa.func.lower(Company.name).like(like)
+    if db.session.get_bind().dialect.name != "sqlite" or not _TRIGRAM.search(like):
+        return condition
+    found = sa.select(sa.literal_column("rowid")).select_from(sa.table("search_companies")).where(
+        sa.literal_column("search_companies.name").like(like))
+    return sa.and_(Company.id.in_(found), condition)
+
+
 def company_query(f: dict):
     """The companies matching the filters, in the list's order (the saved views' and exports' query)."""
     query, order = company_keyset(f)
@@ -75,7 +100,7 @@ def company_keyset(f: dict) -> tuple[sa.Select, Order]:
         like = f"%{f['q'].lower()}%"
         alias_match = sa.select(CompanyAlias.company_id).where(sa.func.lower(CompanyAlias.alias).like(like))
         query = query.where(sa.or_(
-            sa.func.lower(Company.name).like(like),
+            name_like(like),
             Company.isin == f["q"].upper(),
             sa.func.upper(Company.ticker) == f["q"].upper(),
             Company.id.in_(alias_match),

@@ -6,6 +6,8 @@ PYTHONPATH decides which code runs (main for "before", the branch for "after"); 
 the database to the newest migration first and times it (then ANALYZE). Run it on a copy of a kept
 data set (it adds a user). Prints one line per page (median wall and CPU of this process, the
 number of SQL statements of one request) and a JSON summary. REPEAT (default 7) requests a page.
+--explain=FILE: also write each page's slowest statement (its ms in one request) and its plan
+(bench.py's: EXPLAIN (ANALYZE, BUFFERS) on PostgreSQL, EXPLAIN QUERY PLAN on SQLite) to FILE.
 """
 import json, os, re, statistics, sys, time
 
@@ -78,6 +80,18 @@ with app.app_context():
         print(f"{label:32s} {res[-1]['median_ms']:9.1f} ms  cpu {res[-1]['cpu_ms']:8.1f} ms  "
               f"{queries:2d} queries  n={len(walls)}  load {res[-1]['load']}", flush=True)
     out["pages"] = res
+    explain = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--explain=")), None)
+    if explain:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from bench import StatementLog, plan
+        with open(explain, "w") as handle:
+            for label, path in pages:
+                with StatementLog(db.engine) as log:
+                    client.get(path)
+                slowest = log.slowest()
+                handle.write(f"== {label} ({path}): slowest of {len(log.statements)} statements, "
+                             f"{slowest['ms']} ms\n{slowest['sql']}\n{slowest['parameters']}\n"
+                             f"{plan(db.engine, slowest)}\n\n")
     out["load_after"] = os.getloadavg()
     db.session.remove()
 print(json.dumps(out))
