@@ -8,9 +8,7 @@ companies.latest_score (the total of the company's latest primary score over its
 companies.score_change (that total minus the one before it), with the indexes the companies list
 sorts and filters by, the triggers on scores and engagements that keep them
 (engage.companies.stored: SQLite row triggers, PostgreSQL statement triggers with transition
-tables), and a set-based fill of the existing rows. Also an index on upper(ticker), which the
-companies list's search box compares with the text (ix_search_companies_ticker: no model
-describes it, as the search indexes of 0023).
+tables), and a set-based fill of the existing rows.
 
 Plain ALTER TABLE, not batch mode: rebuilding `companies` on SQLite would drop the search triggers
 migration 0023 made on it. The triggers are on scores and engagements: a later SQLite batch
@@ -38,14 +36,9 @@ def upgrade():
     stored.recount(bind)  # before the indexes: the fill does not update them row by row
     op.create_index('ix_companies_latest_score', 'companies', ['latest_score', 'id'], unique=False)
     op.create_index('ix_companies_score_change', 'companies', ['score_change', 'id'], unique=False)
-    # The companies list's search box compares upper(ticker) with the text: indexed, SQLite's
-    # search reads the matching companies through their indexes (a MULTI-INDEX OR) instead of
-    # walking the list. Named ix_search_*: no model describes it (engage.search.schema).
-    op.create_index('ix_search_companies_ticker', 'companies', [sa.text('upper(ticker)')], unique=False)
 
 
 def downgrade():
-    op.drop_index('ix_search_companies_ticker', table_name='companies')
     stored.uninstall(op.get_bind())
     op.drop_index('ix_companies_score_change', table_name='companies')
     op.drop_index('ix_companies_latest_score', table_name='companies')
