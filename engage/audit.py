@@ -34,10 +34,12 @@ REDACTED_FIELDS = {"password_hash", "calendar_token"}
 #: Bookkeeping columns whose change is implied by every update, or recorded by its own event
 #: (sign-out and sessions_ended for the session token, login_failed/login_backoff for the counters;
 #: name_forms is the matching's reading of the name, which the name's change says; an engagement's
-#: next_follow_up_on and last_contact_on follow its reminders and interactions, audited themselves).
+#: next_follow_up_on and last_contact_on follow its reminders and interactions, audited themselves;
+#: a company's latest_score and score_change follow its scores, the same way).
 IGNORED_FIELDS = {"updated_at", "created_at", "version", "last_login_at", "session_token", "failed_logins",
                   "failed_since", "locked_until", "device_failed_logins", "device_failed_since",
-                  "device_locked_until", "name_forms", "next_follow_up_on", "last_contact_on"}
+                  "device_locked_until", "name_forms", "next_follow_up_on", "last_contact_on",
+                  "latest_score", "score_change"}
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from engage.jobs import build_scheduler, dashboard_figures, housekeeping, jobs, 
 from engage.mailbox.cli import mail_cli
 from engage.search.cli import search_cli
 from engage.engagements.cli import engagements_cli
+from engage.companies.cli import companies_cli
 from engage.tracker.cli import tracker_cli
 from engage.valuechain.cli import valuechain_cli
 from engage.background.cli import jobs_cli
@@ -460,6 +461,7 @@ def register(app: Flask) -> None:
     app.cli.add_command(screen_command)
     app.cli.add_command(search_cli)
     app.cli.add_command(engagements_cli)
+    app.cli.add_command(companies_cli)
     app.cli.add_command(export_cli)
     app.cli.add_command(synth_command)
     app.cli.add_command(mail_cli)

@@ -9,7 +9,7 @@ from sqlalchemy.orm import selectinload
 
 from engage.companies import contacts as contact_service
 from engage.companies import service
-from engage.companies.queries import company_filters, company_keyset, company_scores
+from engage.companies.queries import company_filters, company_keyset
 from engage.companies.forms import (
     CompanyForm,
     ContactEraseForm,
@@ -35,14 +35,9 @@ def index():
     page = keyset_paginate(query, order, lambda ids: db.session.scalars(
         sa.select(Company).where(Company.id.in_(ids)).options(
             selectinload(Company.risk_flags), selectinload(Company.aliases), selectinload(Company.engagements))).all())
-    ids = [c.id for c in page.items]
-    table = company_scores(Engagement.company_id.in_(ids))
-    scores = {row.company_id: row for row in db.session.execute(
-        sa.select(table.c.company_id, table.c.score, (table.c.score - table.c.previous).label("change"))
-        .where(table.c.company_id.in_(ids))
-    )} if ids else {}
+    # The score and change shown are the stored columns (engage.companies.stored), loaded with the rows.
     return render_template(
-        "companies/index.html", page=page, f=f, scores=scores, sources=list(RiskSource), stages=list(Stage),
+        "companies/index.html", page=page, f=f, sources=list(RiskSource), stages=list(Stage),
         sectors=service.distinct_values(Company.sector), countries=service.distinct_values(Company.country),
         **menu_context("companies"),
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import unicodedata
+from decimal import Decimal
 
 from typing import TYPE_CHECKING
 
@@ -39,6 +40,10 @@ class Company(TimestampMixin, db.Model):
         sa.CheckConstraint("isin IS NULL OR length(isin) = 12", name="isin_length"),
         sa.CheckConstraint("lei IS NULL OR length(lei) = 20", name="lei_length"),
         sa.CheckConstraint("parent_id IS NULL OR parent_id <> id", name="not_own_parent"),
+        # The stored score and change (migration 0037): the list's score and change sorts read a
+        # page of these, the score and trend filters a range.
+        sa.Index("ix_companies_latest_score", "latest_score", "id"),
+        sa.Index("ix_companies_score_change", "score_change", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -65,6 +70,12 @@ class Company(TimestampMixin, db.Model):
     origin: Mapped[str | None] = mapped_column(sa.String(200), index=True)
     #: The name as the list matching reads it (engage.names.stored_forms), kept fresh on every write.
     name_forms: Mapped[str | None] = mapped_column(sa.Text)
+    #: Stored by database triggers, never by the application (engage.companies.stored): the total
+    #: of the company's latest primary score over all its engagements (NULL when it has none), and
+    #: that total minus the one before it (NULL when there is no earlier one). Read them with a
+    #: query, not from an object loaded before the write that changed them.
+    latest_score: Mapped[Decimal | None] = mapped_column(sa.Numeric(5, 2))
+    score_change: Mapped[Decimal | None] = mapped_column(sa.Numeric(5, 2))
 
     parent: Mapped[Company | None] = relationship(remote_side=[id], back_populates="subsidiaries")
     subsidiaries: Mapped[list[Company]] = relationship(back_populates="parent", order_by="Company.name")
