@@ -349,3 +349,22 @@ def test_postgresql_a_change_of_owner_and_a_new_reminder_at_once_count_for_the_o
             assert done.is_set()
         assert assert_counts_right(ann_id, bob_id)
     assert cells() == {(ann_id, D): 3}
+
+
+def test_the_action_forms_are_written_as_wtforms_draws_them(app, client, login_as, frozen_today):
+    """The reminder's Done and Snooze forms are written out in the macro (drawing 200 of them with
+    WTForms took most of the page's time): the same label and date field as the SnoozeForm draws."""
+    from engage.reminders.forms import SnoozeForm
+    from engage.reminders.service import snooze_floor, snooze_suggestion
+
+    login_as("analyst")
+    item = remind(factories.engagement(owner=None, company=factories.company("Smith & <Sons>")), frozen_today)
+    html = client.get("/reminders?who=all").get_data(as_text=True)
+    with app.test_request_context("/reminders"):
+        form = SnoozeForm(formdata=None)
+        label = str(form.until.label(for_=f"until-{item.id}", text="Snooze Smith & <Sons> until", class_="visually-hidden"))
+        field = str(form.until(id=f"until-{item.id}", min=snooze_floor(item.due_on, frozen_today).isoformat(),
+                               value=snooze_suggestion(item.due_on, frozen_today).isoformat()))
+    assert label in html and field in html, (label, field)
+    assert f'action="/reminders/{item.id}/complete"' in html and f'action="/reminders/{item.id}/snooze"' in html
+    assert "Done<span class=\"visually-hidden\"> with Smith &amp; &lt;Sons&gt;</span>" in html
