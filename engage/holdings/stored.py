@@ -173,6 +173,7 @@ def exposures() -> list[screening.FundExposure]:
             return sorted(found, key=lambda e: (e.fund.name, e.fund.id))
     wall, cpu = time.perf_counter(), time.process_time()
     counted = screening.exposures()
+    ids = [e.fund.id for e in counted]  # before the commit expires the funds
     try:
         _store(current, [exposure_json(e) for e in counted], round(time.perf_counter() - wall, 3),
                round(time.process_time() - cpu, 3))
@@ -180,7 +181,7 @@ def exposures() -> list[screening.FundExposure]:
         db.session.rollback()
         log.warning("fund exposures counted in the request could not be stored", exc_info=True)
     # The commit expired the funds: read them again in one query (not one per fund when drawn).
-    db.session.scalars(sa.select(Fund).where(Fund.id.in_([e.fund.id for e in counted]))).all()
+    db.session.scalars(sa.select(Fund).where(Fund.id.in_(ids))).all()
     return counted
 
 
