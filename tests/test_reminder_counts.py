@@ -368,3 +368,29 @@ def test_the_action_forms_are_written_as_wtforms_draws_them(app, client, login_a
     assert label in html and field in html, (label, field)
     assert f'action="/reminders/{item.id}/complete"' in html and f'action="/reminders/{item.id}/snooze"' in html
     assert "Done<span class=\"visually-hidden\"> with Smith &amp; &lt;Sons&gt;</span>" in html
+
+
+def test_synth_bulk_load_leaves_right_counts_and_exposures(app, runner, client, login_as):
+    """`flask synth` writes with executemany (SQLite) or COPY (PostgreSQL): the reminder counts and
+    the funds page's stored exposures follow both."""
+    from engage.holdings import screening
+    from engage.holdings import stored as holdings_stored
+
+    result = runner.invoke(args=["synth", "--companies", "20", "--seed", "5"])
+    assert result.exit_code == 0, result.output
+    owners = list(db.session.scalars(sa.select(Engagement.owner_id).distinct()))
+    found = assert_counts_right(*owners, today=dt.date.today())
+    assert sum(found.values()) > 0
+    assert runner.invoke(args=["reminders", "check-counts"]).exit_code == 0
+    login_as("viewer")
+    assert client.get("/holdings/funds").status_code == 200  # counted and stored
+    assert holdings_stored.writes() > 0 and holdings_stored.drift() == []
+    assert [e.positions for e in holdings_stored.exposures()] == [e.positions for e in screening.exposures()]
+
+
+def test_the_triggers_are_the_migrations(app):
+    """The database holds exactly the triggers engage.reminders.stored and engage.holdings.stored describe."""
+    from engage.holdings import stored as holdings_stored
+
+    assert stored.missing_triggers(db.session.connection()) == []
+    assert holdings_stored.missing_triggers(db.session.connection()) == []
