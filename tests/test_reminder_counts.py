@@ -394,3 +394,42 @@ def test_the_triggers_are_the_migrations(app):
 
     assert stored.missing_triggers(db.session.connection()) == []
     assert holdings_stored.missing_triggers(db.session.connection()) == []
+
+
+def test_postgresql_owners_swapped_at_once_in_opposite_directions_do_not_deadlock(app, make_user):
+    """Two connections, 60 rounds: one gives engagement A from Ann to Bob and back, the other
+    engagement B from Bob to Ann and back, each committing after every move (both engagements
+    have reminders on the same days, so each statement changes both owners' cells of those days).
+    The triggers lock the cells in key order first: no deadlock, and the counts stay right."""
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("concurrent writers: PostgreSQL only (SQLite has one writer at a time)")
+    ann, bob = make_user("analyst"), make_user("analyst")
+    one, two = factories.engagement(owner=ann), factories.engagement(owner=bob)
+    for engagement in (one, two):
+        for offset in range(6):
+            remind(engagement, D + dt.timedelta(days=offset))
+    errors: list[Exception] = []
+    plan = {one.id: (bob.id, ann.id), two.id: (ann.id, bob.id)}
+    start = threading.Barrier(2)
+    engine = db.engine
+
+    def swap(engagement_id: int):
+        try:
+            with engine.connect() as conn:
+                start.wait()
+                for round_ in range(60):
+                    owner = plan[engagement_id][round_ % 2]
+                    conn.execute(sa.text("UPDATE engagements SET owner_id = :o WHERE id = :e"),
+                                 {"o": owner, "e": engagement_id})
+                    conn.commit()
+        except Exception as exc:  # a deadlock is reported to one of them
+            errors.append(exc)
+
+    threads = [threading.Thread(target=swap, args=(e,)) for e in plan]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    assert assert_counts_right(ann.id, bob.id) == {(ann.id, D + dt.timedelta(days=i)): 1 for i in range(6)} | {
+        (bob.id, D + dt.timedelta(days=i)): 1 for i in range(6)}

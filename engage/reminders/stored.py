@@ -19,7 +19,10 @@ grouped upsert per statement, whatever its size), and a row trigger before an en
 deleted. Before it reads an engagement's owner, the reminders' function locks the engagement
 rows it touches (in id order, FOR NO KEY UPDATE, as engage.engagements.stored does): a change
 of owner committing meanwhile is then either seen or waits, so no reminder is counted for the
-owner it had a moment before.
+owner it had a moment before. Then they take a transaction advisory lock per owner whose cells the
+statement changes, smallest owner first, before writing any cell: transactions writing the same
+owner's counts take turns until they commit, and two moving reminders between the same owners in
+opposite directions queue rather than deadlock (tested).
 
 They count by increments (a recount of a day's cell per written row would cost a million cell
 recounts for `flask synth`), so `drift` compares every cell with a count from the rows and
@@ -110,7 +113,25 @@ def _pg_take(grouped: str) -> str:
     return f"""
         UPDATE reminder_counts c SET waiting = c.waiting - g.n FROM ({grouped}) g
          WHERE c.owner_key = g.owner_key AND c.due_on = g.due_on;
-        DELETE FROM reminder_counts WHERE waiting <= 0;"""
+        DELETE FROM reminder_counts WHERE owner_key = ANY (owners) AND waiting <= 0;"""
+
+
+#: PostgreSQL: the first key of the advisory locks taken per owner (the second is the owner key).
+LOCK_CLASS = 20037
+
+
+def _pg_lock_owners(keys: str) -> str:
+    """Take the transaction's advisory lock of each owner key `keys` (SQL) yields, smallest first,
+    into `owners`. A cell is only written under its owner's lock, and every statement takes all of
+    its owners' locks before writing any cell, in the same order: two transactions moving
+    reminders between the same owners in opposite directions queue instead of deadlocking (row
+    locks on the cells alone are taken in no particular order, and a cell one creates is not there
+    for the other to lock first)."""
+    return f"""
+    SELECT array_agg(DISTINCT k ORDER BY k) INTO owners FROM ({keys}) x (k);
+    FOREACH owner IN ARRAY coalesce(owners, '{{}}') LOOP
+        PERFORM pg_advisory_xact_lock({LOCK_CLASS}, owner);
+    END LOOP;"""
 
 
 def _pg_add(grouped: str) -> str:
@@ -134,6 +155,8 @@ def _pg_functions() -> list[str]:
 CREATE OR REPLACE FUNCTION reminder_counts_from_reminders() RETURNS trigger LANGUAGE plpgsql AS $body$
 DECLARE
     touched integer[];
+    owners integer[];
+    owner integer;
 BEGIN
     IF TG_OP = 'INSERT' THEN
         SELECT array_agg(DISTINCT n.engagement_id) INTO touched FROM new_rows n WHERE n.{WAITING};
@@ -150,6 +173,7 @@ BEGIN
     END IF;
     -- Wait for any other writer of these engagements (a change of owner): then read their owners.
     PERFORM 1 FROM engagements e WHERE e.id = ANY (touched) ORDER BY e.id FOR NO KEY UPDATE;
+    {_pg_lock_owners("SELECT coalesce(e.owner_id, 0) FROM engagements e WHERE e.id = ANY (touched)")}
     IF TG_OP = 'DELETE' THEN
         {_pg_take(by_cell('old_rows'))}
     ELSIF TG_OP = 'UPDATE' THEN
@@ -172,10 +196,15 @@ $body$"""
 
     engagements = f"""
 CREATE OR REPLACE FUNCTION reminder_counts_from_engagements() RETURNS trigger LANGUAGE plpgsql AS $body$
+DECLARE
+    owners integer[];
+    owner integer;
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM old_rows o JOIN new_rows n ON n.id = o.id WHERE {moved}) THEN
         RETURN NULL;
     END IF;
+    {_pg_lock_owners(f"SELECT coalesce(o.owner_id, 0) FROM old_rows o JOIN new_rows n ON n.id = o.id WHERE {moved} "
+                     f"UNION SELECT coalesce(n.owner_id, 0) FROM old_rows o JOIN new_rows n ON n.id = o.id WHERE {moved}")}
     {_pg_take(engagement_cells('o'))}
     {_pg_add(engagement_cells('n'))}
     RETURN NULL;
@@ -183,8 +212,12 @@ END
 $body$"""
     deleted = f"""
 CREATE OR REPLACE FUNCTION reminder_counts_engagement_deleted() RETURNS trigger LANGUAGE plpgsql AS $body$
+DECLARE
+    owners integer[];
+    owner integer;
 BEGIN
     IF OLD.{OPEN} THEN
+        {_pg_lock_owners("SELECT coalesce(OLD.owner_id, 0)")}
         {_pg_take(f"SELECT coalesce(OLD.owner_id, 0) AS owner_key, r.due_on, count(*) AS n FROM reminders r "
                   f"WHERE r.engagement_id = OLD.id AND r.{WAITING} GROUP BY 1, 2")}
     END IF;
