@@ -433,3 +433,18 @@ def test_postgresql_owners_swapped_at_once_in_opposite_directions_do_not_deadloc
     assert errors == []
     assert assert_counts_right(ann.id, bob.id) == {(ann.id, D + dt.timedelta(days=i)): 1 for i in range(6)} | {
         (bob.id, D + dt.timedelta(days=i)): 1 for i in range(6)}
+
+
+def test_the_database_cascade_takes_an_engagement_out_once(app, make_user):
+    """An engagement deleted by raw SQL: its reminders go by the database's cascade, after the
+    engagement's own trigger took them out; a cell it shares with another engagement keeps the
+    other's (a second decrement would show here, not hidden by the emptied cell's deletion)."""
+    ann = make_user("analyst")
+    one, two = factories.engagement(owner=ann), factories.engagement(owner=ann)
+    for engagement in (one, two, two):
+        remind(engagement, D)
+    remind(one, D + dt.timedelta(days=1))
+    assert assert_counts_right(ann.id) == {(ann.id, D): 3, (ann.id, D + dt.timedelta(days=1)): 1}
+    db.session.execute(sa.text("DELETE FROM engagements WHERE id = :e"), {"e": one.id})
+    db.session.commit()
+    assert assert_counts_right(ann.id) == {(ann.id, D): 2}
