@@ -34,6 +34,7 @@ from engage.mailbox.cli import mail_cli
 from engage.search.cli import search_cli
 from engage.engagements.cli import engagements_cli
 from engage.companies.cli import companies_cli
+from engage.reminders import stored as reminder_counts
 from engage.tracker.cli import tracker_cli
 from engage.valuechain.cli import valuechain_cli
 from engage.background.cli import jobs_cli
@@ -132,6 +133,31 @@ def reminders_run_command(now_text: str | None) -> None:
     click.echo(f"Reminders tick at {format_datetime(now)}")
     for line in lines:
         click.echo(f"  {line}")
+
+
+@reminders_cli.command("check-counts")
+def reminders_check_counts_command() -> None:
+    """Say whether the triggers are there and the stored counts per owner and day match the reminders (status 1 if not)."""
+    found = reminder_counts.problems(db.session.connection())
+    db.session.rollback()
+    if found:
+        for line in found:
+            click.echo(f"Error: {line}", err=True)
+        sys.exit(1)
+    click.echo("Stored reminder counts: triggers present, every count matches the waiting reminders.")
+
+
+@reminders_cli.command("recount")
+@click.option("--triggers", is_flag=True, help="Also (re)create the triggers that keep the counts.")
+def reminders_recount_command(triggers: bool) -> None:
+    """Rebuild the stored counts of waiting reminders per owner and day from the reminders."""
+    conn = db.session.connection()
+    if triggers:
+        reminder_counts.install(conn)
+    wrong = reminder_counts.recount(conn)
+    db.session.commit()
+    made = "Triggers created. " if triggers else ""
+    click.echo(f"{made}Recounted: {wrong} stored count(s) corrected.")
 
 
 @click.command("housekeeping")

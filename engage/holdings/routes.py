@@ -17,7 +17,7 @@ from engage.extensions import db
 from engage.formatting import counted, format_datetime
 from engage.forms import ActionForm
 from engage.holdings import jobs as holdings_jobs
-from engage.holdings import screening, service
+from engage.holdings import screening, service, stored
 from engage.lists import review as match_review
 from engage.lists import screening as list_screening
 from engage.holdings.forms import FundForm, ImportForm, MergeForm, ReadOptionsForm
@@ -40,8 +40,9 @@ own_upload_limit(bp, "holdings.import_holdings", "HOLDINGS_MAX_UPLOAD_MB", "a ho
 @bp.route("/funds")
 @require_role("viewer")
 def funds():
-    """Every fund at its latest snapshot with its exposure per official list (a fixed number of queries)."""
-    return render_template("holdings/funds.html", exposures=screening.exposures())
+    """Every fund at its latest snapshot with its exposure per official list (a fixed number of queries):
+    the stored exposures while no holding, flag or fund was written since they were counted."""
+    return render_template("holdings/funds.html", exposures=stored.exposures())
 
 
 @bp.route("/funds/new", methods=["GET", "POST"])

@@ -35,8 +35,9 @@ from engage import clock
 from engage.engagements.queries import quiet_since
 from engage.extensions import db
 from engage.holdings import screening
+from engage.holdings import stored as holdings_stored
 from engage.main import team
-from engage.models import DashboardFigures, Engagement, Escalation, Fund, Stage
+from engage.models import DashboardFigures, Engagement, Escalation, Stage
 from engage.reminders import service as reminders
 
 log = logging.getLogger("engage.dashboard")
@@ -88,26 +89,8 @@ def _money(value: Decimal | None) -> str | None:
     return None if value is None else str(value)
 
 
-def _part_json(part: screening.Part | None) -> dict | None:
-    if part is None:
-        return None
-    return {"source": part.source, "positions": part.positions, "value": _money(part.value),
-            "total": _money(part.total), "unknown": part.unknown, "also_official": part.also_official,
-            "link": part.link}
-
-
-def _part(data: dict | None) -> screening.Part | None:
-    if data is None:
-        return None
-    return screening.Part(data["source"], data["positions"], Decimal(data["value"]), Decimal(data["total"]),
-                          unknown=data["unknown"], also_official=data["also_official"], link=data["link"])
-
-
-def _exposure_json(e: screening.FundExposure) -> dict:
-    return {"fund_id": e.fund.id, "as_of": e.as_of.isoformat() if e.as_of else None, "total": _money(e.total),
-            "positions": e.positions, "unknown": e.unknown, "official": _part_json(e.official),
-            "lists": [_part_json(p) for p in e.lists], "signals": [_part_json(p) for p in e.signals],
-            "linked": [_part_json(p) for p in e.linked], "linked_any": _part_json(e.linked_any)}
+#: The exposures' JSON is the funds page's (engage.holdings.stored).
+_exposure_json = holdings_stored.exposure_json
 
 
 def _held_json(h: screening.HeldAgain) -> dict:
@@ -237,17 +220,7 @@ def shown(row: DashboardFigures, user_id: int | None) -> Shown:
 
 def _exposures(items: list[dict]) -> list[screening.FundExposure]:
     """The stored exposures with their funds read now (one query); a fund deleted since is left out."""
-    if not items:
-        return []
-    funds = {fund.id: fund for fund in db.session.scalars(
-        sa.select(Fund).where(Fund.id.in_([item["fund_id"] for item in items])))}
-    return [screening.FundExposure(
-        fund=funds[item["fund_id"]], as_of=dt.date.fromisoformat(item["as_of"]) if item["as_of"] else None,
-        total=Decimal(item["total"]), positions=item["positions"], unknown=item["unknown"],
-        official=_part(item["official"]), lists=[_part(p) for p in item["lists"]],
-        signals=[_part(p) for p in item["signals"]], linked=[_part(p) for p in item["linked"]],
-        linked_any=_part(item["linked_any"]),
-    ) for item in items if item["fund_id"] in funds]
+    return holdings_stored.from_json(items)
 
 
 def age_in_words(computed_at: dt.datetime, now: dt.datetime) -> str:

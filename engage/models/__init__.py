@@ -26,13 +26,14 @@ from engage.models.base import (
 from engage.models.campaigns import Campaign, Criterion, Investor, PaperSize, Rubric, campaign_signatories
 from engage.models.companies import Company, CompanyAlias, RiskFlag, normalize_name
 from engage.models.contacts import ERASED, LANGUAGES, CompanyContact
-from engage.models.dashboard import DashboardFigures
+from engage.models.dashboard import DashboardFigures, WriteCounter
 from engage.models.engagements import (
     Attachment,
     Engagement,
     EngagementEvent,
     Interaction,
     Reminder,
+    ReminderCount,
     event_divesting,
     engagement_open,
     reminder_pending,
@@ -55,7 +56,7 @@ __all__ = [
     "engagement_open",
     "reminder_pending",
     "BackgroundJob", "JobStatus",
-    "DashboardFigures",
+    "DashboardFigures", "WriteCounter",
     "ApiToken",
     "ACTIVE_STATUSES", "CandidateStatus", "FlagLink", "ListVersion", "MatchCandidate",
     "Attachment", "AuditEvent", "Campaign", "Company", "CompanyAlias", "CompanyContact", "ContactRole", "Criterion",
@@ -63,7 +64,7 @@ __all__ = [
     "FormSubmission", "Fund", "Holding", "InboundMessage", "InboundStatus", "Interaction",
     "InteractionKind", "Investor", "InvestorKind", "PaperSize", "Letter", "LetterKind", "LetterStatus",
     "LetterBatch", "ListedEntity", "LetterTemplate", "LetterTemplateLanguage", "LetterTemplateVersion", "OutboxEmail", "OutboxStatus", "Outcome",
-    "Reminder", "ReminderKind", "ReminderStatus", "RiskFlag", "RiskSource", "Role", "Rubric", "Score", "Stage",
+    "Reminder", "ReminderCount", "ReminderKind", "ReminderStatus", "RiskFlag", "RiskSource", "Role", "Rubric", "Score", "Stage",
     "User", "MapSourceKind", "Relationship", "RelationshipKind", "RelationshipStatus", "RelationshipStatusChange",
     "ValueChainMap", "TrackerRow", "TrackerValueMapping", "campaign_signatories", "normalize_name", "ERASED", "LANGUAGES",
     "SavedView", "ViewList", "VIEW_NAME_MAX", "VIEW_QUERY_MAX",

@@ -27,3 +27,14 @@ class DashboardFigures(db.Model):
     computed_at: Mapped[dt.datetime]
     seconds: Mapped[float] = mapped_column(sa.Float, default=0.0)
     cpu_seconds: Mapped[float] = mapped_column(sa.Float, default=0.0)
+
+
+class WriteCounter(db.Model):
+    """A counter of writes to some tables, kept by database triggers: stored figures counted from
+    those tables remember the value they were counted at and are used only while it is unchanged
+    (engage.holdings.stored: "exposure", writes to holdings, risk flags and funds)."""
+
+    __tablename__ = "write_counters"
+
+    name: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    writes: Mapped[int] = mapped_column(sa.BigInteger, default=0)

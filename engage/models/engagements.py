@@ -306,6 +306,19 @@ class Reminder(TimestampMixin, db.Model):
         return ReminderStatus(self.status).label
 
 
+class ReminderCount(db.Model):
+    """How many reminders wait (status not 'done', on an open engagement) per owner and due date,
+    kept by database triggers (engage.reminders.stored): the reminders page's counts read these
+    few rows instead of counting every waiting reminder. `owner_key` is the engagement owner's id,
+    0 for engagements nobody owns; a cell whose count falls to 0 is deleted."""
+
+    __tablename__ = "reminder_counts"
+
+    owner_key: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=False)
+    due_on: Mapped[dt.date] = mapped_column(primary_key=True)
+    waiting: Mapped[int] = mapped_column(sa.Integer)
+
+
 def _literal(value: str):
     return sa.literal_column(f"'{value}'")
 

@@ -57,18 +57,25 @@ def _page(who: str, bulk_form: BulkForm | None = None, status: int = 200):
     """The page: mine or the team's reminders grouped into overdue, today, the next 7 days and later,
     each group counted for me and for the team; with the bulk form for analysts."""
     today = clock.today()
-    query = (
-        service.pending_reminders()
-        .options(selectinload(Reminder.engagement).selectinload(Engagement.company),
-                 selectinload(Reminder.engagement).selectinload(Engagement.owner),
-                 selectinload(Reminder.relationship_).selectinload(Relationship.counterparty))
-        .order_by(Reminder.due_on, Reminder.id)
-    )
+    query = service.pending_reminders().order_by(Reminder.due_on, Reminder.id)
     if who == "mine":
         query = query.where(Engagement.owner_id == current_user.id)
     limit = current_app.config["PAGE_SIZE"]
-    groups = {key: db.session.scalars(query.where(service.group_condition(key, today)).limit(limit)).all()
-              for key in service.GROUPS}
+    # The first `limit` of each group (each walks the waiting reminders by due date and stops),
+    # loaded together: one query for the four groups' rows, then one per related table.
+    firsts = sa.union_all(*(
+        sa.select(first.c.id).select_from(first) for first in (
+            query.with_only_columns(Reminder.id).where(service.group_condition(key, today)).limit(limit)
+            .subquery(f"first_{key}") for key in service.GROUPS))).subquery("firsts")
+    rows = db.session.scalars(
+        sa.select(Reminder).where(Reminder.id.in_(sa.select(firsts.c.id)))
+        .options(selectinload(Reminder.engagement).selectinload(Engagement.company),
+                 selectinload(Reminder.engagement).selectinload(Engagement.owner),
+                 selectinload(Reminder.relationship_).selectinload(Relationship.counterparty))
+        .order_by(Reminder.due_on, Reminder.id)).all()
+    groups = {key: [] for key in service.GROUPS}
+    for reminder in rows:  # the groups are disjoint ranges of due dates, in this order
+        groups[service.group_of(reminder.due_on, today)].append(reminder)
     if bulk_form is None and current_user.can_edit:
         bulk_form = BulkForm(formdata=None, who=who)
     if bulk_form is not None:
