@@ -231,19 +231,11 @@ def exposures(fund_ids: list[int] | None = None, *, on: dt.date | None = None, a
     funds; `detail` adds the rows for the screening page in a few more.
     """
     snap = snapshots(fund_ids, on=on, as_of=as_of)
-    listed = Holding.company_id.in_(on_official_list())
-    linked = Holding.company_id.in_(linked_to_official_list())
     value = sa.func.coalesce(Holding.market_value, 0)
     missing = Holding.market_value.is_(None)
     query = (
         sa.select(Fund, snap.c.as_of, sa.func.count(Holding.id), sa.func.coalesce(sa.func.sum(Holding.market_value), 0),
-                  sa.func.coalesce(sa.func.sum(sa.case((listed, value), else_=0)), 0),
-                  sa.func.count(sa.case((listed, Holding.id))),
-                  sa.func.count(sa.case((missing, Holding.id))),
-                  sa.func.count(sa.case((sa.and_(listed, missing), Holding.id))),
-                  sa.func.coalesce(sa.func.sum(sa.case((linked, value), else_=0)), 0),
-                  sa.func.count(sa.case((linked, Holding.id))),
-                  sa.func.count(sa.case((sa.and_(linked, missing), Holding.id))))
+                  sa.func.count(sa.case((missing, Holding.id))))
         .outerjoin(snap, snap.c.fund_id == Fund.id)
         .outerjoin(Holding, sa.and_(Holding.fund_id == Fund.id, Holding.as_of == snap.c.as_of))
         .group_by(Fund.id, snap.c.as_of)
@@ -251,6 +243,10 @@ def exposures(fund_ids: list[int] | None = None, *, on: dt.date | None = None, a
     )
     if fund_ids is not None:
         query = query.where(Fund.id.in_(fund_ids))
+    # The parts read the flagged holdings only, led by the flagged companies (`flagged_companies`:
+    # one grouped pass over the current flags, then each company's holdings by ix_holdings_company_id),
+    # not by testing every holding of the snapshot against the lists.
+    flagged = flagged_companies()
     # (company, list, link) once per company and list: "direct" when a direct flag stands ("direct" < "linked").
     pairs = (sa.select(RiskFlag.company_id, RiskFlag.source, sa.func.min(RiskFlag.link).label("link"))
              .where(current_flags()).group_by(RiskFlag.company_id, RiskFlag.source).subquery("listed_pairs"))
@@ -258,15 +254,32 @@ def exposures(fund_ids: list[int] | None = None, *, on: dt.date | None = None, a
         (fund_id, source, link): (count, Decimal(amount or 0), unknown, also_listed)
         for fund_id, source, link, count, amount, unknown, also_listed in db.session.execute(
             sa.select(Holding.fund_id, pairs.c.source, pairs.c.link, sa.func.count(Holding.id), sa.func.sum(value),
-                      sa.func.count(sa.case((missing, Holding.id))), sa.func.count(sa.case((listed, Holding.id))))
+                      sa.func.count(sa.case((missing, Holding.id))),
+                      sa.func.count(sa.case((flagged.c.official == 1, Holding.id))))
+            .select_from(pairs)
+            .join(flagged, flagged.c.company_id == pairs.c.company_id)
+            .join(Holding, Holding.company_id == pairs.c.company_id)
             .join(snap, in_snapshot(snap))
-            .join(pairs, pairs.c.company_id == Holding.company_id)
             .group_by(Holding.fund_id, pairs.c.source, pairs.c.link))
     }
+    # on any official list (each holding once) and linked through a parent only, per fund
+    any_part = sa.case((flagged.c.official == 1, FlagLink.DIRECT.value), else_=FlagLink.LINKED.value)
+    any_parts = {
+        (fund_id, link): (count, Decimal(amount or 0), unknown)
+        for fund_id, link, count, amount, unknown in db.session.execute(
+            sa.select(Holding.fund_id, any_part, sa.func.count(Holding.id), sa.func.sum(value),
+                      sa.func.count(sa.case((missing, Holding.id))))
+            .select_from(flagged)
+            .join(Holding, Holding.company_id == flagged.c.company_id)
+            .join(snap, in_snapshot(snap))
+            .where(sa.or_(flagged.c.official == 1, flagged.c.linked == 1))
+            .group_by(Holding.fund_id, any_part))
+    }
     result = []
-    for (fund, snapshot, positions, total, listed_value, listed_positions, unknown, listed_unknown,
-         linked_value, linked_positions, linked_unknown) in db.session.execute(query):
+    for fund, snapshot, positions, total, unknown in db.session.execute(query):
         total = Decimal(total or 0)
+        listed_positions, listed_value, listed_unknown = any_parts.get((fund.id, FlagLink.DIRECT.value), (0, 0, 0))
+        linked_positions, linked_value, linked_unknown = any_parts.get((fund.id, FlagLink.LINKED.value), (0, 0, 0))
 
         def part(source, signal=False, link=FlagLink.DIRECT.value):
             count, amount, missing_values, also_listed = per_source.get((fund.id, source, link), (0, Decimal(0), 0, 0))
@@ -371,24 +384,34 @@ SECTIONS: dict[str, str] = {
 }
 
 
-def _section():
-    """SQL: the section of a flagged holding (its company on an official list, linked to one, or only noted)."""
-    return sa.case((Holding.company_id.in_(on_official_list()), "official"),
-                   (Holding.company_id.in_(linked_to_official_list()), "linked"), else_="noted")
+def flagged_companies(new_after: int | None = None):
+    """Subquery (company_id, official, linked, new): each company with a current flag (any source),
+    once, with 1 or 0 for: a direct flag of an official list stands (`on_official_list`), a linked
+    one does (`linked_to_official_list` when `official` is 0), an official list's flag made by the
+    screening since the one before the latest stands (see engage.lists.screening.new_since_threshold;
+    0 when none ran). One grouped pass over the current flags (6,000 at
+    100,000 companies): the screening queries start from it and reach the flagged holdings by
+    company, rather than testing every holding of the snapshot against the lists."""
+    official = sa.and_(RiskFlag.source.in_(OFFICIAL_LISTS), RiskFlag.link == FlagLink.DIRECT.value)
+    linked = sa.and_(RiskFlag.source.in_(OFFICIAL_LISTS), RiskFlag.link == FlagLink.LINKED.value)
+    new = (sa.false() if new_after is None else
+           sa.and_(RiskFlag.source.in_(OFFICIAL_LISTS), RiskFlag.entity_id.is_not(None), RiskFlag.id > new_after))
+    return (sa.select(RiskFlag.company_id,
+                      sa.func.max(sa.case((official, 1), else_=0)).label("official"),
+                      sa.func.max(sa.case((linked, 1), else_=0)).label("linked"),
+                      sa.func.max(sa.case((new, 1), else_=0)).label("new"))
+            .where(current_flags()).group_by(RiskFlag.company_id).subquery("flagged"))
 
 
-def _flagged():
-    """SQL condition: the holding's company has a current flag (any source)."""
-    return Holding.company_id.in_(sa.select(RiskFlag.company_id).where(current_flags()))
+def _section(flagged):
+    """SQL: the section of a flagged holding (its company on an official list, linked to one, or only
+    noted), from `flagged_companies`."""
+    return sa.case((flagged.c.official == 1, "official"), (flagged.c.linked == 1, "linked"), else_="noted")
 
 
-def _new_flag(new_after: int | None):
-    """SQL condition: an official list's flag made by the screening since the one before the latest (see
-    engage.lists.screening.new_since_threshold) stands on the holding's company; false when none ran."""
-    if new_after is None:
-        return sa.false()
-    return Holding.company_id.in_(sa.select(RiskFlag.company_id).where(
-        current_flags(), RiskFlag.source.in_(OFFICIAL_LISTS), RiskFlag.entity_id.is_not(None), RiskFlag.id > new_after))
+def _flagged_holdings(query, snap, flagged):
+    """`query` over the holdings of the snapshots `snap` whose company is flagged, led by `flagged`."""
+    return (query.join(Holding, Holding.company_id == flagged.c.company_id).join(snap, in_snapshot(snap)))
 
 
 def _can_open():
@@ -423,11 +446,12 @@ class SectionCounts:
 def section_counts(snap, new_after: int | None = None, fund_id: int | None = None,
                    source: str | None = None) -> dict[int, SectionCounts]:
     """Per fund (of `snap`): its flagged holdings counted per section, those the bulk action may open, new ones. One query."""
-    section = _section().label("section")
-    query = (sa.select(Holding.fund_id, section, sa.func.count(),
-                       sa.func.count(sa.case((_can_open(), Holding.id))),
-                       sa.func.count(sa.case((_new_flag(new_after), Holding.id))))
-             .join(snap, in_snapshot(snap)).where(_flagged()).group_by(Holding.fund_id, section))
+    flagged = flagged_companies(new_after)
+    section = _section(flagged).label("section")
+    query = _flagged_holdings(
+        sa.select(Holding.fund_id, section, sa.func.count(), sa.func.count(sa.case((_can_open(), Holding.id))),
+                  sa.func.count(sa.case((flagged.c.new == 1, Holding.id)))).select_from(flagged),
+        snap, flagged).group_by(Holding.fund_id, section)
     if fund_id is not None:
         query = query.where(Holding.fund_id == fund_id)
     if source is not None:
@@ -447,14 +471,17 @@ def flagged_slices(snap, per_fund: int = SHOWN, new_after: int | None = None) ->
     screening, under "new"), in `_row_order`, with their flags and engagements: a fixed number of
     queries, and at most `per_fund` rows per list leave the database."""
     order = _row_order()
-    section = _section()
-    ranked = (sa.select(Holding.id.label("holding_id"), section.label("section"),
-                        sa.func.row_number().over(partition_by=(Holding.fund_id, section), order_by=order).label("nth"))
-              .join(snap, in_snapshot(snap)).join(Company, Company.id == Holding.company_id).where(_flagged()))
-    fresh = (sa.select(Holding.id.label("holding_id"), sa.literal("new").label("section"),
-                       sa.func.row_number().over(partition_by=Holding.fund_id, order_by=order).label("nth"))
-             .join(snap, in_snapshot(snap)).join(Company, Company.id == Holding.company_id)
-             .where(_flagged(), _new_flag(new_after)))
+    flagged = flagged_companies(new_after)
+    section = _section(flagged)
+    ranked = (_flagged_holdings(
+        sa.select(Holding.id.label("holding_id"), section.label("section"),
+                  sa.func.row_number().over(partition_by=(Holding.fund_id, section), order_by=order).label("nth"))
+        .select_from(flagged), snap, flagged).join(Company, Company.id == Holding.company_id))
+    fresh = (_flagged_holdings(
+        sa.select(Holding.id.label("holding_id"), sa.literal("new").label("section"),
+                  sa.func.row_number().over(partition_by=Holding.fund_id, order_by=order).label("nth"))
+        .select_from(flagged), snap, flagged).join(Company, Company.id == Holding.company_id)
+        .where(flagged.c.new == 1))
     picked = sa.union_all(ranked, fresh).subquery("picked") if new_after is not None else ranked.subquery("picked")
     rows = db.session.execute(
         sa.select(Holding, Company, picked.c.section)
@@ -468,19 +495,23 @@ def flagged_slices(snap, per_fund: int = SHOWN, new_after: int | None = None) ->
     return result
 
 
-def _section_where(query, snap, fund_id: int, section: str, source: str | None, new_after: int | None, new_only: bool):
-    query = query.join(snap, in_snapshot(snap)).where(Holding.fund_id == fund_id, _flagged(), _section() == section)
+def _section_where(columns, snap, fund_id: int, section: str, source: str | None, new_after: int | None,
+                   new_only: bool):
+    """A select of `columns` over the fund's flagged holdings of `section`, led by the flagged companies."""
+    flagged = flagged_companies(new_after)
+    query = (_flagged_holdings(sa.select(*columns).select_from(flagged), snap, flagged)
+             .where(Holding.fund_id == fund_id, _section(flagged) == section))
     if source is not None:
         query = query.where(_in_source(source))
     if new_only:
-        query = query.where(_new_flag(new_after))
+        query = query.where(flagged.c.new == 1)
     return query
 
 
 def flagged_count(snap, fund_id: int, section: str, *, source: str | None = None, new_after: int | None = None,
                   new_only: bool = False) -> int:
     """How many rows `flagged_page` pages through with these filters."""
-    query = _section_where(sa.select(sa.func.count(Holding.id)), snap, fund_id, section, source, new_after, new_only)
+    query = _section_where([sa.func.count(Holding.id)], snap, fund_id, section, source, new_after, new_only)
     return db.session.scalar(query) or 0
 
 
@@ -488,8 +519,8 @@ def flagged_page(snap, fund_id: int, section: str, *, limit: int, offset: int = 
                  new_after: int | None = None, new_only: bool = False) -> list[ExposureRow]:
     """One page of a fund's section (LIMIT and OFFSET in SQL, `_row_order`), filtered to a list or
     signal `source` and to holdings new since the last screening, with flags and engagements."""
-    query = _section_where(sa.select(Holding, Company).join(Company, Company.id == Holding.company_id),
-                           snap, fund_id, section, source, new_after, new_only)
+    query = (_section_where([Holding, Company], snap, fund_id, section, source, new_after, new_only)
+             .join(Company, Company.id == Holding.company_id))
     return _with_detail(db.session.execute(query.order_by(*_row_order()).limit(limit).offset(offset)).all())
 
 
