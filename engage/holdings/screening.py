@@ -220,8 +220,22 @@ class FundExposure:
         return [row for row in self.rows if row.can_open]
 
 
+@dataclass(frozen=True)
+class SnapshotTotals:
+    """A fund's snapshot counted over all its holdings (stored by engage.main.figures, counted off the
+    request): its date, positions, known market value, holdings without a value, held again after
+    divestment."""
+
+    as_of: dt.date
+    positions: int
+    total: Decimal
+    unknown: int
+    held_again: int
+
+
 def exposures(fund_ids: list[int] | None = None, *, on: dt.date | None = None, as_of: dt.date | None = None,
-              detail: bool = False) -> list[FundExposure]:
+              detail: bool = False, totals: dict[int, SnapshotTotals] | None = None,
+              groups: list[FlaggedGroup] | None = None) -> list[FundExposure]:
     """Each fund's exposure (all funds, by name, unless `fund_ids`) at its latest snapshot (on or before `on`).
 
     Exposure is the market value of the holdings on an official list, per list and on any
@@ -229,10 +243,25 @@ def exposures(fund_ids: list[int] | None = None, *, on: dt.date | None = None, a
     value. Only current flags count (an ended flag is history), and only direct ones: a holding
     linked to a list through its parent is counted apart, in `linked`. Two queries for all
     funds; `detail` adds the rows for the screening page in a few more.
+
+    `totals` (the stored counts over every holding, by fund): each fund's positions, market value
+    and holdings without a value are taken from it when it was counted for the fund's latest
+    snapshot, so only the flagged holdings are read; when it misses a fund or was counted for
+    another date, every fund is counted here (one query more). `groups`: `flagged_figures` of the
+    same snapshots, when the caller has them (the screening pages count their sections from them too).
     """
     snap = snapshots(fund_ids, on=on, as_of=as_of)
     value = sa.func.coalesce(Holding.market_value, 0)
     missing = Holding.market_value.is_(None)
+    counted = None
+    if totals is not None:
+        dated = sa.select(Fund, snap.c.as_of).outerjoin(snap, snap.c.fund_id == Fund.id).order_by(Fund.name)
+        if fund_ids is not None:
+            dated = dated.where(Fund.id.in_(fund_ids))
+        funds = db.session.execute(dated).all()
+        if all(snapshot is None or (fund.id in totals and totals[fund.id].as_of == snapshot) for fund, snapshot in funds):
+            counted = [(fund, snapshot, *((totals[fund.id].positions, totals[fund.id].total, totals[fund.id].unknown)
+                                          if snapshot is not None else (0, 0, 0))) for fund, snapshot in funds]
     query = (
         sa.select(Fund, snap.c.as_of, sa.func.count(Holding.id), sa.func.coalesce(sa.func.sum(Holding.market_value), 0),
                   sa.func.count(sa.case((missing, Holding.id))))
@@ -246,40 +275,27 @@ def exposures(fund_ids: list[int] | None = None, *, on: dt.date | None = None, a
     # The parts read the flagged holdings only, led by the flagged companies (`flagged_companies`:
     # one grouped pass over the current flags, then each company's holdings by ix_holdings_company_id),
     # not by testing every holding of the snapshot against the lists.
-    flagged = flagged_companies()
-    # (company, list, link) once per company and list: "direct" when a direct flag stands ("direct" < "linked").
-    pairs = (sa.select(RiskFlag.company_id, RiskFlag.source, sa.func.min(RiskFlag.link).label("link"))
-             .where(current_flags()).group_by(RiskFlag.company_id, RiskFlag.source).subquery("listed_pairs"))
-    per_source = {
-        (fund_id, source, link): (count, Decimal(amount or 0), unknown, also_listed)
-        for fund_id, source, link, count, amount, unknown, also_listed in db.session.execute(
-            sa.select(Holding.fund_id, pairs.c.source, pairs.c.link, sa.func.count(Holding.id), sa.func.sum(value),
-                      sa.func.count(sa.case((missing, Holding.id))),
-                      sa.func.count(sa.case((flagged.c.official == 1, Holding.id))))
-            .select_from(pairs)
-            .join(flagged, flagged.c.company_id == pairs.c.company_id)
-            .join(Holding, Holding.company_id == pairs.c.company_id)
-            .join(snap, in_snapshot(snap))
-            .group_by(Holding.fund_id, pairs.c.source, pairs.c.link))
-    }
-    # on any official list (each holding once) and linked through a parent only, per fund
-    any_part = sa.case((flagged.c.official == 1, FlagLink.DIRECT.value), else_=FlagLink.LINKED.value)
-    any_parts = {
-        (fund_id, link): (count, Decimal(amount or 0), unknown)
-        for fund_id, link, count, amount, unknown in db.session.execute(
-            sa.select(Holding.fund_id, any_part, sa.func.count(Holding.id), sa.func.sum(value),
-                      sa.func.count(sa.case((missing, Holding.id))))
-            .select_from(flagged)
-            .join(Holding, Holding.company_id == flagged.c.company_id)
-            .join(snap, in_snapshot(snap))
-            .where(sa.or_(flagged.c.official == 1, flagged.c.linked == 1))
-            .group_by(Holding.fund_id, any_part))
-    }
+    groups = groups if groups is not None else flagged_figures(snap)
+    per_source: dict[tuple, list] = {}
+    any_parts: dict[tuple, list] = {}
+    for g in groups:
+        figures = per_source.setdefault((g.fund_id, g.source, g.link), [0, Decimal(0), 0, 0])
+        figures[0] += g.count
+        figures[1] += g.amount
+        figures[2] += g.unknown
+        figures[3] += g.count if g.section == "official" else 0
+        if g.first and g.section in ("official", "linked"):  # on any official list, or linked only: each holding once
+            link = FlagLink.DIRECT.value if g.section == "official" else FlagLink.LINKED.value
+            figures = any_parts.setdefault((g.fund_id, link), [0, Decimal(0), 0])
+            figures[0] += g.count
+            figures[1] += g.amount
+            figures[2] += g.unknown
     result = []
-    for fund, snapshot, positions, total, unknown in db.session.execute(query):
+    for fund, snapshot, positions, total, unknown in (counted if counted is not None else db.session.execute(query)):
         total = Decimal(total or 0)
         listed_positions, listed_value, listed_unknown = any_parts.get((fund.id, FlagLink.DIRECT.value), (0, 0, 0))
         linked_positions, linked_value, linked_unknown = any_parts.get((fund.id, FlagLink.LINKED.value), (0, 0, 0))
+
 
         def part(source, signal=False, link=FlagLink.DIRECT.value):
             count, amount, missing_values, also_listed = per_source.get((fund.id, source, link), (0, Decimal(0), 0, 0))
@@ -385,11 +401,11 @@ SECTIONS: dict[str, str] = {
 
 
 def flagged_companies(new_after: int | None = None):
-    """Subquery (company_id, official, linked, new): each company with a current flag (any source),
+    """Subquery (company_id, official, linked, new, first_source): each company with a current flag (any source),
     once, with 1 or 0 for: a direct flag of an official list stands (`on_official_list`), a linked
     one does (`linked_to_official_list` when `official` is 0), an official list's flag made by the
     screening since the one before the latest stands (see engage.lists.screening.new_since_threshold;
-    0 when none ran). One grouped pass over the current flags (6,000 at
+    0 when none ran), and the first of its flags' sources (to count a holding once). One grouped pass over the current flags (6,000 at
     100,000 companies): the screening queries start from it and reach the flagged holdings by
     company, rather than testing every holding of the snapshot against the lists."""
     official = sa.and_(RiskFlag.source.in_(OFFICIAL_LISTS), RiskFlag.link == FlagLink.DIRECT.value)
@@ -399,7 +415,8 @@ def flagged_companies(new_after: int | None = None):
     return (sa.select(RiskFlag.company_id,
                       sa.func.max(sa.case((official, 1), else_=0)).label("official"),
                       sa.func.max(sa.case((linked, 1), else_=0)).label("linked"),
-                      sa.func.max(sa.case((new, 1), else_=0)).label("new"))
+                      sa.func.max(sa.case((new, 1), else_=0)).label("new"),
+                      sa.func.min(RiskFlag.source).label("first_source"))
             .where(current_flags()).group_by(RiskFlag.company_id).subquery("flagged"))
 
 
@@ -463,6 +480,64 @@ def section_counts(snap, new_after: int | None = None, fund_id: int | None = Non
         counts.new += new
         if name == "official":
             counts.to_open = can_open
+    return result
+
+
+@dataclass(frozen=True)
+class FlaggedGroup:
+    """Flagged holdings of a fund's snapshot counted together (`flagged_figures`): those of one
+    list or signal and link, section, new or not; `first` when `source` is the first of the
+    company's sources (summing the groups with `first` counts each holding once)."""
+
+    fund_id: int
+    source: str
+    link: str
+    section: str
+    first: bool
+    new: bool
+    count: int
+    amount: Decimal
+    unknown: int
+    can_open: int
+
+
+def flagged_figures(snap, new_after: int | None = None) -> list[FlaggedGroup]:
+    """Every figure over the flagged holdings of the snapshots `snap` in one query, led by the
+    flagged companies: per fund, list or signal, link, section and "new", how many holdings, their
+    known market value, how many without a value, how many the bulk action may open. `exposures`
+    takes its parts from it and `section_counts_of` the sections (a holding on two lists is in two
+    groups, once with `first`)."""
+    flagged = flagged_companies(new_after)
+    pairs = (sa.select(RiskFlag.company_id, RiskFlag.source, sa.func.min(RiskFlag.link).label("link"))
+             .where(current_flags()).group_by(RiskFlag.company_id, RiskFlag.source).subquery("listed_pairs"))
+    section = _section(flagged).label("section")
+    first = sa.case((pairs.c.source == flagged.c.first_source, 1), else_=0).label("first")
+    rows = db.session.execute(
+        sa.select(Holding.fund_id, pairs.c.source, pairs.c.link, section, first, flagged.c.new,
+                  sa.func.count(Holding.id), sa.func.sum(sa.func.coalesce(Holding.market_value, 0)),
+                  sa.func.count(sa.case((Holding.market_value.is_(None), Holding.id))),
+                  sa.func.count(sa.case((_can_open(), Holding.id))))
+        .select_from(pairs)
+        .join(flagged, flagged.c.company_id == pairs.c.company_id)
+        .join(Holding, Holding.company_id == pairs.c.company_id)
+        .join(snap, in_snapshot(snap))
+        .group_by(Holding.fund_id, pairs.c.source, pairs.c.link, section, first, flagged.c.new)).all()
+    return [FlaggedGroup(fund, source, link, name, bool(is_first), bool(new), count, Decimal(amount or 0), unknown,
+                         can_open)
+            for fund, source, link, name, is_first, new, count, amount, unknown, can_open in rows]
+
+
+def section_counts_of(groups: list[FlaggedGroup]) -> dict[int, SectionCounts]:
+    """`section_counts` (without a list filter) from `flagged_figures`: no query."""
+    result: dict[int, SectionCounts] = defaultdict(SectionCounts)
+    for g in groups:
+        if not g.first:
+            continue
+        counts = result[g.fund_id]
+        counts.counts[g.section] = counts.counts.get(g.section, 0) + g.count
+        counts.new += g.count if g.new else 0
+        if g.section == "official":
+            counts.to_open += g.can_open
     return result
 
 
@@ -570,10 +645,17 @@ def _engagements_of(companies) -> tuple[dict[int, Engagement], dict[int, tuple[E
     return open_by_company, divested_by_company
 
 
-def held_again_slices(snap, per_fund: int = SHOWN) -> dict[int, tuple[list[HeldAgain], int]]:
-    """Per fund: the first `per_fund` companies held again after divestment (`held_again`'s order) and how many in all."""
+def held_again_slices(snap, per_fund: int = SHOWN, counts: dict[int, int] | None = None
+                      ) -> dict[int, tuple[list[HeldAgain], int]]:
+    """Per fund: the first `per_fund` companies held again after divestment (`held_again`'s order) and how many in all.
+
+    `counts` (stored, by fund): how many in all, instead of counting them (a count over every
+    holding of the snapshot); a fund with fewer than `per_fund` rows shows its rows' number, exact."""
     result: dict[int, tuple[list[HeldAgain], int]] = {}
-    rows, _ = held_again(snap, per_fund=per_fund)
+    if counts is not None:
+        rows, _ = _held_again_per_fund(snap, per_fund, counts=counts)
+    else:
+        rows, _ = held_again(snap, per_fund=per_fund)
     for item, total in rows:
         result.setdefault(item.fund_id, ([], total))[0].append(item)
     return result
@@ -653,7 +735,31 @@ def held_again(snap, engagement_id: int | None = None, limit: int | None = None,
     return [HeldAgain(*row[:-1]) for row in found], (found[0].total if found else 0)
 
 
-def _held_again_per_fund(snap, per_fund: int):
+def held_again_counts(snap) -> dict[int, int]:
+    """Per fund of `snap`: how many holdings are held again after divestment (`held_again`'s rows counted)."""
+    return dict(db.session.execute(
+        sa.select(Holding.fund_id, sa.func.count(Holding.id)).join(snap, in_snapshot(snap))
+        .where(_divested_before()).group_by(Holding.fund_id)).all())
+
+
+def _latest_divesting_event(divesting):
+    return (sa.select(sa.func.max(EngagementEvent.occurred_on))
+            .where(EngagementEvent.engagement_id == divesting.id, event_divesting())
+            .correlate(divesting).scalar_subquery())
+
+
+def _divested_before(divesting=None):
+    """SQL condition: the holding's company has a divested engagement dated before the holding's snapshot."""
+    divesting = divesting if divesting is not None else aliased(Engagement)
+    latest_event = _latest_divesting_event(divesting)
+    return (
+        sa.select(divesting.id)
+        .where(divesting.company_id == Holding.company_id, divesting.is_divested,
+               sa.func.coalesce(latest_event, divesting.closed_on, divesting.opened_on, type_=sa.Date) < Holding.as_of)
+        .exists())
+
+
+def _held_again_per_fund(snap, per_fund: int, counts: dict[int, int] | None = None):
     """`held_again(snap, per_fund=...)` led by an index: each fund's first `per_fund` held-again
     holdings are found by walking the fund's snapshot in the order shown (ix_holdings_fund_as_of_value:
     largest holding first) and stopping after `per_fund` of them, not by ranking every held-again row
@@ -664,14 +770,8 @@ def _held_again_per_fund(snap, per_fund: int):
     no ordering). The rows, their order and the counts are those of `held_again(snap)` cut per fund
     (tests/test_held_again_slices.py)."""
     divesting = aliased(Engagement)
-    latest_event = (sa.select(sa.func.max(EngagementEvent.occurred_on))
-                    .where(EngagementEvent.engagement_id == divesting.id, event_divesting())
-                    .correlate(divesting).scalar_subquery())
-    divested_before = (
-        sa.select(divesting.id)
-        .where(divesting.company_id == Holding.company_id, divesting.is_divested,
-               sa.func.coalesce(latest_event, divesting.closed_on, divesting.opened_on, type_=sa.Date) < Holding.as_of)
-        .exists())
+    latest_event = _latest_divesting_event(divesting)
+    divested_before = _divested_before(divesting)
     first = (sa.select(Holding.id)
              .join(Company, Company.id == Holding.company_id)
              .where(Holding.fund_id == snap.c.fund_id, Holding.as_of == snap.c.as_of, divested_before)
@@ -699,9 +799,13 @@ def _held_again_per_fund(snap, per_fund: int):
         sa.select(*columns).where(details.c.nth == 1)
         .order_by(details.c.fund, details.c.fund_id, details.c.market_value.desc().nulls_last(),
                   details.c.normalized_name, details.c.company_id)).all()
-    totals = dict(db.session.execute(
-        sa.select(Holding.fund_id, sa.func.count(Holding.id)).join(snap, in_snapshot(snap))
-        .where(divested_before).group_by(Holding.fund_id)).all())
+    if counts is None:
+        totals = held_again_counts(snap)
+    else:  # stored counts: never fewer than the rows found, and exact when a fund has fewer than per_fund
+        shown = defaultdict(int)
+        for row in found:
+            shown[row.fund_id] += 1
+        totals = {fund: n if n < per_fund else max(n, counts.get(fund, 0)) for fund, n in shown.items()}
     return [(HeldAgain(*row), totals.get(row.fund_id, 0)) for row in found], len(found)
 
 
