@@ -169,3 +169,45 @@ def test_the_one_query_over_flagged_holdings_counts_each_section_as_counting_the
     by_list = {p.source: p.positions for p in e.lists}
     assert by_list["us_entity_list"] == len([h for h in official if any(
         f.source == "us_entity_list" and f.link == "direct" for f in h.company.risk_flags)])
+
+
+def test_each_slice_is_the_first_rows_of_its_list_in_the_page_order(app, stored):
+    """`flagged_slices` ranks the flagged holdings in their section and, for those with a new flag,
+    among the fund's new ones, in one pass: each slice is the first SHOWN rows of its list as
+    ranked here in Python (largest first, then name, then the holding's id)."""
+    from engage.models import ListedEntity, ListVersion
+
+    fund = paged_fund("Sliced Fund")
+    version = ListVersion(name="US Entity List", source="us_entity_list", format="csv", file_name="e.csv",
+                          retrieved_on=AS_OF, sha256="1" * 64)
+    entity = ListedEntity(version=version, key="k", source="us_entity_list", name="Entry", normalized_name="entry",
+                          citation="89 FR 2")
+    db.session.add(entity)
+    db.session.flush()
+    before = db.session.scalar(sa.select(sa.func.max(RiskFlag.id)))
+    # new: listed directly or linked (the linked one third: the sections and the new ones rank apart), ties, unknown value
+    for n, value in enumerate([500, 700, 700, 600, None]):
+        company = factories.company(f"Fresh {n} Co")
+        company.risk_flags.append(RiskFlag(source="us_entity_list", citation="c", entity_id=entity.id,
+                                           link=FlagLink.LINKED.value if n == 3 else FlagLink.DIRECT.value))
+        db.session.add(Holding(fund=fund, company=company, as_of=AS_OF,
+                               market_value=None if value is None else Decimal(value)))
+    db.session.commit()
+    snap = screening.snapshots()
+    slices = screening.flagged_slices(snap, SHOWN, new_after=before)
+    flagged = screening.flagged_companies(before)
+    rows = db.session.execute(
+        sa.select(Holding, screening._section(flagged), flagged.c.new)
+        .join(flagged, flagged.c.company_id == Holding.company_id).where(Holding.fund_id == fund.id)).all()
+
+    def ranked(items):
+        return sorted(items, key=lambda h: (h.market_value is None, -(h.market_value or 0), h.company.normalized_name,
+                                            h.id))
+
+    for name in ("official", "linked", "noted"):
+        expected = ranked([h for h, section, _ in rows if section == name])[:SHOWN]
+        assert [r.holding.id for r in slices[fund.id, name]] == [h.id for h in expected], name
+    expected_new = ranked([h for h, _, new in rows if new == 1])[:SHOWN]
+    assert len(expected_new) == SHOWN
+    assert [r.holding.id for r in slices[fund.id, "new"]] == [h.id for h in expected_new]
+    assert screening.section_counts_of(screening.flagged_figures(snap, before))[fund.id].new == 5

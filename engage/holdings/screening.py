@@ -548,25 +548,29 @@ def flagged_slices(snap, per_fund: int = SHOWN, new_after: int | None = None) ->
     order = _row_order()
     flagged = flagged_companies(new_after)
     section = _section(flagged)
+    # one pass over the flagged holdings ranks them in their section and, when new, among the fund's new ones
+    nth_new = (sa.func.row_number().over(partition_by=(Holding.fund_id, flagged.c.new), order_by=order)
+               if new_after is not None else sa.literal(None, sa.Integer))
     ranked = (_flagged_holdings(
-        sa.select(Holding.id.label("holding_id"), section.label("section"),
-                  sa.func.row_number().over(partition_by=(Holding.fund_id, section), order_by=order).label("nth"))
-        .select_from(flagged), snap, flagged).join(Company, Company.id == Holding.company_id))
-    fresh = (_flagged_holdings(
-        sa.select(Holding.id.label("holding_id"), sa.literal("new").label("section"),
-                  sa.func.row_number().over(partition_by=Holding.fund_id, order_by=order).label("nth"))
-        .select_from(flagged), snap, flagged).join(Company, Company.id == Holding.company_id)
-        .where(flagged.c.new == 1))
-    picked = sa.union_all(ranked, fresh).subquery("picked") if new_after is not None else ranked.subquery("picked")
+        sa.select(Holding.id.label("holding_id"), section.label("section"), flagged.c.new.label("new"),
+                  sa.func.row_number().over(partition_by=(Holding.fund_id, section), order_by=order).label("nth"),
+                  nth_new.label("nth_new"))
+        .select_from(flagged), snap, flagged).join(Company, Company.id == Holding.company_id)).subquery("picked")
     rows = db.session.execute(
-        sa.select(Holding, Company, picked.c.section)
-        .join(picked, picked.c.holding_id == Holding.id).join(Company, Company.id == Holding.company_id)
-        .where(picked.c.nth <= per_fund)
-        .order_by(Holding.fund_id, picked.c.section, picked.c.nth)).all()
-    detailed = _with_detail([(holding, company) for holding, company, _ in rows])
+        sa.select(Holding, Company, ranked.c.section, ranked.c.nth, ranked.c.new, ranked.c.nth_new)
+        .join(ranked, ranked.c.holding_id == Holding.id).join(Company, Company.id == Holding.company_id)
+        .where(sa.or_(ranked.c.nth <= per_fund, sa.and_(ranked.c.new == 1, ranked.c.nth_new <= per_fund)))
+        .order_by(Holding.fund_id, ranked.c.section, ranked.c.nth)).all()
+    detailed = _with_detail([(holding, company) for holding, company, *_ in rows])
     result: dict[tuple[int, str], list[ExposureRow]] = defaultdict(list)
-    for (holding, _, name), row in zip(rows, detailed):
-        result[holding.fund_id, name].append(row)
+    fresh: dict[int, list[tuple[int, ExposureRow]]] = defaultdict(list)
+    for (holding, _, name, nth, new, nth_new), row in zip(rows, detailed):
+        if nth <= per_fund:
+            result[holding.fund_id, name].append(row)
+        if new == 1 and nth_new <= per_fund:
+            fresh[holding.fund_id].append((nth_new, row))
+    for fund_id, items in fresh.items():
+        result[fund_id, "new"] = [row for _, row in sorted(items, key=lambda item: item[0])]
     return result
 
 
