@@ -7,7 +7,9 @@ the database to the newest migration first and times it (then ANALYZE); --statem
 SQL statement of one request with its milliseconds (the bench's StatementLog). Run it on a copy of
 a kept data set (it adds a user). The dashboard's figures are counted and stored first, as the
 scheduler does (LIVE=1: not, so the pages count everything themselves). Prints one line per page and a JSON summary; REPEAT requests per
-page after a warm-up (default 9), wall and this process's CPU.
+page after a warm-up (default 9), wall and this process's CPU, and on PostgreSQL the server's CPU
+(its backends for this database, from /proc, in 10 ms ticks: the mean; the server must run on this
+machine).
 """
 import json
 import os
@@ -69,24 +71,43 @@ with app.app_context():
              ("screening, a fund's listed holdings", f"/holdings/screening/{fund}?section=official"),
              ("screening, a fund's linked holdings", f"/holdings/screening/{fund}?section=linked"),
              ("screening, a fund's noted holdings, page 2", f"/holdings/screening/{fund}?section=noted&page=2")]
+    server_pids = []
+    if db.engine.dialect.name == "postgresql":  # the server's CPU per request: its backends' CPU from /proc
+        server_pids = list(db.session.scalars(sa.text(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND backend_type = 'client backend'")))
+        db.session.commit()
+
+    def server_cpu_ms() -> float:
+        ticks = 0
+        for pid in server_pids:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+        return ticks * 1000 / os.sysconf("SC_CLK_TCK")
+
     res = []
     for label, path in pages:
         r = client.get(path)
         assert r.status_code == 200, (path, r.status_code)
         with StatementLog(db.engine) as log:
             client.get(path)
-        walls, cpus = [], []
+        walls, cpus, server = [], [], []
         for _ in range(REPEAT):
-            w, c = time.perf_counter(), time.process_time()
+            w, c, sc = time.perf_counter(), time.process_time(), server_cpu_ms()
             client.get(path)
             walls.append((time.perf_counter() - w) * 1000)
             cpus.append((time.process_time() - c) * 1000)
+            server.append(server_cpu_ms() - sc)
             if len(walls) >= 3 and sum(walls) > 20000:
                 break
         res.append({"page": label, "median_ms": round(statistics.median(walls), 1),
                     "cpu_ms": round(statistics.median(cpus), 1), "n": len(walls), "queries": len(log.statements),
+                    "server_cpu_ms": round(statistics.mean(server), 1) if server_pids else None,  # mean: 10 ms ticks
                     "load": round(os.getloadavg()[0], 2)})
-        print(f"{label:45s} {res[-1]['median_ms']:9.1f} ms  cpu {res[-1]['cpu_ms']:8.1f} ms  n={len(walls)}  "
+        server_text = f"  server cpu {res[-1]['server_cpu_ms']:7.1f} ms" if server_pids else ""
+        print(f"{label:45s} {res[-1]['median_ms']:9.1f} ms  cpu {res[-1]['cpu_ms']:8.1f} ms{server_text}  n={len(walls)}  "
               f"queries {len(log.statements)}  load {res[-1]['load']}", flush=True)
         if "--statements" in sys.argv:
             for s in log.statements:
