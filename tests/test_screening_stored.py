@@ -211,3 +211,18 @@ def test_each_slice_is_the_first_rows_of_its_list_in_the_page_order(app, stored)
     assert len(expected_new) == SHOWN
     assert [r.holding.id for r in slices[fund.id, "new"]] == [h.id for h in expected_new]
     assert screening.section_counts_of(screening.flagged_figures(snap, before))[fund.id].new == 5
+
+
+def test_a_slice_cut_inside_a_tie_of_values_takes_the_first_by_name(app, stored):
+    """Five holdings of one value, inserted in reverse order of name, where the slice of SHOWN ends:
+    the slice takes the first by name (candidates are found by value, ties all kept, then numbered
+    by value, name and id)."""
+    fund = paged_fund("Tied Fund", official=[], noted=0, linked=0, held_again=0)
+    for word in ("Echo", "Delta", "Charlie", "Bravo", "Alpha"):
+        company = factories.company(f"Tied {word} Co")
+        company.risk_flags.append(RiskFlag(source="us_entity_list", citation="c"))
+        db.session.add(Holding(fund=fund, company=company, as_of=AS_OF, market_value=Decimal(500)))
+    db.session.commit()
+    slices = screening.flagged_slices(screening.snapshots(), SHOWN)
+    assert [row.company.name for row in slices[fund.id, "official"]] == ["Tied Alpha Co", "Tied Bravo Co",
+                                                                       "Tied Charlie Co"]

@@ -556,17 +556,33 @@ def flagged_slices(snap, per_fund: int = SHOWN, new_after: int | None = None) ->
     """The first `per_fund` rows of each fund's sections (and of its holdings new since the last
     screening, under "new"), in `_row_order`, with their flags and engagements: a fixed number of
     queries, and at most `per_fund` rows per list leave the database."""
-    order = _row_order()
     flagged = flagged_companies(new_after)
     section = _section(flagged)
-    # one pass over the flagged holdings ranks them in their section and, when new, among the fund's new ones
-    nth_new = (sa.func.row_number().over(partition_by=(Holding.fund_id, flagged.c.new), order_by=order)
+    # First the candidates, by value alone (no company read, no name compared): a holding among the
+    # first `per_fund` of its list has fewer than `per_fund` holdings of higher value ahead of it,
+    # so its rank() by value is at most `per_fund`; every holding ahead of a candidate in the page's
+    # order is a candidate too, so numbering the candidates in that order numbers them as all the
+    # holdings would. One pass ranks each in its section and, when new, among the fund's new ones.
+    by_value = Holding.market_value.desc().nulls_last()
+    value_rank_new = (sa.func.rank().over(partition_by=(Holding.fund_id, flagged.c.new), order_by=by_value)
+                      if new_after is not None else sa.literal(None, sa.Integer))
+    candidates = (_flagged_holdings(
+        sa.select(Holding.id.label("holding_id"), Holding.fund_id.label("fund_id"), Holding.company_id.label("company_id"),
+                  Holding.market_value.label("market_value"), section.label("section"), flagged.c.new.label("new"),
+                  sa.func.rank().over(partition_by=(Holding.fund_id, section), order_by=by_value).label("value_rank"),
+                  value_rank_new.label("value_rank_new"))
+        .select_from(flagged), snap, flagged)).subquery("candidates")
+    order = (candidates.c.market_value.desc().nulls_last(), Company.normalized_name, candidates.c.holding_id)
+    nth_new = (sa.func.row_number().over(partition_by=(candidates.c.fund_id, candidates.c.new), order_by=order)
                if new_after is not None else sa.literal(None, sa.Integer))
-    ranked = (_flagged_holdings(
-        sa.select(Holding.id.label("holding_id"), section.label("section"), flagged.c.new.label("new"),
-                  sa.func.row_number().over(partition_by=(Holding.fund_id, section), order_by=order).label("nth"),
-                  nth_new.label("nth_new"))
-        .select_from(flagged), snap, flagged).join(Company, Company.id == Holding.company_id)).subquery("picked")
+    ranked = (sa.select(candidates.c.holding_id, candidates.c.section, candidates.c.new,
+                        sa.func.row_number().over(partition_by=(candidates.c.fund_id, candidates.c.section),
+                                                  order_by=order).label("nth"),
+                        nth_new.label("nth_new"))
+              .join(Company, Company.id == candidates.c.company_id)
+              .where(sa.or_(candidates.c.value_rank <= per_fund,
+                            sa.and_(candidates.c.new == 1, candidates.c.value_rank_new <= per_fund)))
+              .subquery("picked"))
     rows = db.session.execute(
         sa.select(Holding, Company, ranked.c.section, ranked.c.nth, ranked.c.new, ranked.c.nth_new)
         .join(ranked, ranked.c.holding_id == Holding.id).join(Company, Company.id == Holding.company_id)
