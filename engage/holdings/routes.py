@@ -20,6 +20,7 @@ from engage.holdings import jobs as holdings_jobs
 from engage.holdings import screening, service, stored
 from engage.lists import review as match_review
 from engage.lists import screening as list_screening
+from engage.main import figures
 from engage.holdings.forms import FundForm, ImportForm, MergeForm, ReadOptionsForm
 from engage.models import Campaign, Company, Fund, Holding, ListedEntity, RiskSource
 from engage.security import require_role
@@ -408,16 +409,27 @@ def screening_page():
     """Each fund's exposure (aggregates over every holding) and the first rows of its long lists,
     each with "N of M shown" and a link to the paged full list: a fixed number of queries."""
     campaigns = db.session.scalars(sa.select(Campaign).where(Campaign.active.is_(True)).order_by(Campaign.name)).all()
-    exposures = screening.exposures()
+    totals, counted_at = _stored_totals()
     snap = screening.snapshots()
     new_after = list_screening.new_since_threshold()
+    groups = screening.flagged_figures(snap, new_after)
+    exposures = screening.exposures(totals=totals, groups=groups)
+    held_counts = {fund: t.held_again for fund, t in totals.items()} if totals is not None else None
     return render_template("holdings/screening.html", exposures=exposures, overall=screening.overall(exposures),
-                           counts=screening.section_counts(snap, new_after),
+                           counts=screening.section_counts_of(groups),
                            slices=screening.flagged_slices(snap, screening.SHOWN, new_after),
-                           held=screening.held_again_slices(snap, screening.SHOWN), shown=screening.SHOWN,
+                           held=screening.held_again_slices(snap, screening.SHOWN, counts=held_counts),
+                           shown=screening.SHOWN, counted_at=counted_at,
                            campaigns=campaigns, lists=screening_lists(), action_form=ActionForm(formdata=None),
                            list_labels={s.value: s.label for s in RiskSource},
                            new_after=new_after, to_review=match_review.pending_count())
+
+
+def _stored_totals():
+    """The counts over every holding the scheduler stored (engage.main.figures.screening_totals) and
+    when, or (None, None): the page then counts them itself."""
+    stored = figures.screening_totals(clock.utcnow())
+    return stored if stored is not None else (None, None)
 
 
 @dataclass
@@ -491,8 +503,10 @@ def screening_fund(fund_id: int):
     new_only = _choice("new", {"1": "only new since the last screening"}) == "1"
     new_after = list_screening.new_since_threshold()
     snap = screening.snapshots([fund.id])
-    exposure = screening.exposure(fund, detail=False)
-    counts = screening.section_counts(snap, new_after, fund_id=fund.id).get(fund.id, screening.SectionCounts())
+    totals, counted_at = _stored_totals()
+    groups = screening.flagged_figures(snap, new_after)
+    exposure = screening.exposures([fund.id], totals=totals, groups=groups)[0]
+    counts = screening.section_counts_of(groups).get(fund.id, screening.SectionCounts())
     total = (counts[section] if source is None and not new_only else
              screening.flagged_count(snap, fund.id, section, source=source, new_after=new_after, new_only=new_only))
     pager = _pager(_page_asked(), total)
@@ -502,7 +516,7 @@ def screening_fund(fund_id: int):
     return render_template("holdings/screening_fund.html", fund=fund, e=exposure, section=section, source=source,
                            new_only=new_only, sections=screening.SECTIONS, counts=counts, rows=rows, pager=pager,
                            campaigns=campaigns, action_form=ActionForm(formdata=None), new_after=new_after,
-                           list_labels={s.value: s.label for s in RiskSource})
+                           list_labels={s.value: s.label for s in RiskSource}, counted_at=counted_at)
 
 
 @bp.route("/screening/held-again")

@@ -220,8 +220,22 @@ class FundExposure:
         return [row for row in self.rows if row.can_open]
 
 
+@dataclass(frozen=True)
+class SnapshotTotals:
+    """A fund's snapshot counted over all its holdings (stored by engage.main.figures, counted off the
+    request): its date, positions, known market value, holdings without a value, held again after
+    divestment."""
+
+    as_of: dt.date
+    positions: int
+    total: Decimal
+    unknown: int
+    held_again: int
+
+
 def exposures(fund_ids: list[int] | None = None, *, on: dt.date | None = None, as_of: dt.date | None = None,
-              detail: bool = False) -> list[FundExposure]:
+              detail: bool = False, totals: dict[int, SnapshotTotals] | None = None,
+              groups: list[FlaggedGroup] | None = None) -> list[FundExposure]:
     """Each fund's exposure (all funds, by name, unless `fund_ids`) at its latest snapshot (on or before `on`).
 
     Exposure is the market value of the holdings on an official list, per list and on any
@@ -229,21 +243,28 @@ def exposures(fund_ids: list[int] | None = None, *, on: dt.date | None = None, a
     value. Only current flags count (an ended flag is history), and only direct ones: a holding
     linked to a list through its parent is counted apart, in `linked`. Two queries for all
     funds; `detail` adds the rows for the screening page in a few more.
+
+    `totals` (the stored counts over every holding, by fund): each fund's positions, market value
+    and holdings without a value are taken from it when it was counted for the fund's latest
+    snapshot, so only the flagged holdings are read; when it misses a fund or was counted for
+    another date, every fund is counted here (one query more). `groups`: `flagged_figures` of the
+    same snapshots, when the caller has them (the screening pages count their sections from them too).
     """
     snap = snapshots(fund_ids, on=on, as_of=as_of)
-    listed = Holding.company_id.in_(on_official_list())
-    linked = Holding.company_id.in_(linked_to_official_list())
     value = sa.func.coalesce(Holding.market_value, 0)
     missing = Holding.market_value.is_(None)
+    counted = None
+    if totals is not None:
+        dated = sa.select(Fund, snap.c.as_of).outerjoin(snap, snap.c.fund_id == Fund.id).order_by(Fund.name)
+        if fund_ids is not None:
+            dated = dated.where(Fund.id.in_(fund_ids))
+        funds = db.session.execute(dated).all()
+        if all(snapshot is None or (fund.id in totals and totals[fund.id].as_of == snapshot) for fund, snapshot in funds):
+            counted = [(fund, snapshot, *((totals[fund.id].positions, totals[fund.id].total, totals[fund.id].unknown)
+                                          if snapshot is not None else (0, 0, 0))) for fund, snapshot in funds]
     query = (
         sa.select(Fund, snap.c.as_of, sa.func.count(Holding.id), sa.func.coalesce(sa.func.sum(Holding.market_value), 0),
-                  sa.func.coalesce(sa.func.sum(sa.case((listed, value), else_=0)), 0),
-                  sa.func.count(sa.case((listed, Holding.id))),
-                  sa.func.count(sa.case((missing, Holding.id))),
-                  sa.func.count(sa.case((sa.and_(listed, missing), Holding.id))),
-                  sa.func.coalesce(sa.func.sum(sa.case((linked, value), else_=0)), 0),
-                  sa.func.count(sa.case((linked, Holding.id))),
-                  sa.func.count(sa.case((sa.and_(linked, missing), Holding.id))))
+                  sa.func.count(sa.case((missing, Holding.id))))
         .outerjoin(snap, snap.c.fund_id == Fund.id)
         .outerjoin(Holding, sa.and_(Holding.fund_id == Fund.id, Holding.as_of == snap.c.as_of))
         .group_by(Fund.id, snap.c.as_of)
@@ -251,22 +272,30 @@ def exposures(fund_ids: list[int] | None = None, *, on: dt.date | None = None, a
     )
     if fund_ids is not None:
         query = query.where(Fund.id.in_(fund_ids))
-    # (company, list, link) once per company and list: "direct" when a direct flag stands ("direct" < "linked").
-    pairs = (sa.select(RiskFlag.company_id, RiskFlag.source, sa.func.min(RiskFlag.link).label("link"))
-             .where(current_flags()).group_by(RiskFlag.company_id, RiskFlag.source).subquery("listed_pairs"))
-    per_source = {
-        (fund_id, source, link): (count, Decimal(amount or 0), unknown, also_listed)
-        for fund_id, source, link, count, amount, unknown, also_listed in db.session.execute(
-            sa.select(Holding.fund_id, pairs.c.source, pairs.c.link, sa.func.count(Holding.id), sa.func.sum(value),
-                      sa.func.count(sa.case((missing, Holding.id))), sa.func.count(sa.case((listed, Holding.id))))
-            .join(snap, in_snapshot(snap))
-            .join(pairs, pairs.c.company_id == Holding.company_id)
-            .group_by(Holding.fund_id, pairs.c.source, pairs.c.link))
-    }
+    # The parts read the flagged holdings only, led by the flagged companies (`flagged_companies`:
+    # one grouped pass over the current flags, then each company's holdings by ix_holdings_company_id),
+    # not by testing every holding of the snapshot against the lists.
+    groups = groups if groups is not None else flagged_figures(snap)
+    per_source: dict[tuple, list] = {}
+    any_parts: dict[tuple, list] = {}
+    for g in groups:
+        figures = per_source.setdefault((g.fund_id, g.source, g.link), [0, Decimal(0), 0, 0])
+        figures[0] += g.count
+        figures[1] += g.amount
+        figures[2] += g.unknown
+        figures[3] += g.count if g.section == "official" else 0
+        if g.first and g.section in ("official", "linked"):  # on any official list, or linked only: each holding once
+            link = FlagLink.DIRECT.value if g.section == "official" else FlagLink.LINKED.value
+            figures = any_parts.setdefault((g.fund_id, link), [0, Decimal(0), 0])
+            figures[0] += g.count
+            figures[1] += g.amount
+            figures[2] += g.unknown
     result = []
-    for (fund, snapshot, positions, total, listed_value, listed_positions, unknown, listed_unknown,
-         linked_value, linked_positions, linked_unknown) in db.session.execute(query):
+    for fund, snapshot, positions, total, unknown in (counted if counted is not None else db.session.execute(query)):
         total = Decimal(total or 0)
+        listed_positions, listed_value, listed_unknown = any_parts.get((fund.id, FlagLink.DIRECT.value), (0, 0, 0))
+        linked_positions, linked_value, linked_unknown = any_parts.get((fund.id, FlagLink.LINKED.value), (0, 0, 0))
+
 
         def part(source, signal=False, link=FlagLink.DIRECT.value):
             count, amount, missing_values, also_listed = per_source.get((fund.id, source, link), (0, Decimal(0), 0, 0))
@@ -371,24 +400,35 @@ SECTIONS: dict[str, str] = {
 }
 
 
-def _section():
-    """SQL: the section of a flagged holding (its company on an official list, linked to one, or only noted)."""
-    return sa.case((Holding.company_id.in_(on_official_list()), "official"),
-                   (Holding.company_id.in_(linked_to_official_list()), "linked"), else_="noted")
+def flagged_companies(new_after: int | None = None):
+    """Subquery (company_id, official, linked, new, first_source): each company with a current flag (any source),
+    once, with 1 or 0 for: a direct flag of an official list stands (`on_official_list`), a linked
+    one does (`linked_to_official_list` when `official` is 0), an official list's flag made by the
+    screening since the one before the latest stands (see engage.lists.screening.new_since_threshold;
+    0 when none ran), and the first of its flags' sources (to count a holding once). One grouped pass over the current flags (6,000 at
+    100,000 companies): the screening queries start from it and reach the flagged holdings by
+    company, rather than testing every holding of the snapshot against the lists."""
+    official = sa.and_(RiskFlag.source.in_(OFFICIAL_LISTS), RiskFlag.link == FlagLink.DIRECT.value)
+    linked = sa.and_(RiskFlag.source.in_(OFFICIAL_LISTS), RiskFlag.link == FlagLink.LINKED.value)
+    new = (sa.false() if new_after is None else
+           sa.and_(RiskFlag.source.in_(OFFICIAL_LISTS), RiskFlag.entity_id.is_not(None), RiskFlag.id > new_after))
+    return (sa.select(RiskFlag.company_id,
+                      sa.func.max(sa.case((official, 1), else_=0)).label("official"),
+                      sa.func.max(sa.case((linked, 1), else_=0)).label("linked"),
+                      sa.func.max(sa.case((new, 1), else_=0)).label("new"),
+                      sa.func.min(RiskFlag.source).label("first_source"))
+            .where(current_flags()).group_by(RiskFlag.company_id).subquery("flagged"))
 
 
-def _flagged():
-    """SQL condition: the holding's company has a current flag (any source)."""
-    return Holding.company_id.in_(sa.select(RiskFlag.company_id).where(current_flags()))
+def _section(flagged):
+    """SQL: the section of a flagged holding (its company on an official list, linked to one, or only
+    noted), from `flagged_companies`."""
+    return sa.case((flagged.c.official == 1, "official"), (flagged.c.linked == 1, "linked"), else_="noted")
 
 
-def _new_flag(new_after: int | None):
-    """SQL condition: an official list's flag made by the screening since the one before the latest (see
-    engage.lists.screening.new_since_threshold) stands on the holding's company; false when none ran."""
-    if new_after is None:
-        return sa.false()
-    return Holding.company_id.in_(sa.select(RiskFlag.company_id).where(
-        current_flags(), RiskFlag.source.in_(OFFICIAL_LISTS), RiskFlag.entity_id.is_not(None), RiskFlag.id > new_after))
+def _flagged_holdings(query, snap, flagged):
+    """`query` over the holdings of the snapshots `snap` whose company is flagged, led by `flagged`."""
+    return (query.join(Holding, Holding.company_id == flagged.c.company_id).join(snap, in_snapshot(snap)))
 
 
 def _can_open():
@@ -423,11 +463,12 @@ class SectionCounts:
 def section_counts(snap, new_after: int | None = None, fund_id: int | None = None,
                    source: str | None = None) -> dict[int, SectionCounts]:
     """Per fund (of `snap`): its flagged holdings counted per section, those the bulk action may open, new ones. One query."""
-    section = _section().label("section")
-    query = (sa.select(Holding.fund_id, section, sa.func.count(),
-                       sa.func.count(sa.case((_can_open(), Holding.id))),
-                       sa.func.count(sa.case((_new_flag(new_after), Holding.id))))
-             .join(snap, in_snapshot(snap)).where(_flagged()).group_by(Holding.fund_id, section))
+    flagged = flagged_companies(new_after)
+    section = _section(flagged).label("section")
+    query = _flagged_holdings(
+        sa.select(Holding.fund_id, section, sa.func.count(), sa.func.count(sa.case((_can_open(), Holding.id))),
+                  sa.func.count(sa.case((flagged.c.new == 1, Holding.id)))).select_from(flagged),
+        snap, flagged).group_by(Holding.fund_id, section)
     if fund_id is not None:
         query = query.where(Holding.fund_id == fund_id)
     if source is not None:
@@ -442,45 +483,141 @@ def section_counts(snap, new_after: int | None = None, fund_id: int | None = Non
     return result
 
 
+@dataclass(frozen=True)
+class FlaggedGroup:
+    """Flagged holdings of a fund's snapshot counted together (`flagged_figures`): those of one
+    list or signal and link, section, new or not; `first` when `source` is the first of the
+    company's sources (summing the groups with `first` counts each holding once)."""
+
+    fund_id: int
+    source: str
+    link: str
+    section: str
+    first: bool
+    new: bool
+    count: int
+    amount: Decimal
+    unknown: int
+    can_open: int
+
+
+def flagged_figures(snap, new_after: int | None = None) -> list[FlaggedGroup]:
+    """Every figure over the flagged holdings of the snapshots `snap` in one query, led by the
+    flagged companies: per fund, list or signal, link, section and "new", how many holdings, their
+    known market value, how many without a value, how many the bulk action may open. `exposures`
+    takes its parts from it and `section_counts_of` the sections (a holding on two lists is in two
+    groups, once with `first`)."""
+    flagged = flagged_companies(new_after)
+    pairs = (sa.select(RiskFlag.company_id, RiskFlag.source, sa.func.min(RiskFlag.link).label("link"))
+             .where(current_flags()).group_by(RiskFlag.company_id, RiskFlag.source).subquery("listed_pairs"))
+    section = _section(flagged).label("section")
+    first = sa.case((pairs.c.source == flagged.c.first_source, 1), else_=0).label("first")
+    if db.session.get_bind().dialect.name == "postgresql":
+        # an index lookup per holding (LATERAL ... LIMIT 1): as a NOT EXISTS, PostgreSQL hashed every
+        # open or divested engagement (a sequential scan of 183,592 at 100,000 companies) for 5,333 holdings
+        blocking = (sa.select(sa.literal(1).label("found")).select_from(Engagement)
+                    .where(Engagement.company_id == Holding.company_id, sa.or_(Engagement.is_open, Engagement.is_divested))
+                    .limit(1).lateral("blocking"))
+        can_open = blocking.c.found.is_(None)
+    else:
+        blocking, can_open = None, _can_open()
+    query = (sa.select(Holding.fund_id, pairs.c.source, pairs.c.link, section, first, flagged.c.new,
+                       sa.func.count(Holding.id), sa.func.sum(sa.func.coalesce(Holding.market_value, 0)),
+                       sa.func.count(sa.case((Holding.market_value.is_(None), Holding.id))),
+                       sa.func.count(sa.case((can_open, Holding.id))))
+             .select_from(pairs)
+             .join(flagged, flagged.c.company_id == pairs.c.company_id)
+             .join(Holding, Holding.company_id == pairs.c.company_id)
+             .join(snap, in_snapshot(snap)))
+    if blocking is not None:
+        query = query.outerjoin(blocking, sa.true())
+    rows = db.session.execute(
+        query.group_by(Holding.fund_id, pairs.c.source, pairs.c.link, section, first, flagged.c.new)).all()
+    return [FlaggedGroup(fund, source, link, name, bool(is_first), bool(new), count, Decimal(amount or 0), unknown,
+                         can_open)
+            for fund, source, link, name, is_first, new, count, amount, unknown, can_open in rows]
+
+
+def section_counts_of(groups: list[FlaggedGroup]) -> dict[int, SectionCounts]:
+    """`section_counts` (without a list filter) from `flagged_figures`: no query."""
+    result: dict[int, SectionCounts] = defaultdict(SectionCounts)
+    for g in groups:
+        if not g.first:
+            continue
+        counts = result[g.fund_id]
+        counts.counts[g.section] = counts.counts.get(g.section, 0) + g.count
+        counts.new += g.count if g.new else 0
+        if g.section == "official":
+            counts.to_open += g.can_open
+    return result
+
+
 def flagged_slices(snap, per_fund: int = SHOWN, new_after: int | None = None) -> dict[tuple[int, str], list[ExposureRow]]:
     """The first `per_fund` rows of each fund's sections (and of its holdings new since the last
     screening, under "new"), in `_row_order`, with their flags and engagements: a fixed number of
     queries, and at most `per_fund` rows per list leave the database."""
-    order = _row_order()
-    section = _section()
-    ranked = (sa.select(Holding.id.label("holding_id"), section.label("section"),
-                        sa.func.row_number().over(partition_by=(Holding.fund_id, section), order_by=order).label("nth"))
-              .join(snap, in_snapshot(snap)).join(Company, Company.id == Holding.company_id).where(_flagged()))
-    fresh = (sa.select(Holding.id.label("holding_id"), sa.literal("new").label("section"),
-                       sa.func.row_number().over(partition_by=Holding.fund_id, order_by=order).label("nth"))
-             .join(snap, in_snapshot(snap)).join(Company, Company.id == Holding.company_id)
-             .where(_flagged(), _new_flag(new_after)))
-    picked = sa.union_all(ranked, fresh).subquery("picked") if new_after is not None else ranked.subquery("picked")
+    flagged = flagged_companies(new_after)
+    section = _section(flagged)
+    # First the candidates, by value alone (no company read, no name compared): a holding among the
+    # first `per_fund` of its list has fewer than `per_fund` holdings of higher value ahead of it,
+    # so its rank() by value is at most `per_fund`; every holding ahead of a candidate in the page's
+    # order is a candidate too, so numbering the candidates in that order numbers them as all the
+    # holdings would. One pass ranks each in its section and, when new, among the fund's new ones.
+    by_value = Holding.market_value.desc().nulls_last()
+    value_rank_new = (sa.func.rank().over(partition_by=(Holding.fund_id, flagged.c.new), order_by=by_value)
+                      if new_after is not None else sa.literal(None, sa.Integer))
+    candidates = (_flagged_holdings(
+        sa.select(Holding.id.label("holding_id"), Holding.fund_id.label("fund_id"), Holding.company_id.label("company_id"),
+                  Holding.market_value.label("market_value"), section.label("section"), flagged.c.new.label("new"),
+                  sa.func.rank().over(partition_by=(Holding.fund_id, section), order_by=by_value).label("value_rank"),
+                  value_rank_new.label("value_rank_new"))
+        .select_from(flagged), snap, flagged)).subquery("candidates")
+    order = (candidates.c.market_value.desc().nulls_last(), Company.normalized_name, candidates.c.holding_id)
+    nth_new = (sa.func.row_number().over(partition_by=(candidates.c.fund_id, candidates.c.new), order_by=order)
+               if new_after is not None else sa.literal(None, sa.Integer))
+    ranked = (sa.select(candidates.c.holding_id, candidates.c.section, candidates.c.new,
+                        sa.func.row_number().over(partition_by=(candidates.c.fund_id, candidates.c.section),
+                                                  order_by=order).label("nth"),
+                        nth_new.label("nth_new"))
+              .join(Company, Company.id == candidates.c.company_id)
+              .where(sa.or_(candidates.c.value_rank <= per_fund,
+                            sa.and_(candidates.c.new == 1, candidates.c.value_rank_new <= per_fund)))
+              .subquery("picked"))
     rows = db.session.execute(
-        sa.select(Holding, Company, picked.c.section)
-        .join(picked, picked.c.holding_id == Holding.id).join(Company, Company.id == Holding.company_id)
-        .where(picked.c.nth <= per_fund)
-        .order_by(Holding.fund_id, picked.c.section, picked.c.nth)).all()
-    detailed = _with_detail([(holding, company) for holding, company, _ in rows])
+        sa.select(Holding, Company, ranked.c.section, ranked.c.nth, ranked.c.new, ranked.c.nth_new)
+        .join(ranked, ranked.c.holding_id == Holding.id).join(Company, Company.id == Holding.company_id)
+        .where(sa.or_(ranked.c.nth <= per_fund, sa.and_(ranked.c.new == 1, ranked.c.nth_new <= per_fund)))
+        .order_by(Holding.fund_id, ranked.c.section, ranked.c.nth)).all()
+    detailed = _with_detail([(holding, company) for holding, company, *_ in rows])
     result: dict[tuple[int, str], list[ExposureRow]] = defaultdict(list)
-    for (holding, _, name), row in zip(rows, detailed):
-        result[holding.fund_id, name].append(row)
+    fresh: dict[int, list[tuple[int, ExposureRow]]] = defaultdict(list)
+    for (holding, _, name, nth, new, nth_new), row in zip(rows, detailed):
+        if nth <= per_fund:
+            result[holding.fund_id, name].append(row)
+        if new == 1 and nth_new <= per_fund:
+            fresh[holding.fund_id].append((nth_new, row))
+    for fund_id, items in fresh.items():
+        result[fund_id, "new"] = [row for _, row in sorted(items, key=lambda item: item[0])]
     return result
 
 
-def _section_where(query, snap, fund_id: int, section: str, source: str | None, new_after: int | None, new_only: bool):
-    query = query.join(snap, in_snapshot(snap)).where(Holding.fund_id == fund_id, _flagged(), _section() == section)
+def _section_where(columns, snap, fund_id: int, section: str, source: str | None, new_after: int | None,
+                   new_only: bool):
+    """A select of `columns` over the fund's flagged holdings of `section`, led by the flagged companies."""
+    flagged = flagged_companies(new_after)
+    query = (_flagged_holdings(sa.select(*columns).select_from(flagged), snap, flagged)
+             .where(Holding.fund_id == fund_id, _section(flagged) == section))
     if source is not None:
         query = query.where(_in_source(source))
     if new_only:
-        query = query.where(_new_flag(new_after))
+        query = query.where(flagged.c.new == 1)
     return query
 
 
 def flagged_count(snap, fund_id: int, section: str, *, source: str | None = None, new_after: int | None = None,
                   new_only: bool = False) -> int:
     """How many rows `flagged_page` pages through with these filters."""
-    query = _section_where(sa.select(sa.func.count(Holding.id)), snap, fund_id, section, source, new_after, new_only)
+    query = _section_where([sa.func.count(Holding.id)], snap, fund_id, section, source, new_after, new_only)
     return db.session.scalar(query) or 0
 
 
@@ -488,8 +625,8 @@ def flagged_page(snap, fund_id: int, section: str, *, limit: int, offset: int = 
                  new_after: int | None = None, new_only: bool = False) -> list[ExposureRow]:
     """One page of a fund's section (LIMIT and OFFSET in SQL, `_row_order`), filtered to a list or
     signal `source` and to holdings new since the last screening, with flags and engagements."""
-    query = _section_where(sa.select(Holding, Company).join(Company, Company.id == Holding.company_id),
-                           snap, fund_id, section, source, new_after, new_only)
+    query = (_section_where([Holding, Company], snap, fund_id, section, source, new_after, new_only)
+             .join(Company, Company.id == Holding.company_id))
     return _with_detail(db.session.execute(query.order_by(*_row_order()).limit(limit).offset(offset)).all())
 
 
@@ -539,10 +676,17 @@ def _engagements_of(companies) -> tuple[dict[int, Engagement], dict[int, tuple[E
     return open_by_company, divested_by_company
 
 
-def held_again_slices(snap, per_fund: int = SHOWN) -> dict[int, tuple[list[HeldAgain], int]]:
-    """Per fund: the first `per_fund` companies held again after divestment (`held_again`'s order) and how many in all."""
+def held_again_slices(snap, per_fund: int = SHOWN, counts: dict[int, int] | None = None
+                      ) -> dict[int, tuple[list[HeldAgain], int]]:
+    """Per fund: the first `per_fund` companies held again after divestment (`held_again`'s order) and how many in all.
+
+    `counts` (stored, by fund): how many in all, instead of counting them (a count over every
+    holding of the snapshot); a fund with fewer than `per_fund` rows shows its rows' number, exact."""
     result: dict[int, tuple[list[HeldAgain], int]] = {}
-    rows, _ = held_again(snap, per_fund=per_fund)
+    if counts is not None:
+        rows, _ = _held_again_per_fund(snap, per_fund, counts=counts)
+    else:
+        rows, _ = held_again(snap, per_fund=per_fund)
     for item, total in rows:
         result.setdefault(item.fund_id, ([], total))[0].append(item)
     return result
@@ -622,7 +766,31 @@ def held_again(snap, engagement_id: int | None = None, limit: int | None = None,
     return [HeldAgain(*row[:-1]) for row in found], (found[0].total if found else 0)
 
 
-def _held_again_per_fund(snap, per_fund: int):
+def held_again_counts(snap) -> dict[int, int]:
+    """Per fund of `snap`: how many holdings are held again after divestment (`held_again`'s rows counted)."""
+    return dict(db.session.execute(
+        sa.select(Holding.fund_id, sa.func.count(Holding.id)).join(snap, in_snapshot(snap))
+        .where(_divested_before()).group_by(Holding.fund_id)).all())
+
+
+def _latest_divesting_event(divesting):
+    return (sa.select(sa.func.max(EngagementEvent.occurred_on))
+            .where(EngagementEvent.engagement_id == divesting.id, event_divesting())
+            .correlate(divesting).scalar_subquery())
+
+
+def _divested_before(divesting=None):
+    """SQL condition: the holding's company has a divested engagement dated before the holding's snapshot."""
+    divesting = divesting if divesting is not None else aliased(Engagement)
+    latest_event = _latest_divesting_event(divesting)
+    return (
+        sa.select(divesting.id)
+        .where(divesting.company_id == Holding.company_id, divesting.is_divested,
+               sa.func.coalesce(latest_event, divesting.closed_on, divesting.opened_on, type_=sa.Date) < Holding.as_of)
+        .exists())
+
+
+def _held_again_per_fund(snap, per_fund: int, counts: dict[int, int] | None = None):
     """`held_again(snap, per_fund=...)` led by an index: each fund's first `per_fund` held-again
     holdings are found by walking the fund's snapshot in the order shown (ix_holdings_fund_as_of_value:
     largest holding first) and stopping after `per_fund` of them, not by ranking every held-again row
@@ -633,14 +801,8 @@ def _held_again_per_fund(snap, per_fund: int):
     no ordering). The rows, their order and the counts are those of `held_again(snap)` cut per fund
     (tests/test_held_again_slices.py)."""
     divesting = aliased(Engagement)
-    latest_event = (sa.select(sa.func.max(EngagementEvent.occurred_on))
-                    .where(EngagementEvent.engagement_id == divesting.id, event_divesting())
-                    .correlate(divesting).scalar_subquery())
-    divested_before = (
-        sa.select(divesting.id)
-        .where(divesting.company_id == Holding.company_id, divesting.is_divested,
-               sa.func.coalesce(latest_event, divesting.closed_on, divesting.opened_on, type_=sa.Date) < Holding.as_of)
-        .exists())
+    latest_event = _latest_divesting_event(divesting)
+    divested_before = _divested_before(divesting)
     first = (sa.select(Holding.id)
              .join(Company, Company.id == Holding.company_id)
              .where(Holding.fund_id == snap.c.fund_id, Holding.as_of == snap.c.as_of, divested_before)
@@ -668,9 +830,13 @@ def _held_again_per_fund(snap, per_fund: int):
         sa.select(*columns).where(details.c.nth == 1)
         .order_by(details.c.fund, details.c.fund_id, details.c.market_value.desc().nulls_last(),
                   details.c.normalized_name, details.c.company_id)).all()
-    totals = dict(db.session.execute(
-        sa.select(Holding.fund_id, sa.func.count(Holding.id)).join(snap, in_snapshot(snap))
-        .where(divested_before).group_by(Holding.fund_id)).all())
+    if counts is None:
+        totals = held_again_counts(snap)
+    else:  # stored counts: never fewer than the rows found, and exact when a fund has fewer than per_fund
+        shown = defaultdict(int)
+        for row in found:
+            shown[row.fund_id] += 1
+        totals = {fund: n if n < per_fund else max(n, counts.get(fund, 0)) for fund, n in shown.items()}
     return [(HeldAgain(*row), totals.get(row.fund_id, 0)) for row in found], len(found)
 
 

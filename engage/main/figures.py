@@ -15,7 +15,10 @@ What is stored (`compute`), JSON:
 - the quiet engagements' and the next steps' totals (their first rows stay live LIMIT queries);
 - the team view's figures per owner (names are read when the page is drawn);
 - each fund's exposure (no detail rows) and the first HELD_AGAIN_SHOWN divested companies held
-  again, with how many there are.
+  again, with how many there are;
+- for the screening pages (`screening_totals`): each fund's held-again count, and the newest
+  holdings import's id, so a snapshot imported since (a new date or the same one again) is counted
+  by the page itself rather than shown from an older count.
 """
 
 from __future__ import annotations
@@ -37,7 +40,8 @@ from engage.extensions import db
 from engage.holdings import screening
 from engage.holdings import stored as holdings_stored
 from engage.main import team
-from engage.models import DashboardFigures, Engagement, Escalation, Stage
+from engage.models import DashboardFigures, Engagement, Escalation, Fund, Stage
+from engage.models.holdings import HoldingImport
 from engage.reminders import service as reminders
 
 log = logging.getLogger("engage.dashboard")
@@ -62,7 +66,11 @@ def compute(today: dt.date) -> dict:
     overdue = Counter({owner: groups["overdue"] for owner, groups in by_owner.items() if groups["overdue"]})
     cutoff = today - dt.timedelta(days=current_app.config["STALE_AFTER_DAYS"])
     quiet_total = db.session.scalar(sa.select(sa.func.count()).select_from(Engagement).where(quiet_since(cutoff)))
-    held, held_total = screening.held_again(screening.snapshots(), limit=HELD_AGAIN_SHOWN)
+    snap = screening.snapshots()
+    held, held_total = screening.held_again(snap, limit=HELD_AGAIN_SHOWN)
+    # read before the exposures are counted: an import committed meanwhile makes the row unusable for the screening page
+    import_id = _latest_import_id()
+    exposure = screening.exposures()
     return {
         "day": today.isoformat(),
         "stages": {stage.value: by_stage.get(stage.value, 0) for stage in Stage},
@@ -72,9 +80,40 @@ def compute(today: dt.date) -> dict:
         "next_steps_total": team.next_steps_total(today),
         "team": {name: {_key(owner): count for owner, count in counts.items() if count}
                  for name, counts in team.team_figures(today, overdue_reminders=overdue).items()},
-        "exposure": [_exposure_json(e) for e in screening.exposures()],
+        "exposure": [_exposure_json(e) for e in exposure],
         "held_again": {"rows": [_held_json(h) for h in held], "total": held_total},
+        # the screening pages' counts over every holding (see screening_totals)
+        "screening": {"import_id": import_id,
+                      "held_again": {str(fund): n for fund, n in screening.held_again_counts(snap).items()}},
     }
+
+
+def _latest_import_id() -> int:
+    """The newest holdings import's id (0 before any): every import of a snapshot, a new date or the same one, adds one."""
+    return db.session.scalar(sa.select(sa.func.max(HoldingImport.id))) or 0
+
+
+def screening_totals(now: dt.datetime) -> tuple[dict[int, screening.SnapshotTotals], dt.datetime] | None:
+    """The screening pages' counts over every holding of each fund's latest snapshot (positions, market
+    value, holdings without a value, held again after divestment), from the stored figures, and when
+    they were counted; None when they may not be used: none stored, too old for the dashboard
+    (`usable`), counted before the newest holdings import, or stored by an older version without them.
+    The screening page then counts them itself (and stores nothing: the scheduler's job does)."""
+    row = stored()
+    if not usable(row, now) or "screening" not in row.data:
+        return None
+    data = row.data["screening"]
+    if data["import_id"] != _latest_import_id():
+        return None
+    held = data["held_again"]
+    totals = {}
+    for item in row.data["exposure"]:
+        if item["as_of"] is None:
+            continue
+        totals[item["fund_id"]] = screening.SnapshotTotals(
+            as_of=dt.date.fromisoformat(item["as_of"]), positions=item["positions"], total=Decimal(item["total"]),
+            unknown=item["unknown"], held_again=held.get(str(item["fund_id"]), 0))
+    return totals, row.computed_at
 
 
 def _key(owner_id: int | None) -> str:

@@ -118,12 +118,17 @@ def latest_snapshots(fund_ids=None, *, on: dt.date | None = None):
     """Subquery (fund_id, as_of): each fund's latest holdings snapshot (on or before `on`).
 
     The one definition of "the latest snapshot"; join a holding to it with `in_snapshot`.
+    One index lookup per fund (the latest date of each fund read from ix_holdings_fund_as_of, a
+    correlated max per fund), not a grouped pass over every holding: 125,156 index entries at
+    100,000 companies for two rows. Funds without holdings (on or before `on`) have no row.
     """
-    query = sa.select(Holding.fund_id, sa.func.max(Holding.as_of).label("as_of")).group_by(Holding.fund_id)
+    latest = sa.select(sa.func.max(Holding.as_of)).where(Holding.fund_id == Fund.id)
     if on is not None:
-        query = query.where(Holding.as_of <= on)
+        latest = latest.where(Holding.as_of <= on)
+    latest = latest.correlate(Fund).scalar_subquery()
+    query = sa.select(Fund.id.label("fund_id"), latest.label("as_of")).where(latest.is_not(None))
     if fund_ids is not None:
-        query = query.where(Holding.fund_id.in_(fund_ids))
+        query = query.where(Fund.id.in_(fund_ids))
     return query.subquery("snapshots")
 
 
