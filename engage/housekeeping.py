@@ -1,5 +1,6 @@
 """Deleting what nobody will use again: import previews never confirmed, old cached documents,
-claimed form tokens past any form's life, and the stored results of background jobs finished more
+claimed form tokens past any form's life, PostgreSQL's write log of the funds page's stored
+exposures past LOG_CLEAR_AT rows (engage.holdings.stored.clear_log), and the stored results of background jobs finished more
 than JOB_RESULTS_KEEP_DAYS ago (engage.background.expire_results: exports, letter ZIPs, uploads).
 
 Both live under the instance folder: `uploads/` holds holdings files between their preview and
@@ -16,6 +17,7 @@ from pathlib import Path
 from flask import current_app
 
 from engage import background, idempotency
+from engage.holdings import stored as holdings_stored
 
 
 def remove_files_older_than(folder: Path, cutoff: dt.datetime, keep=lambda name: False) -> int:
@@ -65,6 +67,8 @@ def run(now: dt.datetime) -> list[str]:
     """One housekeeping pass; the caller (job or CLI) commits the forgotten form tokens."""
     tokens = idempotency.prune(now - dt.timedelta(days=idempotency.KEEP_DAYS))
     expired = expire_job_results(now)
+    cleared = holdings_stored.clear_log()
     return [f"{remove_old_uploads(now)} expired import preview file(s) removed",
             f"{remove_old_cache_files(now)} old cache file(s) removed",
-            f"{tokens} form token(s) forgotten"] + expired
+            f"{tokens} form token(s) forgotten"] + expired + (
+                [f"{cleared} row(s) of the funds page's write log cleared"] if cleared else [])

@@ -13,6 +13,7 @@ import datetime as dt
 import re
 from decimal import Decimal
 
+import pytest
 import sqlalchemy as sa
 
 from engage.extensions import db
@@ -155,3 +156,61 @@ def test_the_dashboard_and_the_funds_page_agree(app, client, login_as):
     shown = assert_page_right(app, client)
     dashboard = client.get("/").get_data(as_text=True)
     assert "Epsilon Fund" in dashboard and shown[0].startswith("Epsilon Fund")
+
+
+def test_postgresql_writers_of_holdings_and_flags_do_not_wait_on_each_other(app, client, login_as):
+    """PostgreSQL: one transaction adds a flag and stays open (a long holdings import would) while a
+    second adds a holding and commits; the second does not wait on the first (lock_timeout 2 s
+    would refuse it if the triggers still updated one counter row), each commit moves the value,
+    and the page shows what counting gives after both."""
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("concurrent writers: PostgreSQL only (SQLite has one writer at a time)")
+    login_as("analyst")
+    fund = honest_fund("Epsilon Fund")
+    assert_page_right(app, client)
+    company = db.session.scalar(sa.select(Company).where(Company.name == "Epsilon Fund Plain"))
+    company_id, fund_id = company.id, fund.id
+    other = Company(name="Epsilon Newcomer", country="CN")
+    db.session.add(other)
+    db.session.commit()
+    other_id = other.id
+    start = stored.writes()
+    with db.engine.connect() as first, db.engine.connect() as second:
+        first.execute(sa.insert(RiskFlag.__table__).values(company_id=company_id, source="ofac_sdn", citation="SDN"))
+        second.execute(sa.text("SET lock_timeout = '2s'"))
+        second.execute(sa.insert(Holding.__table__).values(fund_id=fund_id, company_id=other_id, as_of=AS_OF,
+                                                           market_value=Decimal("1000000")))
+        second.commit()  # did not wait for the first
+        db.session.rollback()
+        after_second = stored.writes()
+        assert after_second > start
+        first.commit()
+    db.session.rollback()
+    assert stored.writes() > after_second
+    assert_page_right(app, client)
+
+
+def test_postgresql_clearing_the_write_log_moves_the_value_and_the_page_counts_again(app, client, login_as,
+                                                                                    monkeypatch):
+    """Housekeeping clears PostgreSQL's write log once it is long; the value compared moves on (it
+    never comes back to a stored one), so the page counts again and stays right."""
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("the write log is PostgreSQL's")
+    from engage.housekeeping import run
+
+    login_as("analyst")
+    honest_fund("Zeta Fund")
+    monkeypatch.setattr(stored, "LOG_CLEAR_AT", 2)
+    shown = assert_page_right(app, client)
+    stored_at = stored.writes()
+    assert db.session.scalar(sa.text("SELECT count(*) FROM write_log")) >= 2
+    lines = run(dt.datetime(2026, 11, 22, 12, 0))
+    db.session.commit()
+    assert any("write log cleared" in line for line in lines), lines
+    assert db.session.scalar(sa.text("SELECT count(*) FROM write_log")) == 0
+    assert stored.writes() > stored_at
+    assert assert_page_right(app, client) == shown  # counted again: the same figures
+    plain = db.session.scalar(sa.select(Company).where(Company.name == "Zeta Fund Plain"))
+    plain.risk_flags.append(RiskFlag(source="ofac_sdn", citation="SDN"))
+    db.session.commit()
+    assert assert_page_right(app, client) != shown

@@ -16,9 +16,14 @@ counter, so the next request counts again (never stale, at worst counted twice).
 
 So the figures are never stale, whatever writes the rows (the ORM, an import's COPY, raw SQL).
 The cost: the first request after any write to holdings, flags or funds counts (as before) and
-stores; on PostgreSQL the counter row is one row that every transaction writing holdings, flags
-or funds updates, so such transactions take turns at the counter until they commit (they are
-imports and list updates, already run one at a time by the job queue).
+stores. On PostgreSQL one counter row updated by every writing transaction would make such
+transactions take turns until each commits (a minute-long holdings import holding up a flag added
+on a company page, and a deadlock wherever two of them also wait on each other's rows); there the
+triggers instead add one row per writing transaction to `write_log` (name, the transaction's id:
+`ON CONFLICT DO NOTHING` for its later statements, and no two transactions share a key, so none
+waits), and the value compared is (clearings, rows in the log): a commit adds a row, so the value
+changes exactly when a write commits. Housekeeping clears the log when it passes LOG_CLEAR_AT rows
+and counts the clearing in the counter row, in one transaction (`clear_log`).
 """
 
 from __future__ import annotations
@@ -48,6 +53,10 @@ FUNCTION = "exposure_writes_bump"
 
 BUMP = (f"INSERT INTO write_counters (name, writes) VALUES ('{COUNTER}', 1) "
         "ON CONFLICT (name) DO UPDATE SET writes = write_counters.writes + 1")
+#: PostgreSQL: the writing transaction's row in the log (once per transaction).
+LOG = f"INSERT INTO write_log (name, txid) VALUES ('{COUNTER}', txid_current()) ON CONFLICT (name, txid) DO NOTHING"
+#: Housekeeping clears PostgreSQL's log past this many rows (a clearing makes the next funds page count once).
+LOG_CLEAR_AT = 1000
 
 
 # --- the counter and its triggers ----------------------------------------------------------------
@@ -56,7 +65,7 @@ def statements(dialect: str) -> list[str]:
     """The DDL that makes the triggers (and PostgreSQL's function)."""
     if dialect == "postgresql":
         out = [f"CREATE OR REPLACE FUNCTION {FUNCTION}() RETURNS trigger LANGUAGE plpgsql AS $body$ "
-               f"BEGIN {BUMP}; RETURN NULL; END $body$"]
+               f"BEGIN {LOG}; RETURN NULL; END $body$"]
         for name, table in TRIGGERS.items():
             event = {"ai": "INSERT", "au": "UPDATE", "ad": "DELETE"}[name.rsplit("_", 1)[1]]
             out.append(f"CREATE TRIGGER {name} AFTER {event} ON {table} FOR EACH STATEMENT EXECUTE FUNCTION {FUNCTION}()")
@@ -100,8 +109,29 @@ def missing_triggers(conn) -> list[str]:
 
 
 def writes() -> int:
-    """The counter: how many writes to holdings, flags and funds there have been (0 before any)."""
-    return db.session.scalar(sa.text("SELECT writes FROM write_counters WHERE name = :n"), {"n": COUNTER}) or 0
+    """A value that grows with every committed write to holdings, flags and funds (0 before any).
+
+    SQLite: the counter. PostgreSQL: the log's clearings (counter row) times 2**32 plus the log's
+    rows: a committed write adds a row (an uncommitted one is not seen), a clearing adds one to the
+    counter, so the value never repeats once it has moved on."""
+    if db.session.get_bind().dialect.name != "postgresql":
+        return db.session.scalar(sa.text("SELECT writes FROM write_counters WHERE name = :n"), {"n": COUNTER}) or 0
+    cleared, rows = db.session.execute(sa.text(
+        "SELECT (SELECT writes FROM write_counters WHERE name = :n), (SELECT count(*) FROM write_log WHERE name = :n)"),
+        {"n": COUNTER}).one()
+    return ((cleared or 0) << 32) + rows
+
+
+def clear_log() -> int:
+    """PostgreSQL: empty the write log once it holds LOG_CLEAR_AT rows or more, counting the clearing
+    in the counter row in the same transaction (the caller commits); the rows removed (0: nothing
+    done). Rows of transactions still running are not seen and stay: their commit moves the value."""
+    if db.session.get_bind().dialect.name != "postgresql":
+        return 0
+    if db.session.scalar(sa.text("SELECT count(*) FROM write_log WHERE name = :n"), {"n": COUNTER}) < LOG_CLEAR_AT:
+        return 0
+    db.session.execute(sa.text(BUMP))
+    return db.session.execute(sa.text("DELETE FROM write_log WHERE name = :n"), {"n": COUNTER}).rowcount
 
 
 # --- the stored exposures ------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from engage.models.base import (
 from engage.models.campaigns import Campaign, Criterion, Investor, PaperSize, Rubric, campaign_signatories
 from engage.models.companies import Company, CompanyAlias, RiskFlag, normalize_name
 from engage.models.contacts import ERASED, LANGUAGES, CompanyContact
-from engage.models.dashboard import DashboardFigures, WriteCounter
+from engage.models.dashboard import DashboardFigures, WriteCounter, WriteLog
 from engage.models.engagements import (
     Attachment,
     Engagement,
@@ -56,7 +56,7 @@ __all__ = [
     "engagement_open",
     "reminder_pending",
     "BackgroundJob", "JobStatus",
-    "DashboardFigures", "WriteCounter",
+    "DashboardFigures", "WriteCounter", "WriteLog",
     "ApiToken",
     "ACTIVE_STATUSES", "CandidateStatus", "FlagLink", "ListVersion", "MatchCandidate",
     "Attachment", "AuditEvent", "Campaign", "Company", "CompanyAlias", "CompanyContact", "ContactRole", "Criterion",

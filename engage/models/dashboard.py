@@ -38,3 +38,17 @@ class WriteCounter(db.Model):
 
     name: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
     writes: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+
+
+class WriteLog(db.Model):
+    """PostgreSQL's form of a write counter (engage.holdings.stored): one row per transaction that
+    wrote the counted tables, (name, the transaction's id), so concurrent writers never wait on
+    one another the way they would updating one counter row; `write_counters` then only counts
+    the log's clearings (housekeeping). SQLite, one writer at a time, keeps the counter row."""
+
+    __tablename__ = "write_log"
+    __table_args__ = (sa.UniqueConstraint("name", "txid"),)
+
+    id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(40))
+    txid: Mapped[int] = mapped_column(sa.BigInteger)

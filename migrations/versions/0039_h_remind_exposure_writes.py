@@ -1,5 +1,8 @@
 """a counter of writes to holdings, risk flags and funds, kept by triggers (issue 20: the funds page)
 
+write_log: on PostgreSQL the triggers add a row per writing transaction there instead of updating
+the counter row (which made every such transaction wait for the one before to commit).
+
 Revision ID: 0039
 Revises: 0038
 Create Date: 2026-12-06 02:50:00
@@ -31,10 +34,19 @@ def upgrade():
         sa.Column('writes', sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint('name', name=op.f('pk_write_counters')),
     )
+    op.create_table(
+        'write_log',
+        sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+        sa.Column('name', sa.String(length=40), nullable=False),
+        sa.Column('txid', sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint('id', name=op.f('pk_write_log')),
+        sa.UniqueConstraint('name', 'txid', name=op.f('uq_write_log_name_txid')),
+    )
     stored.install(op.get_bind())
 
 
 def downgrade():
     stored.uninstall(op.get_bind())
     op.execute("DELETE FROM dashboard_figures WHERE kind = 'exposure'")
+    op.drop_table('write_log')
     op.drop_table('write_counters')
