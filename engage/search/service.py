@@ -229,7 +229,7 @@ def _words_match(fts_table: str, table: str, pg_expression: str, query: Query,
 
 
 #: PostgreSQL: how many of the newest rows a page of interactions is first looked for in.
-NEWEST_WINDOW = 5000
+NEWEST_WINDOW = 1000
 
 
 def _newest_match(fts_table: str, table: str, pg_expression: str, query: Query, limit: int,
@@ -242,7 +242,7 @@ def _newest_match(fts_table: str, table: str, pg_expression: str, query: Query, 
     PostgreSQL's GIN index has no order: it returns every match, and a word in every one of
     2,000,000 interactions cost 0.9 s of heap reads before the newest 25 were sorted out. So the
     page is first looked for among the newest NEWEST_WINDOW rows, walking the primary key
-    backwards inside that window only and testing each row (5,000 rows: 1 to 15 ms). When the
+    backwards inside that window only and testing each row (1,000 rows: a few ms). When the
     window holds the whole page (and the rows before it), those are the newest matches, nothing
     older can come before them; otherwise (a rarer word, a deep page) the GIN index answers, and
     then the word is in fewer than one row in NEWEST_WINDOW / (offset + limit), so its matches
