@@ -135,3 +135,24 @@ def distinct_values(column) -> list:
         sa.select(sa.select(sa.func.min(column)).where(column > found.c.value).scalar_subquery())
         .where(found.c.value.is_not(None)))
     return list(db.session.scalars(sa.select(found.c.value).where(found.c.value.is_not(None)).order_by(found.c.value)))
+
+
+def missing_triggers(conn, prefix: str, triggers: dict[str, str], functions: Collection[str] = ()) -> list[str]:
+    """Which of `triggers` (name → table) and, on PostgreSQL, of their trigger `functions` are not
+    in the database (or are disabled), as 'trigger name (on table)' and 'function name()'.
+
+    `prefix` is the names' common start (the stored figures' modules name theirs so: every trigger
+    of engage.engagements.stored starts with "engagement_dates_")."""
+    like = prefix.replace("\\", "\\\\").replace("_", "\\_").replace("%", "\\%") + "%"
+    if conn.dialect.name == "postgresql":
+        present = {(row[0], row[1]) for row in conn.execute(sa.text(
+            "SELECT t.tgname, c.relname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+            "WHERE NOT t.tgisinternal AND t.tgenabled != 'D' AND t.tgname LIKE :like"), {"like": like})}
+        there = set(conn.execute(sa.text("SELECT proname FROM pg_proc WHERE proname LIKE :like"), {"like": like}).scalars())
+        missing = [f"function {name}()" for name in functions if name not in there]
+    else:
+        present = {(row[0], row[1]) for row in conn.execute(sa.text(
+            "SELECT name, tbl_name FROM sqlite_master WHERE type = 'trigger' AND name LIKE :like ESCAPE '\\'"),
+            {"like": like})}
+        missing = []
+    return missing + [f"trigger {name} (on {table})" for name, table in triggers.items() if (name, table) not in present]

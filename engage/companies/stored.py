@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from engage import dbutil
+
 COLUMNS = ("latest_score", "score_change")
 
 #: Trigger name -> table (both dialects use these names).
@@ -242,20 +244,7 @@ def drift(conn, limit: int = 5) -> dict[str, tuple[int, list[int]]]:
 
 def missing_triggers(conn) -> list[str]:
     """The triggers (or PostgreSQL functions) that are not there, as 'name (on table)'."""
-    if conn.dialect.name == "postgresql":
-        present = {(row[0], row[1]) for row in conn.execute(sa.text(
-            "SELECT t.tgname, c.relname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
-            "WHERE NOT t.tgisinternal AND t.tgenabled != 'D' AND t.tgname LIKE 'company\\_score\\_%'"))}
-        functions = set(conn.execute(sa.text(
-            "SELECT proname FROM pg_proc WHERE proname LIKE 'company\\_score\\_%'")).scalars())
-        missing = [f"function {name}()" for name in FUNCTIONS if name not in functions]
-    else:
-        present = {(row[0], row[1]) for row in conn.execute(sa.text(
-            "SELECT name, tbl_name FROM sqlite_master WHERE type = 'trigger' "
-            "AND name LIKE 'company\\_score\\_%' ESCAPE '\\'"))}
-        missing = []
-    missing += [f"trigger {name} (on {table})" for name, table in TRIGGERS.items() if (name, table) not in present]
-    return missing
+    return dbutil.missing_triggers(conn, "company_score_", TRIGGERS, FUNCTIONS)
 
 
 def problems(conn) -> list[str]:

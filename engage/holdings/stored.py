@@ -36,7 +36,7 @@ from decimal import Decimal
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from engage import clock
+from engage import clock, dbutil
 from engage.extensions import db
 from engage.holdings import screening
 from engage.models import DashboardFigures, Fund
@@ -96,16 +96,8 @@ def uninstall(conn) -> None:
 
 def missing_triggers(conn) -> list[str]:
     if conn.dialect.name == "postgresql":
-        present = set(conn.execute(sa.text(
-            "SELECT t.tgname FROM pg_trigger t WHERE NOT t.tgisinternal AND t.tgenabled != 'D' "
-            "AND t.tgname LIKE 'exposure\\_writes\\_%'")).scalars())
-        wanted = {**TRIGGERS, **PG_TRUNCATE_TRIGGERS}
-    else:
-        present = set(conn.execute(sa.text(
-            "SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'exposure\\_writes\\_%' ESCAPE '\\'"
-        )).scalars())
-        wanted = TRIGGERS
-    return [f"trigger {name} (on {table})" for name, table in wanted.items() if name not in present]
+        return dbutil.missing_triggers(conn, "exposure_writes_", {**TRIGGERS, **PG_TRUNCATE_TRIGGERS}, [FUNCTION])
+    return dbutil.missing_triggers(conn, "exposure_writes_", TRIGGERS)
 
 
 def writes() -> int:
