@@ -712,6 +712,16 @@ def _held_again_select(engagement, divested_on):
                                   order_by=(divested_on.desc(), engagement.id.desc())).label("nth"))
 
 
+def _of_snapshots(query: sa.Select, snap) -> sa.Select:
+    """`query` (FROM holdings) kept to the holdings of `snap`'s snapshots. On SQLite by the few
+    (fund, date) pairs read first: joined as a subquery, SQLite inlines the latest-snapshot lookup
+    and evaluates it per holding (the held-again list at 100,000 companies); PostgreSQL joins it."""
+    if db.session.get_bind().dialect.name != "sqlite":
+        return query.join(snap, in_snapshot(snap))
+    pairs = [tuple(row) for row in db.session.execute(sa.select(snap.c.fund_id, snap.c.as_of))]
+    return query.where(sa.tuple_(Holding.fund_id, Holding.as_of).in_(pairs))
+
+
 def held_again(snap, engagement_id: int | None = None, limit: int | None = None, *, offset: int = 0,
                fund_id: int | None = None, per_fund: int | None = None):
     """`held_after_divestment`'s rows (the first `limit` of them after `offset`, when given; of fund
@@ -727,8 +737,7 @@ def held_again(snap, engagement_id: int | None = None, limit: int | None = None,
     events = cycle.divesting_events()
     divested_on = sa.func.coalesce(events.c.occurred_on, Engagement.closed_on, Engagement.opened_on, type_=sa.Date)
     candidates = (
-        _held_again_select(Engagement, divested_on)
-        .join(snap, in_snapshot(snap))
+        _of_snapshots(_held_again_select(Engagement, divested_on), snap)
         .join(Fund, Fund.id == Holding.fund_id)
         .join(Company, Company.id == Holding.company_id)
         .join(Engagement, Engagement.company_id == Holding.company_id)
