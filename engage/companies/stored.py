@@ -123,14 +123,21 @@ CREATE OR REPLACE FUNCTION company_score_from_scores() RETURNS trigger LANGUAGE 
 DECLARE
     touched integer[];
 BEGIN
+    -- The scores' engagements are locked (FOR SHARE, in id order) before their companies are read:
+    -- an engagement moving to another company meanwhile is then waited for and its new company
+    -- read, so the score counts for the company the engagement ends with.
     IF TG_OP = 'INSERT' THEN
+        PERFORM 1 FROM engagements e WHERE e.id IN (SELECT n.engagement_id FROM new_rows n) ORDER BY e.id FOR SHARE;
         SELECT array_agg(DISTINCT e.company_id) INTO touched
           FROM new_rows n JOIN engagements e ON e.id = n.engagement_id WHERE n.moderates_id IS NULL;
     ELSIF TG_OP = 'DELETE' THEN
         -- (Scores deleted with their engagement: the engagement is gone, company_score_from_engagements recounts.)
+        PERFORM 1 FROM engagements e WHERE e.id IN (SELECT o.engagement_id FROM old_rows o) ORDER BY e.id FOR SHARE;
         SELECT array_agg(DISTINCT e.company_id) INTO touched
           FROM old_rows o JOIN engagements e ON e.id = o.engagement_id WHERE o.moderates_id IS NULL;
     ELSE
+        PERFORM 1 FROM engagements e WHERE e.id IN (SELECT n.engagement_id FROM new_rows n
+                                                    UNION SELECT o.engagement_id FROM old_rows o) ORDER BY e.id FOR SHARE;
         SELECT array_agg(DISTINCT e.company_id) INTO touched FROM (
             SELECT o.engagement_id FROM old_rows o JOIN new_rows n ON n.id = o.id
              WHERE ({old_cols}) IS DISTINCT FROM ({new_cols})
