@@ -18,6 +18,7 @@ from flask.cli import AppGroup
 
 from engage import audit, clock, names
 from engage.admin.service import UserError, create_user
+from engage.cliutil import check_stored, recount_stored
 from engage.auth.service import find_user, lift_pause
 from engage.demo import load_demo
 from engage.exports import monthly
@@ -138,25 +139,14 @@ def reminders_run_command(now_text: str | None) -> None:
 @reminders_cli.command("check-counts")
 def reminders_check_counts_command() -> None:
     """Say whether the triggers are there and the stored counts per owner and day match the reminders (status 1 if not)."""
-    found = reminder_counts.problems(db.session.connection())
-    db.session.rollback()
-    if found:
-        for line in found:
-            click.echo(f"Error: {line}", err=True)
-        sys.exit(1)
-    click.echo("Stored reminder counts: triggers present, every count matches the waiting reminders.")
+    check_stored(reminder_counts, "Stored reminder counts: triggers present, every count matches the waiting reminders.")
 
 
 @reminders_cli.command("recount")
 @click.option("--triggers", is_flag=True, help="Also (re)create the triggers that keep the counts.")
 def reminders_recount_command(triggers: bool) -> None:
     """Rebuild the stored counts of waiting reminders per owner and day from the reminders."""
-    conn = db.session.connection()
-    if triggers:
-        reminder_counts.install(conn)
-    wrong = reminder_counts.recount(conn)
-    db.session.commit()
-    made = "Triggers created. " if triggers else ""
+    wrong, made = recount_stored(reminder_counts, triggers)
     click.echo(f"{made}Recounted: {wrong} stored count(s) corrected.")
 
 

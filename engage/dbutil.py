@@ -156,3 +156,35 @@ def missing_triggers(conn, prefix: str, triggers: dict[str, str], functions: Col
             {"like": like})}
         missing = []
     return missing + [f"trigger {name} (on {table})" for name, table in triggers.items() if (name, table) not in present]
+
+
+def drop_triggers(conn, triggers: dict[str, str], functions: Collection[str] = ()) -> None:
+    """Drop `triggers` (name → table) and, on PostgreSQL, their trigger `functions` where present."""
+    postgresql = conn.dialect.name == "postgresql"
+    for name, table in triggers.items():
+        conn.execute(sa.text(f"DROP TRIGGER IF EXISTS {name}" + (f" ON {table}" if postgresql else "")))
+    if postgresql:
+        for name in functions:
+            conn.execute(sa.text(f"DROP FUNCTION IF EXISTS {name}()"))
+
+
+def create_triggers(conn, statements: Iterable[str], triggers: dict[str, str], functions: Collection[str] = ()) -> None:
+    """Run the DDL `statements` that make a stored figure's triggers, dropping any of the same name
+    (`triggers`, `functions`) first, so it serves both a migration and a repair."""
+    drop_triggers(conn, triggers, functions)
+    for statement in statements:
+        conn.execute(sa.text(statement))
+
+
+def column_drift(conn, table: str, columns: Iterable[str], computed, limit: int = 5) -> dict[str, tuple[int, list[int]]]:
+    """Per stored column of `table`: how many rows hold a value other than `computed(column, "t.id")`
+    (SQL giving what the row should hold) gives, and the first `limit` ids."""
+    found = {}
+    distinct = "IS DISTINCT FROM" if conn.dialect.name == "postgresql" else "IS NOT"
+    for column in columns:
+        where = f"t.{column} {distinct} {computed(column, 't.id')}"
+        count = conn.execute(sa.text(f"SELECT count(*) FROM {table} t WHERE {where}")).scalar_one()
+        ids = list(conn.execute(sa.text(f"SELECT t.id FROM {table} t WHERE {where} ORDER BY t.id LIMIT {int(limit)}"))
+                   .scalars()) if count else []
+        found[column] = (count, ids)
+    return found

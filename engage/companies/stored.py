@@ -186,18 +186,11 @@ def statements(dialect: str) -> list[str]:
 
 def install(conn) -> None:
     """Create the triggers (dropping any of the same name first)."""
-    uninstall(conn)
-    for statement in statements(conn.dialect.name):
-        conn.execute(sa.text(statement))
+    dbutil.create_triggers(conn, statements(conn.dialect.name), TRIGGERS, FUNCTIONS)
 
 
 def uninstall(conn) -> None:
-    postgresql = conn.dialect.name == "postgresql"
-    for name, table in TRIGGERS.items():
-        conn.execute(sa.text(f"DROP TRIGGER IF EXISTS {name}" + (f" ON {table}" if postgresql else "")))
-    if postgresql:
-        for name in FUNCTIONS:
-            conn.execute(sa.text(f"DROP FUNCTION IF EXISTS {name}()"))
+    dbutil.drop_triggers(conn, TRIGGERS, FUNCTIONS)
 
 
 def recount(conn) -> dict[str, int]:
@@ -237,16 +230,8 @@ def recount(conn) -> dict[str, int]:
 
 def drift(conn, limit: int = 5) -> dict[str, tuple[int, list[int]]]:
     """Per column: how many companies hold a value other than their scores give, and the first ids."""
-    found = {}
     dialect = conn.dialect.name
-    distinct = "IS DISTINCT FROM" if dialect == "postgresql" else "IS NOT"
-    for column in COLUMNS:
-        where = f"c.{column} {distinct} {computed(column, 'c.id', dialect)}"
-        count = conn.execute(sa.text(f"SELECT count(*) FROM companies c WHERE {where}")).scalar_one()
-        ids = list(conn.execute(sa.text(f"SELECT c.id FROM companies c WHERE {where} ORDER BY c.id LIMIT {int(limit)}"))
-                   .scalars()) if count else []
-        found[column] = (count, ids)
-    return found
+    return dbutil.column_drift(conn, "companies", COLUMNS, lambda column, ref: computed(column, ref, dialect), limit)
 
 
 def missing_triggers(conn) -> list[str]:

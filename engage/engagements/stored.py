@@ -134,18 +134,11 @@ def statements(dialect: str) -> list[str]:
 
 def install(conn) -> None:
     """Create the triggers (dropping any of the same name first)."""
-    uninstall(conn)
-    for statement in statements(conn.dialect.name):
-        conn.execute(sa.text(statement))
+    dbutil.create_triggers(conn, statements(conn.dialect.name), TRIGGERS, FUNCTIONS)
 
 
 def uninstall(conn) -> None:
-    postgresql = conn.dialect.name == "postgresql"
-    for name, table in TRIGGERS.items():
-        conn.execute(sa.text(f"DROP TRIGGER IF EXISTS {name}" + (f" ON {table}" if postgresql else "")))
-    if postgresql:
-        for name in FUNCTIONS:
-            conn.execute(sa.text(f"DROP FUNCTION IF EXISTS {name}()"))
+    dbutil.drop_triggers(conn, TRIGGERS, FUNCTIONS)
 
 
 def recount(conn) -> dict[str, int]:
@@ -180,15 +173,7 @@ def recount(conn) -> dict[str, int]:
 
 def drift(conn, limit: int = 5) -> dict[str, tuple[int, list[int]]]:
     """Per column: how many engagements hold a value other than their rows give, and the first ids."""
-    found = {}
-    distinct = "IS DISTINCT FROM" if conn.dialect.name == "postgresql" else "IS NOT"
-    for column in STORED:
-        where = f"e.{column} {distinct} {computed(column, 'e.id')}"
-        count = conn.execute(sa.text(f"SELECT count(*) FROM engagements e WHERE {where}")).scalar_one()
-        ids = list(conn.execute(sa.text(f"SELECT e.id FROM engagements e WHERE {where} ORDER BY e.id LIMIT {int(limit)}"))
-                   .scalars()) if count else []
-        found[column] = (count, ids)
-    return found
+    return dbutil.column_drift(conn, "engagements", STORED, computed, limit)
 
 
 def missing_triggers(conn) -> list[str]:

@@ -255,18 +255,11 @@ def statements(dialect: str) -> list[str]:
 
 def install(conn) -> None:
     """Create the triggers (dropping any of the same name first)."""
-    uninstall(conn)
-    for statement in statements(conn.dialect.name):
-        conn.execute(sa.text(statement))
+    dbutil.create_triggers(conn, statements(conn.dialect.name), TRIGGERS, FUNCTIONS)
 
 
 def uninstall(conn) -> None:
-    postgresql = conn.dialect.name == "postgresql"
-    for name, table in TRIGGERS.items():
-        conn.execute(sa.text(f"DROP TRIGGER IF EXISTS {name}" + (f" ON {table}" if postgresql else "")))
-    if postgresql:
-        for name in FUNCTIONS:
-            conn.execute(sa.text(f"DROP FUNCTION IF EXISTS {name}()"))
+    dbutil.drop_triggers(conn, TRIGGERS, FUNCTIONS)
 
 
 def recount(conn) -> int:

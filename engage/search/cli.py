@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import sys
-
 import click
 from flask.cli import AppGroup
 
+from engage.cliutil import report_problems
 from engage.extensions import db
 from engage.search import index
 
@@ -18,11 +17,7 @@ def check_command() -> None:
     """Say whether every search index exists, follows its table and matches its rows (status 1 if not)."""
     found = index.problems()
     db.session.rollback()
-    if found:
-        for line in found:
-            click.echo(f"Error: {line}", err=True)
-        sys.exit(1)
-    click.echo("Search indexes: all present and current.")
+    report_problems(found, "Search indexes: all present and current.")
 
 
 @search_cli.command("rebuild")
