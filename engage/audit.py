@@ -178,11 +178,13 @@ def record_inserted(model, rows) -> None:
         dumps = serializer or json.dumps
         changes_text = lambda row: dumps(snapshot(row))  # noqa: E731 (the column's own serialisation)
     kind = model.__name__
-    events = []
-    for row in rows:
-        label = next((row[c] for c in labels if isinstance(row[c], str) and row[c]), "")
-        events.append((row["id"], f"create {kind} {label[:200]}".strip()[:500], changes_text(row)))
-    dbutil.write_rows(AuditEvent.__table__, ("object_id", "summary", "changes"), events, encoded=("changes",),
+
+    def events():  # made as the COPY asks for them, while the server writes the ones before (dbutil.write_rows)
+        for row in rows:
+            label = next((row[c] for c in labels if isinstance(row[c], str) and row[c]), "")
+            yield row["id"], f"create {kind} {label[:200]}".strip()[:500], changes_text(row)
+
+    dbutil.write_rows(AuditEvent.__table__, ("object_id", "summary", "changes"), events(), encoded=("changes",),
                       constants={"created_at": now, "actor_id": who.user_id, "actor_label": who.label,
                                  "action": "create", "object_type": kind, "ip_address": ip, "group_id": group})
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Collection, Iterable, Sequence
 from contextlib import closing
+from itertools import chain, islice
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -63,6 +64,12 @@ def write_rows(table, columns: Sequence[str], rows: Iterable[Sequence], *, const
     to the database (a JSON column's serialized text) and are not converted. No column defaults
     are applied: give every column the table needs. A database error is raised as SQLAlchemy's
     (sa.exc.IntegrityError for a constraint), and the caller's transaction is left to roll back.
+
+    `rows` may be a generator: its rows are taken as the statements need them (CHUNK at a time on
+    PostgreSQL, one INSERT's worth on SQLite), so a caller that makes each row as it is asked for
+    (an import reading each new company's name) works while the server writes the rows before it
+    (PostgreSQL reads a COPY's rows as they arrive). An exception raised by the generator ends the
+    COPY unfinished and is raised as it is; the caller's transaction is left to roll back.
     """
     connection = db.session.connection()
     dialect = connection.dialect
@@ -91,15 +98,17 @@ def write_rows(table, columns: Sequence[str], rows: Iterable[Sequence], *, const
     driver = connection.connection.driver_connection
     preparer = dialect.identifier_preparer
     quoted = ", ".join(preparer.quote(name) for name in names)
-    rows = rows if isinstance(rows, list) else list(rows)
+    rows = iter(rows)  # taken as they come: a generator's rows are made while the database writes the earlier ones
     statement = f"COPY {preparer.format_table(table)} ({quoted}) FROM STDIN"
     try:
         if dialect.name == "postgresql":
-            for start in range(0, len(rows), CHUNK):
+            while True:
+                first = next(rows, _END)
+                if first is _END:
+                    return
                 with closing(driver.cursor()) as cursor, cursor.copy(statement) as copy:
-                    for row in converted(rows[start:start + CHUNK]):
+                    for row in converted(chain((first,), islice(rows, CHUNK - 1))):
                         copy.write_row(row)
-            return
         # SQLite: INSERTs of many rows each (as many as its limit of bound parameters takes, at
         # most 1,000), not one statement per row: SQLite's full-text tables (the search index,
         # filled by triggers) write their pending entries out at the end of each statement, which
@@ -109,8 +118,7 @@ def write_rows(table, columns: Sequence[str], rows: Iterable[Sequence], *, const
         one = f"({', '.join('?' for _ in names)})"
         head = f"INSERT INTO {preparer.format_table(table)} ({quoted}) VALUES "
         with closing(driver.cursor()) as cursor:
-            for start in range(0, len(rows), per_statement):
-                chunk = list(converted(rows[start:start + per_statement]))
+            while chunk := list(converted(islice(rows, per_statement))):
                 statement = head + ", ".join([one] * len(chunk))
                 cursor.execute(statement, [value for row in chunk for value in row])
     except dialect.loaded_dbapi.Error as exc:
@@ -120,6 +128,7 @@ def write_rows(table, columns: Sequence[str], rows: Iterable[Sequence], *, const
 
 #: Rows per COPY of write_rows on PostgreSQL.
 CHUNK = 20_000
+_END = object()
 
 
 def distinct_values(column) -> list:

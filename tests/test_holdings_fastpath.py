@@ -196,3 +196,40 @@ def test_a_row_the_database_refuses_halfway_leaves_nothing_written(app, make_use
     assert db.session.scalar(sa.select(sa.func.count(Holding.id)).where(Holding.fund_id == fund.id)) == 3000
     assert db.session.scalar(sa.select(sa.func.count(AuditEvent.id)).where(
         AuditEvent.object_type == "Company", AuditEvent.action == "create")) == 3000
+
+
+def test_a_fault_while_the_rows_are_made_leaves_nothing_written(app, make_user, monkeypatch):
+    """The companies' rows are made as the COPY (or SQLite's INSERTs) takes them (dbutil.write_rows
+    reads a generator): a fault in the worker while reading the 2,500th name of 3,000, after two
+    COPYs of 1,000 companies went through, ends the statement unfinished; nothing is left."""
+    from engage import dbutil, names
+
+    analyst = make_user("analyst")
+    fund = Fund(name="Faulty Fund")
+    db.session.add(fund)
+    db.session.commit()
+    counts = {model: db.session.scalar(sa.select(sa.func.count()).select_from(model))
+              for model in (Company, Holding, AuditEvent, HoldingImport)}
+    data = holdings_file(3000)
+    monkeypatch.setattr(dbutil, "CHUNK", 1000)
+    reads = []
+    real = names.stored_forms
+
+    def faulty(found, *args, **kwargs):
+        reads.append(found)
+        if found == ["Breakwater Test Holdings 2499 Ltd"]:
+            raise MemoryError("a fault made by the test")
+        return real(found, *args, **kwargs)
+
+    monkeypatch.setattr(importer.names, "stored_forms", faulty)
+    with audit.acting_as(analyst.email, analyst.id), pytest.raises(MemoryError, match="made by the test"):
+        service.import_file(data, "big.csv", service.ReadOptions(partial=True), fund_id=fund.id)
+    db.session.rollback()  # as the job and the web confirmation do on any fault
+    assert len(reads) == 2500  # the fault stopped the reading there: the names after it were not read
+    assert {model: db.session.scalar(sa.select(sa.func.count()).select_from(model)) for model in counts} == counts
+    monkeypatch.setattr(importer.names, "stored_forms", real)
+    with audit.acting_as(analyst.email, analyst.id):
+        result = service.import_file(data, "big.csv", service.ReadOptions(partial=True), fund_id=fund.id)
+    db.session.commit()
+    assert len(result.created) == 3000
+    assert db.session.scalar(sa.select(sa.func.count(Holding.id)).where(Holding.fund_id == fund.id)) == 3000

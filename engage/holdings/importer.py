@@ -439,7 +439,7 @@ def import_parsed(parsed: ParsedFile, fund: Fund, as_of: dt.date, progress=None,
     ]
     if rows and bulk:
         dbutil.write_rows(Holding.__table__, ("company_id", "shares", "market_value", "weight"),
-                          [(r["company_id"], r["shares"], r["market_value"], r["weight"]) for r in rows],
+                          ((r["company_id"], r["shares"], r["market_value"], r["weight"]) for r in rows),
                           constants={"fund_id": fund.id, "as_of": as_of, "created_at": now, "updated_at": now})
     elif rows:  # the definition the fast path is compared with: SQLAlchemy's executemany
         db.session.execute(sa.insert(Holding), [row | {"created_at": now, "updated_at": now} for row in rows])
@@ -481,17 +481,24 @@ def _create_companies(rows: list[dict]) -> list[int]:
     now = clock.utcnow()
     ids = _next_ids(Company.__table__, len(rows))
     values = []
-    for company_id, row in zip(ids, rows):
-        row["id"] = company_id
-        values.append({"id": company_id, "name": row["name"],
-                       "normalized_name": row["normalized_name"] or normalize_name(row["name"]),
-                       "isin": row["isin"], "lei": None, "parent_id": None, "ticker": row["ticker"],
-                       "exchange": row["exchange"], "country": row["country"], "sector": row["sector"],
-                       "website": None, "address": "", "description": "", "origin": row["origin"],
-                       "name_forms": names.stored_forms([row["name"]]), "created_at": now, "updated_at": now})
     varying = ("id", "name", "normalized_name", "isin", "ticker", "exchange", "country", "sector", "origin",
                "name_forms")
-    dbutil.write_rows(Company.__table__, varying, [tuple(value[k] for k in varying) for value in values],
+
+    def companies():
+        """Each company's row, made as the COPY asks for it: on PostgreSQL the server writes the rows
+        before (its indexes) while this reads the next names (`name_forms`, most of this CPU)."""
+        for company_id, row in zip(ids, rows):
+            row["id"] = company_id
+            value = {"id": company_id, "name": row["name"],
+                     "normalized_name": row["normalized_name"] or normalize_name(row["name"]),
+                     "isin": row["isin"], "lei": None, "parent_id": None, "ticker": row["ticker"],
+                     "exchange": row["exchange"], "country": row["country"], "sector": row["sector"],
+                     "website": None, "address": "", "description": "", "origin": row["origin"],
+                     "name_forms": names.stored_forms([row["name"]]), "created_at": now, "updated_at": now}
+            values.append(value)
+            yield tuple(value[k] for k in varying)
+
+    dbutil.write_rows(Company.__table__, varying, companies(),
                       constants={"lei": None, "parent_id": None, "website": None, "address": "", "description": "",
                                  "created_at": now, "updated_at": now})
     audit.record_inserted(Company, values)
@@ -521,8 +528,12 @@ def _next_ids(table: sa.Table, count: int) -> list[int]:
     """
     connection = db.session.connection()
     if connection.dialect.name == "postgresql":
-        sequence = sa.func.pg_get_serial_sequence(table.name, "id")
-        return list(connection.scalars(
-            sa.select(sa.func.nextval(sequence)).select_from(sa.func.generate_series(1, count))))
+        # The sequence found first, by its oid (a constant to nextval: pg_get_serial_sequence for
+        # each id took 3.7 of 4 s at 200,000 ids), and the ids returned in one row (an array).
+        sequence = connection.scalar(
+            sa.text("SELECT CAST(CAST(pg_get_serial_sequence(:table, 'id') AS regclass) AS oid)"), {"table": table.name})
+        return sorted(connection.scalar(sa.text(
+            "SELECT array_agg(nextval(CAST(CAST(:sequence AS oid) AS regclass))) FROM generate_series(1, :count)"),
+            {"sequence": sequence, "count": count}))
     start = (connection.scalar(sa.select(sa.func.max(table.c.id))) or 0) + 1
     return list(range(start, start + count))
