@@ -89,10 +89,24 @@ def ticker_is(text: str):
 
 
 def _through_trigrams(condition, column: str, pattern: str):
+    """`condition`, with on SQLite the companies the trigram index finds for `pattern` first.
+
+    A pattern without wildcards inside (`%golden%`, a ticker) is asked as a phrase of the column
+    (`name : "golden"`): FTS5 answers it from the trigrams' positions alone. Asked as a LIKE, FTS5
+    reads each candidate's name from companies to test the pattern (5,053 names for "golden" at
+    100,000 companies: 21 ms against 2.3 ms). The phrase finds the names holding the text in any
+    case (the trigram tokenizer folds case), a superset of those `condition` keeps, which is
+    still applied.
+    """
     if db.session.get_bind().dialect.name != "sqlite" or not _TRIGRAM.search(pattern):
         return condition
-    found = sa.select(sa.literal_column("rowid")).select_from(sa.table("search_companies")).where(
-        sa.literal_column(f"search_companies.{column}").like(pattern))
+    inner = pattern[1:-1] if len(pattern) >= 2 and pattern[0] == pattern[-1] == "%" else pattern
+    if "%" in inner or "_" in inner:
+        where = sa.literal_column(f"search_companies.{column}").like(pattern)
+    else:
+        phrase = '"' + inner.replace('"', '""') + '"'
+        where = sa.literal_column("search_companies").op("MATCH")(f"{column} : {phrase}")
+    found = sa.select(sa.literal_column("rowid")).select_from(sa.table("search_companies")).where(where)
     return sa.and_(Company.id.in_(found), condition)
 
 
