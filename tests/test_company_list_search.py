@@ -7,6 +7,7 @@ letters outside ASCII (which the index folds and lower() does not), and LIKE's w
 from __future__ import annotations
 
 import re
+from urllib.parse import quote
 
 import sqlalchemy as sa
 
@@ -39,14 +40,22 @@ def test_the_search_box_gives_the_rows_of_the_plain_condition(app, client, login
     monkeypatch.setitem(app.config, "PAGE_SIZE", 3)
     login_as("viewer")
     names = ["Golden Solar", "GOLDEN PEAK", "Old Gold Mining", "Marigolden Ltd", "Éclair Foods", "éclair Bakery",
-             "Gold_en Partners", "Goldfinch", "Steelworks", "Bolden Energy", "Ürümqi Golden", "Silver Line"]
+             "Gold_en Partners", "Goldfinch", "Steelworks", "Bolden Energy", "Ürümqi Golden", "Silver Line",
+             'Quote "Golden" Bowl']
     for i, name in enumerate(names):
         factories.company(name=name, ticker=["GLD", "gldx", None, "MRG"][i % 4], isin=f"CNE1000{i:05d}")
     db.session.add(CompanyAlias(company=db.session.scalar(sa.select(Company).where(Company.name == "Steelworks")),
                                 alias="Golden Steel"))
+    db.session.add(CompanyAlias(company=db.session.scalar(sa.select(Company).where(Company.name == "Silver Line")),
+                                alias='Argent "Cotton" Mills'))
     db.session.commit()
     for q in ("golden", "GOLDEN", "olde", "old", "go", "éclair", "Éclair", "ÉCLAIR", "gol%en", "_old", "gold_en",
-              "gldx", "GLD", "mrg", "CNE100000003", "ürümqi", "urumqi", "steel", "nothing here"):
+              "gldx", "GLD", "mrg", "CNE100000003", "ürümqi", "urumqi", "steel", "nothing here",
+              # asked of the trigram index as a phrase (no wildcard inside): spaces, quotes
+              "golden solar", "n so", '"golden"', 'e "g', 'den" bo', "COTTON", '"cotton" m', "cott%",
+              "gent_"):
         expected = _definition(q)
-        assert _page_ids(client, f"q={q.replace('%', '%25')}") == expected, q
+        assert _page_ids(client, f"q={quote(q)}") == expected, q
     assert _definition("golden") and _definition("éclair") and _definition("gldx")
+    assert _definition("golden solar") and _definition('"golden"') and _definition('den" bo')
+    assert _definition('"cotton" m') and _definition("gent_")

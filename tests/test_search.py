@@ -371,6 +371,53 @@ def test_a_page_of_interactions_is_the_newest_matches_inside_and_beyond_the_newe
         assert pages == [expected[0:4], expected[4:8], expected[8:12]], word
 
 
+def test_a_page_of_interactions_by_the_words_a_long_word_begins(app, monkeypatch):
+    """SQLite reads a plain word of 4 characters or more as the index's words it begins, each exact
+    (FTS5 merges every row of a long prefix before the first one otherwise): the pages must be
+    the prefix's matches, newest first, whatever the word: one word or several beginning with it,
+    upper case, none, more than EXPANDED_TERMS (then the prefix itself), a short word (the prefix
+    indexes), an accented one (left a prefix), and with other words. Both databases."""
+    monkeypatch.setattr(service, "EXPANDED_TERMS", 3)
+    engagement = factories.engagement(with_contact=False)
+    texts = ["synthetic letter", "synthetics", "synthesis note", "a Synthetic reply", "letter only",
+             "synthétique", "synthx1 synthx2", "synthx3 synthx4 letter", "nothing here", "SYNTHETIC LETTERS"]
+    rows = []
+    for n in range(40):
+        rows.append(Interaction(engagement=engagement, kind="email", direction="outbound",
+                                occurred_on=dt.date(2026, 1, 1) + dt.timedelta(days=n),
+                                subject=f"Item {n}", summary=texts[n % len(texts)], participants=""))
+    db.session.add_all(rows)
+    db.session.commit()
+
+    def words(text):
+        return [w.lower() for w in re.findall(r"\w+", text)]
+
+    for typed in ("synthetic", "Synthetic", "synthe", "synthx", "synth", "syn", "lett", "synthetic letter",
+                  "synthese", "nowhere", "synthétique", "letters synthetic"):
+        wanted = [t.lower() for t in service.parse(typed).terms]
+        expected = sorted((r.id for r in rows
+                           if all(any(w.startswith(t) for w in words(r.summary)) for t in wanted)), reverse=True)
+        if typed == "synthe" and not postgresql():  # SQLite folds the accent: "synthétique" begins with "synthe"
+            expected = sorted(set(expected) | {r.id for r in rows if r.summary == "synthétique"}, reverse=True)
+        for limit, offset in ((6, 0), (6, 4), (26, 0), (3, 9)):
+            sql, params = service._newest_match("search_interactions", "interactions", service.PG_INTERACTION,
+                                                service.parse(typed), limit, offset)
+            found = db.session.execute(sa.text(sql), params).scalars().all()
+            assert found == expected[offset:offset + limit], (typed, limit, offset, found)
+    if postgresql():
+        return
+    # What the statement looks up on SQLite: the words of the index, each exact.
+    for typed, match in (("synthetic", '("synthetic" OR "synthetics")'), ("SYNTHX", '"synthx"*'),
+                         ("synthq", '"synthq"'), ("syn", '"syn"*'), ("synthétique", '"synthétique"*'),
+                         ("synthetic lett", '("synthetic" OR "synthetics") AND ("letter" OR "letters")')):
+        expression, params = service.fts5_newest_match("search_interactions_terms", service.parse(typed).terms)
+        shown = db.session.execute(sa.text(f"SELECT {expression}"), params).scalar()
+        if shown.startswith("("):  # the OR's order is the index's: compare the words
+            shown = " AND ".join("(" + " OR ".join(sorted(part.strip("()").split(" OR "))) + ")"
+                                 for part in shown.split(" AND "))
+        assert shown == match, typed
+
+
 # --- flask search check / rebuild -----------------------------------------------------------------------
 
 def test_search_check_and_rebuild_on_the_test_database(runner, hikvision):
@@ -396,16 +443,19 @@ def test_search_check_finds_a_lost_trigger_and_rebuild_catches_up(make_app, tmp_
         db.session.commit()
         with db.engine.begin() as conn:
             conn.exec_driver_sql("DROP TRIGGER search_companies_au")
+            conn.exec_driver_sql("DROP TABLE search_interactions_terms")
             conn.exec_driver_sql(f"UPDATE companies SET name = 'Renamed Camera Maker' WHERE id = {company.id}")
         result = runner.invoke(args=["search", "check"])
         assert result.exit_code == 1
         assert "trigger search_companies_au (update on companies) is missing" in result.output
         assert "search_companies does not match the rows of companies" in result.output
+        assert "word list search_interactions_terms (of search_interactions) is missing" in result.output
         result = runner.invoke(args=["search", "rebuild"])
         assert result.exit_code == 0, result.output
         assert [h.id for h in service.search("Renamed Camera").groups[0].hits] == [company.id]
         result = runner.invoke(args=["search", "check"])
         assert result.exit_code == 1 and "does not match" not in result.output  # the trigger is still to make
+        assert "search_interactions_terms" not in result.output  # made again by rebuild
         db.session.remove()
         db.engine.dispose()
 

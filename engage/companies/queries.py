@@ -88,12 +88,33 @@ def ticker_is(text: str):
     return _through_trigrams(sa.func.upper(Company.ticker) == text, "ticker", text)
 
 
-def _through_trigrams(condition, column: str, pattern: str):
+def alias_like(like: str):
+    """`lower(alias) LIKE like` on company_aliases, looked up the same way on SQLite (the aliases'
+    trigram index, search_company_aliases): the list's search no longer reads every alias."""
+    return _through_trigrams(sa.func.lower(CompanyAlias.alias).like(like), "alias", like,
+                             fts="search_company_aliases", id_column=CompanyAlias.id)
+
+
+def _through_trigrams(condition, column: str, pattern: str, fts: str = "search_companies", id_column=None):
+    """`condition`, with on SQLite the companies the trigram index finds for `pattern` first.
+
+    A pattern without wildcards inside (`%golden%`, a ticker) is asked as a phrase of the column
+    (`name : "golden"`): FTS5 answers it from the trigrams' positions alone. Asked as a LIKE, FTS5
+    reads each candidate's name from companies to test the pattern (5,053 names for "golden" at
+    100,000 companies: 21 ms against 2.3 ms). The phrase finds the names holding the text in any
+    case (the trigram tokenizer folds case), a superset of those `condition` keeps, which is
+    still applied.
+    """
     if db.session.get_bind().dialect.name != "sqlite" or not _TRIGRAM.search(pattern):
         return condition
-    found = sa.select(sa.literal_column("rowid")).select_from(sa.table("search_companies")).where(
-        sa.literal_column(f"search_companies.{column}").like(pattern))
-    return sa.and_(Company.id.in_(found), condition)
+    inner = pattern[1:-1] if len(pattern) >= 2 and pattern[0] == pattern[-1] == "%" else pattern
+    if "%" in inner or "_" in inner:
+        where = sa.literal_column(f"{fts}.{column}").like(pattern)
+    else:
+        phrase = '"' + inner.replace('"', '""') + '"'
+        where = sa.literal_column(fts).op("MATCH")(f"{column} : {phrase}")
+    found = sa.select(sa.literal_column("rowid")).select_from(sa.table(fts)).where(where)
+    return sa.and_((Company.id if id_column is None else id_column).in_(found), condition)
 
 
 def company_query(f: dict):
@@ -110,7 +131,7 @@ def company_keyset(f: dict) -> tuple[sa.Select, Order]:
     query = sa.select(Company)
     if f["q"]:
         like = f"%{f['q'].lower()}%"
-        alias_match = sa.select(CompanyAlias.company_id).where(sa.func.lower(CompanyAlias.alias).like(like))
+        alias_match = sa.select(CompanyAlias.company_id).where(alias_like(like))
         query = query.where(sa.or_(
             name_like(like),
             Company.isin == f["q"].upper(),

@@ -62,7 +62,7 @@ class Engagement(TimestampMixin, db.Model):
             sqlite_where=sa.text("stage != 'closed'"),
             postgresql_where=sa.text("stage != 'closed'"),
         ),
-        sa.Index("ix_engagements_stage_escalation", "stage", "escalation"),
+        sa.Index("ix_engagements_stage_escalation", "stage", "escalation", "company_id"),
         sa.Index("ix_engagements_owner_stage", "owner_id", "stage"),
         # (next_step_on, id): the dashboard's next steps, first ten in order with no sort (migration 0034).
         sa.Index("ix_engagements_next_step_on", "next_step_on", "id"),

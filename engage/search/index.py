@@ -17,6 +17,8 @@ from engage.extensions import db
 SQLITE_TABLES = {"search_companies": "companies", "search_company_aliases": "company_aliases",
                  "search_contacts": "company_contacts", "search_engagements": "engagements",
                  "search_interactions": "interactions"}
+#: fts5vocab table -> the FTS5 table whose words it lists (migration 0040; it stores nothing).
+SQLITE_TERMS = {"search_interactions_terms": "search_interactions"}
 POSTGRESQL_INDEXES = {"ix_search_companies": "companies", "ix_search_company_aliases": "company_aliases",
                       "ix_search_contacts": "company_contacts", "ix_search_engagements": "engagements",
                       "ix_search_interactions": "interactions"}
@@ -37,6 +39,9 @@ def problems() -> list[str]:
         return found
     objects = {(row.type, row.name): row.tbl_name for row in db.session.execute(
         sa.text("SELECT type, name, tbl_name FROM sqlite_master WHERE name LIKE 'search\\_%' ESCAPE '\\'"))}
+    for terms, fts in SQLITE_TERMS.items():
+        if ("table", terms) not in objects:
+            found.append(f"word list {terms} (of {fts}) is missing: run `flask search rebuild`")
     for fts, table in SQLITE_TABLES.items():
         if ("table", fts) not in objects:
             found.append(f"full-text table {fts} is missing: run `flask db upgrade`")
@@ -66,4 +71,7 @@ def rebuild() -> list[str]:
     names = [fts for fts in SQLITE_TABLES if fts in present]
     for fts in names:
         db.session.execute(sa.text(f"INSERT INTO {fts}({fts}) VALUES ('rebuild')"))
+    for terms, fts in SQLITE_TERMS.items():
+        if fts in present:  # the word list stores nothing: made again as migration 0040 makes it
+            db.session.execute(sa.text(f"CREATE VIRTUAL TABLE IF NOT EXISTS {terms} USING fts5vocab({fts}, 'instance')"))
     return names
