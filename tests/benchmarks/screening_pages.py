@@ -70,7 +70,11 @@ with app.app_context():
     pages = [("screening", "/holdings/screening"),
              ("screening, a fund's listed holdings", f"/holdings/screening/{fund}?section=official"),
              ("screening, a fund's linked holdings", f"/holdings/screening/{fund}?section=linked"),
-             ("screening, a fund's noted holdings, page 2", f"/holdings/screening/{fund}?section=noted&page=2")]
+             ("screening, a fund's noted holdings, page 2", f"/holdings/screening/{fund}?section=noted&page=2"),
+             ("screening, held again, first page", "/holdings/screening/held-again"),
+             ("screening, held again, deep page", "/holdings/screening/held-again?page=800")]
+    if os.environ.get("PAGES"):  # a comma-separated choice of the labels' first words after "screening, "
+        pages = [page for page in pages if any(word in page[0] for word in os.environ["PAGES"].split(","))]
     server_pids = []
     if db.engine.dialect.name == "postgresql":  # the server's CPU per request: its backends' CPU from /proc
         server_pids = list(db.session.scalars(sa.text(
