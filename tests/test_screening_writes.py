@@ -240,3 +240,36 @@ def test_without_the_triggers_the_stored_figures_would_go_stale(client, login_as
 
 def test_the_migrations_made_the_triggers(app):
     assert screening_stored.missing_triggers(db.session.connection()) == []
+
+
+def test_held_again_totals_from_the_dashboard_are_kept_only_while_the_dashboard_has_that_count(
+        app, client, login_as, two_funds, freeze_clock, monkeypatch):
+    """With the dashboard's stored counts usable, the overview takes its held-again totals from them
+    (as before, no count over every holding) and keeps them only while the dashboard holds that count:
+    a refresh of the dashboard's figures is a new key, so the stored figures are never older than it."""
+    from engage import clock
+    from engage.main import figures
+    from tests.conftest import FROZEN_AT
+
+    login_as("analyst")
+    monkeypatch.setitem(app.config, "DASHBOARD_MAX_AGE_SECONDS", 900)
+    freeze_clock(FROZEN_AT)
+    figures.refresh(clock.utcnow())
+
+    def stored_row():
+        row = db.session.get(DashboardFigures, screening_stored.FIGURES, populate_existing=True)
+        return row.data["key"], row.computed_at
+
+    html = client.get("/holdings/screening").get_data(as_text=True)
+    assert 'id="totals-age"' in html and "3 of 6 shown" in html.split("<h2>Stored Big Fund</h2>")[1]
+    first = stored_row()
+    assert first[0][1] is not None  # counted with the dashboard's counts
+    freeze_clock(FROZEN_AT + dt.timedelta(seconds=30))
+    client.get("/holdings/screening")
+    assert stored_row() == first  # the same dashboard count: the stored value is used
+    freeze_clock(FROZEN_AT + dt.timedelta(seconds=60))
+    figures.refresh(clock.utcnow())  # counted again: a new key, the page counts with it
+    html = client.get("/holdings/screening").get_data(as_text=True)
+    assert "3 of 6 shown" in html.split("<h2>Stored Big Fund</h2>")[1]
+    again = stored_row()
+    assert again[0] != first[0] and again[1] > first[1]

@@ -411,8 +411,9 @@ def screening_page():
     new_after = list_screening.new_since_threshold()
     # the counted parts, stored while nothing they come from was written (engage.holdings.screening_stored);
     # first, as storing them commits (expiring what was read before)
-    groups, slice_ids, held = screening_stored.overview(new_after)
     totals, counted_at = _stored_totals()
+    held_counts = {fund: t.held_again for fund, t in totals.items()} if totals is not None else None
+    groups, slice_ids, held = screening_stored.overview(new_after, held_counts, counted_at)
     campaigns = db.session.scalars(sa.select(Campaign).where(Campaign.active.is_(True)).order_by(Campaign.name)).all()
     exposures = screening.exposures(totals=totals, groups=groups)
     return render_template("holdings/screening.html", exposures=exposures, overall=screening.overall(exposures),

@@ -19,7 +19,8 @@ the key it was counted for:
 - "screening-figures": `flagged_figures` (every count of the overview and a fund's sections),
   each fund's first SHOWN flagged holdings per section and new ones (their ids: the rows, their
   flags and engagements are read on the request), and each fund's first SHOWN held-again rows
-  and how many there are (counted exactly, not taken from the dashboard's stored counts);
+  and how many there are (from the dashboard's stored counts when the page may use them, as
+  before, and then kept only while those are the same count);
 - "screening-lists": `flagged_figures` again and every fund's flagged holdings per section, as
   ids in the order shown (a fund's full lists);
 - "screening-held": every fund's held-again holdings, as ids in the order shown.
@@ -203,19 +204,26 @@ def _held(item: list) -> screening.HeldAgain:
                                dt.date.fromisoformat(divested_on))
 
 
-def overview(new_after: int | None):
+def overview(new_after: int | None, held_counts: dict[int, int] | None = None, counted_at=None):
     """The screening page's counted parts: (`flagged_figures` of the latest snapshots, the slices'
-    holding ids by (fund, section or "new"), `held_again_slices` by fund)."""
+    holding ids by (fund, section or "new"), `held_again_slices` by fund).
+
+    `held_counts` (the dashboard's stored held-again counts, counted at `counted_at`), as the page
+    used them before: the held-again totals are taken from them (no count over every holding) and
+    the stored value is used only while they are the same count (`counted_at` is part of the key),
+    so it is never older than they are; without them the totals are counted exactly."""
+    key = [new_after, None if counted_at is None else counted_at.isoformat()]
+
     def count() -> dict:
         snap = screening.snapshots()
         groups = screening.flagged_figures(snap, new_after)
         slices = screening.flagged_slice_ids(snap, screening.SHOWN, new_after)
-        held = screening.held_again_slices(snap, screening.SHOWN)
+        held = screening.held_again_slices(snap, screening.SHOWN, counts=held_counts)
         return {"groups": [_group_json(g) for g in groups],
                 "slices": [[fund, name, ids] for (fund, name), ids in slices.items()],
                 "held": [[fund, total, [_held_json(item) for item in items]] for fund, (items, total) in held.items()]}
 
-    value = remembered(FIGURES, new_after, count)
+    value = remembered(FIGURES, key, count)
     held = {fund: ([_held(item) for item in items], total) for fund, total, items in value["held"]}
     return ([_group(item) for item in value["groups"]], {(fund, name): ids for fund, name, ids in value["slices"]},
             held)
@@ -256,8 +264,8 @@ def drift() -> list[str]:
                 or row.data["value"]["lists"] != [[f, s, ids] for (f, s), ids in screening.flagged_list_ids(snap).items()]):
             wrong.append(LISTS)
     row = db.session.get(DashboardFigures, FIGURES, populate_existing=True)
-    if row is not None and row.data.get("writes") == current:
-        snap, key = screening.snapshots(), row.data.get("key")
+    if row is not None and row.data.get("writes") == current and row.data["key"][1] is None:  # counted exactly
+        snap, key = screening.snapshots(), row.data["key"][0]
         value = row.data["value"]
         if (sorted(value["groups"]) != sorted(_group_json(g) for g in screening.flagged_figures(snap, key))
                 or {(f, n): ids for f, n, ids in value["slices"]} != screening.flagged_slice_ids(snap, screening.SHOWN, key)
