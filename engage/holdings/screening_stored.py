@@ -76,7 +76,6 @@ PG_TRUNCATE_TRIGGERS = {f"screening_writes_{table}_at": table for table in ("eng
 BUMP = (f"INSERT INTO write_counters (name, writes) VALUES ('{COUNTER}', 1) "
         "ON CONFLICT (name) DO UPDATE SET writes = write_counters.writes + 1")
 LOG = f"INSERT INTO write_log (name, txid) VALUES ('{COUNTER}', txid_current()) ON CONFLICT (name, txid) DO NOTHING"
-LOG_CLEAR_AT = exposure_stored.LOG_CLEAR_AT
 
 FIGURES, LISTS, HELD = "screening-figures", "screening-lists", "screening-held"
 
@@ -139,7 +138,8 @@ def clear_log() -> int:
     engage.holdings.stored.clear_log, the caller commits); the rows removed (0: nothing done)."""
     if db.session.get_bind().dialect.name != "postgresql":
         return 0
-    if db.session.scalar(sa.text("SELECT count(*) FROM write_log WHERE name = :n"), {"n": COUNTER}) < LOG_CLEAR_AT:
+    # the funds page's threshold (read now: one setting for both logs)
+    if db.session.scalar(sa.text("SELECT count(*) FROM write_log WHERE name = :n"), {"n": COUNTER}) < exposure_stored.LOG_CLEAR_AT:
         return 0
     db.session.execute(sa.text(BUMP))
     return db.session.execute(sa.text("DELETE FROM write_log WHERE name = :n"), {"n": COUNTER}).rowcount
