@@ -273,3 +273,23 @@ def test_held_again_totals_from_the_dashboard_are_kept_only_while_the_dashboard_
     assert "3 of 6 shown" in html.split("<h2>Stored Big Fund</h2>")[1]
     again = stored_row()
     assert again[0] != first[0] and again[1] > first[1]
+
+
+def test_the_check_command_finds_missing_triggers_and_stale_figures_and_forget_repairs(client, login_as, two_funds):
+    runner = client.application.test_cli_runner()
+    login_as("analyst")
+    get_pages(client, two_funds)
+    result = runner.invoke(args=["holdings", "check-screening"])
+    assert result.exit_code == 0 and "triggers present" in result.output
+    screening_stored.uninstall(db.session.connection())
+    db.session.commit()
+    _divesting_date_after_the_snapshot(two_funds)  # not seen: no trigger
+    db.session.commit()
+    result = runner.invoke(args=["holdings", "check-screening"])
+    assert result.exit_code == 1
+    assert "missing: trigger screening_writes_engagement_events_au (on engagement_events)" in result.output
+    assert "stored figures screening-held differ from a count now" in result.output
+    result = runner.invoke(args=["holdings", "forget-screening", "--triggers"])
+    assert result.exit_code == 0 and "Triggers created. 3 stored screening figure(s) forgotten." in result.output
+    assert runner.invoke(args=["holdings", "check-screening"]).exit_code == 0
+    assert get_pages(client, two_funds) == counted_now(client, two_funds)

@@ -249,6 +249,11 @@ def held_lists() -> dict[int, list[int]]:
     return {fund: ids for fund, ids in value}
 
 
+def forget() -> int:
+    """Delete the stored figures (the caller commits); how many rows."""
+    return db.session.execute(sa.delete(DashboardFigures).where(DashboardFigures.kind.in_((FIGURES, LISTS, HELD)))).rowcount
+
+
 def drift() -> list[str]:
     """The stored kinds (when current) that differ from a count now."""
     wrong = []
