@@ -293,3 +293,20 @@ def test_the_check_command_finds_missing_triggers_and_stale_figures_and_forget_r
     assert result.exit_code == 0 and "Triggers created. 3 stored screening figure(s) forgotten." in result.output
     assert runner.invoke(args=["holdings", "check-screening"]).exit_code == 0
     assert get_pages(client, two_funds) == counted_now(client, two_funds)
+
+
+def test_a_holdings_import_moves_only_the_funds_pages_counter(app, two_funds, make_user):
+    """The import path (new companies, holdings, alerts) fires none of 0040's triggers: the
+    screening counter stays, the holdings' counter (0039, already there) moves."""
+    from engage import audit
+    from engage.holdings import service
+    from tests.test_screening_stored import small_file
+
+    analyst = make_user("analyst")
+    exposure_before, screening_before = screening_stored.writes()
+    with audit.acting_as(analyst.email, analyst.id):
+        service.import_file(small_file(40), "new.csv", service.ReadOptions(partial=True, as_of=AS_OF + dt.timedelta(days=1)),
+                            fund_id=two_funds[1])
+    db.session.commit()
+    exposure_after, screening_after = screening_stored.writes()
+    assert exposure_after != exposure_before and screening_after == screening_before
