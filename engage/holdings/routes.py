@@ -537,11 +537,12 @@ def screening_held_again():
         fund_id = whole_number(raw, minimum=1)
         if fund_id is None or fund_id not in {row.id for row in funds}:
             abort(400, f"fund=\u201c{raw[:40]}\u201d is no fund: choose one of the list, or all funds.")
+    asked = _page_asked()  # a bad page is refused before anything is counted
     # every fund's held-again holdings in order, stored while nothing they come from was written
     # (engage.holdings.screening_stored): the list is the funds' lists one after the other, by name
     lists = screening_stored.held_lists()
     ids = [i for fund in funds if fund_id in (None, fund.id) for i in lists.get(fund.id, [])]
-    pager = _pager(_page_asked(), len(ids))
+    pager = _pager(asked, len(ids))
     rows, total = screening.held_again_rows(ids[pager.offset:pager.offset + pager.per_page]), len(ids)
     return render_template("holdings/screening_held_again.html", rows=rows, pager=pager, funds=funds,
                            fund_id=fund_id)
