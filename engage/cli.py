@@ -25,7 +25,7 @@ from engage.exports import monthly
 from engage.extensions import db
 from engage.formatting import format_date, format_datetime
 from engage.holdings.screening import exposures
-from engage.holdings import importer, parsing
+from engage.holdings import importer, parsing, screening_stored
 from engage.holdings import service as holdings_service
 from engage.holdings.parsing import ENCODINGS
 from engage.lists import screening as list_screening
@@ -185,6 +185,31 @@ def scheduler_command() -> None:
 
 
 holdings_cli = AppGroup("holdings", help="Fund holdings.")
+
+
+@holdings_cli.command("check-screening")
+def holdings_check_screening_command() -> None:
+    """Say whether the screening pages' triggers are there and their stored figures, when in use, equal a count now (status 1 if not)."""
+    conn = db.session.connection()
+    found = [f"missing: {name}" for name in screening_stored.missing_triggers(conn)]
+    found += [f"stored figures {kind} differ from a count now" for kind in screening_stored.drift()]
+    db.session.rollback()
+    if found:
+        for line in found:
+            click.echo(f"Error: {line}", err=True)
+        sys.exit(1)
+    click.echo("Screening pages: triggers present, the stored figures in use equal a count now.")
+
+
+@holdings_cli.command("forget-screening")
+@click.option("--triggers", is_flag=True, help="Also (re)create the triggers that tell when the stored figures may be used.")
+def holdings_forget_screening_command(triggers: bool) -> None:
+    """Forget the screening pages' stored figures: the next request counts them again."""
+    if triggers:
+        screening_stored.install(db.session.connection())
+    forgotten = screening_stored.forget()
+    db.session.commit()
+    click.echo(f"{'Triggers created. ' if triggers else ''}{forgotten} stored screening figure(s) forgotten.")
 
 
 @holdings_cli.command("import")

@@ -17,6 +17,7 @@ from pathlib import Path
 from flask import current_app
 
 from engage import background, idempotency
+from engage.holdings import screening_stored
 from engage.holdings import stored as holdings_stored
 
 
@@ -68,7 +69,9 @@ def run(now: dt.datetime) -> list[str]:
     tokens = idempotency.prune(now - dt.timedelta(days=idempotency.KEEP_DAYS))
     expired = expire_job_results(now)
     cleared = holdings_stored.clear_log()
+    cleared_screening = screening_stored.clear_log()
     return [f"{remove_old_uploads(now)} expired import preview file(s) removed",
             f"{remove_old_cache_files(now)} old cache file(s) removed",
             f"{tokens} form token(s) forgotten"] + expired + (
-                [f"{cleared} row(s) of the funds page's write log cleared"] if cleared else [])
+                [f"{cleared} row(s) of the funds page's write log cleared"] if cleared else []) + (
+                [f"{cleared_screening} row(s) of the screening pages' write log cleared"] if cleared_screening else [])

@@ -17,7 +17,7 @@ from engage.extensions import db
 from engage.formatting import counted, format_datetime
 from engage.forms import ActionForm
 from engage.holdings import jobs as holdings_jobs
-from engage.holdings import screening, service, stored
+from engage.holdings import screening, screening_stored, service, stored
 from engage.lists import review as match_review
 from engage.lists import screening as list_screening
 from engage.main import figures
@@ -408,17 +408,18 @@ def merge_company(company_id: int):
 def screening_page():
     """Each fund's exposure (aggregates over every holding) and the first rows of its long lists,
     each with "N of M shown" and a link to the paged full list: a fixed number of queries."""
-    campaigns = db.session.scalars(sa.select(Campaign).where(Campaign.active.is_(True)).order_by(Campaign.name)).all()
-    totals, counted_at = _stored_totals()
-    snap = screening.snapshots()
     new_after = list_screening.new_since_threshold()
-    groups = screening.flagged_figures(snap, new_after)
-    exposures = screening.exposures(totals=totals, groups=groups)
+    # the counted parts, stored while nothing they come from was written (engage.holdings.screening_stored);
+    # first, as storing them commits (expiring what was read before)
+    totals, counted_at = _stored_totals()
     held_counts = {fund: t.held_again for fund, t in totals.items()} if totals is not None else None
+    groups, slice_ids, held = screening_stored.overview(new_after, held_counts, counted_at)
+    campaigns = db.session.scalars(sa.select(Campaign).where(Campaign.active.is_(True)).order_by(Campaign.name)).all()
+    exposures = screening.exposures(totals=totals, groups=groups)
     return render_template("holdings/screening.html", exposures=exposures, overall=screening.overall(exposures),
                            counts=screening.section_counts_of(groups),
-                           slices=screening.flagged_slices(snap, screening.SHOWN, new_after),
-                           held=screening.held_again_slices(snap, screening.SHOWN, counts=held_counts),
+                           slices=screening.rows_by_ids(slice_ids),
+                           held=held,
                            shown=screening.SHOWN, counted_at=counted_at,
                            campaigns=campaigns, lists=screening_lists(), action_form=ActionForm(formdata=None),
                            list_labels={s.value: s.label for s in RiskSource},
@@ -502,16 +503,22 @@ def screening_fund(fund_id: int):
     source = _choice("list", {s.value: s.label for s in RiskSource})
     new_only = _choice("new", {"1": "only new since the last screening"}) == "1"
     new_after = list_screening.new_since_threshold()
+    # stored while nothing they come from was written (engage.holdings.screening_stored); first, as
+    # storing them commits (expiring what was read before)
+    groups, lists = screening_stored.fund_lists(new_after)
+    fund = db.get_or_404(Fund, fund_id)
     snap = screening.snapshots([fund.id])
     totals, counted_at = _stored_totals()
-    groups = screening.flagged_figures(snap, new_after)
-    exposure = screening.exposures([fund.id], totals=totals, groups=groups)[0]
+    exposure = screening.exposures([fund.id], totals=totals, groups=[g for g in groups if g.fund_id == fund.id])[0]
     counts = screening.section_counts_of(groups).get(fund.id, screening.SectionCounts())
     total = (counts[section] if source is None and not new_only else
              screening.flagged_count(snap, fund.id, section, source=source, new_after=new_after, new_only=new_only))
     pager = _pager(_page_asked(), total)
-    rows = screening.flagged_page(snap, fund.id, section, limit=pager.per_page, offset=pager.offset, source=source,
-                                  new_after=new_after, new_only=new_only)
+    if source is None and not new_only:
+        rows = screening.flagged_rows(lists.get((fund.id, section), [])[pager.offset:pager.offset + pager.per_page])
+    else:
+        rows = screening.flagged_page(snap, fund.id, section, limit=pager.per_page, offset=pager.offset, source=source,
+                                      new_after=new_after, new_only=new_only)
     campaigns = db.session.scalars(sa.select(Campaign).where(Campaign.active.is_(True)).order_by(Campaign.name)).all()
     return render_template("holdings/screening_fund.html", fund=fund, e=exposure, section=section, source=source,
                            new_only=new_only, sections=screening.SECTIONS, counts=counts, rows=rows, pager=pager,
@@ -530,13 +537,13 @@ def screening_held_again():
         fund_id = whole_number(raw, minimum=1)
         if fund_id is None or fund_id not in {row.id for row in funds}:
             abort(400, f"fund=\u201c{raw[:40]}\u201d is no fund: choose one of the list, or all funds.")
-    snap = screening.snapshots([fund_id] if fund_id is not None else None)
-    asked = _page_asked()
-    per_page = current_app.config["PAGE_SIZE"]
-    rows, total = screening.held_again(snap, limit=per_page, offset=(asked - 1) * per_page, fund_id=fund_id)
-    pager = _pager(asked, total)
-    if pager.asked is not None and total:  # past the end: the last page instead (one more query)
-        rows, total = screening.held_again(snap, limit=per_page, offset=pager.offset, fund_id=fund_id)
+    asked = _page_asked()  # a bad page is refused before anything is counted
+    # every fund's held-again holdings in order, stored while nothing they come from was written
+    # (engage.holdings.screening_stored): the list is the funds' lists one after the other, by name
+    lists = screening_stored.held_lists()
+    ids = [i for fund in funds if fund_id in (None, fund.id) for i in lists.get(fund.id, [])]
+    pager = _pager(asked, len(ids))
+    rows, total = screening.held_again_rows(ids[pager.offset:pager.offset + pager.per_page]), len(ids)
     return render_template("holdings/screening_held_again.html", rows=rows, pager=pager, funds=funds,
                            fund_id=fund_id)
 

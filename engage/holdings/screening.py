@@ -552,10 +552,9 @@ def section_counts_of(groups: list[FlaggedGroup]) -> dict[int, SectionCounts]:
     return result
 
 
-def flagged_slices(snap, per_fund: int = SHOWN, new_after: int | None = None) -> dict[tuple[int, str], list[ExposureRow]]:
-    """The first `per_fund` rows of each fund's sections (and of its holdings new since the last
-    screening, under "new"), in `_row_order`, with their flags and engagements: a fixed number of
-    queries, and at most `per_fund` rows per list leave the database."""
+def flagged_slice_ids(snap, per_fund: int = SHOWN, new_after: int | None = None) -> dict[tuple[int, str], list[int]]:
+    """`flagged_slices` as holding ids: the first `per_fund` of each fund's sections (and of its
+    holdings new since the last screening, under "new"), in `_row_order`. One query."""
     flagged = flagged_companies(new_after)
     section = _section(flagged)
     # First the candidates, by value alone (no company read, no name compared): a holding among the
@@ -584,21 +583,59 @@ def flagged_slices(snap, per_fund: int = SHOWN, new_after: int | None = None) ->
                             sa.and_(candidates.c.new == 1, candidates.c.value_rank_new <= per_fund)))
               .subquery("picked"))
     rows = db.session.execute(
-        sa.select(Holding, Company, ranked.c.section, ranked.c.nth, ranked.c.new, ranked.c.nth_new)
-        .join(ranked, ranked.c.holding_id == Holding.id).join(Company, Company.id == Holding.company_id)
+        sa.select(Holding.id, Holding.fund_id, ranked.c.section, ranked.c.nth, ranked.c.new, ranked.c.nth_new)
+        .join(ranked, ranked.c.holding_id == Holding.id)
         .where(sa.or_(ranked.c.nth <= per_fund, sa.and_(ranked.c.new == 1, ranked.c.nth_new <= per_fund)))
         .order_by(Holding.fund_id, ranked.c.section, ranked.c.nth)).all()
-    detailed = _with_detail([(holding, company) for holding, company, *_ in rows])
-    result: dict[tuple[int, str], list[ExposureRow]] = defaultdict(list)
-    fresh: dict[int, list[tuple[int, ExposureRow]]] = defaultdict(list)
-    for (holding, _, name, nth, new, nth_new), row in zip(rows, detailed):
+    result: dict[tuple[int, str], list[int]] = defaultdict(list)
+    fresh: dict[int, list[tuple[int, int]]] = defaultdict(list)
+    for holding_id, fund_id, name, nth, new, nth_new in rows:
         if nth <= per_fund:
-            result[holding.fund_id, name].append(row)
+            result[fund_id, name].append(holding_id)
         if new == 1 and nth_new <= per_fund:
-            fresh[holding.fund_id].append((nth_new, row))
+            fresh[fund_id].append((nth_new, holding_id))
     for fund_id, items in fresh.items():
-        result[fund_id, "new"] = [row for _, row in sorted(items, key=lambda item: item[0])]
+        result[fund_id, "new"] = [holding_id for _, holding_id in sorted(items)]
+    return dict(result)
+
+
+def flagged_slices(snap, per_fund: int = SHOWN, new_after: int | None = None) -> dict[tuple[int, str], list[ExposureRow]]:
+    """The first `per_fund` rows of each fund's sections (and of its holdings new since the last
+    screening, under "new"), in `_row_order`, with their flags and engagements: a fixed number of
+    queries, and at most `per_fund` rows per list leave the database."""
+    return rows_by_ids(flagged_slice_ids(snap, per_fund, new_after))
+
+
+def rows_by_ids(lists: dict) -> dict:
+    """`flagged_rows` for several lists of holding ids at once (the same queries for all): key -> rows."""
+    rows = {row.holding.id: row for row in flagged_rows([i for ids in lists.values() for i in ids])}
+    result: dict = defaultdict(list)
+    result.update({key: [rows[i] for i in ids if i in rows] for key, ids in lists.items()})
     return result
+
+
+def flagged_rows(ids: list[int]) -> list[ExposureRow]:
+    """The holdings `ids` (in that order) with their companies, flags and engagements: a fixed number of queries."""
+    if not ids:
+        return []
+    found = {holding.id: (holding, company) for holding, company in db.session.execute(
+        sa.select(Holding, Company).join(Company, Company.id == Holding.company_id).where(Holding.id.in_(set(ids))))}
+    return _with_detail([found[i] for i in ids if i in found])
+
+
+def flagged_list_ids(snap) -> dict[tuple[int, str], list[int]]:
+    """Every fund's flagged holdings of `snap` per section, as ids in `_row_order` (`flagged_page`'s
+    order without a filter): one query."""
+    flagged = flagged_companies()
+    section = _section(flagged).label("section")
+    rows = db.session.execute(
+        _flagged_holdings(sa.select(Holding.fund_id, section, Holding.id).select_from(flagged), snap, flagged)
+        .join(Company, Company.id == Holding.company_id)
+        .order_by(Holding.fund_id, section, *_row_order())).all()
+    result: dict[tuple[int, str], list[int]] = defaultdict(list)
+    for fund_id, name, holding_id in rows:
+        result[fund_id, name].append(holding_id)
+    return dict(result)
 
 
 def _section_where(columns, snap, fund_id: int, section: str, source: str | None, new_after: int | None,
@@ -707,7 +744,7 @@ def _held_again_select(engagement, divested_on):
     return sa.select(
         Holding.fund_id, Fund.name.label("fund"), Fund.base_currency, Holding.as_of, Company.id.label("company_id"),
         Company.name.label("company"), Holding.market_value, engagement.id.label("engagement_id"),
-        engagement.owner_id, divested_on.label("divested_on"), Company.normalized_name,
+        engagement.owner_id, divested_on.label("divested_on"), Company.normalized_name, Holding.id.label("holding_id"),
         sa.func.row_number().over(partition_by=(Holding.fund_id, Company.id),
                                   order_by=(divested_on.desc(), engagement.id.desc())).label("nth"))
 
@@ -773,6 +810,48 @@ def held_again(snap, engagement_id: int | None = None, limit: int | None = None,
     if not found and offset:  # past the last row: the count still says how many there are
         return [], db.session.scalar(sa.select(sa.func.count()).select_from(rows).where(rows.c.nth == 1)) or 0
     return [HeldAgain(*row[:-1]) for row in found], (found[0].total if found else 0)
+
+
+def held_again_ids(snap) -> dict[int, list[int]]:
+    """Per fund of `snap`: its held-again holdings as ids in `held_again`'s order (one query, ranking every row)."""
+    events = cycle.divesting_events()
+    divested_on = sa.func.coalesce(events.c.occurred_on, Engagement.closed_on, Engagement.opened_on, type_=sa.Date)
+    rows = (
+        _of_snapshots(_held_again_select(Engagement, divested_on), snap)
+        .join(Fund, Fund.id == Holding.fund_id)
+        .join(Company, Company.id == Holding.company_id)
+        .join(Engagement, Engagement.company_id == Holding.company_id)
+        .outerjoin(events, events.c.engagement_id == Engagement.id)
+        .where(Engagement.is_divested, Holding.as_of > divested_on)
+    ).subquery("held_again")
+    result: dict[int, list[int]] = defaultdict(list)
+    for fund_id, holding_id in db.session.execute(
+            sa.select(rows.c.fund_id, rows.c.holding_id).where(rows.c.nth == 1)
+            .order_by(rows.c.fund_id, rows.c.market_value.desc().nulls_last(), rows.c.normalized_name, rows.c.company_id)):
+        result[fund_id].append(holding_id)
+    return dict(result)
+
+
+def held_again_rows(holding_ids: list[int]) -> list[HeldAgain]:
+    """The held-again rows of the holdings `holding_ids`, in that order (one query: each one's
+    latest divested engagement dated before its snapshot, as `held_again` picks it)."""
+    if not holding_ids:
+        return []
+    divesting = aliased(Engagement)
+    divested_on = sa.func.coalesce(_latest_divesting_event(divesting), divesting.closed_on, divesting.opened_on,
+                                   type_=sa.Date)
+    details = (
+        _held_again_select(divesting, divested_on)
+        .join(Fund, Fund.id == Holding.fund_id)
+        .join(Company, Company.id == Holding.company_id)
+        .join(divesting, divesting.company_id == Holding.company_id)
+        .where(Holding.id.in_(set(holding_ids)), divesting.is_divested, divested_on < Holding.as_of)
+    ).subquery("held_again")
+    found = {row.holding_id: HeldAgain(*row[:-1]) for row in db.session.execute(
+        sa.select(details.c.fund_id, details.c.fund, details.c.base_currency, details.c.as_of, details.c.company_id,
+                  details.c.company, details.c.market_value, details.c.engagement_id, details.c.owner_id,
+                  details.c.divested_on, details.c.holding_id).where(details.c.nth == 1))}
+    return [found[i] for i in holding_ids if i in found]
 
 
 def held_again_counts(snap) -> dict[int, int]:

@@ -6,7 +6,9 @@ PYTHONPATH decides which code runs (main for "before", the branch for "after"); 
 the database to the newest migration first and times it (then ANALYZE); --statements prints each
 SQL statement of one request with its milliseconds (the bench's StatementLog). Run it on a copy of
 a kept data set (it adds a user). The dashboard's figures are counted and stored first, as the
-scheduler does (LIVE=1: not, so the pages count everything themselves). Prints one line per page and a JSON summary; REPEAT requests per
+scheduler does (LIVE=1: not, so the pages count everything themselves). MISS=1: the screening pages'
+stored figures (engage.holdings.screening_stored) are forgotten before each timed request, as after a
+write: what the first request after a write costs. Prints one line per page and a JSON summary; REPEAT requests per
 page after a warm-up (default 9), wall and this process's CPU, and on PostgreSQL the server's CPU
 (its backends for this database, from /proc, in 10 ms ticks: the mean; the server must run on this
 machine).
@@ -70,7 +72,11 @@ with app.app_context():
     pages = [("screening", "/holdings/screening"),
              ("screening, a fund's listed holdings", f"/holdings/screening/{fund}?section=official"),
              ("screening, a fund's linked holdings", f"/holdings/screening/{fund}?section=linked"),
-             ("screening, a fund's noted holdings, page 2", f"/holdings/screening/{fund}?section=noted&page=2")]
+             ("screening, a fund's noted holdings, page 2", f"/holdings/screening/{fund}?section=noted&page=2"),
+             ("screening, held again, first page", "/holdings/screening/held-again"),
+             ("screening, held again, deep page", "/holdings/screening/held-again?page=800")]
+    if os.environ.get("PAGES"):  # a comma-separated choice of the labels' first words after "screening, "
+        pages = [page for page in pages if any(word in page[0] for word in os.environ["PAGES"].split(","))]
     server_pids = []
     if db.engine.dialect.name == "postgresql":  # the server's CPU per request: its backends' CPU from /proc
         server_pids = list(db.session.scalars(sa.text(
@@ -95,6 +101,9 @@ with app.app_context():
             client.get(path)
         walls, cpus, server = [], [], []
         for _ in range(REPEAT):
+            if os.environ.get("MISS"):  # the first request after a write: the stored screening figures forgotten
+                db.session.execute(sa.text("DELETE FROM dashboard_figures WHERE kind LIKE 'screening-%'"))
+                db.session.commit()
             w, c, sc = time.perf_counter(), time.process_time(), server_cpu_ms()
             client.get(path)
             walls.append((time.perf_counter() - w) * 1000)
