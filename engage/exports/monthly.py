@@ -5,7 +5,10 @@ were at the month's end* (replayed from the engagement's events, not read from t
 its latest score at month end and the change over the month, the month's activity, and the
 figures of the company's latest value-chain map (relationships disclosed, flagged, exited, overdue
 exits; blank when the company disclosed no map), days overdue, the next step and the latest note.
-The rows are built with a fixed number of grouped queries, whatever the number of engagements.
+The rows are read in batches of BATCH_ROWS engagements through one streamed query (a server-side
+cursor on PostgreSQL), each batch's related facts with a fixed set of grouped queries for its ids
+(never per row), and written as they are read (`stream`): memory holds one batch, whatever the
+number of engagements. `build` keeps the same rows in lists (the page's small downloads, the API).
 
 The XLSX is written for people (labels, the app's rounding of scores, Excel dates and number
 formats, a title row naming the month and filters); the CSV for programs (codes, ISO dates,
