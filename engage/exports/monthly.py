@@ -638,21 +638,22 @@ def _fund_shares(fund_ids: list[int] | None, engaged_companies: set[int], end: d
     """Each fund's last snapshot of the month (all funds in one query): the share of its market value
     in companies under engagement at month end."""
     snap = screening.snapshots(fund_ids, on=end)
-    held_by_fund: dict[tuple[int, str, dt.date], list] = defaultdict(list)
-    for fund_id, name, as_of, company_id, value in db.session.execute(
+    # (fund id, name, as of) -> [total, engaged]: added up as the holdings stream by, none kept
+    sums: dict[tuple[int, str, dt.date], list] = {}
+    result = db.session.execute(
         sa.select(Fund.id, Fund.name, snap.c.as_of, Holding.company_id, Holding.market_value)
         .join(snap, snap.c.fund_id == Fund.id)
         .join(Holding, sa.and_(Holding.fund_id == Fund.id, Holding.as_of == snap.c.as_of))
-        .order_by(Fund.name, Fund.id)
-    ):
-        held_by_fund[(fund_id, name, as_of)].append((company_id, value))
-    funds = []
-    for (_, name, as_of), held in held_by_fund.items():
-        total = sum((v or Decimal(0) for _, v in held), Decimal(0))
-        engaged = sum((v or Decimal(0) for cid, v in held if cid in engaged_companies), Decimal(0))
-        funds.append({"fund": name, "as_of": as_of, "total": total, "engaged": engaged,
-                      "share": round_half_up(engaged * 100 / total, 1) if total else None})
-    return funds
+        .order_by(Fund.name, Fund.id), execution_options={"yield_per": BATCH_ROWS})
+    for fund_id, name, as_of, company_id, value in result:
+        item = sums.setdefault((fund_id, name, as_of), [Decimal(0), Decimal(0)])
+        if value:
+            item[0] += value
+            if company_id in engaged_companies:
+                item[1] += value
+    return [{"fund": name, "as_of": as_of, "total": total, "engaged": engaged,
+             "share": round_half_up(engaged * 100 / total, 1) if total else None}
+            for (_, name, as_of), (total, engaged) in sums.items()]
 
 
 def _csv_value(column: Column, value):
