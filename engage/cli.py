@@ -465,14 +465,14 @@ def export_monthly_command(month, fmt, out_path, campaign_slug, owner_email, fun
         fail(exc.message if exc.field in ("month", "format") else f"--{exc.field}: {exc.message[0].lower()}{exc.message[1:]}")
     parsed = asked.month
     with click.progressbar(length=3, label=f"Exporting {parsed}", file=sys.stderr) as bar:
-        export = monthly.build(parsed, asked.filters, cut_off=clock.today())
+        export = monthly.stream(parsed, asked.filters, cut_off=clock.today())  # read while it is written
         bar.update(1)
         try:
             monthly.write_file(export, fmt, out_path)
         except monthly.ExportError as exc:
             fail(exc.message)
         bar.update(2)
-    click.echo(f"Wrote {len(export.rows)} engagements for {parsed} to {out_path}")
+    click.echo(f"Wrote {export.row_count} engagements for {parsed} to {out_path}")
 
 
 @click.command("synth")

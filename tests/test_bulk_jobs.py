@@ -111,8 +111,14 @@ def test_a_big_batch_is_prepared_by_one_job_and_its_zip_served(client, login_as,
     assert "Download all as ZIP" in page and "Prepare the ZIP" not in page
     answer = client.get(f"/letters/batches/{batch.id}.zip")
     assert answer.status_code == 200 and answer.mimetype == "application/zip"
-    names = zipfile.ZipFile(io.BytesIO(answer.data)).namelist()
+    archive = zipfile.ZipFile(io.BytesIO(answer.data))
+    names = archive.namelist()
     assert len(names) == 6 and sum(n.endswith(".pdf") for n in names) == 3
+    # the job copied each cached document into the ZIP file (in chunks, not the ZIP built in memory)
+    cached = {path.read_bytes() for path in documents.cache_dir().iterdir() if path.suffix in (".pdf", ".docx")}
+    entries = {archive.read(name) for name in names}
+    assert len(entries) == 6 and entries <= cached and archive.testzip() is None
+    assert not list(documents.cache_dir().glob(".tmp-*"))  # nothing partial left beside it
     # run again (a retry): the same ZIP, nothing rendered twice
     zips = sorted(documents.cache_dir().glob(f"batch-{batch.id}-*.zip"))
     assert len(zips) == 1

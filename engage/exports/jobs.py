@@ -50,21 +50,23 @@ def make(job, report) -> background.Outcome:
         asked = monthly.parse_request(job.params["args"], today)
     except monthly.ExportError as error:  # a campaign, owner or fund deleted since it was asked for
         raise background.Refused(f"No export: {error.message}") from error
-    report(0, 3, "Reading the engagements")
-    export = monthly.build(asked.month, asked.filters, cut_off=today)
-    report(1, 3, f"Writing {len(export.rows):,} engagements as {asked.fmt.upper()}")
+    total = monthly.count(asked.month, asked.filters, cut_off=today)
+    report(0, total, f"Writing {total:,} engagements as {asked.fmt.upper()}")
+    # read while it is written, a batch of rows at a time; each batch reports (the job's heartbeat)
+    export = monthly.stream(asked.month, asked.filters, cut_off=today, on_batch=lambda done: report(
+        min(done, total), total, f"Writing {total:,} engagements as {asked.fmt.upper()}: {min(done, total):,} written"))
     filename = f"engage-status-{asked.month}-job{job.id}.{asked.fmt}"
     monthly.write_file(export, asked.fmt, service.export_dir() / filename)
-    report(2, 3, "Storing the file")
+    report(total, total, "Storing the file")
     now = clock.utcnow()
     if earlier is None:
-        earlier = ExportRun(kind=run_kind(job.id), month=str(asked.month), filename=filename, rows=len(export.rows),
+        earlier = ExportRun(kind=run_kind(job.id), month=str(asked.month), filename=filename, rows=export.row_count,
                             created_at=now, updated_at=now)
         db.session.add(earlier)
     else:  # recorded, but its file is gone: written again above
-        earlier.filename, earlier.rows = filename, len(export.rows)
+        earlier.filename, earlier.rows = filename, export.row_count
     db.session.commit()
-    report(3, 3, "Done")
+    report(total, total, "Done")
     return _outcome(earlier)
 
 

@@ -5,7 +5,10 @@ were at the month's end* (replayed from the engagement's events, not read from t
 its latest score at month end and the change over the month, the month's activity, and the
 figures of the company's latest value-chain map (relationships disclosed, flagged, exited, overdue
 exits; blank when the company disclosed no map), days overdue, the next step and the latest note.
-The rows are built with a fixed number of grouped queries, whatever the number of engagements.
+The rows are read in batches of BATCH_ROWS engagements through one streamed query (a server-side
+cursor on PostgreSQL), each batch's related facts with a fixed set of grouped queries for its ids
+(never per row), and written as they are read (`stream`): memory holds one batch, whatever the
+number of engagements. `build` keeps the same rows in lists (the page's small downloads, the API).
 
 The XLSX is written for people (labels, the app's rounding of scores, Excel dates and number
 formats, a title row naming the month and filters); the CSV for programs (codes, ISO dates,
@@ -21,11 +24,13 @@ import os
 import re
 import tempfile
 from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 from engage.errors import FieldError
 from engage.extensions import db
@@ -98,9 +103,6 @@ COLUMNS = [(column.key, column.title) for column in COLUMN_SPECS]
 LABELS = {"stage": Stage, "escalation": Escalation, "outcome": Outcome}
 VALUE_CHAIN_COLUMNS = {"vc_disclosed": "disclosed", "vc_flagged": "flagged", "vc_exited": "exited",
                        "vc_overdue": "overdue"}
-#: Up to this many companies, the value-chain figures are read for those companies; beyond, for all
-#: (one query either way, and no list of bound parameters over SQLite's limit).
-FIGURES_BY_ID_LIMIT = 1000
 STAGE_KINDS = ("stage", "close", "reopen")
 #: The latest note is cut to this many characters, at a word, with an ellipsis.
 NOTE_MAX = 240
@@ -226,19 +228,16 @@ def _filter_row(key: str, model, column, raw: str):
     return item
 
 
-@dataclass
-class MonthlyExport:
+class _Heading:
+    """The title row of every sheet: the month, the day the state is taken at, and the filters."""
+
     month: Month
     filters: Filters
-    rows: list[dict] = field(default_factory=list)
-    activity: list[dict] = field(default_factory=list)
-    summary: dict = field(default_factory=dict)
     #: The day the state is taken at: the month's last day, or the cut-off (today) in a month not over.
-    end: dt.date | None = None
+    end: dt.date | None
 
     @property
     def title(self) -> str:
-        """The title row of every sheet: the month, the day the state is taken at, and the filters."""
         month_name = format_month(self.month.first)
         end = self.end or self.month.last
         state = f"state at the month's end, {format_date(end)}" if end >= self.month.last \
@@ -254,32 +253,115 @@ class MonthlyExport:
         return "; ".join(p for p in parts if p) or "none (every engagement open during the month)"
 
 
+@dataclass
+class MonthlyExport(_Heading):
+    """Every row, the activity and the summary in memory (`build`): the page, the API, the tests.
+
+    The writers read it as they read a `StreamedExport` (batches of rows, then the summary)."""
+
+    month: Month
+    filters: Filters
+    rows: list[dict] = field(default_factory=list)
+    activity: list[dict] = field(default_factory=list)
+    summary: dict = field(default_factory=dict)
+    end: dt.date | None = None
+
+    @property
+    def row_count(self) -> int:
+        return len(self.rows)
+
+    def batches(self) -> Iterator[list[dict]]:
+        yield self.rows
+
+    def activity_rows(self) -> Iterator[dict]:
+        return iter(self.activity)
+
+
+#: Engagements read (and written) per batch by a streamed export: their related facts are read
+#: for the batch's ids in a fixed set of queries, so the queries grow with the batches, never per
+#: row, and memory holds one batch (README, "Monthly status export").
+BATCH_ROWS = 1000
+
+
+class StreamedExport(_Heading):
+    """The export read in batches while it is written (`stream`): memory holds one batch of rows.
+
+    `batches()` reads the engagements through one streamed query (a server-side cursor on
+    PostgreSQL) and each batch's related facts by its ids; the summary's counts are tallied on the
+    way and `summary` is ready once the batches are exhausted. `activity_rows()` streams the month's
+    interactions. Each can be read once."""
+
+    def __init__(self, month: Month, filters: Filters, end: dt.date, on_batch: Callable[[int], None] | None = None):
+        self.month, self.filters, self.end = month, filters, end
+        self.row_count = 0
+        self.summary: dict | None = None
+        self.on_batch = on_batch
+
+    def batches(self) -> Iterator[list[dict]]:
+        tally = _Tally()
+        query = _engagements_query(self.month, self.filters, self.end)
+        result = db.session.execute(query, execution_options={"yield_per": BATCH_ROWS})
+        try:
+            for records in result.partitions():
+                rows = _rows(records, self.month, self.end)
+                tally.add(rows)
+                self.row_count += len(rows)
+                if self.on_batch is not None:
+                    self.on_batch(self.row_count)
+                yield rows
+        finally:
+            result.close()
+        self.summary = tally.summary(self.filters, self.end)
+
+    def activity_rows(self) -> Iterator[dict]:
+        result = db.session.execute(_activity_query(self.month, self.filters, self.end),
+                                    execution_options={"yield_per": BATCH_ROWS})
+        try:
+            for occurred_on, company, kind, direction, subject in result:
+                yield {"date": occurred_on, "company": company, "kind": kind, "direction": direction,
+                       "subject": subject}
+        finally:
+            result.close()
+
+
+def _end_of(month: Month, cut_off: dt.date | None) -> dt.date:
+    return min(month.last, cut_off) if cut_off else month.last
+
+
+def stream(month: Month, filters: Filters | None = None, cut_off: dt.date | None = None,
+           on_batch: Callable[[int], None] | None = None) -> StreamedExport:
+    """The export of `month` to be written as it is read (the CLI, the job, the scheduler): bounded memory."""
+    return StreamedExport(month, filters or Filters(), _end_of(month, cut_off), on_batch)
+
+
 def build(month: Month, filters: Filters | None = None, cut_off: dt.date | None = None) -> MonthlyExport:
-    """Every row and the summary for `month` (state at the month's end, or `cut_off` if earlier)."""
-    filters = filters or Filters()
-    end = min(month.last, cut_off) if cut_off else month.last
-    query = _engagements_query(month, filters, end)
-    base = db.session.execute(query).all()
-    # The other queries select "engagements of this export" with the same conditions as a
-    # subquery, never as a list of ids (20,000 bound parameters would be slow, and over
-    # SQLite's limit at scale).
-    chosen = query.with_only_columns(Engagement.id).order_by(None).scalar_subquery()
-    states = _replay_events(chosen, end)
-    facts = _month_facts(chosen, month, end)
-    company_ids = sorted({record[6] for record in base})
-    chain = figures.for_companies(company_ids if len(company_ids) <= FIGURES_BY_ID_LIMIT else None, today=end)
-    result = MonthlyExport(month=month, filters=filters, end=end)
-    result.rows = [_row(record, states, facts, chain, end) for record in base]
-    result.activity = _activity(chosen, month, end)
-    result.summary = summarise(result, end)
-    result.summary["outcome_to_date"] = _outcomes_to_date(filters, end)
+    """Every row and the summary for `month` (state at the month's end, or `cut_off` if earlier), in memory.
+
+    The same rows as `stream` (it reads them through it), kept in lists: for the page's small
+    downloads, the API's JSON and the tests."""
+    streamed = stream(month, filters, cut_off)
+    result = MonthlyExport(month=month, filters=streamed.filters, end=streamed.end)
+    result.rows = [row for rows in streamed.batches() for row in rows]
+    result.activity = list(streamed.activity_rows())
+    result.summary = streamed.summary
     return result
+
+
+def _rows(records, month: Month, end: dt.date) -> list[dict]:
+    """The rows of one batch of engagements: their related facts read for the batch's ids only
+    (a fixed set of grouped queries per batch: events, interactions, letters, reminders, scores,
+    latest notes and the companies' value-chain figures)."""
+    ids = [record[0] for record in records]
+    states = _replay_events(ids, end)
+    facts = _month_facts(ids, month, end)
+    chain = figures.for_companies(sorted({record[6] for record in records}), today=end)
+    return [_row(record, states, facts, chain, end) for record in records]
 
 
 def count(month: Month, filters: Filters | None = None, cut_off: dt.date | None = None) -> int:
     """How many engagements (rows) `build` would export, in one query: decides whether the web makes it in a job."""
     filters = filters or Filters()
-    end = min(month.last, cut_off) if cut_off else month.last
+    end = _end_of(month, cut_off)
     chosen = _engagements_query(month, filters, end).with_only_columns(Engagement.id).order_by(None).subquery()
     return db.session.scalar(sa.select(sa.func.count()).select_from(chosen)) or 0
 
@@ -336,12 +418,21 @@ class _States:
     first_seen: dict[tuple[int, str], str] = field(default_factory=dict)
 
 
-def _replay_events(chosen, end: dt.date) -> _States:
+def _among(column, ids: list[int]):
+    """`column` is one of a batch's `ids`: on PostgreSQL one array parameter (`= ANY`), as an IN of a
+    thousand parameters costs more to render, send and parse than the query takes to run; on SQLite
+    (no arrays) an IN list."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        return column == sa.any_(sa.bindparam(None, ids, type_=postgresql.ARRAY(sa.Integer)))
+    return column.in_(ids)
+
+
+def _replay_events(chosen: list[int], end: dt.date) -> _States:
     states = _States()
     for engagement_id, kind, before, after, outcome, occurred_on in db.session.execute(
         sa.select(EngagementEvent.engagement_id, EngagementEvent.kind, EngagementEvent.from_value,
                   EngagementEvent.to_value, EngagementEvent.outcome, EngagementEvent.occurred_on)
-        .where(EngagementEvent.engagement_id.in_(chosen))
+        .where(_among(EngagementEvent.engagement_id, chosen))
         .order_by(EngagementEvent.engagement_id, EngagementEvent.occurred_on, EngagementEvent.id)
     ):
         group = "stage" if kind in STAGE_KINDS else "escalation"
@@ -370,34 +461,34 @@ class _Facts:
     latest_note: dict = field(default_factory=dict)
 
 
-def _month_facts(chosen, month: Month, end: dt.date) -> _Facts:
+def _month_facts(chosen: list[int], month: Month, end: dt.date) -> _Facts:
     end_of_day = dt.datetime.combine(end, dt.time.max)
     last_contact = dict(db.session.execute(
         sa.select(Interaction.engagement_id, sa.func.max(Interaction.occurred_on))
-        .where(Interaction.engagement_id.in_(chosen), Interaction.occurred_on <= end,
+        .where(_among(Interaction.engagement_id, chosen), Interaction.occurred_on <= end,
                Interaction.kind != InteractionKind.NOTE.value)
         .group_by(Interaction.engagement_id)).all())
     in_month = defaultdict(Counter)
     for engagement_id, kind, count in db.session.execute(
         sa.select(Interaction.engagement_id, Interaction.kind, sa.func.count())
-        .where(Interaction.engagement_id.in_(chosen), Interaction.occurred_on.between(month.first, end))
+        .where(_among(Interaction.engagement_id, chosen), Interaction.occurred_on.between(month.first, end))
         .group_by(Interaction.engagement_id, Interaction.kind)
     ):
         in_month[engagement_id][kind] += count
     letters = dict(db.session.execute(
         sa.select(Letter.engagement_id, sa.func.count())
-        .where(Letter.engagement_id.in_(chosen), Letter.status == LetterStatus.SENT.value,
+        .where(_among(Letter.engagement_id, chosen), Letter.status == LetterStatus.SENT.value,
                Letter.sent_on.between(month.first, end))
         .group_by(Letter.engagement_id)).all())
     next_due = dict(db.session.execute(
         sa.select(Reminder.engagement_id, sa.func.min(Reminder.due_on))
-        .where(Reminder.engagement_id.in_(chosen), Reminder.created_at <= end_of_day,
+        .where(_among(Reminder.engagement_id, chosen), Reminder.created_at <= end_of_day,
                sa.or_(Reminder.status != ReminderStatus.DONE.value, Reminder.updated_at > end_of_day))
         .group_by(Reminder.engagement_id)).all())
     score_at, score_before = {}, {}
     previous_end = month.previous.last
     for engagement_id, total, scored_on in db.session.execute(
-        primary_scores(Score.engagement_id.in_(chosen), Score.scored_on <= end)
+        primary_scores(_among(Score.engagement_id, chosen), Score.scored_on <= end)
         .with_only_columns(Score.engagement_id, Score.total, Score.scored_on)
     ):
         score_at[engagement_id] = total
@@ -406,7 +497,7 @@ def _month_facts(chosen, month: Month, end: dt.date) -> _Facts:
     return _Facts(last_contact, in_month, letters, next_due, score_at, score_before, _latest_notes(chosen, end))
 
 
-def _latest_notes(chosen, end: dt.date) -> dict[int, str]:
+def _latest_notes(chosen: list[int], end: dt.date) -> dict[int, str]:
     """Each engagement's latest interaction up to `end` (any kind, notes included): its summary, or subject.
 
     One query: a window numbers each engagement's interactions newest first and keeps the first;
@@ -418,7 +509,7 @@ def _latest_notes(chosen, end: dt.date) -> dict[int, str]:
                   sa.func.row_number().over(partition_by=Interaction.engagement_id,
                                             order_by=(Interaction.occurred_on.desc(), Interaction.id.desc()))
                   .label("rank"))
-        .where(Interaction.engagement_id.in_(chosen), Interaction.occurred_on <= end)
+        .where(_among(Interaction.engagement_id, chosen), Interaction.occurred_on <= end)
         .subquery()
     )
     return {engagement_id: shorten(summary if (summary or "").strip() else subject)
@@ -482,63 +573,87 @@ def _value_chain_cells(item: figures.Figures | None) -> dict:
     return {column: row[key] for column, key in VALUE_CHAIN_COLUMNS.items()}
 
 
-def _activity(chosen, month: Month, end: dt.date) -> list[dict]:
-    """Every interaction of the month, oldest first, for the Activity sheet."""
-    return [
-        {"date": occurred_on, "company": company, "kind": kind, "direction": direction, "subject": subject}
-        for occurred_on, company, kind, direction, subject in db.session.execute(
-            sa.select(Interaction.occurred_on, Company.name, Interaction.kind, Interaction.direction,
-                      Interaction.subject)
-            .join(Engagement, Engagement.id == Interaction.engagement_id)
-            .join(Company, Company.id == Engagement.company_id)
-            .where(Engagement.id.in_(chosen), Interaction.occurred_on.between(month.first, end))
-            .order_by(Interaction.occurred_on, Interaction.id))
-    ]
+def _activity_query(month: Month, filters: Filters, end: dt.date) -> sa.Select:
+    """Every interaction of the month of the export's engagements, oldest first, for the Activity sheet.
+
+    The engagements are the export's conditions as a subquery, never a list of ids."""
+    chosen = _engagements_query(month, filters, end).with_only_columns(Engagement.id).order_by(None).scalar_subquery()
+    return (
+        sa.select(Interaction.occurred_on, Company.name, Interaction.kind, Interaction.direction, Interaction.subject)
+        .join(Engagement, Engagement.id == Interaction.engagement_id)
+        .join(Company, Company.id == Engagement.company_id)
+        .where(Engagement.id.in_(chosen), Interaction.occurred_on.between(month.first, end))
+        .order_by(Interaction.occurred_on, Interaction.id))
 
 
-def summarise(export: MonthlyExport, end: dt.date) -> dict:
-    rows = export.rows
-    per_company = Counter()
-    for row in rows:
-        per_company[row["company_id"]] += row["interactions"]
-    bands = Counter("none" if n == 0 else "1" if n == 1 else "2–3" if n <= 3 else "more than 3"
-                    for n in per_company.values())
-    engaged_companies = {row["company_id"] for row in rows if row["stage"] != "closed"}
-    fund_ids = [export.filters.fund.id] if export.filters.fund is not None else None
-    # Each fund's last snapshot of the month, all funds in one query.
+class _Tally:
+    """The Summary sheet's counts, added up batch by batch as the rows go by (a few integers per
+    company, no rows kept)."""
+
+    def __init__(self):
+        self.engagements = 0
+        self.stage, self.escalation, self.outcome = Counter(), Counter(), Counter()
+        #: company id -> interactions of its engagements in the month
+        self.interactions: Counter = Counter()
+        #: companies with an engagement not closed at month end
+        self.engaged: set[int] = set()
+        #: company id -> its latest map's figures (each company counted once)
+        self.chain: dict[int, tuple] = {}
+
+    def add(self, rows: list[dict]) -> None:
+        for row in rows:
+            self.engagements += 1
+            company_id = row["company_id"]
+            self.stage[row["stage"]] += 1
+            self.escalation[row["escalation"]] += 1
+            if row["outcome"]:
+                self.outcome[row["outcome"]] += 1
+            self.interactions[company_id] += row["interactions"]
+            if row["stage"] != "closed":
+                self.engaged.add(company_id)
+            if row["vc_disclosed"] is not None:
+                self.chain[company_id] = tuple(row[column] for column in VALUE_CHAIN_COLUMNS)
+
+    def summary(self, filters: Filters, end: dt.date) -> dict:
+        bands = Counter("none" if n == 0 else "1" if n == 1 else "2–3" if n <= 3 else "more than 3"
+                        for n in self.interactions.values())
+        fund_ids = [filters.fund.id] if filters.fund is not None else None
+        return {
+            # Each fund's exposure per official list at its last snapshot of the month (analyst notes apart).
+            "exposure": [e for e in screening.exposures(fund_ids, on=end) if e.as_of is not None],
+            "stage": self.stage,
+            "escalation": self.escalation,
+            "outcome": self.outcome,
+            "companies": len(self.interactions),
+            "interactions_per_company": bands,
+            "funds": _fund_shares(fund_ids, self.engaged, end),
+            "value_chain": {"companies": len(self.chain),
+                            **{column: sum(values[i] for values in self.chain.values())
+                               for i, column in enumerate(VALUE_CHAIN_COLUMNS)}},
+            "outcome_to_date": _outcomes_to_date(filters, end),
+        }
+
+
+def _fund_shares(fund_ids: list[int] | None, engaged_companies: set[int], end: dt.date) -> list[dict]:
+    """Each fund's last snapshot of the month (all funds in one query): the share of its market value
+    in companies under engagement at month end."""
     snap = screening.snapshots(fund_ids, on=end)
-    held_by_fund: dict[tuple[int, str, dt.date], list] = defaultdict(list)
-    for fund_id, name, as_of, company_id, value in db.session.execute(
+    # (fund id, name, as of) -> [total, engaged]: added up as the holdings stream by, none kept
+    sums: dict[tuple[int, str, dt.date], list] = {}
+    result = db.session.execute(
         sa.select(Fund.id, Fund.name, snap.c.as_of, Holding.company_id, Holding.market_value)
         .join(snap, snap.c.fund_id == Fund.id)
         .join(Holding, sa.and_(Holding.fund_id == Fund.id, Holding.as_of == snap.c.as_of))
-        .order_by(Fund.name, Fund.id)
-    ):
-        held_by_fund[(fund_id, name, as_of)].append((company_id, value))
-    funds = []
-    for (_, name, as_of), held in held_by_fund.items():
-        total = sum((v or Decimal(0) for _, v in held), Decimal(0))
-        engaged = sum((v or Decimal(0) for cid, v in held if cid in engaged_companies), Decimal(0))
-        funds.append({"fund": name, "as_of": as_of, "total": total, "engaged": engaged,
-                      "share": round_half_up(engaged * 100 / total, 1) if total else None})
-    return {
-        # Each fund's exposure per official list at its last snapshot of the month (analyst notes apart).
-        "exposure": [e for e in screening.exposures(fund_ids, on=end) if e.as_of is not None],
-        "stage": Counter(row["stage"] for row in rows),
-        "escalation": Counter(row["escalation"] for row in rows),
-        "outcome": Counter(row["outcome"] for row in rows if row["outcome"]),
-        "companies": len({row["company_id"] for row in rows}),
-        "interactions_per_company": bands,
-        "funds": funds,
-        "value_chain": _value_chain_totals(rows),
-    }
-
-
-def _value_chain_totals(rows: list[dict]) -> dict:
-    """Companies with a map and the relationships of their latest maps, each company counted once."""
-    per_company = {row["company_id"]: row for row in rows if row["vc_disclosed"] is not None}
-    totals = {column: sum(row[column] for row in per_company.values()) for column in VALUE_CHAIN_COLUMNS}
-    return {"companies": len(per_company), **totals}
+        .order_by(Fund.name, Fund.id), execution_options={"yield_per": BATCH_ROWS})
+    for fund_id, name, as_of, company_id, value in result:
+        item = sums.setdefault((fund_id, name, as_of), [Decimal(0), Decimal(0)])
+        if value:
+            item[0] += value
+            if company_id in engaged_companies:
+                item[1] += value
+    return [{"fund": name, "as_of": as_of, "total": total, "engaged": engaged,
+             "share": round_half_up(engaged * 100 / total, 1) if total else None}
+            for (_, name, as_of), (total, engaged) in sums.items()]
 
 
 def _csv_value(column: Column, value):
@@ -550,7 +665,11 @@ def _csv_value(column: Column, value):
     return neutralise(value)
 
 
-def write_csv(export: MonthlyExport, out) -> None:
+#: What the writers read: rows in batches, the summary once they are read, the activity.
+Export = MonthlyExport | StreamedExport
+
+
+def write_csv(export: Export, out) -> None:
     """UTF-8 with BOM (Excel opens it right), RFC 4180 quoting, CRLF line ends, the header on line 1.
 
     Machine-readable on purpose (README, "Monthly status export"): no title row, stage, escalation
@@ -559,17 +678,19 @@ def write_csv(export: MonthlyExport, out) -> None:
     out.write("\ufeff")
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow([column.title for column in COLUMN_SPECS])
-    for row in export.rows:
-        writer.writerow([_csv_value(column, row[column.key]) for column in COLUMN_SPECS])
+    for rows in export.batches():
+        writer.writerows([_csv_value(column, row[column.key]) for column in COLUMN_SPECS] for row in rows)
 
 
-def write_xlsx(export: MonthlyExport, path: str) -> None:
+def write_xlsx(export: Export, path: str) -> None:
     """Engagements, Summary and Activity sheets, read as they are: labels, the app's scores, typed cells.
 
     Every sheet starts with the title row (month, state date, filters); the tables have their header
     below it, frozen, with an autofilter. Dates are Excel dates in one format (05 Oct 2026), shares
-    percentages, counts integers, and every column has a width. Constant memory; no formulas or
-    URLs from text."""
+    percentages, counts integers, and every column has a width. Constant memory (each row goes to
+    the sheet's file as it is written, strings inline), so a streamed export holds one batch of
+    rows: the Engagements sheet is written first, then the Summary from the counts tallied on the
+    way, then the Activity; no formulas or URLs from text."""
     # xlsxwriter takes about 60 ms to import: only a request or command that writes an XLSX pays it.
     import xlsxwriter
 
@@ -603,33 +724,44 @@ def _excel_date(value: dt.date) -> dt.datetime:
     return dt.datetime.combine(value, dt.time())
 
 
-def _table_header(sheet, styles: _Styles, title: str, columns: list[tuple[str, float]], rows: int) -> None:
-    """Title row 1, header row 2 (frozen below, with an autofilter over the table), the column widths."""
+def _table_header(sheet, styles: _Styles, title: str, columns: list[tuple[str, float]]) -> None:
+    """Title row 1, header row 2 (frozen below), the column widths; `_table_filter` once the rows are written."""
     sheet.write_string(0, 0, neutralise(title), styles.title)
     for col, (name, width) in enumerate(columns):
         sheet.write_string(1, col, name, styles.header)
         sheet.set_column(col, col, width)
     sheet.freeze_panes(2, 0)
-    sheet.autofilter(1, 0, max(rows, 1) + 1, len(columns) - 1)
 
 
-def _engagements_sheet(sheet, export: MonthlyExport, styles: _Styles) -> None:
-    _table_header(sheet, styles, export.title, [(c.title, c.width) for c in COLUMN_SPECS], len(export.rows))
-    for r, row in enumerate(export.rows, start=2):
-        for col, column in enumerate(COLUMN_SPECS):
-            value = row[column.key]
-            if value is None:
-                continue
-            if column.kind == "date":
-                sheet.write_datetime(r, col, _excel_date(value), styles.date)
-            elif column.kind in ("score", "change"):  # the number the app shows (format_score's rounding)
-                sheet.write_number(r, col, float(shown_score(value)), styles.formats[column.kind])
-            elif column.kind == "int":
-                sheet.write_number(r, col, value, styles.formats["int"])
-            elif column.kind == "label":
-                sheet.write_string(r, col, label_of(column.key, value))
-            else:
-                sheet.write_string(r, col, neutralise(str(value)))
+def _table_filter(sheet, rows: int, columns: int) -> None:
+    """The autofilter over the header and the `rows` written below it."""
+    sheet.autofilter(1, 0, max(rows, 1) + 1, columns - 1)
+
+
+def _engagements_sheet(sheet, export: Export, styles: _Styles) -> None:
+    _table_header(sheet, styles, export.title, [(c.title, c.width) for c in COLUMN_SPECS])
+    cells = [(col, column.key, column.kind) for col, column in enumerate(COLUMN_SPECS)]
+    write_string, write_number, write_datetime = sheet.write_string, sheet.write_number, sheet.write_datetime
+    date, formats = styles.date, styles.formats
+    r = 2
+    for rows in export.batches():
+        for row in rows:
+            for col, key, kind in cells:
+                value = row[key]
+                if value is None:
+                    continue
+                if kind == "text":
+                    write_string(r, col, neutralise(str(value)))
+                elif kind == "date":
+                    write_datetime(r, col, _excel_date(value), date)
+                elif kind == "int":
+                    write_number(r, col, value, formats["int"])
+                elif kind == "label":
+                    write_string(r, col, label_of(key, value))
+                else:  # score and change: the number the app shows (format_score's rounding)
+                    write_number(r, col, float(shown_score(value)), formats[kind])
+            r += 1
+    _table_filter(sheet, r - 2, len(COLUMN_SPECS))
 
 
 class _SummarySheet:
@@ -665,14 +797,14 @@ class _SummarySheet:
         self.line += 1
 
 
-def _summary_sheet(out: _SummarySheet, export: MonthlyExport) -> None:
+def _summary_sheet(out: _SummarySheet, export: Export) -> None:
     s = export.summary
     sheet = out.sheet
     for col, width in enumerate((46, 16, 22, 12, 16, 11, 18)):
         sheet.set_column(col, col, width)
     sheet.write_string(0, 0, neutralise(export.title), out.styles.title)
     out.line = 2
-    out.put("Engagements", len(export.rows))
+    out.put("Engagements", export.row_count)
     out.put("Companies engaged", s["companies"])
     for title, key, enum in (("By stage at month end", "stage", Stage),
                              ("By escalation at month end", "escalation", Escalation)):
@@ -739,17 +871,20 @@ def _exposure_table(out: _SummarySheet, exposures: list) -> None:
 ACTIVITY_COLUMNS = [("Date", 12), ("Company", 32), ("Kind", 12), ("Direction", 11), ("Subject", 60)]
 
 
-def _activity_sheet(sheet, export: MonthlyExport, styles: _Styles) -> None:
-    _table_header(sheet, styles, export.title, ACTIVITY_COLUMNS, len(export.activity))
-    for r, item in enumerate(export.activity, start=2):
+def _activity_sheet(sheet, export: Export, styles: _Styles) -> None:
+    _table_header(sheet, styles, export.title, ACTIVITY_COLUMNS)
+    r = 2
+    for item in export.activity_rows():
         sheet.write_datetime(r, 0, _excel_date(item["date"]), styles.date)
         sheet.write_string(r, 1, neutralise(item["company"] or ""))
         sheet.write_string(r, 2, label_of("kind", item["kind"]) or "")
         sheet.write_string(r, 3, label_of("direction", item["direction"]) or "")
         sheet.write_string(r, 4, neutralise(item["subject"] or ""))
+        r += 1
+    _table_filter(sheet, r - 2, len(ACTIVITY_COLUMNS))
 
 
-def write_file(export: MonthlyExport, fmt: str, out_path: str | os.PathLike) -> Path:
+def write_file(export: Export, fmt: str, out_path: str | os.PathLike) -> Path:
     """Write atomically: a temporary file in the target folder, renamed when complete."""
     target = Path(out_path)
     if fmt not in ("csv", "xlsx"):

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from flask import current_app
 
 from engage.dbutil import insert_ignoring_conflicts
-from engage.exports.monthly import Month, build, write_file
+from engage.exports.monthly import Month, stream, write_file
 from engage.extensions import db
 from engage.formatting import format_month
 from engage.models import ExportRun
@@ -37,19 +37,19 @@ def run_monthly(now: dt.datetime) -> str:
     if not claimed:
         db.session.rollback()
         return f"monthly export {month}: already made"
-    export = build(month)
+    export = stream(month)  # read while it is written: one batch of rows in memory
     write_file(export, "xlsx", export_dir() / filename)
-    db.session.execute(sa.update(ExportRun).where(ExportRun.id == claimed[0]).values(rows=len(export.rows)))
+    db.session.execute(sa.update(ExportRun).where(ExportRun.id == claimed[0]).values(rows=export.row_count))
     for address in recipients():
         email = outbox.enqueue(address, f"Engage monthly status export, {format_month(month.first)}",
-                             f"Attached: the status of {len(export.rows)} engagements at the end of "
+                             f"Attached: the status of {export.row_count} engagements at the end of "
                              f"{format_month(month.first)}.\n"
                              f"It is also on the Exports page: {current_app.config['ENGAGE_BASE_URL'].rstrip('/')}"
                              "/exports\n", now=now)
         email.attachment_path = str(Path("exports") / filename)
         email.attachment_name = filename
     db.session.commit()
-    return f"monthly export {month}: {len(export.rows)} engagements, emailed to {len(recipients())} recipient(s)"
+    return f"monthly export {month}: {export.row_count} engagements, emailed to {len(recipients())} recipient(s)"
 
 
 def kept_files() -> set[str]:

@@ -37,6 +37,7 @@ import io
 import json
 import os
 import re
+import shutil
 import tempfile
 import time
 import zipfile
@@ -573,7 +574,30 @@ def file_stem(letter: Letter) -> str:
 
 
 def batch_zip(letters: list[Letter]) -> bytes:
-    """One ZIP with each letter as PDF and DOCX; raises DocumentRefused if any cannot be made in time."""
+    """One ZIP with each letter as PDF and DOCX; raises DocumentRefused if any cannot be made in time.
+
+    In memory: a batch small enough to be made by the page. A big batch's job writes its ZIP to a
+    file (`write_batch_zip`), a document at a time."""
+    buffer = io.BytesIO()
+    _batch_zip(letters, buffer)
+    return buffer.getvalue()
+
+
+def write_batch_zip(letters: list[Letter], path: Path) -> None:
+    """The batch's ZIP written to `path` atomically (a temporary name in its folder, renamed when
+    complete), each cached document copied in chunks: memory holds one chunk of one document,
+    whatever the batch's size (the whole ZIP was built in memory before)."""
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            _batch_zip(letters, file)
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def _batch_zip(letters: list[Letter], out) -> None:
     items = [(letter, fmt) for letter in letters for fmt in FORMATS]
     made, refused, pending = render_missing(items, float(current_app.config.get("DOCUMENT_BATCH_SECONDS", 60.0)))
     if refused:
@@ -583,15 +607,20 @@ def batch_zip(letters: list[Letter]) -> bytes:
     if pending:
         raise DocumentRefused(f"{len({letter.id for letter, _ in pending})} letter(s) are not prepared yet; open the "
                               "batch page, which prepares them, then download the ZIP again.")
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
         for letter, fmt in items:
-            data = made.get((letter.id, fmt))
-            if data is None:
-                try:
-                    data = cache_path(letter, fmt).read_bytes()
-                except FileNotFoundError:  # edited meanwhile
-                    raise DocumentRefused(f"Letter {letter.id} changed while the ZIP was made; download it again.",
-                                          letter, fmt) from None
-            archive.writestr(f"{file_stem(letter)}.{fmt}", data)
-    return buffer.getvalue()
+            name = f"{file_stem(letter)}.{fmt}"
+            data = made.pop((letter.id, fmt), None)
+            if data is not None:  # rendered just now
+                archive.writestr(name, data)
+                continue
+            try:
+                source = cache_path(letter, fmt).open("rb")
+            except FileNotFoundError:  # edited meanwhile
+                raise DocumentRefused(f"Letter {letter.id} changed while the ZIP was made; download it again.",
+                                      letter, fmt) from None
+            # the entry writestr would make (dated now, read-write for its owner), copied in chunks
+            info = zipfile.ZipInfo(name, date_time=time.localtime(time.time())[:6])
+            info.compress_type, info.external_attr = zipfile.ZIP_DEFLATED, 0o600 << 16
+            with source, archive.open(info, "w") as entry:
+                shutil.copyfileobj(source, entry, 1 << 20)

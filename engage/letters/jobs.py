@@ -106,8 +106,7 @@ def prepare(job, report) -> background.Outcome:
         digest = batch_digest(letters)
         path = zip_path(batch.id, digest)
         if not path.is_file():
-            data = documents.batch_zip(letters)  # every document is cached now: no rendering
-            documents._write_atomically(path, data)
+            documents.write_batch_zip(letters, path)  # every document is cached now: copied, not rendered
             for older in documents.cache_dir().glob(f"batch-{batch.id}-*.zip"):
                 if older != path:
                     older.unlink(missing_ok=True)
