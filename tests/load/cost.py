@@ -45,8 +45,11 @@ def main() -> int:
     with engine.connect() as conn:
         built = sa.inspect(conn).has_table("users")
     engine.dispose()
-    if not built or not users_file.exists():
+    if not built:
         run.prepare(url, users_file)
+    elif not users_file.exists():
+        raise SystemExit(f"{users_file} is missing: it is written when cost.py builds the database; "
+                         "point COST_USERS_FILE at it, or COST_DATABASE_URL at an empty database")
     me = json.loads(users_file.read_text())[0]
 
     import wsgi  # the app as gunicorn serves it
