@@ -147,7 +147,7 @@ def prepare(url: str, users_file: Path) -> dict:
     from config import TestConfig
     from engage import create_app
     from engage.extensions import db
-    from engage.models import Engagement, Interaction, Score, User
+    from engage.models import Engagement, Interaction, Rubric, Score, User
 
     app = create_app(TestConfig, overrides={"SQLALCHEMY_DATABASE_URI": url, "JOBS_URL": "memory://"})
     with app.app_context():
@@ -163,8 +163,12 @@ def prepare(url: str, users_file: Path) -> dict:
         engagements = db.session.scalars(sa.select(Engagement.id).where(Engagement.closed_on.is_(None))
                                          .order_by(Engagement.id).limit(USERS * 10)).all()
         scored = sa.exists().where(Score.interaction_id == Interaction.id)  # not NOT IN: the column has NULLs
+        # only responses a rubric can score: without a published one the scoring page sends the
+        # analyst back to the engagement page, and the "score a response (form)" request would
+        # time that page too and never post
+        rubric = sa.exists().where(Rubric.campaign_id == Engagement.campaign_id, Rubric.published_at.is_not(None))
         responses = db.session.scalars(sa.select(Interaction.id).join(Engagement).where(
-            Interaction.kind == "response", ~scored, Engagement.closed_on.is_(None))
+            Interaction.kind == "response", ~scored, rubric, Engagement.closed_on.is_(None))
             .order_by(Interaction.id).limit(USERS * 50)).all()
         users = []
         for i in range(USERS):
