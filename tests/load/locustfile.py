@@ -6,6 +6,10 @@ and works on its own engagements and responses, as a team splits its companies, 
 lock conflict (409) is not expected; it is counted apart if it happens. Every write that the app
 confirms (a redirect to where the form says it goes) is counted in LOAD_RESULT_FILE, for run.py to
 check against the rows in the database afterwards: nothing lost, nothing written twice.
+
+Every request's time is also kept with the phase it fell in (LOAD_SAMPLES_FILE): "ramp" while
+analysts are still arriving (until the last one has signed in), "steady" once all of them have,
+so that run.py can report the whole run and the steady state apart.
 """
 
 from __future__ import annotations
@@ -26,6 +30,10 @@ USERS = json.loads(open(os.environ["LOAD_USERS_FILE"], encoding="utf-8").read())
 _next_user = itertools.count()
 _lock = threading.Lock()
 CONFIRMED = {"interactions": 0, "stage_moves": 0, "scores": 0, "conflicts": 0, "refused": 0}
+#: Each request's (name, milliseconds, failed) by phase: "ramp" until every analyst has signed in.
+SAMPLES: dict[str, list] = {"ramp": [], "steady": []}
+_phase = ["ramp"]
+_signed_in = itertools.count(1)
 SUBJECT = os.environ.get("LOAD_SUBJECT", "Load test note")
 
 
@@ -34,12 +42,21 @@ def confirmed(what: str) -> None:
         CONFIRMED[what] += 1
 
 
+@events.request.add_listener
+def _sample(request_type, name, response_time, exception=None, **kwargs):
+    SAMPLES[_phase[0]].append((name, round(response_time, 1), exception is not None))
+
+
 @events.quitting.add_listener
 def _write_counts(environment, **kwargs):
     path = os.environ.get("LOAD_RESULT_FILE")
     if path:
         with open(path, "w", encoding="utf-8") as out:
             json.dump(CONFIRMED, out)
+    samples = os.environ.get("LOAD_SAMPLES_FILE")
+    if samples:
+        with open(samples, "w", encoding="utf-8") as out:
+            json.dump(SAMPLES, out)
 
 
 class Analyst(HttpUser):
@@ -55,6 +72,8 @@ class Analyst(HttpUser):
                               catch_response=True) as response:
             if response.status_code != 302:
                 response.failure(f"sign-in answered {response.status_code}")
+        if next(_signed_in) >= len(USERS):  # the last analyst is in: the steady state begins
+            _phase[0] = "steady"
         if os.environ.get("LOAD_EVERY_WRITE") == "1":  # the smoke: each kind of write once per user, whatever chance does
             self.log_interaction()
             self.move_stage()

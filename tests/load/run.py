@@ -3,8 +3,12 @@
 gunicorn (LOAD_WORKERS processes) serves the app on a database built for the run (`flask synth`,
 LOAD_COMPANIES companies); the scheduler ticks every minute and drains the outbox into a real
 SMTP server (aiosmtpd) while the job worker runs; Locust (headless) sends LOAD_USERS analysts
-through the mix in tests/load/locustfile.py for LOAD_SECONDS. Afterwards the rows are counted:
-every write the app confirmed is in the database once (nothing lost, nothing written twice).
+through the mix in tests/load/locustfile.py. The analysts arrive LOAD_SPAWN_RATE a second (1: fifty
+analysts sign in over fifty seconds, not all in the same few) and then all work for LOAD_SECONDS (the
+steady state); the table gives the whole run and the steady state apart, and the CPU seconds each
+part of the stack used (gunicorn, the database server when started here, Locust, the scheduler and
+the job worker) beside the machine's. Afterwards the rows are counted: every write the app
+confirmed is in the database once (nothing lost, nothing written twice).
 
 Database: LOAD_DATABASE_URL (PostgreSQL, emptied first), or LOAD_DB=postgresql for a throwaway
 PostgreSQL server started here (as .ci/run does), or LOAD_DB=sqlite (the default) for an SQLite file.
@@ -41,6 +45,9 @@ COMPANIES = int(os.environ.get("LOAD_COMPANIES", "300" if SMOKE else "10000"))
 USERS = int(os.environ.get("LOAD_USERS", "5" if SMOKE else "50"))
 SECONDS = int(os.environ.get("LOAD_SECONDS", "15" if SMOKE else "60"))
 WORKERS = int(os.environ.get("LOAD_WORKERS", "2" if SMOKE else "4"))
+#: Analysts started per second (Locust's spawn rate); the run lasts the ramp plus LOAD_SECONDS.
+SPAWN_RATE = float(os.environ.get("LOAD_SPAWN_RATE", "5" if SMOKE else "1"))
+RAMP_SECONDS = int(-(-USERS // SPAWN_RATE)) if SPAWN_RATE > 0 else 0
 DB = os.environ.get("LOAD_DB", "postgresql" if os.environ.get("LOAD_DATABASE_URL") else "sqlite")
 PASSWORD = "load test password"
 SUBJECT = "Load test note"
@@ -74,14 +81,18 @@ def main() -> int:
         ]
         stack.extend(lambda p=p: stop(p) for p in started)
         wait_until_up(port)
-        result_file, csv_prefix = folder / "confirmed.json", folder / "stats"
+        result_file, csv_prefix, samples_file = folder / "confirmed.json", folder / "stats", folder / "samples.json"
+        load_before = os.getloadavg()
+        cpu_before = {"machine": machine_cpu(), **process_cpu(started, folder)}
+        children_before = children_cpu()
         locust = subprocess.run(
             [str(VENV_BIN / "locust"), "-f", str(ROOT / "tests" / "load" / "locustfile.py"), "--headless",
-             "--users", str(USERS), "--spawn-rate", str(max(1, USERS // 5)), "--run-time", f"{SECONDS}s",
+             "--users", str(USERS), "--spawn-rate", str(SPAWN_RATE), "--run-time", f"{RAMP_SECONDS + SECONDS}s",
              "--host", f"http://127.0.0.1:{port}", "--csv", str(csv_prefix), "--only-summary",
              "--stop-timeout", "10", "--exit-code-on-error", "0"],
             cwd=ROOT / "tests" / "load", env={**env, "LOAD_USERS_FILE": str(users_file),
                                                "LOAD_RESULT_FILE": str(result_file), "LOAD_SUBJECT": SUBJECT,
+                                               "LOAD_SAMPLES_FILE": str(samples_file),
                                                # the smoke's few users think less, so that every kind of write happens
                                                **({"LOAD_WAIT_MIN": "0.05", "LOAD_WAIT_MAX": "0.3", "LOAD_EVERY_WRITE": "1"} if SMOKE else {})},
             capture_output=True, text=True)
@@ -89,13 +100,19 @@ def main() -> int:
             print(locust.stdout[-4000:], locust.stderr[-4000:], sep="\n")
             print(f"Locust failed (exit {locust.returncode})")
             return 1
+        cpu_after = {"machine": machine_cpu(), **process_cpu(started, folder)}
+        cpu = {k: round(cpu_after[k] - cpu_before.get(k, 0.0), 1) for k in cpu_after}
+        cpu["locust"] = round(children_cpu() - children_before, 1)
         time.sleep(1)
         confirmed = json.loads(result_file.read_text())
         after = counts(url)
         rows = stats(Path(f"{csv_prefix}_stats.csv"))
+        phases = by_phase(json.loads(samples_file.read_text())) if samples_file.exists() else {}
         checks = write_checks(before, after, confirmed, smtp)
         report = {"db": DB, "companies": COMPANIES, "users": USERS, "seconds": SECONDS, "workers": WORKERS,
-                  "requests": rows, "confirmed": confirmed, "checks": checks}
+                  "spawn_rate": SPAWN_RATE, "ramp_seconds": RAMP_SECONDS,
+                  "load_average_before": [round(x, 2) for x in load_before], "cpu_seconds": cpu,
+                  "requests": rows, "phases": phases, "confirmed": confirmed, "checks": checks}
         (ROOT / ".bench").mkdir(exist_ok=True)
         (ROOT / ".bench" / f"load-{DB}.json").write_text(json.dumps(report, indent=2))
         print_report(report)
@@ -130,7 +147,7 @@ def prepare(url: str, users_file: Path) -> dict:
     from config import TestConfig
     from engage import create_app
     from engage.extensions import db
-    from engage.models import Engagement, Interaction, Score, User
+    from engage.models import Engagement, Interaction, Rubric, Score, User
 
     app = create_app(TestConfig, overrides={"SQLALCHEMY_DATABASE_URI": url, "JOBS_URL": "memory://"})
     with app.app_context():
@@ -146,8 +163,12 @@ def prepare(url: str, users_file: Path) -> dict:
         engagements = db.session.scalars(sa.select(Engagement.id).where(Engagement.closed_on.is_(None))
                                          .order_by(Engagement.id).limit(USERS * 10)).all()
         scored = sa.exists().where(Score.interaction_id == Interaction.id)  # not NOT IN: the column has NULLs
+        # only responses a rubric can score: without a published one the scoring page sends the
+        # analyst back to the engagement page, and the "score a response (form)" request would
+        # time that page too and never post
+        rubric = sa.exists().where(Rubric.campaign_id == Engagement.campaign_id, Rubric.published_at.is_not(None))
         responses = db.session.scalars(sa.select(Interaction.id).join(Engagement).where(
-            Interaction.kind == "response", ~scored, Engagement.closed_on.is_(None))
+            Interaction.kind == "response", ~scored, rubric, Engagement.closed_on.is_(None))
             .order_by(Interaction.id).limit(USERS * 50)).all()
         users = []
         for i in range(USERS):
@@ -183,6 +204,71 @@ def counts(url: str) -> dict:
     return result
 
 
+def machine_cpu() -> float:
+    """CPU seconds the whole machine has spent busy (every process, other sessions' too)."""
+    import psutil
+
+    times = psutil.cpu_times()
+    return times.user + times.nice + times.system + getattr(times, "irq", 0) + getattr(times, "softirq", 0)
+
+
+def process_cpu(started: list, folder: Path) -> dict:
+    """CPU seconds used so far by gunicorn (master and workers), the scheduler, the job worker and,
+    when started here, the PostgreSQL server (its processes run with the run's folder as data directory)."""
+    import psutil
+
+    def tree(pid: int) -> float:
+        try:
+            root = psutil.Process(pid)
+            total = 0.0
+            for p in [root, *root.children(recursive=True)]:
+                try:
+                    t = p.cpu_times()
+                    total += t.user + t.system
+                except psutil.NoSuchProcess:
+                    pass
+            return total
+        except psutil.NoSuchProcess:
+            return 0.0
+
+    result = {name: tree(p.pid) for name, p in zip(("gunicorn", "scheduler", "job worker"), started)}
+    for p in psutil.process_iter(["name", "cmdline"]):
+        try:
+            if p.info["name"] == "postgres" and str(folder) in " ".join(p.info["cmdline"] or []):
+                result["postgresql"] = tree(p.pid)
+                break
+        except psutil.Error:
+            pass
+    return result
+
+
+def children_cpu() -> float:
+    """CPU seconds of this process's finished children (here: Locust, waited for by subprocess.run)."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def by_phase(samples: dict) -> dict:
+    """Per request kind and in all: requests, failures, median and p95 ms, for the whole run and the
+    steady state (once every analyst had started), from each request's own time."""
+    import statistics
+
+    def summary(items: list) -> dict:
+        times = sorted(ms for _, ms, _ in items)
+        return {"requests": len(times), "failures": sum(1 for *_, failed in items if failed),
+                "median_ms": round(statistics.median(times)) if times else 0,
+                "p95_ms": round(times[min(len(times) - 1, int(len(times) * 0.95))]) if times else 0}
+
+    out = {}
+    for phase, items in (("whole", samples["ramp"] + samples["steady"]), ("steady", samples["steady"])):
+        names = sorted({name for name, *_ in items})
+        out[phase] = {name: summary([i for i in items if i[0] == name]) for name in names}
+        out[phase]["all"] = summary(items)
+    return out
+
+
 def write_checks(before: dict, after: dict, confirmed: dict, smtp) -> list[dict]:
     grown = {k: after[k] - before[k] for k in after}
     return [
@@ -214,13 +300,27 @@ def stats(path: Path) -> list[dict]:
 
 
 def print_report(report: dict) -> None:
-    print(f"\nLoad: {report['users']} analysts for {report['seconds']} s, gunicorn {report['workers']} workers, "
-          f"{report['db']}, {report['companies']:,} companies (scheduler and job worker running)\n")
+    print(f"\nLoad: {report['users']} analysts arriving {report['spawn_rate']:g} a second ({report['ramp_seconds']} s), "
+          f"then {report['seconds']} s all working; gunicorn {report['workers']} workers, "
+          f"{report['db']}, {report['companies']:,} companies (scheduler and job worker running); "
+          f"load average before: {' '.join(str(x) for x in report['load_average_before'])}\n")
     print("| request | requests | failures | median ms | p95 ms | req/s |")
     print("|---|---:|---:|---:|---:|---:|")
     for r in report["requests"]:
         print(f"| {r['name']} | {r['requests']} | {r['failures']} | {r['median_ms']:.0f} | {r['p95_ms']:.0f} "
               f"| {r['rps']} |")
+    phases = report.get("phases") or {}
+    if phases:
+        print("\nFrom each request's time: the whole run and the steady state (all analysts started)\n")
+        print("| request | whole: requests | median ms | p95 ms | steady: requests | median ms | p95 ms |")
+        print("|---|---:|---:|---:|---:|---:|---:|")
+        for name, whole in phases["whole"].items():
+            steady = phases["steady"].get(name, {"requests": 0, "median_ms": 0, "p95_ms": 0})
+            print(f"| {name} | {whole['requests']} | {whole['median_ms']} | {whole['p95_ms']} "
+                  f"| {steady['requests']} | {steady['median_ms']} | {steady['p95_ms']} |")
+    print("\nCPU seconds during the run: " + ", ".join(f"{k} {v}" for k, v in report["cpu_seconds"].items())
+          + f" (about {report['ramp_seconds'] + report['seconds']} s of wall time on {os.cpu_count()} CPUs; "
+          "'machine' counts every process, other sessions' too)")
     print(f"\nConfirmed writes: {report['confirmed']}")
     for c in report["checks"]:
         print(f"  [{'ok' if c['ok'] else 'FAILED'}] {c['check']}: {c['detail']}")
