@@ -35,6 +35,7 @@ raw SQL); the first request after a write pays what every request paid before.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
 from decimal import Decimal
@@ -196,8 +197,6 @@ def _held_json(item: screening.HeldAgain) -> list:
 
 
 def _held(item: list) -> screening.HeldAgain:
-    import datetime as dt
-
     fund_id, fund, currency, as_of, company_id, company, value, engagement_id, owner_id, divested_on = item
     return screening.HeldAgain(fund_id, fund, currency, dt.date.fromisoformat(as_of), company_id, company,
                                None if value is None else Decimal(value), engagement_id, owner_id,
