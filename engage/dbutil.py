@@ -146,6 +146,29 @@ def distinct_values(column) -> list:
     return list(db.session.scalars(sa.select(found.c.value).where(found.c.value.is_not(None)).order_by(found.c.value)))
 
 
+def write_log_function(function: str, counter: str) -> str:
+    """PostgreSQL: the trigger function adding the writing transaction's row to `write_log` for
+    `counter` (engage.holdings.stored explains the log), once per transaction.
+
+    A row is keyed by the transaction's id, and a transaction's later statements add nothing (a
+    transaction-local setting says it has its row; rolled back with it, as the row is). The key
+    alone cannot say so: a dump restored into another server carries the old server's rows, whose
+    ids the new one hands out again (a young server starts below 1,000), and a write whose id is
+    already there would move nothing, leaving the pages counted before it in use. Such a write
+    gets a row of its own instead, keyed by the log's own sequence, negated (no transaction id is
+    negative, and the sequence never repeats, in a restored dump too)."""
+    setting = f"engage.write_logged_{counter}"
+    return (
+        f"CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $body$ BEGIN "
+        f"IF current_setting('{setting}', true) IS DISTINCT FROM txid_current()::text THEN "
+        f"INSERT INTO write_log (name, txid) VALUES ('{counter}', txid_current()) ON CONFLICT (name, txid) DO NOTHING; "
+        f"IF NOT FOUND THEN "
+        f"INSERT INTO write_log (name, txid) VALUES ('{counter}', -nextval(pg_get_serial_sequence('write_log', 'id'))); "
+        f"END IF; "
+        f"PERFORM set_config('{setting}', txid_current()::text, true); "
+        f"END IF; RETURN NULL; END $body$")
+
+
 def missing_triggers(conn, prefix: str, triggers: dict[str, str], functions: Collection[str] = ()) -> list[str]:
     """Which of `triggers` (name → table) and, on PostgreSQL, of their trigger `functions` are not
     in the database (or are disabled), as 'trigger name (on table)' and 'function name()'.

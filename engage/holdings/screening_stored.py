@@ -76,7 +76,6 @@ PG_TRUNCATE_TRIGGERS = {f"screening_writes_{table}_at": table for table in ("eng
 
 BUMP = (f"INSERT INTO write_counters (name, writes) VALUES ('{COUNTER}', 1) "
         "ON CONFLICT (name) DO UPDATE SET writes = write_counters.writes + 1")
-LOG = f"INSERT INTO write_log (name, txid) VALUES ('{COUNTER}', txid_current()) ON CONFLICT (name, txid) DO NOTHING"
 
 FIGURES, LISTS, HELD = "screening-figures", "screening-lists", "screening-held"
 
@@ -86,8 +85,7 @@ FIGURES, LISTS, HELD = "screening-figures", "screening-lists", "screening-held"
 def statements(dialect: str) -> list[str]:
     """The DDL that makes the triggers (and PostgreSQL's function)."""
     if dialect == "postgresql":
-        out = [f"CREATE OR REPLACE FUNCTION {FUNCTION}() RETURNS trigger LANGUAGE plpgsql AS $body$ "
-               f"BEGIN {LOG}; RETURN NULL; END $body$"]
+        out = [dbutil.write_log_function(FUNCTION, COUNTER)]
         for name, (table, event, _) in _TRIGGERS.items():
             out.append(f"CREATE TRIGGER {name} AFTER {event} ON {table} FOR EACH STATEMENT EXECUTE FUNCTION {FUNCTION}()")
         for name, table in PG_TRUNCATE_TRIGGERS.items():

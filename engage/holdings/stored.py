@@ -20,8 +20,9 @@ stores. On PostgreSQL one counter row updated by every writing transaction would
 transactions take turns until each commits (a minute-long holdings import holding up a flag added
 on a company page, and a deadlock wherever two of them also wait on each other's rows); there the
 triggers instead add one row per writing transaction to `write_log` (name, the transaction's id:
-`ON CONFLICT DO NOTHING` for its later statements, and no two transactions share a key, so none
-waits), and the value compared is (clearings, rows in the log): a commit adds a row, so the value
+nothing for its later statements, and no two transactions share a key, so none waits; a
+transaction id already logged by the server a dump was restored from gets a row of its own:
+dbutil.write_log_function, migration 0042), and the value compared is (clearings, rows in the log): a commit adds a row, so the value
 changes exactly when a write commits. Housekeeping clears the log when it passes LOG_CLEAR_AT rows
 and counts the clearing in the counter row, in one transaction (`clear_log`).
 """
@@ -53,8 +54,6 @@ FUNCTION = "exposure_writes_bump"
 
 BUMP = (f"INSERT INTO write_counters (name, writes) VALUES ('{COUNTER}', 1) "
         "ON CONFLICT (name) DO UPDATE SET writes = write_counters.writes + 1")
-#: PostgreSQL: the writing transaction's row in the log (once per transaction).
-LOG = f"INSERT INTO write_log (name, txid) VALUES ('{COUNTER}', txid_current()) ON CONFLICT (name, txid) DO NOTHING"
 #: Housekeeping clears PostgreSQL's log past this many rows (a clearing makes the next funds page count once).
 LOG_CLEAR_AT = 1000
 
@@ -64,8 +63,7 @@ LOG_CLEAR_AT = 1000
 def statements(dialect: str) -> list[str]:
     """The DDL that makes the triggers (and PostgreSQL's function)."""
     if dialect == "postgresql":
-        out = [f"CREATE OR REPLACE FUNCTION {FUNCTION}() RETURNS trigger LANGUAGE plpgsql AS $body$ "
-               f"BEGIN {LOG}; RETURN NULL; END $body$"]
+        out = [dbutil.write_log_function(FUNCTION, COUNTER)]
         for name, table in TRIGGERS.items():
             event = {"ai": "INSERT", "au": "UPDATE", "ad": "DELETE"}[name.rsplit("_", 1)[1]]
             out.append(f"CREATE TRIGGER {name} AFTER {event} ON {table} FOR EACH STATEMENT EXECUTE FUNCTION {FUNCTION}()")
