@@ -114,6 +114,12 @@ MALFORMED = [
     ("no identifier", b"Foo,Bar\n1,2\n", "x.csv", "no header row with an identifier column"),
     ("bad number", b"Name,Ticker,Market Value\nAlpha,AAA,12abc\nBeta,BBB,5\n", "x.csv", "row 2, column Market Value: not a number ('12abc')"),
     ("duplicate", b"Name,ISIN,Market Value\nApple,US0378331005,1\nApple again,US0378331005,2\n", "x.csv", "row 3: ISIN US0378331005 is also in row 2"),
+    # a name that reads the same (decomposed accents, spaces, full-width letters) is the same security
+    # listed twice, refused as a case difference is, not added up as if share classes (h-break5)
+    ("same name, another form", "Name,Market Value\nSoci\u00e9t\u00e9 G\u00e9n\u00e9rale Test,100\n"
+     "  Socie\u0301te\u0301   Ge\u0301ne\u0301rale Test ,5\n".encode(), "x.csv", "row 3: this name is also in row 2"),
+    ("same name, full-width", "Name,Market Value\nSoci\u00e9t\u00e9 G\u00e9n\u00e9rale Test,100\n"
+     "\uff33\uff4f\uff43\uff49\u00e9t\u00e9 G\u00e9n\u00e9rale Test,5\n".encode(), "x.csv", "row 3: this name is also in row 2"),
     ("bad isin", b"Name,ISIN,Market Value\nApple,US0378331006,1\n", "x.csv", "expected 5"),
     ("weight over 100", b"Name,Ticker,Weight (%)\nAlpha,AAA,250\n", "x.csv", "a weight is 0 to 100"),
     ("header only", b"Name,Ticker,Market Value\n", "x.csv", "header but no holdings"),

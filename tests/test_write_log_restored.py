@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from engage.extensions import db
 from engage.holdings import screening_stored, stored
 from engage.models import Company, Holding
-from tests.test_screening_writes import counted_now, get_pages, two_funds  # noqa: F401 (a fixture)
+from tests.test_screening_writes import counted_now, get_pages, two_funds, urls  # noqa: F401 (a fixture)
 
 #: How many transaction ids past the current one the "restored" rows cover (other databases of the
 #: same server, the lead's test runs among them, take ids meanwhile).
@@ -66,3 +66,29 @@ def test_a_transaction_still_adds_one_row_to_each_log_however_many_statements(ap
     after = rows()
     assert after[stored.COUNTER] == before[stored.COUNTER] + 1
     assert after[screening_stored.COUNTER] == before[screening_stored.COUNTER] + 1
+
+
+def test_a_read_only_database_still_shows_the_counted_pages(client, login_as, two_funds):  # noqa: F811
+    """A standby or a database put read-only for maintenance: the funds, screening and dashboard pages
+    count live and show, though their figures cannot be stored (PostgreSQL refuses with SQLSTATE
+    25006, an InternalError, not the OperationalError a held SQLite lock raises). h-break5 found 500s."""
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL's read-only transactions")
+    login_as("analyst")
+    db.session.execute(sa.text("DELETE FROM dashboard_figures"))
+    db.session.commit()
+    database = db.engine.url.database
+    db.session.execute(sa.text(f'ALTER DATABASE "{database}" SET default_transaction_read_only = on'))
+    db.session.commit()
+    db.session.remove()
+    db.engine.dispose()  # new connections take the setting
+    try:
+        for url in ["/holdings/funds", "/", *urls(two_funds)]:
+            assert client.get(url).status_code == 200, url
+        assert db.session.scalar(sa.text("SELECT count(*) FROM dashboard_figures")) == 0  # nothing stored
+    finally:
+        db.session.remove()
+        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.execute(sa.text("SET default_transaction_read_only = off"))  # this session's, then the database's
+            connection.execute(sa.text(f'ALTER DATABASE "{database}" RESET default_transaction_read_only'))
+        db.engine.dispose()

@@ -101,6 +101,13 @@ BOUNDS = {
 }
 
 
+
+def _same_text(name: str) -> str:
+    """A name as a reader sees it: compatibility forms (full-width letters, ligatures, decomposed
+    accents) composed, case folded, runs of spaces made one. Two rows whose names read the same are
+    the same security listed twice; names that differ in wording (share classes) are grouped later."""
+    return " ".join(unicodedata.normalize("NFKC", name).casefold().split())
+
 @dataclass(frozen=True)
 class Limits:
     """How much of a file is read at most; the CLI and the web build it from the app's config."""
@@ -1087,7 +1094,7 @@ def _read_holdings(table: list[_TableRow], header_row: int, result: ParsedFile, 
         if not holding.name:
             holding.name = holding.isin or holding.ticker
         key = ("isin", holding.isin) if holding.isin else ("ticker", holding.ticker, holding.exchange) \
-            if holding.ticker else ("name", holding.name.lower())
+            if holding.ticker else ("name", _same_text(holding.name))
         if key in seen:
             what = {"isin": f"ISIN {holding.isin}", "ticker": f"ticker {holding.ticker}"}.get(key[0], "this name")
             result.errors.append(RowError(line, "", holding.name, f"{what} is also in row {seen[key]}: a holdings "

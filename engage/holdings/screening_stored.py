@@ -173,7 +173,7 @@ def remembered(kind: str, key, count) -> dict:
     try:
         _store(kind, {"writes": current, "key": key, "value": value}, round(time.perf_counter() - wall, 3),
                round(time.process_time() - cpu, 3))
-    except sa.exc.OperationalError:  # e.g. SQLite's write lock held too long: shown all the same
+    except (sa.exc.OperationalError, sa.exc.InternalError):  # a held write lock (SQLite), a read-only database: shown
         db.session.rollback()
         log.warning("screening figures counted in the request could not be stored", exc_info=True)
     return value

@@ -197,7 +197,7 @@ def exposures() -> list[screening.FundExposure]:
     try:
         _store(current, [exposure_json(e) for e in counted], round(time.perf_counter() - wall, 3),
                round(time.process_time() - cpu, 3))
-    except sa.exc.OperationalError:  # e.g. SQLite's write lock held too long: show them all the same
+    except (sa.exc.OperationalError, sa.exc.InternalError):  # a held write lock (SQLite), a read-only database: shown
         db.session.rollback()
         log.warning("fund exposures counted in the request could not be stored", exc_info=True)
     # The commit expired the funds: read them again in one query (not one per fund when drawn).

@@ -205,7 +205,7 @@ def current(now: dt.datetime) -> DashboardFigures:
     counted = count(now)
     try:
         store(counted)
-    except sa.exc.OperationalError:  # e.g. SQLite's write lock held too long: show them all the same
+    except (sa.exc.OperationalError, sa.exc.InternalError):  # a held write lock (SQLite), a read-only database: shown
         db.session.rollback()
         log.warning("dashboard figures counted in the request could not be stored", exc_info=True)
     return DashboardFigures(**counted)
