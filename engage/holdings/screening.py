@@ -759,6 +759,21 @@ def _of_snapshots(query: sa.Select, snap) -> sa.Select:
     return query.where(sa.tuple_(Holding.fund_id, Holding.as_of).in_(pairs))
 
 
+def _held_again_candidates(snap) -> sa.Select:
+    """Holdings of `snap`'s snapshots dated after their company's divestment (the latest divesting
+    event, else the engagement's close or opening), with fund, company and engagement joined."""
+    events = cycle.divesting_events()
+    divested_on = sa.func.coalesce(events.c.occurred_on, Engagement.closed_on, Engagement.opened_on, type_=sa.Date)
+    return (
+        _of_snapshots(_held_again_select(Engagement, divested_on), snap)
+        .join(Fund, Fund.id == Holding.fund_id)
+        .join(Company, Company.id == Holding.company_id)
+        .join(Engagement, Engagement.company_id == Holding.company_id)
+        .outerjoin(events, events.c.engagement_id == Engagement.id)
+        .where(Engagement.is_divested, Holding.as_of > divested_on)
+    )
+
+
 def held_again(snap, engagement_id: int | None = None, limit: int | None = None, *, offset: int = 0,
                fund_id: int | None = None, per_fund: int | None = None):
     """`held_after_divestment`'s rows (the first `limit` of them after `offset`, when given; of fund
@@ -771,16 +786,7 @@ def held_again(snap, engagement_id: int | None = None, limit: int | None = None,
     With `per_fund`: the first `per_fund` rows of every fund, as (row, the fund's count) pairs
     (for all funds, `_held_again_per_fund`: led by an index, not by ranking every row).
     """
-    events = cycle.divesting_events()
-    divested_on = sa.func.coalesce(events.c.occurred_on, Engagement.closed_on, Engagement.opened_on, type_=sa.Date)
-    candidates = (
-        _of_snapshots(_held_again_select(Engagement, divested_on), snap)
-        .join(Fund, Fund.id == Holding.fund_id)
-        .join(Company, Company.id == Holding.company_id)
-        .join(Engagement, Engagement.company_id == Holding.company_id)
-        .outerjoin(events, events.c.engagement_id == Engagement.id)
-        .where(Engagement.is_divested, Holding.as_of > divested_on)
-    )
+    candidates = _held_again_candidates(snap)
     if engagement_id is not None:
         candidates = candidates.where(Engagement.id == engagement_id)
     if fund_id is not None:
@@ -814,16 +820,7 @@ def held_again(snap, engagement_id: int | None = None, limit: int | None = None,
 
 def held_again_ids(snap) -> dict[int, list[int]]:
     """Per fund of `snap`: its held-again holdings as ids in `held_again`'s order (one query, ranking every row)."""
-    events = cycle.divesting_events()
-    divested_on = sa.func.coalesce(events.c.occurred_on, Engagement.closed_on, Engagement.opened_on, type_=sa.Date)
-    rows = (
-        _of_snapshots(_held_again_select(Engagement, divested_on), snap)
-        .join(Fund, Fund.id == Holding.fund_id)
-        .join(Company, Company.id == Holding.company_id)
-        .join(Engagement, Engagement.company_id == Holding.company_id)
-        .outerjoin(events, events.c.engagement_id == Engagement.id)
-        .where(Engagement.is_divested, Holding.as_of > divested_on)
-    ).subquery("held_again")
+    rows = _held_again_candidates(snap).subquery("held_again")
     result: dict[int, list[int]] = defaultdict(list)
     for fund_id, holding_id in db.session.execute(
             sa.select(rows.c.fund_id, rows.c.holding_id).where(rows.c.nth == 1)

@@ -95,25 +95,21 @@ def statements(dialect: str) -> list[str]:
             + f" BEGIN {BUMP}; END" for name, (table, event, when) in _TRIGGERS.items()]
 
 
+def _triggers(conn) -> dict[str, str]:
+    """The triggers by name → table: on PostgreSQL also the statement-level ones on TRUNCATE."""
+    return {**TRIGGERS, **(PG_TRUNCATE_TRIGGERS if conn.dialect.name == "postgresql" else {})}
+
+
 def install(conn) -> None:
-    uninstall(conn)
-    for statement in statements(conn.dialect.name):
-        conn.execute(sa.text(statement))
+    dbutil.create_triggers(conn, statements(conn.dialect.name), _triggers(conn), [FUNCTION])
 
 
 def uninstall(conn) -> None:
-    postgresql_ = conn.dialect.name == "postgresql"
-    names = {**TRIGGERS, **(PG_TRUNCATE_TRIGGERS if postgresql_ else {})}
-    for name, table in names.items():
-        conn.execute(sa.text(f"DROP TRIGGER IF EXISTS {name}" + (f" ON {table}" if postgresql_ else "")))
-    if postgresql_:
-        conn.execute(sa.text(f"DROP FUNCTION IF EXISTS {FUNCTION}()"))
+    dbutil.drop_triggers(conn, _triggers(conn), [FUNCTION])
 
 
 def missing_triggers(conn) -> list[str]:
-    if conn.dialect.name == "postgresql":
-        return dbutil.missing_triggers(conn, "screening_writes_", {**TRIGGERS, **PG_TRUNCATE_TRIGGERS}, [FUNCTION])
-    return dbutil.missing_triggers(conn, "screening_writes_", TRIGGERS)
+    return dbutil.missing_triggers(conn, "screening_writes_", _triggers(conn), [FUNCTION])
 
 
 def writes() -> list[int]:
