@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from contextlib import closing
 from itertools import chain, islice
 
@@ -11,6 +12,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from engage.extensions import db
+
+log = logging.getLogger(__name__)
 
 
 def insert_ignoring_conflicts(model, rows: list[dict]) -> list[int]:
@@ -50,6 +53,19 @@ def is_lock_timeout(error: Exception) -> bool:
         return True
     return type(original).__name__ == "OperationalError" and "database is locked" in str(original)
 
+
+def store_if_possible(store: Callable[[], None], what: str) -> None:
+    """Run `store` (figures counted in a request, stored for the next ones, then committed); if the
+    database cannot take the write now (SQLite's write lock held past the busy timeout, or a
+    read-only PostgreSQL database: SQLSTATE 25006), roll back and log a warning: the page shows
+    what it counted all the same. Any other error is raised."""
+    try:
+        store()
+    except (sa.exc.OperationalError, sa.exc.InternalError) as error:
+        if isinstance(error, sa.exc.InternalError) and getattr(error.orig, "sqlstate", None) != "25006":
+            raise
+        db.session.rollback()
+        log.warning("%s counted in the request could not be stored", what, exc_info=True)
 
 def write_rows(table, columns: Sequence[str], rows: Iterable[Sequence], *, constants: dict | None = None,
                encoded: Collection[str] = ()) -> None:

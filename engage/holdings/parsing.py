@@ -101,12 +101,12 @@ BOUNDS = {
 }
 
 
-
 def _same_text(name: str) -> str:
     """A name as a reader sees it: compatibility forms (full-width letters, ligatures, decomposed
     accents) composed, case folded, runs of spaces made one. Two rows whose names read the same are
     the same security listed twice; names that differ in wording (share classes) are grouped later."""
     return " ".join(unicodedata.normalize("NFKC", name).casefold().split())
+
 
 @dataclass(frozen=True)
 class Limits:

@@ -36,7 +36,6 @@ raw SQL); the first request after a write pays what every request paid before.
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import time
 from decimal import Decimal
 
@@ -49,7 +48,6 @@ from engage.holdings import screening
 from engage.holdings import stored as exposure_stored
 from engage.models import DashboardFigures
 
-log = logging.getLogger("engage.holdings")
 
 COUNTER = "screening"
 FUNCTION = "screening_writes_bump"
@@ -166,12 +164,9 @@ def remembered(kind: str, key, count) -> dict:
         return row.data["value"]
     wall, cpu = time.perf_counter(), time.process_time()
     value = count()
-    try:
-        _store(kind, {"writes": current, "key": key, "value": value}, round(time.perf_counter() - wall, 3),
-               round(time.process_time() - cpu, 3))
-    except (sa.exc.OperationalError, sa.exc.InternalError):  # a held write lock (SQLite), a read-only database: shown
-        db.session.rollback()
-        log.warning("screening figures counted in the request could not be stored", exc_info=True)
+    dbutil.store_if_possible(lambda: _store(kind, {"writes": current, "key": key, "value": value},
+                                            round(time.perf_counter() - wall, 3), round(time.process_time() - cpu, 3)),
+                             "screening figures")
     return value
 
 

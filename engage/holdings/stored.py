@@ -22,15 +22,15 @@ on a company page, and a deadlock wherever two of them also wait on each other's
 triggers instead add one row per writing transaction to `write_log` (name, the transaction's id:
 nothing for its later statements, and no two transactions share a key, so none waits; a
 transaction id already logged by the server a dump was restored from gets a row of its own:
-dbutil.write_log_function, migration 0042), and the value compared is (clearings, rows in the log): a commit adds a row, so the value
-changes exactly when a write commits. Housekeeping clears the log when it passes LOG_CLEAR_AT rows
-and counts the clearing in the counter row, in one transaction (`clear_log`).
+dbutil.write_log_function, migration 0042), and the value compared is (clearings, rows in the
+log): a commit adds a row, so the value changes exactly when a write commits. Housekeeping clears
+the log when it passes LOG_CLEAR_AT rows and counts the clearing in the counter row, in one
+transaction (`clear_log`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import time
 from decimal import Decimal
 
@@ -42,7 +42,6 @@ from engage.extensions import db
 from engage.holdings import screening
 from engage.models import DashboardFigures, Fund
 
-log = logging.getLogger("engage.holdings")
 
 KIND = "exposure"
 COUNTER = "exposure"
@@ -190,12 +189,9 @@ def exposures() -> list[screening.FundExposure]:
     wall, cpu = time.perf_counter(), time.process_time()
     counted = screening.exposures()
     ids = [e.fund.id for e in counted]  # before the commit expires the funds
-    try:
-        _store(current, [exposure_json(e) for e in counted], round(time.perf_counter() - wall, 3),
-               round(time.process_time() - cpu, 3))
-    except (sa.exc.OperationalError, sa.exc.InternalError):  # a held write lock (SQLite), a read-only database: shown
-        db.session.rollback()
-        log.warning("fund exposures counted in the request could not be stored", exc_info=True)
+    dbutil.store_if_possible(lambda: _store(current, [exposure_json(e) for e in counted],
+                                            round(time.perf_counter() - wall, 3), round(time.process_time() - cpu, 3)),
+                             "fund exposures")
     # The commit expired the funds: read them again in one query (not one per fund when drawn).
     db.session.scalars(sa.select(Fund).where(Fund.id.in_(ids))).all()
     return counted

@@ -34,13 +34,13 @@ import sqlalchemy as sa
 from flask import current_app
 from sqlalchemy.dialects import postgresql, sqlite
 
-from engage import clock
+from engage import clock, dbutil
 from engage.engagements.queries import quiet_since
 from engage.extensions import db
 from engage.holdings import screening
 from engage.holdings import stored as holdings_stored
 from engage.main import team
-from engage.models import DashboardFigures, Engagement, Escalation, Fund, Stage
+from engage.models import DashboardFigures, Engagement, Escalation, Stage
 from engage.models.holdings import HoldingImport
 from engage.reminders import service as reminders
 
@@ -203,11 +203,7 @@ def current(now: dt.datetime) -> DashboardFigures:
         return row
     log.info("dashboard figures %s: counted in the request", "missing" if row is None else "stale")
     counted = count(now)
-    try:
-        store(counted)
-    except (sa.exc.OperationalError, sa.exc.InternalError):  # a held write lock (SQLite), a read-only database: shown
-        db.session.rollback()
-        log.warning("dashboard figures counted in the request could not be stored", exc_info=True)
+    dbutil.store_if_possible(lambda: store(counted), "dashboard figures")
     return DashboardFigures(**counted)
 
 
